@@ -1,0 +1,39 @@
+//! # direwolf-core
+//!
+//! The Kubernetes-free heart of direwolf: domain types ([`User`], [`App`], [`Pairing`],
+//! [`Session`]), the traits the Moonlight server and the control plane are written against
+//! ([`PairingStore`], [`UserStore`], [`AppCatalog`], [`SessionStore`], [`IdentityStore`],
+//! [`Launcher`], [`PinBroker`]) and their embedded backends: in memory ([`memory`]) and, with
+//! the `persistent` feature, an ACID database in a data directory.
+//!
+//! ```
+//! use direwolf_core::{App, AppCatalog, AppId, Stores};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> direwolf_core::Result<()> {
+//! let stores = Stores::in_memory();
+//! stores.apps.put(App::new(AppId::new(1)?, "Desktop")?, None).await?;
+//! let titles: Vec<String> = stores.apps.list().await?.into_iter().map(|a| a.title).collect();
+//! assert_eq!(titles, ["Desktop"]);
+//! # Ok(())
+//! # }
+//! ```
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod ids;
+pub mod launcher;
+pub mod memory;
+pub mod model;
+pub mod pin;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use ids::{AesKey, AppId, Fingerprint, PairSecret, Pin, RiKeyId, SessionId, UserName};
+pub use launcher::{LaunchError, LaunchOutcome, Launcher, NoStreamingHost};
+pub use model::{
+    App, AppAsset, LaunchRequest, Pairing, ResumeRequest, ServerIdentity, Session, SessionPhase,
+    StreamKeys, StreamPlacement, StreamPorts, User, VideoMode,
+};
+pub use pin::{InMemoryPinBroker, PendingPin, PendingPinRequest, PinBroker, PinError, PinSubmission};
+pub use store::{AppCatalog, IdentityStore, PairingStore, SessionStore, SessionStoreExt, Stores, UserStore};

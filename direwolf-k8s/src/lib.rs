@@ -1,0 +1,1 @@
+//! Kubernetes backends of direwolf. Under construction: see issue 5.

@@ -1,0 +1,1 @@
+//! Runnable examples of the direwolf crates; see `examples/README.md`.
