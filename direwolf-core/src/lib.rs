@@ -27,6 +27,7 @@ pub mod memory;
 pub mod model;
 pub mod pin;
 pub mod store;
+pub mod stream_host;
 
 pub use error::{Error, Result};
 pub use ids::{AesKey, AppId, Fingerprint, PairSecret, Pin, RiKeyId, SessionId, UserName};
