@@ -1,1 +1,7 @@
-//! A typed client for the Wolf HTTP API. Under construction: see issue 3.
+//! WIP
+#![allow(missing_docs)]
+pub mod error;
+pub mod ids;
+pub mod secret;
+pub mod types;
+pub mod version;
