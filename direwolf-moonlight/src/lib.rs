@@ -1,1 +1,9 @@
-//! The Moonlight (GameStream) HTTP/HTTPS server library. Under construction: see issue 2.
+//! The Moonlight (GameStream) HTTP/HTTPS server library.
+#![warn(missing_docs)]
+
+pub mod crypto;
+pub mod identity;
+pub mod query;
+pub mod xml;
+
+pub use identity::{IdentityError, LoadedIdentity, generate_identity};
