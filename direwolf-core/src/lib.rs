@@ -26,6 +26,7 @@ pub mod launcher;
 pub mod memory;
 pub mod model;
 pub mod pin;
+pub mod relay;
 pub mod store;
 pub mod stream_host;
 

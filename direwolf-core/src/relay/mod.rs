@@ -1,0 +1,548 @@
+//! The stream relay: per-session public port sets forwarded to the Wolf that runs the session.
+//!
+//! Moonlight sends RTSP (TCP), the audio and video pings (UDP) and the ENet control stream (UDP) to
+//! the address it used for HTTP (`streaming-ports.md` §1). A [`Relay`] owns a range of public
+//! ports; [`Relay::open_session`] leases four of them ([`StreamPorts`]) and starts
+//!
+//! * an L7 RTSP relay ([`rtsp`]) that points every request at the session's fake RTSP IP and
+//!   rewrites `Transport: server_port=` in SETUP answers to the public UDP ports, so every Wolf can
+//!   keep its default ports 48100/48200/47999, and
+//! * three UDP relays ([`udp`]) that map each admitted client endpoint to its own upstream socket
+//!   and send Wolf's answers back from the public port the client pinged.
+//!
+//! Dropping (or [`SessionRelay::close`]-ing) the returned handle stops the session's tasks and
+//! frees its ports.
+//!
+//! ```no_run
+//! use direwolf_core::relay::{Relay, RelayConfig, SessionRelayConfig};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let relay = Relay::new(RelayConfig::new("203.0.113.1".parse()?, 40000..=40999))?;
+//! let session = relay
+//!     .open_session(SessionRelayConfig::new(
+//!         "198.51.100.7".parse()?,   // the client (the /launch caller)
+//!         "10.0.0.5:48010".parse()?, // the Wolf's RTSP address
+//!         "10.99.0.7".parse()?,      // the rtsp_fake_ip given to Wolf
+//!     ))
+//!     .await?;
+//! let url = format!("rtsp://203.0.113.1:{}", session.ports().rtsp); // -> sessionUrl0
+//! # let _ = url;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod ports;
+pub mod rtsp;
+pub mod stats;
+pub mod udp;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::{AbortHandle, JoinHandle};
+
+use crate::StreamPorts;
+
+pub use ports::{PortAllocError, PortAllocator, PortLease};
+pub use rtsp::{RtspError, RtspLimits};
+pub use stats::{RtspStats, SessionStats, StreamKind, UdpDrops, UdpStats};
+pub use udp::{Admission, SessionSecrets};
+
+/// Errors of the relay.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// No port set is free.
+    #[error(transparent)]
+    Ports(#[from] PortAllocError),
+    /// A public socket could not be opened.
+    #[error("cannot listen on {address} for {what}: {source}")]
+    Bind {
+        /// `"rtsp"`, `"video"`, `"audio"` or `"control"`.
+        what: &'static str,
+        /// The address.
+        address: SocketAddr,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// The configuration is not usable.
+    #[error("invalid relay configuration: {0}")]
+    Invalid(String),
+    /// [`Relay::shutdown`] was called.
+    #[error("the relay is shut down")]
+    ShutDown,
+}
+
+/// Result of relay operations.
+pub type Result<T, E = RelayError> = std::result::Result<T, E>;
+
+/// Settings of a [`Relay`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayConfig {
+    /// The address the public sockets bind to (the Moonlight endpoint's IP, or unspecified).
+    pub public_ip: IpAddr,
+    /// Ports handed out to sessions, cut into sets of four (see [`PortAllocator`]).
+    pub port_range: RangeInclusive<u16>,
+    /// A UDP mapping is forgotten after this long without a datagram from the client.
+    pub udp_idle_timeout: Duration,
+    /// Client endpoints mapped per stream and session at most.
+    pub max_mappings_per_stream: usize,
+    /// Requested `SO_RCVBUF`/`SO_SNDBUF` of every UDP socket, bytes (0: system default).
+    pub socket_buffer_bytes: usize,
+    /// RTSP sizes and timeouts.
+    pub rtsp: RtspLimits,
+}
+
+impl RelayConfig {
+    /// Defaults (60 s idle timeout, 4 mappings per stream, 4 MiB socket buffers) for an address
+    /// and port range.
+    pub fn new(public_ip: IpAddr, port_range: RangeInclusive<u16>) -> Self {
+        RelayConfig {
+            public_ip,
+            port_range,
+            udp_idle_timeout: Duration::from_secs(60),
+            max_mappings_per_stream: 4,
+            socket_buffer_bytes: 4 * 1024 * 1024,
+            rtsp: RtspLimits::default(),
+        }
+    }
+}
+
+/// Wolf's UDP ports, used until a SETUP answer names others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WolfPorts {
+    /// Video (`WOLF_VIDEO_PING_PORT`).
+    pub video: u16,
+    /// Audio (`WOLF_AUDIO_PING_PORT`).
+    pub audio: u16,
+    /// Control (`WOLF_CONTROL_PORT`).
+    pub control: u16,
+}
+
+impl Default for WolfPorts {
+    /// Wolf's defaults: video 48100, audio 48200, control 47999.
+    fn default() -> Self {
+        WolfPorts {
+            video: 48100,
+            audio: 48200,
+            control: 47999,
+        }
+    }
+}
+
+/// What the relay must know about one session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRelayConfig {
+    /// The client's IP (the `/launch` caller); new UDP endpoints from it are admitted.
+    pub client_ip: IpAddr,
+    /// Wolf's RTSP address.
+    pub wolf_rtsp: SocketAddr,
+    /// The host of Wolf's UDP ports.
+    pub wolf_udp_host: IpAddr,
+    /// Wolf's UDP ports until SETUP answers name them.
+    pub wolf_ports: WolfPorts,
+    /// The `rtsp_fake_ip` the control plane gave Wolf for this session.
+    pub fake_rtsp_ip: Ipv4Addr,
+}
+
+impl SessionRelayConfig {
+    /// A session on a Wolf with default UDP ports on the same host as its RTSP port.
+    pub fn new(client_ip: IpAddr, wolf_rtsp: SocketAddr, fake_rtsp_ip: Ipv4Addr) -> Self {
+        SessionRelayConfig {
+            client_ip,
+            wolf_rtsp,
+            wolf_udp_host: wolf_rtsp.ip(),
+            wolf_ports: WolfPorts::default(),
+            fake_rtsp_ip,
+        }
+    }
+}
+
+/// State shared by one session's tasks.
+#[derive(Debug)]
+pub(crate) struct SessionShared {
+    pub(crate) config: Arc<RelayConfig>,
+    pub(crate) client_ip: IpAddr,
+    pub(crate) wolf_rtsp: SocketAddr,
+    pub(crate) wolf_udp_host: IpAddr,
+    pub(crate) fake_rtsp_ip: Ipv4Addr,
+    pub(crate) public: StreamPorts,
+    wolf_video: AtomicU16,
+    wolf_audio: AtomicU16,
+    wolf_control: AtomicU16,
+    secrets: Mutex<SessionSecrets>,
+    pub(crate) counters: stats::SessionCounters,
+}
+
+impl SessionShared {
+    pub(crate) fn public_port(&self, kind: StreamKind) -> u16 {
+        match kind {
+            StreamKind::Video => self.public.video,
+            StreamKind::Audio => self.public.audio,
+            StreamKind::Control => self.public.control,
+        }
+    }
+
+    fn wolf_port(&self, kind: StreamKind) -> &AtomicU16 {
+        match kind {
+            StreamKind::Video => &self.wolf_video,
+            StreamKind::Audio => &self.wolf_audio,
+            StreamKind::Control => &self.wolf_control,
+        }
+    }
+
+    pub(crate) fn wolf_udp_addr(&self, kind: StreamKind) -> SocketAddr {
+        SocketAddr::new(self.wolf_udp_host, self.wolf_port(kind).load(Ordering::Relaxed))
+    }
+
+    fn lock_secrets(&self) -> MutexGuard<'_, SessionSecrets> {
+        // Plain data, consistent after every critical section: a poisoned lock is usable.
+        self.secrets.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn secrets(&self) -> SessionSecrets {
+        *self.lock_secrets()
+    }
+
+    /// Record what a relayed RTSP answer revealed.
+    pub(crate) fn learn(&self, setup: Option<StreamKind>, answer: &rtsp::RewrittenResponse) {
+        if let (Some(kind), Some(port)) = (setup, answer.wolf_port)
+            && port != 0
+        {
+            self.wolf_port(kind).store(port, Ordering::Relaxed);
+        }
+        if answer.ping_payload.is_some() || answer.connect_data.is_some() {
+            let mut secrets = self.lock_secrets();
+            if let Some(p) = answer.ping_payload {
+                secrets.ping_payload = Some(p);
+            }
+            if let Some(d) = answer.connect_data {
+                secrets.connect_data = Some(d);
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Registered {
+    shared: Arc<SessionShared>,
+    aborts: Vec<AbortHandle>,
+}
+
+#[derive(Debug)]
+struct RelayInner {
+    config: Arc<RelayConfig>,
+    allocator: PortAllocator,
+    sessions: Mutex<HashMap<u64, Registered>>,
+    next_id: AtomicU64,
+    shut_down: AtomicBool,
+}
+
+impl RelayInner {
+    fn sessions(&self) -> MutexGuard<'_, HashMap<u64, Registered>> {
+        // A map of handles, consistent after every critical section: a poisoned lock is usable.
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The relay engine: a port allocator and the tasks of every open session.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    inner: Arc<RelayInner>,
+}
+
+/// How many port sets [`Relay::open_session`] tries when ports are taken by other programs.
+const BIND_ATTEMPTS: usize = 8;
+
+struct Bound {
+    rtsp: TcpListener,
+    video: tokio::net::UdpSocket,
+    audio: tokio::net::UdpSocket,
+    control: tokio::net::UdpSocket,
+}
+
+impl Bound {
+    fn ports(&self) -> io::Result<StreamPorts> {
+        Ok(StreamPorts {
+            rtsp: self.rtsp.local_addr()?.port(),
+            video: self.video.local_addr()?.port(),
+            audio: self.audio.local_addr()?.port(),
+            control: self.control.local_addr()?.port(),
+        })
+    }
+}
+
+fn bind_all(ip: IpAddr, ports: StreamPorts, buffer: usize) -> Result<Bound> {
+    let at = |port| SocketAddr::new(ip, port);
+    let bind_err = |what, address, source| RelayError::Bind {
+        what,
+        address,
+        source,
+    };
+    let rtsp = {
+        let address = at(ports.rtsp);
+        if ip.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .and_then(|s| {
+            s.set_reuseaddr(true)?;
+            s.bind(address)?;
+            s.listen(128)
+        })
+        .map_err(|e| bind_err("rtsp", address, e))?
+    };
+    let udp = |what, port| udp::udp_socket(at(port), None, buffer).map_err(|e| bind_err(what, at(port), e));
+    Ok(Bound {
+        rtsp,
+        video: udp("video", ports.video)?,
+        audio: udp("audio", ports.audio)?,
+        control: udp("control", ports.control)?,
+    })
+}
+
+impl Relay {
+    /// A relay with no sessions.
+    ///
+    /// # Errors
+    /// [`RelayError::Ports`] if the port range cannot hold a session.
+    pub fn new(config: RelayConfig) -> Result<Self> {
+        let allocator = PortAllocator::new(config.port_range.clone())?;
+        Ok(Relay {
+            inner: Arc::new(RelayInner {
+                config: Arc::new(config),
+                allocator,
+                sessions: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(1),
+                shut_down: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RelayConfig {
+        &self.inner.config
+    }
+
+    /// The port allocator (for capacity figures).
+    pub fn allocator(&self) -> &PortAllocator {
+        &self.inner.allocator
+    }
+
+    /// Lease a port set, listen on it and start relaying to the session's Wolf. Port sets that
+    /// another program holds are skipped (up to 8 attempts).
+    ///
+    /// # Errors
+    /// [`RelayError::Ports`] when the range is exhausted, [`RelayError::Bind`] when no set could
+    /// be bound, [`RelayError::Invalid`] for a config with port 0, [`RelayError::ShutDown`].
+    pub async fn open_session(&self, session: SessionRelayConfig) -> Result<SessionRelay> {
+        validate(&session)?;
+        let mut skipped = Vec::new();
+        let mut last_error = None;
+        for _ in 0..BIND_ATTEMPTS {
+            let lease = self.inner.allocator.allocate()?;
+            match bind_all(
+                self.inner.config.public_ip,
+                lease.ports(),
+                self.inner.config.socket_buffer_bytes,
+            ) {
+                Ok(bound) => return self.start(session, bound, Some(lease)),
+                Err(RelayError::Bind {
+                    what,
+                    address,
+                    source,
+                }) if source.kind() == io::ErrorKind::AddrInUse => {
+                    tracing::warn!(%address, what, "public port taken by another program, trying the next set");
+                    last_error = Some(RelayError::Bind {
+                        what,
+                        address,
+                        source,
+                    });
+                    // Keep the lease until the loop ends so the same set is not handed out again.
+                    skipped.push(lease);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| RelayError::Invalid("no port set could be bound".into())))
+    }
+
+    /// Relay a session on explicit public ports, outside the allocator (for `direwolf relay`).
+    /// A port of 0 lets the system choose; [`SessionRelay::ports`] reports the real ones.
+    ///
+    /// # Errors
+    /// As [`Relay::open_session`], without exhaustion.
+    pub async fn open_session_on(
+        &self,
+        ports: StreamPorts,
+        session: SessionRelayConfig,
+    ) -> Result<SessionRelay> {
+        validate(&session)?;
+        let bound = bind_all(
+            self.inner.config.public_ip,
+            ports,
+            self.inner.config.socket_buffer_bytes,
+        )?;
+        self.start(session, bound, None)
+    }
+
+    fn start(
+        &self,
+        session: SessionRelayConfig,
+        bound: Bound,
+        lease: Option<PortLease>,
+    ) -> Result<SessionRelay> {
+        if self.inner.shut_down.load(Ordering::SeqCst) {
+            return Err(RelayError::ShutDown);
+        }
+        let public = bound
+            .ports()
+            .map_err(|e| RelayError::Invalid(format!("bound socket has no address: {e}")))?;
+        let shared = Arc::new(SessionShared {
+            config: self.inner.config.clone(),
+            client_ip: session.client_ip,
+            wolf_rtsp: session.wolf_rtsp,
+            wolf_udp_host: session.wolf_udp_host,
+            fake_rtsp_ip: session.fake_rtsp_ip,
+            public,
+            wolf_video: AtomicU16::new(session.wolf_ports.video),
+            wolf_audio: AtomicU16::new(session.wolf_ports.audio),
+            wolf_control: AtomicU16::new(session.wolf_ports.control),
+            secrets: Mutex::new(SessionSecrets::default()),
+            counters: stats::SessionCounters::default(),
+        });
+        let tasks = vec![
+            tokio::spawn(rtsp::serve(bound.rtsp, shared.clone())),
+            tokio::spawn(udp::serve(StreamKind::Video, bound.video, shared.clone())),
+            tokio::spawn(udp::serve(StreamKind::Audio, bound.audio, shared.clone())),
+            tokio::spawn(udp::serve(StreamKind::Control, bound.control, shared.clone())),
+        ];
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        self.inner.sessions().insert(
+            id,
+            Registered {
+                shared: shared.clone(),
+                aborts: tasks.iter().map(JoinHandle::abort_handle).collect(),
+            },
+        );
+        tracing::info!(
+            client = %session.client_ip, wolf = %session.wolf_rtsp, rtsp = public.rtsp, video = public.video,
+            audio = public.audio, control = public.control, "relay session opened"
+        );
+        Ok(SessionRelay {
+            id,
+            ports: public,
+            shared,
+            tasks,
+            lease,
+            relay: Arc::downgrade(&self.inner),
+        })
+    }
+
+    /// Counters of every open session.
+    pub fn stats(&self) -> Vec<SessionStats> {
+        self.inner
+            .sessions()
+            .values()
+            .map(|r| r.shared.counters.snapshot(r.shared.public))
+            .collect()
+    }
+
+    /// Number of open sessions.
+    pub fn session_count(&self) -> usize {
+        self.inner.sessions().len()
+    }
+
+    /// Stop every session's tasks and refuse new sessions. Port sets return to the allocator when
+    /// their [`SessionRelay`] handles are dropped.
+    pub fn shutdown(&self) {
+        self.inner.shut_down.store(true, Ordering::SeqCst);
+        for registered in self.inner.sessions().values() {
+            for abort in &registered.aborts {
+                abort.abort();
+            }
+        }
+        tracing::info!("relay shut down");
+    }
+}
+
+fn validate(session: &SessionRelayConfig) -> Result<()> {
+    let w = session.wolf_ports;
+    if session.wolf_rtsp.port() == 0 || w.video == 0 || w.audio == 0 || w.control == 0 {
+        return Err(RelayError::Invalid("Wolf ports must not be 0".into()));
+    }
+    if session.fake_rtsp_ip.is_unspecified() {
+        return Err(RelayError::Invalid(
+            "the fake RTSP IP must not be 0.0.0.0 (Wolf would fall back to matching by source IP)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// One relayed session. Dropping it stops its tasks and frees its ports; [`SessionRelay::close`]
+/// also waits until the sockets are closed.
+#[derive(Debug)]
+pub struct SessionRelay {
+    id: u64,
+    ports: StreamPorts,
+    shared: Arc<SessionShared>,
+    tasks: Vec<JoinHandle<()>>,
+    lease: Option<PortLease>,
+    relay: std::sync::Weak<RelayInner>,
+}
+
+impl SessionRelay {
+    /// The public ports: RTSP goes into `sessionUrl0`.
+    pub fn ports(&self) -> StreamPorts {
+        self.ports
+    }
+
+    /// The session's counters now.
+    pub fn stats(&self) -> SessionStats {
+        self.shared.counters.snapshot(self.ports)
+    }
+
+    /// The secrets learned from Wolf's SETUP answers so far.
+    pub fn secrets(&self) -> SessionSecrets {
+        self.shared.secrets()
+    }
+
+    /// Wolf's UDP address for a stream (the default, or the one the SETUP answer named).
+    pub fn wolf_udp_addr(&self, kind: StreamKind) -> SocketAddr {
+        self.shared.wolf_udp_addr(kind)
+    }
+
+    /// Stop relaying, wait until every public socket is closed, and free the ports.
+    pub async fn close(mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        for task in std::mem::take(&mut self.tasks) {
+            // The task was aborted: its error is the expected cancellation.
+            let _ = task.await;
+        }
+        // Drop runs next: deregisters and releases the lease.
+    }
+}
+
+impl Drop for SessionRelay {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        if let Some(relay) = self.relay.upgrade() {
+            relay.sessions().remove(&self.id);
+        }
+        if let Some(lease) = self.lease.take() {
+            lease.release();
+        }
+        tracing::info!(rtsp = self.ports.rtsp, "relay session closed");
+    }
+}

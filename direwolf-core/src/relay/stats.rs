@@ -1,0 +1,230 @@
+//! Per-session relay counters: lock-free atomics updated on the packet path, read as plain
+//! snapshot structs.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::StreamPorts;
+
+/// Which UDP stream of a session a socket carries (`streaming-ports.md` §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StreamKind {
+    /// Video RTP (client pings in, RTP + FEC out).
+    Video,
+    /// Audio RTP (client pings in, Opus RTP out).
+    Audio,
+    /// The ENet control stream (bidirectional).
+    Control,
+}
+
+impl StreamKind {
+    /// All three, in the order video, audio, control.
+    pub const ALL: [StreamKind; 3] = [StreamKind::Video, StreamKind::Audio, StreamKind::Control];
+
+    /// A short lower-case name (`"video"`, `"audio"`, `"control"`), as in RTSP `streamid=`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamKind::Video => "video",
+            StreamKind::Audio => "audio",
+            StreamKind::Control => "control",
+        }
+    }
+}
+
+impl std::fmt::Display for StreamKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct UdpCounters {
+    pub(crate) to_wolf_packets: AtomicU64,
+    pub(crate) to_wolf_bytes: AtomicU64,
+    pub(crate) to_client_packets: AtomicU64,
+    pub(crate) to_client_bytes: AtomicU64,
+    pub(crate) mappings_created: AtomicU64,
+    pub(crate) mappings_expired: AtomicU64,
+    pub(crate) mappings_active: AtomicU64,
+    pub(crate) drop_not_admitted: AtomicU64,
+    pub(crate) drop_mapping_limit: AtomicU64,
+    pub(crate) drop_send_to_wolf: AtomicU64,
+    pub(crate) drop_send_to_client: AtomicU64,
+    pub(crate) recv_errors: AtomicU64,
+    pub(crate) upstream_socket_errors: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct RtspCounters {
+    pub(crate) connections: AtomicU64,
+    pub(crate) relayed: AtomicU64,
+    pub(crate) rejected_requests: AtomicU64,
+    pub(crate) rejected_connection_limit: AtomicU64,
+    pub(crate) upstream_errors: AtomicU64,
+    pub(crate) bad_responses: AtomicU64,
+    pub(crate) client_write_errors: AtomicU64,
+}
+
+/// The live counters of one session, shared by its tasks.
+#[derive(Debug, Default)]
+pub(crate) struct SessionCounters {
+    pub(crate) rtsp: RtspCounters,
+    pub(crate) video: UdpCounters,
+    pub(crate) audio: UdpCounters,
+    pub(crate) control: UdpCounters,
+}
+
+impl SessionCounters {
+    pub(crate) fn udp(&self, kind: StreamKind) -> &UdpCounters {
+        match kind {
+            StreamKind::Video => &self.video,
+            StreamKind::Audio => &self.audio,
+            StreamKind::Control => &self.control,
+        }
+    }
+
+    pub(crate) fn snapshot(&self, ports: StreamPorts) -> SessionStats {
+        SessionStats {
+            ports,
+            rtsp: self.rtsp.snapshot(),
+            video: self.video.snapshot(),
+            audio: self.audio.snapshot(),
+            control: self.control.snapshot(),
+        }
+    }
+}
+
+/// Add one to a counter (relaxed: counters are statistics, not synchronisation).
+#[inline]
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Add `n` to a counter.
+#[inline]
+pub(crate) fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+fn get(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+impl UdpCounters {
+    fn snapshot(&self) -> UdpStats {
+        UdpStats {
+            to_wolf_packets: get(&self.to_wolf_packets),
+            to_wolf_bytes: get(&self.to_wolf_bytes),
+            to_client_packets: get(&self.to_client_packets),
+            to_client_bytes: get(&self.to_client_bytes),
+            mappings_created: get(&self.mappings_created),
+            mappings_expired: get(&self.mappings_expired),
+            mappings_active: get(&self.mappings_active),
+            drops: UdpDrops {
+                not_admitted: get(&self.drop_not_admitted),
+                mapping_limit: get(&self.drop_mapping_limit),
+                send_to_wolf: get(&self.drop_send_to_wolf),
+                send_to_client: get(&self.drop_send_to_client),
+                recv_errors: get(&self.recv_errors),
+                upstream_socket_errors: get(&self.upstream_socket_errors),
+            },
+        }
+    }
+}
+
+impl RtspCounters {
+    fn snapshot(&self) -> RtspStats {
+        RtspStats {
+            connections: get(&self.connections),
+            relayed: get(&self.relayed),
+            rejected_requests: get(&self.rejected_requests),
+            rejected_connection_limit: get(&self.rejected_connection_limit),
+            upstream_errors: get(&self.upstream_errors),
+            bad_responses: get(&self.bad_responses),
+            client_write_errors: get(&self.client_write_errors),
+        }
+    }
+}
+
+/// Counters of one session's relay at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionStats {
+    /// The session's public ports.
+    pub ports: StreamPorts,
+    /// The RTSP (TCP) relay.
+    pub rtsp: RtspStats,
+    /// The video UDP relay.
+    pub video: UdpStats,
+    /// The audio UDP relay.
+    pub audio: UdpStats,
+    /// The control (ENet) UDP relay.
+    pub control: UdpStats,
+}
+
+impl SessionStats {
+    /// The counters of one UDP stream.
+    pub fn udp(&self, kind: StreamKind) -> &UdpStats {
+        match kind {
+            StreamKind::Video => &self.video,
+            StreamKind::Audio => &self.audio,
+            StreamKind::Control => &self.control,
+        }
+    }
+}
+
+/// Counters of the RTSP relay of one session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RtspStats {
+    /// Client TCP connections accepted.
+    pub connections: u64,
+    /// Requests relayed to Wolf and answered to the client.
+    pub relayed: u64,
+    /// Connections closed because the request was garbage, too large or too slow.
+    pub rejected_requests: u64,
+    /// Connections closed at once because the session already had its maximum open.
+    pub rejected_connection_limit: u64,
+    /// Requests that could not be delivered to Wolf or whose answer did not arrive in time.
+    pub upstream_errors: u64,
+    /// Wolf answers that were not parseable RTSP or too large (closed without an answer).
+    pub bad_responses: u64,
+    /// Answers that could not be written back to the client.
+    pub client_write_errors: u64,
+}
+
+/// Counters of one UDP stream of one session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UdpStats {
+    /// Datagrams forwarded client → Wolf.
+    pub to_wolf_packets: u64,
+    /// Payload bytes forwarded client → Wolf.
+    pub to_wolf_bytes: u64,
+    /// Datagrams forwarded Wolf → client.
+    pub to_client_packets: u64,
+    /// Payload bytes forwarded Wolf → client.
+    pub to_client_bytes: u64,
+    /// Client endpoints admitted so far.
+    pub mappings_created: u64,
+    /// Client endpoints forgotten after the idle timeout.
+    pub mappings_expired: u64,
+    /// Client endpoints currently mapped.
+    pub mappings_active: u64,
+    /// Datagrams dropped, by reason.
+    pub drops: UdpDrops,
+}
+
+/// Dropped datagrams of one UDP stream, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UdpDrops {
+    /// From an unknown endpoint that the admission policy refused (wrong source IP and no valid
+    /// ping secret / ENet connect data).
+    pub not_admitted: u64,
+    /// From an admissible new endpoint while the session already had its maximum of mappings.
+    pub mapping_limit: u64,
+    /// Sending to Wolf failed (e.g. ICMP port unreachable reported on the upstream socket).
+    pub send_to_wolf: u64,
+    /// Sending to the client failed.
+    pub send_to_client: u64,
+    /// Receive errors on the public socket.
+    pub recv_errors: u64,
+    /// New endpoints that could not get an upstream socket (bind/connect failed).
+    pub upstream_socket_errors: u64,
+}
