@@ -3,6 +3,7 @@
 
 pub mod crypto;
 pub mod identity;
+pub mod pairing;
 pub mod query;
 pub mod xml;
 

@@ -1,0 +1,771 @@
+//! The server side of Moonlight pairing (`moonlight-http.md` §6): a state machine per in-flight
+//! handshake, keyed by a correlation key that is never an identity.
+//!
+//! Phases 2–4 arrive on new plain-HTTP connections and carry nothing but the client's `uniqueid`
+//! (shared by most clients) to tie them to phase 1, so in-flight entries are keyed by
+//! `(client IP, uniqueid)` ([`PairingKey`], §6.8). The identity established by a pairing is the
+//! certificate received in phase 1; phase 4 hands back a [`CompletedPairing`] that the caller
+//! persists before replying.
+//!
+//! Phase 1 is split in two: [`PairingManager::begin`] records the client certificate and salt and
+//! returns a [`HeldPhase1`] whose `superseded` receiver fires when a newer attempt with the same
+//! key replaces it; [`PairingManager::pin_entered`] derives the key once the PIN arrives and
+//! returns `plaincert`. Waiting for the PIN is the caller's business (see `service`).
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use direwolf_core::{Fingerprint, Pin, UserName};
+use tokio::sync::oneshot;
+
+use crate::crypto::{CertificateInfo, aes_ecb_decrypt, aes_ecb_encrypt, derive_key, sha256};
+use crate::identity::LoadedIdentity;
+use crate::xml::XmlReply;
+
+/// The correlation key of one in-flight handshake: client IP and the `uniqueid` string.
+/// Not an identity (§4): most clients send `0123456789ABCDEF`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PairingKey {
+    ip: IpAddr,
+    unique_id: String,
+}
+
+impl PairingKey {
+    /// The longest `uniqueid` kept (longer ones are truncated; real ones have at most 16).
+    pub const MAX_UNIQUE_ID: usize = 64;
+
+    /// Builds a key; a missing `uniqueid` is the empty string.
+    pub fn new(ip: IpAddr, unique_id: Option<&str>) -> Self {
+        let mut unique_id = unique_id.unwrap_or("").to_owned();
+        if unique_id.len() > Self::MAX_UNIQUE_ID {
+            let mut cut = Self::MAX_UNIQUE_ID;
+            while !unique_id.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            unique_id.truncate(cut);
+        }
+        PairingKey { ip, unique_id }
+    }
+
+    /// The client address.
+    pub fn ip(&self) -> IpAddr {
+        self.ip
+    }
+}
+
+/// A pairing request the server refuses: an XML status and message, with `<paired>0</paired>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("pairing refused ({status}): {message}")]
+pub struct PairReject {
+    /// The XML `status_code`.
+    pub status: u32,
+    /// The `status_message`.
+    pub message: String,
+}
+
+impl PairReject {
+    fn new(status: u32, message: impl Into<String>) -> Self {
+        PairReject { status, message: message.into() }
+    }
+
+    /// A 400 with this message.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, message)
+    }
+
+    /// "No pairing in progress" (unknown or expired in-flight entry).
+    pub fn no_pairing() -> Self {
+        Self::bad_request(NO_PAIRING)
+    }
+
+    /// The reply: `<root status_code=".." status_message=".."><paired>0</paired></root>`.
+    pub fn to_xml(&self) -> XmlReply {
+        XmlReply::error(self.status, self.message.clone()).leaf("paired", 0)
+    }
+}
+
+/// Message for an unknown in-flight entry.
+pub const NO_PAIRING: &str = "No pairing in progress";
+/// Message for a held phase 1 replaced by a newer attempt.
+pub const SUPERSEDED: &str = "Superseded by a newer pairing attempt";
+/// Message for a phase 1 whose PIN never came.
+pub const PIN_TIMED_OUT: &str = "PIN entry timed out";
+
+/// What phase 4 established, to persist before replying.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedPairing {
+    /// The client certificate's fingerprint.
+    pub fingerprint: Fingerprint,
+    /// The client certificate PEM as received.
+    pub cert_pem: String,
+    /// The user it belongs to (from the PIN submission, else the server's default).
+    pub user: UserName,
+    /// The client's `devicename`.
+    pub device_name: Option<String>,
+}
+
+/// The outcome of phase 4.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase4 {
+    /// Hash and signature check out: persist, then reply `paired` 1.
+    Paired(CompletedPairing),
+    /// Wrong PIN or a bad signature: reply `paired` 0 with status 200.
+    Mismatch,
+}
+
+/// A phase 1 waiting for its PIN.
+#[derive(Debug)]
+pub struct HeldPhase1 {
+    /// Identifies this attempt among attempts with the same key.
+    pub generation: u64,
+    /// Fires when a newer phase 1 with the same key replaces this one.
+    pub superseded: oneshot::Receiver<()>,
+}
+
+/// Bounds of the pairing state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PairingLimits {
+    /// In-flight handshakes at once (held phase 1s included).
+    pub max_in_flight: usize,
+    /// How long a handshake may take from the PIN to phase 4 (clients need milliseconds).
+    pub handshake_ttl: Duration,
+    /// Failed pairings (phase-4 mismatch, or an abandoned handshake after phase 2) tolerated per
+    /// client address within [`PairingLimits::failure_window`] before phase 1 is refused.
+    pub max_failures_per_ip: usize,
+    /// The window of [`PairingLimits::max_failures_per_ip`].
+    pub failure_window: Duration,
+}
+
+impl Default for PairingLimits {
+    fn default() -> Self {
+        PairingLimits {
+            max_in_flight: 128,
+            handshake_ttl: Duration::from_secs(120),
+            max_failures_per_ip: 10,
+            failure_window: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// Supplies the 16-byte randoms SS and SC (tests inject fixed values, §9.3).
+pub type RandomSource = Arc<dyn Fn() -> [u8; 16] + Send + Sync>;
+
+fn os_random() -> [u8; 16] {
+    use rand::RngCore;
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes
+}
+
+enum Phase {
+    /// Phase 1 is held for the PIN.
+    AwaitingPin { superseded: Option<oneshot::Sender<()>> },
+    /// Phase 1 answered; waiting for `clientchallenge`.
+    CertSent { key: [u8; 16] },
+    /// Phase 2 answered; waiting for `serverchallengeresp`.
+    ChallengeSent { key: [u8; 16], ss: [u8; 16], sc: [u8; 16] },
+    /// Phase 3 answered; waiting for `clientpairingsecret`.
+    SecretSent { sc: [u8; 16], client_hash: Vec<u8> },
+}
+
+impl Phase {
+    fn number(&self) -> u8 {
+        match self {
+            Phase::AwaitingPin { .. } => 0,
+            Phase::CertSent { .. } => 1,
+            Phase::ChallengeSent { .. } => 2,
+            Phase::SecretSent { .. } => 3,
+        }
+    }
+}
+
+struct Entry {
+    generation: u64,
+    client: Arc<CertificateInfo>,
+    salt: [u8; 16],
+    device_name: Option<String>,
+    user: Option<UserName>,
+    phase: Phase,
+    /// Set when the PIN arrives; entries past phase 1 expire `handshake_ttl` after it.
+    since: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    entries: HashMap<PairingKey, Entry>,
+    next_generation: u64,
+    failures: HashMap<IpAddr, VecDeque<Instant>>,
+}
+
+/// The in-flight pairing handshakes of one server.
+pub struct PairingManager {
+    identity: Arc<LoadedIdentity>,
+    limits: PairingLimits,
+    random: RandomSource,
+    state: Mutex<State>,
+}
+
+impl fmt::Debug for PairingManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PairingManager").field("limits", &self.limits).finish_non_exhaustive()
+    }
+}
+
+/// The longest salt accepted (legacy ios sends 20 bytes; 16 is standard).
+const MAX_SALT: usize = 64;
+/// The longest `clientpairingsecret` accepted: 16 bytes plus a signature of a key of at most
+/// 8192 bits.
+const MAX_CLIENT_SECRET: usize = 16 + 1024;
+
+fn decode_hex(what: &str, text: &str) -> Result<Vec<u8>, PairReject> {
+    hex::decode(text).map_err(|_| PairReject::bad_request(format!("Invalid {what}: not a hex string")))
+}
+
+impl PairingManager {
+    /// A manager signing with `identity`, using OS randomness.
+    pub fn new(identity: Arc<LoadedIdentity>, limits: PairingLimits) -> Self {
+        Self::with_random(identity, limits, Arc::new(os_random))
+    }
+
+    /// A manager with an injected source of SS/SC (called twice per phase 2: SS, then SC).
+    pub fn with_random(identity: Arc<LoadedIdentity>, limits: PairingLimits, random: RandomSource) -> Self {
+        PairingManager { identity, limits, random, state: Mutex::new(State::default()) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every critical section leaves the maps consistent, so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Number of in-flight handshakes (held ones included).
+    pub fn in_flight(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    fn purge(&self, state: &mut State, now: Instant) {
+        let ttl = self.limits.handshake_ttl;
+        state.entries.retain(|_, e| {
+            matches!(e.phase, Phase::AwaitingPin { .. }) || now.duration_since(e.since) < ttl
+        });
+        let window = self.limits.failure_window;
+        state.failures.retain(|_, times| {
+            while times.front().is_some_and(|t| now.duration_since(*t) >= window) {
+                times.pop_front();
+            }
+            !times.is_empty()
+        });
+    }
+
+    fn record_failure(&self, state: &mut State, ip: IpAddr) {
+        // The failure map is bounded by the number of addresses that failed within the window;
+        // cap it so a flood from many addresses cannot grow it without limit.
+        if state.failures.len() >= 4096 && !state.failures.contains_key(&ip) {
+            return;
+        }
+        state.failures.entry(ip).or_default().push_back(Instant::now());
+    }
+
+    /// Phase 1 (`phrase=getservercert`): validates `salt` and `clientcert`, replaces any entry
+    /// with the same key (its held request, if any, is told it was superseded) and records a new
+    /// one waiting for the PIN.
+    ///
+    /// # Errors
+    /// A [`PairReject`] for a bad salt or certificate, too many failures from this address, or
+    /// too many handshakes in flight.
+    pub fn begin(
+        &self,
+        key: PairingKey,
+        salt_hex: Option<&str>,
+        client_cert_hex: Option<&str>,
+        device_name: Option<&str>,
+    ) -> Result<HeldPhase1, PairReject> {
+        let salt_hex = salt_hex.ok_or_else(|| PairReject::bad_request("Missing salt parameter"))?;
+        let cert_hex = client_cert_hex.ok_or_else(|| PairReject::bad_request("Missing clientcert parameter"))?;
+        let salt_bytes = decode_hex("salt", salt_hex)?;
+        if salt_bytes.len() < 16 {
+            return Err(PairReject::bad_request("Salt too short"));
+        }
+        if salt_bytes.len() > MAX_SALT {
+            return Err(PairReject::bad_request("Salt too long"));
+        }
+        let mut salt = [0u8; 16];
+        salt.copy_from_slice(&salt_bytes[..16]);
+        let pem_bytes = decode_hex("clientcert", cert_hex)?;
+        let pem = String::from_utf8(pem_bytes)
+            .map_err(|_| PairReject::bad_request("Invalid clientcert: not a PEM certificate"))?;
+        let client = CertificateInfo::from_pem(&pem)
+            .map_err(|e| PairReject::bad_request(format!("Invalid clientcert: {e}")))?;
+        if !client.is_rsa() {
+            return Err(PairReject::bad_request("Invalid clientcert: the key must be RSA"));
+        }
+        let device_name = device_name.map(|d| d.chars().take(64).collect());
+
+        let now = Instant::now();
+        let mut state = self.lock();
+        self.purge(&mut state, now);
+        if state.failures.get(&key.ip).is_some_and(|f| f.len() >= self.limits.max_failures_per_ip) {
+            return Err(PairReject::new(
+                429,
+                "Too many failed pairing attempts from this address; try again later",
+            ));
+        }
+        if let Some(old) = state.entries.remove(&key) {
+            if let Phase::AwaitingPin { superseded: Some(tx) } = old.phase {
+                let _ = tx.send(());
+            }
+        } else if state.entries.len() >= self.limits.max_in_flight {
+            return Err(PairReject::new(503, "Too many pairings in progress; try again later"));
+        }
+        state.next_generation += 1;
+        let generation = state.next_generation;
+        let (tx, rx) = oneshot::channel();
+        state.entries.insert(
+            key,
+            Entry {
+                generation,
+                client: Arc::new(client),
+                salt,
+                device_name,
+                user: None,
+                phase: Phase::AwaitingPin { superseded: Some(tx) },
+                since: now,
+            },
+        );
+        Ok(HeldPhase1 { generation, superseded: rx })
+    }
+
+    /// The PIN for a held phase 1 arrived: derives the key and returns `plaincert`.
+    ///
+    /// # Errors
+    /// [`SUPERSEDED`] if the entry was replaced or abandoned meanwhile.
+    pub fn pin_entered(
+        &self,
+        key: &PairingKey,
+        generation: u64,
+        pin: &Pin,
+        user: Option<UserName>,
+    ) -> Result<String, PairReject> {
+        let mut state = self.lock();
+        let entry = state
+            .entries
+            .get_mut(key)
+            .filter(|e| e.generation == generation && matches!(e.phase, Phase::AwaitingPin { .. }))
+            .ok_or_else(|| PairReject::bad_request(SUPERSEDED))?;
+        let k = derive_key(&entry.salt, pin.expose()).map_err(|e| PairReject::bad_request(e.to_string()))?;
+        entry.phase = Phase::CertSent { key: k };
+        entry.user = user;
+        entry.since = Instant::now();
+        Ok(self.identity.plaincert_hex())
+    }
+
+    /// Ends a held phase 1 that will not complete (timeout, client gone): removes its entry if it
+    /// is still this generation's and still waiting for the PIN.
+    pub fn abandon_held(&self, key: &PairingKey, generation: u64) {
+        let mut state = self.lock();
+        if state
+            .entries
+            .get(key)
+            .is_some_and(|e| e.generation == generation && matches!(e.phase, Phase::AwaitingPin { .. }))
+        {
+            state.entries.remove(key);
+        }
+    }
+
+    /// Looks up an entry for phase `expected_previous + 1`. A wrong phase drops the entry (unless
+    /// its phase 1 is still held, which belongs to another request).
+    fn entry_for<'a>(
+        state: &'a mut State,
+        key: &PairingKey,
+        expected_previous: u8,
+        phase_name: &str,
+        ttl: Duration,
+    ) -> Result<&'a mut Entry, PairReject> {
+        let now = Instant::now();
+        let (generation, phase, expired) = match state.entries.get(key) {
+            None => return Err(PairReject::no_pairing()),
+            Some(e) => (e.generation, e.phase.number(), e.phase.number() > 0 && now.duration_since(e.since) >= ttl),
+        };
+        if expired {
+            state.entries.remove(key);
+            return Err(PairReject::no_pairing());
+        }
+        if phase != expected_previous {
+            if phase != 0 {
+                state.entries.remove(key);
+            }
+            return Err(PairReject::bad_request(format!("Out of order call to {phase_name}")));
+        }
+        let entry = state.entries.get_mut(key).ok_or_else(PairReject::no_pairing)?;
+        debug_assert_eq!(entry.generation, generation);
+        Ok(entry)
+    }
+
+    /// Phase 2 (`clientchallenge`): returns `challengeresponse` (hex).
+    ///
+    /// # Errors
+    /// Unknown entry, wrong phase, or a malformed challenge.
+    pub fn client_challenge(&self, key: &PairingKey, challenge_hex: &str) -> Result<String, PairReject> {
+        let challenge = decode_hex("clientchallenge", challenge_hex)?;
+        if challenge.len() != 16 {
+            return Err(PairReject::bad_request("Invalid clientchallenge: expected 16 bytes"));
+        }
+        let mut state = self.lock();
+        let entry = Self::entry_for(&mut state, key, 1, "clientchallenge", self.limits.handshake_ttl)?;
+        let Phase::CertSent { key: k } = entry.phase else {
+            return Err(PairReject::no_pairing());
+        };
+        let reject = |e: crate::crypto::CryptoError| PairReject::bad_request(e.to_string());
+        let c = aes_ecb_decrypt(&k, &challenge).map_err(reject)?;
+        let ss = (self.random)();
+        let sc = (self.random)();
+        let h = sha256(&[&c, self.identity.cert().signature(), &ss]);
+        let mut plain = Vec::with_capacity(48);
+        plain.extend_from_slice(&h);
+        plain.extend_from_slice(&sc);
+        let response = aes_ecb_encrypt(&k, &plain).map_err(reject)?;
+        entry.phase = Phase::ChallengeSent { key: k, ss, sc };
+        Ok(hex::encode_upper(response))
+    }
+
+    /// Phase 3 (`serverchallengeresp`): keeps the client's hash and returns `pairingsecret`
+    /// (hex of `SS ‖ Sign(SS)`).
+    ///
+    /// # Errors
+    /// Unknown entry, wrong phase, a malformed response, or a signing failure.
+    pub fn server_challenge_response(&self, key: &PairingKey, response_hex: &str) -> Result<String, PairReject> {
+        let response = decode_hex("serverchallengeresp", response_hex)?;
+        if response.len() != 32 {
+            return Err(PairReject::bad_request("Invalid serverchallengeresp: expected 32 bytes"));
+        }
+        let (k, ss, sc, generation) = {
+            let mut state = self.lock();
+            let entry = Self::entry_for(&mut state, key, 2, "serverchallengeresp", self.limits.handshake_ttl)?;
+            let Phase::ChallengeSent { key: k, ss, sc } = entry.phase else {
+                return Err(PairReject::no_pairing());
+            };
+            (k, ss, sc, entry.generation)
+        };
+        // Sign outside the lock: other handshakes need not wait for the RSA operation.
+        let signature = self
+            .identity
+            .signer()
+            .sign(&ss)
+            .map_err(|e| PairReject::new(500, format!("Internal error: {e}")))?;
+        let client_hash =
+            aes_ecb_decrypt(&k, &response).map_err(|e| PairReject::bad_request(e.to_string()))?;
+        let mut state = self.lock();
+        let entry = state
+            .entries
+            .get_mut(key)
+            .filter(|e| e.generation == generation && e.phase.number() == 2)
+            .ok_or_else(PairReject::no_pairing)?;
+        entry.phase = Phase::SecretSent { sc, client_hash };
+        let mut secret = Vec::with_capacity(16 + signature.len());
+        secret.extend_from_slice(&ss);
+        secret.extend_from_slice(&signature);
+        Ok(hex::encode_upper(secret))
+    }
+
+    /// Phase 4 (`clientpairingsecret`): checks the client's hash (the PIN) and its signature.
+    /// The entry is removed either way; a mismatch counts as a failed pairing for the address.
+    ///
+    /// # Errors
+    /// Unknown entry, wrong phase, or a malformed secret.
+    pub fn client_pairing_secret(&self, key: &PairingKey, secret_hex: &str) -> Result<Phase4, PairReject> {
+        let secret = decode_hex("clientpairingsecret", secret_hex)?;
+        if secret.len() <= 16 {
+            return Err(PairReject::bad_request("Client pairing secret too short"));
+        }
+        if secret.len() > MAX_CLIENT_SECRET {
+            return Err(PairReject::bad_request("Client pairing secret too long"));
+        }
+        let entry = {
+            let mut state = self.lock();
+            Self::entry_for(&mut state, key, 3, "clientpairingsecret", self.limits.handshake_ttl)?;
+            state.entries.remove(key).ok_or_else(PairReject::no_pairing)?
+        };
+        let Phase::SecretSent { sc, client_hash } = &entry.phase else {
+            return Err(PairReject::no_pairing());
+        };
+        let (cs, client_signature) = secret.split_at(16);
+        let expected = sha256(&[sc, entry.client.signature(), cs]);
+        let hash_ok = client_hash[..] == expected[..];
+        let signature_ok = entry.client.verify(cs, client_signature);
+        if !(hash_ok && signature_ok) {
+            let mut state = self.lock();
+            self.record_failure(&mut state, key.ip);
+            return Ok(Phase4::Mismatch);
+        }
+        let user = entry.user.clone().unwrap_or_else(UserName::default_user);
+        Ok(Phase4::Paired(CompletedPairing {
+            fingerprint: entry.client.fingerprint(),
+            cert_pem: entry.client.pem().to_owned(),
+            user,
+            device_name: entry.device_name.clone(),
+        }))
+    }
+
+    /// `/unpair`: abandons the in-flight handshake under `key`, unless its phase 1 is still held
+    /// (that one ends through its own timeout or connection). Never touches stored pairings.
+    /// Returns whether an entry was removed. An abandoned handshake that got past phase 2 counts
+    /// as a failed pairing for the address (clients call `/unpair` after detecting a wrong PIN).
+    pub fn unpair(&self, key: &PairingKey) -> bool {
+        let mut state = self.lock();
+        let phase = match state.entries.get(key) {
+            None => return false,
+            Some(e) => e.phase.number(),
+        };
+        if phase == 0 {
+            return false;
+        }
+        state.entries.remove(key);
+        if phase >= 2 {
+            self.record_failure(&mut state, key.ip);
+        }
+        true
+    }
+
+    /// The user recorded for the entry under `key` (tests and diagnostics).
+    pub fn user_of(&self, key: &PairingKey) -> Option<UserName> {
+        self.lock().entries.get(key).and_then(|e| e.user.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    use direwolf_core::ServerIdentity;
+
+    use super::*;
+    use crate::crypto::tests::{
+        VECTOR_C_CLIENT_CERT, VECTOR_C_CLIENT_KEY, VECTOR_C_SERVER_CERT, VECTOR_C_SERVER_KEY, unhex,
+    };
+    use crate::crypto::{ServerSigner, aes_ecb_decrypt};
+
+    fn vector_c_identity() -> Arc<LoadedIdentity> {
+        Arc::new(
+            LoadedIdentity::new(ServerIdentity {
+                cert_pem: VECTOR_C_SERVER_CERT.into(),
+                key_pem: VECTOR_C_SERVER_KEY.into(),
+                unique_id: "u".into(),
+            })
+            .unwrap(),
+        )
+    }
+
+    /// Returns 0x20..0x2F (SS), then 0x30..0x3F (SC), then 0x40.., as in §9.3.
+    fn fixed_randoms() -> RandomSource {
+        let next = AtomicU8::new(0x20);
+        Arc::new(move || {
+            let start = next.fetch_add(0x10, Ordering::SeqCst);
+            std::array::from_fn(|i| start + i as u8)
+        })
+    }
+
+    fn key() -> PairingKey {
+        PairingKey::new("192.0.2.7".parse().unwrap(), Some("0123456789ABCDEF"))
+    }
+
+    fn manager() -> PairingManager {
+        PairingManager::with_random(vector_c_identity(), PairingLimits::default(), fixed_randoms())
+    }
+
+    fn cert_hex() -> String {
+        hex::encode(VECTOR_C_CLIENT_CERT)
+    }
+
+    const SALT: &str = "000102030405060708090a0b0c0d0e0f";
+
+    fn joined(s: &str) -> String {
+        s.split_whitespace().collect()
+    }
+
+    /// §9.3 Vector C, driven through the server-side state machine.
+    #[test]
+    fn vector_c_full_transcript() {
+        let m = manager();
+        let held = m.begin(key(), Some(SALT), Some(&cert_hex()), Some("roth")).unwrap();
+        assert!(cert_hex().starts_with("2d2d2d2d2d424547494e2043455254494649434154452d2d2d2d2d0a4d494943"));
+        assert_eq!(cert_hex().len(), 2026);
+        let pin: Pin = "1234".parse().unwrap();
+        let plaincert = m.pin_entered(&key(), held.generation, &pin, None).unwrap();
+        assert_eq!(plaincert, hex::encode_upper(VECTOR_C_SERVER_CERT));
+        assert_eq!(plaincert.len(), 1994);
+
+        let response = m.client_challenge(&key(), "5febcdc985b2baddd65925da162380eb").unwrap();
+        assert_eq!(
+            response,
+            "3EE87A2413F22E93E02382FDA5DA3F7819C309004B42AED78ADC6EFD23C5E9E858F1C991A85A76C2526EB7CF9453B7E7"
+        );
+        let secret = m.server_challenge_response(&key(), "826FB47369E86620BC0CE0852C2ECF028C1AB22330054ECF1FE728E3393DA614").unwrap();
+        let expected_secret = joined(
+            "202122232425262728292A2B2C2D2E2FBCCD3B2B780BF062A80F29357FC8A050F900D1EF1C30ACAB773471EFEAE6427E7A13835CA6CF63B8EE1EB36F514FB684
+             36A8EF5B35BE77C350AA1D5F2660D93E91D260EBF5667B242F111012720973298203094E17F0C89E9D883D2106E94642B30F0014E9A7D13ED9FB4E093F9AEA30
+             A4B1F9C7074F6BAE5A7E360ECE637DAD1B2834CB406B3834E96822AF471FE1E320E5FC143B2C5C135714A0E7099E231261990F1DD0046BF14793EE0DF8B9B671
+             FA1F5F0F1AB5FFE6BE87B86EB21B9B44766FA1A64EDAF642B7FEB632210BDD18FB6F94EEA63149DA13E2C47E091381A066BE66C8A1524083F3D95F0BC1ECC01B
+             4F2EE897E7100F5BCCC93E05559BB4A3",
+        );
+        assert_eq!(secret, expected_secret);
+        assert_eq!(secret.len(), 544);
+        let client_secret = joined(
+            "404142434445464748494A4B4C4D4E4F2EFFD77A1527DFCDB459B97C1EBA8FB0D81BED7AEDC6085B26183F5299295D86FB00381BF0B1DDEA5BD402AB23051E61
+             C9921F7B080EC4D83AB2E40158EB4DA369A15196FC8E4CA18455C2A4BAF7501674BD1366751E3A4681DC1BC3DC71F3E0F4995F50D265B4D90607FB5E75EB6205
+             DC1D8B18B97A8DE6DD4ACEE01AAA3D0E414F8D4F03675AA66C8BFB8C421160ED8A7554184E2FD21D66DB6D91589030986C3A050A044A5D860DC2A6D9DB78194E
+             2F9D6ED2682D0096D3B347447B8BAFE87EE153EF2C5DAC07442D8C6CC03D68835D6796794997099F3161FDB12CEB572EB01E26984A59EF0D02E089B56C459B15
+             668B17F6D1DEBB155FCC01CF30621319",
+        );
+        match m.client_pairing_secret(&key(), &client_secret.to_ascii_lowercase()).unwrap() {
+            Phase4::Paired(p) => {
+                assert_eq!(p.fingerprint.as_str(), "47108458673331c7b447447a2b316bf23e3d067c93139a2be299081bf3a566e0");
+                assert_eq!(p.user, UserName::default_user());
+                assert_eq!(p.cert_pem, VECTOR_C_CLIENT_CERT);
+                assert_eq!(p.device_name.as_deref(), Some("roth"));
+            }
+            Phase4::Mismatch => panic!("vector C must pair"),
+        }
+        assert_eq!(m.in_flight(), 0);
+        // Phase 4 removed the entry.
+        assert_eq!(m.client_challenge(&key(), "5febcdc985b2baddd65925da162380eb"), Err(PairReject::no_pairing()));
+    }
+
+    /// A client-side run of the protocol against the manager, with a chosen PIN on each side.
+    fn run(m: &PairingManager, server_pin: &str, client_pin: &str, user: Option<&str>) -> Phase4 {
+        let held = m.begin(key(), Some(SALT), Some(&cert_hex()), None).unwrap();
+        m.pin_entered(&key(), held.generation, &server_pin.parse().unwrap(), user.map(|u| u.parse().unwrap()))
+            .unwrap();
+        let k = derive_key(&unhex(SALT), client_pin).unwrap();
+        let c = [7u8; 16];
+        let resp = m.client_challenge(&key(), &hex::encode(aes_ecb_encrypt(&k, &c).unwrap())).unwrap();
+        let resp = aes_ecb_decrypt(&k, &unhex(&resp)).unwrap();
+        let sc = &resp[32..48];
+        let client = CertificateInfo::from_pem(VECTOR_C_CLIENT_CERT).unwrap();
+        let cs = [9u8; 16];
+        let ch = sha256(&[sc, client.signature(), &cs]);
+        m.server_challenge_response(&key(), &hex::encode(aes_ecb_encrypt(&k, &ch).unwrap())).unwrap();
+        let signer = ServerSigner::from_pem(VECTOR_C_CLIENT_KEY).unwrap();
+        let mut secret = cs.to_vec();
+        secret.extend(signer.sign(&cs).unwrap());
+        m.client_pairing_secret(&key(), &hex::encode(secret)).unwrap()
+    }
+
+    #[test]
+    fn wrong_pin_is_a_mismatch_and_counted() {
+        let m = PairingManager::new(vector_c_identity(), PairingLimits { max_failures_per_ip: 2, ..Default::default() });
+        assert!(matches!(run(&m, "1234", "1234", Some("alice")), Phase4::Paired(p) if p.user.as_str() == "alice"));
+        assert_eq!(run(&m, "1234", "4321", None), Phase4::Mismatch);
+        assert_eq!(run(&m, "0000", "1111", None), Phase4::Mismatch);
+        let refused = m.begin(key(), Some(SALT), Some(&cert_hex()), None).unwrap_err();
+        assert_eq!(refused.status, 429);
+        // Another address is not affected.
+        let other = PairingKey::new("192.0.2.8".parse().unwrap(), Some("0123456789ABCDEF"));
+        assert!(m.begin(other, Some(SALT), Some(&cert_hex()), None).is_ok());
+    }
+
+    #[test]
+    fn bad_phase1_inputs() {
+        let m = manager();
+        let bad = |salt: Option<&str>, cert: Option<&str>| m.begin(key(), salt, cert, None).unwrap_err().message;
+        let cert = cert_hex();
+        assert_eq!(bad(None, Some(&cert)), "Missing salt parameter");
+        assert_eq!(bad(Some(SALT), None), "Missing clientcert parameter");
+        assert_eq!(bad(Some("0011"), Some(&cert)), "Salt too short");
+        assert_eq!(bad(Some("zz"), Some(&cert)), "Invalid salt: not a hex string");
+        assert_eq!(bad(Some(&"00".repeat(65)), Some(&cert)), "Salt too long");
+        assert!(bad(Some(SALT), Some("abc")).starts_with("Invalid clientcert"));
+        assert!(bad(Some(SALT), Some(&hex::encode("not pem"))).starts_with("Invalid clientcert"));
+        assert!(bad(Some(SALT), Some("ff")).starts_with("Invalid clientcert"));
+        // Legacy 20-byte salt and upper-case hex are fine.
+        assert!(m.begin(key(), Some(&format!("{SALT}31323334").to_uppercase()), Some(&cert.to_uppercase()), None).is_ok());
+    }
+
+    #[test]
+    fn phase_order_is_enforced() {
+        let m = manager();
+        assert_eq!(m.client_challenge(&key(), &"00".repeat(16)), Err(PairReject::no_pairing()));
+        let held = m.begin(key(), Some(SALT), Some(&cert_hex()), None).unwrap();
+        // While phase 1 is held, a phase 2 is out of order but does not kill the held entry.
+        let err = m.client_challenge(&key(), &"00".repeat(16)).unwrap_err();
+        assert_eq!(err.message, "Out of order call to clientchallenge");
+        m.pin_entered(&key(), held.generation, &"1234".parse().unwrap(), None).unwrap();
+        let err = m.server_challenge_response(&key(), &"00".repeat(32)).unwrap_err();
+        assert_eq!(err.message, "Out of order call to serverchallengeresp");
+        // The out-of-order call dropped the entry.
+        assert_eq!(m.in_flight(), 0);
+        assert_eq!(m.client_challenge(&key(), &"00".repeat(16)), Err(PairReject::no_pairing()));
+        // Malformed fields.
+        assert_eq!(m.client_challenge(&key(), "xyz").unwrap_err().message, "Invalid clientchallenge: not a hex string");
+        assert_eq!(m.client_challenge(&key(), "00").unwrap_err().message, "Invalid clientchallenge: expected 16 bytes");
+        assert_eq!(m.client_pairing_secret(&key(), &"00".repeat(16)).unwrap_err().message, "Client pairing secret too short");
+    }
+
+    #[test]
+    fn supersede_and_unpair() {
+        let m = manager();
+        let mut first = m.begin(key(), Some(SALT), Some(&cert_hex()), None).unwrap();
+        // /unpair leaves a held phase 1 alone.
+        assert!(!m.unpair(&key()));
+        assert_eq!(m.in_flight(), 1);
+        let second = m.begin(key(), Some(SALT), Some(&cert_hex()), None).unwrap();
+        assert!(first.superseded.try_recv().is_ok(), "the first attempt is told it was superseded");
+        let pin: Pin = "1234".parse().unwrap();
+        assert_eq!(m.pin_entered(&key(), first.generation, &pin, None).unwrap_err().message, SUPERSEDED);
+        // Abandoning the old generation does not remove the new entry.
+        m.abandon_held(&key(), first.generation);
+        assert_eq!(m.in_flight(), 1);
+        m.pin_entered(&key(), second.generation, &pin, None).unwrap();
+        // Now the entry is past phase 1: /unpair abandons it.
+        assert!(m.unpair(&key()));
+        assert_eq!(m.in_flight(), 0);
+        let third = m.begin(key(), Some(SALT), Some(&cert_hex()), None).unwrap();
+        m.abandon_held(&key(), third.generation);
+        assert_eq!(m.in_flight(), 0);
+    }
+
+    #[test]
+    fn in_flight_entries_are_bounded() {
+        let m = PairingManager::new(vector_c_identity(), PairingLimits { max_in_flight: 2, ..Default::default() });
+        for i in 0..2 {
+            let k = PairingKey::new(IpAddr::from([192, 0, 2, i]), None);
+            m.begin(k, Some(SALT), Some(&cert_hex()), None).unwrap();
+        }
+        let k = PairingKey::new(IpAddr::from([192, 0, 2, 9]), None);
+        assert_eq!(m.begin(k, Some(SALT), Some(&cert_hex()), None).unwrap_err().status, 503);
+        // Replacing an existing key is still possible.
+        let k = PairingKey::new(IpAddr::from([192, 0, 2, 0]), None);
+        assert!(m.begin(k, Some(SALT), Some(&cert_hex()), None).is_ok());
+        let long = PairingKey::new(IpAddr::from([192, 0, 2, 0]), Some(&"é".repeat(100)));
+        assert!(long.unique_id.len() <= PairingKey::MAX_UNIQUE_ID);
+    }
+
+    #[test]
+    fn expired_handshakes_are_gone() {
+        let m = PairingManager::new(
+            vector_c_identity(),
+            PairingLimits { handshake_ttl: Duration::from_millis(1), ..Default::default() },
+        );
+        let held = m.begin(key(), Some(SALT), Some(&cert_hex()), None).unwrap();
+        m.pin_entered(&key(), held.generation, &"1234".parse().unwrap(), None).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(m.client_challenge(&key(), &"00".repeat(16)), Err(PairReject::no_pairing()));
+    }
+
+    #[test]
+    fn reject_xml() {
+        assert_eq!(
+            PairReject::bad_request(SUPERSEDED).to_xml().render(),
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<root status_code=\"400\" status_message=\"Superseded by a newer pairing attempt\"><paired>0</paired></root>"
+        );
+        assert_eq!(
+            PairReject::no_pairing().to_xml().render(),
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<root status_code=\"400\" status_message=\"No pairing in progress\"><paired>0</paired></root>"
+        );
+        assert_eq!(
+            PairReject::bad_request(PIN_TIMED_OUT).to_xml().render(),
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<root status_code=\"400\" status_message=\"PIN entry timed out\"><paired>0</paired></root>"
+        );
+    }
+}
