@@ -3,8 +3,11 @@
 
 pub mod crypto;
 pub mod identity;
+pub mod launch;
 pub mod pairing;
 pub mod query;
+pub mod serverinfo;
+pub mod tls;
 pub mod xml;
 
 pub use identity::{IdentityError, LoadedIdentity, generate_identity};

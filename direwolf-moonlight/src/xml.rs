@@ -25,11 +25,8 @@ impl Node {
 
     fn render(&self, out: &mut String) {
         match self {
-            Node::Leaf(name, text) if text.is_empty() => {
-                out.push('<');
-                out.push_str(name);
-                out.push_str("/>");
-            }
+            Node::Leaf(name, text) if text.is_empty() => push_empty(out, name),
+            Node::Parent(name, children) if children.is_empty() => push_empty(out, name),
             Node::Leaf(name, text) => {
                 push_open(out, name);
                 escape_into(out, text, false);
@@ -44,6 +41,12 @@ impl Node {
             }
         }
     }
+}
+
+fn push_empty(out: &mut String, name: &str) {
+    out.push('<');
+    out.push_str(name);
+    out.push_str("/>");
 }
 
 fn push_open(out: &mut String, name: &str) {
