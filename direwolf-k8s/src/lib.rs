@@ -1,1 +1,6 @@
-//! Kubernetes backends of direwolf. Under construction: see issue 5.
+//! # direwolf-k8s
+//!
+//! The Kubernetes backends of direwolf: the custom resources ([`crd`]).
+#![warn(missing_docs)]
+
+pub mod crd;

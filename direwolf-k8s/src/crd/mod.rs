@@ -1,0 +1,164 @@
+//! The custom resources of direwolf: [`App`], [`User`], [`Pairing`] and [`Session`] in group
+//! [`GROUP`], version [`VERSION`], and the names (labels, annotations, condition types and
+//! reasons, field managers) every component agrees on.
+//!
+//! [`crds`] returns the CustomResourceDefinitions; `direwolf crd` prints them ([`crds_yaml`]).
+
+mod app;
+mod common;
+mod pairing;
+mod session;
+mod user;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+pub use app::{
+    App, AppSpec, AppStatus, ClaimTemplateMetadata, LogLevel, Pipeline, Runner, RuntimeVariables,
+    VolumeClaimTemplate, WolfConfig,
+};
+pub use common::{
+    AppReference, Base64Bytes, DNS1123_LABEL_PATTERN, FINGERPRINT_PATTERN, GatewayReference,
+    PairingReference, ReportStatus, UserReference, find_condition,
+};
+pub use pairing::{Pairing, PairingSpec, PairingStatus};
+pub use session::{Session, SessionConfig, SessionPhase, SessionPorts, SessionSpec, SessionStatus};
+pub use user::{RESERVED_VOLUME_NAMES, SidecarPolicies, SidecarPolicy, User, UserSpec, UserStatus};
+
+/// The API group of every direwolf kind.
+pub const GROUP: &str = "direwolf.games-on-whales.github.io";
+
+/// The only served and stored version.
+pub const VERSION: &str = "v1alpha1";
+
+/// Every CustomResourceDefinition of direwolf, in a stable order (App, User, Pairing, Session).
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    vec![App::crd(), User::crd(), Pairing::crd(), Session::crd()]
+}
+
+/// Every CRD as one multi-document YAML stream (what `direwolf crd` prints and `crds/` holds).
+///
+/// # Errors
+/// Only if serialisation fails, which would be a bug in the types.
+pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
+    let mut out = String::new();
+    for crd in crds() {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&crd)?);
+    }
+    Ok(out)
+}
+
+/// Label keys and values.
+pub mod labels {
+    /// Key of the label on every stream object (`app=direwolf-worker`).
+    pub const APP: &str = "app";
+    /// Value of [`APP`] on stream objects.
+    pub const APP_WORKER: &str = "direwolf-worker";
+    /// The user a Session or stream object belongs to.
+    pub const USER: &str = "direwolf/user";
+    /// The App object name of a Session or stream object.
+    pub const APP_NAME: &str = "direwolf/app";
+    /// Marks Sessions (`direwolf=true`).
+    pub const SESSION: &str = "direwolf";
+    /// `app.kubernetes.io/name`.
+    pub const NAME: &str = "app.kubernetes.io/name";
+    /// `app.kubernetes.io/instance`.
+    pub const INSTANCE: &str = "app.kubernetes.io/instance";
+    /// `app.kubernetes.io/managed-by`.
+    pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+    /// `app.kubernetes.io/component`.
+    pub const COMPONENT: &str = "app.kubernetes.io/component";
+    /// Value of [`NAME`] and [`MANAGED_BY`].
+    pub const DIREWOLF: &str = "direwolf";
+}
+
+/// Annotation keys.
+pub mod annotations {
+    /// The Pairing that launched a Session.
+    pub const PAIRING: &str = "direwolf/pairing";
+    /// Cilium LB-IPAM: Services with the same key share one external IP.
+    pub const CILIUM_SHARING_KEY: &str = "lbipam.cilium.io/sharing-key";
+    /// MetalLB: Services with the same key share one external IP.
+    pub const METALLB_SHARING_KEY: &str = "metallb.universe.tf/allow-shared-ip";
+    /// When a Session was created (Unix seconds), kept by the store so it survives a
+    /// re-creation of the object.
+    pub const CREATED_AT: &str = "direwolf.games-on-whales.github.io/created-at";
+}
+
+/// Condition types.
+pub mod conditions {
+    /// Session: the four stream ports are allocated.
+    pub const PORTS_ALLOCATED: &str = "PortsAllocated";
+    /// Session: the persistent home is claimed (or none is needed).
+    pub const VOLUME_CREATED: &str = "VolumeCreated";
+    /// Session: the stream Deployment exists.
+    pub const DEPLOYMENT_CREATED: &str = "DeploymentCreated";
+    /// Session: the stream Service exists.
+    pub const SERVICE_CREATED: &str = "ServiceCreated";
+    /// Session: Wolf has the stream and its URL is published.
+    pub const STREAM_STARTED: &str = "StreamStarted";
+    /// Session: Gateway routes exist (Gateway data path only).
+    pub const ROUTES_CREATED: &str = "RoutesCreated";
+    /// App: no other App in the namespace has the same `spec.id`.
+    pub const ID_UNIQUE: &str = "IDUnique";
+    /// Pairing: the referenced User exists.
+    pub const USER_FOUND: &str = "UserFound";
+}
+
+/// Condition reasons (also Event reasons).
+pub mod reasons {
+    /// A step succeeded.
+    pub const SUCCESS: &str = "Success";
+    /// No free port block.
+    pub const PORTS_ALLOCATION_FAILED: &str = "PortsAllocationFailed";
+    /// The home claim could not be applied.
+    pub const PVC_ALLOCATION_FAILED: &str = "PVCAllocationFailed";
+    /// The stream pod could not be built or applied.
+    pub const POD_CREATION_FAILED: &str = "PodCreationFailed";
+    /// The Service was applied.
+    pub const SERVICE_CREATED: &str = "ServiceCreated";
+    /// The Service could not be applied.
+    pub const SERVICE_CREATION_FAILED: &str = "ServiceCreationFailed";
+    /// The stream is registered; waiting for the client.
+    pub const WAIT_FOR_PING: &str = "WaitForPing";
+    /// Registering the stream with Wolf failed (or the pod is not ready yet).
+    pub const STREAM_START_FAILED: &str = "StreamStartFailed";
+    /// Gateway routes could not be configured.
+    pub const GATEWAY_CONFIGURATION_FAILED: &str = "GatewayConfigurationFailed";
+    /// Two or more Apps share one `spec.id`; all of them are left out of the app list.
+    pub const DUPLICATE_APP_ID: &str = "DuplicateAppID";
+    /// A Pairing names a User that does not exist.
+    pub const USER_NOT_FOUND: &str = "UserNotFound";
+}
+
+/// Server-side-apply field managers, one per writer and kind.
+pub mod field_managers {
+    /// The proxy writing Pairings.
+    pub const PROXY_PAIRING: &str = "direwolf-proxy-pairing";
+    /// The proxy (or an admin tool) writing Users.
+    pub const PROXY_USER: &str = "direwolf-proxy-user";
+    /// The proxy (or an admin tool) writing Apps.
+    pub const PROXY_APP: &str = "direwolf-proxy-app";
+    /// The proxy creating and re-keying Sessions.
+    pub const PROXY_SESSION: &str = "direwolf-proxy-session";
+    /// The proxy writing Session status through the store (phase, placement).
+    pub const PROXY_SESSION_STATUS: &str = "direwolf-proxy-session-status";
+    /// The proxy writing the server identity Secret.
+    pub const PROXY_IDENTITY: &str = "direwolf-proxy-identity";
+    /// The operator writing Session status.
+    pub const OPERATOR_SESSION_STATUS: &str = "direwolf-operator-session-status";
+    /// The operator writing the stream Deployment.
+    pub const OPERATOR_DEPLOYMENT: &str = "direwolf-operator-deployment";
+    /// The operator adding Session owners to a shared Deployment.
+    pub const OPERATOR_DEPLOYMENT_OWNERS: &str = "direwolf-operator-deployment-owners";
+    /// The operator writing the stream Service.
+    pub const OPERATOR_SERVICE: &str = "direwolf-operator-service";
+    /// The operator writing the home claim.
+    pub const OPERATOR_PVC: &str = "direwolf-operator-pvc";
+    /// The operator reporting problems on App, User and Pairing status.
+    pub const OPERATOR_REPORT_STATUS: &str = "direwolf-operator-report-status";
+}
+
+#[cfg(test)]
+mod tests;
