@@ -1,0 +1,642 @@
+//! A fake Wolf for tests (cargo feature `fake`): serves Wolf's HTTP API over a unix socket or TCP
+//! and answers exactly as spec `wolf-api.md` says Wolf does (§7.1): a hand-written HTTP/1.0 server,
+//! one request per connection, `HTTP/1.0 <code> OK`, only `Content-Length`, 404 with an empty body,
+//! chunked requests refused with the 52-byte text, compact JSON in Wolf's field order, floats as
+//! widened `f32`, reflect-cpp-like required-field errors, SSE with keepalives, and the crash
+//! behaviour of Wolf (ids `stoull` cannot parse → connection closed without a response, recorded in
+//! [`FakeWolf::crashes`]).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use direwolf_wolf_client::fake::{Failure, FakeWolf};
+//! use direwolf_wolf_client::WolfVersion;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let wolf = FakeWolf::builder().version(WolfVersion::V6).unix(dir.path().join("wolf.sock")).start().await?;
+//! let client = wolf.client()?;
+//! assert!(client.sessions().await?.is_empty());
+//! wolf.set_failure(Failure::Slow(std::time::Duration::from_secs(5)));
+//! wolf.restart().await?;
+//! assert!(!wolf.would_have_crashed());
+//! # Ok(()) }
+//! ```
+//!
+//! The fake covers the HTTP API only; the streaming side (RTSP, RTP/ENet over UDP) is a separate
+//! concern and will live in its own module next to this one.
+
+mod handlers;
+mod http;
+mod schema;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+pub use self::handlers::PullPlan;
+pub use self::http::CHUNKED_REJECTION;
+use self::handlers::{Reply, State};
+use self::http::{ReadOutcome, read_request, write_all_and_close, write_response};
+use crate::client::{WolfClient, WolfClientBuilder};
+use crate::events::names;
+use crate::ids::{AppId, ClientId, SessionId};
+use crate::types::{App, Lobby, PairRequest, PairedClient, Profile, PullProgress, Runner, StreamSession};
+use crate::version::WolfVersion;
+
+/// The SSE response head Wolf writes (spec §5.1).
+pub const SSE_HEAD: &str = "HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\nConnection: keep-alive\r\nCache-Control: no-cache\r\n\r\n";
+
+/// A failure the fake injects into its answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Failure {
+    /// Wait this long, then answer normally.
+    Slow(Duration),
+    /// Close the connection without answering (as if Wolf crashed on the request).
+    CloseWithoutResponse,
+    /// Answer 200 with a body that is not JSON.
+    Garbage,
+    /// Announce a `Content-Length` larger than the body and close early.
+    Truncated,
+    /// Answer 200 with a well-formed JSON body of about this many bytes.
+    Oversized(usize),
+    /// Answer 200 with valid JSON of an unexpected shape.
+    WrongShape,
+}
+
+/// Where the fake listens.
+#[derive(Debug, Clone)]
+enum Listen {
+    Unix(PathBuf),
+    Tcp(SocketAddr),
+}
+
+/// Builder of a [`FakeWolf`]. Defaults: [`WolfVersion::V6`], keepalive every 15 s.
+#[derive(Debug, Clone)]
+pub struct FakeWolfBuilder {
+    version: WolfVersion,
+    listen: Option<Listen>,
+    keepalive: Duration,
+}
+
+impl FakeWolfBuilder {
+    /// The version profile to imitate (V3, V4, V5, V5b or V6; older ones behave like V3).
+    pub fn version(mut self, version: WolfVersion) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// Listen on a unix socket at `path` (an existing file there is removed first, like Wolf does).
+    pub fn unix(mut self, path: impl Into<PathBuf>) -> Self {
+        self.listen = Some(Listen::Unix(path.into()));
+        self
+    }
+
+    /// Listen on TCP at `addr` (use `127.0.0.1:0` in tests; [`FakeWolf::addr`] gives the port).
+    pub fn tcp(mut self, addr: SocketAddr) -> Self {
+        self.listen = Some(Listen::Tcp(addr));
+        self
+    }
+
+    /// Interval of the SSE `:keepalive` comments (Wolf: 15 s).
+    pub fn keepalive_interval(mut self, every: Duration) -> Self {
+        self.keepalive = every;
+        self
+    }
+
+    /// Binds and starts serving.
+    ///
+    /// # Errors
+    /// No listen address given, or binding fails.
+    pub async fn start(self) -> std::io::Result<FakeWolf> {
+        let listen = self.listen.ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "FakeWolf needs .unix(path) or .tcp(addr)")
+        })?;
+        let (events, _) = broadcast::channel(4096);
+        let shared = Arc::new(Shared {
+            version: self.version,
+            keepalive: self.keepalive,
+            state: Mutex::new(State::new(self.version)),
+            events,
+            failures: Mutex::new(Failures::default()),
+            crashes: Mutex::new(Vec::new()),
+            subscribers: AtomicUsize::new(0),
+            served: AtomicUsize::new(0),
+        });
+        let (listen, server) = serve(shared.clone(), listen).await?;
+        Ok(FakeWolf { shared, listen, server: tokio::sync::Mutex::new(Some(server)) })
+    }
+}
+
+#[derive(Debug, Default)]
+struct Failures {
+    all: Option<Failure>,
+    by_path: HashMap<String, Failure>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    version: WolfVersion,
+    keepalive: Duration,
+    state: Mutex<State>,
+    events: broadcast::Sender<Arc<str>>,
+    failures: Mutex<Failures>,
+    crashes: Mutex<Vec<String>>,
+    subscribers: AtomicUsize,
+    served: AtomicUsize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    fn emit(&self, name: &str, data: &str) {
+        // Before V5, `size_t` ids in event payloads are numbers (StartRunner's is always a string).
+        let data = if !self.version.ids_as_strings_in_events() && name != names::START_RUNNER {
+            handlers::numeric_session_ids(data)
+        } else {
+            data.to_owned()
+        };
+        let frame: Arc<str> = format!("event: {name}\ndata: {data}\n\n").into();
+        let _ = self.events.send(frame);
+    }
+}
+
+struct Server {
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// A running fake Wolf. Dropping it stops it.
+#[derive(Debug)]
+pub struct FakeWolf {
+    shared: Arc<Shared>,
+    listen: Listen,
+    server: tokio::sync::Mutex<Option<Server>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Server")
+    }
+}
+
+impl FakeWolf {
+    /// A builder (version V6, no address yet).
+    pub fn builder() -> FakeWolfBuilder {
+        FakeWolfBuilder { version: WolfVersion::V6, listen: None, keepalive: Duration::from_secs(15) }
+    }
+
+    /// The version profile.
+    pub fn version(&self) -> WolfVersion {
+        self.shared.version
+    }
+
+    /// The unix socket path, when listening on one.
+    pub fn socket_path(&self) -> Option<&Path> {
+        match &self.listen {
+            Listen::Unix(p) => Some(p),
+            Listen::Tcp(_) => None,
+        }
+    }
+
+    /// The bound TCP address, when listening on TCP.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        match &self.listen {
+            Listen::Tcp(a) => Some(*a),
+            Listen::Unix(_) => None,
+        }
+    }
+
+    /// A client builder pointed at this fake (5 s timeout).
+    pub fn client_builder(&self) -> WolfClientBuilder {
+        let b = WolfClient::builder().with_timeout(Duration::from_secs(5));
+        match &self.listen {
+            Listen::Unix(p) => b.with_unix_socket(p.clone()),
+            Listen::Tcp(a) => b.with_tcp(a.to_string()),
+        }
+    }
+
+    /// A client of this fake (5 s timeout, version detected).
+    ///
+    /// # Errors
+    /// Never in practice (the configuration is valid).
+    pub fn client(&self) -> crate::Result<WolfClient> {
+        self.client_builder().build()
+    }
+
+    // ----- state -----
+
+    /// Sessions as Wolf would list them.
+    pub fn sessions(&self) -> Vec<StreamSession> {
+        lock(&self.shared.state).sessions.clone()
+    }
+
+    /// Apps of the Moonlight profile.
+    pub fn apps(&self) -> Vec<App> {
+        lock(&self.shared.state).apps.clone()
+    }
+
+    /// Profiles (except the Moonlight one).
+    pub fn profiles(&self) -> Vec<Profile> {
+        lock(&self.shared.state).profiles.clone()
+    }
+
+    /// Lobbies.
+    pub fn lobbies(&self) -> Vec<Lobby> {
+        lock(&self.shared.state).lobbies.iter().map(|l| l.lobby.clone()).collect()
+    }
+
+    /// Paired clients.
+    pub fn clients(&self) -> Vec<PairedClient> {
+        lock(&self.shared.state)
+            .clients
+            .iter()
+            .map(|c| PairedClient {
+                client_id: c.id,
+                app_state_folder: c.app_state_folder.clone(),
+                settings: Some(c.settings.clone()),
+            })
+            .collect()
+    }
+
+    /// Pending pair requests.
+    pub fn pending_pairs(&self) -> Vec<PairRequest> {
+        lock(&self.shared.state).pending.clone()
+    }
+
+    /// Pairs a client with this certificate (as if Moonlight had completed pairing) and returns its id.
+    pub fn add_paired_client(&self, cert_pem: &str) -> ClientId {
+        lock(&self.shared.state).add_client(cert_pem)
+    }
+
+    /// Simulates pairing phase 1 from a Moonlight client: adds a pending request (replacing one from
+    /// the same IP) and fires `PairSignal`.
+    pub fn add_pending_pair(&self, pair_secret: &str, client_ip: &str) {
+        {
+            let mut st = lock(&self.shared.state);
+            st.pending.retain(|p| p.client_ip != client_ip);
+            st.pending.push(PairRequest { pair_secret: pair_secret.into(), client_ip: client_ip.to_owned() });
+        }
+        #[derive(Serialize)]
+        struct PairSignalOut<'a> {
+            client_ip: &'a str,
+            host_ip: &'a str,
+        }
+        self.shared.emit(names::PAIR_SIGNAL, &handlers::to_json(&PairSignalOut { client_ip, host_ip: "127.0.0.1" }));
+    }
+
+    /// Adds an app to the Moonlight profile (as if configured in `config.toml`).
+    pub fn add_app(&self, app: App) {
+        lock(&self.shared.state).apps.push(app);
+    }
+
+    /// A plain process app with the given id and title, for tests.
+    pub fn sample_app(id: impl Into<AppId>, title: &str) -> App {
+        App {
+            title: title.to_owned(),
+            id: id.into(),
+            support_hdr: false,
+            icon_png_path: None,
+            h264_gst_pipeline: "h264".into(),
+            hevc_gst_pipeline: "hevc".into(),
+            av1_gst_pipeline: "av1".into(),
+            render_node: "/dev/dri/renderD128".into(),
+            opus_gst_pipeline: "opus".into(),
+            start_virtual_compositor: true,
+            start_audio_server: true,
+            runner: Runner::Process { run_cmd: "sleep infinity".into() },
+        }
+    }
+
+    /// Makes `docker/images/inspect` find `name`.
+    pub fn add_image(&self, name: &str, inspect: Value) {
+        lock(&self.shared.state).images.insert(name.to_owned(), inspect);
+    }
+
+    /// Makes `utils/get-icon` serve `png` for `path`.
+    pub fn add_icon(&self, path: &str, png: Vec<u8>) {
+        lock(&self.shared.state).icons.insert(path.to_owned(), png);
+    }
+
+    /// Makes `docker/images/pull` of `name` go as planned (unknown images fail).
+    pub fn add_pull(&self, name: &str, plan: PullPlan) {
+        lock(&self.shared.state).pulls.insert(name.to_owned(), plan);
+    }
+
+    /// Simulates Wolf ending a session by itself (runner exited, Moonlight `/cancel`): fires
+    /// `StopStreamEvent` and removes every session with that id.
+    pub fn end_session(&self, id: SessionId) {
+        lock(&self.shared.state).sessions.retain(|s| s.client_id != id);
+        self.shared.emit(names::STOP_STREAM, &format!(r#"{{"session_id":"{id}"}}"#));
+    }
+
+    // ----- events -----
+
+    /// Broadcasts an arbitrary event to SSE subscribers (`data` serialised compactly; ids given as
+    /// strings are turned into numbers for pre-V5 profiles).
+    pub fn inject_event<T: Serialize + ?Sized>(&self, name: &str, data: &T) {
+        self.shared.emit(name, &handlers::to_json(data));
+    }
+
+    /// Broadcasts an event whose `data:` line is exactly `data`.
+    pub fn inject_raw_event(&self, name: &str, data: &str) {
+        let frame: Arc<str> = format!("event: {name}\ndata: {data}\n\n").into();
+        let _ = self.shared.events.send(frame);
+    }
+
+    /// Number of connected SSE subscribers.
+    pub fn subscribers(&self) -> usize {
+        self.shared.subscribers.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `n` SSE subscribers are connected.
+    ///
+    /// # Errors
+    /// `Err(())` if that did not happen within `timeout`.
+    pub async fn wait_for_subscribers(&self, n: usize, timeout: Duration) -> Result<(), ()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.subscribers() < n {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
+    }
+
+    // ----- failures -----
+
+    /// Injects `failure` into every answer (including the SSE stream) until cleared.
+    pub fn set_failure(&self, failure: Failure) {
+        lock(&self.shared.failures).all = Some(failure);
+    }
+
+    /// Injects `failure` into answers for `path` only.
+    pub fn set_failure_on(&self, path: &str, failure: Failure) {
+        lock(&self.shared.failures).by_path.insert(path.to_owned(), failure);
+    }
+
+    /// Removes all injected failures.
+    pub fn clear_failures(&self) {
+        let mut f = lock(&self.shared.failures);
+        f.all = None;
+        f.by_path.clear();
+    }
+
+    /// Whether a request arrived that would have crashed a real Wolf.
+    pub fn would_have_crashed(&self) -> bool {
+        !lock(&self.shared.crashes).is_empty()
+    }
+
+    /// Why a real Wolf would have crashed, one entry per such request.
+    pub fn crashes(&self) -> Vec<String> {
+        lock(&self.shared.crashes).clone()
+    }
+
+    /// Number of requests read so far.
+    pub fn requests_served(&self) -> usize {
+        self.shared.served.load(Ordering::SeqCst)
+    }
+
+    // ----- lifecycle -----
+
+    /// Stops listening and closes every open connection (SSE included). The socket file is left in
+    /// place, as after a Wolf crash, so clients get "connection refused". State is kept.
+    pub async fn stop(&self) {
+        if let Some(server) = self.server.lock().await.take() {
+            let _ = server.shutdown.send(true);
+            let _ = server.task.await;
+        }
+    }
+
+    /// Stops (if running) and listens again on the same path or address, keeping the state.
+    ///
+    /// # Errors
+    /// Binding fails.
+    pub async fn restart(&self) -> std::io::Result<()> {
+        self.stop().await;
+        let (_, server) = serve(self.shared.clone(), self.listen.clone()).await?;
+        *self.server.lock().await = Some(server);
+        Ok(())
+    }
+}
+
+impl Drop for FakeWolf {
+    fn drop(&mut self) {
+        if let Ok(mut guard) = self.server.try_lock()
+            && let Some(server) = guard.take()
+        {
+            let _ = server.shutdown.send(true);
+            server.task.abort();
+        }
+        if let Listen::Unix(p) = &self.listen {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+enum Listener {
+    Unix(UnixListener),
+    Tcp(TcpListener),
+}
+
+async fn serve(shared: Arc<Shared>, listen: Listen) -> std::io::Result<(Listen, Server)> {
+    let (shutdown, rx) = watch::channel(false);
+    let (listen, listener) = match listen {
+        Listen::Unix(path) => {
+            let _ = std::fs::remove_file(&path);
+            let listener = UnixListener::bind(&path)?;
+            (Listen::Unix(path), Listener::Unix(listener))
+        }
+        Listen::Tcp(addr) => {
+            let listener = TcpListener::bind(addr).await?;
+            (Listen::Tcp(listener.local_addr()?), Listener::Tcp(listener))
+        }
+    };
+    let task = tokio::spawn(accept_loop(rx, shared, listener));
+    Ok((listen, Server { shutdown, task }))
+}
+
+async fn accept_loop(mut shutdown: watch::Receiver<bool>, shared: Arc<Shared>, listener: Listener) {
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let accepted = async {
+            match &listener {
+                Listener::Unix(l) => l.accept().await.map(|(s, _)| Either::Unix(s)),
+                Listener::Tcp(l) => l.accept().await.map(|(s, _)| {
+                    let _ = s.set_nodelay(true);
+                    Either::Tcp(s)
+                }),
+            }
+        };
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = accepted => match accepted {
+                Ok(stream) => {
+                    let shared = shared.clone();
+                    let mut rx = shutdown.clone();
+                    conns.spawn(async move {
+                        tokio::select! {
+                            _ = rx.changed() => {}
+                            () = async {
+                                match stream {
+                                    Either::Unix(s) => connection(shared, s).await,
+                                    Either::Tcp(s) => connection(shared, s).await,
+                                }
+                            } => {}
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "fake wolf accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    conns.shutdown().await;
+}
+
+enum Either {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream),
+}
+
+async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send>(shared: Arc<Shared>, mut io: S) {
+    let req = match read_request(&mut io).await {
+        ReadOutcome::Gone => return,
+        ReadOutcome::Chunked => {
+            write_response(&mut io, 500, &[], CHUNKED_REJECTION.as_bytes()).await;
+            return;
+        }
+        ReadOutcome::Request(r) => r,
+    };
+    shared.served.fetch_add(1, Ordering::SeqCst);
+    let failure = {
+        let f = lock(&shared.failures);
+        f.by_path.get(&req.path).cloned().or_else(|| f.all.clone())
+    };
+    if let Some(failure) = &failure {
+        match failure {
+            Failure::Slow(d) => tokio::time::sleep(*d).await,
+            Failure::CloseWithoutResponse => return,
+            Failure::Garbage => {
+                write_response(&mut io, 200, &[], b"<html>this is not json").await;
+                return;
+            }
+            Failure::Truncated => {
+                write_all_and_close(&mut io, b"HTTP/1.0 200 OK\r\nContent-Length: 100\r\n\r\n{\"success\":tr").await;
+                return;
+            }
+            Failure::Oversized(n) => {
+                let mut body = String::with_capacity(n + 40);
+                body.push_str("{\"success\":true,\"sessions\":[],\"pad\":\"");
+                body.extend(std::iter::repeat_n('x', *n));
+                body.push_str("\"}");
+                write_response(&mut io, 200, &[], body.as_bytes()).await;
+                return;
+            }
+            Failure::WrongShape => {
+                write_response(&mut io, 200, &[], br#"{"success":true,"sessions":{"not":"a list"},"session_id":[1],"apps":7,"clients":null,"requests":"x","lobbies":1,"profiles":1,"lobby_id":3}"#).await;
+                return;
+            }
+        }
+    }
+    let mut emitted = Vec::new();
+    let reply = {
+        let mut st = lock(&shared.state);
+        handlers::handle(shared.version, &mut st, &req, &mut emitted)
+    };
+    for (name, data) in &emitted {
+        shared.emit(name, data);
+    }
+    match reply {
+        Reply::Json(status, body) => write_response(&mut io, status, &[], body.as_bytes()).await,
+        Reply::Bytes { status, content_type, body } => {
+            let headers: Vec<(&str, &str)> = content_type.map(|t| ("Content-Type", t)).into_iter().collect();
+            write_response(&mut io, status, &headers, &body).await;
+        }
+        Reply::Close => {
+            let _ = io.shutdown().await;
+        }
+        Reply::Crash(why) => {
+            tracing::warn!(reason = %why, "fake wolf: this request would have crashed Wolf");
+            lock(&shared.crashes).push(why);
+            let _ = io.shutdown().await;
+        }
+        Reply::Events => sse(&shared, io).await,
+        Reply::Pull(plan, image) => pull(&shared, io, plan, &image).await,
+    }
+}
+
+struct SubscriberGuard<'a>(&'a AtomicUsize);
+
+impl Drop for SubscriberGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn sse<S: AsyncWrite + Unpin>(shared: &Shared, mut io: S) {
+    let mut rx = shared.events.subscribe();
+    if io.write_all(SSE_HEAD.as_bytes()).await.is_err() {
+        return;
+    }
+    shared.subscribers.fetch_add(1, Ordering::SeqCst);
+    let _guard = SubscriberGuard(&shared.subscribers);
+    let mut keepalive = tokio::time::interval(shared.keepalive);
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    keepalive.tick().await;
+    loop {
+        let frame: Arc<str> = tokio::select! {
+            r = rx.recv() => match r {
+                Ok(frame) => frame,
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = keepalive.tick() => Arc::from(":keepalive\n\n"),
+        };
+        if io.write_all(frame.as_bytes()).await.is_err() || io.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn pull<S: AsyncWrite + Unpin>(shared: &Shared, mut io: S, plan: PullPlan, image: &str) {
+    let mut out = String::from("HTTP/1.0 200 OK\r\n\r\n");
+    let mut failed = false;
+    for (i, layer) in plan.layers.iter().enumerate() {
+        if plan.fail_after == Some(i) {
+            failed = true;
+            break;
+        }
+        out.push_str(&handlers::to_json::<PullProgress>(layer));
+        out.push_str("\r\n");
+    }
+    if plan.fail_after.is_some_and(|n| n >= plan.layers.len()) {
+        failed = true;
+    }
+    if failed {
+        let body = r#"{"success":false,"error":"Failed to pull image"}"#;
+        out.push_str(&format!("HTTP/1.0 500 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()));
+    } else {
+        out.push_str("{\"success\":true}\r\n");
+    }
+    write_all_and_close(&mut io, out.as_bytes()).await;
+    shared.emit(
+        names::DOCKER_PULL_END,
+        &handlers::to_json(&handlers::PullEndOut { image_name: image, success: !failed }),
+    );
+}

@@ -1,0 +1,77 @@
+//! The OpenAPI document the fake serves: paths and the schemas version detection reads.
+//! Schema names follow the pattern Wolf's generator uses (spec §4.5, endpoint 28); the exact names
+//! for these two types are UNVERIFIED.
+
+use serde_json::{Map, Value, json};
+
+use crate::version::{ENDPOINTS, Method, WolfVersion};
+
+pub(crate) fn openapi(version: WolfVersion) -> Value {
+    let mut paths = Map::new();
+    for (path, method, since) in ENDPOINTS {
+        if since > version {
+            continue;
+        }
+        let m = match method {
+            Method::Get => "get",
+            Method::Post => "post",
+        };
+        paths.insert(path.to_owned(), json!({ m: { "responses": { "200": { "description": "OK" } } } }));
+    }
+    let mut session_props = vec![
+        "client_ip",
+        "video_width",
+        "video_height",
+        "video_refresh_rate",
+        "audio_channel_count",
+        "app_id",
+        "client_id",
+        "client_settings",
+    ];
+    if version >= WolfVersion::V4 {
+        session_props.extend(["aes_key", "aes_iv", "rtsp_fake_ip"]);
+    }
+    let required: Vec<&str> = session_props
+        .iter()
+        .copied()
+        .filter(|f| {
+            !(version >= WolfVersion::V5b && matches!(*f, "app_id" | "client_id" | "client_settings"))
+        })
+        .collect();
+    let string = json!({"type": "string"});
+    let session_properties: Map<String, Value> =
+        session_props.iter().map(|p| ((*p).to_owned(), string.clone())).collect();
+    let mut settings_props: Map<String, Value> = [
+        "run_uid",
+        "run_gid",
+        "controllers_override",
+        "mouse_acceleration",
+        "v_scroll_acceleration",
+        "h_scroll_acceleration",
+    ]
+    .iter()
+    .map(|p| ((*p).to_owned(), json!({"type": "number"})))
+    .collect();
+    if version >= WolfVersion::V6 {
+        settings_props.insert("motion_controller_override".into(), string.clone());
+    }
+    let settings_required: Vec<&String> = settings_props.keys().collect();
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "Wolf API", "version": "0.1" },
+        "servers": [ { "url": "http://localhost/" } ],
+        "paths": paths,
+        "components": { "schemas": {
+            "rfl__Reflector_wolf__core__events__StreamSession___ReflType": {
+                "type": "object", "properties": session_properties, "required": required,
+            },
+            "wolf__config__ClientSettings": {
+                "type": "object", "properties": settings_props.clone(), "required": settings_required,
+            },
+            "wolf__api__StreamSessionCreated": {
+                "type": "object", "properties": { "success": {"type": "boolean"}, "session_id": string },
+                "required": ["success", "session_id"],
+            },
+        } },
+    })
+}
