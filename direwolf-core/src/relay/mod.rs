@@ -343,6 +343,7 @@ impl Relay {
     /// [`RelayError::Ports`] when the range is exhausted, [`RelayError::Bind`] when no set could
     /// be bound, [`RelayError::Invalid`] for a config with port 0, [`RelayError::ShutDown`].
     pub async fn open_session(&self, session: SessionRelayConfig) -> Result<SessionRelay> {
+        self.check_running()?;
         validate(&session)?;
         let mut skipped = Vec::new();
         let mut last_error = None;
@@ -384,6 +385,7 @@ impl Relay {
         ports: StreamPorts,
         session: SessionRelayConfig,
     ) -> Result<SessionRelay> {
+        self.check_running()?;
         validate(&session)?;
         let bound = bind_all(
             self.inner.config.public_ip,
@@ -399,9 +401,7 @@ impl Relay {
         bound: Bound,
         lease: Option<PortLease>,
     ) -> Result<SessionRelay> {
-        if self.inner.shut_down.load(Ordering::SeqCst) {
-            return Err(RelayError::ShutDown);
-        }
+        self.check_running()?;
         let public = bound
             .ports()
             .map_err(|e| RelayError::Invalid(format!("bound socket has no address: {e}")))?;
@@ -444,6 +444,13 @@ impl Relay {
             lease,
             relay: Arc::downgrade(&self.inner),
         })
+    }
+
+    fn check_running(&self) -> Result<()> {
+        if self.inner.shut_down.load(Ordering::SeqCst) {
+            return Err(RelayError::ShutDown);
+        }
+        Ok(())
     }
 
     /// Counters of every open session.

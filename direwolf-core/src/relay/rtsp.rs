@@ -132,7 +132,11 @@ fn content_length(head: &str) -> Result<Option<usize>, RtspError> {
         if let Some((name, value)) = line.split_once(':')
             && name.trim().eq_ignore_ascii_case("content-length")
         {
-            return value.trim().parse().map(Some).map_err(|_| RtspError::Malformed("bad Content-length"));
+            return value
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| RtspError::Malformed("bad Content-length"));
         }
     }
     Ok(None)

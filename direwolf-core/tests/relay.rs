@@ -1,0 +1,518 @@
+//! Integration tests of `direwolf_core::relay` on 127.0.0.1 against a fake Wolf written here: a
+//! tiny RTSP responder with Wolf V6's SETUP answers and UDP sockets that answer pings.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use direwolf_core::StreamPorts;
+use direwolf_core::relay::{
+    PortAllocError, Relay, RelayConfig, RelayError, SessionRelay, SessionRelayConfig, StreamKind, WolfPorts,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::time::timeout;
+
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const FAKE_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 7);
+const SECRET: &[u8; 16] = b"Ab3$x~Zq!9Lm#2Rt";
+const CONNECT_DATA: u32 = 3_735_928_559;
+const WAIT: Duration = Duration::from_secs(5);
+
+/// A fake Wolf: RTSP on a TCP port, video/audio/control on UDP ports (all ephemeral).
+struct FakeWolf {
+    rtsp: SocketAddr,
+    video: Arc<UdpSocket>,
+    audio: Arc<UdpSocket>,
+    control: Arc<UdpSocket>,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl FakeWolf {
+    async fn start() -> FakeWolf {
+        let listener = TcpListener::bind((LOCAL, 0)).await.expect("bind fake Wolf RTSP");
+        let rtsp = listener.local_addr().expect("address");
+        let udp = || async { Arc::new(UdpSocket::bind((LOCAL, 0)).await.expect("bind fake Wolf UDP")) };
+        let (video, audio, control) = (udp().await, udp().await, udp().await);
+        let ports = WolfPorts {
+            video: video.local_addr().expect("a").port(),
+            audio: audio.local_addr().expect("a").port(),
+            control: control.local_addr().expect("a").port(),
+        };
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let request = read_rtsp_request(&mut conn).await;
+                    let answer = wolf_answer(&request, ports);
+                    seen.lock().expect("lock").push(request);
+                    conn.write_all(answer.as_bytes()).await.expect("write answer");
+                    // Wolf answers and closes.
+                });
+            }
+        });
+        FakeWolf {
+            rtsp,
+            video,
+            audio,
+            control,
+            requests,
+        }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().expect("lock").clone()
+    }
+}
+
+async fn read_rtsp_request(conn: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = timeout(WAIT, conn.read(&mut chunk))
+            .await
+            .expect("relay must deliver the request")
+            .expect("read");
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len = text
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-length: "))
+                .map_or(0, |v| v.trim().parse::<usize>().expect("length"));
+            if buf.len() >= end + 4 + len {
+                return text;
+            }
+        }
+        assert!(n > 0, "relay closed before the request was complete: {text:?}");
+    }
+}
+
+/// Wolf V6-style answers (headers alphabetical, CRLF; streaming-ports.md §3).
+fn wolf_answer(request: &str, ports: WolfPorts) -> String {
+    let cseq = request
+        .lines()
+        .find_map(|l| l.strip_prefix("CSeq: "))
+        .unwrap_or("0")
+        .trim()
+        .to_owned();
+    let secret = std::str::from_utf8(SECRET).expect("ascii");
+    let first = request.lines().next().unwrap_or("");
+    if first.starts_with("SETUP streamid=audio") {
+        format!(
+            "RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\nSession: DEADBEEFCAFE;timeout = 90\r\nTransport: server_port={}\r\nX-SS-Ping-Payload: {secret}\r\n\r\n",
+            ports.audio
+        )
+    } else if first.starts_with("SETUP streamid=video") {
+        format!(
+            "RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\nSession: DEADBEEFCAFE;timeout = 90\r\nTransport: server_port={}\r\nX-SS-Ping-Payload: {secret}\r\n\r\n",
+            ports.video
+        )
+    } else if first.starts_with("SETUP streamid=control") {
+        format!(
+            "RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\nSession: DEADBEEFCAFE;timeout = 90\r\nTransport: server_port={}\r\nX-SS-Connect-Data: {CONNECT_DATA}\r\n\r\n",
+            ports.control
+        )
+    } else if first.starts_with("DESCRIBE") {
+        let sdp = "a=fmtp:97 surround-params=21101\r\na=x-ss-general.featureFlags: 3\r\n";
+        format!(
+            "RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        )
+    } else {
+        format!("RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\n\r\n")
+    }
+}
+
+/// One Moonlight-style RTSP transaction: connect, write (in pieces if `split`), read until close.
+async fn rtsp(port: u16, request: &str, split: bool) -> String {
+    let mut conn = timeout(WAIT, TcpStream::connect((LOCAL, port)))
+        .await
+        .expect("connect timed out")
+        .expect("connect");
+    conn.set_nodelay(true).expect("nodelay");
+    if split {
+        for piece in request.as_bytes().chunks(7) {
+            conn.write_all(piece).await.expect("write");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    } else {
+        conn.write_all(request.as_bytes()).await.expect("write");
+    }
+    let mut answer = Vec::new();
+    let read = timeout(WAIT, conn.read_to_end(&mut answer))
+        .await
+        .expect("the relay must close the connection after the answer");
+    match read {
+        Ok(_) => {}
+        // Closing with unread request bytes (refused garbage) makes the kernel send a reset.
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && answer.is_empty() => {}
+        Err(e) => panic!("read: {e}"),
+    }
+    String::from_utf8(answer).expect("utf-8 answer")
+}
+
+fn config(range: std::ops::RangeInclusive<u16>) -> RelayConfig {
+    let mut c = RelayConfig::new(LOCAL, range);
+    c.socket_buffer_bytes = 0;
+    c
+}
+
+fn session(wolf: &FakeWolf, client_ip: IpAddr) -> SessionRelayConfig {
+    let mut s = SessionRelayConfig::new(client_ip, wolf.rtsp, FAKE_IP);
+    // Defaults point at ports nobody listens on: the learned ports must be used.
+    s.wolf_ports = WolfPorts {
+        video: 9,
+        audio: 9,
+        control: 9,
+    };
+    s
+}
+
+fn setup(stream: &str, cseq: u32) -> String {
+    format!(
+        "SETUP streamid={stream} RTSP/1.0\r\nCSeq: {cseq}\r\nX-GS-ClientVersion: 14\r\nHost: 0.0.0.0\r\nTransport: unicast;X-GS-ClientPort=50000-50001\r\nIf-Modified-Since: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n"
+    )
+}
+
+/// Run the three SETUPs; returns the public ports the client was told.
+async fn handshake(relay: &SessionRelay) -> (u16, u16, u16) {
+    let port_of = |answer: &str| -> u16 {
+        let t = answer
+            .lines()
+            .find_map(|l| l.strip_prefix("Transport: server_port="))
+            .expect("transport");
+        t.trim().parse().expect("port")
+    };
+    let audio = port_of(&rtsp(relay.ports().rtsp, &setup("audio/0/0", 3), false).await);
+    let video = port_of(&rtsp(relay.ports().rtsp, &setup("video/0/0", 4), false).await);
+    let control = port_of(&rtsp(relay.ports().rtsp, &setup("control/13/0", 5), false).await);
+    (audio, video, control)
+}
+
+fn ping(seq: u32) -> Vec<u8> {
+    let mut p = SECRET.to_vec();
+    p.extend_from_slice(&seq.to_be_bytes());
+    p
+}
+
+fn enet_connect(data: u32) -> Vec<u8> {
+    let mut p = Vec::new();
+    p.extend_from_slice(&0x8FFFu16.to_be_bytes());
+    p.extend_from_slice(&1u16.to_be_bytes());
+    p.extend_from_slice(&[0x82, 0xFF, 0, 1, 0, 0, 0, 0]);
+    for v in [1392u32, 32768, 0x30, 0, 0, 5000, 2, 2, 77] {
+        p.extend_from_slice(&v.to_be_bytes());
+    }
+    p.extend_from_slice(&data.to_be_bytes());
+    p
+}
+
+async fn recv(socket: &UdpSocket, what: &str) -> (Vec<u8>, SocketAddr) {
+    let mut buf = vec![0u8; 2048];
+    let (n, from) = timeout(WAIT, socket.recv_from(&mut buf))
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+        .expect("recv");
+    buf.truncate(n);
+    (buf, from)
+}
+
+async fn stats_settle() {
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+#[tokio::test]
+async fn rtsp_handshake_is_rewritten_and_closed() {
+    let wolf = FakeWolf::start().await;
+    let relay = Relay::new(config(21000..=21039)).expect("relay");
+    let s = relay
+        .open_session(session(&wolf, LOCAL))
+        .await
+        .expect("open session");
+    let port = s.ports().rtsp;
+
+    let options = format!(
+        "OPTIONS rtsp://0.0.0.0:{port} RTSP/1.0\r\nCSeq: 1\r\nX-GS-ClientVersion: 14\r\nHost: 0.0.0.0\r\n\r\n"
+    );
+    let answer = rtsp(port, &options, true).await;
+    assert_eq!(answer, "RTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\n");
+    let describe = format!(
+        "DESCRIBE rtsp://203.0.113.9:{port} RTSP/1.0\r\nCSeq: 2\r\nX-GS-ClientVersion: 14\r\nHost: 203.0.113.9\r\nAccept: application/sdp\r\n\r\n"
+    );
+    let answer = rtsp(port, &describe, false).await;
+    assert!(answer.ends_with("a=x-ss-general.featureFlags: 3\r\n"), "{answer}");
+
+    let (audio, video, control) = handshake(&s).await;
+    assert_eq!(
+        (video, audio, control),
+        (s.ports().video, s.ports().audio, s.ports().control)
+    );
+    assert_eq!(
+        s.wolf_udp_addr(StreamKind::Audio),
+        wolf.audio.local_addr().expect("a")
+    );
+    assert_eq!(
+        s.wolf_udp_addr(StreamKind::Video),
+        wolf.video.local_addr().expect("a")
+    );
+    assert_eq!(
+        s.wolf_udp_addr(StreamKind::Control),
+        wolf.control.local_addr().expect("a")
+    );
+    assert_eq!(s.secrets().ping_payload, Some(*SECRET));
+    assert_eq!(s.secrets().connect_data, Some(CONNECT_DATA));
+
+    let body = "v=0\r\na=x-nv-video[0].clientViewportWd:1920 \r\n";
+    let announce = format!(
+        "ANNOUNCE streamid=control/13/0 RTSP/1.0\r\nCSeq: 6\r\nX-GS-ClientVersion: 14\r\nHost: 0.0.0.0\r\nSession: DEADBEEFCAFE\r\nContent-type: application/sdp\r\nContent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    assert_eq!(
+        rtsp(port, &announce, true).await,
+        "RTSP/1.0 200 OK\r\nCSeq: 6\r\n\r\n"
+    );
+
+    let seen = wolf.requests();
+    assert_eq!(seen.len(), 6);
+    assert!(
+        seen[0].starts_with(&format!(
+            "OPTIONS rtsp://10.99.0.7:{port} RTSP/1.0\r\nCSeq: 1\r\n"
+        )),
+        "{}",
+        seen[0]
+    );
+    assert!(seen[1].starts_with(&format!(
+        "DESCRIBE rtsp://10.99.0.7:{port} RTSP/1.0\r\nCSeq: 2\r\n"
+    )));
+    for r in &seen {
+        assert!(r.contains("\r\nHost: 10.99.0.7\r\n"), "{r}");
+        assert!(!r.contains("0.0.0.0") && !r.contains("203.0.113.9"), "{r}");
+    }
+    assert!(seen[5].ends_with(&format!("\r\n\r\n{body}")));
+    let st = s.stats();
+    assert_eq!(st.rtsp.relayed, 6);
+    assert_eq!(st.rtsp.rejected_requests, 0);
+}
+
+#[tokio::test]
+async fn pings_reach_wolf_and_media_returns_from_the_public_port() {
+    let wolf = FakeWolf::start().await;
+    let relay = Relay::new(config(21040..=21079)).expect("relay");
+    let s = relay
+        .open_session(session(&wolf, LOCAL))
+        .await
+        .expect("open session");
+    handshake(&s).await;
+    let public_video = SocketAddr::new(LOCAL, s.ports().video);
+
+    let client = UdpSocket::bind((LOCAL, 0)).await.expect("client socket");
+    client.send_to(&ping(1), public_video).await.expect("send ping");
+    let (got, relay_upstream) = recv(&wolf.video, "the ping at Wolf's video port").await;
+    assert_eq!(got, ping(1));
+    // Wolf streams to the ping's source, from its ping socket.
+    for seq in 0..50u8 {
+        wolf.video
+            .send_to(&[seq; 1400], relay_upstream)
+            .await
+            .expect("rtp");
+    }
+    for seq in 0..50u8 {
+        let (rtp, from) = recv(&client, "RTP at the client").await;
+        assert_eq!(
+            from, public_video,
+            "media must come from the public port the client pinged"
+        );
+        assert_eq!(rtp, vec![seq; 1400]);
+    }
+    // Control: bidirectional through the same mapping.
+    let public_control = SocketAddr::new(LOCAL, s.ports().control);
+    client
+        .send_to(&enet_connect(CONNECT_DATA), public_control)
+        .await
+        .expect("connect");
+    let (_, control_upstream) = recv(&wolf.control, "ENet CONNECT at Wolf").await;
+    wolf.control
+        .send_to(b"verify-connect", control_upstream)
+        .await
+        .expect("send");
+    let (reply, from) = recv(&client, "the control reply").await;
+    assert_eq!((reply.as_slice(), from), (&b"verify-connect"[..], public_control));
+
+    stats_settle().await;
+    let st = s.stats();
+    assert_eq!(st.video.to_wolf_packets, 1);
+    assert_eq!(st.video.to_wolf_bytes, 20);
+    assert_eq!(st.video.to_client_packets, 50);
+    assert_eq!(st.video.to_client_bytes, 50 * 1400);
+    assert_eq!(st.video.mappings_active, 1);
+    assert_eq!(st.control.to_client_packets, 1);
+    assert_eq!(relay.stats().len(), 1);
+}
+
+#[tokio::test]
+async fn strangers_and_garbage_are_dropped_until_they_prove_the_secret() {
+    let wolf = FakeWolf::start().await;
+    let relay = Relay::new(config(21080..=21119)).expect("relay");
+    // The session's client is elsewhere: 127.0.0.1 is a stranger.
+    let s = relay
+        .open_session(session(&wolf, "198.51.100.7".parse().expect("ip")))
+        .await
+        .expect("open");
+    let public_audio = SocketAddr::new(LOCAL, s.ports().audio);
+    let public_control = SocketAddr::new(LOCAL, s.ports().control);
+    let stranger = UdpSocket::bind((LOCAL, 0)).await.expect("socket");
+
+    // Before SETUP no secret is known: even a well-formed ping is refused.
+    stranger.send_to(&ping(1), public_audio).await.expect("send");
+    handshake(&s).await;
+    stranger.send_to(b"garbage", public_audio).await.expect("send");
+    stranger.send_to(b"PING", public_audio).await.expect("send");
+    stranger
+        .send_to(&enet_connect(CONNECT_DATA + 1), public_control)
+        .await
+        .expect("send");
+    stats_settle().await;
+    let st = s.stats();
+    assert_eq!(st.audio.drops.not_admitted, 3);
+    assert_eq!(st.control.drops.not_admitted, 1);
+    assert_eq!(st.audio.mappings_created, 0);
+
+    // The secret admits the endpoint, and then anything from it is forwarded.
+    stranger.send_to(&ping(2), public_audio).await.expect("send");
+    assert_eq!(recv(&wolf.audio, "the admitted ping").await.0, ping(2));
+    stranger.send_to(b"PING", public_audio).await.expect("send");
+    assert_eq!(
+        recv(&wolf.audio, "a packet from the admitted endpoint").await.0,
+        b"PING"
+    );
+    stranger
+        .send_to(&enet_connect(CONNECT_DATA), public_control)
+        .await
+        .expect("send");
+    assert_eq!(
+        recv(&wolf.control, "the admitted CONNECT").await.0,
+        enet_connect(CONNECT_DATA)
+    );
+    let st = s.stats();
+    assert_eq!(st.audio.mappings_created, 1);
+    assert_eq!(st.control.mappings_created, 1);
+    assert_eq!(st.audio.drops.not_admitted, 3);
+}
+
+#[tokio::test]
+async fn mappings_are_bounded_and_expire_when_idle() {
+    let wolf = FakeWolf::start().await;
+    let mut cfg = config(21120..=21159);
+    cfg.max_mappings_per_stream = 2;
+    cfg.udp_idle_timeout = Duration::from_millis(300);
+    let relay = Relay::new(cfg).expect("relay");
+    let s = relay.open_session(session(&wolf, LOCAL)).await.expect("open");
+    handshake(&s).await;
+    let public_video = SocketAddr::new(LOCAL, s.ports().video);
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(UdpSocket::bind((LOCAL, 0)).await.expect("socket"));
+    }
+    for (i, c) in clients.iter().enumerate() {
+        c.send_to(&ping(i as u32 + 1), public_video).await.expect("send");
+    }
+    recv(&wolf.video, "first ping").await;
+    recv(&wolf.video, "second ping").await;
+    stats_settle().await;
+    let st = s.stats().video;
+    assert_eq!(
+        (st.mappings_created, st.mappings_active, st.drops.mapping_limit),
+        (2, 2, 1)
+    );
+
+    // After the idle timeout both mappings go and the third client gets in.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let st = s.stats().video;
+    assert_eq!((st.mappings_expired, st.mappings_active), (2, 0));
+    clients[2].send_to(&ping(9), public_video).await.expect("send");
+    assert_eq!(recv(&wolf.video, "the third client's ping").await.0, ping(9));
+    assert_eq!(s.stats().video.mappings_active, 1);
+}
+
+#[tokio::test]
+async fn rtsp_garbage_and_dead_wolf_close_the_connection_and_count() {
+    let wolf = FakeWolf::start().await;
+    let mut cfg = config(21160..=21199);
+    cfg.rtsp.request_timeout = Duration::from_millis(300);
+    cfg.rtsp.max_request_header_bytes = 1024;
+    let relay = Relay::new(cfg).expect("relay");
+    let s = relay.open_session(session(&wolf, LOCAL)).await.expect("open");
+    let port = s.ports().rtsp;
+    assert_eq!(rtsp(port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", false).await, "");
+    assert_eq!(rtsp(port, &"A".repeat(5000), false).await, "");
+    // A client that never finishes its request is cut off by the request timeout.
+    assert_eq!(
+        rtsp(port, "OPTIONS rtsp://0.0.0.0:1 RTSP/1.0\r\nCSeq: 1\r\n", false).await,
+        ""
+    );
+    assert!(wolf.requests().is_empty(), "nothing reaches Wolf");
+    assert_eq!(s.stats().rtsp.rejected_requests, 3);
+
+    // Wolf not listening: the client sees a close, the relay counts.
+    let dead = TcpListener::bind((LOCAL, 0))
+        .await
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let mut cfg = session(&wolf, LOCAL);
+    cfg.wolf_rtsp = dead;
+    let s2 = relay.open_session(cfg).await.expect("open");
+    let options = "OPTIONS rtsp://0.0.0.0:1 RTSP/1.0\r\nCSeq: 1\r\nHost: 0.0.0.0\r\n\r\n";
+    assert_eq!(rtsp(s2.ports().rtsp, options, false).await, "");
+    assert_eq!(s2.stats().rtsp.upstream_errors, 1);
+}
+
+async fn ports_are_free(p: StreamPorts) -> bool {
+    TcpListener::bind((LOCAL, p.rtsp)).await.is_ok()
+        && UdpSocket::bind((LOCAL, p.video)).await.is_ok()
+        && UdpSocket::bind((LOCAL, p.audio)).await.is_ok()
+        && UdpSocket::bind((LOCAL, p.control)).await.is_ok()
+}
+
+#[tokio::test]
+async fn close_frees_ports_and_exhaustion_is_typed() {
+    let wolf = FakeWolf::start().await;
+    let relay = Relay::new(config(21200..=21203)).expect("relay with one port set");
+    let s = relay.open_session(session(&wolf, LOCAL)).await.expect("open");
+    let ports = s.ports();
+    assert!(!ports_are_free(ports).await, "the session holds its ports");
+    match relay.open_session(session(&wolf, LOCAL)).await {
+        Err(RelayError::Ports(PortAllocError::Exhausted { capacity: 1, .. })) => {}
+        other => panic!("expected exhaustion, got {other:?}"),
+    }
+    // Traffic in flight does not keep the ports.
+    let client = UdpSocket::bind((LOCAL, 0)).await.expect("socket");
+    client
+        .send_to(&ping(1), (LOCAL, ports.video))
+        .await
+        .expect("send");
+    stats_settle().await;
+    s.close().await;
+    assert!(
+        ports_are_free(ports).await,
+        "close() must release every public socket"
+    );
+    assert_eq!(relay.allocator().in_use(), 0);
+    assert_eq!(relay.session_count(), 0);
+    let again = relay
+        .open_session(session(&wolf, LOCAL))
+        .await
+        .expect("the set is free again");
+    assert_eq!(again.ports(), ports);
+    drop(again);
+    assert_eq!(relay.allocator().in_use(), 0, "drop frees the lease");
+
+    relay.shutdown();
+    assert!(matches!(
+        relay.open_session(session(&wolf, LOCAL)).await,
+        Err(RelayError::ShutDown)
+    ));
+}
