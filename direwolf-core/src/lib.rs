@@ -20,11 +20,15 @@
 //! ```
 #![warn(missing_docs)]
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 pub mod error;
 pub mod ids;
 pub mod launcher;
 pub mod memory;
 pub mod model;
+#[cfg(feature = "persistent")]
+pub mod persistent;
 pub mod pin;
 pub mod relay;
 pub mod store;

@@ -1,0 +1,793 @@
+//! The conformance suite every store backend must pass.
+//!
+//! Each function exercises the guarantees documented on one trait in [`crate::store`] and panics
+//! with a message naming the broken guarantee. The functions do **not** need an empty store:
+//! every key they use carries a fresh random tag, they check only their own objects (plus
+//! properties that hold whatever else is stored, such as list order), and they delete what
+//! they created. So they can run against a shared Kubernetes API-server emulator or a real
+//! data directory.
+//!
+//! [`identity_store`] is the exception to "delete what they created": an identity cannot be
+//! removed through the trait. On a store without an identity it leaves the one it created.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! direwolf_core::conformance::all(&direwolf_core::Stores::in_memory()).await;
+//! # }
+//! ```
+
+use std::fmt::Debug;
+
+use futures::future::join_all;
+use rand::Rng;
+
+use crate::error::{Error, Result};
+use crate::ids::{AesKey, AppId, Fingerprint, RiKeyId, SessionId, UserName};
+use crate::model::{
+    App, AppAsset, Pairing, ServerIdentity, Session, SessionPhase, StreamKeys, StreamPlacement, StreamPorts,
+    User, VideoMode, unix_now,
+};
+use crate::store::{
+    AppCatalog, IdentityStore, PairingStore, SessionStore, SessionStoreExt, Stores, UserStore,
+};
+
+/// How many tasks the concurrency checks run at once.
+const CONCURRENCY: usize = 16;
+
+/// Runs every check of this module against `stores`.
+pub async fn all(stores: &Stores) {
+    pairing_store(stores.pairings.as_ref()).await;
+    user_store(stores.users.as_ref()).await;
+    app_catalog(stores.apps.as_ref()).await;
+    session_store(stores.sessions.as_ref()).await;
+    identity_store(stores.identity.as_ref()).await;
+}
+
+/// Unwraps a store call, panicking with the operation's name and the error.
+fn ok<T>(result: Result<T>, operation: &str) -> T {
+    match result {
+        Ok(value) => value,
+        Err(e) => panic!("{operation} failed: {e} ({e:?})"),
+    }
+}
+
+/// A fresh tag of 8 lower-case letters and digits: keeps this run's keys apart from any other
+/// data in the store and from concurrent runs.
+fn run_tag() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    (0..8)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+fn name(text: String) -> UserName {
+    text.parse()
+        .unwrap_or_else(|e| panic!("test user name {text:?} is invalid: {e}"))
+}
+
+/// Standard base64 with padding (enough for the PEM armour of test certificates).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A pairing with a random certificate-like blob whose fingerprint is its SHA-256.
+fn sample_pairing(user: UserName, device_name: Option<&str>) -> Pairing {
+    let mut der = vec![0u8; 600];
+    rand::thread_rng().fill(der.as_mut_slice());
+    let body = base64(&der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in body.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    Pairing {
+        fingerprint: Fingerprint::of_der(&der),
+        cert_pem: pem,
+        user,
+        device_name: device_name.map(str::to_owned),
+        paired_at: unix_now(),
+    }
+}
+
+/// Panics unless `items` is strictly increasing by `key` (sorted, no duplicates).
+fn assert_strictly_sorted<T, K: Ord + Debug>(items: &[T], key: impl Fn(&T) -> K, what: &str) {
+    for pair in items.windows(2) {
+        let (a, b) = (key(&pair[0]), key(&pair[1]));
+        assert!(
+            a < b,
+            "{what} must be in strictly increasing key order, but {a:?} came before {b:?}"
+        );
+    }
+}
+
+/// Checks [`PairingStore`]: get after put, idempotent upsert, replace, delete reports existence,
+/// fingerprint order, concurrent writers, and last-writer-wins on one key.
+pub async fn pairing_store(store: &dyn PairingStore) {
+    let tag = run_tag();
+    let user = name(format!("c{tag}-a"));
+    let other_user = name(format!("c{tag}-b"));
+
+    let a = sample_pairing(user.clone(), Some("Sam’s 📱 Deck «ünïcode»"));
+    assert_eq!(
+        ok(store.get(&a.fingerprint).await, "PairingStore::get"),
+        None,
+        "unknown pairing must be None"
+    );
+    assert!(
+        !ok(store.delete(&a.fingerprint).await, "PairingStore::delete"),
+        "deleting an unknown pairing must return false"
+    );
+
+    ok(store.put(a.clone()).await, "PairingStore::put");
+    assert_eq!(
+        ok(store.get(&a.fingerprint).await, "PairingStore::get"),
+        Some(a.clone()),
+        "get after put must return the pairing exactly as put"
+    );
+
+    // Idempotent upsert: the same pairing twice is one pairing.
+    ok(store.put(a.clone()).await, "PairingStore::put (again)");
+    let listed = ok(store.list().await, "PairingStore::list");
+    assert_eq!(
+        listed.iter().filter(|p| p.fingerprint == a.fingerprint).count(),
+        1,
+        "putting the same pairing twice must leave exactly one"
+    );
+
+    // Upsert replaces.
+    let a2 = Pairing {
+        user: other_user.clone(),
+        device_name: None,
+        paired_at: a.paired_at + 1,
+        ..a.clone()
+    };
+    ok(store.put(a2.clone()).await, "PairingStore::put (replace)");
+    assert_eq!(
+        ok(store.get(&a.fingerprint).await, "PairingStore::get"),
+        Some(a2.clone()),
+        "put must replace the pairing with the same fingerprint"
+    );
+
+    let b = sample_pairing(user.clone(), None);
+    let c = sample_pairing(other_user.clone(), Some("roth"));
+    ok(store.put(b.clone()).await, "PairingStore::put");
+    ok(store.put(c.clone()).await, "PairingStore::put");
+    let listed = ok(store.list().await, "PairingStore::list");
+    assert_strictly_sorted(&listed, |p| p.fingerprint.clone(), "PairingStore::list");
+    for expected in [&a2, &b, &c] {
+        let found: Vec<&Pairing> = listed
+            .iter()
+            .filter(|p| p.fingerprint == expected.fingerprint)
+            .collect();
+        assert_eq!(
+            found,
+            vec![expected],
+            "list must hold every pairing put, exactly once and intact"
+        );
+    }
+
+    assert!(
+        ok(store.delete(&b.fingerprint).await, "PairingStore::delete"),
+        "delete of a pairing must return true"
+    );
+    assert!(
+        !ok(store.delete(&b.fingerprint).await, "PairingStore::delete"),
+        "a second delete of the same pairing must return false"
+    );
+    assert_eq!(
+        ok(store.get(&b.fingerprint).await, "PairingStore::get"),
+        None,
+        "get after delete must be None"
+    );
+    assert!(
+        !ok(store.list().await, "PairingStore::list")
+            .iter()
+            .any(|p| p.fingerprint == b.fingerprint),
+        "list must not hold a deleted pairing"
+    );
+
+    // Concurrent writers on distinct keys: every write lands.
+    let many: Vec<Pairing> = (0..CONCURRENCY)
+        .map(|_| sample_pairing(user.clone(), Some("many")))
+        .collect();
+    for result in join_all(many.iter().map(|p| store.put(p.clone()))).await {
+        ok(result, "PairingStore::put (concurrent)");
+    }
+    let listed = ok(store.list().await, "PairingStore::list");
+    for p in &many {
+        assert_eq!(
+            ok(store.get(&p.fingerprint).await, "PairingStore::get").as_ref(),
+            Some(p),
+            "every concurrent put must be visible to get"
+        );
+        assert!(listed.contains(p), "every concurrent put must be listed");
+    }
+
+    // Concurrent writers on one key: the result is one of the values written, intact.
+    let base = sample_pairing(user.clone(), None);
+    let variants: Vec<Pairing> = (0..CONCURRENCY)
+        .map(|i| Pairing {
+            device_name: Some(format!("writer {i}")),
+            ..base.clone()
+        })
+        .collect();
+    for result in join_all(variants.iter().map(|p| store.put(p.clone()))).await {
+        ok(result, "PairingStore::put (same key, concurrent)");
+    }
+    let winner = ok(store.get(&base.fingerprint).await, "PairingStore::get")
+        .unwrap_or_else(|| panic!("a pairing written by {CONCURRENCY} concurrent puts is missing"));
+    assert!(
+        variants.contains(&winner),
+        "concurrent puts of one key must leave one of the written values"
+    );
+
+    for p in [&a2, &c, &base].into_iter().chain(&many) {
+        assert!(
+            ok(store.delete(&p.fingerprint).await, "PairingStore::delete"),
+            "cleanup delete must find {p:?}"
+        );
+    }
+}
+
+/// Checks [`UserStore`]: get after put, idempotent upsert, replace, delete reports existence,
+/// name order, concurrent writers.
+pub async fn user_store(store: &dyn UserStore) {
+    let tag = run_tag();
+    let alice = User {
+        name: name(format!("c{tag}-alice")),
+        display_name: Some("Alice Ærøskøbing 🎮".into()),
+    };
+    let bob = User::new(name(format!("c{tag}-bob")));
+
+    assert_eq!(
+        ok(store.get(&alice.name).await, "UserStore::get"),
+        None,
+        "unknown user must be None"
+    );
+    assert!(
+        !ok(store.delete(&alice.name).await, "UserStore::delete"),
+        "deleting an unknown user must return false"
+    );
+
+    ok(store.put(alice.clone()).await, "UserStore::put");
+    ok(store.put(alice.clone()).await, "UserStore::put (again)");
+    assert_eq!(
+        ok(store.get(&alice.name).await, "UserStore::get"),
+        Some(alice.clone()),
+        "get after put must return the user exactly as put"
+    );
+    let renamed = User {
+        display_name: Some("爱丽丝".into()),
+        ..alice.clone()
+    };
+    ok(store.put(renamed.clone()).await, "UserStore::put (replace)");
+    assert_eq!(
+        ok(store.get(&alice.name).await, "UserStore::get"),
+        Some(renamed.clone()),
+        "put must replace the user with the same name"
+    );
+
+    ok(store.put(bob.clone()).await, "UserStore::put");
+    let listed = ok(store.list().await, "UserStore::list");
+    assert_strictly_sorted(&listed, |u| u.name.clone(), "UserStore::list");
+    for expected in [&renamed, &bob] {
+        let found: Vec<&User> = listed.iter().filter(|u| u.name == expected.name).collect();
+        assert_eq!(
+            found,
+            vec![expected],
+            "list must hold every user put, exactly once and intact"
+        );
+    }
+
+    assert!(
+        ok(store.delete(&bob.name).await, "UserStore::delete"),
+        "delete of a user must return true"
+    );
+    assert!(
+        !ok(store.delete(&bob.name).await, "UserStore::delete"),
+        "a second delete must return false"
+    );
+    assert_eq!(
+        ok(store.get(&bob.name).await, "UserStore::get"),
+        None,
+        "get after delete must be None"
+    );
+
+    let many: Vec<User> = (0..CONCURRENCY)
+        .map(|i| User::new(name(format!("c{tag}-u{i}"))))
+        .collect();
+    for result in join_all(many.iter().map(|u| store.put(u.clone()))).await {
+        ok(result, "UserStore::put (concurrent)");
+    }
+    let listed = ok(store.list().await, "UserStore::list");
+    for u in &many {
+        assert!(
+            listed.contains(u),
+            "every concurrent put must be listed ({:?} missing)",
+            u.name
+        );
+    }
+
+    for u in std::iter::once(&renamed).chain(&many) {
+        assert!(
+            ok(store.delete(&u.name).await, "UserStore::delete"),
+            "cleanup delete must find {:?}",
+            u.name
+        );
+    }
+}
+
+/// `len` bytes starting with the PNG signature, then pseudo-random (incompressible) content.
+fn png_like(len: usize, seed: u64) -> AppAsset {
+    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut state = seed | 1;
+    while bytes.len() < len {
+        // xorshift64
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        bytes.extend_from_slice(&state.to_le_bytes());
+    }
+    bytes.truncate(len);
+    AppAsset::png(bytes).expect("the bytes start with the PNG signature")
+}
+
+/// Checks [`AppCatalog`]: get/asset after put, art replaced and removed by put, 1 MiB art, unicode
+/// titles, delete (of the app and its art), id order with unique ids, concurrent writers.
+pub async fn app_catalog(store: &dyn AppCatalog) {
+    // Random ids in the upper half of the id space, consecutive so order is checkable.
+    let first = rand::thread_rng().gen_range(AppId::MAX / 2..AppId::MAX - 2 * CONCURRENCY as u32);
+    let id = |n: u32| AppId::new(first + n).expect("the id is in range");
+    let title = |t: &str| format!("{t} {first}");
+
+    let one = App::new(id(0), title("Ωmega 游戏 🎮 Ünïcødé"))
+        .expect("valid title")
+        .with_hdr(true);
+    assert_eq!(
+        ok(store.get(one.id).await, "AppCatalog::get"),
+        None,
+        "unknown app must be None"
+    );
+    assert_eq!(
+        ok(store.asset(one.id).await, "AppCatalog::asset"),
+        None,
+        "unknown app has no asset"
+    );
+    assert!(
+        !ok(store.delete(one.id).await, "AppCatalog::delete"),
+        "deleting an unknown app must return false"
+    );
+
+    let small = png_like(100, u64::from(first));
+    ok(
+        store.put(one.clone(), Some(small.clone())).await,
+        "AppCatalog::put",
+    );
+    ok(
+        store.put(one.clone(), Some(small.clone())).await,
+        "AppCatalog::put (again)",
+    );
+    assert_eq!(
+        ok(store.get(one.id).await, "AppCatalog::get"),
+        Some(one.clone()),
+        "get after put"
+    );
+    assert_eq!(
+        ok(store.asset(one.id).await, "AppCatalog::asset"),
+        Some(small.clone()),
+        "asset after put"
+    );
+
+    // put with None removes the art; the app stays.
+    let one_renamed = App::new(one.id, title("Steam Big Picture")).expect("valid title");
+    ok(
+        store.put(one_renamed.clone(), None).await,
+        "AppCatalog::put (no art)",
+    );
+    assert_eq!(
+        ok(store.get(one.id).await, "AppCatalog::get"),
+        Some(one_renamed.clone()),
+        "put must replace"
+    );
+    assert_eq!(
+        ok(store.asset(one.id).await, "AppCatalog::asset"),
+        None,
+        "put with None must remove the art"
+    );
+
+    // Large art, 1 MiB.
+    let two = App::new(id(1), title("Desktop")).expect("valid title");
+    let large = png_like(1024 * 1024, u64::from(first) + 1);
+    ok(
+        store.put(two.clone(), Some(large.clone())).await,
+        "AppCatalog::put (1 MiB art)",
+    );
+    let got = ok(store.asset(two.id).await, "AppCatalog::asset").expect("1 MiB art must be stored");
+    assert_eq!(
+        got.content_type, "image/png",
+        "the art's content type must be kept"
+    );
+    assert!(
+        got.bytes == large.bytes,
+        "1 MiB art must come back byte for byte (got {} bytes)",
+        got.bytes.len()
+    );
+
+    let listed = ok(store.list().await, "AppCatalog::list");
+    assert_strictly_sorted(&listed, |a| a.id, "AppCatalog::list (ids unique, in order)");
+    for expected in [&one_renamed, &two] {
+        let found: Vec<&App> = listed.iter().filter(|a| a.id == expected.id).collect();
+        assert_eq!(
+            found,
+            vec![expected],
+            "list must hold every app put, exactly once and intact"
+        );
+    }
+
+    assert!(
+        ok(store.delete(two.id).await, "AppCatalog::delete"),
+        "delete of an app must return true"
+    );
+    assert!(
+        !ok(store.delete(two.id).await, "AppCatalog::delete"),
+        "a second delete must return false"
+    );
+    assert_eq!(
+        ok(store.get(two.id).await, "AppCatalog::get"),
+        None,
+        "get after delete must be None"
+    );
+    assert_eq!(
+        ok(store.asset(two.id).await, "AppCatalog::asset"),
+        None,
+        "delete must remove the art too"
+    );
+
+    let many: Vec<(App, AppAsset)> = (0..CONCURRENCY as u32)
+        .map(|n| {
+            let app = App::new(id(2 + n), title(&format!("Game №{n}"))).expect("valid title");
+            (app, png_like(4096, u64::from(n)))
+        })
+        .collect();
+    for result in join_all(
+        many.iter()
+            .map(|(app, art)| store.put(app.clone(), Some(art.clone()))),
+    )
+    .await
+    {
+        ok(result, "AppCatalog::put (concurrent)");
+    }
+    let listed = ok(store.list().await, "AppCatalog::list");
+    for (app, art) in &many {
+        assert!(
+            listed.contains(app),
+            "every concurrent put must be listed ({:?} missing)",
+            app.id
+        );
+        assert_eq!(
+            ok(store.asset(app.id).await, "AppCatalog::asset").as_ref(),
+            Some(art),
+            "concurrent art"
+        );
+    }
+
+    for app in std::iter::once(&one_renamed).chain(many.iter().map(|(app, _)| app)) {
+        assert!(
+            ok(store.delete(app.id).await, "AppCatalog::delete"),
+            "cleanup delete must find {:?}",
+            app.id
+        );
+    }
+}
+
+fn sample_session(id: &str, user: &UserName) -> Session {
+    let id: SessionId = id
+        .parse()
+        .unwrap_or_else(|e| panic!("test session id {id:?} is invalid: {e}"));
+    let mut key = [0u8; 16];
+    rand::thread_rng().fill(&mut key);
+    Session {
+        id,
+        user: user.clone(),
+        pairing: Fingerprint::of_der(user.as_str().as_bytes()),
+        app: AppId::new(1).expect("1 is a valid app id"),
+        client_ip: "192.0.2.7".parse().expect("a valid address"),
+        mode: VideoMode::DEFAULT,
+        surround_audio_info: crate::model::STEREO_SURROUND_AUDIO_INFO,
+        keys: StreamKeys {
+            aes_key: AesKey::new(key),
+            aes_iv: RiKeyId::from_bits(rand::thread_rng().r#gen()),
+        },
+        phase: SessionPhase::Pending,
+        placement: None,
+        created_at: unix_now(),
+    }
+}
+
+/// Checks [`SessionStore`]: create/get, `AlreadyExists` on a taken id (exactly one of several
+/// concurrent creates wins), update of an existing session, `NotFound` on updating a missing
+/// one, id order, `for_user`, delete returning the session.
+pub async fn session_store(store: &dyn SessionStore) {
+    let tag = run_tag();
+    let user = name(format!("c{tag}-u"));
+    let other = name(format!("c{tag}-v"));
+    let s1 = sample_session(&format!("c{tag}-s1"), &user);
+
+    assert_eq!(
+        ok(store.get(&s1.id).await, "SessionStore::get"),
+        None,
+        "unknown session must be None"
+    );
+    assert_eq!(
+        ok(store.delete(&s1.id).await, "SessionStore::delete"),
+        None,
+        "deleting an unknown session"
+    );
+    match store.update(s1.clone()).await {
+        Err(Error::NotFound { .. }) => {}
+        other => panic!("update of a missing session must be NotFound, got {other:?}"),
+    }
+    assert_eq!(
+        ok(store.get(&s1.id).await, "SessionStore::get"),
+        None,
+        "a failed update must not create"
+    );
+
+    ok(store.create(s1.clone()).await, "SessionStore::create");
+    assert_eq!(
+        ok(store.get(&s1.id).await, "SessionStore::get"),
+        Some(s1.clone()),
+        "get after create"
+    );
+    let clash = Session {
+        app: AppId::new(2).expect("valid id"),
+        ..s1.clone()
+    };
+    match store.create(clash).await {
+        Err(Error::AlreadyExists { .. }) => {}
+        other => panic!("create with a taken id must be AlreadyExists, got {other:?}"),
+    }
+    assert_eq!(
+        ok(store.get(&s1.id).await, "SessionStore::get"),
+        Some(s1.clone()),
+        "a failed create must not write"
+    );
+
+    let s1_streaming = Session {
+        phase: SessionPhase::Streaming,
+        placement: Some(StreamPlacement {
+            session_url: "rtsp://[2001:db8::1]:48010".into(),
+            host: "wolf-α".into(),
+            host_session_id: "1234567890".into(),
+            ports: Some(StreamPorts {
+                rtsp: 48010,
+                control: 47999,
+                video: 48100,
+                audio: 48200,
+            }),
+        }),
+        ..s1.clone()
+    };
+    ok(store.update(s1_streaming.clone()).await, "SessionStore::update");
+    assert_eq!(
+        ok(store.get(&s1.id).await, "SessionStore::get"),
+        Some(s1_streaming.clone()),
+        "get after update must return the updated session exactly"
+    );
+
+    let s2 = sample_session(&format!("c{tag}-s2"), &other);
+    let s0 = sample_session(&format!("c{tag}-s0"), &user);
+    ok(store.create(s2.clone()).await, "SessionStore::create");
+    ok(store.create(s0.clone()).await, "SessionStore::create");
+    let listed = ok(store.list().await, "SessionStore::list");
+    assert_strictly_sorted(&listed, |s| s.id.clone(), "SessionStore::list");
+    for expected in [&s0, &s1_streaming, &s2] {
+        let found: Vec<&Session> = listed.iter().filter(|s| s.id == expected.id).collect();
+        assert_eq!(
+            found,
+            vec![expected],
+            "list must hold every session created, exactly once and intact"
+        );
+    }
+    let mine = ok(store.for_user(&user).await, "SessionStoreExt::for_user");
+    assert_eq!(
+        mine,
+        vec![s0.clone(), s1_streaming.clone()],
+        "for_user must give the user's sessions in id order"
+    );
+
+    // Several concurrent creates of one id: exactly one wins, the others are AlreadyExists.
+    let contested: Vec<Session> = (0..CONCURRENCY)
+        .map(|_| sample_session(&format!("c{tag}-race"), &user))
+        .collect();
+    let results = join_all(contested.iter().map(|s| store.create(s.clone()))).await;
+    let mut winners = Vec::new();
+    for (session, result) in contested.iter().zip(results) {
+        match result {
+            Ok(()) => winners.push(session),
+            Err(Error::AlreadyExists { .. }) => {}
+            Err(e) => panic!("a losing concurrent create must be AlreadyExists, got {e} ({e:?})"),
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one of {CONCURRENCY} concurrent creates of one id must succeed"
+    );
+    assert_eq!(
+        ok(store.get(&winners[0].id).await, "SessionStore::get").as_ref(),
+        Some(winners[0]),
+        "the stored session must be the winner's"
+    );
+
+    assert_eq!(
+        ok(store.delete(&s1.id).await, "SessionStore::delete"),
+        Some(s1_streaming.clone()),
+        "delete must return the session as last stored"
+    );
+    assert_eq!(
+        ok(store.delete(&s1.id).await, "SessionStore::delete"),
+        None,
+        "a second delete must return None"
+    );
+    assert_eq!(
+        ok(store.get(&s1.id).await, "SessionStore::get"),
+        None,
+        "get after delete must be None"
+    );
+    for id in [&s0.id, &s2.id, &winners[0].id] {
+        assert!(
+            ok(store.delete(id).await, "SessionStore::delete").is_some(),
+            "cleanup delete must find {id:?}"
+        );
+    }
+}
+
+fn sample_identity(n: usize) -> ServerIdentity {
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill(&mut bytes);
+    ServerIdentity {
+        cert_pem: format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            base64(&bytes)
+        ),
+        key_pem: format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            base64(&bytes)
+        ),
+        unique_id: format!(
+            "{:08x}-0000-4000-8000-{n:012x}",
+            u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+        ),
+    }
+}
+
+/// Checks [`IdentityStore`]: `create_if_absent` stores the first identity and returns the stored
+/// one ever after; several concurrent creators all get the same identity, which `load` returns.
+/// On a store that already holds an identity it checks that nothing replaces it.
+pub async fn identity_store(store: &dyn IdentityStore) {
+    let before = ok(store.load().await, "IdentityStore::load");
+    let candidates: Vec<ServerIdentity> = (0..CONCURRENCY).map(sample_identity).collect();
+    let results = join_all(candidates.iter().map(|i| store.create_if_absent(i.clone()))).await;
+    let returned: Vec<ServerIdentity> = results
+        .into_iter()
+        .map(|r| ok(r, "IdentityStore::create_if_absent (concurrent)"))
+        .collect();
+    let stored = returned[0].clone();
+    assert!(
+        returned.iter().all(|i| *i == stored),
+        "every concurrent create_if_absent must return the same identity"
+    );
+    match &before {
+        Some(existing) => assert_eq!(
+            &stored, existing,
+            "create_if_absent must not replace an existing identity"
+        ),
+        None => assert!(
+            candidates.contains(&stored),
+            "the stored identity must be one of those offered"
+        ),
+    }
+    assert_eq!(
+        ok(store.load().await, "IdentityStore::load"),
+        Some(stored.clone()),
+        "load must return it"
+    );
+
+    let later = ok(
+        store.create_if_absent(sample_identity(CONCURRENCY)).await,
+        "IdentityStore::create_if_absent",
+    );
+    assert_eq!(
+        later, stored,
+        "a later create_if_absent must return the stored identity"
+    );
+    assert_eq!(
+        ok(store.load().await, "IdentityStore::load"),
+        Some(stored),
+        "the identity must not change"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn in_memory_backends_conform() {
+        all(&Stores::in_memory()).await;
+    }
+
+    #[tokio::test]
+    async fn suite_runs_twice_on_the_same_stores() {
+        let stores = Stores::in_memory();
+        all(&stores).await;
+        all(&stores).await;
+        assert!(
+            stores.pairings.list().await.unwrap().is_empty(),
+            "the suite must clean up its pairings"
+        );
+        assert!(
+            stores.apps.list().await.unwrap().is_empty(),
+            "the suite must clean up its apps"
+        );
+    }
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (input, expected) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(input.as_bytes()), expected);
+        }
+    }
+
+    /// A backend that loses writes must fail the suite (the suite can fail).
+    #[tokio::test]
+    #[should_panic(expected = "get after put")]
+    async fn a_forgetful_backend_fails() {
+        #[derive(Debug)]
+        struct Forgetful;
+        #[async_trait::async_trait]
+        impl PairingStore for Forgetful {
+            async fn get(&self, _: &Fingerprint) -> Result<Option<Pairing>> {
+                Ok(None)
+            }
+            async fn put(&self, _: Pairing) -> Result<()> {
+                Ok(())
+            }
+            async fn delete(&self, _: &Fingerprint) -> Result<bool> {
+                Ok(false)
+            }
+            async fn list(&self) -> Result<Vec<Pairing>> {
+                Ok(Vec::new())
+            }
+        }
+        pairing_store(&Forgetful).await;
+    }
+}
