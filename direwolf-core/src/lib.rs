@@ -22,6 +22,8 @@
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+#[cfg(feature = "config")]
+pub mod config;
 pub mod error;
 pub mod ids;
 pub mod launcher;

@@ -1,0 +1,441 @@
+//! The configuration file of a single-machine direwolf (`direwolf serve --config FILE`).
+//!
+//! A TOML file; every key is optional and unknown keys are errors:
+//!
+//! ```toml
+//! hostname = "living-room"      # the name clients show for this server
+//!
+//! [[apps]]
+//! title = "Desktop"
+//! id = 1                        # 1 ..= 2147483647, unique
+//!
+//! [[apps]]
+//! title = "Steam"
+//! id = 2
+//! image = "art/steam.png"       # PNG, relative to this file
+//! hdr = true                    # clients may offer HDR (default false)
+//! ```
+//!
+//! Every error names the file and, where it comes from one place in it, the line.
+//!
+//! ```
+//! use direwolf_core::config::Config;
+//!
+//! let config = Config::parse("hostname = \"den\"\n[[apps]]\ntitle = \"Desktop\"\nid = 1\n", "direwolf.toml".as_ref())?;
+//! assert_eq!(config.hostname.as_deref(), Some("den"));
+//! assert_eq!(config.apps[0].app.title, "Desktop");
+//! # Ok::<(), direwolf_core::config::ConfigError>(())
+//! ```
+
+use std::collections::HashMap;
+use std::io;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::ids::AppId;
+use crate::model::{App, AppAsset};
+
+/// The largest app image accepted (clients show small cover art; this guards against a wrong
+/// file being named).
+pub const MAX_IMAGE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Why a configuration file was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read the configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+
+    /// Not valid TOML, an unknown key, or a value of the wrong type. The message gives the line
+    /// and column.
+    #[error("{path}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+
+    /// A value is well typed but not acceptable.
+    #[error("{path}, line {line}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The line (1-based).
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// Two apps have the same id.
+    #[error("{path}, line {line}: app id {id} is already used by the app at line {first_line}")]
+    DuplicateAppId {
+        /// The file.
+        path: PathBuf,
+        /// The line of the second use.
+        line: usize,
+        /// The line of the first use.
+        first_line: usize,
+        /// The id.
+        id: AppId,
+    },
+
+    /// An app's image could not be read.
+    #[error("{path}, line {line}: cannot read the image {image} of app {id}: {source}")]
+    ImageRead {
+        /// The configuration file.
+        path: PathBuf,
+        /// The line of the `image` key.
+        line: usize,
+        /// The app.
+        id: AppId,
+        /// The image file.
+        image: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+
+    /// An app's image is not a PNG file (or too large).
+    #[error("{path}, line {line}: the image {image} of app {id} {reason}")]
+    BadImage {
+        /// The configuration file.
+        path: PathBuf,
+        /// The line of the `image` key.
+        line: usize,
+        /// The app.
+        id: AppId,
+        /// The image file.
+        image: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// A loaded, validated configuration.
+///
+/// `#[non_exhaustive]`: later versions add sections (e.g. `[[wolf]]` streaming hosts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// The server name clients show, if set.
+    pub hostname: Option<String>,
+    /// The apps, in file order, with their images loaded.
+    pub apps: Vec<AppConfig>,
+}
+
+/// One `[[apps]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AppConfig {
+    /// The app as the catalog holds it.
+    pub app: App,
+    /// The image file, resolved against the configuration file's directory.
+    pub image: Option<PathBuf>,
+    /// The image's content.
+    pub asset: Option<AppAsset>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    hostname: Option<Spanned<String>>,
+    #[serde(default)]
+    apps: Vec<RawApp>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    title: Spanned<String>,
+    id: Spanned<AppId>,
+    image: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    hdr: bool,
+}
+
+/// The 1-based line of a byte offset.
+fn line_of(text: &str, span: Range<usize>) -> usize {
+    text.get(..span.start)
+        .map_or(1, |before| before.matches('\n').count() + 1)
+}
+
+impl Config {
+    /// Reads and validates `path`, loading the app images it names.
+    ///
+    /// # Errors
+    ///
+    /// Any [`ConfigError`]: unreadable file, bad TOML or unknown key (with line and column),
+    /// invalid hostname or title, duplicate app id, unreadable or non-PNG image.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Validates `text` as if read from `path` (images are resolved against its directory).
+    ///
+    /// # Errors
+    ///
+    /// As [`Config::load`], except [`ConfigError::Read`] of the file itself.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let invalid = |span: Range<usize>, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            line: line_of(text, span),
+            message,
+        };
+
+        let hostname = match raw.hostname {
+            None => None,
+            Some(name) => {
+                let span = name.span();
+                let name = name.into_inner();
+                if name.trim().is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+                    return Err(invalid(
+                        span,
+                        format!("hostname {name:?} must be 1 to 255 bytes without control characters"),
+                    ));
+                }
+                Some(name)
+            }
+        };
+
+        let base = path.parent().unwrap_or(Path::new(""));
+        let mut first_use: HashMap<AppId, usize> = HashMap::new();
+        let mut apps = Vec::with_capacity(raw.apps.len());
+        for raw_app in raw.apps {
+            let id_line = line_of(text, raw_app.id.span());
+            let id = raw_app.id.into_inner();
+            if let Some(&first_line) = first_use.get(&id) {
+                return Err(ConfigError::DuplicateAppId {
+                    path: path.to_owned(),
+                    line: id_line,
+                    first_line,
+                    id,
+                });
+            }
+            first_use.insert(id, id_line);
+
+            let title_span = raw_app.title.span();
+            let app = App::new(id, raw_app.title.into_inner())
+                .map_err(|e| invalid(title_span, format!("app {id}: {e}")))?
+                .with_hdr(raw_app.hdr);
+
+            let (image, asset) = match raw_app.image {
+                None => (None, None),
+                Some(image) => {
+                    let line = line_of(text, image.span());
+                    let image = base.join(image.into_inner());
+                    let asset = load_png(&image).map_err(|e| match e {
+                        ImageProblem::Io(source) => ConfigError::ImageRead {
+                            path: path.to_owned(),
+                            line,
+                            id,
+                            image: image.clone(),
+                            source,
+                        },
+                        ImageProblem::Bad(reason) => ConfigError::BadImage {
+                            path: path.to_owned(),
+                            line,
+                            id,
+                            image: image.clone(),
+                            reason,
+                        },
+                    })?;
+                    (Some(image), Some(asset))
+                }
+            };
+            apps.push(AppConfig { app, image, asset });
+        }
+        Ok(Config {
+            path: path.to_owned(),
+            hostname,
+            apps,
+        })
+    }
+
+    /// The apps and their art, ready for an app catalog.
+    pub fn catalog(&self) -> Vec<(App, Option<AppAsset>)> {
+        self.apps
+            .iter()
+            .map(|a| (a.app.clone(), a.asset.clone()))
+            .collect()
+    }
+}
+
+/// The catalog of a server started without a configuration file: one app, `Desktop` (id 1), so
+/// a client has something to show.
+pub fn default_catalog() -> Vec<(App, Option<AppAsset>)> {
+    let app = App::new(AppId::new(1).expect("1 is a valid app id"), "Desktop").expect("a valid title");
+    vec![(app, None)]
+}
+
+enum ImageProblem {
+    Io(io::Error),
+    Bad(String),
+}
+
+fn load_png(path: &Path) -> Result<AppAsset, ImageProblem> {
+    let size = std::fs::metadata(path).map_err(ImageProblem::Io)?.len();
+    if size > MAX_IMAGE_BYTES {
+        return Err(ImageProblem::Bad(format!(
+            "is {size} bytes, more than the {MAX_IMAGE_BYTES} accepted"
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(ImageProblem::Io)?;
+    AppAsset::png(bytes)
+        .map_err(|_| ImageProblem::Bad("is not a PNG file (it lacks the PNG signature)".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/direwolf/direwolf.toml"))
+    }
+
+    #[test]
+    fn full_file_with_images() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("art")).unwrap();
+        std::fs::write(dir.path().join("art/steam.png"), PNG).unwrap();
+        let path = dir.path().join("direwolf.toml");
+        std::fs::write(
+            &path,
+            "hostname = \"living-room\"\n\n[[apps]]\ntitle = \"Desktop\"\nid = 1\n\n[[apps]]\n\
+             title = \"Steam 🎮\"\nid = 2\nimage = \"art/steam.png\"\nhdr = true\n",
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.hostname.as_deref(), Some("living-room"));
+        assert_eq!(config.apps.len(), 2);
+        assert_eq!(
+            config.apps[0].app,
+            App::new(AppId::new(1).unwrap(), "Desktop").unwrap()
+        );
+        assert!(config.apps[0].asset.is_none());
+        assert_eq!(config.apps[1].app.title, "Steam 🎮");
+        assert!(config.apps[1].app.hdr_supported);
+        assert_eq!(
+            config.apps[1].image.as_deref(),
+            Some(dir.path().join("art/steam.png").as_path())
+        );
+        assert_eq!(config.apps[1].asset.as_ref().unwrap().bytes, PNG);
+        let catalog = config.catalog();
+        assert_eq!(catalog.len(), 2);
+        assert_eq!(catalog[1].1.as_ref().unwrap().content_type, "image/png");
+    }
+
+    #[test]
+    fn empty_file_is_valid() {
+        let config = parse("").unwrap();
+        assert_eq!(config.hostname, None);
+        assert!(config.apps.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_line_numbers() {
+        let err = parse("hostname = \"a\"\nport = 1\n").unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, ConfigError::Syntax { .. }), "{err:?}");
+        assert!(text.contains("line 2") && text.contains("port"), "{text}");
+        assert!(text.contains("direwolf.toml"), "{text}");
+
+        let err = parse("[[apps]]\ntitle = \"A\"\nid = 1\ncolour = \"red\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("line 4") && text.contains("colour"), "{text}");
+    }
+
+    #[test]
+    fn duplicate_app_ids_are_errors() {
+        let err = parse("[[apps]]\ntitle = \"A\"\nid = 5\n\n[[apps]]\ntitle = \"B\"\nid = 5\n").unwrap_err();
+        match &err {
+            ConfigError::DuplicateAppId {
+                line, first_line, id, ..
+            } => {
+                assert_eq!((*line, *first_line, id.get()), (7, 3, 5));
+            }
+            other => panic!("expected DuplicateAppId, got {other:?}"),
+        }
+        assert!(
+            err.to_string().contains("line 7") && err.to_string().contains("line 3"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        for (text, needle) in [
+            ("[[apps]]\ntitle = \"A\"\nid = 0\n", "line 3"),
+            ("[[apps]]\ntitle = \"A\"\nid = 4294967296\n", "line 3"),
+            ("[[apps]]\ntitle = \"A\"\nid = \"x\"\n", "line 3"),
+            ("[[apps]]\ntitle = \"   \"\nid = 1\n", "line 2"),
+            ("[[apps]]\nid = 1\n", "title"),
+            ("hostname = \"\"\n", "line 1"),
+            ("hostname = \"a\\nb\"\n", "hostname"),
+            ("hostname = 3\n", "line 1"),
+            ("[[apps]\n", "line 1"),
+        ] {
+            let err = parse(text).expect_err(text);
+            assert!(err.to_string().contains(needle), "{text:?} gave {err}");
+        }
+    }
+
+    #[test]
+    fn images_must_be_readable_pngs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(dir.path().join("cover.jpg"), b"\xff\xd8\xff\xe0JFIF").unwrap();
+        let err =
+            Config::parse("[[apps]]\ntitle = \"A\"\nid = 1\nimage = \"cover.jpg\"\n", &path).unwrap_err();
+        assert!(matches!(err, ConfigError::BadImage { line: 4, .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("cover.jpg") && err.to_string().contains("not a PNG"),
+            "{err}"
+        );
+
+        let err = Config::parse(
+            "[[apps]]\ntitle = \"A\"\nid = 1\nimage = \"missing.png\"\n",
+            &path,
+        )
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::ImageRead { .. }), "{err:?}");
+        assert!(err.to_string().contains("missing.png"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_is_a_read_error() {
+        let err = Config::load(Path::new("/nonexistent/direwolf.toml")).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }), "{err:?}");
+        assert!(err.to_string().contains("/nonexistent/direwolf.toml"));
+    }
+
+    #[test]
+    fn default_catalog_is_one_desktop() {
+        let catalog = default_catalog();
+        assert_eq!(catalog.len(), 1);
+        assert_eq!(
+            (catalog[0].0.id.get(), catalog[0].0.title.as_str()),
+            (1, "Desktop")
+        );
+    }
+}
