@@ -4,3 +4,6 @@
 #![warn(missing_docs)]
 
 pub mod crd;
+
+#[cfg(feature = "emulator")]
+pub mod emulator;

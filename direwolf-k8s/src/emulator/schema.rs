@@ -1,0 +1,505 @@
+//! Structural-schema handling of custom resources on write: pruning of unknown fields, dropping
+//! of non-nullable nulls, defaulting, then validation, in that order (as described in the
+//! Kubernetes documentation "Extend the Kubernetes API with CustomResourceDefinitions", sections
+//! "Field pruning", "Defaulting" and "Validation").
+
+use serde_json::{Map, Value};
+
+/// One validation failure, rendered like the API server's `field.Error`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct FieldError {
+    /// Field path, e.g. `spec.title`.
+    pub field: String,
+    /// `StatusCause.reason`, e.g. `FieldValueInvalid`.
+    pub reason: &'static str,
+    /// The message after the field path, e.g. `Required value`.
+    pub detail: String,
+}
+
+impl FieldError {
+    fn new(field: &str, reason: &'static str, detail: String) -> Self {
+        Self {
+            field: field.to_string(),
+            reason,
+            detail,
+        }
+    }
+
+    /// `field: detail`, the form used in the Status message.
+    pub fn message(&self) -> String {
+        format!("{}: {}", self.field, self.detail)
+    }
+}
+
+/// Prunes, defaults and validates a whole custom object against its version's
+/// `openAPIV3Schema`. `apiVersion`, `kind` and `metadata` are never pruned.
+pub(crate) fn process(obj: &mut Value, schema: &Value) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let Some(map) = obj.as_object_mut() else {
+        errors.push(FieldError::new(
+            "<root>",
+            "FieldValueInvalid",
+            "must be an object".into(),
+        ));
+        return errors;
+    };
+    let props = schema.get("properties").and_then(Value::as_object);
+    let preserve = preserves_unknown(schema);
+    if !preserve {
+        map.retain(|k, _| {
+            matches!(k.as_str(), "apiVersion" | "kind" | "metadata")
+                || props.is_some_and(|p| p.contains_key(k))
+        });
+    }
+    object_fields(map, schema, "", &mut errors, &["apiVersion", "kind", "metadata"]);
+    errors
+}
+
+fn preserves_unknown(schema: &Value) -> bool {
+    schema
+        .get("x-kubernetes-preserve-unknown-fields")
+        .and_then(Value::as_bool)
+        == Some(true)
+        || schema
+            .get("x-kubernetes-embedded-resource")
+            .and_then(Value::as_bool)
+            == Some(true)
+            && schema.get("properties").is_none()
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn show(v: &Value) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Defaults, drops nulls, recurses into and checks the properties of an object node.
+fn object_fields(
+    map: &mut Map<String, Value>,
+    schema: &Value,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+    skip: &[&str],
+) {
+    let props = schema.get("properties").and_then(Value::as_object);
+    if let Some(props) = props {
+        for (key, sub) in props {
+            if skip.contains(&key.as_str()) {
+                continue;
+            }
+            let nullable = sub.get("nullable").and_then(Value::as_bool) == Some(true);
+            if map.get(key).is_some_and(Value::is_null) && !nullable {
+                map.remove(key);
+            }
+            if !map.contains_key(key)
+                && let Some(default) = sub.get("default")
+            {
+                map.insert(key.clone(), default.clone());
+            }
+        }
+    }
+    if let Some(required) = schema.get("required").and_then(Value::as_array) {
+        for r in required.iter().filter_map(Value::as_str) {
+            if !map.contains_key(r) {
+                errors.push(FieldError::new(
+                    &join(path, r),
+                    "FieldValueRequired",
+                    "Required value".into(),
+                ));
+            }
+        }
+    }
+    let additional = schema.get("additionalProperties");
+    let preserve = preserves_unknown(schema);
+    let keys: Vec<String> = map.keys().cloned().collect();
+    for key in keys {
+        if skip.contains(&key.as_str()) {
+            continue;
+        }
+        let sub = props.and_then(|p| p.get(&key));
+        let child_path = match (sub, additional) {
+            (None, Some(a)) if a.is_object() => format!("{path}[{key}]"),
+            _ => join(path, &key),
+        };
+        match (sub, additional) {
+            (Some(sub), _) => {
+                if let Some(v) = map.get_mut(&key) {
+                    node(v, sub, &child_path, errors);
+                }
+            }
+            (None, Some(a)) if a.is_object() => {
+                if let Some(v) = map.get_mut(&key) {
+                    node(v, a, &child_path, errors);
+                }
+            }
+            (None, Some(Value::Bool(true))) => {}
+            _ if preserve => {}
+            _ => {
+                // Unknown field of a structural schema: pruned, as the API server does.
+                map.remove(&key);
+            }
+        }
+    }
+    let count = map.len() as u64;
+    if let Some(min) = schema.get("minProperties").and_then(Value::as_u64)
+        && count < min
+    {
+        errors.push(FieldError::new(
+            path,
+            "FieldValueInvalid",
+            format!("Invalid value: {count}: {path} in body should have at least {min} properties"),
+        ));
+    }
+    if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64)
+        && count > max
+    {
+        errors.push(FieldError::new(
+            path,
+            "FieldValueTooMany",
+            format!("Too many: {count}: must have at most {max} items"),
+        ));
+    }
+}
+
+/// Processes one value against its schema node.
+fn node(value: &mut Value, schema: &Value, path: &str, errors: &mut Vec<FieldError>) {
+    if value.is_null() {
+        if schema.get("nullable").and_then(Value::as_bool) != Some(true) {
+            errors.push(FieldError::new(
+                path,
+                "FieldValueInvalid",
+                format!(
+                    "Invalid value: \"null\": {path} in body must be of type {}: \"null\"",
+                    expected(schema)
+                ),
+            ));
+        }
+        return;
+    }
+    let int_or_string = schema.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true);
+    let actual = type_name(value);
+    if int_or_string {
+        if !matches!(actual, "integer" | "string") {
+            errors.push(FieldError::new(
+                path,
+                "FieldValueInvalid",
+                format!(
+                    "Invalid value: \"{actual}\": {path} in body must be of type integer,string: \"{actual}\""
+                ),
+            ));
+            return;
+        }
+    } else if let Some(ty) = schema.get("type").and_then(Value::as_str) {
+        let ok = ty == actual || (ty == "number" && actual == "integer");
+        if !ok {
+            errors.push(FieldError::new(
+                path,
+                "FieldValueInvalid",
+                format!("Invalid value: \"{actual}\": {path} in body must be of type {ty}: \"{actual}\""),
+            ));
+            return;
+        }
+    }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
+        && !allowed.contains(value)
+    {
+        let list: Vec<String> = allowed.iter().map(show).collect();
+        errors.push(FieldError::new(
+            path,
+            "FieldValueNotSupported",
+            format!(
+                "Unsupported value: {}: supported values: {}",
+                show(value),
+                list.join(", ")
+            ),
+        ));
+    }
+    let shown = show(value);
+    match value {
+        Value::Object(map) => {
+            let embedded = schema
+                .get("x-kubernetes-embedded-resource")
+                .and_then(Value::as_bool)
+                == Some(true);
+            let skip: &[&str] = if embedded {
+                &["apiVersion", "kind", "metadata"]
+            } else {
+                &[]
+            };
+            object_fields(map, schema, path, errors, skip);
+        }
+        Value::Array(items) => {
+            let n = items.len() as u64;
+            if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
+                && n < min
+            {
+                errors.push(FieldError::new(
+                    path,
+                    "FieldValueInvalid",
+                    format!("Invalid value: {n}: {path} in body should have at least {min} items"),
+                ));
+            }
+            if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
+                && n > max
+            {
+                errors.push(FieldError::new(
+                    path,
+                    "FieldValueTooMany",
+                    format!("Too many: {n}: must have at most {max} items"),
+                ));
+            }
+            if let Some(item_schema) = schema.get("items") {
+                for (i, item) in items.iter_mut().enumerate() {
+                    node(item, item_schema, &format!("{path}[{i}]"), errors);
+                }
+            }
+        }
+        Value::String(s) => {
+            let len = s.chars().count() as u64;
+            if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
+                && len < min
+            {
+                errors.push(FieldError::new(
+                    path,
+                    "FieldValueInvalid",
+                    format!("Invalid value: {shown}: {path} in body should be at least {min} chars long"),
+                ));
+            }
+            if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
+                && len > max
+            {
+                errors.push(FieldError::new(
+                    path,
+                    "FieldValueTooLong",
+                    format!("Too long: may not be more than {max} bytes"),
+                ));
+            }
+            if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
+                match regex::Regex::new(pattern) {
+                    Ok(re) if re.is_match(s) => {}
+                    Ok(_) => errors.push(FieldError::new(
+                        path,
+                        "FieldValueInvalid",
+                        format!("Invalid value: {shown}: {path} in body should match '{pattern}'"),
+                    )),
+                    Err(e) => errors.push(FieldError::new(
+                        path,
+                        "FieldValueInvalid",
+                        format!("Invalid value: {pattern:?}: schema pattern does not compile: {e}"),
+                    )),
+                }
+            }
+        }
+        Value::Number(n) => {
+            let Some(x) = n.as_f64() else { return };
+            let exclusive_min = schema.get("exclusiveMinimum").and_then(Value::as_bool) == Some(true);
+            let exclusive_max = schema.get("exclusiveMaximum").and_then(Value::as_bool) == Some(true);
+            if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
+                let bad = if exclusive_min { x <= min } else { x < min };
+                if bad {
+                    let rel = if exclusive_min {
+                        "greater than"
+                    } else {
+                        "greater than or equal to"
+                    };
+                    errors.push(FieldError::new(
+                        path,
+                        "FieldValueInvalid",
+                        format!(
+                            "Invalid value: {n}: {path} in body should be {rel} {}",
+                            fmt_num(min)
+                        ),
+                    ));
+                }
+            }
+            if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
+                let bad = if exclusive_max { x >= max } else { x > max };
+                if bad {
+                    let rel = if exclusive_max {
+                        "less than"
+                    } else {
+                        "less than or equal to"
+                    };
+                    errors.push(FieldError::new(
+                        path,
+                        "FieldValueInvalid",
+                        format!(
+                            "Invalid value: {n}: {path} in body should be {rel} {}",
+                            fmt_num(max)
+                        ),
+                    ));
+                }
+            }
+            if let Some(m) = schema.get("multipleOf").and_then(Value::as_f64)
+                && m > 0.0
+                && (x / m).fract() != 0.0
+            {
+                errors.push(FieldError::new(
+                    path,
+                    "FieldValueInvalid",
+                    format!(
+                        "Invalid value: {n}: {path} in body should be a multiple of {}",
+                        fmt_num(m)
+                    ),
+                ));
+            }
+        }
+        Value::Bool(_) | Value::Null => {}
+    }
+}
+
+fn expected(schema: &Value) -> String {
+    schema
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("object")
+        .to_string()
+}
+
+fn fmt_num(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        format!("{x}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn schema() -> Value {
+        json!({
+            "type": "object",
+            "properties": {
+                "spec": {
+                    "type": "object",
+                    "required": ["title", "id"],
+                    "properties": {
+                        "title": {"type": "string", "minLength": 1, "maxLength": 5},
+                        "id": {"type": "integer", "minimum": 1, "maximum": 10},
+                        "level": {"type": "string", "enum": ["A", "B"], "default": "A"},
+                        "tags": {"type": "array", "maxItems": 2, "items": {"type": "string", "pattern": "^[a-z]+$"}},
+                        "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "opt": {"type": "string", "nullable": true},
+                        "port": {"x-kubernetes-int-or-string": true}
+                    }
+                }
+            }
+        })
+    }
+
+    #[test]
+    fn prunes_defaults_and_accepts_valid_object() {
+        let mut obj = json!({
+            "apiVersion": "g/v1", "kind": "K", "metadata": {"name": "x"},
+            "spec": {"title": "hi", "id": 3, "unknown": 1, "free": {"any": {"thing": 1}},
+                     "labels": {"a": "b"}, "opt": null, "port": "http"},
+            "stray": true
+        });
+        let errors = process(&mut obj, &schema());
+        assert_eq!(errors, vec![]);
+        assert_eq!(obj["spec"]["level"], "A");
+        assert!(obj["spec"].get("unknown").is_none());
+        assert!(obj.get("stray").is_none());
+        assert_eq!(obj["spec"]["free"]["any"]["thing"], 1);
+        assert!(obj["spec"]["opt"].is_null());
+    }
+
+    #[test]
+    fn reports_each_violation_with_its_path() {
+        let mut obj = json!({
+            "spec": {"title": "", "id": "seven", "level": "C", "tags": ["ok", "BAD", "x"],
+                     "labels": {"a": 1}}
+        });
+        let msgs: Vec<String> = process(&mut obj, &schema())
+            .iter()
+            .map(FieldError::message)
+            .collect();
+        assert!(
+            msgs.contains(
+                &"spec.title: Invalid value: \"\": spec.title in body should be at least 1 chars long"
+                    .to_string()
+            ),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.contains(
+                &"spec.id: Invalid value: \"string\": spec.id in body must be of type integer: \"string\""
+                    .to_string()
+            ),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.contains(
+                &"spec.level: Unsupported value: \"C\": supported values: \"A\", \"B\"".to_string()
+            ),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.contains(&"spec.tags: Too many: 3: must have at most 2 items".to_string()),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.contains(
+                &"spec.tags[1]: Invalid value: \"BAD\": spec.tags[1] in body should match '^[a-z]+$'"
+                    .to_string()
+            ),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("spec.labels[a]: Invalid value: \"integer\"")),
+            "{msgs:?}"
+        );
+    }
+
+    #[test]
+    fn required_and_bounds() {
+        let mut obj = json!({"spec": {"id": 11, "title": "toolong"}});
+        let msgs: Vec<String> = process(&mut obj, &schema())
+            .iter()
+            .map(FieldError::message)
+            .collect();
+        assert!(
+            msgs.contains(
+                &"spec.id: Invalid value: 11: spec.id in body should be less than or equal to 10".to_string()
+            ),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.contains(&"spec.title: Too long: may not be more than 5 bytes".to_string()),
+            "{msgs:?}"
+        );
+        let mut obj = json!({"spec": {}});
+        let msgs: Vec<String> = process(&mut obj, &schema())
+            .iter()
+            .map(FieldError::message)
+            .collect();
+        assert_eq!(
+            msgs,
+            vec!["spec.title: Required value", "spec.id: Required value"]
+        );
+    }
+}
