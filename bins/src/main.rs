@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod crd;
+mod relay;
 
 /// One Moonlight endpoint for a pack of Wolf game-streaming servers.
 #[derive(Debug, Parser)]
@@ -16,6 +17,8 @@ struct Cli {
 enum Command {
     /// Print the version and exit.
     Version,
+    /// Forward one stream port set (RTSP/TCP, video/audio/control UDP) to a Wolf.
+    Relay(relay::RelayArgs),
     /// Print the CustomResourceDefinitions as YAML (`direwolf crd | kubectl apply -f -`).
     Crd,
 }
@@ -24,6 +27,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Version => println!("direwolf {}", env!("CARGO_PKG_VERSION")),
+        Command::Relay(args) => relay::run(args)?,
         Command::Crd => crd::run(&mut std::io::stdout().lock())?,
     }
     Ok(())

@@ -97,6 +97,9 @@ pub struct RelayConfig {
     pub socket_buffer_bytes: usize,
     /// RTSP sizes and timeouts.
     pub rtsp: RtspLimits,
+    /// Admit new UDP endpoints from any source (still bounded by `max_mappings_per_stream`),
+    /// instead of the admission policy of [`udp`]. Only for trusted networks and benchmarks.
+    pub admit_any_source: bool,
 }
 
 impl RelayConfig {
@@ -110,6 +113,7 @@ impl RelayConfig {
             max_mappings_per_stream: 4,
             socket_buffer_bytes: 4 * 1024 * 1024,
             rtsp: RtspLimits::default(),
+            admit_any_source: false,
         }
     }
 }

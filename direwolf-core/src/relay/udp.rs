@@ -52,6 +52,8 @@ pub enum Admission {
     PingSecret,
     /// It sent an ENet CONNECT carrying the session's connect data.
     ConnectData,
+    /// The relay admits every source (`RelayConfig::admit_any_source`).
+    AnySource,
 }
 
 /// The secrets Wolf announced for a session, as far as the RTSP relay has seen them.
@@ -258,7 +260,12 @@ pub(crate) async fn serve(kind: StreamKind, public: UdpSocket, shared: Arc<Sessi
                     Some(i) => i,
                     None => {
                         let secrets = shared.secrets();
-                        let Some(why) = admit(kind, from, &buf[..len], shared.client_ip, &secrets) else {
+                        let why = if config.admit_any_source {
+                            Some(Admission::AnySource)
+                        } else {
+                            admit(kind, from, &buf[..len], shared.client_ip, &secrets)
+                        };
+                        let Some(why) = why else {
                             bump(&counters.drop_not_admitted);
                             continue;
                         };
