@@ -39,6 +39,9 @@ impl LineReader {
         loop {
             if let Some(pos) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
                 let end = self.scanned + pos;
+                if end > self.limit {
+                    return Err(LineError::TooLong);
+                }
                 let mut line: Vec<u8> = self.buf.drain(..=end).collect();
                 line.pop();
                 if line.last() == Some(&b'\r') {
