@@ -1,9 +1,12 @@
 //! # direwolf-k8s
 //!
-//! The Kubernetes backends of direwolf: the custom resources ([`crd`]).
+//! The Kubernetes backends of direwolf: the custom resources ([`crd`]) and Kubernetes-backed
+//! implementations of the `direwolf-core` store traits ([`stores`], entry point
+//! [`stores::KubeStores`]).
 #![warn(missing_docs)]
 
 pub mod crd;
+pub mod stores;
 
 #[cfg(feature = "emulator")]
 pub mod emulator;

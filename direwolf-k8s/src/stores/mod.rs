@@ -1,0 +1,147 @@
+//! Kubernetes-backed implementations of the `direwolf-core` store traits.
+//!
+//! | Trait | Backend | Kept in |
+//! |---|---|---|
+//! | [`PairingStore`](direwolf_core::PairingStore) | [`KubePairingStore`] | `Pairing` objects named by fingerprint |
+//! | [`UserStore`](direwolf_core::UserStore) | [`KubeUserStore`] | `User` objects |
+//! | [`AppCatalog`](direwolf_core::AppCatalog) | [`KubeAppCatalog`] | `App` objects (WebP art served as PNG) |
+//! | [`SessionStore`](direwolf_core::SessionStore) | [`KubeSessionStore`] | `Session` objects |
+//! | [`IdentityStore`](direwolf_core::IdentityStore) | [`KubeIdentityStore`] | Secret `direwolf-identity` |
+//!
+//! Reads come from reflector caches (a watch per kind in one namespace) and wait for the
+//! initial list; writes use server-side apply (or create/merge-patch where the trait needs
+//! "must not exist"/"must exist"), retry transient failures (429, 5xx, no answer) with bounded
+//! exponential backoff, and are visible to reads on the same instance as soon as they return.
+//!
+//! ```no_run
+//! # async fn demo() -> direwolf_core::Result<()> {
+//! let client = kube::Client::try_default().await.map_err(|e| direwolf_core::Error::unavailable(e))?;
+//! let stores = direwolf_k8s::stores::KubeStores::new(client, "games").await?;
+//! let apps = stores.apps.list().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod app;
+mod cache;
+mod convert;
+mod error;
+mod identity;
+mod pairing;
+mod session;
+mod user;
+
+use std::time::Duration;
+
+use direwolf_core::Stores;
+use kube::api::PatchParams;
+
+pub use app::KubeAppCatalog;
+pub use identity::KubeIdentityStore;
+pub use pairing::KubePairingStore;
+pub use session::KubeSessionStore;
+pub use user::KubeUserStore;
+
+use error::RetryPolicy;
+
+/// How long a read waits for a cache's initial list before failing with `Unavailable`.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The name of the Secret holding the server identity.
+pub const IDENTITY_SECRET: &str = "direwolf-identity";
+
+/// Server-side apply, forcing ownership of the fields this store writes.
+fn apply_params(manager: &str) -> PatchParams {
+    PatchParams::apply(manager).force()
+}
+
+/// Settings shared by the stores.
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    retry: RetryPolicy,
+    ready_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            retry: RetryPolicy::default(),
+            ready_timeout: DEFAULT_READY_TIMEOUT,
+        }
+    }
+}
+
+/// Every Kubernetes store of one namespace, sharing the App cache between the app catalog and
+/// the session store.
+#[derive(Debug, Clone)]
+pub struct KubeStores {
+    /// Pairings.
+    pub pairings: KubePairingStore,
+    /// Users.
+    pub users: KubeUserStore,
+    /// Apps.
+    pub apps: KubeAppCatalog,
+    /// Sessions.
+    pub sessions: KubeSessionStore,
+    /// The server identity.
+    pub identity: KubeIdentityStore,
+}
+
+impl KubeStores {
+    /// Starts the watches of every kind in `namespace` and returns at once; reads wait for the
+    /// initial lists (see [`KubeStores::ready`]). Must be called inside a Tokio runtime.
+    pub fn start(client: kube::Client, namespace: &str) -> Self {
+        let apps = KubeAppCatalog::new(client.clone(), namespace);
+        KubeStores {
+            pairings: KubePairingStore::new(client.clone(), namespace),
+            users: KubeUserStore::new(client.clone(), namespace),
+            sessions: KubeSessionStore::with_apps(client.clone(), namespace, &apps),
+            apps,
+            identity: KubeIdentityStore::new(client, namespace, IDENTITY_SECRET),
+        }
+    }
+
+    /// Starts the stores, waits until every cache has synced, and returns them as core
+    /// [`Stores`].
+    ///
+    /// # Errors
+    /// `Unavailable` if a cache does not sync within [`DEFAULT_READY_TIMEOUT`] (API server down,
+    /// CRDs not installed, or no permission to list).
+    pub async fn new(client: kube::Client, namespace: &str) -> direwolf_core::Result<Stores> {
+        let stores = Self::start(client, namespace);
+        stores.wait_ready(DEFAULT_READY_TIMEOUT).await?;
+        Ok(stores.stores())
+    }
+
+    /// Whether every cache has completed its initial list (what `/readyz` reports).
+    pub fn ready(&self) -> bool {
+        self.pairings.ready() && self.users.ready() && self.apps.ready() && self.sessions.ready()
+    }
+
+    /// Waits until every cache has synced.
+    ///
+    /// # Errors
+    /// `Unavailable` if one does not sync within `timeout`.
+    pub async fn wait_ready(&self, timeout: Duration) -> direwolf_core::Result<()> {
+        self.pairings.wait_ready(timeout).await?;
+        self.users.wait_ready(timeout).await?;
+        self.apps.wait_ready(timeout).await?;
+        self.sessions.wait_ready(timeout).await?;
+        Ok(())
+    }
+
+    /// The stores as the core trait objects.
+    pub fn stores(&self) -> Stores {
+        use std::sync::Arc;
+        Stores {
+            pairings: Arc::new(self.pairings.clone()),
+            users: Arc::new(self.users.clone()),
+            apps: Arc::new(self.apps.clone()),
+            sessions: Arc::new(self.sessions.clone()),
+            identity: Arc::new(self.identity.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,240 @@
+//! [`KubeSessionStore`]: sessions as `Session` objects.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use direwolf_core::{Error, Result, Session, SessionId, SessionPhase, SessionStore};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{debug, info, warn};
+
+use super::app::KubeAppCatalog;
+use super::cache::Cache;
+use super::convert::{
+    app_object_name, session_config, session_from, session_metadata, session_object, session_status,
+};
+use super::error::KubeStoreError;
+use super::{Settings, apply_params};
+use crate::crd::{self, field_managers};
+
+/// Sessions kept as `Session` custom resources in one namespace.
+///
+/// `create` posts the object (so exactly one of concurrent creators wins) with the spec, labels
+/// and annotations of `reference-behaviour.md` §2.1; `gameReference` names the App object with
+/// the session's app id (or `app-<id>` if the catalog has none) and records the id. `update`
+/// merge-patches the spec (so it fails with `NotFound` instead of re-creating) and applies the
+/// phase and placement to the status subresource; the operator's status fields are left alone.
+#[derive(Debug, Clone)]
+pub struct KubeSessionStore {
+    api: Api<crd::Session>,
+    cache: Arc<Cache<crd::Session>>,
+    apps: KubeAppCatalog,
+    settings: Settings,
+}
+
+impl KubeSessionStore {
+    /// Starts watching the Sessions (and Apps) of `namespace`. Must be called inside a Tokio
+    /// runtime.
+    pub fn new(client: Client, namespace: &str) -> Self {
+        let apps = KubeAppCatalog::new(client.clone(), namespace);
+        Self::with_apps(client, namespace, &apps)
+    }
+
+    /// Like [`KubeSessionStore::new`], sharing the App cache of `apps`.
+    pub fn with_apps(client: Client, namespace: &str, apps: &KubeAppCatalog) -> Self {
+        let api: Api<crd::Session> = Api::namespaced(client, namespace);
+        let cache = Cache::spawn("session", namespace, api.clone());
+        KubeSessionStore {
+            api,
+            cache,
+            apps: apps.clone(),
+            settings: Settings::default(),
+        }
+    }
+
+    /// Whether the Session and App caches have completed their initial lists.
+    pub fn ready(&self) -> bool {
+        self.cache.is_ready() && self.apps.ready()
+    }
+
+    /// Waits up to `timeout` for the initial lists.
+    ///
+    /// # Errors
+    /// `Unavailable` on timeout.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        self.cache.wait_ready(timeout).await?;
+        self.apps.wait_ready(timeout).await
+    }
+
+    fn convert(&self, object: &crd::Session) -> Result<Session> {
+        Ok(session_from(object, |name| self.apps.id_of(name))?)
+    }
+
+    /// Applies phase and placement to the status subresource.
+    async fn apply_status(&self, session: &Session) -> Result<crd::Session> {
+        let name = session.id.as_str();
+        let body = json!({
+            "apiVersion": crd::Session::api_version(&()),
+            "kind": crd::Session::kind(&()),
+            "metadata": { "name": name },
+            "status": session_status(session)?,
+        });
+        let params = apply_params(field_managers::PROXY_SESSION_STATUS);
+        let apply = Patch::Apply(&body);
+        let written = self
+            .settings
+            .retry
+            .run("apply session status", || {
+                self.api.patch_status(name, &params, &apply)
+            })
+            .await
+            .map_err(|e| KubeStoreError::from_kube("apply status", "session", name, e))?;
+        Ok(written)
+    }
+
+    fn needs_status(session: &Session) -> bool {
+        session.phase != SessionPhase::Pending || session.placement.is_some()
+    }
+}
+
+#[async_trait]
+impl SessionStore for KubeSessionStore {
+    async fn get(&self, id: &SessionId) -> Result<Option<Session>> {
+        self.wait_ready(self.settings.ready_timeout).await?;
+        self.cache.get(id.as_str()).map(|o| self.convert(&o)).transpose()
+    }
+
+    async fn list(&self) -> Result<Vec<Session>> {
+        self.wait_ready(self.settings.ready_timeout).await?;
+        let mut out: Vec<Session> = self
+            .cache
+            .list()
+            .iter()
+            .filter_map(|object| match self.convert(object) {
+                Ok(session) => Some(session),
+                Err(err) => {
+                    warn!(error = %err, "skipping an unusable Session");
+                    None
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    async fn create(&self, session: Session) -> Result<()> {
+        self.wait_ready(self.settings.ready_timeout).await?;
+        let app_name = self
+            .apps
+            .object_name(session.app)
+            .unwrap_or_else(|| app_object_name(session.app));
+        let object = session_object(&session, &app_name)?;
+        let name = session.id.as_str();
+        let post_params = PostParams::default();
+        let created = self
+            .settings
+            .retry
+            .run("create session", || self.api.create(&post_params, &object))
+            .await
+            .map_err(|e| KubeStoreError::from_kube("create", "session", name, e));
+        let mut written = match created {
+            Ok(written) => written,
+            Err(err) if err.is_conflict() => {
+                // A retried create whose first attempt landed finds its own object: that is
+                // success, anything else is someone else's session.
+                let existing = self.api.get_opt(name).await.ok().flatten();
+                match existing {
+                    Some(existing)
+                        if existing.spec == object.spec && existing.annotations() == object.annotations() =>
+                    {
+                        existing
+                    }
+                    _ => {
+                        return Err(Error::AlreadyExists {
+                            kind: "session",
+                            key: name.to_owned(),
+                        });
+                    }
+                }
+            }
+            Err(err) => return Err(err.into()),
+        };
+        if Self::needs_status(&session) {
+            written = self.apply_status(&session).await?;
+        }
+        info!(session = name, user = %session.user, app = %session.app, "session created");
+        self.cache.wrote(written);
+        Ok(())
+    }
+
+    async fn update(&self, session: Session) -> Result<()> {
+        let name = session.id.as_str();
+        let app_name = self
+            .cache
+            .get(name)
+            .map(|o| o.spec.game_reference.name.clone())
+            .or_else(|| self.apps.object_name(session.app))
+            .unwrap_or_else(|| app_object_name(session.app));
+        let object = session_object(&session, &app_name)?;
+        let patch = json!({
+            "metadata": {
+                "labels": session_metadata(&session, &app_name).labels,
+                "annotations": session_metadata(&session, &app_name).annotations,
+            },
+            "spec": {
+                "userReference": object.spec.user_reference,
+                "gameReference": object.spec.game_reference,
+                "pairingReference": object.spec.pairing_reference,
+                "config": session_config(&session),
+            },
+        });
+        let merge = Patch::Merge(&patch);
+        let merge_params = PatchParams::default();
+        let written = self
+            .settings
+            .retry
+            .run("patch session", || self.api.patch(name, &merge_params, &merge))
+            .await
+            .map_err(|e| KubeStoreError::from_kube("patch", "session", name, e))?;
+        self.cache.wrote(written);
+        let written = self.apply_status(&session).await?;
+        debug!(session = name, phase = ?session.phase, "session updated");
+        self.cache.wrote(written);
+        Ok(())
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<Option<Session>> {
+        let name = id.as_str();
+        let known = self.cache.get(name);
+        let delete_params = DeleteParams::default();
+        let result = self
+            .settings
+            .retry
+            .run("delete session", || self.api.delete(name, &delete_params))
+            .await;
+        match result {
+            Ok(outcome) => {
+                self.cache
+                    .deleted(name, known.as_ref().and_then(|o| o.resource_version()));
+                // The API server answers with the deleted object, or with a Status.
+                let last = match outcome.left() {
+                    Some(object) => Some(self.convert(&object)?),
+                    None => known.map(|o| self.convert(&o)).transpose()?,
+                };
+                info!(session = name, "session deleted");
+                Ok(last)
+            }
+            Err(e) => {
+                let err = KubeStoreError::from_kube("delete", "session", name, e);
+                if err.is_not_found() {
+                    self.cache.deleted(name, known.and_then(|o| o.resource_version()));
+                    Ok(None)
+                } else {
+                    Err(err.into())
+                }
+            }
+        }
+    }
+}
