@@ -105,7 +105,10 @@ impl WolfClientBuilder {
             }
             Target::Unix(_) => HeaderValue::from_static("localhost"),
             Target::Tcp(addr) => {
-                if addr.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
+                if addr
+                    .rsplit_once(':')
+                    .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+                {
                     return Err(Error::Config(format!("TCP address {addr:?} is not host:port")));
                 }
                 HeaderValue::from_str(addr)
@@ -180,9 +183,13 @@ envelope!(ClientsResp { clients: Vec<PairedClient> });
 envelope!(AppsResp { apps: Vec<App> });
 envelope!(ProfilesResp { profiles: Vec<Profile> });
 envelope!(SessionsResp { sessions: Vec<StreamSession> });
-envelope!(SessionCreatedResp { session_id: SessionId });
+envelope!(SessionCreatedResp {
+    session_id: SessionId
+});
 envelope!(LobbiesResp { lobbies: Vec<Lobby> });
-envelope!(LobbyCreatedResp { lobby_id: crate::ids::LobbyId });
+envelope!(LobbyCreatedResp {
+    lobby_id: crate::ids::LobbyId
+});
 
 #[derive(Deserialize)]
 struct ErrorBody {
@@ -255,20 +262,36 @@ impl WolfClient {
 
     // ----- plumbing -----
 
-    pub(crate) fn request(&self, method: http::Method, path_and_query: &str, body: Option<Vec<u8>>) -> Result<Request<Full<Bytes>>> {
-        let mut b = Request::builder().method(method).uri(path_and_query).header(HOST, self.inner.host.clone());
+    pub(crate) fn request(
+        &self,
+        method: http::Method,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Request<Full<Bytes>>> {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path_and_query)
+            .header(HOST, self.inner.host.clone());
         let body = match body {
             Some(body) => {
-                b = b.header(CONTENT_TYPE, "application/json").header(CONTENT_LENGTH, body.len());
+                b = b
+                    .header(CONTENT_TYPE, "application/json")
+                    .header(CONTENT_LENGTH, body.len());
                 Bytes::from(body)
             }
             None => Bytes::new(),
         };
-        b.body(Full::new(body)).map_err(|e| Error::Config(format!("cannot build request: {e}")))
+        b.body(Full::new(body))
+            .map_err(|e| Error::Config(format!("cannot build request: {e}")))
     }
 
     /// Sends one request and reads the whole answer within `timeout`.
-    async fn exchange(&self, endpoint: &'static str, req: Request<Full<Bytes>>, timeout: Duration) -> Result<Raw> {
+    async fn exchange(
+        &self,
+        endpoint: &'static str,
+        req: Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<Raw> {
         let limit = self.inner.max_body_bytes;
         let target = &self.inner.target;
         let work = async {
@@ -276,7 +299,12 @@ impl WolfClient {
             let (status, body) = transport::collect_body(resp, limit, endpoint).await?;
             Ok(Raw { status, body })
         };
-        let raw = tokio::time::timeout(timeout, work).await.map_err(|_| Error::Timeout { endpoint, after: timeout })?;
+        let raw = tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| Error::Timeout {
+                endpoint,
+                after: timeout,
+            })?;
         if let Ok(r) = &raw {
             tracing::debug!(endpoint, status = r.status, bytes = r.body.len(), "wolf call");
         }
@@ -285,7 +313,13 @@ impl WolfClient {
 
     async fn get<T: Envelope>(&self, endpoint: &'static str) -> Result<T> {
         self.check_supported(endpoint).await?;
-        let raw = self.exchange(endpoint, self.request(http::Method::GET, endpoint, None)?, self.inner.timeout).await?;
+        let raw = self
+            .exchange(
+                endpoint,
+                self.request(http::Method::GET, endpoint, None)?,
+                self.inner.timeout,
+            )
+            .await?;
         decode(endpoint, raw)
     }
 
@@ -300,8 +334,15 @@ impl WolfClient {
         timeout: Duration,
     ) -> Result<T> {
         self.check_supported(endpoint).await?;
-        let body = serde_json::to_vec(body).map_err(|e| Error::Config(format!("cannot serialise request: {e}")))?;
-        let raw = self.exchange(endpoint, self.request(http::Method::POST, endpoint, Some(body))?, timeout).await?;
+        let body =
+            serde_json::to_vec(body).map_err(|e| Error::Config(format!("cannot serialise request: {e}")))?;
+        let raw = self
+            .exchange(
+                endpoint,
+                self.request(http::Method::POST, endpoint, Some(body))?,
+                timeout,
+            )
+            .await?;
         decode(endpoint, raw)
     }
 
@@ -338,7 +379,11 @@ impl WolfClient {
         }
         let detected = self.version().await?;
         if detected < required {
-            return Err(Error::Unsupported { endpoint, detected_version: detected, required });
+            return Err(Error::Unsupported {
+                endpoint,
+                detected_version: detected,
+                required,
+            });
         }
         Ok(())
     }
@@ -366,7 +411,9 @@ impl WolfClient {
     /// # Errors
     /// [`WolfErrorKind::ClientNotFound`]; [`Error::Unsupported`] before V3; transport errors.
     pub async fn unpair_client(&self, client_id: ClientId) -> Result<()> {
-        self.post::<_, Success>(paths::UNPAIR_CLIENT, &ClientIdBody { client_id }).await.map(drop)
+        self.post::<_, Success>(paths::UNPAIR_CLIENT, &ClientIdBody { client_id })
+            .await
+            .map(drop)
     }
 
     /// `GET /api/v1/clients`: paired clients.
@@ -382,7 +429,9 @@ impl WolfClient {
     /// # Errors
     /// [`WolfErrorKind::ClientNotFound`]; [`Error::Unsupported`] before V3; transport errors.
     pub async fn update_client_settings(&self, req: &UpdateClientSettingsRequest) -> Result<()> {
-        self.post::<_, Success>(paths::CLIENTS_SETTINGS, req).await.map(drop)
+        self.post::<_, Success>(paths::CLIENTS_SETTINGS, req)
+            .await
+            .map(drop)
     }
 
     // ----- apps and profiles -----
@@ -408,7 +457,9 @@ impl WolfClient {
     /// # Errors
     /// Transport, timeout and Wolf errors.
     pub async fn delete_app(&self, id: &AppId) -> Result<()> {
-        self.post::<_, Success>(paths::APPS_DELETE, &IdBody { id }).await.map(drop)
+        self.post::<_, Success>(paths::APPS_DELETE, &IdBody { id })
+            .await
+            .map(drop)
     }
 
     /// `GET /api/v1/profiles` (V5+): all profiles except the Moonlight one.
@@ -424,7 +475,9 @@ impl WolfClient {
     /// # Errors
     /// [`Error::Unsupported`] before V5; transport and Wolf errors.
     pub async fn add_profile(&self, profile: &Profile) -> Result<()> {
-        self.post::<_, Success>(paths::PROFILES_ADD, profile).await.map(drop)
+        self.post::<_, Success>(paths::PROFILES_ADD, profile)
+            .await
+            .map(drop)
     }
 
     /// `POST /api/v1/profiles/remove` (V5+; succeeds even if absent).
@@ -432,7 +485,9 @@ impl WolfClient {
     /// # Errors
     /// [`Error::Unsupported`] before V5; transport and Wolf errors.
     pub async fn remove_profile(&self, id: &str) -> Result<()> {
-        self.post::<_, Success>(paths::PROFILES_REMOVE, &IdBody { id: &id }).await.map(drop)
+        self.post::<_, Success>(paths::PROFILES_REMOVE, &IdBody { id: &id })
+            .await
+            .map(drop)
     }
 
     // ----- sessions -----
@@ -456,14 +511,20 @@ impl WolfClient {
         let endpoint = paths::SESSIONS_ADD;
         let invalid = |source| Error::Validation { endpoint, source };
         if req.rtsp_fake_ip.parse::<Ipv4Addr>().is_err() {
-            return Err(invalid(ValidationError::InvalidRtspFakeIp(req.rtsp_fake_ip.clone())));
+            return Err(invalid(ValidationError::InvalidRtspFakeIp(
+                req.rtsp_fake_ip.clone(),
+            )));
         }
         let key = req.aes_key.expose();
         if key.len() != 32 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(invalid(ValidationError::InvalidAesKey));
         }
         let iv = req.aes_iv.expose();
-        if iv.is_empty() || iv.len() > 10 || !iv.bytes().all(|b| b.is_ascii_digit()) || iv.parse::<u32>().is_err() {
+        if iv.is_empty()
+            || iv.len() > 10
+            || !iv.bytes().all(|b| b.is_ascii_digit())
+            || iv.parse::<u32>().is_err()
+        {
             return Err(invalid(ValidationError::InvalidAesIv));
         }
         let version = self.version().await?;
@@ -482,14 +543,20 @@ impl WolfClient {
             }
         }
         if version >= WolfVersion::V6
-            && req.client_settings.as_ref().is_some_and(|s| s.motion_controller_override.is_none())
+            && req
+                .client_settings
+                .as_ref()
+                .is_some_and(|s| s.motion_controller_override.is_none())
         {
             return Err(invalid(ValidationError::MissingField {
                 field: "client_settings.motion_controller_override",
                 version,
             }));
         }
-        Ok(self.post::<_, SessionCreatedResp>(endpoint, req).await?.session_id)
+        Ok(self
+            .post::<_, SessionCreatedResp>(endpoint, req)
+            .await?
+            .session_id)
     }
 
     /// `POST /api/v1/sessions/start` (V2+): starts the video and audio streams of a session
@@ -511,14 +578,21 @@ impl WolfClient {
                 None
             };
             if let Some(field) = field {
-                return Err(Error::Validation { endpoint, source: ValidationError::MissingField { field, version } });
+                return Err(Error::Validation {
+                    endpoint,
+                    source: ValidationError::MissingField { field, version },
+                });
             }
         }
         let sessions = self.sessions().await?;
         if !sessions.iter().any(|s| s.session_id() == req.session_id) {
-            return Err(Error::Validation { endpoint, source: ValidationError::SessionNotFound(req.session_id) });
+            return Err(Error::Validation {
+                endpoint,
+                source: ValidationError::SessionNotFound(req.session_id),
+            });
         }
-        let mut body = serde_json::to_value(req).map_err(|e| Error::Config(format!("cannot serialise request: {e}")))?;
+        let mut body =
+            serde_json::to_value(req).map_err(|e| Error::Config(format!("cannot serialise request: {e}")))?;
         if !version.ids_as_strings_in_events() {
             // Before V5 the nested VideoSession/AudioSession structs carry `size_t` ids as numbers.
             for part in ["video_session", "audio_session"] {
@@ -535,7 +609,9 @@ impl WolfClient {
     /// # Errors
     /// [`WolfErrorKind::InvalidSessionId`]; transport errors.
     pub async fn pause_session(&self, session_id: SessionId) -> Result<()> {
-        self.post::<_, Success>(paths::SESSIONS_PAUSE, &SessionIdBody { session_id }).await.map(drop)
+        self.post::<_, Success>(paths::SESSIONS_PAUSE, &SessionIdBody { session_id })
+            .await
+            .map(drop)
     }
 
     /// `POST /api/v1/sessions/stop`: removes the session and stops its runner.
@@ -543,7 +619,9 @@ impl WolfClient {
     /// # Errors
     /// [`WolfErrorKind::InvalidSessionId`]; transport errors.
     pub async fn stop_session(&self, session_id: SessionId) -> Result<()> {
-        self.post::<_, Success>(paths::SESSIONS_STOP, &SessionIdBody { session_id }).await.map(drop)
+        self.post::<_, Success>(paths::SESSIONS_STOP, &SessionIdBody { session_id })
+            .await
+            .map(drop)
     }
 
     /// `POST /api/v1/sessions/input` (V2+): injects a hex-encoded Moonlight input packet.
@@ -553,12 +631,23 @@ impl WolfClient {
     pub async fn send_input(&self, session_id: SessionId, input_packet_hex: &str) -> Result<()> {
         let endpoint = paths::SESSIONS_INPUT;
         if input_packet_hex.is_empty()
-            || input_packet_hex.len() % 2 != 0
+            || !input_packet_hex.len().is_multiple_of(2)
             || !input_packet_hex.bytes().all(|b| b.is_ascii_hexdigit())
         {
-            return Err(Error::Validation { endpoint, source: ValidationError::InvalidHex });
+            return Err(Error::Validation {
+                endpoint,
+                source: ValidationError::InvalidHex,
+            });
         }
-        self.post::<_, Success>(endpoint, &InputBody { session_id, input_packet_hex }).await.map(drop)
+        self.post::<_, Success>(
+            endpoint,
+            &InputBody {
+                session_id,
+                input_packet_hex,
+            },
+        )
+        .await
+        .map(drop)
     }
 
     /// `POST /api/v1/runners/start`: starts an extra runner in a session. Wolf answers success by
@@ -591,7 +680,10 @@ impl WolfClient {
     /// [`WolfErrorKind::LobbySetupTimeout`]; [`Error::Unsupported`] before V5; transport errors.
     pub async fn create_lobby(&self, req: &CreateLobbyRequest) -> Result<crate::ids::LobbyId> {
         let timeout = self.inner.timeout.max(LOBBY_CREATE_MIN_TIMEOUT);
-        Ok(self.post_with_timeout::<_, LobbyCreatedResp>(paths::LOBBIES_CREATE, req, timeout).await?.lobby_id)
+        Ok(self
+            .post_with_timeout::<_, LobbyCreatedResp>(paths::LOBBIES_CREATE, req, timeout)
+            .await?
+            .lobby_id)
     }
 
     /// `POST /api/v1/lobbies/join` (V5+).
@@ -624,10 +716,17 @@ impl WolfClient {
     async fn get_query(&self, endpoint: &'static str, field: &'static str, value: &str) -> Result<Raw> {
         let bad = || Error::Validation {
             endpoint,
-            source: ValidationError::InvalidQueryValue { field, value: value.to_owned() },
+            source: ValidationError::InvalidQueryValue {
+                field,
+                value: value.to_owned(),
+            },
         };
         // Wolf splits the query on `=` and never percent-decodes: the value must be sent verbatim.
-        if value.is_empty() || value.bytes().any(|b| !b.is_ascii_graphic() || matches!(b, b'=' | b'&' | b'#')) {
+        if value.is_empty()
+            || value
+                .bytes()
+                .any(|b| !b.is_ascii_graphic() || matches!(b, b'=' | b'&' | b'#'))
+        {
             return Err(bad());
         }
         self.check_supported(endpoint).await?;
@@ -658,7 +757,8 @@ impl WolfClient {
         let endpoint = paths::DOCKER_INSPECT;
         let raw = self.get_query(endpoint, "image_name", image_name).await?;
         if raw.status == 200 {
-            return serde_json::from_slice(&raw.body).map_err(|source| Error::InvalidJson { endpoint, source });
+            return serde_json::from_slice(&raw.body)
+                .map_err(|source| Error::InvalidJson { endpoint, source });
         }
         Err(error_from(endpoint, raw))
     }
@@ -678,12 +778,20 @@ impl WolfClient {
         let timeout = self.inner.timeout;
         let (resp, guard) = tokio::time::timeout(timeout, transport::send(&self.inner.target, req, endpoint))
             .await
-            .map_err(|_| Error::Timeout { endpoint, after: timeout })??;
+            .map_err(|_| Error::Timeout {
+                endpoint,
+                after: timeout,
+            })??;
         if resp.status().as_u16() != 200 {
             let (status, body) = transport::collect_body(resp, self.inner.max_body_bytes, endpoint).await?;
             return Err(error_from(endpoint, Raw { status, body }));
         }
-        Ok(crate::pull::pull_stream(resp, guard, timeout, self.inner.max_body_bytes))
+        Ok(crate::pull::pull_stream(
+            resp,
+            guard,
+            timeout,
+            self.inner.max_body_bytes,
+        ))
     }
 
     /// `GET /api/v1/openapi-schema`: the OpenAPI document of the running Wolf.
@@ -692,7 +800,13 @@ impl WolfClient {
     /// Transport, timeout and decoding errors.
     pub async fn openapi_schema(&self) -> Result<Value> {
         let endpoint = paths::OPENAPI_SCHEMA;
-        let raw = self.exchange(endpoint, self.request(http::Method::GET, endpoint, None)?, self.inner.timeout).await?;
+        let raw = self
+            .exchange(
+                endpoint,
+                self.request(http::Method::GET, endpoint, None)?,
+                self.inner.timeout,
+            )
+            .await?;
         if raw.status != 200 {
             return Err(error_from(endpoint, raw));
         }
@@ -720,9 +834,18 @@ pub(crate) fn error_from(endpoint: &'static str, raw: Raw) -> Error {
     if raw.status == 404 && raw.body.is_empty() {
         return Error::RouteNotFound { endpoint };
     }
-    if let Ok(ErrorBody { success: false, error }) = serde_json::from_slice::<ErrorBody>(&raw.body) {
+    if let Ok(ErrorBody {
+        success: false,
+        error,
+    }) = serde_json::from_slice::<ErrorBody>(&raw.body)
+    {
         let message = error.unwrap_or_default();
-        return Error::Wolf { endpoint, status: raw.status, kind: WolfErrorKind::from_message(&message), message };
+        return Error::Wolf {
+            endpoint,
+            status: raw.status,
+            kind: WolfErrorKind::from_message(&message),
+            message,
+        };
     }
     let mut body = String::from_utf8_lossy(&raw.body).into_owned();
     if body.len() > 512 {
@@ -732,5 +855,9 @@ pub(crate) fn error_from(endpoint: &'static str, raw: Raw) -> Error {
         }
         body.truncate(cut);
     }
-    Error::UnexpectedResponse { endpoint, status: raw.status, body }
+    Error::UnexpectedResponse {
+        endpoint,
+        status: raw.status,
+        body,
+    }
 }

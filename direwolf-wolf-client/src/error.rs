@@ -23,7 +23,9 @@ pub enum Error {
         source: ValidationError,
     },
     /// The Wolf in front does not have this endpoint (detected from its OpenAPI schema).
-    #[error("{endpoint} is not supported by the Wolf in front (detected {detected_version}, needs {required})")]
+    #[error(
+        "{endpoint} is not supported by the Wolf in front (detected {detected_version}, needs {required})"
+    )]
     Unsupported {
         /// The endpoint (path).
         endpoint: &'static str,

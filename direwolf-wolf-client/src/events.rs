@@ -14,7 +14,9 @@ use crate::ids::{LobbyId, SessionId};
 use crate::lines::{LineError, LineReader};
 use crate::secret::Secret;
 use crate::transport::{self, ConnGuard};
-use crate::types::{AudioSession, AudioSettings, ClientSettings, Runner, StreamSession, VideoSession, VideoSettings};
+use crate::types::{
+    AudioSession, AudioSettings, ClientSettings, Runner, StreamSession, VideoSession, VideoSettings,
+};
 use crate::version::paths;
 
 /// Event names (the `event:` line) Wolf uses.
@@ -239,7 +241,10 @@ pub enum WolfEvent {
     DockerPullEnd(PullEnd),
     /// An event not known to this crate, or with an unexpected payload: the `event:` name and the
     /// `data:` JSON (or a JSON string holding the raw text if it was not JSON).
-    Other { name: String, data: Value },
+    Other {
+        name: String,
+        data: Value,
+    },
 }
 
 impl WolfEvent {
@@ -277,7 +282,10 @@ impl WolfEvent {
         };
         parsed.unwrap_or_else(|| {
             let data = serde_json::from_str(data).unwrap_or_else(|_| Value::String(data.to_owned()));
-            WolfEvent::Other { name: name.to_owned(), data }
+            WolfEvent::Other {
+                name: name.to_owned(),
+                data,
+            }
         })
     }
 
@@ -416,12 +424,18 @@ impl State {
                             self.ended = true;
                             return Err(e);
                         }
-                        tracing::warn!(error = &e as &dyn std::error::Error, attempt = self.failures, "wolf event stream: cannot connect, will retry");
+                        tracing::warn!(
+                            error = &e as &dyn std::error::Error,
+                            attempt = self.failures,
+                            "wolf event stream: cannot connect, will retry"
+                        );
                     }
                 }
                 continue;
             }
-            let Some((lines, _)) = self.conn.as_mut() else { continue };
+            let Some((lines, _)) = self.conn.as_mut() else {
+                continue;
+            };
             match lines.next_line(self.cfg.idle_timeout).await {
                 Ok(Some(line)) => {
                     if let Some(event) = self.feed(&line) {
@@ -480,13 +494,20 @@ impl State {
         let endpoint = paths::EVENTS;
         let inner = &self.client.inner;
         let req = self.client.request(http::Method::GET, endpoint, None)?;
-        let (resp, guard) = tokio::time::timeout(inner.timeout, transport::send(&inner.target, req, endpoint))
-            .await
-            .map_err(|_| Error::Timeout { endpoint, after: inner.timeout })??;
+        let (resp, guard) =
+            tokio::time::timeout(inner.timeout, transport::send(&inner.target, req, endpoint))
+                .await
+                .map_err(|_| Error::Timeout {
+                    endpoint,
+                    after: inner.timeout,
+                })??;
         let status = resp.status().as_u16();
         if status != 200 {
             let (status, body) = transport::collect_body(resp, inner.max_body_bytes, endpoint).await?;
-            return Err(crate::client::error_from(endpoint, crate::client::Raw { status, body }));
+            return Err(crate::client::error_from(
+                endpoint,
+                crate::client::Raw { status, body },
+            ));
         }
         Ok((LineReader::new(resp.into_body(), inner.max_body_bytes), guard))
     }
@@ -499,11 +520,18 @@ mod tests {
     #[test]
     fn parses_known_unknown_and_mismatched_events() {
         let e = WolfEvent::parse(names::IDR_REQUEST, r#"{"session_id":"42"}"#);
-        assert_eq!(e, WolfEvent::IdrRequest(SessionEvent { session_id: SessionId::new(42) }));
+        assert_eq!(
+            e,
+            WolfEvent::IdrRequest(SessionEvent {
+                session_id: SessionId::new(42)
+            })
+        );
         let e = WolfEvent::parse(names::PAUSE_STREAM, r#"{"session_id":18446744073709551615}"#);
         assert_eq!(e.session_id(), Some(SessionId::new(u64::MAX)));
         let e = WolfEvent::parse("wolf::core::events::Future", r#"{"x":1}"#);
-        assert!(matches!(e, WolfEvent::Other { ref name, ref data } if name.ends_with("Future") && data["x"] == 1));
+        assert!(
+            matches!(e, WolfEvent::Other { ref name, ref data } if name.ends_with("Future") && data["x"] == 1)
+        );
         let e = WolfEvent::parse(names::STOP_STREAM, r#"{"unexpected":true}"#);
         assert!(matches!(e, WolfEvent::Other { .. }));
         let e = WolfEvent::parse("x", "not json");

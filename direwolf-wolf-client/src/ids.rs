@@ -263,11 +263,17 @@ mod tests {
     #[test]
     fn libstdcxx_hash_vectors() {
         assert_eq!(std_string_hash(""), 6_142_509_188_972_423_790);
-        assert_eq!(std_string_hash("A VERY VALID CERTIFICATE"), 10_594_003_729_173_467_913);
+        assert_eq!(
+            std_string_hash("A VERY VALID CERTIFICATE"),
+            10_594_003_729_173_467_913
+        );
         assert_eq!(std_string_hash("abc"), 3_663_726_644_998_027_833);
         assert_eq!(std_string_hash("12345678"), 10_113_836_418_918_046_885);
         assert_eq!(client_id_for_cert(""), CLIENTLESS_SESSION_ID);
-        assert_eq!(client_id_for_cert("A VERY VALID CERTIFICATE"), 10_594_003_729_173_467_913);
+        assert_eq!(
+            client_id_for_cert("A VERY VALID CERTIFICATE"),
+            10_594_003_729_173_467_913
+        );
     }
 
     #[test]
@@ -278,11 +284,33 @@ mod tests {
     #[test]
     fn ids_accept_only_what_stoull_accepts() {
         assert_eq!("42".parse::<SessionId>().unwrap().get(), 42);
-        assert_eq!("18446744073709551615".parse::<SessionId>().unwrap().get(), u64::MAX);
+        assert_eq!(
+            "18446744073709551615".parse::<SessionId>().unwrap().get(),
+            u64::MAX
+        );
         assert_eq!("007".parse::<ClientId>().unwrap().get(), 7);
-        for bad in ["", "abc", "-1", "+1", " 1", "1 ", "18446744073709551616", "123456789012345678901", "1e5"] {
+        for bad in [
+            "",
+            "abc",
+            "-1",
+            "+1",
+            " 1",
+            "1 ",
+            "18446744073709551616",
+            "123456789012345678901",
+            "1e5",
+        ] {
             let err = bad.parse::<SessionId>().unwrap_err();
-            assert!(matches!(err, ValidationError::InvalidId { field: "session_id", .. }), "{bad:?}");
+            assert!(
+                matches!(
+                    err,
+                    ValidationError::InvalidId {
+                        field: "session_id",
+                        ..
+                    }
+                ),
+                "{bad:?}"
+            );
         }
     }
 

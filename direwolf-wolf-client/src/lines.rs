@@ -26,7 +26,13 @@ pub(crate) struct LineReader {
 
 impl LineReader {
     pub(crate) fn new(body: Incoming, limit: usize) -> Self {
-        LineReader { body, buf: Vec::with_capacity(1024), scanned: 0, limit, eof: false }
+        LineReader {
+            body,
+            buf: Vec::with_capacity(1024),
+            scanned: 0,
+            limit,
+            eof: false,
+        }
     }
 
     pub(crate) fn limit(&self) -> usize {

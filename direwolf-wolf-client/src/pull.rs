@@ -29,8 +29,18 @@ struct State {
     done: bool,
 }
 
-pub(crate) fn pull_stream(resp: Response<Incoming>, guard: ConnGuard, idle: Duration, limit: usize) -> PullStream {
-    let state = State { lines: LineReader::new(resp.into_body(), limit), _guard: guard, idle, done: false };
+pub(crate) fn pull_stream(
+    resp: Response<Incoming>,
+    guard: ConnGuard,
+    idle: Duration,
+    limit: usize,
+) -> PullStream {
+    let state = State {
+        lines: LineReader::new(resp.into_body(), limit),
+        _guard: guard,
+        idle,
+        done: false,
+    };
     Box::pin(futures::stream::unfold(state, |mut st| async move {
         if st.done {
             return None;
@@ -52,9 +62,17 @@ async fn next(st: &mut State) -> Option<Result<PullProgress, Error>> {
         let line = match st.lines.next_line(st.idle).await {
             Ok(Some(line)) => line,
             Ok(None) => return Some(Err(Error::Truncated { endpoint: ENDPOINT })),
-            Err(LineError::Idle) => return Some(Err(Error::Timeout { endpoint: ENDPOINT, after: st.idle })),
+            Err(LineError::Idle) => {
+                return Some(Err(Error::Timeout {
+                    endpoint: ENDPOINT,
+                    after: st.idle,
+                }));
+            }
             Err(LineError::TooLong) => {
-                return Some(Err(Error::BodyTooLarge { endpoint: ENDPOINT, limit: st.lines_limit() }));
+                return Some(Err(Error::BodyTooLarge {
+                    endpoint: ENDPOINT,
+                    limit: st.lines_limit(),
+                }));
             }
             Err(LineError::Broken(e)) => {
                 tracing::debug!(error = &e as &dyn std::error::Error, "docker pull stream broken");
@@ -81,9 +99,15 @@ async fn next(st: &mut State) -> Option<Result<PullProgress, Error>> {
             }
             Ok(Line::Done { success: false }) => Some(Err(error_from(
                 ENDPOINT,
-                Raw { status: 200, body: bytes::Bytes::from(line) },
+                Raw {
+                    status: 200,
+                    body: bytes::Bytes::from(line),
+                },
             ))),
-            Err(source) => Some(Err(Error::InvalidJson { endpoint: ENDPOINT, source })),
+            Err(source) => Some(Err(Error::InvalidJson {
+                endpoint: ENDPOINT,
+                source,
+            })),
         };
     }
 }
@@ -99,7 +123,13 @@ async fn read_embedded_error(st: &mut State, status: u16) -> Error {
             _ => break,
         }
     }
-    match error_from(ENDPOINT, Raw { status, body: body.into() }) {
+    match error_from(
+        ENDPOINT,
+        Raw {
+            status,
+            body: body.into(),
+        },
+    ) {
         e @ Error::Wolf { .. } => e,
         _ => Error::Wolf {
             endpoint: ENDPOINT,

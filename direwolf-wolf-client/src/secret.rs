@@ -66,6 +66,9 @@ mod tests {
         let s = Secret::new("773448F67992470C5C62848D361E1025".to_owned());
         assert_eq!(format!("{s:?}"), "<redacted>");
         assert_eq!(format!("{:?}", Some(&s)), "Some(<redacted>)");
-        assert_eq!(serde_json::to_string(&s).unwrap(), "\"773448F67992470C5C62848D361E1025\"");
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            "\"773448F67992470C5C62848D361E1025\""
+        );
     }
 }

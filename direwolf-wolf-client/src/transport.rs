@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
 use hyper::Response;
+use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
@@ -59,11 +59,15 @@ pub(crate) async fn send(
 ) -> Result<(Response<Incoming>, ConnGuard), Error> {
     match target {
         Target::Unix(path) => {
-            let io = UnixStream::connect(path).await.map_err(|e| connect_error(target, e))?;
+            let io = UnixStream::connect(path)
+                .await
+                .map_err(|e| connect_error(target, e))?;
             handshake_send(io, req, endpoint).await
         }
         Target::Tcp(addr) => {
-            let io = TcpStream::connect(addr.as_str()).await.map_err(|e| connect_error(target, e))?;
+            let io = TcpStream::connect(addr.as_str())
+                .await
+                .map_err(|e| connect_error(target, e))?;
             // Requests are small and one per connection: do not wait for Nagle.
             let _ = io.set_nodelay(true);
             handshake_send(io, req, endpoint).await
@@ -74,8 +78,13 @@ pub(crate) async fn send(
 fn connect_error(target: &Target, e: std::io::Error) -> Error {
     match (target, e.kind()) {
         (Target::Unix(path), std::io::ErrorKind::NotFound) => Error::SocketMissing { path: path.clone() },
-        (_, std::io::ErrorKind::ConnectionRefused) => Error::ConnectionRefused { target: target.to_string() },
-        _ => Error::Connect { target: target.to_string(), source: e },
+        (_, std::io::ErrorKind::ConnectionRefused) => Error::ConnectionRefused {
+            target: target.to_string(),
+        },
+        _ => Error::Connect {
+            target: target.to_string(),
+            source: e,
+        },
     }
 }
 
@@ -93,11 +102,17 @@ where
         .map_err(|e| head_error(endpoint, e))?;
     let task = tokio::spawn(async move {
         if let Err(e) = conn.await {
-            tracing::trace!(error = &e as &dyn std::error::Error, "wolf connection ended with an error");
+            tracing::trace!(
+                error = &e as &dyn std::error::Error,
+                "wolf connection ended with an error"
+            );
         }
     });
     let guard = ConnGuard(task.abort_handle());
-    let resp = sender.send_request(req).await.map_err(|e| head_error(endpoint, e))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| head_error(endpoint, e))?;
     Ok((resp, guard))
 }
 
@@ -106,7 +121,11 @@ fn head_error(endpoint: &'static str, e: hyper::Error) -> Error {
     if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
         Error::Protocol { endpoint, source: e }
     } else {
-        tracing::debug!(endpoint, error = &e as &dyn std::error::Error, "wolf closed without answering");
+        tracing::debug!(
+            endpoint,
+            error = &e as &dyn std::error::Error,
+            "wolf closed without answering"
+        );
         Error::ClosedWithoutResponse { endpoint }
     }
 }
@@ -126,13 +145,16 @@ pub(crate) async fn collect_body(
     if announced.is_some_and(|n| n > limit as u64) {
         return Err(Error::BodyTooLarge { endpoint, limit });
     }
-    let body = Limited::new(resp.into_body(), limit).collect().await.map_err(|e| {
-        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-            Error::BodyTooLarge { endpoint, limit }
-        } else {
-            tracing::debug!(endpoint, error = %e, "wolf response body cut short");
-            Error::Truncated { endpoint }
-        }
-    })?;
+    let body = Limited::new(resp.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                Error::BodyTooLarge { endpoint, limit }
+            } else {
+                tracing::debug!(endpoint, error = %e, "wolf response body cut short");
+                Error::Truncated { endpoint }
+            }
+        })?;
     Ok((status, body.to_bytes()))
 }

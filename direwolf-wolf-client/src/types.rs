@@ -98,13 +98,25 @@ pub struct PartialClientSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub controllers_override: Option<Vec<ControllerType>>,
     /// Mouse acceleration.
-    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "f32_wide::option::serialize")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "f32_wide::option::serialize"
+    )]
     pub mouse_acceleration: Option<f32>,
     /// Vertical scroll acceleration.
-    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "f32_wide::option::serialize")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "f32_wide::option::serialize"
+    )]
     pub v_scroll_acceleration: Option<f32>,
     /// Horizontal scroll acceleration.
-    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "f32_wide::option::serialize")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "f32_wide::option::serialize"
+    )]
     pub h_scroll_acceleration: Option<f32>,
     /// Motion controller type (V6 only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -621,7 +633,11 @@ mod tests {
 
     #[test]
     fn floats_are_written_like_wolf() {
-        let s = ClientSettings { h_scroll_acceleration: 10.2, mouse_acceleration: 2.5, ..Default::default() };
+        let s = ClientSettings {
+            h_scroll_acceleration: 10.2,
+            mouse_acceleration: 2.5,
+            ..Default::default()
+        };
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(
             json,
@@ -634,7 +650,10 @@ mod tests {
     #[test]
     fn runner_accepts_capitalised_tags_and_writes_lowercase() {
         let r: Runner = serde_json::from_str(r#"{"type":"Process","run_cmd":"sh"}"#).unwrap();
-        assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"type":"process","run_cmd":"sh"}"#);
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"type":"process","run_cmd":"sh"}"#
+        );
         let d: Runner = serde_json::from_str(
             r#"{"type":"Docker","name":"n","image":"i","mounts":[],"env":[],"devices":[],"ports":[],"extra":1}"#,
         )
@@ -646,7 +665,11 @@ mod tests {
 
     #[test]
     fn description_optional_fields_are_sent_as_null() {
-        let r = UpdateClientSettingsRequest { client_id: ClientId::new(7), app_state_folder: None, settings: None };
+        let r = UpdateClientSettingsRequest {
+            client_id: ClientId::new(7),
+            app_state_folder: None,
+            settings: None,
+        };
         assert_eq!(
             serde_json::to_string(&r).unwrap(),
             r#"{"client_id":"7","app_state_folder":null,"settings":null}"#
@@ -655,7 +678,10 @@ mod tests {
 
     #[test]
     fn secrets_do_not_show_in_debug() {
-        let r = PairClientRequest { pair_secret: "ABCDEF0123456789".into(), pin: "1234".into() };
+        let r = PairClientRequest {
+            pair_secret: "ABCDEF0123456789".into(),
+            pin: "1234".into(),
+        };
         let dbg = format!("{r:?}");
         assert!(!dbg.contains("1234") && !dbg.contains("ABCDEF"), "{dbg}");
     }

@@ -48,7 +48,10 @@ impl WolfVersion {
 
     /// The first version that serves `endpoint` (a path of spec §4), or `None` for an unknown path.
     pub fn first_with(endpoint: &str) -> Option<WolfVersion> {
-        ENDPOINTS.iter().find(|(p, _, _)| *p == endpoint).map(|(_, _, v)| *v)
+        ENDPOINTS
+            .iter()
+            .find(|(p, _, _)| *p == endpoint)
+            .map(|(_, _, v)| *v)
     }
 
     /// Whether this version serves `endpoint`.
@@ -191,8 +194,7 @@ pub fn detect_from_openapi(doc: &Value) -> WolfVersion {
     let requires = |field: &str| session_required.as_ref().map(|r| r.contains(&field));
     let has_motion = schemas.is_some_and(|m| {
         m.iter().any(|(name, s)| {
-            name.contains("ClientSettings")
-                && s.pointer("/properties/motion_controller_override").is_some()
+            name.contains("ClientSettings") && s.pointer("/properties/motion_controller_override").is_some()
         })
     });
 

@@ -17,7 +17,10 @@ use futures::StreamExt;
 async fn socket_missing_and_connection_refused() {
     let dir = tempfile::tempdir().unwrap();
     let client = WolfClient::unix(dir.path().join("absent.sock")).unwrap();
-    assert!(matches!(within("missing", client.sessions()).await, Err(Error::SocketMissing { .. })));
+    assert!(matches!(
+        within("missing", client.sessions()).await,
+        Err(Error::SocketMissing { .. })
+    ));
     let (wolf, _d) = fake(WolfVersion::V6).await;
     let client = wolf.client().unwrap();
     wolf.stop().await;
@@ -25,24 +28,45 @@ async fn socket_missing_and_connection_refused() {
     assert!(matches!(e, Error::ConnectionRefused { .. }), "{e}");
     assert!(e.is_transient());
     wolf.restart().await.unwrap();
-    assert!(within("after restart", client.sessions()).await.unwrap().is_empty());
+    assert!(
+        within("after restart", client.sessions())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn bad_configuration_is_refused() {
     assert!(matches!(WolfClient::tcp("nohost"), Err(Error::Config(_))));
     assert!(matches!(WolfClient::unix(""), Err(Error::Config(_))));
-    assert!(matches!(WolfClient::builder().with_timeout(Duration::ZERO).build(), Err(Error::Config(_))));
+    assert!(matches!(
+        WolfClient::builder().with_timeout(Duration::ZERO).build(),
+        Err(Error::Config(_))
+    ));
 }
 
 #[tokio::test]
 async fn slow_wolf_times_out_within_the_configured_time() {
     let (wolf, _d) = fake(WolfVersion::V6).await;
-    let client = wolf.client_builder().with_timeout(Duration::from_millis(200)).build().unwrap();
+    let client = wolf
+        .client_builder()
+        .with_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
     wolf.set_failure(Failure::Slow(Duration::from_secs(5)));
     let started = std::time::Instant::now();
     let e = within("slow", client.sessions()).await.unwrap_err();
-    assert!(matches!(e, Error::Timeout { endpoint: paths::SESSIONS, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Timeout {
+                endpoint: paths::SESSIONS,
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert!(started.elapsed() < Duration::from_secs(2));
     wolf.clear_failures();
     assert!(within("recovered", client.sessions()).await.is_ok());
@@ -51,12 +75,22 @@ async fn slow_wolf_times_out_within_the_configured_time() {
 #[tokio::test]
 async fn close_without_response_garbage_truncated_oversized_wrong_shape() {
     let (wolf, _d) = fake(WolfVersion::V6).await;
-    let client = wolf.client_builder().with_max_body_bytes(64 * 1024).build().unwrap();
+    let client = wolf
+        .client_builder()
+        .with_max_body_bytes(64 * 1024)
+        .build()
+        .unwrap();
     within("detect", client.version()).await.unwrap();
     wolf.set_failure_on(paths::SESSIONS, Failure::CloseWithoutResponse);
-    assert!(matches!(within("close", client.sessions()).await, Err(Error::ClosedWithoutResponse { .. })));
+    assert!(matches!(
+        within("close", client.sessions()).await,
+        Err(Error::ClosedWithoutResponse { .. })
+    ));
     wolf.set_failure_on(paths::SESSIONS, Failure::Garbage);
-    assert!(matches!(within("garbage", client.sessions()).await, Err(Error::InvalidJson { .. })));
+    assert!(matches!(
+        within("garbage", client.sessions()).await,
+        Err(Error::InvalidJson { .. })
+    ));
     wolf.set_failure_on(paths::SESSIONS, Failure::Truncated);
     let e = within("truncated", client.sessions()).await.unwrap_err();
     assert!(matches!(e, Error::Truncated { .. }), "{e}");
@@ -64,63 +98,133 @@ async fn close_without_response_garbage_truncated_oversized_wrong_shape() {
     let e = within("oversized", client.sessions()).await.unwrap_err();
     assert!(matches!(e, Error::BodyTooLarge { limit: 65536, .. }), "{e}");
     wolf.set_failure_on(paths::SESSIONS, Failure::WrongShape);
-    assert!(matches!(within("shape", client.sessions()).await, Err(Error::InvalidJson { .. })));
+    assert!(matches!(
+        within("shape", client.sessions()).await,
+        Err(Error::InvalidJson { .. })
+    ));
     // The same failures on other endpoints.
     wolf.clear_failures();
     wolf.set_failure(Failure::WrongShape);
-    assert!(matches!(within("shape apps", client.apps()).await, Err(Error::InvalidJson { .. })));
-    assert!(matches!(within("shape add", client.add_session(&add_request())).await, Err(Error::InvalidJson { .. })));
+    assert!(matches!(
+        within("shape apps", client.apps()).await,
+        Err(Error::InvalidJson { .. })
+    ));
+    assert!(matches!(
+        within("shape add", client.add_session(&add_request())).await,
+        Err(Error::InvalidJson { .. })
+    ));
     wolf.set_failure(Failure::Garbage);
-    assert!(matches!(within("garbage schema", client.openapi_schema()).await, Err(Error::InvalidJson { .. })));
+    assert!(matches!(
+        within("garbage schema", client.openapi_schema()).await,
+        Err(Error::InvalidJson { .. })
+    ));
     wolf.set_failure(Failure::Truncated);
-    assert!(matches!(within("truncated icon", client.get_icon("x.png")).await, Err(Error::Truncated { .. })));
+    assert!(matches!(
+        within("truncated icon", client.get_icon("x.png")).await,
+        Err(Error::Truncated { .. })
+    ));
 }
 
 #[tokio::test]
 async fn oversized_without_content_length_is_bounded_too() {
     // Wolf's streamed answers have no Content-Length: the limit must still hold.
     let (wolf, _d) = fake(WolfVersion::V6).await;
-    let client = wolf.client_builder().with_max_body_bytes(1024).with_version(WolfVersion::V6).build().unwrap();
+    let client = wolf
+        .client_builder()
+        .with_max_body_bytes(1024)
+        .with_version(WolfVersion::V6)
+        .build()
+        .unwrap();
     let layers = (0..200)
-        .map(|n| direwolf_wolf_client::types::PullProgress { layer_id: "x".repeat(20), current_progress: n, total: 200 })
+        .map(|n| direwolf_wolf_client::types::PullProgress {
+            layer_id: "x".repeat(20),
+            current_progress: n,
+            total: 200,
+        })
         .collect();
-    wolf.add_pull("big", direwolf_wolf_client::fake::PullPlan { layers, fail_after: None });
-    let items: Vec<_> = within("pull", client.pull_image("big").await.unwrap().collect::<Vec<_>>()).await;
+    wolf.add_pull(
+        "big",
+        direwolf_wolf_client::fake::PullPlan {
+            layers,
+            fail_after: None,
+        },
+    );
+    let items: Vec<_> = within(
+        "pull",
+        client.pull_image("big").await.unwrap().collect::<Vec<_>>(),
+    )
+    .await;
     assert!(items.iter().all(Result::is_ok));
-    assert_eq!(items.len(), 200, "each line is small, so the whole stream is read");
-    let client = wolf.client_builder().with_max_body_bytes(16).with_version(WolfVersion::V6).build().unwrap();
-    let items: Vec<_> = within("pull tiny", client.pull_image("big").await.unwrap().collect::<Vec<_>>()).await;
-    assert!(matches!(items.last(), Some(Err(Error::BodyTooLarge { .. }))), "{items:?}");
+    assert_eq!(
+        items.len(),
+        200,
+        "each line is small, so the whole stream is read"
+    );
+    let client = wolf
+        .client_builder()
+        .with_max_body_bytes(16)
+        .with_version(WolfVersion::V6)
+        .build()
+        .unwrap();
+    let items: Vec<_> = within(
+        "pull tiny",
+        client.pull_image("big").await.unwrap().collect::<Vec<_>>(),
+    )
+    .await;
+    assert!(
+        matches!(items.last(), Some(Err(Error::BodyTooLarge { .. }))),
+        "{items:?}"
+    );
 }
 
 #[tokio::test]
 async fn runners_start_eof_is_success_but_other_errors_are_not() {
     let (wolf, _d) = fake(WolfVersion::V6).await;
-    let client = wolf.client_builder().with_timeout(Duration::from_millis(200)).build().unwrap();
+    let client = wolf
+        .client_builder()
+        .with_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
     let req = direwolf_wolf_client::types::StartRunnerRequest {
         stop_stream_when_over: true,
         runner: direwolf_wolf_client::types::Runner::Process { run_cmd: "x".into() },
         session_id: SessionId::new(1),
     };
     wolf.set_failure(Failure::Slow(Duration::from_secs(3)));
-    assert!(matches!(within("slow runner", client.start_runner(&req)).await, Err(Error::Timeout { .. })));
+    assert!(matches!(
+        within("slow runner", client.start_runner(&req)).await,
+        Err(Error::Timeout { .. })
+    ));
 }
 
 #[tokio::test]
 async fn wolf_error_texts_are_kept() {
     let (wolf, _d) = fake(WolfVersion::V6).await;
     let client = wolf.client().unwrap();
-    let e = within("pause", client.pause_session(SessionId::new(9))).await.unwrap_err();
+    let e = within("pause", client.pause_session(SessionId::new(9)))
+        .await
+        .unwrap_err();
     match e {
-        Error::Wolf { status, message, endpoint, .. } => {
-            assert_eq!((status, message.as_str(), endpoint), (500, "Invalid session_id", paths::SESSIONS_PAUSE));
+        Error::Wolf {
+            status,
+            message,
+            endpoint,
+            ..
+        } => {
+            assert_eq!(
+                (status, message.as_str(), endpoint),
+                (500, "Invalid session_id", paths::SESSIONS_PAUSE)
+            );
         }
         other => panic!("{other}"),
     }
 }
 
 async fn next_item(stream: &mut direwolf_wolf_client::events::EventStream) -> EventItem {
-    within("next event", stream.next()).await.expect("stream ended").expect("stream error")
+    within("next event", stream.next())
+        .await
+        .expect("stream ended")
+        .expect("stream error")
 }
 
 #[tokio::test]
@@ -134,10 +238,18 @@ async fn events_are_typed_keepalives_skipped_unknown_kept() {
         let item = next_item(&mut events).await;
         (item, events)
     });
-    within("subscriber", wolf.wait_for_subscribers(1, Duration::from_secs(5))).await.unwrap();
+    within("subscriber", wolf.wait_for_subscribers(1, Duration::from_secs(5)))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(120)).await; // let some keepalives pass
-    wolf.inject_event(names::RTP_VIDEO_PING, &serde_json::json!({"client_ip": "1.2.3.4", "client_port": 5}));
-    wolf.inject_event("wolf::core::events::SomethingNew", &serde_json::json!({"x": [1, 2]}));
+    wolf.inject_event(
+        names::RTP_VIDEO_PING,
+        &serde_json::json!({"client_ip": "1.2.3.4", "client_port": 5}),
+    );
+    wolf.inject_event(
+        "wolf::core::events::SomethingNew",
+        &serde_json::json!({"x": [1, 2]}),
+    );
     let (item, mut events) = within("first", first).await.unwrap();
     assert_eq!(
         item,
@@ -152,38 +264,75 @@ async fn events_are_typed_keepalives_skipped_unknown_kept() {
         EventItem::Event(WolfEvent::StreamSession(s)) => assert_eq!(s.session_id(), id),
         other => panic!("{other:?}"),
     }
-    within("start", client.start_session(&start_request(id))).await.unwrap();
-    assert!(matches!(next_item(&mut events).await, EventItem::Event(WolfEvent::VideoSession(_))));
-    assert!(matches!(next_item(&mut events).await, EventItem::Event(WolfEvent::AudioSession(_))));
+    within("start", client.start_session(&start_request(id)))
+        .await
+        .unwrap();
+    assert!(matches!(
+        next_item(&mut events).await,
+        EventItem::Event(WolfEvent::VideoSession(_))
+    ));
+    assert!(matches!(
+        next_item(&mut events).await,
+        EventItem::Event(WolfEvent::AudioSession(_))
+    ));
     within("pause", client.pause_session(id)).await.unwrap();
-    assert_eq!(next_item(&mut events).await, EventItem::Event(WolfEvent::PauseStream(SessionEvent { session_id: id })));
+    assert_eq!(
+        next_item(&mut events).await,
+        EventItem::Event(WolfEvent::PauseStream(SessionEvent { session_id: id }))
+    );
     within("stop", client.stop_session(id)).await.unwrap();
-    assert_eq!(next_item(&mut events).await, EventItem::Event(WolfEvent::StopStream(SessionEvent { session_id: id })));
+    assert_eq!(
+        next_item(&mut events).await,
+        EventItem::Event(WolfEvent::StopStream(SessionEvent { session_id: id }))
+    );
 }
 
 #[tokio::test]
 async fn pings_pass_when_not_filtered_and_v4_numeric_ids_parse() {
     let (wolf, _d) = fake(WolfVersion::V4).await;
     let client = wolf.client().unwrap();
-    let mut events = client.events_with(EventsConfig { filter_pings: false, ..Default::default() });
+    let mut events = client.events_with(EventsConfig {
+        filter_pings: false,
+        ..Default::default()
+    });
     let task = tokio::spawn(async move {
         let a = next_item(&mut events).await;
         let b = next_item(&mut events).await;
         (a, b)
     });
-    within("subscriber", wolf.wait_for_subscribers(1, Duration::from_secs(5))).await.unwrap();
-    wolf.inject_event(names::RTP_AUDIO_PING, &serde_json::json!({"client_ip": "1.2.3.4", "client_port": 5}));
-    wolf.inject_event(names::IDR_REQUEST, &serde_json::json!({"session_id": "18446744073709551615"}));
+    within("subscriber", wolf.wait_for_subscribers(1, Duration::from_secs(5)))
+        .await
+        .unwrap();
+    wolf.inject_event(
+        names::RTP_AUDIO_PING,
+        &serde_json::json!({"client_ip": "1.2.3.4", "client_port": 5}),
+    );
+    wolf.inject_event(
+        names::IDR_REQUEST,
+        &serde_json::json!({"session_id": "18446744073709551615"}),
+    );
     let (a, b) = within("events", task).await.unwrap();
-    assert!(matches!(a, EventItem::Event(WolfEvent::RtpAudioPing(ref p)) if p.client_port == 5), "{a:?}");
-    assert_eq!(b, EventItem::Event(WolfEvent::IdrRequest(SessionEvent { session_id: SessionId::new(u64::MAX) })));
+    assert!(
+        matches!(a, EventItem::Event(WolfEvent::RtpAudioPing(ref p)) if p.client_port == 5),
+        "{a:?}"
+    );
+    assert_eq!(
+        b,
+        EventItem::Event(WolfEvent::IdrRequest(SessionEvent {
+            session_id: SessionId::new(u64::MAX)
+        }))
+    );
 }
 
 #[tokio::test]
 async fn event_stream_reconnects_across_restart_with_marker() {
     let (wolf, _d) = fake(WolfVersion::V6).await;
     let client = wolf.client().unwrap();
-    let cfg = EventsConfig { initial_backoff: Duration::from_millis(20), max_backoff: Duration::from_millis(200), ..Default::default() };
+    let cfg = EventsConfig {
+        initial_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(200),
+        ..Default::default()
+    };
     let mut events = client.events_with(cfg);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let reader = tokio::spawn(async move {
@@ -193,18 +342,33 @@ async fn event_stream_reconnects_across_restart_with_marker() {
             }
         }
     });
-    within("subscriber", wolf.wait_for_subscribers(1, Duration::from_secs(5))).await.unwrap();
+    within("subscriber", wolf.wait_for_subscribers(1, Duration::from_secs(5)))
+        .await
+        .unwrap();
     wolf.inject_event(names::IDR_REQUEST, &serde_json::json!({"session_id": "1"}));
     let got = within("before restart", rx.recv()).await.unwrap().unwrap();
     assert!(matches!(got, EventItem::Event(WolfEvent::IdrRequest(_))));
     wolf.stop().await;
     tokio::time::sleep(Duration::from_millis(100)).await; // a few failed reconnects
     wolf.restart().await.unwrap();
-    assert_eq!(within("marker", rx.recv()).await.unwrap().unwrap(), EventItem::Reconnected);
-    within("subscriber again", wolf.wait_for_subscribers(1, Duration::from_secs(5))).await.unwrap();
+    assert_eq!(
+        within("marker", rx.recv()).await.unwrap().unwrap(),
+        EventItem::Reconnected
+    );
+    within(
+        "subscriber again",
+        wolf.wait_for_subscribers(1, Duration::from_secs(5)),
+    )
+    .await
+    .unwrap();
     wolf.inject_event(names::IDR_REQUEST, &serde_json::json!({"session_id": "2"}));
     let got = within("after restart", rx.recv()).await.unwrap().unwrap();
-    assert_eq!(got, EventItem::Event(WolfEvent::IdrRequest(SessionEvent { session_id: SessionId::new(2) })));
+    assert_eq!(
+        got,
+        EventItem::Event(WolfEvent::IdrRequest(SessionEvent {
+            session_id: SessionId::new(2)
+        }))
+    );
     reader.abort();
 }
 
@@ -212,7 +376,11 @@ async fn event_stream_reconnects_across_restart_with_marker() {
 async fn event_stream_gives_up_after_max_retries() {
     let dir = tempfile::tempdir().unwrap();
     let client = WolfClient::unix(dir.path().join("none.sock")).unwrap();
-    let cfg = EventsConfig { initial_backoff: Duration::from_millis(5), max_retries: Some(2), ..Default::default() };
+    let cfg = EventsConfig {
+        initial_backoff: Duration::from_millis(5),
+        max_retries: Some(2),
+        ..Default::default()
+    };
     let mut events = client.events_with(cfg);
     let e = within("give up", events.next()).await.unwrap().unwrap_err();
     assert!(matches!(e, Error::SocketMissing { .. }));
@@ -230,7 +398,11 @@ async fn event_stream_reconnects_when_wolf_goes_silent() {
         .await
         .unwrap();
     let client = wolf.client().unwrap();
-    let cfg = EventsConfig { idle_timeout: Duration::from_millis(150), initial_backoff: Duration::from_millis(10), ..Default::default() };
+    let cfg = EventsConfig {
+        idle_timeout: Duration::from_millis(150),
+        initial_backoff: Duration::from_millis(10),
+        ..Default::default()
+    };
     let mut events = client.events_with(cfg);
     assert_eq!(next_item(&mut events).await, EventItem::Reconnected);
 }

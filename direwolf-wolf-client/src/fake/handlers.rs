@@ -9,7 +9,9 @@ use serde_json::{Map, Value};
 
 use super::http::HttpRequest;
 use crate::events::names;
-use crate::ids::{AppId, CLIENTLESS_SESSION_ID, ClientId, LobbyId, SessionId, client_id_for_cert, parse_wolf_u64};
+use crate::ids::{
+    AppId, CLIENTLESS_SESSION_ID, ClientId, LobbyId, SessionId, client_id_for_cert, parse_wolf_u64,
+};
 use crate::secret::Secret;
 use crate::types::*;
 use crate::version::{ENDPOINTS, Method, WolfVersion, paths};
@@ -19,7 +21,11 @@ pub(crate) enum Reply {
     /// `HTTP/1.0 <status> OK` with `Content-Length` and a JSON body.
     Json(u16, String),
     /// A non-JSON answer with extra headers.
-    Bytes { status: u16, content_type: Option<&'static str>, body: Vec<u8> },
+    Bytes {
+        status: u16,
+        content_type: Option<&'static str>,
+        body: Vec<u8>,
+    },
     /// Close the connection without writing anything (e.g. `runners/start` success).
     Close,
     /// Wolf would have crashed: close without answering and record why.
@@ -121,7 +127,12 @@ impl State {
 pub(crate) type Emitted = (&'static str, String);
 
 /// Handles one request. `emit` collects events to broadcast.
-pub(crate) fn handle(version: WolfVersion, st: &mut State, req: &HttpRequest, emit: &mut Vec<Emitted>) -> Reply {
+pub(crate) fn handle(
+    version: WolfVersion,
+    st: &mut State,
+    req: &HttpRequest,
+    emit: &mut Vec<Emitted>,
+) -> Reply {
     let known = ENDPOINTS.iter().find(|(p, m, since)| {
         *p == req.path
             && *since <= version
@@ -131,7 +142,11 @@ pub(crate) fn handle(version: WolfVersion, st: &mut State, req: &HttpRequest, em
             }
     });
     if known.is_none() {
-        return Reply::Bytes { status: 404, content_type: None, body: Vec::new() };
+        return Reply::Bytes {
+            status: 404,
+            content_type: None,
+            body: Vec::new(),
+        };
     }
     let body = req.body.as_slice();
     match req.path.as_str() {
@@ -202,36 +217,58 @@ pub(crate) fn handle(version: WolfVersion, st: &mut State, req: &HttpRequest, em
         paths::LOBBIES_STOP => stop_lobby(st, body, emit),
         paths::UTILS_GET_ICON => match query_value(req, "icon_path") {
             Some(p) => match st.icons.get(&p) {
-                Some(png) => Reply::Bytes { status: 200, content_type: Some("image/png"), body: png.clone() },
+                Some(png) => Reply::Bytes {
+                    status: 200,
+                    content_type: Some("image/png"),
+                    body: png.clone(),
+                },
                 None => error(404, "Icon not found"),
             },
-            None => error(400, "Invalid request format, expects 'icon_path' as a query parameter"),
+            None => error(
+                400,
+                "Invalid request format, expects 'icon_path' as a query parameter",
+            ),
         },
         paths::DOCKER_INSPECT => match query_value(req, "image_name") {
             Some(name) => match st.images.get(&name) {
                 Some(v) => ok_json(v),
                 None => error(404, "Image not found"),
             },
-            None => error(400, "Invalid request format, expects 'image_name' as a query parameter"),
+            None => error(
+                400,
+                "Invalid request format, expects 'image_name' as a query parameter",
+            ),
         },
         paths::DOCKER_PULL => match parse::<ImageBody>(body, &["image_name"]) {
             // An unparsable pull request gets no answer at all (spec endpoint 27); not a crash.
             Err(_) => Reply::Close,
             Ok(b) => {
-                emit.push((names::DOCKER_PULL_START, to_json(&PullStartOut { image_name: &b.image_name })));
+                emit.push((
+                    names::DOCKER_PULL_START,
+                    to_json(&PullStartOut {
+                        image_name: &b.image_name,
+                    }),
+                ));
                 match st.pulls.get(&b.image_name) {
                     Some(plan) => Reply::Pull(plan.clone(), b.image_name),
                     None => {
                         emit.push((
                             names::DOCKER_PULL_END,
-                            to_json(&PullEndOut { image_name: &b.image_name, success: false }),
+                            to_json(&PullEndOut {
+                                image_name: &b.image_name,
+                                success: false,
+                            }),
                         ));
                         error(500, "Failed to pull image")
                     }
                 }
             }
         },
-        _ => Reply::Bytes { status: 404, content_type: None, body: Vec::new() },
+        _ => Reply::Bytes {
+            status: 404,
+            content_type: None,
+            body: Vec::new(),
+        },
     }
 }
 
@@ -337,7 +374,13 @@ pub(crate) fn error(status: u16, message: &str) -> Reply {
         success: bool,
         error: &'a str,
     }
-    Reply::Json(status, to_json(&E { success: false, error: message }))
+    Reply::Json(
+        status,
+        to_json(&E {
+            success: false,
+            error: message,
+        }),
+    )
 }
 
 /// reflect-cpp's message for a missing required field (wording version-dependent, spec §1.4).
@@ -385,7 +428,9 @@ fn settings_for(version: WolfVersion, s: &ClientSettings) -> ClientSettings {
 }
 
 fn check_settings(version: WolfVersion, v: &Value) -> Result<(), String> {
-    let Some(obj) = v.as_object() else { return Err("Expected an object".into()) };
+    let Some(obj) = v.as_object() else {
+        return Err("Expected an object".into());
+    };
     require(obj, SETTINGS_FIELDS)?;
     if version >= WolfVersion::V6 {
         require(obj, &["motion_controller_override"])?;
@@ -408,7 +453,11 @@ fn pair_client(version: WolfVersion, st: &mut State, body: &[u8]) -> Reply {
         Ok(r) => r,
         Err(r) => return r,
     };
-    match st.pending.iter().position(|p| p.pair_secret.expose() == req.pair_secret.expose()) {
+    match st
+        .pending
+        .iter()
+        .position(|p| p.pair_secret.expose() == req.pair_secret.expose())
+    {
         Some(i) => {
             // Since 2025-11-18 the pending entry is removed on success.
             if version >= WolfVersion::V5b {
@@ -425,7 +474,9 @@ fn unpair_client(st: &mut State, body: &[u8]) -> Reply {
         return error(400, "Invalid request format");
     };
     // This handler catches stoull's exception and reports it (spec §4.1, endpoint 4).
-    let Some(id) = parse_wolf_u64(&id) else { return error(500, "stoull") };
+    let Some(id) = parse_wolf_u64(&id) else {
+        return error(500, "stoull");
+    };
     match st.clients.iter().position(|c| c.id.get() == id) {
         Some(i) => {
             st.clients.remove(i);
@@ -436,8 +487,12 @@ fn unpair_client(st: &mut State, body: &[u8]) -> Reply {
 }
 
 fn client_settings(st: &mut State, body: &[u8]) -> Reply {
-    let Ok(obj) = object(body) else { return error(400, "Invalid request format") };
-    let Some(id) = id_field(&obj, "client_id") else { return error(400, "Invalid request format") };
+    let Ok(obj) = object(body) else {
+        return error(400, "Invalid request format");
+    };
+    let Some(id) = id_field(&obj, "client_id") else {
+        return error(400, "Invalid request format");
+    };
     let settings = match obj.get("settings") {
         None | Some(Value::Null) => None,
         Some(v) => match serde_json::from_value::<PartialClientSettings>(v.clone()) {
@@ -451,7 +506,9 @@ fn client_settings(st: &mut State, body: &[u8]) -> Reply {
         Some(_) => return error(400, "Invalid request format"),
     };
     let Some(id) = parse_wolf_u64(&id) else {
-        return Reply::Crash(format!("clients/settings: stoull({id:?}) throws outside any try block"));
+        return Reply::Crash(format!(
+            "clients/settings: stoull({id:?}) throws outside any try block"
+        ));
     };
     let Some(client) = st.clients.iter_mut().find(|c| c.id.get() == id) else {
         return error(404, "Client not found");
@@ -506,7 +563,10 @@ pub(crate) fn session_json(version: WolfVersion, s: &StreamSession) -> String {
 
 fn sessions_list(version: WolfVersion, st: &State) -> Reply {
     let items: Vec<String> = st.sessions.iter().map(|s| session_json(version, s)).collect();
-    Reply::Json(200, format!(r#"{{"success":true,"sessions":[{}]}}"#, items.join(",")))
+    Reply::Json(
+        200,
+        format!(r#"{{"success":true,"sessions":[{}]}}"#, items.join(",")),
+    )
 }
 
 fn add_session(version: WolfVersion, st: &mut State, body: &[u8], emit: &mut Vec<Emitted>) -> Reply {
@@ -514,7 +574,13 @@ fn add_session(version: WolfVersion, st: &mut State, body: &[u8], emit: &mut Vec
         Ok(o) => o,
         Err(e) => return error(500, &e),
     };
-    let mut required = vec!["client_ip", "video_width", "video_height", "video_refresh_rate", "audio_channel_count"];
+    let mut required = vec![
+        "client_ip",
+        "video_width",
+        "video_height",
+        "video_refresh_rate",
+        "audio_channel_count",
+    ];
     if version >= WolfVersion::V4 {
         required.extend(["aes_key", "aes_iv", "rtsp_fake_ip"]);
     }
@@ -530,7 +596,11 @@ fn add_session(version: WolfVersion, st: &mut State, body: &[u8], emit: &mut Vec
         return error(500, &e);
     }
     let text = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_owned);
-    let num = |k: &str| obj.get(k).and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok());
+    let num = |k: &str| {
+        obj.get(k)
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+    };
     let (Some(client_ip), Some(w), Some(h), Some(r), Some(ch)) = (
         text("client_ip"),
         num("video_width"),
@@ -566,7 +636,9 @@ fn add_session(version: WolfVersion, st: &mut State, body: &[u8], emit: &mut Vec
         }
         None => {
             if st.apps.is_empty() {
-                return Reply::Crash("sessions/add without app_id and no Moonlight apps: front() of an empty vector".into());
+                return Reply::Crash(
+                    "sessions/add without app_id and no Moonlight apps: front() of an empty vector".into(),
+                );
             }
             AppId::new(st.uuid())
         }
@@ -639,7 +711,9 @@ fn start_session(version: WolfVersion, st: &mut State, body: &[u8], emit: &mut V
     };
     let id = SessionId::new(id);
     if st.matching(id) != 1 {
-        return Reply::Crash(format!("sessions/start: session {id} not found, empty optional dereferenced"));
+        return Reply::Crash(format!(
+            "sessions/start: session {id} not found, empty optional dereferenced"
+        ));
     }
     video.session_id = id;
     audio.session_id = id;
@@ -648,7 +722,13 @@ fn start_session(version: WolfVersion, st: &mut State, body: &[u8], emit: &mut V
     success()
 }
 
-fn session_action(version: WolfVersion, st: &mut State, path: &str, body: &[u8], emit: &mut Vec<Emitted>) -> Reply {
+fn session_action(
+    version: WolfVersion,
+    st: &mut State,
+    path: &str,
+    body: &[u8],
+    emit: &mut Vec<Emitted>,
+) -> Reply {
     let _ = version;
     let obj = match object(body) {
         Ok(o) => o,
@@ -717,7 +797,11 @@ struct StartRunnerOut<'a> {
 }
 
 fn req_to_event(r: &StartRunnerRequest) -> StartRunnerOut<'_> {
-    StartRunnerOut { stop_stream_when_over: r.stop_stream_when_over, runner: &r.runner, session_id: r.session_id }
+    StartRunnerOut {
+        stop_stream_when_over: r.stop_stream_when_over,
+        runner: &r.runner,
+        session_id: r.session_id,
+    }
 }
 
 #[derive(Serialize)]
@@ -855,11 +939,18 @@ fn leave_lobby(st: &mut State, body: &[u8], emit: &mut Vec<Emitted>) -> Reply {
         Err(r) => return r,
     };
     if let Some(lobby) = st.lobbies.iter_mut().find(|l| l.lobby.id == req.lobby_id) {
-        lobby.lobby.connected_sessions.retain(|s| *s != req.moonlight_session_id);
+        lobby
+            .lobby
+            .connected_sessions
+            .retain(|s| *s != req.moonlight_session_id);
     }
     emit.push((
         names::LEAVE_LOBBY,
-        to_json(&LobbySessionOut { lobby_id: &req.lobby_id, moonlight_session_id: req.moonlight_session_id, pin: None }),
+        to_json(&LobbySessionOut {
+            lobby_id: &req.lobby_id,
+            moonlight_session_id: req.moonlight_session_id,
+            pin: None,
+        }),
     ));
     success()
 }
@@ -884,7 +975,13 @@ fn stop_lobby(st: &mut State, body: &[u8], emit: &mut Vec<Emitted>) -> Reply {
         return error(500, "Invalid PIN");
     }
     st.lobbies.remove(i);
-    emit.push((names::STOP_LOBBY, to_json(&StopLobbyOut { lobby_id: &req.lobby_id, pin: given.as_ref() })));
+    emit.push((
+        names::STOP_LOBBY,
+        to_json(&StopLobbyOut {
+            lobby_id: &req.lobby_id,
+            pin: given.as_ref(),
+        }),
+    ));
     success()
 }
 
@@ -918,11 +1015,17 @@ mod tests {
 
     #[test]
     fn numeric_ids_rewrite_only_session_id_keys() {
-        assert_eq!(numeric_session_ids(r#"{"session_id":"42"}"#), r#"{"session_id":42}"#);
+        assert_eq!(
+            numeric_session_ids(r#"{"session_id":"42"}"#),
+            r#"{"session_id":42}"#
+        );
         assert_eq!(
             numeric_session_ids(r#"{"a":"\"session_id\":\"1\"","session_id":"18446744073709551615","x":1}"#),
             r#"{"a":"\"session_id\":\"1\"","session_id":18446744073709551615,"x":1}"#
         );
-        assert_eq!(numeric_session_ids(r#"{"session_id":"ab"}"#), r#"{"session_id":"ab"}"#);
+        assert_eq!(
+            numeric_session_ids(r#"{"session_id":"ab"}"#),
+            r#"{"session_id":"ab"}"#
+        );
     }
 }

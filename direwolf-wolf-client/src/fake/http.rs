@@ -47,7 +47,9 @@ pub(crate) async fn read_request<I: AsyncRead + Unpin>(io: &mut I) -> ReadOutcom
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     };
-    let Ok(head) = std::str::from_utf8(&buf[..head_end]) else { return ReadOutcome::Gone };
+    let Ok(head) = std::str::from_utf8(&buf[..head_end]) else {
+        return ReadOutcome::Gone;
+    };
     let mut lines = head.split("\r\n");
     let mut parts = lines.next().unwrap_or("").split(' ');
     let method = match parts.next().unwrap_or("") {
@@ -63,7 +65,9 @@ pub(crate) async fn read_request<I: AsyncRead + Unpin>(io: &mut I) -> ReadOutcom
     };
     let mut content_length = 0usize;
     for line in lines {
-        let Some((name, value)) = line.split_once(':') else { continue };
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
         let value = value.trim();
         if name.eq_ignore_ascii_case("transfer-encoding") && value == "chunked" {
             return ReadOutcome::Chunked;
@@ -83,7 +87,12 @@ pub(crate) async fn read_request<I: AsyncRead + Unpin>(io: &mut I) -> ReadOutcom
         }
     }
     body.truncate(content_length);
-    ReadOutcome::Request(HttpRequest { method, path, query, body })
+    ReadOutcome::Request(HttpRequest {
+        method,
+        path,
+        query,
+        body,
+    })
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

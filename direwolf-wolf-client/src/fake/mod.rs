@@ -43,8 +43,8 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 pub use self::handlers::PullPlan;
-pub use self::http::CHUNKED_REJECTION;
 use self::handlers::{Reply, State};
+pub use self::http::CHUNKED_REJECTION;
 use self::http::{ReadOutcome, read_request, write_all_and_close, write_response};
 use crate::client::{WolfClient, WolfClientBuilder};
 use crate::events::names;
@@ -119,7 +119,10 @@ impl FakeWolfBuilder {
     /// No listen address given, or binding fails.
     pub async fn start(self) -> std::io::Result<FakeWolf> {
         let listen = self.listen.ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "FakeWolf needs .unix(path) or .tcp(addr)")
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "FakeWolf needs .unix(path) or .tcp(addr)",
+            )
         })?;
         let (events, _) = broadcast::channel(4096);
         let shared = Arc::new(Shared {
@@ -133,7 +136,11 @@ impl FakeWolfBuilder {
             served: AtomicUsize::new(0),
         });
         let (listen, server) = serve(shared.clone(), listen).await?;
-        Ok(FakeWolf { shared, listen, server: tokio::sync::Mutex::new(Some(server)) })
+        Ok(FakeWolf {
+            shared,
+            listen,
+            server: tokio::sync::Mutex::new(Some(server)),
+        })
     }
 }
 
@@ -194,7 +201,11 @@ impl std::fmt::Debug for Server {
 impl FakeWolf {
     /// A builder (version V6, no address yet).
     pub fn builder() -> FakeWolfBuilder {
-        FakeWolfBuilder { version: WolfVersion::V6, listen: None, keepalive: Duration::from_secs(15) }
+        FakeWolfBuilder {
+            version: WolfVersion::V6,
+            listen: None,
+            keepalive: Duration::from_secs(15),
+        }
     }
 
     /// The version profile.
@@ -254,7 +265,11 @@ impl FakeWolf {
 
     /// Lobbies.
     pub fn lobbies(&self) -> Vec<Lobby> {
-        lock(&self.shared.state).lobbies.iter().map(|l| l.lobby.clone()).collect()
+        lock(&self.shared.state)
+            .lobbies
+            .iter()
+            .map(|l| l.lobby.clone())
+            .collect()
     }
 
     /// Paired clients.
@@ -286,14 +301,23 @@ impl FakeWolf {
         {
             let mut st = lock(&self.shared.state);
             st.pending.retain(|p| p.client_ip != client_ip);
-            st.pending.push(PairRequest { pair_secret: pair_secret.into(), client_ip: client_ip.to_owned() });
+            st.pending.push(PairRequest {
+                pair_secret: pair_secret.into(),
+                client_ip: client_ip.to_owned(),
+            });
         }
         #[derive(Serialize)]
         struct PairSignalOut<'a> {
             client_ip: &'a str,
             host_ip: &'a str,
         }
-        self.shared.emit(names::PAIR_SIGNAL, &handlers::to_json(&PairSignalOut { client_ip, host_ip: "127.0.0.1" }));
+        self.shared.emit(
+            names::PAIR_SIGNAL,
+            &handlers::to_json(&PairSignalOut {
+                client_ip,
+                host_ip: "127.0.0.1",
+            }),
+        );
     }
 
     /// Adds an app to the Moonlight profile (as if configured in `config.toml`).
@@ -315,7 +339,9 @@ impl FakeWolf {
             opus_gst_pipeline: "opus".into(),
             start_virtual_compositor: true,
             start_audio_server: true,
-            runner: Runner::Process { run_cmd: "sleep infinity".into() },
+            runner: Runner::Process {
+                run_cmd: "sleep infinity".into(),
+            },
         }
     }
 
@@ -338,7 +364,8 @@ impl FakeWolf {
     /// `StopStreamEvent` and removes every session with that id.
     pub fn end_session(&self, id: SessionId) {
         lock(&self.shared.state).sessions.retain(|s| s.client_id != id);
-        self.shared.emit(names::STOP_STREAM, &format!(r#"{{"session_id":"{id}"}}"#));
+        self.shared
+            .emit(names::STOP_STREAM, &format!(r#"{{"session_id":"{id}"}}"#));
     }
 
     // ----- events -----
@@ -384,7 +411,9 @@ impl FakeWolf {
 
     /// Injects `failure` into answers for `path` only.
     pub fn set_failure_on(&self, path: &str, failure: Failure) {
-        lock(&self.shared.failures).by_path.insert(path.to_owned(), failure);
+        lock(&self.shared.failures)
+            .by_path
+            .insert(path.to_owned(), failure);
     }
 
     /// Removes all injected failures.
@@ -537,7 +566,11 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send>(shared: Arc<Shared
                 return;
             }
             Failure::Truncated => {
-                write_all_and_close(&mut io, b"HTTP/1.0 200 OK\r\nContent-Length: 100\r\n\r\n{\"success\":tr").await;
+                write_all_and_close(
+                    &mut io,
+                    b"HTTP/1.0 200 OK\r\nContent-Length: 100\r\n\r\n{\"success\":tr",
+                )
+                .await;
                 return;
             }
             Failure::Oversized(n) => {
@@ -564,7 +597,11 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send>(shared: Arc<Shared
     }
     match reply {
         Reply::Json(status, body) => write_response(&mut io, status, &[], body.as_bytes()).await,
-        Reply::Bytes { status, content_type, body } => {
+        Reply::Bytes {
+            status,
+            content_type,
+            body,
+        } => {
             let headers: Vec<(&str, &str)> = content_type.map(|t| ("Content-Type", t)).into_iter().collect();
             write_response(&mut io, status, &headers, &body).await;
         }
@@ -630,13 +667,19 @@ async fn pull<S: AsyncWrite + Unpin>(shared: &Shared, mut io: S, plan: PullPlan,
     }
     if failed {
         let body = r#"{"success":false,"error":"Failed to pull image"}"#;
-        out.push_str(&format!("HTTP/1.0 500 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()));
+        out.push_str(&format!(
+            "HTTP/1.0 500 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
     } else {
         out.push_str("{\"success\":true}\r\n");
     }
     write_all_and_close(&mut io, out.as_bytes()).await;
     shared.emit(
         names::DOCKER_PULL_END,
-        &handlers::to_json(&handlers::PullEndOut { image_name: image, success: !failed }),
+        &handlers::to_json(&handlers::PullEndOut {
+            image_name: image,
+            success: !failed,
+        }),
     );
 }

@@ -16,7 +16,10 @@ pub(crate) fn openapi(version: WolfVersion) -> Value {
             Method::Get => "get",
             Method::Post => "post",
         };
-        paths.insert(path.to_owned(), json!({ m: { "responses": { "200": { "description": "OK" } } } }));
+        paths.insert(
+            path.to_owned(),
+            json!({ m: { "responses": { "200": { "description": "OK" } } } }),
+        );
     }
     let mut session_props = vec![
         "client_ip",
@@ -39,8 +42,10 @@ pub(crate) fn openapi(version: WolfVersion) -> Value {
         })
         .collect();
     let string = json!({"type": "string"});
-    let session_properties: Map<String, Value> =
-        session_props.iter().map(|p| ((*p).to_owned(), string.clone())).collect();
+    let session_properties: Map<String, Value> = session_props
+        .iter()
+        .map(|p| ((*p).to_owned(), string.clone()))
+        .collect();
     let mut settings_props: Map<String, Value> = [
         "run_uid",
         "run_gid",

@@ -33,7 +33,9 @@ pub async fn fake(version: WolfVersion) -> (FakeWolf, tempfile::TempDir) {
 /// Sends raw bytes to the fake's socket and reads until it closes.
 pub async fn raw(wolf: &FakeWolf, request: &[u8]) -> Vec<u8> {
     within("raw exchange with the fake", async {
-        let mut s = tokio::net::UnixStream::connect(wolf.socket_path().expect("unix")).await.expect("connect");
+        let mut s = tokio::net::UnixStream::connect(wolf.socket_path().expect("unix"))
+            .await
+            .expect("connect");
         s.write_all(request).await.expect("write");
         let mut out = Vec::new();
         let _ = s.read_to_end(&mut out).await;
@@ -43,7 +45,10 @@ pub async fn raw(wolf: &FakeWolf, request: &[u8]) -> Vec<u8> {
 }
 
 pub async fn raw_post(wolf: &FakeWolf, path: &str, body: &str) -> String {
-    let req = format!("POST {path} HTTP/1.0\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    let req = format!(
+        "POST {path} HTTP/1.0\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
     String::from_utf8(raw(wolf, req.as_bytes()).await).expect("utf8")
 }
 
@@ -57,7 +62,10 @@ pub fn ok(body: &str) -> String {
 }
 
 pub fn status(code: u16, body: &str) -> String {
-    format!("HTTP/1.0 {code} OK\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+    format!(
+        "HTTP/1.0 {code} OK\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 pub fn add_request() -> AddSessionRequest {
@@ -84,7 +92,11 @@ pub fn start_request(id: direwolf_wolf_client::ids::SessionId) -> StartSessionRe
     StartSessionRequest {
         session_id: id,
         video_session: VideoSession {
-            display_mode: DisplayMode { width: 1920, height: 1080, refresh_rate: 60 },
+            display_mode: DisplayMode {
+                width: 1920,
+                height: 1080,
+                refresh_rate: 60,
+            },
             gst_pipeline: "videotestsrc".into(),
             render_node: String::new(),
             session_id: id,
@@ -144,6 +156,8 @@ pub fn lobby_request(pin: Option<Vec<u8>>, multi_user: bool) -> CreateLobbyReque
         audio_settings: AudioSettings { channel_count: 2 },
         client_settings: None,
         runner_state_folder: "/state".into(),
-        runner: Runner::Process { run_cmd: "sleep 1".into() },
+        runner: Runner::Process {
+            run_cmd: "sleep 1".into(),
+        },
     }
 }
