@@ -74,7 +74,7 @@ pub fn derive_key(salt: &[u8], pin: &str) -> Result<[u8; 16], CryptoError> {
 }
 
 fn check_blocks(data: &[u8]) -> Result<(), CryptoError> {
-    if data.len() % 16 != 0 {
+    if !data.len().is_multiple_of(16) {
         return Err(CryptoError::NotBlockAligned(data.len()));
     }
     Ok(())
@@ -124,7 +124,8 @@ impl CertificateInfo {
     /// # Errors
     /// [`CryptoError::NoPemCertificate`] or [`CryptoError::BadCertificate`].
     pub fn from_pem(pem: &str) -> Result<Self, CryptoError> {
-        let der = CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|_| CryptoError::NoPemCertificate)?;
+        let der =
+            CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|_| CryptoError::NoPemCertificate)?;
         let mut info = Self::from_der(der.as_ref())?;
         info.pem = pem.to_owned();
         Ok(info)
@@ -138,7 +139,9 @@ impl CertificateInfo {
         let (rest, cert) =
             X509Certificate::from_der(der).map_err(|e| CryptoError::BadCertificate(e.to_string()))?;
         if !rest.is_empty() {
-            return Err(CryptoError::BadCertificate("trailing bytes after the certificate".into()));
+            return Err(CryptoError::BadCertificate(
+                "trailing bytes after the certificate".into(),
+            ));
         }
         let spki = &cert.tbs_certificate.subject_pki;
         // rsaEncryption, 1.2.840.113549.1.1.1
@@ -188,13 +191,17 @@ impl CertificateInfo {
         let Ok(signature) = Signature::try_from(signature) else {
             return false;
         };
-        VerifyingKey::<Sha256>::new(key).verify(message, &signature).is_ok()
+        VerifyingKey::<Sha256>::new(key)
+            .verify(message, &signature)
+            .is_ok()
     }
 }
 
 impl fmt::Debug for CertificateInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CertificateInfo").field("fingerprint", &self.fingerprint()).finish_non_exhaustive()
+        f.debug_struct("CertificateInfo")
+            .field("fingerprint", &self.fingerprint())
+            .finish_non_exhaustive()
     }
 }
 
@@ -237,7 +244,9 @@ impl ServerSigner {
             .key
             .choose_scheme(&[SignatureScheme::RSA_PKCS1_SHA256])
             .ok_or_else(|| CryptoError::SignFailed("RSA PKCS#1 SHA-256 not supported by the key".into()))?;
-        signer.sign(message).map_err(|e| CryptoError::SignFailed(e.to_string()))
+        signer
+            .sign(message)
+            .map_err(|e| CryptoError::SignFailed(e.to_string()))
     }
 }
 
@@ -287,9 +296,18 @@ pub(crate) mod tests {
             hex::encode_upper(aes_ecb_decrypt(&wrong, &enc).unwrap()),
             "14C77A440659C8FBC35DFADB10B1C849"
         );
-        assert_eq!(derive_key(&salt[..15], "1234"), Err(CryptoError::SaltTooShort(15)));
-        assert_eq!(aes_ecb_encrypt(&k, &[0; 17]), Err(CryptoError::NotBlockAligned(17)));
-        assert_eq!(aes_ecb_decrypt(&k, &[0; 15]), Err(CryptoError::NotBlockAligned(15)));
+        assert_eq!(
+            derive_key(&salt[..15], "1234"),
+            Err(CryptoError::SaltTooShort(15))
+        );
+        assert_eq!(
+            aes_ecb_encrypt(&k, &[0; 17]),
+            Err(CryptoError::NotBlockAligned(17))
+        );
+        assert_eq!(
+            aes_ecb_decrypt(&k, &[0; 15]),
+            Err(CryptoError::NotBlockAligned(15))
+        );
     }
 
     /// §9.2: Wolf's testCrypto vector and the key/AES part of its pairing test.
@@ -304,9 +322,15 @@ pub(crate) mod tests {
         assert_eq!(hex::encode_upper(k), "8A0191F59F31950D5DE3396901AA585D");
         let c = aes_ecb_decrypt(&k, &unhex("60418ac415307d7a1f9695ba04e1ae34")).unwrap();
         assert_eq!(hex::encode_upper(c), "5E152B9621185139A9697BD5FB9669FA");
-        let ch = aes_ecb_decrypt(&k, &unhex("2798e4a56fa102558e8c93b892fbbe17b06b0cac91855ceb536ca2def53f7cf1"))
-            .unwrap();
-        assert_eq!(hex::encode_upper(ch), "3875FFF759355205355EFE5D3065CD776A06A806CAAE0CEFAEF22475D593CEA4");
+        let ch = aes_ecb_decrypt(
+            &k,
+            &unhex("2798e4a56fa102558e8c93b892fbbe17b06b0cac91855ceb536ca2def53f7cf1"),
+        )
+        .unwrap();
+        assert_eq!(
+            hex::encode_upper(ch),
+            "3875FFF759355205355EFE5D3065CD776A06A806CAAE0CEFAEF22475D593CEA4"
+        );
         // challengeresponse = AES_K(h ‖ SC): decrypting it gives a 32-byte hash and SC = SS.
         let resp = aes_ecb_decrypt(
             &k,
@@ -355,9 +379,15 @@ pub(crate) mod tests {
         let sc = unhex("303132333435363738393A3B3C3D3E3F");
         let cs = unhex("404142434445464748494A4B4C4D4E4F");
         let h = sha256(&[&c, server.signature(), &ss]);
-        assert_eq!(hex::encode_upper(h), "717A4E7468E519F74DBEBB94F4BAD50CD3E7386F6CDB2570515340AB55079FA6");
+        assert_eq!(
+            hex::encode_upper(h),
+            "717A4E7468E519F74DBEBB94F4BAD50CD3E7386F6CDB2570515340AB55079FA6"
+        );
         let ch = sha256(&[&sc, client.signature(), &cs]);
-        assert_eq!(hex::encode_upper(ch), "D54312E4F150B67F9FCB421F6891DF194F5D7CFEA77EC4674FB0AABCF70919D0");
+        assert_eq!(
+            hex::encode_upper(ch),
+            "D54312E4F150B67F9FCB421F6891DF194F5D7CFEA77EC4674FB0AABCF70919D0"
+        );
 
         let signer = ServerSigner::from_pem(VECTOR_C_SERVER_KEY).unwrap();
         let sig = signer.sign(&ss).unwrap();
@@ -385,9 +415,15 @@ pub(crate) mod tests {
 
     #[test]
     fn bad_certificates_are_errors() {
-        assert_eq!(CertificateInfo::from_pem("hello").unwrap_err(), CryptoError::NoPemCertificate);
+        assert_eq!(
+            CertificateInfo::from_pem("hello").unwrap_err(),
+            CryptoError::NoPemCertificate
+        );
         let garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-        assert!(matches!(CertificateInfo::from_pem(garbage), Err(CryptoError::BadCertificate(_))));
+        assert!(matches!(
+            CertificateInfo::from_pem(garbage),
+            Err(CryptoError::BadCertificate(_))
+        ));
         assert!(ServerSigner::from_pem("nope").is_err());
     }
 }

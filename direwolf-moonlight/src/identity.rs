@@ -41,8 +41,11 @@ pub enum IdentityError {
 /// [`IdentityError::KeyGeneration`] or [`IdentityError::Certificate`].
 pub fn generate_identity() -> Result<ServerIdentity, IdentityError> {
     let mut rng = rand::rngs::OsRng;
-    let private = rsa::RsaPrivateKey::new(&mut rng, 2048).map_err(|e| IdentityError::KeyGeneration(e.to_string()))?;
-    let pkcs8 = private.to_pkcs8_der().map_err(|e| IdentityError::KeyGeneration(e.to_string()))?;
+    let private =
+        rsa::RsaPrivateKey::new(&mut rng, 2048).map_err(|e| IdentityError::KeyGeneration(e.to_string()))?;
+    let pkcs8 = private
+        .to_pkcs8_der()
+        .map_err(|e| IdentityError::KeyGeneration(e.to_string()))?;
     let key_pem = private
         .to_pkcs8_pem(LineEnding::LF)
         .map_err(|e| IdentityError::KeyGeneration(e.to_string()))?
@@ -65,8 +68,14 @@ pub fn generate_identity() -> Result<ServerIdentity, IdentityError> {
     let (year, month, day) = civil_from_days(direwolf_core::model::unix_now() / 86_400);
     params.not_before = rcgen::date_time_ymd(year, month, day);
     params.not_after = rcgen::date_time_ymd(year + 20, month, day.min(28));
-    let cert = params.self_signed(&key_pair).map_err(|e| IdentityError::Certificate(e.to_string()))?;
-    Ok(ServerIdentity { cert_pem: cert.pem(), key_pem, unique_id: random_uuid() })
+    let cert = params
+        .self_signed(&key_pair)
+        .map_err(|e| IdentityError::Certificate(e.to_string()))?;
+    Ok(ServerIdentity {
+        cert_pem: cert.pem(),
+        key_pem,
+        unique_id: random_uuid(),
+    })
 }
 
 /// A random version-4 UUID in the usual lower-case 8-4-4-4-12 form.
@@ -76,7 +85,14 @@ pub fn random_uuid() -> String {
     b[6] = (b[6] & 0x0F) | 0x40;
     b[8] = (b[8] & 0x3F) | 0x80;
     let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// (year, month, day) of a day count since 1970-01-01 (proleptic Gregorian).
@@ -117,7 +133,12 @@ impl LoadedIdentity {
         if !cert.verify(probe, &signer.sign(probe)?) {
             return Err(IdentityError::KeyMismatch);
         }
-        Ok(LoadedIdentity { identity, cert, key_der, signer })
+        Ok(LoadedIdentity {
+            identity,
+            cert,
+            key_der,
+            signer,
+        })
     }
 
     /// The stored identity.
@@ -178,7 +199,10 @@ mod tests {
         let loaded = LoadedIdentity::new(id.clone()).unwrap();
         let (_, cert) = X509Certificate::from_der(loaded.cert().der()).unwrap();
         assert_eq!(cert.version(), X509Version::V3);
-        assert_eq!(cert.signature_algorithm.algorithm.to_id_string(), "1.2.840.113549.1.1.11");
+        assert_eq!(
+            cert.signature_algorithm.algorithm.to_id_string(),
+            "1.2.840.113549.1.1.11"
+        );
         assert_eq!(cert.subject(), cert.issuer());
         assert_eq!(loaded.cert().signature().len(), 256);
         let validity = cert.validity();
@@ -203,8 +227,14 @@ mod tests {
         let loaded = LoadedIdentity::new(id.clone()).unwrap();
         assert!(loaded.plaincert_hex().starts_with("2D2D2D2D2D424547494E"));
         assert_eq!(loaded.plaincert_hex().len(), 1994);
-        let wrong = ServerIdentity { key_pem: VECTOR_C_CLIENT_KEY.into(), ..id };
-        assert!(matches!(LoadedIdentity::new(wrong), Err(IdentityError::KeyMismatch)));
+        let wrong = ServerIdentity {
+            key_pem: VECTOR_C_CLIENT_KEY.into(),
+            ..id
+        };
+        assert!(matches!(
+            LoadedIdentity::new(wrong),
+            Err(IdentityError::KeyMismatch)
+        ));
     }
 
     #[test]

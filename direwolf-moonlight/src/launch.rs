@@ -68,10 +68,12 @@ impl Verb {
 }
 
 fn required<'q>(query: &'q Query, verb: Verb, name: &str) -> Result<&'q str, XmlReply> {
-    query
-        .get(name)
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| verb.failure(400, format!("Missing a required {} parameter ({name})", verb.name())))
+    query.get(name).filter(|v| !v.is_empty()).ok_or_else(|| {
+        verb.failure(
+            400,
+            format!("Missing a required {} parameter ({name})", verb.name()),
+        )
+    })
 }
 
 fn parsed<T: FromStr>(query: &Query, verb: Verb, name: &str) -> Result<Option<T>, XmlReply>
@@ -91,8 +93,12 @@ fn keys(query: &Query, verb: Verb) -> Result<StreamKeys, XmlReply> {
     let invalid = |name: &str, e: direwolf_core::Error| {
         verb.failure(400, format!("Invalid {} parameter {name}: {e}", verb.name()))
     };
-    let aes_key: AesKey = required(query, verb, "rikey")?.parse().map_err(|e| invalid("rikey", e))?;
-    let aes_iv: RiKeyId = required(query, verb, "rikeyid")?.parse().map_err(|e| invalid("rikeyid", e))?;
+    let aes_key: AesKey = required(query, verb, "rikey")?
+        .parse()
+        .map_err(|e| invalid("rikey", e))?;
+    let aes_iv: RiKeyId = required(query, verb, "rikeyid")?
+        .parse()
+        .map_err(|e| invalid("rikeyid", e))?;
     Ok(StreamKeys { aes_key, aes_iv })
 }
 
@@ -124,12 +130,17 @@ pub fn parse_launch(query: &Query) -> Result<LaunchParams, XmlReply> {
 pub fn parse_resume(query: &Query) -> Result<ResumeParams, XmlReply> {
     let verb = Verb::Resume;
     let keys = keys(query, verb)?;
-    Ok(ResumeParams { keys, surround_audio_info: parsed(query, verb, "surroundAudioInfo")? })
+    Ok(ResumeParams {
+        keys,
+        surround_audio_info: parsed(query, verb, "surroundAudioInfo")?,
+    })
 }
 
 /// `/launch` success: `sessionUrl0` and `<gamesession>1</gamesession>`.
 pub fn launch_ok(session_url: &str) -> XmlReply {
-    XmlReply::ok().leaf("sessionUrl0", session_url).leaf("gamesession", 1)
+    XmlReply::ok()
+        .leaf("sessionUrl0", session_url)
+        .leaf("gamesession", 1)
 }
 
 /// `/resume` success: `sessionUrl0` and `<resume>1</resume>` (never `gamesession` 0, §5.7).
@@ -148,14 +159,21 @@ pub const TIMEOUT_MESSAGE: &str = "Session could not be started in time";
 /// The XML reply for a failed launch, resume or cancel (§5.6.3, §5.7).
 pub fn failure(verb: Verb, error: &LaunchError) -> XmlReply {
     match error {
-        LaunchError::UnknownApp(app) => {
-            verb.failure(404, format!("Failed to start the specified application: there is no app {app}"))
-        }
+        LaunchError::UnknownApp(app) => verb.failure(
+            404,
+            format!("Failed to start the specified application: there is no app {app}"),
+        ),
         LaunchError::NotRunning => verb.failure(503, "No running app to resume"),
         LaunchError::Unavailable { message } => verb.failure(503, message.clone()),
         LaunchError::Timeout => verb.failure(503, TIMEOUT_MESSAGE),
         LaunchError::Invalid(message) => verb.failure(400, message.clone()),
-        _ => verb.failure(500, format!("Internal server error while trying to {}; see the server log", verb.name())),
+        _ => verb.failure(
+            500,
+            format!(
+                "Internal server error while trying to {}; see the server log",
+                verb.name()
+            ),
+        ),
     }
 }
 
@@ -187,20 +205,31 @@ mod tests {
     fn golden_bodies() {
         assert_eq!(
             launch_ok("rtsp://192.168.1.1:3021").render(),
-            format!("{DECL}<root status_code=\"200\"><sessionUrl0>rtsp://192.168.1.1:3021</sessionUrl0><gamesession>1</gamesession></root>")
+            format!(
+                "{DECL}<root status_code=\"200\"><sessionUrl0>rtsp://192.168.1.1:3021</sessionUrl0><gamesession>1</gamesession></root>"
+            )
         );
         assert_eq!(
             launch_ok("rtsp://203.0.113.10:48010").render(),
-            format!("{DECL}<root status_code=\"200\"><sessionUrl0>rtsp://203.0.113.10:48010</sessionUrl0><gamesession>1</gamesession></root>")
+            format!(
+                "{DECL}<root status_code=\"200\"><sessionUrl0>rtsp://203.0.113.10:48010</sessionUrl0><gamesession>1</gamesession></root>"
+            )
         );
         assert_eq!(
             resume_ok("rtsp://203.0.113.10:48010").render(),
-            format!("{DECL}<root status_code=\"200\"><sessionUrl0>rtsp://203.0.113.10:48010</sessionUrl0><resume>1</resume></root>")
+            format!(
+                "{DECL}<root status_code=\"200\"><sessionUrl0>rtsp://203.0.113.10:48010</sessionUrl0><resume>1</resume></root>"
+            )
         );
-        assert_eq!(cancel_ok().render(), format!("{DECL}<root status_code=\"200\"><cancel>1</cancel></root>"));
+        assert_eq!(
+            cancel_ok().render(),
+            format!("{DECL}<root status_code=\"200\"><cancel>1</cancel></root>")
+        );
         assert_eq!(
             failure(Verb::Launch, &LaunchError::Timeout).render(),
-            format!("{DECL}<root status_code=\"503\" status_message=\"Session could not be started in time\"><gamesession>0</gamesession></root>")
+            format!(
+                "{DECL}<root status_code=\"503\" status_message=\"Session could not be started in time\"><gamesession>0</gamesession></root>"
+            )
         );
         let apps = [
             App::new(AppId::new(1).unwrap(), "Firefox").unwrap(),
@@ -208,9 +237,14 @@ mod tests {
         ];
         assert_eq!(
             applist(&apps).render(),
-            format!("{DECL}<root status_code=\"200\"><App><IsHdrSupported>0</IsHdrSupported><AppTitle>Firefox</AppTitle><ID>1</ID></App><App><IsHdrSupported>0</IsHdrSupported><AppTitle>Test ball</AppTitle><ID>2</ID></App></root>")
+            format!(
+                "{DECL}<root status_code=\"200\"><App><IsHdrSupported>0</IsHdrSupported><AppTitle>Firefox</AppTitle><ID>1</ID></App><App><IsHdrSupported>0</IsHdrSupported><AppTitle>Test ball</AppTitle><ID>2</ID></App></root>"
+            )
         );
-        assert_eq!(applist(&[]).render(), format!("{DECL}<root status_code=\"200\"/>"));
+        assert_eq!(
+            applist(&[]).render(),
+            format!("{DECL}<root status_code=\"200\"/>")
+        );
     }
 
     #[test]
@@ -220,7 +254,14 @@ mod tests {
             &rikey=773448f67992470c5c62848d361e1025&rikeyid=-1264532526&localAudioPlayMode=0&surroundAudioInfo=196610\
             &remoteControllersBitmap=0&gcmap=0&corever=1")).unwrap();
         assert_eq!(p.app.get(), 1);
-        assert_eq!(p.mode, VideoMode { width: 1280, height: 720, fps: 60 });
+        assert_eq!(
+            p.mode,
+            VideoMode {
+                width: 1280,
+                height: 720,
+                fps: 60
+            }
+        );
         assert_eq!(p.keys.aes_iv.signed(), -1264532526);
         assert_eq!(p.keys.aes_key.to_hex(), "773448F67992470C5C62848D361E1025");
         assert_eq!(p.surround_audio_info, 196_610);
@@ -248,26 +289,45 @@ mod tests {
         assert!(message("appid=1&rikeyid=1").contains("(rikey)"));
         assert!(message("appid=1&rikey=773448F67992470C5C62848D361E1025").contains("(rikeyid)"));
         assert!(message("appid=1&rikey=77&rikeyid=1").contains("Invalid launch parameter rikey"));
-        assert!(message("appid=1&rikey=773448F67992470C5C62848D361E1025&rikeyid=9999999999").contains("rikeyid"));
+        assert!(
+            message("appid=1&rikey=773448F67992470C5C62848D361E1025&rikeyid=9999999999").contains("rikeyid")
+        );
         assert!(message(&format!("appid=1&{key}&mode=1920x1080")).contains("Invalid launch parameter mode"));
         assert!(message(&format!("appid=1&{key}&surroundAudioInfo=-1")).contains("surroundAudioInfo"));
-        assert!(message(&format!("appid=1&{key}&remoteControllersBitmap=x")).contains("remoteControllersBitmap"));
+        assert!(
+            message(&format!("appid=1&{key}&remoteControllersBitmap=x")).contains("remoteControllersBitmap")
+        );
     }
 
     #[test]
     fn resume_parameters_and_failures() {
         // python sends only rikey, rikeyid, surroundAudioInfo.
-        let p = parse_resume(&q("rikey=773448F67992470C5C62848D361E1025&rikeyid=5&surroundAudioInfo=4128774&corever=1")).unwrap();
+        let p = parse_resume(&q(
+            "rikey=773448F67992470C5C62848D361E1025&rikeyid=5&surroundAudioInfo=4128774&corever=1",
+        ))
+        .unwrap();
         assert_eq!(p.surround_audio_info, Some(4_128_774));
         let err = parse_resume(&q("appid=1")).unwrap_err().render();
         assert!(err.contains("status_code=\"400\" status_message=\"Missing a required resume parameter (rikey)\"><resume>0</resume>"));
         let err = failure(Verb::Resume, &LaunchError::NotRunning).render();
-        assert!(err.ends_with("<root status_code=\"503\" status_message=\"No running app to resume\"><resume>0</resume></root>"));
+        assert!(err.ends_with(
+            "<root status_code=\"503\" status_message=\"No running app to resume\"><resume>0</resume></root>"
+        ));
         let err = failure(Verb::Launch, &LaunchError::UnknownApp(AppId::new(7).unwrap())).render();
         assert!(err.contains("status_code=\"404\""), "{err}");
-        let err = failure(Verb::Launch, &LaunchError::Unavailable { message: "No host & no <luck>".into() }).render();
+        let err = failure(
+            Verb::Launch,
+            &LaunchError::Unavailable {
+                message: "No host & no <luck>".into(),
+            },
+        )
+        .render();
         assert!(err.contains("status_code=\"503\" status_message=\"No host &amp; no &lt;luck&gt;\"><gamesession>0</gamesession>"));
-        let err = failure(Verb::Cancel, &LaunchError::Backend(direwolf_core::Error::unavailable("x"))).render();
+        let err = failure(
+            Verb::Cancel,
+            &LaunchError::Backend(direwolf_core::Error::unavailable("x")),
+        )
+        .render();
         assert!(err.contains("status_code=\"500\"") && err.ends_with("<cancel>0</cancel></root>"));
     }
 }

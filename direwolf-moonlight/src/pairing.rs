@@ -68,7 +68,10 @@ pub struct PairReject {
 
 impl PairReject {
     fn new(status: u32, message: impl Into<String>) -> Self {
-        PairReject { status, message: message.into() }
+        PairReject {
+            status,
+            message: message.into(),
+        }
     }
 
     /// A 400 with this message.
@@ -166,7 +169,11 @@ enum Phase {
     /// Phase 1 answered; waiting for `clientchallenge`.
     CertSent { key: [u8; 16] },
     /// Phase 2 answered; waiting for `serverchallengeresp`.
-    ChallengeSent { key: [u8; 16], ss: [u8; 16], sc: [u8; 16] },
+    ChallengeSent {
+        key: [u8; 16],
+        ss: [u8; 16],
+        sc: [u8; 16],
+    },
     /// Phase 3 answered; waiting for `clientpairingsecret`.
     SecretSent { sc: [u8; 16], client_hash: Vec<u8> },
 }
@@ -210,7 +217,9 @@ pub struct PairingManager {
 
 impl fmt::Debug for PairingManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PairingManager").field("limits", &self.limits).finish_non_exhaustive()
+        f.debug_struct("PairingManager")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
     }
 }
 
@@ -232,7 +241,12 @@ impl PairingManager {
 
     /// A manager with an injected source of SS/SC (called twice per phase 2: SS, then SC).
     pub fn with_random(identity: Arc<LoadedIdentity>, limits: PairingLimits, random: RandomSource) -> Self {
-        PairingManager { identity, limits, random, state: Mutex::new(State::default()) }
+        PairingManager {
+            identity,
+            limits,
+            random,
+            state: Mutex::new(State::default()),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -247,9 +261,9 @@ impl PairingManager {
 
     fn purge(&self, state: &mut State, now: Instant) {
         let ttl = self.limits.handshake_ttl;
-        state.entries.retain(|_, e| {
-            matches!(e.phase, Phase::AwaitingPin { .. }) || now.duration_since(e.since) < ttl
-        });
+        state
+            .entries
+            .retain(|_, e| matches!(e.phase, Phase::AwaitingPin { .. }) || now.duration_since(e.since) < ttl);
         let window = self.limits.failure_window;
         state.failures.retain(|_, times| {
             while times.front().is_some_and(|t| now.duration_since(*t) >= window) {
@@ -283,7 +297,8 @@ impl PairingManager {
         device_name: Option<&str>,
     ) -> Result<HeldPhase1, PairReject> {
         let salt_hex = salt_hex.ok_or_else(|| PairReject::bad_request("Missing salt parameter"))?;
-        let cert_hex = client_cert_hex.ok_or_else(|| PairReject::bad_request("Missing clientcert parameter"))?;
+        let cert_hex =
+            client_cert_hex.ok_or_else(|| PairReject::bad_request("Missing clientcert parameter"))?;
         let salt_bytes = decode_hex("salt", salt_hex)?;
         if salt_bytes.len() < 16 {
             return Err(PairReject::bad_request("Salt too short"));
@@ -306,7 +321,11 @@ impl PairingManager {
         let now = Instant::now();
         let mut state = self.lock();
         self.purge(&mut state, now);
-        if state.failures.get(&key.ip).is_some_and(|f| f.len() >= self.limits.max_failures_per_ip) {
+        if state
+            .failures
+            .get(&key.ip)
+            .is_some_and(|f| f.len() >= self.limits.max_failures_per_ip)
+        {
             return Err(PairReject::new(
                 429,
                 "Too many failed pairing attempts from this address; try again later",
@@ -317,7 +336,10 @@ impl PairingManager {
                 let _ = tx.send(());
             }
         } else if state.entries.len() >= self.limits.max_in_flight {
-            return Err(PairReject::new(503, "Too many pairings in progress; try again later"));
+            return Err(PairReject::new(
+                503,
+                "Too many pairings in progress; try again later",
+            ));
         }
         state.next_generation += 1;
         let generation = state.next_generation;
@@ -334,7 +356,10 @@ impl PairingManager {
                 since: now,
             },
         );
-        Ok(HeldPhase1 { generation, superseded: rx })
+        Ok(HeldPhase1 {
+            generation,
+            superseded: rx,
+        })
     }
 
     /// The PIN for a held phase 1 arrived: derives the key and returns `plaincert`.
@@ -386,7 +411,11 @@ impl PairingManager {
         let now = Instant::now();
         let (generation, phase, expired) = match state.entries.get(key) {
             None => return Err(PairReject::no_pairing()),
-            Some(e) => (e.generation, e.phase.number(), e.phase.number() > 0 && now.duration_since(e.since) >= ttl),
+            Some(e) => (
+                e.generation,
+                e.phase.number(),
+                e.phase.number() > 0 && now.duration_since(e.since) >= ttl,
+            ),
         };
         if expired {
             state.entries.remove(key);
@@ -396,7 +425,9 @@ impl PairingManager {
             if phase != 0 {
                 state.entries.remove(key);
             }
-            return Err(PairReject::bad_request(format!("Out of order call to {phase_name}")));
+            return Err(PairReject::bad_request(format!(
+                "Out of order call to {phase_name}"
+            )));
         }
         let entry = state.entries.get_mut(key).ok_or_else(PairReject::no_pairing)?;
         debug_assert_eq!(entry.generation, generation);
@@ -410,7 +441,9 @@ impl PairingManager {
     pub fn client_challenge(&self, key: &PairingKey, challenge_hex: &str) -> Result<String, PairReject> {
         let challenge = decode_hex("clientchallenge", challenge_hex)?;
         if challenge.len() != 16 {
-            return Err(PairReject::bad_request("Invalid clientchallenge: expected 16 bytes"));
+            return Err(PairReject::bad_request(
+                "Invalid clientchallenge: expected 16 bytes",
+            ));
         }
         let mut state = self.lock();
         let entry = Self::entry_for(&mut state, key, 1, "clientchallenge", self.limits.handshake_ttl)?;
@@ -435,14 +468,26 @@ impl PairingManager {
     ///
     /// # Errors
     /// Unknown entry, wrong phase, a malformed response, or a signing failure.
-    pub fn server_challenge_response(&self, key: &PairingKey, response_hex: &str) -> Result<String, PairReject> {
+    pub fn server_challenge_response(
+        &self,
+        key: &PairingKey,
+        response_hex: &str,
+    ) -> Result<String, PairReject> {
         let response = decode_hex("serverchallengeresp", response_hex)?;
         if response.len() != 32 {
-            return Err(PairReject::bad_request("Invalid serverchallengeresp: expected 32 bytes"));
+            return Err(PairReject::bad_request(
+                "Invalid serverchallengeresp: expected 32 bytes",
+            ));
         }
         let (k, ss, sc, generation) = {
             let mut state = self.lock();
-            let entry = Self::entry_for(&mut state, key, 2, "serverchallengeresp", self.limits.handshake_ttl)?;
+            let entry = Self::entry_for(
+                &mut state,
+                key,
+                2,
+                "serverchallengeresp",
+                self.limits.handshake_ttl,
+            )?;
             let Phase::ChallengeSent { key: k, ss, sc } = entry.phase else {
                 return Err(PairReject::no_pairing());
             };
@@ -484,7 +529,13 @@ impl PairingManager {
         }
         let entry = {
             let mut state = self.lock();
-            Self::entry_for(&mut state, key, 3, "clientpairingsecret", self.limits.handshake_ttl)?;
+            Self::entry_for(
+                &mut state,
+                key,
+                3,
+                "clientpairingsecret",
+                self.limits.handshake_ttl,
+            )?;
             state.entries.remove(key).ok_or_else(PairReject::no_pairing)?
         };
         let Phase::SecretSent { sc, client_hash } = &entry.phase else {
@@ -588,7 +639,9 @@ mod tests {
     #[test]
     fn vector_c_full_transcript() {
         let m = manager();
-        let held = m.begin(key(), Some(SALT), Some(&cert_hex()), Some("roth")).unwrap();
+        let held = m
+            .begin(key(), Some(SALT), Some(&cert_hex()), Some("roth"))
+            .unwrap();
         assert!(cert_hex().starts_with("2d2d2d2d2d424547494e2043455254494649434154452d2d2d2d2d0a4d494943"));
         assert_eq!(cert_hex().len(), 2026);
         let pin: Pin = "1234".parse().unwrap();
@@ -596,12 +649,19 @@ mod tests {
         assert_eq!(plaincert, hex::encode_upper(VECTOR_C_SERVER_CERT));
         assert_eq!(plaincert.len(), 1994);
 
-        let response = m.client_challenge(&key(), "5febcdc985b2baddd65925da162380eb").unwrap();
+        let response = m
+            .client_challenge(&key(), "5febcdc985b2baddd65925da162380eb")
+            .unwrap();
         assert_eq!(
             response,
             "3EE87A2413F22E93E02382FDA5DA3F7819C309004B42AED78ADC6EFD23C5E9E858F1C991A85A76C2526EB7CF9453B7E7"
         );
-        let secret = m.server_challenge_response(&key(), "826FB47369E86620BC0CE0852C2ECF028C1AB22330054ECF1FE728E3393DA614").unwrap();
+        let secret = m
+            .server_challenge_response(
+                &key(),
+                "826FB47369E86620BC0CE0852C2ECF028C1AB22330054ECF1FE728E3393DA614",
+            )
+            .unwrap();
         let expected_secret = joined(
             "202122232425262728292A2B2C2D2E2FBCCD3B2B780BF062A80F29357FC8A050F900D1EF1C30ACAB773471EFEAE6427E7A13835CA6CF63B8EE1EB36F514FB684
              36A8EF5B35BE77C350AA1D5F2660D93E91D260EBF5667B242F111012720973298203094E17F0C89E9D883D2106E94642B30F0014E9A7D13ED9FB4E093F9AEA30
@@ -618,9 +678,15 @@ mod tests {
              2F9D6ED2682D0096D3B347447B8BAFE87EE153EF2C5DAC07442D8C6CC03D68835D6796794997099F3161FDB12CEB572EB01E26984A59EF0D02E089B56C459B15
              668B17F6D1DEBB155FCC01CF30621319",
         );
-        match m.client_pairing_secret(&key(), &client_secret.to_ascii_lowercase()).unwrap() {
+        match m
+            .client_pairing_secret(&key(), &client_secret.to_ascii_lowercase())
+            .unwrap()
+        {
             Phase4::Paired(p) => {
-                assert_eq!(p.fingerprint.as_str(), "47108458673331c7b447447a2b316bf23e3d067c93139a2be299081bf3a566e0");
+                assert_eq!(
+                    p.fingerprint.as_str(),
+                    "47108458673331c7b447447a2b316bf23e3d067c93139a2be299081bf3a566e0"
+                );
                 assert_eq!(p.user, UserName::default_user());
                 assert_eq!(p.cert_pem, VECTOR_C_CLIENT_CERT);
                 assert_eq!(p.device_name.as_deref(), Some("roth"));
@@ -629,23 +695,34 @@ mod tests {
         }
         assert_eq!(m.in_flight(), 0);
         // Phase 4 removed the entry.
-        assert_eq!(m.client_challenge(&key(), "5febcdc985b2baddd65925da162380eb"), Err(PairReject::no_pairing()));
+        assert_eq!(
+            m.client_challenge(&key(), "5febcdc985b2baddd65925da162380eb"),
+            Err(PairReject::no_pairing())
+        );
     }
 
     /// A client-side run of the protocol against the manager, with a chosen PIN on each side.
     fn run(m: &PairingManager, server_pin: &str, client_pin: &str, user: Option<&str>) -> Phase4 {
         let held = m.begin(key(), Some(SALT), Some(&cert_hex()), None).unwrap();
-        m.pin_entered(&key(), held.generation, &server_pin.parse().unwrap(), user.map(|u| u.parse().unwrap()))
-            .unwrap();
+        m.pin_entered(
+            &key(),
+            held.generation,
+            &server_pin.parse().unwrap(),
+            user.map(|u| u.parse().unwrap()),
+        )
+        .unwrap();
         let k = derive_key(&unhex(SALT), client_pin).unwrap();
         let c = [7u8; 16];
-        let resp = m.client_challenge(&key(), &hex::encode(aes_ecb_encrypt(&k, &c).unwrap())).unwrap();
+        let resp = m
+            .client_challenge(&key(), &hex::encode(aes_ecb_encrypt(&k, &c).unwrap()))
+            .unwrap();
         let resp = aes_ecb_decrypt(&k, &unhex(&resp)).unwrap();
         let sc = &resp[32..48];
         let client = CertificateInfo::from_pem(VECTOR_C_CLIENT_CERT).unwrap();
         let cs = [9u8; 16];
         let ch = sha256(&[sc, client.signature(), &cs]);
-        m.server_challenge_response(&key(), &hex::encode(aes_ecb_encrypt(&k, &ch).unwrap())).unwrap();
+        m.server_challenge_response(&key(), &hex::encode(aes_ecb_encrypt(&k, &ch).unwrap()))
+            .unwrap();
         let signer = ServerSigner::from_pem(VECTOR_C_CLIENT_KEY).unwrap();
         let mut secret = cs.to_vec();
         secret.extend(signer.sign(&cs).unwrap());
@@ -654,8 +731,16 @@ mod tests {
 
     #[test]
     fn wrong_pin_is_a_mismatch_and_counted() {
-        let m = PairingManager::new(vector_c_identity(), PairingLimits { max_failures_per_ip: 2, ..Default::default() });
-        assert!(matches!(run(&m, "1234", "1234", Some("alice")), Phase4::Paired(p) if p.user.as_str() == "alice"));
+        let m = PairingManager::new(
+            vector_c_identity(),
+            PairingLimits {
+                max_failures_per_ip: 2,
+                ..Default::default()
+            },
+        );
+        assert!(
+            matches!(run(&m, "1234", "1234", Some("alice")), Phase4::Paired(p) if p.user.as_str() == "alice")
+        );
         assert_eq!(run(&m, "1234", "4321", None), Phase4::Mismatch);
         assert_eq!(run(&m, "0000", "1111", None), Phase4::Mismatch);
         let refused = m.begin(key(), Some(SALT), Some(&cert_hex()), None).unwrap_err();
@@ -668,7 +753,8 @@ mod tests {
     #[test]
     fn bad_phase1_inputs() {
         let m = manager();
-        let bad = |salt: Option<&str>, cert: Option<&str>| m.begin(key(), salt, cert, None).unwrap_err().message;
+        let bad =
+            |salt: Option<&str>, cert: Option<&str>| m.begin(key(), salt, cert, None).unwrap_err().message;
         let cert = cert_hex();
         assert_eq!(bad(None, Some(&cert)), "Missing salt parameter");
         assert_eq!(bad(Some(SALT), None), "Missing clientcert parameter");
@@ -679,27 +765,53 @@ mod tests {
         assert!(bad(Some(SALT), Some(&hex::encode("not pem"))).starts_with("Invalid clientcert"));
         assert!(bad(Some(SALT), Some("ff")).starts_with("Invalid clientcert"));
         // Legacy 20-byte salt and upper-case hex are fine.
-        assert!(m.begin(key(), Some(&format!("{SALT}31323334").to_uppercase()), Some(&cert.to_uppercase()), None).is_ok());
+        assert!(
+            m.begin(
+                key(),
+                Some(&format!("{SALT}31323334").to_uppercase()),
+                Some(&cert.to_uppercase()),
+                None
+            )
+            .is_ok()
+        );
     }
 
     #[test]
     fn phase_order_is_enforced() {
         let m = manager();
-        assert_eq!(m.client_challenge(&key(), &"00".repeat(16)), Err(PairReject::no_pairing()));
+        assert_eq!(
+            m.client_challenge(&key(), &"00".repeat(16)),
+            Err(PairReject::no_pairing())
+        );
         let held = m.begin(key(), Some(SALT), Some(&cert_hex()), None).unwrap();
         // While phase 1 is held, a phase 2 is out of order but does not kill the held entry.
         let err = m.client_challenge(&key(), &"00".repeat(16)).unwrap_err();
         assert_eq!(err.message, "Out of order call to clientchallenge");
-        m.pin_entered(&key(), held.generation, &"1234".parse().unwrap(), None).unwrap();
+        m.pin_entered(&key(), held.generation, &"1234".parse().unwrap(), None)
+            .unwrap();
         let err = m.server_challenge_response(&key(), &"00".repeat(32)).unwrap_err();
         assert_eq!(err.message, "Out of order call to serverchallengeresp");
         // The out-of-order call dropped the entry.
         assert_eq!(m.in_flight(), 0);
-        assert_eq!(m.client_challenge(&key(), &"00".repeat(16)), Err(PairReject::no_pairing()));
+        assert_eq!(
+            m.client_challenge(&key(), &"00".repeat(16)),
+            Err(PairReject::no_pairing())
+        );
         // Malformed fields.
-        assert_eq!(m.client_challenge(&key(), "xyz").unwrap_err().message, "Invalid clientchallenge: not a hex string");
-        assert_eq!(m.client_challenge(&key(), "00").unwrap_err().message, "Invalid clientchallenge: expected 16 bytes");
-        assert_eq!(m.client_pairing_secret(&key(), &"00".repeat(16)).unwrap_err().message, "Client pairing secret too short");
+        assert_eq!(
+            m.client_challenge(&key(), "xyz").unwrap_err().message,
+            "Invalid clientchallenge: not a hex string"
+        );
+        assert_eq!(
+            m.client_challenge(&key(), "00").unwrap_err().message,
+            "Invalid clientchallenge: expected 16 bytes"
+        );
+        assert_eq!(
+            m.client_pairing_secret(&key(), &"00".repeat(16))
+                .unwrap_err()
+                .message,
+            "Client pairing secret too short"
+        );
     }
 
     #[test]
@@ -710,9 +822,17 @@ mod tests {
         assert!(!m.unpair(&key()));
         assert_eq!(m.in_flight(), 1);
         let second = m.begin(key(), Some(SALT), Some(&cert_hex()), None).unwrap();
-        assert!(first.superseded.try_recv().is_ok(), "the first attempt is told it was superseded");
+        assert!(
+            first.superseded.try_recv().is_ok(),
+            "the first attempt is told it was superseded"
+        );
         let pin: Pin = "1234".parse().unwrap();
-        assert_eq!(m.pin_entered(&key(), first.generation, &pin, None).unwrap_err().message, SUPERSEDED);
+        assert_eq!(
+            m.pin_entered(&key(), first.generation, &pin, None)
+                .unwrap_err()
+                .message,
+            SUPERSEDED
+        );
         // Abandoning the old generation does not remove the new entry.
         m.abandon_held(&key(), first.generation);
         assert_eq!(m.in_flight(), 1);
@@ -727,13 +847,24 @@ mod tests {
 
     #[test]
     fn in_flight_entries_are_bounded() {
-        let m = PairingManager::new(vector_c_identity(), PairingLimits { max_in_flight: 2, ..Default::default() });
+        let m = PairingManager::new(
+            vector_c_identity(),
+            PairingLimits {
+                max_in_flight: 2,
+                ..Default::default()
+            },
+        );
         for i in 0..2 {
             let k = PairingKey::new(IpAddr::from([192, 0, 2, i]), None);
             m.begin(k, Some(SALT), Some(&cert_hex()), None).unwrap();
         }
         let k = PairingKey::new(IpAddr::from([192, 0, 2, 9]), None);
-        assert_eq!(m.begin(k, Some(SALT), Some(&cert_hex()), None).unwrap_err().status, 503);
+        assert_eq!(
+            m.begin(k, Some(SALT), Some(&cert_hex()), None)
+                .unwrap_err()
+                .status,
+            503
+        );
         // Replacing an existing key is still possible.
         let k = PairingKey::new(IpAddr::from([192, 0, 2, 0]), None);
         assert!(m.begin(k, Some(SALT), Some(&cert_hex()), None).is_ok());
@@ -745,12 +876,19 @@ mod tests {
     fn expired_handshakes_are_gone() {
         let m = PairingManager::new(
             vector_c_identity(),
-            PairingLimits { handshake_ttl: Duration::from_millis(1), ..Default::default() },
+            PairingLimits {
+                handshake_ttl: Duration::from_millis(1),
+                ..Default::default()
+            },
         );
         let held = m.begin(key(), Some(SALT), Some(&cert_hex()), None).unwrap();
-        m.pin_entered(&key(), held.generation, &"1234".parse().unwrap(), None).unwrap();
+        m.pin_entered(&key(), held.generation, &"1234".parse().unwrap(), None)
+            .unwrap();
         std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(m.client_challenge(&key(), &"00".repeat(16)), Err(PairReject::no_pairing()));
+        assert_eq!(
+            m.client_challenge(&key(), &"00".repeat(16)),
+            Err(PairReject::no_pairing())
+        );
     }
 
     #[test]

@@ -60,7 +60,10 @@ impl Query {
 
     /// The first value of `name` (case-insensitive).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// Whether `name` is present (case-insensitive).
@@ -123,7 +126,10 @@ mod tests {
 
     #[test]
     fn python_double_ampersand_and_case() {
-        let q = Query::parse(Some("uniqueid=0123456789ABCDEF&&gcpersist=0&&corever=1&RIKEY=ab%2Fc&flag")).unwrap();
+        let q = Query::parse(Some(
+            "uniqueid=0123456789ABCDEF&&gcpersist=0&&corever=1&RIKEY=ab%2Fc&flag",
+        ))
+        .unwrap();
         assert_eq!(q.len(), 5);
         assert_eq!(q.get("uniqueid"), Some("0123456789ABCDEF"));
         assert_eq!(q.get("UniqueId"), Some("0123456789ABCDEF"));
@@ -141,14 +147,23 @@ mod tests {
         assert_eq!(Query::parse(Some("a=%zz")), Err(QueryError::BadPercentEncoding));
         assert_eq!(Query::parse(Some("a=%ff")), Err(QueryError::NotUtf8));
         let long = "a".repeat(MAX_QUERY_LEN + 1);
-        assert_eq!(Query::parse(Some(&long)), Err(QueryError::TooLong(MAX_QUERY_LEN + 1)));
+        assert_eq!(
+            Query::parse(Some(&long)),
+            Err(QueryError::TooLong(MAX_QUERY_LEN + 1))
+        );
         let many = vec!["x=1"; MAX_PARAMS + 1].join("&");
         assert_eq!(Query::parse(Some(&many)), Err(QueryError::TooManyParams));
     }
 
     fn encode(s: &str) -> String {
         s.bytes()
-            .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
             .collect()
     }
 

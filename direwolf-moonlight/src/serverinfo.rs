@@ -31,7 +31,11 @@ pub struct DisplayMode {
 impl DisplayMode {
     /// A mode.
     pub const fn new(width: u32, height: u32, refresh_rate: u32) -> Self {
-        DisplayMode { width, height, refresh_rate }
+        DisplayMode {
+            width,
+            height,
+            refresh_rate,
+        }
     }
 }
 
@@ -82,7 +86,11 @@ pub struct ServerInfo<'a> {
 impl ServerInfo<'_> {
     /// The XML reply, in Wolf's element order.
     pub fn to_xml(&self) -> XmlReply {
-        let luma = if self.codec_mode_support & SCM_HEVC != 0 { MAX_LUMA_PIXELS_HEVC } else { 0 };
+        let luma = if self.codec_mode_support & SCM_HEVC != 0 {
+            MAX_LUMA_PIXELS_HEVC
+        } else {
+            0
+        };
         let modes = self
             .display_modes
             .iter()
@@ -173,7 +181,10 @@ mod tests {
         }
         .to_xml()
         .render();
-        assert_eq!(body, "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<root status_code=\"200\"><hostname>Wolf</hostname><appversion>7.1.431.-1</appversion><GfeVersion>3.23.0.74</GfeVersion><uniqueid>0000-1111-2222-3333</uniqueid><MaxLumaPixelsHEVC>1869449984</MaxLumaPixelsHEVC><ServerCodecModeSupport>257</ServerCodecModeSupport><HttpsPort>47984</HttpsPort><ExternalPort>47989</ExternalPort><mac>AA:BB:CC:DD</mac><LocalIP>192.168.99.1</LocalIP><SupportedDisplayMode><DisplayMode><Width>1920</Width><Height>1080</Height><RefreshRate>60</RefreshRate></DisplayMode><DisplayMode><Width>1024</Width><Height>768</Height><RefreshRate>30</RefreshRate></DisplayMode></SupportedDisplayMode><PairStatus>0</PairStatus><currentgame>0</currentgame><state>SUNSHINE_SERVER_FREE</state></root>");
+        assert_eq!(
+            body,
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<root status_code=\"200\"><hostname>Wolf</hostname><appversion>7.1.431.-1</appversion><GfeVersion>3.23.0.74</GfeVersion><uniqueid>0000-1111-2222-3333</uniqueid><MaxLumaPixelsHEVC>1869449984</MaxLumaPixelsHEVC><ServerCodecModeSupport>257</ServerCodecModeSupport><HttpsPort>47984</HttpsPort><ExternalPort>47989</ExternalPort><mac>AA:BB:CC:DD</mac><LocalIP>192.168.99.1</LocalIP><SupportedDisplayMode><DisplayMode><Width>1920</Width><Height>1080</Height><RefreshRate>60</RefreshRate></DisplayMode><DisplayMode><Width>1024</Width><Height>768</Height><RefreshRate>30</RefreshRate></DisplayMode></SupportedDisplayMode><PairStatus>0</PairStatus><currentgame>0</currentgame><state>SUNSHINE_SERVER_FREE</state></root>"
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::NoServerSessionStorage;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
 
 use crate::identity::LoadedIdentity;
@@ -25,7 +25,9 @@ pub struct AcceptAnyClientCert {
 impl AcceptAnyClientCert {
     /// A verifier that checks handshake signatures with `provider`'s algorithms.
     pub fn new(provider: &CryptoProvider) -> Self {
-        AcceptAnyClientCert { algorithms: provider.signature_verification_algorithms }
+        AcceptAnyClientCert {
+            algorithms: provider.signature_verification_algorithms,
+        }
     }
 }
 
@@ -119,7 +121,11 @@ mod tests {
         assert!(verifier.offer_client_auth());
         assert!(!verifier.client_auth_mandatory());
         assert!(verifier.root_hint_subjects().is_empty());
-        assert!(verifier.supported_verify_schemes().contains(&SignatureScheme::RSA_PKCS1_SHA256));
+        assert!(
+            verifier
+                .supported_verify_schemes()
+                .contains(&SignatureScheme::RSA_PKCS1_SHA256)
+        );
         let any = CertificateDer::from(vec![1, 2, 3]);
         assert!(verifier.verify_client_cert(&any, &[], UnixTime::now()).is_ok());
     }

@@ -73,7 +73,12 @@ pub struct XmlReply {
 impl XmlReply {
     /// A reply with this `status_code` and no children.
     pub fn status(status_code: u32) -> Self {
-        XmlReply { status_code, query: None, status_message: None, children: Vec::new() }
+        XmlReply {
+            status_code,
+            query: None,
+            status_message: None,
+            children: Vec::new(),
+        }
     }
 
     /// `status_code="200"`.
@@ -189,15 +194,21 @@ mod tests {
     fn golden_small_bodies() {
         // moonlight-http.md §9.5.
         let decl = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n";
-        assert_eq!(XmlReply::ok().render(), format!("{decl}<root status_code=\"200\"/>"));
+        assert_eq!(
+            XmlReply::ok().render(),
+            format!("{decl}<root status_code=\"200\"/>")
+        );
         assert_eq!(
             XmlReply::ok().leaf("cancel", 1).render(),
             format!("{decl}<root status_code=\"200\"><cancel>1</cancel></root>")
         );
         assert_eq!(
-            XmlReply::error(401, "The client is not authorized. Certificate verification failed.")
-                .with_query("/applist")
-                .render(),
+            XmlReply::error(
+                401,
+                "The client is not authorized. Certificate verification failed."
+            )
+            .with_query("/applist")
+            .render(),
             format!(
                 "{decl}<root status_code=\"401\" query=\"/applist\" status_message=\"The client is not \
                  authorized. Certificate verification failed.\"/>"
@@ -218,7 +229,9 @@ mod tests {
     }
 
     /// Parses a rendered body with quick-xml: (root attributes, [(leaf name, text)]).
-    fn parse(body: &str) -> (Vec<(String, String)>, Vec<(String, String)>) {
+    type Pairs = Vec<(String, String)>;
+
+    fn parse(body: &str) -> (Pairs, Pairs) {
         let (decl, rest) = body.split_once('\n').expect("declaration line");
         assert_eq!(decl, DECLARATION);
         assert!(!rest.contains('\n'), "no newline inside the document");
@@ -248,7 +261,9 @@ mod tests {
                         "lt" => "<".to_string(),
                         "gt" => ">".to_string(),
                         "quot" => "\"".to_string(),
-                        n if n.starts_with('#') => char::from_u32(n[1..].parse().unwrap()).unwrap().to_string(),
+                        n if n.starts_with('#') => {
+                            char::from_u32(n[1..].parse().unwrap()).unwrap().to_string()
+                        }
                         other => panic!("unexpected entity {other}"),
                     };
                     text.push_str(&resolved);
@@ -266,7 +281,9 @@ mod tests {
     }
 
     fn sanitised(s: &str) -> String {
-        s.chars().map(|c| if is_xml_char(c) { c } else { '\u{FFFD}' }).collect()
+        s.chars()
+            .map(|c| if is_xml_char(c) { c } else { '\u{FFFD}' })
+            .collect()
     }
 
     proptest! {

@@ -1,0 +1,599 @@
+//! Request routing and the GameStream handlers.
+//!
+//! Every protocol outcome on a known path is an XML reply with HTTP 200 (`moonlight-http.md`
+//! §2.3); only unknown paths get HTTP 404. HTTPS requests are authorised by the SHA-256 of the
+//! TLS peer's leaf certificate alone (§3.3); an unpaired certificate gets the §3.4 XML 401.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use direwolf_core::model::unix_now;
+use direwolf_core::{
+    AppId, Fingerprint, LaunchError, LaunchRequest, Launcher, Pairing, PendingPinRequest, PinBroker,
+    PinError, ResumeRequest, Stores, User, UserName,
+};
+use http::header::{CONNECTION, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use tracing::{debug, error, info, warn};
+
+use crate::identity::LoadedIdentity;
+use crate::launch::{self, Verb};
+use crate::pairing::{self, PairReject, PairingKey, PairingManager, Phase4};
+use crate::pin::{self, PinEntry};
+use crate::query::Query;
+use crate::serverinfo::{DisplayMode, ServerInfo};
+use crate::xml::XmlReply;
+
+/// The reply body type.
+pub type Body = Full<Bytes>;
+
+/// The `status_message` of the §3.4 reply.
+pub const NOT_AUTHORIZED: &str = "The client is not authorized. Certificate verification failed.";
+
+/// Settings the handlers need.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub hostname: String,
+    pub default_user: UserName,
+    pub pin_timeout: Duration,
+    pub external_address: Option<IpAddr>,
+    pub codec_mode_support: u32,
+    pub display_modes: Vec<DisplayMode>,
+    pub mac: String,
+    pub http_port: u16,
+    pub https_port: u16,
+    pub body_timeout: Duration,
+}
+
+/// The state every connection's handlers share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub stores: Stores,
+    pub launcher: Arc<dyn Launcher>,
+    pub broker: Arc<dyn PinBroker>,
+    pub identity: Arc<LoadedIdentity>,
+    pub pairing: Arc<PairingManager>,
+    pub pin: PinEntry,
+    pub settings: Settings,
+}
+
+/// What is known about the connection a request came on.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnInfo {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    /// `Some` on the HTTPS port: the peer leaf certificate's fingerprint, if it sent one.
+    pub tls: Option<Option<Fingerprint>>,
+}
+
+impl ConnInfo {
+    fn peer_ip(&self) -> IpAddr {
+        self.peer.ip().to_canonical()
+    }
+
+    fn local_ip(&self) -> IpAddr {
+        self.local.ip().to_canonical()
+    }
+}
+
+/// Who an authorised HTTPS request acts for.
+#[derive(Debug, Clone)]
+struct Caller {
+    user: UserName,
+    fingerprint: Fingerprint,
+}
+
+fn xml(reply: &XmlReply) -> Response<Body> {
+    xml_with_status(StatusCode::OK, reply)
+}
+
+fn xml_with_status(status: StatusCode, reply: &XmlReply) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(reply.render())));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml; charset=utf-8"),
+    );
+    headers.insert(CONNECTION, http::HeaderValue::from_static("close"));
+    response
+}
+
+fn raw(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    if let Ok(value) = http::HeaderValue::from_str(content_type) {
+        headers.insert(CONTENT_TYPE, value);
+    }
+    headers.insert(CONNECTION, http::HeaderValue::from_static("close"));
+    response
+}
+
+fn text(status: StatusCode, body: String) -> Response<Body> {
+    raw(status, "text/plain; charset=utf-8", body)
+}
+
+/// Paths of the GameStream protocol.
+const GAMESTREAM_PATHS: [&str; 8] = [
+    "/serverinfo",
+    "/pair",
+    "/unpair",
+    "/applist",
+    "/appasset",
+    "/launch",
+    "/resume",
+    "/cancel",
+];
+
+impl Shared {
+    /// Handles one request; never fails.
+    pub(crate) async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        conn: Arc<ConnInfo>,
+    ) -> Result<Response<Body>, Infallible> {
+        let path = request.uri().path().to_owned();
+        let response = if path == "/pin/" || path == "/pin" {
+            if conn.tls.is_some() {
+                xml_with_status(StatusCode::NOT_FOUND, &XmlReply::status(404))
+            } else {
+                self.pin_page(request, &conn).await
+            }
+        } else if GAMESTREAM_PATHS.contains(&path.as_str()) {
+            match Query::parse(request.uri().query()) {
+                Ok(query) => self.gamestream(&path, &query, &conn).await,
+                Err(e) => xml(&XmlReply::error(400, format!("Bad query string: {e}"))),
+            }
+        } else {
+            xml_with_status(StatusCode::NOT_FOUND, &XmlReply::status(404))
+        };
+        debug!(
+            http.path = %path,
+            http.status = response.status().as_u16(),
+            client = %conn.peer,
+            tls = conn.tls.is_some(),
+            "request"
+        );
+        Ok(response)
+    }
+
+    async fn pin_page(&self, request: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
+        match *request.method() {
+            Method::GET | Method::HEAD => raw(StatusCode::OK, "text/html; charset=utf-8", pin::PIN_PAGE),
+            Method::POST => {
+                let body = Limited::new(request.into_body(), pin::MAX_BODY);
+                match tokio::time::timeout(self.settings.body_timeout, body.collect()).await {
+                    Err(_) => text(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "The request body did not arrive in time".into(),
+                    ),
+                    Ok(Err(_)) => text(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!(
+                            "The request body is unreadable or larger than {} bytes",
+                            pin::MAX_BODY
+                        ),
+                    ),
+                    Ok(Ok(collected)) => {
+                        let (status, message) = self.pin.submit(conn.peer_ip(), &collected.to_bytes()).await;
+                        text(status, message)
+                    }
+                }
+            }
+            _ => text(StatusCode::METHOD_NOT_ALLOWED, "Use GET or POST".into()),
+        }
+    }
+
+    async fn gamestream(&self, path: &str, query: &Query, conn: &ConnInfo) -> Response<Body> {
+        let caller = match &conn.tls {
+            None => None,
+            Some(fingerprint) => match self.authorise(fingerprint.as_ref()).await {
+                Ok(Some(caller)) => Some(caller),
+                Ok(None) => {
+                    return xml(&XmlReply::error(401, NOT_AUTHORIZED).with_query(path));
+                }
+                Err(reply) => return xml(&reply),
+            },
+        };
+        match (path, &caller) {
+            ("/serverinfo", _) => self.serverinfo(conn, caller.as_ref()).await,
+            ("/pair", _) => self.pair(query, conn, caller.as_ref()).await,
+            ("/unpair", _) => {
+                let key = PairingKey::new(conn.peer_ip(), query.get("uniqueid"));
+                if self.pairing.unpair(&key) {
+                    info!(client = %conn.peer_ip(), "in-flight pairing abandoned by /unpair");
+                }
+                xml(&XmlReply::ok())
+            }
+            (_, None) => {
+                // HTTPS-only endpoints over plain HTTP: there is no certificate to authorise.
+                xml(&XmlReply::error(401, NOT_AUTHORIZED).with_query(path))
+            }
+            ("/applist", Some(_)) => match self.stores.apps.list().await {
+                Ok(apps) => xml(&launch::applist(&apps)),
+                Err(e) => {
+                    error!(error = %e, "app catalog failed");
+                    xml(&XmlReply::error(
+                        500,
+                        "The app list is unavailable; see the server log",
+                    ))
+                }
+            },
+            ("/appasset", Some(_)) => self.appasset(query).await,
+            ("/launch", Some(caller)) => self.launch(query, conn, caller).await,
+            ("/resume", Some(caller)) => self.resume(query, conn, caller).await,
+            ("/cancel", Some(caller)) => self.cancel(caller).await,
+            _ => xml_with_status(StatusCode::NOT_FOUND, &XmlReply::status(404)),
+        }
+    }
+
+    /// `Ok(None)`: not paired (or the pairing's user is gone).
+    async fn authorise(&self, fingerprint: Option<&Fingerprint>) -> Result<Option<Caller>, XmlReply> {
+        let Some(fingerprint) = fingerprint else {
+            return Ok(None);
+        };
+        let internal = |what: &str, e: direwolf_core::Error| {
+            error!(error = %e, "{what} store failed while authorising");
+            XmlReply::error(500, "Internal server error while checking the client certificate")
+        };
+        let Some(pairing) = self
+            .stores
+            .pairings
+            .get(fingerprint)
+            .await
+            .map_err(|e| internal("pairing", e))?
+        else {
+            debug!(pairing.fingerprint = %fingerprint, "certificate not paired");
+            return Ok(None);
+        };
+        if self
+            .stores
+            .users
+            .get(&pairing.user)
+            .await
+            .map_err(|e| internal("user", e))?
+            .is_none()
+        {
+            warn!(pairing.fingerprint = %fingerprint, user = %pairing.user, "paired certificate of a user that no longer exists");
+            return Ok(None);
+        }
+        Ok(Some(Caller {
+            user: pairing.user,
+            fingerprint: fingerprint.clone(),
+        }))
+    }
+
+    async fn serverinfo(&self, conn: &ConnInfo, caller: Option<&Caller>) -> Response<Body> {
+        let local_ip = match (self.settings.external_address, conn.local_ip()) {
+            (Some(IpAddr::V4(v4)), _) => v4,
+            (_, IpAddr::V4(v4)) => v4,
+            _ => Ipv4Addr::LOCALHOST,
+        };
+        let current_game = match caller {
+            Some(caller) => self.launcher.current_app(&caller.user).await,
+            None => None,
+        };
+        let info = ServerInfo {
+            hostname: &self.settings.hostname,
+            unique_id: &self.identity.identity().unique_id,
+            codec_mode_support: self.settings.codec_mode_support,
+            https_port: self.settings.https_port,
+            external_port: self.settings.http_port,
+            mac: &self.settings.mac,
+            local_ip,
+            display_modes: &self.settings.display_modes,
+            paired: caller.is_some(),
+            current_game,
+        };
+        xml(&info.to_xml())
+    }
+
+    async fn pair(&self, query: &Query, conn: &ConnInfo, caller: Option<&Caller>) -> Response<Body> {
+        let key = PairingKey::new(conn.peer_ip(), query.get("uniqueid"));
+        let outcome = if query.get("phrase") == Some("getservercert")
+            || (query.contains("salt") && query.contains("clientcert"))
+        {
+            self.pair_phase1(key, query, conn).await
+        } else if let Some(challenge) = query.get("clientchallenge") {
+            self.pairing
+                .client_challenge(&key, challenge)
+                .map(|r| XmlReply::ok().leaf("paired", 1).leaf("challengeresponse", r))
+        } else if let Some(response) = query.get("serverchallengeresp") {
+            self.pairing
+                .server_challenge_response(&key, response)
+                .map(|s| XmlReply::ok().leaf("pairingsecret", s).leaf("paired", 1))
+        } else if let Some(secret) = query.get("clientpairingsecret") {
+            self.pair_phase4(&key, secret).await
+        } else if query.get("phrase") == Some("pairchallenge") {
+            match caller {
+                Some(_) => Ok(XmlReply::ok().leaf("paired", 1)),
+                None => Err(PairReject::bad_request("pairchallenge must be sent over HTTPS")),
+            }
+        } else {
+            Err(PairReject::bad_request("Invalid pairing request"))
+        };
+        match outcome {
+            Ok(reply) => xml(&reply),
+            Err(reject) => {
+                debug!(client = %conn.peer_ip(), status = reject.status, message = %reject.message, "pairing request refused");
+                xml(&reject.to_xml())
+            }
+        }
+    }
+
+    async fn pair_phase1(
+        &self,
+        key: PairingKey,
+        query: &Query,
+        conn: &ConnInfo,
+    ) -> Result<XmlReply, PairReject> {
+        let device_name = query.get("devicename");
+        let held = self.pairing.begin(
+            key.clone(),
+            query.get("salt"),
+            query.get("clientcert"),
+            device_name,
+        )?;
+        let request = PendingPinRequest {
+            client_ip: conn.peer_ip(),
+            device_name: device_name.map(str::to_owned),
+        };
+        let secret = match self.broker.open(request).await {
+            Ok(secret) => secret,
+            Err(e) => {
+                self.pairing.abandon_held(&key, held.generation);
+                warn!(error = %e, "cannot open a pending PIN entry");
+                return Err(PairReject {
+                    status: 503,
+                    message: e.to_string(),
+                });
+            }
+        };
+        let mut guard = HeldGuard {
+            pairing: self.pairing.clone(),
+            broker: self.broker.clone(),
+            key: key.clone(),
+            generation: held.generation,
+            secret: secret.clone(),
+            armed: true,
+        };
+        let host = match self.settings.external_address {
+            Some(ip) => ip,
+            None => conn.local_ip(),
+        };
+        let host = match host {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+        };
+        info!(
+            "Insert pin at http://{host}:{}/pin/#{}",
+            self.settings.http_port,
+            secret.as_str()
+        );
+        let superseded = held.superseded;
+        let waited = tokio::select! {
+            waited = self.broker.wait(&secret, self.settings.pin_timeout) => Some(waited),
+            _ = superseded => None,
+        };
+        let submission = match waited {
+            None => return Err(PairReject::bad_request(pairing::SUPERSEDED)),
+            Some(Ok(submission)) => submission,
+            Some(Err(PinError::TimedOut)) => {
+                info!(client = %conn.peer_ip(), "PIN entry timed out");
+                return Err(PairReject::bad_request(pairing::PIN_TIMED_OUT));
+            }
+            Some(Err(PinError::Closed | PinError::UnknownSecret)) => {
+                return Err(PairReject::bad_request("The pairing attempt was cancelled"));
+            }
+            Some(Err(e)) => {
+                error!(error = %e, "PIN broker failed");
+                return Err(PairReject {
+                    status: 500,
+                    message: "PIN delivery failed; see the server log".into(),
+                });
+            }
+        };
+        let user = submission
+            .user
+            .unwrap_or_else(|| self.settings.default_user.clone());
+        let plaincert = self
+            .pairing
+            .pin_entered(&key, held.generation, &submission.pin, Some(user))?;
+        guard.armed = false;
+        Ok(XmlReply::ok().leaf("paired", 1).leaf("plaincert", plaincert))
+    }
+
+    async fn pair_phase4(&self, key: &PairingKey, secret: &str) -> Result<XmlReply, PairReject> {
+        let completed = match self.pairing.client_pairing_secret(key, secret)? {
+            Phase4::Mismatch => {
+                info!(client = %key.ip(), "pairing failed: wrong PIN or bad client signature");
+                return Ok(XmlReply::ok().leaf("paired", 0));
+            }
+            Phase4::Paired(completed) => completed,
+        };
+        let save_failed = |what: &str, e: direwolf_core::Error| {
+            error!(error = %e, "cannot save the {what} of a new pairing");
+            PairReject {
+                status: 500,
+                message: "Failed to save pairing".into(),
+            }
+        };
+        if self
+            .stores
+            .users
+            .get(&completed.user)
+            .await
+            .map_err(|e| save_failed("user", e))?
+            .is_none()
+        {
+            self.stores
+                .users
+                .put(User::new(completed.user.clone()))
+                .await
+                .map_err(|e| save_failed("user", e))?;
+        }
+        let pairing = Pairing {
+            fingerprint: completed.fingerprint.clone(),
+            cert_pem: completed.cert_pem,
+            user: completed.user.clone(),
+            device_name: completed.device_name,
+            paired_at: unix_now(),
+        };
+        // Durable and visible to the HTTPS authoriser before the reply: phase 5 follows at once.
+        self.stores
+            .pairings
+            .put(pairing)
+            .await
+            .map_err(|e| save_failed("pairing", e))?;
+        info!(pairing.fingerprint = %completed.fingerprint, user = %completed.user, "client paired");
+        Ok(XmlReply::ok().leaf("paired", 1))
+    }
+
+    async fn appasset(&self, query: &Query) -> Response<Body> {
+        let app: AppId = match query.get("appid").map(str::parse) {
+            Some(Ok(app)) => app,
+            Some(Err(e)) => return xml(&XmlReply::error(400, format!("Invalid appid: {e}"))),
+            None => return xml(&XmlReply::error(400, "Missing appid parameter")),
+        };
+        match self.stores.apps.asset(app).await {
+            Ok(Some(asset)) => raw(StatusCode::OK, &asset.content_type, asset.bytes),
+            Ok(None) => xml(&XmlReply::error(404, format!("No image for app {app}"))),
+            Err(e) => {
+                error!(error = %e, "app catalog failed");
+                xml(&XmlReply::error(
+                    500,
+                    "The app image is unavailable; see the server log",
+                ))
+            }
+        }
+    }
+
+    async fn launch(&self, query: &Query, conn: &ConnInfo, caller: &Caller) -> Response<Body> {
+        let params = match launch::parse_launch(query) {
+            Ok(params) => params,
+            Err(reply) => return xml(&reply),
+        };
+        match self.stores.apps.get(params.app).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return xml(&launch::failure(
+                    Verb::Launch,
+                    &LaunchError::UnknownApp(params.app),
+                ));
+            }
+            Err(e) => return xml(&launch::failure(Verb::Launch, &LaunchError::Backend(e))),
+        }
+        let request = LaunchRequest {
+            user: caller.user.clone(),
+            pairing: caller.fingerprint.clone(),
+            app: params.app,
+            client_ip: conn.peer_ip(),
+            server_ip: conn.local_ip(),
+            mode: params.mode,
+            surround_audio_info: params.surround_audio_info,
+            keys: params.keys,
+            hdr: params.hdr,
+            host_audio: params.host_audio,
+            gamepads: params.gamepads,
+        };
+        info!(user = %caller.user, app = %params.app, mode = %params.mode, "launch");
+        // Run the launch in its own task so that a client that hangs up cannot cancel it halfway.
+        let launcher = self.launcher.clone();
+        let outcome = detached(async move { launcher.launch(request).await }).await;
+        match outcome {
+            Ok(outcome) => xml(&launch::launch_ok(&outcome.session_url)),
+            Err(e) => {
+                log_failure("launch", &e);
+                xml(&launch::failure(Verb::Launch, &e))
+            }
+        }
+    }
+
+    async fn resume(&self, query: &Query, conn: &ConnInfo, caller: &Caller) -> Response<Body> {
+        let params = match launch::parse_resume(query) {
+            Ok(params) => params,
+            Err(reply) => return xml(&reply),
+        };
+        let request = ResumeRequest {
+            user: caller.user.clone(),
+            pairing: caller.fingerprint.clone(),
+            client_ip: conn.peer_ip(),
+            server_ip: conn.local_ip(),
+            keys: params.keys,
+            surround_audio_info: params.surround_audio_info,
+        };
+        info!(user = %caller.user, "resume");
+        let launcher = self.launcher.clone();
+        match detached(async move { launcher.resume(request).await }).await {
+            Ok(outcome) => xml(&launch::resume_ok(&outcome.session_url)),
+            Err(e) => {
+                log_failure("resume", &e);
+                xml(&launch::failure(Verb::Resume, &e))
+            }
+        }
+    }
+
+    async fn cancel(&self, caller: &Caller) -> Response<Body> {
+        info!(user = %caller.user, "cancel");
+        let launcher = self.launcher.clone();
+        let user = caller.user.clone();
+        match detached(async move { launcher.cancel(&user).await }).await {
+            Ok(()) => xml(&launch::cancel_ok()),
+            Err(e) => {
+                log_failure("cancel", &e);
+                xml(&launch::failure(Verb::Cancel, &e))
+            }
+        }
+    }
+}
+
+fn log_failure(verb: &str, e: &LaunchError) {
+    match e {
+        LaunchError::Backend(_) => error!(error = %e, "{verb} failed"),
+        _ => info!(error = %e, "{verb} failed"),
+    }
+}
+
+/// Runs `work` on its own task and waits for it; a panic in it becomes a backend error.
+async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, LaunchError>> + Send + 'static,
+) -> Result<T, LaunchError> {
+    match tokio::spawn(work).await {
+        Ok(result) => result,
+        Err(e) => Err(LaunchError::Backend(direwolf_core::Error::backend(
+            "launcher",
+            e.to_string(),
+        ))),
+    }
+}
+
+/// Ends a held phase 1 cleanly however its request future ends (reply, timeout, or the client
+/// closing the connection, which drops the future): closes the broker entry, and unless the PIN
+/// was used, removes the in-flight pairing entry.
+struct HeldGuard {
+    pairing: Arc<PairingManager>,
+    broker: Arc<dyn PinBroker>,
+    key: PairingKey,
+    generation: u64,
+    secret: direwolf_core::PairSecret,
+    armed: bool,
+}
+
+impl Drop for HeldGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            self.pairing.abandon_held(&self.key, self.generation);
+        }
+        let broker = self.broker.clone();
+        let secret = self.secret.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { broker.close(&secret).await });
+        }
+    }
+}
