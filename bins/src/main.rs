@@ -4,6 +4,8 @@ use clap::{Parser, Subcommand};
 
 mod crd;
 mod relay;
+mod serve;
+mod telemetry;
 
 /// One Moonlight endpoint for a pack of Wolf game-streaming servers.
 #[derive(Debug, Parser)]
@@ -17,6 +19,8 @@ struct Cli {
 enum Command {
     /// Print the version and exit.
     Version,
+    /// Run a single-machine Moonlight server (pairing, app list; pairings survive restarts).
+    Serve(serve::ServeArgs),
     /// Forward one stream port set (RTSP/TCP, video/audio/control UDP) to a Wolf.
     Relay(relay::RelayArgs),
     /// Print the CustomResourceDefinitions as YAML (`direwolf crd | kubectl apply -f -`).
@@ -27,6 +31,10 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Version => println!("direwolf {}", env!("CARGO_PKG_VERSION")),
+        Command::Serve(args) => {
+            telemetry::init(args.log_json)?;
+            serve::run(args)?
+        }
         Command::Relay(args) => relay::run(args)?,
         Command::Crd => crd::run(&mut std::io::stdout().lock())?,
     }

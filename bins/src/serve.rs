@@ -1,0 +1,309 @@
+//! `direwolf serve`: a single-machine Moonlight server.
+//!
+//! Pairings, users, sessions and the server identity live in an embedded database in the data
+//! directory, so they survive restarts; the apps come from the configuration file (the file is
+//! the source of truth for apps in this mode), or, without one, a single `Desktop` app.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use direwolf_core::config::{Config, default_catalog};
+use direwolf_core::memory::InMemoryAppCatalog;
+use direwolf_core::persistent::PersistentStores;
+use direwolf_core::{Stores, User, UserName};
+use direwolf_moonlight::MoonlightServer;
+use tracing::info;
+
+/// Options of `direwolf serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Directory of the database (pairings, users, sessions, server identity). Created with mode
+    /// 0700. Default: `$XDG_DATA_HOME/direwolf`, else `~/.local/share/direwolf`.
+    #[arg(long, value_name = "DIR", env = "DIREWOLF_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Address to listen on; repeat for several. Default: every IPv4 and IPv6 address.
+    #[arg(long = "bind", value_name = "IP")]
+    pub bind: Vec<IpAddr>,
+
+    /// GameStream HTTP port (pairing, PIN page). 0 picks a free port.
+    #[arg(long, value_name = "PORT", default_value_t = direwolf_moonlight::server::DEFAULT_HTTP_PORT)]
+    pub http_port: u16,
+
+    /// GameStream HTTPS port. 0 picks a free port.
+    #[arg(long, value_name = "PORT", default_value_t = direwolf_moonlight::server::DEFAULT_HTTPS_PORT)]
+    pub https_port: u16,
+
+    /// Configuration file (TOML): hostname and apps. Without it, one app `Desktop` (id 1).
+    #[arg(long, value_name = "FILE", env = "DIREWOLF_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// The name clients show for this server. Default: the configuration file's `hostname`, else
+    /// the machine's host name.
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+
+    /// Do not advertise the server over mDNS (clients then add it by address).
+    #[arg(long)]
+    pub no_mdns: bool,
+
+    /// Seconds a pairing client waits for its PIN to be entered on the PIN page.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub pin_timeout: u64,
+
+    /// The user new pairings belong to.
+    #[arg(long, value_name = "USER", default_value = UserName::DEFAULT)]
+    pub default_user: UserName,
+
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    pub log_json: bool,
+}
+
+/// The default data directory: `$XDG_DATA_HOME/direwolf`, else `$HOME/.local/share/direwolf`.
+pub fn default_data_dir() -> anyhow::Result<PathBuf> {
+    let non_empty = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(xdg) = non_empty("XDG_DATA_HOME") {
+        return Ok(xdg.join("direwolf"));
+    }
+    let home = non_empty("HOME").context("neither XDG_DATA_HOME nor HOME is set: pass --data-dir")?;
+    Ok(home.join(".local/share/direwolf"))
+}
+
+/// The machine's host name, if the kernel reports one.
+fn system_hostname() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
+/// Everything `run` needs, resolved from the arguments before the runtime starts.
+#[derive(Debug)]
+struct Plan {
+    data_dir: PathBuf,
+    hostname: String,
+    catalog: InMemoryAppCatalog,
+    app_count: usize,
+}
+
+fn plan(args: &ServeArgs) -> anyhow::Result<Plan> {
+    let data_dir = match &args.data_dir {
+        Some(dir) => dir.clone(),
+        None => default_data_dir()?,
+    };
+    let config = args.config.as_deref().map(Config::load).transpose()?;
+    let catalog_entries = match &config {
+        Some(config) => config.catalog(),
+        None => default_catalog(),
+    };
+    let hostname = args
+        .hostname
+        .clone()
+        .or_else(|| config.as_ref().and_then(|c| c.hostname.clone()))
+        .or_else(system_hostname)
+        .unwrap_or_else(|| "direwolf".to_owned());
+    if hostname.trim().is_empty() || hostname.chars().any(char::is_control) {
+        anyhow::bail!("--hostname {hostname:?} must be non-empty and without control characters");
+    }
+    Ok(Plan {
+        data_dir,
+        hostname,
+        app_count: catalog_entries.len(),
+        catalog: InMemoryAppCatalog::with_apps(catalog_entries),
+    })
+}
+
+/// Runs `direwolf serve` until SIGINT or SIGTERM.
+///
+/// # Errors
+///
+/// A bad configuration file, an unusable data directory (or one in use by another process),
+/// ports that cannot be bound, or a server failure.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let plan = plan(&args)?;
+    // Two workers: plenty for a home server's handful of clients (RSA work during pairing runs
+    // on the blocking pool), and a small idle footprint.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(16)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args, plan))
+}
+
+async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
+    let persistent = open_stores(&plan.data_dir).await?;
+    let stores = Stores {
+        pairings: Arc::new(persistent.pairing_store()),
+        users: Arc::new(persistent.user_store()),
+        apps: Arc::new(plan.catalog),
+        sessions: Arc::new(persistent.session_store()),
+        identity: Arc::new(persistent.identity_store()),
+    };
+    if stores.users.get(&args.default_user).await?.is_none() {
+        stores.users.put(User::new(args.default_user.clone())).await?;
+        info!(user = %args.default_user, "created the default user");
+    }
+
+    let mut builder = MoonlightServer::builder()
+        .with_stores(stores)
+        .with_http_port(args.http_port)
+        .with_https_port(args.https_port)
+        .with_hostname(plan.hostname.clone())
+        .with_default_user(args.default_user.clone())
+        .with_mdns(!args.no_mdns)
+        .with_pin_timeout(Duration::from_secs(args.pin_timeout));
+    if !args.bind.is_empty() {
+        builder = builder.with_bind_addrs(args.bind.clone());
+    }
+    let server = builder
+        .build()
+        .await
+        .context("cannot start the Moonlight server")?;
+    info!(
+        data_dir = %plan.data_dir.display(),
+        hostname = %plan.hostname,
+        apps = plan.app_count,
+        server.fingerprint = %server.server_fingerprint(),
+        http = ?server.http_addrs(),
+        https = ?server.https_addrs(),
+        "direwolf serve started"
+    );
+    server
+        .run_until(shutdown_signal())
+        .await
+        .context("the Moonlight server failed")?;
+    info!("direwolf serve stopped");
+    Ok(())
+}
+
+async fn open_stores(dir: &Path) -> anyhow::Result<PersistentStores> {
+    let dir = dir.to_owned();
+    let shown = dir.display().to_string();
+    tokio::task::spawn_blocking(move || PersistentStores::open(&dir))
+        .await
+        .context("the task opening the database failed")?
+        .with_context(|| format!("cannot open the data directory {shown}"))
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; stop with SIGINT");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("SIGINT received, shutting down"),
+        _ = term.recv() => info!("SIGTERM received, shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn parse(args: &[&str]) -> ServeArgs {
+        Wrapper::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+            .unwrap()
+            .serve
+    }
+
+    #[test]
+    fn defaults() {
+        let args = parse(&[]);
+        assert_eq!(
+            (args.http_port, args.https_port, args.pin_timeout),
+            (47989, 47984, 300)
+        );
+        assert!(args.bind.is_empty() && !args.no_mdns && !args.log_json);
+        assert_eq!(args.default_user.as_str(), "default");
+    }
+
+    #[test]
+    fn flags() {
+        let args = parse(&[
+            "--bind",
+            "127.0.0.1",
+            "--bind",
+            "::1",
+            "--http-port",
+            "0",
+            "--https-port",
+            "1",
+            "--no-mdns",
+            "--pin-timeout",
+            "30",
+            "--default-user",
+            "alice",
+            "--hostname",
+            "den",
+            "--data-dir",
+            "/tmp/x",
+        ]);
+        assert_eq!(args.bind.len(), 2);
+        assert_eq!((args.http_port, args.https_port, args.pin_timeout), (0, 1, 30));
+        assert_eq!(args.default_user.as_str(), "alice");
+        assert_eq!(args.data_dir.as_deref(), Some(Path::new("/tmp/x")));
+        for bad in [
+            &["--default-user", "Alice"][..],
+            &["--pin-timeout", "0"],
+            &["--bind", "localhost"],
+        ] {
+            let argv = std::iter::once("serve").chain(bad.iter().copied());
+            assert!(Wrapper::try_parse_from(argv).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn plan_without_config_has_one_desktop() {
+        let mut args = parse(&["--hostname", "den", "--data-dir", "/nonexistent"]);
+        args.config = None;
+        let plan = plan(&args).unwrap();
+        assert_eq!((plan.hostname.as_str(), plan.app_count), ("den", 1));
+    }
+
+    #[test]
+    fn plan_takes_hostname_from_config_and_reports_config_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("direwolf.toml");
+        std::fs::write(&path, "hostname = \"attic\"\n[[apps]]\ntitle = \"A\"\nid = 3\n").unwrap();
+        let config = path.to_str().unwrap();
+        let plan = plan(&parse(&["--config", config, "--data-dir", "/x"])).unwrap();
+        assert_eq!((plan.hostname.as_str(), plan.app_count), ("attic", 1));
+        let plan_cli = super::plan(&parse(&[
+            "--config",
+            config,
+            "--hostname",
+            "cli",
+            "--data-dir",
+            "/x",
+        ]))
+        .unwrap();
+        assert_eq!(plan_cli.hostname, "cli");
+
+        std::fs::write(&path, "hostname = \"attic\"\nbogus = 1\n").unwrap();
+        let err = super::plan(&parse(&["--config", config, "--data-dir", "/x"])).unwrap_err();
+        assert!(format!("{err:#}").contains("line 2"), "{err:#}");
+    }
+}
