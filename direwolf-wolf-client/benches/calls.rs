@@ -11,7 +11,7 @@ use direwolf_wolf_client::fake::FakeWolf;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
-const ROUNDS: usize = 6;
+const ROUNDS: usize = 10;
 const CALLS: usize = 2000;
 
 async fn raw_call(path: &std::path::Path) -> usize {
@@ -65,18 +65,23 @@ fn main() {
             raw_call(&path).await;
         }
         let (mut t_client, mut t_raw) = (Duration::ZERO, Duration::ZERO);
-        for _ in 0..ROUNDS {
-            let t = Instant::now();
-            for _ in 0..CALLS {
-                let s = client.sessions().await.expect("client call");
-                std::hint::black_box(s);
+        for round in 0..ROUNDS {
+            // Alternate which side goes first so drift in machine load hits both equally.
+            for side in [round % 2, 1 - round % 2] {
+                let t = Instant::now();
+                if side == 0 {
+                    for _ in 0..CALLS {
+                        let s = client.sessions().await.expect("client call");
+                        std::hint::black_box(s);
+                    }
+                    t_client += t.elapsed();
+                } else {
+                    for _ in 0..CALLS {
+                        std::hint::black_box(raw_call(&path).await);
+                    }
+                    t_raw += t.elapsed();
+                }
             }
-            t_client += t.elapsed();
-            let t = Instant::now();
-            for _ in 0..CALLS {
-                std::hint::black_box(raw_call(&path).await);
-            }
-            t_raw += t.elapsed();
         }
         let n = (ROUNDS * CALLS) as f64;
         let client_rate = n / t_client.as_secs_f64();
