@@ -641,7 +641,1000 @@ async fn watch_from_compacted_resource_version_is_gone_and_watcher_relists() {
     emu.shutdown().await;
 }
 
-#[allow(dead_code)]
-fn _types_in_use(_: Pod, _: Secret, _: Deployment, _: FaultRule) {
-    let _ = Widget::api_version(&());
+// API concepts, "Resource versions" / api conventions "Concurrency Control and Consistency":
+// an update carrying a stale metadata.resourceVersion fails with 409 Conflict; an update
+// without one is unconditional for these resources; a no-op update does not change the
+// resourceVersion.
+#[tokio::test]
+async fn replace_with_stale_resource_version_conflicts() {
+    let emu = start().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(emu.client());
+    let v1 = within("create", cms.create(&PostParams::default(), &cm("c", &[])))
+        .await
+        .expect("created");
+    let mut edit = v1.clone();
+    edit.data = Some([("k".to_string(), "two".to_string())].into());
+    let v2 = within("replace", cms.replace("c", &PostParams::default(), &edit))
+        .await
+        .expect("replaced");
+    assert_ne!(v2.resource_version(), v1.resource_version());
+    assert_eq!(v2.metadata.uid, v1.metadata.uid, "uid is immutable");
+
+    let stale = api_error(within("stale replace", cms.replace("c", &PostParams::default(), &edit)).await);
+    assert_eq!((stale.code, stale.reason.as_str()), (409, "Conflict"));
+    assert_eq!(
+        stale.message,
+        "Operation cannot be fulfilled on configmaps \"c\": the object has been modified; please apply your changes to the latest version and try again"
+    );
+
+    let mut unconditional = edit.clone();
+    unconditional.metadata.resource_version = None;
+    unconditional.data = Some([("k".to_string(), "three".to_string())].into());
+    let v3 = within(
+        "unconditional",
+        cms.replace("c", &PostParams::default(), &unconditional),
+    )
+    .await
+    .expect("unconditional update");
+    let v4 = within("no-op", cms.replace("c", &PostParams::default(), &v3))
+        .await
+        .expect("no-op update");
+    assert_eq!(
+        v4.resource_version(),
+        v3.resource_version(),
+        "no-op writes keep the resourceVersion"
+    );
+
+    // A merge patch carrying a stale resourceVersion is a precondition too.
+    let p = json!({"metadata": {"resourceVersion": v1.resource_version()}, "data": {"k": "x"}});
+    let e = api_error(
+        within(
+            "stale patch",
+            cms.patch("c", &PatchParams::default(), &Patch::Merge(&p)),
+        )
+        .await,
+    );
+    assert_eq!(e.code, 409);
+    // PUT of an object that does not exist: 404.
+    let mut ghost = cm("ghost", &[]);
+    ghost.metadata.resource_version = None;
+    assert_eq!(
+        api_error(
+            within(
+                "replace missing",
+                cms.replace("ghost", &PostParams::default(), &ghost)
+            )
+            .await
+        )
+        .code,
+        404
+    );
+    emu.shutdown().await;
+}
+
+// RFC 7386 JSON merge patch (null deletes a key), RFC 6902 JSON patch, and strategic merge
+// patch for built-in kinds ("Update API Objects in Place Using kubectl patch"; here treated as
+// a merge patch).
+#[tokio::test]
+async fn merge_json_and_strategic_patches() {
+    let emu = start().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(emu.client());
+    let mut c = cm("p", &[("a", "1")]);
+    c.data = Some(
+        [
+            ("x".to_string(), "1".to_string()),
+            ("y".to_string(), "2".to_string()),
+        ]
+        .into(),
+    );
+    within("create", cms.create(&PostParams::default(), &c))
+        .await
+        .expect("created");
+
+    let merge = json!({"data": {"x": null, "z": "3"}});
+    let m = within(
+        "merge",
+        cms.patch("p", &PatchParams::default(), &Patch::Merge(&merge)),
+    )
+    .await
+    .expect("merge");
+    let data = m.data.clone().expect("data");
+    assert_eq!(data.get("x"), None);
+    assert_eq!(data.get("z").map(String::as_str), Some("3"));
+
+    let ops: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "replace", "path": "/data/y", "value": "20"},
+        {"op": "add", "path": "/metadata/labels/b", "value": "2"}
+    ]))
+    .expect("valid JSON patch");
+    let j = within(
+        "json patch",
+        cms.patch("p", &PatchParams::default(), &Patch::<()>::Json(ops)),
+    )
+    .await
+    .expect("json patch");
+    assert_eq!(
+        j.data.as_ref().expect("data").get("y").map(String::as_str),
+        Some("20")
+    );
+    assert_eq!(j.labels().get("b").map(String::as_str), Some("2"));
+
+    let failing: json_patch::Patch =
+        serde_json::from_value(json!([{"op": "test", "path": "/data/y", "value": "nope"}])).expect("valid");
+    let e = api_error(
+        within(
+            "failing test op",
+            cms.patch("p", &PatchParams::default(), &Patch::<()>::Json(failing)),
+        )
+        .await,
+    );
+    assert_eq!(e.code, 422);
+
+    let strategic = json!({"metadata": {"labels": {"c": "3"}}});
+    let s = within(
+        "strategic",
+        cms.patch("p", &PatchParams::default(), &Patch::Strategic(&strategic)),
+    )
+    .await
+    .expect("strategic");
+    assert_eq!(s.labels().len(), 3);
+    emu.shutdown().await;
+}
+
+// CRD docs, "Status subresource": "PUT/POST/PATCH requests to the custom resource ignore
+// changes to the status stanza"; "PUT requests to the /status subresource ... ignore changes to
+// anything except the status stanza"; ".metadata.generation is incremented for all changes,
+// except for changes to .metadata or .status".
+#[tokio::test]
+async fn status_subresource_and_generation() {
+    let (emu, widgets) = with_widgets().await;
+    let mut w = widget("s", "title");
+    w.status = Some(WidgetStatus { ready: true });
+    let created = within("create", widgets.create(&PostParams::default(), &w))
+        .await
+        .expect("created");
+    assert_eq!(created.status, None, "status is dropped on create");
+    assert_eq!(created.metadata.generation, Some(1));
+
+    let status = json!({"status": {"ready": true}, "spec": {"title": "ignored"}});
+    let after_status = within(
+        "patch status",
+        widgets.patch_status("s", &PatchParams::default(), &Patch::Merge(&status)),
+    )
+    .await
+    .expect("status patched");
+    assert_eq!(after_status.status, Some(WidgetStatus { ready: true }));
+    assert_eq!(after_status.spec.title, "title", "/status ignores spec changes");
+    assert_eq!(
+        after_status.metadata.generation,
+        Some(1),
+        "status changes keep the generation"
+    );
+
+    let main = json!({"status": {"ready": false}, "metadata": {"labels": {"l": "v"}}});
+    let after_main = within(
+        "patch main",
+        widgets.patch("s", &PatchParams::default(), &Patch::Merge(&main)),
+    )
+    .await
+    .expect("main patched");
+    assert_eq!(
+        after_main.status,
+        Some(WidgetStatus { ready: true }),
+        "main writes ignore status"
+    );
+    assert_eq!(
+        after_main.metadata.generation,
+        Some(1),
+        "metadata changes keep the generation"
+    );
+
+    let spec = json!({"spec": {"title": "new"}});
+    let after_spec = within(
+        "patch spec",
+        widgets.patch("s", &PatchParams::default(), &Patch::Merge(&spec)),
+    )
+    .await
+    .expect("spec patched");
+    assert_eq!(
+        after_spec.metadata.generation,
+        Some(2),
+        "spec changes bump the generation"
+    );
+
+    let mut replaced = after_spec.clone();
+    replaced.status = Some(WidgetStatus { ready: false });
+    let r = within(
+        "replace_status",
+        widgets.replace_status("s", &PostParams::default(), &replaced),
+    )
+    .await
+    .expect("status replaced");
+    assert_eq!(r.status, Some(WidgetStatus { ready: false }));
+    let got = within("get_status", widgets.get_status("s"))
+        .await
+        .expect("status readable");
+    assert_eq!(got.status, Some(WidgetStatus { ready: false }));
+    // ConfigMaps have no status subresource.
+    let cms: Api<ConfigMap> = Api::default_namespaced(emu.client());
+    within("create cm", cms.create(&PostParams::default(), &cm("c", &[])))
+        .await
+        .expect("created");
+    assert_eq!(
+        api_error(within("cm status", cms.get_status("c")).await).code,
+        404
+    );
+    emu.shutdown().await;
+}
+
+// CRD docs, "Validation": objects are validated against the structural schema on create and
+// update, failing with 422 and a message naming the field ("spec.title: Invalid value ...");
+// "Defaulting": defaults are applied on write; "Field pruning": unknown fields are dropped.
+#[tokio::test]
+async fn schema_validation_defaults_and_pruning() {
+    let (emu, widgets) = with_widgets().await;
+    let empty_title = api_error(
+        within(
+            "create invalid",
+            widgets.create(&PostParams::default(), &widget("a", "")),
+        )
+        .await,
+    );
+    assert_eq!((empty_title.code, empty_title.reason.as_str()), (422, "Invalid"));
+    assert_eq!(
+        empty_title.message,
+        "Widget.test.direwolf.io \"a\" is invalid: spec.title: Invalid value: \"\": spec.title in body should be at least 1 chars long"
+    );
+    let details = empty_title.details.as_ref().expect("details");
+    assert_eq!(details.causes[0].field, "spec.title");
+
+    let dynamic: Api<kube::api::DynamicObject> = Api::default_namespaced_with(
+        emu.client(),
+        &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+            "test.direwolf.io",
+            "v1",
+            "Widget",
+        )),
+    );
+    let bad: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "test.direwolf.io/v1", "kind": "Widget", "metadata": {"name": "b"},
+        "spec": {"title": "ok", "size": 11, "level": "MID", "tags": ["UPPER"]}
+    }))
+    .expect("valid object");
+    let e = api_error(
+        within(
+            "create several errors",
+            dynamic.create(&PostParams::default(), &bad),
+        )
+        .await,
+    );
+    assert_eq!(e.code, 422);
+    for expected in [
+        "spec.size: Invalid value: 11: spec.size in body should be less than or equal to 10",
+        "spec.level: Unsupported value: \"MID\": supported values: \"LOW\", \"HIGH\"",
+        "spec.tags[0]: Invalid value: \"UPPER\": spec.tags[0] in body should match '^[a-z]+$'",
+    ] {
+        assert!(
+            e.message.contains(expected),
+            "{expected} missing from {}",
+            e.message
+        );
+    }
+    let wrong_type: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "test.direwolf.io/v1", "kind": "Widget", "metadata": {"name": "c"},
+        "spec": {"title": 5}
+    }))
+    .expect("valid object");
+    let e = api_error(within("wrong type", dynamic.create(&PostParams::default(), &wrong_type)).await);
+    assert!(
+        e.message
+            .contains("spec.title: Invalid value: \"integer\": spec.title in body must be of type string"),
+        "{}",
+        e.message
+    );
+    let missing: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "test.direwolf.io/v1", "kind": "Widget", "metadata": {"name": "d"}, "spec": {}
+    }))
+    .expect("valid object");
+    let e = api_error(
+        within(
+            "missing required",
+            dynamic.create(&PostParams::default(), &missing),
+        )
+        .await,
+    );
+    assert!(e.message.ends_with("spec.title: Required value"), "{}", e.message);
+
+    let extra: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "test.direwolf.io/v1", "kind": "Widget", "metadata": {"name": "e"},
+        "spec": {"title": "fine", "unknown": true}
+    }))
+    .expect("valid object");
+    let stored = within(
+        "create with unknown field",
+        dynamic.create(&PostParams::default(), &extra),
+    )
+    .await
+    .expect("unknown fields are pruned, not rejected");
+    assert!(stored.data["spec"].get("unknown").is_none());
+    assert_eq!(stored.data["spec"]["level"], "LOW");
+
+    // Updates are validated too.
+    let p = json!({"spec": {"size": 0}});
+    let e = api_error(
+        within(
+            "invalid patch",
+            widgets.patch("e", &PatchParams::default(), &Patch::Merge(&p)),
+        )
+        .await,
+    );
+    assert!(
+        e.message
+            .contains("spec.size: Invalid value: 0: spec.size in body should be greater than or equal to 1"),
+        "{}",
+        e.message
+    );
+    emu.shutdown().await;
+}
+
+fn deployment(name: &str, image: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                         "spec": {"containers": [{"name": "main", "image": image}]}}
+        }
+    })
+}
+
+// "Server-Side Apply": apply creates the object if missing; the server tracks field ownership
+// in metadata.managedFields; applying a different value to a field owned by another manager
+// fails with 409 Conflict unless forced, which transfers ownership; fields a manager stops
+// applying are removed if nobody else owns them; associative lists (e.g. ownerReferences keyed
+// by uid) merge entries from several managers.
+#[tokio::test]
+async fn server_side_apply_ownership_conflicts_and_force() {
+    let emu = start().await;
+    let deployments: Api<Deployment> = Api::default_namespaced(emu.client());
+    let first = within(
+        "apply create",
+        deployments.patch(
+            "d",
+            &PatchParams::apply("alice"),
+            &Patch::Apply(deployment("d", "img:1")),
+        ),
+    )
+    .await
+    .expect("apply creates");
+    let managers: Vec<String> = first
+        .managed_fields()
+        .iter()
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    assert_eq!(managers, ["alice"]);
+    assert_eq!(first.managed_fields()[0].operation.as_deref(), Some("Apply"));
+
+    let mut bob = deployment("d", "img:2");
+    bob["metadata"]["labels"] = json!({"app": "d", "bob": "yes"});
+    let conflict = api_error(
+        within(
+            "conflicting apply",
+            deployments.patch("d", &PatchParams::apply("bob"), &Patch::Apply(&bob)),
+        )
+        .await,
+    );
+    assert_eq!((conflict.code, conflict.reason.as_str()), (409, "Conflict"));
+    assert!(
+        conflict
+            .message
+            .starts_with("Apply failed with 1 conflict: conflict with \"alice\""),
+        "{}",
+        conflict.message
+    );
+    assert!(conflict.message.contains("image"), "{}", conflict.message);
+
+    let forced = within(
+        "forced apply",
+        deployments.patch("d", &PatchParams::apply("bob").force(), &Patch::Apply(&bob)),
+    )
+    .await
+    .expect("force takes ownership");
+    let image = |d: &Deployment| {
+        d.spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .map(|p| p.containers[0].image.clone())
+    };
+    assert_eq!(image(&forced), Some(Some("img:2".to_string())));
+    assert_eq!(forced.labels().get("bob").map(String::as_str), Some("yes"));
+
+    // Applying the same values as another manager is not a conflict (shared ownership).
+    let carol = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"replicas": 1}});
+    within(
+        "shared apply",
+        deployments.patch("d", &PatchParams::apply("carol"), &Patch::Apply(&carol)),
+    )
+    .await
+    .expect("same value: no conflict");
+
+    // Bob stops applying his label: it is removed (he was its only owner).
+    let bob2 = deployment("d", "img:2");
+    let after = within(
+        "apply without label",
+        deployments.patch("d", &PatchParams::apply("bob"), &Patch::Apply(&bob2)),
+    )
+    .await
+    .expect("apply");
+    assert!(
+        after.labels().get("bob").is_none(),
+        "fields dropped from an applied config are removed"
+    );
+
+    // A non-apply update takes ownership of what it changes; a later apply of another value
+    // by the previous owner conflicts.
+    let edit = json!({"spec": {"replicas": 3}});
+    within(
+        "update",
+        deployments.patch(
+            "d",
+            &PatchParams {
+                field_manager: Some("scaler".into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(&edit),
+        ),
+    )
+    .await
+    .expect("merge patch");
+    let e = api_error(
+        within(
+            "apply after update",
+            deployments.patch("d", &PatchParams::apply("carol"), &Patch::Apply(&carol)),
+        )
+        .await,
+    );
+    assert!(
+        e.message.contains("conflict with \"scaler\": .spec.replicas"),
+        "{}",
+        e.message
+    );
+
+    // Owner references from two managers merge by uid.
+    let owners = |uid: &str| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "ownerReferences": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": uid, "uid": uid}]}})
+    };
+    let cms: Api<ConfigMap> = Api::default_namespaced(emu.client());
+    let o1 = within("owner 1", cms.create(&PostParams::default(), &cm("o1", &[])))
+        .await
+        .expect("created");
+    let o2 = within("owner 2", cms.create(&PostParams::default(), &cm("o2", &[])))
+        .await
+        .expect("created");
+    let mut a1 = owners("x");
+    a1["metadata"]["ownerReferences"][0]["uid"] = json!(o1.uid());
+    let mut a2 = owners("y");
+    a2["metadata"]["ownerReferences"][0]["uid"] = json!(o2.uid());
+    within(
+        "apply owner 1",
+        deployments.patch("d", &PatchParams::apply("owners-1"), &Patch::Apply(&a1)),
+    )
+    .await
+    .expect("apply");
+    let both = within(
+        "apply owner 2",
+        deployments.patch("d", &PatchParams::apply("owners-2"), &Patch::Apply(&a2)),
+    )
+    .await
+    .expect("apply");
+    assert_eq!(both.owner_references().len(), 2);
+
+    // Status is applied through the status subresource only.
+    let status = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+                        "status": {"readyReplicas": 1, "replicas": 1}});
+    let st = within(
+        "apply status",
+        deployments.patch_status("d", &PatchParams::apply("ctl").force(), &Patch::Apply(&status)),
+    )
+    .await
+    .expect("status apply");
+    assert_eq!(st.status.as_ref().and_then(|s| s.ready_replicas), Some(1));
+    assert!(
+        st.managed_fields()
+            .iter()
+            .any(|m| m.manager.as_deref() == Some("ctl") && m.subresource.as_deref() == Some("status"))
+    );
+    emu.shutdown().await;
+}
+
+// "Finalizers": deleting an object with finalizers sets metadata.deletionTimestamp and keeps
+// it; once the finalizers list is empty the object is deleted; no new finalizers may be added
+// while it is being deleted.
+#[tokio::test]
+async fn finalizers_defer_deletion() {
+    let emu = start().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(emu.client());
+    let mut c = cm("f", &[]);
+    c.metadata.finalizers = Some(vec!["test.direwolf.io/hold".into()]);
+    within("create", cms.create(&PostParams::default(), &c))
+        .await
+        .expect("created");
+    let pending = within("delete", cms.delete("f", &DeleteParams::default()))
+        .await
+        .expect("delete accepted");
+    let obj = pending
+        .left()
+        .expect("finalizers pending: the object is returned");
+    assert!(obj.metadata.deletion_timestamp.is_some());
+    let still = within("get", cms.get("f")).await.expect("still there");
+    assert!(still.metadata.deletion_timestamp.is_some());
+
+    let add = json!({"metadata": {"finalizers": ["test.direwolf.io/hold", "another"]}});
+    let e = api_error(
+        within(
+            "add finalizer",
+            cms.patch("f", &PatchParams::default(), &Patch::Merge(&add)),
+        )
+        .await,
+    );
+    assert_eq!(e.code, 422);
+
+    let clear = json!({"metadata": {"finalizers": null}});
+    within(
+        "clear finalizers",
+        cms.patch("f", &PatchParams::default(), &Patch::Merge(&clear)),
+    )
+    .await
+    .expect("patch accepted");
+    assert!(
+        within("get after", cms.get_opt("f"))
+            .await
+            .expect("get")
+            .is_none(),
+        "removed once finalizers are empty"
+    );
+
+    // kube's finalizer helper round trip on a live watch is covered by the controller test.
+    emu.shutdown().await;
+}
+
+fn owned_by(name: &str, owner: &ConfigMap, block: bool) -> Secret {
+    let mut s = Secret::default();
+    s.metadata.name = Some(name.into());
+    let mut r = owner.controller_owner_ref(&()).expect("owner has name and uid");
+    r.block_owner_deletion = Some(block);
+    r.controller = Some(false);
+    s.metadata.owner_references = Some(vec![r]);
+    s
+}
+
+// "Garbage Collection": with background cascading deletion (the default) the owner is deleted
+// at once and the garbage collector deletes the dependents; with foreground deletion the owner
+// gets a deletionTimestamp and the foregroundDeletion finalizer and is removed only after its
+// dependents with blockOwnerDeletion=true are gone; with orphan, dependents lose the owner
+// reference and stay. A dependent with several owners stays while one owner remains.
+#[tokio::test]
+async fn owner_reference_garbage_collection() {
+    let emu = start().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(emu.client());
+    let secrets: Api<Secret> = Api::default_namespaced(emu.client());
+    let exists = |name: &'static str| {
+        let secrets = secrets.clone();
+        async move {
+            within("get dependent", secrets.get_opt(name))
+                .await
+                .expect("get")
+                .is_some()
+        }
+    };
+
+    let owner = within("owner", cms.create(&PostParams::default(), &cm("bg", &[])))
+        .await
+        .expect("created");
+    within(
+        "dependent",
+        secrets.create(&PostParams::default(), &owned_by("bg-dep", &owner, false)),
+    )
+    .await
+    .expect("created");
+    within("delete owner", cms.delete("bg", &DeleteParams::background()))
+        .await
+        .expect("deleted");
+    assert!(!exists("bg-dep").await, "background: dependent collected");
+
+    let owner = within("owner", cms.create(&PostParams::default(), &cm("fg", &[])))
+        .await
+        .expect("created");
+    let mut held = owned_by("fg-dep", &owner, true);
+    held.metadata.finalizers = Some(vec!["test/hold".into()]);
+    within("dependent", secrets.create(&PostParams::default(), &held))
+        .await
+        .expect("created");
+    let pending = within("foreground delete", cms.delete("fg", &DeleteParams::foreground()))
+        .await
+        .expect("accepted");
+    let o = pending.left().expect("foreground: owner waits");
+    assert!(o.finalizers().iter().any(|f| f == "foregroundDeletion"));
+    let dep = within("get dep", secrets.get("fg-dep"))
+        .await
+        .expect("dependent held by its finalizer");
+    assert!(
+        dep.metadata.deletion_timestamp.is_some(),
+        "dependent is being deleted"
+    );
+    assert!(
+        within("owner still there", cms.get_opt("fg"))
+            .await
+            .expect("get")
+            .is_some()
+    );
+    let clear = json!({"metadata": {"finalizers": null}});
+    within(
+        "release dependent",
+        secrets.patch("fg-dep", &PatchParams::default(), &Patch::Merge(&clear)),
+    )
+    .await
+    .expect("patched");
+    assert!(!exists("fg-dep").await);
+    assert!(
+        within("owner gone", cms.get_opt("fg"))
+            .await
+            .expect("get")
+            .is_none(),
+        "owner removed after its blocking dependent"
+    );
+
+    let owner = within("owner", cms.create(&PostParams::default(), &cm("or", &[])))
+        .await
+        .expect("created");
+    within(
+        "dependent",
+        secrets.create(&PostParams::default(), &owned_by("or-dep", &owner, false)),
+    )
+    .await
+    .expect("created");
+    within("orphan delete", cms.delete("or", &DeleteParams::orphan()))
+        .await
+        .expect("deleted");
+    let orphan = within("orphan", secrets.get("or-dep"))
+        .await
+        .expect("orphan kept");
+    assert!(orphan.owner_references().is_empty(), "owner reference removed");
+
+    let a = within("owner a", cms.create(&PostParams::default(), &cm("a", &[])))
+        .await
+        .expect("created");
+    let b = within("owner b", cms.create(&PostParams::default(), &cm("b", &[])))
+        .await
+        .expect("created");
+    let mut shared = owned_by("shared", &a, false);
+    let mut rb = b.controller_owner_ref(&()).expect("owner ref");
+    rb.controller = Some(false);
+    shared
+        .metadata
+        .owner_references
+        .as_mut()
+        .expect("set above")
+        .push(rb);
+    within("dependent", secrets.create(&PostParams::default(), &shared))
+        .await
+        .expect("created");
+    within("delete a", cms.delete("a", &DeleteParams::default()))
+        .await
+        .expect("deleted");
+    let s = within("shared", secrets.get("shared"))
+        .await
+        .expect("kept while b exists");
+    assert_eq!(s.owner_references().len(), 1, "dangling reference removed");
+    within("delete b", cms.delete("b", &DeleteParams::default()))
+        .await
+        .expect("deleted");
+    assert!(!exists("shared").await);
+    emu.shutdown().await;
+}
+
+// API conventions, "HTTP Status codes": 429 TooManyRequests carries Retry-After and clients
+// should retry (kube-client's default retry policy does); 500 InternalError surfaces as
+// kube::Error::Api; the request log records every attempt.
+#[tokio::test]
+async fn injected_failures_and_request_log() {
+    let emu = start().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(emu.client());
+    let path = "/api/v1/namespaces/default/configmaps";
+    emu.inject(FaultRule::status(500).with_verb("create").with_path_prefix(path));
+    let e = api_error(
+        within(
+            "create under 500",
+            cms.create(&PostParams::default(), &cm("a", &[])),
+        )
+        .await,
+    );
+    assert_eq!((e.code, e.reason.as_str()), (500, "InternalError"));
+
+    emu.inject(FaultRule::status(409).with_verb("get").times(1));
+    let e = api_error(within("get under 409", cms.get("a")).await);
+    assert_eq!(e.code, 409);
+    emu.inject(FaultRule::status(410).with_verb("list"));
+    assert_eq!(
+        api_error(within("list under 410", cms.list(&ListParams::default())).await).code,
+        410
+    );
+
+    emu.clear_requests();
+    emu.inject(FaultRule::status(429).with_verb("create").times(1));
+    let started = tokio::time::Instant::now();
+    within(
+        "create retried after 429",
+        cms.create(&PostParams::default(), &cm("a", &[])),
+    )
+    .await
+    .expect("kube retries 429 and succeeds");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "Retry-After: 1 honoured"
+    );
+    let log = emu.requests();
+    let statuses: Vec<(u16, bool)> = log.iter().map(|r| (r.status, r.injected)).collect();
+    assert_eq!(statuses, [(429, true), (201, false)]);
+    assert_eq!(log[1].verb, "create");
+    assert_eq!(log[1].path, path);
+
+    emu.inject(FaultRule::delay(Duration::from_millis(300)).with_verb("get"));
+    let started = tokio::time::Instant::now();
+    within("delayed get", cms.get("a"))
+        .await
+        .expect("served after the delay");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+
+    emu.inject(FaultRule::refuse().with_verb("get"));
+    match within("refused get", cms.get("a")).await {
+        Err(kube::Error::Api(s)) => panic!("a dropped connection is not an API status: {s:?}"),
+        Err(_) => {}
+        Ok(_) => panic!("a refused connection cannot succeed"),
+    }
+    within("next get", cms.get("a"))
+        .await
+        .expect("faults are consumed");
+    emu.shutdown().await;
+}
+
+// "Garbage Collection" and "Finalizers" driven by a real kube::runtime::Controller: the
+// controller owns Secrets created for ConfigMaps (server-side apply with an owner reference),
+// reacts to their deletion through the owns() watch, and shuts down gracefully.
+#[tokio::test]
+async fn controller_reconciles_against_the_emulator() {
+    use std::sync::Arc;
+
+    use kube::runtime::controller::{Action, Controller};
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("reconcile failed: {0}")]
+    struct ReconcileError(#[from] kube::Error);
+
+    async fn reconcile(obj: Arc<ConfigMap>, client: Arc<kube::Client>) -> Result<Action, ReconcileError> {
+        let ns = obj.namespace().unwrap_or_else(|| "default".into());
+        let secrets: Api<Secret> = Api::namespaced((*client).clone(), &ns);
+        let owner = obj
+            .controller_owner_ref(&())
+            .expect("a listed object has name and uid");
+        let secret = json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": format!("{}-secret", obj.name_any()), "ownerReferences": [owner]},
+            "stringData": {"from": obj.name_any()},
+        });
+        secrets
+            .patch(
+                &format!("{}-secret", obj.name_any()),
+                &PatchParams::apply("test-controller").force(),
+                &Patch::Apply(&secret),
+            )
+            .await?;
+        Ok(Action::await_change())
+    }
+
+    fn error_policy(_: Arc<ConfigMap>, _: &ReconcileError, _: Arc<kube::Client>) -> Action {
+        Action::requeue(Duration::from_millis(100))
+    }
+
+    let emu = start().await;
+    let client = emu.client();
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    let secrets: Api<Secret> = Api::default_namespaced(client.clone());
+    for n in ["one", "two"] {
+        within("seed", cms.create(&PostParams::default(), &cm(n, &[])))
+            .await
+            .expect("seeded");
+    }
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let controller = Controller::new(cms.clone(), watcher::Config::default())
+        .owns(secrets.clone(), watcher::Config::default())
+        .graceful_shutdown_on(async move {
+            let _ = stop_rx.await;
+        })
+        .run(reconcile, error_policy, Arc::new(client.clone()))
+        .for_each(|_| std::future::ready(()));
+    let handle = tokio::spawn(controller);
+
+    let wait_for = |names: &'static [&'static str]| {
+        let secrets = secrets.clone();
+        within("secrets reconciled", async move {
+            loop {
+                let mut got: Vec<String> = secrets
+                    .list(&ListParams::default())
+                    .await
+                    .map(|l| l.items.iter().map(ResourceExt::name_any).collect())
+                    .unwrap_or_default();
+                got.sort();
+                if got == names {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    wait_for(&["one-secret", "two-secret"]).await;
+    // Deleting an owned Secret triggers a reconcile of its owner, which recreates it.
+    within(
+        "delete child",
+        secrets.delete("one-secret", &DeleteParams::default()),
+    )
+    .await
+    .expect("deleted");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    wait_for(&["one-secret", "two-secret"]).await;
+    // Deleting the owner garbage-collects its Secret.
+    within("delete owner", cms.delete("two", &DeleteParams::default()))
+        .await
+        .expect("deleted");
+    wait_for(&["one-secret"]).await;
+
+    stop_tx.send(()).expect("controller still running");
+    within("controller shuts down", handle)
+        .await
+        .expect("controller task ends cleanly");
+    emu.shutdown().await;
+}
+
+// Seeding from multi-document YAML, as tests seed from examples/*.yaml: CRDs first, then
+// objects of their kinds; status is applied through the status subresource; a schema
+// violation is reported like the API server's 422.
+#[tokio::test]
+async fn apply_yaml_seeds_objects() {
+    let emu = start().await;
+    let seed = format!(
+        "{WIDGET_CRD}\n---\napiVersion: test.direwolf.io/v1\nkind: Widget\nmetadata:\n  name: seeded\n  namespace: games\nspec:\n  title: t\nstatus:\n  ready: true\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: plain\ndata:\n  a: b\n"
+    );
+    let objs = emu.apply_yaml(&seed).expect("seed applies");
+    assert_eq!(objs.len(), 3);
+    let widgets: Api<Widget> = Api::namespaced(emu.client(), "games");
+    let w = within("get seeded", widgets.get("seeded"))
+        .await
+        .expect("seeded widget");
+    assert_eq!(w.status, Some(WidgetStatus { ready: true }));
+    assert_eq!(w.spec.level.as_deref(), Some("LOW"));
+    let cms: Api<ConfigMap> = Api::default_namespaced(emu.client());
+    assert!(within("get plain", cms.get("plain")).await.is_ok());
+    // Applying again is idempotent.
+    emu.apply_yaml(&seed).expect("re-seed");
+    let bad = "apiVersion: test.direwolf.io/v1\nkind: Widget\nmetadata:\n  name: bad\nspec:\n  title: ''\n";
+    match emu.apply_yaml(bad) {
+        Err(direwolf_k8s::emulator::EmulatorError::Rejected {
+            code: 422, message, ..
+        }) => {
+            assert!(message.contains("spec.title"), "{message}");
+        }
+        other => panic!("expected a 422 rejection, got {other:?}"),
+    }
+    assert!(matches!(
+        emu.apply_yaml("apiVersion: nope/v1\nkind: Thing\nmetadata:\n  name: x\n"),
+        Err(direwolf_k8s::emulator::EmulatorError::UnknownKind { .. })
+    ));
+    emu.shutdown().await;
+}
+
+// API reference, "delete collection": DELETE on a collection deletes the objects matching the
+// label selector.
+#[tokio::test]
+async fn delete_collection_with_selector() {
+    let emu = start().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(emu.client());
+    for (n, l) in [("a", "x"), ("b", "x"), ("c", "y")] {
+        within("seed", cms.create(&PostParams::default(), &cm(n, &[("g", l)])))
+            .await
+            .expect("seeded");
+    }
+    within(
+        "delete collection",
+        cms.delete_collection(&DeleteParams::default(), &ListParams::default().labels("g=x")),
+    )
+    .await
+    .expect("deleted");
+    let left = within("list", cms.list(&ListParams::default()))
+        .await
+        .expect("list");
+    assert_eq!(
+        left.items.iter().map(ResourceExt::name_any).collect::<Vec<_>>(),
+        ["c"]
+    );
+    emu.shutdown().await;
+}
+
+// Core kinds the operator uses are all served at their REST paths, including events.k8s.io
+// Events and coordination.k8s.io Leases (cluster-scoped CRDs are covered by the CRD test).
+#[tokio::test]
+async fn builtin_kinds_are_served() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
+    use k8s_openapi::api::events::v1::Event;
+
+    let emu = start().await;
+    let c = emu.client();
+    let pods: Api<Pod> = Api::default_namespaced(c.clone());
+    let mut pod = Pod::default();
+    pod.metadata.name = Some("p".into());
+    within("pod", pods.create(&PostParams::default(), &pod))
+        .await
+        .expect("pod");
+    let services: Api<Service> = Api::default_namespaced(c.clone());
+    let mut svc = Service::default();
+    svc.metadata.name = Some("s".into());
+    within("svc", services.create(&PostParams::default(), &svc))
+        .await
+        .expect("service");
+    let pvcs: Api<PersistentVolumeClaim> = Api::default_namespaced(c.clone());
+    let mut pvc = PersistentVolumeClaim::default();
+    pvc.metadata.name = Some("v".into());
+    within("pvc", pvcs.create(&PostParams::default(), &pvc))
+        .await
+        .expect("pvc");
+    let events: Api<Event> = Api::default_namespaced(c.clone());
+    let mut ev = Event::default();
+    ev.metadata.name = Some("e".into());
+    ev.event_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    within("event", events.create(&PostParams::default(), &ev))
+        .await
+        .expect("event");
+    let leases: Api<Lease> = Api::default_namespaced(c.clone());
+    let mut lease = Lease::default();
+    lease.metadata.name = Some("direwolf-controller".into());
+    let created = within("lease", leases.create(&PostParams::default(), &lease))
+        .await
+        .expect("lease");
+    let mut taken = created.clone();
+    taken.spec.get_or_insert_default().holder_identity = Some("me".into());
+    within(
+        "lease update",
+        leases.replace("direwolf-controller", &PostParams::default(), &taken),
+    )
+    .await
+    .expect("renew");
+    let stale = api_error(
+        within(
+            "lease stale",
+            leases.replace("direwolf-controller", &PostParams::default(), &taken),
+        )
+        .await,
+    );
+    assert_eq!(
+        stale.code, 409,
+        "leader election relies on resourceVersion conflicts"
+    );
+    let secrets: Api<Secret> = Api::default_namespaced(c.clone());
+    let mut s = Secret::default();
+    s.metadata.name = Some("sec".into());
+    within("secret", secrets.create(&PostParams::default(), &s))
+        .await
+        .expect("secret");
+    let core_events: Api<k8s_openapi::api::core::v1::Event> = Api::default_namespaced(c.clone());
+    let mut ce = k8s_openapi::api::core::v1::Event::default();
+    ce.metadata.name = Some("ce".into());
+    within("core event", core_events.create(&PostParams::default(), &ce))
+        .await
+        .expect("core event");
+    emu.shutdown().await;
 }

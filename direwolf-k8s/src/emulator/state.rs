@@ -597,7 +597,14 @@ impl State {
         if !plan.conflicts.is_empty() {
             return Err(ApiError::apply_conflicts(rt, name, &plan.conflicts));
         }
-        let new = merge_for_write(&current, plan.object, rt, status);
+        let managed = plan.object.pointer("/metadata/managedFields").cloned();
+        let mut new = merge_for_write(&current, plan.object, rt, status);
+        // Ownership comes from the apply plan, not from the stored object.
+        let meta = meta_mut(&mut new);
+        match managed {
+            Some(m) => meta.insert("managedFields".into(), m),
+            None => meta.remove("managedFields"),
+        };
         self.commit_update(rt, ns, name, current, new, status, ctx, false)
     }
 
@@ -1134,7 +1141,12 @@ fn same_ignoring_bookkeeping(old: &Value, new: &Value) -> bool {
     let strip = |v: &Value| {
         let mut v = v.clone();
         if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.remove("managedFields");
+            // Ownership changes count, their timestamps do not.
+            if let Some(entries) = meta.get_mut("managedFields").and_then(Value::as_array_mut) {
+                for e in entries.iter_mut().filter_map(Value::as_object_mut) {
+                    e.remove("time");
+                }
+            }
             meta.remove("resourceVersion");
         }
         if let Some(m) = v.as_object_mut() {
