@@ -32,6 +32,7 @@ pub mod model;
 #[cfg(feature = "persistent")]
 pub mod persistent;
 pub mod pin;
+pub mod pool;
 pub mod relay;
 pub mod store;
 pub mod stream_host;

@@ -1,0 +1,1405 @@
+//! The single-machine Wolf pool: a [`Launcher`] that places each session on one of several
+//! streaming hosts (Wolf instances) and relays the session's stream ports to it.
+//!
+//! Moonlight clients send RTSP, pings and ENet to the address they used for HTTP
+//! (`streaming-ports.md` §1), so every session gets a port set on direwolf's public address from
+//! the [`Relay`], which forwards it to the chosen Wolf. A launch:
+//!
+//! 1. ends the user's previous session (one session per user, `moonlight-http.md` §5.6.3);
+//! 2. picks the host with the lowest load that has room and is not marked down;
+//! 3. registers the session there ([`StreamHost::add_session`]) with the client's keys, a unique
+//!    `rtsp_fake_ip` from 198.18.0.0/15 (a range reserved for benchmarks, never routed) and, as
+//!    `client_ip`, the relay's own address towards that host (what Wolf sees on RTSP);
+//! 4. opens the relay and records the [`Session`];
+//! 5. answers `rtsp://<address the client used>:<relay RTSP port>`.
+//!
+//! A host that fails is marked down for a while and the next one is tried; whatever a failed
+//! attempt created (host session, relay ports, store entry) is removed. Launches keep running to
+//! completion even if the client gives up, and are rolled back when nobody is left to answer.
+//!
+//! Each host's event stream ends direwolf sessions the host ended, and a [`HostEvent::Resync`]
+//! (or a start-up) reconciles the stores with what each host reports: sessions the host lost are
+//! ended, sessions of direwolf's fake-IP range that the store does not know are stopped.
+//!
+//! Wolf's API cannot re-key a running session, so a `/resume` re-registers the stream with the
+//! new keys on the same host (the host restarts its app runner) and answers a fresh relay URL.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use tokio::sync::oneshot;
+use tracing::{debug, info, warn};
+
+use crate::error::Error;
+use crate::ids::{AppId, UserName};
+use crate::launcher::{LaunchError, LaunchOutcome, Launcher};
+use crate::model::{LaunchRequest, ResumeRequest, Session, SessionPhase, StreamPlacement};
+use crate::relay::{Relay, SessionRelay, SessionRelayConfig, WolfPorts};
+use crate::store::{AppCatalog, SessionStore};
+use crate::stream_host::{HostError, HostEvent, HostSessionInfo, HostSessionRequest, StreamHost};
+
+/// One streaming host of the pool.
+#[derive(Debug, Clone)]
+pub struct PoolHost {
+    /// The host's API.
+    pub host: Arc<dyn StreamHost>,
+    /// The address the host's stream ports (RTSP, UDP) are reached at.
+    pub stream_ip: IpAddr,
+    /// Its RTSP port (Wolf: 48010, `WOLF_RTSP_SETUP_PORT`).
+    pub rtsp_port: u16,
+    /// Its UDP ports (Wolf defaults 48100/48200/47999).
+    pub udp_ports: WolfPorts,
+    /// How many sessions it may run at once (at least 1).
+    pub capacity: usize,
+}
+
+impl PoolHost {
+    /// A host with Wolf's default ports at `stream_ip` and room for `capacity` sessions.
+    pub fn new(host: Arc<dyn StreamHost>, stream_ip: IpAddr, capacity: usize) -> Self {
+        PoolHost {
+            host,
+            stream_ip,
+            rtsp_port: 48010,
+            udp_ports: WolfPorts::default(),
+            capacity,
+        }
+    }
+}
+
+/// Tuning of the pool.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Deadline of a whole launch or resume; clients give up after ~55 s (`moonlight-http.md`
+    /// §2.5). Default 45 s.
+    pub launch_deadline: Duration,
+    /// Deadline of one call to a host. Default 10 s.
+    pub host_call_timeout: Duration,
+    /// How long a host that failed is skipped. Default 15 s.
+    pub down_for: Duration,
+    /// Host-side app id per direwolf app (Wolf `app_id`); apps without an entry run the host's
+    /// placeholder app (`app_id` omitted).
+    pub host_apps: HashMap<AppId, String>,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            launch_deadline: Duration::from_secs(45),
+            host_call_timeout: Duration::from_secs(10),
+            down_for: Duration::from_secs(15),
+            host_apps: HashMap::new(),
+        }
+    }
+}
+
+/// The first fake RTSP address (198.18.0.0/15 is reserved for network benchmarks, RFC 2544).
+const FAKE_IP_BASE: u32 = u32::from_be_bytes([198, 18, 0, 0]);
+/// How many fake addresses the range holds.
+const FAKE_IP_COUNT: u32 = 1 << 17;
+
+/// Whether `ip` is one of the fake RTSP addresses the pool hands out.
+pub fn is_pool_fake_ip(ip: &str) -> bool {
+    ip.parse::<Ipv4Addr>()
+        .map(|ip| u32::from(ip).wrapping_sub(FAKE_IP_BASE) < FAKE_IP_COUNT)
+        .unwrap_or(false)
+}
+
+struct HostSlot {
+    config: PoolHost,
+    /// What the host sees as the client address on RTSP: the relay's address towards it.
+    source_ip: IpAddr,
+    down_until: Mutex<Option<Instant>>,
+}
+
+/// A running session.
+struct Live {
+    session: Session,
+    host: usize,
+    fake_ip: Ipv4Addr,
+    relay: Option<SessionRelay>,
+}
+
+struct Inner {
+    hosts: Vec<HostSlot>,
+    relay: Relay,
+    sessions: Arc<dyn SessionStore>,
+    apps: Arc<dyn AppCatalog>,
+    config: PoolConfig,
+    live: Mutex<HashMap<UserName, Live>>,
+    user_locks: Mutex<HashMap<UserName, Arc<tokio::sync::Mutex<()>>>>,
+    next_fake_ip: AtomicU32,
+    /// Fake addresses handed to placements that are not live yet; the orphan sweep spares them.
+    reserved_fake_ips: Mutex<std::collections::HashSet<Ipv4Addr>>,
+}
+
+/// Locks a std mutex; the data behind every pool mutex stays consistent across a panic (each
+/// critical section is a single map operation), so a poisoned lock is used as is.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The Wolf pool launcher. Cheap to clone.
+#[derive(Clone)]
+pub struct WolfPool {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for WolfPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WolfPool")
+            .field(
+                "hosts",
+                &self
+                    .inner
+                    .hosts
+                    .iter()
+                    .map(|h| h.config.host.name())
+                    .collect::<Vec<_>>(),
+            )
+            .field("live", &lock(&self.inner.live).len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WolfPool {
+    /// Builds the pool, reconciles the stored sessions with what the hosts report, and starts
+    /// following every host's events. Call inside a tokio runtime.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] without hosts or with a host of capacity 0 or duplicate names; a store
+    /// error while reading the stored sessions.
+    pub async fn start(
+        hosts: Vec<PoolHost>,
+        relay: Relay,
+        sessions: Arc<dyn SessionStore>,
+        apps: Arc<dyn AppCatalog>,
+        config: PoolConfig,
+    ) -> Result<Self, Error> {
+        if hosts.is_empty() {
+            return Err(Error::invalid(
+                "wolf pool",
+                "at least one streaming host is needed",
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for host in &hosts {
+            if host.capacity == 0 {
+                return Err(Error::invalid(
+                    "wolf pool",
+                    format!("host {} has capacity 0", host.host.name()),
+                ));
+            }
+            if !names.insert(host.host.name().to_owned()) {
+                return Err(Error::invalid(
+                    "wolf pool",
+                    format!("two hosts are named {}", host.host.name()),
+                ));
+            }
+        }
+        let hosts = hosts
+            .into_iter()
+            .map(|config| HostSlot {
+                source_ip: source_ip_towards(SocketAddr::new(config.stream_ip, config.rtsp_port)),
+                config,
+                down_until: Mutex::new(None),
+            })
+            .collect();
+        let pool = WolfPool {
+            inner: Arc::new(Inner {
+                hosts,
+                relay,
+                sessions,
+                apps,
+                config,
+                live: Mutex::new(HashMap::new()),
+                user_locks: Mutex::new(HashMap::new()),
+                next_fake_ip: AtomicU32::new(1),
+                reserved_fake_ips: Mutex::new(std::collections::HashSet::new()),
+            }),
+        };
+        pool.restore().await?;
+        for index in 0..pool.inner.hosts.len() {
+            tokio::spawn(follow_events(Arc::downgrade(&pool.inner), index));
+        }
+        Ok(pool)
+    }
+
+    /// The relay the pool opens session ports on.
+    pub fn relay(&self) -> &Relay {
+        &self.inner.relay
+    }
+
+    /// How many sessions run on each host, by host name.
+    pub fn load(&self) -> Vec<(String, usize)> {
+        let live = lock(&self.inner.live);
+        self.inner
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                (
+                    h.config.host.name().to_owned(),
+                    live.values().filter(|l| l.host == i).count(),
+                )
+            })
+            .collect()
+    }
+
+    /// Rebuilds the live view from the session store after a restart: sessions whose host still
+    /// runs them get their relay back on the same ports; the others are removed.
+    async fn restore(&self) -> Result<(), Error> {
+        let stored = self.inner.sessions.list().await?;
+        let mut by_host: HashMap<usize, Vec<Session>> = HashMap::new();
+        for session in stored {
+            let host = session
+                .placement
+                .as_ref()
+                .and_then(|p| self.inner.host_index(&p.host));
+            match host {
+                Some(index) => by_host.entry(index).or_default().push(session),
+                None => {
+                    info!(session = %session.id, "removing a stored session whose host is not in the pool");
+                    self.inner.sessions.delete(&session.id).await?;
+                }
+            }
+        }
+        for index in 0..self.inner.hosts.len() {
+            let sessions = by_host.remove(&index).unwrap_or_default();
+            self.inner.reconcile_host(index, sessions).await;
+        }
+        Ok(())
+    }
+}
+
+/// The local address the system would use to reach `target` (no packet is sent).
+fn source_ip_towards(target: SocketAddr) -> IpAddr {
+    let unspecified: SocketAddr = match target {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    UdpSocket::bind(unspecified)
+        .and_then(|socket| {
+            socket.connect(target)?;
+            socket.local_addr()
+        })
+        .map(|addr| addr.ip())
+        .unwrap_or(target.ip())
+}
+
+fn session_url(server_ip: IpAddr, port: u16) -> String {
+    match server_ip {
+        IpAddr::V4(ip) => format!("rtsp://{ip}:{port}"),
+        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
+            Some(v4) => format!("rtsp://{v4}:{port}"),
+            None => format!("rtsp://[{ip}]:{port}"),
+        },
+    }
+}
+
+fn host_error(error: HostError) -> LaunchError {
+    LaunchError::Unavailable {
+        message: format!("The streaming host could not start the session: {error}"),
+    }
+}
+
+impl Inner {
+    fn host_index(&self, name: &str) -> Option<usize> {
+        self.hosts.iter().position(|h| h.config.host.name() == name)
+    }
+
+    fn user_lock(&self, user: &UserName) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.user_locks).entry(user.clone()).or_default().clone()
+    }
+
+    fn mark_down(&self, index: usize) {
+        *lock(&self.hosts[index].down_until) = Some(Instant::now() + self.config.down_for);
+    }
+
+    fn is_down(&self, index: usize) -> bool {
+        lock(&self.hosts[index].down_until).is_some_and(|until| Instant::now() < until)
+    }
+
+    /// Hosts with room, least loaded first; hosts marked down come last (they may be back).
+    fn candidates(&self) -> Vec<usize> {
+        let live = lock(&self.live);
+        let mut load = vec![0usize; self.hosts.len()];
+        for l in live.values() {
+            load[l.host] += 1;
+        }
+        let mut order: Vec<usize> = (0..self.hosts.len())
+            .filter(|&i| load[i] < self.hosts[i].config.capacity)
+            .collect();
+        order.sort_by(|&a, &b| {
+            let key = |i: usize| {
+                let ratio = load[i] as f64 / self.hosts[i].config.capacity as f64;
+                (self.is_down(i), ratio)
+            };
+            let (ka, kb) = (key(a), key(b));
+            ka.0.cmp(&kb.0).then(ka.1.total_cmp(&kb.1)).then(a.cmp(&b))
+        });
+        order
+    }
+
+    /// Reserves a fake RTSP address used by no live session and no other placement; release it
+    /// with [`Inner::release_fake_ip`] once the session is live or the attempt failed.
+    fn reserve_fake_ip(&self) -> Ipv4Addr {
+        let live = lock(&self.live);
+        let mut reserved = lock(&self.reserved_fake_ips);
+        loop {
+            let n = self.next_fake_ip.fetch_add(1, Ordering::Relaxed) % FAKE_IP_COUNT;
+            let ip = Ipv4Addr::from(FAKE_IP_BASE + n);
+            // Skip the network address, .255s and addresses in use.
+            if n != 0
+                && ip.octets()[3] != 255
+                && !reserved.contains(&ip)
+                && !live.values().any(|l| l.fake_ip == ip)
+            {
+                reserved.insert(ip);
+                return ip;
+            }
+        }
+    }
+
+    fn release_fake_ip(&self, ip: Ipv4Addr) {
+        lock(&self.reserved_fake_ips).remove(&ip);
+    }
+
+    async fn call<T>(
+        &self,
+        index: usize,
+        what: &str,
+        call: impl std::future::Future<Output = Result<T, HostError>>,
+    ) -> Result<T, HostError> {
+        let name = self.hosts[index].config.host.name();
+        match tokio::time::timeout(self.config.host_call_timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(HostError::Unreachable {
+                host: name.to_owned(),
+                message: format!("{what} did not answer within {:?}", self.config.host_call_timeout),
+            }),
+        }
+    }
+
+    /// Places a session for `request` on `index`: host session, relay, store. Undoes what it did
+    /// when a later step fails.
+    async fn place(
+        &self,
+        index: usize,
+        session: &mut Session,
+        server_ip: IpAddr,
+        fake_ip: Ipv4Addr,
+    ) -> Result<SessionRelay, LaunchError> {
+        let slot = &self.hosts[index];
+        let host = &slot.config.host;
+        let request = HostSessionRequest {
+            client_ip: slot.source_ip,
+            keys: session.keys,
+            rtsp_fake_ip: fake_ip,
+            mode: session.mode,
+            audio_channels: (session.surround_audio_info & 0xFFFF) as u16,
+            host_app_id: self.config.host_apps.get(&session.app).cloned(),
+        };
+        let host_id = self
+            .call(index, "adding the session", host.add_session(&request))
+            .await
+            .map_err(|e| {
+                if matches!(e, HostError::Unreachable { .. }) {
+                    self.mark_down(index);
+                }
+                host_error(e)
+            })?;
+        let relay_config = SessionRelayConfig {
+            client_ip: session.client_ip,
+            wolf_rtsp: SocketAddr::new(slot.config.stream_ip, slot.config.rtsp_port),
+            wolf_udp_host: slot.config.stream_ip,
+            wolf_ports: slot.config.udp_ports,
+            fake_rtsp_ip: fake_ip,
+        };
+        let relay = match self.relay.open_session(relay_config).await {
+            Ok(relay) => relay,
+            Err(error) => {
+                self.stop_on_host(index, &host_id).await;
+                return Err(LaunchError::Unavailable {
+                    message: format!("No stream ports are free on this server: {error}"),
+                });
+            }
+        };
+        let ports = relay.ports();
+        session.placement = Some(StreamPlacement {
+            session_url: session_url(server_ip, ports.rtsp),
+            host: host.name().to_owned(),
+            host_session_id: host_id.clone(),
+            ports: Some(ports),
+        });
+        session.phase = SessionPhase::WaitForPing;
+        Ok(relay)
+    }
+
+    async fn stop_on_host(&self, index: usize, host_id: &str) {
+        let host = &self.hosts[index].config.host;
+        match self
+            .call(index, "stopping the session", host.stop_session(host_id))
+            .await
+        {
+            Ok(()) | Err(HostError::NoSuchSession { .. }) => {}
+            Err(error) => warn!(host = host.name(), %error, "could not stop a session on its host"),
+        }
+    }
+
+    /// Ends a live session: host session, relay, store entry.
+    async fn end(&self, mut live: Live, stop_on_host: bool) -> Result<(), Error> {
+        if stop_on_host && let Some(placement) = &live.session.placement {
+            self.stop_on_host(live.host, &placement.host_session_id).await;
+        }
+        if let Some(relay) = live.relay.take() {
+            relay.close().await;
+        }
+        self.sessions.delete(&live.session.id).await?;
+        info!(session = %live.session.id, user = %live.session.user, "session ended");
+        Ok(())
+    }
+
+    async fn launch(&self, request: LaunchRequest) -> Result<LaunchOutcome, LaunchError> {
+        if self.apps.get(request.app).await?.is_none() {
+            return Err(LaunchError::UnknownApp(request.app));
+        }
+        let previous = lock(&self.live).remove(&request.user);
+        if let Some(previous) = previous {
+            info!(user = %request.user, session = %previous.session.id, "a new launch replaces the user's session");
+            self.end(previous, true).await?;
+        }
+        let mut session = Session::from_launch(&request);
+        let mut last_error = None;
+        for index in self.candidates() {
+            let fake_ip = self.reserve_fake_ip();
+            let placed = match self.place(index, &mut session, request.server_ip, fake_ip).await {
+                Ok(relay) => Ok(self.commit(session.clone(), index, fake_ip, relay).await),
+                Err(error) => Err(error),
+            };
+            self.release_fake_ip(fake_ip);
+            match placed {
+                Ok(outcome) => return outcome,
+                Err(error) => {
+                    warn!(host = self.hosts[index].config.host.name(), %error, "launch attempt failed");
+                    last_error = Some(error);
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| LaunchError::Unavailable {
+            message: "Every streaming host is busy; try again when a session ends.".to_owned(),
+        }))
+    }
+
+    /// Records a placed session; on a store failure undoes the placement.
+    async fn commit(
+        &self,
+        session: Session,
+        index: usize,
+        fake_ip: Ipv4Addr,
+        relay: SessionRelay,
+    ) -> Result<LaunchOutcome, LaunchError> {
+        let placement = session.placement.clone().ok_or_else(|| {
+            LaunchError::Backend(Error::invalid("session", "placed session without a placement"))
+        })?;
+        let stored = match self.sessions.get(&session.id).await {
+            Ok(Some(_)) => self.sessions.update(session.clone()).await,
+            Ok(None) => self.sessions.create(session.clone()).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = stored {
+            self.stop_on_host(index, &placement.host_session_id).await;
+            relay.close().await;
+            return Err(LaunchError::Backend(error));
+        }
+        info!(
+            session = %session.id,
+            user = %session.user,
+            app = %session.app,
+            host = %placement.host,
+            url = %placement.session_url,
+            "session placed"
+        );
+        let outcome = LaunchOutcome {
+            session: session.id.clone(),
+            session_url: placement.session_url,
+        };
+        let user = session.user.clone();
+        lock(&self.live).insert(
+            user,
+            Live {
+                session,
+                host: index,
+                fake_ip,
+                relay: Some(relay),
+            },
+        );
+        Ok(outcome)
+    }
+
+    async fn resume(&self, request: ResumeRequest) -> Result<LaunchOutcome, LaunchError> {
+        let live = lock(&self.live)
+            .remove(&request.user)
+            .ok_or(LaunchError::NotRunning)?;
+        let Live {
+            mut session,
+            host: index,
+            fake_ip,
+            relay,
+        } = live;
+        if let Some(relay) = relay {
+            relay.close().await;
+        }
+        if let Some(placement) = session.placement.take() {
+            self.stop_on_host(index, &placement.host_session_id).await;
+        }
+        session.keys = request.keys;
+        session.client_ip = request.client_ip;
+        session.pairing = request.pairing.clone();
+        if let Some(info) = request.surround_audio_info {
+            session.surround_audio_info = info;
+        }
+        // Same host first (the user's app state lives there), then any other with room.
+        let mut order = vec![index];
+        order.extend(self.candidates().into_iter().filter(|&i| i != index));
+        let mut last_error = None;
+        lock(&self.reserved_fake_ips).insert(fake_ip);
+        for index in order {
+            match self.place(index, &mut session, request.server_ip, fake_ip).await {
+                Ok(relay) => {
+                    let outcome = self.commit(session, index, fake_ip, relay).await;
+                    self.release_fake_ip(fake_ip);
+                    return outcome;
+                }
+                Err(error) => last_error = Some(error),
+            }
+        }
+        self.release_fake_ip(fake_ip);
+        // Nothing could take it: the session is gone.
+        self.sessions.delete(&session.id).await?;
+        Err(last_error.unwrap_or(LaunchError::NotRunning))
+    }
+
+    async fn cancel(&self, user: &UserName) -> Result<(), LaunchError> {
+        let live = lock(&self.live).remove(user);
+        if let Some(live) = live {
+            self.end(live, true).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes the stores and the live view agree with what host `index` runs. `stored` are the
+    /// stored sessions placed on it that are not live yet (start-up); live sessions of the host
+    /// are checked too.
+    async fn reconcile_host(&self, index: usize, stored: Vec<Session>) {
+        let host = self.hosts[index].config.host.clone();
+        let reported = match self.call(index, "listing sessions", host.list_sessions()).await {
+            Ok(list) => list,
+            Err(error) => {
+                // Unknown state: keep what we have and retry at the next resync.
+                warn!(host = host.name(), %error, "cannot reconcile sessions with an unreachable host");
+                self.mark_down(index);
+                return;
+            }
+        };
+        let reported_ids: std::collections::HashSet<&str> = reported.iter().map(|s| s.id.as_str()).collect();
+        // Live sessions the host no longer has.
+        let lost: Vec<Live> = {
+            let mut live = lock(&self.live);
+            let users: Vec<UserName> = live
+                .iter()
+                .filter(|(_, l)| l.host == index)
+                .filter(|(_, l)| {
+                    l.session
+                        .placement
+                        .as_ref()
+                        .is_none_or(|p| !reported_ids.contains(p.host_session_id.as_str()))
+                })
+                .map(|(user, _)| user.clone())
+                .collect();
+            users.into_iter().filter_map(|u| live.remove(&u)).collect()
+        };
+        for live in lost {
+            info!(session = %live.session.id, host = host.name(), "the host no longer runs this session");
+            if let Err(error) = self.end(live, false).await {
+                warn!(%error, "could not remove an ended session from the store");
+            }
+        }
+        // Stored sessions (start-up): re-open their relay if the host still runs them.
+        for session in stored {
+            let Some(placement) = session.placement.clone() else {
+                continue;
+            };
+            if !reported_ids.contains(placement.host_session_id.as_str()) {
+                info!(session = %session.id, "a stored session ended while direwolf was down");
+                if let Err(error) = self.sessions.delete(&session.id).await {
+                    warn!(%error, "could not remove an ended session from the store");
+                }
+                continue;
+            }
+            let fake_ip = reported
+                .iter()
+                .find(|s| s.id == placement.host_session_id)
+                .and_then(|s| s.rtsp_fake_ip.as_deref())
+                .and_then(|ip| ip.parse().ok());
+            let (Some(fake_ip), Some(ports)) = (fake_ip, placement.ports) else {
+                self.stop_on_host(index, &placement.host_session_id).await;
+                let _ = self.sessions.delete(&session.id).await;
+                continue;
+            };
+            let slot = &self.hosts[index];
+            let relay_config = SessionRelayConfig {
+                client_ip: session.client_ip,
+                wolf_rtsp: SocketAddr::new(slot.config.stream_ip, slot.config.rtsp_port),
+                wolf_udp_host: slot.config.stream_ip,
+                wolf_ports: slot.config.udp_ports,
+                fake_rtsp_ip: fake_ip,
+            };
+            match self.relay.open_session_on(ports, relay_config).await {
+                Ok(relay) => {
+                    info!(session = %session.id, host = host.name(), "session restored after a restart");
+                    let user = session.user.clone();
+                    lock(&self.live).insert(
+                        user,
+                        Live {
+                            session,
+                            host: index,
+                            fake_ip,
+                            relay: Some(relay),
+                        },
+                    );
+                }
+                Err(error) => {
+                    warn!(session = %session.id, %error, "cannot re-open the relay of a stored session; ending it");
+                    self.stop_on_host(index, &placement.host_session_id).await;
+                    let _ = self.sessions.delete(&session.id).await;
+                }
+            }
+        }
+        // Host sessions in direwolf's fake-IP range that nobody knows: orphans of a crash.
+        let known: std::collections::HashSet<String> = lock(&self.live)
+            .values()
+            .filter(|l| l.host == index)
+            .filter_map(|l| l.session.placement.as_ref().map(|p| p.host_session_id.clone()))
+            .collect();
+        let reserved: std::collections::HashSet<String> = lock(&self.reserved_fake_ips)
+            .iter()
+            .map(|ip| ip.to_string())
+            .collect();
+        for orphan in reported.iter().filter(|s| is_orphan(s, &known, &reserved)) {
+            info!(host = host.name(), id = %orphan.id, "stopping an orphaned session");
+            self.stop_on_host(index, &orphan.id).await;
+        }
+    }
+
+    /// Applies one host event.
+    async fn on_event(&self, index: usize, event: HostEvent) {
+        let find = |id: &str| -> Option<UserName> {
+            lock(&self.live)
+                .iter()
+                .find(|(_, l)| {
+                    l.host == index
+                        && l.session
+                            .placement
+                            .as_ref()
+                            .is_some_and(|p| p.host_session_id == id)
+                })
+                .map(|(user, _)| user.clone())
+        };
+        match event {
+            HostEvent::SessionStopped { id } => {
+                let Some(user) = find(&id) else { return };
+                let lock_user = self.user_lock(&user);
+                let _guard = lock_user.lock().await;
+                // Re-check under the user's lock: a resume may have replaced the session.
+                let matches = |l: &Live| {
+                    l.session
+                        .placement
+                        .as_ref()
+                        .is_some_and(|p| p.host_session_id == id)
+                };
+                let fake_ip = match lock(&self.live).get(&user) {
+                    Some(l) if matches(l) => l.fake_ip.to_string(),
+                    _ => return,
+                };
+                // Wolf gives every client-less session the same id, so a late stop event of a
+                // replaced session can carry the id of the live one: believe the host's list.
+                let host = &self.hosts[index].config.host;
+                let still_there = self
+                    .call(index, "listing sessions", host.list_sessions())
+                    .await
+                    .map(|list| {
+                        list.iter()
+                            .any(|s| s.id == id && s.rtsp_fake_ip.as_deref() == Some(fake_ip.as_str()))
+                    })
+                    .unwrap_or(false);
+                if still_there {
+                    return;
+                }
+                let live = {
+                    let mut live = lock(&self.live);
+                    match live.get(&user) {
+                        Some(l) if matches(l) => live.remove(&user),
+                        _ => None,
+                    }
+                };
+                if let Some(live) = live {
+                    info!(session = %live.session.id, "the host ended the session");
+                    if let Err(error) = self.end(live, false).await {
+                        warn!(%error, "could not remove an ended session from the store");
+                    }
+                }
+            }
+            HostEvent::SessionPaused { id } => self.set_phase(find(&id), SessionPhase::Paused).await,
+            HostEvent::SessionResumed { id } => self.set_phase(find(&id), SessionPhase::Streaming).await,
+            HostEvent::Resync => self.reconcile_host(index, Vec::new()).await,
+        }
+    }
+
+    async fn set_phase(&self, user: Option<UserName>, phase: SessionPhase) {
+        let Some(user) = user else { return };
+        let session = {
+            let mut live = lock(&self.live);
+            let Some(l) = live.get_mut(&user) else { return };
+            if l.session.phase == phase {
+                return;
+            }
+            l.session.phase = phase;
+            l.session.clone()
+        };
+        debug!(session = %session.id, ?phase, "session phase");
+        if let Err(error) = self.sessions.update(session).await {
+            warn!(%error, "could not record a session phase");
+        }
+    }
+}
+
+fn is_orphan(
+    session: &HostSessionInfo,
+    known: &std::collections::HashSet<String>,
+    reserved: &std::collections::HashSet<String>,
+) -> bool {
+    session
+        .rtsp_fake_ip
+        .as_deref()
+        .is_some_and(|ip| is_pool_fake_ip(ip) && !reserved.contains(ip))
+        && !known.contains(&session.id)
+}
+
+async fn follow_events(inner: Weak<Inner>, index: usize) {
+    let mut events = match inner.upgrade() {
+        Some(inner) => inner.hosts[index].config.host.events(),
+        None => return,
+    };
+    while let Some(event) = events.next().await {
+        let Some(inner) = inner.upgrade() else { return };
+        inner.on_event(index, event).await;
+    }
+}
+
+/// Runs `work` to completion in its own task even if the caller stops waiting, and rolls the
+/// launch back (cancels the user's session) when its outcome can no longer be delivered.
+async fn run_detached(
+    inner: &Arc<Inner>,
+    user: UserName,
+    work: impl FnOnce(Arc<Inner>) -> futures::future::BoxFuture<'static, Result<LaunchOutcome, LaunchError>>
+    + Send
+    + 'static,
+) -> Result<LaunchOutcome, LaunchError> {
+    let (tx, rx) = oneshot::channel();
+    let task_inner = inner.clone();
+    let deadline = inner.config.launch_deadline;
+    tokio::spawn(async move {
+        let user_lock = task_inner.user_lock(&user);
+        let guard = user_lock.lock().await;
+        let outcome = work(task_inner.clone()).await;
+        let succeeded = outcome.is_ok();
+        if tx.send(outcome).is_err() && succeeded {
+            // The client is gone (deadline passed or connection closed): undo the launch.
+            warn!(user = %user, "nobody is waiting for this launch any more; rolling it back");
+            if let Err(error) = task_inner.cancel(&user).await {
+                warn!(%error, "rolling back a launch failed");
+            }
+        }
+        drop(guard);
+    });
+    match tokio::time::timeout(deadline, rx).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(_)) => Err(LaunchError::Backend(Error::unavailable(
+            "the launch task ended unexpectedly",
+        ))),
+        Err(_) => Err(LaunchError::Timeout),
+    }
+}
+
+#[async_trait]
+impl Launcher for WolfPool {
+    async fn launch(&self, request: LaunchRequest) -> Result<LaunchOutcome, LaunchError> {
+        let user = request.user.clone();
+        run_detached(&self.inner, user, move |inner| {
+            Box::pin(async move { inner.launch(request).await })
+        })
+        .await
+    }
+
+    async fn resume(&self, request: ResumeRequest) -> Result<LaunchOutcome, LaunchError> {
+        let user = request.user.clone();
+        run_detached(&self.inner, user, move |inner| {
+            Box::pin(async move { inner.resume(request).await })
+        })
+        .await
+    }
+
+    async fn cancel(&self, user: &UserName) -> Result<(), LaunchError> {
+        let user_lock = self.inner.user_lock(user);
+        let _guard = user_lock.lock().await;
+        self.inner.cancel(user).await
+    }
+
+    async fn current_app(&self, user: &UserName) -> Option<AppId> {
+        lock(&self.inner.live).get(user).map(|l| l.session.app)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::AtomicU16;
+
+    use futures::stream;
+    use tokio::sync::broadcast;
+
+    use super::*;
+    use crate::ids::{AesKey, Fingerprint, RiKeyId};
+    use crate::memory::{InMemoryAppCatalog, InMemorySessionStore};
+    use crate::model::{App, StreamKeys, VideoMode};
+    use crate::relay::RelayConfig;
+
+    /// What a [`TestHost`] does with the next calls.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Mode {
+        Ok,
+        Down,
+        Refuse,
+        Slow(Duration),
+    }
+
+    /// A streaming host in memory: sessions, ids, events, failure modes.
+    #[derive(Debug)]
+    struct TestHost {
+        name: String,
+        mode: Mutex<Mode>,
+        sessions: Mutex<BTreeMap<String, HostSessionRequest>>,
+        next: AtomicU32,
+        events: broadcast::Sender<HostEvent>,
+        /// Every session gets the same id, as Wolf does for client-less sessions.
+        constant_ids: bool,
+    }
+
+    impl TestHost {
+        fn new(name: &str) -> Arc<Self> {
+            Self::build(name, false)
+        }
+
+        fn build(name: &str, constant_ids: bool) -> Arc<Self> {
+            Arc::new(TestHost {
+                name: name.to_owned(),
+                mode: Mutex::new(Mode::Ok),
+                sessions: Mutex::default(),
+                next: AtomicU32::new(1),
+                events: broadcast::channel(64).0,
+                constant_ids,
+            })
+        }
+
+        fn set_mode(&self, mode: Mode) {
+            *lock(&self.mode) = mode;
+        }
+
+        fn count(&self) -> usize {
+            lock(&self.sessions).len()
+        }
+
+        fn requests(&self) -> Vec<HostSessionRequest> {
+            lock(&self.sessions).values().cloned().collect()
+        }
+
+        /// The host ends a session by itself (runner exited).
+        fn end(&self, id: &str) {
+            lock(&self.sessions).remove(id);
+            let _ = self.events.send(HostEvent::SessionStopped { id: id.to_owned() });
+        }
+
+        async fn gate(&self) -> Result<(), HostError> {
+            let mode = *lock(&self.mode);
+            match mode {
+                Mode::Ok => Ok(()),
+                Mode::Down => Err(HostError::Unreachable {
+                    host: self.name.clone(),
+                    message: "down".into(),
+                }),
+                Mode::Refuse => Err(HostError::Refused {
+                    host: self.name.clone(),
+                    message: "no".into(),
+                }),
+                Mode::Slow(d) => {
+                    tokio::time::sleep(d).await;
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    #[async_trait]
+    impl StreamHost for TestHost {
+        fn name(&self) -> &str {
+            &self.name
+        }
+
+        async fn add_session(&self, request: &HostSessionRequest) -> Result<String, HostError> {
+            self.gate().await?;
+            let id = if self.constant_ids {
+                "6142509188972423790".to_owned()
+            } else {
+                self.next.fetch_add(1, Ordering::Relaxed).to_string()
+            };
+            lock(&self.sessions).insert(id.clone(), request.clone());
+            Ok(id)
+        }
+
+        async fn stop_session(&self, id: &str) -> Result<(), HostError> {
+            self.gate().await?;
+            if lock(&self.sessions).remove(id).is_none() {
+                return Err(HostError::NoSuchSession {
+                    host: self.name.clone(),
+                    id: id.to_owned(),
+                });
+            }
+            let _ = self.events.send(HostEvent::SessionStopped { id: id.to_owned() });
+            Ok(())
+        }
+
+        async fn list_sessions(&self) -> Result<Vec<HostSessionInfo>, HostError> {
+            self.gate().await?;
+            Ok(lock(&self.sessions)
+                .iter()
+                .map(|(id, r)| HostSessionInfo {
+                    id: id.clone(),
+                    rtsp_fake_ip: Some(r.rtsp_fake_ip.to_string()),
+                    client_ip: r.client_ip.to_string(),
+                    aes_key_hex: Some(r.keys.aes_key.to_hex()),
+                })
+                .collect())
+        }
+
+        fn events(&self) -> crate::stream_host::HostEvents {
+            let receiver = self.events.subscribe();
+            Box::pin(stream::unfold(receiver, |mut receiver| async move {
+                loop {
+                    match receiver.recv().await {
+                        Ok(event) => return Some((event, receiver)),
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            return Some((HostEvent::Resync, receiver));
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            }))
+        }
+    }
+
+    /// A port range of its own for each test, so tests can run in parallel.
+    fn port_range() -> std::ops::RangeInclusive<u16> {
+        static NEXT: AtomicU16 = AtomicU16::new(0);
+        let base =
+            30_000 + NEXT.fetch_add(1, Ordering::Relaxed) * 200 + (std::process::id() % 50) as u16 * 40;
+        base..=base + 39
+    }
+
+    fn app(id: u32) -> AppId {
+        AppId::new(id).unwrap()
+    }
+
+    struct Fixture {
+        pool: WolfPool,
+        sessions: Arc<InMemorySessionStore>,
+        apps: Arc<InMemoryAppCatalog>,
+        relay: Relay,
+    }
+
+    async fn fixture(hosts: Vec<(Arc<TestHost>, usize)>, config: PoolConfig) -> Fixture {
+        let sessions = Arc::new(InMemorySessionStore::default());
+        let apps = Arc::new(InMemoryAppCatalog::with_apps([
+            (App::new(app(1), "Desktop").unwrap(), None),
+            (App::new(app(2), "Steam").unwrap(), None),
+        ]));
+        let relay = Relay::new(RelayConfig::new("127.0.0.1".parse().unwrap(), port_range())).unwrap();
+        let pool = start(hosts, relay.clone(), sessions.clone(), apps.clone(), config).await;
+        Fixture {
+            pool,
+            sessions,
+            apps,
+            relay,
+        }
+    }
+
+    async fn start(
+        hosts: Vec<(Arc<TestHost>, usize)>,
+        relay: Relay,
+        sessions: Arc<InMemorySessionStore>,
+        apps: Arc<InMemoryAppCatalog>,
+        config: PoolConfig,
+    ) -> WolfPool {
+        let hosts = hosts
+            .into_iter()
+            .map(|(host, capacity)| PoolHost::new(host, "127.0.0.1".parse().unwrap(), capacity))
+            .collect();
+        WolfPool::start(hosts, relay, sessions, apps, config)
+            .await
+            .unwrap()
+    }
+
+    fn request(user: &str, app_id: u32) -> LaunchRequest {
+        LaunchRequest {
+            user: user.parse().unwrap(),
+            pairing: Fingerprint::of_der(user.as_bytes()),
+            app: app(app_id),
+            client_ip: "127.0.0.1".parse().unwrap(),
+            server_ip: "127.0.0.1".parse().unwrap(),
+            mode: VideoMode::DEFAULT,
+            surround_audio_info: 196_610,
+            keys: StreamKeys {
+                aes_key: AesKey::new([app_id as u8; 16]),
+                aes_iv: RiKeyId::from_bits(app_id),
+            },
+            hdr: false,
+            host_audio: false,
+            gamepads: 0,
+        }
+    }
+
+    fn resume_request(user: &str, key: u8) -> ResumeRequest {
+        ResumeRequest {
+            user: user.parse().unwrap(),
+            pairing: Fingerprint::of_der(user.as_bytes()),
+            client_ip: "127.0.0.1".parse().unwrap(),
+            server_ip: "127.0.0.1".parse().unwrap(),
+            keys: StreamKeys {
+                aes_key: AesKey::new([key; 16]),
+                aes_iv: RiKeyId::from_bits(99),
+            },
+            surround_audio_info: None,
+        }
+    }
+
+    /// Polls `check` until it holds; fails the test after 5 s.
+    async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !check() {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn user(name: &str) -> UserName {
+        name.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn launch_places_on_the_least_loaded_host_and_relays() {
+        let (a, b) = (TestHost::new("a"), TestHost::new("b"));
+        let f = fixture(vec![(a.clone(), 2), (b.clone(), 2)], PoolConfig::default()).await;
+        let first = f.pool.launch(request("alice", 1)).await.unwrap();
+        let second = f.pool.launch(request("bob", 2)).await.unwrap();
+        assert_eq!((a.count(), b.count()), (1, 1), "sessions spread over both hosts");
+        assert!(
+            first.session_url.starts_with("rtsp://127.0.0.1:"),
+            "{}",
+            first.session_url
+        );
+        assert_ne!(
+            first.session_url, second.session_url,
+            "each session has its own relay port"
+        );
+        assert_eq!(f.pool.current_app(&user("alice")).await, Some(app(1)));
+        assert_eq!(f.pool.current_app(&user("bob")).await, Some(app(2)));
+        assert_eq!(f.pool.current_app(&user("carol")).await, None);
+        let stored = f.sessions.list().await.unwrap();
+        assert_eq!(stored.len(), 2);
+        assert!(
+            stored
+                .iter()
+                .all(|s| s.phase == SessionPhase::WaitForPing && s.placement.is_some())
+        );
+        // The host got the keys, a fake IP from the pool's range and the relay's address.
+        let sent = &a.requests()[0];
+        assert!(is_pool_fake_ip(&sent.rtsp_fake_ip.to_string()));
+        assert_eq!(sent.client_ip, "127.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(sent.audio_channels, 2);
+        assert_ne!(a.requests()[0].rtsp_fake_ip, b.requests()[0].rtsp_fake_ip);
+        assert_eq!(f.relay.allocator().in_use(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_new_launch_replaces_the_users_session() {
+        let a = TestHost::new("a");
+        let f = fixture(vec![(a.clone(), 4)], PoolConfig::default()).await;
+        f.pool.launch(request("alice", 1)).await.unwrap();
+        f.pool.launch(request("alice", 2)).await.unwrap();
+        assert_eq!(a.count(), 1, "the old session was stopped on the host");
+        assert_eq!(f.sessions.list().await.unwrap().len(), 1);
+        assert_eq!(f.pool.current_app(&user("alice")).await, Some(app(2)));
+        assert_eq!(f.relay.allocator().in_use(), 1, "the old relay ports were freed");
+    }
+
+    #[tokio::test]
+    async fn failing_hosts_are_skipped_and_full_pools_say_so() {
+        let (a, b) = (TestHost::new("a"), TestHost::new("b"));
+        a.set_mode(Mode::Down);
+        let f = fixture(vec![(a.clone(), 1), (b.clone(), 1)], PoolConfig::default()).await;
+        f.pool.launch(request("alice", 1)).await.unwrap();
+        assert_eq!((a.count(), b.count()), (0, 1), "the down host was skipped");
+        // b is full and a is down: the client gets a message, nothing leaks.
+        let error = f.pool.launch(request("bob", 1)).await.unwrap_err();
+        assert!(matches!(error, LaunchError::Unavailable { .. }), "{error:?}");
+        assert_eq!(f.relay.allocator().in_use(), 1);
+        assert_eq!(f.sessions.list().await.unwrap().len(), 1);
+        // A refusing host fails the launch with its message.
+        b.set_mode(Mode::Refuse);
+        a.set_mode(Mode::Refuse);
+        f.pool.cancel(&user("alice")).await.unwrap();
+        let error = f.pool.launch(request("bob", 1)).await.unwrap_err();
+        assert!(error.to_string().contains("refused"), "{error}");
+        assert_eq!(f.relay.allocator().in_use(), 0);
+    }
+
+    #[tokio::test]
+    async fn unknown_apps_are_refused() {
+        let f = fixture(vec![(TestHost::new("a"), 1)], PoolConfig::default()).await;
+        let error = f.pool.launch(request("alice", 9)).await.unwrap_err();
+        assert!(matches!(error, LaunchError::UnknownApp(id) if id == app(9)));
+        assert!(f.apps.get(app(1)).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn cancel_frees_everything_at_once() {
+        let a = TestHost::new("a");
+        let f = fixture(vec![(a.clone(), 1)], PoolConfig::default()).await;
+        f.pool.launch(request("alice", 1)).await.unwrap();
+        f.pool.cancel(&user("alice")).await.unwrap();
+        assert_eq!(
+            f.pool.current_app(&user("alice")).await,
+            None,
+            "FREE as soon as cancel returns"
+        );
+        assert_eq!(a.count(), 0);
+        assert!(f.sessions.list().await.unwrap().is_empty());
+        assert_eq!(f.relay.allocator().in_use(), 0);
+        // Cancelling with nothing running succeeds.
+        f.pool.cancel(&user("alice")).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn sessions_the_host_ends_are_ended() {
+        let a = TestHost::new("a");
+        let f = fixture(vec![(a.clone(), 1)], PoolConfig::default()).await;
+        f.pool.launch(request("alice", 1)).await.unwrap();
+        let id = lock(&a.sessions).keys().next().cloned().unwrap();
+        a.end(&id);
+        let pool = f.pool.clone();
+        eventually("the pool ends the session", || {
+            lock(&pool.inner.live).is_empty() && f.relay.allocator().in_use() == 0
+        })
+        .await;
+        assert!(f.sessions.list().await.unwrap().is_empty());
+        assert_eq!(f.pool.current_app(&user("alice")).await, None);
+    }
+
+    #[tokio::test]
+    async fn resume_rekeys_on_the_same_host() {
+        let (a, b) = (TestHost::build("a", true), TestHost::new("b"));
+        let f = fixture(vec![(a.clone(), 1), (b.clone(), 1)], PoolConfig::default()).await;
+        assert!(matches!(
+            f.pool.resume(resume_request("alice", 7)).await,
+            Err(LaunchError::NotRunning)
+        ));
+        let launched = f.pool.launch(request("alice", 1)).await.unwrap();
+        let resumed = f.pool.resume(resume_request("alice", 7)).await.unwrap();
+        assert_eq!(launched.session, resumed.session, "the same direwolf session");
+        assert_eq!((a.count(), b.count()), (1, 0), "still on the same host");
+        assert_eq!(
+            a.requests()[0].keys.aes_key,
+            AesKey::new([7; 16]),
+            "the host has the new keys"
+        );
+        // The stop event of the replaced host session carries the same (constant) id: it must not
+        // end the resumed session.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(f.pool.current_app(&user("alice")).await, Some(app(1)));
+        assert_eq!(
+            f.sessions
+                .get(&resumed.session)
+                .await
+                .unwrap()
+                .unwrap()
+                .keys
+                .aes_key,
+            AesKey::new([7; 16])
+        );
+        assert_eq!(f.relay.allocator().in_use(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_restart_restores_live_sessions_and_drops_dead_ones() {
+        let a = TestHost::new("a");
+        let sessions = Arc::new(InMemorySessionStore::default());
+        let apps = Arc::new(InMemoryAppCatalog::with_apps([(
+            App::new(app(1), "Desktop").unwrap(),
+            None,
+        )]));
+        let range = port_range();
+        let relay = Relay::new(RelayConfig::new("127.0.0.1".parse().unwrap(), range.clone())).unwrap();
+        let pool = start(
+            vec![(a.clone(), 4)],
+            relay.clone(),
+            sessions.clone(),
+            apps.clone(),
+            PoolConfig::default(),
+        )
+        .await;
+        let kept = pool.launch(request("alice", 1)).await.unwrap();
+        pool.launch(request("bob", 1)).await.unwrap();
+        // direwolf "crashes": its relay goes away; meanwhile bob's session ends on the host and an
+        // orphan appears (a session added but never recorded).
+        relay.shutdown();
+        drop(pool);
+        // The aborted relay tasks close their sockets when they are next polled.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let bob_id = a
+            .requests()
+            .iter()
+            .zip(lock(&a.sessions).keys())
+            .map(|(_, id)| id.clone())
+            .nth(1)
+            .unwrap();
+        lock(&a.sessions).remove(&bob_id);
+        let orphan = HostSessionRequest {
+            rtsp_fake_ip: "198.18.200.1".parse().unwrap(),
+            ..a.requests()[0].clone()
+        };
+        lock(&a.sessions).insert("orphan".into(), orphan);
+        // A foreign session (not in direwolf's fake-IP range) must be left alone.
+        let foreign = HostSessionRequest {
+            rtsp_fake_ip: "10.1.2.3".parse().unwrap(),
+            ..a.requests()[0].clone()
+        };
+        lock(&a.sessions).insert("foreign".into(), foreign);
+
+        let relay = Relay::new(RelayConfig::new("127.0.0.1".parse().unwrap(), range)).unwrap();
+        let pool = start(
+            vec![(a.clone(), 4)],
+            relay.clone(),
+            sessions.clone(),
+            apps,
+            PoolConfig::default(),
+        )
+        .await;
+        assert_eq!(
+            pool.current_app(&user("alice")).await,
+            Some(app(1)),
+            "alice's session is restored"
+        );
+        assert_eq!(
+            pool.current_app(&user("bob")).await,
+            None,
+            "bob's ended while direwolf was down"
+        );
+        let stored = sessions.list().await.unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].id, kept.session);
+        let ids: Vec<String> = lock(&a.sessions).keys().cloned().collect();
+        assert!(
+            !ids.contains(&"orphan".to_owned()),
+            "the orphan was stopped: {ids:?}"
+        );
+        assert!(
+            ids.contains(&"foreign".to_owned()),
+            "foreign sessions are left alone: {ids:?}"
+        );
+        // The relay listens on the same RTSP port as before.
+        let port: u16 = kept.session_url.rsplit(':').next().unwrap().parse().unwrap();
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_err(),
+            "port {port} is relayed again"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_launch_nobody_waits_for_is_rolled_back() {
+        let a = TestHost::new("a");
+        a.set_mode(Mode::Slow(Duration::from_millis(300)));
+        let config = PoolConfig {
+            launch_deadline: Duration::from_millis(100),
+            host_call_timeout: Duration::from_secs(5),
+            ..PoolConfig::default()
+        };
+        let f = fixture(vec![(a.clone(), 1)], config).await;
+        let error = f.pool.launch(request("alice", 1)).await.unwrap_err();
+        assert!(matches!(error, LaunchError::Timeout), "{error:?}");
+        let pool = f.pool.clone();
+        a.set_mode(Mode::Ok);
+        eventually("the late launch is rolled back", || {
+            a.count() == 0 && lock(&pool.inner.live).is_empty() && f.relay.allocator().in_use() == 0
+        })
+        .await;
+        assert!(f.sessions.list().await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn fake_ips_and_urls() {
+        assert!(is_pool_fake_ip("198.18.0.1"));
+        assert!(is_pool_fake_ip("198.19.255.254"));
+        assert!(!is_pool_fake_ip("198.20.0.1"));
+        assert!(!is_pool_fake_ip("10.0.0.1"));
+        assert!(!is_pool_fake_ip("not an ip"));
+        assert_eq!(
+            session_url("192.0.2.1".parse().unwrap(), 40000),
+            "rtsp://192.0.2.1:40000"
+        );
+        assert_eq!(
+            session_url("::ffff:192.0.2.1".parse().unwrap(), 1),
+            "rtsp://192.0.2.1:1"
+        );
+        assert_eq!(
+            session_url("2001:db8::1".parse().unwrap(), 1),
+            "rtsp://[2001:db8::1]:1"
+        );
+    }
+
+    #[tokio::test]
+    async fn invalid_pools_are_refused() {
+        let sessions = Arc::new(InMemorySessionStore::default());
+        let apps = Arc::new(InMemoryAppCatalog::default());
+        let relay = Relay::new(RelayConfig::new("127.0.0.1".parse().unwrap(), port_range())).unwrap();
+        let none = WolfPool::start(
+            vec![],
+            relay.clone(),
+            sessions.clone(),
+            apps.clone(),
+            PoolConfig::default(),
+        );
+        assert!(matches!(none.await, Err(Error::Invalid { .. })));
+        let a = TestHost::new("a");
+        let hosts = vec![
+            PoolHost::new(a.clone(), "127.0.0.1".parse().unwrap(), 1),
+            PoolHost::new(a, "127.0.0.1".parse().unwrap(), 1),
+        ];
+        let twice = WolfPool::start(hosts, relay, sessions, apps, PoolConfig::default());
+        assert!(matches!(twice.await, Err(Error::Invalid { .. })));
+    }
+}
