@@ -1000,14 +1000,10 @@ mod tests {
         fn events(&self) -> crate::stream_host::HostEvents {
             let receiver = self.events.subscribe();
             Box::pin(stream::unfold(receiver, |mut receiver| async move {
-                loop {
-                    match receiver.recv().await {
-                        Ok(event) => return Some((event, receiver)),
-                        Err(broadcast::error::RecvError::Lagged(_)) => {
-                            return Some((HostEvent::Resync, receiver));
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return None,
-                    }
+                match receiver.recv().await {
+                    Ok(event) => Some((event, receiver)),
+                    Err(broadcast::error::RecvError::Lagged(_)) => Some((HostEvent::Resync, receiver)),
+                    Err(broadcast::error::RecvError::Closed) => None,
                 }
             }))
         }
