@@ -92,8 +92,11 @@ spec:
           spec:
             type: object
             required: [title]
+            x-kubernetes-validations:
+            - {rule: "self.title != 'forbidden'", message: "title must not be forbidden"}
+            - {rule: "!has(oldSelf.size) || has(self.size)", message: "size cannot be unset once set"}
             properties:
-              title: {type: string, minLength: 1, maxLength: 8}
+              title: {type: string, minLength: 1, maxLength: 9}
               size: {type: integer, minimum: 1, maximum: 10}
               level: {type: string, enum: [LOW, HIGH], default: LOW}
               tags: {type: array, maxItems: 2, items: {type: string, pattern: '^[a-z]+$'}}
@@ -958,6 +961,39 @@ async fn schema_validation_defaults_and_pruning() {
     .expect("unknown fields are pruned, not rejected");
     assert!(stored.data["spec"].get("unknown").is_none());
     assert_eq!(stored.data["spec"]["level"], "LOW");
+
+    // CRD docs, "Validation rules": x-kubernetes-validations CEL rules are evaluated on
+    // create and update, transition rules (oldSelf) only on update; a failing rule answers 422
+    // with its message.
+    let e = api_error(
+        within(
+            "CEL rule",
+            widgets.create(&PostParams::default(), &widget("f", "forbidden")),
+        )
+        .await,
+    );
+    assert_eq!(
+        e.message,
+        "Widget.test.direwolf.io \"f\" is invalid: spec: Invalid value: \"object\": title must not be forbidden"
+    );
+    let mut sized = widget("g", "sized");
+    sized.spec.size = Some(2);
+    within("create sized", widgets.create(&PostParams::default(), &sized))
+        .await
+        .expect("valid");
+    let unset = json!({"spec": {"size": null}});
+    let e = api_error(
+        within(
+            "transition rule",
+            widgets.patch("g", &PatchParams::default(), &Patch::Merge(&unset)),
+        )
+        .await,
+    );
+    assert!(
+        e.message.ends_with("size cannot be unset once set"),
+        "{}",
+        e.message
+    );
 
     // Updates are validated too.
     let p = json!({"spec": {"size": 0}});

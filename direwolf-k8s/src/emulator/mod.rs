@@ -15,9 +15,12 @@
 //! resourceVersions then get 410 Gone); [`ApiServerEmulator::advance_clock`] moves server
 //! timestamps.
 //!
-//! Not modelled (see the crate's emulator gap list in the module source): CEL validation rules,
-//! admission, authentication and RBAC, namespace lifecycle, version conversion, protobuf, and
-//! the finer points of server-side apply listed on [`ApiServerEmulator::apply_yaml`].
+//! CEL `x-kubernetes-validations` rules (including transition rules with `oldSelf`) are
+//! evaluated with kube-cel's validation engine.
+//!
+//! Not modelled (the full gap list is a comment at the top of this module's source):
+//! admission, authentication and RBAC, namespace lifecycle, version conversion, protobuf,
+//! built-in controllers, and the finer points of server-side apply.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -44,9 +47,11 @@
 // - Namespaces are not required to exist and have no lifecycle (deleting one deletes nothing).
 // - CRD versions: objects are stored once and served under every served version without
 //   conversion (apiVersion is rewritten); no conversion webhooks; no scale subresource;
-//   additionalPrinterColumns and selectableFields ignored; CEL `x-kubernetes-validations`,
-//   `format`, `uniqueItems`, `allOf/anyOf/oneOf/not` and list-type uniqueness are not checked;
-//   metadata of custom objects is not validated against the schema.
+//   additionalPrinterColumns and selectableFields ignored; `format`, `uniqueItems`,
+//   `allOf/anyOf/oneOf/not` and list-type uniqueness are not checked; metadata of custom
+//   objects is not validated against the schema. CEL rules run through kube-cel (its function
+//   coverage and cost limits, not the API server's; rules run only when the structural schema
+//   accepted the object; messageExpression/fieldPath/reason as kube-cel implements them).
 // - Server-side apply: ownership is tracked per leaf field; associative lists are merged by key
 //   only for x-kubernetes-list-type=map/set in CRD schemas and a fixed table of built-in lists
 //   (ownerReferences by uid, finalizers as a set, containers/volumes/env by name, ports,

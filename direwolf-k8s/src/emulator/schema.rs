@@ -55,6 +55,57 @@ pub(crate) fn process(obj: &mut Value, schema: &Value) -> Vec<FieldError> {
     errors
 }
 
+/// Evaluates the CEL `x-kubernetes-validations` rules of the schema (with `oldSelf` bound on
+/// updates) through kube-cel, after pruning and defaulting. Failures are reported as the API
+/// server does: `<path>: Invalid value: "<type>": <message>`.
+pub(crate) fn cel(obj: &Value, schema: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    if !serde_json::to_string(schema).is_ok_and(|s| s.contains("x-kubernetes-validations")) {
+        return Vec::new();
+    }
+    match kube_cel::Validator::new().validate(schema, obj, old) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors
+            .iter()
+            .map(|e| {
+                let field = if e.field_path.is_empty() {
+                    "<root>".to_string()
+                } else {
+                    e.field_path.clone()
+                };
+                let ty = value_at_dotted(obj, &e.field_path)
+                    .map(type_name)
+                    .unwrap_or("object");
+                FieldError::new(
+                    &field,
+                    "FieldValueInvalid",
+                    format!("Invalid value: \"{ty}\": {}", e.message),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// The value at a dotted path such as `spec.items[0].name`.
+fn value_at_dotted<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut cur = obj;
+    for seg in path.split('.').filter(|s| !s.is_empty()) {
+        let (key, rest) = match seg.find('[') {
+            Some(i) => (&seg[..i], &seg[i..]),
+            None => (seg, ""),
+        };
+        if !key.is_empty() {
+            cur = cur.get(key)?;
+        }
+        for idx in rest.split(['[', ']']).filter(|s| !s.is_empty()) {
+            cur = match idx.parse::<usize>() {
+                Ok(i) => cur.get(i)?,
+                Err(_) => cur.get(idx)?,
+            };
+        }
+    }
+    Some(cur)
+}
+
 fn preserves_unknown(schema: &Value) -> bool {
     schema
         .get("x-kubernetes-preserve-unknown-fields")
@@ -473,6 +524,35 @@ mod tests {
                 .any(|m| m.starts_with("spec.labels[a]: Invalid value: \"integer\"")),
             "{msgs:?}"
         );
+    }
+
+    #[test]
+    fn cel_rules_and_transition_rules() {
+        let schema = json!({
+            "type": "object",
+            "properties": {"spec": {
+                "type": "object",
+                "x-kubernetes-validations": [
+                    {"rule": "self.min <= self.max", "message": "min must not exceed max"},
+                    {"rule": "self.id == oldSelf.id", "message": "id is immutable"}
+                ],
+                "properties": {"min": {"type": "integer"}, "max": {"type": "integer"}, "id": {"type": "string"}}
+            }}
+        });
+        let ok = json!({"spec": {"min": 1, "max": 2, "id": "a"}});
+        assert_eq!(cel(&ok, &schema, None), vec![]);
+        let bad = json!({"spec": {"min": 3, "max": 2, "id": "a"}});
+        let msgs: Vec<String> = cel(&bad, &schema, None).iter().map(FieldError::message).collect();
+        assert_eq!(
+            msgs,
+            vec!["spec: Invalid value: \"object\": min must not exceed max"]
+        );
+        let changed = json!({"spec": {"min": 1, "max": 2, "id": "b"}});
+        let msgs: Vec<String> = cel(&changed, &schema, Some(&ok))
+            .iter()
+            .map(FieldError::message)
+            .collect();
+        assert_eq!(msgs, vec!["spec: Invalid value: \"object\": id is immutable"]);
     }
 
     #[test]

@@ -373,7 +373,7 @@ impl State {
         {
             m.remove("status");
         }
-        self.validate(rt, &name, &mut obj)?;
+        self.validate(rt, &name, &mut obj, None)?;
         let now = self.now();
         let meta = meta_mut(&mut obj);
         meta.insert("uid".into(), json!(new_uid()));
@@ -404,10 +404,21 @@ impl State {
         Ok(output(rt, &obj))
     }
 
-    /// Schema validation (custom resources) and CRD well-formedness.
-    fn validate(&self, rt: &ResourceType, name: &str, obj: &mut Value) -> Result<(), ApiError> {
+    /// Schema validation (custom resources: structural schema, then CEL rules) and CRD
+    /// well-formedness. `old` is the stored object for updates (CEL transition rules).
+    fn validate(
+        &self,
+        rt: &ResourceType,
+        name: &str,
+        obj: &mut Value,
+        old: Option<&Value>,
+    ) -> Result<(), ApiError> {
         if let Some(schema) = &rt.schema {
             let errors = schema::process(obj, schema);
+            if !errors.is_empty() {
+                return Err(ApiError::invalid(rt, name, &errors));
+            }
+            let errors = schema::cel(obj, schema, old);
             if !errors.is_empty() {
                 return Err(ApiError::invalid(rt, name, &errors));
             }
@@ -644,7 +655,7 @@ impl State {
                 ));
             }
         }
-        self.validate(rt, name, &mut new)?;
+        self.validate(rt, name, &mut new, Some(&old))?;
         // Generation tracks the spec: it changes when anything but metadata (and status, where
         // status is a subresource) changes.
         if changed_outside_metadata(&old, &new, rt.status_subresource) {
