@@ -229,6 +229,19 @@ fn expire(mappings: &mut Vec<Mapping>, idle: Duration, counters: &UdpCounters, k
     }
 }
 
+/// Datagrams forwarded from one upstream socket before the other sources get a turn.
+const DRAIN_BUDGET: usize = 32;
+
+/// Send one datagram from the public socket; waits for buffer space only when the socket is
+/// full. `false` if the datagram was dropped.
+async fn send_to_client(public: &UdpSocket, packet: &[u8], client: SocketAddr) -> bool {
+    match public.try_send_to(packet, client) {
+        Ok(_) => true,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => public.send_to(packet, client).await.is_ok(),
+        Err(_) => false,
+    }
+}
+
 /// Relay one stream of one session until aborted.
 pub(crate) async fn serve(kind: StreamKind, public: UdpSocket, shared: Arc<SessionShared>) {
     let counters = shared.counters.udp(kind);
@@ -246,14 +259,32 @@ pub(crate) async fn serve(kind: StreamKind, public: UdpSocket, shared: Arc<Sessi
                 .await;
         match event {
             Event::FromWolf { index, len } => {
-                let client = mappings[index].client;
-                match public.send_to(&buf[..len], client).await {
-                    Ok(_) => {
-                        bump(&counters.to_client_packets);
-                        add(&counters.to_client_bytes, len as u64);
+                let mapping = &mappings[index];
+                let (mut packets, mut bytes) = (0u64, 0u64);
+                let mut len = len;
+                // Forward this datagram, then keep draining the same upstream socket without
+                // going back through the poll loop (bounded, for fairness between sources).
+                for round in 1..=DRAIN_BUDGET {
+                    if send_to_client(&public, &buf[..len], mapping.client).await {
+                        packets += 1;
+                        bytes += len as u64;
+                    } else {
+                        bump(&counters.drop_send_to_client);
                     }
-                    Err(_) => bump(&counters.drop_send_to_client),
+                    if round == DRAIN_BUDGET {
+                        break;
+                    }
+                    match mapping.upstream.try_recv(&mut buf) {
+                        Ok(n) => len = n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(_) => {
+                            bump(&counters.drop_send_to_wolf);
+                            break;
+                        }
+                    }
                 }
+                add(&counters.to_client_packets, packets);
+                add(&counters.to_client_bytes, bytes);
             }
             Event::FromClient { len, from } => {
                 let index = match mappings.iter().position(|m| m.client == from) {

@@ -1,0 +1,598 @@
+//! Relay benchmark: throughput and added latency of `direwolf_core::relay` against `socat` UDP
+//! forwarding and in-kernel forwarding (nftables DNAT), all measured in the same run over the
+//! same topology of three network namespaces joined by veth pairs:
+//!
+//! ```text
+//!  client ns (sink) 10.77.1.2 ── 10.77.1.1 [forwarder ns] 10.77.2.1 ── 10.77.2.2 (source) wolf ns
+//! ```
+//!
+//! The source plays Wolf: it waits for a ping on each of its video ports, then sends 1,400-byte
+//! datagrams (sequence + send timestamp) to the ping's source. The sink plays Moonlight: it pings
+//! through the forwarder and timestamps what arrives. Variants of the forwarder:
+//! `direct` (plain IP routing in the middle namespace, the latency floor), `kernel` (nftables
+//! DNAT with conntrack), `socat` (one `socat UDP4-LISTEN … UDP4:…` per session) and `relay` (this crate,
+//! on a current-thread runtime). `socat` and `relay` are pinned to CPU 1, source and sink to CPU 0.
+//! Forwarder CPU time is read from /proc, giving packets per CPU-second.
+//!
+//! Needs root, iproute2, taskset, socat and nft: run `direwolf-core/benches/relay.sh`, which
+//! installs them, or `cargo bench -p direwolf-core --bench relay` when they are present.
+//! `DW_BENCH_SECONDS` (default 3) sets the length of each measurement.
+
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use direwolf_core::StreamPorts;
+use direwolf_core::relay::{Relay, RelayConfig, SessionRelayConfig, WolfPorts};
+use serde_json::{Value, json};
+
+const PACKET: usize = 1400;
+const RATE_MBIT: f64 = 150.0;
+const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 77, 1, 2);
+const PUBLIC: Ipv4Addr = Ipv4Addr::new(10, 77, 1, 1);
+const WOLF: Ipv4Addr = Ipv4Addr::new(10, 77, 2, 2);
+
+fn public_video(i: usize) -> u16 {
+    40001 + 4 * i as u16
+}
+
+fn wolf_video(i: usize) -> u16 {
+    48100 + i as u16
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} must be set for this role"))
+}
+
+fn env_num(name: &str) -> u64 {
+    env(name)
+        .parse()
+        .unwrap_or_else(|_| panic!("{name} must be a number"))
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos() as u64
+}
+
+fn main() {
+    match std::env::var("DW_BENCH_ROLE").as_deref() {
+        Ok("source") => source(),
+        Ok("sink") => sink(),
+        Ok("relay") => relay_role(),
+        _ => orchestrate(),
+    }
+}
+
+// ---------------------------------------------------------------- roles
+
+/// Wolf: wait for one ping per port, then send for `DW_BENCH_SECONDS` at `DW_BENCH_PPS` per
+/// session (0: as fast as possible), in 1 ms batches.
+fn source() {
+    let n = env_num("DW_BENCH_SESSIONS") as usize;
+    let pps = env_num("DW_BENCH_PPS");
+    let secs = env_num("DW_BENCH_SECONDS");
+    let sockets: Vec<UdpSocket> = (0..n)
+        .map(|i| UdpSocket::bind((WOLF, wolf_video(i))).expect("source bind"))
+        .collect();
+    let mut buf = [0u8; 2048];
+    for s in &sockets {
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let (_, from) = s
+            .recv_from(&mut buf)
+            .expect("no ping reached the source within 10 s");
+        s.connect(from).expect("connect to the ping's source");
+    }
+    let mut packet = [0u8; PACKET];
+    let start = Instant::now();
+    let end = start + Duration::from_secs(secs);
+    let mut seq = 0u64;
+    let (mut sent, mut errors) = (0u64, 0u64);
+    let tick = Duration::from_millis(1);
+    let mut next = start;
+    while Instant::now() < end {
+        let due = if pps == 0 {
+            64
+        } else {
+            let elapsed = next.duration_since(start).as_secs_f64() + tick.as_secs_f64();
+            ((elapsed * pps as f64) as u64).saturating_sub(seq)
+        };
+        for _ in 0..due {
+            for s in &sockets {
+                packet[..8].copy_from_slice(&seq.to_be_bytes());
+                packet[8..16].copy_from_slice(&now_ns().to_be_bytes());
+                match s.send(&packet) {
+                    Ok(_) => sent += 1,
+                    Err(_) => errors += 1,
+                }
+            }
+            seq += 1;
+        }
+        if pps != 0 {
+            next += tick;
+            let now = Instant::now();
+            if next > now {
+                std::thread::sleep(next - now);
+            }
+        }
+    }
+    println!(
+        "SOURCE {}",
+        json!({"sent": sent, "errors": errors, "secs": start.elapsed().as_secs_f64()})
+    );
+}
+
+/// Moonlight: ping each target every 50 ms from one socket per session; record arrivals.
+fn sink() {
+    let targets: Vec<SocketAddr> = env("DW_BENCH_TARGETS")
+        .split(',')
+        .map(|t| t.parse().expect("target address"))
+        .collect();
+    let secs = env_num("DW_BENCH_SECONDS");
+    let handles: Vec<_> = targets
+        .into_iter()
+        .map(|target| std::thread::spawn(move || sink_one(target, secs)))
+        .collect();
+    let results: Vec<Value> = handles
+        .into_iter()
+        .map(|h| h.join().expect("sink thread"))
+        .collect();
+    println!("SINK {}", Value::Array(results));
+}
+
+fn sink_one(target: SocketAddr, secs: u64) -> Value {
+    let s = UdpSocket::bind((CLIENT, 0)).expect("sink bind");
+    s.set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    let deadline = Instant::now() + Duration::from_secs(secs + 12);
+    let mut buf = [0u8; 2048];
+    let mut lat_ns: Vec<u32> = Vec::with_capacity(1 << 20);
+    let (mut received, mut bytes) = (0u64, 0u64);
+    let mut last_ping: Option<Instant> = None;
+    let (mut first, mut last): (Option<Instant>, Option<Instant>) = (None, None);
+    loop {
+        let now = Instant::now();
+        if now > deadline || last.is_some_and(|l| now.duration_since(l) > Duration::from_millis(700)) {
+            break;
+        }
+        if last_ping.is_none_or(|p| now.duration_since(p) > Duration::from_millis(50)) {
+            let mut ping = [0u8; 20];
+            ping[..16].copy_from_slice(b"Ab3$x~Zq!9Lm#2Rt");
+            let _ = s.send_to(&ping, target);
+            last_ping = Some(now);
+        }
+        if let Ok(n) = s.recv(&mut buf)
+            && n >= 16
+        {
+            let t = now_ns();
+            let arrived = Instant::now();
+            let first_at = *first.get_or_insert(arrived);
+            last = Some(arrived);
+            received += 1;
+            bytes += n as u64;
+            let sent = u64::from_be_bytes(buf[8..16].try_into().expect("8 bytes"));
+            // Skip the first 200 ms (ARP, mappings, caches).
+            if arrived.duration_since(first_at) > Duration::from_millis(200) {
+                lat_ns.push(t.saturating_sub(sent).min(u64::from(u32::MAX)) as u32);
+            }
+        }
+    }
+    let window = match (first, last) {
+        (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
+        _ => 0.0,
+    };
+    lat_ns.sort_unstable();
+    let pct = |p: f64| -> u64 {
+        if lat_ns.is_empty() {
+            0
+        } else {
+            u64::from(lat_ns[((lat_ns.len() - 1) as f64 * p) as usize])
+        }
+    };
+    json!({"received": received, "bytes": bytes, "window": window,
+           "p50": pct(0.5), "p99": pct(0.99), "samples": lat_ns.len()})
+}
+
+/// The relay engine on a current-thread runtime, one session per `DW_BENCH_SESSIONS`.
+fn relay_role() {
+    let n = env_num("DW_BENCH_SESSIONS") as usize;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let relay = Relay::new(RelayConfig::new(IpAddr::V4(PUBLIC), 1..=4)).expect("relay");
+        let mut sessions = Vec::new();
+        for i in 0..n {
+            let base = public_video(i) - 1;
+            let ports = StreamPorts {
+                rtsp: base,
+                video: base + 1,
+                audio: base + 2,
+                control: base + 3,
+            };
+            let mut cfg = SessionRelayConfig::new(
+                IpAddr::V4(CLIENT),
+                SocketAddr::new(IpAddr::V4(WOLF), 48010),
+                Ipv4Addr::new(10, 99, 0, 7),
+            );
+            cfg.wolf_ports = WolfPorts {
+                video: wolf_video(i),
+                audio: 48200 + i as u16,
+                control: 47000 + i as u16,
+            };
+            sessions.push(
+                relay
+                    .open_session_on(ports, cfg)
+                    .await
+                    .expect("open bench session"),
+            );
+        }
+        println!("READY");
+        std::future::pending::<()>().await;
+    });
+}
+
+// ---------------------------------------------------------------- orchestration
+
+fn run(cmd: &str, args: &[&str]) {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "`{cmd} {}` failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Three namespaces and two veth pairs; deleted on drop.
+struct Topology {
+    c: String,
+    r: String,
+    w: String,
+}
+
+impl Topology {
+    fn create() -> Topology {
+        let tag = std::process::id();
+        let t = Topology {
+            c: format!("dwbc{tag}"),
+            r: format!("dwbr{tag}"),
+            w: format!("dwbw{tag}"),
+        };
+        for n in [&t.c, &t.r, &t.w] {
+            run("ip", &["netns", "add", n]);
+            run("ip", &["-n", n, "link", "set", "lo", "up"]);
+        }
+        let (c0, r1, r2, w0) = (
+            format!("bc{tag}"),
+            format!("br1{tag}"),
+            format!("br2{tag}"),
+            format!("bw{tag}"),
+        );
+        run(
+            "ip",
+            &[
+                "link", "add", &c0, "netns", &t.c, "type", "veth", "peer", "name", &r1, "netns", &t.r,
+            ],
+        );
+        run(
+            "ip",
+            &[
+                "link", "add", &r2, "netns", &t.r, "type", "veth", "peer", "name", &w0, "netns", &t.w,
+            ],
+        );
+        for (ns, dev, addr) in [
+            (&t.c, &c0, "10.77.1.2/24"),
+            (&t.r, &r1, "10.77.1.1/24"),
+            (&t.r, &r2, "10.77.2.1/24"),
+            (&t.w, &w0, "10.77.2.2/24"),
+        ] {
+            run("ip", &["-n", ns, "addr", "add", addr, "dev", dev]);
+            run("ip", &["-n", ns, "link", "set", dev, "up"]);
+        }
+        run(
+            "ip",
+            &["-n", &t.c, "route", "add", "10.77.2.0/24", "via", "10.77.1.1"],
+        );
+        run(
+            "ip",
+            &["-n", &t.w, "route", "add", "10.77.1.0/24", "via", "10.77.2.1"],
+        );
+        run(
+            "ip",
+            &["netns", "exec", &t.r, "sysctl", "-qw", "net.ipv4.ip_forward=1"],
+        );
+        t
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for n in [&self.c, &self.r, &self.w] {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Variant {
+    Direct,
+    Kernel,
+    Socat,
+    Relay,
+}
+
+impl Variant {
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Direct => "direct",
+            Variant::Kernel => "kernel",
+            Variant::Socat => "socat",
+            Variant::Relay => "relay",
+        }
+    }
+}
+
+/// The running forwarder of one measurement; stopped on drop.
+struct Forwarder {
+    children: Vec<Child>,
+    nft_netns: Option<String>,
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(ns) = &self.nft_netns {
+            let _ = Command::new("ip")
+                .args(["netns", "exec", ns, "nft", "delete", "table", "ip", "dwbench"])
+                .status();
+        }
+    }
+}
+
+impl Forwarder {
+    /// utime + stime of the forwarder processes, in clock ticks.
+    fn cpu_ticks(&self) -> u64 {
+        self.children
+            .iter()
+            .map(|c| {
+                let stat = std::fs::read_to_string(format!("/proc/{}/stat", c.id())).unwrap_or_default();
+                let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                // After the command name, field 3 (state) is index 0: utime (14) and stime (15).
+                let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                num(11) + num(12)
+            })
+            .sum()
+    }
+}
+
+fn start_forwarder(t: &Topology, v: Variant, n: usize) -> Forwarder {
+    let mut f = Forwarder {
+        children: Vec::new(),
+        nft_netns: None,
+    };
+    match v {
+        Variant::Direct => {}
+        Variant::Kernel => {
+            let mut rules =
+                String::from("table ip dwbench {\n chain pre {\n  type nat hook prerouting priority -100;\n");
+            for i in 0..n {
+                rules.push_str(&format!(
+                    "  ip daddr {PUBLIC} udp dport {} dnat to {WOLF}:{}\n",
+                    public_video(i),
+                    wolf_video(i)
+                ));
+            }
+            rules.push_str(" }\n}\n");
+            let path = std::env::temp_dir().join(format!("dwbench-{}.nft", std::process::id()));
+            std::fs::write(&path, rules).expect("write nft rules");
+            run(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &t.r,
+                    "nft",
+                    "-f",
+                    path.to_str().expect("utf-8 path"),
+                ],
+            );
+            f.nft_netns = Some(t.r.clone());
+        }
+        Variant::Socat => {
+            for i in 0..n {
+                let child = Command::new("ip")
+                    .args([
+                        "netns", "exec", &t.r, "taskset", "-c", "1", "socat", "-b", "65536",
+                    ])
+                    .arg(format!("UDP4-LISTEN:{},bind={PUBLIC},reuseaddr", public_video(i)))
+                    .arg(format!("UDP4:{WOLF}:{}", wolf_video(i)))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("start socat");
+                f.children.push(child);
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        Variant::Relay => {
+            let exe = std::env::current_exe().expect("bench binary");
+            let mut child = Command::new("ip")
+                .args(["netns", "exec", &t.r, "taskset", "-c", "1"])
+                .arg(exe)
+                .env("DW_BENCH_ROLE", "relay")
+                .env("DW_BENCH_SESSIONS", n.to_string())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("start the relay");
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().expect("piped stdout"))
+                .read_line(&mut line)
+                .expect("relay output");
+            assert_eq!(line.trim(), "READY", "the relay did not start");
+            f.children.push(child);
+        }
+    }
+    f
+}
+
+struct Measurement {
+    pps: f64,
+    loss: f64,
+    p50_us: f64,
+    p99_us: f64,
+    cpu: f64,
+}
+
+fn measure(t: &Topology, v: Variant, n: usize, pps_per_session: u64, secs: u64) -> Measurement {
+    let fwd = start_forwarder(t, v, n);
+    let exe = std::env::current_exe().expect("bench binary");
+    let targets: Vec<String> = (0..n)
+        .map(|i| match v {
+            Variant::Direct => format!("{WOLF}:{}", wolf_video(i)),
+            _ => format!("{PUBLIC}:{}", public_video(i)),
+        })
+        .collect();
+    let role = |ns: &str, role: &str| {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, "taskset", "-c", "0"])
+            .arg(&exe)
+            .env("DW_BENCH_ROLE", role)
+            .env("DW_BENCH_SESSIONS", n.to_string())
+            .env("DW_BENCH_PPS", pps_per_session.to_string())
+            .env("DW_BENCH_SECONDS", secs.to_string())
+            .env("DW_BENCH_TARGETS", targets.join(","))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        c
+    };
+    let source = role(&t.w, "source").spawn().expect("start source");
+    std::thread::sleep(Duration::from_millis(200));
+    let ticks0 = fwd.cpu_ticks();
+    let sink = role(&t.c, "sink").spawn().expect("start sink");
+    let source = source.wait_with_output().expect("source output");
+    let ticks1 = fwd.cpu_ticks();
+    let sink = sink.wait_with_output().expect("sink output");
+    drop(fwd);
+    let parse = |out: &[u8], prefix: &str| -> Value {
+        let text = String::from_utf8_lossy(out);
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("{} x{n}: no `{prefix}` line in {text:?}", v.name()));
+        serde_json::from_str(line).expect("json")
+    };
+    let src = parse(&source.stdout, "SOURCE ");
+    let snk = parse(&sink.stdout, "SINK ");
+    let sent = src["sent"].as_f64().unwrap_or(0.0);
+    let src_secs = src["secs"].as_f64().unwrap_or(1.0);
+    let sessions = snk.as_array().expect("sink prints an array");
+    let received: f64 = sessions
+        .iter()
+        .map(|s| s["received"].as_f64().unwrap_or(0.0))
+        .sum();
+    let window = sessions
+        .iter()
+        .map(|s| s["window"].as_f64().unwrap_or(0.0))
+        .fold(0.0, f64::max)
+        .max(1e-3);
+    // Latency: the worst session's percentile.
+    let worst = |k: &str| {
+        sessions
+            .iter()
+            .map(|s| s[k].as_f64().unwrap_or(0.0))
+            .fold(0.0, f64::max)
+            / 1000.0
+    };
+    let ticks_per_s = 100.0; // USER_HZ on Linux
+    Measurement {
+        pps: received / window,
+        loss: if sent > 0.0 { 1.0 - received / sent } else { 1.0 },
+        p50_us: worst("p50"),
+        p99_us: worst("p99"),
+        cpu: ticks1.saturating_sub(ticks0) as f64 / ticks_per_s / src_secs,
+    }
+}
+
+fn orchestrate() {
+    for tool in ["ip", "taskset", "socat", "nft"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output();
+        assert!(
+            found.is_ok_and(|o| o.status.success()),
+            "`{tool}` is required; run direwolf-core/benches/relay.sh (installs socat and nftables)"
+        );
+    }
+    let secs: u64 = std::env::var("DW_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let topo = Topology::create();
+    let rate_pps = (RATE_MBIT * 1e6 / (PACKET * 8) as f64).round() as u64;
+    println!(
+        "relay benchmark: {PACKET}-byte UDP, {secs} s per run, forwarder on CPU 1, source+sink on CPU 0"
+    );
+    for (label, pps) in [("paced 150 Mbit/s per session", rate_pps), ("max rate", 0)] {
+        for n in [1usize, 8] {
+            println!("\n== {n} session(s), {label} ==");
+            println!(
+                "{:<8} {:>10} {:>9} {:>7} {:>9} {:>9} {:>7} {:>11}",
+                "variant", "pkt/s", "Mbit/s", "loss%", "p50 µs", "p99 µs", "cpu%", "pkt/cpu-s"
+            );
+            let mut results = Vec::new();
+            for v in [Variant::Direct, Variant::Kernel, Variant::Socat, Variant::Relay] {
+                let m = measure(&topo, v, n, pps, secs);
+                let per_cpu = if m.cpu > 0.0 { m.pps / m.cpu } else { f64::NAN };
+                println!(
+                    "{:<8} {:>10.0} {:>9.1} {:>7.2} {:>9.1} {:>9.1} {:>7.1} {:>11.0}",
+                    v.name(),
+                    m.pps,
+                    m.pps * (PACKET * 8) as f64 / 1e6,
+                    m.loss * 100.0,
+                    m.p50_us,
+                    m.p99_us,
+                    m.cpu * 100.0,
+                    per_cpu
+                );
+                results.push((v, m, per_cpu));
+            }
+            let get = |v: Variant| results.iter().find(|r| r.0 == v).expect("measured");
+            let (d, k, s, r) = (
+                get(Variant::Direct),
+                get(Variant::Kernel),
+                get(Variant::Socat),
+                get(Variant::Relay),
+            );
+            println!(
+                "ratios: relay/socat pkt/s {:.2}x, relay/socat pkt per cpu-s {:.2}x, relay/kernel pkt/s {:.2}x",
+                r.1.pps / s.1.pps,
+                r.2 / s.2,
+                r.1.pps / k.1.pps
+            );
+            println!(
+                "added latency vs direct (µs): relay p50 {:+.1} p99 {:+.1} | socat p50 {:+.1} p99 {:+.1} | kernel p50 {:+.1} p99 {:+.1}",
+                r.1.p50_us - d.1.p50_us,
+                r.1.p99_us - d.1.p99_us,
+                s.1.p50_us - d.1.p50_us,
+                s.1.p99_us - d.1.p99_us,
+                k.1.p50_us - d.1.p50_us,
+                k.1.p99_us - d.1.p99_us
+            );
+        }
+    }
+    drop(topo);
+}
