@@ -69,6 +69,29 @@ impl WolfClientBuilder {
         self
     }
 
+    /// Talk HTTPS to `host:port` (a TLS-terminating proxy such as fenrir's wolf-agent), verifying the
+    /// server as `server_name` with the caller's rustls configuration (bring the proxy's self-signed
+    /// certificate as a root). Feature `tls`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if `server_name` is not a valid DNS name or IP address.
+    #[cfg(feature = "tls")]
+    pub fn with_https(
+        mut self,
+        addr: impl Into<String>,
+        server_name: &str,
+        config: Arc<rustls::ClientConfig>,
+    ) -> Result<Self> {
+        let server_name = rustls::pki_types::ServerName::try_from(server_name.to_owned())
+            .map_err(|e| Error::Config(format!("invalid TLS server name {server_name:?}: {e}")))?;
+        self.target = Target::Https {
+            addr: addr.into(),
+            server_name,
+            connector: tokio_rustls::TlsConnector::from(config),
+        };
+        Ok(self)
+    }
+
     /// Time limit of each call (connect, request and whole response).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -104,6 +127,17 @@ impl WolfClientBuilder {
                 return Err(Error::Config("socket path is empty".into()));
             }
             Target::Unix(_) => HeaderValue::from_static("localhost"),
+            #[cfg(feature = "tls")]
+            Target::Https { addr, .. } => {
+                if addr
+                    .rsplit_once(':')
+                    .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+                {
+                    return Err(Error::Config(format!("HTTPS address {addr:?} is not host:port")));
+                }
+                HeaderValue::from_str(addr)
+                    .map_err(|_| Error::Config(format!("HTTPS address {addr:?} is not a valid Host")))?
+            }
             Target::Tcp(addr) => {
                 if addr
                     .rsplit_once(':')

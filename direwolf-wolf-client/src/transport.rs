@@ -17,12 +17,23 @@ use tokio::task::AbortHandle;
 use crate::error::Error;
 
 /// Where Wolf's API is reached.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
+#[non_exhaustive]
 pub enum Target {
     /// A unix domain socket path (Wolf itself).
     Unix(PathBuf),
     /// A `host:port` TCP address serving plain HTTP (a reverse proxy in front of the socket).
     Tcp(String),
+    /// A `host:port` TCP address serving HTTPS (feature `tls`).
+    #[cfg(feature = "tls")]
+    Https {
+        /// `host:port`.
+        addr: String,
+        /// The name the server certificate must be valid for.
+        server_name: rustls::pki_types::ServerName<'static>,
+        /// The TLS connector (from the caller's `rustls::ClientConfig`).
+        connector: tokio_rustls::TlsConnector,
+    },
 }
 
 impl fmt::Display for Target {
@@ -30,6 +41,8 @@ impl fmt::Display for Target {
         match self {
             Target::Unix(p) => write!(f, "unix:{}", p.display()),
             Target::Tcp(a) => write!(f, "tcp:{a}"),
+            #[cfg(feature = "tls")]
+            Target::Https { addr, .. } => write!(f, "https:{addr}"),
         }
     }
 }
@@ -71,6 +84,25 @@ pub(crate) async fn send(
             // Requests are small and one per connection: do not wait for Nagle.
             let _ = io.set_nodelay(true);
             handshake_send(io, req, endpoint).await
+        }
+        #[cfg(feature = "tls")]
+        Target::Https {
+            addr,
+            server_name,
+            connector,
+        } => {
+            let io = TcpStream::connect(addr.as_str())
+                .await
+                .map_err(|e| connect_error(target, e))?;
+            let _ = io.set_nodelay(true);
+            let tls = connector
+                .connect(server_name.clone(), io)
+                .await
+                .map_err(|e| Error::Connect {
+                    target: target.to_string(),
+                    source: e,
+                })?;
+            handshake_send(tls, req, endpoint).await
         }
     }
 }

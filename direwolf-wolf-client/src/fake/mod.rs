@@ -86,6 +86,7 @@ pub struct FakeWolfBuilder {
     version: WolfVersion,
     listen: Option<Listen>,
     keepalive: Duration,
+    tls: TlsOption,
 }
 
 impl FakeWolfBuilder {
@@ -104,6 +105,15 @@ impl FakeWolfBuilder {
     /// Listen on TCP at `addr` (use `127.0.0.1:0` in tests; [`FakeWolf::addr`] gives the port).
     pub fn tcp(mut self, addr: SocketAddr) -> Self {
         self.listen = Some(Listen::Tcp(addr));
+        self
+    }
+
+    /// Serve HTTPS on the TCP listener with this rustls configuration (imitates a TLS-terminating
+    /// proxy such as fenrir's wolf-agent; Wolf itself only speaks plain HTTP on its socket).
+    /// Feature `tls`.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = TlsOption(Some(tokio_rustls::TlsAcceptor::from(config)));
         self
     }
 
@@ -135,8 +145,10 @@ impl FakeWolfBuilder {
             subscribers: AtomicUsize::new(0),
             served: AtomicUsize::new(0),
         });
-        let (listen, server) = serve(shared.clone(), listen).await?;
+        let tls = self.tls;
+        let (listen, server) = serve(shared.clone(), listen, tls.clone()).await?;
         Ok(FakeWolf {
+            tls,
             shared,
             listen,
             server: tokio::sync::Mutex::new(Some(server)),
@@ -189,6 +201,7 @@ struct Server {
 pub struct FakeWolf {
     shared: Arc<Shared>,
     listen: Listen,
+    tls: TlsOption,
     server: tokio::sync::Mutex<Option<Server>>,
 }
 
@@ -205,6 +218,7 @@ impl FakeWolf {
             version: WolfVersion::V6,
             listen: None,
             keepalive: Duration::from_secs(15),
+            tls: TlsOption::default(),
         }
     }
 
@@ -455,7 +469,7 @@ impl FakeWolf {
     /// Binding fails.
     pub async fn restart(&self) -> std::io::Result<()> {
         self.stop().await;
-        let (_, server) = serve(self.shared.clone(), self.listen.clone()).await?;
+        let (_, server) = serve(self.shared.clone(), self.listen.clone(), self.tls.clone()).await?;
         *self.server.lock().await = Some(server);
         Ok(())
     }
@@ -475,12 +489,22 @@ impl Drop for FakeWolf {
     }
 }
 
-enum Listener {
-    Unix(UnixListener),
-    Tcp(TcpListener),
+/// The TLS acceptor of the TCP listener, if any (always none without the `tls` feature).
+#[derive(Clone, Default)]
+struct TlsOption(#[cfg(feature = "tls")] Option<tokio_rustls::TlsAcceptor>);
+
+impl std::fmt::Debug for TlsOption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsOption")
+    }
 }
 
-async fn serve(shared: Arc<Shared>, listen: Listen) -> std::io::Result<(Listen, Server)> {
+enum Listener {
+    Unix(UnixListener),
+    Tcp(TcpListener, TlsOption),
+}
+
+async fn serve(shared: Arc<Shared>, listen: Listen, tls: TlsOption) -> std::io::Result<(Listen, Server)> {
     let (shutdown, rx) = watch::channel(false);
     let (listen, listener) = match listen {
         Listen::Unix(path) => {
@@ -490,7 +514,7 @@ async fn serve(shared: Arc<Shared>, listen: Listen) -> std::io::Result<(Listen, 
         }
         Listen::Tcp(addr) => {
             let listener = TcpListener::bind(addr).await?;
-            (Listen::Tcp(listener.local_addr()?), Listener::Tcp(listener))
+            (Listen::Tcp(listener.local_addr()?), Listener::Tcp(listener, tls))
         }
     };
     let task = tokio::spawn(accept_loop(rx, shared, listener));
@@ -503,9 +527,9 @@ async fn accept_loop(mut shutdown: watch::Receiver<bool>, shared: Arc<Shared>, l
         let accepted = async {
             match &listener {
                 Listener::Unix(l) => l.accept().await.map(|(s, _)| Either::Unix(s)),
-                Listener::Tcp(l) => l.accept().await.map(|(s, _)| {
+                Listener::Tcp(l, tls) => l.accept().await.map(|(s, _)| {
                     let _ = s.set_nodelay(true);
-                    Either::Tcp(s)
+                    Either::Tcp(s, tls.clone())
                 }),
             }
         };
@@ -521,7 +545,16 @@ async fn accept_loop(mut shutdown: watch::Receiver<bool>, shared: Arc<Shared>, l
                             () = async {
                                 match stream {
                                     Either::Unix(s) => connection(shared, s).await,
-                                    Either::Tcp(s) => connection(shared, s).await,
+                                    #[cfg(feature = "tls")]
+                                    Either::Tcp(s, TlsOption(Some(acceptor))) => {
+                                        if let Ok(tls) = acceptor.accept(s).await {
+                                            connection(shared, tls).await;
+                                        }
+                                    }
+                                    #[cfg(feature = "tls")]
+                                    Either::Tcp(s, TlsOption(None)) => connection(shared, s).await,
+                                    #[cfg(not(feature = "tls"))]
+                                    Either::Tcp(s, TlsOption()) => connection(shared, s).await,
                                 }
                             } => {}
                         }
@@ -540,7 +573,7 @@ async fn accept_loop(mut shutdown: watch::Receiver<bool>, shared: Arc<Shared>, l
 
 enum Either {
     Unix(tokio::net::UnixStream),
-    Tcp(tokio::net::TcpStream),
+    Tcp(tokio::net::TcpStream, TlsOption),
 }
 
 async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send>(shared: Arc<Shared>, mut io: S) {
