@@ -538,3 +538,65 @@ mod tests {
         assert!(matches!(e, WolfEvent::Other { data: Value::String(ref s), .. } if s == "not json"));
     }
 }
+
+#[cfg(test)]
+mod parser_tests {
+    use super::*;
+
+    fn state(filter_pings: bool) -> State {
+        let client = WolfClient::unix("/nonexistent").expect("valid path");
+        State {
+            client,
+            cfg: EventsConfig {
+                filter_pings,
+                ..Default::default()
+            },
+            conn: None,
+            connected_before: false,
+            failures: 0,
+            backoff: Duration::from_millis(1),
+            name: None,
+            data: None,
+            ended: false,
+        }
+    }
+
+    fn feed_all(st: &mut State, text: &str) -> Vec<WolfEvent> {
+        text.split('\n')
+            .filter_map(|l| st.feed(l.trim_end_matches('\r').as_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn sse_lines_comments_multiline_data_and_pings() {
+        let mut st = state(true);
+        let got = feed_all(
+            &mut st,
+            ":keepalive\n\nevent: wolf::core::events::IDRRequestEvent\ndata: {\"session_id\":\"42\"}\n\n\
+             event:wolf::core::events::RTPVideoPingEvent\ndata:{\"client_ip\":\"1.2.3.4\",\"client_port\":1}\n\n\
+             event: x\ndata: {\"a\":\ndata: 1}\n\n",
+        );
+        assert_eq!(
+            got,
+            vec![
+                WolfEvent::IdrRequest(SessionEvent {
+                    session_id: SessionId::new(42)
+                }),
+                WolfEvent::Other {
+                    name: "x".into(),
+                    data: serde_json::json!({"a": 1})
+                },
+            ]
+        );
+        let mut st = state(false);
+        let got = feed_all(
+            &mut st,
+            "event: wolf::core::events::RTPAudioPingEvent\r\ndata: {\"client_ip\":\"1.2.3.4\",\"client_port\":1,\"payload\":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16]}\r\n\r\n",
+        );
+        assert!(matches!(&got[..], [WolfEvent::RtpAudioPing(p)] if p.payload.is_some()));
+        assert!(
+            !format!("{got:?}").contains("13, 14"),
+            "ping secret must not show in Debug"
+        );
+    }
+}

@@ -601,3 +601,61 @@ async fn pinned_version_skips_detection() {
     ));
     assert_eq!(wolf.requests_served(), 0);
 }
+
+#[tokio::test]
+async fn v5b_accepts_clientless_sessions_and_v4_keeps_pending_pairs() {
+    let (wolf, _d) = fake(WolfVersion::V5b).await;
+    wolf.add_app(app(1));
+    let client = wolf.client().unwrap();
+    assert_eq!(
+        within("add", client.add_session(&add_request())).await.unwrap(),
+        SessionId::CLIENTLESS
+    );
+    let listed = within("list", client.sessions()).await.unwrap();
+    assert_eq!(
+        listed[0]
+            .client_settings
+            .as_ref()
+            .unwrap()
+            .motion_controller_override,
+        None,
+        "no V6 field on V5b"
+    );
+
+    let (wolf, _d) = fake(WolfVersion::V4).await;
+    let client = wolf.client().unwrap();
+    wolf.add_pending_pair("00112233AABBCCDD", "192.0.2.1");
+    let req = PairClientRequest {
+        pair_secret: "00112233AABBCCDD".into(),
+        pin: "0000".into(),
+    };
+    within("pair", client.pair_client(&req)).await.unwrap();
+    assert_eq!(
+        wolf.pending_pairs().len(),
+        1,
+        "before 2025-11-18 the pending entry stays"
+    );
+}
+
+#[tokio::test]
+async fn debug_output_never_contains_secrets() {
+    let (wolf, _d) = fake(WolfVersion::V6).await;
+    wolf.add_app(app(1));
+    let client = wolf.client().unwrap();
+    let id = within("add", client.add_session(&add_request())).await.unwrap();
+    let start = start_request(id);
+    let lobby = lobby_request(Some(vec![4, 3, 2, 1]), true);
+    let dumps = [
+        format!("{:?}", add_request()),
+        format!("{start:?}"),
+        format!("{lobby:?}"),
+        format!("{:?}", within("list", client.sessions()).await.unwrap()),
+        format!("{client:?}"),
+    ];
+    for d in dumps {
+        assert!(
+            !d.contains("773448F6") && !d.contains("1311662065") && !d.contains("4, 3, 2, 1"),
+            "{d}"
+        );
+    }
+}
