@@ -19,6 +19,9 @@ use super::error::KubeStoreError;
 use super::{Settings, apply_params};
 use crate::crd::{self, field_managers, reasons};
 
+/// The clashes already reported: (id, names of the Apps sharing it).
+type ClashLog = Mutex<BTreeSet<(AppId, Vec<String>)>>;
+
 /// A PNG converted from WebP art, valid while the WebP bytes are the same.
 #[derive(Debug)]
 struct Converted {
@@ -37,9 +40,9 @@ struct Converted {
 pub struct KubeAppCatalog {
     api: Api<crd::App>,
     pub(super) cache: Arc<Cache<crd::App>>,
-    settings: Settings,
+    pub(super) settings: Settings,
     converted: Arc<Mutex<HashMap<String, Converted>>>,
-    reported_clashes: Arc<Mutex<BTreeSet<(AppId, Vec<String>)>>>,
+    reported_clashes: Arc<ClashLog>,
 }
 
 fn hash_of(bytes: &[u8]) -> u64 {

@@ -161,14 +161,20 @@ impl From<KubeStoreError> for direwolf_core::Error {
 }
 
 /// How often and how long transient failures are retried.
+///
+/// The budget bounds the whole call, including retries the `kube::Client` makes on its own
+/// (its default layer retries 429/503/504 up to 15 times with growing delays): a store call
+/// answers within the budget, with `Unavailable` if the API server did not accept the write.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct RetryPolicy {
+pub struct RetryPolicy {
     /// Attempts in total (the first included).
     pub attempts: u32,
     /// Delay before the second attempt; doubles each time.
     pub initial_delay: Duration,
     /// Upper bound of one delay.
     pub max_delay: Duration,
+    /// Upper bound of the whole operation, retries included.
+    pub budget: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -177,6 +183,7 @@ impl Default for RetryPolicy {
             attempts: 6,
             initial_delay: Duration::from_millis(50),
             max_delay: Duration::from_secs(1),
+            budget: Duration::from_secs(15),
         }
     }
 }
@@ -190,20 +197,36 @@ pub(crate) fn is_transient(err: &kube::Error) -> bool {
     }
 }
 
+fn timed_out(budget: Duration) -> kube::Error {
+    kube::Error::Service(Box::new(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("no answer within the {budget:?} budget"),
+    )))
+}
+
 impl RetryPolicy {
-    /// Runs `op` until it succeeds, fails for a non-transient reason, or the attempts are used up.
-    /// Returns the last error in the latter two cases.
+    /// Runs `op` until it succeeds, fails for a non-transient reason, or the attempts or the
+    /// budget are used up. Returns the last error in the latter cases.
     pub(crate) async fn run<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, kube::Error>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, kube::Error>>,
     {
+        let deadline = tokio::time::Instant::now() + self.budget;
         let mut delay = self.initial_delay;
         let mut attempt = 1;
         loop {
-            match op().await {
+            let result = match tokio::time::timeout_at(deadline, op()).await {
+                Ok(result) => result,
+                Err(_) => Err(timed_out(self.budget)),
+            };
+            match result {
                 Ok(value) => return Ok(value),
-                Err(err) if attempt < self.attempts && is_transient(&err) => {
+                Err(err)
+                    if attempt < self.attempts
+                        && is_transient(&err)
+                        && tokio::time::Instant::now() + delay < deadline =>
+                {
                     warn!(operation = what, attempt, error = %err, "transient API error, retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(self.max_delay);
@@ -269,6 +292,22 @@ mod tests {
         assert!(!is_transient(&status(409)));
         assert!(!is_transient(&status(422)));
         assert!(is_transient(&kube::Error::Service("connection refused".into())));
+    }
+
+    #[tokio::test]
+    async fn the_budget_bounds_a_hanging_call() {
+        let policy = RetryPolicy {
+            budget: Duration::from_millis(200),
+            ..RetryPolicy::default()
+        };
+        let started = std::time::Instant::now();
+        let result: Result<(), _> = policy.run("test", std::future::pending).await;
+        assert!(matches!(result, Err(kube::Error::Service(_))));
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]

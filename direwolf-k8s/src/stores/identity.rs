@@ -19,7 +19,7 @@ use super::error::{KubeStoreError, RetryPolicy};
 pub struct KubeIdentityStore {
     api: Api<Secret>,
     name: String,
-    retry: RetryPolicy,
+    pub(super) retry: RetryPolicy,
 }
 
 impl KubeIdentityStore {

@@ -42,7 +42,7 @@ pub use pairing::KubePairingStore;
 pub use session::KubeSessionStore;
 pub use user::KubeUserStore;
 
-use error::RetryPolicy;
+pub use error::RetryPolicy;
 
 /// How long a read waits for a cache's initial list before failing with `Unavailable`.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -101,12 +101,26 @@ impl KubeStores {
         }
     }
 
+    /// Replaces the retry policy of every store (default: [`RetryPolicy::default`]).
+    #[must_use]
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.pairings.settings.retry = retry;
+        self.users.settings.retry = retry;
+        self.apps.settings.retry = retry;
+        self.sessions.settings.retry = retry;
+        self.sessions.apps.settings.retry = retry;
+        self.identity.retry = retry;
+        self
+    }
+
     /// Starts the stores, waits until every cache has synced, and returns them as core
     /// [`Stores`].
     ///
     /// # Errors
     /// `Unavailable` if a cache does not sync within [`DEFAULT_READY_TIMEOUT`] (API server down,
     /// CRDs not installed, or no permission to list).
+    // Returns the core `Stores` (what the proxy runs on), not `Self`: `start` gives `Self`.
+    #[allow(clippy::new_ret_no_self)]
     pub async fn new(client: kube::Client, namespace: &str) -> direwolf_core::Result<Stores> {
         let stores = Self::start(client, namespace);
         stores.wait_ready(DEFAULT_READY_TIMEOUT).await?;

@@ -20,7 +20,7 @@ use crate::crd::{self, field_managers};
 pub struct KubePairingStore {
     api: Api<crd::Pairing>,
     cache: Arc<Cache<crd::Pairing>>,
-    settings: Settings,
+    pub(super) settings: Settings,
 }
 
 impl KubePairingStore {

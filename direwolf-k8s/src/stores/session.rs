@@ -30,8 +30,8 @@ use crate::crd::{self, field_managers};
 pub struct KubeSessionStore {
     api: Api<crd::Session>,
     cache: Arc<Cache<crd::Session>>,
-    apps: KubeAppCatalog,
-    settings: Settings,
+    pub(super) apps: KubeAppCatalog,
+    pub(super) settings: Settings,
 }
 
 impl KubeSessionStore {
@@ -133,33 +133,59 @@ impl SessionStore for KubeSessionStore {
         let object = session_object(&session, &app_name)?;
         let name = session.id.as_str();
         let post_params = PostParams::default();
-        let created = self
-            .settings
-            .retry
-            .run("create session", || self.api.create(&post_params, &object))
-            .await
-            .map_err(|e| KubeStoreError::from_kube("create", "session", name, e));
-        let mut written = match created {
-            Ok(written) => written,
-            Err(err) if err.is_conflict() => {
-                // A retried create whose first attempt landed finds its own object: that is
-                // success, anything else is someone else's session.
-                let existing = self.api.get_opt(name).await.ok().flatten();
-                match existing {
-                    Some(existing)
-                        if existing.spec == object.spec && existing.annotations() == object.annotations() =>
-                    {
-                        existing
-                    }
-                    _ => {
-                        return Err(Error::AlreadyExists {
-                            kind: "session",
-                            key: name.to_owned(),
-                        });
+        let mut written = None;
+        // A 409 is "already exists" only if the object is there: an injected or proxied
+        // conflict with nothing stored is retried (a few rounds).
+        for _ in 0..3 {
+            let attempts = std::sync::atomic::AtomicU32::new(0);
+            let created = self
+                .settings
+                .retry
+                .run("create session", || {
+                    attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.api.create(&post_params, &object)
+                })
+                .await
+                .map_err(|e| KubeStoreError::from_kube("create", "session", name, e));
+            match created {
+                Ok(object) => {
+                    written = Some(object);
+                    break;
+                }
+                Err(err) if err.is_conflict() => {
+                    let existing = self
+                        .settings
+                        .retry
+                        .run("get session", || self.api.get_opt(name))
+                        .await
+                        .map_err(|e| KubeStoreError::from_kube("get", "session", name, e))?;
+                    match existing {
+                        // A retried create whose earlier attempt landed (its answer was lost)
+                        // finds its own object: that is success.
+                        Some(existing)
+                            if attempts.load(std::sync::atomic::Ordering::Relaxed) > 1
+                                && existing.spec == object.spec
+                                && existing.annotations() == object.annotations() =>
+                        {
+                            written = Some(existing);
+                            break;
+                        }
+                        Some(_) => {
+                            return Err(Error::AlreadyExists {
+                                kind: "session",
+                                key: name.to_owned(),
+                            });
+                        }
+                        None => tokio::time::sleep(Duration::from_millis(50)).await,
                     }
                 }
+                Err(err) => return Err(err.into()),
             }
-            Err(err) => return Err(err.into()),
+        }
+        let Some(mut written) = written else {
+            return Err(Error::unavailable(format!(
+                "creating session {name} kept conflicting with nothing stored"
+            )));
         };
         if Self::needs_status(&session) {
             written = self.apply_status(&session).await?;

@@ -21,7 +21,7 @@ use crate::crd::{self, field_managers};
 pub struct KubeUserStore {
     api: Api<crd::User>,
     cache: Arc<Cache<crd::User>>,
-    settings: Settings,
+    pub(super) settings: Settings,
 }
 
 impl KubeUserStore {
