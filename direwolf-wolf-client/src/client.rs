@@ -27,6 +27,8 @@ pub const DEFAULT_SOCKET_PATH: &str = "/var/run/wolf/wolf.sock";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default limit of a response body.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Poll interval of [`WolfClient::wait_ready`].
+const READY_POLL: Duration = Duration::from_millis(200);
 /// `lobbies/create` blocks up to 20 s inside Wolf; its calls get at least this much time.
 pub const LOBBY_CREATE_MIN_TIMEOUT: Duration = Duration::from_secs(25);
 
@@ -399,6 +401,27 @@ impl WolfClient {
         tracing::debug!(version = %v, "detected wolf version");
         *self.inner.detected.write().unwrap_or_else(|p| p.into_inner()) = Some(v);
         Ok(v)
+    }
+
+    /// Waits until Wolf answers (it creates its socket at start-up; fenrir polls every 200 ms), then
+    /// detects and caches its version. Retries only transient errors (socket missing, connection
+    /// refused, timeouts, closed connections), every 200 ms, for at most `max_wait`.
+    ///
+    /// # Errors
+    /// The last transient error once `max_wait` has passed, or the first non-transient error.
+    pub async fn wait_ready(&self, max_wait: Duration) -> Result<WolfVersion> {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        loop {
+            self.forget_version();
+            match self.version().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_transient() && tokio::time::Instant::now() + READY_POLL < deadline => {
+                    tracing::debug!(error = &e as &dyn std::error::Error, "waiting for wolf");
+                    tokio::time::sleep(READY_POLL).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Drops the cached detected version (e.g. after Wolf restarted, maybe upgraded).

@@ -406,3 +406,34 @@ async fn event_stream_reconnects_when_wolf_goes_silent() {
     let mut events = client.events_with(cfg);
     assert_eq!(next_item(&mut events).await, EventItem::Reconnected);
 }
+
+#[tokio::test]
+async fn wait_ready_waits_for_the_socket_to_appear() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wolf.sock");
+    let client = WolfClient::unix(&path).unwrap();
+    let starter = {
+        let path = path.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            FakeWolf::builder()
+                .version(WolfVersion::V5b)
+                .unix(path)
+                .start()
+                .await
+                .unwrap()
+        })
+    };
+    assert_eq!(
+        within("wait ready", client.wait_ready(Duration::from_secs(5)))
+            .await
+            .unwrap(),
+        WolfVersion::V5b
+    );
+    let _wolf = starter.await.unwrap();
+    let never = WolfClient::unix(dir.path().join("never.sock")).unwrap();
+    let e = within("never ready", never.wait_ready(Duration::from_millis(300)))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::SocketMissing { .. }));
+}
