@@ -1674,3 +1674,241 @@ async fn builtin_kinds_are_served() {
         .expect("core event");
     emu.shutdown().await;
 }
+
+// The project's own generated CRDs (crds/direwolf.yaml) and example objects (examples/*.yaml)
+// seed into the emulator and read back through the API with their schema defaults applied:
+// this is how reconciler tests seed state (STYLE.md section 8).
+#[tokio::test]
+async fn project_crds_and_examples_seed() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let emu = start().await;
+    let crds =
+        std::fs::read_to_string(root.join("crds/direwolf.yaml")).expect("crds/direwolf.yaml is committed");
+    let installed = emu.apply_yaml(&crds).expect("project CRDs install");
+    assert!(!installed.is_empty());
+    let mut examples: Vec<_> = std::fs::read_dir(root.join("examples"))
+        .expect("examples directory")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    examples.sort();
+    let mut seeded = 0;
+    for path in &examples {
+        let text = std::fs::read_to_string(path).expect("readable example");
+        let objs = emu
+            .apply_yaml(&text)
+            .unwrap_or_else(|e| panic!("{} seeds: {e}", path.display()));
+        seeded += objs.len();
+    }
+    assert!(
+        seeded >= examples.len(),
+        "every example yields at least one object"
+    );
+    let discovery = within("discovery", kube::Discovery::new(emu.client()).run())
+        .await
+        .expect("discovery");
+    let group = discovery
+        .get("direwolf.games-on-whales.github.io")
+        .expect("direwolf group served");
+    let kinds: Vec<String> = group
+        .recommended_resources()
+        .into_iter()
+        .map(|(ar, _)| ar.kind)
+        .collect();
+    for kind in ["App", "Pairing", "Session", "User"] {
+        assert!(kinds.iter().any(|k| k == kind), "{kind} served, got {kinds:?}");
+    }
+    emu.shutdown().await;
+}
+
+// CRD docs, "scope": a Cluster-scoped custom resource is served without a namespace segment;
+// watches of namespaced resources across all namespaces see every namespace, a namespaced
+// watch only its own. Server timestamps follow the emulator clock.
+#[tokio::test]
+async fn cluster_scoped_resources_namespaces_and_clock() {
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+
+    let emu = start().await;
+    emu.apply_yaml(
+        r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: gadgets.test.direwolf.io}
+spec:
+  group: test.direwolf.io
+  scope: Cluster
+  names: {plural: gadgets, singular: gadget, kind: Gadget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"#,
+    )
+    .expect("cluster-scoped CRD");
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("test.direwolf.io", "v1", "Gadget"));
+    let gadgets: Api<DynamicObject> = Api::all_with(emu.client(), &ar);
+    let g: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "test.direwolf.io/v1", "kind": "Gadget", "metadata": {"name": "g"}, "anything": {"goes": 1}
+    }))
+    .expect("valid");
+    let created = within("create gadget", gadgets.create(&PostParams::default(), &g))
+        .await
+        .expect("created");
+    assert!(
+        created.metadata.namespace.is_none(),
+        "cluster-scoped objects have no namespace"
+    );
+    assert_eq!(
+        created.data["anything"]["goes"], 1,
+        "preserve-unknown-fields keeps everything"
+    );
+    let log = emu.requests();
+    assert_eq!(
+        log.last().map(|r| r.path.as_str()),
+        Some("/apis/test.direwolf.io/v1/gadgets")
+    );
+    let namespaced: Api<DynamicObject> = Api::namespaced_with(emu.client(), "default", &ar);
+    assert_eq!(
+        api_error(within("namespaced path", namespaced.get("g")).await).code,
+        404,
+        "a cluster-scoped resource is not served under /namespaces/"
+    );
+
+    // Namespace filtering of watches.
+    let all: Api<ConfigMap> = Api::all(emu.client());
+    let only_a: Api<ConfigMap> = Api::namespaced(emu.client(), "a");
+    let mut all_events = within("watch all", all.watch(&WatchParams::default(), "0"))
+        .await
+        .expect("watch")
+        .boxed();
+    let mut a_events = within("watch a", only_a.watch(&WatchParams::default(), "0"))
+        .await
+        .expect("watch")
+        .boxed();
+    let in_b: Api<ConfigMap> = Api::namespaced(emu.client(), "b");
+    within("create in b", in_b.create(&PostParams::default(), &cm("x", &[])))
+        .await
+        .expect("created");
+    within(
+        "create in a",
+        only_a.create(&PostParams::default(), &cm("y", &[])),
+    )
+    .await
+    .expect("created");
+    let name_ns = |e: Option<Result<WatchEvent<ConfigMap>, kube::Error>>| match e {
+        Some(Ok(WatchEvent::Added(o))) => format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()),
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(name_ns(within("all 1", all_events.next()).await), "b/x");
+    assert_eq!(name_ns(within("all 2", all_events.next()).await), "a/y");
+    assert_eq!(name_ns(within("a 1", a_events.next()).await), "a/y");
+
+    // Clock control.
+    emu.advance_clock(Duration::from_secs(86_400 * 365));
+    let later = within(
+        "create later",
+        in_b.create(&PostParams::default(), &cm("later", &[])),
+    )
+    .await
+    .expect("created");
+    let first = within("get x", in_b.get("x")).await.expect("x");
+    let t0 = first.metadata.creation_timestamp.expect("set").0;
+    let t1 = later.metadata.creation_timestamp.expect("set").0;
+    assert!(t1.duration_since(t0).as_secs() >= 86_400 * 364, "{t0} -> {t1}");
+    emu.shutdown().await;
+}
+
+// "Finalizers" through kube::runtime::finalizer inside a Controller: the helper adds its
+// finalizer with a JSON patch (test + add), the object then survives deletion with a
+// deletionTimestamp until the cleanup removes the finalizer, after which the API server
+// deletes it.
+#[tokio::test]
+async fn controller_with_kube_finalizer_helper() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use kube::runtime::controller::{Action, Controller};
+    use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+
+    struct Ctx {
+        api: Api<Widget>,
+        cleanups: AtomicUsize,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("finalizer: {0}")]
+    struct ReconcileError(#[source] Box<kube::runtime::finalizer::Error<kube::Error>>);
+
+    async fn reconcile(obj: Arc<Widget>, ctx: Arc<Ctx>) -> Result<Action, ReconcileError> {
+        finalizer(&ctx.api, "test.direwolf.io/cleanup", obj, |event| async {
+            match event {
+                Finalizer::Apply(w) => {
+                    let status = json!({"status": {"ready": true}});
+                    ctx.api
+                        .patch_status(&w.name_any(), &PatchParams::default(), &Patch::Merge(&status))
+                        .await?;
+                    Ok(Action::await_change())
+                }
+                Finalizer::Cleanup(_) => {
+                    ctx.cleanups.fetch_add(1, Ordering::SeqCst);
+                    Ok(Action::await_change())
+                }
+            }
+        })
+        .await
+        .map_err(|e| ReconcileError(Box::new(e)))
+    }
+
+    fn error_policy(_: Arc<Widget>, _: &ReconcileError, _: Arc<Ctx>) -> Action {
+        Action::requeue(Duration::from_millis(100))
+    }
+
+    let (emu, widgets) = with_widgets().await;
+    let ctx = Arc::new(Ctx {
+        api: widgets.clone(),
+        cleanups: AtomicUsize::new(0),
+    });
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(
+        Controller::new(widgets.clone(), watcher::Config::default())
+            .graceful_shutdown_on(async move {
+                let _ = stop_rx.await;
+            })
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|_| std::future::ready(())),
+    );
+    within(
+        "create",
+        widgets.create(&PostParams::default(), &widget("fin", "t")),
+    )
+    .await
+    .expect("created");
+    within("reconciled", async {
+        loop {
+            if let Ok(w) = widgets.get("fin").await {
+                let ready = w.status.as_ref().is_some_and(|s| s.ready);
+                if ready && w.finalizers().iter().any(|f| f == "test.direwolf.io/cleanup") {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    within("delete", widgets.delete("fin", &DeleteParams::default()))
+        .await
+        .expect("delete accepted");
+    within("cleanup removes the finalizer and the object", async {
+        while widgets.get_opt("fin").await.ok().flatten().is_some() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(ctx.cleanups.load(Ordering::SeqCst), 1);
+    stop_tx.send(()).expect("controller running");
+    within("controller stops", handle).await.expect("clean exit");
+    emu.shutdown().await;
+}

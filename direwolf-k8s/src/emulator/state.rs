@@ -491,9 +491,25 @@ impl State {
             "application/json-patch+json" => {
                 let p: json_patch::Patch = serde_json::from_slice(body)
                     .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-                json_patch::patch(&mut doc, &p).map_err(|e| {
-                    ApiError::invalid_field(rt, name, "", "FieldValueInvalid", format!("Invalid value: {e}"))
-                })?;
+                for op in p.0 {
+                    // As the API server's JSON patch library does, `test` of a null value
+                    // succeeds on a missing path (kube's finalizer helper relies on it).
+                    if let json_patch::PatchOperation::Test(t) = &op
+                        && t.value.is_null()
+                        && doc.pointer(t.path.as_str()).is_none()
+                    {
+                        continue;
+                    }
+                    json_patch::patch(&mut doc, &[op]).map_err(|e| {
+                        ApiError::invalid_field(
+                            rt,
+                            name,
+                            "",
+                            "FieldValueInvalid",
+                            format!("Invalid value: {e}"),
+                        )
+                    })?;
+                }
             }
             other => {
                 return Err(ApiError::unsupported_media_type(format!(
