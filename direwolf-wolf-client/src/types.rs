@@ -677,6 +677,41 @@ mod tests {
     }
 
     #[test]
+    fn lobby_pin_and_client_settings_are_sent_as_null() {
+        let r = StopLobbyRequest {
+            lobby_id: "l".into(),
+            pin: None,
+        };
+        assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"lobby_id":"l"}"#);
+        let v = serde_json::to_value(CreateLobbyRequest {
+            profile_id: "p".into(),
+            name: "n".into(),
+            icon_png_path: None,
+            multi_user: true,
+            pin: None,
+            stop_when_everyone_leaves: false,
+            video_settings: VideoSettings {
+                width: 1,
+                height: 1,
+                refresh_rate: 1,
+                wayland_render_node: String::new(),
+                runner_render_node: String::new(),
+                video_producer_buffer_caps: String::new(),
+            },
+            audio_settings: AudioSettings { channel_count: 2 },
+            client_settings: None,
+            runner_state_folder: String::new(),
+            runner: Runner::Process {
+                run_cmd: String::new(),
+            },
+        })
+        .unwrap();
+        assert!(v["pin"].is_null() && v.as_object().unwrap().contains_key("pin"));
+        assert!(v["client_settings"].is_null() && v.as_object().unwrap().contains_key("client_settings"));
+        assert!(!v.as_object().unwrap().contains_key("icon_png_path"));
+    }
+
+    #[test]
     fn secrets_do_not_show_in_debug() {
         let r = PairClientRequest {
             pair_secret: "ABCDEF0123456789".into(),

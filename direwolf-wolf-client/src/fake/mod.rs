@@ -110,7 +110,8 @@ impl FakeWolfBuilder {
 
     /// Serve HTTPS on the TCP listener with this rustls configuration (imitates a TLS-terminating
     /// proxy such as fenrir's wolf-agent; Wolf itself only speaks plain HTTP on its socket).
-    /// Feature `tls`.
+    /// Feature `tls`. [`FakeWolf::client_builder`] knows nothing of TLS: build the client with
+    /// [`WolfClientBuilder::with_https`] and a configuration trusting the certificate.
     #[cfg(feature = "tls")]
     pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
         self.tls = TlsOption(Some(tokio_rustls::TlsAcceptor::from(config)));
