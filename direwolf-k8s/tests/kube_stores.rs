@@ -352,7 +352,13 @@ async fn apps_sharing_an_id_are_left_out_and_put_refuses_to_pick_one() {
                 .replace("id: 2", "id: 3"),
         )
         .expect("accepted");
-    let stores = stores(&emulator).await;
+    let reporter = kube::runtime::events::Reporter {
+        controller: "direwolf-proxy".into(),
+        instance: Some("test".into()),
+    };
+    let stores = stores(&emulator)
+        .await
+        .with_recorder(kube::runtime::events::Recorder::new(emulator.client(), reporter));
 
     let ids: Vec<u32> = within("list", stores.apps.list())
         .await
@@ -361,6 +367,27 @@ async fn apps_sharing_an_id_are_left_out_and_put_refuses_to_pick_one() {
         .map(|a| a.id.get())
         .collect();
     assert_eq!(ids, [3], "both Apps with id 1 must be left out");
+    // Each App involved gets a Warning Event naming the clash.
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> = kube::Api::namespaced(emulator.client(), NS);
+    let regarding = within("DuplicateAppID events", async {
+        loop {
+            let list = events.list(&Default::default()).await.expect("list events");
+            let mut names: Vec<String> = list
+                .items
+                .iter()
+                .filter(|e| e.reason.as_deref() == Some(crd::reasons::DUPLICATE_APP_ID))
+                .filter_map(|e| e.regarding.as_ref().and_then(|r| r.name.clone()))
+                .collect();
+            names.sort();
+            if names.len() >= 2 {
+                break names;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(regarding, ["firefox", "test-pattern"]);
+
     let one = AppId::new(1).expect("id");
     assert_eq!(within("get", stores.apps.get(one)).await.expect("get"), None);
     assert_eq!(

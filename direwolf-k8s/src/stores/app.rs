@@ -9,7 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use direwolf_core::{App, AppAsset, AppCatalog, AppId, Result};
 use kube::api::{DeleteParams, Patch, PatchParams};
-use kube::{Api, Client, ResourceExt};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{debug, warn};
 
@@ -18,6 +19,16 @@ use super::convert::{app_from, app_object, app_object_name, webp_to_png};
 use super::error::KubeStoreError;
 use super::{Settings, apply_params};
 use crate::crd::{self, field_managers, reasons};
+
+/// An event recorder (which has no `Debug` of its own).
+#[derive(Clone)]
+struct EventSink(Recorder);
+
+impl std::fmt::Debug for EventSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Recorder")
+    }
+}
 
 /// The clashes already reported: (id, names of the Apps sharing it).
 type ClashLog = Mutex<BTreeSet<(AppId, Vec<String>)>>;
@@ -43,6 +54,7 @@ pub struct KubeAppCatalog {
     pub(super) settings: Settings,
     converted: Arc<Mutex<HashMap<String, Converted>>>,
     reported_clashes: Arc<ClashLog>,
+    recorder: Option<EventSink>,
 }
 
 fn hash_of(bytes: &[u8]) -> u64 {
@@ -62,7 +74,17 @@ impl KubeAppCatalog {
             settings: Settings::default(),
             converted: Arc::default(),
             reported_clashes: Arc::default(),
+            recorder: None,
         }
+    }
+
+    /// Also reports App id clashes as Warning Events (reason
+    /// [`reasons::DUPLICATE_APP_ID`]) on every App involved, so `kubectl describe app` shows
+    /// them.
+    #[must_use]
+    pub fn with_recorder(mut self, recorder: Recorder) -> Self {
+        self.recorder = Some(EventSink(recorder));
+        self
     }
 
     /// Whether the cache has completed its initial list.
@@ -103,19 +125,47 @@ impl KubeAppCatalog {
         }
     }
 
-    /// Warns once per set of Apps sharing an id.
+    /// Warns once per set of Apps sharing an id, and publishes an Event on each of them if a
+    /// recorder is set.
     fn report_clash(&self, id: AppId, objects: &[Arc<crd::App>]) {
         let mut names: Vec<String> = objects.iter().map(|o| o.name_any()).collect();
         names.sort();
         let mut reported = self.reported_clashes.lock().unwrap_or_else(|p| p.into_inner());
-        if reported.insert((id, names.clone())) {
-            warn!(
-                app = %id,
-                objects = ?names,
-                reason = reasons::DUPLICATE_APP_ID,
-                "several Apps share one spec.id; all of them are left out of the app list"
-            );
+        if !reported.insert((id, names.clone())) {
+            return;
         }
+        drop(reported);
+        warn!(
+            app = %id,
+            objects = ?names,
+            reason = reasons::DUPLICATE_APP_ID,
+            "several Apps share one spec.id; all of them are left out of the app list"
+        );
+        let (Some(recorder), Ok(runtime)) = (
+            self.recorder.as_ref().map(|r| r.0.clone()),
+            tokio::runtime::Handle::try_current(),
+        ) else {
+            return;
+        };
+        let note = format!(
+            "Apps {} share spec.id {id}; all of them are left out of the app list until the ids are unique",
+            names.join(", ")
+        );
+        let references: Vec<_> = objects.iter().map(|o| o.object_ref(&())).collect();
+        runtime.spawn(async move {
+            let event = Event {
+                type_: EventType::Warning,
+                reason: reasons::DUPLICATE_APP_ID.to_owned(),
+                note: Some(note),
+                action: "ListApps".to_owned(),
+                secondary: None,
+            };
+            for reference in references {
+                if let Err(err) = recorder.publish(&event, &reference).await {
+                    warn!(error = %err, "could not publish the DuplicateAppID event");
+                }
+            }
+        });
     }
 
     /// The App object name for the app with `id`, from the catalog (used by the session store).

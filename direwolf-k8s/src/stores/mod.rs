@@ -101,6 +101,15 @@ impl KubeStores {
         }
     }
 
+    /// Reports App id clashes as Kubernetes Events through `recorder` (see
+    /// [`KubeAppCatalog::with_recorder`]).
+    #[must_use]
+    pub fn with_recorder(mut self, recorder: kube::runtime::events::Recorder) -> Self {
+        self.apps = self.apps.with_recorder(recorder.clone());
+        self.sessions.apps = self.sessions.apps.clone().with_recorder(recorder);
+        self
+    }
+
     /// Replaces the retry policy of every store (default: [`RetryPolicy::default`]).
     #[must_use]
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
