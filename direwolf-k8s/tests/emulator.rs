@@ -1672,6 +1672,16 @@ async fn builtin_kinds_are_served() {
     within("core event", core_events.create(&PostParams::default(), &ce))
         .await
         .expect("core event");
+    // Pods, PVCs, Namespaces and ServiceAccounts answer a delete with the deleted object,
+    // other kinds with a Success Status (kubernetes/kubernetes#59501, #78343).
+    let deleted = within("delete pod", pods.delete("p", &DeleteParams::default()))
+        .await
+        .expect("deleted");
+    assert!(deleted.is_left(), "pod delete answers the object");
+    let deleted = within("delete secret", secrets.delete("sec", &DeleteParams::default()))
+        .await
+        .expect("deleted");
+    assert!(deleted.is_right(), "secret delete answers a Status");
     emu.shutdown().await;
 }
 
@@ -1910,5 +1920,50 @@ async fn controller_with_kube_finalizer_helper() {
     assert_eq!(ctx.cleanups.load(Ordering::SeqCst), 1);
     stop_tx.send(()).expect("controller running");
     within("controller stops", handle).await.expect("clean exit");
+    emu.shutdown().await;
+}
+
+// API concepts, "Receiving resources as PartialObjectMetadata": with
+// `Accept: application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1` get, list and watch
+// answer only metadata; kube's `Api<PartialObjectMeta<K>>` (metadata watches) relies on it.
+#[tokio::test]
+async fn partial_object_metadata_get_list_and_watch() {
+    let emu = start().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(emu.client());
+    within(
+        "seed",
+        cms.create(&PostParams::default(), &cm("m", &[("a", "b")])),
+    )
+    .await
+    .expect("seeded");
+    let meta = within("get_metadata", cms.get_metadata("m"))
+        .await
+        .expect("metadata");
+    assert_eq!(
+        meta.types.as_ref().map(|t| t.kind.as_str()),
+        Some("PartialObjectMetadata")
+    );
+    assert_eq!(meta.labels().get("a").map(String::as_str), Some("b"));
+    let list = within("list_metadata", cms.list_metadata(&ListParams::default()))
+        .await
+        .expect("list");
+    assert_eq!(list.items.len(), 1);
+    let metas: Api<kube::core::PartialObjectMeta<ConfigMap>> = Api::default_namespaced(emu.client());
+    let mut w = watcher(metas, watcher::Config::default())
+        .applied_objects()
+        .boxed();
+    let first = within("metadata watcher", w.try_next())
+        .await
+        .expect("no error")
+        .expect("an object");
+    assert_eq!(first.name_any(), "m");
+    within("create", cms.create(&PostParams::default(), &cm("n", &[])))
+        .await
+        .expect("created");
+    let second = within("metadata watch event", w.try_next())
+        .await
+        .expect("no error")
+        .expect("an object");
+    assert_eq!(second.name_any(), "n");
     emu.shutdown().await;
 }

@@ -74,6 +74,31 @@ fn error_response(e: &ApiError) -> Response<Body> {
     resp
 }
 
+/// The `PartialObjectMetadata` form of an object (`Accept: ...;as=PartialObjectMetadata`).
+fn partial_metadata(obj: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
+/// Applies the requested representation to a get or list response.
+fn represent(v: Value, meta_only: bool) -> Value {
+    if !meta_only {
+        return v;
+    }
+    match v.get("items").and_then(Value::as_array) {
+        Some(items) => json!({
+            "kind": "PartialObjectMetadataList",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": v.get("metadata").cloned().unwrap_or_else(|| json!({})),
+            "items": items.iter().map(partial_metadata).collect::<Vec<_>>(),
+        }),
+        None => partial_metadata(&v),
+    }
+}
+
 /// Parsed query string.
 #[derive(Debug, Default)]
 struct Query(Vec<(String, String)>);
@@ -353,6 +378,11 @@ async fn serve(
                 Some(_) => return Err(ApiError::no_route()),
             };
             let ns = namespace.clone().unwrap_or_default();
+            let meta_only = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains("as=PartialObjectMetadata"));
             let content_type = req
                 .headers()
                 .get(header::CONTENT_TYPE)
@@ -382,7 +412,7 @@ async fn serve(
                     .map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}")))
             };
             match (method, name) {
-                (Method::GET, None) if query.flag("watch") => watch(shared, rt, namespace, query),
+                (Method::GET, None) if query.flag("watch") => watch(shared, rt, namespace, query, meta_only),
                 (Method::GET, None) => {
                     let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or_default())
                         .map_err(ApiError::bad_request)?;
@@ -397,7 +427,7 @@ async fn serve(
                         limit,
                         query.get("continue"),
                     )?;
-                    Ok(json_response(StatusCode::OK, &list))
+                    Ok(json_response(StatusCode::OK, &represent(list, meta_only)))
                 }
                 (Method::GET, Some(name)) => {
                     let mut obj = lock(&shared.state).get(&rt, &ns, &name)?;
@@ -405,7 +435,7 @@ async fn serve(
                         // GET /status answers the whole object, as the API server does.
                         obj = output(&rt, &obj);
                     }
-                    Ok(json_response(StatusCode::OK, &obj))
+                    Ok(json_response(StatusCode::OK, &represent(obj, meta_only)))
                 }
                 (Method::POST, None) => {
                     let obj = lock(&shared.state).create(&rt, &ns, parse(&body)?, &ctx)?;
@@ -443,7 +473,19 @@ async fn serve(
                 (Method::DELETE, Some(name)) if !status => {
                     let opts = delete_opts(&body, query)?;
                     match lock(&shared.state).delete(&rt, &ns, &name, &opts)? {
-                        Deleted::Pending(obj) => Ok(json_response(StatusCode::OK, &obj)),
+                        // Not deleted yet (finalizers): 202 Accepted with the object.
+                        Deleted::Pending(obj) => Ok(json_response(StatusCode::ACCEPTED, &obj)),
+                        // These kinds answer the deleted object (kubernetes/kubernetes#59501),
+                        // all others a Success Status.
+                        Deleted::Gone(obj)
+                            if rt.group.is_empty()
+                                && matches!(
+                                    rt.plural.as_str(),
+                                    "pods" | "persistentvolumeclaims" | "namespaces" | "serviceaccounts"
+                                ) =>
+                        {
+                            Ok(json_response(StatusCode::OK, &obj))
+                        }
                         Deleted::Gone(obj) => Ok(json_response(
                             StatusCode::OK,
                             &json!({
@@ -549,6 +591,7 @@ fn api_groups(state: &State) -> Vec<Value> {
 /// Filters of one watch.
 struct WatchFilter {
     rt: Arc<ResourceType>,
+    meta_only: bool,
     namespace: Option<String>,
     labels: LabelSelector,
     fields: FieldSelector,
@@ -579,7 +622,12 @@ impl WatchFilter {
             ChangeKind::Modified if before => "DELETED",
             _ => return None,
         };
-        Some(json!({"type": ty, "object": output(&self.rt, &c.object)}))
+        Some(json!({"type": ty, "object": self.render(&c.object)}))
+    }
+
+    fn render(&self, obj: &Value) -> Value {
+        let o = output(&self.rt, obj);
+        if self.meta_only { partial_metadata(&o) } else { o }
     }
 }
 
@@ -594,9 +642,11 @@ fn watch(
     rt: Arc<ResourceType>,
     namespace: Option<String>,
     query: &Query,
+    meta_only: bool,
 ) -> Result<Response<Body>, ApiError> {
     let filter = WatchFilter {
         rt: rt.clone(),
+        meta_only,
         namespace,
         labels: LabelSelector::parse(query.get("labelSelector").unwrap_or_default())
             .map_err(ApiError::bad_request)?,
@@ -649,7 +699,7 @@ fn watch(
         }
         for obj in initial {
             if tx
-                .send(line(&json!({"type": "ADDED", "object": obj})))
+                .send(line(&json!({"type": "ADDED", "object": filter.render(&obj)})))
                 .await
                 .is_err()
             {
