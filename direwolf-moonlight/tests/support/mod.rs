@@ -38,6 +38,13 @@ pub async fn within<T>(what: &str, future: impl std::future::Future<Output = T>)
         .unwrap_or_else(|_| panic!("timed out: {what}"))
 }
 
+/// A TCP connection without Nagle's delay (requests are small and latency matters).
+pub async fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
 /// A client identity: certificate PEM and key PEM.
 #[derive(Clone)]
 pub struct Client {
@@ -168,11 +175,13 @@ impl Harness {
 
     pub async fn get(&self, path_and_query: &str) -> Response {
         let stream = TcpStream::connect(self.http).await.unwrap();
+        stream.set_nodelay(true).unwrap();
         within(path_and_query, request(stream, "GET", path_and_query, None)).await
     }
 
     pub async fn post_pin(&self, body: &str) -> Response {
         let stream = TcpStream::connect(self.http).await.unwrap();
+        stream.set_nodelay(true).unwrap();
         within(
             "POST /pin/",
             request(stream, "POST", "/pin/", Some(body.as_bytes())),
@@ -195,7 +204,7 @@ impl Harness {
                 if let Some(p) = self.broker.pending().await.unwrap().first() {
                     return p.secret.as_str().to_owned();
                 }
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
         })
         .await
@@ -348,6 +357,7 @@ pub async fn tls_connect(
 ) -> (tokio_rustls::client::TlsStream<TcpStream>, Vec<u8>) {
     let connector = tokio_rustls::TlsConnector::from(client_config(client));
     let tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
     let stream = connector
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
