@@ -437,3 +437,26 @@ fn session_references_are_immutable_but_config_may_change() {
     moved["spec"]["gameReference"]["name"] = json!("firefox");
     assert_rejected(&moved, Some(&old), "immutable");
 }
+
+/// The API server refuses a CRD whose CEL rules it estimates over budget; the rules comparing
+/// volume names need bounded lists and bounded names (cost estimation is not run here, so this
+/// pins the bounds the estimate depends on).
+#[test]
+fn cel_rules_on_volume_names_have_bounded_inputs() {
+    let schema = schema_for("User");
+    let spec = &schema["properties"]["spec"]["properties"];
+    assert_eq!(spec["volumes"]["maxItems"], json!(64));
+    assert_eq!(
+        spec["volumes"]["items"]["properties"]["name"]["maxLength"],
+        json!(63)
+    );
+    for policy in ["wolf", "pulseaudio", "wolfAgent"] {
+        let mounts = &spec["sidecarPolicies"]["properties"][policy]["properties"]["volumeMounts"];
+        assert_eq!(mounts["maxItems"], json!(64), "{policy}");
+        assert_eq!(
+            mounts["items"]["properties"]["name"]["maxLength"],
+            json!(63),
+            "{policy}"
+        );
+    }
+}

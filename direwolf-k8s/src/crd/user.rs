@@ -64,7 +64,7 @@ pub struct UserSpec {
 
     /// Extra volumes added to every stream pod of this user (input devices, DRI nodes, ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 64), transform = bound_item_names)]
     pub volumes: Vec<Volume>,
 
     /// Adjustments of the injected sidecar containers.
@@ -100,7 +100,7 @@ pub struct SidecarPolicy {
     pub resources: Option<ResourceRequirements>,
     /// Appended mounts; each must name a volume in `spec.volumes`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 64), transform = bound_item_names)]
     pub volume_mounts: Vec<VolumeMount>,
     /// The container's security context.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -108,4 +108,19 @@ pub struct SidecarPolicy {
     /// If any policy sets it, the pod shares the host IPC namespace.
     #[serde(default, rename = "hostIPC", skip_serializing_if = "Option::is_none")]
     pub host_ipc: Option<bool>,
+}
+
+/// Caps `items.properties.name` of a list at 63 characters (volume names are DNS-1123 labels,
+/// which Kubernetes enforces anyway). The API server estimates the cost of a CEL rule from the
+/// largest possible strings and lists; without these bounds the rules comparing volume names
+/// would be estimated over the per-rule budget and the CRD refused.
+fn bound_item_names(schema: &mut schemars::Schema) {
+    if let Some(name) = schema
+        .get_mut("items")
+        .and_then(|items| items.get_mut("properties"))
+        .and_then(|properties| properties.get_mut("name"))
+        .and_then(|name| name.as_object_mut())
+    {
+        name.insert("maxLength".to_owned(), 63.into());
+    }
 }
