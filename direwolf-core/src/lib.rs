@@ -36,6 +36,8 @@ pub mod pool;
 pub mod relay;
 pub mod store;
 pub mod stream_host;
+#[cfg(feature = "wolf")]
+pub mod wolf_host;
 
 pub use error::{Error, Result};
 pub use ids::{AesKey, AppId, Fingerprint, PairSecret, Pin, RiKeyId, SessionId, UserName};
