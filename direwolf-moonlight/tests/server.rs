@@ -680,3 +680,28 @@ async fn a_generated_identity_is_stored_and_reused() {
     assert_ne!(first.http_addrs()[0].port(), 0);
     assert_ne!(first.http_addrs()[0].port(), first.https_addrs()[0].port());
 }
+
+/// A PIN typed long after the request headers arrived: the header timeout must not cut the
+/// held phase 1 (the harness allows 500 ms for headers).
+#[tokio::test]
+async fn a_slow_pin_outlives_the_header_timeout() {
+    let h = Harness::start().await;
+    let phase1 = {
+        let (addr, path) = (h.http, phase1_path(&Client::vector_c()));
+        tokio::spawn(async move { request(connect(addr).await, "GET", &path, None).await })
+    };
+    let secret = h.pending_secret().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let r = h
+        .post_pin(&format!(r#"{{"pin":"1234","secret":"{secret}"}}"#))
+        .await;
+    assert_eq!(r.status, 200);
+    let phase1 = within("phase 1", phase1).await.unwrap();
+    assert_eq!(
+        phase1.element("paired").as_deref(),
+        Some("1"),
+        "{}",
+        phase1.text()
+    );
+    h.shutdown().await;
+}
