@@ -19,7 +19,10 @@ mod tests {
         super::run(&mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         for name in ["apps", "users", "pairings", "sessions"] {
-            assert!(text.contains(&format!("name: {name}.direwolf.games-on-whales.github.io")), "{name}");
+            assert!(
+                text.contains(&format!("name: {name}.direwolf.games-on-whales.github.io")),
+                "{name}"
+            );
         }
     }
 }
