@@ -11,6 +11,9 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use direwolf_core::persistent::PersistentStores;
 use direwolf_core::{Fingerprint, Pairing, PairingStore, Stores, User, UserName, UserStore};
 
+/// A backend's name and its pairing and user stores.
+type Backend = (&'static str, Arc<dyn PairingStore>, Arc<dyn UserStore>);
+
 fn pairing(n: u32) -> Pairing {
     Pairing {
         fingerprint: Fingerprint::of_der(&n.to_be_bytes()),
@@ -32,7 +35,7 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let persistent = PersistentStores::open(dir.path()).expect("open").stores();
     let memory = Stores::in_memory();
-    let backends: [(&str, Arc<dyn PairingStore>, Arc<dyn UserStore>); 2] = [
+    let backends: [Backend; 2] = [
         ("memory", memory.pairings.clone(), memory.users.clone()),
         ("redb", persistent.pairings.clone(), persistent.users.clone()),
     ];
