@@ -11,7 +11,9 @@
 //! through the forwarder and timestamps what arrives. Variants of the forwarder:
 //! `direct` (plain IP routing in the middle namespace, the latency floor), `kernel` (nftables
 //! DNAT with conntrack), `socat` (one `socat UDP4-LISTEN … UDP4:…` per session) and `relay` (this crate,
-//! on a current-thread runtime). `socat` and `relay` are pinned to CPU 1, source and sink to CPU 0.
+//! on a current-thread runtime). `socat` and `relay` are pinned to CPU 1, source and sink to CPU 0;
+//! forwarders and the sink run SCHED_FIFO (`chrt -f 20`), the source at nice -15, so that other
+//! work on a shared machine disturbs the measurement less (autogroup defeats nice alone).
 //! Forwarder CPU time is read from /proc, giving packets per CPU-second.
 //!
 //! Needs root, iproute2, taskset, socat and nft: run `direwolf-core/benches/relay.sh`, which
@@ -415,7 +417,8 @@ fn start_forwarder(t: &Topology, v: Variant, n: usize) -> Forwarder {
             for i in 0..n {
                 let child = Command::new("ip")
                     .args([
-                        "netns", "exec", &t.r, "taskset", "-c", "1", "socat", "-b", "65536",
+                        "netns", "exec", &t.r, "chrt", "-f", "20", "taskset", "-c", "1", "socat", "-b",
+                        "65536",
                     ])
                     .arg(format!("UDP4-LISTEN:{},bind={PUBLIC},reuseaddr", public_video(i)))
                     .arg(format!("UDP4:{WOLF}:{}", wolf_video(i)))
@@ -430,7 +433,7 @@ fn start_forwarder(t: &Topology, v: Variant, n: usize) -> Forwarder {
         Variant::Relay => {
             let exe = std::env::current_exe().expect("bench binary");
             let mut child = Command::new("ip")
-                .args(["netns", "exec", &t.r, "taskset", "-c", "1"])
+                .args(["netns", "exec", &t.r, "chrt", "-f", "20", "taskset", "-c", "1"])
                 .arg(exe)
                 .env("DW_BENCH_ROLE", "relay")
                 .env("DW_BENCH_SESSIONS", n.to_string())
@@ -449,12 +452,30 @@ fn start_forwarder(t: &Topology, v: Variant, n: usize) -> Forwarder {
     f
 }
 
+/// (busy, softirq, total) jiffies of CPU 1 from /proc/stat.
+fn cpu1_jiffies() -> (u64, u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu1 ")) else {
+        return (0, 0, 0);
+    };
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, v.get(6).copied().unwrap_or(0), total)
+}
+
 struct Measurement {
     pps: f64,
     loss: f64,
     p50_us: f64,
     p99_us: f64,
     cpu: f64,
+    core_busy: f64,
+    core_softirq: f64,
 }
 
 fn measure(t: &Topology, v: Variant, n: usize, pps_per_session: u64, secs: u64) -> Measurement {
@@ -468,7 +489,16 @@ fn measure(t: &Topology, v: Variant, n: usize, pps_per_session: u64, secs: u64) 
         .collect();
     let role = |ns: &str, role: &str| {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", ns, "taskset", "-c", "0"])
+        // The sink runs SCHED_FIFO so that arrivals are timestamped at once; the source (a busy
+        // loop at max rate) stays in the normal class so it cannot starve the sink.
+        let sched: &[&str] = if role == "sink" {
+            &["chrt", "-f", "20"]
+        } else {
+            &["nice", "-n", "-15"]
+        };
+        c.args(["netns", "exec", ns])
+            .args(sched)
+            .args(["taskset", "-c", "0"])
             .arg(&exe)
             .env("DW_BENCH_ROLE", role)
             .env("DW_BENCH_SESSIONS", n.to_string())
@@ -482,9 +512,11 @@ fn measure(t: &Topology, v: Variant, n: usize, pps_per_session: u64, secs: u64) 
     let source = role(&t.w, "source").spawn().expect("start source");
     std::thread::sleep(Duration::from_millis(200));
     let ticks0 = fwd.cpu_ticks();
+    let core0 = cpu1_jiffies();
     let sink = role(&t.c, "sink").spawn().expect("start sink");
     let source = source.wait_with_output().expect("source output");
     let ticks1 = fwd.cpu_ticks();
+    let core1 = cpu1_jiffies();
     let sink = sink.wait_with_output().expect("sink output");
     drop(fwd);
     let parse = |out: &[u8], prefix: &str| -> Value {
@@ -524,6 +556,8 @@ fn measure(t: &Topology, v: Variant, n: usize, pps_per_session: u64, secs: u64) 
         p50_us: worst("p50"),
         p99_us: worst("p99"),
         cpu: ticks1.saturating_sub(ticks0) as f64 / ticks_per_s / src_secs,
+        core_busy: (core1.0 - core0.0) as f64 / (core1.2 - core0.2).max(1) as f64,
+        core_softirq: (core1.1 - core0.1) as f64 / (core1.2 - core0.2).max(1) as f64,
     }
 }
 
@@ -546,19 +580,34 @@ fn orchestrate() {
     println!(
         "relay benchmark: {PACKET}-byte UDP, {secs} s per run, forwarder on CPU 1, source+sink on CPU 0"
     );
+    // DW_BENCH_ONLY=<sessions>:<paced|max> runs one scenario.
+    let only = std::env::var("DW_BENCH_ONLY").unwrap_or_default();
     for (label, pps) in [("paced 150 Mbit/s per session", rate_pps), ("max rate", 0)] {
         for n in [1usize, 8] {
+            let tag = format!("{n}:{}", if pps == 0 { "max" } else { "paced" });
+            if !only.is_empty() && only != tag {
+                continue;
+            }
             println!("\n== {n} session(s), {label} ==");
             println!(
-                "{:<8} {:>10} {:>9} {:>7} {:>9} {:>9} {:>7} {:>11}",
-                "variant", "pkt/s", "Mbit/s", "loss%", "p50 µs", "p99 µs", "cpu%", "pkt/cpu-s"
+                "{:<8} {:>10} {:>9} {:>7} {:>9} {:>9} {:>7} {:>11} {:>7} {:>6}",
+                "variant",
+                "pkt/s",
+                "Mbit/s",
+                "loss%",
+                "p50 µs",
+                "p99 µs",
+                "cpu%",
+                "pkt/cpu-s",
+                "core1%",
+                "si%"
             );
             let mut results = Vec::new();
             for v in [Variant::Direct, Variant::Kernel, Variant::Socat, Variant::Relay] {
                 let m = measure(&topo, v, n, pps, secs);
                 let per_cpu = if m.cpu > 0.0 { m.pps / m.cpu } else { f64::NAN };
                 println!(
-                    "{:<8} {:>10.0} {:>9.1} {:>7.2} {:>9.1} {:>9.1} {:>7.1} {:>11.0}",
+                    "{:<8} {:>10.0} {:>9.1} {:>7.2} {:>9.1} {:>9.1} {:>7.1} {:>11.0} {:>7.1} {:>6.1}",
                     v.name(),
                     m.pps,
                     m.pps * (PACKET * 8) as f64 / 1e6,
@@ -566,7 +615,9 @@ fn orchestrate() {
                     m.p50_us,
                     m.p99_us,
                     m.cpu * 100.0,
-                    per_cpu
+                    per_cpu,
+                    m.core_busy * 100.0,
+                    m.core_softirq * 100.0
                 );
                 results.push((v, m, per_cpu));
             }

@@ -401,6 +401,52 @@ mod tests {
         assert_eq!(enet_connect_data(&[]), None);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn idle_mappings_expire_and_active_ones_stay() {
+        let counters = UdpCounters::default();
+        let idle = Duration::from_secs(30);
+        let mapping = |port: u16| async move {
+            Mapping {
+                client: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+                upstream: UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("bind"),
+                last_from_client: Instant::now(),
+            }
+        };
+        let mut mappings = vec![mapping(1).await, mapping(2).await];
+        counters
+            .mappings_active
+            .store(2, std::sync::atomic::Ordering::Relaxed);
+        tokio::time::advance(Duration::from_secs(20)).await;
+        mappings[1].last_from_client = Instant::now(); // client 2 pinged
+        expire(&mut mappings, idle, &counters, StreamKind::Video);
+        assert_eq!(mappings.len(), 2, "nothing is idle for 30 s yet");
+        tokio::time::advance(Duration::from_secs(11)).await;
+        expire(&mut mappings, idle, &counters, StreamKind::Video);
+        assert_eq!(mappings.iter().map(|m| m.client.port()).collect::<Vec<_>>(), [2]);
+        assert_eq!(
+            counters
+                .mappings_expired
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        assert_eq!(
+            counters
+                .mappings_active
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        tokio::time::advance(Duration::from_secs(20)).await;
+        expire(&mut mappings, idle, &counters, StreamKind::Video);
+        assert!(mappings.is_empty());
+    }
+
+    #[test]
+    fn sweep_period_is_bounded() {
+        assert_eq!(sweep_period(Duration::from_secs(60)), Duration::from_secs(5));
+        assert_eq!(sweep_period(Duration::from_secs(8)), Duration::from_secs(2));
+        assert_eq!(sweep_period(Duration::from_millis(1)), Duration::from_millis(10));
+    }
+
     #[test]
     fn admission_policy() {
         let client: IpAddr = "198.51.100.7".parse().expect("ip");
