@@ -73,27 +73,41 @@ pub enum Error {
 impl Error {
     /// Shorthand for [`Error::NotFound`].
     pub fn not_found(kind: &'static str, key: impl ToString) -> Self {
-        Error::NotFound { kind, key: key.to_string() }
+        Error::NotFound {
+            kind,
+            key: key.to_string(),
+        }
     }
 
     /// Shorthand for [`Error::Invalid`].
     pub fn invalid(what: &'static str, message: impl ToString) -> Self {
-        Error::Invalid { what, message: message.to_string() }
+        Error::Invalid {
+            what,
+            message: message.to_string(),
+        }
     }
 
     /// Shorthand for [`Error::Unavailable`].
     pub fn unavailable(message: impl ToString) -> Self {
-        Error::Unavailable { message: message.to_string() }
+        Error::Unavailable {
+            message: message.to_string(),
+        }
     }
 
     /// Wraps a backend's own error.
     pub fn backend(backend: &'static str, source: impl Into<BoxError>) -> Self {
-        Error::Backend { backend, source: source.into() }
+        Error::Backend {
+            backend,
+            source: source.into(),
+        }
     }
 
     /// Whether retrying the same call later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Conflict { .. } | Error::Unavailable { .. } | Error::Backend { .. })
+        matches!(
+            self,
+            Error::Conflict { .. } | Error::Unavailable { .. } | Error::Backend { .. }
+        )
     }
 }
 

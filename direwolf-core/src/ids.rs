@@ -104,7 +104,9 @@ pub fn is_dns1123_label(s: &str) -> bool {
     let bytes = s.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= 63
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && bytes[0] != b'-'
         && bytes[bytes.len() - 1] != b'-'
 }
@@ -147,7 +149,10 @@ impl AppId {
     /// Builds an id, refusing 0 and values above [`AppId::MAX`].
     pub fn new(id: u32) -> Result<Self, Error> {
         if id == 0 || id > Self::MAX {
-            return Err(Error::invalid("app id", format!("{id} is not in 1..={}", Self::MAX)));
+            return Err(Error::invalid(
+                "app id",
+                format!("{id} is not in 1..={}", Self::MAX),
+            ));
         }
         Ok(AppId(id))
     }
@@ -206,8 +211,9 @@ impl SessionId {
         use rand::Rng;
         const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
         let mut rng = rand::thread_rng();
-        let suffix: String =
-            (0..5).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
+        let suffix: String = (0..5)
+            .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+            .collect();
         let mut prefix = format!("{}-{}", user.as_str(), app.get());
         prefix.truncate(63 - 6);
         let prefix = prefix.trim_end_matches('-');
@@ -225,7 +231,10 @@ impl FromStr for SessionId {
 
     fn from_str(s: &str) -> Result<Self, Error> {
         if !is_dns1123_label(s) {
-            return Err(Error::invalid("session id", format!("{s:?} is not a DNS-1123 label")));
+            return Err(Error::invalid(
+                "session id",
+                format!("{s:?} is not a DNS-1123 label"),
+            ));
         }
         Ok(SessionId(s.to_owned()))
     }
@@ -349,8 +358,9 @@ impl FromStr for RiKeyId {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self, Error> {
-        let n: i64 =
-            s.parse().map_err(|_| Error::invalid("rikeyid", format!("{s:?} is not a decimal integer")))?;
+        let n: i64 = s
+            .parse()
+            .map_err(|_| Error::invalid("rikeyid", format!("{s:?} is not a decimal integer")))?;
         RiKeyId::try_from(n)
     }
 }
@@ -439,7 +449,10 @@ mod tests {
     #[test]
     fn fingerprint_of_der_is_lower_hex_sha256() {
         let fp = Fingerprint::of_der(b"abc");
-        assert_eq!(fp.as_str(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            fp.as_str(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         let upper: Fingerprint = fp.as_str().to_ascii_uppercase().parse().unwrap();
         assert_eq!(upper, fp);
         assert!("abc".parse::<Fingerprint>().is_err());
@@ -488,14 +501,32 @@ mod tests {
     #[test]
     fn rikeyid_audio_iv_vector_d() {
         let id: RiKeyId = "1311662065".parse().unwrap();
-        assert_eq!(hex::encode_upper(id.audio_iv(0)), "4E2E5FF1000000000000000000000000");
-        assert_eq!(hex::encode_upper(id.audio_iv(1)), "4E2E5FF2000000000000000000000000");
-        assert_eq!(hex::encode_upper(id.audio_iv(65535)), "4E2F5FF0000000000000000000000000");
+        assert_eq!(
+            hex::encode_upper(id.audio_iv(0)),
+            "4E2E5FF1000000000000000000000000"
+        );
+        assert_eq!(
+            hex::encode_upper(id.audio_iv(1)),
+            "4E2E5FF2000000000000000000000000"
+        );
+        assert_eq!(
+            hex::encode_upper(id.audio_iv(65535)),
+            "4E2F5FF0000000000000000000000000"
+        );
         let id: RiKeyId = "-123456789".parse().unwrap();
         assert_eq!(id.bits(), 0xF8A4_32EB);
-        assert_eq!(hex::encode_upper(id.audio_iv(0)), "F8A432EB000000000000000000000000");
-        assert_eq!(hex::encode_upper(id.audio_iv(1)), "F8A432EC000000000000000000000000");
-        assert_eq!(hex::encode_upper(id.audio_iv(65535)), "F8A532EA000000000000000000000000");
+        assert_eq!(
+            hex::encode_upper(id.audio_iv(0)),
+            "F8A432EB000000000000000000000000"
+        );
+        assert_eq!(
+            hex::encode_upper(id.audio_iv(1)),
+            "F8A432EC000000000000000000000000"
+        );
+        assert_eq!(
+            hex::encode_upper(id.audio_iv(65535)),
+            "F8A532EA000000000000000000000000"
+        );
         let from_iv = RiKeyId::from_bits(u32::from_be_bytes([0xB4, 0xA0, 0xC3, 0xD2]));
         assert_eq!(from_iv.signed(), -1264532526);
         // The unsigned spelling of the same bits is accepted too.

@@ -102,15 +102,16 @@ pub struct NoStreamingHost;
 
 impl NoStreamingHost {
     /// The message every launch gets.
-    pub const MESSAGE: &'static str =
-        "No streaming host is configured on this direwolf server. Add a [[wolf]] host to its \
+    pub const MESSAGE: &'static str = "No streaming host is configured on this direwolf server. Add a [[wolf]] host to its \
          configuration file and restart it.";
 }
 
 #[async_trait]
 impl Launcher for NoStreamingHost {
     async fn launch(&self, _request: LaunchRequest) -> Result<LaunchOutcome, LaunchError> {
-        Err(LaunchError::Unavailable { message: Self::MESSAGE.to_owned() })
+        Err(LaunchError::Unavailable {
+            message: Self::MESSAGE.to_owned(),
+        })
     }
 
     async fn resume(&self, _request: ResumeRequest) -> Result<LaunchOutcome, LaunchError> {

@@ -20,10 +20,10 @@
 //! ```
 #![warn(missing_docs)]
 
-#[cfg(any(test, feature = "conformance"))]
-pub mod conformance;
 #[cfg(feature = "config")]
 pub mod config;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 pub mod error;
 pub mod ids;
 pub mod launcher;
@@ -43,8 +43,8 @@ pub use error::{Error, Result};
 pub use ids::{AesKey, AppId, Fingerprint, PairSecret, Pin, RiKeyId, SessionId, UserName};
 pub use launcher::{LaunchError, LaunchOutcome, Launcher, NoStreamingHost};
 pub use model::{
-    App, AppAsset, LaunchRequest, Pairing, ResumeRequest, ServerIdentity, Session, SessionPhase,
-    StreamKeys, StreamPlacement, StreamPorts, User, VideoMode,
+    App, AppAsset, LaunchRequest, Pairing, ResumeRequest, ServerIdentity, Session, SessionPhase, StreamKeys,
+    StreamPlacement, StreamPorts, User, VideoMode,
 };
 pub use pin::{InMemoryPinBroker, PendingPin, PendingPinRequest, PinBroker, PinError, PinSubmission};
 pub use store::{AppCatalog, IdentityStore, PairingStore, SessionStore, SessionStoreExt, Stores, UserStore};

@@ -139,7 +139,10 @@ impl SessionStore for InMemorySessionStore {
     async fn create(&self, session: Session) -> Result<()> {
         let mut table = self.0.write();
         if table.contains_key(&session.id) {
-            return Err(Error::AlreadyExists { kind: "session", key: session.id.to_string() });
+            return Err(Error::AlreadyExists {
+                kind: "session",
+                key: session.id.to_string(),
+            });
         }
         table.insert(session.id.clone(), session);
         Ok(())

@@ -11,7 +11,10 @@ use crate::ids::{AesKey, AppId, Fingerprint, RiKeyId, SessionId, UserName};
 
 /// Seconds since the Unix epoch, the time unit stored in every record.
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// A person. Pairings and sessions belong to a user; Kubernetes mode attaches resource caps and
@@ -28,7 +31,10 @@ pub struct User {
 impl User {
     /// A user with only a name.
     pub fn new(name: UserName) -> Self {
-        User { name, display_name: None }
+        User {
+            name,
+            display_name: None,
+        }
     }
 }
 
@@ -49,9 +55,16 @@ impl App {
     pub fn new(id: AppId, title: impl Into<String>) -> Result<Self, Error> {
         let title = title.into();
         if title.trim().is_empty() || title.len() > 255 {
-            return Err(Error::invalid("app title", "a title is 1 to 255 bytes and not blank"));
+            return Err(Error::invalid(
+                "app title",
+                "a title is 1 to 255 bytes and not blank",
+            ));
         }
-        Ok(App { id, title, hdr_supported: false })
+        Ok(App {
+            id,
+            title,
+            hdr_supported: false,
+        })
     }
 
     /// Sets [`App::hdr_supported`].
@@ -77,7 +90,10 @@ impl AppAsset {
         if !bytes.starts_with(SIGNATURE) {
             return Err(Error::invalid("app image", "not a PNG file (bad signature)"));
         }
-        Ok(AppAsset { content_type: "image/png".to_owned(), bytes })
+        Ok(AppAsset {
+            content_type: "image/png".to_owned(),
+            bytes,
+        })
     }
 }
 
@@ -131,7 +147,11 @@ pub struct VideoMode {
 
 impl VideoMode {
     /// Wolf's default when a client sends no mode: 1920x1080x60.
-    pub const DEFAULT: VideoMode = VideoMode { width: 1920, height: 1080, fps: 60 };
+    pub const DEFAULT: VideoMode = VideoMode {
+        width: 1920,
+        height: 1080,
+        fps: 60,
+    };
 }
 
 impl Default for VideoMode {
@@ -149,7 +169,10 @@ impl std::str::FromStr for VideoMode {
         let mut parts = s.split('x');
         let mut next = || -> Result<u32, Error> { parts.next().ok_or_else(bad)?.parse().map_err(|_| bad()) };
         let (width, height, fps) = (next()?, next()?, next()?);
-        if parts.next().is_some() || !(1..=16384).contains(&width) || !(1..=16384).contains(&height) || fps > 1000
+        if parts.next().is_some()
+            || !(1..=16384).contains(&width)
+            || !(1..=16384).contains(&height)
+            || fps > 1000
         {
             return Err(bad());
         }
@@ -349,7 +372,15 @@ mod tests {
         assert_eq!(m, VideoMode::DEFAULT);
         assert_eq!(m.to_string(), "1920x1080x60");
         assert_eq!("3840x2160x0".parse::<VideoMode>().unwrap().fps, 0);
-        for bad in ["", "1920x1080", "1920x1080x60x1", "0x1080x60", "axbxc", "1920x1080x-1", "99999x1x1"] {
+        for bad in [
+            "",
+            "1920x1080",
+            "1920x1080x60x1",
+            "0x1080x60",
+            "axbxc",
+            "1920x1080x-1",
+            "99999x1x1",
+        ] {
             assert!(bad.parse::<VideoMode>().is_err(), "{bad:?} accepted");
         }
     }

@@ -111,13 +111,18 @@ impl InMemoryPinBroker {
 
     /// A broker holding at most `max_pending` entries at once.
     pub fn new(max_pending: usize) -> Self {
-        InMemoryPinBroker { entries: Arc::default(), max_pending }
+        InMemoryPinBroker {
+            entries: Arc::default(),
+            max_pending,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PairSecret, Entry>> {
         // A panic while holding this lock cannot leave the map inconsistent (every critical
         // section is a single insert/remove), so a poisoned lock is still usable.
-        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -150,7 +155,14 @@ impl PinBroker for InMemoryPinBroker {
             device_name: pending.device_name,
             opened_at: unix_now(),
         };
-        entries.insert(secret.clone(), Entry { info, submitted: false, slot });
+        entries.insert(
+            secret.clone(),
+            Entry {
+                info,
+                submitted: false,
+                slot,
+            },
+        );
         Ok(secret)
     }
 
@@ -185,8 +197,11 @@ impl PinBroker for InMemoryPinBroker {
 
     async fn pending(&self) -> Result<Vec<PendingPin>> {
         let entries = self.lock();
-        let mut list: Vec<PendingPin> =
-            entries.values().filter(|e| !e.submitted).map(|e| e.info.clone()).collect();
+        let mut list: Vec<PendingPin> = entries
+            .values()
+            .filter(|e| !e.submitted)
+            .map(|e| e.info.clone())
+            .collect();
         list.sort_by_key(|p| p.opened_at);
         Ok(list)
     }
@@ -197,11 +212,17 @@ mod tests {
     use super::*;
 
     fn request() -> PendingPinRequest {
-        PendingPinRequest { client_ip: "192.0.2.1".parse().unwrap(), device_name: Some("roth".into()) }
+        PendingPinRequest {
+            client_ip: "192.0.2.1".parse().unwrap(),
+            device_name: Some("roth".into()),
+        }
     }
 
     fn submission() -> PinSubmission {
-        PinSubmission { pin: "1234".parse().unwrap(), user: None }
+        PinSubmission {
+            pin: "1234".parse().unwrap(),
+            user: None,
+        }
     }
 
     #[tokio::test]
@@ -221,7 +242,10 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(got.pin.expose(), "1234");
-        assert!(matches!(broker.submit(&secret, submission()).await, Err(PinError::UnknownSecret)));
+        assert!(matches!(
+            broker.submit(&secret, submission()).await,
+            Err(PinError::UnknownSecret)
+        ));
         assert!(broker.pending().await.unwrap().is_empty());
     }
 
@@ -237,7 +261,10 @@ mod tests {
     async fn timeouts_close_and_unknown_secrets() {
         let broker = InMemoryPinBroker::default();
         let secret = broker.open(request()).await.unwrap();
-        assert!(matches!(broker.wait(&secret, Duration::from_millis(10)).await, Err(PinError::TimedOut)));
+        assert!(matches!(
+            broker.wait(&secret, Duration::from_millis(10)).await,
+            Err(PinError::TimedOut)
+        ));
         let waiter = {
             let broker = broker.clone();
             let secret = secret.clone();
@@ -249,10 +276,19 @@ mod tests {
             .await
             .expect("close should wake the waiter")
             .unwrap();
-        assert!(matches!(outcome, Err(PinError::Closed) | Err(PinError::UnknownSecret)));
+        assert!(matches!(
+            outcome,
+            Err(PinError::Closed) | Err(PinError::UnknownSecret)
+        ));
         let unknown = PairSecret::generate();
-        assert!(matches!(broker.submit(&unknown, submission()).await, Err(PinError::UnknownSecret)));
-        assert!(matches!(broker.wait(&unknown, Duration::from_millis(1)).await, Err(PinError::UnknownSecret)));
+        assert!(matches!(
+            broker.submit(&unknown, submission()).await,
+            Err(PinError::UnknownSecret)
+        ));
+        assert!(matches!(
+            broker.wait(&unknown, Duration::from_millis(1)).await,
+            Err(PinError::UnknownSecret)
+        ));
     }
 
     #[tokio::test]
@@ -260,7 +296,10 @@ mod tests {
         let broker = InMemoryPinBroker::new(2);
         broker.open(request()).await.unwrap();
         let second = broker.open(request()).await.unwrap();
-        assert!(matches!(broker.open(request()).await, Err(Error::Unavailable { .. })));
+        assert!(matches!(
+            broker.open(request()).await,
+            Err(Error::Unavailable { .. })
+        ));
         broker.close(&second).await;
         assert!(broker.open(request()).await.is_ok());
     }

@@ -100,7 +100,12 @@ pub trait SessionStore: Send + Sync + Debug + 'static {
 pub trait SessionStoreExt: SessionStore {
     /// The sessions of one user, in id order.
     async fn for_user(&self, user: &UserName) -> Result<Vec<Session>> {
-        Ok(self.list().await?.into_iter().filter(|s| &s.user == user).collect())
+        Ok(self
+            .list()
+            .await?
+            .into_iter()
+            .filter(|s| &s.user == user)
+            .collect())
     }
 }
 
