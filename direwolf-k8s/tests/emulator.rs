@@ -1967,3 +1967,85 @@ async fn partial_object_metadata_get_list_and_watch() {
     assert_eq!(second.name_any(), "n");
     emu.shutdown().await;
 }
+
+// "Update API Objects in Place Using kubectl patch": a strategic merge patch merges lists that
+// have a patch merge key (containers by name) instead of replacing them, and `$patch: delete`
+// removes an element; custom resources do not support it (415). "Namespaces": deleting a
+// namespace deletes everything in it.
+#[tokio::test]
+async fn strategic_merge_lists_and_namespace_deletion() {
+    use k8s_openapi::api::core::v1::Namespace;
+
+    let (emu, widgets) = with_widgets().await;
+    let deployments: Api<Deployment> = Api::default_namespaced(emu.client());
+    let mut d = deployment("d", "img:1");
+    d["spec"]["template"]["spec"]["containers"] =
+        json!([{"name": "main", "image": "img:1"}, {"name": "side", "image": "side:1"}]);
+    let d: Deployment = serde_json::from_value(d).expect("valid deployment");
+    within("create", deployments.create(&PostParams::default(), &d))
+        .await
+        .expect("created");
+    let patch = json!({"spec": {"template": {"spec": {"containers": [
+        {"name": "main", "image": "img:2"}, {"name": "side", "$patch": "delete"}, {"name": "new", "image": "n:1"}]}}}});
+    let patched = within(
+        "strategic",
+        deployments.patch("d", &PatchParams::default(), &Patch::Strategic(&patch)),
+    )
+    .await
+    .expect("patched");
+    let containers: Vec<(String, Option<String>)> = patched
+        .spec
+        .and_then(|s| s.template.spec)
+        .map(|p| p.containers.into_iter().map(|c| (c.name, c.image)).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        containers,
+        [
+            ("main".to_string(), Some("img:2".to_string())),
+            ("new".to_string(), Some("n:1".to_string()))
+        ]
+    );
+    within(
+        "create widget",
+        widgets.create(&PostParams::default(), &widget("w", "t")),
+    )
+    .await
+    .expect("created");
+    let e = api_error(
+        within(
+            "strategic on a CR",
+            widgets.patch(
+                "w",
+                &PatchParams::default(),
+                &Patch::Strategic(&json!({"spec": {}})),
+            ),
+        )
+        .await,
+    );
+    assert_eq!(e.code, 415);
+
+    let namespaces: Api<Namespace> = Api::all(emu.client());
+    let mut ns = Namespace::default();
+    ns.metadata.name = Some("doomed".into());
+    within("create ns", namespaces.create(&PostParams::default(), &ns))
+        .await
+        .expect("created");
+    let inside: Api<ConfigMap> = Api::namespaced(emu.client(), "doomed");
+    within(
+        "create inside",
+        inside.create(&PostParams::default(), &cm("c", &[])),
+    )
+    .await
+    .expect("created");
+    let gone = within("delete ns", namespaces.delete("doomed", &DeleteParams::default()))
+        .await
+        .expect("deleted");
+    assert!(gone.is_left(), "namespace deletes answer the object");
+    assert!(
+        within("inside gone", inside.get_opt("c"))
+            .await
+            .expect("get")
+            .is_none()
+    );
+    emu.shutdown().await;
+}

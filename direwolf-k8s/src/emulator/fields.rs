@@ -253,6 +253,77 @@ pub(crate) fn merge_applied(target: &mut Value, applied: &Value, rt: &ResourceTy
     }
 }
 
+/// Strategic merge patch for built-in kinds: like a JSON merge patch (null deletes a field),
+/// except that lists with a merge key (the built-in list table: containers by name,
+/// ownerReferences by uid, ...) merge element by element, an element carrying
+/// `"$patch": "delete"` is removed, set lists (finalizers) take the union, and other lists are
+/// replaced. Other `$` directives (`$setElementOrder`, `$retainKeys`,
+/// `$deleteFromPrimitiveList`) are dropped.
+pub(crate) fn strategic_merge(target: &mut Value, patch: &Value, rt: &ResourceType, keys: &mut Vec<String>) {
+    let (Value::Object(t), Value::Object(p)) = (&mut *target, patch) else {
+        *target = strip_directives(patch);
+        return;
+    };
+    for (k, pv) in p {
+        if k.starts_with('$') {
+            continue;
+        }
+        if pv.is_null() {
+            t.remove(k);
+            continue;
+        }
+        keys.push(k.clone());
+        match (t.get_mut(k), pv) {
+            (Some(tv @ Value::Object(_)), Value::Object(_)) => strategic_merge(tv, pv, rt, keys),
+            (Some(Value::Array(ta)), Value::Array(pa)) => match rt.list_type(keys) {
+                ListType::Map(map_keys) if !map_keys.is_empty() => {
+                    for item in pa {
+                        let key = element_key(item, &map_keys);
+                        let pos = key.as_ref().and_then(|key| {
+                            ta.iter()
+                                .position(|ti| element_key(ti, &map_keys).as_ref() == Some(key))
+                        });
+                        let delete = item.get("$patch").and_then(Value::as_str) == Some("delete");
+                        match (pos, delete) {
+                            (Some(i), true) => {
+                                ta.remove(i);
+                            }
+                            (None, true) => {}
+                            (Some(i), false) => strategic_merge(&mut ta[i], item, rt, keys),
+                            (None, false) => ta.push(strip_directives(item)),
+                        }
+                    }
+                }
+                ListType::Set => {
+                    for item in pa {
+                        if !ta.contains(item) {
+                            ta.push(item.clone());
+                        }
+                    }
+                }
+                _ => *ta = pa.iter().map(strip_directives).collect(),
+            },
+            _ => {
+                t.insert(k.clone(), strip_directives(pv));
+            }
+        }
+        keys.pop();
+    }
+}
+
+fn strip_directives(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, v)| !k.starts_with('$') && !v.is_null())
+                .map(|(k, v)| (k.clone(), strip_directives(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(strip_directives).collect()),
+        other => other.clone(),
+    }
+}
+
 /// One `managedFields` entry, parsed.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct ManagedEntry {
@@ -619,6 +690,24 @@ mod tests {
             second["spec"]["template"]["spec"]["containers"],
             json!([{"name": "b", "image": "k"}])
         );
+    }
+
+    #[test]
+    fn strategic_merge_by_key() {
+        let rt = deployments();
+        let mut d = json!({"metadata": {"finalizers": ["a"]}, "spec": {"template": {"spec": {"containers": [
+            {"name": "a", "image": "1"}, {"name": "b", "image": "2"}], "nodeSelector": {"x": "y"}}}}});
+        let patch = json!({"metadata": {"finalizers": ["b"]}, "spec": {"template": {"spec": {
+            "$setElementOrder/containers": [{"name": "a"}],
+            "containers": [{"name": "a", "image": "9"}, {"name": "b", "$patch": "delete"}, {"name": "c", "image": "3"}],
+            "nodeSelector": null}}}});
+        strategic_merge(&mut d, &patch, &rt, &mut Vec::new());
+        assert_eq!(d["metadata"]["finalizers"], json!(["a", "b"]));
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "a", "image": "9"}, {"name": "c", "image": "3"}])
+        );
+        assert!(d["spec"]["template"]["spec"].get("nodeSelector").is_none());
     }
 
     #[test]

@@ -44,7 +44,8 @@
 //   kinds are not validated beyond metadata.name (a Pod without containers is accepted).
 // - No controllers besides the garbage collector and the CRD "Established" status: Deployments
 //   never create ReplicaSets/Pods, Pods never run, Services get no clusterIP, PVCs stay unbound.
-// - Namespaces are not required to exist and have no lifecycle (deleting one deletes nothing).
+// - Namespaces are not required to exist; deleting one removes its contents at once (no
+//   Terminating phase, no `kubernetes` finalizer, finalizers of the contents are bypassed).
 // - CRD versions: objects are stored once and served under every served version without
 //   conversion (apiVersion is rewritten); no conversion webhooks; no scale subresource;
 //   additionalPrinterColumns and selectableFields ignored; `format`, `uniqueItems`,
@@ -57,7 +58,9 @@
 //   (ownerReferences by uid, finalizers as a set, containers/volumes/env by name, ports,
 //   conditions by type); other lists are atomic. Empty parent maps are not pruned after a field
 //   is removed. Apply does not convert between versions. Client-supplied managedFields are
-//   ignored. Strategic merge patch is a JSON merge patch (no $patch directives, lists replaced).
+//   ignored. Strategic merge patch uses the same small list-key table (unknown keyed lists are
+//   replaced); only the `$patch: delete` element directive is honoured, `$setElementOrder`,
+//   `$retainKeys`, `$deleteFromPrimitiveList` and `$patch: replace` are dropped.
 // - Garbage collection runs synchronously inside the write that triggers it (the real one is
 //   asynchronous); owners are matched by uid only.
 // - resourceVersion: list ignores resourceVersion/resourceVersionMatch (always the latest state);

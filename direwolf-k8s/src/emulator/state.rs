@@ -480,13 +480,26 @@ impl State {
         let current = self.current(rt, ns, name)?;
         let mut doc = current.clone();
         match content_type {
-            "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+            "application/merge-patch+json" => {
                 let p: Value = serde_json::from_slice(body)
                     .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
                 if !p.is_object() {
                     return Err(ApiError::bad_request("patch body must be a JSON object"));
                 }
                 json_patch::merge(&mut doc, &p);
+            }
+            "application/strategic-merge-patch+json" => {
+                if rt.crd_name.is_some() {
+                    return Err(ApiError::unsupported_media_type(
+                        "strategic merge patch is not supported for custom resources",
+                    ));
+                }
+                let p: Value = serde_json::from_slice(body)
+                    .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+                if !p.is_object() {
+                    return Err(ApiError::bad_request("patch body must be a JSON object"));
+                }
+                fields::strategic_merge(&mut doc, &p, rt, &mut Vec::new());
             }
             "application/json-patch+json" => {
                 let p: json_patch::Patch = serde_json::from_slice(body)
@@ -732,6 +745,28 @@ impl State {
         let rv = self.bump();
         meta_mut(&mut last).insert("resourceVersion".into(), json!(rv.to_string()));
         self.record(key, ChangeKind::Deleted, last.clone(), old);
+        if key.group.is_empty() && key.plural == "namespaces" {
+            // Deleting a Namespace deletes everything in it (at once: there is no Terminating
+            // phase and no namespace controller).
+            let keys: Vec<StorageKey> = self.objects.keys().cloned().collect();
+            for k in keys {
+                let names: Vec<String> = self
+                    .objects
+                    .get(&k)
+                    .map(|m| {
+                        m.keys()
+                            .filter(|(o_ns, _)| o_ns == name)
+                            .map(|(_, n)| n.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for n in names {
+                    if let Some(obj) = self.lookup(&k, name, &n).cloned() {
+                        self.remove(&k, name, &n, obj, None);
+                    }
+                }
+            }
+        }
         if key.group == "apiextensions.k8s.io" && key.plural == "customresourcedefinitions" {
             // Deleting a CRD deletes all its custom resources.
             if let (Some(group), Some(plural)) = (
@@ -953,8 +988,8 @@ impl State {
                         }
                         continue;
                     };
-                    // A dependent of an owner in foreground deletion is deleted in the
-                    // foreground too, so that its own dependents block it.
+                    // Dependents are deleted with the default (background) propagation, also
+                    // when their owner is in foreground deletion.
                     let opts = DeleteOpts::default();
                     if self.delete(&rt, &ns, &name, &opts).is_err() {
                         return;
