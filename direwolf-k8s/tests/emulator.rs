@@ -2049,3 +2049,58 @@ async fn strategic_merge_lists_and_namespace_deletion() {
     );
     emu.shutdown().await;
 }
+
+// "Events" (events.k8s.io/v1): kube's event Recorder creates an Event for the first
+// occurrence and merge-patches its series for repeats; both go through the emulator.
+#[tokio::test]
+async fn event_recorder_creates_and_patches_events() {
+    use k8s_openapi::api::events::v1::Event as K8sEvent;
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+    let emu = start().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(emu.client());
+    let owner = within("create", cms.create(&PostParams::default(), &cm("subject", &[])))
+        .await
+        .expect("created");
+    let recorder = Recorder::new(
+        emu.client(),
+        Reporter {
+            controller: "direwolf-test".into(),
+            instance: Some("test-pod".into()),
+        },
+    );
+    let ev = Event {
+        type_: EventType::Normal,
+        reason: "Reconciled".into(),
+        note: Some("all good".into()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    let reference = owner.object_ref(&());
+    within("publish", recorder.publish(&ev, &reference))
+        .await
+        .expect("event created");
+    within("publish again", recorder.publish(&ev, &reference))
+        .await
+        .expect("event series patched");
+    let events: Api<K8sEvent> = Api::default_namespaced(emu.client());
+    let list = within("list events", events.list(&ListParams::default()))
+        .await
+        .expect("list");
+    assert_eq!(list.items.len(), 1, "repeats patch the same Event");
+    let e = &list.items[0];
+    assert_eq!(e.reason.as_deref(), Some("Reconciled"));
+    assert_eq!(
+        e.regarding.as_ref().and_then(|r| r.name.as_deref()),
+        Some("subject")
+    );
+    assert!(e.series.is_some(), "the second occurrence became a series");
+    let verbs: Vec<String> = emu
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("/events"))
+        .map(|r| format!("{} {}", r.verb, r.status))
+        .collect();
+    assert_eq!(verbs[..2], ["create 201", "patch 200"]);
+    emu.shutdown().await;
+}

@@ -61,6 +61,8 @@
 //   ignored. Strategic merge patch uses the same small list-key table (unknown keyed lists are
 //   replaced); only the `$patch: delete` element directive is honoured, `$setElementOrder`,
 //   `$retainKeys`, `$deleteFromPrimitiveList` and `$patch: replace` are dropped.
+// - Deleting a CRD removes its custom objects at once, bypassing their finalizers (the real
+//   API server keeps the CRD Terminating until its objects are gone).
 // - Garbage collection runs synchronously inside the write that triggers it (the real one is
 //   asynchronous); owners are matched by uid only.
 // - resourceVersion: list ignores resourceVersion/resourceVersionMatch (always the latest state);

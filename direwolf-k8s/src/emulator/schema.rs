@@ -340,7 +340,7 @@ fn node(value: &mut Value, schema: &Value, path: &str, errors: &mut Vec<FieldErr
                 errors.push(FieldError::new(
                     path,
                     "FieldValueTooLong",
-                    format!("Too long: may not be more than {max} bytes"),
+                    format!("Too long: must have at most {max} bytes"),
                 ));
             }
             if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
@@ -569,7 +569,7 @@ mod tests {
             "{msgs:?}"
         );
         assert!(
-            msgs.contains(&"spec.title: Too long: may not be more than 5 bytes".to_string()),
+            msgs.contains(&"spec.title: Too long: must have at most 5 bytes".to_string()),
             "{msgs:?}"
         );
         let mut obj = json!({"spec": {}});
