@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod crd;
+pub mod launcher;
 pub mod stores;
 
 #[cfg(feature = "emulator")]

@@ -1,0 +1,718 @@
+//! [`KubeLauncher`]: launch, resume and cancel as `Session` objects (`reference-behaviour.md`
+//! §4.1.7, §4.1.8).
+//!
+//! The proxy does not start streams itself: it records what the client asked for in a `Session`
+//! and the operator provisions it and publishes `status.streamURL`. Every replica of the proxy
+//! runs its own launcher; they share nothing but the API server.
+//!
+//! * **launch**: resolve the App by `spec.id`, delete the user's Sessions (one stream per user),
+//!   create a Session named `<user>-<app>-<5 random characters>` with the labels and annotation
+//!   of §2.1, and wait for `status.streamURL` with
+//!   [`await_condition`](kube::runtime::wait::await_condition) inside an overall timeout (default
+//!   [`DEFAULT_LAUNCH_TIMEOUT`], below the ~55 s the slowest client waits). A Session that does
+//!   not start in time is deleted and the client gets [`LaunchError::Timeout`].
+//! * **resume**: merge-patch the user's Session with the new keys, client address and pairing,
+//!   then wait for the stream URL (and, when the operator reports `observedGeneration`, for it to
+//!   have seen the patch).
+//! * **cancel**: delete the user's Sessions and wait (bounded) until the watch shows none of them
+//!   running, so the `/serverinfo` that clients send next reports the server free.
+//! * **current_app**: answered from a reflector cache of Sessions, never an API call.
+//!
+//! The name is generated here rather than with `metadata.generateName` so that a create retried
+//! after a lost answer is idempotent (the retry meets its own object instead of starting a second
+//! stream); it has the same shape as a generated one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use direwolf_core::model::unix_now;
+use direwolf_core::{
+    AppId, LaunchError, LaunchOutcome, LaunchRequest, Launcher, PairSecret, ResumeRequest, SessionId,
+    UserName,
+};
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, wait::await_condition, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::crd::{
+    self, AppReference, PairingReference, SessionConfig, SessionSpec, UserReference, annotations, labels,
+};
+use crate::stores::RetryPolicy;
+
+/// How long a launch or resume waits for the stream URL by default: below the ~55 s within
+/// which `/launch` must answer for the most impatient client (`moonlight-http.md` §2.5).
+pub const DEFAULT_LAUNCH_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// How long a cancel waits by default for the watch to stop showing the user's Sessions
+/// (clients give up on `/cancel` after 30 s).
+pub const DEFAULT_CANCEL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long a Session deleted by this process is hidden from [`Launcher::current_app`] while the
+/// watch has not delivered the deletion.
+const TOMBSTONE_TTL: Duration = Duration::from_secs(60);
+
+/// The longest a Session name may be: `SessionId` is a DNS-1123 label.
+const MAX_NAME: usize = 63;
+
+/// Settings of a [`KubeLauncher`].
+#[derive(Debug, Clone, Copy)]
+pub struct LauncherConfig {
+    /// Upper bound of one launch or resume, from the request to the stream URL.
+    pub launch_timeout: Duration,
+    /// Upper bound of the wait at the end of a cancel.
+    pub cancel_timeout: Duration,
+    /// How transient API failures (429, 5xx, no answer) are retried.
+    pub retry: RetryPolicy,
+}
+
+impl Default for LauncherConfig {
+    fn default() -> Self {
+        LauncherConfig {
+            launch_timeout: DEFAULT_LAUNCH_TIMEOUT,
+            cancel_timeout: DEFAULT_CANCEL_TIMEOUT,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// A reflector of one kind in one namespace, stopped when dropped.
+struct Watched<K: Resource<DynamicType = ()> + Clone + 'static> {
+    reader: Store<K>,
+    task: JoinHandle<()>,
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + 'static> Drop for Watched<K> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl<K> Watched<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug + Send + Sync + 'static,
+{
+    fn spawn(kind: &'static str, api: Api<K>) -> Self {
+        let (reader, writer) = reflector::store();
+        let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
+        let task = tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(event) = stream.next().await {
+                if let Err(err) = event {
+                    warn!(kind, error = %err, "launcher watch failed; retrying with backoff");
+                }
+            }
+        });
+        Watched { reader, task }
+    }
+
+    fn is_ready(&self) -> bool {
+        self.reader
+            .wait_until_ready()
+            .now_or_never()
+            .is_some_and(|r| r.is_ok())
+    }
+}
+
+struct Inner {
+    namespace: String,
+    sessions_api: Api<crd::Session>,
+    sessions: Watched<crd::Session>,
+    apps: Watched<crd::App>,
+    config: LauncherConfig,
+    /// Sessions this process deleted, hidden from `current_app` until the watch agrees.
+    tombstones: Mutex<HashMap<String, Instant>>,
+}
+
+/// A [`Launcher`] over `Session` objects of one namespace; see the [module docs](self).
+#[derive(Clone)]
+pub struct KubeLauncher {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for KubeLauncher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KubeLauncher")
+            .field("namespace", &self.inner.namespace)
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A kube error as a launch error: `Unavailable` for what retrying may fix, `Backend` otherwise.
+fn launch_error(what: &str, err: kube::Error) -> LaunchError {
+    let transient = match &err {
+        kube::Error::Api(status) => status.code == 429 || status.code >= 500,
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,
+        _ => false,
+    };
+    if transient {
+        LaunchError::Unavailable {
+            message: format!("The Kubernetes API server did not answer ({what}); try again in a moment."),
+        }
+    } else {
+        LaunchError::Backend(direwolf_core::Error::backend(
+            "kubernetes",
+            format!("{what}: {err}"),
+        ))
+    }
+}
+
+fn is_status(err: &kube::Error, code: u16) -> bool {
+    matches!(err, kube::Error::Api(status) if status.code == code)
+}
+
+/// What a Session says about its stream, as the launcher waits for it.
+fn stream_url(session: &crd::Session) -> Option<&str> {
+    session.status.as_ref()?.stream_url.as_deref()
+}
+
+fn has_ended(session: &crd::Session) -> bool {
+    session
+        .status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .is_some_and(|p| p == crd::SessionPhase::Ended)
+}
+
+/// The Session name for a user and an App object: `<user>-<app>-` (cut to fit a DNS label)
+/// followed by five random lower-case characters, like a generated name.
+pub fn session_name(user: &UserName, app_object: &str) -> String {
+    let app: String = app_object
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let mut prefix = format!("{user}-{app}");
+    prefix.truncate(MAX_NAME - 6);
+    let prefix = prefix.trim_end_matches('-');
+    let random = PairSecret::generate().as_str().to_ascii_lowercase();
+    let suffix: String = random.chars().take(5).collect();
+    format!("{prefix}-{suffix}")
+}
+
+/// The Session object a launch creates (`reference-behaviour.md` §2.1, §2.5).
+pub fn session_object(name: &str, request: &LaunchRequest, app_object: &str) -> crd::Session {
+    let mut object = crd::Session::new(
+        name,
+        SessionSpec {
+            user_reference: UserReference {
+                name: request.user.to_string(),
+            },
+            game_reference: AppReference {
+                name: app_object.to_owned(),
+                app_id: i32::try_from(request.app.get()).ok(),
+            },
+            pairing_reference: PairingReference {
+                name: request.pairing.to_string(),
+            },
+            gateway: None,
+            config: SessionConfig {
+                client_ip: Some(request.client_ip.to_string()),
+                aes_key: request.keys.aes_key.to_hex(),
+                aes_iv: request.keys.aes_iv.signed().to_string(),
+                video_width: i32::try_from(request.mode.width).unwrap_or(i32::MAX),
+                video_height: i32::try_from(request.mode.height).unwrap_or(i32::MAX),
+                video_refresh_rate: i32::try_from(request.mode.fps).unwrap_or(i32::MAX),
+                surround_audio_flags: i64::from(request.surround_audio_info),
+            },
+        },
+    );
+    object.metadata = ObjectMeta {
+        name: Some(name.to_owned()),
+        labels: Some(BTreeMap::from([
+            (labels::SESSION.to_owned(), "true".to_owned()),
+            (labels::USER.to_owned(), request.user.to_string()),
+            (labels::APP_NAME.to_owned(), app_object.to_owned()),
+        ])),
+        annotations: Some(BTreeMap::from([
+            (annotations::PAIRING.to_owned(), request.pairing.to_string()),
+            (annotations::CREATED_AT.to_owned(), unix_now().to_string()),
+        ])),
+        ..ObjectMeta::default()
+    };
+    object
+}
+
+impl KubeLauncher {
+    /// Starts watching the Sessions and Apps of `namespace` with the default settings. Must be
+    /// called inside a Tokio runtime; see [`KubeLauncher::wait_ready`].
+    pub fn new(client: Client, namespace: &str) -> Self {
+        Self::with_config(client, namespace, LauncherConfig::default())
+    }
+
+    /// Like [`KubeLauncher::new`] with explicit settings.
+    pub fn with_config(client: Client, namespace: &str, config: LauncherConfig) -> Self {
+        let sessions_api: Api<crd::Session> = Api::namespaced(client.clone(), namespace);
+        let apps_api: Api<crd::App> = Api::namespaced(client, namespace);
+        KubeLauncher {
+            inner: Arc::new(Inner {
+                namespace: namespace.to_owned(),
+                sessions: Watched::spawn("session", sessions_api.clone()),
+                apps: Watched::spawn("app", apps_api),
+                sessions_api,
+                config,
+                tombstones: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> LauncherConfig {
+        self.inner.config
+    }
+
+    /// Whether both caches have completed their initial lists (part of `/readyz`).
+    pub fn ready(&self) -> bool {
+        self.inner.sessions.is_ready() && self.inner.apps.is_ready()
+    }
+
+    /// Waits up to `timeout` for both caches' initial lists.
+    ///
+    /// # Errors
+    /// `Unavailable` if they do not sync in time (API server down, CRDs missing, no permission).
+    pub async fn wait_ready(&self, timeout: Duration) -> direwolf_core::Result<()> {
+        let both = async {
+            self.inner.sessions.reader.wait_until_ready().await?;
+            self.inner.apps.reader.wait_until_ready().await
+        };
+        match tokio::time::timeout(timeout, both).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(direwolf_core::Error::unavailable(format!(
+                "the Session and App caches did not sync within {timeout:?}"
+            ))),
+        }
+    }
+
+    fn tombstones(&self) -> MutexGuard<'_, HashMap<String, Instant>> {
+        // Single map operations only: a poisoned map is still consistent.
+        self.inner.tombstones.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn belongs_to(session: &crd::Session, user: &UserName) -> bool {
+        session.spec.user_reference.name == user.as_str()
+            || session
+                .labels()
+                .get(labels::USER)
+                .is_some_and(|u| u == user.as_str())
+    }
+
+    /// The user's Sessions the cache shows running (not deleted, not being deleted, not ended),
+    /// newest first.
+    fn running(&self, user: &UserName) -> Vec<Arc<crd::Session>> {
+        let mut tombstones = self.tombstones();
+        tombstones.retain(|_, at| at.elapsed() < TOMBSTONE_TTL);
+        let mut found: Vec<Arc<crd::Session>> = self
+            .inner
+            .sessions
+            .reader
+            .state()
+            .into_iter()
+            .filter(|s| Self::belongs_to(s, user))
+            .filter(|s| s.metadata.deletion_timestamp.is_none() && !has_ended(s))
+            .filter(|s| !tombstones.contains_key(&s.name_any()))
+            .collect();
+        found.sort_by_key(|s| std::cmp::Reverse(s.creation_timestamp()));
+        found
+    }
+
+    /// The App object carrying `id`, from the cache. Objects sharing an id are ambiguous and
+    /// count as unknown, as in the app list.
+    fn app_object(&self, id: AppId) -> Option<String> {
+        let matching: Vec<Arc<crd::App>> = self
+            .inner
+            .apps
+            .reader
+            .state()
+            .into_iter()
+            .filter(|a| i64::from(a.spec.id) == i64::from(id.get()))
+            .collect();
+        match matching.as_slice() {
+            [one] => Some(one.name_any()),
+            _ => None,
+        }
+    }
+
+    fn app_id_of(&self, session: &crd::Session) -> Option<AppId> {
+        if let Some(id) = session.spec.game_reference.app_id {
+            return u32::try_from(id).ok().and_then(|n| AppId::new(n).ok());
+        }
+        let name = &session.spec.game_reference.name;
+        self.inner
+            .apps
+            .reader
+            .state()
+            .into_iter()
+            .find(|a| &a.name_any() == name)
+            .and_then(|a| u32::try_from(a.spec.id).ok())
+            .and_then(|n| AppId::new(n).ok())
+    }
+
+    /// The names of the user's Sessions: those the cache shows plus those the API server lists
+    /// by label (a Session another replica created may not have reached this cache yet).
+    async fn user_sessions(&self, user: &UserName) -> Result<Vec<String>, LaunchError> {
+        let selector = format!("{}={}", labels::USER, user);
+        let params = ListParams::default().labels(&selector);
+        let listed = self
+            .inner
+            .config
+            .retry
+            .run("list sessions", || self.inner.sessions_api.list(&params))
+            .await
+            .map_err(|e| launch_error("listing the user's sessions", e))?;
+        let mut names: Vec<String> = listed.items.iter().map(ResourceExt::name_any).collect();
+        names.extend(
+            self.inner
+                .sessions
+                .reader
+                .state()
+                .iter()
+                .filter(|s| Self::belongs_to(s, user))
+                .map(|s| s.name_any()),
+        );
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// Deletes one Session (already gone is fine) and hides it from `current_app`.
+    async fn delete_session(&self, name: &str) -> Result<(), LaunchError> {
+        let params = DeleteParams::background();
+        let deleted = self
+            .inner
+            .config
+            .retry
+            .run("delete session", || self.inner.sessions_api.delete(name, &params))
+            .await;
+        match deleted {
+            Ok(_) => {}
+            Err(e) if is_status(&e, 404) => {}
+            Err(e) => return Err(launch_error("deleting a session", e)),
+        }
+        self.tombstones().insert(name.to_owned(), Instant::now());
+        debug!(session = name, "session deleted");
+        Ok(())
+    }
+
+    async fn delete_all(&self, user: &UserName) -> Result<Vec<String>, LaunchError> {
+        let names = self.user_sessions(user).await?;
+        for name in &names {
+            self.delete_session(name).await?;
+        }
+        Ok(names)
+    }
+
+    /// Creates `object`; a retry that meets its own earlier attempt counts as success.
+    async fn create(&self, object: &crd::Session) -> Result<(), LaunchError> {
+        let params = PostParams::default();
+        let name = object.name_any();
+        let created = self
+            .inner
+            .config
+            .retry
+            .run("create session", || {
+                self.inner.sessions_api.create(&params, object)
+            })
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            Err(e) if is_status(&e, 409) => {
+                let existing = self
+                    .inner
+                    .config
+                    .retry
+                    .run("get session", || self.inner.sessions_api.get_opt(&name))
+                    .await
+                    .map_err(|e| launch_error("reading back a new session", e))?;
+                match existing {
+                    Some(existing) if existing.spec == object.spec => Ok(()),
+                    _ => Err(LaunchError::Unavailable {
+                        message: "Another session with the same generated name exists; try again.".to_owned(),
+                    }),
+                }
+            }
+            Err(e) => Err(launch_error("creating the session", e)),
+        }
+    }
+
+    /// Waits until Session `name` has a stream URL (and, if `generation` is given and the
+    /// operator reports `observedGeneration`, has observed that generation), until `deadline`.
+    /// A failing watch is retried with backoff until the deadline.
+    async fn wait_for_url(
+        &self,
+        name: &str,
+        generation: Option<i64>,
+        deadline: tokio::time::Instant,
+    ) -> Result<String, LaunchError> {
+        let seen_generation = move |s: &crd::Session| match (
+            generation,
+            s.status.as_ref().and_then(|st| st.observed_generation),
+        ) {
+            (Some(wanted), Some(observed)) => observed >= wanted,
+            _ => true,
+        };
+        let condition = move |o: Option<&crd::Session>| match o {
+            None => true,
+            Some(s) => has_ended(s) || (stream_url(s).is_some() && seen_generation(s)),
+        };
+        let mut delay = self.inner.config.retry.initial_delay;
+        loop {
+            let waited = tokio::time::timeout_at(
+                deadline,
+                await_condition(self.inner.sessions_api.clone(), name, condition),
+            )
+            .await;
+            match waited {
+                Err(_elapsed) => return Err(LaunchError::Timeout),
+                Ok(Ok(None)) => {
+                    return Err(LaunchError::Unavailable {
+                        message: "The session was removed before its stream started.".to_owned(),
+                    });
+                }
+                Ok(Ok(Some(session))) => {
+                    if has_ended(&session) {
+                        return Err(LaunchError::Unavailable {
+                            message: "The session ended before its stream started.".to_owned(),
+                        });
+                    }
+                    if let Some(url) = stream_url(&session) {
+                        return Ok(url.to_owned());
+                    }
+                }
+                Ok(Err(err)) => {
+                    warn!(session = name, error = %err, "watching the session failed; retrying");
+                    if tokio::time::Instant::now() + delay >= deadline {
+                        return Err(LaunchError::Timeout);
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(self.inner.config.retry.max_delay);
+                }
+            }
+        }
+    }
+
+    /// Waits until the cache shows none of `names` running, at most `timeout`.
+    async fn wait_gone(&self, names: &[String], timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let showing = names.iter().any(|name| {
+                self.inner
+                    .sessions
+                    .reader
+                    .state()
+                    .iter()
+                    .any(|s| &s.name_any() == name && s.metadata.deletion_timestamp.is_none())
+            });
+            if !showing {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    fn session_id(name: &str) -> Result<SessionId, LaunchError> {
+        name.parse().map_err(LaunchError::Backend)
+    }
+}
+
+#[async_trait]
+impl Launcher for KubeLauncher {
+    async fn launch(&self, request: LaunchRequest) -> Result<LaunchOutcome, LaunchError> {
+        let deadline = tokio::time::Instant::now() + self.inner.config.launch_timeout;
+        let ready = tokio::time::timeout_at(deadline, self.wait_ready(self.inner.config.launch_timeout));
+        match ready.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(LaunchError::Backend(e)),
+            Err(_) => return Err(LaunchError::Timeout),
+        }
+        let app_object = self
+            .app_object(request.app)
+            .ok_or(LaunchError::UnknownApp(request.app))?;
+        let replaced = self.delete_all(&request.user).await?;
+        if !replaced.is_empty() {
+            info!(user = %request.user, sessions = ?replaced, "replacing the user's sessions");
+        }
+        let name = session_name(&request.user, &app_object);
+        let id = Self::session_id(&name)?;
+        let object = session_object(&name, &request, &app_object);
+        self.create(&object).await?;
+        info!(session = %name, user = %request.user, app = %request.app, "session created; waiting for its stream");
+        match self.wait_for_url(&name, None, deadline).await {
+            Ok(session_url) => {
+                info!(session = %name, url = %session_url, "stream ready");
+                Ok(LaunchOutcome {
+                    session: id,
+                    session_url,
+                })
+            }
+            Err(err) => {
+                // Nothing is left behind for a launch the client was told failed.
+                if let Err(cleanup) = self.delete_session(&name).await {
+                    warn!(session = %name, error = %cleanup, "could not delete a session that did not start");
+                }
+                warn!(session = %name, error = %err, "the session did not start");
+                Err(err)
+            }
+        }
+    }
+
+    async fn resume(&self, request: ResumeRequest) -> Result<LaunchOutcome, LaunchError> {
+        let deadline = tokio::time::Instant::now() + self.inner.config.launch_timeout;
+        let name = match self.running(&request.user).first() {
+            Some(session) => session.name_any(),
+            None => {
+                // Launched through another replica whose Session this cache has not seen yet?
+                let names = self.user_sessions(&request.user).await?;
+                let tombstones = self.tombstones();
+                names
+                    .into_iter()
+                    .find(|n| !tombstones.contains_key(n))
+                    .ok_or(LaunchError::NotRunning)?
+            }
+        };
+        let mut config = json!({
+            "clientIP": request.client_ip.to_string(),
+            "aesKey": request.keys.aes_key.to_hex(),
+            "aesIV": request.keys.aes_iv.signed().to_string(),
+        });
+        if let Some(flags) = request.surround_audio_info {
+            config["surroundAudioFlags"] = json!(flags);
+        }
+        let patch = json!({
+            "metadata": { "annotations": { annotations::PAIRING: request.pairing.to_string() } },
+            "spec": {
+                "pairingReference": { "name": request.pairing.to_string() },
+                "config": config,
+            }
+        });
+        let params = PatchParams::default();
+        let merge = Patch::Merge(&patch);
+        let patched = self
+            .inner
+            .config
+            .retry
+            .run("patch session", || {
+                self.inner.sessions_api.patch(&name, &params, &merge)
+            })
+            .await;
+        let patched = match patched {
+            Ok(patched) => patched,
+            Err(e) if is_status(&e, 404) => return Err(LaunchError::NotRunning),
+            Err(e) => return Err(launch_error("re-keying the session", e)),
+        };
+        info!(session = %name, user = %request.user, "session re-keyed; waiting for its stream");
+        let session_url = self
+            .wait_for_url(&name, patched.metadata.generation, deadline)
+            .await?;
+        Ok(LaunchOutcome {
+            session: Self::session_id(&name)?,
+            session_url,
+        })
+    }
+
+    async fn cancel(&self, user: &UserName) -> Result<(), LaunchError> {
+        let names = self.delete_all(user).await?;
+        if names.is_empty() {
+            return Ok(());
+        }
+        info!(user = %user, sessions = ?names, "sessions deleted");
+        if !self.wait_gone(&names, self.inner.config.cancel_timeout).await {
+            // This replica already hides them (tombstones); other replicas will see the watch.
+            warn!(user = %user, "the watch has not delivered the deletion yet");
+        }
+        Ok(())
+    }
+
+    async fn current_app(&self, user: &UserName) -> Option<AppId> {
+        self.running(user).first().and_then(|s| self.app_id_of(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use direwolf_core::{AesKey, Fingerprint, RiKeyId, StreamKeys, VideoMode};
+
+    fn request() -> LaunchRequest {
+        LaunchRequest {
+            user: "alice".parse().unwrap(),
+            pairing: Fingerprint::of_der(b"cert"),
+            app: AppId::new(2).unwrap(),
+            client_ip: "192.0.2.7".parse().unwrap(),
+            server_ip: "192.0.2.1".parse().unwrap(),
+            mode: VideoMode {
+                width: 2560,
+                height: 1440,
+                fps: 120,
+            },
+            surround_audio_info: 393_222,
+            keys: StreamKeys {
+                aes_key: "773448F67992470C5C62848D361E1025".parse::<AesKey>().unwrap(),
+                aes_iv: "-123456789".parse::<RiKeyId>().unwrap(),
+            },
+            hdr: false,
+            host_audio: false,
+            gamepads: 1,
+        }
+    }
+
+    #[test]
+    fn names_are_dns_labels_with_the_reference_prefix() {
+        let user: UserName = "alice".parse().unwrap();
+        let name = session_name(&user, "firefox");
+        assert!(name.starts_with("alice-firefox-"), "{name}");
+        assert_eq!(name.len(), "alice-firefox-".len() + 5);
+        assert!(name.parse::<SessionId>().is_ok());
+        assert_ne!(session_name(&user, "firefox"), name, "names are random");
+        let long = session_name(&user, &format!("{}.example", "x".repeat(200)));
+        assert!(
+            long.len() <= MAX_NAME && long.parse::<SessionId>().is_ok(),
+            "{long}"
+        );
+    }
+
+    #[test]
+    fn session_object_carries_the_request() {
+        let object = session_object("alice-firefox-abcde", &request(), "firefox");
+        let spec = serde_json::to_value(&object.spec).unwrap();
+        assert_eq!(
+            spec,
+            json!({
+                "userReference": {"name": "alice"},
+                "gameReference": {"name": "firefox", "appID": 2},
+                "pairingReference": {"name": Fingerprint::of_der(b"cert").to_string()},
+                "config": {
+                    "clientIP": "192.0.2.7",
+                    "aesKey": "773448F67992470C5C62848D361E1025",
+                    "aesIV": "-123456789",
+                    "videoWidth": 2560, "videoHeight": 1440, "videoRefreshRate": 120,
+                    "surroundAudioFlags": 393222
+                }
+            })
+        );
+        assert_eq!(object.labels().get(labels::USER).unwrap(), "alice");
+        assert_eq!(object.labels().get(labels::APP_NAME).unwrap(), "firefox");
+        assert_eq!(object.labels().get(labels::SESSION).unwrap(), "true");
+        assert_eq!(
+            object.annotations().get(annotations::PAIRING).unwrap(),
+            Fingerprint::of_der(b"cert").as_str()
+        );
+    }
+}
