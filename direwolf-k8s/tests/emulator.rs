@@ -209,10 +209,10 @@ async fn creating_a_crd_serves_its_resource_with_discovery() {
     emu.shutdown().await;
 }
 
-// API concepts, "Resource versions" and metadata: the server sets uid, creationTimestamp,
-// resourceVersion and generation on create; generateName gets a random suffix; creating an
-// existing name answers 409 AlreadyExists; a missing object answers 404 NotFound (api
-// conventions, "Response Status Kind").
+// API concepts, "Resource versions" and metadata: the server sets uid, creationTimestamp and
+// resourceVersion on create (generation only for kinds with a spec, tested on Widgets);
+// generateName gets a random suffix; creating an existing name answers 409 AlreadyExists; a
+// missing object answers 404 NotFound (api conventions, "Response Status Kind").
 #[tokio::test]
 async fn create_get_list_delete_core_objects() {
     let emu = start().await;
@@ -223,7 +223,10 @@ async fn create_get_list_delete_core_objects() {
     let meta = &created.metadata;
     assert!(meta.uid.as_deref().is_some_and(|u| u.len() == 36));
     assert!(meta.creation_timestamp.is_some());
-    assert_eq!(meta.generation, Some(1));
+    assert_eq!(
+        meta.generation, None,
+        "ConfigMaps have no generation (custom resources do, below)"
+    );
     assert_eq!(meta.namespace.as_deref(), Some("default"));
     let rv1: u64 = meta
         .resource_version
@@ -1553,6 +1556,9 @@ async fn apply_yaml_seeds_objects() {
     assert_eq!(w.spec.level.as_deref(), Some("LOW"));
     let cms: Api<ConfigMap> = Api::default_namespaced(emu.client());
     assert!(within("get plain", cms.get("plain")).await.is_ok());
+    // A `kind: List` contributes its items.
+    let list = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: l1}\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: l2}\n";
+    assert_eq!(emu.apply_yaml(list).expect("list seeds").len(), 2);
     // Applying again is idempotent.
     emu.apply_yaml(&seed).expect("re-seed");
     let bad = "apiVersion: test.direwolf.io/v1\nkind: Widget\nmetadata:\n  name: bad\nspec:\n  title: ''\n";

@@ -395,18 +395,34 @@ impl ApiServerEmulator {
     /// each document is server-side applied with field manager `emulator-seed` and `force`,
     /// so it is created or updated; a document's `status` is applied through the status
     /// subresource too. Namespaced objects without a namespace go to `default`. CRDs must come
-    /// before objects of their kinds. Returns the stored objects.
+    /// before objects of their kinds; a `kind: List` document contributes its items. Returns the
+    /// stored objects.
     ///
     /// # Errors
     /// [`EmulatorError::Yaml`], [`EmulatorError::MissingTypeOrName`],
     /// [`EmulatorError::UnknownKind`], or [`EmulatorError::Rejected`] with the API error the
-    /// server would answer (e.g. 422 for a schema violation). Documents before the failing
-    /// one stay applied.
+    /// server would answer (e.g. 422 for a schema violation). A YAML error is reported before
+    /// anything is applied; documents before a rejected one stay applied.
     pub fn apply_yaml(&self, yaml: &str) -> Result<Vec<Value>, EmulatorError> {
         use serde::Deserialize;
-        let mut out = Vec::new();
+        let mut docs = Vec::new();
         for (index, doc) in serde_yaml::Deserializer::from_str(yaml).enumerate() {
             let value = Value::deserialize(doc).map_err(|source| EmulatorError::Yaml { index, source })?;
+            // A `kind: List` (as `kubectl get -o yaml` prints) contributes its items.
+            match value.get("items").and_then(Value::as_array) {
+                Some(items)
+                    if value
+                        .get("kind")
+                        .and_then(Value::as_str)
+                        .is_some_and(|k| k.ends_with("List")) =>
+                {
+                    docs.extend(items.iter().cloned().map(|item| (index, item)));
+                }
+                _ => docs.push((index, value)),
+            }
+        }
+        let mut out = Vec::new();
+        for (index, value) in docs {
             if value.is_null() {
                 continue;
             }

@@ -378,7 +378,9 @@ impl State {
         let meta = meta_mut(&mut obj);
         meta.insert("uid".into(), json!(new_uid()));
         meta.insert("creationTimestamp".into(), json!(now));
-        meta.insert("generation".into(), json!(1));
+        if tracks_generation(rt) {
+            meta.insert("generation".into(), json!(1));
+        }
         if track {
             fields::track_update(None, &mut obj, rt, scope_of(rt, false), &ctx.manager, &now);
         }
@@ -687,7 +689,7 @@ impl State {
         self.validate(rt, name, &mut new, Some(&old))?;
         // Generation tracks the spec: it changes when anything but metadata (and status, where
         // status is a subresource) changes.
-        if changed_outside_metadata(&old, &new, rt.status_subresource) {
+        if tracks_generation(rt) && changed_outside_metadata(&old, &new, rt.status_subresource) {
             let generation = old
                 .pointer("/metadata/generation")
                 .and_then(Value::as_i64)
@@ -878,7 +880,9 @@ impl State {
         meta.insert("finalizers".into(), json!(fin));
         meta.insert("deletionTimestamp".into(), json!(now));
         meta.insert("deletionGracePeriodSeconds".into(), json!(0));
-        meta.insert("generation".into(), json!(generation + 1));
+        if tracks_generation(rt) {
+            meta.insert("generation".into(), json!(generation + 1));
+        }
         let rv = self.bump();
         meta_mut(&mut new).insert("resourceVersion".into(), json!(rv.to_string()));
         self.objects
@@ -1058,6 +1062,17 @@ pub(crate) fn output(rt: &ResourceType, obj: &Value) -> Value {
         m.insert("kind".into(), json!(rt.kind));
     }
     o
+}
+
+/// Whether the kind has `metadata.generation`: custom resources, CRDs, Deployments and Pods
+/// (Pods populate it from 1.33, KEP-5067; UNVERIFIED whether ungated); ConfigMaps, Secrets, Services, PVCs, Events,
+/// Leases, Namespaces and ServiceAccounts have none.
+fn tracks_generation(rt: &ResourceType) -> bool {
+    rt.crd_name.is_some()
+        || matches!(
+            (rt.group.as_str(), rt.plural.as_str()),
+            ("apiextensions.k8s.io", "customresourcedefinitions") | ("apps", "deployments") | ("", "pods")
+        )
 }
 
 fn is_crd(rt: &ResourceType) -> bool {
