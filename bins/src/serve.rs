@@ -15,6 +15,7 @@ use direwolf_core::memory::InMemoryAppCatalog;
 use direwolf_core::persistent::PersistentStores;
 use direwolf_core::{Stores, User, UserName};
 use direwolf_moonlight::MoonlightServer;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::info;
 
 /// Options of `direwolf serve`.
@@ -140,6 +141,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
+    // Catch SIGINT/SIGTERM from now on, so a stop during start-up is still a clean one.
+    let shutdown = Shutdown::install()?;
     let persistent = open_stores(&plan.data_dir).await?;
     let stores = Stores {
         pairings: Arc::new(persistent.pairing_store()),
@@ -178,7 +181,7 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
         "direwolf serve started"
     );
     server
-        .run_until(shutdown_signal())
+        .run_until(shutdown.wait())
         .await
         .context("the Moonlight server failed")?;
     info!("direwolf serve stopped");
@@ -194,20 +197,27 @@ async fn open_stores(dir: &Path) -> anyhow::Result<PersistentStores> {
         .with_context(|| format!("cannot open the data directory {shown}"))
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM; stop with SIGINT");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// SIGINT and SIGTERM, caught from [`Shutdown::install`] on.
+struct Shutdown {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Shutdown {
+    /// Replaces the default action (exit at once) of SIGINT and SIGTERM.
+    fn install() -> anyhow::Result<Self> {
+        Ok(Shutdown {
+            interrupt: signal(SignalKind::interrupt()).context("cannot catch SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("cannot catch SIGTERM")?,
+        })
+    }
+
+    /// Completes on the first SIGINT or SIGTERM (including one received before this is polled).
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => info!("SIGINT received, shutting down"),
+            _ = self.terminate.recv() => info!("SIGTERM received, shutting down"),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => info!("SIGINT received, shutting down"),
-        _ = term.recv() => info!("SIGTERM received, shutting down"),
     }
 }
 
