@@ -11,7 +11,15 @@
 //!   and send Wolf's answers back from the public port the client pinged.
 //!
 //! Dropping (or [`SessionRelay::close`]-ing) the returned handle stops the session's tasks and
-//! frees its ports.
+//! frees its ports; `close` also waits until the sockets are closed, drop only aborts the tasks.
+//!
+//! Wolf sees every stream coming from the relay's own address. That is enough for Wolf ≥ V4
+//! (`streaming-ports.md` §4): RTSP is matched by the fake IP the relay writes into every request,
+//! pings by the ping secret, ENet by the connect data, so Wolf's `client_ip` for the session need
+//! not be the client's address. Pre-V4 Wolf (matching by source IP) cannot be relayed this way.
+//!
+//! Not done: serving several sessions on one shared port set (told apart by source address, ping
+//! secret and ENet connect data); each session gets its own four ports.
 //!
 //! ```no_run
 //! use direwolf_core::relay::{Relay, RelayConfig, SessionRelayConfig};
