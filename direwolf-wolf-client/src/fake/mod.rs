@@ -21,12 +21,13 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The fake covers the HTTP API only; the streaming side (RTSP, RTP/ENet over UDP) is a separate
-//! concern and will live in its own module next to this one.
+//! With [`FakeWolfBuilder::stream`] it also runs Wolf's streaming side (RTSP, the UDP ping/RTP
+//! sockets and the ENet control port, module [`stream`]).
 
 mod handlers;
 mod http;
 mod schema;
+pub mod stream;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -87,6 +88,7 @@ pub struct FakeWolfBuilder {
     listen: Option<Listen>,
     keepalive: Duration,
     tls: TlsOption,
+    stream: Option<stream::StreamConfig>,
 }
 
 impl FakeWolfBuilder {
@@ -124,6 +126,12 @@ impl FakeWolfBuilder {
         self
     }
 
+    /// Also run the streaming side (RTSP, video/audio pings and RTP, ENet control) as configured.
+    pub fn stream(mut self, config: stream::StreamConfig) -> Self {
+        self.stream = Some(config);
+        self
+    }
+
     /// Binds and starts serving.
     ///
     /// # Errors
@@ -147,8 +155,13 @@ impl FakeWolfBuilder {
             served: AtomicUsize::new(0),
         });
         let tls = self.tls;
+        let stream = match self.stream {
+            Some(config) => Some(stream::StreamSide::start(shared.clone(), config).await?),
+            None => None,
+        };
         let (listen, server) = serve(shared.clone(), listen, tls.clone()).await?;
         Ok(FakeWolf {
+            stream,
             tls,
             shared,
             listen,
@@ -204,6 +217,7 @@ pub struct FakeWolf {
     listen: Listen,
     tls: TlsOption,
     server: tokio::sync::Mutex<Option<Server>>,
+    stream: Option<stream::StreamSide>,
 }
 
 impl std::fmt::Debug for Server {
@@ -220,6 +234,7 @@ impl FakeWolf {
             listen: None,
             keepalive: Duration::from_secs(15),
             tls: TlsOption::default(),
+            stream: None,
         }
     }
 
