@@ -1421,6 +1421,20 @@ async fn injected_failures_and_request_log() {
     assert_eq!(log[1].verb, "create");
     assert_eq!(log[1].path, path);
 
+    // An injected 410 on a watch makes kube's watcher start over with a fresh list.
+    let mut w = watcher(cms.clone(), watcher::Config::default()).boxed();
+    let mut inits = 0;
+    emu.inject(FaultRule::status(410).with_verb("watch"));
+    while inits < 2 {
+        match within("watcher events around an injected 410", w.next()).await {
+            Some(Ok(watcher::Event::Init)) => inits += 1,
+            Some(Err(watcher::Error::WatchError(s))) => assert_eq!(s.code, 410),
+            Some(_) => {}
+            None => panic!("watcher streams never end"),
+        }
+    }
+    drop(w);
+
     emu.inject(FaultRule::delay(Duration::from_millis(300)).with_verb("get"));
     let started = tokio::time::Instant::now();
     within("delayed get", cms.get("a"))

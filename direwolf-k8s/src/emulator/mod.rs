@@ -154,7 +154,8 @@ pub enum EmulatorError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
     /// Answer this HTTP status with a matching `Status` object (e.g. 409 Conflict, 410 Gone,
-    /// 429 TooManyRequests with `Retry-After: 1`, 500 InternalError, 503).
+    /// 429 TooManyRequests with `Retry-After: 1`, 500 InternalError, 503). A 410 on a `watch`
+    /// is sent as the API server sends it: a 200 stream with one ERROR event (code 410).
     Status(u16),
     /// Wait this long, then serve the request normally.
     Delay(Duration),

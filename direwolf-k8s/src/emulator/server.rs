@@ -263,6 +263,16 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
             lock(&shared.log).push(record);
             return Err(Refused);
         }
+        // A watch that is too old is answered as the watch cache does: 200 and an ERROR event.
+        Some(Fault::Status(410)) if verb == "watch" => {
+            let e = ApiError::gone("too old resource version (injected)");
+            let body = line(&json!({"type": "ERROR", "object": e.to_status()}));
+            Ok(Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Full::new(body).boxed())
+                .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed())))
+        }
         Some(Fault::Status(code)) => Ok(error_response(&ApiError::injected(code))),
         Some(Fault::Delay(d)) => {
             tokio::time::sleep(d).await;
