@@ -14,6 +14,25 @@
 //! id = 2
 //! image = "art/steam.png"       # PNG, relative to this file
 //! hdr = true                    # clients may offer HDR (default false)
+//! wolf_app_id = "steam"         # the Wolf app to run (default: Wolf's placeholder app)
+//!
+//! # Streaming hosts: with at least one [[wolf]], sessions are placed on these Wolf instances and
+//! # their stream ports are relayed on this server's address.
+//! [relay]
+//! public_address = "192.168.1.10" # where the relay listens (default: the --bind address if
+//!                                 # there is exactly one IPv4 one, else 0.0.0.0)
+//! port_range = "40000-40999"      # public ports, four per session (default 40000-40999)
+//! udp_idle_timeout = 60           # seconds without client datagrams before a UDP mapping ends
+//!
+//! [[wolf]]
+//! name = "gpu-1"                  # unique
+//! api = "/run/wolf-1/wolf.sock"   # Wolf's API socket, or "tcp://10.0.0.2:8080" (a proxy)
+//! stream_address = "10.0.0.2"     # where its RTSP and UDP stream ports are reached
+//! rtsp_port = 48010               # these four default to Wolf's defaults
+//! video_port = 48100
+//! audio_port = 48200
+//! control_port = 47999
+//! capacity = 1                    # sessions at once (default 1: Wolf's API sessions share an id)
 //! ```
 //!
 //! Every error names the file and, where it comes from one place in it, the line.
@@ -132,6 +151,65 @@ pub struct Config {
     pub hostname: Option<String>,
     /// The apps, in file order, with their images loaded.
     pub apps: Vec<AppConfig>,
+    /// The `[[wolf]]` streaming hosts, in file order (empty: no streaming).
+    pub wolves: Vec<WolfConfig>,
+    /// The `[relay]` settings (defaults when the table is absent).
+    pub relay: RelaySettings,
+}
+
+/// How direwolf reaches a Wolf's API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WolfApi {
+    /// Wolf's unix socket (an absolute path).
+    Unix(PathBuf),
+    /// Plain HTTP at `host:port` (a proxy in front of the socket), from `tcp://host:port`.
+    Tcp(String),
+}
+
+/// One `[[wolf]]` entry: a Wolf instance sessions can be placed on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WolfConfig {
+    /// Unique name (logs, session placement).
+    pub name: String,
+    /// Where its API is.
+    pub api: WolfApi,
+    /// The IP its stream ports are reached at.
+    pub stream_address: std::net::IpAddr,
+    /// RTSP port (Wolf default 48010).
+    pub rtsp_port: u16,
+    /// Video ping port (Wolf default 48100).
+    pub video_port: u16,
+    /// Audio ping port (Wolf default 48200).
+    pub audio_port: u16,
+    /// Control (ENet) port (Wolf default 47999).
+    pub control_port: u16,
+    /// Sessions at once (at least 1; default 1).
+    pub capacity: usize,
+}
+
+/// The `[relay]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RelaySettings {
+    /// The address the relay listens on; `None`: decided from the bind addresses.
+    pub public_address: Option<std::net::IpAddr>,
+    /// Public ports handed to sessions (four each).
+    pub port_range: std::ops::RangeInclusive<u16>,
+    /// Idle time after which a client's UDP mapping is forgotten.
+    pub udp_idle_timeout: std::time::Duration,
+}
+
+impl Default for RelaySettings {
+    /// No fixed address, ports 40000-40999, 60 s idle timeout.
+    fn default() -> Self {
+        RelaySettings {
+            public_address: None,
+            port_range: 40000..=40999,
+            udp_idle_timeout: std::time::Duration::from_secs(60),
+        }
+    }
 }
 
 /// One `[[apps]]` entry.
@@ -144,6 +222,8 @@ pub struct AppConfig {
     pub image: Option<PathBuf>,
     /// The image's content.
     pub asset: Option<AppAsset>,
+    /// The Wolf `app_id` to run for it (`None`: Wolf's placeholder app).
+    pub wolf_app_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -152,6 +232,30 @@ struct RawConfig {
     hostname: Option<Spanned<String>>,
     #[serde(default)]
     apps: Vec<RawApp>,
+    #[serde(default)]
+    wolf: Vec<RawWolf>,
+    relay: Option<Spanned<RawRelay>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWolf {
+    name: Spanned<String>,
+    api: Spanned<String>,
+    stream_address: std::net::IpAddr,
+    rtsp_port: Option<Spanned<u16>>,
+    video_port: Option<Spanned<u16>>,
+    audio_port: Option<Spanned<u16>>,
+    control_port: Option<Spanned<u16>>,
+    capacity: Option<Spanned<usize>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRelay {
+    public_address: Option<std::net::IpAddr>,
+    port_range: Option<Spanned<String>>,
+    udp_idle_timeout: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -162,6 +266,7 @@ struct RawApp {
     image: Option<Spanned<PathBuf>>,
     #[serde(default)]
     hdr: bool,
+    wolf_app_id: Option<Spanned<String>>,
 }
 
 /// The 1-based line of a byte offset.
@@ -261,12 +366,143 @@ impl Config {
                     (Some(image), Some(asset))
                 }
             };
-            apps.push(AppConfig { app, image, asset });
+            let wolf_app_id = match raw_app.wolf_app_id {
+                None => None,
+                Some(w) => {
+                    let span = w.span();
+                    let w = w.into_inner();
+                    if w.is_empty() || w.len() > 255 || w.chars().any(char::is_control) {
+                        return Err(invalid(
+                            span,
+                            format!(
+                                "app {id}: wolf_app_id {w:?} must be 1 to 255 bytes without control characters"
+                            ),
+                        ));
+                    }
+                    Some(w)
+                }
+            };
+            apps.push(AppConfig {
+                app,
+                image,
+                asset,
+                wolf_app_id,
+            });
         }
+
+        let mut wolves: Vec<WolfConfig> = Vec::with_capacity(raw.wolf.len());
+        for w in raw.wolf {
+            let name_span = w.name.span();
+            let name = w.name.into_inner();
+            if name.trim().is_empty() || name.len() > 63 || name.chars().any(char::is_control) {
+                return Err(invalid(
+                    name_span,
+                    format!("wolf name {name:?} must be 1 to 63 bytes without control characters"),
+                ));
+            }
+            if wolves.iter().any(|o| o.name == name) {
+                return Err(invalid(
+                    name_span,
+                    format!("two [[wolf]] entries are named {name:?}"),
+                ));
+            }
+            let api_span = w.api.span();
+            let api_text = w.api.into_inner();
+            let api = if let Some(addr) = api_text.strip_prefix("tcp://") {
+                let port_ok = addr.rsplit_once(':').is_some_and(|(host, port)| {
+                    !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
+                });
+                if !port_ok || addr.contains('/') {
+                    return Err(invalid(
+                        api_span,
+                        format!("wolf {name}: api {api_text:?} must be tcp://HOST:PORT"),
+                    ));
+                }
+                WolfApi::Tcp(addr.to_owned())
+            } else {
+                let p = PathBuf::from(&api_text);
+                if !p.is_absolute() {
+                    return Err(invalid(
+                        api_span,
+                        format!(
+                            "wolf {name}: api {api_text:?} must be an absolute socket path or tcp://HOST:PORT"
+                        ),
+                    ));
+                }
+                WolfApi::Unix(p)
+            };
+            let port = |p: Option<Spanned<u16>>, default: u16, what: &str| match p {
+                None => Ok(default),
+                Some(p) if *p.get_ref() == 0 => {
+                    Err(invalid(p.span(), format!("wolf {name}: {what} must not be 0")))
+                }
+                Some(p) => Ok(p.into_inner()),
+            };
+            let capacity = match w.capacity {
+                None => 1,
+                Some(c) if *c.get_ref() == 0 => {
+                    return Err(invalid(
+                        c.span(),
+                        format!("wolf {name}: capacity must be at least 1"),
+                    ));
+                }
+                Some(c) => c.into_inner(),
+            };
+            wolves.push(WolfConfig {
+                rtsp_port: port(w.rtsp_port, 48010, "rtsp_port")?,
+                video_port: port(w.video_port, 48100, "video_port")?,
+                audio_port: port(w.audio_port, 48200, "audio_port")?,
+                control_port: port(w.control_port, 47999, "control_port")?,
+                capacity,
+                api,
+                stream_address: w.stream_address,
+                name,
+            });
+        }
+
+        let mut relay = RelaySettings::default();
+        if let Some(r) = raw.relay {
+            let r = r.into_inner();
+            relay.public_address = r.public_address;
+            if let Some(range) = r.port_range {
+                let span = range.span();
+                let text = range.into_inner();
+                let parsed = text
+                    .split_once('-')
+                    .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)));
+                match parsed {
+                    Some((a, b)) if a > 0 && b >= a && u32::from(b) - u32::from(a) >= 3 => {
+                        relay.port_range = a..=b
+                    }
+                    _ => {
+                        return Err(invalid(
+                            span,
+                            format!(
+                                "relay port_range {text:?} must be FIRST-LAST with 0 < FIRST and at least 4 ports"
+                            ),
+                        ));
+                    }
+                }
+            }
+            if let Some(t) = r.udp_idle_timeout {
+                let span = t.span();
+                let secs = t.into_inner();
+                if !(1..=86_400).contains(&secs) {
+                    return Err(invalid(
+                        span,
+                        format!("relay udp_idle_timeout {secs} must be 1 to 86400 seconds"),
+                    ));
+                }
+                relay.udp_idle_timeout = std::time::Duration::from_secs(secs);
+            }
+        }
+
         Ok(Config {
             path: path.to_owned(),
             hostname,
             apps,
+            wolves,
+            relay,
         })
     }
 
@@ -343,6 +579,64 @@ mod tests {
         let catalog = config.catalog();
         assert_eq!(catalog.len(), 2);
         assert_eq!(catalog[1].1.as_ref().unwrap().content_type, "image/png");
+    }
+
+    #[test]
+    fn wolf_pool_and_relay() {
+        let config = parse(
+            "[[apps]]\ntitle = \"A\"\nid = 1\nwolf_app_id = \"steam\"\n\n[relay]\npublic_address = \"10.0.0.1\"\n\
+             port_range = \"41000-41099\"\nudp_idle_timeout = 30\n\n[[wolf]]\nname = \"a\"\napi = \"/run/a.sock\"\n\
+             stream_address = \"10.0.0.2\"\n\n[[wolf]]\nname = \"b\"\napi = \"tcp://10.0.0.3:8080\"\n\
+             stream_address = \"10.0.0.3\"\nrtsp_port = 1\ncapacity = 2\n",
+        )
+        .unwrap();
+        assert_eq!(config.apps[0].wolf_app_id.as_deref(), Some("steam"));
+        assert_eq!(config.relay.public_address, Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(config.relay.port_range, 41000..=41099);
+        assert_eq!(config.relay.udp_idle_timeout.as_secs(), 30);
+        assert_eq!(config.wolves.len(), 2);
+        let a = &config.wolves[0];
+        assert_eq!(a.api, WolfApi::Unix("/run/a.sock".into()));
+        assert_eq!(
+            (
+                a.rtsp_port,
+                a.video_port,
+                a.audio_port,
+                a.control_port,
+                a.capacity
+            ),
+            (48010, 48100, 48200, 47999, 1)
+        );
+        let b = &config.wolves[1];
+        assert_eq!(b.api, WolfApi::Tcp("10.0.0.3:8080".into()));
+        assert_eq!((b.rtsp_port, b.capacity), (1, 2));
+        assert_eq!(parse("").unwrap().relay, RelaySettings::default());
+
+        let wolf = "[[wolf]]\nname = \"a\"\napi = \"/a\"\nstream_address = \"10.0.0.2\"\n";
+        for (text, needle) in [
+            (format!("{wolf}{wolf}"), "two [[wolf]]"),
+            (format!("{wolf}capacity = 0\n"), "capacity"),
+            (format!("{wolf}video_port = 0\n"), "video_port"),
+            (format!("{wolf}gpu = 1\n"), "gpu"),
+            (
+                "[[wolf]]\nname = \"a\"\napi = \"rel.sock\"\nstream_address = \"10.0.0.2\"\n".to_owned(),
+                "absolute",
+            ),
+            (
+                "[[wolf]]\nname = \"a\"\napi = \"tcp://x\"\nstream_address = \"10.0.0.2\"\n".to_owned(),
+                "tcp://HOST:PORT",
+            ),
+            (
+                "[[wolf]]\nname = \"a\"\napi = \"/a\"\nstream_address = \"wolf.lan\"\n".to_owned(),
+                "line",
+            ),
+            ("[relay]\nport_range = \"5-6\"\n".to_owned(), "at least 4"),
+            ("[relay]\nudp_idle_timeout = 0\n".to_owned(), "udp_idle_timeout"),
+            ("[relay]\nport = 1\n".to_owned(), "port"),
+        ] {
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains(needle) && err.contains("line"), "{text:?}: {err}");
+        }
     }
 
     #[test]
