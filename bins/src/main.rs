@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod crd;
+mod proxy;
 mod relay;
 mod serve;
 mod telemetry;
@@ -23,6 +24,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Forward one stream port set (RTSP/TCP, video/audio/control UDP) to a Wolf.
     Relay(relay::RelayArgs),
+    /// Run the Moonlight endpoint of a Kubernetes installation (state in the API server).
+    Proxy(proxy::ProxyArgs),
     /// Print the CustomResourceDefinitions as YAML (`direwolf crd | kubectl apply -f -`).
     Crd,
 }
@@ -36,6 +39,10 @@ fn main() -> anyhow::Result<()> {
             serve::run(args)?
         }
         Command::Relay(args) => relay::run(args)?,
+        Command::Proxy(args) => {
+            telemetry::init(args.log_json)?;
+            proxy::run(args)?
+        }
         Command::Crd => crd::run(&mut std::io::stdout().lock())?,
     }
     Ok(())

@@ -1,0 +1,357 @@
+//! `direwolf proxy`: the Moonlight endpoint of a Kubernetes installation
+//! (`reference-behaviour.md` §4.1).
+//!
+//! Everything lives in the API server of one namespace: pairings, users and apps as custom
+//! resources (reflector caches, write-through), streams as `Session` objects the operator
+//! provisions ([`KubeLauncher`]), pending PINs as Secrets so the PIN page works on any replica
+//! ([`KubePinBroker`]), and the server certificate in the Secret `direwolf-identity`, so every
+//! replica presents the same one. Replicas share no memory.
+//!
+//! A small health listener answers `/livez` (always 200 while the process serves) and `/readyz`
+//! (200 once every cache has synced, 503 before).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use direwolf_core::{User, UserName};
+use direwolf_k8s::crd;
+use direwolf_k8s::launcher::{KubeLauncher, LauncherConfig};
+use direwolf_k8s::pin_broker::KubePinBroker;
+use direwolf_k8s::stores::KubeStores;
+use direwolf_moonlight::MoonlightServer;
+use kube::Api;
+use kube::api::ListParams;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tracing::{debug, info, warn};
+
+/// How long start-up waits for the caches' initial lists.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, clap::Args)]
+pub struct ProxyArgs {
+    /// The namespace holding the direwolf objects.
+    #[arg(long, value_name = "NS", env = "POD_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+
+    /// Address to listen on (repeatable; default all IPv4 and IPv6 addresses).
+    #[arg(long = "bind", value_name = "IP")]
+    pub bind: Vec<IpAddr>,
+
+    /// Moonlight HTTP port (0 picks a free one).
+    #[arg(long, value_name = "PORT", default_value_t = direwolf_moonlight::server::DEFAULT_HTTP_PORT)]
+    pub http_port: u16,
+
+    /// Moonlight HTTPS port (0 picks a free one).
+    #[arg(long, value_name = "PORT", default_value_t = direwolf_moonlight::server::DEFAULT_HTTPS_PORT)]
+    pub https_port: u16,
+
+    /// `hostname` in `/serverinfo`.
+    #[arg(long, value_name = "NAME", default_value = "Direwolf")]
+    pub hostname: String,
+
+    /// The address clients reach the proxy on (the LoadBalancer IP): `LocalIP` and the host of
+    /// the PIN page URL.
+    #[arg(long, value_name = "IP", env = "DIREWOLF_EXTERNAL_ADDRESS")]
+    pub external_address: Option<IpAddr>,
+
+    /// Seconds a launch or resume waits for the operator to publish the stream URL (clients
+    /// give up after ~55 s).
+    #[arg(long, value_name = "SECONDS", default_value_t = 45, value_parser = clap::value_parser!(u64).range(1..=110))]
+    pub launch_timeout: u64,
+
+    /// Seconds a pairing waits for its PIN.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub pin_timeout: u64,
+
+    /// The user a pairing belongs to when the PIN page names none (created if missing).
+    #[arg(long, value_name = "USER", default_value = UserName::DEFAULT)]
+    pub default_user: UserName,
+
+    /// Port of the health listener (`/livez`, `/readyz`); 0 picks a free one.
+    #[arg(long, value_name = "PORT", default_value_t = 8080)]
+    pub health_port: u16,
+
+    /// Address of the health listener.
+    #[arg(long, value_name = "IP", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub health_bind: IpAddr,
+
+    /// Log one JSON object per line.
+    #[arg(long)]
+    pub log_json: bool,
+}
+
+pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(16)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(proxy(args))
+}
+
+/// Fails with an install hint when the direwolf CRDs are not served.
+async fn check_crds(client: &kube::Client, namespace: &str) -> anyhow::Result<()> {
+    let params = ListParams::default().limit(1);
+    let hint = "the direwolf CustomResourceDefinitions are not installed: run \
+                `direwolf crd | kubectl apply -f -`";
+    let check = async {
+        Api::<crd::App>::namespaced(client.clone(), namespace)
+            .list(&params)
+            .await?;
+        Api::<crd::User>::namespaced(client.clone(), namespace)
+            .list(&params)
+            .await?;
+        Api::<crd::Pairing>::namespaced(client.clone(), namespace)
+            .list(&params)
+            .await?;
+        Api::<crd::Session>::namespaced(client.clone(), namespace)
+            .list(&params)
+            .await?;
+        Ok::<_, kube::Error>(())
+    };
+    match tokio::time::timeout(SYNC_TIMEOUT, check).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(kube::Error::Api(status))) if status.code == 404 => anyhow::bail!("{hint}"),
+        Ok(Err(e)) => Err(anyhow::Error::new(e).context(format!(
+            "cannot list direwolf objects in namespace {namespace:?} (is the API server reachable \
+             and may this service account list them?)"
+        ))),
+        Err(_) => anyhow::bail!("the Kubernetes API server did not answer within {SYNC_TIMEOUT:?}"),
+    }
+}
+
+async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot configure a Kubernetes client (KUBECONFIG or in-cluster service account)")?;
+    let namespace = args.namespace.clone();
+
+    // The health listener starts first so the liveness probe answers during the sync.
+    let stores = KubeStores::start(client.clone(), &namespace);
+    let launcher = KubeLauncher::with_config(
+        client.clone(),
+        &namespace,
+        LauncherConfig {
+            launch_timeout: Duration::from_secs(args.launch_timeout),
+            ..LauncherConfig::default()
+        },
+    );
+    let broker = KubePinBroker::new(client.clone(), &namespace);
+    let readiness = {
+        let (stores, launcher, broker) = (stores.clone(), launcher.clone(), broker.clone());
+        move || stores.ready() && launcher.ready() && broker.ready()
+    };
+    let health = TcpListener::bind(SocketAddr::new(args.health_bind, args.health_port))
+        .await
+        .with_context(|| format!("cannot bind the health port {}", args.health_port))?;
+    info!(addr = %health.local_addr()?, "health listener (/livez, /readyz)");
+    let health_task = tokio::spawn(serve_health(health, readiness));
+
+    check_crds(&client, &namespace).await?;
+    stores
+        .wait_ready(SYNC_TIMEOUT)
+        .await
+        .context("the caches did not sync")?;
+    launcher.wait_ready(SYNC_TIMEOUT).await?;
+    broker.wait_ready(SYNC_TIMEOUT).await?;
+    let core_stores = stores.stores();
+    if core_stores.users.get(&args.default_user).await?.is_none() {
+        core_stores
+            .users
+            .put(User::new(args.default_user.clone()))
+            .await?;
+        info!(user = %args.default_user, "created the default user");
+    }
+
+    let mut builder = MoonlightServer::builder()
+        .with_stores(core_stores)
+        .with_launcher(Arc::new(launcher))
+        .with_pin_broker(Arc::new(broker))
+        .with_http_port(args.http_port)
+        .with_https_port(args.https_port)
+        .with_hostname(args.hostname.clone())
+        .with_default_user(args.default_user.clone())
+        .with_mdns(false)
+        .with_pin_timeout(Duration::from_secs(args.pin_timeout));
+    if !args.bind.is_empty() {
+        builder = builder.with_bind_addrs(args.bind.clone());
+    }
+    if let Some(ip) = args.external_address {
+        builder = builder.with_external_address(ip);
+    }
+    let server = builder
+        .build()
+        .await
+        .context("cannot start the Moonlight server")?;
+    info!(
+        namespace = %namespace,
+        server.fingerprint = %server.server_fingerprint(),
+        http = ?server.http_addrs(),
+        https = ?server.https_addrs(),
+        "direwolf proxy started"
+    );
+    let result = server.run_until(shutdown_signal()).await;
+    health_task.abort();
+    result.context("the Moonlight server failed")?;
+    info!("direwolf proxy stopped");
+    Ok(())
+}
+
+/// Answers `/livez` and `/readyz` with a minimal HTTP/1.1 exchange per connection.
+async fn serve_health(listener: TcpListener, ready: impl Fn() -> bool + Clone + Send + 'static) {
+    loop {
+        let (mut stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                warn!(error = %e, "health listener accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            let mut head = vec![0u8; 1024];
+            let mut len = 0;
+            let read = tokio::time::timeout(Duration::from_secs(5), async {
+                while len < head.len() {
+                    let n = stream.read(&mut head[len..]).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    len += n;
+                    if head[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                Ok::<_, std::io::Error>(())
+            })
+            .await;
+            if !matches!(read, Ok(Ok(()))) {
+                debug!(%peer, "health request not read");
+                return;
+            }
+            let line = String::from_utf8_lossy(&head[..len]);
+            let path = line.split_whitespace().nth(1).unwrap_or("");
+            let (status, body) = match path {
+                "/livez" => ("200 OK", "ok\n"),
+                "/readyz" if ready() => ("200 OK", "ok\n"),
+                "/readyz" => ("503 Service Unavailable", "caches not synced\n"),
+                _ => ("404 Not Found", "not found\n"),
+            };
+            let reply = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(reply.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            warn!(error = %e, "cannot listen for SIGTERM; stop with SIGINT");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("SIGINT received, shutting down"),
+        _ = term.recv() => info!("SIGTERM received, shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        proxy: ProxyArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<ProxyArgs, clap::Error> {
+        Wrapper::try_parse_from(std::iter::once("proxy").chain(args.iter().copied())).map(|w| w.proxy)
+    }
+
+    #[test]
+    fn defaults_and_flags() {
+        let args = parse(&[]).unwrap();
+        assert_eq!(
+            (
+                args.http_port,
+                args.https_port,
+                args.health_port,
+                args.launch_timeout
+            ),
+            (47989, 47984, 8080, 45)
+        );
+        assert_eq!(args.default_user.as_str(), "default");
+        let args = parse(&[
+            "--namespace",
+            "games",
+            "--bind",
+            "127.0.0.1",
+            "--launch-timeout",
+            "5",
+            "--external-address",
+            "203.0.113.10",
+            "--health-port",
+            "0",
+        ])
+        .unwrap();
+        assert_eq!(args.namespace, "games");
+        assert_eq!(args.launch_timeout, 5);
+        assert_eq!(args.external_address, Some("203.0.113.10".parse().unwrap()));
+        for bad in [
+            &["--launch-timeout", "0"][..],
+            &["--launch-timeout", "500"],
+            &["--bind", "localhost"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn health_answers_liveness_always_and_readiness_when_ready() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let flag = Arc::new(AtomicBool::new(false));
+        let task = {
+            let flag = flag.clone();
+            tokio::spawn(serve_health(listener, move || flag.load(Ordering::SeqCst)))
+        };
+        async fn get(addr: SocketAddr, path: &str) -> String {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            stream
+                .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            let mut reply = String::new();
+            stream.read_to_string(&mut reply).await.unwrap();
+            reply
+        }
+        async fn within(addr: SocketAddr, path: &str) -> String {
+            tokio::time::timeout(Duration::from_secs(5), get(addr, path))
+                .await
+                .expect("the health listener answers within 5 s")
+        }
+        assert!(within(addr, "/livez").await.starts_with("HTTP/1.1 200"));
+        assert!(within(addr, "/readyz").await.starts_with("HTTP/1.1 503"));
+        flag.store(true, Ordering::SeqCst);
+        assert!(within(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
+        assert!(within(addr, "/nope").await.starts_with("HTTP/1.1 404"));
+        task.abort();
+    }
+}
