@@ -275,9 +275,9 @@ const BIND_ATTEMPTS: usize = 8;
 
 struct Bound {
     rtsp: TcpListener,
-    video: tokio::net::UdpSocket,
-    audio: tokio::net::UdpSocket,
-    control: tokio::net::UdpSocket,
+    video: udp::RelaySocket,
+    audio: udp::RelaySocket,
+    control: udp::RelaySocket,
 }
 
 impl Bound {

@@ -5,9 +5,21 @@
 //! stream, learned from the SETUP answer or the configured default). Client datagrams go out on
 //! the mapping's upstream socket; datagrams Wolf sends to that upstream socket go back to the
 //! client **from the public socket**, so the client sees the 5-tuple it pinged
-//! (`streaming-ports.md` §5, §8.4). Forwarding is per datagram (receive into one fixed buffer, send
-//! from it); nothing is queued. A full send buffer makes the task wait for writability (back
-//! pressure); a failed send drops the datagram and counts it.
+//! (`streaming-ports.md` §5, §8.4).
+//!
+//! # Batching
+//!
+//! Sockets are read in batches through `quinn-udp` (`recvmmsg`, and UDP GRO where the kernel
+//! coalesces a flow's equal-size datagrams into one buffer with a `stride`), into one fixed set of
+//! receive slots per task. Wolf→client, the runs of equal-size datagrams of a batch (video RTP)
+//! are copied into one fixed 64 KiB buffer and leave the public socket as one UDP GSO send, which
+//! the kernel splits back into the original datagrams, in order; where GSO is unavailable or
+//! rejected (`quinn-udp` then reports one segment) they are sent one by one. Client→Wolf traffic
+//! (pings, ENet) is light and is forwarded datagram by datagram. Batching only groups what is
+//! already queued in the kernel, so it adds no waiting. Nothing is queued beyond the two fixed
+//! buffers: a full send buffer makes the task wait for writability (back pressure); a failed send
+//! drops its datagrams and counts them. Sockets set "don't fragment" (`quinn-udp` does, for GSO):
+//! a datagram larger than the outgoing interface's MTU is dropped and counted, not fragmented.
 //!
 //! # Admission policy
 //!
@@ -27,13 +39,14 @@
 //! **from the client** (Moonlight pings every 500 ms and ENet keeps alive on its own; Wolf's traffic
 //! does not keep a mapping alive, so a vanished client's stream stops being relayed).
 
-use std::io;
+use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::ReadBuf;
+use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
@@ -112,15 +125,229 @@ pub fn admit(
     }
 }
 
+/// A UDP socket registered with tokio together with its batched-I/O state (`quinn-udp`: GRO,
+/// GSO, `recvmmsg`).
+pub(crate) struct RelaySocket {
+    io: UdpSocket,
+    state: UdpSocketState,
+}
+
+impl RelaySocket {
+    /// The address the socket is bound to.
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io.local_addr()
+    }
+}
+
 struct Mapping {
     client: SocketAddr,
-    upstream: UdpSocket,
+    upstream: RelaySocket,
     last_from_client: Instant,
 }
 
+/// Receive buffers per socket read: one `recvmmsg` fills up to this many slots.
+const BATCH: usize = if quinn_udp::BATCH_SIZE < 32 {
+    quinn_udp::BATCH_SIZE
+} else {
+    32
+};
+/// Size of one receive slot: the largest UDP payload, or the largest GRO-coalesced run (the kernel
+/// caps those at 64 KiB). A datagram filling the whole slot may have been cut short.
+const SLOT: usize = 1 << 16;
+/// Largest GSO send: the payload of one IPv4 UDP datagram (65,535 − 20 − 8).
+const MAX_GSO_BYTES: usize = 65_507;
+
+/// One fixed receive batch, reused for every read of a stream task. The memory is reserved once
+/// (`BATCH` × 64 KiB of zeroed, lazily committed pages; only what datagrams touch becomes
+/// resident).
+struct RecvBatch {
+    buf: Box<[u8]>,
+    meta: [RecvMeta; BATCH],
+    filled: usize,
+}
+
+impl RecvBatch {
+    fn new() -> RecvBatch {
+        RecvBatch {
+            buf: vec![0u8; BATCH * SLOT].into_boxed_slice(),
+            meta: [RecvMeta::default(); BATCH],
+            filled: 0,
+        }
+    }
+
+    /// One non-blocking batched read; `WouldBlock` when nothing is queued.
+    fn try_recv(&mut self, socket: &RelaySocket) -> io::Result<usize> {
+        let mut slots = self.buf.chunks_exact_mut(SLOT).map(IoSliceMut::new);
+        let mut iovs: [IoSliceMut<'_>; BATCH] =
+            std::array::from_fn(|_| slots.next().expect("buf holds BATCH slots"));
+        let meta = &mut self.meta;
+        let n = socket.io.try_io(Interest::READABLE, || {
+            socket.state.recv(UdpSockRef::from(&socket.io), &mut iovs, meta)
+        })?;
+        self.filled = n;
+        Ok(n)
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>, socket: &RelaySocket) -> Poll<io::Result<usize>> {
+        loop {
+            match socket.io.poll_recv_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+            match self.try_recv(socket) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
+    /// The source and the bytes of received message `i`; `None` if it filled its slot and may
+    /// have been truncated.
+    fn message(&self, i: usize) -> Option<(SocketAddr, &[u8], usize)> {
+        let meta = &self.meta[i];
+        if meta.len >= SLOT {
+            return None;
+        }
+        let data = &self.buf[i * SLOT..i * SLOT + meta.len];
+        Some((meta.addr, data, meta.stride))
+    }
+}
+
+/// The datagrams in one received buffer: GRO coalesces equal-size datagrams of one flow and
+/// reports their size as `stride` (the last one may be shorter). An empty datagram is one empty
+/// segment.
+fn segments(data: &[u8], stride: usize) -> impl Iterator<Item = &[u8]> {
+    let stride = if stride == 0 || stride > data.len() {
+        data.len().max(1)
+    } else {
+        stride
+    };
+    let empty = data.is_empty().then_some(data);
+    empty.into_iter().chain(data.chunks(stride))
+}
+
+/// Datagrams for one destination, coalesced into one GSO send: equal sizes, the last may be
+/// shorter, at most `max_segments` and [`MAX_GSO_BYTES`]. The buffer is allocated once.
+struct GsoBatch {
+    buf: Vec<u8>,
+    segment: usize,
+    count: usize,
+    /// A shorter (last) segment was appended; nothing more may follow.
+    closed: bool,
+}
+
+impl GsoBatch {
+    fn new() -> GsoBatch {
+        GsoBatch {
+            buf: Vec::with_capacity(MAX_GSO_BYTES),
+            segment: 0,
+            count: 0,
+            closed: false,
+        }
+    }
+
+    /// Whether `datagram` can join the batch.
+    fn accepts(&self, datagram: &[u8], max_segments: usize) -> bool {
+        self.count == 0
+            || (!self.closed
+                && !datagram.is_empty()
+                && datagram.len() <= self.segment
+                && self.count < max_segments
+                && self.buf.len() + datagram.len() <= MAX_GSO_BYTES)
+    }
+
+    /// Append; the caller checked [`GsoBatch::accepts`].
+    fn push(&mut self, datagram: &[u8]) {
+        if self.count == 0 {
+            self.segment = datagram.len();
+            self.closed = datagram.is_empty();
+        } else if datagram.len() < self.segment {
+            self.closed = true;
+        }
+        self.buf.extend_from_slice(datagram);
+        self.count += 1;
+    }
+
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.count = 0;
+        self.closed = false;
+    }
+}
+
+/// Send one transmit, waiting for buffer space only when the socket is full.
+async fn send_transmit(socket: &RelaySocket, transmit: &Transmit<'_>) -> io::Result<()> {
+    loop {
+        match socket.io.try_io(Interest::WRITABLE, || {
+            socket.state.try_send(UdpSockRef::from(&socket.io), transmit)
+        }) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket.io.writable().await?,
+            other => return other,
+        }
+    }
+}
+
+fn transmit(destination: SocketAddr, contents: &[u8], segment_size: Option<usize>) -> Transmit<'_> {
+    Transmit {
+        destination,
+        ecn: None,
+        contents,
+        segment_size,
+        src_ip: None,
+    }
+}
+
+/// Send the batch to `client` from the public socket and empty it; returns how many datagrams
+/// (and bytes) left. If a GSO send fails, its datagrams are sent one by one (`quinn-udp` stops offering GSO on
+/// sockets whose device rejects it; if the datagrams themselves are too large, GSO was not the
+/// problem and the socket's state is probed afresh so that GSO comes back).
+async fn flush_to_client(
+    public: &mut RelaySocket,
+    batch: &mut GsoBatch,
+    client: SocketAddr,
+) -> (usize, usize) {
+    let whole = (batch.count, batch.buf.len());
+    let sent = match batch.count {
+        0 => (0, 0),
+        1 => match send_transmit(public, &transmit(client, &batch.buf, None)).await {
+            Ok(()) => whole,
+            Err(_) => (0, 0),
+        },
+        count => {
+            let gso = transmit(client, &batch.buf, Some(batch.segment));
+            match send_transmit(public, &gso).await {
+                Ok(()) => whole,
+                Err(error) => {
+                    tracing::debug!(%client, %error, segments = count, "gso send failed; sending one by one");
+                    let (mut sent, mut too_big) = ((0, 0), false);
+                    for datagram in batch.buf.chunks(batch.segment) {
+                        match send_transmit(public, &transmit(client, datagram, None)).await {
+                            Ok(()) => {
+                                sent.0 += 1;
+                                sent.1 += datagram.len();
+                            }
+                            Err(e) => too_big |= quinn_udp::is_msg_size_err(&e),
+                        }
+                    }
+                    if too_big
+                        && public.state.max_gso_segments() <= 1
+                        && let Ok(state) = UdpSocketState::new(UdpSockRef::from(&public.io))
+                    {
+                        public.state = state;
+                    }
+                    sent
+                }
+            }
+        }
+    };
+    batch.clear();
+    sent
+}
+
 enum Event {
-    FromClient { len: usize, from: SocketAddr },
-    FromWolf { index: usize, len: usize },
+    FromClient,
+    FromWolf { index: usize },
     PublicError,
     UpstreamError { index: usize, error: io::Error },
     Sweep,
@@ -128,10 +355,10 @@ enum Event {
 
 fn poll_event(
     cx: &mut Context<'_>,
-    public: &UdpSocket,
+    public: &RelaySocket,
     mappings: &[Mapping],
     sweep: &mut Interval,
-    buf: &mut [u8],
+    batch: &mut RecvBatch,
     rotate: &mut usize,
 ) -> Poll<Event> {
     if sweep.poll_tick(cx).is_ready() {
@@ -143,27 +370,20 @@ fn poll_event(
     let start = *rotate % n;
     for step in 0..n {
         let i = (start + step) % n;
-        let mut rb = ReadBuf::new(buf);
         if i == mappings.len() {
-            match public.poll_recv_from(cx, &mut rb) {
-                Poll::Ready(Ok(from)) => {
+            match batch.poll_recv(cx, public) {
+                Poll::Ready(Ok(_)) => {
                     *rotate = i + 1;
-                    return Poll::Ready(Event::FromClient {
-                        len: rb.filled().len(),
-                        from,
-                    });
+                    return Poll::Ready(Event::FromClient);
                 }
                 Poll::Ready(Err(_)) => return Poll::Ready(Event::PublicError),
                 Poll::Pending => {}
             }
         } else {
-            match mappings[i].upstream.poll_recv(cx, &mut rb) {
-                Poll::Ready(Ok(())) => {
+            match batch.poll_recv(cx, &mappings[i].upstream) {
+                Poll::Ready(Ok(_)) => {
                     *rotate = i + 1;
-                    return Poll::Ready(Event::FromWolf {
-                        index: i,
-                        len: rb.filled().len(),
-                    });
+                    return Poll::Ready(Event::FromWolf { index: i });
                 }
                 Poll::Ready(Err(error)) => return Poll::Ready(Event::UpstreamError { index: i, error }),
                 Poll::Pending => {}
@@ -173,12 +393,13 @@ fn poll_event(
     Poll::Pending
 }
 
-/// A UDP socket with the relay's buffer sizes, non-blocking, registered with tokio.
+/// A UDP socket with the relay's buffer sizes, non-blocking, registered with tokio, set up for
+/// batched I/O (GRO where the kernel offers it).
 pub(crate) fn udp_socket(
     bind: SocketAddr,
     connect: Option<SocketAddr>,
     buffer: usize,
-) -> io::Result<UdpSocket> {
+) -> io::Result<RelaySocket> {
     let domain = if bind.is_ipv4() {
         socket2::Domain::IPV4
     } else {
@@ -195,7 +416,11 @@ pub(crate) fn udp_socket(
     if let Some(peer) = connect {
         socket.connect(&peer.into())?;
     }
-    UdpSocket::from_std(socket.into())
+    let state = UdpSocketState::new(UdpSockRef::from(&socket))?;
+    Ok(RelaySocket {
+        io: UdpSocket::from_std(socket.into())?,
+        state,
+    })
 }
 
 fn unspecified_for(ip: IpAddr) -> SocketAddr {
@@ -229,116 +454,86 @@ fn expire(mappings: &mut Vec<Mapping>, idle: Duration, counters: &UdpCounters, k
     }
 }
 
-/// Datagrams forwarded from one upstream socket before the other sources get a turn.
-const DRAIN_BUDGET: usize = 32;
+/// Batched reads from one upstream socket before the other sources get a turn.
+const DRAIN_READS: usize = 4;
 
-/// Send one datagram from the public socket; waits for buffer space only when the socket is
-/// full. `false` if the datagram was dropped.
-async fn send_to_client(public: &UdpSocket, packet: &[u8], client: SocketAddr) -> bool {
-    match public.try_send_to(packet, client) {
-        Ok(_) => true,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => public.send_to(packet, client).await.is_ok(),
-        Err(_) => false,
+/// Forward what Wolf sent to mapping `index`: the batch already read, then further batches while
+/// they are queued (at most [`DRAIN_READS`] reads), coalescing runs of equal-size datagrams into
+/// GSO sends from the public socket.
+async fn wolf_to_client(
+    public: &mut RelaySocket,
+    mapping: &Mapping,
+    batch: &mut RecvBatch,
+    out: &mut GsoBatch,
+    counters: &UdpCounters,
+) {
+    // (datagrams, bytes) sent and datagrams dropped.
+    let (mut sent, mut failed) = ((0usize, 0usize), 0usize);
+    for read in 1..=DRAIN_READS {
+        for i in 0..batch.filled {
+            let Some((_, data, stride)) = batch.message(i) else {
+                bump(&counters.recv_errors);
+                continue;
+            };
+            for datagram in segments(data, stride) {
+                if !out.accepts(datagram, public.state.max_gso_segments()) {
+                    let count = out.count;
+                    let (p, b) = flush_to_client(public, out, mapping.client).await;
+                    (sent.0, sent.1, failed) = (sent.0 + p, sent.1 + b, failed + count - p);
+                }
+                out.push(datagram);
+            }
+        }
+        let count = out.count;
+        let (p, b) = flush_to_client(public, out, mapping.client).await;
+        (sent.0, sent.1, failed) = (sent.0 + p, sent.1 + b, failed + count - p);
+        if read == DRAIN_READS {
+            break;
+        }
+        match batch.try_recv(&mapping.upstream) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(_) => {
+                bump(&counters.drop_send_to_wolf);
+                break;
+            }
+        }
     }
+    add(&counters.to_client_packets, sent.0 as u64);
+    add(&counters.to_client_bytes, sent.1 as u64);
+    add(&counters.drop_send_to_client, failed as u64);
 }
 
 /// Relay one stream of one session until aborted.
-pub(crate) async fn serve(kind: StreamKind, public: UdpSocket, shared: Arc<SessionShared>) {
+pub(crate) async fn serve(kind: StreamKind, mut public: RelaySocket, shared: Arc<SessionShared>) {
     let counters = shared.counters.udp(kind);
     let config = &shared.config;
     let idle = config.udp_idle_timeout;
     let max_mappings = config.max_mappings_per_stream.max(1);
-    let mut buf = vec![0u8; 65536].into_boxed_slice();
+    let mut batch = RecvBatch::new();
+    let mut out = GsoBatch::new();
     let mut mappings: Vec<Mapping> = Vec::with_capacity(max_mappings);
     let mut sweep = tokio::time::interval(sweep_period(idle));
     sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut rotate = 0usize;
     loop {
-        let event =
-            std::future::poll_fn(|cx| poll_event(cx, &public, &mappings, &mut sweep, &mut buf, &mut rotate))
-                .await;
+        let event = std::future::poll_fn(|cx| {
+            poll_event(cx, &public, &mappings, &mut sweep, &mut batch, &mut rotate)
+        })
+        .await;
         match event {
-            Event::FromWolf { index, len } => {
-                let mapping = &mappings[index];
-                let (mut packets, mut bytes) = (0u64, 0u64);
-                let mut len = len;
-                // Forward this datagram, then keep draining the same upstream socket without
-                // going back through the poll loop (bounded, for fairness between sources).
-                for round in 1..=DRAIN_BUDGET {
-                    if send_to_client(&public, &buf[..len], mapping.client).await {
-                        packets += 1;
-                        bytes += len as u64;
-                    } else {
-                        bump(&counters.drop_send_to_client);
-                    }
-                    if round == DRAIN_BUDGET {
-                        break;
-                    }
-                    match mapping.upstream.try_recv(&mut buf) {
-                        Ok(n) => len = n,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(_) => {
-                            bump(&counters.drop_send_to_wolf);
-                            break;
-                        }
-                    }
-                }
-                add(&counters.to_client_packets, packets);
-                add(&counters.to_client_bytes, bytes);
+            Event::FromWolf { index } => {
+                wolf_to_client(&mut public, &mappings[index], &mut batch, &mut out, counters).await;
             }
-            Event::FromClient { len, from } => {
-                let index = match mappings.iter().position(|m| m.client == from) {
-                    Some(i) => i,
-                    None => {
-                        let secrets = shared.secrets();
-                        let why = if config.admit_any_source {
-                            Some(Admission::AnySource)
-                        } else {
-                            admit(kind, from, &buf[..len], shared.client_ip, &secrets)
-                        };
-                        let Some(why) = why else {
-                            bump(&counters.drop_not_admitted);
-                            continue;
-                        };
-                        if mappings.len() >= max_mappings {
-                            expire(&mut mappings, idle, counters, kind);
-                        }
-                        if mappings.len() >= max_mappings {
-                            bump(&counters.drop_mapping_limit);
-                            continue;
-                        }
-                        let wolf = shared.wolf_udp_addr(kind);
-                        let upstream = match udp_socket(
-                            unspecified_for(wolf.ip()),
-                            Some(wolf),
-                            config.socket_buffer_bytes,
-                        ) {
-                            Ok(s) => s,
-                            Err(error) => {
-                                bump(&counters.upstream_socket_errors);
-                                tracing::warn!(stream = %kind, %error, "cannot open upstream socket");
-                                continue;
-                            }
-                        };
-                        tracing::debug!(stream = %kind, client = %from, %wolf, admission = ?why, "udp mapping created");
-                        bump(&counters.mappings_created);
-                        bump(&counters.mappings_active);
-                        mappings.push(Mapping {
-                            client: from,
-                            upstream,
-                            last_from_client: Instant::now(),
-                        });
-                        mappings.len() - 1
+            Event::FromClient => {
+                for i in 0..batch.filled {
+                    let Some((from, data, stride)) = batch.message(i) else {
+                        bump(&counters.recv_errors);
+                        continue;
+                    };
+                    for datagram in segments(data, stride) {
+                        client_to_wolf(kind, datagram, from, &mut mappings, &shared, counters).await;
                     }
-                };
-                let mapping = &mut mappings[index];
-                mapping.last_from_client = Instant::now();
-                match mapping.upstream.send(&buf[..len]).await {
-                    Ok(_) => {
-                        bump(&counters.to_wolf_packets);
-                        add(&counters.to_wolf_bytes, len as u64);
-                    }
-                    Err(_) => bump(&counters.drop_send_to_wolf),
                 }
             }
             Event::UpstreamError { index, error } => {
@@ -350,6 +545,71 @@ pub(crate) async fn serve(kind: StreamKind, public: UdpSocket, shared: Arc<Sessi
             Event::PublicError => bump(&counters.recv_errors),
             Event::Sweep => expire(&mut mappings, idle, counters, kind),
         }
+    }
+}
+
+/// Forward one client datagram to Wolf, creating the client's mapping if the admission policy
+/// allows it.
+async fn client_to_wolf(
+    kind: StreamKind,
+    datagram: &[u8],
+    from: SocketAddr,
+    mappings: &mut Vec<Mapping>,
+    shared: &SessionShared,
+    counters: &UdpCounters,
+) {
+    let config = &shared.config;
+    let idle = config.udp_idle_timeout;
+    let max_mappings = config.max_mappings_per_stream.max(1);
+    let index = match mappings.iter().position(|m| m.client == from) {
+        Some(i) => i,
+        None => {
+            let secrets = shared.secrets();
+            let why = if config.admit_any_source {
+                Some(Admission::AnySource)
+            } else {
+                admit(kind, from, datagram, shared.client_ip, &secrets)
+            };
+            let Some(why) = why else {
+                bump(&counters.drop_not_admitted);
+                return;
+            };
+            if mappings.len() >= max_mappings {
+                expire(mappings, idle, counters, kind);
+            }
+            if mappings.len() >= max_mappings {
+                bump(&counters.drop_mapping_limit);
+                return;
+            }
+            let wolf = shared.wolf_udp_addr(kind);
+            let upstream =
+                match udp_socket(unspecified_for(wolf.ip()), Some(wolf), config.socket_buffer_bytes) {
+                    Ok(s) => s,
+                    Err(error) => {
+                        bump(&counters.upstream_socket_errors);
+                        tracing::warn!(stream = %kind, %error, "cannot open upstream socket");
+                        return;
+                    }
+                };
+            tracing::debug!(stream = %kind, client = %from, %wolf, admission = ?why, "udp mapping created");
+            bump(&counters.mappings_created);
+            bump(&counters.mappings_active);
+            mappings.push(Mapping {
+                client: from,
+                upstream,
+                last_from_client: Instant::now(),
+            });
+            mappings.len() - 1
+        }
+    };
+    let mapping = &mut mappings[index];
+    mapping.last_from_client = Instant::now();
+    match mapping.upstream.io.send(datagram).await {
+        Ok(_) => {
+            bump(&counters.to_wolf_packets);
+            add(&counters.to_wolf_bytes, datagram.len() as u64);
+        }
+        Err(_) => bump(&counters.drop_send_to_wolf),
     }
 }
 
@@ -408,7 +668,7 @@ mod tests {
         let mapping = |port: u16| async move {
             Mapping {
                 client: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
-                upstream: UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("bind"),
+                upstream: udp_socket(addr("127.0.0.1:0"), None, 0).expect("bind"),
                 last_from_client: Instant::now(),
             }
         };
