@@ -701,6 +701,53 @@ mod tests {
     }
 
     #[test]
+    fn gro_buffers_split_at_the_stride() {
+        let data: Vec<u8> = (0..2500u32).map(|i| i as u8).collect();
+        let parts: Vec<&[u8]> = segments(&data, 1000).collect();
+        assert_eq!(parts, [&data[..1000], &data[1000..2000], &data[2000..]]);
+        // No GRO: stride equals the length (or is 0 / larger on odd platforms): one datagram.
+        for stride in [2500, 0, 4000] {
+            assert_eq!(segments(&data, stride).collect::<Vec<_>>(), [&data[..]]);
+        }
+        let empty: Vec<&[u8]> = segments(&[], 0).collect();
+        assert_eq!(empty, [&[] as &[u8]], "an empty datagram is forwarded, not lost");
+    }
+
+    #[test]
+    fn gso_batches_hold_equal_sizes_then_one_shorter() {
+        let mut b = GsoBatch::new();
+        assert!(b.accepts(&[1; 1400], 3));
+        b.push(&[1; 1400]);
+        assert!(!b.accepts(&[2; 1401], 3), "a larger datagram starts a new send");
+        assert!(!b.accepts(&[], 3), "an empty datagram starts a new send");
+        assert!(b.accepts(&[2; 1400], 3));
+        b.push(&[2; 1400]);
+        assert!(b.accepts(&[3; 10], 3));
+        b.push(&[3; 10]);
+        assert!(
+            !b.accepts(&[4; 10], 3),
+            "nothing follows the shorter last segment"
+        );
+        assert_eq!((b.count, b.segment, b.buf.len()), (3, 1400, 2810));
+        b.clear();
+        b.push(&[5; 1400]);
+        assert!(!b.accepts(&[5; 1400], 1), "max segments 1: no GSO");
+        // The total stays within one UDP datagram's payload.
+        let mut big = GsoBatch::new();
+        let mut n = 0;
+        while big.accepts(&[6; 9000], 64) {
+            big.push(&[6; 9000]);
+            n += 1;
+        }
+        assert_eq!(n, 7);
+        assert!(big.buf.len() <= MAX_GSO_BYTES);
+        // An empty datagram is sent on its own.
+        let mut e = GsoBatch::new();
+        e.push(&[]);
+        assert!(!e.accepts(&[], 64) && !e.accepts(&[1], 64));
+    }
+
+    #[test]
     fn sweep_period_is_bounded() {
         assert_eq!(sweep_period(Duration::from_secs(60)), Duration::from_secs(5));
         assert_eq!(sweep_period(Duration::from_secs(8)), Duration::from_secs(2));
