@@ -3,17 +3,25 @@
 //! Pairings, users, sessions and the server identity live in an embedded database in the data
 //! directory, so they survive restarts; the apps come from the configuration file (the file is
 //! the source of truth for apps in this mode), or, without one, a single `Desktop` app.
+//!
+//! With `[[wolf]]` entries in the configuration, launches are placed on those Wolf instances by
+//! a [`WolfPool`], whose relay forwards each session's stream ports (RTSP, video, audio,
+//! control) from this server's address; without, clients can pair and list apps but not stream.
 
-use std::net::IpAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use direwolf_core::config::{Config, default_catalog};
+use direwolf_core::config::{Config, RelaySettings, WolfApi, WolfConfig, default_catalog};
 use direwolf_core::memory::InMemoryAppCatalog;
 use direwolf_core::persistent::PersistentStores;
-use direwolf_core::{Stores, User, UserName};
+use direwolf_core::pool::{PoolConfig, PoolHost, WolfPool};
+use direwolf_core::relay::{Relay, RelayConfig, WolfPorts};
+use direwolf_core::wolf_host::WolfHost;
+use direwolf_core::{AppCatalog, AppId, SessionStore, Stores, User, UserName};
 use direwolf_moonlight::MoonlightServer;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::info;
@@ -92,6 +100,11 @@ struct Plan {
     hostname: String,
     catalog: InMemoryAppCatalog,
     app_count: usize,
+    /// Streaming hosts (empty: no streaming).
+    wolves: Vec<WolfConfig>,
+    relay: RelaySettings,
+    /// Wolf app id per app, from `wolf_app_id`.
+    host_apps: HashMap<AppId, String>,
 }
 
 fn plan(args: &ServeArgs) -> anyhow::Result<Plan> {
@@ -113,11 +126,26 @@ fn plan(args: &ServeArgs) -> anyhow::Result<Plan> {
     if hostname.trim().is_empty() || hostname.chars().any(char::is_control) {
         anyhow::bail!("--hostname {hostname:?} must be non-empty and without control characters");
     }
+    let (wolves, relay, host_apps) = match &config {
+        Some(config) => (
+            config.wolves.clone(),
+            config.relay.clone(),
+            config
+                .apps
+                .iter()
+                .filter_map(|a| a.wolf_app_id.clone().map(|w| (a.app.id, w)))
+                .collect(),
+        ),
+        None => (Vec::new(), RelaySettings::default(), HashMap::new()),
+    };
     Ok(Plan {
         data_dir,
         hostname,
         app_count: catalog_entries.len(),
         catalog: InMemoryAppCatalog::with_apps(catalog_entries),
+        wolves,
+        relay,
+        host_apps,
     })
 }
 
@@ -140,15 +168,73 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(serve(args, plan))
 }
 
+/// The address the relay listens on: the configured one, else the only IPv4 `--bind` address,
+/// else every IPv4 address (the `sessionUrl0` host is the address each client used).
+fn relay_address(relay: &RelaySettings, bind: &[IpAddr]) -> IpAddr {
+    if let Some(ip) = relay.public_address {
+        return ip;
+    }
+    let v4: Vec<&IpAddr> = bind.iter().filter(|ip| ip.is_ipv4()).collect();
+    match v4.as_slice() {
+        [only] => **only,
+        _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    }
+}
+
+/// The Wolf pool of the `[[wolf]]` entries: one relay, one [`WolfHost`] per entry.
+async fn wolf_pool(
+    plan: &Plan,
+    bind: &[IpAddr],
+    sessions: Arc<dyn SessionStore>,
+    apps: Arc<dyn AppCatalog>,
+) -> anyhow::Result<WolfPool> {
+    let mut relay_config = RelayConfig::new(relay_address(&plan.relay, bind), plan.relay.port_range.clone());
+    relay_config.udp_idle_timeout = plan.relay.udp_idle_timeout;
+    let relay = Relay::new(relay_config).context("invalid [relay] settings")?;
+    let mut hosts = Vec::with_capacity(plan.wolves.len());
+    for wolf in &plan.wolves {
+        let builder = direwolf_wolf_client::WolfClient::builder().with_timeout(Duration::from_secs(10));
+        let builder = match &wolf.api {
+            WolfApi::Unix(path) => builder.with_unix_socket(path.clone()),
+            WolfApi::Tcp(addr) => builder.with_tcp(addr.clone()),
+            other => anyhow::bail!("wolf {}: unsupported api {other:?}", wolf.name),
+        };
+        let client = builder
+            .build()
+            .with_context(|| format!("wolf {}: invalid api settings", wolf.name))?;
+        let mut host = PoolHost::new(
+            Arc::new(WolfHost::new(wolf.name.clone(), client)),
+            wolf.stream_address,
+            wolf.capacity,
+        );
+        host.rtsp_port = wolf.rtsp_port;
+        host.udp_ports = WolfPorts {
+            video: wolf.video_port,
+            audio: wolf.audio_port,
+            control: wolf.control_port,
+        };
+        hosts.push(host);
+    }
+    let pool_config = PoolConfig {
+        host_apps: plan.host_apps.clone(),
+        ..PoolConfig::default()
+    };
+    WolfPool::start(hosts, relay, sessions, apps, pool_config)
+        .await
+        .context("cannot start the Wolf pool")
+}
+
 async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
     // Catch SIGINT/SIGTERM from now on, so a stop during start-up is still a clean one.
     let shutdown = Shutdown::install()?;
     let persistent = open_stores(&plan.data_dir).await?;
+    let sessions: Arc<dyn SessionStore> = Arc::new(persistent.session_store());
+    let apps: Arc<dyn AppCatalog> = Arc::new(plan.catalog.clone());
     let stores = Stores {
         pairings: Arc::new(persistent.pairing_store()),
         users: Arc::new(persistent.user_store()),
-        apps: Arc::new(plan.catalog),
-        sessions: Arc::new(persistent.session_store()),
+        apps: apps.clone(),
+        sessions: sessions.clone(),
         identity: Arc::new(persistent.identity_store()),
     };
     if stores.users.get(&args.default_user).await?.is_none() {
@@ -166,6 +252,16 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
         .with_pin_timeout(Duration::from_secs(args.pin_timeout));
     if !args.bind.is_empty() {
         builder = builder.with_bind_addrs(args.bind.clone());
+    }
+    if !plan.wolves.is_empty() {
+        let pool = wolf_pool(&plan, &args.bind, sessions, apps).await?;
+        info!(
+            hosts = ?pool.load(),
+            relay = %pool.relay().config().public_ip,
+            ports = ?pool.relay().config().port_range,
+            "streaming through the Wolf pool"
+        );
+        builder = builder.with_launcher(Arc::new(pool));
     }
     let server = builder
         .build()

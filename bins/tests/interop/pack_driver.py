@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Streams with the real moonlight-python client (0.3.0, which runs moonlight-common-c) through a
+direwolf Wolf pool. Used by bins/tests/pack_e2e.rs, run inside the client's network namespace.
+
+Commands (all take --host, --http-port and --client-dir; pairing is driver.py's `pair`):
+  post-pin --pin PIN --secret S --user U
+                                  POST the PIN (for user U) to direwolf's PIN page
+  serverinfo                      HTTPS /serverinfo: state and current game
+  stream --app NAME --until FILE --max-secs N
+        launch NAME the way MoonlightClient.start_stream does (its _setup_stream: applist,
+        /launch, then moonlight-common-c's LiStartConnection: RTSP handshake, control stream
+        (ENet), video and audio streams), print {"event": "started", ...} once
+        LiStartConnection returned, keep the stream up until FILE exists or N seconds passed,
+        then print the final report: UDP datagrams this namespace received while streaming,
+        whether/why the connection terminated.
+
+Every report is one JSON object per line on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import driver  # noqa: E402  (the interop driver: pinned HTTPS client)
+
+from moonlight_python import MoonlightClient  # noqa: E402
+from moonlight_python.exceptions import HttpResponseError, MoonlightError, StreamStartError  # noqa: E402
+from moonlight_python.http_client import NvHTTP  # noqa: E402
+from moonlight_python.identity import Identity  # noqa: E402
+
+
+def emit(result: dict) -> None:
+    print(json.dumps(result), flush=True)
+
+
+def udp_in_datagrams() -> int:
+    """UDP datagrams delivered to sockets of this network namespace so far (/proc/net/snmp)."""
+    lines = [l.split() for l in Path("/proc/net/snmp").read_text().splitlines() if l.startswith("Udp:")]
+    header, values = lines[0], lines[1]
+    return int(values[header.index("InDatagrams")])
+
+
+def cmd_post_pin(args: argparse.Namespace) -> None:
+    r = requests.post(f"http://{args.host}:{args.http_port}/pin/",
+                      json={"pin": args.pin, "secret": args.secret, "user": args.user}, timeout=30)
+    emit({"ok": r.status_code == 200, "status": r.status_code, "body": r.text.strip()})
+
+
+def cmd_serverinfo(args: argparse.Namespace) -> None:
+    http = driver.pinned_http(args, Identity(args.client_dir))
+    xml = http.open_https("serverinfo")
+    NvHTTP.verify_response_status(xml)
+    info = http.parse_server_info(xml)
+    emit({"ok": True, "state": info.state, "current_game": info.current_game})
+
+
+def cmd_stream(args: argparse.Namespace) -> None:
+    client = MoonlightClient(config_dir=args.client_dir)
+    client.connect(args.host, args.http_port)
+    before = udp_in_datagrams()
+    t0 = time.monotonic()
+    try:
+        session, _decoder = client._setup_stream(args.app, 1280, 720, 60, args.bitrate, "h264",
+                                                 record_audio=False)
+    except StreamStartError as e:
+        stage = getattr(e, "stage", None)
+        name = None
+        try:
+            from moonlight_python.stream import StreamingSession
+            s = StreamingSession()
+            if stage is not None:
+                name = s._ffi.string(s._lib.LiGetStageName(stage)).decode()
+        except Exception:  # the name is informative only
+            pass
+        emit({"event": "failed", "ok": False, "error": "StreamStartError", "message": str(e),
+              "stage": stage, "stage_name": name, "error_code": e.error_code,
+              "udp_in": udp_in_datagrams() - before, "secs": time.monotonic() - t0})
+        return
+    except HttpResponseError as e:
+        emit({"event": "failed", "ok": False, "error": "HttpResponseError", "status_code": e.status_code,
+              "message": e.status_message})
+        return
+    except MoonlightError as e:
+        emit({"event": "failed", "ok": False, "error": type(e).__name__, "message": str(e)})
+        return
+    started_at = udp_in_datagrams()
+    emit({"event": "started", "ok": True, "udp_in": started_at - before, "secs": time.monotonic() - t0})
+    deadline = time.monotonic() + args.max_secs
+    while time.monotonic() < deadline and not os.path.exists(args.until):
+        if session._connection_terminated.is_set():
+            break
+        session.drain_frames()
+        time.sleep(0.1)
+    terminated = session._connection_terminated.is_set()
+    report = {"event": "done", "ok": True, "udp_in_while_streaming": udp_in_datagrams() - started_at,
+              "terminated": terminated,
+              "termination_code": getattr(session, "_termination_error_code", None) if terminated else None,
+              "until_file_seen": os.path.exists(args.until)}
+    session.stop()
+    emit(report)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--http-port", type=int, required=True)
+    parser.add_argument("--client-dir", required=True)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("post-pin")
+    p.add_argument("--pin", required=True)
+    p.add_argument("--secret", required=True)
+    p.add_argument("--user", required=True)
+    sub.add_parser("serverinfo")
+    s = sub.add_parser("stream")
+    s.add_argument("--app", required=True)
+    s.add_argument("--until", required=True)
+    s.add_argument("--max-secs", type=float, default=30)
+    s.add_argument("--bitrate", type=int, default=10000)
+    args = parser.parse_args()
+    handler = {"post-pin": cmd_post_pin, "serverinfo": cmd_serverinfo, "stream": cmd_stream}
+    try:
+        handler[args.command](args)
+    except Exception as e:  # unexpected: report it and fail
+        traceback.print_exc()
+        emit({"ok": False, "error": type(e).__name__, "message": str(e), "unexpected": True})
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

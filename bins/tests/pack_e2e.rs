@@ -1,0 +1,656 @@
+//! The single-machine pack end to end, on one machine with network namespaces: `direwolf serve`
+//! with two `[[wolf]]` hosts (fake Wolfs with their streaming side, the `fake_wolf` example of
+//! direwolf-wolf-client), and the real Moonlight client (moonlight-python 0.3.0, which runs
+//! moonlight-common-c) streaming through direwolf's relay.
+//!
+//! Topology (all addresses live inside namespaces created for this run; the root namespace is
+//! untouched): a bridge in the direwolf namespace (10.77.0.1/24) and one veth per other
+//! namespace: client 1 (.11), client 2 (.12), Wolf A (.21), Wolf B (.22). The Wolf API sockets
+//! are unix sockets in a temporary directory (the file system is shared).
+//!
+//! Needs root, `ip`, `nft` and python3 with moonlight_python 0.3.0; fails (never passes
+//! silently) without them.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const PIN: &str = "4821";
+const SUBNET: &str = "10.77.0";
+const DW_IP: &str = "10.77.0.1";
+const STEP: Duration = Duration::from_secs(30);
+
+fn interop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+}
+
+fn run(cmd: &mut Command, what: &str) -> String {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn ip(args: &[&str]) {
+    run(Command::new("ip").args(args), &format!("ip {}", args.join(" ")));
+}
+
+/// Network namespaces of this run; deleted (with their veths and bridge) when dropped.
+struct Net {
+    names: Vec<String>,
+}
+
+impl Net {
+    fn ns(&self, role: &str) -> String {
+        self.names
+            .iter()
+            .find(|n| n.ends_with(&format!("-{role}")))
+            .unwrap_or_else(|| panic!("no namespace {role}"))
+            .clone()
+    }
+
+    fn create() -> Net {
+        let tag = format!("dwe{}", std::process::id());
+        let roles = [("dw", 1), ("c1", 11), ("c2", 12), ("wa", 21), ("wb", 22)];
+        let mut net = Net { names: Vec::new() };
+        for (role, _) in roles {
+            let name = format!("{tag}-{role}");
+            ip(&["netns", "add", &name]);
+            net.names.push(name.clone());
+            ip(&["-n", &name, "link", "set", "lo", "up"]);
+        }
+        let dw = net.ns("dw");
+        ip(&["-n", &dw, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &dw, "addr", "add", &format!("{DW_IP}/24"), "dev", "br0"]);
+        ip(&["-n", &dw, "link", "set", "br0", "up"]);
+        for (role, host) in &roles[1..] {
+            let other = net.ns(role);
+            // Created inside the direwolf namespace, one end moved: names never clash with
+            // another run's.
+            ip(&[
+                "-n",
+                &dw,
+                "link",
+                "add",
+                &format!("v{role}"),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+            ]);
+            ip(&["-n", &dw, "link", "set", "eth0", "netns", &other]);
+            ip(&[
+                "-n",
+                &dw,
+                "link",
+                "set",
+                &format!("v{role}"),
+                "master",
+                "br0",
+                "up",
+            ]);
+            ip(&[
+                "-n",
+                &other,
+                "addr",
+                "add",
+                &format!("{SUBNET}.{host}/24"),
+                "dev",
+                "eth0",
+            ]);
+            ip(&["-n", &other, "link", "set", "eth0", "up"]);
+        }
+        net
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for name in &self.names {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+}
+
+/// A child process (started with `ip netns exec`, which execs: same pid), killed when dropped;
+/// its output lines (stdout and stderr) arrive on `lines`.
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    name: String,
+}
+
+impl Proc {
+    fn spawn(ns: &str, name: &str, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns]).arg(program).args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        let (tx, lines) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().expect("piped stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("piped stderr")),
+        ] {
+            let tx = tx.clone();
+            let label = name.to_owned();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    eprintln!("[{label}] {line}");
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Proc {
+            child,
+            lines,
+            name: name.to_owned(),
+        }
+    }
+
+    /// The next output line containing `needle`, within `timeout`.
+    fn wait_for(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("{} did not print {needle:?} within {timeout:?}", self.name)
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("{} exited before printing {needle:?}", self.name)
+                }
+            }
+        }
+    }
+
+    /// The next JSON report line (a line starting with `{`).
+    fn report(&self, timeout: Duration) -> Value {
+        let line = self.wait_for("{\"", timeout);
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{}: bad JSON {line:?}: {e}", self.name))
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The `fake_wolf` example binary, built on demand (a no-op when up to date).
+fn fake_wolf_binary() -> PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let target_dir = profile_dir.parent().expect("target dir");
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(workspace)
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "direwolf-wolf-client",
+            "--example",
+            "fake_wolf",
+            "--features",
+            "fake",
+        ])
+        .env("CARGO_TARGET_DIR", target_dir);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    run(&mut cmd, "cargo build --example fake_wolf");
+    let bin = profile_dir.join("examples/fake_wolf");
+    assert!(bin.exists(), "{} missing after the build", bin.display());
+    bin
+}
+
+fn require_tools() {
+    let uid = run(Command::new("id").arg("-u"), "id -u");
+    assert_eq!(
+        uid.trim(),
+        "0",
+        "this test creates network namespaces and must run as root"
+    );
+    run(
+        Command::new("python3").args([
+            "-c",
+            "import moonlight_python as m; assert m.__version__ == '0.3.0', m.__version__",
+        ]),
+        "python3 with moonlight_python 0.3.0 (pip install moonlight-python==0.3.0)",
+    );
+    run(Command::new("nft").arg("--version"), "nft (package nftables)");
+}
+
+struct Wolf {
+    proc: Proc,
+    records: PathBuf,
+    args: Vec<String>,
+    ns: String,
+}
+
+impl Wolf {
+    fn start(bin: &Path, ns: &str, name: &str, dir: &Path, ip: &str) -> Wolf {
+        let records = dir.join(format!("{name}.json"));
+        let _ = std::fs::remove_file(&records);
+        let args: Vec<String> = [
+            "--socket",
+            dir.join(format!("{name}.sock")).to_str().expect("utf-8"),
+            "--stream-ip",
+            ip,
+            "--app",
+            "1=Desktop",
+            "--records",
+            records.to_str().expect("utf-8"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let proc = Proc::spawn(ns, name, bin, &argv, &[]);
+        proc.wait_for("fake wolf ready", STEP);
+        Wolf {
+            proc,
+            records,
+            args,
+            ns: ns.to_owned(),
+        }
+    }
+
+    fn restart(&mut self, bin: &Path) {
+        self.proc.kill();
+        let argv: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        self.proc = Proc::spawn(&self.ns, &self.proc.name.clone(), bin, &argv, &[]);
+        self.proc.wait_for("fake wolf ready", STEP);
+    }
+
+    /// The fake's stream report (written every 200 ms).
+    fn report(&self) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&self.records)
+                && let Ok(v) = serde_json::from_str::<Value>(&text)
+            {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "no records from {}", self.proc.name);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn sessions(&self) -> Vec<Value> {
+        self.report()["sessions"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+fn driver(ns: &str, client_dir: &Path, args: &[&str], script: &str) -> Proc {
+    let mut argv = vec![
+        interop_dir().join(script).to_str().expect("utf-8").to_owned(),
+        "--host".into(),
+        DW_IP.into(),
+        "--http-port".into(),
+        "47989".into(),
+        "--client-dir".into(),
+        client_dir.to_str().expect("utf-8").to_owned(),
+    ];
+    argv.extend(args.iter().map(|s| s.to_string()));
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    Proc::spawn(
+        ns,
+        &format!("{script} {}", args[0]),
+        Path::new("python3"),
+        &argv,
+        &[],
+    )
+}
+
+fn pair(server: &Proc, ns: &str, client_dir: &Path, user: &str) {
+    let pairing = driver(ns, client_dir, &["pair", "--pin", PIN], "driver.py");
+    let line = server.wait_for("Insert pin at http://", STEP);
+    let secret = line
+        .rsplit('#')
+        .next()
+        .and_then(|s| s.split_whitespace().next())
+        .expect("a PIN secret in the log line")
+        .to_owned();
+    let post = driver(
+        ns,
+        client_dir,
+        &["post-pin", "--pin", PIN, "--secret", &secret, "--user", user],
+        "pack_driver.py",
+    );
+    let posted = post.report(STEP);
+    assert_eq!(
+        posted["status"], 200,
+        "the PIN page must accept the PIN: {posted}"
+    );
+    let paired = pairing.report(STEP);
+    assert_eq!(paired["ok"], true, "pairing must succeed: {paired}");
+}
+
+fn serverinfo(ns: &str, client_dir: &Path) -> Value {
+    let p = driver(ns, client_dir, &["serverinfo"], "pack_driver.py");
+    let r = p.report(STEP);
+    assert_eq!(r["ok"], true, "serverinfo failed: {r}");
+    r
+}
+
+/// RTP counters in a client namespace: packets carrying the fake Wolf's SSRC, by payload type.
+fn install_rtp_counters(ns: &str) {
+    let rules = "table inet dwe2e {\n chain input {\n  type filter hook input priority 0; policy accept;\n  \
+                 udp length 120 @th,128,32 0x57464f4c @th,72,8 97 counter comment \"audio\"\n  \
+                 udp length 120 @th,128,32 0x57464f4c @th,72,8 96 counter comment \"video\"\n }\n}\n";
+    let file = std::env::temp_dir().join(format!("{ns}.nft"));
+    std::fs::write(&file, rules).expect("write nft rules");
+    run(
+        Command::new("ip")
+            .args(["netns", "exec", ns, "nft", "-f"])
+            .arg(&file),
+        "nft -f (RTP counters)",
+    );
+    let _ = std::fs::remove_file(file);
+}
+
+/// (audio, video) RTP packets the client namespace received from a fake Wolf.
+fn rtp_counts(ns: &str) -> (u64, u64) {
+    let text = run(
+        Command::new("ip").args(["netns", "exec", ns, "nft", "list", "table", "inet", "dwe2e"]),
+        "nft list",
+    );
+    let count = |kind: &str| {
+        text.lines()
+            .find(|l| l.contains(&format!("comment \"{kind}\"")))
+            .and_then(|l| l.split("packets ").nth(1))
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {kind} counter in {text}"))
+    };
+    (count("audio"), count("video"))
+}
+
+/// Which fake Wolf (index) has a session with matching pings.
+fn wolf_with_pings(wolves: &[Wolf]) -> Vec<usize> {
+    wolves
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| {
+            w.sessions()
+                .iter()
+                .any(|s| s["audio_pings"].as_u64().unwrap_or(0) > 0)
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn real_client_streams_through_the_relay_to_a_wolf_of_the_pool() {
+    require_tools();
+    let bin = fake_wolf_binary();
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let root = tmp.path();
+    let net = Net::create();
+    let (c1, c2) = (net.ns("c1"), net.ns("c2"));
+
+    let mut wolves = vec![
+        Wolf::start(&bin, &net.ns("wa"), "wolf-a", root, &format!("{SUBNET}.21")),
+        Wolf::start(&bin, &net.ns("wb"), "wolf-b", root, &format!("{SUBNET}.22")),
+    ];
+    let config = root.join("direwolf.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "hostname = \"pack-e2e\"\n[[apps]]\ntitle = \"Desktop\"\nid = 1\n\n[relay]\nport_range = \"41000-41099\"\n\n\
+             [[wolf]]\nname = \"wolf-a\"\napi = \"{}\"\nstream_address = \"{SUBNET}.21\"\n\n\
+             [[wolf]]\nname = \"wolf-b\"\napi = \"{}\"\nstream_address = \"{SUBNET}.22\"\n",
+            root.join("wolf-a.sock").display(),
+            root.join("wolf-b.sock").display()
+        ),
+    )
+    .expect("write the configuration");
+    let data = root.join("data");
+    let server = Proc::spawn(
+        &net.ns("dw"),
+        "direwolf",
+        Path::new(env!("CARGO_BIN_EXE_direwolf")),
+        &[
+            "serve",
+            "--data-dir",
+            data.to_str().expect("utf-8"),
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--bind",
+            "0.0.0.0",
+            "--no-mdns",
+            "--pin-timeout",
+            "60",
+        ],
+        &[("RUST_LOG", "info")],
+    );
+    server.wait_for("streaming through the Wolf pool", STEP);
+    server.wait_for("direwolf serve started", STEP);
+
+    let (dir1, dir2) = (root.join("client1"), root.join("client2"));
+    pair(&server, &c1, &dir1, "alice");
+    pair(&server, &c2, &dir2, "bob");
+    install_rtp_counters(&c1);
+    install_rtp_counters(&c2);
+    let free = serverinfo(&c1, &dir1);
+    assert!(
+        free["state"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("_SERVER_FREE")),
+        "{free}"
+    );
+
+    // Client 1 streams.
+    let (stop1, stop2) = (root.join("stop1"), root.join("stop2"));
+    let stream_args = |stop: &Path| -> Vec<String> {
+        [
+            "stream",
+            "--app",
+            "Desktop",
+            "--until",
+            stop.to_str().expect("utf-8"),
+            "--max-secs",
+            "40",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let a1 = stream_args(&stop1);
+    let s1 = driver(
+        &c1,
+        &dir1,
+        &a1.iter().map(String::as_str).collect::<Vec<_>>(),
+        "pack_driver.py",
+    );
+    let started1 = s1.report(STEP);
+    eprintln!("client 1: {started1}");
+    assert_eq!(
+        started1["event"], "started",
+        "moonlight-common-c must complete every connection stage: {started1}"
+    );
+    wait_until(
+        "client 1's pings reach one fake Wolf",
+        Duration::from_secs(5),
+        || wolf_with_pings(&wolves).len() == 1,
+    );
+    let first = wolf_with_pings(&wolves)[0];
+    let (w1, w2) = (&wolves[first], &wolves[1 - first]);
+    let rec1 = w1.sessions()[0].clone();
+    eprintln!("client 1 on {}: {rec1}", w1.proc.name);
+    let requests: Vec<String> = rec1["rtsp_requests"]
+        .as_array()
+        .expect("requests")
+        .iter()
+        .map(|r| {
+            r.as_str()
+                .unwrap_or_default()
+                .split(' ')
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        requests,
+        [
+            "OPTIONS", "DESCRIBE", "SETUP", "SETUP", "SETUP", "ANNOUNCE", "PLAY"
+        ],
+        "the whole RTSP handshake must reach the Wolf through the relay"
+    );
+    assert_eq!(rec1["announced"], true);
+    assert!(
+        rec1["rtsp_sources"]
+            .as_array()
+            .expect("sources")
+            .iter()
+            .all(|s| s == DW_IP),
+        "{rec1}"
+    );
+    assert!(
+        rec1["enet_connects"].as_array().is_some_and(|c| c.len() == 1),
+        "the control stream (ENet) must connect through the relay: {rec1}"
+    );
+    wait_until(
+        "client 1 receives audio and video RTP",
+        Duration::from_secs(5),
+        || {
+            let (audio, video) = rtp_counts(&c1);
+            audio > 0 && video > 0
+        },
+    );
+    assert!(
+        w2.sessions().is_empty(),
+        "the other Wolf must see nothing of client 1"
+    );
+    let busy = serverinfo(&c1, &dir1);
+    assert!(
+        busy["state"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("_SERVER_BUSY")),
+        "{busy}"
+    );
+    assert_eq!(busy["current_game"], 1);
+
+    // Client 2 streams at the same time: the other Wolf.
+    let a2 = stream_args(&stop2);
+    let s2 = driver(
+        &c2,
+        &dir2,
+        &a2.iter().map(String::as_str).collect::<Vec<_>>(),
+        "pack_driver.py",
+    );
+    let started2 = s2.report(STEP);
+    assert_eq!(
+        started2["event"], "started",
+        "client 2 must stream too: {started2}"
+    );
+    wait_until(
+        "client 2's pings reach the other Wolf",
+        Duration::from_secs(5),
+        || {
+            w2.sessions()
+                .iter()
+                .any(|s| s["audio_pings"].as_u64().unwrap_or(0) > 0)
+        },
+    );
+    assert_eq!(
+        w1.sessions().len(),
+        1,
+        "client 2 must not land on client 1's Wolf"
+    );
+    for w in &wolves {
+        assert_eq!(
+            w.report()["unmatched_pings"],
+            0,
+            "{} saw pings of no session of its own",
+            w.proc.name
+        );
+    }
+    wait_until("client 2 receives RTP", Duration::from_secs(5), || {
+        rtp_counts(&c2).0 > 0
+    });
+    let c1_audio_before = rtp_counts(&c1).0;
+
+    // The Wolf of client 1 crashes.
+    let wolf2_pings = |w: &Wolf| w.sessions()[0]["audio_pings"].as_u64().unwrap_or(0);
+    wolves[first].proc.kill();
+    let other_pings_at_crash = wolf2_pings(&wolves[1 - first]);
+    std::thread::sleep(Duration::from_secs(2));
+    let c1_audio_after_crash = rtp_counts(&c1).0;
+    let still_busy = serverinfo(&c1, &dir1);
+    eprintln!(
+        "alice while wolf-a is down: {still_busy} (RTP before {c1_audio_before}, after {c1_audio_after_crash})"
+    );
+    // Wolf keeps sessions in memory only: it comes back (as a supervisor restarts it) without
+    // them, and direwolf ends the session.
+    wolves[first].restart(&bin);
+    server.wait_for("relay session closed", STEP);
+    wait_until("alice is FREE again", Duration::from_secs(15), || {
+        serverinfo(&c1, &dir1)["state"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("_SERVER_FREE"))
+    });
+    let bob = serverinfo(&c2, &dir2);
+    assert!(
+        bob["state"].as_str().is_some_and(|s| s.ends_with("_SERVER_BUSY")),
+        "bob's session must be unaffected: {bob}"
+    );
+    wait_until("client 2 keeps pinging its Wolf", Duration::from_secs(5), || {
+        wolf2_pings(&wolves[1 - first]) > other_pings_at_crash + 2
+    });
+
+    std::fs::write(&stop1, b"").expect("stop file");
+    std::fs::write(&stop2, b"").expect("stop file");
+    let done1 = s1.report(STEP);
+    let done2 = s2.report(STEP);
+    eprintln!("client 1 done: {done1}\nclient 2 done: {done2}");
+    assert_eq!(
+        done2["terminated"], false,
+        "client 2's stream must survive the other Wolf's crash: {done2}"
+    );
+    drop(server);
+    drop(net);
+}
