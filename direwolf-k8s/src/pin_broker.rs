@@ -11,7 +11,8 @@
 //! [`PinBrokerConfig::entry_ttl`] are deleted by the next `open` on any replica; at most
 //! [`PinBrokerConfig::max_pending`] entries wait at once.
 //!
-//! PINs exist only in these Secrets: never in logs, events or custom resources.
+//! PINs exist only in these Secrets: never in logs, events or custom resources. Logs show the
+//! pair secret only as its redacted `Debug` form (the Secret name would reveal it).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -245,10 +246,7 @@ impl KubePinBroker {
             match opened {
                 Some(opened) if now.saturating_sub(opened) <= ttl => live += 1,
                 _ => {
-                    info!(
-                        secret = object.name_any(),
-                        "deleting an expired pending PIN entry"
-                    );
+                    info!("deleting an expired pending PIN entry");
                     self.delete(&object.name_any()).await?;
                 }
             }
@@ -305,7 +303,7 @@ impl PinBroker for KubePinBroker {
                 .await;
             match created {
                 Ok(_) => {
-                    debug!(secret = name, "pending PIN entry opened");
+                    debug!(secret = ?secret, "pending PIN entry opened");
                     return Ok(secret);
                 }
                 // A retried create whose first attempt landed meets its own Secret: the fields
@@ -407,7 +405,7 @@ impl PinBroker for KubePinBroker {
                 .await;
             match patched {
                 Ok(_) => {
-                    info!(secret = name, "PIN submitted");
+                    info!(secret = ?secret, "PIN submitted");
                     return Ok(());
                 }
                 Err(e) if is_status(&e, 404) => return Err(PinError::UnknownSecret),
@@ -436,7 +434,7 @@ impl PinBroker for KubePinBroker {
         let name = secret_name(secret);
         if let Err(e) = self.delete(&name).await {
             // It expires anyway (entry_ttl).
-            warn!(secret = name, error = %e, "could not delete a pending PIN entry");
+            warn!(secret = ?secret, error = %e, "could not delete a pending PIN entry");
         }
     }
 
