@@ -613,6 +613,7 @@ fn real_client_streams_through_the_relay_to_a_wolf_of_the_pool() {
         rtp_counts(&c2).0 > 0
     });
     let c1_audio_before = rtp_counts(&c1).0;
+    let c2_audio_at_crash = rtp_counts(&c2).0;
 
     // The Wolf of client 1 crashes.
     let wolf2_pings = |w: &Wolf| w.sessions()[0]["audio_pings"].as_u64().unwrap_or(0);
@@ -627,7 +628,18 @@ fn real_client_streams_through_the_relay_to_a_wolf_of_the_pool() {
     // Wolf keeps sessions in memory only: it comes back (as a supervisor restarts it) without
     // them, and direwolf ends the session.
     wolves[first].restart(&bin);
-    server.wait_for("relay session closed", STEP);
+    let closed = server.wait_for("relay session closed", STEP);
+    let rtsp_port = closed
+        .rsplit("rtsp=")
+        .next()
+        .expect("rtsp port")
+        .trim()
+        .to_owned();
+    let probe = driver(&c1, &dir1, &["probe", "--port", &rtsp_port], "pack_driver.py").report(STEP);
+    assert_eq!(
+        probe["refused"], true,
+        "the ended session's relay RTSP port {rtsp_port} must be closed: {probe}"
+    );
     wait_until("alice is FREE again", Duration::from_secs(15), || {
         serverinfo(&c1, &dir1)["state"]
             .as_str()
@@ -640,6 +652,10 @@ fn real_client_streams_through_the_relay_to_a_wolf_of_the_pool() {
     );
     wait_until("client 2 keeps pinging its Wolf", Duration::from_secs(5), || {
         wolf2_pings(&wolves[1 - first]) > other_pings_at_crash + 2
+    });
+
+    wait_until("client 2 keeps receiving RTP", Duration::from_secs(5), || {
+        rtp_counts(&c2).0 > c2_audio_at_crash + 2
     });
 
     std::fs::write(&stop1, b"").expect("stop file");

@@ -6,6 +6,7 @@ Commands (all take --host, --http-port and --client-dir; pairing is driver.py's 
   post-pin --pin PIN --secret S --user U
                                   POST the PIN (for user U) to direwolf's PIN page
   serverinfo                      HTTPS /serverinfo: state and current game
+  probe --port N                  whether a TCP connect to the host's port N is refused
   stream --app NAME --until FILE --max-secs N
         launch NAME the way MoonlightClient.start_stream does (its _setup_stream: applist,
         /launch, then moonlight-common-c's LiStartConnection: RTSP handshake, control stream
@@ -53,6 +54,15 @@ def cmd_post_pin(args: argparse.Namespace) -> None:
     r = requests.post(f"http://{args.host}:{args.http_port}/pin/",
                       json={"pin": args.pin, "secret": args.secret, "user": args.user}, timeout=30)
     emit({"ok": r.status_code == 200, "status": r.status_code, "body": r.text.strip()})
+
+
+def cmd_probe(args: argparse.Namespace) -> None:
+    import socket
+    try:
+        with socket.create_connection((args.host, args.port), timeout=5):
+            emit({"ok": True, "refused": False})
+    except ConnectionRefusedError:
+        emit({"ok": True, "refused": True})
 
 
 def cmd_serverinfo(args: argparse.Namespace) -> None:
@@ -120,13 +130,15 @@ def main() -> int:
     p.add_argument("--secret", required=True)
     p.add_argument("--user", required=True)
     sub.add_parser("serverinfo")
+    pr = sub.add_parser("probe")
+    pr.add_argument("--port", type=int, required=True)
     s = sub.add_parser("stream")
     s.add_argument("--app", required=True)
     s.add_argument("--until", required=True)
     s.add_argument("--max-secs", type=float, default=30)
     s.add_argument("--bitrate", type=int, default=10000)
     args = parser.parse_args()
-    handler = {"post-pin": cmd_post_pin, "serverinfo": cmd_serverinfo, "stream": cmd_stream}
+    handler = {"post-pin": cmd_post_pin, "serverinfo": cmd_serverinfo, "probe": cmd_probe, "stream": cmd_stream}
     try:
         handler[args.command](args)
     except Exception as e:  # unexpected: report it and fail
