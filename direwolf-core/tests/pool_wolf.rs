@@ -1,0 +1,273 @@
+//! The Wolf pool end to end in one process: [`WolfPool`] over two [`WolfHost`]s talking to two
+//! fake Wolfs (API on unix sockets, streaming side on 127.0.0.1 ephemeral ports), the real relay,
+//! and a small RTSP/ping client standing in for Moonlight. Covers failover at launch (Wolf down,
+//! Wolf closing the connection on `sessions/add`, Wolf refusing the session) and checks that
+//! nothing leaks (relay sessions, leased ports, stored sessions, Wolf sessions).
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use direwolf_core::memory::{InMemoryAppCatalog, InMemorySessionStore};
+use direwolf_core::model::{App, LaunchRequest, StreamKeys, VideoMode};
+use direwolf_core::pool::{PoolConfig, PoolHost, WolfPool};
+use direwolf_core::relay::{Relay, RelayConfig, WolfPorts};
+use direwolf_core::wolf_host::WolfHost;
+use direwolf_core::{AesKey, AppId, Fingerprint, LaunchError, Launcher, RiKeyId, SessionStore};
+use direwolf_wolf_client::fake::stream::StreamConfig;
+use direwolf_wolf_client::fake::{Failure, FakeWolf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::time::timeout;
+
+const T: Duration = Duration::from_secs(10);
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+struct Pack {
+    _dir: tempfile::TempDir,
+    wolves: Vec<FakeWolf>,
+    pool: WolfPool,
+    sessions: Arc<InMemorySessionStore>,
+}
+
+/// Two fake Wolfs ("a" first) and a pool over them. Wolf "b" also has a Wolf app "steam".
+async fn pack(host_apps: HashMap<AppId, String>) -> Pack {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wolves = Vec::new();
+    let mut hosts = Vec::new();
+    for name in ["a", "b"] {
+        let wolf = FakeWolf::builder()
+            .unix(dir.path().join(format!("{name}.sock")))
+            .stream(StreamConfig::ephemeral(LOCAL))
+            .start()
+            .await
+            .unwrap();
+        wolf.add_app(FakeWolf::sample_app("1", "Desktop"));
+        if name == "b" {
+            wolf.add_app(FakeWolf::sample_app("steam", "Steam"));
+        }
+        let ports = wolf.stream_ports().unwrap();
+        let client = wolf
+            .client_builder()
+            .with_timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        let mut host = PoolHost::new(Arc::new(WolfHost::new(name, client)), LOCAL, 1);
+        host.rtsp_port = ports.rtsp.port();
+        host.udp_ports = WolfPorts {
+            video: ports.video.port(),
+            audio: ports.audio.port(),
+            control: ports.control.port(),
+        };
+        hosts.push(host);
+        wolves.push(wolf);
+    }
+    // A port range per test process, so parallel test binaries rarely meet (the relay skips
+    // sets another program holds anyway).
+    let base = 20_000 + (std::process::id() % 4000) as u16 * 8;
+    let relay = Relay::new(RelayConfig::new(LOCAL, base..=base + 63)).unwrap();
+    let sessions = Arc::new(InMemorySessionStore::default());
+    let apps = Arc::new(InMemoryAppCatalog::with_apps([
+        (App::new(AppId::new(1).unwrap(), "Desktop").unwrap(), None),
+        (App::new(AppId::new(2).unwrap(), "Steam").unwrap(), None),
+    ]));
+    let config = PoolConfig {
+        host_call_timeout: Duration::from_secs(2),
+        host_apps,
+        ..PoolConfig::default()
+    };
+    let pool = WolfPool::start(hosts, relay, sessions.clone(), apps, config)
+        .await
+        .unwrap();
+    Pack {
+        _dir: dir,
+        wolves,
+        pool,
+        sessions,
+    }
+}
+
+fn request(user: &str, app: u32) -> LaunchRequest {
+    LaunchRequest {
+        user: user.parse().unwrap(),
+        pairing: Fingerprint::of_der(user.as_bytes()),
+        app: AppId::new(app).unwrap(),
+        client_ip: LOCAL,
+        server_ip: LOCAL,
+        mode: VideoMode::DEFAULT,
+        surround_audio_info: 196_610,
+        keys: StreamKeys {
+            aes_key: AesKey::new([7; 16]),
+            aes_iv: RiKeyId::from_bits(42),
+        },
+        hdr: false,
+        host_audio: false,
+        gamepads: 0,
+    }
+}
+
+async fn rtsp(port: u16, request: &str) -> String {
+    let addr = SocketAddr::new(LOCAL, port);
+    let mut s = timeout(T, TcpStream::connect(addr))
+        .await
+        .expect("connecting to the relay's RTSP port timed out")
+        .unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    timeout(T, s.read_to_end(&mut out))
+        .await
+        .expect("the relay did not close the RTSP connection")
+        .unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+fn header<'a>(resp: &'a str, name: &str) -> &'a str {
+    resp.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .unwrap_or_else(|| panic!("no {name} in {resp:?}"))
+}
+
+/// What Moonlight does after `/launch`, trimmed: OPTIONS and the audio SETUP through the relay
+/// (with `Host: 0.0.0.0`, the low-bitrate case), then a ping from a fresh socket; returns the
+/// number of RTP packets received back.
+async fn stream_through(url: &str) -> usize {
+    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+    let r = rtsp(
+        port,
+        "OPTIONS rtsp://0.0.0.0:48010 RTSP/1.0\r\nCSeq: 1\r\nHost: 0.0.0.0\r\n\r\n",
+    )
+    .await;
+    assert!(r.starts_with("RTSP/1.0 200 OK"), "{r}");
+    let setup = rtsp(
+        port,
+        "SETUP streamid=audio/0/0 RTSP/1.0\r\nCSeq: 2\r\nHost: 0.0.0.0\r\n\r\n",
+    )
+    .await;
+    assert!(setup.starts_with("RTSP/1.0 200 OK"), "{setup}");
+    let audio: u16 = header(&setup, "Transport")
+        .strip_prefix("server_port=")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut ping = header(&setup, "X-SS-Ping-Payload").as_bytes().to_vec();
+    ping.extend_from_slice(&1u32.to_be_bytes());
+    let sock = UdpSocket::bind((LOCAL, 0)).await.unwrap();
+    sock.send_to(&ping, (LOCAL, audio)).await.unwrap();
+    let mut buf = [0u8; 2048];
+    let mut got = 0;
+    while let Ok(Ok((n, from))) = timeout(Duration::from_millis(500), sock.recv_from(&mut buf)).await {
+        assert_eq!(
+            from.port(),
+            audio,
+            "RTP must come back from the public port pinged"
+        );
+        assert!(n >= 12 && buf[0] == 0x80, "not RTP");
+        got += 1;
+    }
+    got
+}
+
+async fn assert_no_leaks(p: &Pack) {
+    let relay = p.pool.relay();
+    assert_eq!(relay.session_count(), 0, "relay sessions left open");
+    assert_eq!(relay.allocator().in_use(), 0, "relay ports still leased");
+    assert!(
+        p.sessions.list().await.unwrap().is_empty(),
+        "stored sessions left"
+    );
+    for w in &p.wolves {
+        assert!(w.sessions().is_empty(), "a Wolf still runs a session");
+    }
+}
+
+#[tokio::test]
+async fn a_stream_reaches_its_wolf_through_the_relay_and_a_down_wolf_is_skipped() {
+    let p = pack(HashMap::new()).await;
+    let alice = request("alice", 1);
+    let out = p.pool.launch(alice.clone()).await.unwrap();
+    assert_eq!(
+        p.wolves[0].sessions().len(),
+        1,
+        "the first launch goes to the first idle Wolf"
+    );
+    assert_eq!(
+        stream_through(&out.session_url).await,
+        3,
+        "3 RTP packets per ping"
+    );
+    let rec = &p.wolves[0].stream_report().sessions[0];
+    assert_eq!(rec.audio_pings, 1);
+    assert!(
+        p.wolves[1].stream_report().sessions.is_empty(),
+        "the other Wolf saw nothing"
+    );
+
+    // Wolf "a" is busy (capacity 1); Wolf "b" goes down: bob cannot be placed, and nothing leaks.
+    p.wolves[1].stop().await;
+    let err = p.pool.launch(request("bob", 1)).await.unwrap_err();
+    assert!(matches!(err, LaunchError::Unavailable { .. }), "{err:?}");
+    assert_eq!(p.pool.relay().session_count(), 1, "only alice's relay is open");
+
+    // Alice ends; Wolf "a" goes down and "b" comes back: the next launch skips "a".
+    p.pool.cancel(&alice.user).await.unwrap();
+    p.wolves[0].stop().await;
+    p.wolves[1].restart().await.unwrap();
+    let out = p.pool.launch(request("carol", 1)).await.unwrap();
+    assert_eq!(p.wolves[1].sessions().len(), 1, "placed on the Wolf that is up");
+    assert_eq!(stream_through(&out.session_url).await, 3);
+    assert_eq!(p.wolves[1].stream_report().sessions[0].audio_pings, 1);
+    p.pool.cancel(&"carol".parse().unwrap()).await.unwrap();
+    assert_no_leaks(&p).await;
+}
+
+#[tokio::test]
+async fn a_wolf_crashing_on_sessions_add_is_skipped() {
+    let p = pack(HashMap::new()).await;
+    p.wolves[0].set_failure_on("/api/v1/sessions/add", Failure::CloseWithoutResponse);
+    let out = p.pool.launch(request("alice", 1)).await.unwrap();
+    assert!(p.wolves[0].sessions().is_empty());
+    assert_eq!(
+        p.wolves[1].sessions().len(),
+        1,
+        "the launch must fail over to the next Wolf"
+    );
+    assert_eq!(stream_through(&out.session_url).await, 3);
+    // Whatever the order of tries: with "b" full, a second user only has "a", which fails.
+    let err = p.pool.launch(request("bob", 1)).await.unwrap_err();
+    assert!(matches!(err, LaunchError::Unavailable { .. }), "{err:?}");
+    assert!(p.wolves[0].sessions().is_empty());
+    assert_eq!(
+        p.pool.relay().session_count(),
+        1,
+        "bob's failed launch must not leave a relay"
+    );
+    p.pool.cancel(&"alice".parse().unwrap()).await.unwrap();
+    assert_no_leaks(&p).await;
+}
+
+#[tokio::test]
+async fn a_wolf_refusing_the_session_is_skipped_and_all_refusing_leaks_nothing() {
+    // App 2 runs the Wolf app "steam", which only Wolf "b" has: "a" answers 500 Invalid app_id.
+    let p = pack(HashMap::from([(AppId::new(2).unwrap(), "steam".to_owned())])).await;
+    let out = p.pool.launch(request("alice", 2)).await.unwrap();
+    assert!(p.wolves[0].sessions().is_empty());
+    let placed = p.wolves[1].sessions();
+    assert_eq!(placed.len(), 1);
+    assert_eq!(placed[0].app_id.as_str(), "steam");
+    assert_eq!(stream_through(&out.session_url).await, 3);
+    let err = p.pool.launch(request("bob", 2)).await.unwrap_err();
+    assert!(!matches!(err, LaunchError::Timeout), "{err:?}");
+    assert!(p.wolves[0].sessions().is_empty(), "Wolf a refuses the app");
+    assert_eq!(p.pool.relay().session_count(), 1);
+    p.pool.cancel(&"alice".parse().unwrap()).await.unwrap();
+    assert_no_leaks(&p).await;
+
+    // Both refuse: a clear error, nothing left behind.
+    p.wolves[1].set_failure_on("/api/v1/sessions/add", Failure::Garbage);
+    let err = p.pool.launch(request("bob", 2)).await.unwrap_err();
+    assert!(!matches!(err, LaunchError::Timeout), "{err:?}");
+    assert_no_leaks(&p).await;
+}
