@@ -85,6 +85,10 @@ pub struct PoolConfig {
     /// Host-side app id per direwolf app (Wolf `app_id`); apps without an entry run the host's
     /// placeholder app (`app_id` omitted).
     pub host_apps: HashMap<AppId, String>,
+    /// A host that runs sessions and cannot be reached for this long is taken to have lost them
+    /// (Wolf keeps sessions in memory only, and a crashed Wolf may never come back): they are
+    /// ended, freeing their relay ports and the users' busy state. Default 20 s.
+    pub host_lost_after: Duration,
 }
 
 impl Default for PoolConfig {
@@ -94,6 +98,7 @@ impl Default for PoolConfig {
             host_call_timeout: Duration::from_secs(10),
             down_for: Duration::from_secs(15),
             host_apps: HashMap::new(),
+            host_lost_after: Duration::from_secs(20),
         }
     }
 }
@@ -226,6 +231,7 @@ impl WolfPool {
         pool.restore().await?;
         for index in 0..pool.inner.hosts.len() {
             tokio::spawn(follow_events(Arc::downgrade(&pool.inner), index));
+            tokio::spawn(watch_host(Arc::downgrade(&pool.inner), index));
         }
         Ok(pool)
     }
@@ -453,6 +459,25 @@ impl Inner {
     }
 
     /// Ends a live session: host session, relay, store entry.
+    /// Ends every live session of a host that is gone (nothing is asked of the host).
+    async fn end_host_sessions(&self, index: usize) {
+        let lost: Vec<Live> = {
+            let mut live = lock(&self.live);
+            let users: Vec<UserName> = live
+                .iter()
+                .filter(|(_, l)| l.host == index)
+                .map(|(user, _)| user.clone())
+                .collect();
+            users.into_iter().filter_map(|u| live.remove(&u)).collect()
+        };
+        for live in lost {
+            info!(session = %live.session.id, host = self.hosts[index].config.host.name(), "the host is gone; ending its session");
+            if let Err(error) = self.end(live, false).await {
+                warn!(%error, "could not remove an ended session from the store");
+            }
+        }
+    }
+
     async fn end(&self, mut live: Live, stop_on_host: bool) -> Result<(), Error> {
         if stop_on_host && let Some(placement) = &live.session.placement {
             self.stop_on_host(live.host, &placement.host_session_id).await;
@@ -799,6 +824,39 @@ async fn follow_events(inner: Weak<Inner>, index: usize) {
     while let Some(event) = events.next().await {
         let Some(inner) = inner.upgrade() else { return };
         inner.on_event(index, event).await;
+    }
+}
+
+/// Ends the sessions of a host that stays unreachable for [`PoolConfig::host_lost_after`]: its
+/// event stream only reports a resync once the host is back, which may be never.
+async fn watch_host(inner: Weak<Inner>, index: usize) {
+    let every = match inner.upgrade() {
+        Some(inner) => {
+            (inner.config.host_lost_after / 4).clamp(Duration::from_millis(50), Duration::from_secs(5))
+        }
+        None => return,
+    };
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(inner) = inner.upgrade() else { return };
+        if !lock(&inner.live).values().any(|l| l.host == index) {
+            failing_since = None;
+            continue;
+        }
+        let host = inner.hosts[index].config.host.clone();
+        match inner.call(index, "listing sessions", host.list_sessions()).await {
+            Ok(_) => failing_since = None,
+            Err(error) => {
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= inner.config.host_lost_after {
+                    warn!(host = host.name(), %error, "host unreachable for too long; ending its sessions");
+                    inner.mark_down(index);
+                    inner.end_host_sessions(index).await;
+                    failing_since = None;
+                }
+            }
+        }
     }
 }
 

@@ -76,6 +76,7 @@ async fn pack(host_apps: HashMap<AppId, String>) -> Pack {
     ]));
     let config = PoolConfig {
         host_call_timeout: Duration::from_secs(2),
+        host_lost_after: Duration::from_millis(600),
         host_apps,
         ..PoolConfig::default()
     };
@@ -270,4 +271,31 @@ async fn a_wolf_refusing_the_session_is_skipped_and_all_refusing_leaks_nothing()
     let err = p.pool.launch(request("bob", 2)).await.unwrap_err();
     assert!(!matches!(err, LaunchError::Timeout), "{err:?}");
     assert_no_leaks(&p).await;
+}
+
+#[tokio::test]
+async fn a_wolf_that_dies_and_stays_dead_loses_its_session() {
+    let p = pack(HashMap::new()).await;
+    let alice = request("alice", 1);
+    let out = p.pool.launch(alice.clone()).await.unwrap();
+    assert_eq!(stream_through(&out.session_url).await, 3);
+    assert_eq!(
+        p.pool.current_app(&alice.user).await,
+        Some(AppId::new(1).unwrap())
+    );
+    p.wolves[0].stop().await;
+    let ended = async {
+        while p.pool.current_app(&alice.user).await.is_some() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    timeout(Duration::from_secs(5), ended)
+        .await
+        .expect("the session of a Wolf unreachable for host_lost_after (0.6 s) must end within 5 s");
+    assert_eq!(p.pool.relay().session_count(), 0, "its relay must be closed");
+    assert_eq!(p.pool.relay().allocator().in_use(), 0);
+    assert!(p.sessions.list().await.unwrap().is_empty());
+    // The other Wolf still takes launches.
+    p.pool.launch(request("bob", 1)).await.unwrap();
+    assert_eq!(p.wolves[1].sessions().len(), 1);
 }
