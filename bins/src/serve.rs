@@ -105,6 +105,7 @@ struct Plan {
     relay: RelaySettings,
     /// Wolf app id per app, from `wolf_app_id`.
     host_apps: HashMap<AppId, String>,
+    host_lost_after: Duration,
 }
 
 fn plan(args: &ServeArgs) -> anyhow::Result<Plan> {
@@ -126,6 +127,9 @@ fn plan(args: &ServeArgs) -> anyhow::Result<Plan> {
     if hostname.trim().is_empty() || hostname.chars().any(char::is_control) {
         anyhow::bail!("--hostname {hostname:?} must be non-empty and without control characters");
     }
+    let host_lost_after = config
+        .as_ref()
+        .map_or(Duration::from_secs(20), |c| c.host_lost_after);
     let (wolves, relay, host_apps) = match &config {
         Some(config) => (
             config.wolves.clone(),
@@ -146,6 +150,7 @@ fn plan(args: &ServeArgs) -> anyhow::Result<Plan> {
         wolves,
         relay,
         host_apps,
+        host_lost_after,
     })
 }
 
@@ -217,6 +222,7 @@ async fn wolf_pool(
     }
     let pool_config = PoolConfig {
         host_apps: plan.host_apps.clone(),
+        host_lost_after: plan.host_lost_after,
         ..PoolConfig::default()
     };
     WolfPool::start(hosts, relay, sessions, apps, pool_config)

@@ -24,6 +24,10 @@
 //! port_range = "40000-40999"      # public ports, four per session (default 40000-40999)
 //! udp_idle_timeout = 60           # seconds without client datagrams before a UDP mapping ends
 //!
+//! [pool]
+//! host_lost_after = 20            # seconds a Wolf running sessions may stay unreachable before
+//!                                 # its sessions are ended
+//!
 //! [[wolf]]
 //! name = "gpu-1"                  # unique
 //! api = "/run/wolf-1/wolf.sock"   # Wolf's API socket, or "tcp://10.0.0.2:8080" (a proxy)
@@ -155,6 +159,9 @@ pub struct Config {
     pub wolves: Vec<WolfConfig>,
     /// The `[relay]` settings (defaults when the table is absent).
     pub relay: RelaySettings,
+    /// `[pool] host_lost_after`: how long a Wolf running sessions may stay unreachable before
+    /// they are ended (default 20 s).
+    pub host_lost_after: std::time::Duration,
 }
 
 /// How direwolf reaches a Wolf's API.
@@ -235,6 +242,13 @@ struct RawConfig {
     #[serde(default)]
     wolf: Vec<RawWolf>,
     relay: Option<Spanned<RawRelay>>,
+    pool: Option<RawPool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    host_lost_after: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -497,12 +511,26 @@ impl Config {
             }
         }
 
+        let mut host_lost_after = std::time::Duration::from_secs(20);
+        if let Some(t) = raw.pool.and_then(|p| p.host_lost_after) {
+            let span = t.span();
+            let secs = t.into_inner();
+            if !(1..=86_400).contains(&secs) {
+                return Err(invalid(
+                    span,
+                    format!("pool host_lost_after {secs} must be 1 to 86400 seconds"),
+                ));
+            }
+            host_lost_after = std::time::Duration::from_secs(secs);
+        }
+
         Ok(Config {
             path: path.to_owned(),
             hostname,
             apps,
             wolves,
             relay,
+            host_lost_after,
         })
     }
 
@@ -611,6 +639,14 @@ mod tests {
         assert_eq!(b.api, WolfApi::Tcp("10.0.0.3:8080".into()));
         assert_eq!((b.rtsp_port, b.capacity), (1, 2));
         assert_eq!(parse("").unwrap().relay, RelaySettings::default());
+        assert_eq!(parse("").unwrap().host_lost_after.as_secs(), 20);
+        assert_eq!(
+            parse("[pool]\nhost_lost_after = 3\n")
+                .unwrap()
+                .host_lost_after
+                .as_secs(),
+            3
+        );
 
         let wolf = "[[wolf]]\nname = \"a\"\napi = \"/a\"\nstream_address = \"10.0.0.2\"\n";
         for (text, needle) in [
@@ -633,6 +669,7 @@ mod tests {
             ("[relay]\nport_range = \"5-6\"\n".to_owned(), "at least 4"),
             ("[relay]\nudp_idle_timeout = 0\n".to_owned(), "udp_idle_timeout"),
             ("[relay]\nport = 1\n".to_owned(), "port"),
+            ("[pool]\nhost_lost_after = 0\n".to_owned(), "host_lost_after"),
         ] {
             let err = parse(&text).unwrap_err().to_string();
             assert!(err.contains(needle) && err.contains("line"), "{text:?}: {err}");

@@ -13,7 +13,8 @@ Commands (all take --host, --http-port and --client-dir; pairing is driver.py's 
         (ENet), video and audio streams), print {"event": "started", ...} once
         LiStartConnection returned, keep the stream up until FILE exists or N seconds passed,
         then print the final report: UDP datagrams this namespace received while streaming,
-        whether/why the connection terminated.
+        whether/why the connection terminated, and the wall-clock time ("now", Unix seconds).
+        A stream that ends by itself ends the wait at once.
 
 Every report is one JSON object per line on stdout.
 """
@@ -112,7 +113,7 @@ def cmd_stream(args: argparse.Namespace) -> None:
         time.sleep(0.1)
     terminated = session._connection_terminated.is_set()
     report = {"event": "done", "ok": True, "udp_in_while_streaming": udp_in_datagrams() - started_at,
-              "terminated": terminated,
+              "terminated": terminated, "now": time.time(),
               "termination_code": getattr(session, "_termination_error_code", None) if terminated else None,
               "until_file_seen": os.path.exists(args.until)}
     session.stop()
