@@ -418,4 +418,41 @@ mod tests {
         let err = super::plan(&parse(&["--config", config, "--data-dir", "/x"])).unwrap_err();
         assert!(format!("{err:#}").contains("line 2"), "{err:#}");
     }
+
+    #[test]
+    fn plan_takes_the_wolf_pool_from_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("direwolf.toml");
+        std::fs::write(
+            &path,
+            "[pool]\nhost_lost_after = 5\n[[apps]]\ntitle = \"A\"\nid = 3\nwolf_app_id = \"steam\"\n\
+             [[wolf]]\nname = \"w\"\napi = \"/run/w.sock\"\nstream_address = \"10.0.0.2\"\n",
+        )
+        .unwrap();
+        let plan = plan(&parse(&["--config", path.to_str().unwrap(), "--data-dir", "/x"])).unwrap();
+        assert_eq!(plan.wolves.len(), 1);
+        assert_eq!(plan.host_lost_after, Duration::from_secs(5));
+        assert_eq!(
+            plan.host_apps.get(&AppId::new(3).unwrap()).map(String::as_str),
+            Some("steam")
+        );
+        let without = super::plan(&parse(&["--data-dir", "/x"])).unwrap();
+        assert!(without.wolves.is_empty(), "no config: no streaming hosts");
+    }
+
+    #[test]
+    fn relay_listens_on_the_configured_or_only_ipv4_bind_address() {
+        let mut settings = RelaySettings::default();
+        let any: IpAddr = Ipv4Addr::UNSPECIFIED.into();
+        let lan: IpAddr = "192.168.1.10".parse().unwrap();
+        let v6: IpAddr = "::1".parse().unwrap();
+        assert_eq!(relay_address(&settings, &[]), any);
+        assert_eq!(relay_address(&settings, &[lan, v6]), lan);
+        assert_eq!(relay_address(&settings, &[lan, "10.0.0.1".parse().unwrap()]), any);
+        settings.public_address = Some("10.9.9.9".parse().unwrap());
+        assert_eq!(
+            relay_address(&settings, &[lan]),
+            "10.9.9.9".parse::<IpAddr>().unwrap()
+        );
+    }
 }
