@@ -18,6 +18,7 @@ use anyhow::Context as _;
 use direwolf_core::{User, UserName};
 use direwolf_k8s::crd;
 use direwolf_k8s::launcher::{KubeLauncher, LauncherConfig};
+use direwolf_k8s::memo::{self, MemoAppCatalog};
 use direwolf_k8s::pin_broker::KubePinBroker;
 use direwolf_k8s::stores::KubeStores;
 use direwolf_moonlight::MoonlightServer;
@@ -158,7 +159,9 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
         .context("the caches did not sync")?;
     launcher.wait_ready(SYNC_TIMEOUT).await?;
     broker.wait_ready(SYNC_TIMEOUT).await?;
-    let core_stores = stores.stores();
+    let mut core_stores = stores.stores();
+    // Repeated app lists and art (every client's app grid) come from a short-lived memo.
+    core_stores.apps = Arc::new(MemoAppCatalog::new(core_stores.apps.clone(), memo::DEFAULT_TTL));
     if core_stores.users.get(&args.default_user).await?.is_none() {
         core_stores
             .users

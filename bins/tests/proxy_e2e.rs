@@ -105,6 +105,11 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> Cluster {
+        Self::start_with(true)
+    }
+
+    /// With `install` false the emulator serves no direwolf CRDs.
+    fn start_with(install: bool) -> Cluster {
         require_moonlight_python();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -115,10 +120,15 @@ impl Cluster {
             .block_on(async { tokio::time::timeout(START, ApiServerEmulator::start()).await })
             .expect("the emulator starts within 120 s")
             .expect("the emulator starts");
-        emulator
-            .apply_yaml(&crd::crds_yaml().expect("CRDs render"))
-            .expect("CRDs install");
-        for file in ["app-test-pattern.yaml", "app-firefox.yaml", "user.yaml"] {
+        let examples: &[&str] = if install {
+            emulator
+                .apply_yaml(&crd::crds_yaml().expect("CRDs render"))
+                .expect("CRDs install");
+            &["app-test-pattern.yaml", "app-firefox.yaml", "user.yaml"]
+        } else {
+            &[]
+        };
+        for file in examples {
             let path = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../examples")
                 .join(file);
@@ -175,7 +185,7 @@ impl Drop for Cluster {
 
 /// A running `direwolf proxy`; log lines are collected.
 struct Proxy {
-    _child: ChildGuard,
+    child: ChildGuard,
     lines: mpsc::Receiver<String>,
     http_port: u16,
     fingerprint: String,
@@ -219,7 +229,7 @@ impl Proxy {
             }
         });
         let mut proxy = Proxy {
-            _child: ChildGuard(child),
+            child: ChildGuard(child),
             lines,
             http_port: 0,
             fingerprint: String::new(),
@@ -236,6 +246,21 @@ impl Proxy {
         let ready = http_get(health, "/readyz");
         assert!(ready.starts_with("HTTP/1.1 200"), "/readyz after start: {ready}");
         proxy
+    }
+
+    /// SIGTERM, then a clean exit within 30 s.
+    fn stop(mut self) {
+        let pid = self.child.0.id().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {pid} failed");
+        let status = wait_exit(&mut self.child.0, Duration::from_secs(30), "proxy after SIGTERM");
+        assert!(
+            status.success(),
+            "the proxy exits cleanly on SIGTERM, got {status}"
+        );
     }
 
     fn wait_for(&self, needle: &str, timeout: Duration) -> String {
@@ -542,4 +567,38 @@ fn two_replicas_pin_posted_to_the_other_replica() {
         .expect("list secrets")
         .items;
     assert!(left.is_empty(), "the pending-PIN Secret is deleted after pairing");
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn without_the_crds_the_proxy_exits_with_an_install_hint() {
+    let cluster = Cluster::start_with(false);
+    let mut child = ChildGuard(
+        Command::new(env!("CARGO_BIN_EXE_direwolf"))
+            .arg("proxy")
+            .args(["--bind", "127.0.0.1", "--http-port", "0", "--https-port", "0"])
+            .args(["--health-bind", "127.0.0.1", "--health-port", "0"])
+            .env("KUBECONFIG", &cluster.kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start direwolf proxy"),
+    );
+    let mut stderr = child.0.stderr.take().expect("piped stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        let _ = tx.send(text);
+    });
+    let status = wait_exit(&mut child.0, Duration::from_secs(60), "proxy without CRDs");
+    let text = rx.recv_timeout(Duration::from_secs(10)).expect("stderr");
+    assert!(!status.success(), "the proxy must fail without CRDs: {text}");
+    assert!(
+        text.contains("direwolf crd | kubectl apply -f -"),
+        "the error names the install command: {text}"
+    );
 }

@@ -7,6 +7,7 @@
 
 pub mod crd;
 pub mod launcher;
+pub mod memo;
 pub mod pin_broker;
 pub mod stores;
 
