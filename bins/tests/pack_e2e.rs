@@ -274,6 +274,10 @@ impl Wolf {
             "1=Desktop",
             "--records",
             records.to_str().expect("utf-8"),
+            // Video filler only at the start: moonlight-common-c would otherwise end the stream
+            // 10 s after the first video packet for lack of a decodable frame.
+            "--video-rtp-pings",
+            "4",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -371,8 +375,8 @@ fn serverinfo(ns: &str, client_dir: &Path) -> Value {
 /// RTP counters in a client namespace: packets carrying the fake Wolf's SSRC, by payload type.
 fn install_rtp_counters(ns: &str) {
     let rules = "table inet dwe2e {\n chain input {\n  type filter hook input priority 0; policy accept;\n  \
-                 udp length 120 @th,128,32 0x57464f4c @th,72,8 97 counter comment \"audio\"\n  \
-                 udp length 120 @th,128,32 0x57464f4c @th,72,8 96 counter comment \"video\"\n }\n}\n";
+                 meta l4proto udp @th,128,32 0x57464f4c @th,72,8 97 counter comment \"audio\"\n  \
+                 meta l4proto udp @th,128,32 0x57464f4c @th,72,8 96 counter comment \"video\"\n }\n}\n";
     let file = std::env::temp_dir().join(format!("{ns}.nft"));
     std::fs::write(&file, rules).expect("write nft rules");
     run(
@@ -584,6 +588,7 @@ fn real_client_streams_through_the_relay_to_a_wolf_of_the_pool() {
         "pack_driver.py",
     );
     let started2 = s2.report(STEP);
+    let client2_started = Instant::now();
     assert_eq!(
         started2["event"], "started",
         "client 2 must stream too: {started2}"
@@ -655,19 +660,14 @@ fn real_client_streams_through_the_relay_to_a_wolf_of_the_pool() {
         rtp_counts(&c2).0 > c2_audio_at_crash + 2
     });
 
-    // moonlight-common-c ends a stream whose video packets never form a complete frame
-    // (ML_ERROR_NO_VIDEO_FRAME, -101) some seconds after they start, and the fake sends filler,
-    // not H.264: so the surviving stream must only be intact up to here.
-    let checks_done = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs_f64();
     std::fs::write(&stop2, b"").expect("stop file");
     let done2 = s2.report(STEP);
-    eprintln!("client 2 done: {done2}");
-    assert!(
-        done2["terminated"] == false
-            || (done2["termination_code"] == -101 && done2["now"].as_f64().unwrap_or(0.0) >= checks_done),
+    eprintln!(
+        "client 2 done {:?} after it started: {done2}",
+        client2_started.elapsed()
+    );
+    assert_eq!(
+        done2["terminated"], false,
         "client 2's stream must survive the other Wolf's crash: {done2}"
     );
 

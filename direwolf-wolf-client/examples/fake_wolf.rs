@@ -4,6 +4,7 @@
 //! ```text
 //! fake_wolf --socket /tmp/w/wolf.sock --stream-ip 10.0.0.2 [--rtsp-port 48010] [--video-port 48100]
 //!           [--audio-port 48200] [--control-port 47999] [--app 1=Desktop]... [--records FILE]
+//!           [--video-rtp-pings N]
 //! ```
 //!
 //! Prints one line `fake wolf ready <ports as JSON>` once listening. With `--records`, the stream
@@ -21,7 +22,7 @@ fn usage(why: &str) -> ! {
     eprintln!("fake_wolf: {why}");
     eprintln!(
         "usage: fake_wolf --socket PATH --stream-ip IP [--rtsp-port N] [--video-port N] \
-         [--audio-port N] [--control-port N] [--app ID=TITLE]... [--records FILE]"
+         [--audio-port N] [--control-port N] [--app ID=TITLE]... [--records FILE] [--video-rtp-pings N]"
     );
     std::process::exit(2)
 }
@@ -40,6 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut apps = Vec::new();
     let mut records: Option<PathBuf> = None;
     let mut ports = [48010u16, 48100, 48200, 47999];
+    let mut video_rtp_pings = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         match flag.as_str() {
@@ -50,6 +52,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--audio-port" => ports[2] = parse(&flag, args.next()),
             "--control-port" => ports[3] = parse(&flag, args.next()),
             "--records" => records = Some(parse(&flag, args.next())),
+            "--video-rtp-pings" => video_rtp_pings = Some(parse(&flag, args.next())),
             "--app" => {
                 let spec: String = parse(&flag, args.next());
                 let Some((id, title)) = spec.split_once('=') else {
@@ -69,6 +72,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         config.audio_port,
         config.control_port,
     ] = ports;
+    config.video_rtp_pings = video_rtp_pings;
     let wolf = FakeWolf::builder().unix(&socket).stream(config).start().await?;
     for app in apps {
         wolf.add_app(app);

@@ -187,9 +187,70 @@ async fn rtsp_handshake_ping_and_rtp() {
     assert_eq!(rec.audio_rtp_sent, 3);
     assert_eq!(rec.enet_connects, vec![enet.local_addr().unwrap()]);
 
+    // Video: answered (default: every ping). Audio RTP still queued is skipped.
+    sock.send_to(&good, ports.video).await.unwrap();
+    let mut video = None;
+    for _ in 0..10 {
+        let (_, from) = timeout(T, sock.recv_from(&mut buf))
+            .await
+            .expect("no video RTP after a good video ping")
+            .unwrap();
+        if from == ports.video {
+            video = Some(buf[1]);
+            break;
+        }
+    }
+    assert_eq!(video, Some(96), "video RTP (payload type 96) from the video port");
+
     // Once the session is stopped its secret no longer matches.
     client.stop_session(id).await.unwrap();
     sock.send_to(&good, ports.audio).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(wolf.stream_report().unmatched_pings, 2);
+}
+
+#[tokio::test]
+async fn video_rtp_can_be_limited_to_the_first_pings() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StreamConfig::ephemeral("127.0.0.1".parse().unwrap());
+    config.video_rtp_pings = Some(1);
+    let wolf = FakeWolf::builder()
+        .unix(dir.path().join("wolf.sock"))
+        .stream(config)
+        .start()
+        .await
+        .unwrap();
+    wolf.add_app(FakeWolf::sample_app("1", "Desktop"));
+    let ports = wolf.stream_ports().unwrap();
+    wolf.client()
+        .unwrap()
+        .add_session(&session("10.1.2.4"))
+        .await
+        .unwrap();
+    let setup = rtsp(
+        ports.rtsp,
+        "SETUP streamid=video/0/0 RTSP/1.0\r\nCSeq: 1\r\nHost: 10.1.2.4\r\n\r\n",
+    )
+    .await;
+    let mut ping = header(&setup, "X-SS-Ping-Payload").as_bytes().to_vec();
+    ping.extend_from_slice(&1u32.to_be_bytes());
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut buf = [0u8; 2048];
+    sock.send_to(&ping, ports.video).await.unwrap();
+    timeout(T, sock.recv_from(&mut buf))
+        .await
+        .expect("the first video ping is answered")
+        .unwrap();
+    for _ in 0..3 {
+        let _ = timeout(Duration::from_millis(100), sock.recv_from(&mut buf)).await;
+    }
+    sock.send_to(&ping, ports.video).await.unwrap();
+    assert!(
+        timeout(Duration::from_millis(300), sock.recv_from(&mut buf))
+            .await
+            .is_err(),
+        "the second video ping must not be answered"
+    );
+    let rec = &wolf.stream_report().sessions[0];
+    assert_eq!((rec.video_pings, rec.video_rtp_sent), (2, 3));
 }

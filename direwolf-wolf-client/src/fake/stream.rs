@@ -48,6 +48,11 @@ pub struct StreamConfig {
     pub control_port: u16,
     /// RTP packets sent back for every matching ping (default 3).
     pub rtp_per_ping: u32,
+    /// Answer only this many matching video pings per session with RTP (default: all). The
+    /// filler never forms a video frame, and moonlight-common-c ends a stream whose video packets
+    /// form no frame within 10 s of the first one (`ML_ERROR_NO_VIDEO_FRAME`), but only when a
+    /// packet arrives: a few early packets keep a real client's stream up indefinitely.
+    pub video_rtp_pings: Option<u64>,
 }
 
 impl StreamConfig {
@@ -60,6 +65,7 @@ impl StreamConfig {
             audio_port: 48200,
             control_port: 47999,
             rtp_per_ping: 3,
+            video_rtp_pings: None,
         }
     }
 
@@ -707,6 +713,10 @@ async fn ping_loop(ctx: Ctx, kind: Kind, socket: Arc<UdpSocket>) {
                     *pings += 1;
                     if !sources.contains(&src) {
                         sources.push(src);
+                    }
+                    let quiet = kind == Kind::Video && ctx.config.video_rtp_pings.is_some_and(|n| *pings > n);
+                    if quiet {
+                        continue;
                     }
                     *sent += u64::from(ctx.config.rtp_per_ping);
                     let first = st.rtp_seq;
