@@ -2,14 +2,14 @@
 //! server over TCP (one request per connection, answer, close), the video and audio UDP ping
 //! sockets (a matching ping binds the session's stream to the ping's source, which then receives
 //! RTP-looking packets from the same socket), and the control (ENet) UDP port, whose datagrams are
-//! recorded and whose ENet `CONNECT` is answered with a `VERIFY_CONNECT` (see [`enet`](self)).
+//! recorded and whose ENet `CONNECT` is answered with a `VERIFY_CONNECT` (module `enet`).
 //!
 //! Enable it with [`FakeWolfBuilder::stream`](super::FakeWolfBuilder::stream); read what happened
 //! with [`FakeWolf::stream_report`](super::FakeWolf::stream_report).
 //!
-//! What it does not do: encode media (packets carry a 12-byte RTP header and filler), decrypt the
-//! control stream, or acknowledge ENet traffic after the connection handshake (a real client
-//! therefore times its control connection out after ENet's peer timeout).
+//! What it does not do: encode media (packets carry a 12-byte RTP header and filler, so a real
+//! client never decodes a frame; see [`StreamConfig::video_rtp_pings`]), decrypt or answer the
+//! control stream's messages (ENet commands are only acknowledged), or send ENet pings itself.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
