@@ -197,8 +197,12 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
         https = ?server.https_addrs(),
         "direwolf proxy started"
     );
+    // Hand-edited problems (a Pairing of a missing User, Apps sharing an id) are reported on the
+    // objects' status.
+    let report_task = tokio::spawn(direwolf_k8s::report::run(client.clone(), namespace.clone()));
     let result = server.run_until(shutdown_signal()).await;
     health_task.abort();
+    report_task.abort();
     result.context("the Moonlight server failed")?;
     info!("direwolf proxy stopped");
     Ok(())

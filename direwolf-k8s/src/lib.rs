@@ -9,6 +9,7 @@ pub mod crd;
 pub mod launcher;
 pub mod memo;
 pub mod pin_broker;
+pub mod report;
 pub mod stores;
 
 #[cfg(feature = "emulator")]

@@ -146,6 +146,8 @@ pub mod field_managers {
     pub const PROXY_SESSION_STATUS: &str = "direwolf-proxy-session-status";
     /// The proxy writing the server identity Secret.
     pub const PROXY_IDENTITY: &str = "direwolf-proxy-identity";
+    /// The proxy reporting hand-edited problems on App and Pairing status (`report`).
+    pub const PROXY_REPORT_STATUS: &str = "direwolf-proxy-report-status";
     /// The operator writing Session status.
     pub const OPERATOR_SESSION_STATUS: &str = "direwolf-operator-session-status";
     /// The operator writing the stream Deployment.

@@ -1,0 +1,303 @@
+//! Reports objects edited by hand into a state direwolf cannot use, on the objects themselves.
+//!
+//! * A `Pairing` whose `spec.userReference` names a `User` that does not exist gets condition
+//!   `UserFound=False` (reason `UserNotFound`): its client is refused (as unpaired) until the
+//!   User exists again.
+//! * `App`s that share one `spec.id` get condition `IDUnique=False` (reason `DuplicateAppID`):
+//!   all of them are left out of the app list until the clash is resolved.
+//!
+//! Both conditions become `True` again once the problem is gone. The reporter runs inside
+//! `direwolf proxy`; every replica may run it: it applies the conditions with server-side apply
+//! under one field manager and writes only when a condition changes, so replicas agree and do
+//! not fight. Deciding is pure ([`pairing_condition`], [`app_conditions`]); only [`run`] talks
+//! to the API server.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt, stream};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{info, warn};
+
+use crate::crd::{App, Pairing, ReportStatus, User, conditions, field_managers, find_condition, reasons};
+
+/// A condition as the reporter wants it, before a transition time is attached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    /// The condition type.
+    pub type_: &'static str,
+    /// Whether the condition holds.
+    pub ok: bool,
+    /// Machine-readable reason.
+    pub reason: &'static str,
+    /// Human-readable message.
+    pub message: String,
+}
+
+/// The `UserFound` condition of a pairing, given the names of the existing users.
+pub fn pairing_condition(pairing: &Pairing, users: &HashSet<String>) -> Desired {
+    let user = &pairing.spec.user_reference.name;
+    if users.contains(user) {
+        Desired {
+            type_: conditions::USER_FOUND,
+            ok: true,
+            reason: reasons::SUCCESS,
+            message: format!("User {user} exists"),
+        }
+    } else {
+        Desired {
+            type_: conditions::USER_FOUND,
+            ok: false,
+            reason: reasons::USER_NOT_FOUND,
+            message: format!(
+                "User {user} does not exist: this client is refused until it does (create the User \
+                 or point spec.userReference at an existing one)"
+            ),
+        }
+    }
+}
+
+/// The `IDUnique` condition of every app, by app object name.
+pub fn app_conditions<'a>(apps: impl IntoIterator<Item = &'a App>) -> BTreeMap<String, Desired> {
+    let mut by_id: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    for app in apps {
+        by_id.entry(app.spec.id).or_default().push(app.name_any());
+    }
+    let mut out = BTreeMap::new();
+    for (id, names) in by_id {
+        for name in &names {
+            let others: Vec<&str> = names.iter().filter(|n| *n != name).map(String::as_str).collect();
+            let desired = if others.is_empty() {
+                Desired {
+                    type_: conditions::ID_UNIQUE,
+                    ok: true,
+                    reason: reasons::SUCCESS,
+                    message: format!("No other App has id {id}"),
+                }
+            } else {
+                Desired {
+                    type_: conditions::ID_UNIQUE,
+                    ok: false,
+                    reason: reasons::DUPLICATE_APP_ID,
+                    message: format!(
+                        "Apps {} have the same id {id}: none of them is listed until the ids differ",
+                        std::iter::once(name.as_str())
+                            .chain(others)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                }
+            };
+            out.insert(name.clone(), desired);
+        }
+    }
+    out
+}
+
+/// Whether `current` already says what `desired` says (transition times aside).
+fn up_to_date(current: Option<&Condition>, desired: &Desired) -> bool {
+    current.is_some_and(|c| {
+        c.status == if desired.ok { "True" } else { "False" }
+            && c.reason == desired.reason
+            && c.message == desired.message
+    })
+}
+
+/// The full condition to write: the transition time moves only when the status changes.
+fn to_condition(desired: &Desired, current: Option<&Condition>, generation: Option<i64>) -> Condition {
+    let status = if desired.ok { "True" } else { "False" };
+    let last_transition_time = match current {
+        Some(c) if c.status == status => c.last_transition_time.clone(),
+        _ => Time(k8s_openapi::jiff::Timestamp::now()),
+    };
+    Condition {
+        type_: desired.type_.to_owned(),
+        status: status.to_owned(),
+        reason: desired.reason.to_owned(),
+        message: desired.message.clone(),
+        last_transition_time,
+        observed_generation: generation,
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusApply<'a> {
+    api_version: String,
+    kind: String,
+    status: StatusBody<'a>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusBody<'a> {
+    conditions: [&'a Condition; 1],
+}
+
+/// Applies one condition to the status of `object` if it differs from what is there.
+async fn report<K>(api: &Api<K>, object: &K, current: Option<&Condition>, desired: &Desired)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    if up_to_date(current, desired) {
+        return;
+    }
+    let name = object.name_any();
+    let condition = to_condition(desired, current, object.meta().generation);
+    let body = StatusApply {
+        api_version: K::api_version(&()).into_owned(),
+        kind: K::kind(&()).into_owned(),
+        status: StatusBody {
+            conditions: [&condition],
+        },
+    };
+    let params = PatchParams::apply(field_managers::PROXY_REPORT_STATUS).force();
+    match api.patch_status(&name, &params, &Patch::Apply(&body)).await {
+        Ok(_) if desired.ok => {
+            info!(kind = %K::kind(&()), name, condition = desired.type_, "problem resolved")
+        }
+        Ok(_) => {
+            warn!(kind = %K::kind(&()), name, condition = desired.type_, message = %desired.message, "reported a problem")
+        }
+        // The object may be gone, or another replica wrote first: the next change retries.
+        Err(error) => warn!(kind = %K::kind(&()), name, %error, "could not report a condition"),
+    }
+}
+
+fn status_condition<'a>(status: Option<&'a ReportStatus>, type_: &str) -> Option<&'a Condition> {
+    status.and_then(|s| find_condition(&s.conditions, type_))
+}
+
+/// Computes and applies every condition once, from the caches.
+async fn reconcile(
+    pairings: &(Api<Pairing>, Store<Pairing>),
+    users: &Store<User>,
+    apps: &(Api<App>, Store<App>),
+) {
+    let user_names: HashSet<String> = users.state().iter().map(|u| u.name_any()).collect();
+    for pairing in pairings.1.state() {
+        let desired = pairing_condition(&pairing, &user_names);
+        let current = status_condition(pairing.status.as_ref(), desired.type_);
+        report(&pairings.0, pairing.as_ref(), current, &desired).await;
+    }
+    let all_apps = apps.1.state();
+    let desired = app_conditions(all_apps.iter().map(|a| a.as_ref()));
+    for app in &all_apps {
+        if let Some(desired) = desired.get(&app.name_any()) {
+            let current = status_condition(app.status.as_ref(), desired.type_);
+            report(&apps.0, app.as_ref(), current, desired).await;
+        }
+    }
+}
+
+/// Watches Pairings, Users and Apps in `namespace` and keeps their conditions current until the
+/// returned future is dropped.
+pub async fn run(client: Client, namespace: String) {
+    let namespace = namespace.as_str();
+    fn watch<K>(api: Api<K>) -> (Store<K>, impl futures::Stream<Item = ()> + Send)
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    {
+        let (reader, writer) = reflector::store();
+        let events = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff())
+            .map(|event| {
+                if let Err(error) = event {
+                    warn!(%error, "watch failed; retrying with backoff");
+                }
+            });
+        (reader, events)
+    }
+    let pairing_api: Api<Pairing> = Api::namespaced(client.clone(), namespace);
+    let app_api: Api<App> = Api::namespaced(client.clone(), namespace);
+    let (pairing_store, pairing_events) = watch(pairing_api.clone());
+    let (user_store, user_events) = watch(Api::<User>::namespaced(client.clone(), namespace));
+    let (app_store, app_events) = watch(app_api.clone());
+    let mut changes = stream::select_all([pairing_events.boxed(), user_events.boxed(), app_events.boxed()]);
+    let pairings = (pairing_api, pairing_store);
+    let apps = (app_api, app_store);
+    while changes.next().await.is_some() {
+        // Let a burst of changes settle, then look at the whole picture once.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        while let Some(Some(())) = changes.next().now_or_never() {}
+        // The caches fill only while `changes` is polled, so never wait for them here: the
+        // event that completes their initial listing triggers another round.
+        let ready =
+            |ready: Option<Result<(), reflector::store::WriterDropped>>| matches!(ready, Some(Ok(())));
+        if !(ready(pairings.1.wait_until_ready().now_or_never())
+            && ready(user_store.wait_until_ready().now_or_never())
+            && ready(apps.1.wait_until_ready().now_or_never()))
+        {
+            continue;
+        }
+        reconcile(&pairings, &user_store, &apps).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{AppSpec, PairingSpec, UserReference};
+
+    fn pairing(user: &str) -> Pairing {
+        Pairing::new(
+            &"a".repeat(64),
+            PairingSpec {
+                client_cert_pem: "-----BEGIN CERTIFICATE-----".into(),
+                user_reference: UserReference { name: user.into() },
+                device_name: None,
+                paired_at: None,
+            },
+        )
+    }
+
+    fn app(name: &str, id: i32) -> App {
+        let mut spec: AppSpec =
+            serde_json::from_value(serde_json::json!({"title": name, "id": id})).expect("a minimal App spec");
+        spec.id = id;
+        App::new(name, spec)
+    }
+
+    #[test]
+    fn pairings_of_missing_users_are_reported() {
+        let users: HashSet<String> = ["alice".to_owned()].into();
+        let ok = pairing_condition(&pairing("alice"), &users);
+        assert!(ok.ok && ok.reason == reasons::SUCCESS);
+        let missing = pairing_condition(&pairing("ghost"), &users);
+        assert!(!missing.ok);
+        assert_eq!(missing.reason, reasons::USER_NOT_FOUND);
+        assert!(missing.message.contains("ghost"), "{}", missing.message);
+    }
+
+    #[test]
+    fn clashing_app_ids_are_reported_on_every_app() {
+        let apps = vec![app("steam", 2), app("steam-copy", 2), app("desktop", 1)];
+        let desired = app_conditions(&apps);
+        assert!(desired["desktop"].ok);
+        for name in ["steam", "steam-copy"] {
+            assert!(!desired[name].ok);
+            assert_eq!(desired[name].reason, reasons::DUPLICATE_APP_ID);
+            assert!(
+                desired[name].message.contains("steam, steam-copy")
+                    || desired[name].message.contains("steam-copy, steam")
+            );
+        }
+    }
+
+    #[test]
+    fn transition_times_move_only_on_status_changes() {
+        let desired = pairing_condition(&pairing("ghost"), &HashSet::new());
+        let first = to_condition(&desired, None, Some(1));
+        assert!(up_to_date(Some(&first), &desired));
+        let same = to_condition(&desired, Some(&first), Some(2));
+        assert_eq!(same.last_transition_time, first.last_transition_time);
+        let fixed = pairing_condition(&pairing("ghost"), &["ghost".to_owned()].into());
+        assert!(!up_to_date(Some(&first), &fixed));
+        assert_eq!(to_condition(&fixed, Some(&first), Some(2)).status, "True");
+    }
+}
