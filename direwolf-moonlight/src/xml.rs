@@ -255,7 +255,8 @@ mod tests {
                 }
                 Event::Text(t) => text.push_str(&t.decode().unwrap()),
                 Event::GeneralRef(r) => {
-                    let name = String::from_utf8(r.as_ref().to_vec()).unwrap();
+                    let raw: &[u8] = &r;
+                    let name = String::from_utf8(raw.to_vec()).unwrap();
                     let resolved = match name.as_str() {
                         "amp" => "&".to_string(),
                         "lt" => "<".to_string(),
