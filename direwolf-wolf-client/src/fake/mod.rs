@@ -72,6 +72,15 @@ pub enum Failure {
     Oversized(usize),
     /// Answer 200 with valid JSON of an unexpected shape.
     WrongShape,
+    /// Answer normally (the request takes effect and its events fire), then stop serving as
+    /// [`FakeWolf::stop`] does: the listener closes and every open connection, SSE streams
+    /// included, is dropped; the socket file stays, so clients then get "connection refused".
+    /// This is Wolf crashing right after it answered (e.g. a `sessions/add` whose session
+    /// exists, then a dead API). The state is kept, so [`FakeWolf::restart`] brings back a Wolf
+    /// that still holds its sessions, like one that was only hung; the failure stays set (and
+    /// stops the fake again on the next such request) until cleared. On the SSE stream it takes
+    /// effect when the stream ends.
+    CrashAfterAnswer,
 }
 
 /// Where the fake listens.
@@ -539,6 +548,8 @@ async fn serve(shared: Arc<Shared>, listen: Listen, tls: TlsOption) -> std::io::
 
 async fn accept_loop(mut shutdown: watch::Receiver<bool>, shared: Arc<Shared>, listener: Listener) {
     let mut conns = tokio::task::JoinSet::new();
+    // Notified by a connection that answered under `Failure::CrashAfterAnswer`.
+    let crash = Arc::new(tokio::sync::Notify::new());
     loop {
         let accepted = async {
             match &listener {
@@ -551,26 +562,30 @@ async fn accept_loop(mut shutdown: watch::Receiver<bool>, shared: Arc<Shared>, l
         };
         tokio::select! {
             _ = shutdown.changed() => break,
+            () = crash.notified() => break,
             accepted = accepted => match accepted {
                 Ok(stream) => {
                     let shared = shared.clone();
+                    let crash = crash.clone();
                     let mut rx = shutdown.clone();
                     conns.spawn(async move {
                         tokio::select! {
                             _ = rx.changed() => {}
                             () = async {
-                                match stream {
+                                let crashes = match stream {
                                     Either::Unix(s) => connection(shared, s).await,
                                     #[cfg(feature = "tls")]
-                                    Either::Tcp(s, TlsOption(Some(acceptor))) => {
-                                        if let Ok(tls) = acceptor.accept(s).await {
-                                            connection(shared, tls).await;
-                                        }
-                                    }
+                                    Either::Tcp(s, TlsOption(Some(acceptor))) => match acceptor.accept(s).await {
+                                        Ok(tls) => connection(shared, tls).await,
+                                        Err(_) => false,
+                                    },
                                     #[cfg(feature = "tls")]
                                     Either::Tcp(s, TlsOption(None)) => connection(shared, s).await,
                                     #[cfg(not(feature = "tls"))]
                                     Either::Tcp(s, TlsOption()) => connection(shared, s).await,
+                                };
+                                if crashes {
+                                    crash.notify_one();
                                 }
                             } => {}
                         }
@@ -592,12 +607,14 @@ enum Either {
     Tcp(tokio::net::TcpStream, TlsOption),
 }
 
-async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send>(shared: Arc<Shared>, mut io: S) {
+/// Serves one connection; true when the fake must stop serving afterwards
+/// ([`Failure::CrashAfterAnswer`]).
+async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send>(shared: Arc<Shared>, mut io: S) -> bool {
     let req = match read_request(&mut io).await {
-        ReadOutcome::Gone => return,
+        ReadOutcome::Gone => return false,
         ReadOutcome::Chunked => {
             write_response(&mut io, 500, &[], CHUNKED_REJECTION.as_bytes()).await;
-            return;
+            return false;
         }
         ReadOutcome::Request(r) => r,
     };
@@ -609,10 +626,10 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send>(shared: Arc<Shared
     if let Some(failure) = &failure {
         match failure {
             Failure::Slow(d) => tokio::time::sleep(*d).await,
-            Failure::CloseWithoutResponse => return,
+            Failure::CloseWithoutResponse => return false,
             Failure::Garbage => {
                 write_response(&mut io, 200, &[], b"<html>this is not json").await;
-                return;
+                return false;
             }
             Failure::Truncated => {
                 write_all_and_close(
@@ -620,7 +637,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send>(shared: Arc<Shared
                     b"HTTP/1.0 200 OK\r\nContent-Length: 100\r\n\r\n{\"success\":tr",
                 )
                 .await;
-                return;
+                return false;
             }
             Failure::Oversized(n) => {
                 let mut body = String::with_capacity(n + 40);
@@ -628,11 +645,12 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send>(shared: Arc<Shared
                 body.extend(std::iter::repeat_n('x', *n));
                 body.push_str("\"}");
                 write_response(&mut io, 200, &[], body.as_bytes()).await;
-                return;
+                return false;
             }
+            Failure::CrashAfterAnswer => {}
             Failure::WrongShape => {
                 write_response(&mut io, 200, &[], br#"{"success":true,"sessions":{"not":"a list"},"session_id":[1],"apps":7,"clients":null,"requests":"x","lobbies":1,"profiles":1,"lobby_id":3}"#).await;
-                return;
+                return false;
             }
         }
     }
@@ -665,6 +683,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send>(shared: Arc<Shared
         Reply::Events => sse(&shared, io).await,
         Reply::Pull(plan, image) => pull(&shared, io, plan, &image).await,
     }
+    failure == Some(Failure::CrashAfterAnswer)
 }
 
 struct SubscriberGuard<'a>(&'a AtomicUsize);
@@ -731,4 +750,126 @@ async fn pull<S: AsyncWrite + Unpin>(shared: &Shared, mut io: S, plan: PullPlan,
             success: !failed,
         }),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+
+    use super::*;
+    use crate::Secret;
+    use crate::events::EventItem;
+    use crate::types::AddSessionRequest;
+
+    const T: Duration = Duration::from_secs(5);
+
+    fn add_request() -> AddSessionRequest {
+        AddSessionRequest {
+            client_ip: "203.0.113.7".into(),
+            aes_key: Secret::new("773448F67992470C5C62848D361E1025".into()),
+            aes_iv: Secret::new("1311662065".into()),
+            rtsp_fake_ip: "198.18.0.5".into(),
+            video_width: 1920,
+            video_height: 1080,
+            video_refresh_rate: 60,
+            audio_channel_count: 2,
+            app_id: None,
+            client_id: None,
+            client_settings: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn crash_after_answer_answers_then_stops_serving_and_keeps_the_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let wolf = FakeWolf::builder()
+            .unix(dir.path().join("wolf.sock"))
+            .start()
+            .await
+            .unwrap();
+        wolf.add_app(FakeWolf::sample_app("1", "Desktop"));
+        let client = wolf.client().unwrap();
+        // The event stream connects when polled: follow it in a task.
+        let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+        let mut stream = client.events();
+        let follower = tokio::spawn(async move {
+            while let Some(item) = stream.next().await {
+                if tx.send(item).is_err() {
+                    return;
+                }
+            }
+        });
+        wolf.wait_for_subscribers(1, T)
+            .await
+            .expect("the event stream did not connect within 5 s");
+        wolf.set_failure_on("/api/v1/sessions/add", Failure::CrashAfterAnswer);
+
+        // The request is answered exactly as without the failure, and takes effect.
+        let id = tokio::time::timeout(T, client.add_session(&add_request()))
+            .await
+            .expect("sessions/add was not answered within 5 s")
+            .unwrap();
+        assert_eq!(id.get(), crate::CLIENTLESS_SESSION_ID);
+        assert_eq!(wolf.sessions().len(), 1, "the session exists");
+
+        // Then the API is gone: the SSE stream is dropped and new connections are refused.
+        let dropped = async {
+            while wolf.subscribers() > 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(T, dropped)
+            .await
+            .expect("the SSE stream was not dropped within 5 s of the crash");
+        let error = tokio::time::timeout(T, client.sessions())
+            .await
+            .expect("listing a crashed fake did not fail within 5 s")
+            .unwrap_err();
+        assert!(
+            matches!(error, crate::Error::ConnectionRefused { .. }),
+            "{error:?}"
+        );
+
+        // A restart brings the state back; the failure stays until cleared.
+        wolf.restart().await.unwrap();
+        let listed = tokio::time::timeout(T, client.sessions())
+            .await
+            .expect("listing the restarted fake took over 5 s")
+            .unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].rtsp_fake_ip.as_deref(), Some("198.18.0.5"));
+        let reconnected = async {
+            loop {
+                match events.recv().await {
+                    Some(Ok(EventItem::Reconnected)) => return,
+                    Some(_) => {}
+                    None => panic!("the event stream ended"),
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), reconnected)
+            .await
+            .expect("the event stream did not reconnect to the restarted fake within 10 s");
+        wolf.clear_failures();
+        tokio::time::timeout(T, client.stop_session(id))
+            .await
+            .expect("sessions/stop was not answered within 5 s")
+            .unwrap();
+        let other = AddSessionRequest {
+            rtsp_fake_ip: "198.18.0.6".into(),
+            ..add_request()
+        };
+        tokio::time::timeout(T, client.add_session(&other))
+            .await
+            .expect("sessions/add was not answered within 5 s")
+            .unwrap();
+        let listed = tokio::time::timeout(T, client.sessions())
+            .await
+            .expect("the fake did not answer within 5 s after a cleared failure")
+            .expect("without the failure the fake keeps serving");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].rtsp_fake_ip.as_deref(), Some("198.18.0.6"));
+        assert!(!wolf.would_have_crashed(), "{:?}", wolf.crashes());
+        follower.abort();
+    }
 }
