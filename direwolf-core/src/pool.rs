@@ -14,8 +14,12 @@
 //! 5. answers `rtsp://<address the client used>:<relay RTSP port>`.
 //!
 //! A host that fails is marked down for a while and the next one is tried; whatever a failed
-//! attempt created (host session, relay ports, store entry) is removed. Launches keep running to
-//! completion even if the client gives up, and are rolled back when nobody is left to answer.
+//! attempt created (host session, relay ports, store entry) is removed. A `sessions/add` that got
+//! no answer (timeout, connection lost) may still take effect: a slow Wolf finishes the request
+//! after the pool gave up and creates the session. The pool remembers the fake RTSP address of
+//! such a call and, for [`PoolConfig::launch_deadline`] after it, stops a session with that
+//! address whenever the host reports one. Launches keep running to completion even if the client
+//! gives up, and are rolled back when nobody is left to answer.
 //!
 //! Each host's event stream ends direwolf sessions the host ended, and a [`HostEvent::Resync`]
 //! (or a start-up) reconciles the stores with what each host reports: sessions the host lost are
@@ -120,6 +124,9 @@ struct HostSlot {
     /// What the host sees as the client address on RTSP: the relay's address towards it.
     source_ip: IpAddr,
     down_until: Mutex<Option<Instant>>,
+    /// Fake RTSP addresses of `sessions/add` calls that got no answer, each with the time until
+    /// which the host may still create that session late ([`watch_host`] stops it).
+    unanswered: Mutex<Vec<(Ipv4Addr, Instant)>>,
 }
 
 /// A running session.
@@ -213,6 +220,7 @@ impl WolfPool {
                 source_ip: source_ip_towards(SocketAddr::new(config.stream_ip, config.rtsp_port)),
                 config,
                 down_until: Mutex::new(None),
+                unanswered: Mutex::new(Vec::new()),
             })
             .collect();
         let pool = WolfPool {
@@ -360,11 +368,16 @@ impl Inner {
         loop {
             let n = self.next_fake_ip.fetch_add(1, Ordering::Relaxed) % FAKE_IP_COUNT;
             let ip = Ipv4Addr::from(FAKE_IP_BASE + n);
-            // Skip the network address, .255s and addresses in use.
+            // Skip the network address, .255s, addresses in use and those of unanswered adds
+            // (a late session with them gets stopped).
             if n != 0
                 && ip.octets()[3] != 255
                 && !reserved.contains(&ip)
                 && !live.values().any(|l| l.fake_ip == ip)
+                && !self
+                    .hosts
+                    .iter()
+                    .any(|h| lock(&h.unanswered).iter().any(|(u, _)| *u == ip))
             {
                 reserved.insert(ip);
                 return ip;
@@ -417,6 +430,8 @@ impl Inner {
             .map_err(|e| {
                 if matches!(e, HostError::Unreachable { .. }) {
                     self.mark_down(index);
+                    // The request may have reached the host, which may still create the session.
+                    self.note_unanswered(index, fake_ip);
                 }
                 host_error(e)
             })?;
@@ -445,6 +460,60 @@ impl Inner {
         });
         session.phase = SessionPhase::WaitForPing;
         Ok(relay)
+    }
+
+    /// Remembers that `sessions/add` with `fake_ip` got no answer from host `index`.
+    fn note_unanswered(&self, index: usize, fake_ip: Ipv4Addr) {
+        let until = Instant::now() + self.config.launch_deadline;
+        let mut unanswered = lock(&self.hosts[index].unanswered);
+        unanswered.retain(|(ip, _)| *ip != fake_ip);
+        unanswered.push((fake_ip, until));
+    }
+
+    /// Forgets unanswered adds of host `index` that are too old to still show up; whether some
+    /// remain.
+    fn watching_unanswered(&self, index: usize) -> bool {
+        let now = Instant::now();
+        let mut unanswered = lock(&self.hosts[index].unanswered);
+        unanswered.retain(|(_, until)| now < *until);
+        !unanswered.is_empty()
+    }
+
+    /// Stops the sessions in `reported` (host `index`'s list) that a host created after their
+    /// `sessions/add` went unanswered: nobody uses them, and on Wolf (one client-less session id
+    /// per instance) they would block the host's next session.
+    async fn stop_late_sessions(&self, index: usize, reported: &[HostSessionInfo]) {
+        let unanswered: Vec<Ipv4Addr> = lock(&self.hosts[index].unanswered)
+            .iter()
+            .map(|(ip, _)| *ip)
+            .collect();
+        for session in reported {
+            let Some(ip) = session
+                .rtsp_fake_ip
+                .as_deref()
+                .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
+            else {
+                continue;
+            };
+            // A resume keeps its address across attempts: never touch one in use again.
+            let in_use = lock(&self.reserved_fake_ips).contains(&ip)
+                || lock(&self.live)
+                    .values()
+                    .any(|l| l.host == index && l.fake_ip == ip);
+            if !unanswered.contains(&ip) || in_use {
+                continue;
+            }
+            let host = &self.hosts[index].config.host;
+            info!(host = host.name(), id = %session.id, fake_ip = %ip, "stopping a session the host created after its launch attempt was given up");
+            match self
+                .call(index, "stopping a late session", host.stop_session(&session.id))
+                .await
+            {
+                Ok(()) => lock(&self.hosts[index].unanswered).retain(|(u, _)| *u != ip),
+                // Kept: the next listing tells whether it is still there.
+                Err(error) => warn!(host = host.name(), %error, "could not stop a late session"),
+            }
+        }
     }
 
     async fn stop_on_host(&self, index: usize, host_id: &str) {
@@ -828,7 +897,8 @@ async fn follow_events(inner: Weak<Inner>, index: usize) {
 }
 
 /// Ends the sessions of a host that stays unreachable for [`PoolConfig::host_lost_after`]: its
-/// event stream only reports a resync once the host is back, which may be never.
+/// event stream only reports a resync once the host is back, which may be never. Also stops the
+/// sessions a host creates late, after their `sessions/add` went unanswered.
 async fn watch_host(inner: Weak<Inner>, index: usize) {
     let every = match inner.upgrade() {
         Some(inner) => {
@@ -840,13 +910,23 @@ async fn watch_host(inner: Weak<Inner>, index: usize) {
     loop {
         tokio::time::sleep(every).await;
         let Some(inner) = inner.upgrade() else { return };
-        if !lock(&inner.live).values().any(|l| l.host == index) {
+        let has_live = lock(&inner.live).values().any(|l| l.host == index);
+        let watching = inner.watching_unanswered(index);
+        if !has_live {
             failing_since = None;
+        }
+        if !has_live && !watching {
             continue;
         }
         let host = inner.hosts[index].config.host.clone();
         match inner.call(index, "listing sessions", host.list_sessions()).await {
-            Ok(_) => failing_since = None,
+            Ok(reported) => {
+                failing_since = None;
+                if watching {
+                    inner.stop_late_sessions(index, &reported).await;
+                }
+            }
+            Err(_) if !has_live => {}
             Err(error) => {
                 let since = *failing_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= inner.config.host_lost_after {

@@ -1,8 +1,9 @@
 //! The Wolf pool end to end in one process: [`WolfPool`] over two [`WolfHost`]s talking to two
 //! fake Wolfs (API on unix sockets, streaming side on 127.0.0.1 ephemeral ports), the real relay,
 //! and a small RTSP/ping client standing in for Moonlight. Covers failover at launch (Wolf down,
-//! Wolf closing the connection on `sessions/add`, Wolf refusing the session) and checks that
-//! nothing leaks (relay sessions, leased ports, stored sessions, Wolf sessions).
+//! Wolf closing the connection on `sessions/add`, Wolf refusing the session, Wolf answering
+//! `sessions/add` after the pool gave up, Wolf dying right after `sessions/add`, every Wolf slow)
+//! and checks that nothing leaks (relay sessions, leased ports, stored sessions, Wolf sessions).
 
 #![allow(clippy::unwrap_used)]
 
@@ -19,6 +20,8 @@ use direwolf_core::wolf_host::WolfHost;
 use direwolf_core::{AesKey, AppId, Fingerprint, LaunchError, Launcher, RiKeyId, SessionStore};
 use direwolf_wolf_client::fake::stream::StreamConfig;
 use direwolf_wolf_client::fake::{Failure, FakeWolf};
+use direwolf_wolf_client::{EventItem, WolfEvent};
+use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::timeout;
@@ -35,6 +38,11 @@ struct Pack {
 
 /// Two fake Wolfs ("a" first) and a pool over them. Wolf "b" also has a Wolf app "steam".
 async fn pack(host_apps: HashMap<AppId, String>) -> Pack {
+    pack_with(host_apps, |_| {}).await
+}
+
+/// [`pack`] with the pool configuration adjusted by `tune`.
+async fn pack_with(host_apps: HashMap<AppId, String>, tune: impl FnOnce(&mut PoolConfig)) -> Pack {
     let dir = tempfile::tempdir().unwrap();
     let mut wolves = Vec::new();
     let mut hosts = Vec::new();
@@ -74,12 +82,13 @@ async fn pack(host_apps: HashMap<AppId, String>) -> Pack {
         (App::new(AppId::new(1).unwrap(), "Desktop").unwrap(), None),
         (App::new(AppId::new(2).unwrap(), "Steam").unwrap(), None),
     ]));
-    let config = PoolConfig {
+    let mut config = PoolConfig {
         host_call_timeout: Duration::from_secs(2),
         host_lost_after: Duration::from_millis(600),
         host_apps,
         ..PoolConfig::default()
     };
+    tune(&mut config);
     let pool = WolfPool::start(hosts, relay, sessions.clone(), apps, config)
         .await
         .unwrap();
@@ -298,4 +307,177 @@ async fn a_wolf_that_dies_and_stays_dead_loses_its_session() {
     // The other Wolf still takes launches.
     p.pool.launch(request("bob", 1)).await.unwrap();
     assert_eq!(p.wolves[1].sessions().len(), 1);
+}
+
+/// Follows `wolf`'s events from a client of its own (besides the pool's): the record of what
+/// happened on that Wolf, whatever the timing.
+async fn wolf_events(wolf: &FakeWolf) -> tokio::sync::mpsc::UnboundedReceiver<WolfEvent> {
+    let before = wolf.subscribers();
+    let mut stream = wolf.client().unwrap().events();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(item) = stream.next().await {
+            if let Ok(EventItem::Event(event)) = item
+                && tx.send(event).is_err()
+            {
+                return;
+            }
+        }
+    });
+    wolf.wait_for_subscribers(before + 1, T)
+        .await
+        .expect("the test's event stream did not connect within 10 s");
+    rx
+}
+
+/// Waits for the next event `pick` accepts and returns what it picked.
+async fn next_event<R>(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<WolfEvent>,
+    what: &str,
+    mut pick: impl FnMut(&WolfEvent) -> Option<R>,
+) -> R {
+    let found = async {
+        while let Some(event) = events.recv().await {
+            if let Some(r) = pick(&event) {
+                return r;
+            }
+        }
+        panic!("the event stream ended before {what}");
+    };
+    timeout(T, found)
+        .await
+        .unwrap_or_else(|_| panic!("timed out (10 s) waiting until {what}"))
+}
+
+/// Waits until the Wolf creates a session (`StreamSession`) and then stops it again
+/// (`StopStreamEvent`); returns the session's fake RTSP address.
+async fn created_then_stopped(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<WolfEvent>,
+    wolf: &str,
+) -> String {
+    let fake_ip = next_event(
+        events,
+        &format!("Wolf {wolf} creates its late session"),
+        |e| match e {
+            WolfEvent::StreamSession(s) => Some(s.rtsp_fake_ip.clone().unwrap_or_default()),
+            _ => None,
+        },
+    )
+    .await;
+    next_event(
+        events,
+        &format!("the pool stops Wolf {wolf}'s late session"),
+        |e| matches!(e, WolfEvent::StopStream(_)).then_some(()),
+    )
+    .await;
+    fake_ip
+}
+
+#[tokio::test]
+async fn a_slow_wolf_is_skipped_and_its_late_session_is_stopped() {
+    let p = pack(HashMap::new()).await;
+    let mut a_events = wolf_events(&p.wolves[0]).await;
+    // Wolf "a" answers sessions/add after 3 s, past the pool's 2 s host_call_timeout; it then
+    // creates the session all the same (a Wolf handler runs to its end once the request is read).
+    p.wolves[0].set_failure_on("/api/v1/sessions/add", Failure::Slow(Duration::from_secs(3)));
+    let out = p.pool.launch(request("alice", 1)).await.unwrap();
+    assert_eq!(p.wolves[1].sessions().len(), 1, "the launch fails over to b");
+    assert_eq!(stream_through(&out.session_url).await, 3);
+    // The late session must not be orphaned: it would hold Wolf "a" (and, having Wolf's constant
+    // client-less id, make the next session there impossible to stop).
+    let fake_ip = created_then_stopped(&mut a_events, "a").await;
+    assert!(fake_ip.starts_with("198.1"), "{fake_ip}");
+    assert!(p.wolves[0].sessions().is_empty(), "a still runs a session");
+    assert_eq!(p.pool.relay().session_count(), 1, "only alice's relay is open");
+    assert_eq!(
+        p.pool.current_app(&"alice".parse().unwrap()).await,
+        Some(AppId::new(1).unwrap()),
+        "alice's session on b is untouched"
+    );
+    assert_eq!(p.wolves[1].sessions().len(), 1);
+    p.pool.cancel(&"alice".parse().unwrap()).await.unwrap();
+    assert_no_leaks(&p).await;
+}
+
+#[tokio::test]
+async fn a_wolf_crashing_right_after_sessions_add_loses_the_session_and_the_user_moves_on() {
+    // The pool does nothing on the host after sessions/add, so "crashing mid-launch" is a Wolf
+    // whose API dies right after answering, before the client's RTSP.
+    let p = pack(HashMap::new()).await;
+    p.wolves[0].set_failure_on("/api/v1/sessions/add", Failure::CrashAfterAnswer);
+    let alice = request("alice", 1);
+    p.pool.launch(alice.clone()).await.unwrap();
+    assert_eq!(p.wolves[0].sessions().len(), 1, "placed on a, which then died");
+    let ended = async {
+        while p.pool.current_app(&alice.user).await.is_some() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    timeout(Duration::from_secs(5), ended)
+        .await
+        .expect("the session of a Wolf dead for host_lost_after (0.6 s) must end within 5 s");
+    assert_eq!(p.pool.relay().session_count(), 0, "its relay must be closed");
+    assert_eq!(p.pool.relay().allocator().in_use(), 0, "its ports must be free");
+    assert!(p.sessions.list().await.unwrap().is_empty(), "no stored session");
+
+    // The user's next launch goes to the Wolf that is up, and streams.
+    let out = p.pool.launch(alice.clone()).await.unwrap();
+    assert_eq!(p.wolves[1].sessions().len(), 1);
+    assert_eq!(stream_through(&out.session_url).await, 3);
+
+    // Wolf "a" comes back still holding the old session (it was only hung): the pool stops it.
+    p.wolves[0].clear_failures();
+    p.wolves[0].restart().await.unwrap();
+    let stopped = async {
+        while !p.wolves[0].sessions().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    timeout(T, stopped)
+        .await
+        .expect("the pool must stop the session a Wolf kept while unreachable within 10 s");
+    assert_eq!(
+        p.wolves[1].sessions().len(),
+        1,
+        "alice's new session is untouched"
+    );
+    p.pool.cancel(&alice.user).await.unwrap();
+    assert_no_leaks(&p).await;
+}
+
+#[tokio::test]
+async fn all_wolves_slow_fail_the_launch_in_time_and_leave_nothing() {
+    // Moonlight waits 60 s for /launch (ios, the shortest; moonlight-http.md §2.5).
+    assert!(PoolConfig::default().launch_deadline < Duration::from_secs(55));
+    let deadline = Duration::from_secs(3);
+    let p = pack_with(HashMap::new(), |c| c.launch_deadline = deadline).await;
+    let mut events = Vec::new();
+    for wolf in &p.wolves {
+        events.push(wolf_events(wolf).await);
+        wolf.set_failure_on("/api/v1/sessions/add", Failure::Slow(Duration::from_secs(3)));
+    }
+    let started = std::time::Instant::now();
+    let err = p.pool.launch(request("alice", 1)).await.unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(err, LaunchError::Timeout), "{err:?}");
+    assert!(!err.to_string().is_empty());
+    assert!(
+        took < deadline + Duration::from_secs(1),
+        "the client must get its answer at the launch deadline, got it after {took:?}"
+    );
+    // Both Wolfs create their session late (a at 3 s, b at 5 s): the pool stops both.
+    for (wolf, events) in ["a", "b"].into_iter().zip(&mut events) {
+        created_then_stopped(events, wolf).await;
+    }
+    assert_eq!(p.pool.current_app(&"alice".parse().unwrap()).await, None);
+    assert_no_leaks(&p).await;
+
+    // Both Wolfs take sessions again (no leftover blocks them).
+    for wolf in &p.wolves {
+        wolf.clear_failures();
+    }
+    let out = p.pool.launch(request("bob", 1)).await.unwrap();
+    assert_eq!(stream_through(&out.session_url).await, 3);
+    p.pool.cancel(&"bob".parse().unwrap()).await.unwrap();
+    assert_no_leaks(&p).await;
 }
