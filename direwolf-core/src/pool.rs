@@ -1025,6 +1025,9 @@ mod tests {
         Down,
         Refuse,
         Slow(Duration),
+        /// `add_session` answers after this long and creates the session then even if the
+        /// caller gave up (as a Wolf handler runs to its end); other calls are not delayed.
+        Late(Duration),
     }
 
     /// A streaming host in memory: sessions, ids, events, failure modes.
@@ -1032,7 +1035,9 @@ mod tests {
     struct TestHost {
         name: String,
         mode: Mutex<Mode>,
-        sessions: Mutex<BTreeMap<String, HostSessionRequest>>,
+        sessions: Arc<Mutex<BTreeMap<String, HostSessionRequest>>>,
+        /// Sessions created by a [`Mode::Late`] add.
+        late: Arc<AtomicU32>,
         next: AtomicU32,
         events: broadcast::Sender<HostEvent>,
         /// Every session gets the same id, as Wolf does for client-less sessions.
@@ -1048,7 +1053,8 @@ mod tests {
             Arc::new(TestHost {
                 name: name.to_owned(),
                 mode: Mutex::new(Mode::Ok),
-                sessions: Mutex::default(),
+                sessions: Arc::default(),
+                late: Arc::default(),
                 next: AtomicU32::new(1),
                 events: broadcast::channel(64).0,
                 constant_ids,
@@ -1085,6 +1091,7 @@ mod tests {
                     host: self.name.clone(),
                     message: "no".into(),
                 }),
+                Mode::Late(_) => Ok(()),
                 Mode::Slow(d) => {
                     tokio::time::sleep(d).await;
                     Ok(())
@@ -1106,6 +1113,18 @@ mod tests {
             } else {
                 self.next.fetch_add(1, Ordering::Relaxed).to_string()
             };
+            let mode = *lock(&self.mode);
+            if let Mode::Late(d) = mode {
+                let (sessions, late) = (self.sessions.clone(), self.late.clone());
+                let (late_id, request) = (id.clone(), request.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(d).await;
+                    lock(&sessions).insert(late_id, request);
+                    late.fetch_add(1, Ordering::Relaxed);
+                });
+                tokio::time::sleep(d).await;
+                return Ok(id);
+            }
             lock(&self.sessions).insert(id.clone(), request.clone());
             Ok(id)
         }
@@ -1492,6 +1511,50 @@ mod tests {
         })
         .await;
         assert!(f.sessions.list().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_session_created_after_its_add_was_given_up_is_stopped() {
+        let (a, b) = (TestHost::new("a"), TestHost::new("b"));
+        let config = PoolConfig {
+            host_call_timeout: Duration::from_millis(100),
+            host_lost_after: Duration::from_millis(200),
+            ..PoolConfig::default()
+        };
+        let f = fixture(vec![(a.clone(), 1), (b.clone(), 1)], config).await;
+        f.pool.launch(request("alice", 1)).await.unwrap();
+        assert_eq!((a.count(), b.count()), (1, 0));
+        let fake_ip = a.requests()[0].rtsp_fake_ip;
+        // The resume re-adds on a, which answers too late, then moves to b with the same address.
+        a.set_mode(Mode::Late(Duration::from_millis(300)));
+        f.pool.resume(resume_request("alice", 7)).await.unwrap();
+        assert_eq!(
+            b.requests()[0].rtsp_fake_ip,
+            fake_ip,
+            "a resume keeps its address"
+        );
+        let pool = f.pool.clone();
+        eventually("a creates the late session and the pool stops it", || {
+            a.late.load(Ordering::Relaxed) == 1 && a.count() == 0
+        })
+        .await;
+        assert_eq!(b.count(), 1, "the resumed session on b is untouched");
+        assert_eq!(pool.current_app(&user("alice")).await, Some(app(1)));
+        assert_eq!(f.relay.allocator().in_use(), 1);
+        // A new launch does not reuse an address the pool still watches for.
+        let watched: Vec<Ipv4Addr> = lock(&pool.inner.hosts[0].unanswered)
+            .iter()
+            .map(|(ip, _)| *ip)
+            .collect();
+        assert!(
+            watched.is_empty(),
+            "the stopped session is forgotten: {watched:?}"
+        );
+        pool.inner.note_unanswered(0, Ipv4Addr::new(198, 18, 0, 250));
+        pool.inner.next_fake_ip.store(250, Ordering::Relaxed);
+        let next = pool.inner.reserve_fake_ip();
+        assert_ne!(next, Ipv4Addr::new(198, 18, 0, 250));
+        pool.inner.release_fake_ip(next);
     }
 
     #[test]
