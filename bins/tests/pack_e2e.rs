@@ -11,200 +11,43 @@
 //! Needs root, `ip`, `nft` and python3 with moonlight_python 0.3.0; fails (never passes
 //! silently) without them.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::{DIREWOLF, Namespaces, Proc, driver_args, in_netns, ip, run, wait_until};
 
 const PIN: &str = "4821";
 const SUBNET: &str = "10.77.0";
 const DW_IP: &str = "10.77.0.1";
 const STEP: Duration = Duration::from_secs(30);
 
-fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
-}
-
-fn run(cmd: &mut Command, what: &str) -> String {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn ip(args: &[&str]) {
-    run(Command::new("ip").args(args), &format!("ip {}", args.join(" ")));
-}
-
-/// Network namespaces of this run; deleted (with their veths and bridge) when dropped.
-struct Net {
-    names: Vec<String>,
-}
-
-impl Net {
-    fn ns(&self, role: &str) -> String {
-        self.names
-            .iter()
-            .find(|n| n.ends_with(&format!("-{role}")))
-            .unwrap_or_else(|| panic!("no namespace {role}"))
-            .clone()
+/// The namespaces of this run: direwolf (`dw`) with a bridge, and one veth into the bridge for
+/// each of client 1 (`c1`), client 2 (`c2`), Wolf A (`wa`) and Wolf B (`wb`).
+fn create_net() -> Namespaces {
+    let mut net = Namespaces::new(&format!("dwe{}", std::process::id()));
+    let dw = net.add("dw");
+    ip(&["-n", &dw, "link", "add", "br0", "type", "bridge"]);
+    ip(&["-n", &dw, "addr", "add", &format!("{DW_IP}/24"), "dev", "br0"]);
+    ip(&["-n", &dw, "link", "set", "br0", "up"]);
+    for (role, host) in [("c1", 11), ("c2", 12), ("wa", 21), ("wb", 22)] {
+        let other = net.add(role);
+        // Created inside the direwolf namespace, one end moved: names never clash with
+        // another run's.
+        let veth = format!("v{role}");
+        ip(&[
+            "-n", &dw, "link", "add", &veth, "type", "veth", "peer", "name", "eth0",
+        ]);
+        ip(&["-n", &dw, "link", "set", "eth0", "netns", &other]);
+        ip(&["-n", &dw, "link", "set", &veth, "master", "br0", "up"]);
+        let addr = format!("{SUBNET}.{host}/24");
+        ip(&["-n", &other, "addr", "add", &addr, "dev", "eth0"]);
+        ip(&["-n", &other, "link", "set", "eth0", "up"]);
     }
-
-    fn create() -> Net {
-        let tag = format!("dwe{}", std::process::id());
-        let roles = [("dw", 1), ("c1", 11), ("c2", 12), ("wa", 21), ("wb", 22)];
-        let mut net = Net { names: Vec::new() };
-        for (role, _) in roles {
-            let name = format!("{tag}-{role}");
-            ip(&["netns", "add", &name]);
-            net.names.push(name.clone());
-            ip(&["-n", &name, "link", "set", "lo", "up"]);
-        }
-        let dw = net.ns("dw");
-        ip(&["-n", &dw, "link", "add", "br0", "type", "bridge"]);
-        ip(&["-n", &dw, "addr", "add", &format!("{DW_IP}/24"), "dev", "br0"]);
-        ip(&["-n", &dw, "link", "set", "br0", "up"]);
-        for (role, host) in &roles[1..] {
-            let other = net.ns(role);
-            // Created inside the direwolf namespace, one end moved: names never clash with
-            // another run's.
-            ip(&[
-                "-n",
-                &dw,
-                "link",
-                "add",
-                &format!("v{role}"),
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-            ]);
-            ip(&["-n", &dw, "link", "set", "eth0", "netns", &other]);
-            ip(&[
-                "-n",
-                &dw,
-                "link",
-                "set",
-                &format!("v{role}"),
-                "master",
-                "br0",
-                "up",
-            ]);
-            ip(&[
-                "-n",
-                &other,
-                "addr",
-                "add",
-                &format!("{SUBNET}.{host}/24"),
-                "dev",
-                "eth0",
-            ]);
-            ip(&["-n", &other, "link", "set", "eth0", "up"]);
-        }
-        net
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for name in &self.names {
-            let _ = Command::new("ip").args(["netns", "del", name]).status();
-        }
-    }
-}
-
-/// A child process (started with `ip netns exec`, which execs: same pid), killed when dropped;
-/// its output lines (stdout and stderr) arrive on `lines`.
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    name: String,
-}
-
-impl Proc {
-    fn spawn(ns: &str, name: &str, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Proc {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns]).arg(program).args(args);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {name}: {e}"));
-        let (tx, lines) = mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().expect("piped stdout")) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().expect("piped stderr")),
-        ] {
-            let tx = tx.clone();
-            let label = name.to_owned();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines() {
-                    let Ok(line) = line else { break };
-                    eprintln!("[{label}] {line}");
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        Proc {
-            child,
-            lines,
-            name: name.to_owned(),
-        }
-    }
-
-    /// The next output line containing `needle`, within `timeout`.
-    fn wait_for(&self, needle: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    panic!("{} did not print {needle:?} within {timeout:?}", self.name)
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    panic!("{} exited before printing {needle:?}", self.name)
-                }
-            }
-        }
-    }
-
-    /// The next JSON report line (a line starting with `{`).
-    fn report(&self, timeout: Duration) -> Value {
-        let line = self.wait_for("{\"", timeout);
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{}: bad JSON {line:?}: {e}", self.name))
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
+    net
 }
 
 /// The `fake_wolf` example binary, built on demand (a no-op when up to date).
@@ -244,13 +87,7 @@ fn require_tools() {
         "0",
         "this test creates network namespaces and must run as root"
     );
-    run(
-        Command::new("python3").args([
-            "-c",
-            "import moonlight_python as m; assert m.__version__ == '0.3.0', m.__version__",
-        ]),
-        "python3 with moonlight_python 0.3.0 (pip install moonlight-python==0.3.0)",
-    );
+    support::require_moonlight_python();
     run(Command::new("nft").arg("--version"), "nft (package nftables)");
 }
 
@@ -282,37 +119,33 @@ impl Wolf {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let proc = Proc::spawn(ns, name, bin, &argv, &[]);
-        proc.wait_for("fake wolf ready", STEP);
         Wolf {
-            proc,
+            proc: Self::spawn(bin, ns, name, &args),
             records,
             args,
             ns: ns.to_owned(),
         }
     }
 
+    fn spawn(bin: &Path, ns: &str, name: &str, args: &[String]) -> Proc {
+        let proc = Proc::spawn(name, in_netns(ns, bin).args(args));
+        proc.wait_for("fake wolf ready", STEP);
+        proc
+    }
+
     fn restart(&mut self, bin: &Path) {
         self.proc.kill();
         let _ = std::fs::remove_file(&self.records);
-        let argv: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        self.proc = Proc::spawn(&self.ns, &self.proc.name.clone(), bin, &argv, &[]);
-        self.proc.wait_for("fake wolf ready", STEP);
+        self.proc = Self::spawn(bin, &self.ns, self.proc.name(), &self.args);
     }
 
     /// The fake's stream report (written every 200 ms).
     fn report(&self) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&self.records)
-                && let Ok(v) = serde_json::from_str::<Value>(&text)
-            {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "no records from {}", self.proc.name);
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        support::poll(Duration::from_secs(5), Duration::from_millis(50), || {
+            let text = std::fs::read_to_string(&self.records).ok()?;
+            serde_json::from_str::<Value>(&text).ok()
+        })
+        .unwrap_or_else(|| panic!("no records from {}\n{}", self.proc.name(), self.proc.tail()))
     }
 
     fn sessions(&self) -> Vec<Value> {
@@ -321,39 +154,20 @@ impl Wolf {
 }
 
 fn driver(ns: &str, client_dir: &Path, args: &[&str], script: &str) -> Proc {
-    let mut argv = vec![
-        interop_dir().join(script).to_str().expect("utf-8").to_owned(),
-        "--host".into(),
-        DW_IP.into(),
-        "--http-port".into(),
-        "47989".into(),
-        "--client-dir".into(),
-        client_dir.to_str().expect("utf-8").to_owned(),
-    ];
-    argv.extend(args.iter().map(|s| s.to_string()));
-    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     Proc::spawn(
-        ns,
         &format!("{script} {}", args[0]),
-        Path::new("python3"),
-        &argv,
-        &[],
+        in_netns(ns, "python3").args(driver_args(script, DW_IP, 47989, client_dir, args)),
     )
 }
 
 fn pair(server: &Proc, ns: &str, client_dir: &Path, user: &str) {
     let pairing = driver(ns, client_dir, &["pair", "--pin", PIN], "driver.py");
     let line = server.wait_for("Insert pin at http://", STEP);
-    let secret = line
-        .rsplit('#')
-        .next()
-        .and_then(|s| s.split_whitespace().next())
-        .expect("a PIN secret in the log line")
-        .to_owned();
+    let (_, secret) = support::pin_link(&line);
     let post = driver(
         ns,
         client_dir,
-        &["post-pin", "--pin", PIN, "--secret", &secret, "--user", user],
+        &["post-pin", "--pin", PIN, "--secret", secret, "--user", user],
         "pack_driver.py",
     );
     let posted = post.report(STEP);
@@ -379,19 +193,14 @@ fn install_rtp_counters(ns: &str) {
                  meta l4proto udp @th,128,32 0x57464f4c @th,72,8 96 counter comment \"video\"\n }\n}\n";
     let file = std::env::temp_dir().join(format!("{ns}.nft"));
     std::fs::write(&file, rules).expect("write nft rules");
-    run(
-        Command::new("ip")
-            .args(["netns", "exec", ns, "nft", "-f"])
-            .arg(&file),
-        "nft -f (RTP counters)",
-    );
+    run(in_netns(ns, "nft").arg("-f").arg(&file), "nft -f (RTP counters)");
     let _ = std::fs::remove_file(file);
 }
 
 /// (audio, video) RTP packets the client namespace received from a fake Wolf.
 fn rtp_counts(ns: &str) -> (u64, u64) {
     let text = run(
-        Command::new("ip").args(["netns", "exec", ns, "nft", "list", "table", "inet", "dwe2e"]),
+        in_netns(ns, "nft").args(["list", "table", "inet", "dwe2e"]),
         "nft list",
     );
     let count = |kind: &str| {
@@ -419,21 +228,13 @@ fn wolf_with_pings(wolves: &[Wolf]) -> Vec<usize> {
         .collect()
 }
 
-fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ok() {
-        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn real_client_streams_through_the_relay_to_a_wolf_of_the_pool() {
     require_tools();
     let bin = fake_wolf_binary();
     let tmp = tempfile::tempdir().expect("temporary directory");
     let root = tmp.path();
-    let net = Net::create();
+    let net = create_net();
     let (c1, c2) = (net.ns("c1"), net.ns("c2"));
 
     let mut wolves = vec![
@@ -454,22 +255,21 @@ fn real_client_streams_through_the_relay_to_a_wolf_of_the_pool() {
     .expect("write the configuration");
     let data = root.join("data");
     let server = Proc::spawn(
-        &net.ns("dw"),
         "direwolf",
-        Path::new(env!("CARGO_BIN_EXE_direwolf")),
-        &[
-            "serve",
-            "--data-dir",
-            data.to_str().expect("utf-8"),
-            "--config",
-            config.to_str().expect("utf-8"),
-            "--bind",
-            "0.0.0.0",
-            "--no-mdns",
-            "--pin-timeout",
-            "60",
-        ],
-        &[("RUST_LOG", "info")],
+        in_netns(&net.ns("dw"), DIREWOLF)
+            .args([
+                "serve",
+                "--data-dir",
+                data.to_str().expect("utf-8"),
+                "--config",
+                config.to_str().expect("utf-8"),
+                "--bind",
+                "0.0.0.0",
+                "--no-mdns",
+                "--pin-timeout",
+                "60",
+            ])
+            .env("RUST_LOG", "info"),
     );
     server.wait_for("streaming through the Wolf pool", STEP);
     server.wait_for("direwolf serve started", STEP);
@@ -524,7 +324,7 @@ fn real_client_streams_through_the_relay_to_a_wolf_of_the_pool() {
     let first = wolf_with_pings(&wolves)[0];
     let (w1, w2) = (&wolves[first], &wolves[1 - first]);
     let rec1 = w1.sessions()[0].clone();
-    eprintln!("client 1 on {}: {rec1}", w1.proc.name);
+    eprintln!("client 1 on {}: {rec1}", w1.proc.name());
     let requests: Vec<String> = rec1["rtsp_requests"]
         .as_array()
         .expect("requests")
@@ -612,7 +412,7 @@ fn real_client_streams_through_the_relay_to_a_wolf_of_the_pool() {
             w.report()["unmatched_pings"],
             0,
             "{} saw pings of no session of its own",
-            w.proc.name
+            w.proc.name()
         );
     }
     wait_until("client 2 receives RTP", Duration::from_secs(5), || {

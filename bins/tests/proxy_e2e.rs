@@ -5,11 +5,12 @@
 //!
 //! Needs `python3` with `moonlight_python` 0.3.0 importable (`scripts/test-all` installs it).
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use direwolf_k8s::crd;
@@ -17,10 +18,10 @@ use direwolf_k8s::emulator::ApiServerEmulator;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
+use support::{DRIVER_TIMEOUT, Proc, field, fingerprint, port_of, require_moonlight_python, run_driver};
 
 const PIN: &str = "5731";
 const START: Duration = Duration::from_secs(120);
-const DRIVER_TIMEOUT: Duration = Duration::from_secs(120);
 const NS: &str = "default";
 const LAUNCH_TIMEOUT_SECS: u64 = 8;
 
@@ -45,53 +46,6 @@ if app > 0:
         result.update(ok=False, status_code=e.status_code, message=e.status_message)
 print(json.dumps(result), flush=True)
 "#;
-
-fn driver_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/driver.py")
-}
-
-fn require_moonlight_python() {
-    let probe = Command::new("python3")
-        .args([
-            "-c",
-            "import moonlight_python as m; assert m.__version__ == '0.3.0', m.__version__",
-        ])
-        .stdin(Stdio::null())
-        .output();
-    match probe {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => panic!(
-            "python3 cannot import moonlight_python 0.3.0 ({}): run scripts/test-all \
-             (pip install moonlight-python==0.3.0)",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ),
-        Err(e) => panic!("python3 is not available ({e})"),
-    }
-}
-
-/// Kills a child process when dropped.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_exit(child: &mut Child, timeout: Duration, what: &str) -> std::process::ExitStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().expect("poll the child") {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not exit within {timeout:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// The emulator (on its own runtime, so the test thread may block) with the CRDs and the
 /// example Apps and User, and a kubeconfig pointing at it.
@@ -183,101 +137,46 @@ impl Drop for Cluster {
     }
 }
 
+/// `direwolf proxy` on loopback with free ports, against `cluster`.
+fn proxy_command(cluster: &Cluster) -> Command {
+    let mut command = support::direwolf();
+    command
+        .arg("proxy")
+        .args(["--bind", "127.0.0.1", "--http-port", "0", "--https-port", "0"])
+        .args(["--health-bind", "127.0.0.1", "--health-port", "0"])
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST");
+    command
+}
+
 /// A running `direwolf proxy`; log lines are collected.
 struct Proxy {
-    child: ChildGuard,
-    lines: mpsc::Receiver<String>,
+    proc: Proc,
     http_port: u16,
     fingerprint: String,
 }
 
-fn field<'a>(line: &'a str, key: &str) -> &'a str {
-    let start = line
-        .find(key)
-        .unwrap_or_else(|| panic!("no {key} in log line {line:?}"))
-        + key.len();
-    line[start..].split(' ').next().unwrap_or_default()
-}
-
 impl Proxy {
     fn start(cluster: &Cluster, name: &str) -> Proxy {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_direwolf"))
-            .arg("proxy")
-            .args(["--bind", "127.0.0.1", "--http-port", "0", "--https-port", "0"])
-            .args(["--health-bind", "127.0.0.1", "--health-port", "0"])
-            .args(["--launch-timeout", &LAUNCH_TIMEOUT_SECS.to_string()])
-            .args(["--default-user", "alice", "--pin-timeout", "60"])
-            .env("KUBECONFIG", &cluster.kubeconfig)
-            .env("POD_NAMESPACE", NS)
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start direwolf proxy");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, lines) = mpsc::channel();
-        let tag = name.to_owned();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                eprintln!("[proxy {tag}] {line}");
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut proxy = Proxy {
-            child: ChildGuard(child),
-            lines,
-            http_port: 0,
-            fingerprint: String::new(),
-        };
-        let health = proxy.wait_for("health listener", START);
+        let proc = Proc::spawn(
+            &format!("proxy {name}"),
+            proxy_command(cluster)
+                .args(["--launch-timeout", &LAUNCH_TIMEOUT_SECS.to_string()])
+                .args(["--default-user", "alice", "--pin-timeout", "60"])
+                .env("POD_NAMESPACE", NS)
+                .env("RUST_LOG", "info"),
+        );
+        let health = proc.wait_for("health listener", START);
         let health: SocketAddr = field(&health, "addr=").parse().expect("health address");
-        let started = proxy.wait_for("direwolf proxy started", START);
-        let http: SocketAddr = field(&started, " http=")
-            .trim_matches(|c| c == '[' || c == ']')
-            .parse()
-            .expect("http address");
-        proxy.http_port = http.port();
-        proxy.fingerprint = field(&started, "server.fingerprint=").to_owned();
+        let started = proc.wait_for("direwolf proxy started", START);
+        let proxy = Proxy {
+            http_port: port_of(field(&started, " http=")),
+            fingerprint: fingerprint(&started),
+            proc,
+        };
         let ready = http_get(health, "/readyz");
         assert!(ready.starts_with("HTTP/1.1 200"), "/readyz after start: {ready}");
         proxy
-    }
-
-    /// SIGTERM, then a clean exit within 30 s.
-    fn stop(mut self) {
-        let pid = self.child.0.id().to_string();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM {pid} failed");
-        let status = wait_exit(&mut self.child.0, Duration::from_secs(30), "proxy after SIGTERM");
-        assert!(
-            status.success(),
-            "the proxy exits cleanly on SIGTERM, got {status}"
-        );
-    }
-
-    fn wait_for(&self, needle: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    panic!("the proxy did not log {needle:?} within {timeout:?}")
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    panic!("the proxy exited before logging {needle:?}")
-                }
-            }
-        }
     }
 }
 
@@ -296,110 +195,35 @@ fn http_get(addr: SocketAddr, path: &str) -> String {
     reply
 }
 
-fn post_pin(http_port: u16, pin: &str, secret: &str) -> (u16, String) {
-    let addr = SocketAddr::from(([127, 0, 0, 1], http_port));
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("read timeout");
-    let body = format!(r#"{{"pin":"{pin}","secret":"{secret}"}}"#);
-    let request = format!(
-        "POST /pin/ HTTP/1.1\r\nHost: 127.0.0.1:{http_port}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).expect("send the PIN");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .expect("read the PIN page's answer (timeout: stuck)");
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    (status, body)
-}
-
-/// Runs a Python program to completion (bounded) and parses the last stdout line as JSON.
-fn run_python(args: &[&str], what: &str) -> Value {
-    let mut child = ChildGuard(
-        Command::new("python3")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start python3"),
-    );
-    let mut stdout = child.0.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        let _ = tx.send(text);
-    });
-    let status = wait_exit(&mut child.0, DRIVER_TIMEOUT, what);
-    let text = rx.recv_timeout(Duration::from_secs(10)).expect("stdout");
-    let last = text.lines().last().unwrap_or_default();
-    let report: Value =
-        serde_json::from_str(last).unwrap_or_else(|e| panic!("{what}: no JSON ({e}) in {text:?}"));
-    assert!(
-        status.success() && report.get("unexpected").is_none(),
-        "{what}: {report}"
-    );
-    eprintln!("[{what}] {report}");
-    report
-}
-
-fn driver(http_port: u16, client: &Path, args: &[&str]) -> Vec<String> {
-    let mut all = vec![
-        driver_path().display().to_string(),
-        "--host".into(),
-        "127.0.0.1".into(),
-        "--http-port".into(),
-        http_port.to_string(),
-        "--client-dir".into(),
-        client.display().to_string(),
-    ];
-    all.extend(args.iter().map(|s| (*s).to_owned()));
-    all
-}
-
 /// Pairs `client` through `via`, typing the PIN on `pin_page`'s PIN page.
 fn pair(via: &Proxy, pin_page: &Proxy, client: &Path) -> Value {
-    let args = driver(via.http_port, client, &["pair", "--pin", PIN]);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let _ = tx.send(std::panic::catch_unwind(|| run_python(&refs, "pair")));
-    });
-    let line = via.wait_for("Insert pin at http://", DRIVER_TIMEOUT);
-    let secret = line.rsplit('#').next().expect("a secret").trim().to_owned();
-    assert_eq!(secret.len(), 16, "secret in {line}");
-    let (status, body) = post_pin(pin_page.http_port, PIN, &secret);
-    assert_eq!(
-        (status, body.trim()),
-        (200, "OK"),
-        "the PIN page must accept the PIN"
-    );
-    rx.recv_timeout(DRIVER_TIMEOUT + Duration::from_secs(10))
-        .expect("the pairing driver finishes")
-        .unwrap_or_else(|_| panic!("the pairing driver failed"))
+    support::pair(
+        &via.proc,
+        via.http_port,
+        pin_page.http_port,
+        client,
+        PIN,
+        PIN,
+        None,
+    )
 }
 
-fn launch(proxy: &Proxy, client: &Path, app: u32) -> Value {
-    run_python(
-        &[
+/// Starts a launch of `app` (0: none, only the fingerprint) through moonlight-python's own call.
+fn spawn_launch(port: u16, client: &Path, app: u32) -> Proc {
+    Proc::spawn(
+        "launch",
+        Command::new("python3").args([
             "-c",
             LAUNCH_PY,
             &client.display().to_string(),
-            &proxy.http_port.to_string(),
+            &port.to_string(),
             &app.to_string(),
-        ],
-        "launch",
+        ]),
     )
+}
+
+fn launch(proxy: &Proxy, client: &Path, app: u32) -> Value {
+    spawn_launch(proxy.http_port, client, app).json_result(DRIVER_TIMEOUT)
 }
 
 #[test]
@@ -424,13 +248,7 @@ fn real_client_pairs_lists_apps_and_launches_through_session_objects() {
     assert_eq!(pairing.spec.user_reference.name, "alice");
 
     // HTTPS serverinfo and the app list, as the client sees them.
-    let check = run_python(
-        &driver(proxy.http_port, &client, &["check"])
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-        "check",
-    );
+    let check = run_driver(proxy.http_port, &client, &["check"]);
     assert_eq!(check["serverinfo"]["pair_status"], "1", "{check}");
     assert_eq!(check["serverinfo"]["current_game"], 0);
     let apps: Api<crd::App> = Api::namespaced(cluster.client(), NS);
@@ -449,29 +267,13 @@ fn real_client_pairs_lists_apps_and_launches_through_session_objects() {
     );
 
     // Launch: the proxy creates a Session; the test publishes its stream URL as the operator.
-    let launcher = {
-        let (client, port) = (client.clone(), proxy.http_port);
-        std::thread::spawn(move || {
-            run_python(
-                &[
-                    "-c",
-                    LAUNCH_PY,
-                    &client.display().to_string(),
-                    &port.to_string(),
-                    "2",
-                ],
-                "launch",
-            )
-        })
-    };
-    let deadline = Instant::now() + Duration::from_secs(LAUNCH_TIMEOUT_SECS);
-    let session = loop {
-        if let Some(session) = cluster.sessions().into_iter().next() {
-            break session;
-        }
-        assert!(Instant::now() < deadline, "no Session was created by the launch");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let launcher = spawn_launch(proxy.http_port, &client, 2);
+    let session = support::poll(
+        Duration::from_secs(LAUNCH_TIMEOUT_SECS),
+        Duration::from_millis(50),
+        || cluster.sessions().into_iter().next(),
+    )
+    .expect("no Session was created by the launch");
     assert!(
         session.name_any().starts_with("alice-firefox-"),
         "{}",
@@ -501,20 +303,14 @@ fn real_client_pairs_lists_apps_and_launches_through_session_objects() {
             ),
         )
         .expect("patch status");
-    let launched = launcher.join().expect("launch thread");
+    let launched = launcher.json_result(DRIVER_TIMEOUT);
     assert_eq!(launched["ok"], true, "{launched}");
     assert_eq!(
         launched["url"], url,
         "the client receives the stream URL as sessionUrl0"
     );
 
-    let busy = run_python(
-        &driver(proxy.http_port, &client, &["check"])
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-        "check busy",
-    );
+    let busy = run_driver(proxy.http_port, &client, &["check"]);
     assert_eq!(busy["serverinfo"]["current_game"], 2, "{busy}");
 
     // Without an operator the next launch times out with the failure XML and leaves nothing.
@@ -544,13 +340,7 @@ fn two_replicas_pin_posted_to_the_other_replica() {
     );
 
     // B trusts the pairing A wrote, with the certificate the client pinned from A.
-    let check = run_python(
-        &driver(b.http_port, &client, &["check"])
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-        "check on b",
-    );
+    let check = run_driver(b.http_port, &client, &["check"]);
     assert_eq!(check["serverinfo"]["pair_status"], "1", "{check}");
     let pairings: Api<crd::Pairing> = Api::namespaced(cluster.client(), NS);
     let listed = cluster
@@ -567,35 +357,15 @@ fn two_replicas_pin_posted_to_the_other_replica() {
         .expect("list secrets")
         .items;
     assert!(left.is_empty(), "the pending-PIN Secret is deleted after pairing");
-    a.stop();
-    b.stop();
+    a.proc.stop();
+    b.proc.stop();
 }
 
 #[test]
 fn without_the_crds_the_proxy_exits_with_an_install_hint() {
     let cluster = Cluster::start_with(false);
-    let mut child = ChildGuard(
-        Command::new(env!("CARGO_BIN_EXE_direwolf"))
-            .arg("proxy")
-            .args(["--bind", "127.0.0.1", "--http-port", "0", "--https-port", "0"])
-            .args(["--health-bind", "127.0.0.1", "--health-port", "0"])
-            .env("KUBECONFIG", &cluster.kubeconfig)
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start direwolf proxy"),
-    );
-    let mut stderr = child.0.stderr.take().expect("piped stderr");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        let _ = tx.send(text);
-    });
-    let status = wait_exit(&mut child.0, Duration::from_secs(60), "proxy without CRDs");
-    let text = rx.recv_timeout(Duration::from_secs(10)).expect("stderr");
+    let out = Proc::spawn("proxy without CRDs", &mut proxy_command(&cluster)).finish(Duration::from_secs(60));
+    let (status, text) = (out.status, out.stderr);
     assert!(!status.success(), "the proxy must fail without CRDs: {text}");
     assert!(
         text.contains("direwolf crd | kubectl apply -f -"),
