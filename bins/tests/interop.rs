@@ -12,7 +12,7 @@ use std::time::Duration;
 use direwolf_core::persistent::PersistentStores;
 use direwolf_core::{NoStreamingHost, PairingStore};
 use serde_json::Value;
-use support::{Proc, field, fingerprint, port_of, require_moonlight_python, run_driver, serve_command};
+use support::{Direwolf, Proc, require_moonlight_python, run_driver, serve_command};
 
 const PIN: &str = "4821";
 const SERVER_START: Duration = Duration::from_secs(120);
@@ -21,45 +21,21 @@ const SERVER_START: Duration = Duration::from_secs(120);
 const STEAM_PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0\x90wS\xde\
 \0\0\0\x0cIDATx\x9cc\xf8\xdf\xc0\0\0\x04\x01\x01\x80\xc5*\x18]\0\0\0\0IEND\xaeB`\x82";
 
-/// A running `direwolf serve` whose log lines are collected.
-struct Server {
-    proc: Proc,
-    http_port: u16,
-    https_port: u16,
-    fingerprint: String,
-}
-
-impl Server {
-    fn start(data_dir: &Path, config: &Path) -> Server {
-        let proc = Proc::spawn(
-            "direwolf",
-            serve_command(data_dir)
-                .arg("--config")
-                .arg(config)
-                .args(["--pin-timeout", "60"]),
-        );
-        let started = proc.wait_for("direwolf serve started", SERVER_START);
-        Server {
-            http_port: port_of(field(&started, " http=")),
-            https_port: port_of(field(&started, " https=")),
-            fingerprint: fingerprint(&started),
-            proc,
-        }
-    }
+/// Starts `direwolf serve` on `data_dir` with `config`.
+fn start_server(data_dir: &Path, config: &Path) -> Direwolf {
+    let proc = Proc::spawn(
+        "direwolf",
+        serve_command(data_dir)
+            .arg("--config")
+            .arg(config)
+            .args(["--pin-timeout", "60"]),
+    );
+    Direwolf::started(proc, "direwolf serve started", SERVER_START)
 }
 
 /// Pairs `client_dir`: the driver shows `client_pin`, the person types `typed_pin` on the PIN page.
-fn pair(server: &Server, client_dir: &Path, client_pin: &str, typed_pin: &str) -> Value {
-    let port = server.http_port;
-    support::pair(
-        &server.proc,
-        port,
-        port,
-        client_dir,
-        client_pin,
-        typed_pin,
-        Some(port),
-    )
+fn pair(server: &Direwolf, client_dir: &Path, client_pin: &str, typed_pin: &str) -> Value {
+    support::pair(server, server.http_port, client_dir, client_pin, typed_pin, true)
 }
 
 struct Setup {
@@ -104,7 +80,7 @@ fn stored_pairings(data_dir: &Path) -> Vec<direwolf_core::Pairing> {
 fn real_client_pairs_lists_apps_gets_art_and_pairing_survives_restart() {
     let s = setup();
     let client = s.root.join("client");
-    let server = Server::start(&s.data_dir, &s.config);
+    let server = start_server(&s.data_dir, &s.config);
 
     let paired = pair(&server, &client, PIN, PIN);
     assert_eq!(
@@ -168,7 +144,7 @@ fn real_client_pairs_lists_apps_gets_art_and_pairing_survives_restart() {
     server.proc.stop();
 
     // Restart on the same data directory: same identity, pairing still trusted.
-    let server = Server::start(&s.data_dir, &s.config);
+    let server = start_server(&s.data_dir, &s.config);
     assert_eq!(
         server.fingerprint, fingerprint,
         "the server certificate must survive a restart"
@@ -200,7 +176,7 @@ fn real_client_pairs_lists_apps_gets_art_and_pairing_survives_restart() {
 fn wrong_pin_fails_cleanly_and_unpaired_certificates_are_refused() {
     let s = setup();
     let client = s.root.join("client");
-    let server = Server::start(&s.data_dir, &s.config);
+    let server = start_server(&s.data_dir, &s.config);
 
     let wrong = pair(&server, &client, "1234", "9999");
     assert_eq!(wrong["ok"], false, "a wrong PIN must fail: {wrong}");

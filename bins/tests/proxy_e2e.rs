@@ -18,7 +18,7 @@ use direwolf_k8s::emulator::ApiServerEmulator;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
-use support::{DRIVER_TIMEOUT, Proc, field, fingerprint, port_of, require_moonlight_python, run_driver};
+use support::{DRIVER_TIMEOUT, Direwolf, Proc, field, require_moonlight_python, run_driver};
 
 const PIN: &str = "5731";
 const START: Duration = Duration::from_secs(120);
@@ -149,35 +149,22 @@ fn proxy_command(cluster: &Cluster) -> Command {
     command
 }
 
-/// A running `direwolf proxy`; log lines are collected.
-struct Proxy {
-    proc: Proc,
-    http_port: u16,
-    fingerprint: String,
-}
-
-impl Proxy {
-    fn start(cluster: &Cluster, name: &str) -> Proxy {
-        let proc = Proc::spawn(
-            &format!("proxy {name}"),
-            proxy_command(cluster)
-                .args(["--launch-timeout", &LAUNCH_TIMEOUT_SECS.to_string()])
-                .args(["--default-user", "alice", "--pin-timeout", "60"])
-                .env("POD_NAMESPACE", NS)
-                .env("RUST_LOG", "info"),
-        );
-        let health = proc.wait_for("health listener", START);
-        let health: SocketAddr = field(&health, "addr=").parse().expect("health address");
-        let started = proc.wait_for("direwolf proxy started", START);
-        let proxy = Proxy {
-            http_port: port_of(field(&started, " http=")),
-            fingerprint: fingerprint(&started),
-            proc,
-        };
-        let ready = http_get(health, "/readyz");
-        assert!(ready.starts_with("HTTP/1.1 200"), "/readyz after start: {ready}");
-        proxy
-    }
+/// Starts a `direwolf proxy` replica (log lines tagged `proxy {name}`) and checks `/readyz`.
+fn start_proxy(cluster: &Cluster, name: &str) -> Direwolf {
+    let proc = Proc::spawn(
+        &format!("proxy {name}"),
+        proxy_command(cluster)
+            .args(["--launch-timeout", &LAUNCH_TIMEOUT_SECS.to_string()])
+            .args(["--default-user", "alice", "--pin-timeout", "60"])
+            .env("POD_NAMESPACE", NS)
+            .env("RUST_LOG", "info"),
+    );
+    let health = proc.wait_for("health listener", START);
+    let health: SocketAddr = field(&health, "addr=").parse().expect("health address");
+    let proxy = Direwolf::started(proc, "direwolf proxy started", START);
+    let ready = http_get(health, "/readyz");
+    assert!(ready.starts_with("HTTP/1.1 200"), "/readyz after start: {ready}");
+    proxy
 }
 
 fn http_get(addr: SocketAddr, path: &str) -> String {
@@ -196,16 +183,8 @@ fn http_get(addr: SocketAddr, path: &str) -> String {
 }
 
 /// Pairs `client` through `via`, typing the PIN on `pin_page`'s PIN page.
-fn pair(via: &Proxy, pin_page: &Proxy, client: &Path) -> Value {
-    support::pair(
-        &via.proc,
-        via.http_port,
-        pin_page.http_port,
-        client,
-        PIN,
-        PIN,
-        None,
-    )
+fn pair(via: &Direwolf, pin_page: &Direwolf, client: &Path) -> Value {
+    support::pair(via, pin_page.http_port, client, PIN, PIN, false)
 }
 
 /// Starts a launch of `app` (0: none, only the fingerprint) through moonlight-python's own call.
@@ -222,14 +201,14 @@ fn spawn_launch(port: u16, client: &Path, app: u32) -> Proc {
     )
 }
 
-fn launch(proxy: &Proxy, client: &Path, app: u32) -> Value {
+fn launch(proxy: &Direwolf, client: &Path, app: u32) -> Value {
     spawn_launch(proxy.http_port, client, app).json_result(DRIVER_TIMEOUT)
 }
 
 #[test]
 fn real_client_pairs_lists_apps_and_launches_through_session_objects() {
     let cluster = Cluster::start();
-    let proxy = Proxy::start(&cluster, "a");
+    let proxy = start_proxy(&cluster, "a");
     let client = cluster.root.join("client");
 
     let paired = pair(&proxy, &proxy, &client);
@@ -325,8 +304,8 @@ fn real_client_pairs_lists_apps_and_launches_through_session_objects() {
 #[test]
 fn two_replicas_pin_posted_to_the_other_replica() {
     let cluster = Cluster::start();
-    let a = Proxy::start(&cluster, "a");
-    let b = Proxy::start(&cluster, "b");
+    let a = start_proxy(&cluster, "a");
+    let b = start_proxy(&cluster, "b");
     assert_eq!(
         a.fingerprint, b.fingerprint,
         "every replica serves the same certificate"

@@ -6,13 +6,12 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use support::{Finished, Proc, fingerprint, serve_command};
+use support::{Direwolf, Finished, Proc, serve_command};
 
-/// Starts a server and returns it with its `direwolf serve started` log line.
-fn start(data_dir: &Path) -> (Proc, String) {
+/// Starts a server and waits for its `direwolf serve started` log line.
+fn start(data_dir: &Path) -> Direwolf {
     let server = Proc::spawn("direwolf serve", &mut serve_command(data_dir));
-    let line = server.wait_for("direwolf serve started", Duration::from_secs(120));
-    (server, line)
+    Direwolf::started(server, "direwolf serve started", Duration::from_secs(120))
 }
 
 /// Runs a server that is expected to fail at once; returns its output.
@@ -24,23 +23,22 @@ fn run_failing(command: &mut std::process::Command) -> Finished {
 fn identity_survives_restart_and_sigterm_is_clean() {
     let tmp = tempfile::tempdir().expect("temporary directory");
     let data = tmp.path().join("data");
-    let (server, line) = start(&data);
-    let first = fingerprint(&line);
-    server.stop();
-    let (server, line) = start(&data);
+    let server = start(&data);
+    let first = server.fingerprint.clone();
+    server.proc.stop();
+    let server = start(&data);
     assert_eq!(
-        fingerprint(&line),
-        first,
+        server.fingerprint, first,
         "the server identity must survive a restart"
     );
-    server.stop();
+    server.proc.stop();
 }
 
 #[test]
 fn a_data_directory_in_use_is_refused_with_its_path() {
     let tmp = tempfile::tempdir().expect("temporary directory");
     let data = tmp.path().join("data");
-    let (server, _) = start(&data);
+    let server = start(&data);
     let out = run_failing(&mut serve_command(&data));
     let stderr = &out.stderr;
     assert!(!out.status.success());
@@ -48,7 +46,7 @@ fn a_data_directory_in_use_is_refused_with_its_path() {
         stderr.contains("in use by another process") && stderr.contains(&*data.to_string_lossy()),
         "the second server must say the database is in use and where: {stderr}"
     );
-    server.stop();
+    server.proc.stop();
 }
 
 #[test]

@@ -328,11 +328,29 @@ pub fn port_of(list: &str) -> u16 {
     addr.port()
 }
 
-/// The server certificate's fingerprint in a `… started` log line (64 hex digits).
-pub fn fingerprint(started: &str) -> String {
-    let fingerprint = field(started, "server.fingerprint=");
-    assert_eq!(fingerprint.len(), 64, "fingerprint in {started:?}");
-    fingerprint.to_owned()
+/// A running `direwolf serve` or `direwolf proxy`, with what its `… started` log line says.
+pub struct Direwolf {
+    pub proc: Proc,
+    pub http_port: u16,
+    pub https_port: u16,
+    /// The server certificate's fingerprint (64 hex digits).
+    pub fingerprint: String,
+}
+
+impl Direwolf {
+    /// Waits, at most `timeout`, for `proc`'s log line containing `started` (such as
+    /// `direwolf serve started`) and reads its listeners and fingerprint.
+    pub fn started(proc: Proc, started: &str, timeout: Duration) -> Direwolf {
+        let line = proc.wait_for(started, timeout);
+        let fingerprint = field(&line, "server.fingerprint=").to_owned();
+        assert_eq!(fingerprint.len(), 64, "fingerprint in {line:?}");
+        Direwolf {
+            http_port: port_of(field(&line, " http=")),
+            https_port: port_of(field(&line, " https=")),
+            fingerprint,
+            proc,
+        }
+    }
 }
 
 /// Fails the test, with instructions, when the real client (moonlight-python 0.3.0) is missing.
@@ -448,25 +466,23 @@ pub fn post_pin(http_port: u16, pin: &str, secret: &str) -> (u16, String) {
     (status, body)
 }
 
-/// Pairs `client_dir` on loopback: `driver.py pair` talks to `http_port` and shows `client_pin`;
-/// the PIN link appears in `log`; the person types `typed_pin` on the PIN page at `pin_port`.
-/// With `link_port`, the link must point at `http://127.0.0.1:{link_port}/pin/`. The driver's
-/// JSON report.
+/// Pairs `client_dir` on loopback: `driver.py pair` talks to `via` and shows `client_pin`; the
+/// person types `typed_pin` on the PIN page at `pin_port`. With `check_link`, the PIN link `via`
+/// logs must point at its own HTTP port on 127.0.0.1. The driver's JSON report.
 pub fn pair(
-    log: &Proc,
-    http_port: u16,
+    via: &Direwolf,
     pin_port: u16,
     client_dir: &Path,
     client_pin: &str,
     typed_pin: &str,
-    link_port: Option<u16>,
+    check_link: bool,
 ) -> Value {
-    let driver = spawn_driver(http_port, client_dir, &["pair", "--pin", client_pin]);
-    let line = log.wait_for("Insert pin at http://", DRIVER_TIMEOUT);
+    let driver = spawn_driver(via.http_port, client_dir, &["pair", "--pin", client_pin]);
+    let line = via.proc.wait_for("Insert pin at http://", DRIVER_TIMEOUT);
     let (url, secret) = pin_link(&line);
-    if let Some(port) = link_port {
+    if check_link {
         assert!(
-            url.starts_with(&format!("http://127.0.0.1:{port}/pin/#")),
+            url.starts_with(&format!("http://127.0.0.1:{}/pin/#", via.http_port)),
             "PIN URL {url}"
         );
     }
