@@ -157,12 +157,31 @@ def cmd_unpaired(args: argparse.Namespace) -> None:
     emit(result)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--host", default="127.0.0.1")
+def command_parser(doc: str, host_default: str | None = None):
+    """The parser of a driver taking --host, --http-port and --client-dir, and its subcommands."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if host_default is None:
+        parser.add_argument("--host", required=True)
+    else:
+        parser.add_argument("--host", default=host_default)
     parser.add_argument("--http-port", type=int, required=True)
     parser.add_argument("--client-dir", required=True)
-    sub = parser.add_subparsers(dest="command", required=True)
+    return parser, parser.add_subparsers(dest="command", required=True)
+
+
+def run_command(handlers: dict, args: argparse.Namespace) -> int:
+    """Runs the chosen subcommand; an unexpected exception is reported (key "unexpected") and fails."""
+    try:
+        handlers[args.command](args)
+    except Exception as e:  # unexpected: report it and fail
+        traceback.print_exc()
+        emit({"ok": False, "error": type(e).__name__, "message": str(e), "unexpected": True})
+        return 1
+    return 0
+
+
+def main() -> int:
+    parser, sub = command_parser(__doc__, host_default="127.0.0.1")
     p = sub.add_parser("pair")
     p.add_argument("--pin", required=True)
     c = sub.add_parser("check")
@@ -171,14 +190,7 @@ def main() -> int:
     l.add_argument("--app", required=True)
     sub.add_parser("unpaired")
     args = parser.parse_args()
-    handler = {"pair": cmd_pair, "check": cmd_check, "launch": cmd_launch, "unpaired": cmd_unpaired}
-    try:
-        handler[args.command](args)
-    except Exception as e:  # unexpected: report it and fail
-        traceback.print_exc()
-        emit({"ok": False, "error": type(e).__name__, "message": str(e), "unexpected": True})
-        return 1
-    return 0
+    return run_command({"pair": cmd_pair, "check": cmd_check, "launch": cmd_launch, "unpaired": cmd_unpaired}, args)
 
 
 if __name__ == "__main__":

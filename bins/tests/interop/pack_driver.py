@@ -22,11 +22,9 @@ Every report is one JSON object per line on stdout.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
-import traceback
 from pathlib import Path
 
 import requests
@@ -40,8 +38,7 @@ from moonlight_python.http_client import NvHTTP  # noqa: E402
 from moonlight_python.identity import Identity  # noqa: E402
 
 
-def emit(result: dict) -> None:
-    print(json.dumps(result), flush=True)
+emit = driver.emit
 
 
 def udp_in_datagrams() -> int:
@@ -121,11 +118,7 @@ def cmd_stream(args: argparse.Namespace) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--host", required=True)
-    parser.add_argument("--http-port", type=int, required=True)
-    parser.add_argument("--client-dir", required=True)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser, sub = driver.command_parser(__doc__)
     p = sub.add_parser("post-pin")
     p.add_argument("--pin", required=True)
     p.add_argument("--secret", required=True)
@@ -139,14 +132,8 @@ def main() -> int:
     s.add_argument("--max-secs", type=float, default=30)
     s.add_argument("--bitrate", type=int, default=10000)
     args = parser.parse_args()
-    handler = {"post-pin": cmd_post_pin, "serverinfo": cmd_serverinfo, "probe": cmd_probe, "stream": cmd_stream}
-    try:
-        handler[args.command](args)
-    except Exception as e:  # unexpected: report it and fail
-        traceback.print_exc()
-        emit({"ok": False, "error": type(e).__name__, "message": str(e), "unexpected": True})
-        return 1
-    return 0
+    handlers = {"post-pin": cmd_post_pin, "serverinfo": cmd_serverinfo, "probe": cmd_probe, "stream": cmd_stream}
+    return driver.run_command(handlers, args)
 
 
 if __name__ == "__main__":
