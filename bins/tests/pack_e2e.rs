@@ -151,6 +151,13 @@ impl Wolf {
     fn sessions(&self) -> Vec<Value> {
         self.report()["sessions"].as_array().cloned().unwrap_or_default()
     }
+
+    /// Whether a session of this Wolf received audio pings (a client streams on it).
+    fn has_pings(&self) -> bool {
+        self.sessions()
+            .iter()
+            .any(|s| s["audio_pings"].as_u64().unwrap_or(0) > 0)
+    }
 }
 
 fn driver(ns: &str, client_dir: &Path, args: &[&str], script: &str) -> Proc {
@@ -177,6 +184,13 @@ fn pair(server: &Proc, ns: &str, client_dir: &Path, user: &str) {
     );
     let paired = pairing.report(STEP);
     assert_eq!(paired["ok"], true, "pairing must succeed: {paired}");
+}
+
+/// Starts a stream of Desktop from `ns` that lasts until `stop` exists (at most 40 s).
+fn stream(ns: &str, client_dir: &Path, stop: &Path) -> Proc {
+    let until = stop.to_str().expect("utf-8");
+    let args = ["stream", "--app", "Desktop", "--until", until, "--max-secs", "40"];
+    driver(ns, client_dir, &args, "pack_driver.py")
 }
 
 fn serverinfo(ns: &str, client_dir: &Path) -> Value {
@@ -219,11 +233,7 @@ fn wolf_with_pings(wolves: &[Wolf]) -> Vec<usize> {
     wolves
         .iter()
         .enumerate()
-        .filter(|(_, w)| {
-            w.sessions()
-                .iter()
-                .any(|s| s["audio_pings"].as_u64().unwrap_or(0) > 0)
-        })
+        .filter(|(_, w)| w.has_pings())
         .map(|(i, _)| i)
         .collect()
 }
@@ -289,27 +299,7 @@ fn real_client_streams_through_the_relay_to_a_wolf_of_the_pool() {
 
     // Client 1 streams.
     let (stop1, stop2) = (root.join("stop1"), root.join("stop2"));
-    let stream_args = |stop: &Path| -> Vec<String> {
-        [
-            "stream",
-            "--app",
-            "Desktop",
-            "--until",
-            stop.to_str().expect("utf-8"),
-            "--max-secs",
-            "40",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
-    let a1 = stream_args(&stop1);
-    let s1 = driver(
-        &c1,
-        &dir1,
-        &a1.iter().map(String::as_str).collect::<Vec<_>>(),
-        "pack_driver.py",
-    );
+    let s1 = stream(&c1, &dir1, &stop1);
     let started1 = s1.report(STEP);
     eprintln!("client 1: {started1}");
     assert_eq!(
@@ -380,13 +370,7 @@ fn real_client_streams_through_the_relay_to_a_wolf_of_the_pool() {
     assert_eq!(busy["current_game"], 1);
 
     // Client 2 streams at the same time: the other Wolf.
-    let a2 = stream_args(&stop2);
-    let s2 = driver(
-        &c2,
-        &dir2,
-        &a2.iter().map(String::as_str).collect::<Vec<_>>(),
-        "pack_driver.py",
-    );
+    let s2 = stream(&c2, &dir2, &stop2);
     let started2 = s2.report(STEP);
     let client2_started = Instant::now();
     assert_eq!(
@@ -396,11 +380,7 @@ fn real_client_streams_through_the_relay_to_a_wolf_of_the_pool() {
     wait_until(
         "client 2's pings reach the other Wolf",
         Duration::from_secs(5),
-        || {
-            w2.sessions()
-                .iter()
-                .any(|s| s["audio_pings"].as_u64().unwrap_or(0) > 0)
-        },
+        || w2.has_pings(),
     );
     assert_eq!(
         w1.sessions().len(),
@@ -479,13 +459,7 @@ fn real_client_streams_through_the_relay_to_a_wolf_of_the_pool() {
     // again, on it (the other Wolf is full).
     wolves[first].restart(&bin);
     let stop3 = root.join("stop3");
-    let a3 = stream_args(&stop3);
-    let s3 = driver(
-        &c1,
-        &dir1,
-        &a3.iter().map(String::as_str).collect::<Vec<_>>(),
-        "pack_driver.py",
-    );
+    let s3 = stream(&c1, &dir1, &stop3);
     let started3 = s3.report(STEP);
     assert_eq!(
         started3["event"], "started",
@@ -494,12 +468,7 @@ fn real_client_streams_through_the_relay_to_a_wolf_of_the_pool() {
     wait_until(
         "client 1's new pings reach the restarted Wolf",
         Duration::from_secs(5),
-        || {
-            wolves[first]
-                .sessions()
-                .iter()
-                .any(|s| s["audio_pings"].as_u64().unwrap_or(0) > 0)
-        },
+        || wolves[first].has_pings(),
     );
     std::fs::write(&stop3, b"").expect("stop file");
     let done3 = s3.report(STEP);
