@@ -6,7 +6,6 @@
 // Every test crate uses a different part of this module.
 #![allow(dead_code)]
 
-use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -134,24 +133,15 @@ impl Proc {
         &self.name
     }
 
-    pub fn id(&self) -> u32 {
-        self.child.id()
-    }
-
     /// The last lines the child printed, for failure messages.
     pub fn tail(&self) -> String {
         let log = self.log.lock().expect("no reader panics holding the log");
-        let tail: VecDeque<&str> = log
-            .iter()
-            .rev()
-            .take(TAIL_LINES)
-            .map(|(_, line)| line.as_str())
-            .collect();
+        let tail = &log[log.len().saturating_sub(TAIL_LINES)..];
         if tail.is_empty() {
-            return "(no output)".to_owned();
+            return format!("({} printed nothing)", self.name);
         }
         let mut text = format!("last {} lines of {}:", tail.len(), self.name);
-        for line in tail.into_iter().rev() {
+        for (_, line) in tail {
             text.push_str("\n  ");
             text.push_str(line);
         }
