@@ -127,6 +127,11 @@ pub fn admit(
 
 /// A UDP socket registered with tokio together with its batched-I/O state (`quinn-udp`: GRO,
 /// GSO, `recvmmsg`).
+///
+/// Read readiness is cleared after a `recvmmsg` that returned fewer messages than it had room
+/// for: that read emptied the queue, and tokio's edge-triggered registration reports the next
+/// arrival, so the read that would only return `EAGAIN` is skipped (one syscall of about four
+/// per datagram when datagrams arrive one at a time).
 pub(crate) struct RelaySocket {
     io: UdpSocket,
     state: UdpSocketState,
@@ -136,6 +141,10 @@ impl RelaySocket {
     /// The address the socket is bound to.
     pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
         self.io.local_addr()
+    }
+
+    fn sock_ref(&self) -> UdpSockRef<'_> {
+        UdpSockRef::from(&self.io)
     }
 }
 
@@ -175,19 +184,38 @@ impl RecvBatch {
         }
     }
 
-    /// One non-blocking batched read; `WouldBlock` when nothing is queued.
-    fn try_recv(&mut self, socket: &RelaySocket) -> io::Result<usize> {
+    /// One non-blocking batched read; `WouldBlock` when nothing is queued. Tokio's read
+    /// readiness is cleared when the read returns `WouldBlock` **or fills only part of the
+    /// batch** (the queue is empty then too): the closure hands tokio a `WouldBlock` for a
+    /// partial batch, and the count it read travels beside.
+    fn read(&mut self, socket: &RelaySocket) -> io::Result<usize> {
         let mut slots = self.buf.chunks_exact_mut(SLOT).map(IoSliceMut::new);
         let mut iovs: [IoSliceMut<'_>; BATCH] =
             std::array::from_fn(|_| slots.next().expect("buf holds BATCH slots"));
         let meta = &mut self.meta;
-        let n = socket.io.try_io(Interest::READABLE, || {
-            socket.state.recv(UdpSockRef::from(&socket.io), &mut iovs, meta)
-        })?;
+        let mut partial = None;
+        let full = socket.io.try_io(Interest::READABLE, || {
+            let n = socket.state.recv(socket.sock_ref(), &mut iovs, meta)?;
+            if n < BATCH {
+                partial = Some(n);
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(n)
+        });
+        let n = match (partial, full) {
+            (Some(n), _) => n,
+            (None, result) => result?,
+        };
         self.filled = n;
         Ok(n)
     }
 
+    /// Whether the last read filled every slot, so that more may be queued.
+    fn was_full(&self) -> bool {
+        self.filled == BATCH
+    }
+
+    /// Wait until `socket` is readable and read one batch.
     fn poll_recv(&mut self, cx: &mut Context<'_>, socket: &RelaySocket) -> Poll<io::Result<usize>> {
         loop {
             match socket.io.poll_recv_ready(cx) {
@@ -195,7 +223,7 @@ impl RecvBatch {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
             }
-            match self.try_recv(socket) {
+            match self.read(socket) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 other => return Poll::Ready(other),
             }
@@ -280,7 +308,7 @@ impl GsoBatch {
 async fn send_transmit(socket: &RelaySocket, transmit: &Transmit<'_>) -> io::Result<()> {
     loop {
         match socket.io.try_io(Interest::WRITABLE, || {
-            socket.state.try_send(UdpSockRef::from(&socket.io), transmit)
+            socket.state.try_send(socket.sock_ref(), transmit)
         }) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket.io.writable().await?,
             other => return other,
@@ -332,7 +360,7 @@ async fn flush_to_client(
                     }
                     if too_big
                         && public.state.max_gso_segments() <= 1
-                        && let Ok(state) = UdpSocketState::new(UdpSockRef::from(&public.io))
+                        && let Ok(state) = UdpSocketState::new(public.sock_ref())
                     {
                         public.state = state;
                     }
@@ -487,10 +515,12 @@ async fn wolf_to_client(
         let count = out.count;
         let (p, b) = flush_to_client(public, out, mapping.client).await;
         (sent.0, sent.1, failed) = (sent.0 + p, sent.1 + b, failed + count - p);
-        if read == DRAIN_READS {
+        // A batch with free slots emptied the queue (and cleared readiness): what arrives next
+        // is reported by the reactor, without a read that would find nothing.
+        if read == DRAIN_READS || !batch.was_full() {
             break;
         }
-        match batch.try_recv(&mapping.upstream) {
+        match batch.read(&mapping.upstream) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(_) => {
