@@ -112,6 +112,9 @@ fn source() {
     let mut packet = [0u8; PACKET];
     let start = Instant::now();
     let end = start + Duration::from_secs(secs);
+    if std::env::var("DW_BENCH_PATTERN").as_deref() == Ok("frames") && pps != 0 {
+        return source_frames(&sockets, gso.as_deref(), pps, start, end);
+    }
     let mut seq = 0u64;
     let (mut sent, mut errors) = (0u64, 0u64);
     let tick = Duration::from_millis(1);
@@ -182,6 +185,93 @@ fn source() {
     );
 }
 
+/// Video frames as a game stream sends them: each session sends one frame of `pps / FPS`
+/// datagrams every 1/FPS s, back to back, one datagram per syscall (or, with `gso`, up to 46 per
+/// GSO send); the sessions' frame clocks are spread evenly over the frame interval (independent
+/// streams are not in phase).
+fn source_frames(
+    sockets: &[UdpSocket],
+    gso: Option<&[(UdpSocketState, SocketAddr)]>,
+    pps: u64,
+    start: Instant,
+    end: Instant,
+) {
+    const FPS: u64 = 60;
+    let n = sockets.len();
+    let interval = Duration::from_secs(1) / FPS as u32;
+    let mut next: Vec<Instant> = (0..n).map(|i| start + interval * i as u32 / n as u32).collect();
+    let mut frames = vec![0u64; n];
+    let mut packet = [0u8; PACKET];
+    let mut burst = Vec::with_capacity(46 * PACKET);
+    let (mut sent, mut errors, mut seq) = (0u64, 0u64, 0u64);
+    loop {
+        let (i, due) = next
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, t)| **t)
+            .map(|(i, t)| (i, *t))
+            .expect("at least one session");
+        if due >= end {
+            break;
+        }
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        // Datagrams of frame k: the ones due by its end, so the rate is exact over time.
+        frames[i] += 1;
+        let count = frames[i] * pps / FPS - (frames[i] - 1) * pps / FPS;
+        if let Some(gso) = gso {
+            let (state, peer) = &gso[i];
+            let mut left = count;
+            while left > 0 {
+                let chunk = left.min(46); // 46 × 1,400 bytes fit one UDP datagram's payload
+                burst.clear();
+                for _ in 0..chunk {
+                    packet[..8].copy_from_slice(&seq.to_be_bytes());
+                    packet[8..16].copy_from_slice(&now_ns().to_be_bytes());
+                    burst.extend_from_slice(&packet);
+                    seq += 1;
+                }
+                let transmit = Transmit {
+                    destination: *peer,
+                    ecn: None,
+                    contents: &burst,
+                    segment_size: Some(PACKET),
+                    src_ip: None,
+                };
+                loop {
+                    match state.try_send(UdpSockRef::from(&sockets[i]), &transmit) {
+                        Ok(()) => sent += chunk,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            std::thread::sleep(Duration::from_micros(20));
+                            continue;
+                        }
+                        Err(_) => errors += chunk,
+                    }
+                    break;
+                }
+                left -= chunk;
+            }
+        } else {
+            for _ in 0..count {
+                packet[..8].copy_from_slice(&seq.to_be_bytes());
+                packet[8..16].copy_from_slice(&now_ns().to_be_bytes());
+                match sockets[i].send(&packet) {
+                    Ok(_) => sent += 1,
+                    Err(_) => errors += 1,
+                }
+                seq += 1;
+            }
+        }
+        next[i] += interval;
+    }
+    println!(
+        "SOURCE {}",
+        json!({"sent": sent, "errors": errors, "secs": start.elapsed().as_secs_f64()})
+    );
+}
+
 /// Moonlight: ping each target every 50 ms from one socket per session; record arrivals.
 fn sink() {
     let targets: Vec<SocketAddr> = env("DW_BENCH_TARGETS")
@@ -200,13 +290,27 @@ fn sink() {
     println!("SINK {}", Value::Array(results));
 }
 
+/// One session of the sink. Latency is measured twice: from the source's send timestamp to the
+/// kernel's receive timestamp of the datagram on the sink's interface (`SO_TIMESTAMPNS`: when the
+/// forwarder's packet arrived, which is what a forwarder adds), and to the moment the sink
+/// thread read it (which also counts the sink's own scheduling on its shared core).
 fn sink_one(target: SocketAddr, secs: u64) -> Value {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
+    use std::os::fd::AsRawFd;
     let s = UdpSocket::bind((CLIENT, 0)).expect("sink bind");
     s.set_read_timeout(Some(Duration::from_millis(50)))
         .expect("timeout");
+    setsockopt(&s, sockopt::ReceiveTimestampns, &true).expect("SO_TIMESTAMPNS");
+    // Room for a few whole video frames, as a streaming client has: a 150 Mbit/s frame is
+    // 300 KiB, and forwarders that batch deliver it in bursts.
+    socket2::SockRef::from(&s)
+        .set_recv_buffer_size(4 << 20)
+        .expect("SO_RCVBUF");
     let deadline = Instant::now() + Duration::from_secs(secs + 12);
     let mut buf = [0u8; 2048];
+    let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
     let mut lat_ns: Vec<u32> = Vec::with_capacity(1 << 20);
+    let mut app_lat_ns: Vec<u32> = Vec::with_capacity(1 << 20);
     let (mut received, mut bytes) = (0u64, 0u64);
     let mut last_ping: Option<Instant> = None;
     let (mut first, mut last): (Option<Instant>, Option<Instant>) = (None, None);
@@ -221,36 +325,53 @@ fn sink_one(target: SocketAddr, secs: u64) -> Value {
             let _ = s.send_to(&ping, target);
             last_ping = Some(now);
         }
-        if let Ok(n) = s.recv(&mut buf)
-            && n >= 16
-        {
-            let t = now_ns();
-            let arrived = Instant::now();
-            let first_at = *first.get_or_insert(arrived);
-            last = Some(arrived);
-            received += 1;
-            bytes += n as u64;
-            let sent = u64::from_be_bytes(buf[8..16].try_into().expect("8 bytes"));
-            // Skip the first 200 ms (ARP, mappings, caches).
-            if arrived.duration_since(first_at) > Duration::from_millis(200) {
-                lat_ns.push(t.saturating_sub(sent).min(u64::from(u32::MAX)) as u32);
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let Ok(msg) = recvmsg::<()>(s.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty()) else {
+            continue;
+        };
+        let n = msg.bytes;
+        let kernel_ns = msg.cmsgs().into_iter().flatten().find_map(|c| match c {
+            ControlMessageOwned::ScmTimestampns(ts) => {
+                Some(ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64)
             }
+            _ => None,
+        });
+        if n < 16 {
+            continue;
+        }
+        let t = now_ns();
+        let arrived = Instant::now();
+        let first_at = *first.get_or_insert(arrived);
+        last = Some(arrived);
+        received += 1;
+        bytes += n as u64;
+        let sent = u64::from_be_bytes(buf[8..16].try_into().expect("8 bytes"));
+        // Skip the first 200 ms (ARP, mappings, caches).
+        if arrived.duration_since(first_at) > Duration::from_millis(200) {
+            let clamp = |d: u64| d.min(u64::from(u32::MAX)) as u32;
+            lat_ns.push(clamp(
+                kernel_ns
+                    .expect("SO_TIMESTAMPNS on every datagram")
+                    .saturating_sub(sent),
+            ));
+            app_lat_ns.push(clamp(t.saturating_sub(sent)));
         }
     }
     let window = match (first, last) {
         (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
         _ => 0.0,
     };
-    lat_ns.sort_unstable();
-    let pct = |p: f64| -> u64 {
-        if lat_ns.is_empty() {
+    let pct = |v: &mut Vec<u32>, p: f64| -> u64 {
+        v.sort_unstable();
+        if v.is_empty() {
             0
         } else {
-            u64::from(lat_ns[((lat_ns.len() - 1) as f64 * p) as usize])
+            u64::from(v[((v.len() - 1) as f64 * p) as usize])
         }
     };
     json!({"received": received, "bytes": bytes, "window": window,
-           "p50": pct(0.5), "p99": pct(0.99), "samples": lat_ns.len()})
+           "p50": pct(&mut lat_ns, 0.5), "p99": pct(&mut lat_ns, 0.99),
+           "app_p99": pct(&mut app_lat_ns, 0.99), "samples": lat_ns.len()})
 }
 
 /// The relay engine on a current-thread runtime, one session per `DW_BENCH_SESSIONS`.
@@ -366,6 +487,11 @@ impl Topology {
             "ip",
             &["netns", "exec", &t.r, "sysctl", "-qw", "net.ipv4.ip_forward=1"],
         );
+        if std::env::var("DW_BENCH_GRO").as_deref() == Ok("1") {
+            for (ns, dev) in [(&t.r, &r1), (&t.r, &r2), (&t.c, &c0)] {
+                run("ip", &["netns", "exec", ns, "ethtool", "-K", dev, "gro", "on"]);
+            }
+        }
         t
     }
 }
@@ -527,6 +653,7 @@ struct Measurement {
     loss: f64,
     p50_us: f64,
     p99_us: f64,
+    app_p99_us: f64,
     cpu: f64,
     core_busy: f64,
     core_softirq: f64,
@@ -609,6 +736,7 @@ fn measure(t: &Topology, v: Variant, n: usize, pps_per_session: u64, secs: u64) 
         loss: if sent > 0.0 { 1.0 - received / sent } else { 1.0 },
         p50_us: worst("p50"),
         p99_us: worst("p99"),
+        app_p99_us: worst("app_p99"),
         cpu: ticks1.saturating_sub(ticks0) as f64 / ticks_per_s / src_secs,
         core_busy: (core1.0 - core0.0) as f64 / (core1.2 - core0.2).max(1) as f64,
         core_softirq: (core1.1 - core0.1) as f64 / (core1.2 - core0.2).max(1) as f64,
@@ -633,10 +761,16 @@ fn orchestrate() {
     let rate_pps = (RATE_MBIT * 1e6 / (PACKET * 8) as f64).round() as u64;
     println!(
         "relay benchmark: {PACKET}-byte UDP, {secs} s per run, forwarder on CPU 1, source+sink on CPU 0, source sends {}",
-        if std::env::var("DW_BENCH_SOURCE_GSO").as_deref() == Ok("1") {
-            "GSO bursts (DW_BENCH_SOURCE_GSO=1)"
-        } else {
-            "one datagram per syscall"
+        match (
+            std::env::var("DW_BENCH_SOURCE_GSO").as_deref() == Ok("1"),
+            std::env::var("DW_BENCH_PATTERN").as_deref() == Ok("frames"),
+        ) {
+            (true, true) =>
+                "GSO bursts (DW_BENCH_SOURCE_GSO=1), paced runs as 60 fps video frames (DW_BENCH_PATTERN=frames)",
+            (true, false) => "GSO bursts (DW_BENCH_SOURCE_GSO=1), paced runs in 1 ms ticks",
+            (false, true) =>
+                "one datagram per syscall, paced runs as 60 fps video frames (DW_BENCH_PATTERN=frames)",
+            (false, false) => "one datagram per syscall, paced runs in 1 ms ticks",
         }
     );
     // DW_BENCH_ONLY=<sessions>:<paced|max> runs one scenario.
@@ -649,13 +783,14 @@ fn orchestrate() {
             }
             println!("\n== {n} session(s), {label} ==");
             println!(
-                "{:<8} {:>10} {:>9} {:>7} {:>9} {:>9} {:>7} {:>11} {:>7} {:>6}",
+                "{:<8} {:>10} {:>9} {:>7} {:>9} {:>9} {:>9} {:>7} {:>11} {:>7} {:>6}",
                 "variant",
                 "pkt/s",
                 "Mbit/s",
                 "loss%",
                 "p50 µs",
                 "p99 µs",
+                "app p99",
                 "cpu%",
                 "pkt/cpu-s",
                 "core1%",
@@ -666,13 +801,14 @@ fn orchestrate() {
                 let m = measure(&topo, v, n, pps, secs);
                 let per_cpu = if m.cpu > 0.0 { m.pps / m.cpu } else { f64::NAN };
                 println!(
-                    "{:<8} {:>10.0} {:>9.1} {:>7.2} {:>9.1} {:>9.1} {:>7.1} {:>11.0} {:>7.1} {:>6.1}",
+                    "{:<8} {:>10.0} {:>9.1} {:>7.2} {:>9.1} {:>9.1} {:>9.1} {:>7.1} {:>11.0} {:>7.1} {:>6.1}",
                     v.name(),
                     m.pps,
                     m.pps * (PACKET * 8) as f64 / 1e6,
                     m.loss * 100.0,
                     m.p50_us,
                     m.p99_us,
+                    m.app_p99_us,
                     m.cpu * 100.0,
                     per_cpu,
                     m.core_busy * 100.0,
