@@ -15,11 +15,14 @@
 //!
 //! A host that fails is marked down for a while and the next one is tried; whatever a failed
 //! attempt created (host session, relay ports, store entry) is removed. A `sessions/add` that got
-//! no answer (timeout, connection lost) may still take effect: a slow Wolf finishes the request
-//! after the pool gave up and creates the session. The pool remembers the fake RTSP address of
-//! such a call and, for [`PoolConfig::launch_deadline`] after it, stops a session with that
-//! address whenever the host reports one. Launches keep running to completion even if the client
-//! gives up, and are rolled back when nobody is left to answer.
+//! no answer ([`HostError::NoAnswer`]: timeout, connection lost after the request was sent) may
+//! still take effect: a slow Wolf finishes the request after the pool gave up and creates the
+//! session. The pool remembers the fake RTSP address of such a call and, for
+//! [`PoolConfig::launch_deadline`] after it, stops a session with that address whenever the host
+//! reports one; meanwhile that pending late session counts against the host's capacity, so a Wolf
+//! of capacity 1 gets no other session that its late one would collide with. A host that was
+//! [`HostError::Unreachable`] never got the request: nothing is watched. Launches keep running to
+//! completion even if the client gives up, and are rolled back when nobody is left to answer.
 //!
 //! Each host's event stream ends direwolf sessions the host ended, and a [`HostEvent::Resync`]
 //! (or a start-up) reconciles the stores with what each host reports: sessions the host lost are
@@ -125,7 +128,8 @@ struct HostSlot {
     source_ip: IpAddr,
     down_until: Mutex<Option<Instant>>,
     /// Fake RTSP addresses of `sessions/add` calls that got no answer, each with the time until
-    /// which the host may still create that session late ([`watch_host`] stops it).
+    /// which the host may still create that session late ([`watch_host`] stops it). Each counts
+    /// against the host's capacity while it is watched.
     unanswered: Mutex<Vec<(Ipv4Addr, Instant)>>,
 }
 
@@ -339,10 +343,11 @@ impl Inner {
         lock(&self.hosts[index].down_until).is_some_and(|until| Instant::now() < until)
     }
 
-    /// Hosts with room, least loaded first; hosts marked down come last (they may be back).
+    /// Hosts with room, least loaded first; hosts marked down come last (they may be back). A
+    /// host's load is its live sessions plus the late sessions it may still create.
     fn candidates(&self) -> Vec<usize> {
+        let mut load: Vec<usize> = (0..self.hosts.len()).map(|i| self.pending_late(i)).collect();
         let live = lock(&self.live);
-        let mut load = vec![0usize; self.hosts.len()];
         for l in live.values() {
             load[l.host] += 1;
         }
@@ -398,7 +403,8 @@ impl Inner {
         let name = self.hosts[index].config.host.name();
         match tokio::time::timeout(self.config.host_call_timeout, call).await {
             Ok(result) => result,
-            Err(_) => Err(HostError::Unreachable {
+            // The request may have been sent: the host may still carry it out.
+            Err(_) => Err(HostError::NoAnswer {
                 host: name.to_owned(),
                 message: format!("{what} did not answer within {:?}", self.config.host_call_timeout),
             }),
@@ -428,10 +434,16 @@ impl Inner {
             .call(index, "adding the session", host.add_session(&request))
             .await
             .map_err(|e| {
-                if matches!(e, HostError::Unreachable { .. }) {
-                    self.mark_down(index);
-                    // The request may have reached the host, which may still create the session.
-                    self.note_unanswered(index, fake_ip);
+                match e {
+                    // Never delivered: nothing was created.
+                    HostError::Unreachable { .. } => self.mark_down(index),
+                    HostError::NoAnswer { .. } => {
+                        self.mark_down(index);
+                        // The request may have reached the host, which may still create the
+                        // session: watch for it, and count it against the host's capacity.
+                        self.note_unanswered(index, fake_ip);
+                    }
+                    _ => {}
                 }
                 host_error(e)
             })?;
@@ -470,13 +482,13 @@ impl Inner {
         unanswered.push((fake_ip, until));
     }
 
-    /// Forgets unanswered adds of host `index` that are too old to still show up; whether some
-    /// remain.
-    fn watching_unanswered(&self, index: usize) -> bool {
+    /// Forgets unanswered adds of host `index` that are too old to still show up; how many
+    /// remain (late sessions the host may still create).
+    fn pending_late(&self, index: usize) -> usize {
         let now = Instant::now();
         let mut unanswered = lock(&self.hosts[index].unanswered);
         unanswered.retain(|(_, until)| now < *until);
-        !unanswered.is_empty()
+        unanswered.len()
     }
 
     /// Stops the sessions in `reported` (host `index`'s list) that a host created after their
@@ -658,9 +670,12 @@ impl Inner {
         if let Some(info) = request.surround_audio_info {
             session.surround_audio_info = info;
         }
-        // Same host first (the user's app state lives there), then any other with room.
-        let mut order = vec![index];
-        order.extend(self.candidates().into_iter().filter(|&i| i != index));
+        // Same host first (the user's app state lives there) if it still has room (its slot is
+        // free again, but another session or a pending late one may have taken it), then any
+        // other with room.
+        let candidates = self.candidates();
+        let mut order: Vec<usize> = candidates.iter().copied().filter(|&i| i == index).collect();
+        order.extend(candidates.into_iter().filter(|&i| i != index));
         let mut last_error = None;
         lock(&self.reserved_fake_ips).insert(fake_ip);
         for index in order {
@@ -676,7 +691,9 @@ impl Inner {
         self.release_fake_ip(fake_ip);
         // Nothing could take it: the session is gone.
         self.sessions.delete(&session.id).await?;
-        Err(last_error.unwrap_or(LaunchError::NotRunning))
+        Err(last_error.unwrap_or_else(|| LaunchError::Unavailable {
+            message: "Every streaming host is busy; try again when a session ends.".to_owned(),
+        }))
     }
 
     async fn cancel(&self, user: &UserName) -> Result<(), LaunchError> {
@@ -911,7 +928,7 @@ async fn watch_host(inner: Weak<Inner>, index: usize) {
         tokio::time::sleep(every).await;
         let Some(inner) = inner.upgrade() else { return };
         let has_live = lock(&inner.live).values().any(|l| l.host == index);
-        let watching = inner.watching_unanswered(index);
+        let watching = inner.pending_late(index) > 0;
         if !has_live {
             failing_since = None;
         }
@@ -1028,6 +1045,13 @@ mod tests {
         /// `add_session` answers after this long and creates the session then even if the
         /// caller gave up (as a Wolf handler runs to its end); other calls are not delayed.
         Late(Duration),
+        /// `add_session` fails at once with [`HostError::NoAnswer`] (the client's own timeout
+        /// or a lost connection) and the host creates the session this much later; other calls
+        /// work.
+        NoAnswer(Duration),
+        /// `add_session` fails at once with [`HostError::NoAnswer`] and no session ever appears
+        /// (the host crashed on the request); other calls work.
+        Lost,
     }
 
     /// A streaming host in memory: sessions, ids, events, failure modes.
@@ -1036,8 +1060,10 @@ mod tests {
         name: String,
         mode: Mutex<Mode>,
         sessions: Arc<Mutex<BTreeMap<String, HostSessionRequest>>>,
-        /// Sessions created by a [`Mode::Late`] add.
+        /// Sessions created by a [`Mode::Late`] or [`Mode::NoAnswer`] add.
         late: Arc<AtomicU32>,
+        /// `add_session` calls received.
+        adds: AtomicU32,
         next: AtomicU32,
         events: broadcast::Sender<HostEvent>,
         /// Every session gets the same id, as Wolf does for client-less sessions.
@@ -1055,6 +1081,7 @@ mod tests {
                 mode: Mutex::new(Mode::Ok),
                 sessions: Arc::default(),
                 late: Arc::default(),
+                adds: AtomicU32::new(0),
                 next: AtomicU32::new(1),
                 events: broadcast::channel(64).0,
                 constant_ids,
@@ -1091,7 +1118,7 @@ mod tests {
                     host: self.name.clone(),
                     message: "no".into(),
                 }),
-                Mode::Late(_) => Ok(()),
+                Mode::Late(_) | Mode::NoAnswer(_) | Mode::Lost => Ok(()),
                 Mode::Slow(d) => {
                     tokio::time::sleep(d).await;
                     Ok(())
@@ -1107,6 +1134,7 @@ mod tests {
         }
 
         async fn add_session(&self, request: &HostSessionRequest) -> Result<String, HostError> {
+            self.adds.fetch_add(1, Ordering::Relaxed);
             self.gate().await?;
             let id = if self.constant_ids {
                 "6142509188972423790".to_owned()
@@ -1114,6 +1142,23 @@ mod tests {
                 self.next.fetch_add(1, Ordering::Relaxed).to_string()
             };
             let mode = *lock(&self.mode);
+            let no_answer = HostError::NoAnswer {
+                host: self.name.clone(),
+                message: "timed out".into(),
+            };
+            if mode == Mode::Lost {
+                return Err(no_answer);
+            }
+            if let Mode::NoAnswer(d) = mode {
+                let (sessions, late) = (self.sessions.clone(), self.late.clone());
+                let (late_id, request) = (id.clone(), request.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(d).await;
+                    lock(&sessions).insert(late_id, request);
+                    late.fetch_add(1, Ordering::Relaxed);
+                });
+                return Err(no_answer);
+            }
             if let Mode::Late(d) = mode {
                 let (sessions, late) = (self.sessions.clone(), self.late.clone());
                 let (late_id, request) = (id.clone(), request.clone());
@@ -1555,6 +1600,115 @@ mod tests {
         let next = pool.inner.reserve_fake_ip();
         assert_ne!(next, Ipv4Addr::new(198, 18, 0, 250));
         pool.inner.release_fake_ip(next);
+    }
+
+    /// The fake RTSP addresses the pool watches on host `index`.
+    fn watched(pool: &WolfPool, index: usize) -> Vec<Ipv4Addr> {
+        lock(&pool.inner.hosts[index].unanswered)
+            .iter()
+            .map(|(ip, _)| *ip)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_late_session_pending_on_a_host_counts_against_its_capacity() {
+        let (a, b) = (TestHost::build("a", true), TestHost::new("b"));
+        let config = PoolConfig {
+            host_call_timeout: Duration::from_millis(100),
+            host_lost_after: Duration::from_millis(200),
+            ..PoolConfig::default()
+        };
+        let f = fixture(vec![(a.clone(), 1), (b.clone(), 1)], config).await;
+        // a gets sessions/add but does not answer (it creates the session 400 ms later); b is
+        // down and never gets it.
+        a.set_mode(Mode::NoAnswer(Duration::from_millis(400)));
+        b.set_mode(Mode::Down);
+        let error = f.pool.launch(request("alice", 1)).await.unwrap_err();
+        assert!(matches!(error, LaunchError::Unavailable { .. }), "{error:?}");
+        assert_eq!(watched(&f.pool, 0).len(), 1, "a's late session is watched for");
+        assert!(watched(&f.pool, 1).is_empty(), "b never got the request");
+        // a answers quickly again, but its late session is still to come: with capacity 1 it
+        // must get no other session (on Wolf the two would share one id).
+        a.set_mode(Mode::Ok);
+        let error = f.pool.launch(request("bob", 1)).await.unwrap_err();
+        assert!(matches!(error, LaunchError::Unavailable { .. }), "{error:?}");
+        assert_eq!(a.adds.load(Ordering::Relaxed), 1, "bob was not sent to a");
+        assert_eq!(f.relay.allocator().in_use(), 0);
+        assert!(f.sessions.list().await.unwrap().is_empty());
+        // The late session shows up and is stopped: a takes launches again.
+        let pool = f.pool.clone();
+        eventually("a creates the late session and the pool stops it", || {
+            a.late.load(Ordering::Relaxed) == 1 && a.count() == 0 && watched(&pool, 0).is_empty()
+        })
+        .await;
+        f.pool.launch(request("bob", 1)).await.unwrap();
+        assert_eq!((a.count(), b.count()), (1, 0), "bob runs on a");
+        assert_eq!(f.pool.current_app(&user("bob")).await, Some(app(1)));
+        // A resume of bob stays on a (its own slot) while b is still down.
+        f.pool.resume(resume_request("bob", 7)).await.unwrap();
+        assert_eq!((a.count(), b.count()), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn a_late_session_that_never_comes_holds_its_host_only_for_the_watch_window() {
+        let (a, b) = (TestHost::new("a"), TestHost::new("b"));
+        let window = Duration::from_millis(600);
+        let config = PoolConfig {
+            launch_deadline: window,
+            host_call_timeout: Duration::from_millis(100),
+            host_lost_after: Duration::from_millis(200),
+            ..PoolConfig::default()
+        };
+        let f = fixture(vec![(a.clone(), 1), (b.clone(), 1)], config).await;
+        a.set_mode(Mode::Lost);
+        f.pool.launch(request("alice", 1)).await.unwrap();
+        assert_eq!((a.count(), b.count()), (0, 1), "alice fails over to b");
+        let given_up = Instant::now();
+        a.set_mode(Mode::Ok);
+        // b is full and a may still create alice's first attempt.
+        let error = f.pool.launch(request("bob", 1)).await.unwrap_err();
+        assert!(matches!(error, LaunchError::Unavailable { .. }), "{error:?}");
+        assert!(error.to_string().contains("busy"), "{error}");
+        assert_eq!(a.adds.load(Ordering::Relaxed), 1);
+        // Once the window has passed, a has room again.
+        tokio::time::sleep(window.saturating_sub(given_up.elapsed()) + Duration::from_millis(50)).await;
+        f.pool.launch(request("bob", 1)).await.unwrap();
+        assert_eq!((a.count(), b.count()), (1, 1));
+        assert!(watched(&f.pool, 0).is_empty());
+        // An unreachable host is not watched: the request never reached it.
+        f.pool.cancel(&user("bob")).await.unwrap();
+        a.set_mode(Mode::Down);
+        f.pool.launch(request("carol", 1)).await.unwrap_err();
+        assert_eq!(a.adds.load(Ordering::Relaxed), 3);
+        assert!(watched(&f.pool, 0).is_empty());
+    }
+
+    #[tokio::test]
+    async fn pending_late_sessions_and_live_ones_share_a_hosts_capacity() {
+        let (a, b) = (TestHost::new("a"), TestHost::new("b"));
+        let config = PoolConfig {
+            host_call_timeout: Duration::from_millis(100),
+            host_lost_after: Duration::from_millis(200),
+            ..PoolConfig::default()
+        };
+        let f = fixture(vec![(a.clone(), 2), (b.clone(), 1)], config).await;
+        f.pool.launch(request("alice", 1)).await.unwrap();
+        assert_eq!((a.count(), b.count()), (1, 0));
+        // carol's launch: b is down, a does not answer (and creates her session much later).
+        b.set_mode(Mode::Down);
+        a.set_mode(Mode::NoAnswer(Duration::from_secs(30)));
+        f.pool.launch(request("carol", 1)).await.unwrap_err();
+        a.set_mode(Mode::Ok);
+        // alice's resume re-adds in her own slot on a.
+        f.pool.resume(resume_request("alice", 7)).await.unwrap();
+        assert_eq!((a.count(), b.count()), (1, 0));
+        // a (capacity 2) now holds alice and carol's pending session: dave gets no slot there.
+        let adds = a.adds.load(Ordering::Relaxed);
+        let error = f.pool.launch(request("dave", 1)).await.unwrap_err();
+        assert!(matches!(error, LaunchError::Unavailable { .. }), "{error:?}");
+        assert_eq!(a.adds.load(Ordering::Relaxed), adds, "a got no add for dave");
+        assert_eq!(f.pool.current_app(&user("alice")).await, Some(app(1)));
+        assert_eq!(f.relay.allocator().in_use(), 1);
     }
 
     #[test]

@@ -83,9 +83,22 @@ pub enum HostEvent {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HostError {
-    /// The host cannot be reached (down, socket missing, timeout).
+    /// The host cannot be reached and the request was not delivered (down, socket missing,
+    /// connection refused or failing to open): the request had no effect.
     #[error("streaming host {host} is unreachable: {message}")]
     Unreachable {
+        /// The host's name.
+        host: String,
+        /// What happened.
+        message: String,
+    },
+    /// The request was sent, or may have been, but no usable answer came back (no answer in
+    /// time, connection closed or answer cut short or unreadable). The host may still carry the
+    /// request out: a slow host may, for example, create the session of an unanswered
+    /// [`StreamHost::add_session`] after the caller gave up. Use this whenever the caller cannot
+    /// tell whether the request reached the host.
+    #[error("streaming host {host} did not answer: {message}")]
+    NoAnswer {
         /// The host's name.
         host: String,
         /// What happened.

@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use direwolf_wolf_client::ids::AppId as WolfAppId;
 use direwolf_wolf_client::types::AddSessionRequest;
+use direwolf_wolf_client::version::paths;
 use direwolf_wolf_client::{
     EventItem, Secret, SessionId as WolfSessionId, WolfClient, WolfErrorKind, WolfEvent,
 };
@@ -41,24 +42,55 @@ impl WolfHost {
         &self.client
     }
 
-    fn error(&self, error: direwolf_wolf_client::Error) -> HostError {
+    /// Maps a client error of a call whose purpose is the request to `endpoint` (an error of an
+    /// earlier request made on the way, such as version detection, means `endpoint` was never
+    /// sent).
+    ///
+    /// The client fails before sending anything when it cannot connect ([`Error::SocketMissing`],
+    /// [`Error::ConnectionRefused`], [`Error::Connect`], TLS handshake included): that is
+    /// [`HostError::Unreachable`]. Once a connection is open the request may have been written,
+    /// so a missing or unusable answer is [`HostError::NoAnswer`]: [`Error::Timeout`] (it covers
+    /// the connect too, so a TCP connect that hangs is on this side as well: the client cannot
+    /// tell), [`Error::ClosedWithoutResponse`] (also when the connection closed while the request
+    /// was being written), [`Error::Truncated`], [`Error::Protocol`], [`Error::BodyTooLarge`]
+    /// and [`Error::InvalidJson`] (Wolf answered 200, so it carried the request out, but its
+    /// answer cannot be read). Answers that say no (Wolf errors, other statuses) and requests
+    /// the client refused to send are [`HostError::Refused`].
+    ///
+    /// [`Error::SocketMissing`]: direwolf_wolf_client::Error::SocketMissing
+    /// [`Error::ConnectionRefused`]: direwolf_wolf_client::Error::ConnectionRefused
+    /// [`Error::Connect`]: direwolf_wolf_client::Error::Connect
+    /// [`Error::Timeout`]: direwolf_wolf_client::Error::Timeout
+    /// [`Error::ClosedWithoutResponse`]: direwolf_wolf_client::Error::ClosedWithoutResponse
+    /// [`Error::Truncated`]: direwolf_wolf_client::Error::Truncated
+    /// [`Error::Protocol`]: direwolf_wolf_client::Error::Protocol
+    /// [`Error::BodyTooLarge`]: direwolf_wolf_client::Error::BodyTooLarge
+    /// [`Error::InvalidJson`]: direwolf_wolf_client::Error::InvalidJson
+    fn error(&self, endpoint: &'static str, error: direwolf_wolf_client::Error) -> HostError {
         use direwolf_wolf_client::Error as E;
+        let host = self.name.clone();
         let message = error.to_string();
-        match error {
-            E::SocketMissing { .. }
-            | E::ConnectionRefused { .. }
-            | E::Connect { .. }
-            | E::Timeout { .. }
-            | E::ClosedWithoutResponse { .. }
-            | E::Truncated { .. }
-            | E::Protocol { .. } => HostError::Unreachable {
-                host: self.name.clone(),
-                message,
-            },
-            _ => HostError::Refused {
-                host: self.name.clone(),
-                message,
-            },
+        // The endpoint whose request went out without a usable answer, and whether an answer
+        // came but could not be read.
+        let (unanswered, unreadable) = match &error {
+            E::Timeout { endpoint, .. }
+            | E::ClosedWithoutResponse { endpoint }
+            | E::Truncated { endpoint }
+            | E::Protocol { endpoint, .. } => (Some(*endpoint), false),
+            E::BodyTooLarge { endpoint, .. } | E::InvalidJson { endpoint, .. } => (Some(*endpoint), true),
+            _ => (None, false),
+        };
+        let not_sent = matches!(
+            error,
+            E::SocketMissing { .. } | E::ConnectionRefused { .. } | E::Connect { .. }
+        );
+        match unanswered {
+            Some(failed) if failed == endpoint => HostError::NoAnswer { host, message },
+            // An earlier request on the way failed (e.g. version detection): the one that
+            // matters was never sent.
+            Some(_) if !unreadable => HostError::Unreachable { host, message },
+            None if not_sent => HostError::Unreachable { host, message },
+            _ => HostError::Refused { host, message },
         }
     }
 
@@ -91,7 +123,11 @@ impl StreamHost for WolfHost {
         if request.host_app_id.is_none() {
             // Without `app_id` Wolf copies its first Moonlight app; with no app it reads past an
             // empty vector and may crash (wolf-api.md §1.6). Refuse instead.
-            let apps = self.client.apps().await.map_err(|e| self.error(e))?;
+            let apps = self
+                .client
+                .apps()
+                .await
+                .map_err(|e| self.error(paths::SESSIONS_ADD, e))?;
             if apps.is_empty() {
                 return Err(HostError::Refused {
                     host: self.name.clone(),
@@ -115,7 +151,11 @@ impl StreamHost for WolfHost {
             client_id: None,
             client_settings: None,
         };
-        let id = self.client.add_session(&body).await.map_err(|e| self.error(e))?;
+        let id = self
+            .client
+            .add_session(&body)
+            .await
+            .map_err(|e| self.error(paths::SESSIONS_ADD, e))?;
         Ok(id.get().to_string())
     }
 
@@ -129,12 +169,16 @@ impl StreamHost for WolfHost {
                     id: id.to_owned(),
                 })
             }
-            Err(e) => Err(self.error(e)),
+            Err(e) => Err(self.error(paths::SESSIONS_STOP, e)),
         }
     }
 
     async fn list_sessions(&self) -> Result<Vec<HostSessionInfo>, HostError> {
-        let sessions = self.client.sessions().await.map_err(|e| self.error(e))?;
+        let sessions = self
+            .client
+            .sessions()
+            .await
+            .map_err(|e| self.error(paths::SESSIONS, e))?;
         Ok(sessions
             .into_iter()
             .map(|s| HostSessionInfo {
@@ -192,7 +236,7 @@ impl StreamHost for WolfHost {
 mod tests {
     use std::net::IpAddr;
 
-    use direwolf_wolf_client::fake::FakeWolf;
+    use direwolf_wolf_client::fake::{Failure, FakeWolf};
 
     use super::*;
     use crate::ids::{AesKey, RiKeyId};
@@ -281,6 +325,83 @@ mod tests {
         assert!(error.to_string().contains("no apps"), "{error}");
         assert!(!wolf.would_have_crashed());
         assert!(wolf.sessions().is_empty());
+    }
+
+    #[tokio::test]
+    async fn requests_wolf_may_have_got_are_no_answer_and_undelivered_ones_unreachable() {
+        let (wolf, _, dir) = fake().await;
+        let host = WolfHost::new(
+            "wolf-1",
+            wolf.client_builder()
+                .with_timeout(Duration::from_millis(300))
+                .build()
+                .unwrap(),
+        );
+        let add = "/api/v1/sessions/add";
+        // Wolf answers too late: the client gives up, Wolf creates the session all the same.
+        wolf.set_failure_on(add, Failure::Slow(Duration::from_millis(600)));
+        let error = host.add_session(&request("198.18.0.10")).await.unwrap_err();
+        assert!(matches!(error, HostError::NoAnswer { .. }), "{error:?}");
+        let late = async {
+            while wolf.sessions().is_empty() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), late)
+            .await
+            .expect("the slow Wolf must create the unanswered session within 5 s");
+        assert_eq!(wolf.sessions()[0].rtsp_fake_ip.as_deref(), Some("198.18.0.10"));
+        wolf.clear_failures();
+        let id = host.list_sessions().await.unwrap()[0].id.clone();
+        host.stop_session(&id).await.unwrap();
+        // Connection closed after the request, answer cut short, not HTTP, 200 with an
+        // unreadable body: the request may have taken effect.
+        for failure in [
+            Failure::CloseWithoutResponse,
+            Failure::Truncated,
+            Failure::Garbage,
+            Failure::WrongShape,
+        ] {
+            wolf.set_failure_on(add, failure.clone());
+            let error = host.add_session(&request("198.18.0.11")).await.unwrap_err();
+            assert!(
+                matches!(error, HostError::NoAnswer { .. }),
+                "{failure:?}: {error:?}"
+            );
+            assert!(error.to_string().contains("did not answer"), "{error}");
+        }
+        wolf.clear_failures();
+        for endpoint in ["/api/v1/sessions", "/api/v1/sessions/stop"] {
+            wolf.set_failure_on(endpoint, Failure::CloseWithoutResponse);
+        }
+        assert!(matches!(
+            host.list_sessions().await,
+            Err(HostError::NoAnswer { .. })
+        ));
+        assert!(matches!(
+            host.stop_session(&id).await,
+            Err(HostError::NoAnswer { .. })
+        ));
+        // The app check before sessions/add fails: sessions/add itself was never sent.
+        wolf.clear_failures();
+        wolf.set_failure_on("/api/v1/apps", Failure::Slow(Duration::from_millis(600)));
+        let error = host.add_session(&request("198.18.0.12")).await.unwrap_err();
+        assert!(matches!(error, HostError::Unreachable { .. }), "{error:?}");
+        // Wolf says no: refused.
+        wolf.clear_failures();
+        let mut unknown_app = request("198.18.0.13");
+        unknown_app.host_app_id = Some("no-such-app".to_owned());
+        let error = host.add_session(&unknown_app).await.unwrap_err();
+        assert!(matches!(error, HostError::Refused { .. }), "{error:?}");
+        assert!(wolf.sessions().is_empty(), "{:?}", wolf.sessions());
+        assert!(!wolf.would_have_crashed());
+        // No socket at all: nothing was sent.
+        let missing = WolfHost::new(
+            "nowhere",
+            WolfClient::unix(dir.path().join("missing.sock")).unwrap(),
+        );
+        let error = missing.add_session(&request("198.18.0.14")).await.unwrap_err();
+        assert!(matches!(error, HostError::Unreachable { .. }), "{error:?}");
     }
 
     #[tokio::test]

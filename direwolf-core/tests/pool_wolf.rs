@@ -2,8 +2,9 @@
 //! fake Wolfs (API on unix sockets, streaming side on 127.0.0.1 ephemeral ports), the real relay,
 //! and a small RTSP/ping client standing in for Moonlight. Covers failover at launch (Wolf down,
 //! Wolf closing the connection on `sessions/add`, Wolf refusing the session, Wolf answering
-//! `sessions/add` after the pool gave up, Wolf dying right after `sessions/add`, every Wolf slow)
-//! and checks that nothing leaks (relay sessions, leased ports, stored sessions, Wolf sessions).
+//! `sessions/add` after the pool gave up, Wolf dying right after `sessions/add`, every Wolf slow,
+//! a Wolf whose late session is pending getting no other session) and checks that nothing leaks
+//! (relay sessions, leased ports, stored sessions, Wolf sessions).
 
 #![allow(clippy::unwrap_used)]
 
@@ -275,7 +276,8 @@ async fn a_wolf_refusing_the_session_is_skipped_and_all_refusing_leaks_nothing()
     p.pool.cancel(&"alice".parse().unwrap()).await.unwrap();
     assert_no_leaks(&p).await;
 
-    // Both refuse: a clear error, nothing left behind.
+    // Neither can: "a" refuses, "b" answers garbage (a 200 whose body is not JSON: taken as no
+    // answer, the session may exist). A clear error, nothing left behind.
     p.wolves[1].set_failure_on("/api/v1/sessions/add", Failure::Garbage);
     let err = p.pool.launch(request("bob", 2)).await.unwrap_err();
     assert!(!matches!(err, LaunchError::Timeout), "{err:?}");
@@ -477,6 +479,48 @@ async fn all_wolves_slow_fail_the_launch_in_time_and_leave_nothing() {
         wolf.clear_failures();
     }
     let out = p.pool.launch(request("bob", 1)).await.unwrap();
+    assert_eq!(stream_through(&out.session_url).await, 3);
+    p.pool.cancel(&"bob".parse().unwrap()).await.unwrap();
+    assert_no_leaks(&p).await;
+}
+
+#[tokio::test]
+async fn a_wolf_that_did_not_answer_gets_no_other_session_until_its_late_one_is_stopped() {
+    let p = pack(HashMap::new()).await;
+    let mut a_events = wolf_events(&p.wolves[0]).await;
+    // Wolf "b" is down (connection refused: it never gets a request); Wolf "a" answers
+    // sessions/add after 3 s, past the 2 s timeouts, and creates the session then.
+    p.wolves[1].stop().await;
+    p.wolves[0].set_failure_on("/api/v1/sessions/add", Failure::Slow(Duration::from_secs(3)));
+    let err = p.pool.launch(request("alice", 1)).await.unwrap_err();
+    assert!(matches!(err, LaunchError::Unavailable { .. }), "{err:?}");
+    // Wolf "a" is quick again, but alice's session is still to come there: a session placed
+    // on "a" now would share Wolf's client-less session id with it.
+    p.wolves[0].clear_failures();
+    let err = p.pool.launch(request("bob", 1)).await.unwrap_err();
+    assert!(matches!(err, LaunchError::Unavailable { .. }), "{err:?}");
+    assert!(p.wolves[0].sessions().is_empty(), "bob must not be placed on a");
+    assert_eq!(p.pool.relay().session_count(), 0);
+    // The late session appears and the pool stops it; then "a" takes launches again.
+    let fake_ip = created_then_stopped(&mut a_events, "a").await;
+    assert!(fake_ip.starts_with("198.1"), "{fake_ip}");
+    let placed = async {
+        loop {
+            match p.pool.launch(request("bob", 1)).await {
+                Ok(out) => return out,
+                Err(LaunchError::Unavailable { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(err) => panic!("{err:?}"),
+            }
+        }
+    };
+    let out = timeout(T, placed)
+        .await
+        .expect("Wolf a must take launches again within 10 s of its late session being stopped");
+    let sessions = p.wolves[0].sessions();
+    assert_eq!(sessions.len(), 1);
+    assert_ne!(sessions[0].rtsp_fake_ip.as_deref(), Some(fake_ip.as_str()));
     assert_eq!(stream_through(&out.session_url).await, 3);
     p.pool.cancel(&"bob".parse().unwrap()).await.unwrap();
     assert_no_leaks(&p).await;
