@@ -11,9 +11,10 @@
 //!
 //! Sockets are read in batches through `quinn-udp` (`recvmmsg`, and UDP GRO where the kernel
 //! coalesces a flow's equal-size datagrams into one buffer with a `stride`), into one fixed set of
-//! receive slots per task. Wolf→client, the runs of equal-size datagrams of a batch (video RTP)
-//! are copied into one fixed 64 KiB buffer and leave the public socket as one UDP GSO send, which
-//! the kernel splits back into the original datagrams, in order; where GSO is unavailable or
+//! receive slots per task. Wolf→client, a GRO buffer leaves the public socket as it came, as one
+//! UDP GSO send straight from its receive slot; the other runs of equal-size datagrams of a
+//! batch (video RTP) are copied into one fixed 64 KiB buffer and leave as one GSO send. The
+//! kernel splits a GSO send back into the original datagrams, in order; where GSO is unavailable or
 //! rejected (`quinn-udp` then reports one segment) they are sent one by one. Client→Wolf traffic
 //! (pings, ENet) is light and is forwarded datagram by datagram. Batching only groups what is
 //! already queued in the kernel, so it adds no waiting. Nothing is queued beyond the two fixed
@@ -503,6 +504,25 @@ async fn wolf_to_client(
                 bump(&counters.recv_errors);
                 continue;
             };
+            // A GRO run leaves as it came, one GSO send straight from the receive slot, when
+            // nothing is waiting to go before it; if the send fails, its datagrams take the
+            // copying path below (which falls back to one by one).
+            let runs = if stride > 0 {
+                data.len().div_ceil(stride)
+            } else {
+                1
+            };
+            if out.count == 0
+                && runs > 1
+                && runs <= public.state.max_gso_segments()
+                && data.len() <= MAX_GSO_BYTES
+            {
+                let gso = transmit(mapping.client, data, Some(stride));
+                if send_transmit(public, &gso).await.is_ok() {
+                    (sent.0, sent.1) = (sent.0 + runs, sent.1 + data.len());
+                    continue;
+                }
+            }
             for datagram in segments(data, stride) {
                 if !out.accepts(datagram, public.state.max_gso_segments()) {
                     let count = out.count;
