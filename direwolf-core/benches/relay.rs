@@ -8,7 +8,7 @@
 //!
 //! The source plays Wolf: it waits for a ping on each of its video ports, then sends 1,400-byte
 //! datagrams (sequence + send timestamp) to the ping's source. The sink plays Moonlight: it pings
-//! through the forwarder and timestamps what arrives. Variants of the forwarder:
+//! through the forwarder and reads what arrives. Variants of the forwarder:
 //! `direct` (plain IP routing in the middle namespace, the latency floor), `kernel` (nftables
 //! DNAT with conntrack), `socat` (one `socat UDP4-LISTEN … UDP4:…` per session) and `relay` (this crate,
 //! on a current-thread runtime). `socat` and `relay` are pinned to CPU 1, source and sink to CPU 0;
@@ -16,13 +16,28 @@
 //! work on a shared machine disturbs the measurement less (autogroup defeats nice alone).
 //! Forwarder CPU time is read from /proc, giving packets per CPU-second.
 //!
+//! **Receive processing** happens on the receiving side's core, as between separate machines:
+//! RPS steers what arrives in the forwarder's namespace to CPU 1 and what arrives at the client
+//! or at Wolf to CPU 0 (without it veth runs the receiver's whole stack, socket wake-ups
+//! included, on the sender's core, so the forwarder would pay for the client's receive path and
+//! the source for the forwarder's). `DW_BENCH_RPS=0` turns that off.
+//!
+//! **Latency** is the time from the source's send timestamp to the kernel's receive timestamp of
+//! the datagram at the client's interface (`SO_TIMESTAMPNS`); "app p99" is to the moment the
+//! sink thread read it, which adds the sink's own scheduling on its shared core.
+//!
+//! **Traffic shape.** Paced runs send each session's datagrams of every 1 ms tick back to back
+//! (interleaved across sessions); `DW_BENCH_PATTERN=frames` sends them as 60 fps video frames
+//! instead, each frame's datagrams back to back, the sessions' frame clocks spread over the
+//! frame interval. `DW_BENCH_SOURCE_GSO=1` makes the source send each burst as UDP GSO sends: the
+//! same datagrams on the wire, but a source cheap enough to offer far more; arriving at a socket
+//! with UDP_GRO (the relay's) such a send stays one buffer, as NIC receive offload (GRO) delivers
+//! a burst of one flow, while other sockets and forwarded traffic get it split.
+//!
 //! Needs root, iproute2, taskset, socat and nft: run `direwolf-core/benches/relay.sh`, which
 //! installs them, or `cargo bench -p direwolf-core --bench relay` when they are present.
-//! `DW_BENCH_SECONDS` (default 3) sets the length of each measurement. `DW_BENCH_SOURCE_GSO=1`
-//! makes the source send each session's packets of a 1 ms tick as UDP GSO sends: the same
-//! datagrams on the wire, but a source cheap enough to offer more than 8 × 150 Mbit/s; arriving
-//! at a socket with UDP_GRO (the relay's) such a send stays one buffer, as NIC receive offload
-//! (GRO) delivers a burst of one flow, while other sockets and forwarded traffic get it split.
+//! `DW_BENCH_SECONDS` (default 3) sets the length of each measurement; `DW_BENCH_ONLY=<n>:<paced|max>`
+//! runs one scenario.
 
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -487,9 +502,21 @@ impl Topology {
             "ip",
             &["netns", "exec", &t.r, "sysctl", "-qw", "net.ipv4.ip_forward=1"],
         );
-        if std::env::var("DW_BENCH_GRO").as_deref() == Ok("1") {
-            for (ns, dev) in [(&t.r, &r1), (&t.r, &r2), (&t.c, &c0)] {
-                run("ip", &["netns", "exec", ns, "ethtool", "-K", dev, "gro", "on"]);
+        if std::env::var("DW_BENCH_RPS").as_deref() != Ok("0") {
+            // Receive processing on the receiving host's core, as separate machines have it: what
+            // arrives in the forwarder's namespace is processed on CPU 1, what arrives at the
+            // client or at Wolf on CPU 0 (veth would otherwise run it on the sender's core).
+            for (ns, dev, cpus) in [
+                (&t.r, &r1, "2"),
+                (&t.r, &r2, "2"),
+                (&t.c, &c0, "1"),
+                (&t.w, &w0, "1"),
+            ] {
+                let path = format!("/sys/class/net/{dev}/queues/rx-0/rps_cpus");
+                run(
+                    "ip",
+                    &["netns", "exec", ns, "sh", "-c", &format!("echo {cpus} > {path}")],
+                );
             }
         }
         t
@@ -760,7 +787,12 @@ fn orchestrate() {
     let topo = Topology::create();
     let rate_pps = (RATE_MBIT * 1e6 / (PACKET * 8) as f64).round() as u64;
     println!(
-        "relay benchmark: {PACKET}-byte UDP, {secs} s per run, forwarder on CPU 1, source+sink on CPU 0, source sends {}",
+        "relay benchmark: {PACKET}-byte UDP, {secs} s per run, forwarder on CPU 1, source+sink on CPU 0, receive processing on the receiver's core: {}, source sends {}",
+        if std::env::var("DW_BENCH_RPS").as_deref() == Ok("0") {
+            "off (DW_BENCH_RPS=0)"
+        } else {
+            "on"
+        },
         match (
             std::env::var("DW_BENCH_SOURCE_GSO").as_deref() == Ok("1"),
             std::env::var("DW_BENCH_PATTERN").as_deref() == Ok("frames"),
