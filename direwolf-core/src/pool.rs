@@ -24,6 +24,15 @@
 //! [`HostError::Unreachable`] never got the request: nothing is watched. Launches keep running to
 //! completion even if the client gives up, and are rolled back when nobody is left to answer.
 //!
+//! Launches and resumes of different users run concurrently. A placement holds a slot of its
+//! host's capacity from the moment it picks the host until its session is live or the attempt
+//! failed (a refused add gives it back; an unanswered one turns it into the watched late
+//! session), and a session being stopped or re-added by a resume keeps its slot until that is
+//! done, so two placements never share a host's last slot (on Wolf, two client-less sessions on
+//! one instance share one id and end each other). The slot is given back when the placement's
+//! hold is dropped, also when its future is dropped mid-await; a `sessions/add` in flight then is
+//! watched for like an unanswered one.
+//!
 //! Each host's event stream ends direwolf sessions the host ended, and a [`HostEvent::Resync`]
 //! (or a start-up) reconciles the stores with what each host reports: sessions the host lost are
 //! ended, sessions of direwolf's fake-IP range that the store does not know are stopped.
@@ -152,6 +161,79 @@ struct Inner {
     next_fake_ip: AtomicU32,
     /// Fake addresses handed to placements that are not live yet; the orphan sweep spares them.
     reserved_fake_ips: Mutex<std::collections::HashSet<Ipv4Addr>>,
+    /// Per host, the capacity slots held by [`SlotHold`]s: placements in progress (from the
+    /// choice of the host until the session is live or the attempt failed) and sessions being
+    /// stopped. Each counts against the host's capacity. Taking a slot checks the host's load
+    /// under this lock, so two concurrent placements cannot both take a host's last slot.
+    /// Lock order: this lock before `live` and before a host's `unanswered`.
+    held: Mutex<Vec<usize>>,
+}
+
+/// One capacity slot of a host, held by a placement in progress (or a session being stopped) and
+/// given back when dropped, whichever way the placement ends (success, failure, or its future
+/// dropped mid-await).
+struct SlotHold<'a> {
+    inner: &'a Inner,
+    index: usize,
+    /// The fake RTSP address of a `sessions/add` sent to the host whose session is not yet
+    /// accounted for (unanswered, or answered but neither recorded as live nor stopped). If the
+    /// hold is dropped then (the placement was abandoned mid-await), the host may have created or
+    /// may still create that session: it is watched for and stopped like an unanswered add
+    /// ([`Inner::note_unanswered`]), counting against the host's capacity meanwhile.
+    unsettled: Option<Ipv4Addr>,
+    /// Whether the slot is still counted in [`Inner::held`] (it no longer is once
+    /// [`SlotHold::make_live`] handed it to a live session).
+    counted: bool,
+}
+
+impl<'a> SlotHold<'a> {
+    fn new(inner: &'a Inner, index: usize) -> Self {
+        SlotHold {
+            inner,
+            index,
+            unsettled: None,
+            counted: true,
+        }
+    }
+
+    /// Records `live` (placed on this hold's host) as the user's live session and hands the slot
+    /// over to it in one step, so the host's load neither dips nor counts the session twice.
+    fn make_live(&mut self, live: Live) {
+        let mut held = lock(&self.inner.held);
+        lock(&self.inner.live).insert(live.session.user.clone(), live);
+        if self.counted {
+            held[self.index] = held[self.index].saturating_sub(1);
+            self.counted = false;
+        }
+        self.unsettled = None;
+    }
+}
+
+impl Drop for SlotHold<'_> {
+    fn drop(&mut self) {
+        // Watch first, release second: the host's load never dips in between.
+        if let Some(fake_ip) = self.unsettled.take() {
+            warn!(host = self.inner.hosts[self.index].config.host.name(), %fake_ip, "a placement was abandoned while its host session was unaccounted for; watching for it");
+            self.inner.note_unanswered(self.index, fake_ip);
+        }
+        if self.counted {
+            let mut held = lock(&self.inner.held);
+            held[self.index] = held[self.index].saturating_sub(1);
+        }
+    }
+}
+
+/// A fake RTSP address reserved for a placement in progress (no other placement gets it and the
+/// orphan sweep spares a host session with it); released when dropped.
+struct FakeIpHold<'a> {
+    inner: &'a Inner,
+    ip: Ipv4Addr,
+}
+
+impl Drop for FakeIpHold<'_> {
+    fn drop(&mut self) {
+        lock(&self.inner.reserved_fake_ips).remove(&self.ip);
+    }
 }
 
 /// Locks a std mutex; the data behind every pool mutex stays consistent across a panic (each
@@ -226,7 +308,8 @@ impl WolfPool {
                 down_until: Mutex::new(None),
                 unanswered: Mutex::new(Vec::new()),
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let host_count = hosts.len();
         let pool = WolfPool {
             inner: Arc::new(Inner {
                 hosts,
@@ -238,6 +321,7 @@ impl WolfPool {
                 user_locks: Mutex::new(HashMap::new()),
                 next_fake_ip: AtomicU32::new(1),
                 reserved_fake_ips: Mutex::new(std::collections::HashSet::new()),
+                held: Mutex::new(vec![0; host_count]),
             }),
         };
         pool.restore().await?;
@@ -343,14 +427,25 @@ impl Inner {
         lock(&self.hosts[index].down_until).is_some_and(|until| Instant::now() < until)
     }
 
-    /// Hosts with room, least loaded first; hosts marked down come last (they may be back). A
-    /// host's load is its live sessions plus the late sessions it may still create.
-    fn candidates(&self) -> Vec<usize> {
-        let mut load: Vec<usize> = (0..self.hosts.len()).map(|i| self.pending_late(i)).collect();
+    /// Each host's load: its live sessions, the late sessions it may still create and the slots
+    /// held by placements in progress. `held` is the locked [`Inner::held`].
+    fn loads(&self, held: &[usize]) -> Vec<usize> {
+        let mut load: Vec<usize> = (0..self.hosts.len())
+            .map(|i| self.pending_late(i) + held[i])
+            .collect();
         let live = lock(&self.live);
         for l in live.values() {
             load[l.host] += 1;
         }
+        load
+    }
+
+    /// Hosts with room, least loaded first; hosts marked down come last (they may be back). A
+    /// host's load is its live sessions, the late sessions it may still create and the
+    /// placements in progress on it. Before placing on one, take a slot with
+    /// [`Inner::take_slot`]: another placement may have taken the last one meanwhile.
+    fn candidates(&self) -> Vec<usize> {
+        let load = self.loads(&lock(&self.held));
         let mut order: Vec<usize> = (0..self.hosts.len())
             .filter(|&i| load[i] < self.hosts[i].config.capacity)
             .collect();
@@ -365,9 +460,43 @@ impl Inner {
         order
     }
 
-    /// Reserves a fake RTSP address used by no live session and no other placement; release it
-    /// with [`Inner::release_fake_ip`] once the session is live or the attempt failed.
-    fn reserve_fake_ip(&self) -> Ipv4Addr {
+    /// Takes a slot of host `index` for a placement if the host has room now; `None` if it is
+    /// full (counting live sessions, pending late ones and placements in progress).
+    fn take_slot(&self, index: usize) -> Option<SlotHold<'_>> {
+        let mut held = lock(&self.held);
+        if self.loads(&held)[index] >= self.hosts[index].config.capacity {
+            return None;
+        }
+        held[index] += 1;
+        Some(SlotHold::new(self, index))
+    }
+
+    /// Removes the user's live session and, in the same step, holds its slot on its host for
+    /// whatever follows (stopping it, re-adding it): no other placement can take the slot while
+    /// the old host session may still be there (on Wolf, client-less sessions of one instance
+    /// share one id, so a stop could end the other session). Its fake RTSP address stays
+    /// reserved as long as the returned [`FakeIpHold`] lives (a resume keeps it).
+    fn take_live(&self, user: &UserName) -> Option<(Live, SlotHold<'_>, FakeIpHold<'_>)> {
+        let mut held = lock(&self.held);
+        let live = {
+            let mut live = lock(&self.live);
+            let taken = live.remove(user)?;
+            // Under the live lock, as in `reserve_fake_ip`: no placement picks it meanwhile.
+            lock(&self.reserved_fake_ips).insert(taken.fake_ip);
+            taken
+        };
+        held[live.host] += 1;
+        let slot = SlotHold::new(self, live.host);
+        let fake_ip = FakeIpHold {
+            inner: self,
+            ip: live.fake_ip,
+        };
+        Some((live, slot, fake_ip))
+    }
+
+    /// Reserves a fake RTSP address used by no live session and no other placement, until the
+    /// returned hold is dropped (once the session is live or the attempt failed).
+    fn reserve_fake_ip(&self) -> FakeIpHold<'_> {
         let live = lock(&self.live);
         let mut reserved = lock(&self.reserved_fake_ips);
         loop {
@@ -385,13 +514,9 @@ impl Inner {
                     .any(|h| lock(&h.unanswered).iter().any(|(u, _)| *u == ip))
             {
                 reserved.insert(ip);
-                return ip;
+                return FakeIpHold { inner: self, ip };
             }
         }
-    }
-
-    fn release_fake_ip(&self, ip: Ipv4Addr) {
-        lock(&self.reserved_fake_ips).remove(&ip);
     }
 
     async fn call<T>(
@@ -411,15 +536,16 @@ impl Inner {
         }
     }
 
-    /// Places a session for `request` on `index`: host session, relay, store. Undoes what it did
-    /// when a later step fails.
+    /// Places a session for `request` on the host of `slot_hold` (a slot taken for it): host
+    /// session and relay. Undoes what it did when a later step fails.
     async fn place(
         &self,
-        index: usize,
+        slot_hold: &mut SlotHold<'_>,
         session: &mut Session,
         server_ip: IpAddr,
         fake_ip: Ipv4Addr,
     ) -> Result<SessionRelay, LaunchError> {
+        let index = slot_hold.index;
         let slot = &self.hosts[index];
         let host = &slot.config.host;
         let request = HostSessionRequest {
@@ -430,23 +556,30 @@ impl Inner {
             audio_channels: (session.surround_audio_info & 0xFFFF) as u16,
             host_app_id: self.config.host_apps.get(&session.app).cloned(),
         };
-        let host_id = self
+        // From here until the outcome is known, an abandoned placement leaves a host session to
+        // watch for.
+        slot_hold.unsettled = Some(fake_ip);
+        let added = self
             .call(index, "adding the session", host.add_session(&request))
-            .await
-            .map_err(|e| {
-                match e {
-                    // Never delivered: nothing was created.
-                    HostError::Unreachable { .. } => self.mark_down(index),
-                    HostError::NoAnswer { .. } => {
-                        self.mark_down(index);
-                        // The request may have reached the host, which may still create the
-                        // session: watch for it, and count it against the host's capacity.
-                        self.note_unanswered(index, fake_ip);
-                    }
-                    _ => {}
+            .await;
+        if added.is_err() {
+            // Failed adds are accounted for below (watched if unanswered).
+            slot_hold.unsettled = None;
+        }
+        let host_id = added.map_err(|e| {
+            match e {
+                // Never delivered: nothing was created.
+                HostError::Unreachable { .. } => self.mark_down(index),
+                HostError::NoAnswer { .. } => {
+                    self.mark_down(index);
+                    // The request may have reached the host, which may still create the
+                    // session: watch for it, and count it against the host's capacity.
+                    self.note_unanswered(index, fake_ip);
                 }
-                host_error(e)
-            })?;
+                _ => {}
+            }
+            host_error(e)
+        })?;
         let relay_config = SessionRelayConfig {
             client_ip: session.client_ip,
             wolf_rtsp: SocketAddr::new(slot.config.stream_ip, slot.config.rtsp_port),
@@ -458,6 +591,7 @@ impl Inner {
             Ok(relay) => relay,
             Err(error) => {
                 self.stop_on_host(index, &host_id).await;
+                slot_hold.unsettled = None;
                 return Err(LaunchError::Unavailable {
                     message: format!("No stream ports are free on this server: {error}"),
                 });
@@ -575,20 +709,31 @@ impl Inner {
         if self.apps.get(request.app).await?.is_none() {
             return Err(LaunchError::UnknownApp(request.app));
         }
-        let previous = lock(&self.live).remove(&request.user);
-        if let Some(previous) = previous {
+        if let Some((previous, _slot, _fake_ip)) = self.take_live(&request.user) {
             info!(user = %request.user, session = %previous.session.id, "a new launch replaces the user's session");
             self.end(previous, true).await?;
         }
         let mut session = Session::from_launch(&request);
         let mut last_error = None;
         for index in self.candidates() {
+            // Another placement may have taken the host's last slot since the list was made.
+            let Some(mut slot) = self.take_slot(index) else {
+                debug!(
+                    host = self.hosts[index].config.host.name(),
+                    "host filled up meanwhile; trying the next"
+                );
+                continue;
+            };
             let fake_ip = self.reserve_fake_ip();
-            let placed = match self.place(index, &mut session, request.server_ip, fake_ip).await {
-                Ok(relay) => Ok(self.commit(session.clone(), index, fake_ip, relay).await),
+            let placed = match self
+                .place(&mut slot, &mut session, request.server_ip, fake_ip.ip)
+                .await
+            {
+                Ok(relay) => Ok(self.commit(&mut slot, session.clone(), fake_ip.ip, relay).await),
                 Err(error) => Err(error),
             };
-            self.release_fake_ip(fake_ip);
+            drop(fake_ip);
+            drop(slot);
             match placed {
                 Ok(outcome) => return outcome,
                 Err(error) => {
@@ -602,14 +747,15 @@ impl Inner {
         }))
     }
 
-    /// Records a placed session; on a store failure undoes the placement.
+    /// Records a session placed on the host of `slot`; on a store failure undoes the placement.
     async fn commit(
         &self,
+        slot: &mut SlotHold<'_>,
         session: Session,
-        index: usize,
         fake_ip: Ipv4Addr,
         relay: SessionRelay,
     ) -> Result<LaunchOutcome, LaunchError> {
+        let index = slot.index;
         let placement = session.placement.clone().ok_or_else(|| {
             LaunchError::Backend(Error::invalid("session", "placed session without a placement"))
         })?;
@@ -620,6 +766,7 @@ impl Inner {
         };
         if let Err(error) = stored {
             self.stop_on_host(index, &placement.host_session_id).await;
+            slot.unsettled = None;
             relay.close().await;
             return Err(LaunchError::Backend(error));
         }
@@ -635,27 +782,24 @@ impl Inner {
             session: session.id.clone(),
             session_url: placement.session_url,
         };
-        let user = session.user.clone();
-        lock(&self.live).insert(
-            user,
-            Live {
-                session,
-                host: index,
-                fake_ip,
-                relay: Some(relay),
-            },
-        );
+        slot.make_live(Live {
+            session,
+            host: index,
+            fake_ip,
+            relay: Some(relay),
+        });
         Ok(outcome)
     }
 
     async fn resume(&self, request: ResumeRequest) -> Result<LaunchOutcome, LaunchError> {
-        let live = lock(&self.live)
-            .remove(&request.user)
-            .ok_or(LaunchError::NotRunning)?;
+        // The session's slot on its host stays held (not live, but held) while its host session
+        // is stopped and re-added, so no other placement takes it meanwhile.
+        // A resume keeps its address, reserved from other placements and the orphan sweep.
+        let (live, own_slot, fake_ip) = self.take_live(&request.user).ok_or(LaunchError::NotRunning)?;
         let Live {
             mut session,
             host: index,
-            fake_ip,
+            fake_ip: _,
             relay,
         } = live;
         if let Some(relay) = relay {
@@ -670,25 +814,33 @@ impl Inner {
         if let Some(info) = request.surround_audio_info {
             session.surround_audio_info = info;
         }
-        // Same host first (the user's app state lives there) if it still has room (its slot is
-        // free again, but another session or a pending late one may have taken it), then any
+        // Same host first (the user's app state lives there; its slot is still held), then any
         // other with room.
-        let candidates = self.candidates();
-        let mut order: Vec<usize> = candidates.iter().copied().filter(|&i| i == index).collect();
-        order.extend(candidates.into_iter().filter(|&i| i != index));
         let mut last_error = None;
-        lock(&self.reserved_fake_ips).insert(fake_ip);
+        let mut own_slot = Some(own_slot);
+        let mut order = vec![index];
+        order.extend(self.candidates().into_iter().filter(|&i| i != index));
         for index in order {
-            match self.place(index, &mut session, request.server_ip, fake_ip).await {
-                Ok(relay) => {
-                    let outcome = self.commit(session, index, fake_ip, relay).await;
-                    self.release_fake_ip(fake_ip);
-                    return outcome;
-                }
+            let slot = match own_slot.take() {
+                Some(own) => Some(own),
+                None => self.take_slot(index),
+            };
+            let Some(mut slot) = slot else {
+                debug!(
+                    host = self.hosts[index].config.host.name(),
+                    "host filled up meanwhile; trying the next"
+                );
+                continue;
+            };
+            match self
+                .place(&mut slot, &mut session, request.server_ip, fake_ip.ip)
+                .await
+            {
+                Ok(relay) => return self.commit(&mut slot, session, fake_ip.ip, relay).await,
                 Err(error) => last_error = Some(error),
             }
         }
-        self.release_fake_ip(fake_ip);
+        drop(fake_ip);
         // Nothing could take it: the session is gone.
         self.sessions.delete(&session.id).await?;
         Err(last_error.unwrap_or_else(|| LaunchError::Unavailable {
@@ -697,8 +849,8 @@ impl Inner {
     }
 
     async fn cancel(&self, user: &UserName) -> Result<(), LaunchError> {
-        let live = lock(&self.live).remove(user);
-        if let Some(live) = live {
+        // The slot stays held until the host session is stopped.
+        if let Some((live, _slot, _fake_ip)) = self.take_live(user) {
             self.end(live, true).await?;
         }
         Ok(())
@@ -1064,6 +1216,11 @@ mod tests {
         late: Arc<AtomicU32>,
         /// `add_session` calls received.
         adds: AtomicU32,
+        /// `add_session` calls received, for tests waiting until one has arrived.
+        add_calls: tokio::sync::watch::Sender<u32>,
+        /// While set, each `add_session` waits for a permit of this gate once received (a Wolf
+        /// still busy with the request), before doing anything else.
+        add_gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
         next: AtomicU32,
         events: broadcast::Sender<HostEvent>,
         /// Every session gets the same id, as Wolf does for client-less sessions.
@@ -1082,6 +1239,8 @@ mod tests {
                 sessions: Arc::default(),
                 late: Arc::default(),
                 adds: AtomicU32::new(0),
+                add_calls: tokio::sync::watch::Sender::new(0),
+                add_gate: Mutex::new(None),
                 next: AtomicU32::new(1),
                 events: broadcast::channel(64).0,
                 constant_ids,
@@ -1090,6 +1249,32 @@ mod tests {
 
         fn set_mode(&self, mode: Mode) {
             *lock(&self.mode) = mode;
+        }
+
+        /// Makes the next `add_session` calls wait; each returned permit lets one go on.
+        fn block_adds(&self) -> Arc<tokio::sync::Semaphore> {
+            let gate = Arc::new(tokio::sync::Semaphore::new(0));
+            *lock(&self.add_gate) = Some(gate.clone());
+            gate
+        }
+
+        /// Lets later `add_session` calls through at once again (calls already waiting stay on
+        /// their gate).
+        fn unblock_adds(&self) {
+            *lock(&self.add_gate) = None;
+        }
+
+        fn adds(&self) -> u32 {
+            self.adds.load(Ordering::Relaxed)
+        }
+
+        /// Waits until the host has received `n` `add_session` calls in all; fails the test
+        /// after 5 s.
+        async fn received_adds(&self, n: u32, what: &str) {
+            let mut calls = self.add_calls.subscribe();
+            within(what, calls.wait_for(|&seen| seen >= n))
+                .await
+                .expect("the sender lives in the host");
         }
 
         fn count(&self) -> usize {
@@ -1135,6 +1320,15 @@ mod tests {
 
         async fn add_session(&self, request: &HostSessionRequest) -> Result<String, HostError> {
             self.adds.fetch_add(1, Ordering::Relaxed);
+            self.add_calls.send_modify(|n| *n += 1);
+            let add_gate = lock(&self.add_gate).clone();
+            if let Some(add_gate) = add_gate {
+                add_gate
+                    .acquire()
+                    .await
+                    .expect("test gates are never closed")
+                    .forget();
+            }
             self.gate().await?;
             let id = if self.constant_ids {
                 "6142509188972423790".to_owned()
@@ -1306,6 +1500,18 @@ mod tests {
 
     fn user(name: &str) -> UserName {
         name.parse().unwrap()
+    }
+
+    /// Awaits `future`; fails the test after 5 s saying what did not happen.
+    async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(5), future)
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    }
+
+    /// Slots of host `index` held by placements in progress or sessions being stopped.
+    fn held(pool: &WolfPool, index: usize) -> usize {
+        lock(&pool.inner.held)[index]
     }
 
     #[tokio::test]
@@ -1598,8 +1804,8 @@ mod tests {
         pool.inner.note_unanswered(0, Ipv4Addr::new(198, 18, 0, 250));
         pool.inner.next_fake_ip.store(250, Ordering::Relaxed);
         let next = pool.inner.reserve_fake_ip();
-        assert_ne!(next, Ipv4Addr::new(198, 18, 0, 250));
-        pool.inner.release_fake_ip(next);
+        assert_ne!(next.ip, Ipv4Addr::new(198, 18, 0, 250));
+        drop(next);
     }
 
     /// The fake RTSP addresses the pool watches on host `index`.
@@ -1709,6 +1915,202 @@ mod tests {
         assert_eq!(a.adds.load(Ordering::Relaxed), adds, "a got no add for dave");
         assert_eq!(f.pool.current_app(&user("alice")).await, Some(app(1)));
         assert_eq!(f.relay.allocator().in_use(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_placement_in_progress_holds_its_hosts_slot_against_a_concurrent_launch() {
+        let (a, b) = (TestHost::new("a"), TestHost::new("b"));
+        let f = fixture(vec![(a.clone(), 1), (b.clone(), 1)], PoolConfig::default()).await;
+        let gate = a.block_adds();
+        let pool = f.pool.clone();
+        let alice = tokio::spawn(async move { pool.launch(request("alice", 1)).await });
+        a.received_adds(1, "a to get alice's sessions/add").await;
+        assert_eq!(held(&f.pool, 0), 1, "alice's placement holds a's only slot");
+        // a has not answered yet: bob must go to b, not wait on (and collide with alice on) a.
+        let bob = within(
+            "bob's launch, which must not go to a",
+            f.pool.launch(request("bob", 1)),
+        )
+        .await
+        .unwrap();
+        assert_eq!((a.adds(), b.adds()), (1, 1), "bob was not sent to a");
+        assert_eq!((a.count(), b.count()), (0, 1));
+        gate.add_permits(1);
+        let alice = within("alice's launch", alice)
+            .await
+            .expect("launch task")
+            .unwrap();
+        assert_eq!((a.count(), b.count()), (1, 1));
+        assert_ne!(alice.session_url, bob.session_url);
+        assert_eq!(f.pool.current_app(&user("alice")).await, Some(app(1)));
+        assert_eq!(f.pool.current_app(&user("bob")).await, Some(app(1)));
+        assert_eq!((held(&f.pool, 0), held(&f.pool, 1)), (0, 0), "slots given back");
+        assert_eq!(f.relay.allocator().in_use(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_launch_finding_the_only_slot_taken_by_a_placement_in_progress_is_told_busy() {
+        let a = TestHost::new("a");
+        let f = fixture(vec![(a.clone(), 1)], PoolConfig::default()).await;
+        let gate = a.block_adds();
+        let pool = f.pool.clone();
+        let alice = tokio::spawn(async move { pool.launch(request("alice", 1)).await });
+        a.received_adds(1, "a to get alice's sessions/add").await;
+        let error = within("bob's launch", f.pool.launch(request("bob", 1)))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, LaunchError::Unavailable { .. }), "{error:?}");
+        assert!(error.to_string().contains("busy"), "{error}");
+        assert_eq!(a.adds(), 1, "no second sessions/add on a");
+        assert_eq!(f.relay.allocator().in_use(), 0, "bob got no relay ports");
+        gate.add_permits(1);
+        within("alice's launch", alice)
+            .await
+            .expect("launch task")
+            .unwrap();
+        assert_eq!(a.count(), 1);
+        assert_eq!(
+            f.sessions.list().await.unwrap().len(),
+            1,
+            "only alice's session is stored"
+        );
+        assert_eq!(f.pool.current_app(&user("bob")).await, None);
+        assert_eq!(held(&f.pool, 0), 0);
+    }
+
+    #[tokio::test]
+    async fn a_resume_keeps_its_hosts_slot_while_it_re_adds_there() {
+        let (a, b) = (TestHost::build("a", true), TestHost::new("b"));
+        let f = fixture(vec![(a.clone(), 1), (b.clone(), 1)], PoolConfig::default()).await;
+        f.pool.launch(request("alice", 1)).await.unwrap();
+        assert_eq!((a.count(), b.count()), (1, 0));
+        let gate = a.block_adds();
+        let pool = f.pool.clone();
+        let resume = tokio::spawn(async move { pool.resume(resume_request("alice", 7)).await });
+        a.received_adds(2, "a to get the resume's sessions/add").await;
+        assert_eq!(a.count(), 0, "the old host session was stopped");
+        // alice's session is not live while it is re-added, but its slot on a is held: bob must
+        // go to b (on a he would get the same client-less session id as alice).
+        within(
+            "bob's launch, which must not go to a",
+            f.pool.launch(request("bob", 1)),
+        )
+        .await
+        .unwrap();
+        assert_eq!((a.adds(), b.adds()), (2, 1), "bob was not sent to a");
+        gate.add_permits(1);
+        within("alice's resume", resume)
+            .await
+            .expect("resume task")
+            .unwrap();
+        assert_eq!((a.count(), b.count()), (1, 1), "alice stays on a, bob runs on b");
+        assert_eq!(a.requests()[0].keys.aes_key, AesKey::new([7; 16]));
+        assert_eq!((held(&f.pool, 0), held(&f.pool, 1)), (0, 0));
+        assert_eq!(f.relay.allocator().in_use(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_launch_the_client_gave_up_on_holds_the_slot_until_rolled_back() {
+        let a = TestHost::new("a");
+        let f = fixture(vec![(a.clone(), 1)], PoolConfig::default()).await;
+        let gate = a.block_adds();
+        {
+            let launch = f.pool.launch(request("alice", 1));
+            tokio::pin!(launch);
+            let mut calls = a.add_calls.subscribe();
+            tokio::select! {
+                biased;
+                outcome = &mut launch => panic!("the launch ended while its add was blocked: {outcome:?}"),
+                seen = within("a to get alice's sessions/add", calls.wait_for(|&n| n >= 1)) => {
+                    seen.expect("the sender lives in the host");
+                }
+            }
+            // The client gives up: its launch future is dropped here.
+        }
+        // The add is still in flight and may yet succeed: a stays taken.
+        assert_eq!(held(&f.pool, 0), 1);
+        let error = f.pool.launch(request("bob", 1)).await.unwrap_err();
+        assert!(matches!(error, LaunchError::Unavailable { .. }), "{error:?}");
+        assert_eq!(a.adds(), 1);
+        // a answers: the launch completes, nobody takes the outcome, and it is rolled back.
+        gate.add_permits(1);
+        let pool = f.pool.clone();
+        eventually(
+            "the abandoned launch is rolled back and its slot given back",
+            || {
+                a.adds() == 1
+                    && a.count() == 0
+                    && lock(&pool.inner.live).is_empty()
+                    && f.relay.allocator().in_use() == 0
+                    && held(&pool, 0) == 0
+            },
+        )
+        .await;
+        assert!(f.sessions.list().await.unwrap().is_empty());
+        a.unblock_adds();
+        f.pool.launch(request("bob", 1)).await.unwrap();
+        assert_eq!(a.count(), 1, "bob runs on a");
+    }
+
+    #[tokio::test]
+    async fn a_placement_dropped_mid_add_gives_its_slot_back_to_a_watched_late_session() {
+        let a = TestHost::new("a");
+        let config = PoolConfig {
+            host_lost_after: Duration::from_millis(200),
+            ..PoolConfig::default()
+        };
+        let f = fixture(vec![(a.clone(), 1)], config).await;
+        let _gate = a.block_adds();
+        let inner = f.pool.inner.clone();
+        {
+            // The placement's own future (the detached launch task's work), dropped mid-await,
+            // as when its task is aborted.
+            let launch = inner.launch(request("alice", 1));
+            tokio::pin!(launch);
+            let mut calls = a.add_calls.subscribe();
+            tokio::select! {
+                biased;
+                outcome = &mut launch => panic!("the launch ended while its add was blocked: {outcome:?}"),
+                seen = within("a to get alice's sessions/add", calls.wait_for(|&n| n >= 1)) => {
+                    seen.expect("the sender lives in the host");
+                }
+            }
+            assert_eq!(held(&f.pool, 0), 1);
+            assert_eq!(lock(&f.pool.inner.reserved_fake_ips).len(), 1);
+        }
+        assert_eq!(held(&f.pool, 0), 0, "the dropped placement's slot is given back");
+        assert!(
+            lock(&f.pool.inner.reserved_fake_ips).is_empty(),
+            "its address too"
+        );
+        // The add had been sent: a may still create the session, which is watched for and
+        // counts against a's capacity meanwhile.
+        let late = watched(&f.pool, 0);
+        assert_eq!(late.len(), 1, "{late:?}");
+        a.unblock_adds();
+        let error = f.pool.launch(request("bob", 1)).await.unwrap_err();
+        assert!(matches!(error, LaunchError::Unavailable { .. }), "{error:?}");
+        assert_eq!(a.adds(), 1);
+        // a creates it late: the pool stops it, and a has room again.
+        lock(&a.sessions).insert(
+            "late".into(),
+            HostSessionRequest {
+                client_ip: "127.0.0.1".parse().unwrap(),
+                keys: request("alice", 1).keys,
+                rtsp_fake_ip: late[0],
+                mode: VideoMode::DEFAULT,
+                audio_channels: 2,
+                host_app_id: None,
+            },
+        );
+        let pool = f.pool.clone();
+        eventually("the late session is stopped and no longer watched", || {
+            a.count() == 0 && watched(&pool, 0).is_empty()
+        })
+        .await;
+        f.pool.launch(request("bob", 1)).await.unwrap();
+        assert_eq!(a.count(), 1, "bob runs on a");
+        assert_eq!(held(&f.pool, 0), 0);
     }
 
     #[test]
