@@ -422,6 +422,9 @@ fn poll_event(
     Poll::Pending
 }
 
+/// Whether the small-buffer warning was logged (once per process).
+static BUFFER_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// A UDP socket with the relay's buffer sizes, non-blocking, registered with tokio, set up for
 /// batched I/O (GRO where the kernel offers it).
 pub(crate) fn udp_socket(
@@ -436,9 +439,21 @@ pub(crate) fn udp_socket(
     };
     let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
     if buffer > 0 {
-        // Best effort: the kernel caps these at net.core.{r,w}mem_max.
+        // Best effort: the kernel caps these at net.core.{r,w}mem_max (and reports twice what
+        // it grants, for its bookkeeping).
         let _ = socket.set_recv_buffer_size(buffer);
         let _ = socket.set_send_buffer_size(buffer);
+        let granted = socket.recv_buffer_size().unwrap_or(0) / 2;
+        if granted < buffer && !BUFFER_WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(
+                requested = buffer,
+                granted,
+                "UDP receive buffers are smaller than configured: a video frame burst may overflow them \
+                 and lose packets; raise the limit with `sysctl -w net.core.rmem_max={} net.core.wmem_max={}`",
+                buffer,
+                buffer
+            );
+        }
     }
     socket.set_nonblocking(true)?;
     socket.bind(&bind.into())?;
