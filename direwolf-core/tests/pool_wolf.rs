@@ -3,7 +3,8 @@
 //! and a small RTSP/ping client standing in for Moonlight. Covers failover at launch (Wolf down,
 //! Wolf closing the connection on `sessions/add`, Wolf refusing the session, Wolf answering
 //! `sessions/add` after the pool gave up, Wolf dying right after `sessions/add`, every Wolf slow,
-//! a Wolf whose late session is pending getting no other session) and checks that nothing leaks
+//! a Wolf whose late session is pending getting no other session, two concurrent launches and a
+//! Wolf of capacity 1 with a placement in progress) and checks that nothing leaks
 //! (relay sessions, leased ports, stored sessions, Wolf sessions).
 
 #![allow(clippy::unwrap_used)]
@@ -523,5 +524,59 @@ async fn a_wolf_that_did_not_answer_gets_no_other_session_until_its_late_one_is_
     assert_ne!(sessions[0].rtsp_fake_ip.as_deref(), Some(fake_ip.as_str()));
     assert_eq!(stream_through(&out.session_url).await, 3);
     p.pool.cancel(&"bob".parse().unwrap()).await.unwrap();
+    assert_no_leaks(&p).await;
+}
+
+#[tokio::test]
+async fn two_concurrent_launches_never_share_a_wolf_of_capacity_one() {
+    let p = pack(HashMap::new()).await;
+    // Wolf "a" answers sessions/add after 1.5 s (inside the 2 s timeouts): alice's placement is
+    // in progress there meanwhile.
+    p.wolves[0].set_failure_on("/api/v1/sessions/add", Failure::Slow(Duration::from_millis(1500)));
+    let served = p.wolves[0].requests_served();
+    let pool = p.pool.clone();
+    let alice = tokio::spawn(async move { pool.launch(request("alice", 1)).await });
+    // The fake Wolf has no hook on a request's arrival: poll its request count.
+    let add_read = async {
+        while p.wolves[0].requests_served() == served {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    timeout(T, add_read)
+        .await
+        .expect("Wolf a must read alice's sessions/add within 10 s");
+    // bob launches while alice's add is unanswered: a's only slot is taken, so bob goes to b
+    // (on a, the two client-less sessions would share one Wolf session id).
+    let bob = timeout(T, p.pool.launch(request("bob", 1)))
+        .await
+        .expect("bob's launch must not wait for Wolf a")
+        .unwrap();
+    assert_eq!(p.wolves[1].sessions().len(), 1, "bob runs on b");
+    let alice = timeout(T, alice)
+        .await
+        .expect("alice's launch must end within 10 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (p.wolves[0].sessions().len(), p.wolves[1].sessions().len()),
+        (1, 1),
+        "one session per Wolf"
+    );
+    assert_eq!(stream_through(&alice.session_url).await, 3);
+    assert_eq!(stream_through(&bob.session_url).await, 3);
+    assert_eq!(
+        p.wolves[0].stream_report().sessions.len(),
+        1,
+        "alice streamed from a"
+    );
+    assert_eq!(
+        p.wolves[1].stream_report().sessions.len(),
+        1,
+        "bob streamed from b"
+    );
+    p.wolves[0].clear_failures();
+    for user in ["alice", "bob"] {
+        p.pool.cancel(&user.parse().unwrap()).await.unwrap();
+    }
     assert_no_leaks(&p).await;
 }
