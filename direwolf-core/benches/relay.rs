@@ -143,35 +143,8 @@ fn source() {
         };
         if let Some(gso) = &gso {
             for (s, (state, peer)) in sockets.iter().zip(gso) {
-                let mut left = due;
-                while left > 0 {
-                    let count = left.min(46); // 46 × 1,400 bytes fit one UDP datagram's payload
-                    burst.clear();
-                    for k in 0..count {
-                        packet[..8].copy_from_slice(&(seq + due - left + k).to_be_bytes());
-                        packet[8..16].copy_from_slice(&now_ns().to_be_bytes());
-                        burst.extend_from_slice(&packet);
-                    }
-                    let transmit = Transmit {
-                        destination: *peer,
-                        ecn: None,
-                        contents: &burst,
-                        segment_size: Some(PACKET),
-                        src_ip: None,
-                    };
-                    loop {
-                        match state.try_send(UdpSockRef::from(s), &transmit) {
-                            Ok(()) => sent += count,
-                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                                std::thread::sleep(Duration::from_micros(20));
-                                continue;
-                            }
-                            Err(_) => errors += count,
-                        }
-                        break;
-                    }
-                    left -= count;
-                }
+                let (ok, failed) = send_gso_burst(s, state, *peer, seq, due, &mut burst);
+                (sent, errors) = (sent + ok, errors + failed);
             }
             seq += due;
         }
@@ -198,6 +171,49 @@ fn source() {
         "SOURCE {}",
         json!({"sent": sent, "errors": errors, "secs": start.elapsed().as_secs_f64()})
     );
+}
+
+/// Send `count` datagrams numbered from `first_seq` as UDP GSO sends of up to 46 (46 × 1,400
+/// bytes fit one UDP datagram's payload); returns (sent, failed).
+fn send_gso_burst(
+    socket: &UdpSocket,
+    state: &UdpSocketState,
+    peer: SocketAddr,
+    first_seq: u64,
+    count: u64,
+    burst: &mut Vec<u8>,
+) -> (u64, u64) {
+    let mut packet = [0u8; PACKET];
+    let (mut sent, mut failed, mut seq) = (0, 0, first_seq);
+    while seq < first_seq + count {
+        let chunk = (first_seq + count - seq).min(46);
+        burst.clear();
+        for _ in 0..chunk {
+            packet[..8].copy_from_slice(&seq.to_be_bytes());
+            packet[8..16].copy_from_slice(&now_ns().to_be_bytes());
+            burst.extend_from_slice(&packet);
+            seq += 1;
+        }
+        let transmit = Transmit {
+            destination: peer,
+            ecn: None,
+            contents: burst,
+            segment_size: Some(PACKET),
+            src_ip: None,
+        };
+        loop {
+            match state.try_send(UdpSockRef::from(socket), &transmit) {
+                Ok(()) => sent += chunk,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_micros(20));
+                    continue;
+                }
+                Err(_) => failed += chunk,
+            }
+            break;
+        }
+    }
+    (sent, failed)
 }
 
 /// Video frames as a game stream sends them: each session sends one frame of `pps / FPS`
@@ -238,36 +254,8 @@ fn source_frames(
         let count = frames[i] * pps / FPS - (frames[i] - 1) * pps / FPS;
         if let Some(gso) = gso {
             let (state, peer) = &gso[i];
-            let mut left = count;
-            while left > 0 {
-                let chunk = left.min(46); // 46 × 1,400 bytes fit one UDP datagram's payload
-                burst.clear();
-                for _ in 0..chunk {
-                    packet[..8].copy_from_slice(&seq.to_be_bytes());
-                    packet[8..16].copy_from_slice(&now_ns().to_be_bytes());
-                    burst.extend_from_slice(&packet);
-                    seq += 1;
-                }
-                let transmit = Transmit {
-                    destination: *peer,
-                    ecn: None,
-                    contents: &burst,
-                    segment_size: Some(PACKET),
-                    src_ip: None,
-                };
-                loop {
-                    match state.try_send(UdpSockRef::from(&sockets[i]), &transmit) {
-                        Ok(()) => sent += chunk,
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            std::thread::sleep(Duration::from_micros(20));
-                            continue;
-                        }
-                        Err(_) => errors += chunk,
-                    }
-                    break;
-                }
-                left -= chunk;
-            }
+            let (ok, failed) = send_gso_burst(&sockets[i], state, *peer, seq, count, &mut burst);
+            (sent, errors, seq) = (sent + ok, errors + failed, seq + count);
         } else {
             for _ in 0..count {
                 packet[..8].copy_from_slice(&seq.to_be_bytes());
