@@ -11,10 +11,19 @@
 //! through the forwarder and reads what arrives. Variants of the forwarder:
 //! `direct` (plain IP routing in the middle namespace, the latency floor), `kernel` (nftables
 //! DNAT with conntrack), `socat` (one `socat UDP4-LISTEN … UDP4:…` per session) and `relay` (this crate,
-//! on a current-thread runtime). `socat` and `relay` are pinned to CPU 1, source and sink to CPU 0;
-//! forwarders and the sink run SCHED_FIFO (`chrt -f 20`), the source at nice -15, so that other
-//! work on a shared machine disturbs the measurement less (autogroup defeats nice alone).
-//! Forwarder CPU time is read from /proc, giving packets per CPU-second.
+//! on a current-thread runtime). `floor` is not a forwarder: it opens the relay's sockets, passes
+//! the pings to Wolf and reads Wolf's datagrams in `recvmmsg` batches, then discards them; its CPU
+//! time is what any forwarder built on sockets pays before sending anything (it has no latency).
+//! `socat`, `relay` and `floor` are pinned to CPU 1, source and sink to CPU 0; forwarders and the
+//! sink run SCHED_FIFO (`chrt -f 20`), the source at nice -15, so that other work on a shared
+//! machine disturbs the measurement less (autogroup defeats nice alone). `relay.sh` runs the
+//! benchmark itself on CPU 0, and with `DW_BENCH_ISOLATE=1` moves every other task it can off
+//! CPU 1 for the run (a task that keeps waking there, starved by the SCHED_FIFO forwarder, is
+//! eventually given the core for a millisecond or more by the kernel's fair-server, which showed
+//! as millisecond latency tails). Forwarder CPU time (`cpu%`) is the forwarder processes' own
+//! run time from /proc, giving packets per CPU-second; `core1%` and `si%` are CPU 1's busy and
+//! softirq shares from /proc/stat, which the kernel samples at its timer tick and which can alias
+//! with the 1 ms pattern (they read near 0 when the work always ends between ticks).
 //!
 //! **Receive processing** happens on the receiving side's core, as between separate machines:
 //! RPS steers what arrives in the forwarder's namespace to CPU 1 and what arrives at the client
@@ -37,7 +46,7 @@
 //! Needs root, iproute2, taskset, socat and nft: run `direwolf-core/benches/relay.sh`, which
 //! installs them, or `cargo bench -p direwolf-core --bench relay` when they are present.
 //! `DW_BENCH_SECONDS` (default 3) sets the length of each measurement; `DW_BENCH_ONLY=<n>:<paced|max>`
-//! runs one scenario.
+//! runs one scenario; `DW_BENCH_VARIANTS=relay,direct` runs only those forwarders.
 
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -85,6 +94,7 @@ fn main() {
         Ok("source") => source(),
         Ok("sink") => sink(),
         Ok("relay") => relay_role(),
+        Ok("floor") => floor_role(),
         _ => orchestrate(),
     }
 }
@@ -373,7 +383,9 @@ fn sink_one(target: SocketAddr, secs: u64) -> Value {
         }
     };
     json!({"received": received, "bytes": bytes, "window": window,
-           "p50": pct(&mut lat_ns, 0.5), "p99": pct(&mut lat_ns, 0.99),
+           "p50": pct(&mut lat_ns, 0.5), "p90": pct(&mut lat_ns, 0.9), "p99": pct(&mut lat_ns, 0.99),
+           "p999": pct(&mut lat_ns, 0.999), "max": pct(&mut lat_ns, 1.0),
+           "over_1ms": lat_ns.iter().filter(|&&l| l > 1_000_000).count(),
            "app_p99": pct(&mut app_lat_ns, 0.99), "samples": lat_ns.len()})
 }
 
@@ -411,6 +423,73 @@ fn relay_role() {
                     .await
                     .expect("open bench session"),
             );
+        }
+        println!("READY");
+        std::future::pending::<()>().await;
+    });
+}
+
+/// The socket-receive floor: per session, the two sockets a relay has (public, and upstream
+/// connected to Wolf, both with the relay's 1 MiB buffers), pings passed to Wolf, and Wolf's
+/// datagrams read in `recvmmsg` batches as the relay reads them, then discarded. This is what any
+/// forwarder built on sockets pays before it sends anything.
+fn floor_role() {
+    use quinn_udp::RecvMeta;
+    use tokio::io::Interest;
+    const SLOTS: usize = 32;
+    const SLOT: usize = 1 << 16;
+    let n = env_num("DW_BENCH_SESSIONS") as usize;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let socket = |bind: SocketAddr, connect: Option<SocketAddr>| {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).expect("socket");
+        s.set_recv_buffer_size(1 << 20).expect("SO_RCVBUF");
+        s.set_send_buffer_size(1 << 20).expect("SO_SNDBUF");
+        s.set_nonblocking(true).expect("nonblocking");
+        s.bind(&bind.into()).expect("bind");
+        if let Some(peer) = connect {
+            s.connect(&peer.into()).expect("connect");
+        }
+        UdpSocket::from(s)
+    };
+    runtime.block_on(async move {
+        for i in 0..n {
+            let public = tokio::net::UdpSocket::from_std(socket(
+                SocketAddr::new(IpAddr::V4(PUBLIC), public_video(i)),
+                None,
+            ))
+            .expect("register public");
+            let wolf = SocketAddr::new(IpAddr::V4(WOLF), wolf_video(i));
+            let std_upstream = socket(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0), Some(wolf));
+            let state = UdpSocketState::new(UdpSockRef::from(&std_upstream)).expect("quinn-udp state");
+            let upstream = tokio::net::UdpSocket::from_std(std_upstream).expect("register upstream");
+            tokio::spawn(async move {
+                let mut ping = [0u8; 2048];
+                let mut buf = vec![0u8; SLOTS * SLOT];
+                let mut meta = [RecvMeta::default(); SLOTS];
+                loop {
+                    tokio::select! {
+                        r = public.recv_from(&mut ping) => {
+                            if let Ok((len, _)) = r {
+                                let _ = upstream.send(&ping[..len]).await;
+                            }
+                        }
+                        r = upstream.readable() => {
+                            if r.is_err() {
+                                continue;
+                            }
+                            let _ = upstream.try_io(Interest::READABLE, || {
+                                let mut slots = buf.chunks_exact_mut(SLOT).map(std::io::IoSliceMut::new);
+                                let mut iovs: [std::io::IoSliceMut<'_>; SLOTS] =
+                                    std::array::from_fn(|_| slots.next().expect("SLOTS slots"));
+                                state.recv(UdpSockRef::from(&upstream), &mut iovs, &mut meta)
+                            });
+                        }
+                    }
+                }
+            });
         }
         println!("READY");
         std::future::pending::<()>().await;
@@ -525,6 +604,7 @@ enum Variant {
     Kernel,
     Socat,
     Relay,
+    Floor,
 }
 
 impl Variant {
@@ -534,6 +614,7 @@ impl Variant {
             Variant::Kernel => "kernel",
             Variant::Socat => "socat",
             Variant::Relay => "relay",
+            Variant::Floor => "floor",
         }
     }
 }
@@ -625,12 +706,12 @@ fn start_forwarder(t: &Topology, v: Variant, n: usize) -> Forwarder {
             }
             std::thread::sleep(Duration::from_millis(300));
         }
-        Variant::Relay => {
+        Variant::Relay | Variant::Floor => {
             let exe = std::env::current_exe().expect("bench binary");
             let mut child = Command::new("ip")
                 .args(["netns", "exec", &t.r, "chrt", "-f", "20", "taskset", "-c", "1"])
                 .arg(exe)
-                .env("DW_BENCH_ROLE", "relay")
+                .env("DW_BENCH_ROLE", v.name())
                 .env("DW_BENCH_SESSIONS", n.to_string())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
@@ -667,7 +748,9 @@ struct Measurement {
     pps: f64,
     loss: f64,
     p50_us: f64,
+    p90_us: f64,
     p99_us: f64,
+    p999_us: f64,
     app_p99_us: f64,
     cpu: f64,
     core_busy: f64,
@@ -713,7 +796,15 @@ fn measure(t: &Topology, v: Variant, n: usize, pps_per_session: u64, secs: u64) 
     let source = source.wait_with_output().expect("source output");
     let ticks1 = fwd.cpu_ticks();
     let core1 = cpu1_jiffies();
-    let sink = sink.wait_with_output().expect("sink output");
+    let sink = if v == Variant::Floor {
+        // Nothing comes back through the floor: stop the sink instead of waiting out its deadline.
+        let mut sink = sink;
+        let _ = sink.kill();
+        let _ = sink.wait();
+        None
+    } else {
+        Some(sink.wait_with_output().expect("sink output"))
+    };
     drop(fwd);
     let parse = |out: &[u8], prefix: &str| -> Value {
         let text = String::from_utf8_lossy(out);
@@ -724,9 +815,31 @@ fn measure(t: &Topology, v: Variant, n: usize, pps_per_session: u64, secs: u64) 
         serde_json::from_str(line).expect("json")
     };
     let src = parse(&source.stdout, "SOURCE ");
-    let snk = parse(&sink.stdout, "SINK ");
     let sent = src["sent"].as_f64().unwrap_or(0.0);
     let src_secs = src["secs"].as_f64().unwrap_or(1.0);
+    let ticks_per_s = 100.0; // USER_HZ on Linux
+    let mut m = Measurement {
+        pps: sent / src_secs,
+        loss: f64::NAN,
+        p50_us: f64::NAN,
+        p90_us: f64::NAN,
+        p99_us: f64::NAN,
+        p999_us: f64::NAN,
+        app_p99_us: f64::NAN,
+        cpu: ticks1.saturating_sub(ticks0) as f64 / ticks_per_s / src_secs,
+        core_busy: (core1.0 - core0.0) as f64 / (core1.2 - core0.2).max(1) as f64,
+        core_softirq: (core1.1 - core0.1) as f64 / (core1.2 - core0.2).max(1) as f64,
+    };
+    let Some(sink) = sink else {
+        // The floor: what the source offered, all of it read (nothing is sent on).
+        return m;
+    };
+    let snk = parse(&sink.stdout, "SINK ");
+    if std::env::var("DW_BENCH_DEBUG").as_deref() == Ok("1") {
+        for s in snk.as_array().into_iter().flatten() {
+            println!("  {} {s}", v.name());
+        }
+    }
     let sessions = snk.as_array().expect("sink prints an array");
     let received: f64 = sessions
         .iter()
@@ -745,17 +858,14 @@ fn measure(t: &Topology, v: Variant, n: usize, pps_per_session: u64, secs: u64) 
             .fold(0.0, f64::max)
             / 1000.0
     };
-    let ticks_per_s = 100.0; // USER_HZ on Linux
-    Measurement {
-        pps: received / window,
-        loss: if sent > 0.0 { 1.0 - received / sent } else { 1.0 },
-        p50_us: worst("p50"),
-        p99_us: worst("p99"),
-        app_p99_us: worst("app_p99"),
-        cpu: ticks1.saturating_sub(ticks0) as f64 / ticks_per_s / src_secs,
-        core_busy: (core1.0 - core0.0) as f64 / (core1.2 - core0.2).max(1) as f64,
-        core_softirq: (core1.1 - core0.1) as f64 / (core1.2 - core0.2).max(1) as f64,
-    }
+    m.pps = received / window;
+    m.loss = if sent > 0.0 { 1.0 - received / sent } else { 1.0 };
+    m.p50_us = worst("p50");
+    m.p90_us = worst("p90");
+    m.p99_us = worst("p99");
+    m.p999_us = worst("p999");
+    m.app_p99_us = worst("app_p99");
+    m
 }
 
 fn orchestrate() {
@@ -795,6 +905,8 @@ fn orchestrate() {
     );
     // DW_BENCH_ONLY=<sessions>:<paced|max> runs one scenario.
     let only = std::env::var("DW_BENCH_ONLY").unwrap_or_default();
+    // DW_BENCH_VARIANTS=relay,direct runs only those forwarders (ratios need all four).
+    let variants = std::env::var("DW_BENCH_VARIANTS").unwrap_or_default();
     for (label, pps) in [("paced 150 Mbit/s per session", rate_pps), ("max rate", 0)] {
         for n in [1usize, 8] {
             let tag = format!("{n}:{}", if pps == 0 { "max" } else { "paced" });
@@ -803,13 +915,15 @@ fn orchestrate() {
             }
             println!("\n== {n} session(s), {label} ==");
             println!(
-                "{:<8} {:>10} {:>9} {:>7} {:>9} {:>9} {:>9} {:>7} {:>11} {:>7} {:>6}",
+                "{:<8} {:>10} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>11} {:>7} {:>6}",
                 "variant",
                 "pkt/s",
                 "Mbit/s",
                 "loss%",
                 "p50 µs",
+                "p90 µs",
                 "p99 µs",
+                "p99.9 µs",
                 "app p99",
                 "cpu%",
                 "pkt/cpu-s",
@@ -817,17 +931,28 @@ fn orchestrate() {
                 "si%"
             );
             let mut results = Vec::new();
-            for v in [Variant::Direct, Variant::Kernel, Variant::Socat, Variant::Relay] {
+            for v in [
+                Variant::Direct,
+                Variant::Kernel,
+                Variant::Socat,
+                Variant::Relay,
+                Variant::Floor,
+            ] {
+                if !variants.is_empty() && !variants.split(',').any(|name| name == v.name()) {
+                    continue;
+                }
                 let m = measure(&topo, v, n, pps, secs);
                 let per_cpu = if m.cpu > 0.0 { m.pps / m.cpu } else { f64::NAN };
                 println!(
-                    "{:<8} {:>10.0} {:>9.1} {:>7.2} {:>9.1} {:>9.1} {:>9.1} {:>7.1} {:>11.0} {:>7.1} {:>6.1}",
+                    "{:<8} {:>10.0} {:>9.1} {:>7.2} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>7.1} {:>11.0} {:>7.1} {:>6.1}",
                     v.name(),
                     m.pps,
                     m.pps * (PACKET * 8) as f64 / 1e6,
                     m.loss * 100.0,
                     m.p50_us,
+                    m.p90_us,
                     m.p99_us,
+                    m.p999_us,
                     m.app_p99_us,
                     m.cpu * 100.0,
                     per_cpu,
@@ -835,6 +960,12 @@ fn orchestrate() {
                     m.core_softirq * 100.0
                 );
                 results.push((v, m, per_cpu));
+            }
+            if ![Variant::Direct, Variant::Kernel, Variant::Socat, Variant::Relay]
+                .iter()
+                .all(|v| results.iter().any(|r| r.0 == *v))
+            {
+                continue;
             }
             let get = |v: Variant| results.iter().find(|r| r.0 == v).expect("measured");
             let (d, k, s, r) = (
@@ -858,6 +989,13 @@ fn orchestrate() {
                 k.1.p50_us - d.1.p50_us,
                 k.1.p99_us - d.1.p99_us
             );
+            if let Some(f) = results.iter().find(|r| r.0 == Variant::Floor) {
+                println!(
+                    "socket-receive floor: {:.1}% CPU for what the source offered; relay CPU / floor {:.2}x",
+                    f.1.cpu * 100.0,
+                    r.1.cpu / f.1.cpu
+                );
+            }
         }
     }
     drop(topo);
