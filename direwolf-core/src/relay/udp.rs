@@ -21,12 +21,13 @@
 //! that did not fill the batch yields once to the other ready streams before it sends, and then
 //! takes what arrived meanwhile (see `wolf_to_client`). Alone, that is one empty poll; under load
 //! from many sessions it turns a send per datagram into one GSO send per flow and round, which
-//! took the relay from about 81% to 55–60% of a core at 8 × 150 Mbit/s and removed the
+//! took the relay from about 81% to 50–60% of a core at 8 × 150 Mbit/s and removed the
 //! millisecond stalls that a near-saturated core turns interference into.
 //!
 //! Nothing is queued beyond the two fixed buffers: a full send buffer makes the task wait for
-//! writability (back pressure); a failed send drops its datagrams and counts them. Sockets set "don't fragment" (`quinn-udp` does, for GSO):
-//! a datagram larger than the outgoing interface's MTU is dropped and counted, not fragmented.
+//! writability (back pressure); a failed send drops its datagrams and counts them. Sockets set
+//! "don't fragment" (`quinn-udp` does, for GSO): a datagram larger than the outgoing interface's
+//! MTU is dropped and counted, not fragmented.
 //!
 //! # Admission policy
 //!
