@@ -15,10 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use direwolf_core::{User, UserName};
+use direwolf_core::{MemoAppCatalog, UserName, UserStoreExt};
 use direwolf_k8s::crd;
 use direwolf_k8s::launcher::{KubeLauncher, LauncherConfig};
-use direwolf_k8s::memo::{self, MemoAppCatalog};
 use direwolf_k8s::pin_broker::KubePinBroker;
 use direwolf_k8s::stores::KubeStores;
 use direwolf_moonlight::MoonlightServer;
@@ -161,12 +160,11 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
     broker.wait_ready(SYNC_TIMEOUT).await?;
     let mut core_stores = stores.stores();
     // Repeated app lists and art (every client's app grid) come from a short-lived memo.
-    core_stores.apps = Arc::new(MemoAppCatalog::new(core_stores.apps.clone(), memo::DEFAULT_TTL));
-    if core_stores.users.get(&args.default_user).await?.is_none() {
-        core_stores
-            .users
-            .put(User::new(args.default_user.clone()))
-            .await?;
+    core_stores.apps = Arc::new(MemoAppCatalog::new(
+        core_stores.apps.clone(),
+        direwolf_core::store::DEFAULT_MEMO_TTL,
+    ));
+    if core_stores.users.ensure(&args.default_user).await? {
         info!(user = %args.default_user, "created the default user");
     }
 

@@ -21,7 +21,7 @@ use direwolf_core::persistent::PersistentStores;
 use direwolf_core::pool::{PoolConfig, PoolHost, WolfPool};
 use direwolf_core::relay::{Relay, RelayConfig, WolfPorts};
 use direwolf_core::wolf_host::WolfHost;
-use direwolf_core::{AppCatalog, AppId, SessionStore, Stores, User, UserName};
+use direwolf_core::{AppCatalog, AppId, SessionStore, Stores, UserName, UserStoreExt};
 use direwolf_moonlight::MoonlightServer;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::info;
@@ -243,8 +243,7 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
         sessions: sessions.clone(),
         identity: Arc::new(persistent.identity_store()),
     };
-    if stores.users.get(&args.default_user).await?.is_none() {
-        stores.users.put(User::new(args.default_user.clone())).await?;
+    if stores.users.ensure(&args.default_user).await? {
         info!(user = %args.default_user, "created the default user");
     }
 

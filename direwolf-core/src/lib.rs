@@ -31,7 +31,7 @@ pub mod memory;
 pub mod model;
 #[cfg(feature = "persistent")]
 pub mod persistent;
-pub mod pin;
+pub mod pin_broker;
 pub mod pool;
 pub mod relay;
 pub mod store;
@@ -46,5 +46,8 @@ pub use model::{
     App, AppAsset, LaunchRequest, Pairing, ResumeRequest, ServerIdentity, Session, SessionPhase, StreamKeys,
     StreamPlacement, StreamPorts, User, VideoMode,
 };
-pub use pin::{InMemoryPinBroker, PendingPin, PendingPinRequest, PinBroker, PinError, PinSubmission};
-pub use store::{AppCatalog, IdentityStore, PairingStore, SessionStore, SessionStoreExt, Stores, UserStore};
+pub use pin_broker::{InMemoryPinBroker, PendingPin, PendingPinRequest, PinBroker, PinError, PinSubmission};
+pub use store::{
+    AppCatalog, IdentityStore, MemoAppCatalog, PairingStore, SessionStore, SessionStoreExt, Stores,
+    UserStore, UserStoreExt,
+};

@@ -2,35 +2,18 @@
 //! in examples, and where state is rebuilt on start (e.g. an app catalog loaded from a file).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use parking_lot::RwLock;
 
 use crate::error::{Error, Result};
 use crate::ids::{AppId, Fingerprint, SessionId, UserName};
 use crate::model::{App, AppAsset, Pairing, ServerIdentity, Session, User};
 use crate::store::{AppCatalog, IdentityStore, PairingStore, SessionStore, UserStore};
 
-/// A map behind a lock. Critical sections are single map operations, so a poisoned lock (a
-/// panic elsewhere while holding it) still holds consistent data and is used as is.
-#[derive(Debug)]
-struct Table<K, V>(RwLock<BTreeMap<K, V>>);
-
-impl<K, V> Default for Table<K, V> {
-    fn default() -> Self {
-        Table(RwLock::new(BTreeMap::new()))
-    }
-}
-
-impl<K, V> Table<K, V> {
-    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<K, V>> {
-        self.0.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<K, V>> {
-        self.0.write().unwrap_or_else(|p| p.into_inner())
-    }
-}
+/// A map behind a lock.
+type Table<K, V> = RwLock<BTreeMap<K, V>>;
 
 /// Pairings in memory.
 #[derive(Debug, Default, Clone)]
@@ -171,11 +154,11 @@ pub struct InMemoryIdentityStore(Arc<RwLock<Option<ServerIdentity>>>);
 #[async_trait]
 impl IdentityStore for InMemoryIdentityStore {
     async fn load(&self) -> Result<Option<ServerIdentity>> {
-        Ok(self.0.read().unwrap_or_else(|p| p.into_inner()).clone())
+        Ok(self.0.read().clone())
     }
 
     async fn create_if_absent(&self, identity: ServerIdentity) -> Result<ServerIdentity> {
-        let mut slot = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let mut slot = self.0.write();
         Ok(slot.get_or_insert(identity).clone())
     }
 }

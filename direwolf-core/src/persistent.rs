@@ -32,9 +32,10 @@ use std::fs::{DirBuilder, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use parking_lot::{Mutex, RwLock};
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
     WriteTransaction,
@@ -231,22 +232,6 @@ struct Inner {
     /// Held across a pairing write's commit and its cache update, so the cache applies writes in
     /// commit order.
     pairing_writes: Mutex<()>,
-}
-
-impl Inner {
-    // The locks guard plain maps updated by single operations; a poisoned lock still holds
-    // consistent data.
-    fn pairings_read(&self) -> RwLockReadGuard<'_, BTreeMap<Fingerprint, Pairing>> {
-        self.pairings.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn pairings_write(&self) -> RwLockWriteGuard<'_, BTreeMap<Fingerprint, Pairing>> {
-        self.pairings.write().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn pairing_writes(&self) -> MutexGuard<'_, ()> {
-        self.pairing_writes.lock().unwrap_or_else(|p| p.into_inner())
-    }
 }
 
 /// Runs a database call on the blocking pool.
@@ -511,17 +496,18 @@ pub struct PersistentPairingStore {
 #[async_trait]
 impl PairingStore for PersistentPairingStore {
     async fn get(&self, fingerprint: &Fingerprint) -> Result<Option<Pairing>> {
-        Ok(self.inner.pairings_read().get(fingerprint).cloned())
+        Ok(self.inner.pairings.read().get(fingerprint).cloned())
     }
 
     async fn put(&self, pairing: Pairing) -> Result<()> {
         let key = pairing.fingerprint.as_str().to_owned();
         let bytes = encode("pairing", &key, &pairing)?;
         blocking(&self.inner, move |inner| {
-            let _order = inner.pairing_writes();
+            let _order = inner.pairing_writes.lock();
             put_json(&inner.db, PAIRINGS, &key, &bytes)?;
             inner
-                .pairings_write()
+                .pairings
+                .write()
                 .insert(pairing.fingerprint.clone(), pairing);
             Ok(())
         })
@@ -531,16 +517,16 @@ impl PairingStore for PersistentPairingStore {
     async fn delete(&self, fingerprint: &Fingerprint) -> Result<bool> {
         let fingerprint = fingerprint.clone();
         blocking(&self.inner, move |inner| {
-            let _order = inner.pairing_writes();
+            let _order = inner.pairing_writes.lock();
             let removed = delete_json(&inner.db, PAIRINGS, fingerprint.as_str())?;
-            inner.pairings_write().remove(&fingerprint);
+            inner.pairings.write().remove(&fingerprint);
             Ok(removed.is_some())
         })
         .await
     }
 
     async fn list(&self) -> Result<Vec<Pairing>> {
-        Ok(self.inner.pairings_read().values().cloned().collect())
+        Ok(self.inner.pairings.read().values().cloned().collect())
     }
 }
 

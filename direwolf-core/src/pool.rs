@@ -44,11 +44,12 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use parking_lot::Mutex;
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
@@ -199,8 +200,8 @@ impl<'a> SlotHold<'a> {
     /// Records `live` (placed on this hold's host) as the user's live session and hands the slot
     /// over to it in one step, so the host's load neither dips nor counts the session twice.
     fn make_live(&mut self, live: Live) {
-        let mut held = lock(&self.inner.held);
-        lock(&self.inner.live).insert(live.session.user.clone(), live);
+        let mut held = self.inner.held.lock();
+        self.inner.live.lock().insert(live.session.user.clone(), live);
         if self.counted {
             held[self.index] = held[self.index].saturating_sub(1);
             self.counted = false;
@@ -217,7 +218,7 @@ impl Drop for SlotHold<'_> {
             self.inner.note_unanswered(self.index, fake_ip);
         }
         if self.counted {
-            let mut held = lock(&self.inner.held);
+            let mut held = self.inner.held.lock();
             held[self.index] = held[self.index].saturating_sub(1);
         }
     }
@@ -232,14 +233,8 @@ struct FakeIpHold<'a> {
 
 impl Drop for FakeIpHold<'_> {
     fn drop(&mut self) {
-        lock(&self.inner.reserved_fake_ips).remove(&self.ip);
+        self.inner.reserved_fake_ips.lock().remove(&self.ip);
     }
-}
-
-/// Locks a std mutex; the data behind every pool mutex stays consistent across a panic (each
-/// critical section is a single map operation), so a poisoned lock is used as is.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The Wolf pool launcher. Cheap to clone.
@@ -260,7 +255,7 @@ impl fmt::Debug for WolfPool {
                     .map(|h| h.config.host.name())
                     .collect::<Vec<_>>(),
             )
-            .field("live", &lock(&self.inner.live).len())
+            .field("live", &self.inner.live.lock().len())
             .finish_non_exhaustive()
     }
 }
@@ -339,7 +334,7 @@ impl WolfPool {
 
     /// How many sessions run on each host, by host name.
     pub fn load(&self) -> Vec<(String, usize)> {
-        let live = lock(&self.inner.live);
+        let live = self.inner.live.lock();
         self.inner
             .hosts
             .iter()
@@ -416,15 +411,18 @@ impl Inner {
     }
 
     fn user_lock(&self, user: &UserName) -> Arc<tokio::sync::Mutex<()>> {
-        lock(&self.user_locks).entry(user.clone()).or_default().clone()
+        self.user_locks.lock().entry(user.clone()).or_default().clone()
     }
 
     fn mark_down(&self, index: usize) {
-        *lock(&self.hosts[index].down_until) = Some(Instant::now() + self.config.down_for);
+        *self.hosts[index].down_until.lock() = Some(Instant::now() + self.config.down_for);
     }
 
     fn is_down(&self, index: usize) -> bool {
-        lock(&self.hosts[index].down_until).is_some_and(|until| Instant::now() < until)
+        self.hosts[index]
+            .down_until
+            .lock()
+            .is_some_and(|until| Instant::now() < until)
     }
 
     /// Each host's load: its live sessions, the late sessions it may still create and the slots
@@ -433,7 +431,7 @@ impl Inner {
         let mut load: Vec<usize> = (0..self.hosts.len())
             .map(|i| self.pending_late(i) + held[i])
             .collect();
-        let live = lock(&self.live);
+        let live = self.live.lock();
         for l in live.values() {
             load[l.host] += 1;
         }
@@ -445,7 +443,7 @@ impl Inner {
     /// placements in progress on it. Before placing on one, take a slot with
     /// [`Inner::take_slot`]: another placement may have taken the last one meanwhile.
     fn candidates(&self) -> Vec<usize> {
-        let load = self.loads(&lock(&self.held));
+        let load = self.loads(&self.held.lock());
         let mut order: Vec<usize> = (0..self.hosts.len())
             .filter(|&i| load[i] < self.hosts[i].config.capacity)
             .collect();
@@ -463,7 +461,7 @@ impl Inner {
     /// Takes a slot of host `index` for a placement if the host has room now; `None` if it is
     /// full (counting live sessions, pending late ones and placements in progress).
     fn take_slot(&self, index: usize) -> Option<SlotHold<'_>> {
-        let mut held = lock(&self.held);
+        let mut held = self.held.lock();
         if self.loads(&held)[index] >= self.hosts[index].config.capacity {
             return None;
         }
@@ -477,12 +475,12 @@ impl Inner {
     /// share one id, so a stop could end the other session). Its fake RTSP address stays
     /// reserved as long as the returned [`FakeIpHold`] lives (a resume keeps it).
     fn take_live(&self, user: &UserName) -> Option<(Live, SlotHold<'_>, FakeIpHold<'_>)> {
-        let mut held = lock(&self.held);
+        let mut held = self.held.lock();
         let live = {
-            let mut live = lock(&self.live);
+            let mut live = self.live.lock();
             let taken = live.remove(user)?;
             // Under the live lock, as in `reserve_fake_ip`: no placement picks it meanwhile.
-            lock(&self.reserved_fake_ips).insert(taken.fake_ip);
+            self.reserved_fake_ips.lock().insert(taken.fake_ip);
             taken
         };
         held[live.host] += 1;
@@ -497,8 +495,8 @@ impl Inner {
     /// Reserves a fake RTSP address used by no live session and no other placement, until the
     /// returned hold is dropped (once the session is live or the attempt failed).
     fn reserve_fake_ip(&self) -> FakeIpHold<'_> {
-        let live = lock(&self.live);
-        let mut reserved = lock(&self.reserved_fake_ips);
+        let live = self.live.lock();
+        let mut reserved = self.reserved_fake_ips.lock();
         loop {
             let n = self.next_fake_ip.fetch_add(1, Ordering::Relaxed) % FAKE_IP_COUNT;
             let ip = Ipv4Addr::from(FAKE_IP_BASE + n);
@@ -511,7 +509,7 @@ impl Inner {
                 && !self
                     .hosts
                     .iter()
-                    .any(|h| lock(&h.unanswered).iter().any(|(u, _)| *u == ip))
+                    .any(|h| h.unanswered.lock().iter().any(|(u, _)| *u == ip))
             {
                 reserved.insert(ip);
                 return FakeIpHold { inner: self, ip };
@@ -611,7 +609,7 @@ impl Inner {
     /// Remembers that `sessions/add` with `fake_ip` got no answer from host `index`.
     fn note_unanswered(&self, index: usize, fake_ip: Ipv4Addr) {
         let until = Instant::now() + self.config.launch_deadline;
-        let mut unanswered = lock(&self.hosts[index].unanswered);
+        let mut unanswered = self.hosts[index].unanswered.lock();
         unanswered.retain(|(ip, _)| *ip != fake_ip);
         unanswered.push((fake_ip, until));
     }
@@ -620,7 +618,7 @@ impl Inner {
     /// remain (late sessions the host may still create).
     fn pending_late(&self, index: usize) -> usize {
         let now = Instant::now();
-        let mut unanswered = lock(&self.hosts[index].unanswered);
+        let mut unanswered = self.hosts[index].unanswered.lock();
         unanswered.retain(|(_, until)| now < *until);
         unanswered.len()
     }
@@ -629,7 +627,9 @@ impl Inner {
     /// `sessions/add` went unanswered: nobody uses them, and on Wolf (one client-less session id
     /// per instance) they would block the host's next session.
     async fn stop_late_sessions(&self, index: usize, reported: &[HostSessionInfo]) {
-        let unanswered: Vec<Ipv4Addr> = lock(&self.hosts[index].unanswered)
+        let unanswered: Vec<Ipv4Addr> = self.hosts[index]
+            .unanswered
+            .lock()
             .iter()
             .map(|(ip, _)| *ip)
             .collect();
@@ -642,8 +642,10 @@ impl Inner {
                 continue;
             };
             // A resume keeps its address across attempts: never touch one in use again.
-            let in_use = lock(&self.reserved_fake_ips).contains(&ip)
-                || lock(&self.live)
+            let in_use = self.reserved_fake_ips.lock().contains(&ip)
+                || self
+                    .live
+                    .lock()
                     .values()
                     .any(|l| l.host == index && l.fake_ip == ip);
             if !unanswered.contains(&ip) || in_use {
@@ -655,7 +657,7 @@ impl Inner {
                 .call(index, "stopping a late session", host.stop_session(&session.id))
                 .await
             {
-                Ok(()) => lock(&self.hosts[index].unanswered).retain(|(u, _)| *u != ip),
+                Ok(()) => self.hosts[index].unanswered.lock().retain(|(u, _)| *u != ip),
                 // Kept: the next listing tells whether it is still there.
                 Err(error) => warn!(host = host.name(), %error, "could not stop a late session"),
             }
@@ -677,7 +679,7 @@ impl Inner {
     /// Ends every live session of a host that is gone (nothing is asked of the host).
     async fn end_host_sessions(&self, index: usize) {
         let lost: Vec<Live> = {
-            let mut live = lock(&self.live);
+            let mut live = self.live.lock();
             let users: Vec<UserName> = live
                 .iter()
                 .filter(|(_, l)| l.host == index)
@@ -873,7 +875,7 @@ impl Inner {
         let reported_ids: std::collections::HashSet<&str> = reported.iter().map(|s| s.id.as_str()).collect();
         // Live sessions the host no longer has.
         let lost: Vec<Live> = {
-            let mut live = lock(&self.live);
+            let mut live = self.live.lock();
             let users: Vec<UserName> = live
                 .iter()
                 .filter(|(_, l)| l.host == index)
@@ -927,7 +929,7 @@ impl Inner {
                 Ok(relay) => {
                     info!(session = %session.id, host = host.name(), "session restored after a restart");
                     let user = session.user.clone();
-                    lock(&self.live).insert(
+                    self.live.lock().insert(
                         user,
                         Live {
                             session,
@@ -945,12 +947,16 @@ impl Inner {
             }
         }
         // Host sessions in direwolf's fake-IP range that nobody knows: orphans of a crash.
-        let known: std::collections::HashSet<String> = lock(&self.live)
+        let known: std::collections::HashSet<String> = self
+            .live
+            .lock()
             .values()
             .filter(|l| l.host == index)
             .filter_map(|l| l.session.placement.as_ref().map(|p| p.host_session_id.clone()))
             .collect();
-        let reserved: std::collections::HashSet<String> = lock(&self.reserved_fake_ips)
+        let reserved: std::collections::HashSet<String> = self
+            .reserved_fake_ips
+            .lock()
             .iter()
             .map(|ip| ip.to_string())
             .collect();
@@ -963,7 +969,8 @@ impl Inner {
     /// Applies one host event.
     async fn on_event(&self, index: usize, event: HostEvent) {
         let find = |id: &str| -> Option<UserName> {
-            lock(&self.live)
+            self.live
+                .lock()
                 .iter()
                 .find(|(_, l)| {
                     l.host == index
@@ -986,7 +993,7 @@ impl Inner {
                         .as_ref()
                         .is_some_and(|p| p.host_session_id == id)
                 };
-                let fake_ip = match lock(&self.live).get(&user) {
+                let fake_ip = match self.live.lock().get(&user) {
                     Some(l) if matches(l) => l.fake_ip.to_string(),
                     _ => return,
                 };
@@ -1005,7 +1012,7 @@ impl Inner {
                     return;
                 }
                 let live = {
-                    let mut live = lock(&self.live);
+                    let mut live = self.live.lock();
                     match live.get(&user) {
                         Some(l) if matches(l) => live.remove(&user),
                         _ => None,
@@ -1027,7 +1034,7 @@ impl Inner {
     async fn set_phase(&self, user: Option<UserName>, phase: SessionPhase) {
         let Some(user) = user else { return };
         let session = {
-            let mut live = lock(&self.live);
+            let mut live = self.live.lock();
             let Some(l) = live.get_mut(&user) else { return };
             if l.session.phase == phase {
                 return;
@@ -1079,7 +1086,7 @@ async fn watch_host(inner: Weak<Inner>, index: usize) {
     loop {
         tokio::time::sleep(every).await;
         let Some(inner) = inner.upgrade() else { return };
-        let has_live = lock(&inner.live).values().any(|l| l.host == index);
+        let has_live = inner.live.lock().values().any(|l| l.host == index);
         let watching = inner.pending_late(index) > 0;
         if !has_live {
             failing_since = None;
@@ -1169,7 +1176,7 @@ impl Launcher for WolfPool {
     }
 
     async fn current_app(&self, user: &UserName) -> Option<AppId> {
-        lock(&self.inner.live).get(user).map(|l| l.session.app)
+        self.inner.live.lock().get(user).map(|l| l.session.app)
     }
 }
 
@@ -1248,20 +1255,20 @@ mod tests {
         }
 
         fn set_mode(&self, mode: Mode) {
-            *lock(&self.mode) = mode;
+            *self.mode.lock() = mode;
         }
 
         /// Makes the next `add_session` calls wait; each returned permit lets one go on.
         fn block_adds(&self) -> Arc<tokio::sync::Semaphore> {
             let gate = Arc::new(tokio::sync::Semaphore::new(0));
-            *lock(&self.add_gate) = Some(gate.clone());
+            *self.add_gate.lock() = Some(gate.clone());
             gate
         }
 
         /// Lets later `add_session` calls through at once again (calls already waiting stay on
         /// their gate).
         fn unblock_adds(&self) {
-            *lock(&self.add_gate) = None;
+            *self.add_gate.lock() = None;
         }
 
         fn adds(&self) -> u32 {
@@ -1278,21 +1285,21 @@ mod tests {
         }
 
         fn count(&self) -> usize {
-            lock(&self.sessions).len()
+            self.sessions.lock().len()
         }
 
         fn requests(&self) -> Vec<HostSessionRequest> {
-            lock(&self.sessions).values().cloned().collect()
+            self.sessions.lock().values().cloned().collect()
         }
 
         /// The host ends a session by itself (runner exited).
         fn end(&self, id: &str) {
-            lock(&self.sessions).remove(id);
+            self.sessions.lock().remove(id);
             let _ = self.events.send(HostEvent::SessionStopped { id: id.to_owned() });
         }
 
         async fn gate(&self) -> Result<(), HostError> {
-            let mode = *lock(&self.mode);
+            let mode = *self.mode.lock();
             match mode {
                 Mode::Ok => Ok(()),
                 Mode::Down => Err(HostError::Unreachable {
@@ -1321,7 +1328,7 @@ mod tests {
         async fn add_session(&self, request: &HostSessionRequest) -> Result<String, HostError> {
             self.adds.fetch_add(1, Ordering::Relaxed);
             self.add_calls.send_modify(|n| *n += 1);
-            let add_gate = lock(&self.add_gate).clone();
+            let add_gate = self.add_gate.lock().clone();
             if let Some(add_gate) = add_gate {
                 add_gate
                     .acquire()
@@ -1335,7 +1342,7 @@ mod tests {
             } else {
                 self.next.fetch_add(1, Ordering::Relaxed).to_string()
             };
-            let mode = *lock(&self.mode);
+            let mode = *self.mode.lock();
             let no_answer = HostError::NoAnswer {
                 host: self.name.clone(),
                 message: "timed out".into(),
@@ -1348,7 +1355,7 @@ mod tests {
                 let (late_id, request) = (id.clone(), request.clone());
                 tokio::spawn(async move {
                     tokio::time::sleep(d).await;
-                    lock(&sessions).insert(late_id, request);
+                    sessions.lock().insert(late_id, request);
                     late.fetch_add(1, Ordering::Relaxed);
                 });
                 return Err(no_answer);
@@ -1358,19 +1365,19 @@ mod tests {
                 let (late_id, request) = (id.clone(), request.clone());
                 tokio::spawn(async move {
                     tokio::time::sleep(d).await;
-                    lock(&sessions).insert(late_id, request);
+                    sessions.lock().insert(late_id, request);
                     late.fetch_add(1, Ordering::Relaxed);
                 });
                 tokio::time::sleep(d).await;
                 return Ok(id);
             }
-            lock(&self.sessions).insert(id.clone(), request.clone());
+            self.sessions.lock().insert(id.clone(), request.clone());
             Ok(id)
         }
 
         async fn stop_session(&self, id: &str) -> Result<(), HostError> {
             self.gate().await?;
-            if lock(&self.sessions).remove(id).is_none() {
+            if self.sessions.lock().remove(id).is_none() {
                 return Err(HostError::NoSuchSession {
                     host: self.name.clone(),
                     id: id.to_owned(),
@@ -1382,7 +1389,9 @@ mod tests {
 
         async fn list_sessions(&self) -> Result<Vec<HostSessionInfo>, HostError> {
             self.gate().await?;
-            Ok(lock(&self.sessions)
+            Ok(self
+                .sessions
+                .lock()
                 .iter()
                 .map(|(id, r)| HostSessionInfo {
                     id: id.clone(),
@@ -1511,7 +1520,7 @@ mod tests {
 
     /// Slots of host `index` held by placements in progress or sessions being stopped.
     fn held(pool: &WolfPool, index: usize) -> usize {
-        lock(&pool.inner.held)[index]
+        pool.inner.held.lock()[index]
     }
 
     #[tokio::test]
@@ -1613,11 +1622,11 @@ mod tests {
         let a = TestHost::new("a");
         let f = fixture(vec![(a.clone(), 1)], PoolConfig::default()).await;
         f.pool.launch(request("alice", 1)).await.unwrap();
-        let id = lock(&a.sessions).keys().next().cloned().unwrap();
+        let id = a.sessions.lock().keys().next().cloned().unwrap();
         a.end(&id);
         let pool = f.pool.clone();
         eventually("the pool ends the session", || {
-            lock(&pool.inner.live).is_empty() && f.relay.allocator().in_use() == 0
+            pool.inner.live.lock().is_empty() && f.relay.allocator().in_use() == 0
         })
         .await;
         assert!(f.sessions.list().await.unwrap().is_empty());
@@ -1687,22 +1696,22 @@ mod tests {
         let bob_id = a
             .requests()
             .iter()
-            .zip(lock(&a.sessions).keys())
+            .zip(a.sessions.lock().keys())
             .map(|(_, id)| id.clone())
             .nth(1)
             .unwrap();
-        lock(&a.sessions).remove(&bob_id);
+        a.sessions.lock().remove(&bob_id);
         let orphan = HostSessionRequest {
             rtsp_fake_ip: "198.18.200.1".parse().unwrap(),
             ..a.requests()[0].clone()
         };
-        lock(&a.sessions).insert("orphan".into(), orphan);
+        a.sessions.lock().insert("orphan".into(), orphan);
         // A foreign session (not in direwolf's fake-IP range) must be left alone.
         let foreign = HostSessionRequest {
             rtsp_fake_ip: "10.1.2.3".parse().unwrap(),
             ..a.requests()[0].clone()
         };
-        lock(&a.sessions).insert("foreign".into(), foreign);
+        a.sessions.lock().insert("foreign".into(), foreign);
 
         let relay = Relay::new(RelayConfig::new("127.0.0.1".parse().unwrap(), range)).unwrap();
         let pool = start(
@@ -1726,7 +1735,7 @@ mod tests {
         let stored = sessions.list().await.unwrap();
         assert_eq!(stored.len(), 1);
         assert_eq!(stored[0].id, kept.session);
-        let ids: Vec<String> = lock(&a.sessions).keys().cloned().collect();
+        let ids: Vec<String> = a.sessions.lock().keys().cloned().collect();
         assert!(
             !ids.contains(&"orphan".to_owned()),
             "the orphan was stopped: {ids:?}"
@@ -1758,7 +1767,7 @@ mod tests {
         let pool = f.pool.clone();
         a.set_mode(Mode::Ok);
         eventually("the late launch is rolled back", || {
-            a.count() == 0 && lock(&pool.inner.live).is_empty() && f.relay.allocator().in_use() == 0
+            a.count() == 0 && pool.inner.live.lock().is_empty() && f.relay.allocator().in_use() == 0
         })
         .await;
         assert!(f.sessions.list().await.unwrap().is_empty());
@@ -1793,7 +1802,9 @@ mod tests {
         assert_eq!(pool.current_app(&user("alice")).await, Some(app(1)));
         assert_eq!(f.relay.allocator().in_use(), 1);
         // A new launch does not reuse an address the pool still watches for.
-        let watched: Vec<Ipv4Addr> = lock(&pool.inner.hosts[0].unanswered)
+        let watched: Vec<Ipv4Addr> = pool.inner.hosts[0]
+            .unanswered
+            .lock()
             .iter()
             .map(|(ip, _)| *ip)
             .collect();
@@ -1810,7 +1821,9 @@ mod tests {
 
     /// The fake RTSP addresses the pool watches on host `index`.
     fn watched(pool: &WolfPool, index: usize) -> Vec<Ipv4Addr> {
-        lock(&pool.inner.hosts[index].unanswered)
+        pool.inner.hosts[index]
+            .unanswered
+            .lock()
             .iter()
             .map(|(ip, _)| *ip)
             .collect()
@@ -2040,7 +2053,7 @@ mod tests {
             || {
                 a.adds() == 1
                     && a.count() == 0
-                    && lock(&pool.inner.live).is_empty()
+                    && pool.inner.live.lock().is_empty()
                     && f.relay.allocator().in_use() == 0
                     && held(&pool, 0) == 0
             },
@@ -2076,11 +2089,11 @@ mod tests {
                 }
             }
             assert_eq!(held(&f.pool, 0), 1);
-            assert_eq!(lock(&f.pool.inner.reserved_fake_ips).len(), 1);
+            assert_eq!(f.pool.inner.reserved_fake_ips.lock().len(), 1);
         }
         assert_eq!(held(&f.pool, 0), 0, "the dropped placement's slot is given back");
         assert!(
-            lock(&f.pool.inner.reserved_fake_ips).is_empty(),
+            f.pool.inner.reserved_fake_ips.lock().is_empty(),
             "its address too"
         );
         // The add had been sent: a may still create the session, which is watched for and
@@ -2092,7 +2105,7 @@ mod tests {
         assert!(matches!(error, LaunchError::Unavailable { .. }), "{error:?}");
         assert_eq!(a.adds(), 1);
         // a creates it late: the pool stops it, and a has room again.
-        lock(&a.sessions).insert(
+        a.sessions.lock().insert(
             "late".into(),
             HostSessionRequest {
                 client_ip: "127.0.0.1".parse().unwrap(),

@@ -19,11 +19,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use direwolf_core::MemoAppCatalog;
 use direwolf_core::persistent::PersistentStores;
+use direwolf_core::store::DEFAULT_MEMO_TTL as DEFAULT_TTL;
 use direwolf_core::{AppCatalog, Fingerprint, Pairing, PairingStore, Stores, User, UserName, UserStore};
 use direwolf_k8s::crd;
 use direwolf_k8s::emulator::ApiServerEmulator;
-use direwolf_k8s::memo::{DEFAULT_TTL, MemoAppCatalog};
 use direwolf_k8s::stores::KubeStores;
 
 const ROUNDS: usize = 5;

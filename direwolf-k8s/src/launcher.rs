@@ -24,7 +24,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -39,6 +39,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, wait::await_condition, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio::task::JoinHandle;
@@ -298,11 +299,6 @@ impl KubeLauncher {
         }
     }
 
-    fn tombstones(&self) -> MutexGuard<'_, HashMap<String, Instant>> {
-        // Single map operations only: a poisoned map is still consistent.
-        self.inner.tombstones.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     fn belongs_to(session: &crd::Session, user: &UserName) -> bool {
         session.spec.user_reference.name == user.as_str()
             || session
@@ -314,7 +310,7 @@ impl KubeLauncher {
     /// The user's Sessions the cache shows running (not deleted, not being deleted, not ended),
     /// newest first.
     fn running(&self, user: &UserName) -> Vec<Arc<crd::Session>> {
-        let mut tombstones = self.tombstones();
+        let mut tombstones = self.inner.tombstones.lock();
         tombstones.retain(|_, at| at.elapsed() < TOMBSTONE_TTL);
         let mut found: Vec<Arc<crd::Session>> = self
             .inner
@@ -403,7 +399,10 @@ impl KubeLauncher {
             Err(e) if is_status(&e, 404) => {}
             Err(e) => return Err(launch_error("deleting a session", e)),
         }
-        self.tombstones().insert(name.to_owned(), Instant::now());
+        self.inner
+            .tombstones
+            .lock()
+            .insert(name.to_owned(), Instant::now());
         debug!(session = name, "session deleted");
         Ok(())
     }
@@ -580,7 +579,7 @@ impl Launcher for KubeLauncher {
             None => {
                 // Launched through another replica whose Session this cache has not seen yet?
                 let names = self.user_sessions(&request.user).await?;
-                let tombstones = self.tombstones();
+                let tombstones = self.inner.tombstones.lock();
                 names
                     .into_iter()
                     .find(|n| !tombstones.contains_key(n))

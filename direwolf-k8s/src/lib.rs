@@ -7,7 +7,6 @@
 
 pub mod crd;
 pub mod launcher;
-pub mod memo;
 pub mod pin_broker;
 pub mod report;
 pub mod stores;

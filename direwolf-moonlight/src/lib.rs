@@ -38,7 +38,7 @@
 //!
 //! Modules, one concept each: [`crypto`] (pairing primitives), [`identity`] (server
 //! certificate), [`xml`] and [`query`] (wire formats), [`pairing`] (the handshake state
-//! machine), [`serverinfo`] and [`launch`] (endpoint bodies), [`pin`] (PIN page), [`tls`],
+//! machine), [`serverinfo`] and [`launch`] (endpoint bodies), [`pin_page`] (PIN page), [`tls`],
 //! [`mdns`], [`server`].
 #![warn(missing_docs)]
 
@@ -48,7 +48,7 @@ pub mod identity;
 pub mod launch;
 pub mod mdns;
 pub mod pairing;
-pub mod pin;
+pub mod pin_page;
 pub mod query;
 pub mod server;
 pub mod serverinfo;

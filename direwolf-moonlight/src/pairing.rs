@@ -15,10 +15,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use direwolf_core::{Fingerprint, Pin, UserName};
+use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use crate::crypto::{CertificateInfo, aes_ecb_decrypt, aes_ecb_encrypt, derive_key, sha256};
@@ -249,14 +250,9 @@ impl PairingManager {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // Every critical section leaves the maps consistent, so a poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Number of in-flight handshakes (held ones included).
     pub fn in_flight(&self) -> usize {
-        self.lock().entries.len()
+        self.state.lock().entries.len()
     }
 
     fn purge(&self, state: &mut State, now: Instant) {
@@ -319,7 +315,7 @@ impl PairingManager {
         let device_name = device_name.map(|d| d.chars().take(64).collect());
 
         let now = Instant::now();
-        let mut state = self.lock();
+        let mut state = self.state.lock();
         self.purge(&mut state, now);
         if state
             .failures
@@ -373,7 +369,7 @@ impl PairingManager {
         pin: &Pin,
         user: Option<UserName>,
     ) -> Result<String, PairReject> {
-        let mut state = self.lock();
+        let mut state = self.state.lock();
         let entry = state
             .entries
             .get_mut(key)
@@ -389,7 +385,7 @@ impl PairingManager {
     /// Ends a held phase 1 that will not complete (timeout, client gone): removes its entry if it
     /// is still this generation's and still waiting for the PIN.
     pub fn abandon_held(&self, key: &PairingKey, generation: u64) {
-        let mut state = self.lock();
+        let mut state = self.state.lock();
         if state
             .entries
             .get(key)
@@ -445,7 +441,7 @@ impl PairingManager {
                 "Invalid clientchallenge: expected 16 bytes",
             ));
         }
-        let mut state = self.lock();
+        let mut state = self.state.lock();
         let entry = Self::entry_for(&mut state, key, 1, "clientchallenge", self.limits.handshake_ttl)?;
         let Phase::CertSent { key: k } = entry.phase else {
             return Err(PairReject::no_pairing());
@@ -480,7 +476,7 @@ impl PairingManager {
             ));
         }
         let (k, ss, sc, generation) = {
-            let mut state = self.lock();
+            let mut state = self.state.lock();
             let entry = Self::entry_for(
                 &mut state,
                 key,
@@ -501,7 +497,7 @@ impl PairingManager {
             .map_err(|e| PairReject::new(500, format!("Internal error: {e}")))?;
         let client_hash =
             aes_ecb_decrypt(&k, &response).map_err(|e| PairReject::bad_request(e.to_string()))?;
-        let mut state = self.lock();
+        let mut state = self.state.lock();
         let entry = state
             .entries
             .get_mut(key)
@@ -528,7 +524,7 @@ impl PairingManager {
             return Err(PairReject::bad_request("Client pairing secret too long"));
         }
         let entry = {
-            let mut state = self.lock();
+            let mut state = self.state.lock();
             Self::entry_for(
                 &mut state,
                 key,
@@ -546,7 +542,7 @@ impl PairingManager {
         let hash_ok = client_hash[..] == expected[..];
         let signature_ok = entry.client.verify(cs, client_signature);
         if !(hash_ok && signature_ok) {
-            let mut state = self.lock();
+            let mut state = self.state.lock();
             self.record_failure(&mut state, key.ip);
             return Ok(Phase4::Mismatch);
         }
@@ -564,7 +560,7 @@ impl PairingManager {
     /// Returns whether an entry was removed. An abandoned handshake that got past phase 2 counts
     /// as a failed pairing for the address (clients call `/unpair` after detecting a wrong PIN).
     pub fn unpair(&self, key: &PairingKey) -> bool {
-        let mut state = self.lock();
+        let mut state = self.state.lock();
         let phase = match state.entries.get(key) {
             None => return false,
             Some(e) => e.phase.number(),
@@ -581,7 +577,7 @@ impl PairingManager {
 
     /// The user recorded for the entry under `key` (tests and diagnostics).
     pub fn user_of(&self, key: &PairingKey) -> Option<UserName> {
-        self.lock().entries.get(key).and_then(|e| e.user.clone())
+        self.state.lock().entries.get(key).and_then(|e| e.user.clone())
     }
 }
 

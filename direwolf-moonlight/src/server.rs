@@ -20,7 +20,7 @@ use crate::error::{Result, ServerError};
 use crate::identity::{LoadedIdentity, generate_identity};
 use crate::mdns::MdnsAdvertiser;
 use crate::pairing::{PairingLimits, PairingManager};
-use crate::pin::{PinEntry, PinLimits};
+use crate::pin_page::{PinEntry, PinLimits};
 use crate::serverinfo::{DEFAULT_CODEC_MODE_SUPPORT, DisplayMode, WOLF_DISPLAY_MODES};
 use crate::service::{ConnInfo, Settings, Shared};
 use crate::tls;

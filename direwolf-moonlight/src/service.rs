@@ -13,7 +13,7 @@ use bytes::Bytes;
 use direwolf_core::model::unix_now;
 use direwolf_core::{
     AppId, Fingerprint, LaunchError, LaunchRequest, Launcher, Pairing, PendingPinRequest, PinBroker,
-    PinError, ResumeRequest, Stores, User, UserName,
+    PinError, ResumeRequest, Stores, UserName, UserStoreExt,
 };
 use http::header::{CONNECTION, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
@@ -24,7 +24,7 @@ use tracing::{debug, error, info, warn};
 use crate::identity::LoadedIdentity;
 use crate::launch::{self, Verb};
 use crate::pairing::{self, PairReject, PairingKey, PairingManager, Phase4};
-use crate::pin::{self, PinEntry};
+use crate::pin_page::{self, PinEntry};
 use crate::query::Query;
 use crate::serverinfo::{DisplayMode, ServerInfo};
 use crate::xml::XmlReply;
@@ -165,9 +165,9 @@ impl Shared {
 
     async fn pin_page(&self, request: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
         match *request.method() {
-            Method::GET | Method::HEAD => raw(StatusCode::OK, "text/html; charset=utf-8", pin::PIN_PAGE),
+            Method::GET | Method::HEAD => raw(StatusCode::OK, "text/html; charset=utf-8", pin_page::PIN_PAGE),
             Method::POST => {
-                let body = Limited::new(request.into_body(), pin::MAX_BODY);
+                let body = Limited::new(request.into_body(), pin_page::MAX_BODY);
                 match tokio::time::timeout(self.settings.body_timeout, body.collect()).await {
                     Err(_) => text(
                         StatusCode::REQUEST_TIMEOUT,
@@ -177,7 +177,7 @@ impl Shared {
                         StatusCode::PAYLOAD_TOO_LARGE,
                         format!(
                             "The request body is unreadable or larger than {} bytes",
-                            pin::MAX_BODY
+                            pin_page::MAX_BODY
                         ),
                     ),
                     Ok(Ok(collected)) => {
@@ -424,20 +424,11 @@ impl Shared {
                 message: "Failed to save pairing".into(),
             }
         };
-        if self
-            .stores
+        self.stores
             .users
-            .get(&completed.user)
+            .ensure(&completed.user)
             .await
-            .map_err(|e| save_failed("user", e))?
-            .is_none()
-        {
-            self.stores
-                .users
-                .put(User::new(completed.user.clone()))
-                .await
-                .map_err(|e| save_failed("user", e))?;
-        }
+            .map_err(|e| save_failed("user", e))?;
         let pairing = Pairing {
             fingerprint: completed.fingerprint.clone(),
             cert_pem: completed.cert_pem,

@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,6 +11,7 @@ use futures::Stream;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::{HeaderValue, Request};
 use http_body_util::Full;
+use parking_lot::RwLock;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -393,13 +394,13 @@ impl WolfClient {
         if let Some(v) = self.inner.pinned_version {
             return Ok(v);
         }
-        if let Some(v) = *self.inner.detected.read().unwrap_or_else(|p| p.into_inner()) {
+        if let Some(v) = *self.inner.detected.read() {
             return Ok(v);
         }
         let doc = self.openapi_schema().await?;
         let v = detect_from_openapi(&doc);
         tracing::debug!(version = %v, "detected wolf version");
-        *self.inner.detected.write().unwrap_or_else(|p| p.into_inner()) = Some(v);
+        *self.inner.detected.write() = Some(v);
         Ok(v)
     }
 
@@ -426,7 +427,7 @@ impl WolfClient {
 
     /// Drops the cached detected version (e.g. after Wolf restarted, maybe upgraded).
     pub fn forget_version(&self) {
-        *self.inner.detected.write().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.inner.detected.write() = None;
     }
 
     async fn check_supported(&self, endpoint: &'static str) -> Result<()> {

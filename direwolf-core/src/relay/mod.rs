@@ -48,10 +48,11 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::task::{AbortHandle, JoinHandle};
 
@@ -214,13 +215,8 @@ impl SessionShared {
         SocketAddr::new(self.wolf_udp_host, self.wolf_port(kind).load(Ordering::Relaxed))
     }
 
-    fn lock_secrets(&self) -> MutexGuard<'_, SessionSecrets> {
-        // Plain data, consistent after every critical section: a poisoned lock is usable.
-        self.secrets.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     pub(crate) fn secrets(&self) -> SessionSecrets {
-        *self.lock_secrets()
+        *self.secrets.lock()
     }
 
     /// Record what a relayed RTSP answer revealed.
@@ -231,7 +227,7 @@ impl SessionShared {
             self.wolf_port(kind).store(port, Ordering::Relaxed);
         }
         if answer.ping_payload.is_some() || answer.connect_data.is_some() {
-            let mut secrets = self.lock_secrets();
+            let mut secrets = self.secrets.lock();
             if let Some(p) = answer.ping_payload {
                 secrets.ping_payload = Some(p);
             }
@@ -255,13 +251,6 @@ struct RelayInner {
     sessions: Mutex<HashMap<u64, Registered>>,
     next_id: AtomicU64,
     shut_down: AtomicBool,
-}
-
-impl RelayInner {
-    fn sessions(&self) -> MutexGuard<'_, HashMap<u64, Registered>> {
-        // A map of handles, consistent after every critical section: a poisoned lock is usable.
-        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
-    }
 }
 
 /// The relay engine: a port allocator and the tasks of every open session.
@@ -438,7 +427,7 @@ impl Relay {
             tokio::spawn(udp::serve(StreamKind::Control, bound.control, shared.clone())),
         ];
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        self.inner.sessions().insert(
+        self.inner.sessions.lock().insert(
             id,
             Registered {
                 shared: shared.clone(),
@@ -469,7 +458,8 @@ impl Relay {
     /// Counters of every open session.
     pub fn stats(&self) -> Vec<SessionStats> {
         self.inner
-            .sessions()
+            .sessions
+            .lock()
             .values()
             .map(|r| r.shared.counters.snapshot(r.shared.public))
             .collect()
@@ -477,14 +467,14 @@ impl Relay {
 
     /// Number of open sessions.
     pub fn session_count(&self) -> usize {
-        self.inner.sessions().len()
+        self.inner.sessions.lock().len()
     }
 
     /// Stop every session's tasks and refuse new sessions. Port sets return to the allocator when
     /// their [`SessionRelay`] handles are dropped.
     pub fn shutdown(&self) {
         self.inner.shut_down.store(true, Ordering::SeqCst);
-        for registered in self.inner.sessions().values() {
+        for registered in self.inner.sessions.lock().values() {
             for abort in &registered.aborts {
                 abort.abort();
             }
@@ -558,7 +548,7 @@ impl Drop for SessionRelay {
             task.abort();
         }
         if let Some(relay) = self.relay.upgrade() {
-            relay.sessions().remove(&self.id);
+            relay.sessions.lock().remove(&self.id);
         }
         if let Some(lease) = self.lease.take() {
             lease.release();

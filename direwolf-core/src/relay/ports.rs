@@ -9,7 +9,9 @@
 
 use std::collections::BTreeSet;
 use std::ops::RangeInclusive;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use crate::StreamPorts;
 
@@ -87,7 +89,7 @@ impl PortAllocator {
 
     /// How many port sets are leased now.
     pub fn in_use(&self) -> usize {
-        self.lock().in_use.len()
+        self.state.lock().in_use.len()
     }
 
     /// Lease the next free port set.
@@ -95,7 +97,7 @@ impl PortAllocator {
     /// # Errors
     /// [`PortAllocError::Exhausted`] when every set is leased.
     pub fn allocate(&self) -> Result<PortLease, PortAllocError> {
-        let mut state = self.lock();
+        let mut state = self.state.lock();
         for step in 0..self.capacity {
             let block = (state.cursor + step) % self.capacity;
             if state.in_use.insert(block) {
@@ -125,15 +127,7 @@ impl PortAllocator {
     }
 
     fn release(&self, block: u16) {
-        self.lock().in_use.remove(&block);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // The state is a set of integers that every critical section leaves consistent, so a
-        // poisoned lock (a panic elsewhere while holding it) can be used as is.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state.lock().in_use.remove(&block);
     }
 }
 

@@ -82,16 +82,17 @@ mod state;
 mod status;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use self::server::{Shared, lock};
+use self::server::Shared;
 use self::state::{State, WriteCtx};
 
 /// Errors of the emulator's own API (not the Kubernetes API it serves).
@@ -344,49 +345,51 @@ impl ApiServerEmulator {
 
     /// Adds a fault rule; rules are consulted in insertion order and consumed as they match.
     pub fn inject(&self, rule: FaultRule) {
-        lock(&self.shared.faults).push(rule);
+        self.shared.faults.lock().push(rule);
     }
 
     /// Removes all pending fault rules.
     pub fn clear_faults(&self) {
-        lock(&self.shared.faults).clear();
+        self.shared.faults.lock().clear();
     }
 
     /// Every request served so far, oldest first.
     pub fn requests(&self) -> Vec<RequestRecord> {
-        lock(&self.shared.log).clone()
+        self.shared.log.lock().clone()
     }
 
     /// Empties the request log.
     pub fn clear_requests(&self) {
-        lock(&self.shared.log).clear();
+        self.shared.log.lock().clear();
     }
 
     /// Moves the server clock (creationTimestamp, deletionTimestamp, managedFields times)
     /// forward by `d`.
     pub fn advance_clock(&self, d: Duration) {
-        lock(&self.shared.state).clock_offset += d;
+        self.shared.state.lock().clock_offset += d;
     }
 
     /// Forgets the watch history, as an etcd compaction does: a watch from any resourceVersion
     /// older than the current one gets a 410 Gone ERROR event.
     pub fn compact(&self) {
-        lock(&self.shared.state).compact();
+        self.shared.state.lock().compact();
     }
 
     /// Changes the BOOKMARK interval for watches started afterwards.
     pub fn set_bookmark_interval(&self, d: Duration) {
-        *lock(&self.shared.bookmark_interval) = d;
+        *self.shared.bookmark_interval.lock() = d;
     }
 
     /// The current global resourceVersion.
     pub fn resource_version(&self) -> u64 {
-        lock(&self.shared.state).current_rv()
+        self.shared.state.lock().current_rv()
     }
 
     /// Every stored object (all kinds), as stored.
     pub fn objects(&self) -> Vec<Value> {
-        lock(&self.shared.state)
+        self.shared
+            .state
+            .lock()
             .all_objects()
             .map(|(_, v)| v.clone())
             .collect()
@@ -433,7 +436,7 @@ impl ApiServerEmulator {
             else {
                 return Err(EmulatorError::MissingTypeOrName { index });
             };
-            let mut state = lock(&self.shared.state);
+            let mut state = self.shared.state.lock();
             let rt =
                 state
                     .registry

@@ -2,7 +2,7 @@
 //! injection and the request log.
 
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,6 +10,7 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
+use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -38,11 +39,6 @@ pub(crate) struct Shared {
     pub shutdown: CancellationToken,
     /// `host:port` the server listens on.
     pub address: String,
-}
-
-/// Locks a mutex, recovering from poisoning (a panicking handler must not wedge the emulator).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The error a request handler returns to make hyper drop the connection without an answer.
@@ -242,7 +238,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
     let verb = verb_of(&method, &route, &query);
 
     let fault = {
-        let mut faults = lock(&shared.faults);
+        let mut faults = shared.faults.lock();
         let hit = faults.iter_mut().find(|f| f.matches(verb, &path));
         hit.map(|f| {
             f.remaining = f.remaining.saturating_sub(1);
@@ -260,7 +256,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
     };
     let result = match fault {
         Some(Fault::Refuse) => {
-            lock(&shared.log).push(record);
+            shared.log.lock().push(record);
             return Err(Refused);
         }
         // A watch that is too old is answered as the watch cache does: 200 and an ERROR event.
@@ -283,7 +279,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resul
     let resp = result.unwrap_or_else(|e| error_response(&e));
     record.status = resp.status().as_u16();
     tracing::debug!(method = %record.method, path = %record.path, status = record.status, "emulator request");
-    lock(&shared.log).push(record);
+    shared.log.lock().push(record);
     Ok(resp)
 }
 
@@ -318,14 +314,14 @@ async fn serve(
                     "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": shared.address}]}),
         )),
         Route::Groups => {
-            let groups = api_groups(&lock(&shared.state));
+            let groups = api_groups(&shared.state.lock());
             Ok(json_response(
                 StatusCode::OK,
                 &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
             ))
         }
         Route::Group(g) => {
-            let groups = api_groups(&lock(&shared.state));
+            let groups = api_groups(&shared.state.lock());
             let found = groups
                 .into_iter()
                 .find(|x| x["name"] == json!(g))
@@ -336,7 +332,7 @@ async fn serve(
             Ok(json_response(StatusCode::OK, &found))
         }
         Route::Resources(g, v) => {
-            let state = lock(&shared.state);
+            let state = shared.state.lock();
             let rts: Vec<&Arc<ResourceType>> = state
                 .registry
                 .all()
@@ -373,7 +369,9 @@ async fn serve(
             name,
             sub,
         } => {
-            let rt = lock(&shared.state)
+            let rt = shared
+                .state
+                .lock()
                 .registry
                 .get(&group, &version, &plural)
                 .ok_or_else(ApiError::no_route)?;
@@ -429,7 +427,7 @@ async fn serve(
                     let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or_default())
                         .map_err(ApiError::bad_request)?;
                     let limit = query.get("limit").and_then(|l| l.parse().ok());
-                    let list = lock(&shared.state).list(
+                    let list = shared.state.lock().list(
                         &rt,
                         namespace.as_deref(),
                         &labels,
@@ -440,7 +438,7 @@ async fn serve(
                     Ok(json_response(StatusCode::OK, &represent(list, meta_only)))
                 }
                 (Method::GET, Some(name)) => {
-                    let mut obj = lock(&shared.state).get(&rt, &ns, &name)?;
+                    let mut obj = shared.state.lock().get(&rt, &ns, &name)?;
                     if status {
                         // GET /status answers the whole object, as the API server does.
                         obj = output(&rt, &obj);
@@ -448,15 +446,18 @@ async fn serve(
                     Ok(json_response(StatusCode::OK, &represent(obj, meta_only)))
                 }
                 (Method::POST, None) => {
-                    let obj = lock(&shared.state).create(&rt, &ns, parse(&body)?, &ctx)?;
+                    let obj = shared.state.lock().create(&rt, &ns, parse(&body)?, &ctx)?;
                     Ok(json_response(StatusCode::CREATED, &obj))
                 }
                 (Method::PUT, Some(name)) => {
-                    let obj = lock(&shared.state).replace(&rt, &ns, &name, parse(&body)?, status, &ctx)?;
+                    let obj = shared
+                        .state
+                        .lock()
+                        .replace(&rt, &ns, &name, parse(&body)?, status, &ctx)?;
                     Ok(json_response(StatusCode::OK, &obj))
                 }
                 (Method::PATCH, Some(name)) => {
-                    let mut state = lock(&shared.state);
+                    let mut state = shared.state.lock();
                     if content_type == "application/apply-patch+yaml" {
                         if query.get("fieldManager").is_none_or(str::is_empty) {
                             return Err(ApiError::invalid_field(
@@ -482,7 +483,7 @@ async fn serve(
                 }
                 (Method::DELETE, Some(name)) if !status => {
                     let opts = delete_opts(&body, query)?;
-                    match lock(&shared.state).delete(&rt, &ns, &name, &opts)? {
+                    match shared.state.lock().delete(&rt, &ns, &name, &opts)? {
                         // Not deleted yet (finalizers): 202 Accepted with the object.
                         Deleted::Pending(obj) => Ok(json_response(StatusCode::ACCEPTED, &obj)),
                         // These kinds answer the deleted object (kubernetes/kubernetes#59501),
@@ -512,7 +513,7 @@ async fn serve(
                         .map_err(ApiError::bad_request)?;
                     let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or_default())
                         .map_err(ApiError::bad_request)?;
-                    let mut state = lock(&shared.state);
+                    let mut state = shared.state.lock();
                     let list = state.list(&rt, namespace.as_deref(), &labels, &fields, None, None)?;
                     let mut items = Vec::new();
                     for item in list["items"].as_array().cloned().unwrap_or_default() {
@@ -670,10 +671,10 @@ fn watch(
     let bookmarks = query.flag("allowWatchBookmarks");
     let send_initial = query.flag("sendInitialEvents");
     let rv_param = query.get("resourceVersion").unwrap_or_default();
-    let bookmark_interval = *lock(&shared.bookmark_interval);
+    let bookmark_interval = *shared.bookmark_interval.lock();
 
     let (initial, replay, rx, start_rv, gone) = {
-        let state = lock(&shared.state);
+        let state = shared.state.lock();
         let from_now = send_initial || rv_param.is_empty() || rv_param == "0";
         let start = if from_now {
             state.current_rv()

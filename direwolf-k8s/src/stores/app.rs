@@ -3,7 +3,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,6 +11,7 @@ use direwolf_core::{App, AppAsset, AppCatalog, AppId, Result};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
+use parking_lot::Mutex;
 use serde_json::json;
 use tracing::{debug, warn};
 
@@ -130,7 +131,7 @@ impl KubeAppCatalog {
     fn report_clash(&self, id: AppId, objects: &[Arc<crd::App>]) {
         let mut names: Vec<String> = objects.iter().map(|o| o.name_any()).collect();
         names.sort();
-        let mut reported = self.reported_clashes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut reported = self.reported_clashes.lock();
         if !reported.insert((id, names.clone())) {
             return;
         }
@@ -181,7 +182,7 @@ impl KubeAppCatalog {
     fn png_from_webp(&self, object: &crd::App, id: AppId, webp: &[u8]) -> Result<Vec<u8>> {
         let name = object.name_any();
         let source_hash = hash_of(webp);
-        let mut converted = self.converted.lock().unwrap_or_else(|p| p.into_inner());
+        let mut converted = self.converted.lock();
         if let Some(hit) = converted.get(&name)
             && hit.source_hash == source_hash
             && hit.source_len == webp.len()
@@ -191,7 +192,7 @@ impl KubeAppCatalog {
         drop(converted);
         let png = Arc::new(webp_to_png(id, webp)?);
         debug!(app = %id, webp = webp.len(), png = png.len(), "converted WebP art to PNG");
-        converted = self.converted.lock().unwrap_or_else(|p| p.into_inner());
+        converted = self.converted.lock();
         converted.insert(
             name,
             Converted {
@@ -327,10 +328,7 @@ impl AppCatalog for KubeAppCatalog {
                 }
             }
             self.cache.deleted(&name, object.resource_version());
-            self.converted
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&name);
+            self.converted.lock().remove(&name);
         }
         Ok(deleted)
     }

@@ -9,13 +9,14 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
+use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
@@ -110,11 +111,6 @@ where
         })
     }
 
-    fn overlay(&self) -> MutexGuard<'_, HashMap<String, Pending<K>>> {
-        // Every critical section is a single map operation: a poisoned map is still consistent.
-        self.overlay.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Whether the initial list has completed.
     pub(crate) fn is_ready(&self) -> bool {
         self.reader
@@ -138,7 +134,7 @@ where
     /// process's last write.
     pub(crate) fn get(&self, name: &str) -> Option<Arc<K>> {
         let seen = self.reader.get(&ObjectRef::new(name).within(&self.namespace));
-        let mut overlay = self.overlay();
+        let mut overlay = self.overlay.lock();
         let Some(pending) = overlay.get(name) else {
             return seen;
         };
@@ -165,7 +161,7 @@ where
     /// Every object, watch and overlay merged.
     pub(crate) fn list(&self) -> Vec<Arc<K>> {
         let mut names: Vec<String> = self.reader.state().iter().map(|o| o.name_any()).collect();
-        names.extend(self.overlay().keys().cloned());
+        names.extend(self.overlay.lock().keys().cloned());
         names.sort();
         names.dedup();
         names.iter().filter_map(|name| self.get(name)).collect()
@@ -175,7 +171,7 @@ where
     pub(crate) fn wrote(&self, object: K) {
         let name = object.name_any();
         let resource_version = object.resource_version();
-        let mut overlay = self.overlay();
+        let mut overlay = self.overlay.lock();
         // Keep the newest of concurrent writes of one object.
         if let Some(existing) = overlay.get(&name)
             && existing.object.is_some()
@@ -198,7 +194,7 @@ where
     /// Records that this process deleted `name`, whose last known resourceVersion was
     /// `resource_version`.
     pub(crate) fn deleted(&self, name: &str, resource_version: Option<String>) {
-        self.overlay().insert(
+        self.overlay.lock().insert(
             name.to_owned(),
             Pending {
                 object: None,

@@ -32,10 +32,11 @@ pub mod stream;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -197,10 +198,6 @@ struct Shared {
     served: AtomicUsize,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Shared {
     fn emit(&self, name: &str, data: &str) {
         // Before V5, `size_t` ids in event payloads are numbers (StartRunner's is always a string).
@@ -289,22 +286,24 @@ impl FakeWolf {
 
     /// Sessions as Wolf would list them.
     pub fn sessions(&self) -> Vec<StreamSession> {
-        lock(&self.shared.state).sessions.clone()
+        self.shared.state.lock().sessions.clone()
     }
 
     /// Apps of the Moonlight profile.
     pub fn apps(&self) -> Vec<App> {
-        lock(&self.shared.state).apps.clone()
+        self.shared.state.lock().apps.clone()
     }
 
     /// Profiles (except the Moonlight one).
     pub fn profiles(&self) -> Vec<Profile> {
-        lock(&self.shared.state).profiles.clone()
+        self.shared.state.lock().profiles.clone()
     }
 
     /// Lobbies.
     pub fn lobbies(&self) -> Vec<Lobby> {
-        lock(&self.shared.state)
+        self.shared
+            .state
+            .lock()
             .lobbies
             .iter()
             .map(|l| l.lobby.clone())
@@ -313,7 +312,9 @@ impl FakeWolf {
 
     /// Paired clients.
     pub fn clients(&self) -> Vec<PairedClient> {
-        lock(&self.shared.state)
+        self.shared
+            .state
+            .lock()
             .clients
             .iter()
             .map(|c| PairedClient {
@@ -326,19 +327,19 @@ impl FakeWolf {
 
     /// Pending pair requests.
     pub fn pending_pairs(&self) -> Vec<PairRequest> {
-        lock(&self.shared.state).pending.clone()
+        self.shared.state.lock().pending.clone()
     }
 
     /// Pairs a client with this certificate (as if Moonlight had completed pairing) and returns its id.
     pub fn add_paired_client(&self, cert_pem: &str) -> ClientId {
-        lock(&self.shared.state).add_client(cert_pem)
+        self.shared.state.lock().add_client(cert_pem)
     }
 
     /// Simulates pairing phase 1 from a Moonlight client: adds a pending request (replacing one from
     /// the same IP) and fires `PairSignal`.
     pub fn add_pending_pair(&self, pair_secret: &str, client_ip: &str) {
         {
-            let mut st = lock(&self.shared.state);
+            let mut st = self.shared.state.lock();
             st.pending.retain(|p| p.client_ip != client_ip);
             st.pending.push(PairRequest {
                 pair_secret: pair_secret.into(),
@@ -361,7 +362,7 @@ impl FakeWolf {
 
     /// Adds an app to the Moonlight profile (as if configured in `config.toml`).
     pub fn add_app(&self, app: App) {
-        lock(&self.shared.state).apps.push(app);
+        self.shared.state.lock().apps.push(app);
     }
 
     /// A plain process app with the given id and title, for tests.
@@ -386,23 +387,23 @@ impl FakeWolf {
 
     /// Makes `docker/images/inspect` find `name`.
     pub fn add_image(&self, name: &str, inspect: Value) {
-        lock(&self.shared.state).images.insert(name.to_owned(), inspect);
+        self.shared.state.lock().images.insert(name.to_owned(), inspect);
     }
 
     /// Makes `utils/get-icon` serve `png` for `path`.
     pub fn add_icon(&self, path: &str, png: Vec<u8>) {
-        lock(&self.shared.state).icons.insert(path.to_owned(), png);
+        self.shared.state.lock().icons.insert(path.to_owned(), png);
     }
 
     /// Makes `docker/images/pull` of `name` go as planned (unknown images fail).
     pub fn add_pull(&self, name: &str, plan: PullPlan) {
-        lock(&self.shared.state).pulls.insert(name.to_owned(), plan);
+        self.shared.state.lock().pulls.insert(name.to_owned(), plan);
     }
 
     /// Simulates Wolf ending a session by itself (runner exited, Moonlight `/cancel`): fires
     /// `StopStreamEvent` and removes every session with that id.
     pub fn end_session(&self, id: SessionId) {
-        lock(&self.shared.state).sessions.retain(|s| s.client_id != id);
+        self.shared.state.lock().sessions.retain(|s| s.client_id != id);
         self.shared
             .emit(names::STOP_STREAM, &format!(r#"{{"session_id":"{id}"}}"#));
     }
@@ -445,31 +446,33 @@ impl FakeWolf {
 
     /// Injects `failure` into every answer (including the SSE stream) until cleared.
     pub fn set_failure(&self, failure: Failure) {
-        lock(&self.shared.failures).all = Some(failure);
+        self.shared.failures.lock().all = Some(failure);
     }
 
     /// Injects `failure` into answers for `path` only.
     pub fn set_failure_on(&self, path: &str, failure: Failure) {
-        lock(&self.shared.failures)
+        self.shared
+            .failures
+            .lock()
             .by_path
             .insert(path.to_owned(), failure);
     }
 
     /// Removes all injected failures.
     pub fn clear_failures(&self) {
-        let mut f = lock(&self.shared.failures);
+        let mut f = self.shared.failures.lock();
         f.all = None;
         f.by_path.clear();
     }
 
     /// Whether a request arrived that would have crashed a real Wolf.
     pub fn would_have_crashed(&self) -> bool {
-        !lock(&self.shared.crashes).is_empty()
+        !self.shared.crashes.lock().is_empty()
     }
 
     /// Why a real Wolf would have crashed, one entry per such request.
     pub fn crashes(&self) -> Vec<String> {
-        lock(&self.shared.crashes).clone()
+        self.shared.crashes.lock().clone()
     }
 
     /// Number of requests read so far.
@@ -620,7 +623,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send>(shared: Arc<Shared
     };
     shared.served.fetch_add(1, Ordering::SeqCst);
     let failure = {
-        let f = lock(&shared.failures);
+        let f = shared.failures.lock();
         f.by_path.get(&req.path).cloned().or_else(|| f.all.clone())
     };
     if let Some(failure) = &failure {
@@ -656,7 +659,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send>(shared: Arc<Shared
     }
     let mut emitted = Vec::new();
     let reply = {
-        let mut st = lock(&shared.state);
+        let mut st = shared.state.lock();
         handlers::handle(shared.version, &mut st, &req, &mut emitted)
     };
     for (name, data) in &emitted {
@@ -677,7 +680,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send>(shared: Arc<Shared
         }
         Reply::Crash(why) => {
             tracing::warn!(reason = %why, "fake wolf: this request would have crashed Wolf");
-            lock(&shared.crashes).push(why);
+            shared.crashes.lock().push(why);
             let _ = io.shutdown().await;
         }
         Reply::Events => sse(&shared, io).await,

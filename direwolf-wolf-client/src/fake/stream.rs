@@ -13,16 +13,17 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinHandle;
 
-use super::{FakeWolf, Shared, handlers, lock};
+use super::{FakeWolf, Shared, handlers};
 use crate::events::names;
 use crate::ids::SessionId;
 use crate::secret::Secret;
@@ -245,7 +246,7 @@ struct Ctx {
 
 impl Ctx {
     fn live_sessions(&self) -> Vec<StreamSession> {
-        lock(&self.shared.state).sessions.clone()
+        self.shared.state.lock().sessions.clone()
     }
 }
 
@@ -281,7 +282,7 @@ impl StreamSide {
     }
 
     fn report(&self) -> StreamReport {
-        let st = lock(&self.state);
+        let st = self.state.lock();
         let mut control: Vec<(SocketAddr, u64)> = st.control.iter().map(|(a, n)| (*a, *n)).collect();
         control.sort();
         StreamReport {
@@ -444,7 +445,7 @@ fn rtsp_answer(ctx: &Ctx, req: &RtspRequest, peer: IpAddr) -> String {
     let cseq = req.header("CSeq");
     let what = format!("{} {}", req.method, req.target);
     let reject = |status: &str| {
-        lock(&ctx.state).rejected.push(format!("{status} {what}"));
+        ctx.state.lock().rejected.push(format!("{status} {what}"));
         respond(status, cseq, Vec::new(), "")
     };
     let Ok(host) = uri_host(&req.target) else {
@@ -472,7 +473,7 @@ fn rtsp_answer(ctx: &Ctx, req: &RtspRequest, peer: IpAddr) -> String {
     };
     let mut events = Vec::new();
     let answer = {
-        let mut st = lock(&ctx.state);
+        let mut st = ctx.state.lock();
         let entry = st.entry(session);
         entry.record.rtsp_requests.push(what.clone());
         entry.record.rtsp_sources.push(peer);
@@ -680,7 +681,7 @@ async fn ping_loop(ctx: Ctx, kind: Kind, socket: Arc<UdpSocket>) {
         );
         let live = ctx.live_sessions();
         let sends = {
-            let mut st = lock(&ctx.state);
+            let mut st = ctx.state.lock();
             let src_ip = src.ip().to_string();
             let matched = match payload {
                 Some(p) => st.live_entry(&live, |e| e.ping == p),
@@ -766,14 +767,14 @@ async fn control_loop(ctx: Ctx, socket: Arc<UdpSocket>) {
                 continue;
             }
         };
-        *lock(&ctx.state).control.entry(src).or_default() += 1;
+        *ctx.state.lock().control.entry(src).or_default() += 1;
         let Some(reply) = peers.handle(&buf[..n], src) else {
             continue;
         };
         if let Some(data) = reply.connected_with {
             let live = ctx.live_sessions();
             let id = {
-                let mut st = lock(&ctx.state);
+                let mut st = ctx.state.lock();
                 let src_ip = src.ip().to_string();
                 let ips: Vec<_> = live
                     .iter()

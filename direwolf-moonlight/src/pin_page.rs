@@ -10,11 +10,12 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use direwolf_core::{PairSecret, Pin, PinBroker, PinError, PinSubmission, UserName};
 use http::StatusCode;
+use parking_lot::Mutex;
 use serde::Deserialize;
 
 /// The page served by `GET /pin/`.
@@ -91,15 +92,9 @@ impl PinEntry {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Counters> {
-        self.counters
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     fn failures(&self, ip: IpAddr) -> usize {
         let now = Instant::now();
-        let mut counters = self.lock();
+        let mut counters = self.counters.lock();
         let window = self.limits.window;
         counters.by_ip.retain(|_, times| {
             while times.front().is_some_and(|t| now.duration_since(*t) >= window) {
@@ -111,7 +106,7 @@ impl PinEntry {
     }
 
     fn fail(&self, ip: IpAddr, reply: PinReply) -> PinReply {
-        let mut counters = self.lock();
+        let mut counters = self.counters.lock();
         if counters.by_ip.len() < 4096 || counters.by_ip.contains_key(&ip) {
             counters.by_ip.entry(ip).or_default().push_back(Instant::now());
         }
@@ -153,7 +148,7 @@ impl PinEntry {
         };
         match self.broker.submit(&secret, PinSubmission { pin, user }).await {
             Ok(()) => {
-                self.lock().by_secret.remove(&secret);
+                self.counters.lock().by_secret.remove(&secret);
                 tracing::info!(pairing.secret = ?secret, "PIN submitted");
                 (StatusCode::OK, "OK".into())
             }
@@ -182,7 +177,7 @@ impl PinEntry {
             return self.fail(ip, bad(message));
         }
         let count = {
-            let mut counters = self.lock();
+            let mut counters = self.counters.lock();
             if counters.by_secret.len() >= 1024 {
                 counters.by_secret.clear();
             }
@@ -191,7 +186,7 @@ impl PinEntry {
             *count
         };
         if count >= self.limits.max_invalid_per_pairing {
-            self.lock().by_secret.remove(secret);
+            self.counters.lock().by_secret.remove(secret);
             self.broker.close(secret).await;
             tracing::warn!(pairing.secret = ?secret, "pairing cancelled after repeated invalid PIN submissions");
             return self.fail(

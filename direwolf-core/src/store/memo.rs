@@ -1,22 +1,27 @@
 //! [`MemoAppCatalog`]: an [`AppCatalog`] decorator that keeps the app list and the art it
 //! returned for a short time.
 //!
-//! A client showing its app grid asks for `/applist` and then one `/appasset` per app; with the
-//! Kubernetes catalog each call walks the reflector cache, converts every App object and checks
-//! id clashes. The decorator answers repeats from the last result for at most its `ttl`, so a
-//! change made elsewhere (an App edited with kubectl) shows up at most `ttl` later than the
-//! watch delivers it; writes through the decorator are visible at once (they clear the memo).
+//! A client showing its app grid asks for `/applist` and then one `/appasset` per app. With a
+//! catalog whose reads are costly (the Kubernetes one walks its cache, converts every App object
+//! and checks id clashes on each call) the decorator answers repeats from the last result for at
+//! most its `ttl`, so a change made elsewhere (an App edited with kubectl) shows up at most `ttl`
+//! later than the backend sees it; writes through the decorator are visible at once (they clear
+//! the memo).
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::error::Result;
+use crate::ids::AppId;
+use crate::model::{App, AppAsset};
+use crate::store::AppCatalog;
 use async_trait::async_trait;
-use direwolf_core::{App, AppAsset, AppCatalog, AppId, Result};
+use parking_lot::Mutex;
 
 /// The default lifetime of a memoised answer.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(1);
+pub const DEFAULT_MEMO_TTL: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 struct Memo {
@@ -51,23 +56,18 @@ impl<T: AppCatalog> MemoAppCatalog<T> {
         }
     }
 
-    fn memo(&self) -> MutexGuard<'_, Memo> {
-        // Single assignments only: a poisoned memo is still consistent.
-        self.memo.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     fn fresh(&self, at: Instant) -> bool {
         at.elapsed() < self.ttl
     }
 
     async fn listed(&self) -> Result<Arc<Vec<App>>> {
-        if let Some((at, list)) = &self.memo().list
+        if let Some((at, list)) = &self.memo.lock().list
             && self.fresh(*at)
         {
             return Ok(list.clone());
         }
         let list = Arc::new(self.inner.list().await?);
-        self.memo().list = Some((Instant::now(), list.clone()));
+        self.memo.lock().list = Some((Instant::now(), list.clone()));
         Ok(list)
     }
 }
@@ -83,25 +83,28 @@ impl<T: AppCatalog> AppCatalog for MemoAppCatalog<T> {
     }
 
     async fn asset(&self, id: AppId) -> Result<Option<AppAsset>> {
-        if let Some((at, asset)) = self.memo().assets.get(&id)
+        if let Some((at, asset)) = self.memo.lock().assets.get(&id)
             && self.fresh(*at)
         {
             return Ok(asset.clone());
         }
         let asset = self.inner.asset(id).await?;
-        self.memo().assets.insert(id, (Instant::now(), asset.clone()));
+        self.memo
+            .lock()
+            .assets
+            .insert(id, (Instant::now(), asset.clone()));
         Ok(asset)
     }
 
     async fn put(&self, app: App, asset: Option<AppAsset>) -> Result<()> {
         let result = self.inner.put(app, asset).await;
-        *self.memo() = Memo::default();
+        *self.memo.lock() = Memo::default();
         result
     }
 
     async fn delete(&self, id: AppId) -> Result<bool> {
         let result = self.inner.delete(id).await;
-        *self.memo() = Memo::default();
+        *self.memo.lock() = Memo::default();
         result
     }
 }
@@ -109,7 +112,7 @@ impl<T: AppCatalog> AppCatalog for MemoAppCatalog<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use direwolf_core::memory::InMemoryAppCatalog;
+    use crate::memory::InMemoryAppCatalog;
 
     fn app(id: u32, title: &str) -> App {
         App::new(AppId::new(id).unwrap(), title).unwrap()

@@ -3,7 +3,8 @@
 //! Each trait is object safe and `Send + Sync + Debug + 'static`, so callers hold
 //! `Arc<dyn PairingStore>`. Backends: [`crate::memory`] (in memory), `crate::persistent`
 //! (an embedded ACID database in a data directory) and `direwolf-k8s` (custom resources).
-//! Every backend passes the suite in `crate::conformance`.
+//! Every backend passes the suite in `crate::conformance`. [`MemoAppCatalog`] decorates any
+//! [`AppCatalog`] whose reads are costly.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -13,6 +14,10 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::ids::{AppId, Fingerprint, SessionId, UserName};
 use crate::model::{App, AppAsset, Pairing, ServerIdentity, Session, User};
+
+mod memo;
+
+pub use memo::{DEFAULT_MEMO_TTL, MemoAppCatalog};
 
 /// Trusted client certificates.
 ///
@@ -52,6 +57,22 @@ pub trait UserStore: Send + Sync + Debug + 'static {
     /// Every user, in name order.
     async fn list(&self) -> Result<Vec<User>>;
 }
+
+/// Shortcuts over [`UserStore`].
+#[async_trait]
+pub trait UserStoreExt: UserStore {
+    /// Creates the user `name` with default settings unless it exists; an existing user is left
+    /// as it is. Returns whether it was created.
+    async fn ensure(&self, name: &UserName) -> Result<bool> {
+        if self.get(name).await?.is_some() {
+            return Ok(false);
+        }
+        self.put(User::new(name.clone())).await?;
+        Ok(true)
+    }
+}
+
+impl<T: UserStore + ?Sized> UserStoreExt for T {}
 
 /// The apps users can launch, with their cover art.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]

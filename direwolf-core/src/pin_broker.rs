@@ -10,10 +10,11 @@
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
@@ -116,14 +117,6 @@ impl InMemoryPinBroker {
             max_pending,
         }
     }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PairSecret, Entry>> {
-        // A panic while holding this lock cannot leave the map inconsistent (every critical
-        // section is a single insert/remove), so a poisoned lock is still usable.
-        self.entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 }
 
 impl Default for InMemoryPinBroker {
@@ -135,7 +128,7 @@ impl Default for InMemoryPinBroker {
 #[async_trait]
 impl PinBroker for InMemoryPinBroker {
     async fn open(&self, pending: PendingPinRequest) -> Result<PairSecret> {
-        let mut entries = self.lock();
+        let mut entries = self.entries.lock();
         if entries.len() >= self.max_pending {
             return Err(Error::unavailable(format!(
                 "too many pairings are waiting for a PIN ({}); try again later",
@@ -167,7 +160,7 @@ impl PinBroker for InMemoryPinBroker {
     }
 
     async fn wait(&self, secret: &PairSecret, timeout: Duration) -> Result<PinSubmission, PinError> {
-        let mut receiver = match self.lock().get(secret) {
+        let mut receiver = match self.entries.lock().get(secret) {
             Some(entry) => entry.slot.subscribe(),
             None => return Err(PinError::UnknownSecret),
         };
@@ -180,7 +173,7 @@ impl PinBroker for InMemoryPinBroker {
     }
 
     async fn submit(&self, secret: &PairSecret, submission: PinSubmission) -> Result<(), PinError> {
-        let mut entries = self.lock();
+        let mut entries = self.entries.lock();
         let entry = entries.get_mut(secret).ok_or(PinError::UnknownSecret)?;
         if entry.submitted {
             return Err(PinError::UnknownSecret);
@@ -192,11 +185,11 @@ impl PinBroker for InMemoryPinBroker {
 
     async fn close(&self, secret: &PairSecret) {
         // Dropping the sender wakes every waiter with `Closed` (unless a PIN arrived first).
-        self.lock().remove(secret);
+        self.entries.lock().remove(secret);
     }
 
     async fn pending(&self) -> Result<Vec<PendingPin>> {
-        let entries = self.lock();
+        let entries = self.entries.lock();
         let mut list: Vec<PendingPin> = entries
             .values()
             .filter(|e| !e.submitted)
