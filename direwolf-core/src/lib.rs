@@ -20,8 +20,6 @@
 //! ```
 #![warn(missing_docs)]
 
-#[cfg(feature = "config")]
-pub mod config;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod error;

@@ -82,7 +82,7 @@ impl PoolHost {
         PoolHost {
             host,
             stream_ip,
-            rtsp_port: 48010,
+            rtsp_port: crate::model::StreamPorts::WOLF_DEFAULT.rtsp,
             udp_ports: WolfPorts::default(),
             capacity,
         }
