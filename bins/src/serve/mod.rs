@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use direwolf_core::memory::InMemoryAppCatalog;
+use direwolf_core::pack::WolfHost;
+use direwolf_core::pack::{PoolConfig, PoolHost, WolfPool};
 use direwolf_core::persistent::PersistentStores;
-use direwolf_core::pool::{PoolConfig, PoolHost, WolfPool};
 use direwolf_core::relay::{Relay, RelayConfig, WolfPorts};
-use direwolf_core::wolf_host::WolfHost;
 use direwolf_core::{AppCatalog, AppId, SessionStore, Stores, UserName, UserStoreExt};
 use direwolf_moonlight::MoonlightServer;
 use tokio::signal::unix::{Signal, SignalKind, signal};
