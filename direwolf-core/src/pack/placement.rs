@@ -5,7 +5,6 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use super::Pack;
@@ -13,7 +12,7 @@ use super::holds::{FakeIpHold, SlotHold};
 use super::ledger::Live;
 use crate::error::Error;
 use crate::ids::UserName;
-use crate::launcher::{LaunchError, LaunchOutcome};
+use crate::launcher::{LaunchError, LaunchOutcome, detached};
 use crate::model::{LaunchRequest, ResumeRequest, Session, SessionPhase, StreamPlacement};
 use crate::relay::SessionRelay;
 use crate::stream_host::{HostError, HostSessionRequest};
@@ -38,35 +37,29 @@ fn host_error(error: HostError) -> LaunchError {
     }
 }
 
-/// Runs `work` under the user's lock on its own task, to completion even if the caller stops
-/// waiting, and rolls the launch back (cancels the user's session) when its outcome can no
-/// longer be delivered (the deadline passed or the caller's future was dropped).
+/// Runs `work` under the user's lock with [`detached`]: to completion even if the caller stops
+/// waiting, and rolled back (the user's session cancelled, still under the lock) when its outcome
+/// can no longer be delivered.
 pub(super) async fn run_detached(
     pack: &Arc<Pack>,
     user: UserName,
     work: impl FnOnce(Arc<Pack>) -> BoxFuture<'static, Result<LaunchOutcome, LaunchError>> + Send + 'static,
 ) -> Result<LaunchOutcome, LaunchError> {
-    let (tx, rx) = oneshot::channel();
+    let user_lock = pack.user_lock(&user);
     let task_pack = pack.clone();
-    tokio::spawn(async move {
-        let user_lock = task_pack.user_lock(&user);
-        let _guard = user_lock.lock().await;
-        let outcome = work(task_pack.clone()).await;
-        let succeeded = outcome.is_ok();
-        if tx.send(outcome).is_err() && succeeded {
-            warn!(user = %user, "nobody is waiting for this launch any more; rolling it back");
-            if let Err(error) = task_pack.cancel(&user).await {
+    let locked_work = async move {
+        let guard = user_lock.lock_owned().await;
+        (work(task_pack).await, guard)
+    };
+    let rollback_pack = pack.clone();
+    let rollback = move |_| -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            if let Err(error) = rollback_pack.cancel(&user).await {
                 warn!(%error, "rolling back a launch failed");
             }
-        }
-    });
-    match tokio::time::timeout(pack.config.launch_deadline, rx).await {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(_)) => Err(LaunchError::Backend(Error::unavailable(
-            "the launch task ended unexpectedly",
-        ))),
-        Err(_) => Err(LaunchError::Timeout),
-    }
+        })
+    };
+    detached(pack.config.launch_deadline, locked_work, rollback).await
 }
 
 impl Pack {

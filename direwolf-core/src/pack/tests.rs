@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use super::placement::session_url;
 use super::*;
+use crate::conformance::LauncherFixture;
 use crate::ids::{AesKey, Fingerprint, RiKeyId};
 use crate::memory::{InMemoryAppCatalog, InMemorySessionStore};
 use crate::model::{App, SessionPhase, StreamKeys, VideoMode};
@@ -795,4 +796,19 @@ async fn invalid_pools_are_refused() {
     ];
     let twice = WolfPool::start(hosts, relay, sessions, apps, PoolConfig::default());
     assert!(matches!(twice.await, Err(Error::Invalid { .. })));
+}
+
+#[tokio::test]
+async fn conforms_to_the_launcher_suite() {
+    let (a, b) = (host("a"), host("b"));
+    let f = fixture(vec![(a.clone(), 2), (b.clone(), 2)], PoolConfig::default()).await;
+    let mut fixture = LauncherFixture::streaming([app(1), app(2)], app(3));
+    fixture.sessions_at_once = 4;
+    crate::conformance::launcher(&f.pool, &fixture).await;
+    assert_eq!(
+        (a.session_count(), b.session_count()),
+        (0, 0),
+        "the suite ends what it starts"
+    );
+    assert_eq!(f.relay.allocator().in_use(), 0);
 }

@@ -1,74 +1,21 @@
-//! The conformance suite every store backend must pass.
-//!
-//! Each function exercises the guarantees documented on one trait in [`crate::store`] and panics
-//! with a message naming the broken guarantee. The functions do **not** need an empty store:
-//! every key they use carries a fresh random tag, they check only their own objects (plus
-//! properties that hold whatever else is stored, such as list order), and they delete what
-//! they created. So they can run against a shared Kubernetes API-server emulator or a real
-//! data directory.
-//!
-//! [`identity_store`] is the exception to "delete what they created": an identity cannot be
-//! removed through the trait. On a store without an identity it leaves the one it created.
-//!
-//! ```
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() {
-//! direwolf_core::conformance::all(&direwolf_core::Stores::in_memory()).await;
-//! # }
-//! ```
+//! The store suites: one function per trait of [`crate::store`].
 
 use std::fmt::Debug;
 
 use futures::future::join_all;
 use rand::Rng;
 
-use crate::error::{Error, Result};
+use super::{CONCURRENCY, name, ok, run_tag};
+use crate::error::Error;
 use crate::ids::{AesKey, AppId, Fingerprint, RiKeyId, SessionId, UserName};
 use crate::model::{
     App, AppAsset, Pairing, ServerIdentity, Session, SessionPhase, StreamKeys, StreamPlacement, StreamPorts,
     User, VideoMode, unix_now,
 };
-use crate::store::{
-    AppCatalog, IdentityStore, PairingStore, SessionStore, SessionStoreExt, Stores, UserStore,
-};
-
-/// How many tasks the concurrency checks run at once.
-const CONCURRENCY: usize = 16;
-
-/// Runs every check of this module against `stores`.
-pub async fn all(stores: &Stores) {
-    pairing_store(stores.pairings.as_ref()).await;
-    user_store(stores.users.as_ref()).await;
-    app_catalog(stores.apps.as_ref()).await;
-    session_store(stores.sessions.as_ref()).await;
-    identity_store(stores.identity.as_ref()).await;
-}
-
-/// Unwraps a store call, panicking with the operation's name and the error.
-fn ok<T>(result: Result<T>, operation: &str) -> T {
-    match result {
-        Ok(value) => value,
-        Err(e) => panic!("{operation} failed: {e} ({e:?})"),
-    }
-}
-
-/// A fresh tag of 8 lower-case letters and digits: keeps this run's keys apart from any other
-/// data in the store and from concurrent runs.
-fn run_tag() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::thread_rng();
-    (0..8)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-        .collect()
-}
-
-fn name(text: String) -> UserName {
-    text.parse()
-        .unwrap_or_else(|e| panic!("test user name {text:?} is invalid: {e}"))
-}
+use crate::store::{AppCatalog, IdentityStore, PairingStore, SessionStore, SessionStoreExt, UserStore};
 
 /// Standard base64 with padding (enough for the PEM armour of test certificates).
-fn base64(bytes: &[u8]) -> String {
+pub(super) fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
@@ -579,12 +526,7 @@ pub async fn session_store(store: &dyn SessionStore) {
             session_url: "rtsp://[2001:db8::1]:48010".into(),
             host: "wolf-α".into(),
             host_session_id: "1234567890".into(),
-            ports: Some(StreamPorts {
-                rtsp: 48010,
-                control: 47999,
-                video: 48100,
-                audio: 48200,
-            }),
+            ports: Some(StreamPorts::WOLF_DEFAULT),
         }),
         ..s1.clone()
     };
@@ -727,67 +669,4 @@ pub async fn identity_store(store: &dyn IdentityStore) {
         Some(stored),
         "the identity must not change"
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn in_memory_backends_conform() {
-        all(&Stores::in_memory()).await;
-    }
-
-    #[tokio::test]
-    async fn suite_runs_twice_on_the_same_stores() {
-        let stores = Stores::in_memory();
-        all(&stores).await;
-        all(&stores).await;
-        assert!(
-            stores.pairings.list().await.unwrap().is_empty(),
-            "the suite must clean up its pairings"
-        );
-        assert!(
-            stores.apps.list().await.unwrap().is_empty(),
-            "the suite must clean up its apps"
-        );
-    }
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (input, expected) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(input.as_bytes()), expected);
-        }
-    }
-
-    /// A backend that loses writes must fail the suite (the suite can fail).
-    #[tokio::test]
-    #[should_panic(expected = "get after put")]
-    async fn a_forgetful_backend_fails() {
-        #[derive(Debug)]
-        struct Forgetful;
-        #[async_trait::async_trait]
-        impl PairingStore for Forgetful {
-            async fn get(&self, _: &Fingerprint) -> Result<Option<Pairing>> {
-                Ok(None)
-            }
-            async fn put(&self, _: Pairing) -> Result<()> {
-                Ok(())
-            }
-            async fn delete(&self, _: &Fingerprint) -> Result<bool> {
-                Ok(false)
-            }
-            async fn list(&self) -> Result<Vec<Pairing>> {
-                Ok(Vec::new())
-            }
-        }
-        pairing_store(&Forgetful).await;
-    }
 }
