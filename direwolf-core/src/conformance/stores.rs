@@ -73,7 +73,20 @@ pub async fn pairing_store(store: &dyn PairingStore) {
     let tag = run_tag();
     let user = name(format!("c{tag}-a"));
     let other_user = name(format!("c{tag}-b"));
+    let a2 = pairing_round_trip(store, &user, &other_user).await;
+    let c = pairings_listed_and_deleted(store, &a2, &user, &other_user).await;
+    let many = pairings_written_concurrently(store, &user).await;
+    let base = pairing_written_by_racing_puts(store, &user).await;
+    for p in [&a2, &c, &base].into_iter().chain(&many) {
+        assert!(
+            ok(store.delete(&p.fingerprint).await, "PairingStore::delete"),
+            "cleanup delete must find {p:?}"
+        );
+    }
+}
 
+/// Get, put, idempotent upsert and replace of one pairing; returns it as replaced.
+async fn pairing_round_trip(store: &dyn PairingStore, user: &UserName, other_user: &UserName) -> Pairing {
     let a = sample_pairing(user.clone(), Some("Sam’s 📱 Deck «ünïcode»"));
     assert_eq!(
         ok(store.get(&a.fingerprint).await, "PairingStore::get"),
@@ -115,13 +128,23 @@ pub async fn pairing_store(store: &dyn PairingStore) {
         "put must replace the pairing with the same fingerprint"
     );
 
+    a2
+}
+
+/// List order and delete, with two more pairings; returns the one left.
+async fn pairings_listed_and_deleted(
+    store: &dyn PairingStore,
+    a2: &Pairing,
+    user: &UserName,
+    other_user: &UserName,
+) -> Pairing {
     let b = sample_pairing(user.clone(), None);
     let c = sample_pairing(other_user.clone(), Some("roth"));
     ok(store.put(b.clone()).await, "PairingStore::put");
     ok(store.put(c.clone()).await, "PairingStore::put");
     let listed = ok(store.list().await, "PairingStore::list");
     assert_strictly_sorted(&listed, |p| p.fingerprint.clone(), "PairingStore::list");
-    for expected in [&a2, &b, &c] {
+    for expected in [a2, &b, &c] {
         let found: Vec<&Pairing> = listed
             .iter()
             .filter(|p| p.fingerprint == expected.fingerprint)
@@ -153,7 +176,11 @@ pub async fn pairing_store(store: &dyn PairingStore) {
         "list must not hold a deleted pairing"
     );
 
-    // Concurrent writers on distinct keys: every write lands.
+    c
+}
+
+/// Concurrent writers on distinct keys: every write lands.
+async fn pairings_written_concurrently(store: &dyn PairingStore, user: &UserName) -> Vec<Pairing> {
     let many: Vec<Pairing> = (0..CONCURRENCY)
         .map(|_| sample_pairing(user.clone(), Some("many")))
         .collect();
@@ -170,7 +197,11 @@ pub async fn pairing_store(store: &dyn PairingStore) {
         assert!(listed.contains(p), "every concurrent put must be listed");
     }
 
-    // Concurrent writers on one key: the result is one of the values written, intact.
+    many
+}
+
+/// Concurrent writers on one key: the result is one of the values written, intact.
+async fn pairing_written_by_racing_puts(store: &dyn PairingStore, user: &UserName) -> Pairing {
     let base = sample_pairing(user.clone(), None);
     let variants: Vec<Pairing> = (0..CONCURRENCY)
         .map(|i| Pairing {
@@ -188,12 +219,7 @@ pub async fn pairing_store(store: &dyn PairingStore) {
         "concurrent puts of one key must leave one of the written values"
     );
 
-    for p in [&a2, &c, &base].into_iter().chain(&many) {
-        assert!(
-            ok(store.delete(&p.fingerprint).await, "PairingStore::delete"),
-            "cleanup delete must find {p:?}"
-        );
-    }
+    base
 }
 
 /// Checks [`UserStore`]: get after put, idempotent upsert, replace, delete reports existence,
@@ -260,6 +286,18 @@ pub async fn user_store(store: &dyn UserStore) {
         "get after delete must be None"
     );
 
+    let many = users_written_concurrently(store, &tag).await;
+    for u in std::iter::once(&renamed).chain(&many) {
+        assert!(
+            ok(store.delete(&u.name).await, "UserStore::delete"),
+            "cleanup delete must find {:?}",
+            u.name
+        );
+    }
+}
+
+/// Concurrent writers on distinct users: every write lands.
+async fn users_written_concurrently(store: &dyn UserStore, tag: &str) -> Vec<User> {
     let many: Vec<User> = (0..CONCURRENCY)
         .map(|i| User::new(name(format!("c{tag}-u{i}"))))
         .collect();
@@ -275,13 +313,7 @@ pub async fn user_store(store: &dyn UserStore) {
         );
     }
 
-    for u in std::iter::once(&renamed).chain(&many) {
-        assert!(
-            ok(store.delete(&u.name).await, "UserStore::delete"),
-            "cleanup delete must find {:?}",
-            u.name
-        );
-    }
+    many
 }
 
 /// `len` bytes starting with the PNG signature, then pseudo-random (incompressible) content.
@@ -304,9 +336,38 @@ fn png_like(len: usize, seed: u64) -> AppAsset {
 pub async fn app_catalog(store: &dyn AppCatalog) {
     // Random ids in the upper half of the id space, consecutive so order is checkable.
     let first = rand::thread_rng().gen_range(AppId::MAX / 2..AppId::MAX - 2 * CONCURRENCY as u32);
-    let id = |n: u32| AppId::new(first + n).expect("the id is in range");
-    let title = |t: &str| format!("{t} {first}");
+    let apps = TestApps { first };
+    let one_renamed = app_round_trip(store, &apps).await;
+    apps_listed_and_deleted(store, &apps, &one_renamed).await;
+    let many = apps_written_concurrently(store, &apps).await;
+    for app in std::iter::once(&one_renamed).chain(many.iter().map(|(app, _)| app)) {
+        assert!(
+            ok(store.delete(app.id).await, "AppCatalog::delete"),
+            "cleanup delete must find {:?}",
+            app.id
+        );
+    }
+}
 
+/// Consecutive app ids and titles of one run of the app suite.
+struct TestApps {
+    first: u32,
+}
+
+impl TestApps {
+    fn id(&self, n: u32) -> AppId {
+        AppId::new(self.first + n).expect("the id is in range")
+    }
+
+    fn title(&self, t: &str) -> String {
+        format!("{t} {}", self.first)
+    }
+}
+
+/// Get, put with art, idempotent upsert, and a replace that removes the art; returns the app
+/// as replaced.
+async fn app_round_trip(store: &dyn AppCatalog, apps: &TestApps) -> App {
+    let (first, id, title) = (apps.first, |n| apps.id(n), |t: &str| apps.title(t));
     let one = App::new(id(0), title("Ωmega 游戏 🎮 Ünïcødé"))
         .expect("valid title")
         .with_hdr(true);
@@ -362,6 +423,12 @@ pub async fn app_catalog(store: &dyn AppCatalog) {
         "put with None must remove the art"
     );
 
+    one_renamed
+}
+
+/// 1 MiB art, list order, and delete (art included).
+async fn apps_listed_and_deleted(store: &dyn AppCatalog, apps: &TestApps, one_renamed: &App) {
+    let (first, id, title) = (apps.first, |n| apps.id(n), |t: &str| apps.title(t));
     // Large art, 1 MiB.
     let two = App::new(id(1), title("Desktop")).expect("valid title");
     let large = png_like(1024 * 1024, u64::from(first) + 1);
@@ -382,7 +449,7 @@ pub async fn app_catalog(store: &dyn AppCatalog) {
 
     let listed = ok(store.list().await, "AppCatalog::list");
     assert_strictly_sorted(&listed, |a| a.id, "AppCatalog::list (ids unique, in order)");
-    for expected in [&one_renamed, &two] {
+    for expected in [one_renamed, &two] {
         let found: Vec<&App> = listed.iter().filter(|a| a.id == expected.id).collect();
         assert_eq!(
             found,
@@ -409,7 +476,11 @@ pub async fn app_catalog(store: &dyn AppCatalog) {
         None,
         "delete must remove the art too"
     );
+}
 
+/// Concurrent writers on distinct apps: every app and its art land.
+async fn apps_written_concurrently(store: &dyn AppCatalog, apps: &TestApps) -> Vec<(App, AppAsset)> {
+    let (id, title) = (|n| apps.id(n), |t: &str| apps.title(t));
     let many: Vec<(App, AppAsset)> = (0..CONCURRENCY as u32)
         .map(|n| {
             let app = App::new(id(2 + n), title(&format!("Game №{n}"))).expect("valid title");
@@ -438,13 +509,7 @@ pub async fn app_catalog(store: &dyn AppCatalog) {
         );
     }
 
-    for app in std::iter::once(&one_renamed).chain(many.iter().map(|(app, _)| app)) {
-        assert!(
-            ok(store.delete(app.id).await, "AppCatalog::delete"),
-            "cleanup delete must find {:?}",
-            app.id
-        );
-    }
+    many
 }
 
 fn sample_session(id: &str, user: &UserName) -> Session {
@@ -479,7 +544,35 @@ pub async fn session_store(store: &dyn SessionStore) {
     let user = name(format!("c{tag}-u"));
     let other = name(format!("c{tag}-v"));
     let s1 = sample_session(&format!("c{tag}-s1"), &user);
+    let s1_streaming = session_round_trip(store, &s1).await;
+    let (s0, s2) = sessions_listed(store, &tag, [&user, &other], &s1_streaming).await;
+    let winner = session_created_by_racing_creates(store, &tag, &user).await;
+    assert_eq!(
+        ok(store.delete(&s1.id).await, "SessionStore::delete"),
+        Some(s1_streaming.clone()),
+        "delete must return the session as last stored"
+    );
+    assert_eq!(
+        ok(store.delete(&s1.id).await, "SessionStore::delete"),
+        None,
+        "a second delete must return None"
+    );
+    assert_eq!(
+        ok(store.get(&s1.id).await, "SessionStore::get"),
+        None,
+        "get after delete must be None"
+    );
+    for id in [&s0.id, &s2.id, &winner.id] {
+        assert!(
+            ok(store.delete(id).await, "SessionStore::delete").is_some(),
+            "cleanup delete must find {id:?}"
+        );
+    }
+}
 
+/// Get, delete and update of a missing session, create, `AlreadyExists`, update; returns the
+/// session as updated.
+async fn session_round_trip(store: &dyn SessionStore, s1: &Session) -> Session {
     assert_eq!(
         ok(store.get(&s1.id).await, "SessionStore::get"),
         None,
@@ -537,13 +630,23 @@ pub async fn session_store(store: &dyn SessionStore) {
         "get after update must return the updated session exactly"
     );
 
-    let s2 = sample_session(&format!("c{tag}-s2"), &other);
-    let s0 = sample_session(&format!("c{tag}-s0"), &user);
+    s1_streaming
+}
+
+/// Two more sessions: id order and `for_user`; returns them.
+async fn sessions_listed(
+    store: &dyn SessionStore,
+    tag: &str,
+    [user, other]: [&UserName; 2],
+    s1_streaming: &Session,
+) -> (Session, Session) {
+    let s2 = sample_session(&format!("c{tag}-s2"), other);
+    let s0 = sample_session(&format!("c{tag}-s0"), user);
     ok(store.create(s2.clone()).await, "SessionStore::create");
     ok(store.create(s0.clone()).await, "SessionStore::create");
     let listed = ok(store.list().await, "SessionStore::list");
     assert_strictly_sorted(&listed, |s| s.id.clone(), "SessionStore::list");
-    for expected in [&s0, &s1_streaming, &s2] {
+    for expected in [&s0, s1_streaming, &s2] {
         let found: Vec<&Session> = listed.iter().filter(|s| s.id == expected.id).collect();
         assert_eq!(
             found,
@@ -551,16 +654,21 @@ pub async fn session_store(store: &dyn SessionStore) {
             "list must hold every session created, exactly once and intact"
         );
     }
-    let mine = ok(store.for_user(&user).await, "SessionStoreExt::for_user");
+    let mine = ok(store.for_user(user).await, "SessionStoreExt::for_user");
     assert_eq!(
         mine,
         vec![s0.clone(), s1_streaming.clone()],
         "for_user must give the user's sessions in id order"
     );
 
-    // Several concurrent creates of one id: exactly one wins, the others are AlreadyExists.
+    (s0, s2)
+}
+
+/// Several concurrent creates of one id: exactly one wins, the others are `AlreadyExists`;
+/// returns the winner.
+async fn session_created_by_racing_creates(store: &dyn SessionStore, tag: &str, user: &UserName) -> Session {
     let contested: Vec<Session> = (0..CONCURRENCY)
-        .map(|_| sample_session(&format!("c{tag}-race"), &user))
+        .map(|_| sample_session(&format!("c{tag}-race"), user))
         .collect();
     let results = join_all(contested.iter().map(|s| store.create(s.clone()))).await;
     let mut winners = Vec::new();
@@ -582,27 +690,7 @@ pub async fn session_store(store: &dyn SessionStore) {
         "the stored session must be the winner's"
     );
 
-    assert_eq!(
-        ok(store.delete(&s1.id).await, "SessionStore::delete"),
-        Some(s1_streaming.clone()),
-        "delete must return the session as last stored"
-    );
-    assert_eq!(
-        ok(store.delete(&s1.id).await, "SessionStore::delete"),
-        None,
-        "a second delete must return None"
-    );
-    assert_eq!(
-        ok(store.get(&s1.id).await, "SessionStore::get"),
-        None,
-        "get after delete must be None"
-    );
-    for id in [&s0.id, &s2.id, &winners[0].id] {
-        assert!(
-            ok(store.delete(id).await, "SessionStore::delete").is_some(),
-            "cleanup delete must find {id:?}"
-        );
-    }
+    winners[0].clone()
 }
 
 fn sample_identity(n: usize) -> ServerIdentity {
