@@ -48,7 +48,7 @@ use tracing::{debug, info, warn};
 use crate::crd::{
     self, AppReference, PairingReference, SessionConfig, SessionSpec, UserReference, annotations, labels,
 };
-use crate::stores::RetryPolicy;
+use crate::retry::{RetryPolicy, has_status, is_transient};
 
 /// How long a launch or resume waits for the stream URL by default: below the ~55 s within
 /// which `/launch` must answer for the most impatient client (`moonlight-http.md` §2.5).
@@ -72,7 +72,7 @@ pub struct LauncherConfig {
     pub launch_timeout: Duration,
     /// Upper bound of the wait at the end of a cancel.
     pub cancel_timeout: Duration,
-    /// How transient API failures (429, 5xx, no answer) are retried.
+    /// How transient API failures ([`is_transient`]) are retried.
     pub retry: RetryPolicy,
 }
 
@@ -151,12 +151,7 @@ impl fmt::Debug for KubeLauncher {
 
 /// A kube error as a launch error: `Unavailable` for what retrying may fix, `Backend` otherwise.
 fn launch_error(what: &str, err: kube::Error) -> LaunchError {
-    let transient = match &err {
-        kube::Error::Api(status) => status.code == 429 || status.code >= 500,
-        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,
-        _ => false,
-    };
-    if transient {
+    if is_transient(&err) {
         LaunchError::Unavailable {
             message: format!("The Kubernetes API server did not answer ({what}); try again in a moment."),
         }
@@ -166,10 +161,6 @@ fn launch_error(what: &str, err: kube::Error) -> LaunchError {
             format!("{what}: {err}"),
         ))
     }
-}
-
-fn is_status(err: &kube::Error, code: u16) -> bool {
-    matches!(err, kube::Error::Api(status) if status.code == code)
 }
 
 /// What a Session says about its stream, as the launcher waits for it.
@@ -396,7 +387,7 @@ impl KubeLauncher {
             .await;
         match deleted {
             Ok(_) => {}
-            Err(e) if is_status(&e, 404) => {}
+            Err(e) if has_status(&e, 404) => {}
             Err(e) => return Err(launch_error("deleting a session", e)),
         }
         self.inner
@@ -429,7 +420,7 @@ impl KubeLauncher {
             .await;
         match created {
             Ok(_) => Ok(()),
-            Err(e) if is_status(&e, 409) => {
+            Err(e) if has_status(&e, 409) => {
                 let existing = self
                     .inner
                     .config
@@ -613,7 +604,7 @@ impl Launcher for KubeLauncher {
             .await;
         let patched = match patched {
             Ok(patched) => patched,
-            Err(e) if is_status(&e, 404) => return Err(LaunchError::NotRunning),
+            Err(e) if has_status(&e, 404) => return Err(LaunchError::NotRunning),
             Err(e) => return Err(launch_error("re-keying the session", e)),
         };
         info!(session = %name, user = %request.user, "session re-keyed; waiting for its stream");

@@ -9,6 +9,7 @@ pub mod crd;
 pub mod launcher;
 pub mod pin_broker;
 pub mod report;
+pub mod retry;
 pub mod stores;
 
 #[cfg(feature = "emulator")]

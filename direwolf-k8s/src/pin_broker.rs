@@ -41,7 +41,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::crd::labels;
-use crate::stores::RetryPolicy;
+use crate::retry::{RetryPolicy, has_status, is_transient};
 
 /// The label every pending-PIN Secret carries (value `pending`).
 pub const PIN_LABEL: &str = "direwolf/pin";
@@ -65,7 +65,7 @@ pub struct PinBrokerConfig {
     pub max_pending: usize,
     /// Entries older than this are deleted (a replica that died while holding one).
     pub entry_ttl: Duration,
-    /// How transient API failures are retried.
+    /// How transient API failures ([`is_transient`]) are retried.
     pub retry: RetryPolicy,
 }
 
@@ -108,20 +108,14 @@ impl fmt::Debug for KubePinBroker {
     }
 }
 
+/// A kube error as a core error: `Unavailable` for what retrying may fix, `Backend` otherwise.
+/// The message never names the Secret (its name is the pair secret).
 fn backend(what: &str, err: kube::Error) -> Error {
-    match &err {
-        kube::Error::Api(status) if status.code == 429 || status.code >= 500 => {
-            Error::unavailable(format!("the Kubernetes API server did not answer ({what})"))
-        }
-        kube::Error::HyperError(_) | kube::Error::Service(_) => {
-            Error::unavailable(format!("the Kubernetes API server did not answer ({what})"))
-        }
-        _ => Error::backend("kubernetes", format!("{what}: {err}")),
+    if is_transient(&err) {
+        Error::unavailable(format!("the Kubernetes API server did not answer ({what})"))
+    } else {
+        Error::backend("kubernetes", format!("{what}: {err}"))
     }
-}
-
-fn is_status(err: &kube::Error, code: u16) -> bool {
-    matches!(err, kube::Error::Api(status) if status.code == code)
 }
 
 /// The Secret name of a pending pairing.
@@ -231,7 +225,7 @@ impl KubePinBroker {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if is_status(&e, 404) => Ok(()),
+            Err(e) if has_status(&e, 404) => Ok(()),
             Err(e) => Err(backend("deleting a pending PIN", e)),
         }
     }
@@ -308,7 +302,7 @@ impl PinBroker for KubePinBroker {
                 }
                 // A retried create whose first attempt landed meets its own Secret: the fields
                 // are ours, so it is ours.
-                Err(e) if is_status(&e, 409) => match self.read(&name).await? {
+                Err(e) if has_status(&e, 409) => match self.read(&name).await? {
                     Some(existing) if existing.data.as_ref() == Some(&data) => return Ok(secret),
                     _ => continue,
                 },
@@ -408,10 +402,10 @@ impl PinBroker for KubePinBroker {
                     info!(secret = ?secret, "PIN submitted");
                     return Ok(());
                 }
-                Err(e) if is_status(&e, 404) => return Err(PinError::UnknownSecret),
+                Err(e) if has_status(&e, 404) => return Err(PinError::UnknownSecret),
                 // Changed meanwhile (another submission, or a retried patch of ours that landed
                 // before its answer was lost): read again and decide.
-                Err(e) if is_status(&e, 409) => {
+                Err(e) if has_status(&e, 409) => {
                     if let Some(now) = self.read(&name).await?
                         && let Some(stored) = submission_of(&now)
                     {

@@ -26,6 +26,7 @@ use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
 use crate::crd::{App, Pairing, ReportStatus, User, conditions, field_managers, find_condition, reasons};
+use crate::retry::RetryPolicy;
 
 /// A condition as the reporter wants it, before a transition time is attached.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,14 +159,19 @@ where
         },
     };
     let params = PatchParams::apply(field_managers::PROXY_REPORT_STATUS).force();
-    match api.patch_status(&name, &params, &Patch::Apply(&body)).await {
+    let apply = Patch::Apply(&body);
+    let written = RetryPolicy::default()
+        .run("apply condition", || api.patch_status(&name, &params, &apply))
+        .await;
+    match written {
         Ok(_) if desired.ok => {
             info!(kind = %K::kind(&()), name, condition = desired.type_, "problem resolved")
         }
         Ok(_) => {
             warn!(kind = %K::kind(&()), name, condition = desired.type_, message = %desired.message, "reported a problem")
         }
-        // The object may be gone, or another replica wrote first: the next change retries.
+        // Not transient (transient failures were retried): the object may be gone, or the
+        // write was refused; the next change tries again.
         Err(error) => warn!(kind = %K::kind(&()), name, %error, "could not report a condition"),
     }
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 use direwolf_core::{AppCatalog, AppId, Fingerprint, Pairing, PairingStore, SessionStore, UserName};
 use direwolf_k8s::crd;
 use direwolf_k8s::emulator::{ApiServerEmulator, FaultRule};
-use direwolf_k8s::stores::{KubePairingStore, KubeStores, RetryPolicy};
+use direwolf_k8s::retry::RetryPolicy;
+use direwolf_k8s::stores::{KubePairingStore, KubeStores};
 
 const WAIT: Duration = Duration::from_secs(20);
 const NS: &str = "default";

@@ -10,8 +10,8 @@
 //!
 //! Reads come from reflector caches (a watch per kind in one namespace) and wait for the
 //! initial list; writes use server-side apply (or create/merge-patch where the trait needs
-//! "must not exist"/"must exist"), retry transient failures (429, 5xx, no answer) with bounded
-//! exponential backoff, and are visible to reads on the same instance as soon as they return.
+//! "must not exist"/"must exist"), retry transient failures ([`crate::retry::is_transient`]) with
+//! bounded exponential backoff, and are visible to reads on the same instance as soon as they return.
 //!
 //! ```no_run
 //! # async fn demo() -> direwolf_core::Result<()> {
@@ -42,7 +42,7 @@ pub use pairing::KubePairingStore;
 pub use session::KubeSessionStore;
 pub use user::KubeUserStore;
 
-pub use error::RetryPolicy;
+use crate::retry::RetryPolicy;
 
 /// How long a read waits for a cache's initial list before failing with `Unavailable`.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
