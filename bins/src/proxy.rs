@@ -2,13 +2,13 @@
 //! (`reference-behaviour.md` §4.1).
 //!
 //! Everything lives in the API server of one namespace: pairings, users and apps as custom
-//! resources (reflector caches, write-through), streams as `Session` objects the operator
+//! resources (one shared watch per kind, [`Watches`], with a write-through overlay), streams as `Session` objects the operator
 //! provisions ([`KubeLauncher`]), pending PINs as Secrets so the PIN page works on any replica
 //! ([`KubePinBroker`]), and the server certificate in the Secret `direwolf-identity`, so every
 //! replica presents the same one. Replicas share no memory.
 //!
 //! A small health listener answers `/livez` (always 200 while the process serves) and `/readyz`
-//! (200 once every cache has synced, 503 before).
+//! (200 once every watch has completed its initial list, 503 before).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -18,8 +18,9 @@ use anyhow::Context as _;
 use direwolf_core::{MemoAppCatalog, UserName, UserStoreExt};
 use direwolf_k8s::crd;
 use direwolf_k8s::launcher::{KubeLauncher, LauncherConfig};
-use direwolf_k8s::pin_broker::KubePinBroker;
+use direwolf_k8s::pin_broker::{KubePinBroker, PinBrokerConfig};
 use direwolf_k8s::stores::KubeStores;
+use direwolf_k8s::watch::Watches;
 use direwolf_moonlight::MoonlightServer;
 use kube::Api;
 use kube::api::ListParams;
@@ -131,19 +132,20 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
     let namespace = args.namespace.clone();
 
     // The health listener starts first so the liveness probe answers during the sync.
-    let stores = KubeStores::start(client.clone(), &namespace);
-    let launcher = KubeLauncher::with_config(
-        client.clone(),
-        &namespace,
+    // One watch per kind, shared by the stores, the launcher, the PIN broker and the reporter.
+    let watches = Watches::new(client.clone(), &namespace);
+    let stores = KubeStores::with_watches(&watches);
+    let launcher = KubeLauncher::with_watches(
+        &watches,
         LauncherConfig {
             launch_timeout: Duration::from_secs(args.launch_timeout),
             ..LauncherConfig::default()
         },
     );
-    let broker = KubePinBroker::new(client.clone(), &namespace);
+    let broker = KubePinBroker::with_watches(&watches, PinBrokerConfig::default());
     let readiness = {
-        let (stores, launcher, broker) = (stores.clone(), launcher.clone(), broker.clone());
-        move || stores.ready() && launcher.ready() && broker.ready()
+        let watches = watches.clone();
+        move || watches.ready()
     };
     let health = TcpListener::bind(SocketAddr::new(args.health_bind, args.health_port))
         .await
@@ -152,12 +154,10 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
     let health_task = tokio::spawn(serve_health(health, readiness));
 
     check_crds(&client, &namespace).await?;
-    stores
+    watches
         .wait_ready(SYNC_TIMEOUT)
         .await
         .context("the caches did not sync")?;
-    launcher.wait_ready(SYNC_TIMEOUT).await?;
-    broker.wait_ready(SYNC_TIMEOUT).await?;
     let mut core_stores = stores.stores();
     // Repeated app lists and art (every client's app grid) come from a short-lived memo.
     core_stores.apps = Arc::new(MemoAppCatalog::new(
@@ -197,7 +197,7 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
     );
     // Hand-edited problems (a Pairing of a missing User, Apps sharing an id) are reported on the
     // objects' status.
-    let report_task = tokio::spawn(direwolf_k8s::report::run(client.clone(), namespace.clone()));
+    let report_task = tokio::spawn(direwolf_k8s::report::run(watches));
     let result = server.run_until(shutdown_signal()).await;
     health_task.abort();
     report_task.abort();

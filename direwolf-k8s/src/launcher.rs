@@ -16,7 +16,10 @@
 //!   have seen the patch).
 //! * **cancel**: delete the user's Sessions and wait (bounded) until the watch shows none of them
 //!   running, so the `/serverinfo` that clients send next reports the server free.
-//! * **current_app**: answered from a reflector cache of Sessions, never an API call.
+//! * **current_app**: answered from the Session watch, never an API call.
+//!
+//! The launcher reads the Session and App watches of a shared [`Watches`] set (what the watch
+//! delivered, without the stores' write-through overlay).
 //!
 //! The name is generated here rather than with `metadata.generateName` so that a create retried
 //! after a lost answer is idempotent (the retry meets its own object instead of starting a second
@@ -33,22 +36,20 @@ use direwolf_core::{
     AppId, LaunchError, LaunchOutcome, LaunchRequest, Launcher, PairSecret, ResumeRequest, SessionId,
     UserName,
 };
-use futures::{FutureExt, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, wait::await_condition, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::runtime::wait::await_condition;
+use kube::{Api, Client, ResourceExt};
 use parking_lot::Mutex;
-use serde::de::DeserializeOwned;
 use serde_json::json;
-use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::crd::{
     self, AppReference, PairingReference, SessionConfig, SessionSpec, UserReference, annotations, labels,
 };
 use crate::retry::{RetryPolicy, has_status, is_transient};
+use crate::watch::Watches;
+use crate::watch::reflector::Reflector;
 
 /// How long a launch or resume waits for the stream URL by default: below the ~55 s within
 /// which `/launch` must answer for the most impatient client (`moonlight-http.md` §2.5).
@@ -86,49 +87,11 @@ impl Default for LauncherConfig {
     }
 }
 
-/// A reflector of one kind in one namespace, stopped when dropped.
-struct Watched<K: Resource<DynamicType = ()> + Clone + 'static> {
-    reader: Store<K>,
-    task: JoinHandle<()>,
-}
-
-impl<K: Resource<DynamicType = ()> + Clone + 'static> Drop for Watched<K> {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl<K> Watched<K>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug + Send + Sync + 'static,
-{
-    fn spawn(kind: &'static str, api: Api<K>) -> Self {
-        let (reader, writer) = reflector::store();
-        let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
-        let task = tokio::spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            while let Some(event) = stream.next().await {
-                if let Err(err) = event {
-                    warn!(kind, error = %err, "launcher watch failed; retrying with backoff");
-                }
-            }
-        });
-        Watched { reader, task }
-    }
-
-    fn is_ready(&self) -> bool {
-        self.reader
-            .wait_until_ready()
-            .now_or_never()
-            .is_some_and(|r| r.is_ok())
-    }
-}
-
 struct Inner {
     namespace: String,
     sessions_api: Api<crd::Session>,
-    sessions: Watched<crd::Session>,
-    apps: Watched<crd::App>,
+    sessions: Arc<Reflector<crd::Session>>,
+    apps: Arc<Reflector<crd::App>>,
     config: LauncherConfig,
     /// Sessions this process deleted, hidden from `current_app` until the watch agrees.
     tombstones: Mutex<HashMap<String, Instant>>,
@@ -241,22 +204,26 @@ pub fn session_object(name: &str, request: &LaunchRequest, app_object: &str) -> 
 }
 
 impl KubeLauncher {
-    /// Starts watching the Sessions and Apps of `namespace` with the default settings. Must be
-    /// called inside a Tokio runtime; see [`KubeLauncher::wait_ready`].
+    /// Starts watching the Sessions and Apps of `namespace` (watches of its own) with the
+    /// default settings. Must be called inside a Tokio runtime; see [`KubeLauncher::wait_ready`].
     pub fn new(client: Client, namespace: &str) -> Self {
         Self::with_config(client, namespace, LauncherConfig::default())
     }
 
     /// Like [`KubeLauncher::new`] with explicit settings.
     pub fn with_config(client: Client, namespace: &str, config: LauncherConfig) -> Self {
-        let sessions_api: Api<crd::Session> = Api::namespaced(client.clone(), namespace);
-        let apps_api: Api<crd::App> = Api::namespaced(client, namespace);
+        Self::with_watches(&Watches::new(client, namespace), config)
+    }
+
+    /// A launcher reading the Session and App watches of `watches` (starting them if no other
+    /// reader has). Must be called inside a Tokio runtime.
+    pub fn with_watches(watches: &Watches, config: LauncherConfig) -> Self {
         KubeLauncher {
             inner: Arc::new(Inner {
-                namespace: namespace.to_owned(),
-                sessions: Watched::spawn("session", sessions_api.clone()),
-                apps: Watched::spawn("app", apps_api),
-                sessions_api,
+                namespace: watches.namespace().to_owned(),
+                sessions: watches.sessions().reflector().clone(),
+                apps: watches.apps().reflector().clone(),
+                sessions_api: watches.api(),
                 config,
                 tombstones: Mutex::new(HashMap::new()),
             }),
@@ -279,8 +246,8 @@ impl KubeLauncher {
     /// `Unavailable` if they do not sync in time (API server down, CRDs missing, no permission).
     pub async fn wait_ready(&self, timeout: Duration) -> direwolf_core::Result<()> {
         let both = async {
-            self.inner.sessions.reader.wait_until_ready().await?;
-            self.inner.apps.reader.wait_until_ready().await
+            self.inner.sessions.wait_ready(timeout).await?;
+            self.inner.apps.wait_ready(timeout).await
         };
         match tokio::time::timeout(timeout, both).await {
             Ok(Ok(())) => Ok(()),
@@ -306,7 +273,6 @@ impl KubeLauncher {
         let mut found: Vec<Arc<crd::Session>> = self
             .inner
             .sessions
-            .reader
             .state()
             .into_iter()
             .filter(|s| Self::belongs_to(s, user))
@@ -323,7 +289,6 @@ impl KubeLauncher {
         let matching: Vec<Arc<crd::App>> = self
             .inner
             .apps
-            .reader
             .state()
             .into_iter()
             .filter(|a| i64::from(a.spec.id) == i64::from(id.get()))
@@ -341,7 +306,6 @@ impl KubeLauncher {
         let name = &session.spec.game_reference.name;
         self.inner
             .apps
-            .reader
             .state()
             .into_iter()
             .find(|a| &a.name_any() == name)
@@ -365,7 +329,6 @@ impl KubeLauncher {
         names.extend(
             self.inner
                 .sessions
-                .reader
                 .state()
                 .iter()
                 .filter(|s| Self::belongs_to(s, user))
@@ -502,7 +465,6 @@ impl KubeLauncher {
             let showing = names.iter().any(|name| {
                 self.inner
                     .sessions
-                    .reader
                     .state()
                     .iter()
                     .any(|s| &s.name_any() == name && s.metadata.deletion_timestamp.is_none())

@@ -11,13 +11,14 @@ use serde_json::json;
 use tracing::{debug, info, warn};
 
 use super::app::KubeAppCatalog;
-use super::cache::Cache;
 use super::convert::{
     app_object_name, session_config, session_from, session_metadata, session_object, session_status,
 };
 use super::error::KubeStoreError;
 use super::{Settings, apply_params};
 use crate::crd::{self, field_managers};
+use crate::watch::Watches;
+use crate::watch::cache::Cache;
 
 /// Sessions kept as `Session` custom resources in one namespace.
 ///
@@ -35,20 +36,18 @@ pub struct KubeSessionStore {
 }
 
 impl KubeSessionStore {
-    /// Starts watching the Sessions (and Apps) of `namespace`. Must be called inside a Tokio
-    /// runtime.
+    /// Starts watching the Sessions and Apps of `namespace` (watches of its own). Must be
+    /// called inside a Tokio runtime.
     pub fn new(client: Client, namespace: &str) -> Self {
-        let apps = KubeAppCatalog::new(client.clone(), namespace);
-        Self::with_apps(client, namespace, &apps)
+        let watches = Watches::new(client, namespace);
+        Self::with_watches(&watches, &KubeAppCatalog::with_watches(&watches))
     }
 
-    /// Like [`KubeSessionStore::new`], sharing the App cache of `apps`.
-    pub fn with_apps(client: Client, namespace: &str, apps: &KubeAppCatalog) -> Self {
-        let api: Api<crd::Session> = Api::namespaced(client, namespace);
-        let cache = Cache::spawn("session", namespace, api.clone());
+    /// Reads the Session watch of `watches`, and resolves apps through `apps`.
+    pub(super) fn with_watches(watches: &Watches, apps: &KubeAppCatalog) -> Self {
         KubeSessionStore {
-            api,
-            cache,
+            api: watches.api(),
+            cache: watches.sessions(),
             apps: apps.clone(),
             settings: Settings::default(),
         }
