@@ -25,7 +25,7 @@
 //! after a lost answer is idempotent (the retry meets its own object instead of starting a second
 //! stream); it has the same shape as a generated one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,19 +34,16 @@ use async_trait::async_trait;
 use direwolf_core::model::unix_now;
 use direwolf_core::{
     AppId, LaunchError, LaunchOutcome, LaunchRequest, Launcher, PairSecret, ResumeRequest, SessionId,
-    UserName,
+    SessionPhase, UserName,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::wait::await_condition;
 use kube::{Api, Client, ResourceExt};
 use parking_lot::Mutex;
 use serde_json::json;
 use tracing::{debug, info, warn};
 
-use crate::crd::{
-    self, AppReference, PairingReference, SessionConfig, SessionSpec, UserReference, annotations, labels,
-};
+use crate::crd::{self, annotations, labels};
 use crate::retry::{RetryPolicy, has_status, is_transient};
 use crate::watch::Watches;
 use crate::watch::reflector::Reflector;
@@ -112,12 +109,17 @@ impl fmt::Debug for KubeLauncher {
     }
 }
 
+/// The readable 503 for an API server that did not answer `what`.
+fn unavailable(what: &str) -> LaunchError {
+    LaunchError::Unavailable {
+        message: format!("The Kubernetes API server did not answer ({what}); try again in a moment."),
+    }
+}
+
 /// A kube error as a launch error: `Unavailable` for what retrying may fix, `Backend` otherwise.
 fn launch_error(what: &str, err: kube::Error) -> LaunchError {
     if is_transient(&err) {
-        LaunchError::Unavailable {
-            message: format!("The Kubernetes API server did not answer ({what}); try again in a moment."),
-        }
+        unavailable(what)
     } else {
         LaunchError::Backend(direwolf_core::Error::backend(
             "kubernetes",
@@ -160,47 +162,27 @@ pub fn session_name(user: &UserName, app_object: &str) -> String {
     format!("{prefix}-{suffix}")
 }
 
-/// The Session object a launch creates (`reference-behaviour.md` §2.1, §2.5).
-pub fn session_object(name: &str, request: &LaunchRequest, app_object: &str) -> crd::Session {
-    let mut object = crd::Session::new(
-        name,
-        SessionSpec {
-            user_reference: UserReference {
-                name: request.user.to_string(),
-            },
-            game_reference: AppReference {
-                name: app_object.to_owned(),
-                app_id: i32::try_from(request.app.get()).ok(),
-            },
-            pairing_reference: PairingReference {
-                name: request.pairing.to_string(),
-            },
-            gateway: None,
-            config: SessionConfig {
-                client_ip: Some(request.client_ip.to_string()),
-                aes_key: request.keys.aes_key.to_hex(),
-                aes_iv: request.keys.aes_iv.signed().to_string(),
-                video_width: i32::try_from(request.mode.width).unwrap_or(i32::MAX),
-                video_height: i32::try_from(request.mode.height).unwrap_or(i32::MAX),
-                video_refresh_rate: i32::try_from(request.mode.fps).unwrap_or(i32::MAX),
-                surround_audio_flags: i64::from(request.surround_audio_info),
-            },
-        },
-    );
-    object.metadata = ObjectMeta {
-        name: Some(name.to_owned()),
-        labels: Some(BTreeMap::from([
-            (labels::SESSION.to_owned(), "true".to_owned()),
-            (labels::USER.to_owned(), request.user.to_string()),
-            (labels::APP_NAME.to_owned(), app_object.to_owned()),
-        ])),
-        annotations: Some(BTreeMap::from([
-            (annotations::PAIRING.to_owned(), request.pairing.to_string()),
-            (annotations::CREATED_AT.to_owned(), unix_now().to_string()),
-        ])),
-        ..ObjectMeta::default()
+/// The Session a launch creates (`reference-behaviour.md` §2.1, §2.5): a pending session of the
+/// request, built by the one Session builder of the stores.
+fn session_object(
+    id: &SessionId,
+    request: &LaunchRequest,
+    app_object: &str,
+) -> Result<crd::Session, LaunchError> {
+    let session = direwolf_core::Session {
+        id: id.clone(),
+        user: request.user.clone(),
+        pairing: request.pairing.clone(),
+        app: request.app,
+        client_ip: request.client_ip,
+        mode: request.mode,
+        surround_audio_info: request.surround_audio_info,
+        keys: request.keys,
+        phase: SessionPhase::Pending,
+        placement: None,
+        created_at: unix_now(),
     };
-    object
+    crate::stores::session_object(&session, app_object).map_err(|e| LaunchError::Backend(e.into()))
 }
 
 impl KubeLauncher {
@@ -369,36 +351,18 @@ impl KubeLauncher {
         Ok(names)
     }
 
-    /// Creates `object`; a retry that meets its own earlier attempt counts as success.
+    /// Creates `object` (see [`create_session`](crate::stores::create_session): a retried create
+    /// that meets its own earlier attempt counts as success).
     async fn create(&self, object: &crd::Session) -> Result<(), LaunchError> {
-        let params = PostParams::default();
-        let name = object.name_any();
-        let created = self
-            .inner
-            .config
-            .retry
-            .run("create session", || {
-                self.inner.sessions_api.create(&params, object)
-            })
-            .await;
-        match created {
+        let created =
+            crate::stores::create_session(&self.inner.sessions_api, &self.inner.config.retry, object);
+        match created.await {
             Ok(_) => Ok(()),
-            Err(e) if has_status(&e, 409) => {
-                let existing = self
-                    .inner
-                    .config
-                    .retry
-                    .run("get session", || self.inner.sessions_api.get_opt(&name))
-                    .await
-                    .map_err(|e| launch_error("reading back a new session", e))?;
-                match existing {
-                    Some(existing) if existing.spec == object.spec => Ok(()),
-                    _ => Err(LaunchError::Unavailable {
-                        message: "Another session with the same generated name exists; try again.".to_owned(),
-                    }),
-                }
-            }
-            Err(e) => Err(launch_error("creating the session", e)),
+            Err(direwolf_core::Error::AlreadyExists { .. }) => Err(LaunchError::Unavailable {
+                message: "Another session with the same generated name exists; try again.".to_owned(),
+            }),
+            Err(direwolf_core::Error::Unavailable { .. }) => Err(unavailable("creating the session")),
+            Err(err) => Err(LaunchError::Backend(err)),
         }
     }
 
@@ -503,7 +467,7 @@ impl Launcher for KubeLauncher {
         }
         let name = session_name(&request.user, &app_object);
         let id = Self::session_id(&name)?;
-        let object = session_object(&name, &request, &app_object);
+        let object = session_object(&id, &request, &app_object)?;
         self.create(&object).await?;
         info!(session = %name, user = %request.user, app = %request.app, "session created; waiting for its stream");
         match self.wait_for_url(&name, None, deadline).await {
@@ -642,7 +606,8 @@ mod tests {
 
     #[test]
     fn session_object_carries_the_request() {
-        let object = session_object("alice-firefox-abcde", &request(), "firefox");
+        let id: SessionId = "alice-firefox-abcde".parse().unwrap();
+        let object = session_object(&id, &request(), "firefox").unwrap();
         let spec = serde_json::to_value(&object.spec).unwrap();
         assert_eq!(
             spec,

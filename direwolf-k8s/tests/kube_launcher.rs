@@ -249,6 +249,13 @@ async fn injected_api_failures_are_retried() {
             .with_path_prefix(&sessions_path)
             .times(2),
     );
+    // Then a conflict with nothing stored: the one Session create of the stores and the
+    // launcher (issue 10) reads back, finds nothing and creates again.
+    emulator.inject(
+        FaultRule::status(409)
+            .with_verb("create")
+            .with_path_prefix(&sessions_path),
+    );
     emulator.inject(
         FaultRule::status(429)
             .with_verb("list")
@@ -266,6 +273,13 @@ async fn injected_api_failures_are_retried() {
         1,
         "exactly one Session despite retried creates"
     );
+    let creates: Vec<u16> = emulator
+        .requests()
+        .into_iter()
+        .filter(|r| r.verb == "create" && r.path.starts_with(&sessions_path))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(creates, [500, 500, 409, 201], "two 5xx retried, a 409 resolved");
 
     emulator.inject(
         FaultRule::status(500)

@@ -44,7 +44,9 @@ pub use pairing::KubePairingStore;
 pub use session::KubeSessionStore;
 pub use user::KubeUserStore;
 
+pub(crate) use convert::session_object;
 pub(crate) use error::KubeStoreError;
+pub(crate) use session::create_session;
 
 use crate::retry::RetryPolicy;
 
