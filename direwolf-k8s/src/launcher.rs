@@ -16,10 +16,13 @@
 //!   have seen the patch).
 //! * **cancel**: delete the user's Sessions and wait (bounded) until the watch shows none of them
 //!   running, so the `/serverinfo` that clients send next reports the server free.
-//! * **current_app**: answered from the Session watch, never an API call.
+//! * **current_app**: answered from the Session cache, never an API call.
 //!
-//! The launcher reads the Session and App watches of a shared [`Watches`] set (what the watch
-//! delivered, without the stores' write-through overlay).
+//! The launcher reads the Session and App watches of a shared [`Watches`] set. What it writes
+//! (the Session it created, the re-keyed one, the one whose stream URL it saw, a deletion) goes
+//! into the set's write-through overlay of Sessions, so `current_app` answers from it at once,
+//! before the watch delivers it: the `/serverinfo` a client sends right after `/launch` sees
+//! the server busy.
 //!
 //! The name is generated here rather than with `metadata.generateName` so that a create retried
 //! after a lost answer is idempotent (the retry meets its own object instead of starting a second
@@ -46,6 +49,7 @@ use tracing::{debug, info, warn};
 use crate::crd::{self, annotations, labels};
 use crate::retry::{RetryPolicy, has_status, is_transient};
 use crate::watch::Watches;
+use crate::watch::cache::Cache;
 use crate::watch::reflector::Reflector;
 
 /// How long a launch or resume waits for the stream URL by default: below the ~55 s within
@@ -87,7 +91,7 @@ impl Default for LauncherConfig {
 struct Inner {
     namespace: String,
     sessions_api: Api<crd::Session>,
-    sessions: Arc<Reflector<crd::Session>>,
+    sessions: Arc<Cache<crd::Session>>,
     apps: Arc<Reflector<crd::App>>,
     config: LauncherConfig,
     /// Sessions this process deleted, hidden from `current_app` until the watch agrees.
@@ -203,7 +207,7 @@ impl KubeLauncher {
         KubeLauncher {
             inner: Arc::new(Inner {
                 namespace: watches.namespace().to_owned(),
-                sessions: watches.sessions().reflector().clone(),
+                sessions: watches.sessions(),
                 apps: watches.apps().reflector().clone(),
                 sessions_api: watches.api(),
                 config,
@@ -255,7 +259,7 @@ impl KubeLauncher {
         let mut found: Vec<Arc<crd::Session>> = self
             .inner
             .sessions
-            .state()
+            .list()
             .into_iter()
             .filter(|s| Self::belongs_to(s, user))
             .filter(|s| s.metadata.deletion_timestamp.is_none() && !has_ended(s))
@@ -311,7 +315,7 @@ impl KubeLauncher {
         names.extend(
             self.inner
                 .sessions
-                .state()
+                .list()
                 .iter()
                 .filter(|s| Self::belongs_to(s, user))
                 .map(|s| s.name_any()),
@@ -324,6 +328,7 @@ impl KubeLauncher {
     /// Deletes one Session (already gone is fine) and hides it from `current_app`.
     async fn delete_session(&self, name: &str) -> Result<(), LaunchError> {
         let params = DeleteParams::background();
+        let known = self.inner.sessions.get(name).and_then(|s| s.resource_version());
         let deleted = self
             .inner
             .config
@@ -335,6 +340,7 @@ impl KubeLauncher {
             Err(e) if has_status(&e, 404) => {}
             Err(e) => return Err(launch_error("deleting a session", e)),
         }
+        self.inner.sessions.deleted(name, known);
         self.inner
             .tombstones
             .lock()
@@ -357,7 +363,10 @@ impl KubeLauncher {
         let created =
             crate::stores::create_session(&self.inner.sessions_api, &self.inner.config.retry, object);
         match created.await {
-            Ok(_) => Ok(()),
+            Ok(written) => {
+                self.inner.sessions.wrote(written);
+                Ok(())
+            }
             Err(direwolf_core::Error::AlreadyExists { .. }) => Err(LaunchError::Unavailable {
                 message: "Another session with the same generated name exists; try again.".to_owned(),
             }),
@@ -406,8 +415,9 @@ impl KubeLauncher {
                             message: "The session ended before its stream started.".to_owned(),
                         });
                     }
-                    if let Some(url) = stream_url(&session) {
-                        return Ok(url.to_owned());
+                    if let Some(url) = stream_url(&session).map(str::to_owned) {
+                        self.inner.sessions.wrote(session);
+                        return Ok(url);
                     }
                 }
                 Ok(Err(err)) => {
@@ -422,16 +432,17 @@ impl KubeLauncher {
         }
     }
 
-    /// Waits until the cache shows none of `names` running, at most `timeout`.
+    /// Waits until the watch (not this process's overlay) shows none of `names` running, at
+    /// most `timeout`.
     async fn wait_gone(&self, names: &[String], timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let showing = names.iter().any(|name| {
                 self.inner
                     .sessions
-                    .state()
-                    .iter()
-                    .any(|s| &s.name_any() == name && s.metadata.deletion_timestamp.is_none())
+                    .reflector()
+                    .get(name)
+                    .is_some_and(|s| s.metadata.deletion_timestamp.is_none())
             });
             if !showing {
                 return true;
@@ -533,10 +544,10 @@ impl Launcher for KubeLauncher {
             Err(e) if has_status(&e, 404) => return Err(LaunchError::NotRunning),
             Err(e) => return Err(launch_error("re-keying the session", e)),
         };
+        let generation = patched.metadata.generation;
+        self.inner.sessions.wrote(patched);
         info!(session = %name, user = %request.user, "session re-keyed; waiting for its stream");
-        let session_url = self
-            .wait_for_url(&name, patched.metadata.generation, deadline)
-            .await?;
+        let session_url = self.wait_for_url(&name, generation, deadline).await?;
         Ok(LaunchOutcome {
             session: Self::session_id(&name)?,
             session_url,

@@ -295,3 +295,54 @@ async fn injected_api_failures_are_retried() {
     operator.abort();
     emulator.shutdown().await;
 }
+
+/// Issue 10: `current_app` right after a launch returned must see the launch, even when the
+/// launcher's Session watch lags (it used to answer from the watch alone, and a `/serverinfo`
+/// sent right after `/launch` could report the server free).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_launch_is_visible_at_once_while_the_watch_lags() {
+    let emulator = emulator().await;
+    let sessions_path = format!("/apis/{}/{}/namespaces/{NS}/sessions", crd::GROUP, crd::VERSION);
+    // The first Session watch is the launcher's cache: held back well past the launch below.
+    emulator.inject(
+        FaultRule::delay(Duration::from_secs(15))
+            .with_verb("watch")
+            .with_path_prefix(&sessions_path),
+    );
+    let launcher = launcher(&emulator, Duration::from_secs(10)).await;
+    let launching = tokio::spawn({
+        let launcher = launcher.clone();
+        async move { launcher.launch(launch_request(2, 1)).await }
+    });
+    // Play the operator once the Session exists.
+    let api: Api<crd::Session> = Api::namespaced(emulator.client(), NS);
+    let name = within("the Session is created", async {
+        loop {
+            if let Some(session) = sessions(&emulator).await.first() {
+                break session.name_any();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let status = json!({ "status": { "streamURL": "rtsp://203.0.113.10:48010" } });
+    within(
+        "publish the URL",
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)),
+    )
+    .await
+    .expect("patch status");
+    let outcome = within("launch", launching)
+        .await
+        .expect("the launch task ends")
+        .expect("the launch succeeds");
+    assert_eq!(outcome.session.as_str(), name);
+    assert_eq!(
+        launcher.current_app(&alice()).await,
+        AppId::new(2).ok(),
+        "busy as soon as the launch returned"
+    );
+    within("cancel", launcher.cancel(&alice())).await.expect("cancel");
+    assert_eq!(launcher.current_app(&alice()).await, None);
+    emulator.shutdown().await;
+}
