@@ -11,6 +11,7 @@ use direwolf_k8s::crd;
 use direwolf_k8s::emulator::{ApiServerEmulator, FaultRule};
 use direwolf_k8s::retry::RetryPolicy;
 use direwolf_k8s::stores::{KubePairingStore, KubeStores};
+use futures::FutureExt;
 
 const WAIT: Duration = Duration::from_secs(20);
 const NS: &str = "default";
@@ -41,6 +42,22 @@ async fn stores(emulator: &ApiServerEmulator) -> KubeStores {
         .expect("caches sync");
     assert!(stores.ready());
     stores
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn synced_stores_answer_from_synced_caches() {
+    let emulator = emulator().await;
+    emulator
+        .apply_yaml(&example("user.yaml"))
+        .expect("the example User applies");
+    let stores = within("synced stores", KubeStores::synced_stores(emulator.client(), NS))
+        .await
+        .expect("the caches sync");
+    // Listed before returning: the User is there without waiting for a watch.
+    let users = direwolf_core::UserStore::list(stores.users.as_ref());
+    let users = users.now_or_never().expect("no wait").expect("list");
+    assert_eq!(users.len(), 1, "{users:?}");
+    emulator.shutdown().await;
 }
 
 fn pairing(n: u8) -> Pairing {

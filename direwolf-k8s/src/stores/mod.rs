@@ -17,7 +17,7 @@
 //! ```no_run
 //! # async fn demo() -> direwolf_core::Result<()> {
 //! let client = kube::Client::try_default().await.map_err(|e| direwolf_core::Error::unavailable(e))?;
-//! let stores = direwolf_k8s::stores::KubeStores::new(client, "games").await?;
+//! let stores = direwolf_k8s::stores::KubeStores::synced_stores(client, "games").await?;
 //! let apps = stores.apps.list().await?;
 //! # Ok(())
 //! # }
@@ -134,21 +134,19 @@ impl KubeStores {
         self
     }
 
-    /// Starts the stores, waits until every cache has synced, and returns them as core
-    /// [`Stores`].
+    /// Starts the stores (watches of their own, [`KubeStores::start`]), waits until every cache
+    /// has synced, and returns them as the core [`Stores`].
     ///
     /// # Errors
     /// `Unavailable` if a cache does not sync within [`DEFAULT_READY_TIMEOUT`] (API server down,
     /// CRDs not installed, or no permission to list).
-    // Returns the core `Stores` (what the proxy runs on), not `Self`: `start` gives `Self`.
-    #[allow(clippy::new_ret_no_self)]
-    pub async fn new(client: kube::Client, namespace: &str) -> direwolf_core::Result<Stores> {
+    pub async fn synced_stores(client: kube::Client, namespace: &str) -> direwolf_core::Result<Stores> {
         let stores = Self::start(client, namespace);
         stores.wait_ready(DEFAULT_READY_TIMEOUT).await?;
         Ok(stores.stores())
     }
 
-    /// Whether every cache has completed its initial list (what `/readyz` reports).
+    /// Whether every cache of the stores has completed its initial list.
     pub fn ready(&self) -> bool {
         self.pairings.ready() && self.users.ready() && self.apps.ready() && self.sessions.ready()
     }
