@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use direwolf_core::{MemoAppCatalog, UserName, UserStoreExt};
+use direwolf_core::{MemoAppCatalog, Stores, UserName, UserStoreExt};
 use direwolf_k8s::crd;
 use direwolf_k8s::launcher::{KubeLauncher, LauncherConfig};
 use direwolf_k8s::pin_broker::{KubePinBroker, PinBrokerConfig};
@@ -129,67 +129,19 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("cannot configure a Kubernetes client (KUBECONFIG or in-cluster service account)")?;
-    let namespace = args.namespace.clone();
-
-    // The health listener starts first so the liveness probe answers during the sync.
     // One watch per kind, shared by the stores, the launcher, the PIN broker and the reporter.
-    let watches = Watches::new(client.clone(), &namespace);
-    let stores = KubeStores::with_watches(&watches);
-    let launcher = KubeLauncher::with_watches(
-        &watches,
-        LauncherConfig {
-            launch_timeout: Duration::from_secs(args.launch_timeout),
-            ..LauncherConfig::default()
-        },
-    );
-    let broker = KubePinBroker::with_watches(&watches, PinBrokerConfig::default());
-    let readiness = {
-        let watches = watches.clone();
-        move || watches.ready()
-    };
-    let health = TcpListener::bind(SocketAddr::new(args.health_bind, args.health_port))
-        .await
-        .with_context(|| format!("cannot bind the health port {}", args.health_port))?;
-    info!(addr = %health.local_addr()?, "health listener (/livez, /readyz)");
-    let health_task = tokio::spawn(serve_health(health, readiness));
-
-    check_crds(&client, &namespace).await?;
+    let watches = Watches::new(client.clone(), &args.namespace);
+    let readers = Readers::start(&watches, &args);
+    // The health listener starts before the sync so the liveness probe answers during it.
+    let health_task = start_health(&args, watches.clone()).await?;
+    check_crds(&client, &args.namespace).await?;
     watches
         .wait_ready(SYNC_TIMEOUT)
         .await
         .context("the caches did not sync")?;
-    let mut core_stores = stores.stores();
-    // Repeated app lists and art (every client's app grid) come from a short-lived memo.
-    core_stores.apps = Arc::new(MemoAppCatalog::new(
-        core_stores.apps.clone(),
-        direwolf_core::store::DEFAULT_MEMO_TTL,
-    ));
-    if core_stores.users.ensure(&args.default_user).await? {
-        info!(user = %args.default_user, "created the default user");
-    }
-
-    let mut builder = MoonlightServer::builder()
-        .with_stores(core_stores)
-        .with_launcher(Arc::new(launcher))
-        .with_pin_broker(Arc::new(broker))
-        .with_http_port(args.http_port)
-        .with_https_port(args.https_port)
-        .with_hostname(args.hostname.clone())
-        .with_default_user(args.default_user.clone())
-        .with_mdns(false)
-        .with_pin_timeout(Duration::from_secs(args.pin_timeout));
-    if !args.bind.is_empty() {
-        builder = builder.with_bind_addrs(args.bind.clone());
-    }
-    if let Some(ip) = args.external_address {
-        builder = builder.with_external_address(ip);
-    }
-    let server = builder
-        .build()
-        .await
-        .context("cannot start the Moonlight server")?;
+    let server = moonlight_server(&args, readers).await?;
     info!(
-        namespace = %namespace,
+        namespace = %args.namespace,
         server.fingerprint = %server.server_fingerprint(),
         http = ?server.http_addrs(),
         https = ?server.https_addrs(),
@@ -204,6 +156,71 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
     result.context("the Moonlight server failed")?;
     info!("direwolf proxy stopped");
     Ok(())
+}
+
+/// What the Moonlight server runs on, all reading one set of watches.
+struct Readers {
+    stores: KubeStores,
+    launcher: KubeLauncher,
+    broker: KubePinBroker,
+}
+
+impl Readers {
+    fn start(watches: &Watches, args: &ProxyArgs) -> Self {
+        let launcher = LauncherConfig {
+            launch_timeout: Duration::from_secs(args.launch_timeout),
+            ..LauncherConfig::default()
+        };
+        Readers {
+            stores: KubeStores::with_watches(watches),
+            launcher: KubeLauncher::with_watches(watches, launcher),
+            broker: KubePinBroker::with_watches(watches, PinBrokerConfig::default()),
+        }
+    }
+}
+
+/// Binds the health port and answers `/livez`, and `/readyz` once `watches` have synced.
+async fn start_health(args: &ProxyArgs, watches: Watches) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let health = TcpListener::bind(SocketAddr::new(args.health_bind, args.health_port))
+        .await
+        .with_context(|| format!("cannot bind the health port {}", args.health_port))?;
+    info!(addr = %health.local_addr()?, "health listener (/livez, /readyz)");
+    Ok(tokio::spawn(serve_health(health, move || watches.ready())))
+}
+
+/// The core stores the server uses: repeated app lists and art (every client's app grid) come
+/// from a short-lived memo; the default user exists.
+async fn core_stores(stores: &KubeStores, default_user: &UserName) -> anyhow::Result<Stores> {
+    let mut core_stores = stores.stores();
+    core_stores.apps = Arc::new(MemoAppCatalog::new(
+        core_stores.apps.clone(),
+        direwolf_core::store::DEFAULT_MEMO_TTL,
+    ));
+    if core_stores.users.ensure(default_user).await? {
+        info!(user = %default_user, "created the default user");
+    }
+    Ok(core_stores)
+}
+
+/// Builds and binds the Moonlight server on the synced readers.
+async fn moonlight_server(args: &ProxyArgs, readers: Readers) -> anyhow::Result<MoonlightServer> {
+    let mut builder = MoonlightServer::builder()
+        .with_stores(core_stores(&readers.stores, &args.default_user).await?)
+        .with_launcher(Arc::new(readers.launcher))
+        .with_pin_broker(Arc::new(readers.broker))
+        .with_http_port(args.http_port)
+        .with_https_port(args.https_port)
+        .with_hostname(args.hostname.clone())
+        .with_default_user(args.default_user.clone())
+        .with_mdns(false)
+        .with_pin_timeout(Duration::from_secs(args.pin_timeout));
+    if !args.bind.is_empty() {
+        builder = builder.with_bind_addrs(args.bind.clone());
+    }
+    if let Some(ip) = args.external_address {
+        builder = builder.with_external_address(ip);
+    }
+    builder.build().await.context("cannot start the Moonlight server")
 }
 
 /// Answers `/livez` and `/readyz` with a minimal HTTP/1.1 exchange per connection.
