@@ -73,6 +73,7 @@
 // - Discovery: only the legacy (unaggregated) documents; no OpenAPI (/openapi/v2, /openapi/v3).
 // - Only JSON (no protobuf, no CBOR), HTTP/1.1 only, no TLS, no table output (`as=Table`).
 
+mod discovery;
 mod fields;
 mod registry;
 mod schema;
@@ -80,6 +81,7 @@ mod selector;
 mod server;
 mod state;
 mod status;
+mod watch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
