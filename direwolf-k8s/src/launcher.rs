@@ -8,7 +8,7 @@
 //! * **launch**: resolve the App by `spec.id`, delete the user's Sessions (one stream per user),
 //!   create a Session named `<user>-<app>-<5 random characters>` with the labels and annotation
 //!   of §2.1, and wait for `status.streamURL` with
-//!   [`await_condition`](kube::runtime::wait::await_condition) inside an overall timeout (default
+//!   [`await_condition`] inside an overall timeout (default
 //!   [`DEFAULT_LAUNCH_TIMEOUT`], below the ~55 s the slowest client waits). A Session that does
 //!   not start in time is deleted and the client gets [`LaunchError::Timeout`].
 //! * **resume**: merge-patch the user's Session with the new keys, client address and pairing,

@@ -1,7 +1,7 @@
 //! Which API failures are transient, and the bounded retry of them.
 //!
 //! [`is_transient`] is the one answer to "may this error go away by itself?" in this crate: the
-//! stores, the launcher and the PIN broker retry exactly these errors ([`RetryPolicy::run`]) and
+//! stores, the launcher and the PIN broker retry exactly these errors (with a [`RetryPolicy`]) and
 //! report them as `Unavailable` (try again later) rather than as a backend failure.
 //!
 //! | Error | Transient | Why |
