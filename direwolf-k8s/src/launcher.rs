@@ -34,10 +34,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use direwolf_core::model::unix_now;
 use direwolf_core::{
     AppId, LaunchError, LaunchOutcome, LaunchRequest, Launcher, PairSecret, ResumeRequest, SessionId,
-    SessionPhase, UserName,
+    UserName,
 };
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::wait::await_condition;
@@ -175,16 +174,7 @@ fn session_object(
 ) -> Result<crd::Session, LaunchError> {
     let session = direwolf_core::Session {
         id: id.clone(),
-        user: request.user.clone(),
-        pairing: request.pairing.clone(),
-        app: request.app,
-        client_ip: request.client_ip,
-        mode: request.mode,
-        surround_audio_info: request.surround_audio_info,
-        keys: request.keys,
-        phase: SessionPhase::Pending,
-        placement: None,
-        created_at: unix_now(),
+        ..direwolf_core::Session::from_launch(request)
     };
     crate::stores::session_object(&session, app_object).map_err(|e| LaunchError::Backend(e.into()))
 }

@@ -4,6 +4,8 @@
 //! the cache before returning, and injected API failures are retried.
 #![cfg(feature = "emulator")]
 
+mod support;
+
 use std::future::Future;
 use std::time::Duration;
 
@@ -26,24 +28,11 @@ const NS: &str = "default";
 /// Awaits `f`, failing the test with `what` if it takes longer than 30 s (a timeout means the
 /// launcher hung: a cache never synced or a wait did not end at its own deadline).
 async fn within<F: Future>(what: &str, f: F) -> F::Output {
-    tokio::time::timeout(WAIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {WAIT:?} waiting for: {what}"))
+    support::within(WAIT, what, f).await
 }
 
 async fn emulator() -> ApiServerEmulator {
-    let emulator = within("emulator start", ApiServerEmulator::start())
-        .await
-        .expect("emulator starts");
-    emulator
-        .apply_yaml(&crd::crds_yaml().expect("CRDs render"))
-        .expect("CRDs install");
-    for file in ["app-test-pattern.yaml", "app-firefox.yaml", "user.yaml"] {
-        let path = format!("{}/../examples/{file}", env!("CARGO_MANIFEST_DIR"));
-        let yaml = std::fs::read_to_string(&path).expect("example readable");
-        emulator.apply_yaml(&yaml).expect("example applies");
-    }
-    emulator
+    support::emulator(WAIT, &["app-test-pattern.yaml", "app-firefox.yaml", "user.yaml"]).await
 }
 
 async fn launcher(emulator: &ApiServerEmulator, launch_timeout: Duration) -> KubeLauncher {

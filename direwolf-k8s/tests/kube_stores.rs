@@ -3,6 +3,8 @@
 //! the example CRs read through the stores.
 #![cfg(feature = "emulator")]
 
+mod support;
+
 use std::future::Future;
 use std::time::Duration;
 
@@ -19,20 +21,12 @@ const NS: &str = "default";
 /// Awaits `f`, failing the test with `what` if it takes longer than 20 s (a timeout means a
 /// store call hung: a cache never synced or a retry loop did not end).
 async fn within<F: Future>(what: &str, f: F) -> F::Output {
-    tokio::time::timeout(WAIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {WAIT:?} waiting for: {what}"))
+    support::within(WAIT, what, f).await
 }
 
 /// An emulator with the direwolf CRDs installed.
 async fn emulator() -> ApiServerEmulator {
-    let emulator = within("emulator start", ApiServerEmulator::start())
-        .await
-        .expect("emulator starts");
-    emulator
-        .apply_yaml(&crd::crds_yaml().expect("CRDs render"))
-        .expect("CRDs install");
-    emulator
+    support::emulator(WAIT, &[]).await
 }
 
 async fn stores(emulator: &ApiServerEmulator) -> KubeStores {

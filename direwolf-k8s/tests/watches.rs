@@ -4,8 +4,9 @@
 //! by another store of the same set.
 #![cfg(feature = "emulator")]
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::time::Duration;
 
 use direwolf_core::{Fingerprint, Pairing, PairingStore};
@@ -16,25 +17,9 @@ use direwolf_k8s::pin_broker::{KubePinBroker, PinBrokerConfig};
 use direwolf_k8s::stores::KubeStores;
 use direwolf_k8s::watch::Watches;
 
+/// How long a test waits for anything (a timeout means a watch never synced).
 const WAIT: Duration = Duration::from_secs(20);
 const NS: &str = "default";
-
-/// Awaits `f`, failing the test with `what` after 20 s (a timeout means a watch never synced).
-async fn within<F: Future>(what: &str, f: F) -> F::Output {
-    tokio::time::timeout(WAIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {WAIT:?} waiting for: {what}"))
-}
-
-async fn emulator() -> ApiServerEmulator {
-    let emulator = within("emulator start", ApiServerEmulator::start())
-        .await
-        .expect("emulator starts");
-    emulator
-        .apply_yaml(&crd::crds_yaml().expect("CRDs render"))
-        .expect("CRDs install");
-    emulator
-}
 
 fn once_each(resources: &[&str]) -> BTreeMap<String, usize> {
     resources.iter().map(|r| ((*r).to_owned(), 1)).collect()
@@ -60,14 +45,14 @@ async fn one_watch_each(emulator: &ApiServerEmulator, resources: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_reader_of_the_proxy_shares_one_watch_per_kind() {
-    let emulator = emulator().await;
+    let emulator = support::emulator(WAIT, &[]).await;
     emulator.clear_requests();
     let watches = Watches::new(emulator.client(), NS);
     let stores = KubeStores::with_watches(&watches);
     let launcher = KubeLauncher::with_watches(&watches, LauncherConfig::default());
     let broker = KubePinBroker::with_watches(&watches, PinBrokerConfig::default());
     let reporter = tokio::spawn(direwolf_k8s::report::run(watches.clone()));
-    within("the shared watches sync", watches.wait_ready(WAIT))
+    support::within(WAIT, "the shared watches sync", watches.wait_ready(WAIT))
         .await
         .expect("every watch syncs");
     assert!(watches.ready() && stores.ready() && launcher.ready() && broker.ready());
@@ -90,7 +75,7 @@ async fn every_reader_of_the_proxy_shares_one_watch_per_kind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_covers_every_started_watch_and_only_those() {
-    let emulator = emulator().await;
+    let emulator = support::emulator(WAIT, &[]).await;
     let watches = Watches::new(emulator.client(), NS);
     assert!(watches.started().is_empty());
     assert!(watches.ready(), "nothing started, nothing to wait for");
@@ -107,7 +92,7 @@ async fn readiness_covers_every_started_watch_and_only_those() {
         !watches.ready(),
         "the App list is held back, so the set is not ready"
     );
-    within("the launcher's watches sync", watches.wait_ready(WAIT))
+    support::within(WAIT, "the launcher's watches sync", watches.wait_ready(WAIT))
         .await
         .expect("the watches sync");
     assert!(watches.ready() && launcher.ready());
@@ -137,7 +122,7 @@ async fn readiness_covers_every_started_watch_and_only_those() {
 /// keeps one waker, so a probe used to steal the waiter's and the wait ran into its timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_readiness_probe_does_not_hold_up_a_waiter() {
-    let emulator = emulator().await;
+    let emulator = support::emulator(WAIT, &[]).await;
     let apps = format!("/apis/{}/{}/namespaces/{NS}/apps", crd::GROUP, crd::VERSION);
     emulator.inject(
         FaultRule::delay(Duration::from_millis(500))
@@ -155,7 +140,7 @@ async fn a_readiness_probe_does_not_hold_up_a_waiter() {
         }
     });
     let started = std::time::Instant::now();
-    within("the watches sync", watches.wait_ready(WAIT))
+    support::within(WAIT, "the watches sync", watches.wait_ready(WAIT))
         .await
         .expect("the watches sync");
     assert!(
@@ -164,13 +149,15 @@ async fn a_readiness_probe_does_not_hold_up_a_waiter() {
         started.elapsed()
     );
     assert!(stores.ready());
-    within("the probe sees it", probe).await.expect("the probe ends");
+    support::within(WAIT, "the probe sees it", probe)
+        .await
+        .expect("the probe ends");
     emulator.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stores_of_one_set_share_the_write_through_overlay() {
-    let emulator = emulator().await;
+    let emulator = support::emulator(WAIT, &[]).await;
     // Every watch request is held back, so only the overlay can show a write at once.
     emulator.inject(
         FaultRule::delay(Duration::from_secs(5))
@@ -180,7 +167,7 @@ async fn stores_of_one_set_share_the_write_through_overlay() {
     let watches = Watches::new(emulator.client(), NS);
     let writer = KubeStores::with_watches(&watches);
     let reader = KubeStores::with_watches(&watches);
-    within("sync", watches.wait_ready(WAIT))
+    support::within(WAIT, "sync", watches.wait_ready(WAIT))
         .await
         .expect("the watches sync");
     let pairing = Pairing {
@@ -190,11 +177,12 @@ async fn stores_of_one_set_share_the_write_through_overlay() {
         device_name: None,
         paired_at: 1_790_000_000,
     };
-    within("put", writer.pairings.put(pairing.clone()))
+    support::within(WAIT, "put", writer.pairings.put(pairing.clone()))
         .await
         .expect("put");
     assert_eq!(
-        within(
+        support::within(
+            WAIT,
             "get through the other store",
             reader.pairings.get(&pairing.fingerprint)
         )
