@@ -2,24 +2,25 @@
 //! (`reference-behaviour.md` §4.1).
 //!
 //! Everything lives in the API server of one namespace: pairings, users and apps as custom
-//! resources (reflector caches, write-through), streams as `Session` objects the operator
+//! resources (one shared watch per kind, [`Watches`], with a write-through overlay), streams as `Session` objects the operator
 //! provisions ([`KubeLauncher`]), pending PINs as Secrets so the PIN page works on any replica
 //! ([`KubePinBroker`]), and the server certificate in the Secret `direwolf-identity`, so every
 //! replica presents the same one. Replicas share no memory.
 //!
 //! A small health listener answers `/livez` (always 200 while the process serves) and `/readyz`
-//! (200 once every cache has synced, 503 before).
+//! (200 once every watch has completed its initial list, 503 before).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use direwolf_core::{MemoAppCatalog, UserName, UserStoreExt};
+use direwolf_core::{MemoAppCatalog, Stores, UserName, UserStoreExt};
 use direwolf_k8s::crd;
 use direwolf_k8s::launcher::{KubeLauncher, LauncherConfig};
-use direwolf_k8s::pin_broker::KubePinBroker;
+use direwolf_k8s::pin_broker::{KubePinBroker, PinBrokerConfig};
 use direwolf_k8s::stores::KubeStores;
+use direwolf_k8s::watch::Watches;
 use direwolf_moonlight::MoonlightServer;
 use kube::Api;
 use kube::api::ListParams;
@@ -128,50 +129,85 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("cannot configure a Kubernetes client (KUBECONFIG or in-cluster service account)")?;
-    let namespace = args.namespace.clone();
+    // One watch per kind, shared by the stores, the launcher, the PIN broker and the reporter.
+    let watches = Watches::new(client.clone(), &args.namespace);
+    let readers = Readers::start(&watches, &args);
+    // The health listener starts before the sync so the liveness probe answers during it.
+    let health_task = start_health(&args, watches.clone()).await?;
+    check_crds(&client, &args.namespace).await?;
+    watches
+        .wait_ready(SYNC_TIMEOUT)
+        .await
+        .context("the caches did not sync")?;
+    let server = moonlight_server(&args, readers).await?;
+    info!(
+        namespace = %args.namespace,
+        server.fingerprint = %server.server_fingerprint(),
+        http = ?server.http_addrs(),
+        https = ?server.https_addrs(),
+        "direwolf proxy started"
+    );
+    // Hand-edited problems (a Pairing of a missing User, Apps sharing an id) are reported on the
+    // objects' status.
+    let report_task = tokio::spawn(direwolf_k8s::report::run(watches));
+    let result = server.run_until(shutdown_signal()).await;
+    health_task.abort();
+    report_task.abort();
+    result.context("the Moonlight server failed")?;
+    info!("direwolf proxy stopped");
+    Ok(())
+}
 
-    // The health listener starts first so the liveness probe answers during the sync.
-    let stores = KubeStores::start(client.clone(), &namespace);
-    let launcher = KubeLauncher::with_config(
-        client.clone(),
-        &namespace,
-        LauncherConfig {
+/// What the Moonlight server runs on, all reading one set of watches.
+struct Readers {
+    stores: KubeStores,
+    launcher: KubeLauncher,
+    broker: KubePinBroker,
+}
+
+impl Readers {
+    fn start(watches: &Watches, args: &ProxyArgs) -> Self {
+        let launcher = LauncherConfig {
             launch_timeout: Duration::from_secs(args.launch_timeout),
             ..LauncherConfig::default()
-        },
-    );
-    let broker = KubePinBroker::new(client.clone(), &namespace);
-    let readiness = {
-        let (stores, launcher, broker) = (stores.clone(), launcher.clone(), broker.clone());
-        move || stores.ready() && launcher.ready() && broker.ready()
-    };
+        };
+        Readers {
+            stores: KubeStores::with_watches(watches),
+            launcher: KubeLauncher::with_watches(watches, launcher),
+            broker: KubePinBroker::with_watches(watches, PinBrokerConfig::default()),
+        }
+    }
+}
+
+/// Binds the health port and answers `/livez`, and `/readyz` once `watches` have synced.
+async fn start_health(args: &ProxyArgs, watches: Watches) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let health = TcpListener::bind(SocketAddr::new(args.health_bind, args.health_port))
         .await
         .with_context(|| format!("cannot bind the health port {}", args.health_port))?;
     info!(addr = %health.local_addr()?, "health listener (/livez, /readyz)");
-    let health_task = tokio::spawn(serve_health(health, readiness));
+    Ok(tokio::spawn(serve_health(health, move || watches.ready())))
+}
 
-    check_crds(&client, &namespace).await?;
-    stores
-        .wait_ready(SYNC_TIMEOUT)
-        .await
-        .context("the caches did not sync")?;
-    launcher.wait_ready(SYNC_TIMEOUT).await?;
-    broker.wait_ready(SYNC_TIMEOUT).await?;
+/// The core stores the server uses: repeated app lists and art (every client's app grid) come
+/// from a short-lived memo; the default user exists.
+async fn core_stores(stores: &KubeStores, default_user: &UserName) -> anyhow::Result<Stores> {
     let mut core_stores = stores.stores();
-    // Repeated app lists and art (every client's app grid) come from a short-lived memo.
     core_stores.apps = Arc::new(MemoAppCatalog::new(
         core_stores.apps.clone(),
         direwolf_core::store::DEFAULT_MEMO_TTL,
     ));
-    if core_stores.users.ensure(&args.default_user).await? {
-        info!(user = %args.default_user, "created the default user");
+    if core_stores.users.ensure(default_user).await? {
+        info!(user = %default_user, "created the default user");
     }
+    Ok(core_stores)
+}
 
+/// Builds and binds the Moonlight server on the synced readers.
+async fn moonlight_server(args: &ProxyArgs, readers: Readers) -> anyhow::Result<MoonlightServer> {
     let mut builder = MoonlightServer::builder()
-        .with_stores(core_stores)
-        .with_launcher(Arc::new(launcher))
-        .with_pin_broker(Arc::new(broker))
+        .with_stores(core_stores(&readers.stores, &args.default_user).await?)
+        .with_launcher(Arc::new(readers.launcher))
+        .with_pin_broker(Arc::new(readers.broker))
         .with_http_port(args.http_port)
         .with_https_port(args.https_port)
         .with_hostname(args.hostname.clone())
@@ -184,26 +220,7 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
     if let Some(ip) = args.external_address {
         builder = builder.with_external_address(ip);
     }
-    let server = builder
-        .build()
-        .await
-        .context("cannot start the Moonlight server")?;
-    info!(
-        namespace = %namespace,
-        server.fingerprint = %server.server_fingerprint(),
-        http = ?server.http_addrs(),
-        https = ?server.https_addrs(),
-        "direwolf proxy started"
-    );
-    // Hand-edited problems (a Pairing of a missing User, Apps sharing an id) are reported on the
-    // objects' status.
-    let report_task = tokio::spawn(direwolf_k8s::report::run(client.clone(), namespace.clone()));
-    let result = server.run_until(shutdown_signal()).await;
-    health_task.abort();
-    report_task.abort();
-    result.context("the Moonlight server failed")?;
-    info!("direwolf proxy stopped");
-    Ok(())
+    builder.build().await.context("cannot start the Moonlight server")
 }
 
 /// Answers `/livez` and `/readyz` with a minimal HTTP/1.1 exchange per connection.

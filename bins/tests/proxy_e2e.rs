@@ -301,6 +301,32 @@ fn real_client_pairs_lists_apps_and_launches_through_session_objects() {
     assert!(cluster.sessions().is_empty(), "no Session is left behind");
 }
 
+/// Issue 10: one watch per kind. The stores, the launcher, the PIN broker and the status
+/// reporter read one shared reflector per kind, so start-up opens exactly one watch of each.
+#[test]
+fn the_proxy_watches_each_kind_once() {
+    let cluster = Cluster::start();
+    let proxy = start_proxy(&cluster, "a");
+    // The status reporter starts right after the start-up line: give it time to open anything
+    // it would open.
+    std::thread::sleep(Duration::from_secs(2));
+    let expected: std::collections::BTreeMap<String, usize> =
+        ["apps", "pairings", "secrets", "sessions", "users"]
+            .into_iter()
+            .map(|resource| (resource.to_owned(), 1))
+            .collect();
+    assert_eq!(
+        cluster
+            .emulator
+            .as_ref()
+            .expect("running")
+            .requests_by_resource("watch"),
+        expected,
+        "watch requests per resource at start-up"
+    );
+    proxy.proc.stop();
+}
+
 #[test]
 fn two_replicas_pin_posted_to_the_other_replica() {
     let cluster = Cluster::start();

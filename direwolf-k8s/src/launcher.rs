@@ -8,7 +8,7 @@
 //! * **launch**: resolve the App by `spec.id`, delete the user's Sessions (one stream per user),
 //!   create a Session named `<user>-<app>-<5 random characters>` with the labels and annotation
 //!   of §2.1, and wait for `status.streamURL` with
-//!   [`await_condition`](kube::runtime::wait::await_condition) inside an overall timeout (default
+//!   [`await_condition`] inside an overall timeout (default
 //!   [`DEFAULT_LAUNCH_TIMEOUT`], below the ~55 s the slowest client waits). A Session that does
 //!   not start in time is deleted and the client gets [`LaunchError::Timeout`].
 //! * **resume**: merge-patch the user's Session with the new keys, client address and pairing,
@@ -16,39 +16,40 @@
 //!   have seen the patch).
 //! * **cancel**: delete the user's Sessions and wait (bounded) until the watch shows none of them
 //!   running, so the `/serverinfo` that clients send next reports the server free.
-//! * **current_app**: answered from a reflector cache of Sessions, never an API call.
+//! * **current_app**: answered from the Session cache, never an API call.
+//!
+//! The launcher reads the Session and App watches of a shared [`Watches`] set. What it writes
+//! (the Session it created, the re-keyed one, the one whose stream URL it saw, a deletion) goes
+//! into the set's write-through overlay of Sessions, so `current_app` answers from it at once,
+//! before the watch delivers it: the `/serverinfo` a client sends right after `/launch` sees
+//! the server busy.
 //!
 //! The name is generated here rather than with `metadata.generateName` so that a create retried
 //! after a lost answer is idempotent (the retry meets its own object instead of starting a second
 //! stream); it has the same shape as a generated one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use direwolf_core::model::unix_now;
 use direwolf_core::{
     AppId, LaunchError, LaunchOutcome, LaunchRequest, Launcher, PairSecret, ResumeRequest, SessionId,
     UserName,
 };
-use futures::{FutureExt, StreamExt};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, wait::await_condition, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::wait::await_condition;
+use kube::{Api, Client, ResourceExt};
 use parking_lot::Mutex;
-use serde::de::DeserializeOwned;
 use serde_json::json;
-use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::crd::{
-    self, AppReference, PairingReference, SessionConfig, SessionSpec, UserReference, annotations, labels,
-};
-use crate::stores::RetryPolicy;
+use crate::crd::{self, annotations, labels};
+use crate::retry::{RetryPolicy, has_status, is_transient};
+use crate::watch::Watches;
+use crate::watch::cache::Cache;
+use crate::watch::reflector::Reflector;
 
 /// How long a launch or resume waits for the stream URL by default: below the ~55 s within
 /// which `/launch` must answer for the most impatient client (`moonlight-http.md` §2.5).
@@ -72,7 +73,7 @@ pub struct LauncherConfig {
     pub launch_timeout: Duration,
     /// Upper bound of the wait at the end of a cancel.
     pub cancel_timeout: Duration,
-    /// How transient API failures (429, 5xx, no answer) are retried.
+    /// How transient API failures ([`is_transient`]) are retried.
     pub retry: RetryPolicy,
 }
 
@@ -86,49 +87,11 @@ impl Default for LauncherConfig {
     }
 }
 
-/// A reflector of one kind in one namespace, stopped when dropped.
-struct Watched<K: Resource<DynamicType = ()> + Clone + 'static> {
-    reader: Store<K>,
-    task: JoinHandle<()>,
-}
-
-impl<K: Resource<DynamicType = ()> + Clone + 'static> Drop for Watched<K> {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl<K> Watched<K>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug + Send + Sync + 'static,
-{
-    fn spawn(kind: &'static str, api: Api<K>) -> Self {
-        let (reader, writer) = reflector::store();
-        let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
-        let task = tokio::spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            while let Some(event) = stream.next().await {
-                if let Err(err) = event {
-                    warn!(kind, error = %err, "launcher watch failed; retrying with backoff");
-                }
-            }
-        });
-        Watched { reader, task }
-    }
-
-    fn is_ready(&self) -> bool {
-        self.reader
-            .wait_until_ready()
-            .now_or_never()
-            .is_some_and(|r| r.is_ok())
-    }
-}
-
 struct Inner {
     namespace: String,
     sessions_api: Api<crd::Session>,
-    sessions: Watched<crd::Session>,
-    apps: Watched<crd::App>,
+    sessions: Arc<Cache<crd::Session>>,
+    apps: Arc<Reflector<crd::App>>,
     config: LauncherConfig,
     /// Sessions this process deleted, hidden from `current_app` until the watch agrees.
     tombstones: Mutex<HashMap<String, Instant>>,
@@ -149,27 +112,23 @@ impl fmt::Debug for KubeLauncher {
     }
 }
 
+/// The readable 503 for an API server that did not answer `what`.
+fn unavailable(what: &str) -> LaunchError {
+    LaunchError::Unavailable {
+        message: format!("The Kubernetes API server did not answer ({what}); try again in a moment."),
+    }
+}
+
 /// A kube error as a launch error: `Unavailable` for what retrying may fix, `Backend` otherwise.
 fn launch_error(what: &str, err: kube::Error) -> LaunchError {
-    let transient = match &err {
-        kube::Error::Api(status) => status.code == 429 || status.code >= 500,
-        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,
-        _ => false,
-    };
-    if transient {
-        LaunchError::Unavailable {
-            message: format!("The Kubernetes API server did not answer ({what}); try again in a moment."),
-        }
+    if is_transient(&err) {
+        unavailable(what)
     } else {
         LaunchError::Backend(direwolf_core::Error::backend(
             "kubernetes",
             format!("{what}: {err}"),
         ))
     }
-}
-
-fn is_status(err: &kube::Error, code: u16) -> bool {
-    matches!(err, kube::Error::Api(status) if status.code == code)
 }
 
 /// What a Session says about its stream, as the launcher waits for it.
@@ -206,66 +165,41 @@ pub fn session_name(user: &UserName, app_object: &str) -> String {
     format!("{prefix}-{suffix}")
 }
 
-/// The Session object a launch creates (`reference-behaviour.md` §2.1, §2.5).
-pub fn session_object(name: &str, request: &LaunchRequest, app_object: &str) -> crd::Session {
-    let mut object = crd::Session::new(
-        name,
-        SessionSpec {
-            user_reference: UserReference {
-                name: request.user.to_string(),
-            },
-            game_reference: AppReference {
-                name: app_object.to_owned(),
-                app_id: i32::try_from(request.app.get()).ok(),
-            },
-            pairing_reference: PairingReference {
-                name: request.pairing.to_string(),
-            },
-            gateway: None,
-            config: SessionConfig {
-                client_ip: Some(request.client_ip.to_string()),
-                aes_key: request.keys.aes_key.to_hex(),
-                aes_iv: request.keys.aes_iv.signed().to_string(),
-                video_width: i32::try_from(request.mode.width).unwrap_or(i32::MAX),
-                video_height: i32::try_from(request.mode.height).unwrap_or(i32::MAX),
-                video_refresh_rate: i32::try_from(request.mode.fps).unwrap_or(i32::MAX),
-                surround_audio_flags: i64::from(request.surround_audio_info),
-            },
-        },
-    );
-    object.metadata = ObjectMeta {
-        name: Some(name.to_owned()),
-        labels: Some(BTreeMap::from([
-            (labels::SESSION.to_owned(), "true".to_owned()),
-            (labels::USER.to_owned(), request.user.to_string()),
-            (labels::APP_NAME.to_owned(), app_object.to_owned()),
-        ])),
-        annotations: Some(BTreeMap::from([
-            (annotations::PAIRING.to_owned(), request.pairing.to_string()),
-            (annotations::CREATED_AT.to_owned(), unix_now().to_string()),
-        ])),
-        ..ObjectMeta::default()
+/// The Session a launch creates (`reference-behaviour.md` §2.1, §2.5): a pending session of the
+/// request, built by the one Session builder of the stores.
+fn session_object(
+    id: &SessionId,
+    request: &LaunchRequest,
+    app_object: &str,
+) -> Result<crd::Session, LaunchError> {
+    let session = direwolf_core::Session {
+        id: id.clone(),
+        ..direwolf_core::Session::from_launch(request)
     };
-    object
+    crate::stores::session_object(&session, app_object).map_err(|e| LaunchError::Backend(e.into()))
 }
 
 impl KubeLauncher {
-    /// Starts watching the Sessions and Apps of `namespace` with the default settings. Must be
-    /// called inside a Tokio runtime; see [`KubeLauncher::wait_ready`].
+    /// Starts watching the Sessions and Apps of `namespace` (watches of its own) with the
+    /// default settings. Must be called inside a Tokio runtime; see [`KubeLauncher::wait_ready`].
     pub fn new(client: Client, namespace: &str) -> Self {
         Self::with_config(client, namespace, LauncherConfig::default())
     }
 
     /// Like [`KubeLauncher::new`] with explicit settings.
     pub fn with_config(client: Client, namespace: &str, config: LauncherConfig) -> Self {
-        let sessions_api: Api<crd::Session> = Api::namespaced(client.clone(), namespace);
-        let apps_api: Api<crd::App> = Api::namespaced(client, namespace);
+        Self::with_watches(&Watches::new(client, namespace), config)
+    }
+
+    /// A launcher reading the Session and App watches of `watches` (starting them if no other
+    /// reader has). Must be called inside a Tokio runtime.
+    pub fn with_watches(watches: &Watches, config: LauncherConfig) -> Self {
         KubeLauncher {
             inner: Arc::new(Inner {
-                namespace: namespace.to_owned(),
-                sessions: Watched::spawn("session", sessions_api.clone()),
-                apps: Watched::spawn("app", apps_api),
-                sessions_api,
+                namespace: watches.namespace().to_owned(),
+                sessions: watches.sessions(),
+                apps: watches.apps().reflector().clone(),
+                sessions_api: watches.api(),
                 config,
                 tombstones: Mutex::new(HashMap::new()),
             }),
@@ -288,8 +222,8 @@ impl KubeLauncher {
     /// `Unavailable` if they do not sync in time (API server down, CRDs missing, no permission).
     pub async fn wait_ready(&self, timeout: Duration) -> direwolf_core::Result<()> {
         let both = async {
-            self.inner.sessions.reader.wait_until_ready().await?;
-            self.inner.apps.reader.wait_until_ready().await
+            self.inner.sessions.wait_ready(timeout).await?;
+            self.inner.apps.wait_ready(timeout).await
         };
         match tokio::time::timeout(timeout, both).await {
             Ok(Ok(())) => Ok(()),
@@ -315,8 +249,7 @@ impl KubeLauncher {
         let mut found: Vec<Arc<crd::Session>> = self
             .inner
             .sessions
-            .reader
-            .state()
+            .list()
             .into_iter()
             .filter(|s| Self::belongs_to(s, user))
             .filter(|s| s.metadata.deletion_timestamp.is_none() && !has_ended(s))
@@ -332,7 +265,6 @@ impl KubeLauncher {
         let matching: Vec<Arc<crd::App>> = self
             .inner
             .apps
-            .reader
             .state()
             .into_iter()
             .filter(|a| i64::from(a.spec.id) == i64::from(id.get()))
@@ -350,7 +282,6 @@ impl KubeLauncher {
         let name = &session.spec.game_reference.name;
         self.inner
             .apps
-            .reader
             .state()
             .into_iter()
             .find(|a| &a.name_any() == name)
@@ -374,8 +305,7 @@ impl KubeLauncher {
         names.extend(
             self.inner
                 .sessions
-                .reader
-                .state()
+                .list()
                 .iter()
                 .filter(|s| Self::belongs_to(s, user))
                 .map(|s| s.name_any()),
@@ -388,6 +318,7 @@ impl KubeLauncher {
     /// Deletes one Session (already gone is fine) and hides it from `current_app`.
     async fn delete_session(&self, name: &str) -> Result<(), LaunchError> {
         let params = DeleteParams::background();
+        let known = self.inner.sessions.get(name).and_then(|s| s.resource_version());
         let deleted = self
             .inner
             .config
@@ -396,9 +327,10 @@ impl KubeLauncher {
             .await;
         match deleted {
             Ok(_) => {}
-            Err(e) if is_status(&e, 404) => {}
+            Err(e) if has_status(&e, 404) => {}
             Err(e) => return Err(launch_error("deleting a session", e)),
         }
+        self.inner.sessions.deleted(name, known);
         self.inner
             .tombstones
             .lock()
@@ -415,36 +347,21 @@ impl KubeLauncher {
         Ok(names)
     }
 
-    /// Creates `object`; a retry that meets its own earlier attempt counts as success.
+    /// Creates `object` (see [`create_session`](crate::stores::create_session): a retried create
+    /// that meets its own earlier attempt counts as success).
     async fn create(&self, object: &crd::Session) -> Result<(), LaunchError> {
-        let params = PostParams::default();
-        let name = object.name_any();
-        let created = self
-            .inner
-            .config
-            .retry
-            .run("create session", || {
-                self.inner.sessions_api.create(&params, object)
-            })
-            .await;
-        match created {
-            Ok(_) => Ok(()),
-            Err(e) if is_status(&e, 409) => {
-                let existing = self
-                    .inner
-                    .config
-                    .retry
-                    .run("get session", || self.inner.sessions_api.get_opt(&name))
-                    .await
-                    .map_err(|e| launch_error("reading back a new session", e))?;
-                match existing {
-                    Some(existing) if existing.spec == object.spec => Ok(()),
-                    _ => Err(LaunchError::Unavailable {
-                        message: "Another session with the same generated name exists; try again.".to_owned(),
-                    }),
-                }
+        let created =
+            crate::stores::create_session(&self.inner.sessions_api, &self.inner.config.retry, object);
+        match created.await {
+            Ok(written) => {
+                self.inner.sessions.wrote(written);
+                Ok(())
             }
-            Err(e) => Err(launch_error("creating the session", e)),
+            Err(direwolf_core::Error::AlreadyExists { .. }) => Err(LaunchError::Unavailable {
+                message: "Another session with the same generated name exists; try again.".to_owned(),
+            }),
+            Err(direwolf_core::Error::Unavailable { .. }) => Err(unavailable("creating the session")),
+            Err(err) => Err(LaunchError::Backend(err)),
         }
     }
 
@@ -488,8 +405,9 @@ impl KubeLauncher {
                             message: "The session ended before its stream started.".to_owned(),
                         });
                     }
-                    if let Some(url) = stream_url(&session) {
-                        return Ok(url.to_owned());
+                    if let Some(url) = stream_url(&session).map(str::to_owned) {
+                        self.inner.sessions.wrote(session);
+                        return Ok(url);
                     }
                 }
                 Ok(Err(err)) => {
@@ -504,17 +422,17 @@ impl KubeLauncher {
         }
     }
 
-    /// Waits until the cache shows none of `names` running, at most `timeout`.
+    /// Waits until the watch (not this process's overlay) shows none of `names` running, at
+    /// most `timeout`.
     async fn wait_gone(&self, names: &[String], timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let showing = names.iter().any(|name| {
                 self.inner
                     .sessions
-                    .reader
-                    .state()
-                    .iter()
-                    .any(|s| &s.name_any() == name && s.metadata.deletion_timestamp.is_none())
+                    .reflector()
+                    .get(name)
+                    .is_some_and(|s| s.metadata.deletion_timestamp.is_none())
             });
             if !showing {
                 return true;
@@ -550,7 +468,7 @@ impl Launcher for KubeLauncher {
         }
         let name = session_name(&request.user, &app_object);
         let id = Self::session_id(&name)?;
-        let object = session_object(&name, &request, &app_object);
+        let object = session_object(&id, &request, &app_object)?;
         self.create(&object).await?;
         info!(session = %name, user = %request.user, app = %request.app, "session created; waiting for its stream");
         match self.wait_for_url(&name, None, deadline).await {
@@ -613,13 +531,13 @@ impl Launcher for KubeLauncher {
             .await;
         let patched = match patched {
             Ok(patched) => patched,
-            Err(e) if is_status(&e, 404) => return Err(LaunchError::NotRunning),
+            Err(e) if has_status(&e, 404) => return Err(LaunchError::NotRunning),
             Err(e) => return Err(launch_error("re-keying the session", e)),
         };
+        let generation = patched.metadata.generation;
+        self.inner.sessions.wrote(patched);
         info!(session = %name, user = %request.user, "session re-keyed; waiting for its stream");
-        let session_url = self
-            .wait_for_url(&name, patched.metadata.generation, deadline)
-            .await?;
+        let session_url = self.wait_for_url(&name, generation, deadline).await?;
         Ok(LaunchOutcome {
             session: Self::session_id(&name)?,
             session_url,
@@ -689,7 +607,8 @@ mod tests {
 
     #[test]
     fn session_object_carries_the_request() {
-        let object = session_object("alice-firefox-abcde", &request(), "firefox");
+        let id: SessionId = "alice-firefox-abcde".parse().unwrap();
+        let object = session_object(&id, &request(), "firefox").unwrap();
         let spec = serde_json::to_value(&object.spec).unwrap();
         assert_eq!(
             spec,

@@ -1,15 +1,42 @@
 //! # direwolf-k8s
 //!
-//! The Kubernetes backends of direwolf: the custom resources ([`crd`]) and Kubernetes-backed
-//! implementations of the `direwolf-core` store traits ([`stores`], entry point
-//! [`stores::KubeStores`]).
+//! The Kubernetes backends of direwolf, what `direwolf proxy` runs on:
+//!
+//! * [`crd`]: the custom resources `App`, `User`, `Pairing` and `Session`;
+//! * [`watch`]: one watch per kind in a namespace ([`watch::Watches`]), shared by every reader;
+//! * [`stores`]: the `direwolf-core` store traits over those resources (entry point
+//!   [`stores::KubeStores`]);
+//! * [`launcher`]: launch, resume and cancel as `Session` objects ([`launcher::KubeLauncher`]);
+//! * [`pin_broker`]: PIN delivery across replicas through Secrets ([`pin_broker::KubePinBroker`]);
+//! * [`report`]: hand-edited problems reported on the objects' status;
+//! * [`retry`]: which API errors are transient, and their bounded retry;
+//! * `emulator` (feature `emulator`): an in-process API-server emulator for tests.
+//!
+//! ```no_run
+//! # async fn demo(client: kube::Client) -> direwolf_core::Result<()> {
+//! use direwolf_k8s::launcher::{KubeLauncher, LauncherConfig};
+//! use direwolf_k8s::pin_broker::{KubePinBroker, PinBrokerConfig};
+//! use direwolf_k8s::stores::KubeStores;
+//! use direwolf_k8s::watch::Watches;
+//!
+//! let watches = Watches::new(client, "games");
+//! let stores = KubeStores::with_watches(&watches).stores();
+//! let launcher = KubeLauncher::with_watches(&watches, LauncherConfig::default());
+//! let broker = KubePinBroker::with_watches(&watches, PinBrokerConfig::default());
+//! tokio::spawn(direwolf_k8s::report::run(watches.clone()));
+//! watches.wait_ready(std::time::Duration::from_secs(30)).await?;
+//! # Ok(())
+//! # }
+//! ```
 #![warn(missing_docs)]
 
 pub mod crd;
 pub mod launcher;
 pub mod pin_broker;
 pub mod report;
+pub mod retry;
 pub mod stores;
+pub mod watch;
 
 #[cfg(feature = "emulator")]
 pub mod emulator;

@@ -5,8 +5,8 @@
 //! `direwolf-pin-<secret>` (lower case) and labelled [`PIN_LABEL`]`=pending`, holding the client
 //! address, device name and opening time. The PIN page, on whichever replica it is served,
 //! writes the PIN and the user into that Secret with a merge patch guarded by the Secret's
-//! resourceVersion (one submission wins). The holding replica sees the PIN through a watch of
-//! the labelled Secrets (and, should the watch stall, by reading the Secret every
+//! resourceVersion (one submission wins). The holding replica sees the PIN through the watch of
+//! the labelled Secrets in the shared [`Watches`] set (and, should the watch stall, by reading the Secret every
 //! [`POLL_INTERVAL`]), and deletes the Secret when the pairing attempt ends. Entries older than
 //! [`PinBrokerConfig::entry_ttl`] are deleted by the next `open` on any replica; at most
 //! [`PinBrokerConfig::max_pending`] entries wait at once.
@@ -28,20 +28,18 @@ use direwolf_core::{
     Error, PairSecret, PendingPin, PendingPinRequest, Pin, PinBroker, PinError, PinSubmission, Result,
     UserName,
 };
-use futures::{FutureExt, StreamExt};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
-use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::crd::labels;
-use crate::stores::RetryPolicy;
+use crate::retry::{RetryPolicy, has_status, is_transient};
+use crate::watch::Watches;
+use crate::watch::reflector::Reflector;
 
 /// The label every pending-PIN Secret carries (value `pending`).
 pub const PIN_LABEL: &str = "direwolf/pin";
@@ -65,7 +63,7 @@ pub struct PinBrokerConfig {
     pub max_pending: usize,
     /// Entries older than this are deleted (a replica that died while holding one).
     pub entry_ttl: Duration,
-    /// How transient API failures are retried.
+    /// How transient API failures ([`is_transient`]) are retried.
     pub retry: RetryPolicy,
 }
 
@@ -82,15 +80,8 @@ impl Default for PinBrokerConfig {
 struct Inner {
     namespace: String,
     api: Api<Secret>,
-    reader: Store<Secret>,
-    task: JoinHandle<()>,
+    pending: Arc<Reflector<Secret>>,
     config: PinBrokerConfig,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 /// A [`PinBroker`] shared by every replica through Secrets; see the [module docs](self).
@@ -108,20 +99,14 @@ impl fmt::Debug for KubePinBroker {
     }
 }
 
+/// A kube error as a core error: `Unavailable` for what retrying may fix, `Backend` otherwise.
+/// The message never names the Secret (its name is the pair secret).
 fn backend(what: &str, err: kube::Error) -> Error {
-    match &err {
-        kube::Error::Api(status) if status.code == 429 || status.code >= 500 => {
-            Error::unavailable(format!("the Kubernetes API server did not answer ({what})"))
-        }
-        kube::Error::HyperError(_) | kube::Error::Service(_) => {
-            Error::unavailable(format!("the Kubernetes API server did not answer ({what})"))
-        }
-        _ => Error::backend("kubernetes", format!("{what}: {err}")),
+    if is_transient(&err) {
+        Error::unavailable(format!("the Kubernetes API server did not answer ({what})"))
+    } else {
+        Error::backend("kubernetes", format!("{what}: {err}"))
     }
-}
-
-fn is_status(err: &kube::Error, code: u16) -> bool {
-    matches!(err, kube::Error::Api(status) if status.code == code)
 }
 
 /// The Secret name of a pending pairing.
@@ -152,33 +137,25 @@ fn pending_of(object: &Secret) -> Option<PendingPin> {
 }
 
 impl KubePinBroker {
-    /// Starts watching the pending-PIN Secrets of `namespace` with default settings. Must be
-    /// called inside a Tokio runtime.
+    /// Starts watching the pending-PIN Secrets of `namespace` (a watch of its own) with default
+    /// settings. Must be called inside a Tokio runtime.
     pub fn new(client: Client, namespace: &str) -> Self {
         Self::with_config(client, namespace, PinBrokerConfig::default())
     }
 
     /// Like [`KubePinBroker::new`] with explicit settings.
     pub fn with_config(client: Client, namespace: &str, config: PinBrokerConfig) -> Self {
-        let api: Api<Secret> = Api::namespaced(client, namespace);
-        let (reader, writer) = reflector::store();
-        let selector = format!("{PIN_LABEL}=pending");
-        let watch = watcher(api.clone(), watcher::Config::default().labels(&selector));
-        let stream = reflector::reflector(writer, watch.default_backoff());
-        let task = tokio::spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            while let Some(event) = stream.next().await {
-                if let Err(err) = event {
-                    warn!(error = %err, "pending-PIN watch failed; retrying with backoff");
-                }
-            }
-        });
+        Self::with_watches(&Watches::new(client, namespace), config)
+    }
+
+    /// A broker reading the pending-PIN watch of `watches` (starting it if no other reader
+    /// has). Must be called inside a Tokio runtime.
+    pub fn with_watches(watches: &Watches, config: PinBrokerConfig) -> Self {
         KubePinBroker {
             inner: Arc::new(Inner {
-                namespace: namespace.to_owned(),
-                api,
-                reader,
-                task,
+                namespace: watches.namespace().to_owned(),
+                api: watches.api(),
+                pending: watches.pending_pins(),
                 config,
             }),
         }
@@ -186,11 +163,7 @@ impl KubePinBroker {
 
     /// Whether the watch has completed its initial list.
     pub fn ready(&self) -> bool {
-        self.inner
-            .reader
-            .wait_until_ready()
-            .now_or_never()
-            .is_some_and(|r| r.is_ok())
+        self.inner.pending.is_ready()
     }
 
     /// Waits up to `timeout` for the initial list.
@@ -198,18 +171,16 @@ impl KubePinBroker {
     /// # Errors
     /// `Unavailable` on timeout.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
-        match tokio::time::timeout(timeout, self.inner.reader.wait_until_ready()).await {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(Error::unavailable(format!(
+        match self.inner.pending.wait_ready(timeout).await {
+            Ok(()) => Ok(()),
+            Err(_) => Err(Error::unavailable(format!(
                 "the pending-PIN Secrets could not be listed within {timeout:?}"
             ))),
         }
     }
 
     fn cached(&self, name: &str) -> Option<Arc<Secret>> {
-        self.inner
-            .reader
-            .get(&ObjectRef::new(name).within(&self.inner.namespace))
+        self.inner.pending.get(name)
     }
 
     async fn read(&self, name: &str) -> Result<Option<Secret>> {
@@ -231,7 +202,7 @@ impl KubePinBroker {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if is_status(&e, 404) => Ok(()),
+            Err(e) if has_status(&e, 404) => Ok(()),
             Err(e) => Err(backend("deleting a pending PIN", e)),
         }
     }
@@ -241,7 +212,7 @@ impl KubePinBroker {
         let now = unix_now();
         let ttl = self.inner.config.entry_ttl.as_secs();
         let mut live = 0;
-        for object in self.inner.reader.state() {
+        for object in self.inner.pending.state() {
             let opened = text(&object, KEY_OPENED_AT).and_then(|t| t.parse::<u64>().ok());
             match opened {
                 Some(opened) if now.saturating_sub(opened) <= ttl => live += 1,
@@ -308,7 +279,7 @@ impl PinBroker for KubePinBroker {
                 }
                 // A retried create whose first attempt landed meets its own Secret: the fields
                 // are ours, so it is ours.
-                Err(e) if is_status(&e, 409) => match self.read(&name).await? {
+                Err(e) if has_status(&e, 409) => match self.read(&name).await? {
                     Some(existing) if existing.data.as_ref() == Some(&data) => return Ok(secret),
                     _ => continue,
                 },
@@ -408,10 +379,10 @@ impl PinBroker for KubePinBroker {
                     info!(secret = ?secret, "PIN submitted");
                     return Ok(());
                 }
-                Err(e) if is_status(&e, 404) => return Err(PinError::UnknownSecret),
+                Err(e) if has_status(&e, 404) => return Err(PinError::UnknownSecret),
                 // Changed meanwhile (another submission, or a retried patch of ours that landed
                 // before its answer was lost): read again and decide.
-                Err(e) if is_status(&e, 409) => {
+                Err(e) if has_status(&e, 409) => {
                     if let Some(now) = self.read(&name).await?
                         && let Some(stored) = submission_of(&now)
                     {
@@ -444,7 +415,7 @@ impl PinBroker for KubePinBroker {
         let ttl = self.inner.config.entry_ttl.as_secs();
         let mut list: Vec<PendingPin> = self
             .inner
-            .reader
+            .pending
             .state()
             .iter()
             .filter(|o| text(o, KEY_PIN).is_none())

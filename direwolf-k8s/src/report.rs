@@ -10,7 +10,8 @@
 //! `direwolf proxy`; every replica may run it: it applies the conditions with server-side apply
 //! under one field manager and writes only when a condition changes, so replicas agree and do
 //! not fight. Deciding is pure ([`pairing_condition`], [`app_conditions`]); only [`run`] talks
-//! to the API server.
+//! to the API server. It reads the Pairing, User and App watches of the shared [`Watches`] set,
+//! so it adds no watch of its own to the proxy's.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -18,14 +19,15 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt, stream};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Patch, PatchParams};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
 use crate::crd::{App, Pairing, ReportStatus, User, conditions, field_managers, find_condition, reasons};
+use crate::retry::RetryPolicy;
+use crate::watch::Watches;
+use crate::watch::reflector::Reflector;
 
 /// A condition as the reporter wants it, before a transition time is attached.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,14 +160,19 @@ where
         },
     };
     let params = PatchParams::apply(field_managers::PROXY_REPORT_STATUS).force();
-    match api.patch_status(&name, &params, &Patch::Apply(&body)).await {
+    let apply = Patch::Apply(&body);
+    let written = RetryPolicy::default()
+        .run("apply condition", || api.patch_status(&name, &params, &apply))
+        .await;
+    match written {
         Ok(_) if desired.ok => {
             info!(kind = %K::kind(&()), name, condition = desired.type_, "problem resolved")
         }
         Ok(_) => {
             warn!(kind = %K::kind(&()), name, condition = desired.type_, message = %desired.message, "reported a problem")
         }
-        // The object may be gone, or another replica wrote first: the next change retries.
+        // Not transient (transient failures were retried): the object may be gone, or the
+        // write was refused; the next change tries again.
         Err(error) => warn!(kind = %K::kind(&()), name, %error, "could not report a condition"),
     }
 }
@@ -174,68 +181,66 @@ fn status_condition<'a>(status: Option<&'a ReportStatus>, type_: &str) -> Option
     status.and_then(|s| find_condition(&s.conditions, type_))
 }
 
-/// Computes and applies every condition once, from the caches.
-async fn reconcile(
-    pairings: &(Api<Pairing>, Store<Pairing>),
-    users: &Store<User>,
-    apps: &(Api<App>, Store<App>),
-) {
-    let user_names: HashSet<String> = users.state().iter().map(|u| u.name_any()).collect();
-    for pairing in pairings.1.state() {
-        let desired = pairing_condition(&pairing, &user_names);
-        let current = status_condition(pairing.status.as_ref(), desired.type_);
-        report(&pairings.0, pairing.as_ref(), current, &desired).await;
+/// What the reporter reads and writes.
+struct Reporter {
+    pairing_api: Api<Pairing>,
+    app_api: Api<App>,
+    pairings: std::sync::Arc<Reflector<Pairing>>,
+    users: std::sync::Arc<Reflector<User>>,
+    apps: std::sync::Arc<Reflector<App>>,
+}
+
+impl Reporter {
+    fn ready(&self) -> bool {
+        self.pairings.is_ready() && self.users.is_ready() && self.apps.is_ready()
     }
-    let all_apps = apps.1.state();
-    let desired = app_conditions(all_apps.iter().map(|a| a.as_ref()));
-    for app in &all_apps {
-        if let Some(desired) = desired.get(&app.name_any()) {
-            let current = status_condition(app.status.as_ref(), desired.type_);
-            report(&apps.0, app.as_ref(), current, desired).await;
+
+    /// Computes and applies every condition once, from the watches.
+    async fn reconcile(&self) {
+        let user_names: HashSet<String> = self.users.state().iter().map(|u| u.name_any()).collect();
+        for pairing in self.pairings.state() {
+            let desired = pairing_condition(&pairing, &user_names);
+            let current = status_condition(pairing.status.as_ref(), desired.type_);
+            report(&self.pairing_api, pairing.as_ref(), current, &desired).await;
+        }
+        let all_apps = self.apps.state();
+        let desired = app_conditions(all_apps.iter().map(|a| a.as_ref()));
+        for app in &all_apps {
+            if let Some(desired) = desired.get(&app.name_any()) {
+                let current = status_condition(app.status.as_ref(), desired.type_);
+                report(&self.app_api, app.as_ref(), current, desired).await;
+            }
         }
     }
 }
 
-/// Watches Pairings, Users and Apps in `namespace` and keeps their conditions current until the
-/// returned future is dropped.
-pub async fn run(client: Client, namespace: String) {
-    let namespace = namespace.as_str();
-    fn watch<K>(api: Api<K>) -> (Store<K>, impl futures::Stream<Item = ()> + Send)
-    where
-        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-    {
-        let (reader, writer) = reflector::store();
-        let events = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff())
-            .map(|event| {
-                if let Err(error) = event {
-                    warn!(%error, "watch failed; retrying with backoff");
-                }
-            });
-        (reader, events)
-    }
-    let pairing_api: Api<Pairing> = Api::namespaced(client.clone(), namespace);
-    let app_api: Api<App> = Api::namespaced(client.clone(), namespace);
-    let (pairing_store, pairing_events) = watch(pairing_api.clone());
-    let (user_store, user_events) = watch(Api::<User>::namespaced(client.clone(), namespace));
-    let (app_store, app_events) = watch(app_api.clone());
-    let mut changes = stream::select_all([pairing_events.boxed(), user_events.boxed(), app_events.boxed()]);
-    let pairings = (pairing_api, pairing_store);
-    let apps = (app_api, app_store);
-    while changes.next().await.is_some() {
+/// Keeps the conditions of the Pairings and Apps of `watches` current until the returned future
+/// is dropped, reading the Pairing, User and App watches (started if no other reader has).
+pub async fn run(watches: Watches) {
+    let reporter = Reporter {
+        pairing_api: watches.api(),
+        app_api: watches.api(),
+        pairings: watches.pairings().reflector().clone(),
+        users: watches.users().reflector().clone(),
+        apps: watches.apps().reflector().clone(),
+    };
+    // Subscribed before the first look, so no change between the two is missed.
+    let mut changes = stream::select_all([
+        reporter.pairings.changes().boxed(),
+        reporter.users.changes().boxed(),
+        reporter.apps.changes().boxed(),
+    ]);
+    loop {
+        // Until every watch has listed, the change that completes a listing starts the next round.
+        if reporter.ready() {
+            reporter.reconcile().await;
+        }
+        if changes.next().await.is_none() {
+            return;
+        }
         // Let a burst of changes settle, then look at the whole picture once.
         tokio::time::sleep(Duration::from_millis(200)).await;
         while let Some(Some(())) = changes.next().now_or_never() {}
-        // The caches fill only while `changes` is polled, so never wait for them here: the
-        // event that completes their initial listing triggers another round.
-        let ready =
-            |ready: Option<Result<(), reflector::store::WriterDropped>>| matches!(ready, Some(Ok(())));
-        if !(ready(pairings.1.wait_until_ready().now_or_never())
-            && ready(user_store.wait_until_ready().now_or_never())
-            && ready(apps.1.wait_until_ready().now_or_never()))
-        {
-            continue;
-        }
-        reconcile(&pairings, &user_store, &apps).await;
     }
 }
 

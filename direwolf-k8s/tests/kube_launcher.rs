@@ -4,6 +4,8 @@
 //! the cache before returning, and injected API failures are retried.
 #![cfg(feature = "emulator")]
 
+mod support;
+
 use std::future::Future;
 use std::time::Duration;
 
@@ -26,24 +28,11 @@ const NS: &str = "default";
 /// Awaits `f`, failing the test with `what` if it takes longer than 30 s (a timeout means the
 /// launcher hung: a cache never synced or a wait did not end at its own deadline).
 async fn within<F: Future>(what: &str, f: F) -> F::Output {
-    tokio::time::timeout(WAIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {WAIT:?} waiting for: {what}"))
+    support::within(WAIT, what, f).await
 }
 
 async fn emulator() -> ApiServerEmulator {
-    let emulator = within("emulator start", ApiServerEmulator::start())
-        .await
-        .expect("emulator starts");
-    emulator
-        .apply_yaml(&crd::crds_yaml().expect("CRDs render"))
-        .expect("CRDs install");
-    for file in ["app-test-pattern.yaml", "app-firefox.yaml", "user.yaml"] {
-        let path = format!("{}/../examples/{file}", env!("CARGO_MANIFEST_DIR"));
-        let yaml = std::fs::read_to_string(&path).expect("example readable");
-        emulator.apply_yaml(&yaml).expect("example applies");
-    }
-    emulator
+    support::emulator(WAIT, &["app-test-pattern.yaml", "app-firefox.yaml", "user.yaml"]).await
 }
 
 async fn launcher(emulator: &ApiServerEmulator, launch_timeout: Duration) -> KubeLauncher {
@@ -249,6 +238,13 @@ async fn injected_api_failures_are_retried() {
             .with_path_prefix(&sessions_path)
             .times(2),
     );
+    // Then a conflict with nothing stored: the one Session create of the stores and the
+    // launcher (issue 10) reads back, finds nothing and creates again.
+    emulator.inject(
+        FaultRule::status(409)
+            .with_verb("create")
+            .with_path_prefix(&sessions_path),
+    );
     emulator.inject(
         FaultRule::status(429)
             .with_verb("list")
@@ -266,6 +262,13 @@ async fn injected_api_failures_are_retried() {
         1,
         "exactly one Session despite retried creates"
     );
+    let creates: Vec<u16> = emulator
+        .requests()
+        .into_iter()
+        .filter(|r| r.verb == "create" && r.path.starts_with(&sessions_path))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(creates, [500, 500, 409, 201], "two 5xx retried, a 409 resolved");
 
     emulator.inject(
         FaultRule::status(500)
@@ -279,5 +282,56 @@ async fn injected_api_failures_are_retried() {
     assert!(sessions(&emulator).await.is_empty());
     assert_eq!(launcher.current_app(&alice()).await, None);
     operator.abort();
+    emulator.shutdown().await;
+}
+
+/// Issue 10: `current_app` right after a launch returned must see the launch, even when the
+/// launcher's Session watch lags (it used to answer from the watch alone, and a `/serverinfo`
+/// sent right after `/launch` could report the server free).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_launch_is_visible_at_once_while_the_watch_lags() {
+    let emulator = emulator().await;
+    let sessions_path = format!("/apis/{}/{}/namespaces/{NS}/sessions", crd::GROUP, crd::VERSION);
+    // The first Session watch is the launcher's cache: held back well past the launch below.
+    emulator.inject(
+        FaultRule::delay(Duration::from_secs(15))
+            .with_verb("watch")
+            .with_path_prefix(&sessions_path),
+    );
+    let launcher = launcher(&emulator, Duration::from_secs(10)).await;
+    let launching = tokio::spawn({
+        let launcher = launcher.clone();
+        async move { launcher.launch(launch_request(2, 1)).await }
+    });
+    // Play the operator once the Session exists.
+    let api: Api<crd::Session> = Api::namespaced(emulator.client(), NS);
+    let name = within("the Session is created", async {
+        loop {
+            if let Some(session) = sessions(&emulator).await.first() {
+                break session.name_any();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let status = json!({ "status": { "streamURL": "rtsp://203.0.113.10:48010" } });
+    within(
+        "publish the URL",
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)),
+    )
+    .await
+    .expect("patch status");
+    let outcome = within("launch", launching)
+        .await
+        .expect("the launch task ends")
+        .expect("the launch succeeds");
+    assert_eq!(outcome.session.as_str(), name);
+    assert_eq!(
+        launcher.current_app(&alice()).await,
+        AppId::new(2).ok(),
+        "busy as soon as the launch returned"
+    );
+    within("cancel", launcher.cancel(&alice())).await.expect("cancel");
+    assert_eq!(launcher.current_app(&alice()).await, None);
     emulator.shutdown().await;
 }

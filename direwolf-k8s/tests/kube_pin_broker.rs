@@ -3,6 +3,8 @@
 //! page may be served by another replica than the one holding phase 1).
 #![cfg(feature = "emulator")]
 
+mod support;
+
 use std::future::Future;
 use std::time::Duration;
 
@@ -18,9 +20,7 @@ const NS: &str = "default";
 
 /// Awaits `f`, failing the test with `what` after 30 s (a timeout means a broker call hung).
 async fn within<F: Future>(what: &str, f: F) -> F::Output {
-    tokio::time::timeout(WAIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {WAIT:?} waiting for: {what}"))
+    support::within(WAIT, what, f).await
 }
 
 async fn broker(emulator: &ApiServerEmulator, config: PinBrokerConfig) -> KubePinBroker {

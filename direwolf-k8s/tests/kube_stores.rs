@@ -3,13 +3,17 @@
 //! the example CRs read through the stores.
 #![cfg(feature = "emulator")]
 
+mod support;
+
 use std::future::Future;
 use std::time::Duration;
 
 use direwolf_core::{AppCatalog, AppId, Fingerprint, Pairing, PairingStore, SessionStore, UserName};
 use direwolf_k8s::crd;
 use direwolf_k8s::emulator::{ApiServerEmulator, FaultRule};
-use direwolf_k8s::stores::{KubePairingStore, KubeStores, RetryPolicy};
+use direwolf_k8s::retry::RetryPolicy;
+use direwolf_k8s::stores::{KubePairingStore, KubeStores};
+use futures::FutureExt;
 
 const WAIT: Duration = Duration::from_secs(20);
 const NS: &str = "default";
@@ -17,20 +21,12 @@ const NS: &str = "default";
 /// Awaits `f`, failing the test with `what` if it takes longer than 20 s (a timeout means a
 /// store call hung: a cache never synced or a retry loop did not end).
 async fn within<F: Future>(what: &str, f: F) -> F::Output {
-    tokio::time::timeout(WAIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {WAIT:?} waiting for: {what}"))
+    support::within(WAIT, what, f).await
 }
 
 /// An emulator with the direwolf CRDs installed.
 async fn emulator() -> ApiServerEmulator {
-    let emulator = within("emulator start", ApiServerEmulator::start())
-        .await
-        .expect("emulator starts");
-    emulator
-        .apply_yaml(&crd::crds_yaml().expect("CRDs render"))
-        .expect("CRDs install");
-    emulator
+    support::emulator(WAIT, &[]).await
 }
 
 async fn stores(emulator: &ApiServerEmulator) -> KubeStores {
@@ -40,6 +36,22 @@ async fn stores(emulator: &ApiServerEmulator) -> KubeStores {
         .expect("caches sync");
     assert!(stores.ready());
     stores
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn synced_stores_answer_from_synced_caches() {
+    let emulator = emulator().await;
+    emulator
+        .apply_yaml(&example("user.yaml"))
+        .expect("the example User applies");
+    let stores = within("synced stores", KubeStores::synced_stores(emulator.client(), NS))
+        .await
+        .expect("the caches sync");
+    // Listed before returning: the User is there without waiting for a watch.
+    let users = direwolf_core::UserStore::list(stores.users.as_ref());
+    let users = users.now_or_never().expect("no wait").expect("list");
+    assert_eq!(users.len(), 1, "{users:?}");
+    emulator.shutdown().await;
 }
 
 fn pairing(n: u8) -> Pairing {

@@ -108,7 +108,10 @@ async fn hand_edited_problems_are_reported_and_cleared() {
         .apply_yaml(&crd::crds_yaml().expect("CRDs render"))
         .expect("CRDs install");
     emulator.apply_yaml(FIXTURES).expect("fixtures apply");
-    let reporter = tokio::spawn(direwolf_k8s::report::run(emulator.client(), NS.to_owned()));
+    let reporter = tokio::spawn(direwolf_k8s::report::run(direwolf_k8s::watch::Watches::new(
+        emulator.client(),
+        NS,
+    )));
 
     let pairings: Api<Pairing> = Api::namespaced(emulator.client(), NS);
     let apps: Api<App> = Api::namespaced(emulator.client(), NS);

@@ -524,28 +524,14 @@ pub(crate) fn apply(
     now: &str,
 ) -> ApplyPlan {
     let subresource = if scope == Scope::StatusOnly { "status" } else { "" };
+    let applier = Applier { manager, subresource };
     let applied_set = leaves(applied, rt, scope);
     let mut entries = current.map(read_managed).unwrap_or_default();
     let mut object = current.cloned().unwrap_or_else(|| json!({}));
-    let is_mine =
-        |e: &ManagedEntry| e.manager == manager && e.operation == "Apply" && e.subresource == subresource;
-
-    // Conflicts: fields owned by another manager whose value the applied configuration changes.
-    let mut conflicts: BTreeMap<FieldPath, Vec<String>> = BTreeMap::new();
-    if let Some(cur) = current {
-        for e in entries.iter().filter(|e| !is_mine(e)) {
-            for p in e.fields.intersection(&applied_set) {
-                if p.last()
-                    .is_some_and(|s| s.starts_with("k:") || s.starts_with("v:"))
-                {
-                    continue;
-                }
-                if get_at(cur, p) != get_at(applied, p) {
-                    conflicts.entry(p.clone()).or_default().push(e.manager.clone());
-                }
-            }
-        }
-    }
+    let conflicts = match current {
+        Some(cur) => applier.conflicts(cur, applied, &applied_set, &entries),
+        None => BTreeMap::new(),
+    };
     if !conflicts.is_empty() && !force {
         let list = conflicts
             .iter()
@@ -557,35 +543,14 @@ pub(crate) fn apply(
         };
     }
     // Forced: the conflicting fields change hands.
-    for e in entries.iter_mut().filter(|e| !is_mine(e)) {
+    for e in entries.iter_mut().filter(|e| !applier.owns(e)) {
         e.fields.retain(|p| !conflicts.contains_key(p));
     }
-
-    // Fields this manager applied before, no longer applies, and nobody else owns: removed.
-    let previously: FieldSet = entries
-        .iter()
-        .filter(|e| is_mine(e))
-        .flat_map(|e| e.fields.clone())
-        .collect();
-    let others: FieldSet = entries
-        .iter()
-        .filter(|e| !is_mine(e))
-        .flat_map(|e| e.fields.clone())
-        .collect();
-    let mut dropped: Vec<&FieldPath> = previously
-        .iter()
-        .filter(|p| !applied_set.contains(*p) && !others.contains(*p))
-        .collect();
-    // Remove deeper paths first so that element indices stay valid.
-    dropped.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    for p in dropped {
-        remove_at(&mut object, p);
-    }
-
+    applier.drop_unapplied(&mut object, &applied_set, &entries);
     merge_applied(&mut object, applied, rt, &mut Vec::new());
 
     let api_version = rt.api_version();
-    entries.retain(|e| !is_mine(e));
+    entries.retain(|e| !applier.owns(e));
     let all_new = leaves(&object, rt, Scope::All);
     for e in &mut entries {
         e.fields.retain(|p| all_new.contains(p));
@@ -602,6 +567,67 @@ pub(crate) fn apply(
     ApplyPlan {
         object,
         conflicts: Vec::new(),
+    }
+}
+
+/// The field manager of an apply, on the main resource or a subresource.
+struct Applier<'a> {
+    manager: &'a str,
+    subresource: &'a str,
+}
+
+impl Applier<'_> {
+    /// Whether `e` is this manager's earlier apply.
+    fn owns(&self, e: &ManagedEntry) -> bool {
+        e.manager == self.manager && e.operation == "Apply" && e.subresource == self.subresource
+    }
+
+    /// Fields owned by another manager whose value the applied configuration changes, with
+    /// their owners.
+    fn conflicts(
+        &self,
+        current: &Value,
+        applied: &Value,
+        applied_set: &FieldSet,
+        entries: &[ManagedEntry],
+    ) -> BTreeMap<FieldPath, Vec<String>> {
+        let mut conflicts: BTreeMap<FieldPath, Vec<String>> = BTreeMap::new();
+        for e in entries.iter().filter(|e| !self.owns(e)) {
+            for p in e.fields.intersection(applied_set) {
+                if p.last()
+                    .is_some_and(|s| s.starts_with("k:") || s.starts_with("v:"))
+                {
+                    continue;
+                }
+                if get_at(current, p) != get_at(applied, p) {
+                    conflicts.entry(p.clone()).or_default().push(e.manager.clone());
+                }
+            }
+        }
+        conflicts
+    }
+
+    /// Removes the fields this manager applied before, no longer applies, and nobody else owns.
+    fn drop_unapplied(&self, object: &mut Value, applied_set: &FieldSet, entries: &[ManagedEntry]) {
+        let previously: FieldSet = entries
+            .iter()
+            .filter(|e| self.owns(e))
+            .flat_map(|e| e.fields.clone())
+            .collect();
+        let others: FieldSet = entries
+            .iter()
+            .filter(|e| !self.owns(e))
+            .flat_map(|e| e.fields.clone())
+            .collect();
+        let mut dropped: Vec<&FieldPath> = previously
+            .iter()
+            .filter(|p| !applied_set.contains(*p) && !others.contains(*p))
+            .collect();
+        // Remove deeper paths first so that element indices stay valid.
+        dropped.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in dropped {
+            remove_at(object, p);
+        }
     }
 }
 

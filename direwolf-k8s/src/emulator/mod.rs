@@ -11,7 +11,7 @@
 //!
 //! Test knobs: [`ApiServerEmulator::inject`] fails the next requests matching a verb/path with a
 //! status code, a delay or a dropped connection; [`ApiServerEmulator::requests`] is the request
-//! log; [`ApiServerEmulator::compact`] forgets the watch history (watches from older
+//! log ([`ApiServerEmulator::requests_by_resource`] counts it); [`ApiServerEmulator::compact`] forgets the watch history (watches from older
 //! resourceVersions then get 410 Gone); [`ApiServerEmulator::advance_clock`] moves server
 //! timestamps.
 //!
@@ -73,6 +73,7 @@
 // - Discovery: only the legacy (unaggregated) documents; no OpenAPI (/openapi/v2, /openapi/v3).
 // - Only JSON (no protobuf, no CBOR), HTTP/1.1 only, no TLS, no table output (`as=Table`).
 
+mod discovery;
 mod fields;
 mod registry;
 mod schema;
@@ -80,6 +81,7 @@ mod selector;
 mod server;
 mod state;
 mod status;
+mod watch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -356,6 +358,17 @@ impl ApiServerEmulator {
     /// Every request served so far, oldest first.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.shared.log.lock().clone()
+    }
+
+    /// How many requests of Kubernetes verb `verb` (`watch`, `list`, ...) were served, by
+    /// resource (the last path segment: `apps`, `secrets`, ...).
+    pub fn requests_by_resource(&self, verb: &str) -> std::collections::BTreeMap<String, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for request in self.shared.log.lock().iter().filter(|r| r.verb == verb) {
+            let resource = request.path.rsplit('/').next().unwrap_or_default();
+            *counts.entry(resource.to_owned()).or_insert(0) += 1;
+        }
+        counts
     }
 
     /// Empties the request log.

@@ -261,6 +261,61 @@ impl Registry {
     /// Registers (or re-registers) the served versions of a CRD object; returns an error message
     /// if the CRD is malformed.
     pub fn register_crd(&mut self, crd: &Value) -> Result<(), String> {
+        let names = CrdNames::of(crd)?;
+        let versions = crd_versions(crd)?;
+        self.unregister_crd(&names.name);
+        for v in versions {
+            let version = v
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or("spec.versions[].name: Required value")?;
+            if v.get("served").and_then(Value::as_bool) != Some(true) {
+                continue;
+            }
+            self.insert(ResourceType {
+                group: names.group.clone(),
+                version: version.to_string(),
+                kind: names.kind.clone(),
+                plural: names.plural.clone(),
+                singular: names.singular.clone(),
+                short_names: names.short_names.clone(),
+                namespaced: names.namespaced,
+                status_subresource: v.pointer("/subresources/status").is_some(),
+                schema: v.pointer("/schema/openAPIV3Schema").cloned(),
+                crd_name: Some(names.name.clone()),
+            });
+        }
+        Ok(())
+    }
+
+    /// Stops serving the resources of a CRD.
+    pub fn unregister_crd(&mut self, crd_name: &str) {
+        self.by_path
+            .retain(|_, rt| rt.crd_name.as_deref() != Some(crd_name));
+    }
+}
+
+/// Splits `group/version` (or a bare core `version`).
+pub(crate) fn split_api_version(api_version: &str) -> (&str, &str) {
+    match api_version.split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", api_version),
+    }
+}
+
+/// The names and scope a CRD declares, checked as the API server checks them.
+struct CrdNames {
+    name: String,
+    group: String,
+    plural: String,
+    kind: String,
+    singular: String,
+    short_names: Vec<String>,
+    namespaced: bool,
+}
+
+impl CrdNames {
+    fn of(crd: &Value) -> Result<Self, String> {
         let name = crd
             .pointer("/metadata/name")
             .and_then(Value::as_str)
@@ -305,58 +360,35 @@ impl Registry {
                 ));
             }
         };
-        let versions = spec
-            .get("versions")
-            .and_then(Value::as_array)
-            .filter(|v| !v.is_empty())
-            .ok_or(
-                "spec.versions: Invalid value: null: must have exactly one version marked as storage version",
-            )?;
-        let storage_count = versions
-            .iter()
-            .filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
-            .count();
-        if storage_count != 1 {
-            return Err(format!(
-                "spec.versions: Invalid value: {storage_count}: must have exactly one version marked as storage version"
-            ));
-        }
-        self.unregister_crd(&name);
-        for v in versions {
-            let version = v
-                .get("name")
-                .and_then(Value::as_str)
-                .ok_or("spec.versions[].name: Required value")?;
-            if v.get("served").and_then(Value::as_bool) != Some(true) {
-                continue;
-            }
-            self.insert(ResourceType {
-                group: group.to_string(),
-                version: version.to_string(),
-                kind: kind.to_string(),
-                plural: plural.to_string(),
-                singular: singular.clone(),
-                short_names: short_names.clone(),
-                namespaced,
-                status_subresource: v.pointer("/subresources/status").is_some(),
-                schema: v.pointer("/schema/openAPIV3Schema").cloned(),
-                crd_name: Some(name.clone()),
-            });
-        }
-        Ok(())
-    }
-
-    /// Stops serving the resources of a CRD.
-    pub fn unregister_crd(&mut self, crd_name: &str) {
-        self.by_path
-            .retain(|_, rt| rt.crd_name.as_deref() != Some(crd_name));
+        Ok(CrdNames {
+            name,
+            group: group.to_string(),
+            plural: plural.to_string(),
+            kind: kind.to_string(),
+            singular,
+            short_names,
+            namespaced,
+        })
     }
 }
 
-/// Splits `group/version` (or a bare core `version`).
-pub(crate) fn split_api_version(api_version: &str) -> (&str, &str) {
-    match api_version.split_once('/') {
-        Some((g, v)) => (g, v),
-        None => ("", api_version),
+/// The versions of a CRD; exactly one of them must be the storage version.
+fn crd_versions(crd: &Value) -> Result<&Vec<Value>, String> {
+    let versions = crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .filter(|v| !v.is_empty())
+        .ok_or(
+            "spec.versions: Invalid value: null: must have exactly one version marked as storage version",
+        )?;
+    let storage_count = versions
+        .iter()
+        .filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+        .count();
+    if storage_count != 1 {
+        return Err(format!(
+            "spec.versions: Invalid value: {storage_count}: must have exactly one version marked as storage version"
+        ));
     }
+    Ok(versions)
 }

@@ -178,6 +178,19 @@ fn object_fields(
             }
         }
     }
+    properties(map, schema, path, errors, skip);
+    count_bounds(map.len() as u64, schema, path, errors, "Properties", "properties");
+}
+
+/// Recurses into the properties of an object node; prunes unknown fields of a structural schema.
+fn properties(
+    map: &mut Map<String, Value>,
+    schema: &Value,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+    skip: &[&str],
+) {
+    let props = schema.get("properties").and_then(Value::as_object);
     let additional = schema.get("additionalProperties");
     let preserve = preserves_unknown(schema);
     let keys: Vec<String> = map.keys().cloned().collect();
@@ -185,41 +198,44 @@ fn object_fields(
         if skip.contains(&key.as_str()) {
             continue;
         }
-        let sub = props.and_then(|p| p.get(&key));
-        let child_path = match (sub, additional) {
-            (None, Some(a)) if a.is_object() => format!("{path}[{key}]"),
-            _ => join(path, &key),
-        };
-        match (sub, additional) {
-            (Some(sub), _) => {
-                if let Some(v) = map.get_mut(&key) {
-                    node(v, sub, &child_path, errors);
-                }
-            }
-            (None, Some(a)) if a.is_object() => {
-                if let Some(v) = map.get_mut(&key) {
-                    node(v, a, &child_path, errors);
-                }
-            }
-            (None, Some(Value::Bool(true))) => {}
-            _ if preserve => {}
+        let sub = match (props.and_then(|p| p.get(&key)), additional) {
+            (Some(sub), _) => Some((sub, join(path, &key))),
+            (None, Some(a)) if a.is_object() => Some((a, format!("{path}[{key}]"))),
+            (None, Some(Value::Bool(true))) => None,
+            _ if preserve => None,
             _ => {
                 // Unknown field of a structural schema: pruned, as the API server does.
                 map.remove(&key);
+                None
             }
+        };
+        if let Some((sub, child_path)) = sub
+            && let Some(v) = map.get_mut(&key)
+        {
+            node(v, sub, &child_path, errors);
         }
     }
-    let count = map.len() as u64;
-    if let Some(min) = schema.get("minProperties").and_then(Value::as_u64)
+}
+
+/// `min<What>`/`max<What>` of an object's properties or an array's items.
+fn count_bounds(
+    count: u64,
+    schema: &Value,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+    what: &str,
+    noun: &str,
+) {
+    if let Some(min) = schema.get(format!("min{what}")).and_then(Value::as_u64)
         && count < min
     {
         errors.push(FieldError::new(
             path,
             "FieldValueInvalid",
-            format!("Invalid value: {count}: {path} in body should have at least {min} properties"),
+            format!("Invalid value: {count}: {path} in body should have at least {min} {noun}"),
         ));
     }
-    if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64)
+    if let Some(max) = schema.get(format!("max{what}")).and_then(Value::as_u64)
         && count > max
     {
         errors.push(FieldError::new(
@@ -245,29 +261,8 @@ fn node(value: &mut Value, schema: &Value, path: &str, errors: &mut Vec<FieldErr
         }
         return;
     }
-    let int_or_string = schema.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true);
-    let actual = type_name(value);
-    if int_or_string {
-        if !matches!(actual, "integer" | "string") {
-            errors.push(FieldError::new(
-                path,
-                "FieldValueInvalid",
-                format!(
-                    "Invalid value: \"{actual}\": {path} in body must be of type integer,string: \"{actual}\""
-                ),
-            ));
-            return;
-        }
-    } else if let Some(ty) = schema.get("type").and_then(Value::as_str) {
-        let ok = ty == actual || (ty == "number" && actual == "integer");
-        if !ok {
-            errors.push(FieldError::new(
-                path,
-                "FieldValueInvalid",
-                format!("Invalid value: \"{actual}\": {path} in body must be of type {ty}: \"{actual}\""),
-            ));
-            return;
-        }
+    if !has_type(value, schema, path, errors) {
+        return;
     }
     if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
         && !allowed.contains(value)
@@ -283,7 +278,6 @@ fn node(value: &mut Value, schema: &Value, path: &str, errors: &mut Vec<FieldErr
             ),
         ));
     }
-    let shown = show(value);
     match value {
         Value::Object(map) => {
             let embedded = schema
@@ -298,122 +292,122 @@ fn node(value: &mut Value, schema: &Value, path: &str, errors: &mut Vec<FieldErr
             object_fields(map, schema, path, errors, skip);
         }
         Value::Array(items) => {
-            let n = items.len() as u64;
-            if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
-                && n < min
-            {
-                errors.push(FieldError::new(
-                    path,
-                    "FieldValueInvalid",
-                    format!("Invalid value: {n}: {path} in body should have at least {min} items"),
-                ));
-            }
-            if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
-                && n > max
-            {
-                errors.push(FieldError::new(
-                    path,
-                    "FieldValueTooMany",
-                    format!("Too many: {n}: must have at most {max} items"),
-                ));
-            }
+            count_bounds(items.len() as u64, schema, path, errors, "Items", "items");
             if let Some(item_schema) = schema.get("items") {
                 for (i, item) in items.iter_mut().enumerate() {
                     node(item, item_schema, &format!("{path}[{i}]"), errors);
                 }
             }
         }
-        Value::String(s) => {
-            let len = s.chars().count() as u64;
-            if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
-                && len < min
-            {
-                errors.push(FieldError::new(
-                    path,
-                    "FieldValueInvalid",
-                    format!("Invalid value: {shown}: {path} in body should be at least {min} chars long"),
-                ));
-            }
-            if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
-                && len > max
-            {
-                errors.push(FieldError::new(
-                    path,
-                    "FieldValueTooLong",
-                    format!("Too long: must have at most {max} bytes"),
-                ));
-            }
-            if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
-                match regex::Regex::new(pattern) {
-                    Ok(re) if re.is_match(s) => {}
-                    Ok(_) => errors.push(FieldError::new(
-                        path,
-                        "FieldValueInvalid",
-                        format!("Invalid value: {shown}: {path} in body should match '{pattern}'"),
-                    )),
-                    Err(e) => errors.push(FieldError::new(
-                        path,
-                        "FieldValueInvalid",
-                        format!("Invalid value: {pattern:?}: schema pattern does not compile: {e}"),
-                    )),
-                }
-            }
-        }
-        Value::Number(n) => {
-            let Some(x) = n.as_f64() else { return };
-            let exclusive_min = schema.get("exclusiveMinimum").and_then(Value::as_bool) == Some(true);
-            let exclusive_max = schema.get("exclusiveMaximum").and_then(Value::as_bool) == Some(true);
-            if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
-                let bad = if exclusive_min { x <= min } else { x < min };
-                if bad {
-                    let rel = if exclusive_min {
-                        "greater than"
-                    } else {
-                        "greater than or equal to"
-                    };
-                    errors.push(FieldError::new(
-                        path,
-                        "FieldValueInvalid",
-                        format!(
-                            "Invalid value: {n}: {path} in body should be {rel} {}",
-                            fmt_num(min)
-                        ),
-                    ));
-                }
-            }
-            if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
-                let bad = if exclusive_max { x >= max } else { x > max };
-                if bad {
-                    let rel = if exclusive_max {
-                        "less than"
-                    } else {
-                        "less than or equal to"
-                    };
-                    errors.push(FieldError::new(
-                        path,
-                        "FieldValueInvalid",
-                        format!(
-                            "Invalid value: {n}: {path} in body should be {rel} {}",
-                            fmt_num(max)
-                        ),
-                    ));
-                }
-            }
-            if let Some(m) = schema.get("multipleOf").and_then(Value::as_f64)
-                && m > 0.0
-                && (x / m).fract() != 0.0
-            {
-                errors.push(FieldError::new(
-                    path,
-                    "FieldValueInvalid",
-                    format!(
-                        "Invalid value: {n}: {path} in body should be a multiple of {}",
-                        fmt_num(m)
-                    ),
-                ));
-            }
-        }
+        Value::String(s) => string_value(s, schema, path, errors),
+        Value::Number(n) => number_value(n, schema, path, errors),
         Value::Bool(_) | Value::Null => {}
+    }
+}
+
+/// Whether `value` has the schema's type (`x-kubernetes-int-or-string` included); reports it
+/// if not.
+fn has_type(value: &Value, schema: &Value, path: &str, errors: &mut Vec<FieldError>) -> bool {
+    let int_or_string = schema.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true);
+    let actual = type_name(value);
+    let wanted = if int_or_string {
+        if matches!(actual, "integer" | "string") {
+            return true;
+        }
+        "integer,string"
+    } else {
+        match schema.get("type").and_then(Value::as_str) {
+            Some(ty) if ty != actual && !(ty == "number" && actual == "integer") => ty,
+            _ => return true,
+        }
+    };
+    errors.push(FieldError::new(
+        path,
+        "FieldValueInvalid",
+        format!("Invalid value: \"{actual}\": {path} in body must be of type {wanted}: \"{actual}\""),
+    ));
+    false
+}
+
+/// `minLength`, `maxLength` and `pattern` of a string.
+fn string_value(s: &str, schema: &Value, path: &str, errors: &mut Vec<FieldError>) {
+    let shown = show(&Value::String(s.to_owned()));
+    let len = s.chars().count() as u64;
+    if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
+        && len < min
+    {
+        errors.push(FieldError::new(
+            path,
+            "FieldValueInvalid",
+            format!("Invalid value: {shown}: {path} in body should be at least {min} chars long"),
+        ));
+    }
+    if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
+        && len > max
+    {
+        errors.push(FieldError::new(
+            path,
+            "FieldValueTooLong",
+            format!("Too long: must have at most {max} bytes"),
+        ));
+    }
+    if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
+        match regex::Regex::new(pattern) {
+            Ok(re) if re.is_match(s) => {}
+            Ok(_) => errors.push(FieldError::new(
+                path,
+                "FieldValueInvalid",
+                format!("Invalid value: {shown}: {path} in body should match '{pattern}'"),
+            )),
+            Err(e) => errors.push(FieldError::new(
+                path,
+                "FieldValueInvalid",
+                format!("Invalid value: {pattern:?}: schema pattern does not compile: {e}"),
+            )),
+        }
+    }
+}
+
+/// `minimum`, `maximum` (exclusive or not) and `multipleOf` of a number.
+fn number_value(n: &serde_json::Number, schema: &Value, path: &str, errors: &mut Vec<FieldError>) {
+    let Some(x) = n.as_f64() else { return };
+    let exclusive = |key: &str| schema.get(key).and_then(Value::as_bool) == Some(true);
+    let mut out_of_bounds = |limit: f64, rel: &str| {
+        errors.push(FieldError::new(
+            path,
+            "FieldValueInvalid",
+            format!(
+                "Invalid value: {n}: {path} in body should be {rel} {}",
+                fmt_num(limit)
+            ),
+        ));
+    };
+    if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
+        match exclusive("exclusiveMinimum") {
+            true if x <= min => out_of_bounds(min, "greater than"),
+            false if x < min => out_of_bounds(min, "greater than or equal to"),
+            _ => {}
+        }
+    }
+    if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
+        match exclusive("exclusiveMaximum") {
+            true if x >= max => out_of_bounds(max, "less than"),
+            false if x > max => out_of_bounds(max, "less than or equal to"),
+            _ => {}
+        }
+    }
+    if let Some(m) = schema.get("multipleOf").and_then(Value::as_f64)
+        && m > 0.0
+        && (x / m).fract() != 0.0
+    {
+        errors.push(FieldError::new(
+            path,
+            "FieldValueInvalid",
+            format!(
+                "Invalid value: {n}: {path} in body should be a multiple of {}",
+                fmt_num(m)
+            ),
+        ));
     }
 }
 

@@ -1,5 +1,5 @@
-//! The HTTP side: routing of the real REST paths, discovery documents, watch streams, failure
-//! injection and the request log.
+//! The HTTP side: routing of the real REST paths, failure injection, the request log, and the
+//! requests on resources (discovery is in `discovery.rs`, watch streams in `watch.rs`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -8,18 +8,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, StreamBody};
-use hyper::body::{Frame, Incoming};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
-use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::registry::ResourceType;
 use super::selector::{FieldSelector, LabelSelector};
-use super::state::{Change, ChangeKind, DeleteOpts, Deleted, State, WriteCtx, output};
+use super::state::{DeleteOpts, Deleted, State, WriteCtx, output};
 use super::status::ApiError;
-use super::{Fault, FaultRule, RequestRecord};
+use super::watch::{line, watch};
+use super::{Fault, FaultRule, RequestRecord, discovery};
 
 /// Response body type: a full JSON document or a stream of watch lines.
 pub(crate) type Body = BoxBody<Bytes, Infallible>;
@@ -46,7 +46,7 @@ pub(crate) struct Shared {
 #[error("connection refused by an injected fault")]
 pub(crate) struct Refused;
 
-fn json_response(code: StatusCode, v: &Value) -> Response<Body> {
+pub(crate) fn json_response(code: StatusCode, v: &Value) -> Response<Body> {
     let bytes = serde_json::to_vec(v).unwrap_or_default();
     Response::builder()
         .status(code)
@@ -71,7 +71,7 @@ fn error_response(e: &ApiError) -> Response<Body> {
 }
 
 /// The `PartialObjectMetadata` form of an object (`Accept: ...;as=PartialObjectMetadata`).
-fn partial_metadata(obj: &Value) -> Value {
+pub(crate) fn partial_metadata(obj: &Value) -> Value {
     json!({
         "kind": "PartialObjectMetadata",
         "apiVersion": "meta.k8s.io/v1",
@@ -97,7 +97,7 @@ fn represent(v: Value, meta_only: bool) -> Value {
 
 /// Parsed query string.
 #[derive(Debug, Default)]
-struct Query(Vec<(String, String)>);
+pub(crate) struct Query(Vec<(String, String)>);
 
 impl Query {
     fn parse(q: Option<&str>) -> Self {
@@ -113,11 +113,11 @@ impl Query {
         )
     }
 
-    fn get(&self, k: &str) -> Option<&str> {
+    pub(crate) fn get(&self, k: &str) -> Option<&str> {
         self.0.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.as_str())
     }
 
-    fn flag(&self, k: &str) -> bool {
+    pub(crate) fn flag(&self, k: &str) -> bool {
         matches!(self.get(k), Some("true" | "1"))
     }
 }
@@ -150,20 +150,30 @@ fn percent_decode(s: &str) -> String {
 
 /// Where a request goes.
 #[derive(Debug)]
-enum Route {
+pub(crate) enum Route {
+    /// `/version`.
     Version,
+    /// `/api`.
     CoreVersions,
+    /// `/apis`.
     Groups,
+    /// `/apis/<group>`.
     Group(String),
+    /// `/api/<version>` or `/apis/<group>/<version>`.
     Resources(String, String),
-    Resource {
-        group: String,
-        version: String,
-        namespace: Option<String>,
-        plural: String,
-        name: Option<String>,
-        sub: Option<String>,
-    },
+    /// A resource, an object or a subresource.
+    Resource(ResourcePath),
+}
+
+/// The path of a request on a resource.
+#[derive(Debug)]
+pub(crate) struct ResourcePath {
+    group: String,
+    version: String,
+    namespace: Option<String>,
+    plural: String,
+    name: Option<String>,
+    sub: Option<String>,
 }
 
 fn route(path: &str) -> Option<Route> {
@@ -189,14 +199,14 @@ fn route(path: &str) -> Option<Route> {
             [p, n, sub] => (*p, Some(*n), Some(*sub)),
             _ => return None,
         };
-        Some(Route::Resource {
+        Some(Route::Resource(ResourcePath {
             group: group.to_string(),
             version: version.to_string(),
             namespace: namespace.map(String::from),
             plural: plural.to_string(),
             name: name.map(String::from),
             sub: sub.map(String::from),
-        })
+        }))
     };
     match rest {
         [] => Some(Route::Resources(group.to_string(), version.to_string())),
@@ -209,9 +219,9 @@ fn route(path: &str) -> Option<Route> {
 
 /// The Kubernetes verb of a request.
 fn verb_of(method: &Method, route: &Option<Route>, query: &Query) -> &'static str {
-    let named = matches!(route, Some(Route::Resource { name: Some(_), .. }));
+    let named = matches!(route, Some(Route::Resource(ResourcePath { name: Some(_), .. })));
     match *method {
-        Method::GET if !named && matches!(route, Some(Route::Resource { .. })) => {
+        Method::GET if !named && matches!(route, Some(Route::Resource(_))) => {
             if query.flag("watch") {
                 "watch"
             } else {
@@ -292,257 +302,299 @@ async fn serve(
     let Some(route) = route else {
         return Err(ApiError::no_route());
     };
-    let method = req.method().clone();
-    if method != Method::GET && !matches!(route, Route::Resource { .. }) {
-        return Err(ApiError::method_not_allowed(
-            "the server does not allow this method on the requested resource",
-        ));
-    }
     match route {
-        Route::Version => Ok(json_response(
-            StatusCode::OK,
-            &json!({
-                "major": "1", "minor": "33", "gitVersion": "v1.33.0-direwolf-emulator",
-                "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
-                "buildDate": "2025-01-01T00:00:00Z", "goVersion": "emulated", "compiler": "rustc",
-                "platform": "linux/amd64"
-            }),
-        )),
-        Route::CoreVersions => Ok(json_response(
-            StatusCode::OK,
-            &json!({"kind": "APIVersions", "versions": ["v1"],
-                    "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": shared.address}]}),
-        )),
-        Route::Groups => {
-            let groups = api_groups(&shared.state.lock());
-            Ok(json_response(
-                StatusCode::OK,
-                &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
-            ))
+        Route::Resource(path) => {
+            let target = Target::resolve(shared, req.method(), path)?;
+            serve_resource(shared, req, target, query).await
         }
-        Route::Group(g) => {
-            let groups = api_groups(&shared.state.lock());
-            let found = groups
-                .into_iter()
-                .find(|x| x["name"] == json!(g))
-                .ok_or_else(ApiError::no_route)?;
-            let mut found = found;
-            found["kind"] = json!("APIGroup");
-            found["apiVersion"] = json!("v1");
-            Ok(json_response(StatusCode::OK, &found))
+        _ if req.method() != Method::GET => Err(not_allowed()),
+        discovery => discovery::serve(shared, discovery),
+    }
+}
+
+fn not_allowed() -> ApiError {
+    ApiError::method_not_allowed("the server does not allow this method on the requested resource")
+}
+
+/// A request on a resource, resolved against the registry.
+struct Target {
+    rt: Arc<ResourceType>,
+    /// The namespace in the path (none for cluster-scoped kinds and lists across namespaces).
+    namespace: Option<String>,
+    /// `namespace`, or empty.
+    ns: String,
+    name: Option<String>,
+    /// The `/status` subresource.
+    status: bool,
+}
+
+impl Target {
+    fn resolve(shared: &Shared, method: &Method, path: ResourcePath) -> Result<Self, ApiError> {
+        let rt = shared
+            .state
+            .lock()
+            .registry
+            .get(&path.group, &path.version, &path.plural)
+            .ok_or_else(ApiError::no_route)?;
+        let across_namespaces = path.namespace.is_none() && path.name.is_none() && method == Method::GET;
+        if rt.namespaced != path.namespace.is_some() && !across_namespaces {
+            return Err(ApiError::no_route());
         }
-        Route::Resources(g, v) => {
-            let state = shared.state.lock();
-            let rts: Vec<&Arc<ResourceType>> = state
-                .registry
-                .all()
-                .filter(|rt| rt.group == g && rt.version == v)
-                .collect();
-            if rts.is_empty() {
-                return Err(ApiError::no_route());
+        let status = match path.sub.as_deref() {
+            None => false,
+            Some("status") if rt.status_subresource => true,
+            Some(_) => return Err(ApiError::no_route()),
+        };
+        Ok(Target {
+            rt,
+            ns: path.namespace.clone().unwrap_or_default(),
+            namespace: path.namespace,
+            name: path.name,
+            status,
+        })
+    }
+}
+
+/// What a request on a resource carries besides its path.
+struct Payload {
+    /// `Accept: ...;as=PartialObjectMetadata`.
+    meta_only: bool,
+    /// The media type of the body.
+    content_type: String,
+    /// Field manager and dry run.
+    ctx: WriteCtx,
+    body: Bytes,
+}
+
+impl Payload {
+    async fn read(req: Request<Incoming>, query: &Query) -> Result<Self, ApiError> {
+        let header = |name: header::HeaderName| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from)
+        };
+        let meta_only = header(header::ACCEPT).is_some_and(|a| a.contains("as=PartialObjectMetadata"));
+        let content_type = header(header::CONTENT_TYPE)
+            .map(|s| s.split(';').next().unwrap_or_default().trim().to_string())
+            .unwrap_or_default();
+        let user_agent = header(header::USER_AGENT)
+            .map(|s| s.split('/').next().unwrap_or_default().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "unknown".into());
+        let ctx = WriteCtx {
+            manager: query.get("fieldManager").map(String::from).unwrap_or(user_agent),
+            dry_run: query.get("dryRun") == Some("All"),
+        };
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ApiError::bad_request(format!("reading request body: {e}")))?
+            .to_bytes();
+        Ok(Payload {
+            meta_only,
+            content_type,
+            ctx,
+            body,
+        })
+    }
+
+    /// The body as a JSON (or YAML) object.
+    fn object(&self) -> Result<Value, ApiError> {
+        serde_json::from_slice(&self.body)
+            .or_else(|_| serde_yaml::from_slice(&self.body))
+            .map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}")))
+    }
+}
+
+/// The label and field selectors of a list, watch or deletecollection.
+pub(crate) fn selectors(query: &Query) -> Result<(LabelSelector, FieldSelector), ApiError> {
+    let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or_default())
+        .map_err(ApiError::bad_request)?;
+    let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or_default())
+        .map_err(ApiError::bad_request)?;
+    Ok((labels, fields))
+}
+
+async fn serve_resource(
+    shared: &Arc<Shared>,
+    req: Request<Incoming>,
+    target: Target,
+    query: &Query,
+) -> Result<Response<Body>, ApiError> {
+    let method = req.method().clone();
+    let payload = Payload::read(req, query).await?;
+    let (rt, ns) = (&target.rt, target.ns.as_str());
+    match (method, target.name.as_deref()) {
+        (Method::GET, None) if query.flag("watch") => {
+            watch(shared, rt.clone(), target.namespace, query, payload.meta_only)
+        }
+        (Method::GET, None) => list(shared, &target, query, payload.meta_only),
+        (Method::GET, Some(name)) => {
+            let mut obj = shared.state.lock().get(rt, ns, name)?;
+            if target.status {
+                // GET /status answers the whole object, as the API server does.
+                obj = output(rt, &obj);
             }
-            let mut resources = Vec::new();
-            for rt in rts {
-                resources.push(json!({
-                    "name": rt.plural, "singularName": rt.singular, "namespaced": rt.namespaced,
-                    "kind": rt.kind, "shortNames": rt.short_names,
-                    "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
-                }));
-                if rt.status_subresource {
-                    resources.push(json!({
-                        "name": format!("{}/status", rt.plural), "singularName": "", "namespaced": rt.namespaced,
-                        "kind": rt.kind, "verbs": ["get", "patch", "update"],
-                    }));
-                }
-            }
-            let gv = if g.is_empty() { v } else { format!("{g}/{v}") };
-            Ok(json_response(
-                StatusCode::OK,
-                &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
-            ))
+            Ok(json_response(StatusCode::OK, &represent(obj, payload.meta_only)))
         }
-        Route::Resource {
-            group,
-            version,
-            namespace,
-            plural,
-            name,
-            sub,
-        } => {
-            let rt = shared
+        (Method::POST, None) => {
+            let obj = shared
                 .state
                 .lock()
-                .registry
-                .get(&group, &version, &plural)
-                .ok_or_else(ApiError::no_route)?;
-            if rt.namespaced != namespace.is_some()
-                && !(namespace.is_none() && name.is_none() && method == Method::GET)
-            {
-                return Err(ApiError::no_route());
-            }
-            let status = match sub.as_deref() {
-                None => false,
-                Some("status") if rt.status_subresource => true,
-                Some(_) => return Err(ApiError::no_route()),
-            };
-            let ns = namespace.clone().unwrap_or_default();
-            let meta_only = req
-                .headers()
-                .get(header::ACCEPT)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|a| a.contains("as=PartialObjectMetadata"));
-            let content_type = req
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(|s| s.split(';').next().unwrap_or_default().trim().to_string())
-                .unwrap_or_default();
-            let user_agent = req
-                .headers()
-                .get(header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .map(|s| s.split('/').next().unwrap_or_default().to_string())
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "unknown".into());
-            let ctx = WriteCtx {
-                manager: query.get("fieldManager").map(String::from).unwrap_or(user_agent),
-                dry_run: query.get("dryRun") == Some("All"),
-            };
-            let body = req
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| ApiError::bad_request(format!("reading request body: {e}")))?
-                .to_bytes();
-            let parse = |b: &Bytes| -> Result<Value, ApiError> {
-                serde_json::from_slice(b)
-                    .or_else(|_| serde_yaml::from_slice(b))
-                    .map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}")))
-            };
-            match (method, name) {
-                (Method::GET, None) if query.flag("watch") => watch(shared, rt, namespace, query, meta_only),
-                (Method::GET, None) => {
-                    let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or_default())
-                        .map_err(ApiError::bad_request)?;
-                    let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or_default())
-                        .map_err(ApiError::bad_request)?;
-                    let limit = query.get("limit").and_then(|l| l.parse().ok());
-                    let list = shared.state.lock().list(
-                        &rt,
-                        namespace.as_deref(),
-                        &labels,
-                        &fields,
-                        limit,
-                        query.get("continue"),
-                    )?;
-                    Ok(json_response(StatusCode::OK, &represent(list, meta_only)))
-                }
-                (Method::GET, Some(name)) => {
-                    let mut obj = shared.state.lock().get(&rt, &ns, &name)?;
-                    if status {
-                        // GET /status answers the whole object, as the API server does.
-                        obj = output(&rt, &obj);
-                    }
-                    Ok(json_response(StatusCode::OK, &represent(obj, meta_only)))
-                }
-                (Method::POST, None) => {
-                    let obj = shared.state.lock().create(&rt, &ns, parse(&body)?, &ctx)?;
-                    Ok(json_response(StatusCode::CREATED, &obj))
-                }
-                (Method::PUT, Some(name)) => {
-                    let obj = shared
-                        .state
-                        .lock()
-                        .replace(&rt, &ns, &name, parse(&body)?, status, &ctx)?;
-                    Ok(json_response(StatusCode::OK, &obj))
-                }
-                (Method::PATCH, Some(name)) => {
-                    let mut state = shared.state.lock();
-                    if content_type == "application/apply-patch+yaml" {
-                        if query.get("fieldManager").is_none_or(str::is_empty) {
-                            return Err(ApiError::invalid_field(
-                                &rt,
-                                "",
-                                "fieldManager",
-                                "FieldValueRequired",
-                                "Required value: is required for apply patch".into(),
-                            ));
-                        }
-                        let existed = state.get(&rt, &ns, &name).is_ok();
-                        let obj = state.apply(&rt, &ns, &name, &body, status, query.flag("force"), &ctx)?;
-                        let code = if existed {
-                            StatusCode::OK
-                        } else {
-                            StatusCode::CREATED
-                        };
-                        Ok(json_response(code, &obj))
-                    } else {
-                        let obj = state.patch(&rt, &ns, &name, &content_type, &body, status, &ctx)?;
-                        Ok(json_response(StatusCode::OK, &obj))
-                    }
-                }
-                (Method::DELETE, Some(name)) if !status => {
-                    let opts = delete_opts(&body, query)?;
-                    match shared.state.lock().delete(&rt, &ns, &name, &opts)? {
-                        // Not deleted yet (finalizers): 202 Accepted with the object.
-                        Deleted::Pending(obj) => Ok(json_response(StatusCode::ACCEPTED, &obj)),
-                        // These kinds answer the deleted object (kubernetes/kubernetes#59501),
-                        // all others a Success Status.
-                        Deleted::Gone(obj)
-                            if rt.group.is_empty()
-                                && matches!(
-                                    rt.plural.as_str(),
-                                    "pods" | "persistentvolumeclaims" | "namespaces" | "serviceaccounts"
-                                ) =>
-                        {
-                            Ok(json_response(StatusCode::OK, &obj))
-                        }
-                        Deleted::Gone(obj) => Ok(json_response(
-                            StatusCode::OK,
-                            &json!({
-                                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                                "details": {"name": name, "group": rt.group, "kind": rt.plural,
-                                            "uid": obj.pointer("/metadata/uid")},
-                            }),
-                        )),
-                    }
-                }
-                (Method::DELETE, None) => {
-                    let opts = delete_opts(&body, query)?;
-                    let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or_default())
-                        .map_err(ApiError::bad_request)?;
-                    let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or_default())
-                        .map_err(ApiError::bad_request)?;
-                    let mut state = shared.state.lock();
-                    let list = state.list(&rt, namespace.as_deref(), &labels, &fields, None, None)?;
-                    let mut items = Vec::new();
-                    for item in list["items"].as_array().cloned().unwrap_or_default() {
-                        let item_ns = item
-                            .pointer("/metadata/namespace")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default();
-                        let item_name = item
-                            .pointer("/metadata/name")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default();
-                        match state.delete(&rt, item_ns, item_name, &opts) {
-                            Ok(Deleted::Gone(o) | Deleted::Pending(o)) => items.push(o),
-                            Err(e) if e.code == 404 => {}
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    Ok(json_response(
-                        StatusCode::OK,
-                        &json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(),
-                                "metadata": {"resourceVersion": state.current_rv().to_string()}, "items": items}),
-                    ))
-                }
-                _ => Err(ApiError::method_not_allowed(
-                    "the server does not allow this method on the requested resource",
-                )),
-            }
+                .create(rt, ns, payload.object()?, &payload.ctx)?;
+            Ok(json_response(StatusCode::CREATED, &obj))
+        }
+        (Method::PUT, Some(name)) => {
+            let body = payload.object()?;
+            let obj = shared
+                .state
+                .lock()
+                .replace(rt, ns, name, body, target.status, &payload.ctx)?;
+            Ok(json_response(StatusCode::OK, &obj))
+        }
+        (Method::PATCH, Some(name)) => patch(shared, &target, name, query, &payload),
+        (Method::DELETE, Some(name)) if !target.status => delete(shared, &target, name, query, &payload),
+        (Method::DELETE, None) => delete_collection(shared, &target, query, &payload),
+        _ => Err(not_allowed()),
+    }
+}
+
+fn list(
+    shared: &Shared,
+    target: &Target,
+    query: &Query,
+    meta_only: bool,
+) -> Result<Response<Body>, ApiError> {
+    let (labels, fields) = selectors(query)?;
+    let limit = query.get("limit").and_then(|l| l.parse().ok());
+    let list = shared.state.lock().list(
+        &target.rt,
+        target.namespace.as_deref(),
+        &labels,
+        &fields,
+        limit,
+        query.get("continue"),
+    )?;
+    Ok(json_response(StatusCode::OK, &represent(list, meta_only)))
+}
+
+/// PATCH: server-side apply (201 when it creates) or a merge, strategic or JSON patch.
+fn patch(
+    shared: &Shared,
+    target: &Target,
+    name: &str,
+    query: &Query,
+    payload: &Payload,
+) -> Result<Response<Body>, ApiError> {
+    let (rt, ns, status) = (&target.rt, target.ns.as_str(), target.status);
+    let mut state = shared.state.lock();
+    if payload.content_type != "application/apply-patch+yaml" {
+        let obj = state.patch(
+            rt,
+            ns,
+            name,
+            &payload.content_type,
+            &payload.body,
+            status,
+            &payload.ctx,
+        )?;
+        return Ok(json_response(StatusCode::OK, &obj));
+    }
+    if query.get("fieldManager").is_none_or(str::is_empty) {
+        return Err(ApiError::invalid_field(
+            rt,
+            "",
+            "fieldManager",
+            "FieldValueRequired",
+            "Required value: is required for apply patch".into(),
+        ));
+    }
+    let existed = state.get(rt, ns, name).is_ok();
+    let obj = state.apply(
+        rt,
+        ns,
+        name,
+        &payload.body,
+        status,
+        query.flag("force"),
+        &payload.ctx,
+    )?;
+    let code = if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok(json_response(code, &obj))
+}
+
+/// DELETE of one object: 202 with the object while finalizers hold it, else 200.
+fn delete(
+    shared: &Shared,
+    target: &Target,
+    name: &str,
+    query: &Query,
+    payload: &Payload,
+) -> Result<Response<Body>, ApiError> {
+    let rt = &target.rt;
+    let opts = delete_opts(&payload.body, query)?;
+    match shared.state.lock().delete(rt, &target.ns, name, &opts)? {
+        // Not deleted yet (finalizers): 202 Accepted with the object.
+        Deleted::Pending(obj) => Ok(json_response(StatusCode::ACCEPTED, &obj)),
+        // These kinds answer the deleted object (kubernetes/kubernetes#59501),
+        // all others a Success Status.
+        Deleted::Gone(obj)
+            if rt.group.is_empty()
+                && matches!(
+                    rt.plural.as_str(),
+                    "pods" | "persistentvolumeclaims" | "namespaces" | "serviceaccounts"
+                ) =>
+        {
+            Ok(json_response(StatusCode::OK, &obj))
+        }
+        Deleted::Gone(obj) => Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                "details": {"name": name, "group": rt.group, "kind": rt.plural,
+                            "uid": obj.pointer("/metadata/uid")},
+            }),
+        )),
+    }
+}
+
+/// DELETE of every selected object; answers the list of what was deleted.
+fn delete_collection(
+    shared: &Shared,
+    target: &Target,
+    query: &Query,
+    payload: &Payload,
+) -> Result<Response<Body>, ApiError> {
+    let rt = &target.rt;
+    let opts = delete_opts(&payload.body, query)?;
+    let (labels, fields) = selectors(query)?;
+    let mut state = shared.state.lock();
+    let list = state.list(rt, target.namespace.as_deref(), &labels, &fields, None, None)?;
+    let mut items = Vec::new();
+    for item in list["items"].as_array().cloned().unwrap_or_default() {
+        let field = |f: &str| {
+            item.pointer(&format!("/metadata/{f}"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        match state.delete(rt, &field("namespace"), &field("name"), &opts) {
+            Ok(Deleted::Gone(o) | Deleted::Pending(o)) => items.push(o),
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
         }
     }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(),
+                "metadata": {"resourceVersion": state.current_rv().to_string()}, "items": items}),
+    ))
 }
 
 fn delete_opts(body: &Bytes, query: &Query) -> Result<DeleteOpts, ApiError> {
@@ -578,217 +630,6 @@ fn delete_opts(body: &Bytes, query: &Query) -> Result<DeleteOpts, ApiError> {
     Ok(opts)
 }
 
-fn api_groups(state: &State) -> Vec<Value> {
-    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
-    for rt in state.registry.all().filter(|rt| !rt.group.is_empty()) {
-        match groups.iter_mut().find(|(g, _)| *g == rt.group) {
-            Some((_, vs)) if !vs.contains(&rt.version) => vs.push(rt.version.clone()),
-            Some(_) => {}
-            None => groups.push((rt.group.clone(), vec![rt.version.clone()])),
-        }
-    }
-    groups
-        .into_iter()
-        .map(|(g, vs)| {
-            let versions: Vec<Value> = vs
-                .iter()
-                .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
-                .collect();
-            json!({"name": g, "versions": versions, "preferredVersion": versions[0]})
-        })
-        .collect()
-}
-
-/// Filters of one watch.
-struct WatchFilter {
-    rt: Arc<ResourceType>,
-    meta_only: bool,
-    namespace: Option<String>,
-    labels: LabelSelector,
-    fields: FieldSelector,
-}
-
-impl WatchFilter {
-    fn matches(&self, obj: &Value) -> bool {
-        let ns_ok = self
-            .namespace
-            .as_deref()
-            .is_none_or(|ns| obj.pointer("/metadata/namespace").and_then(Value::as_str) == Some(ns));
-        ns_ok && self.labels.matches(obj) && self.fields.matches(obj)
-    }
-
-    /// The event this watch sees for a change, with objects moving in or out of the selection
-    /// reported as ADDED or DELETED.
-    fn event(&self, c: &Change) -> Option<Value> {
-        if c.key != self.rt.storage_key() {
-            return None;
-        }
-        let now = self.matches(&c.object);
-        let before = c.old.as_ref().is_some_and(|o| self.matches(o));
-        let ty = match c.kind {
-            ChangeKind::Added if now => "ADDED",
-            ChangeKind::Deleted if now || before => "DELETED",
-            ChangeKind::Modified if now && before => "MODIFIED",
-            ChangeKind::Modified if now => "ADDED",
-            ChangeKind::Modified if before => "DELETED",
-            _ => return None,
-        };
-        Some(json!({"type": ty, "object": self.render(&c.object)}))
-    }
-
-    fn render(&self, obj: &Value) -> Value {
-        let o = output(&self.rt, obj);
-        if self.meta_only { partial_metadata(&o) } else { o }
-    }
-}
-
-fn line(v: &Value) -> Bytes {
-    let mut b = serde_json::to_vec(v).unwrap_or_default();
-    b.push(b'\n');
-    Bytes::from(b)
-}
-
-fn watch(
-    shared: &Arc<Shared>,
-    rt: Arc<ResourceType>,
-    namespace: Option<String>,
-    query: &Query,
-    meta_only: bool,
-) -> Result<Response<Body>, ApiError> {
-    let filter = WatchFilter {
-        rt: rt.clone(),
-        meta_only,
-        namespace,
-        labels: LabelSelector::parse(query.get("labelSelector").unwrap_or_default())
-            .map_err(ApiError::bad_request)?,
-        fields: FieldSelector::parse(query.get("fieldSelector").unwrap_or_default())
-            .map_err(ApiError::bad_request)?,
-    };
-    let timeout = query
-        .get("timeoutSeconds")
-        .and_then(|t| t.parse::<u64>().ok())
-        .map(Duration::from_secs);
-    let bookmarks = query.flag("allowWatchBookmarks");
-    let send_initial = query.flag("sendInitialEvents");
-    let rv_param = query.get("resourceVersion").unwrap_or_default();
-    let bookmark_interval = *shared.bookmark_interval.lock();
-
-    let (initial, replay, rx, start_rv, gone) = {
-        let state = shared.state.lock();
-        let from_now = send_initial || rv_param.is_empty() || rv_param == "0";
-        let start = if from_now {
-            state.current_rv()
-        } else {
-            rv_param
-                .parse::<u64>()
-                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv_param}")))?
-        };
-        let initial: Vec<Value> = if from_now {
-            state
-                .snapshot(&rt, filter.namespace.as_deref())
-                .into_iter()
-                .filter(|o| filter.matches(o))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        match state.subscribe(&rt.storage_key(), start) {
-            Ok((replay, rx)) => (initial, replay, Some(rx), start, None),
-            Err(e) => (Vec::new(), Vec::new(), None, start, Some(e)),
-        }
-    };
-
-    let (tx, body_rx) = mpsc::channel::<Bytes>(64);
-    let shutdown = shared.shutdown.clone();
-    tokio::spawn(async move {
-        if let Some(e) = gone {
-            // As the API server's watch cache does: a 200 stream carrying one ERROR event.
-            let _ = tx
-                .send(line(&json!({"type": "ERROR", "object": e.to_status()})))
-                .await;
-            return;
-        }
-        for obj in initial {
-            if tx
-                .send(line(&json!({"type": "ADDED", "object": filter.render(&obj)})))
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
-        let bookmark = |rv: u64, initial_end: bool| {
-            let mut meta = json!({"resourceVersion": rv.to_string()});
-            if initial_end {
-                meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
-            }
-            line(
-                &json!({"type": "BOOKMARK", "object": {"kind": filter.rt.kind, "apiVersion": filter.rt.api_version(), "metadata": meta}}),
-            )
-        };
-        if send_initial && tx.send(bookmark(start_rv, true)).await.is_err() {
-            return;
-        }
-        let mut last_rv = start_rv;
-        for c in replay {
-            last_rv = last_rv.max(c.rv);
-            if let Some(ev) = filter.event(&c)
-                && tx.send(line(&ev)).await.is_err()
-            {
-                return;
-            }
-        }
-        let Some(mut rx) = rx else { return };
-        let deadline = tokio::time::sleep(timeout.unwrap_or(Duration::from_secs(1800)));
-        tokio::pin!(deadline);
-        let mut ticker = tokio::time::interval(bookmark_interval);
-        ticker.reset();
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = &mut deadline => {
-                    if bookmarks {
-                        let _ = tx.send(bookmark(last_rv, false)).await;
-                    }
-                    return;
-                }
-                _ = ticker.tick(), if bookmarks => {
-                    if tx.send(bookmark(last_rv, false)).await.is_err() {
-                        return;
-                    }
-                }
-                msg = rx.recv() => match msg {
-                    Ok(c) => {
-                        if c.rv <= last_rv {
-                            continue;
-                        }
-                        last_rv = c.rv;
-                        if let Some(ev) = filter.event(&c)
-                            && tx.send(line(&ev)).await.is_err() {
-                                return;
-                            }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        let e = ApiError::gone(format!("watch fell behind; too old resource version: {last_rv}"));
-                        let _ = tx.send(line(&json!({"type": "ERROR", "object": e.to_status()}))).await;
-                        return;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                },
-                () = tx.closed() => return,
-            }
-        }
-    });
-    let stream = futures::stream::unfold(body_rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
-    });
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(BodyExt::boxed(StreamBody::new(stream)))
-        .map_err(|e| ApiError::internal(e.to_string()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -796,13 +637,13 @@ mod tests {
     #[test]
     fn routes() {
         assert!(matches!(route("/api/v1/namespaces/ns/pods/p/status"),
-            Some(Route::Resource { ref namespace, ref plural, ref name, ref sub, .. })
+            Some(Route::Resource(ResourcePath { ref namespace, ref plural, ref name, ref sub, .. }))
             if namespace.as_deref() == Some("ns") && plural == "pods" && name.as_deref() == Some("p") && sub.as_deref() == Some("status")));
         assert!(matches!(route("/api/v1/namespaces/ns"),
-            Some(Route::Resource { ref namespace, ref plural, ref name, .. })
+            Some(Route::Resource(ResourcePath { ref namespace, ref plural, ref name, .. }))
             if namespace.is_none() && plural == "namespaces" && name.as_deref() == Some("ns")));
         assert!(matches!(route("/apis/apps/v1/deployments"),
-            Some(Route::Resource { ref namespace, ref plural, .. }) if namespace.is_none() && plural == "deployments"));
+            Some(Route::Resource(ResourcePath { ref namespace, ref plural, .. })) if namespace.is_none() && plural == "deployments"));
         assert!(
             matches!(route("/apis/apps/v1"), Some(Route::Resources(ref g, ref v)) if g == "apps" && v == "v1")
         );

@@ -15,11 +15,12 @@ use parking_lot::Mutex;
 use serde_json::json;
 use tracing::{debug, warn};
 
-use super::cache::Cache;
 use super::convert::{app_from, app_object, app_object_name, webp_to_png};
 use super::error::KubeStoreError;
 use super::{Settings, apply_params};
 use crate::crd::{self, field_managers, reasons};
+use crate::watch::Watches;
+use crate::watch::cache::Cache;
 
 /// An event recorder (which has no `Debug` of its own).
 #[derive(Clone)]
@@ -65,13 +66,17 @@ fn hash_of(bytes: &[u8]) -> u64 {
 }
 
 impl KubeAppCatalog {
-    /// Starts watching the Apps of `namespace`. Must be called inside a Tokio runtime.
+    /// Starts watching the Apps of `namespace` (a watch of its own). Must be called inside a
+    /// Tokio runtime.
     pub fn new(client: Client, namespace: &str) -> Self {
-        let api: Api<crd::App> = Api::namespaced(client, namespace);
-        let cache = Cache::spawn("app", namespace, api.clone());
+        Self::with_watches(&Watches::new(client, namespace))
+    }
+
+    /// Reads the App watch of `watches`.
+    pub(super) fn with_watches(watches: &Watches) -> Self {
         KubeAppCatalog {
-            api,
-            cache,
+            api: watches.api(),
+            cache: watches.apps(),
             settings: Settings::default(),
             converted: Arc::default(),
             reported_clashes: Arc::default(),

@@ -229,7 +229,8 @@ pub(crate) fn webp_to_png(app: AppId, webp: &[u8]) -> Result<Vec<u8>, KubeStoreE
 
 // ---- Session ----
 
-/// The Session object for a new core session. `app_name` is the App object the session runs.
+/// The Session object for a new core session: the one Session builder of direwolf (the session
+/// store's and the launcher's). `app_name` is the App object the session runs.
 pub(crate) fn session_object(session: &CoreSession, app_name: &str) -> Result<crd::Session, KubeStoreError> {
     let id = i32::try_from(session.app.get()).map_err(|_| KubeStoreError::Invalid {
         what: "app id",

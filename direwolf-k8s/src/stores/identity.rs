@@ -10,7 +10,8 @@ use kube::{Api, Client};
 use tracing::info;
 
 use super::convert::{identity_from, identity_secret};
-use super::error::{KubeStoreError, RetryPolicy};
+use super::error::KubeStoreError;
+use crate::retry::RetryPolicy;
 
 /// The server identity (certificate, private key, `uniqueid`) in one `kubernetes.io/tls`
 /// Secret. `create_if_absent` creates it and, when another replica won the race (409), returns

@@ -8,22 +8,22 @@
 //! | [`SessionStore`](direwolf_core::SessionStore) | [`KubeSessionStore`] | `Session` objects |
 //! | [`IdentityStore`](direwolf_core::IdentityStore) | [`KubeIdentityStore`] | Secret `direwolf-identity` |
 //!
-//! Reads come from reflector caches (a watch per kind in one namespace) and wait for the
-//! initial list; writes use server-side apply (or create/merge-patch where the trait needs
-//! "must not exist"/"must exist"), retry transient failures (429, 5xx, no answer) with bounded
-//! exponential backoff, and are visible to reads on the same instance as soon as they return.
+//! Reads come from the shared watches of the namespace ([`Watches`]: one per kind, whoever reads
+//! it) and wait for the initial list; writes use server-side apply (or create/merge-patch where
+//! the trait needs "must not exist"/"must exist"), retry transient failures
+//! ([`crate::retry::is_transient`]) with bounded exponential backoff, and are visible to reads
+//! through the same [`Watches`] as soon as they return (a write-through overlay).
 //!
 //! ```no_run
 //! # async fn demo() -> direwolf_core::Result<()> {
 //! let client = kube::Client::try_default().await.map_err(|e| direwolf_core::Error::unavailable(e))?;
-//! let stores = direwolf_k8s::stores::KubeStores::new(client, "games").await?;
+//! let stores = direwolf_k8s::stores::KubeStores::synced_stores(client, "games").await?;
 //! let apps = stores.apps.list().await?;
 //! # Ok(())
 //! # }
 //! ```
 
 mod app;
-mod cache;
 mod convert;
 mod error;
 mod identity;
@@ -36,13 +36,19 @@ use std::time::Duration;
 use direwolf_core::Stores;
 use kube::api::PatchParams;
 
+use crate::watch::Watches;
+
 pub use app::KubeAppCatalog;
 pub use identity::KubeIdentityStore;
 pub use pairing::KubePairingStore;
 pub use session::KubeSessionStore;
 pub use user::KubeUserStore;
 
-pub use error::RetryPolicy;
+pub(crate) use convert::session_object;
+pub(crate) use error::KubeStoreError;
+pub(crate) use session::create_session;
+
+use crate::retry::RetryPolicy;
 
 /// How long a read waits for a cache's initial list before failing with `Unavailable`.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -71,8 +77,7 @@ impl Default for Settings {
     }
 }
 
-/// Every Kubernetes store of one namespace, sharing the App cache between the app catalog and
-/// the session store.
+/// Every Kubernetes store of one namespace, reading one shared set of [`Watches`].
 #[derive(Debug, Clone)]
 pub struct KubeStores {
     /// Pairings.
@@ -88,16 +93,23 @@ pub struct KubeStores {
 }
 
 impl KubeStores {
-    /// Starts the watches of every kind in `namespace` and returns at once; reads wait for the
-    /// initial lists (see [`KubeStores::ready`]). Must be called inside a Tokio runtime.
+    /// Starts the watches of every kind in `namespace` (a set of its own) and returns at once;
+    /// reads wait for the initial lists (see [`KubeStores::ready`]). Must be called inside a
+    /// Tokio runtime.
     pub fn start(client: kube::Client, namespace: &str) -> Self {
-        let apps = KubeAppCatalog::new(client.clone(), namespace);
+        Self::with_watches(&Watches::new(client, namespace))
+    }
+
+    /// The stores reading `watches` (starting the App, User, Pairing and Session watches if no
+    /// other reader has). Must be called inside a Tokio runtime.
+    pub fn with_watches(watches: &Watches) -> Self {
+        let apps = KubeAppCatalog::with_watches(watches);
         KubeStores {
-            pairings: KubePairingStore::new(client.clone(), namespace),
-            users: KubeUserStore::new(client.clone(), namespace),
-            sessions: KubeSessionStore::with_apps(client.clone(), namespace, &apps),
+            pairings: KubePairingStore::with_watches(watches),
+            users: KubeUserStore::with_watches(watches),
+            sessions: KubeSessionStore::with_watches(watches, &apps),
             apps,
-            identity: KubeIdentityStore::new(client, namespace, IDENTITY_SECRET),
+            identity: KubeIdentityStore::new(watches.client().clone(), watches.namespace(), IDENTITY_SECRET),
         }
     }
 
@@ -122,21 +134,19 @@ impl KubeStores {
         self
     }
 
-    /// Starts the stores, waits until every cache has synced, and returns them as core
-    /// [`Stores`].
+    /// Starts the stores (watches of their own, [`KubeStores::start`]), waits until every cache
+    /// has synced, and returns them as the core [`Stores`].
     ///
     /// # Errors
     /// `Unavailable` if a cache does not sync within [`DEFAULT_READY_TIMEOUT`] (API server down,
     /// CRDs not installed, or no permission to list).
-    // Returns the core `Stores` (what the proxy runs on), not `Self`: `start` gives `Self`.
-    #[allow(clippy::new_ret_no_self)]
-    pub async fn new(client: kube::Client, namespace: &str) -> direwolf_core::Result<Stores> {
+    pub async fn synced_stores(client: kube::Client, namespace: &str) -> direwolf_core::Result<Stores> {
         let stores = Self::start(client, namespace);
         stores.wait_ready(DEFAULT_READY_TIMEOUT).await?;
         Ok(stores.stores())
     }
 
-    /// Whether every cache has completed its initial list (what `/readyz` reports).
+    /// Whether every cache of the stores has completed its initial list.
     pub fn ready(&self) -> bool {
         self.pairings.ready() && self.users.ready() && self.apps.ready() && self.sessions.ready()
     }

@@ -9,11 +9,12 @@ use kube::api::{DeleteParams, Patch};
 use kube::{Api, Client, ResourceExt};
 use tracing::{debug, warn};
 
-use super::cache::Cache;
 use super::convert::{pairing_from, pairing_object};
 use super::error::KubeStoreError;
 use super::{Settings, apply_params};
 use crate::crd::{self, field_managers};
+use crate::watch::Watches;
+use crate::watch::cache::Cache;
 
 /// Pairings kept as `Pairing` custom resources in one namespace.
 #[derive(Debug, Clone)]
@@ -24,13 +25,17 @@ pub struct KubePairingStore {
 }
 
 impl KubePairingStore {
-    /// Starts watching the Pairings of `namespace`. Must be called inside a Tokio runtime.
+    /// Starts watching the Pairings of `namespace` (a watch of its own). Must be called inside a
+    /// Tokio runtime.
     pub fn new(client: Client, namespace: &str) -> Self {
-        let api: Api<crd::Pairing> = Api::namespaced(client, namespace);
-        let cache = Cache::spawn("pairing", namespace, api.clone());
+        Self::with_watches(&Watches::new(client, namespace))
+    }
+
+    /// Reads the Pairing watch of `watches`.
+    pub(super) fn with_watches(watches: &Watches) -> Self {
         KubePairingStore {
-            api,
-            cache,
+            api: watches.api(),
+            cache: watches.pairings(),
             settings: Settings::default(),
         }
     }

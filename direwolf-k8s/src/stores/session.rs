@@ -1,6 +1,7 @@
 //! [`KubeSessionStore`]: sessions as `Session` objects.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,13 +12,76 @@ use serde_json::json;
 use tracing::{debug, info, warn};
 
 use super::app::KubeAppCatalog;
-use super::cache::Cache;
 use super::convert::{
     app_object_name, session_config, session_from, session_metadata, session_object, session_status,
 };
 use super::error::KubeStoreError;
 use super::{Settings, apply_params};
 use crate::crd::{self, field_managers};
+use crate::retry::RetryPolicy;
+use crate::watch::Watches;
+use crate::watch::cache::Cache;
+
+/// Whether `stored` is what `object` asked for: the same spec and annotations (the
+/// annotations carry the creation time, so two requests alike in all else still differ).
+fn same_request(stored: &crd::Session, object: &crd::Session) -> bool {
+    stored.spec == object.spec && stored.annotations() == object.annotations()
+}
+
+/// Creates the Session `object` and returns it as stored: the one Session create of direwolf,
+/// used by [`KubeSessionStore`] and the launcher.
+///
+/// A 409 is resolved by reading the object back. If this call attempted the create more than
+/// once and the stored object is [the same request](same_request), an earlier attempt landed
+/// and its answer was lost: the object is ours. Any other stored object is a clash
+/// (`AlreadyExists`). A conflict with nothing stored (injected, or the object was deleted
+/// meanwhile) is retried, a few rounds.
+///
+/// # Errors
+/// `AlreadyExists` on a clash; `Unavailable` if the API server did not take the create in
+/// time or it kept conflicting with nothing stored; the API server's refusal otherwise.
+pub(crate) async fn create_session(
+    api: &Api<crd::Session>,
+    retry: &RetryPolicy,
+    object: &crd::Session,
+) -> Result<crd::Session> {
+    let name = object.name_any();
+    let post_params = PostParams::default();
+    for _ in 0..3 {
+        let attempts = AtomicU32::new(0);
+        let created = retry
+            .run("create session", || {
+                attempts.fetch_add(1, Ordering::Relaxed);
+                api.create(&post_params, object)
+            })
+            .await
+            .map_err(|e| KubeStoreError::from_kube("create", "session", &name, e));
+        match created {
+            Ok(written) => return Ok(written),
+            Err(err) if err.is_conflict() => {}
+            Err(err) => return Err(err.into()),
+        }
+        let existing = retry
+            .run("get session", || api.get_opt(&name))
+            .await
+            .map_err(|e| KubeStoreError::from_kube("get", "session", &name, e))?;
+        match existing {
+            Some(existing) if attempts.load(Ordering::Relaxed) > 1 && same_request(&existing, object) => {
+                return Ok(existing);
+            }
+            Some(_) => {
+                return Err(Error::AlreadyExists {
+                    kind: "session",
+                    key: name,
+                });
+            }
+            None => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    Err(Error::unavailable(format!(
+        "creating session {name} kept conflicting with nothing stored"
+    )))
+}
 
 /// Sessions kept as `Session` custom resources in one namespace.
 ///
@@ -35,20 +99,18 @@ pub struct KubeSessionStore {
 }
 
 impl KubeSessionStore {
-    /// Starts watching the Sessions (and Apps) of `namespace`. Must be called inside a Tokio
-    /// runtime.
+    /// Starts watching the Sessions and Apps of `namespace` (watches of its own). Must be
+    /// called inside a Tokio runtime.
     pub fn new(client: Client, namespace: &str) -> Self {
-        let apps = KubeAppCatalog::new(client.clone(), namespace);
-        Self::with_apps(client, namespace, &apps)
+        let watches = Watches::new(client, namespace);
+        Self::with_watches(&watches, &KubeAppCatalog::with_watches(&watches))
     }
 
-    /// Like [`KubeSessionStore::new`], sharing the App cache of `apps`.
-    pub fn with_apps(client: Client, namespace: &str, apps: &KubeAppCatalog) -> Self {
-        let api: Api<crd::Session> = Api::namespaced(client, namespace);
-        let cache = Cache::spawn("session", namespace, api.clone());
+    /// Reads the Session watch of `watches`, and resolves apps through `apps`.
+    pub(super) fn with_watches(watches: &Watches, apps: &KubeAppCatalog) -> Self {
         KubeSessionStore {
-            api,
-            cache,
+            api: watches.api(),
+            cache: watches.sessions(),
             apps: apps.clone(),
             settings: Settings::default(),
         }
@@ -132,61 +194,7 @@ impl SessionStore for KubeSessionStore {
             .unwrap_or_else(|| app_object_name(session.app));
         let object = session_object(&session, &app_name)?;
         let name = session.id.as_str();
-        let post_params = PostParams::default();
-        let mut written = None;
-        // A 409 is "already exists" only if the object is there: an injected or proxied
-        // conflict with nothing stored is retried (a few rounds).
-        for _ in 0..3 {
-            let attempts = std::sync::atomic::AtomicU32::new(0);
-            let created = self
-                .settings
-                .retry
-                .run("create session", || {
-                    attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    self.api.create(&post_params, &object)
-                })
-                .await
-                .map_err(|e| KubeStoreError::from_kube("create", "session", name, e));
-            match created {
-                Ok(object) => {
-                    written = Some(object);
-                    break;
-                }
-                Err(err) if err.is_conflict() => {
-                    let existing = self
-                        .settings
-                        .retry
-                        .run("get session", || self.api.get_opt(name))
-                        .await
-                        .map_err(|e| KubeStoreError::from_kube("get", "session", name, e))?;
-                    match existing {
-                        // A retried create whose earlier attempt landed (its answer was lost)
-                        // finds its own object: that is success.
-                        Some(existing)
-                            if attempts.load(std::sync::atomic::Ordering::Relaxed) > 1
-                                && existing.spec == object.spec
-                                && existing.annotations() == object.annotations() =>
-                        {
-                            written = Some(existing);
-                            break;
-                        }
-                        Some(_) => {
-                            return Err(Error::AlreadyExists {
-                                kind: "session",
-                                key: name.to_owned(),
-                            });
-                        }
-                        None => tokio::time::sleep(Duration::from_millis(50)).await,
-                    }
-                }
-                Err(err) => return Err(err.into()),
-            }
-        }
-        let Some(mut written) = written else {
-            return Err(Error::unavailable(format!(
-                "creating session {name} kept conflicting with nothing stored"
-            )));
-        };
+        let mut written = create_session(&self.api, &self.settings.retry, &object).await?;
         if Self::needs_status(&session) {
             written = self.apply_status(&session).await?;
         }

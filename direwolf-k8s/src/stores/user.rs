@@ -9,11 +9,12 @@ use kube::api::{DeleteParams, Patch};
 use kube::{Api, Client, ResourceExt};
 use tracing::{debug, warn};
 
-use super::cache::Cache;
 use super::convert::{user_from, user_object};
 use super::error::KubeStoreError;
 use super::{Settings, apply_params};
 use crate::crd::{self, field_managers};
+use crate::watch::Watches;
+use crate::watch::cache::Cache;
 
 /// Users kept as `User` custom resources in one namespace. `put` owns only `spec.displayName`;
 /// caps, volumes and sidecar policies written by administrators are left alone.
@@ -25,13 +26,17 @@ pub struct KubeUserStore {
 }
 
 impl KubeUserStore {
-    /// Starts watching the Users of `namespace`. Must be called inside a Tokio runtime.
+    /// Starts watching the Users of `namespace` (a watch of its own). Must be called inside a
+    /// Tokio runtime.
     pub fn new(client: Client, namespace: &str) -> Self {
-        let api: Api<crd::User> = Api::namespaced(client, namespace);
-        let cache = Cache::spawn("user", namespace, api.clone());
+        Self::with_watches(&Watches::new(client, namespace))
+    }
+
+    /// Reads the User watch of `watches`.
+    pub(super) fn with_watches(watches: &Watches) -> Self {
         KubeUserStore {
-            api,
-            cache,
+            api: watches.api(),
+            cache: watches.users(),
             settings: Settings::default(),
         }
     }

@@ -1,7 +1,7 @@
 //! A reflector cache with a write-through overlay.
 //!
-//! Reads come from a `kube::runtime::reflector` store fed by a watch. A write made through this
-//! process is recorded in an overlay at once, so `get` sees it before the watch delivers it
+//! Reads come from a shared [`Reflector`] (one watch per kind, see [`Watches`](super::Watches)).
+//! A write made through this process is recorded in an overlay at once, so `get` sees it before the watch delivers it
 //! (pairing phase 5 follows phase 4 immediately, `moonlight-http.md` §6.5). An overlay entry
 //! gives way as soon as the reflector holds the same or a newer resourceVersion of the object,
 //! or after [`OVERLAY_TTL`] (a bound on how long a write by this process can shadow a change
@@ -12,16 +12,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::{FutureExt, StreamExt};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 use parking_lot::Mutex;
-use serde::de::DeserializeOwned;
-use tokio::task::JoinHandle;
-use tracing::{debug, warn};
+use tracing::debug;
 
-use super::error::KubeStoreError;
+use super::reflector::Reflector;
+use crate::stores::KubeStoreError;
 
 /// How long a write by this process may shadow the watch's view of the same object.
 pub(crate) const OVERLAY_TTL: Duration = Duration::from_secs(30);
@@ -57,11 +53,8 @@ pub(crate) struct Cache<K>
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
 {
-    kind: &'static str,
-    namespace: String,
-    reader: Store<K>,
+    reflector: Arc<Reflector<K>>,
     overlay: Mutex<HashMap<String, Pending<K>>>,
-    task: JoinHandle<()>,
 }
 
 impl<K> fmt::Debug for Cache<K>
@@ -70,70 +63,42 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cache")
-            .field("kind", &self.kind)
-            .field("namespace", &self.namespace)
+            .field("reflector", &self.reflector)
             .finish_non_exhaustive()
-    }
-}
-
-impl<K> Drop for Cache<K>
-where
-    K: Resource<DynamicType = ()> + Clone + 'static,
-{
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
 impl<K> Cache<K>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
-    /// Starts watching `api` (one namespace) in a background task. Must run inside a Tokio
-    /// runtime. The task stops when the cache is dropped.
-    pub(crate) fn spawn(kind: &'static str, namespace: &str, api: Api<K>) -> Arc<Self> {
-        let (reader, writer) = reflector::store();
-        let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
-        let task = tokio::spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            while let Some(event) = stream.next().await {
-                if let Err(err) = event {
-                    warn!(kind, error = %err, "watch failed; retrying with backoff");
-                }
-            }
-        });
+    /// An overlay over `reflector`'s view.
+    pub(crate) fn new(reflector: Arc<Reflector<K>>) -> Arc<Self> {
         Arc::new(Cache {
-            kind,
-            namespace: namespace.to_owned(),
-            reader,
+            reflector,
             overlay: Mutex::new(HashMap::new()),
-            task,
         })
+    }
+
+    /// The watch's view alone, without this process's writes.
+    pub(crate) fn reflector(&self) -> &Arc<Reflector<K>> {
+        &self.reflector
     }
 
     /// Whether the initial list has completed.
     pub(crate) fn is_ready(&self) -> bool {
-        self.reader
-            .wait_until_ready()
-            .now_or_never()
-            .is_some_and(|r| r.is_ok())
+        self.reflector.is_ready()
     }
 
     /// Waits up to `timeout` for the initial list.
     pub(crate) async fn wait_ready(&self, timeout: Duration) -> Result<(), KubeStoreError> {
-        match tokio::time::timeout(timeout, self.reader.wait_until_ready()).await {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(KubeStoreError::NotReady {
-                kind: self.kind,
-                waited: timeout,
-            }),
-        }
+        self.reflector.wait_ready(timeout).await
     }
 
     /// The object named `name` as this process knows it: the newer of the watch's copy and this
     /// process's last write.
     pub(crate) fn get(&self, name: &str) -> Option<Arc<K>> {
-        let seen = self.reader.get(&ObjectRef::new(name).within(&self.namespace));
+        let seen = self.reflector.get(name);
         let mut overlay = self.overlay.lock();
         let Some(pending) = overlay.get(name) else {
             return seen;
@@ -160,7 +125,7 @@ where
 
     /// Every object, watch and overlay merged.
     pub(crate) fn list(&self) -> Vec<Arc<K>> {
-        let mut names: Vec<String> = self.reader.state().iter().map(|o| o.name_any()).collect();
+        let mut names: Vec<String> = self.reflector.state().iter().map(|o| o.name_any()).collect();
         names.extend(self.overlay.lock().keys().cloned());
         names.sort();
         names.dedup();
@@ -180,7 +145,10 @@ where
         {
             return;
         }
-        debug!(kind = self.kind, name, "write recorded in the overlay");
+        debug!(
+            kind = self.reflector.kind(),
+            name, "write recorded in the overlay"
+        );
         overlay.insert(
             name,
             Pending {
