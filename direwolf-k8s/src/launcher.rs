@@ -30,14 +30,17 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use direwolf_core::launcher::detached;
 use direwolf_core::{
     AppId, LaunchError, LaunchOutcome, LaunchRequest, Launcher, PairSecret, ResumeRequest, SessionId,
     UserName,
 };
+use futures::future::BoxFuture;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::wait::await_condition;
 use kube::{Api, Client, ResourceExt};
@@ -61,6 +64,10 @@ pub const DEFAULT_CANCEL_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How long a Session deleted by this process is hidden from [`Launcher::current_app`] while the
 /// watch has not delivered the deletion.
+/// How much longer than the launch timeout a launch is waited for, so that its own timeout
+/// answer (after deleting the Session that did not start) reaches the client.
+const DETACHED_GRACE: Duration = Duration::from_secs(5);
+
 const TOMBSTONE_TTL: Duration = Duration::from_secs(60);
 
 /// The longest a Session name may be: `SessionId` is a DNS-1123 label.
@@ -449,9 +456,28 @@ impl KubeLauncher {
     }
 }
 
-#[async_trait]
-impl Launcher for KubeLauncher {
-    async fn launch(&self, request: LaunchRequest) -> Result<LaunchOutcome, LaunchError> {
+impl KubeLauncher {
+    /// Runs a launch or resume (`work`) with [`detached`]: to its end even if the client hangs
+    /// up, and, when nobody takes its outcome any more, rolled back by deleting the Session it
+    /// started or re-keyed (no stream runs for nobody). `work` ends at the launch timeout
+    /// itself, deleting a Session that did not start; the grace lets that answer through.
+    async fn detached(
+        &self,
+        work: impl Future<Output = Result<LaunchOutcome, LaunchError>> + Send + 'static,
+    ) -> Result<LaunchOutcome, LaunchError> {
+        let this = self.clone();
+        let rollback = move |outcome: LaunchOutcome| -> BoxFuture<'static, ()> {
+            Box::pin(async move {
+                if let Err(error) = this.delete_session(outcome.session.as_str()).await {
+                    warn!(session = %outcome.session, %error, "could not roll back an abandoned launch");
+                }
+            })
+        };
+        let deadline = self.inner.config.launch_timeout + DETACHED_GRACE;
+        detached(deadline, async move { (work.await, ()) }, rollback).await
+    }
+
+    async fn launch_now(&self, request: LaunchRequest) -> Result<LaunchOutcome, LaunchError> {
         let deadline = tokio::time::Instant::now() + self.inner.config.launch_timeout;
         let ready = tokio::time::timeout_at(deadline, self.wait_ready(self.inner.config.launch_timeout));
         match ready.await {
@@ -490,7 +516,7 @@ impl Launcher for KubeLauncher {
         }
     }
 
-    async fn resume(&self, request: ResumeRequest) -> Result<LaunchOutcome, LaunchError> {
+    async fn resume_now(&self, request: ResumeRequest) -> Result<LaunchOutcome, LaunchError> {
         let deadline = tokio::time::Instant::now() + self.inner.config.launch_timeout;
         let name = match self.running(&request.user).first() {
             Some(session) => session.name_any(),
@@ -542,6 +568,19 @@ impl Launcher for KubeLauncher {
             session: Self::session_id(&name)?,
             session_url,
         })
+    }
+}
+
+#[async_trait]
+impl Launcher for KubeLauncher {
+    async fn launch(&self, request: LaunchRequest) -> Result<LaunchOutcome, LaunchError> {
+        let this = self.clone();
+        self.detached(async move { this.launch_now(request).await }).await
+    }
+
+    async fn resume(&self, request: ResumeRequest) -> Result<LaunchOutcome, LaunchError> {
+        let this = self.clone();
+        self.detached(async move { this.resume_now(request).await }).await
     }
 
     async fn cancel(&self, user: &UserName) -> Result<(), LaunchError> {

@@ -51,6 +51,11 @@ async fn launcher(emulator: &ApiServerEmulator, launch_timeout: Duration) -> Kub
 /// Plays the operator: publishes a stream URL on every Session that has none (and records the
 /// generation it saw).
 fn fake_operator(client: kube::Client) -> tokio::task::JoinHandle<()> {
+    slow_operator(client, Duration::ZERO)
+}
+
+/// [`fake_operator`] taking `delay` to start each stream, as a pod takes time to start.
+fn slow_operator(client: kube::Client, delay: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let api: Api<crd::Session> = Api::namespaced(client, NS);
         let mut events = std::pin::pin!(
@@ -67,6 +72,7 @@ fn fake_operator(client: kube::Client) -> tokio::task::JoinHandle<()> {
                 continue;
             }
             port += 1;
+            tokio::time::sleep(delay).await;
             let status = json!({ "status": {
                 "streamURL": format!("rtsp://203.0.113.10:{port}"),
                 "observedGeneration": generation,
@@ -334,4 +340,34 @@ async fn the_launch_is_visible_at_once_while_the_watch_lags() {
     within("cancel", launcher.cancel(&alice())).await.expect("cancel");
     assert_eq!(launcher.current_app(&alice()).await, None);
     emulator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conforms_to_the_launcher_suite() {
+    let emulator = emulator().await;
+    // Streams start after a while, so the suite sees launches under way.
+    let operator = slow_operator(emulator.client(), Duration::from_millis(300));
+    let launcher = launcher(&emulator, Duration::from_secs(20)).await;
+    let app = |id| AppId::new(id).expect("valid app id");
+    let mut fixture = direwolf_core::conformance::LauncherFixture::streaming([app(1), app(2)], app(3));
+    fixture.sessions_at_once = 4;
+    within(
+        "the launcher suite",
+        direwolf_core::conformance::launcher(&launcher, &fixture),
+    )
+    .await;
+    let api: Api<crd::Session> = Api::namespaced(emulator.client(), NS);
+    let gone = async {
+        while !api
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    within("the suite's sessions are deleted", gone).await;
+    operator.abort();
 }

@@ -27,6 +27,8 @@ pub struct LauncherFixture {
     pub sessions_at_once: usize,
     /// The address the launch requests say the client reached the server on.
     pub server_ip: IpAddr,
+    /// How long a launch may take from request to stream URL (the backend's own deadline).
+    pub launch_timeout: Duration,
 }
 
 impl LauncherFixture {
@@ -38,6 +40,7 @@ impl LauncherFixture {
             missing_app,
             sessions_at_once: 2,
             server_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            launch_timeout: Duration::from_secs(20),
         }
     }
 
@@ -48,6 +51,7 @@ impl LauncherFixture {
             missing_app: AppId::new(2_000_000_001).expect("a valid app id"),
             sessions_at_once: 1,
             server_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            launch_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -69,6 +73,7 @@ pub async fn launcher(launcher: &dyn Launcher, fixture: &LauncherFixture) {
     unknown_apps_are_refused(launcher, fixture, &user).await;
     users_run_at_once(launcher, fixture, &tag, app).await;
     dropped_launches_do_not_undo_later_ones(launcher, fixture, &user, [app, other]).await;
+    abandoned_launches_are_rolled_back(launcher, fixture, &user, app).await;
 }
 
 fn request(user: &UserName, app: AppId, fixture: &LauncherFixture) -> LaunchRequest {
@@ -268,6 +273,54 @@ async fn dropped_launches_do_not_undo_later_ones(
             "nothing may run after a cancel, also not a dropped launch finishing late"
         );
     }
+}
+
+/// A client that hangs up once its launch is under way (the session shows as the user's) and
+/// never comes back: the launch is carried to its end and then rolled back, so no session is
+/// left running for nobody.
+async fn abandoned_launches_are_rolled_back(
+    launcher: &dyn Launcher,
+    fixture: &LauncherFixture,
+    user: &UserName,
+    app: AppId,
+) {
+    let mut abandoned = launcher.launch(request(user, app, fixture));
+    let deadline = tokio::time::Instant::now() + fixture.launch_timeout;
+    loop {
+        let polled = tokio::time::timeout(Duration::from_millis(1), abandoned.as_mut()).await;
+        if let Ok(outcome) = polled {
+            // Finished before it showed as running: nothing was abandoned; undo it.
+            drop(outcome);
+            cancelled(launcher, user).await;
+            return;
+        }
+        if launcher.current_app(user).await.is_some() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a launch neither finished nor showed as running"
+        );
+    }
+    drop(abandoned);
+    let rolled_back = async {
+        while launcher.current_app(user).await.is_some() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let waited = tokio::time::timeout(fixture.launch_timeout + SETTLE, rolled_back).await;
+    assert!(
+        waited.is_ok(),
+        "a launch whose caller went away must be rolled back once it is done (the user still runs an app after {:?})",
+        fixture.launch_timeout + SETTLE
+    );
+    tokio::time::sleep(SETTLE).await;
+    assert_eq!(
+        launcher.current_app(user).await,
+        None,
+        "a rolled-back launch stays rolled back"
+    );
+    cancelled(launcher, user).await;
 }
 
 async fn refuses_every_launch(launcher: &dyn Launcher, fixture: &LauncherFixture, tag: &str) {
