@@ -39,7 +39,7 @@ use tracing::{debug, info, warn};
 use crate::crd::labels;
 use crate::retry::{RetryPolicy, has_status, is_transient};
 use crate::watch::Watches;
-use crate::watch::reflector::Reflector;
+use crate::watch::cache::Cache;
 
 /// The label every pending-PIN Secret carries (value `pending`).
 pub const PIN_LABEL: &str = "direwolf/pin";
@@ -80,7 +80,8 @@ impl Default for PinBrokerConfig {
 struct Inner {
     namespace: String,
     api: Api<Secret>,
-    pending: Arc<Reflector<Secret>>,
+    /// The pending-PIN Secrets: the shared watch, with this process's own writes on top.
+    pending: Arc<Cache<Secret>>,
     config: PinBrokerConfig,
 }
 
@@ -171,7 +172,7 @@ impl KubePinBroker {
     /// # Errors
     /// `Unavailable` on timeout.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
-        match self.inner.pending.wait_ready(timeout).await {
+        match self.inner.pending.reflector().wait_ready(timeout).await {
             Ok(()) => Ok(()),
             Err(_) => Err(Error::unavailable(format!(
                 "the pending-PIN Secrets could not be listed within {timeout:?}"
@@ -194,17 +195,20 @@ impl KubePinBroker {
 
     async fn delete(&self, name: &str) -> Result<()> {
         let params = DeleteParams::background();
-        match self
+        let known = self.inner.pending.get(name).and_then(|s| s.resource_version());
+        let deleted = self
             .inner
             .config
             .retry
             .run("delete pending PIN", || self.inner.api.delete(name, &params))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if has_status(&e, 404) => Ok(()),
-            Err(e) => Err(backend("deleting a pending PIN", e)),
+            .await;
+        match deleted {
+            Ok(_) => {}
+            Err(e) if has_status(&e, 404) => {}
+            Err(e) => return Err(backend("deleting a pending PIN", e)),
         }
+        self.inner.pending.deleted(name, known);
+        Ok(())
     }
 
     /// Deletes entries past their lifetime and returns how many remain.
@@ -212,7 +216,7 @@ impl KubePinBroker {
         let now = unix_now();
         let ttl = self.inner.config.entry_ttl.as_secs();
         let mut live = 0;
-        for object in self.inner.pending.state() {
+        for object in self.inner.pending.list() {
             let opened = text(&object, KEY_OPENED_AT).and_then(|t| t.parse::<u64>().ok());
             match opened {
                 Some(opened) if now.saturating_sub(opened) <= ttl => live += 1,
@@ -273,7 +277,8 @@ impl PinBroker for KubePinBroker {
                 .run("create pending PIN", || self.inner.api.create(&params, &object))
                 .await;
             match created {
-                Ok(_) => {
+                Ok(created) => {
+                    self.inner.pending.wrote(created);
                     debug!(secret = ?secret, "pending PIN entry opened");
                     return Ok(secret);
                 }
@@ -375,7 +380,8 @@ impl PinBroker for KubePinBroker {
                 .run("submit PIN", || self.inner.api.patch(&name, &params, &merge))
                 .await;
             match patched {
-                Ok(_) => {
+                Ok(patched) => {
+                    self.inner.pending.wrote(patched);
                     info!(secret = ?secret, "PIN submitted");
                     return Ok(());
                 }
@@ -416,7 +422,7 @@ impl PinBroker for KubePinBroker {
         let mut list: Vec<PendingPin> = self
             .inner
             .pending
-            .state()
+            .list()
             .iter()
             .filter(|o| text(o, KEY_PIN).is_none())
             .filter_map(|o| pending_of(o))

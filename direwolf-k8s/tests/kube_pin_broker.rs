@@ -224,3 +224,65 @@ async fn injected_api_failures_are_retried() {
     assert_eq!(got.pin.expose(), "2468");
     emulator.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conforms_to_the_pin_broker_suite() {
+    let emulator = within("emulator start", ApiServerEmulator::start())
+        .await
+        .expect("emulator starts");
+    let holder = broker(&emulator, PinBrokerConfig::default()).await;
+    let page = broker(&emulator, PinBrokerConfig::default()).await;
+    within(
+        "the PIN broker suite",
+        direwolf_core::conformance::pin_broker(&holder),
+    )
+    .await;
+    within(
+        "the PIN broker suite across replicas",
+        direwolf_core::conformance::pin_broker_across(&holder, &page),
+    )
+    .await;
+    assert!(
+        secrets(&emulator).await.is_empty(),
+        "the suite closes its entries"
+    );
+}
+
+/// Found by the conformance suite: `pending` read only the watch, so an entry this replica had
+/// just opened (or answered, or closed) was missing (or still listed) until the watch caught up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn this_replicas_own_writes_are_pending_at_once_while_the_watch_lags() {
+    let emulator = within("emulator start", ApiServerEmulator::start())
+        .await
+        .expect("emulator starts");
+    // The broker's watch of Secrets is held back well past everything below (its list is not).
+    emulator.inject(
+        FaultRule::delay(Duration::from_secs(15))
+            .with_verb("watch")
+            .with_path_prefix(&format!("/api/v1/namespaces/{NS}/secrets")),
+    );
+    let broker = broker(&emulator, PinBrokerConfig::default()).await;
+    let listed = |pending: Vec<direwolf_core::PendingPin>, secret: &PairSecret| {
+        pending.iter().any(|p| &p.secret == secret)
+    };
+    let secret = within("open", broker.open(request())).await.expect("open");
+    let pending = within("pending", broker.pending()).await.expect("pending");
+    assert!(
+        listed(pending, &secret),
+        "an entry opened here is pending at once"
+    );
+    within("submit", broker.submit(&secret, submission("1234")))
+        .await
+        .expect("submit");
+    let pending = within("pending", broker.pending()).await.expect("pending");
+    assert!(
+        !listed(pending, &secret),
+        "an answered entry is no longer pending"
+    );
+    let second = within("open", broker.open(request())).await.expect("open");
+    within("close", broker.close(&second)).await;
+    let pending = within("pending", broker.pending()).await.expect("pending");
+    assert!(!listed(pending, &second), "a closed entry is no longer pending");
+    within("close", broker.close(&secret)).await;
+    emulator.shutdown().await;
+}

@@ -18,10 +18,10 @@
 //! gone. Readiness ([`Watches::ready`], [`Watches::wait_ready`]) covers every watch started so
 //! far: each has completed its initial list.
 //!
-//! The stores add a write-through overlay on top (a write by this process is visible to its
-//! own reads at once; see `cache.rs`); it belongs to the shared set too, so every store built
-//! from one [`Watches`] sees the others' writes. The launcher, the PIN broker and the reporter
-//! read what the watch delivered.
+//! The stores, the launcher and the PIN broker add a write-through overlay on top (a write by
+//! this process is visible to its own reads at once; see `cache.rs`); it belongs to the shared
+//! set too, so every reader built from one [`Watches`] sees the others' writes. The reporter
+//! reads what the watch delivered.
 //!
 //! [`KubeStores`]: crate::stores::KubeStores
 //! [`KubeLauncher`]: crate::launcher::KubeLauncher
@@ -56,7 +56,7 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
 use self::cache::Cache;
-use self::reflector::{Readiness, Reflector, reflect};
+use self::reflector::{Readiness, reflect};
 use crate::crd;
 use crate::pin_broker::PIN_LABEL;
 
@@ -67,7 +67,7 @@ struct Inner {
     users: OnceLock<Arc<Cache<crd::User>>>,
     pairings: OnceLock<Arc<Cache<crd::Pairing>>>,
     sessions: OnceLock<Arc<Cache<crd::Session>>>,
-    pending_pins: OnceLock<Arc<Reflector<Secret>>>,
+    pending_pins: OnceLock<Arc<Cache<Secret>>>,
 }
 
 /// One watch per kind in one namespace, shared by every reader built from it; see the
@@ -168,12 +168,19 @@ impl Watches {
     }
 
     /// The pending-PIN Secrets (label [`PIN_LABEL`]`=pending`).
-    pub(crate) fn pending_pins(&self) -> Arc<Reflector<Secret>> {
+    pub(crate) fn pending_pins(&self) -> Arc<Cache<Secret>> {
         let selector = format!("{PIN_LABEL}=pending");
         let config = watcher::Config::default().labels(&selector);
         self.inner
             .pending_pins
-            .get_or_init(|| reflect("pending-PIN secret", self.namespace(), self.api(), config))
+            .get_or_init(|| {
+                Cache::new(reflect(
+                    "pending-PIN secret",
+                    self.namespace(),
+                    self.api(),
+                    config,
+                ))
+            })
             .clone()
     }
 
@@ -208,7 +215,7 @@ impl Watches {
             of(&inner.users),
             of(&inner.pairings),
             of(&inner.sessions),
-            inner.pending_pins.get().map(|r| r.clone() as Arc<dyn Readiness>),
+            of(&inner.pending_pins),
         ]
         .into_iter()
         .flatten()
