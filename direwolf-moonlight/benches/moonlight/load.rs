@@ -9,7 +9,8 @@
 //! the client's own signature sits in the middle of each handshake).
 //!
 //! `DW_BENCH_SECS` sets the length of a round (default 3 s), `DW_BENCH_ROUNDS` the rounds per
-//! server and concurrency (default 4), `DW_BENCH_CONCURRENCY` the concurrencies (default `1,8`);
+//! server and concurrency (default 4), `DW_BENCH_CONCURRENCY` the concurrencies (default `1,8`;
+//! empty: skip this comparison);
 //! `DW_BENCH_DIREWOLF=path/to/direwolf` adds that binary's `serve` as a third server;
 //! `DW_BENCH_WRAP='valgrind --tool=callgrind'` runs the bench's server processes under a
 //! profiler (the figures are then the profiler's, not the servers').
@@ -222,6 +223,9 @@ pub fn figures() {
         .split(',')
         .filter_map(|c| c.trim().parse().ok())
         .collect();
+    if concurrencies.is_empty() {
+        return;
+    }
     let cpus = allowed_cpus();
     let server_cpu = (cpus.len() > 1).then(|| cpus[cpus.len() - 1]);
     let client_cpus: Vec<usize> = cpus.iter().copied().filter(|c| Some(*c) != server_cpu).collect();
