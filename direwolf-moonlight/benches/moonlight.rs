@@ -4,21 +4,23 @@
 //!    certificate, full handshake), under a load that saturates the server, vs a bare rustls
 //!    server with the same certificate and key that answers a fixed body of the same size: each
 //!    server in its own process pinned to one CPU, rounds interleaved, at concurrency 1 and 8;
-//!    requests/s and server CPU per request (`load.rs`, `servers.rs`; the modules are in
-//!    `benches/moonlight/`).
+//!    requests/s and server CPU per request (`load.rs`, `servers.rs`, `generator.rs`; the
+//!    modules are in `benches/moonlight/`).
 //! 2. Complete pairings (phase 1 with the PIN typed at once, phases 2–4 over HTTP, phase 5 over
 //!    HTTPS) vs the bare cost of the RSA operations a pairing needs, done with ring (4
 //!    private-key operations: server phase 3, client phase 4, and both TLS CertificateVerify
 //!    signatures in phase 5; 4 verifications of those): wall and CPU time (`pairing.rs`).
 //!
 //! `cargo bench -p direwolf-moonlight` prints the figures and ratios first, then runs the
-//! pairing comparison through criterion. The bench binary doubles as the server processes of
-//! the first benchmark (see `servers.rs`).
+//! pairing comparison through criterion. The bench binary doubles as the server and load
+//! generator processes of the first benchmark.
 #![allow(clippy::unwrap_used)]
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+#[path = "moonlight/generator.rs"]
+mod generator;
 #[path = "moonlight/load.rs"]
 mod load;
 #[path = "moonlight/pairing.rs"]
@@ -41,7 +43,7 @@ fn criterion_benches(c: &mut Criterion, rt: &Runtime) {
 }
 
 fn main() {
-    if servers::run_if_server() {
+    if servers::run_if_server() || generator::run_if_generator() {
         return;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -3,10 +3,11 @@
 //! rustls server of [`crate::servers`], at each concurrency, in interleaved rounds.
 //!
 //! Each server process runs pinned to one CPU (the last this process may use); the load
-//! generator's threads run on the other CPUs. Per round it reads the server process's CPU time
-//! before and after, so it reports requests/s, server CPU per request and how busy the server's
-//! CPU was (a server at ~100 % is saturated; one connection at a time cannot saturate it, since
-//! the client's own signature sits in the middle of each handshake).
+//! generator ([`crate::generator`]) runs at the lowest priority on every CPU. Per round the
+//! server process's CPU time is read before and after, so the figures are requests/s, server
+//! CPU per request and how busy the server's CPU was (a server at ~100 % is saturated; one
+//! connection at a time cannot saturate it, since the client's own signature sits in the middle
+//! of each handshake).
 //!
 //! `DW_BENCH_SECS` sets the length of a round (default 3 s), `DW_BENCH_ROUNDS` the rounds per
 //! server and concurrency (default 4), `DW_BENCH_CONCURRENCY` the concurrencies (default `1,8`;
@@ -15,26 +16,16 @@
 //! `DW_BENCH_WRAP='valgrind --tool=callgrind'` runs the bench's server processes under a
 //! profiler (the figures are then the profiler's, not the servers').
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use direwolf_core::persistent::PersistentStores;
 use direwolf_core::{Pairing, ServerIdentity, User, UserName};
 use nix::sched::{CpuSet, sched_getaffinity};
 use nix::unistd::Pid;
-use rustls::pki_types::ServerName;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::runtime::Runtime;
-use tokio_rustls::TlsConnector;
 
-use crate::servers::{BARE_CERT_FILE, BARE_KEY_FILE, Kind, ServerProcess, pin_to};
-use crate::support::{Client, client_config};
-
-const REQUEST: &[u8] =
-    b"GET /serverinfo?uniqueid=0123456789ABCDEF&uuid=0c9f HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
+use crate::generator::Generator;
+use crate::servers::{BARE_CERT_FILE, BARE_KEY_FILE, Kind, ServerProcess};
+use crate::support::Client;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -79,23 +70,6 @@ fn seed_data_dir(dir: &std::path::Path, identity: &ServerIdentity, client: &Clie
     });
 }
 
-/// One request on a new TLS connection; returns the length of the reply body.
-async fn one_request(addr: SocketAddr, connector: &TlsConnector) -> std::io::Result<usize> {
-    let tcp = TcpStream::connect(addr).await?;
-    tcp.set_nodelay(true)?;
-    let name = ServerName::try_from("localhost").expect("a server name");
-    let mut tls = connector.connect(name, tcp).await?;
-    tls.write_all(REQUEST).await?;
-    let mut reply = Vec::with_capacity(4096);
-    tls.read_to_end(&mut reply).await?;
-    let head_end = reply
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .filter(|_| reply.starts_with(b"HTTP/1.1 200 "))
-        .ok_or_else(|| std::io::Error::other("not an HTTP 200 reply"))?;
-    Ok(reply.len() - head_end - 4)
-}
-
 /// What one round measured.
 #[derive(Debug, Default, Clone, Copy)]
 struct Sample {
@@ -128,36 +102,17 @@ impl Sample {
 
 /// `concurrency` connections at a time against `server` for `length`.
 fn round(
-    rt: &Runtime,
+    generator: &mut Generator,
     server: &mut ServerProcess,
-    connector: &TlsConnector,
     concurrency: usize,
     length: Duration,
 ) -> Sample {
     let cpu_before = server.cpu_time();
-    let done = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
-    let deadline = start + length;
-    rt.block_on(async {
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..concurrency {
-            let (addr, connector, done) = (server.addr, connector.clone(), done.clone());
-            tasks.spawn(async move {
-                while Instant::now() < deadline {
-                    one_request(addr, &connector)
-                        .await
-                        .expect("a reply from the server");
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            });
-        }
-        while let Some(joined) = tasks.join_next().await {
-            joined.expect("a load task");
-        }
-    });
+    let requests = generator.run(server.addr, concurrency, length);
     let wall = start.elapsed();
     Sample {
-        requests: done.load(Ordering::Relaxed),
+        requests,
         wall,
         cpu: server.cpu_time() - cpu_before,
     }
@@ -190,8 +145,7 @@ fn print_figures(concurrency: usize, rounds: usize, length: Duration, totals: &[
 
 /// The servers to compare, the bare one first, and the length of the `/serverinfo` body.
 fn start_servers(
-    rt: &Runtime,
-    connector: &TlsConnector,
+    generator: &mut Generator,
     client: &Client,
     cpu: Option<usize>,
     dirs: &[tempfile::TempDir],
@@ -202,9 +156,7 @@ fn start_servers(
         seed_data_dir(dir.path(), &identity, client);
     }
     let ours = ServerProcess::spawn(Kind::Ours, cpu, dirs[0].path(), 0);
-    let body_len = rt
-        .block_on(one_request(ours.addr, connector))
-        .expect("a /serverinfo reply");
+    let body_len = generator.probe(ours.addr);
     let bare = ServerProcess::spawn(Kind::Bare, cpu, dirs[0].path(), body_len);
     let mut servers = vec![("bare rustls", bare), ("direwolf", ours)];
     if let Some(binary) = std::env::var_os("DW_BENCH_DIREWOLF") {
@@ -228,30 +180,19 @@ pub fn figures() {
     }
     let cpus = allowed_cpus();
     let server_cpu = (cpus.len() > 1).then(|| cpus[cpus.len() - 1]);
-    let client_cpus: Vec<usize> = cpus.iter().copied().filter(|c| Some(*c) != server_cpu).collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(client_cpus.len().max(1))
-        .on_thread_start({
-            let client_cpus = client_cpus.clone();
-            move || {
-                if server_cpu.is_some() {
-                    pin_to(&client_cpus);
-                }
-            }
-        })
-        .enable_all()
-        .build()
-        .expect("the load generator's runtime");
     let client = Client::serial_zero();
-    let connector = TlsConnector::from(client_config(Some(&client)));
     let dirs = [(); 2].map(|()| tempfile::tempdir().expect("a temporary directory"));
-    let (mut servers, body_len) = start_servers(&rt, &connector, &client, server_cpu, &dirs);
+    let client_cert = dirs[0].path().join("bench-client-cert.pem");
+    std::fs::write(&client_cert, &client.cert_pem).expect("writing the client certificate");
+    let mut generator = Generator::spawn(&client_cert);
+    let (mut servers, body_len) = start_servers(&mut generator, &client, server_cpu, &dirs);
     println!(
-        "HTTPS load: servers on CPU {server_cpu:?}, load generator on CPUs {client_cpus:?}, /serverinfo body {body_len} bytes"
+        "HTTPS load: servers pinned to CPU {server_cpu:?}, load generator on CPUs {cpus:?} at nice {}, /serverinfo body {body_len} bytes",
+        generator.niceness
     );
     for concurrency in concurrencies {
         for (_, server) in &mut servers {
-            round(&rt, server, &connector, concurrency, Duration::from_millis(500));
+            round(&mut generator, server, concurrency, Duration::from_millis(500));
         }
         let mut totals: Vec<(&str, Sample)> = servers
             .iter()
@@ -261,7 +202,7 @@ pub fn figures() {
             // Rotate which server goes first, so drift in the machine's load hits all alike.
             for k in 0..servers.len() {
                 let j = (i + k) % servers.len();
-                totals[j].1 += round(&rt, &mut servers[j].1, &connector, concurrency, length);
+                totals[j].1 += round(&mut generator, &mut servers[j].1, concurrency, length);
             }
         }
         print_figures(concurrency, rounds, length, &totals);
