@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 use crate::error::{Result, ServerError};
 use crate::identity::{LoadedIdentity, generate_identity};
 use crate::mdns::MdnsAdvertiser;
-use crate::pairing::{PairingLimits, PairingManager};
+use crate::pairing::{PairingLimits, PairingManager, Phase1};
 use crate::pin_page::{PinEntry, PinLimits};
 use crate::serverinfo::{DEFAULT_CODEC_MODE_SUPPORT, DisplayMode, WOLF_DISPLAY_MODES};
 use crate::service::{ConnInfo, Settings, Shared};
@@ -239,17 +239,22 @@ impl MoonlightServerBuilder {
         let (http_port, https_port) = (port(&http), port(&https));
         let identity = Arc::new(identity);
         let pairing = Arc::new(PairingManager::new(identity.clone(), self.pairing_limits));
+        let phase1 = Phase1::new(
+            pairing.clone(),
+            self.broker.clone(),
+            self.pin_timeout,
+            self.default_user,
+            http_port,
+        );
         let shared = Arc::new(Shared {
             stores: self.stores,
             launcher: self.launcher,
-            broker: self.broker.clone(),
             identity,
             pairing,
+            phase1,
             pin: PinEntry::new(self.broker, self.pin_limits),
             settings: Settings {
                 hostname: self.hostname,
-                default_user: self.default_user,
-                pin_timeout: self.pin_timeout,
                 external_address: self.external_address,
                 codec_mode_support: self.codec_mode_support,
                 display_modes: self.display_modes,
