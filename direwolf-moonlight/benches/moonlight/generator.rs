@@ -13,10 +13,10 @@
 //! length) and `run ADDR CONCURRENCY MILLIS` (`CONCURRENCY` connections at a time, each a new
 //! TLS connection with the client certificate, until the time is up; the number of requests).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, Write};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -27,6 +27,7 @@ use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
 use tokio_rustls::TlsConnector;
 
+use crate::servers::{Control, child_args};
 use crate::support::{CLIENT_KEY, Client, client_config};
 
 /// The first argument of the load generator process.
@@ -38,8 +39,7 @@ const REQUEST: &[u8] =
 /// A running load generator (stopped when dropped).
 pub struct Generator {
     child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
+    control: Control,
     /// Its niceness (0 also when `nice` was not found).
     pub niceness: u8,
 }
@@ -71,22 +71,17 @@ impl Generator {
             ),
         };
         Generator {
-            stdin: child.stdin.take().expect("piped stdin"),
-            stdout: BufReader::new(child.stdout.take().expect("piped stdout")),
+            control: Control::of(&mut child),
             child,
             niceness,
         }
     }
 
     fn ask(&mut self, command: &str) -> u64 {
-        writeln!(self.stdin, "{command}").expect("the load generator reads commands");
-        let mut line = String::new();
-        self.stdout
-            .read_line(&mut line)
-            .expect("the load generator answers");
-        line.trim()
+        let answer = self.control.ask(command);
+        answer
             .parse()
-            .unwrap_or_else(|_| panic!("the load generator failed: {line:?}"))
+            .unwrap_or_else(|_| panic!("the load generator failed: {answer:?}"))
     }
 
     /// One request to `addr`; the length of the reply body.
@@ -109,11 +104,10 @@ impl Drop for Generator {
 
 /// If this process was started as the load generator, runs it and returns true.
 pub fn run_if_generator() -> bool {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) != Some(GENERATOR_ARG) {
+    let Some(args) = child_args(GENERATOR_ARG) else {
         return false;
-    }
-    let cert_pem = std::fs::read_to_string(&args[2]).expect("the client certificate");
+    };
+    let cert_pem = std::fs::read_to_string(&args[0]).expect("the client certificate");
     let client = Client {
         cert_pem,
         key_pem: CLIENT_KEY.into(),

@@ -61,11 +61,46 @@ impl Kind {
     }
 }
 
+/// The command channel of a bench child process: a line on its stdin, a line back.
+pub struct Control {
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Control {
+    /// Takes the piped stdin and stdout of `child`.
+    pub fn of(child: &mut Child) -> Self {
+        Control {
+            stdin: child.stdin.take().expect("piped stdin"),
+            stdout: BufReader::new(child.stdout.take().expect("piped stdout")),
+        }
+    }
+
+    /// The next line the child prints, trimmed.
+    pub fn read_line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("the bench child answers");
+        line.trim().to_owned()
+    }
+
+    /// Sends `command`; the answer.
+    pub fn ask(&mut self, command: &str) -> String {
+        writeln!(self.stdin, "{command}").expect("the bench child reads commands");
+        self.read_line()
+    }
+}
+
+/// The arguments after `flag` if this process was started with `flag` first.
+pub fn child_args(flag: &str) -> Option<Vec<String>> {
+    let mut args = std::env::args().skip(1);
+    (args.next().as_deref() == Some(flag)).then(|| args.collect())
+}
+
 /// A running server process (killed when dropped).
 pub struct ServerProcess {
     child: Child,
     /// The command channel of a bench server process; `None` for a `direwolf` binary.
-    control: Option<(ChildStdin, BufReader<ChildStdout>)>,
+    control: Option<Control>,
     /// Where it accepts HTTPS.
     pub addr: SocketAddr,
 }
@@ -94,17 +129,15 @@ impl ServerProcess {
             .stderr(Stdio::null())
             .spawn()
             .expect("the server process starts");
-        let stdin = child.stdin.take().expect("piped stdin");
-        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("the server process reports");
+        let mut control = Control::of(&mut child);
+        let line = control.read_line();
         let addr = line
             .strip_prefix("ready ")
-            .and_then(|a| a.trim().parse().ok())
+            .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("the {} server did not start: {line:?}", kind.arg()));
         ServerProcess {
             child,
-            control: Some((stdin, stdout)),
+            control: Some(control),
             addr,
         }
     }
@@ -158,13 +191,10 @@ impl ServerProcess {
 
     /// The process's CPU time so far.
     pub fn cpu_time(&mut self) -> Duration {
-        let Some((stdin, stdout)) = &mut self.control else {
+        let Some(control) = &mut self.control else {
             return proc_cpu_time(self.child.id());
         };
-        writeln!(stdin, "cpu").expect("the server process reads commands");
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("the server process answers");
-        let micros: u64 = line.trim().parse().expect("CPU time in microseconds");
+        let micros: u64 = control.ask("cpu").parse().expect("CPU time in microseconds");
         Duration::from_micros(micros)
     }
 }
@@ -217,11 +247,10 @@ impl Drop for ServerProcess {
 
 /// If this process was started as a server, runs it and returns true.
 pub fn run_if_server() -> bool {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) != Some(SERVER_ARG) {
+    let Some(args) = child_args(SERVER_ARG) else {
         return false;
-    }
-    let [_, _, kind, cpu, body_len, dir] = &args[..] else {
+    };
+    let [kind, cpu, body_len, dir] = &args[..] else {
         panic!("usage: {SERVER_ARG} ours|bare CPU|- BODY_LEN DIR");
     };
     if let Ok(cpu) = cpu.parse::<usize>() {
