@@ -14,6 +14,9 @@ use clap::Args;
 use direwolf_core::StreamPorts;
 use direwolf_core::relay::{Relay, RelayConfig, SessionRelayConfig, SessionStats, UdpStats, WolfPorts};
 
+/// Wolf's default ports, the default of every port flag.
+const WOLF: StreamPorts = StreamPorts::WOLF_DEFAULT;
+
 /// Arguments of `direwolf relay`.
 #[derive(Debug, Clone, Args)]
 pub struct RelayArgs {
@@ -21,31 +24,31 @@ pub struct RelayArgs {
     #[arg(long, default_value = "0.0.0.0")]
     pub listen: IpAddr,
     /// Public RTSP (TCP) port.
-    #[arg(long, default_value_t = 48010)]
+    #[arg(long, default_value_t = WOLF.rtsp)]
     pub rtsp: u16,
     /// Public video (UDP) port.
-    #[arg(long, default_value_t = 48100)]
+    #[arg(long, default_value_t = WOLF.video)]
     pub video: u16,
     /// Public audio (UDP) port.
-    #[arg(long, default_value_t = 48200)]
+    #[arg(long, default_value_t = WOLF.audio)]
     pub audio: u16,
     /// Public control/ENet (UDP) port.
-    #[arg(long, default_value_t = 47999)]
+    #[arg(long, default_value_t = WOLF.control)]
     pub control: u16,
     /// The Wolf host to forward to.
     #[arg(long)]
     pub target: IpAddr,
     /// Wolf's RTSP port.
-    #[arg(long, default_value_t = 48010)]
+    #[arg(long, default_value_t = WOLF.rtsp)]
     pub target_rtsp: u16,
     /// Wolf's video port (used until a SETUP answer names another).
-    #[arg(long, default_value_t = 48100)]
+    #[arg(long, default_value_t = WOLF.video)]
     pub target_video: u16,
     /// Wolf's audio port (used until a SETUP answer names another).
-    #[arg(long, default_value_t = 48200)]
+    #[arg(long, default_value_t = WOLF.audio)]
     pub target_audio: u16,
     /// Wolf's control port (used until a SETUP answer names another).
-    #[arg(long, default_value_t = 47999)]
+    #[arg(long, default_value_t = WOLF.control)]
     pub target_control: u16,
     /// The session's `rtsp_fake_ip` (written into RTSP `Host` and request-URIs); defaults to
     /// the target when it is IPv4.

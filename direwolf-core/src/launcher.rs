@@ -1,13 +1,20 @@
 //! Launch, resume and cancel: what the Moonlight server asks of the streaming side.
 //!
 //! Backends: [`NoStreamingHost`] (no Wolf configured: every launch fails with a message a person
-//! understands), the Wolf pool of `direwolf serve`, and the Kubernetes launcher of
-//! `direwolf-k8s` (creates a `Session` and waits for its stream URL).
+//! understands), the Wolf pool of `direwolf serve` (`pack::WolfPool`), and the Kubernetes
+//! launcher of `direwolf-k8s` (creates a `Session` and waits for its stream URL). Every backend
+//! passes `conformance::launcher`. [`detached`] gives a backend the cancel safety the trait
+//! asks for.
 
 use std::fmt::Debug;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
+use tokio::sync::oneshot;
+use tracing::warn;
 
 use crate::error::Error;
 use crate::ids::{AppId, SessionId, UserName};
@@ -58,12 +65,18 @@ pub enum LaunchError {
 }
 
 /// Starts, re-keys and stops stream sessions.
+///
+/// Launch and resume are **cancel-safe**: the caller (the Moonlight server) drops their future
+/// when the client hangs up, and that must not stop the work halfway. The backend carries it to
+/// the end and, when nobody takes the outcome any more, rolls a started session back. The server
+/// itself spawns nothing for them.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait Launcher: Send + Sync + Debug + 'static {
     /// Starts `request.app` for `request.user`. A user has at most one session: an existing one
     /// is replaced. Returns once the stream URL is reachable, within the deadline the launcher
-    /// was configured with (clients give up after ~55 s).
+    /// was configured with (clients give up after ~55 s). An app the catalog does not hold is
+    /// [`LaunchError::UnknownApp`]: the launcher is the one place that checks the app.
     async fn launch(&self, request: LaunchRequest) -> Result<LaunchOutcome, LaunchError>;
 
     /// Re-keys the user's running session with the new keys and client address, whatever app
@@ -77,6 +90,40 @@ pub trait Launcher: Send + Sync + Debug + 'static {
     /// The app of the user's running session, answered from memory (it runs on every
     /// `/serverinfo`).
     async fn current_app(&self, user: &UserName) -> Option<AppId>;
+}
+
+/// Runs a launch or resume on its own task, to completion even if the caller stops waiting, and
+/// returns its outcome, or [`LaunchError::Timeout`] after `deadline`.
+///
+/// `work` yields the outcome and a value `G` kept until the rollback is done (a lock guard, so
+/// that nothing of the same user runs in between). When the outcome is a success that can no
+/// longer be delivered (the deadline passed, or the caller's future was dropped), `rollback`
+/// runs with it, on the same task.
+pub async fn detached<G: Send + 'static>(
+    deadline: Duration,
+    work: impl Future<Output = (Result<LaunchOutcome, LaunchError>, G)> + Send + 'static,
+    rollback: impl FnOnce(LaunchOutcome) -> BoxFuture<'static, ()> + Send + 'static,
+) -> Result<LaunchOutcome, LaunchError> {
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let (outcome, kept) = work.await;
+        let undelivered = match tx.send(outcome) {
+            Ok(()) => None,
+            Err(outcome) => outcome.ok(),
+        };
+        if let Some(outcome) = undelivered {
+            warn!(session = %outcome.session, "nobody is waiting for this launch any more; rolling it back");
+            rollback(outcome).await;
+        }
+        drop(kept);
+    });
+    match tokio::time::timeout(deadline, rx).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(_)) => Err(LaunchError::Backend(Error::unavailable(
+            "the launch task ended unexpectedly",
+        ))),
+        Err(_) => Err(LaunchError::Timeout),
+    }
 }
 
 #[async_trait]

@@ -3,8 +3,22 @@
 //! The Kubernetes-free heart of direwolf: domain types ([`User`], [`App`], [`Pairing`],
 //! [`Session`]), the traits the Moonlight server and the control plane are written against
 //! ([`PairingStore`], [`UserStore`], [`AppCatalog`], [`SessionStore`], [`IdentityStore`],
-//! [`Launcher`], [`PinBroker`]) and their embedded backends: in memory ([`memory`]) and, with
-//! the `persistent` feature, an ACID database in a data directory.
+//! [`Launcher`], [`PinBroker`], [`StreamHost`](stream_host::StreamHost)) and their embedded
+//! backends: in memory ([`memory`], [`InMemoryPinBroker`],
+//! [`InMemoryStreamHost`](stream_host::InMemoryStreamHost)) and, with the `persistent`
+//! feature, an ACID database in a data directory.
+//!
+//! The streaming plane is behind features, so a crate that needs only the model and the traits
+//! compiles no socket code:
+//!
+//! | Feature | Module | What |
+//! |---|---|---|
+//! | `persistent` (default) | `persistent` | the redb backend of the stores |
+//! | `relay` | `relay` | the stream relay engine (RTSP rewriting, batched UDP forwarding) |
+//! | `pack` | `pack` | the single-machine pack: `WolfPool`, a [`Launcher`] over streaming hosts, with the relay |
+//! | `wolf` | `pack::wolf_host` | `WolfHost`, a [`StreamHost`](stream_host::StreamHost) over Wolf's API |
+//! | `conformance` | `conformance` | the suites every backend of the traits passes |
+//! | `mock` | | mockall mocks of the traits |
 //!
 //! ```
 //! use direwolf_core::{App, AppCatalog, AppId, Stores};
@@ -20,8 +34,6 @@
 //! ```
 #![warn(missing_docs)]
 
-#[cfg(feature = "config")]
-pub mod config;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod error;
@@ -29,15 +41,15 @@ pub mod ids;
 pub mod launcher;
 pub mod memory;
 pub mod model;
+#[cfg(feature = "pack")]
+pub mod pack;
 #[cfg(feature = "persistent")]
 pub mod persistent;
 pub mod pin_broker;
-pub mod pool;
+#[cfg(feature = "relay")]
 pub mod relay;
 pub mod store;
 pub mod stream_host;
-#[cfg(feature = "wolf")]
-pub mod wolf_host;
 
 pub use error::{Error, Result};
 pub use ids::{AesKey, AppId, Fingerprint, PairSecret, Pin, RiKeyId, SessionId, UserName};

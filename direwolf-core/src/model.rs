@@ -294,6 +294,18 @@ pub struct StreamPorts {
     pub audio: u16,
 }
 
+impl StreamPorts {
+    /// The ports Wolf listens on unless told otherwise, which are also Moonlight's standard
+    /// ports: RTSP 48010 (`WOLF_RTSP_SETUP_PORT`), control 47999 (`WOLF_CONTROL_PORT`), video
+    /// 48100 (`WOLF_VIDEO_PING_PORT`) and audio 48200 (`WOLF_AUDIO_PING_PORT`).
+    pub const WOLF_DEFAULT: StreamPorts = StreamPorts {
+        rtsp: 48010,
+        control: 47999,
+        video: 48100,
+        audio: 48200,
+    };
+}
+
 /// One stream of one app for one user, as the stores keep it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {

@@ -798,7 +798,6 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
-    use crate::model::unix_now;
 
     fn pairing(n: u8) -> Pairing {
         Pairing {
@@ -806,7 +805,8 @@ mod tests {
             cert_pem: format!("-----BEGIN CERTIFICATE-----\n{n}\n-----END CERTIFICATE-----\n"),
             user: UserName::default_user(),
             device_name: Some("roth".into()),
-            paired_at: unix_now(),
+            // Fixed, so that two calls give equal pairings whenever they run.
+            paired_at: 1_700_000_000 + u64::from(n),
         }
     }
 

@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use direwolf_core::memory::{InMemoryAppCatalog, InMemorySessionStore};
 use direwolf_core::model::{App, LaunchRequest, StreamKeys, VideoMode};
-use direwolf_core::pool::{PoolConfig, PoolHost, WolfPool};
+use direwolf_core::pack::WolfHost;
+use direwolf_core::pack::{PoolConfig, PoolHost, WolfPool};
 use direwolf_core::relay::{Relay, RelayConfig, WolfPorts};
-use direwolf_core::wolf_host::WolfHost;
 use direwolf_core::{AesKey, AppId, Fingerprint, LaunchError, Launcher, RiKeyId, SessionStore};
 use direwolf_wolf_client::fake::stream::StreamConfig;
 use direwolf_wolf_client::fake::{Failure, FakeWolf};

@@ -1,40 +1,28 @@
 //! `/launch`, `/resume` and `/cancel`: parameters in, XML out (`moonlight-http.md` §5.6–§5.8,
 //! §7). Every outcome is an XML status; the caller replies with HTTP 200.
 
+use std::net::IpAddr;
 use std::str::FromStr;
 
 use direwolf_core::model::STEREO_SURROUND_AUDIO_INFO;
-use direwolf_core::{AesKey, App, AppId, LaunchError, RiKeyId, StreamKeys, VideoMode};
+use direwolf_core::{
+    AesKey, App, AppId, Fingerprint, LaunchError, LaunchRequest, ResumeRequest, RiKeyId, StreamKeys, UserName,
+};
 
 use crate::query::Query;
 use crate::xml::{Node, XmlReply};
 
-/// `/launch` parameters the streaming side needs.
+/// Who asks, over which connection: what a `/launch` or `/resume` carries besides its query.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LaunchParams {
-    /// `appid`.
-    pub app: AppId,
-    /// `mode` (default 1920x1080x60).
-    pub mode: VideoMode,
-    /// `surroundAudioInfo` (default stereo, 196610).
-    pub surround_audio_info: u32,
-    /// `rikey` and `rikeyid`.
-    pub keys: StreamKeys,
-    /// `hdrMode=1`.
-    pub hdr: bool,
-    /// `localAudioPlayMode=1`.
-    pub host_audio: bool,
-    /// `remoteControllersBitmap`.
-    pub gamepads: u16,
-}
-
-/// `/resume` parameters: `appid` and `mode` may be absent and are ignored (§5.7).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResumeParams {
-    /// The new `rikey` and `rikeyid`.
-    pub keys: StreamKeys,
-    /// `surroundAudioInfo`, if sent.
-    pub surround_audio_info: Option<u32>,
+pub struct Requester {
+    /// The user of the client's pairing.
+    pub user: UserName,
+    /// The client certificate's fingerprint.
+    pub pairing: Fingerprint,
+    /// The client's address.
+    pub client_ip: IpAddr,
+    /// The server address the client used.
+    pub server_ip: IpAddr,
 }
 
 /// Which verb a reply is for; decides the child element of failure replies.
@@ -102,18 +90,22 @@ fn keys(query: &Query, verb: Verb) -> Result<StreamKeys, XmlReply> {
     Ok(StreamKeys { aes_key, aes_iv })
 }
 
-/// Parses `/launch`.
+/// Parses `/launch` from `requester`.
 ///
 /// # Errors
 /// The XML reply for a missing or malformed parameter (status 400, `<gamesession>0</gamesession>`).
-pub fn parse_launch(query: &Query) -> Result<LaunchParams, XmlReply> {
+pub fn parse_launch(query: &Query, requester: &Requester) -> Result<LaunchRequest, XmlReply> {
     let verb = Verb::Launch;
     let app: AppId = required(query, verb, "appid")?
         .parse()
         .map_err(|e| verb.failure(400, format!("Invalid launch parameter appid: {e}")))?;
     let keys = keys(query, verb)?;
-    Ok(LaunchParams {
+    Ok(LaunchRequest {
+        user: requester.user.clone(),
+        pairing: requester.pairing.clone(),
         app,
+        client_ip: requester.client_ip,
+        server_ip: requester.server_ip,
         mode: parsed(query, verb, "mode")?.unwrap_or_default(),
         surround_audio_info: parsed(query, verb, "surroundAudioInfo")?.unwrap_or(STEREO_SURROUND_AUDIO_INFO),
         keys,
@@ -123,14 +115,18 @@ pub fn parse_launch(query: &Query) -> Result<LaunchParams, XmlReply> {
     })
 }
 
-/// Parses `/resume`.
+/// Parses `/resume` from `requester`: `appid` and `mode` may be absent and are ignored (§5.7).
 ///
 /// # Errors
 /// The XML reply for a missing or malformed parameter (status 400, `<resume>0</resume>`).
-pub fn parse_resume(query: &Query) -> Result<ResumeParams, XmlReply> {
+pub fn parse_resume(query: &Query, requester: &Requester) -> Result<ResumeRequest, XmlReply> {
     let verb = Verb::Resume;
     let keys = keys(query, verb)?;
-    Ok(ResumeParams {
+    Ok(ResumeRequest {
+        user: requester.user.clone(),
+        pairing: requester.pairing.clone(),
+        client_ip: requester.client_ip,
+        server_ip: requester.server_ip,
         keys,
         surround_audio_info: parsed(query, verb, "surroundAudioInfo")?,
     })
@@ -193,9 +189,20 @@ pub fn applist(apps: &[App]) -> XmlReply {
 
 #[cfg(test)]
 mod tests {
+    use direwolf_core::VideoMode;
+
     use super::*;
 
     const DECL: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n";
+
+    fn from() -> Requester {
+        Requester {
+            user: UserName::default_user(),
+            pairing: Fingerprint::of_der(b"client"),
+            client_ip: "192.0.2.7".parse().unwrap(),
+            server_ip: "192.0.2.1".parse().unwrap(),
+        }
+    }
 
     fn q(s: &str) -> Query {
         Query::parse(Some(s)).unwrap()
@@ -252,8 +259,13 @@ mod tests {
         // moonlight-embedded 2.7.1 (observed), §5.6.1.
         let p = parse_launch(&q("uniqueid=0123456789ABCDEF&uuid=x&appid=1&mode=1280x720x60&additionalStates=1&sops=1\
             &rikey=773448f67992470c5c62848d361e1025&rikeyid=-1264532526&localAudioPlayMode=0&surroundAudioInfo=196610\
-            &remoteControllersBitmap=0&gcmap=0&corever=1")).unwrap();
+            &remoteControllersBitmap=0&gcmap=0&corever=1"), &from()).unwrap();
         assert_eq!(p.app.get(), 1);
+        assert_eq!(
+            (&p.user, &p.pairing, p.client_ip, p.server_ip),
+            (&from().user, &from().pairing, from().client_ip, from().server_ip),
+            "the request is the requester's"
+        );
         assert_eq!(
             p.mode,
             VideoMode {
@@ -266,7 +278,7 @@ mod tests {
         assert_eq!(p.keys.aes_key.to_hex(), "773448F67992470C5C62848D361E1025");
         assert_eq!(p.surround_audio_info, 196_610);
         assert!(!p.hdr && !p.host_audio);
-        let p = parse_launch(&q("appid=2&rikey=773448F67992470C5C62848D361E1025&rikeyid=1311662065&hdrMode=1&localAudioPlayMode=1&remoteControllersBitmap=5")).unwrap();
+        let p = parse_launch(&q("appid=2&rikey=773448F67992470C5C62848D361E1025&rikeyid=1311662065&hdrMode=1&localAudioPlayMode=1&remoteControllersBitmap=5"), &from()).unwrap();
         assert_eq!(p.mode, VideoMode::DEFAULT);
         assert!(p.hdr && p.host_audio);
         assert_eq!(p.gamepads, 5);
@@ -276,7 +288,7 @@ mod tests {
     #[test]
     fn bad_launch_parameters() {
         let message = |s: &str| {
-            let reply = parse_launch(&q(s)).unwrap_err();
+            let reply = parse_launch(&q(s), &from()).unwrap_err();
             assert_eq!(reply.status_code(), 400);
             let body = reply.render();
             assert!(body.ends_with("<gamesession>0</gamesession></root>"), "{body}");
@@ -302,12 +314,13 @@ mod tests {
     #[test]
     fn resume_parameters_and_failures() {
         // python sends only rikey, rikeyid, surroundAudioInfo.
-        let p = parse_resume(&q(
-            "rikey=773448F67992470C5C62848D361E1025&rikeyid=5&surroundAudioInfo=4128774&corever=1",
-        ))
+        let p = parse_resume(
+            &q("rikey=773448F67992470C5C62848D361E1025&rikeyid=5&surroundAudioInfo=4128774&corever=1"),
+            &from(),
+        )
         .unwrap();
         assert_eq!(p.surround_audio_info, Some(4_128_774));
-        let err = parse_resume(&q("appid=1")).unwrap_err().render();
+        let err = parse_resume(&q("appid=1"), &from()).unwrap_err().render();
         assert!(err.contains("status_code=\"400\" status_message=\"Missing a required resume parameter (rikey)\"><resume>0</resume>"));
         let err = failure(Verb::Resume, &LaunchError::NotRunning).render();
         assert!(err.ends_with(

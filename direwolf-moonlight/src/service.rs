@@ -13,10 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use direwolf_core::model::unix_now;
-use direwolf_core::{
-    AppId, Fingerprint, LaunchError, LaunchRequest, Launcher, Pairing, ResumeRequest, Stores, UserName,
-    UserStoreExt,
-};
+use direwolf_core::{AppId, Fingerprint, LaunchError, Launcher, Pairing, Stores, UserName, UserStoreExt};
 use http::header::{CONNECTION, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -86,6 +83,17 @@ impl ConnInfo {
 struct Caller {
     user: UserName,
     fingerprint: Fingerprint,
+}
+
+impl Caller {
+    fn requester(&self, conn: &ConnInfo) -> launch::Requester {
+        launch::Requester {
+            user: self.user.clone(),
+            pairing: self.fingerprint.clone(),
+            client_ip: conn.peer_ip(),
+            server_ip: conn.local_ip(),
+        }
+    }
 }
 
 fn xml(reply: &XmlReply) -> Response<Body> {
@@ -391,38 +399,13 @@ impl Shared {
     }
 
     async fn launch(&self, query: &Query, conn: &ConnInfo, caller: &Caller) -> Response<Body> {
-        let params = match launch::parse_launch(query) {
-            Ok(params) => params,
+        let request = match launch::parse_launch(query, &caller.requester(conn)) {
+            Ok(request) => request,
             Err(reply) => return xml(&reply),
         };
-        match self.stores.apps.get(params.app).await {
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                return xml(&launch::failure(
-                    Verb::Launch,
-                    &LaunchError::UnknownApp(params.app),
-                ));
-            }
-            Err(e) => return xml(&launch::failure(Verb::Launch, &LaunchError::Backend(e))),
-        }
-        let request = LaunchRequest {
-            user: caller.user.clone(),
-            pairing: caller.fingerprint.clone(),
-            app: params.app,
-            client_ip: conn.peer_ip(),
-            server_ip: conn.local_ip(),
-            mode: params.mode,
-            surround_audio_info: params.surround_audio_info,
-            keys: params.keys,
-            hdr: params.hdr,
-            host_audio: params.host_audio,
-            gamepads: params.gamepads,
-        };
-        info!(user = %caller.user, app = %params.app, mode = %params.mode, "launch");
-        // Run the launch in its own task so that a client that hangs up cannot cancel it halfway.
-        let launcher = self.launcher.clone();
-        let outcome = detached(async move { launcher.launch(request).await }).await;
-        match outcome {
+        info!(user = %caller.user, app = %request.app, mode = %request.mode, "launch");
+        // The launcher checks the app, and carries the launch through if the client hangs up.
+        match self.launcher.launch(request).await {
             Ok(outcome) => xml(&launch::launch_ok(&outcome.session_url)),
             Err(e) => {
                 log_failure("launch", &e);
@@ -432,21 +415,12 @@ impl Shared {
     }
 
     async fn resume(&self, query: &Query, conn: &ConnInfo, caller: &Caller) -> Response<Body> {
-        let params = match launch::parse_resume(query) {
-            Ok(params) => params,
+        let request = match launch::parse_resume(query, &caller.requester(conn)) {
+            Ok(request) => request,
             Err(reply) => return xml(&reply),
         };
-        let request = ResumeRequest {
-            user: caller.user.clone(),
-            pairing: caller.fingerprint.clone(),
-            client_ip: conn.peer_ip(),
-            server_ip: conn.local_ip(),
-            keys: params.keys,
-            surround_audio_info: params.surround_audio_info,
-        };
         info!(user = %caller.user, "resume");
-        let launcher = self.launcher.clone();
-        match detached(async move { launcher.resume(request).await }).await {
+        match self.launcher.resume(request).await {
             Ok(outcome) => xml(&launch::resume_ok(&outcome.session_url)),
             Err(e) => {
                 log_failure("resume", &e);
@@ -457,9 +431,7 @@ impl Shared {
 
     async fn cancel(&self, caller: &Caller) -> Response<Body> {
         info!(user = %caller.user, "cancel");
-        let launcher = self.launcher.clone();
-        let user = caller.user.clone();
-        match detached(async move { launcher.cancel(&user).await }).await {
+        match self.launcher.cancel(&caller.user).await {
             Ok(()) => xml(&launch::cancel_ok()),
             Err(e) => {
                 log_failure("cancel", &e);
@@ -473,18 +445,5 @@ fn log_failure(verb: &str, e: &LaunchError) {
     match e {
         LaunchError::Backend(_) => error!(error = %e, "{verb} failed"),
         _ => info!(error = %e, "{verb} failed"),
-    }
-}
-
-/// Runs `work` on its own task and waits for it; a panic in it becomes a backend error.
-async fn detached<T: Send + 'static>(
-    work: impl std::future::Future<Output = Result<T, LaunchError>> + Send + 'static,
-) -> Result<T, LaunchError> {
-    match tokio::spawn(work).await {
-        Ok(result) => result,
-        Err(e) => Err(LaunchError::Backend(direwolf_core::Error::backend(
-            "launcher",
-            e.to_string(),
-        ))),
     }
 }

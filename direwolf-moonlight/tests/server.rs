@@ -460,9 +460,11 @@ async fn pin_page_is_served() {
     h.shutdown().await;
 }
 
-/// A launcher that records what it was asked.
+/// A launcher that records what it was asked, with a catalog of its own (launchers check the
+/// app, the server does not).
 #[derive(Debug, Default)]
 struct FakeLauncher {
+    apps: Vec<AppId>,
     running: Mutex<HashMap<UserName, AppId>>,
     launches: Mutex<Vec<LaunchRequest>>,
     resumes: Mutex<Vec<ResumeRequest>>,
@@ -471,6 +473,9 @@ struct FakeLauncher {
 #[async_trait]
 impl Launcher for FakeLauncher {
     async fn launch(&self, request: LaunchRequest) -> Result<LaunchOutcome, LaunchError> {
+        if !self.apps.contains(&request.app) {
+            return Err(LaunchError::UnknownApp(request.app));
+        }
         let url = format!("rtsp://{}:48010", request.server_ip);
         let session = SessionId::generate(&request.user, request.app);
         self.running
@@ -546,7 +551,10 @@ const LAUNCH: &str = "/launch?uniqueid=0123456789ABCDEF&uuid=u&appid=2&mode=1280
 
 #[tokio::test]
 async fn apps_launch_resume_cancel() {
-    let launcher = Arc::new(FakeLauncher::default());
+    let launcher = Arc::new(FakeLauncher {
+        apps: vec![AppId::new(1).unwrap(), AppId::new(2).unwrap()],
+        ..FakeLauncher::default()
+    });
     let h = Harness::start_with({
         let launcher = launcher.clone();
         |b| b.with_launcher(launcher)

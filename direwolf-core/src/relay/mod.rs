@@ -140,12 +140,18 @@ pub struct WolfPorts {
 }
 
 impl Default for WolfPorts {
-    /// Wolf's defaults: video 48100, audio 48200, control 47999.
+    /// Wolf's defaults ([`StreamPorts::WOLF_DEFAULT`]).
     fn default() -> Self {
+        let StreamPorts {
+            video,
+            audio,
+            control,
+            ..
+        } = StreamPorts::WOLF_DEFAULT;
         WolfPorts {
-            video: 48100,
-            audio: 48200,
-            control: 47999,
+            video,
+            audio,
+            control,
         }
     }
 }

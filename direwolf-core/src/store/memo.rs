@@ -29,8 +29,8 @@ struct Memo {
     assets: HashMap<AppId, (Instant, Option<AppAsset>)>,
 }
 
-/// Memoises `list`, `get` and `asset` of an inner catalog for a bounded time; see the
-/// [module docs](self).
+/// Memoises `list`, `get` and `asset` of an inner catalog: repeats within `ttl` are answered
+/// from the last result, and writes through the decorator clear the memo.
 pub struct MemoAppCatalog<T> {
     inner: T,
     ttl: Duration,

@@ -256,7 +256,7 @@ pub fn run_if_server() -> bool {
     if let Ok(cpu) = cpu.parse::<usize>() {
         pin_to(&[cpu]);
     }
-    // The runtime of `direwolf serve` (bins/src/serve.rs).
+    // The runtime of `direwolf serve` (bins/src/serve/mod.rs).
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(16)

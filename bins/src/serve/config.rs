@@ -41,25 +41,21 @@
 //!
 //! Every error names the file and, where it comes from one place in it, the line.
 //!
-//! ```
-//! use direwolf_core::config::Config;
-//!
-//! let config = Config::parse("hostname = \"den\"\n[[apps]]\ntitle = \"Desktop\"\nid = 1\n", "direwolf.toml".as_ref())?;
-//! assert_eq!(config.hostname.as_deref(), Some("den"));
-//! assert_eq!(config.apps[0].app.title, "Desktop");
-//! # Ok::<(), direwolf_core::config::ConfigError>(())
-//! ```
+//! [`Config::load`] reads a file, [`Config::parse`] a text (the unit tests below show both).
 
 use std::collections::HashMap;
 use std::io;
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use direwolf_core::{App, AppAsset, AppId, StreamPorts};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::ids::AppId;
-use crate::model::{App, AppAsset};
+/// How long a Wolf running sessions may stay unreachable before they are ended, unless
+/// `[pool] host_lost_after` says otherwise.
+const DEFAULT_HOST_LOST_AFTER: Duration = Duration::from_secs(20);
 
 /// The largest app image accepted (clients show small cover art; this guards against a wrong
 /// file being named).
@@ -67,7 +63,6 @@ pub const MAX_IMAGE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Why a configuration file was refused.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
     #[error("cannot read the configuration file {path}: {source}")]
@@ -144,10 +139,7 @@ pub enum ConfigError {
 }
 
 /// A loaded, validated configuration.
-///
-/// `#[non_exhaustive]`: later versions add sections (e.g. `[[wolf]]` streaming hosts).
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct Config {
     /// The file it was read from.
     pub path: PathBuf,
@@ -161,12 +153,11 @@ pub struct Config {
     pub relay: RelaySettings,
     /// `[pool] host_lost_after`: how long a Wolf running sessions may stay unreachable before
     /// they are ended (default 20 s).
-    pub host_lost_after: std::time::Duration,
+    pub host_lost_after: Duration,
 }
 
 /// How direwolf reaches a Wolf's API.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum WolfApi {
     /// Wolf's unix socket (an absolute path).
     Unix(PathBuf),
@@ -176,7 +167,6 @@ pub enum WolfApi {
 
 /// One `[[wolf]]` entry: a Wolf instance sessions can be placed on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct WolfConfig {
     /// Unique name (logs, session placement).
     pub name: String,
@@ -198,14 +188,13 @@ pub struct WolfConfig {
 
 /// The `[relay]` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct RelaySettings {
     /// The address the relay listens on; `None`: decided from the bind addresses.
     pub public_address: Option<std::net::IpAddr>,
     /// Public ports handed to sessions (four each).
-    pub port_range: std::ops::RangeInclusive<u16>,
+    pub port_range: RangeInclusive<u16>,
     /// Idle time after which a client's UDP mapping is forgotten.
-    pub udp_idle_timeout: std::time::Duration,
+    pub udp_idle_timeout: Duration,
 }
 
 impl Default for RelaySettings {
@@ -214,14 +203,13 @@ impl Default for RelaySettings {
         RelaySettings {
             public_address: None,
             port_range: 40000..=40999,
-            udp_idle_timeout: std::time::Duration::from_secs(60),
+            udp_idle_timeout: Duration::from_secs(60),
         }
     }
 }
 
 /// One `[[apps]]` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct AppConfig {
     /// The app as the catalog holds it.
     pub app: App,
@@ -283,10 +271,222 @@ struct RawApp {
     wolf_app_id: Option<Spanned<String>>,
 }
 
-/// The 1-based line of a byte offset.
-fn line_of(text: &str, span: Range<usize>) -> usize {
-    text.get(..span.start)
-        .map_or(1, |before| before.matches('\n').count() + 1)
+/// The text being parsed and its path: turns spans into lines and errors.
+struct Source<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Source<'_> {
+    /// The 1-based line of a span's start.
+    fn line(&self, span: Range<usize>) -> usize {
+        self.text
+            .get(..span.start)
+            .map_or(1, |before| before.matches('\n').count() + 1)
+    }
+
+    fn invalid(&self, span: Range<usize>, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_owned(),
+            line: self.line(span),
+            message,
+        }
+    }
+
+    /// A name-like value: `max` bytes at most, not blank, no control characters.
+    fn name(
+        &self,
+        value: Spanned<String>,
+        max: usize,
+        what: impl FnOnce(&str) -> String,
+    ) -> Result<String, ConfigError> {
+        let span = value.span();
+        let value = value.into_inner();
+        if value.trim().is_empty() || value.len() > max || value.chars().any(char::is_control) {
+            let message = format!(
+                "{} must be 1 to {max} bytes without control characters",
+                what(&value)
+            );
+            return Err(self.invalid(span, message));
+        }
+        Ok(value)
+    }
+
+    /// A number of seconds from 1 to 86400.
+    fn seconds(&self, value: Spanned<u64>, what: &str) -> Result<Duration, ConfigError> {
+        let span = value.span();
+        let secs = value.into_inner();
+        if !(1..=86_400).contains(&secs) {
+            return Err(self.invalid(span, format!("{what} {secs} must be 1 to 86400 seconds")));
+        }
+        Ok(Duration::from_secs(secs))
+    }
+
+    fn apps(&self, raw: Vec<RawApp>) -> Result<Vec<AppConfig>, ConfigError> {
+        let mut first_use: HashMap<AppId, usize> = HashMap::new();
+        let mut apps = Vec::with_capacity(raw.len());
+        for raw_app in raw {
+            let id_line = self.line(raw_app.id.span());
+            if let Some(&first_line) = first_use.get(raw_app.id.get_ref()) {
+                return Err(ConfigError::DuplicateAppId {
+                    path: self.path.to_owned(),
+                    line: id_line,
+                    first_line,
+                    id: *raw_app.id.get_ref(),
+                });
+            }
+            first_use.insert(*raw_app.id.get_ref(), id_line);
+            apps.push(self.app(raw_app)?);
+        }
+        Ok(apps)
+    }
+
+    fn app(&self, raw: RawApp) -> Result<AppConfig, ConfigError> {
+        let id = raw.id.into_inner();
+        let title_span = raw.title.span();
+        let app = App::new(id, raw.title.into_inner())
+            .map_err(|e| self.invalid(title_span, format!("app {id}: {e}")))?
+            .with_hdr(raw.hdr);
+        let (image, asset) = match raw.image {
+            None => (None, None),
+            Some(image) => {
+                let (image, asset) = self.image(id, image)?;
+                (Some(image), Some(asset))
+            }
+        };
+        let wolf_app_id = raw
+            .wolf_app_id
+            .map(|w| self.name(w, 255, |w| format!("app {id}: wolf_app_id {w:?}")))
+            .transpose()?;
+        Ok(AppConfig {
+            app,
+            image,
+            asset,
+            wolf_app_id,
+        })
+    }
+
+    /// Loads an app's image, resolved against the configuration file's directory.
+    fn image(&self, id: AppId, image: Spanned<PathBuf>) -> Result<(PathBuf, AppAsset), ConfigError> {
+        let line = self.line(image.span());
+        let base = self.path.parent().unwrap_or(Path::new(""));
+        let image = base.join(image.into_inner());
+        let path = self.path.to_owned();
+        let asset = load_png(&image).map_err(|e| match e {
+            ImageProblem::Io(source) => ConfigError::ImageRead {
+                path,
+                line,
+                id,
+                image: image.clone(),
+                source,
+            },
+            ImageProblem::Bad(reason) => ConfigError::BadImage {
+                path,
+                line,
+                id,
+                image: image.clone(),
+                reason,
+            },
+        })?;
+        Ok((image, asset))
+    }
+
+    fn wolves(&self, raw: Vec<RawWolf>) -> Result<Vec<WolfConfig>, ConfigError> {
+        let mut wolves: Vec<WolfConfig> = Vec::with_capacity(raw.len());
+        for w in raw {
+            let name_span = w.name.span();
+            let wolf = self.wolf(w)?;
+            if wolves.iter().any(|o| o.name == wolf.name) {
+                let message = format!("two [[wolf]] entries are named {:?}", wolf.name);
+                return Err(self.invalid(name_span, message));
+            }
+            wolves.push(wolf);
+        }
+        Ok(wolves)
+    }
+
+    fn wolf(&self, w: RawWolf) -> Result<WolfConfig, ConfigError> {
+        let name = self.name(w.name, 63, |name| format!("wolf name {name:?}"))?;
+        let api = self.wolf_api(&name, w.api)?;
+        let port = |p: Option<Spanned<u16>>, default: u16, what: &str| match p {
+            None => Ok(default),
+            Some(p) if *p.get_ref() == 0 => {
+                Err(self.invalid(p.span(), format!("wolf {name}: {what} must not be 0")))
+            }
+            Some(p) => Ok(p.into_inner()),
+        };
+        let capacity = match w.capacity {
+            None => 1,
+            Some(c) if *c.get_ref() == 0 => {
+                return Err(self.invalid(c.span(), format!("wolf {name}: capacity must be at least 1")));
+            }
+            Some(c) => c.into_inner(),
+        };
+        let wolf = StreamPorts::WOLF_DEFAULT;
+        Ok(WolfConfig {
+            rtsp_port: port(w.rtsp_port, wolf.rtsp, "rtsp_port")?,
+            video_port: port(w.video_port, wolf.video, "video_port")?,
+            audio_port: port(w.audio_port, wolf.audio, "audio_port")?,
+            control_port: port(w.control_port, wolf.control, "control_port")?,
+            capacity,
+            api,
+            stream_address: w.stream_address,
+            name,
+        })
+    }
+
+    /// `tcp://HOST:PORT` or an absolute socket path.
+    fn wolf_api(&self, name: &str, api: Spanned<String>) -> Result<WolfApi, ConfigError> {
+        let span = api.span();
+        let text = api.into_inner();
+        if let Some(addr) = text.strip_prefix("tcp://") {
+            let port_ok = addr
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0));
+            if !port_ok || addr.contains('/') {
+                return Err(self.invalid(span, format!("wolf {name}: api {text:?} must be tcp://HOST:PORT")));
+            }
+            return Ok(WolfApi::Tcp(addr.to_owned()));
+        }
+        let path = PathBuf::from(&text);
+        if !path.is_absolute() {
+            let message =
+                format!("wolf {name}: api {text:?} must be an absolute socket path or tcp://HOST:PORT");
+            return Err(self.invalid(span, message));
+        }
+        Ok(WolfApi::Unix(path))
+    }
+
+    fn relay(&self, raw: Option<Spanned<RawRelay>>) -> Result<RelaySettings, ConfigError> {
+        let mut relay = RelaySettings::default();
+        let Some(r) = raw.map(Spanned::into_inner) else {
+            return Ok(relay);
+        };
+        relay.public_address = r.public_address;
+        if let Some(range) = r.port_range {
+            relay.port_range = self.port_range(range)?;
+        }
+        if let Some(t) = r.udp_idle_timeout {
+            relay.udp_idle_timeout = self.seconds(t, "relay udp_idle_timeout")?;
+        }
+        Ok(relay)
+    }
+
+    /// `FIRST-LAST`, at least four ports (one session), none of them 0.
+    fn port_range(&self, range: Spanned<String>) -> Result<RangeInclusive<u16>, ConfigError> {
+        let span = range.span();
+        let text = range.into_inner();
+        let parsed = text
+            .split_once('-')
+            .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)));
+        match parsed {
+            Some((a, b)) if a > 0 && b >= a && u32::from(b) - u32::from(a) >= 3 => Ok(a..=b),
+            _ => Err(self.invalid(
+                span,
+                format!("relay port_range {text:?} must be FIRST-LAST with 0 < FIRST and at least 4 ports"),
+            )),
+        }
+    }
 }
 
 impl Config {
@@ -314,222 +514,21 @@ impl Config {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
-        let invalid = |span: Range<usize>, message: String| ConfigError::Invalid {
-            path: path.to_owned(),
-            line: line_of(text, span),
-            message,
+        let source = Source { text, path };
+        let hostname = raw
+            .hostname
+            .map(|name| source.name(name, 255, |name| format!("hostname {name:?}")))
+            .transpose()?;
+        let host_lost_after = match raw.pool.and_then(|p| p.host_lost_after) {
+            Some(t) => source.seconds(t, "pool host_lost_after")?,
+            None => DEFAULT_HOST_LOST_AFTER,
         };
-
-        let hostname = match raw.hostname {
-            None => None,
-            Some(name) => {
-                let span = name.span();
-                let name = name.into_inner();
-                if name.trim().is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
-                    return Err(invalid(
-                        span,
-                        format!("hostname {name:?} must be 1 to 255 bytes without control characters"),
-                    ));
-                }
-                Some(name)
-            }
-        };
-
-        let base = path.parent().unwrap_or(Path::new(""));
-        let mut first_use: HashMap<AppId, usize> = HashMap::new();
-        let mut apps = Vec::with_capacity(raw.apps.len());
-        for raw_app in raw.apps {
-            let id_line = line_of(text, raw_app.id.span());
-            let id = raw_app.id.into_inner();
-            if let Some(&first_line) = first_use.get(&id) {
-                return Err(ConfigError::DuplicateAppId {
-                    path: path.to_owned(),
-                    line: id_line,
-                    first_line,
-                    id,
-                });
-            }
-            first_use.insert(id, id_line);
-
-            let title_span = raw_app.title.span();
-            let app = App::new(id, raw_app.title.into_inner())
-                .map_err(|e| invalid(title_span, format!("app {id}: {e}")))?
-                .with_hdr(raw_app.hdr);
-
-            let (image, asset) = match raw_app.image {
-                None => (None, None),
-                Some(image) => {
-                    let line = line_of(text, image.span());
-                    let image = base.join(image.into_inner());
-                    let asset = load_png(&image).map_err(|e| match e {
-                        ImageProblem::Io(source) => ConfigError::ImageRead {
-                            path: path.to_owned(),
-                            line,
-                            id,
-                            image: image.clone(),
-                            source,
-                        },
-                        ImageProblem::Bad(reason) => ConfigError::BadImage {
-                            path: path.to_owned(),
-                            line,
-                            id,
-                            image: image.clone(),
-                            reason,
-                        },
-                    })?;
-                    (Some(image), Some(asset))
-                }
-            };
-            let wolf_app_id = match raw_app.wolf_app_id {
-                None => None,
-                Some(w) => {
-                    let span = w.span();
-                    let w = w.into_inner();
-                    if w.is_empty() || w.len() > 255 || w.chars().any(char::is_control) {
-                        return Err(invalid(
-                            span,
-                            format!(
-                                "app {id}: wolf_app_id {w:?} must be 1 to 255 bytes without control characters"
-                            ),
-                        ));
-                    }
-                    Some(w)
-                }
-            };
-            apps.push(AppConfig {
-                app,
-                image,
-                asset,
-                wolf_app_id,
-            });
-        }
-
-        let mut wolves: Vec<WolfConfig> = Vec::with_capacity(raw.wolf.len());
-        for w in raw.wolf {
-            let name_span = w.name.span();
-            let name = w.name.into_inner();
-            if name.trim().is_empty() || name.len() > 63 || name.chars().any(char::is_control) {
-                return Err(invalid(
-                    name_span,
-                    format!("wolf name {name:?} must be 1 to 63 bytes without control characters"),
-                ));
-            }
-            if wolves.iter().any(|o| o.name == name) {
-                return Err(invalid(
-                    name_span,
-                    format!("two [[wolf]] entries are named {name:?}"),
-                ));
-            }
-            let api_span = w.api.span();
-            let api_text = w.api.into_inner();
-            let api = if let Some(addr) = api_text.strip_prefix("tcp://") {
-                let port_ok = addr.rsplit_once(':').is_some_and(|(host, port)| {
-                    !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
-                });
-                if !port_ok || addr.contains('/') {
-                    return Err(invalid(
-                        api_span,
-                        format!("wolf {name}: api {api_text:?} must be tcp://HOST:PORT"),
-                    ));
-                }
-                WolfApi::Tcp(addr.to_owned())
-            } else {
-                let p = PathBuf::from(&api_text);
-                if !p.is_absolute() {
-                    return Err(invalid(
-                        api_span,
-                        format!(
-                            "wolf {name}: api {api_text:?} must be an absolute socket path or tcp://HOST:PORT"
-                        ),
-                    ));
-                }
-                WolfApi::Unix(p)
-            };
-            let port = |p: Option<Spanned<u16>>, default: u16, what: &str| match p {
-                None => Ok(default),
-                Some(p) if *p.get_ref() == 0 => {
-                    Err(invalid(p.span(), format!("wolf {name}: {what} must not be 0")))
-                }
-                Some(p) => Ok(p.into_inner()),
-            };
-            let capacity = match w.capacity {
-                None => 1,
-                Some(c) if *c.get_ref() == 0 => {
-                    return Err(invalid(
-                        c.span(),
-                        format!("wolf {name}: capacity must be at least 1"),
-                    ));
-                }
-                Some(c) => c.into_inner(),
-            };
-            wolves.push(WolfConfig {
-                rtsp_port: port(w.rtsp_port, 48010, "rtsp_port")?,
-                video_port: port(w.video_port, 48100, "video_port")?,
-                audio_port: port(w.audio_port, 48200, "audio_port")?,
-                control_port: port(w.control_port, 47999, "control_port")?,
-                capacity,
-                api,
-                stream_address: w.stream_address,
-                name,
-            });
-        }
-
-        let mut relay = RelaySettings::default();
-        if let Some(r) = raw.relay {
-            let r = r.into_inner();
-            relay.public_address = r.public_address;
-            if let Some(range) = r.port_range {
-                let span = range.span();
-                let text = range.into_inner();
-                let parsed = text
-                    .split_once('-')
-                    .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)));
-                match parsed {
-                    Some((a, b)) if a > 0 && b >= a && u32::from(b) - u32::from(a) >= 3 => {
-                        relay.port_range = a..=b
-                    }
-                    _ => {
-                        return Err(invalid(
-                            span,
-                            format!(
-                                "relay port_range {text:?} must be FIRST-LAST with 0 < FIRST and at least 4 ports"
-                            ),
-                        ));
-                    }
-                }
-            }
-            if let Some(t) = r.udp_idle_timeout {
-                let span = t.span();
-                let secs = t.into_inner();
-                if !(1..=86_400).contains(&secs) {
-                    return Err(invalid(
-                        span,
-                        format!("relay udp_idle_timeout {secs} must be 1 to 86400 seconds"),
-                    ));
-                }
-                relay.udp_idle_timeout = std::time::Duration::from_secs(secs);
-            }
-        }
-
-        let mut host_lost_after = std::time::Duration::from_secs(20);
-        if let Some(t) = raw.pool.and_then(|p| p.host_lost_after) {
-            let span = t.span();
-            let secs = t.into_inner();
-            if !(1..=86_400).contains(&secs) {
-                return Err(invalid(
-                    span,
-                    format!("pool host_lost_after {secs} must be 1 to 86400 seconds"),
-                ));
-            }
-            host_lost_after = std::time::Duration::from_secs(secs);
-        }
-
         Ok(Config {
             path: path.to_owned(),
             hostname,
-            apps,
-            wolves,
-            relay,
+            apps: source.apps(raw.apps)?,
+            wolves: source.wolves(raw.wolf)?,
+            relay: source.relay(raw.relay)?,
             host_lost_after,
         })
     }

@@ -1,7 +1,9 @@
 //! A streaming host (a Wolf instance) as the control plane sees it.
 //!
-//! The single-machine pool launcher places sessions on a set of [`StreamHost`]s; the Wolf client
-//! crate implements the trait over Wolf's HTTP API, and tests use the fake Wolf behind it.
+//! The single-machine pack places sessions on a set of [`StreamHost`]s. Backends:
+//! `pack::WolfHost` (feature `wolf`: a Wolf over its HTTP API, through `direwolf-wolf-client`)
+//! and [`InMemoryStreamHost`] (in memory, with a real host's failures on demand). Every backend
+//! passes the suite in `conformance::stream_host` (feature `conformance`).
 
 use std::fmt::{self, Debug};
 use std::net::{IpAddr, Ipv4Addr};
@@ -11,6 +13,10 @@ use async_trait::async_trait;
 use futures::Stream;
 
 use crate::model::{StreamKeys, VideoMode};
+
+mod memory;
+
+pub use memory::{HostBehaviour, InMemoryStreamHost, WOLF_SHARED_SESSION_ID};
 
 /// What the control plane asks a host to set up for one stream (Wolf `sessions/add`,
 /// `wolf-api.md` §3.6).

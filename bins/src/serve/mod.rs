@@ -15,16 +15,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use direwolf_core::config::{Config, RelaySettings, WolfApi, WolfConfig, default_catalog};
 use direwolf_core::memory::InMemoryAppCatalog;
+use direwolf_core::pack::WolfHost;
+use direwolf_core::pack::{PoolConfig, PoolHost, WolfPool};
 use direwolf_core::persistent::PersistentStores;
-use direwolf_core::pool::{PoolConfig, PoolHost, WolfPool};
 use direwolf_core::relay::{Relay, RelayConfig, WolfPorts};
-use direwolf_core::wolf_host::WolfHost;
 use direwolf_core::{AppCatalog, AppId, SessionStore, Stores, UserName, UserStoreExt};
 use direwolf_moonlight::MoonlightServer;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::info;
+
+use self::config::{Config, RelaySettings, WolfApi, WolfConfig, default_catalog};
+
+mod config;
 
 /// Options of `direwolf serve`.
 #[derive(Debug, clap::Args)]
@@ -46,7 +49,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PORT", default_value_t = direwolf_moonlight::server::DEFAULT_HTTPS_PORT)]
     pub https_port: u16,
 
-    /// Configuration file (TOML): hostname and apps. Without it, one app `Desktop` (id 1).
+    /// Configuration file (TOML): hostname, apps, Wolf hosts, relay. Without it, one app
+    /// `Desktop` (id 1) and no streaming.
     #[arg(long, value_name = "FILE", env = "DIREWOLF_CONFIG")]
     pub config: Option<PathBuf>,
 
@@ -202,7 +206,6 @@ async fn wolf_pool(
         let builder = match &wolf.api {
             WolfApi::Unix(path) => builder.with_unix_socket(path.clone()),
             WolfApi::Tcp(addr) => builder.with_tcp(addr.clone()),
-            other => anyhow::bail!("wolf {}: unsupported api {other:?}", wolf.name),
         };
         let client = builder
             .build()

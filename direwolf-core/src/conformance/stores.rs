@@ -1,74 +1,21 @@
-//! The conformance suite every store backend must pass.
-//!
-//! Each function exercises the guarantees documented on one trait in [`crate::store`] and panics
-//! with a message naming the broken guarantee. The functions do **not** need an empty store:
-//! every key they use carries a fresh random tag, they check only their own objects (plus
-//! properties that hold whatever else is stored, such as list order), and they delete what
-//! they created. So they can run against a shared Kubernetes API-server emulator or a real
-//! data directory.
-//!
-//! [`identity_store`] is the exception to "delete what they created": an identity cannot be
-//! removed through the trait. On a store without an identity it leaves the one it created.
-//!
-//! ```
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() {
-//! direwolf_core::conformance::all(&direwolf_core::Stores::in_memory()).await;
-//! # }
-//! ```
+//! The store suites: one function per trait of [`crate::store`].
 
 use std::fmt::Debug;
 
 use futures::future::join_all;
 use rand::Rng;
 
-use crate::error::{Error, Result};
+use super::{CONCURRENCY, name, ok, run_tag};
+use crate::error::Error;
 use crate::ids::{AesKey, AppId, Fingerprint, RiKeyId, SessionId, UserName};
 use crate::model::{
     App, AppAsset, Pairing, ServerIdentity, Session, SessionPhase, StreamKeys, StreamPlacement, StreamPorts,
     User, VideoMode, unix_now,
 };
-use crate::store::{
-    AppCatalog, IdentityStore, PairingStore, SessionStore, SessionStoreExt, Stores, UserStore,
-};
-
-/// How many tasks the concurrency checks run at once.
-const CONCURRENCY: usize = 16;
-
-/// Runs every check of this module against `stores`.
-pub async fn all(stores: &Stores) {
-    pairing_store(stores.pairings.as_ref()).await;
-    user_store(stores.users.as_ref()).await;
-    app_catalog(stores.apps.as_ref()).await;
-    session_store(stores.sessions.as_ref()).await;
-    identity_store(stores.identity.as_ref()).await;
-}
-
-/// Unwraps a store call, panicking with the operation's name and the error.
-fn ok<T>(result: Result<T>, operation: &str) -> T {
-    match result {
-        Ok(value) => value,
-        Err(e) => panic!("{operation} failed: {e} ({e:?})"),
-    }
-}
-
-/// A fresh tag of 8 lower-case letters and digits: keeps this run's keys apart from any other
-/// data in the store and from concurrent runs.
-fn run_tag() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::thread_rng();
-    (0..8)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-        .collect()
-}
-
-fn name(text: String) -> UserName {
-    text.parse()
-        .unwrap_or_else(|e| panic!("test user name {text:?} is invalid: {e}"))
-}
+use crate::store::{AppCatalog, IdentityStore, PairingStore, SessionStore, SessionStoreExt, UserStore};
 
 /// Standard base64 with padding (enough for the PEM armour of test certificates).
-fn base64(bytes: &[u8]) -> String {
+pub(super) fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
@@ -126,7 +73,20 @@ pub async fn pairing_store(store: &dyn PairingStore) {
     let tag = run_tag();
     let user = name(format!("c{tag}-a"));
     let other_user = name(format!("c{tag}-b"));
+    let a2 = pairing_round_trip(store, &user, &other_user).await;
+    let c = pairings_listed_and_deleted(store, &a2, &user, &other_user).await;
+    let many = pairings_written_concurrently(store, &user).await;
+    let base = pairing_written_by_racing_puts(store, &user).await;
+    for p in [&a2, &c, &base].into_iter().chain(&many) {
+        assert!(
+            ok(store.delete(&p.fingerprint).await, "PairingStore::delete"),
+            "cleanup delete must find {p:?}"
+        );
+    }
+}
 
+/// Get, put, idempotent upsert and replace of one pairing; returns it as replaced.
+async fn pairing_round_trip(store: &dyn PairingStore, user: &UserName, other_user: &UserName) -> Pairing {
     let a = sample_pairing(user.clone(), Some("Sam’s 📱 Deck «ünïcode»"));
     assert_eq!(
         ok(store.get(&a.fingerprint).await, "PairingStore::get"),
@@ -168,13 +128,23 @@ pub async fn pairing_store(store: &dyn PairingStore) {
         "put must replace the pairing with the same fingerprint"
     );
 
+    a2
+}
+
+/// List order and delete, with two more pairings; returns the one left.
+async fn pairings_listed_and_deleted(
+    store: &dyn PairingStore,
+    a2: &Pairing,
+    user: &UserName,
+    other_user: &UserName,
+) -> Pairing {
     let b = sample_pairing(user.clone(), None);
     let c = sample_pairing(other_user.clone(), Some("roth"));
     ok(store.put(b.clone()).await, "PairingStore::put");
     ok(store.put(c.clone()).await, "PairingStore::put");
     let listed = ok(store.list().await, "PairingStore::list");
     assert_strictly_sorted(&listed, |p| p.fingerprint.clone(), "PairingStore::list");
-    for expected in [&a2, &b, &c] {
+    for expected in [a2, &b, &c] {
         let found: Vec<&Pairing> = listed
             .iter()
             .filter(|p| p.fingerprint == expected.fingerprint)
@@ -206,7 +176,11 @@ pub async fn pairing_store(store: &dyn PairingStore) {
         "list must not hold a deleted pairing"
     );
 
-    // Concurrent writers on distinct keys: every write lands.
+    c
+}
+
+/// Concurrent writers on distinct keys: every write lands.
+async fn pairings_written_concurrently(store: &dyn PairingStore, user: &UserName) -> Vec<Pairing> {
     let many: Vec<Pairing> = (0..CONCURRENCY)
         .map(|_| sample_pairing(user.clone(), Some("many")))
         .collect();
@@ -223,7 +197,11 @@ pub async fn pairing_store(store: &dyn PairingStore) {
         assert!(listed.contains(p), "every concurrent put must be listed");
     }
 
-    // Concurrent writers on one key: the result is one of the values written, intact.
+    many
+}
+
+/// Concurrent writers on one key: the result is one of the values written, intact.
+async fn pairing_written_by_racing_puts(store: &dyn PairingStore, user: &UserName) -> Pairing {
     let base = sample_pairing(user.clone(), None);
     let variants: Vec<Pairing> = (0..CONCURRENCY)
         .map(|i| Pairing {
@@ -241,12 +219,7 @@ pub async fn pairing_store(store: &dyn PairingStore) {
         "concurrent puts of one key must leave one of the written values"
     );
 
-    for p in [&a2, &c, &base].into_iter().chain(&many) {
-        assert!(
-            ok(store.delete(&p.fingerprint).await, "PairingStore::delete"),
-            "cleanup delete must find {p:?}"
-        );
-    }
+    base
 }
 
 /// Checks [`UserStore`]: get after put, idempotent upsert, replace, delete reports existence,
@@ -313,6 +286,18 @@ pub async fn user_store(store: &dyn UserStore) {
         "get after delete must be None"
     );
 
+    let many = users_written_concurrently(store, &tag).await;
+    for u in std::iter::once(&renamed).chain(&many) {
+        assert!(
+            ok(store.delete(&u.name).await, "UserStore::delete"),
+            "cleanup delete must find {:?}",
+            u.name
+        );
+    }
+}
+
+/// Concurrent writers on distinct users: every write lands.
+async fn users_written_concurrently(store: &dyn UserStore, tag: &str) -> Vec<User> {
     let many: Vec<User> = (0..CONCURRENCY)
         .map(|i| User::new(name(format!("c{tag}-u{i}"))))
         .collect();
@@ -328,13 +313,7 @@ pub async fn user_store(store: &dyn UserStore) {
         );
     }
 
-    for u in std::iter::once(&renamed).chain(&many) {
-        assert!(
-            ok(store.delete(&u.name).await, "UserStore::delete"),
-            "cleanup delete must find {:?}",
-            u.name
-        );
-    }
+    many
 }
 
 /// `len` bytes starting with the PNG signature, then pseudo-random (incompressible) content.
@@ -357,9 +336,38 @@ fn png_like(len: usize, seed: u64) -> AppAsset {
 pub async fn app_catalog(store: &dyn AppCatalog) {
     // Random ids in the upper half of the id space, consecutive so order is checkable.
     let first = rand::thread_rng().gen_range(AppId::MAX / 2..AppId::MAX - 2 * CONCURRENCY as u32);
-    let id = |n: u32| AppId::new(first + n).expect("the id is in range");
-    let title = |t: &str| format!("{t} {first}");
+    let apps = TestApps { first };
+    let one_renamed = app_round_trip(store, &apps).await;
+    apps_listed_and_deleted(store, &apps, &one_renamed).await;
+    let many = apps_written_concurrently(store, &apps).await;
+    for app in std::iter::once(&one_renamed).chain(many.iter().map(|(app, _)| app)) {
+        assert!(
+            ok(store.delete(app.id).await, "AppCatalog::delete"),
+            "cleanup delete must find {:?}",
+            app.id
+        );
+    }
+}
 
+/// Consecutive app ids and titles of one run of the app suite.
+struct TestApps {
+    first: u32,
+}
+
+impl TestApps {
+    fn id(&self, n: u32) -> AppId {
+        AppId::new(self.first + n).expect("the id is in range")
+    }
+
+    fn title(&self, t: &str) -> String {
+        format!("{t} {}", self.first)
+    }
+}
+
+/// Get, put with art, idempotent upsert, and a replace that removes the art; returns the app
+/// as replaced.
+async fn app_round_trip(store: &dyn AppCatalog, apps: &TestApps) -> App {
+    let (first, id, title) = (apps.first, |n| apps.id(n), |t: &str| apps.title(t));
     let one = App::new(id(0), title("Ωmega 游戏 🎮 Ünïcødé"))
         .expect("valid title")
         .with_hdr(true);
@@ -415,6 +423,12 @@ pub async fn app_catalog(store: &dyn AppCatalog) {
         "put with None must remove the art"
     );
 
+    one_renamed
+}
+
+/// 1 MiB art, list order, and delete (art included).
+async fn apps_listed_and_deleted(store: &dyn AppCatalog, apps: &TestApps, one_renamed: &App) {
+    let (first, id, title) = (apps.first, |n| apps.id(n), |t: &str| apps.title(t));
     // Large art, 1 MiB.
     let two = App::new(id(1), title("Desktop")).expect("valid title");
     let large = png_like(1024 * 1024, u64::from(first) + 1);
@@ -435,7 +449,7 @@ pub async fn app_catalog(store: &dyn AppCatalog) {
 
     let listed = ok(store.list().await, "AppCatalog::list");
     assert_strictly_sorted(&listed, |a| a.id, "AppCatalog::list (ids unique, in order)");
-    for expected in [&one_renamed, &two] {
+    for expected in [one_renamed, &two] {
         let found: Vec<&App> = listed.iter().filter(|a| a.id == expected.id).collect();
         assert_eq!(
             found,
@@ -462,7 +476,11 @@ pub async fn app_catalog(store: &dyn AppCatalog) {
         None,
         "delete must remove the art too"
     );
+}
 
+/// Concurrent writers on distinct apps: every app and its art land.
+async fn apps_written_concurrently(store: &dyn AppCatalog, apps: &TestApps) -> Vec<(App, AppAsset)> {
+    let (id, title) = (|n| apps.id(n), |t: &str| apps.title(t));
     let many: Vec<(App, AppAsset)> = (0..CONCURRENCY as u32)
         .map(|n| {
             let app = App::new(id(2 + n), title(&format!("Game №{n}"))).expect("valid title");
@@ -491,13 +509,7 @@ pub async fn app_catalog(store: &dyn AppCatalog) {
         );
     }
 
-    for app in std::iter::once(&one_renamed).chain(many.iter().map(|(app, _)| app)) {
-        assert!(
-            ok(store.delete(app.id).await, "AppCatalog::delete"),
-            "cleanup delete must find {:?}",
-            app.id
-        );
-    }
+    many
 }
 
 fn sample_session(id: &str, user: &UserName) -> Session {
@@ -532,7 +544,35 @@ pub async fn session_store(store: &dyn SessionStore) {
     let user = name(format!("c{tag}-u"));
     let other = name(format!("c{tag}-v"));
     let s1 = sample_session(&format!("c{tag}-s1"), &user);
+    let s1_streaming = session_round_trip(store, &s1).await;
+    let (s0, s2) = sessions_listed(store, &tag, [&user, &other], &s1_streaming).await;
+    let winner = session_created_by_racing_creates(store, &tag, &user).await;
+    assert_eq!(
+        ok(store.delete(&s1.id).await, "SessionStore::delete"),
+        Some(s1_streaming.clone()),
+        "delete must return the session as last stored"
+    );
+    assert_eq!(
+        ok(store.delete(&s1.id).await, "SessionStore::delete"),
+        None,
+        "a second delete must return None"
+    );
+    assert_eq!(
+        ok(store.get(&s1.id).await, "SessionStore::get"),
+        None,
+        "get after delete must be None"
+    );
+    for id in [&s0.id, &s2.id, &winner.id] {
+        assert!(
+            ok(store.delete(id).await, "SessionStore::delete").is_some(),
+            "cleanup delete must find {id:?}"
+        );
+    }
+}
 
+/// Get, delete and update of a missing session, create, `AlreadyExists`, update; returns the
+/// session as updated.
+async fn session_round_trip(store: &dyn SessionStore, s1: &Session) -> Session {
     assert_eq!(
         ok(store.get(&s1.id).await, "SessionStore::get"),
         None,
@@ -579,12 +619,7 @@ pub async fn session_store(store: &dyn SessionStore) {
             session_url: "rtsp://[2001:db8::1]:48010".into(),
             host: "wolf-α".into(),
             host_session_id: "1234567890".into(),
-            ports: Some(StreamPorts {
-                rtsp: 48010,
-                control: 47999,
-                video: 48100,
-                audio: 48200,
-            }),
+            ports: Some(StreamPorts::WOLF_DEFAULT),
         }),
         ..s1.clone()
     };
@@ -595,13 +630,23 @@ pub async fn session_store(store: &dyn SessionStore) {
         "get after update must return the updated session exactly"
     );
 
-    let s2 = sample_session(&format!("c{tag}-s2"), &other);
-    let s0 = sample_session(&format!("c{tag}-s0"), &user);
+    s1_streaming
+}
+
+/// Two more sessions: id order and `for_user`; returns them.
+async fn sessions_listed(
+    store: &dyn SessionStore,
+    tag: &str,
+    [user, other]: [&UserName; 2],
+    s1_streaming: &Session,
+) -> (Session, Session) {
+    let s2 = sample_session(&format!("c{tag}-s2"), other);
+    let s0 = sample_session(&format!("c{tag}-s0"), user);
     ok(store.create(s2.clone()).await, "SessionStore::create");
     ok(store.create(s0.clone()).await, "SessionStore::create");
     let listed = ok(store.list().await, "SessionStore::list");
     assert_strictly_sorted(&listed, |s| s.id.clone(), "SessionStore::list");
-    for expected in [&s0, &s1_streaming, &s2] {
+    for expected in [&s0, s1_streaming, &s2] {
         let found: Vec<&Session> = listed.iter().filter(|s| s.id == expected.id).collect();
         assert_eq!(
             found,
@@ -609,16 +654,21 @@ pub async fn session_store(store: &dyn SessionStore) {
             "list must hold every session created, exactly once and intact"
         );
     }
-    let mine = ok(store.for_user(&user).await, "SessionStoreExt::for_user");
+    let mine = ok(store.for_user(user).await, "SessionStoreExt::for_user");
     assert_eq!(
         mine,
         vec![s0.clone(), s1_streaming.clone()],
         "for_user must give the user's sessions in id order"
     );
 
-    // Several concurrent creates of one id: exactly one wins, the others are AlreadyExists.
+    (s0, s2)
+}
+
+/// Several concurrent creates of one id: exactly one wins, the others are `AlreadyExists`;
+/// returns the winner.
+async fn session_created_by_racing_creates(store: &dyn SessionStore, tag: &str, user: &UserName) -> Session {
     let contested: Vec<Session> = (0..CONCURRENCY)
-        .map(|_| sample_session(&format!("c{tag}-race"), &user))
+        .map(|_| sample_session(&format!("c{tag}-race"), user))
         .collect();
     let results = join_all(contested.iter().map(|s| store.create(s.clone()))).await;
     let mut winners = Vec::new();
@@ -640,27 +690,7 @@ pub async fn session_store(store: &dyn SessionStore) {
         "the stored session must be the winner's"
     );
 
-    assert_eq!(
-        ok(store.delete(&s1.id).await, "SessionStore::delete"),
-        Some(s1_streaming.clone()),
-        "delete must return the session as last stored"
-    );
-    assert_eq!(
-        ok(store.delete(&s1.id).await, "SessionStore::delete"),
-        None,
-        "a second delete must return None"
-    );
-    assert_eq!(
-        ok(store.get(&s1.id).await, "SessionStore::get"),
-        None,
-        "get after delete must be None"
-    );
-    for id in [&s0.id, &s2.id, &winners[0].id] {
-        assert!(
-            ok(store.delete(id).await, "SessionStore::delete").is_some(),
-            "cleanup delete must find {id:?}"
-        );
-    }
+    winners[0].clone()
 }
 
 fn sample_identity(n: usize) -> ServerIdentity {
@@ -727,67 +757,4 @@ pub async fn identity_store(store: &dyn IdentityStore) {
         Some(stored),
         "the identity must not change"
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn in_memory_backends_conform() {
-        all(&Stores::in_memory()).await;
-    }
-
-    #[tokio::test]
-    async fn suite_runs_twice_on_the_same_stores() {
-        let stores = Stores::in_memory();
-        all(&stores).await;
-        all(&stores).await;
-        assert!(
-            stores.pairings.list().await.unwrap().is_empty(),
-            "the suite must clean up its pairings"
-        );
-        assert!(
-            stores.apps.list().await.unwrap().is_empty(),
-            "the suite must clean up its apps"
-        );
-    }
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (input, expected) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(input.as_bytes()), expected);
-        }
-    }
-
-    /// A backend that loses writes must fail the suite (the suite can fail).
-    #[tokio::test]
-    #[should_panic(expected = "get after put")]
-    async fn a_forgetful_backend_fails() {
-        #[derive(Debug)]
-        struct Forgetful;
-        #[async_trait::async_trait]
-        impl PairingStore for Forgetful {
-            async fn get(&self, _: &Fingerprint) -> Result<Option<Pairing>> {
-                Ok(None)
-            }
-            async fn put(&self, _: Pairing) -> Result<()> {
-                Ok(())
-            }
-            async fn delete(&self, _: &Fingerprint) -> Result<bool> {
-                Ok(false)
-            }
-            async fn list(&self) -> Result<Vec<Pairing>> {
-                Ok(Vec::new())
-            }
-        }
-        pairing_store(&Forgetful).await;
-    }
 }

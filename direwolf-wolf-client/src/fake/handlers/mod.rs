@@ -9,12 +9,12 @@ use serde_json::{Map, Value};
 
 use super::http::HttpRequest;
 use crate::events::names;
-use crate::ids::{
-    AppId, CLIENTLESS_SESSION_ID, ClientId, LobbyId, SessionId, client_id_for_cert, parse_wolf_u64,
-};
+use crate::ids::{AppId, CLIENTLESS_SESSION_ID, ClientId, SessionId, client_id_for_cert, parse_wolf_u64};
 use crate::secret::Secret;
 use crate::types::*;
 use crate::version::{ENDPOINTS, Method, WolfVersion, paths};
+
+mod lobbies;
 
 /// What the connection handler does with a request.
 pub(crate) enum Reply {
@@ -211,10 +211,10 @@ pub(crate) fn handle(
             let lobbies: Vec<&Lobby> = st.lobbies.iter().map(|l| &l.lobby).collect();
             success_with("lobbies", &lobbies)
         }
-        paths::LOBBIES_CREATE => create_lobby(version, st, body, emit),
-        paths::LOBBIES_JOIN => join_lobby(st, body, emit),
-        paths::LOBBIES_LEAVE => leave_lobby(st, body, emit),
-        paths::LOBBIES_STOP => stop_lobby(st, body, emit),
+        paths::LOBBIES_CREATE => lobbies::create_lobby(version, st, body, emit),
+        paths::LOBBIES_JOIN => lobbies::join_lobby(st, body, emit),
+        paths::LOBBIES_LEAVE => lobbies::leave_lobby(st, body, emit),
+        paths::LOBBIES_STOP => lobbies::stop_lobby(st, body, emit),
         paths::UTILS_GET_ICON => match query_value(req, "icon_path") {
             Some(p) => match st.icons.get(&p) {
                 Some(png) => Reply::Bytes {
@@ -802,187 +802,6 @@ fn req_to_event(r: &StartRunnerRequest) -> StartRunnerOut<'_> {
         runner: &r.runner,
         session_id: r.session_id,
     }
-}
-
-#[derive(Serialize)]
-struct CreateLobbyOut<'a> {
-    id: &'a LobbyId,
-    profile_id: &'a str,
-    name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    icon_png_path: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pin: Option<&'a Vec<u8>>,
-    multi_user: bool,
-    stop_when_everyone_leaves: bool,
-    video_settings: &'a VideoSettings,
-    audio_settings: &'a AudioSettings,
-    client_settings: ClientSettings,
-    runner_state_folder: &'a str,
-    runner: &'a Runner,
-}
-
-fn create_lobby(version: WolfVersion, st: &mut State, body: &[u8], emit: &mut Vec<Emitted>) -> Reply {
-    let required = [
-        "profile_id",
-        "name",
-        "multi_user",
-        "pin",
-        "stop_when_everyone_leaves",
-        "video_settings",
-        "audio_settings",
-        "client_settings",
-        "runner_state_folder",
-        "runner",
-    ];
-    let req: CreateLobbyRequest = match parse(body, &required) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let id = LobbyId::new(st.uuid());
-    let mut settings = ClientSettings::default();
-    if let Some(p) = &req.client_settings {
-        p.apply_to(&mut settings);
-    }
-    let pin = req.pin.as_ref().map(|p| p.expose().clone());
-    emit.push((
-        names::CREATE_LOBBY,
-        to_json(&CreateLobbyOut {
-            id: &id,
-            profile_id: &req.profile_id,
-            name: &req.name,
-            icon_png_path: req.icon_png_path.as_deref(),
-            pin: pin.as_ref(),
-            multi_user: req.multi_user,
-            stop_when_everyone_leaves: req.stop_when_everyone_leaves,
-            video_settings: &req.video_settings,
-            audio_settings: &req.audio_settings,
-            client_settings: settings_for(version, &settings),
-            runner_state_folder: &req.runner_state_folder,
-            runner: &req.runner,
-        }),
-    ));
-    st.lobbies.push(FakeLobby {
-        lobby: Lobby {
-            id: id.clone(),
-            name: req.name,
-            icon_png_path: req.icon_png_path,
-            multi_user: req.multi_user,
-            started_by_profile_id: req.profile_id,
-            pin_required: pin.is_some(),
-            stop_when_everyone_leaves: req.stop_when_everyone_leaves,
-            runner: req.runner,
-            connected_sessions: Vec::new(),
-        },
-        pin,
-    });
-    Reply::Json(200, format!(r#"{{"success":true,"lobby_id":{}}}"#, to_json(&id)))
-}
-
-#[derive(Serialize)]
-struct LobbySessionOut<'a> {
-    lobby_id: &'a LobbyId,
-    moonlight_session_id: SessionId,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pin: Option<&'a Vec<u8>>,
-}
-
-#[derive(Serialize)]
-struct SwitchOut {
-    session_id: SessionId,
-    interpipe_src_id: String,
-}
-
-fn join_lobby(st: &mut State, body: &[u8], emit: &mut Vec<Emitted>) -> Reply {
-    let req: JoinLobbyRequest = match parse(body, &["lobby_id", "moonlight_session_id"]) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let session_known = st.matching(req.moonlight_session_id) > 0;
-    let Some(lobby) = st.lobbies.iter_mut().find(|l| l.lobby.id == req.lobby_id) else {
-        return error(500, "Invalid lobby ID");
-    };
-    let given = req.pin.as_ref().map(|p| p.expose().clone());
-    if given != lobby.pin {
-        return error(500, "Invalid PIN");
-    }
-    if !session_known {
-        return error(500, "Lobby or session not found");
-    }
-    if !lobby.lobby.multi_user && !lobby.lobby.connected_sessions.is_empty() {
-        return error(500, "Lobby is full");
-    }
-    if !lobby.lobby.connected_sessions.contains(&req.moonlight_session_id) {
-        lobby.lobby.connected_sessions.push(req.moonlight_session_id);
-    }
-    emit.push((
-        names::JOIN_LOBBY,
-        to_json(&LobbySessionOut {
-            lobby_id: &req.lobby_id,
-            moonlight_session_id: req.moonlight_session_id,
-            pin: given.as_ref(),
-        }),
-    ));
-    emit.push((
-        names::SWITCH_STREAM_PRODUCER,
-        to_json(&SwitchOut {
-            session_id: req.moonlight_session_id,
-            interpipe_src_id: format!("{}_video", req.lobby_id),
-        }),
-    ));
-    success()
-}
-
-fn leave_lobby(st: &mut State, body: &[u8], emit: &mut Vec<Emitted>) -> Reply {
-    let req: LeaveLobbyRequest = match parse(body, &["lobby_id", "moonlight_session_id"]) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    if let Some(lobby) = st.lobbies.iter_mut().find(|l| l.lobby.id == req.lobby_id) {
-        lobby
-            .lobby
-            .connected_sessions
-            .retain(|s| *s != req.moonlight_session_id);
-    }
-    emit.push((
-        names::LEAVE_LOBBY,
-        to_json(&LobbySessionOut {
-            lobby_id: &req.lobby_id,
-            moonlight_session_id: req.moonlight_session_id,
-            pin: None,
-        }),
-    ));
-    success()
-}
-
-#[derive(Serialize)]
-struct StopLobbyOut<'a> {
-    lobby_id: &'a LobbyId,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pin: Option<&'a Vec<u8>>,
-}
-
-fn stop_lobby(st: &mut State, body: &[u8], emit: &mut Vec<Emitted>) -> Reply {
-    let req: StopLobbyRequest = match parse(body, &["lobby_id"]) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let Some(i) = st.lobbies.iter().position(|l| l.lobby.id == req.lobby_id) else {
-        return error(500, "Invalid lobby ID");
-    };
-    let given = req.pin.as_ref().map(|p| p.expose().clone());
-    if given != st.lobbies[i].pin {
-        return error(500, "Invalid PIN");
-    }
-    st.lobbies.remove(i);
-    emit.push((
-        names::STOP_LOBBY,
-        to_json(&StopLobbyOut {
-            lobby_id: &req.lobby_id,
-            pin: given.as_ref(),
-        }),
-    ));
-    success()
 }
 
 /// Before V5, `size_t` ids in event payloads are JSON numbers: rewrites `"session_id":"<digits>"`

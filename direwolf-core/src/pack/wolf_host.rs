@@ -313,6 +313,15 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn conforms_to_the_stream_host_suite() {
+        let (wolf, host, _dir) = fake().await;
+        crate::conformance::stream_host(&host, None).await;
+        crate::conformance::stream_host(&host, Some("1")).await;
+        assert!(wolf.sessions().is_empty(), "the suite stops what it adds");
+        assert!(!wolf.would_have_crashed(), "nothing sent could crash Wolf");
+    }
+
+    #[tokio::test]
     async fn a_wolf_without_apps_is_not_crashed() {
         let dir = tempfile::tempdir().unwrap();
         let wolf = FakeWolf::builder()
