@@ -12,6 +12,8 @@
 //! `DW_BENCH_SECS` sets the length of a round (default 3 s), `DW_BENCH_ROUNDS` the rounds per
 //! server and concurrency (default 4), `DW_BENCH_CONCURRENCY` the concurrencies (default `1,8`;
 //! empty: skip this comparison);
+//! `DW_BENCH_PIN=0` leaves the servers free to run on every CPU (their CPU figures then include
+//! the cost of moving work between CPUs; "busy" is then of one CPU's worth);
 //! `DW_BENCH_DIREWOLF=path/to/direwolf` adds that binary's `serve` as a third server;
 //! `DW_BENCH_WRAP='valgrind --tool=callgrind'` runs the bench's server processes under a
 //! profiler (the figures are then the profiler's, not the servers').
@@ -179,7 +181,8 @@ pub fn figures() {
         return;
     }
     let cpus = allowed_cpus();
-    let server_cpu = (cpus.len() > 1).then(|| cpus[cpus.len() - 1]);
+    let pin = std::env::var("DW_BENCH_PIN").map_or(true, |v| v != "0");
+    let server_cpu = (pin && cpus.len() > 1).then(|| cpus[cpus.len() - 1]);
     let client = Client::serial_zero();
     let dirs = [(); 2].map(|()| tempfile::tempdir().expect("a temporary directory"));
     let client_cert = dirs[0].path().join("bench-client-cert.pem");
