@@ -432,29 +432,19 @@ fn prepare_schema(db: &Database, path: &Path) -> Result<(), PersistentError> {
 }
 
 fn load_pairings(db: &Database) -> Result<BTreeMap<Fingerprint, Pairing>, PersistentError> {
-    let txn = db.begin_read()?;
-    let table = txn.open_table(PAIRINGS)?;
-    let mut map = BTreeMap::new();
-    for entry in table.iter()? {
-        let (key, value) = entry?;
-        let pairing: Pairing = decode("pairing", key.value(), value.value())?;
-        map.insert(pairing.fingerprint.clone(), pairing);
-    }
-    Ok(map)
+    decode_all::<Pairing>(db, PAIRINGS, "pairing")?
+        .into_iter()
+        .map(|pairing| pairing.map(|p| (p.fingerprint.clone(), p)))
+        .collect()
 }
 
 /// The users that decode (the others are reported when read).
 fn load_users(db: &Database) -> Result<BTreeMap<UserName, User>, PersistentError> {
-    let txn = db.begin_read()?;
-    let table = txn.open_table(USERS)?;
-    let mut map = BTreeMap::new();
-    for entry in table.iter()? {
-        let (key, value) = entry?;
-        if let Ok(user) = decode::<User>("user", key.value(), value.value()) {
-            map.insert(user.name.clone(), user);
-        }
-    }
-    Ok(map)
+    Ok(decode_all::<User>(db, USERS, "user")?
+        .into_iter()
+        .flatten()
+        .map(|user| (user.name.clone(), user))
+        .collect())
 }
 
 /// Reads every value of a string-keyed JSON table, in key order.
@@ -463,12 +453,21 @@ fn list_json<T: DeserializeOwned>(
     table: TableDefinition<&str, &[u8]>,
     kind: &'static str,
 ) -> Result<Vec<T>, PersistentError> {
+    decode_all(db, table, kind)?.into_iter().collect()
+}
+
+/// Every value of a string-keyed JSON table in key order, each decoded or its decoding error.
+fn decode_all<T: DeserializeOwned>(
+    db: &Database,
+    table: TableDefinition<&str, &[u8]>,
+    kind: &'static str,
+) -> Result<Vec<Result<T, PersistentError>>, PersistentError> {
     let txn = db.begin_read()?;
     let table = txn.open_table(table)?;
     let mut out = Vec::with_capacity(table.len()? as usize);
     for entry in table.iter()? {
         let (key, value) = entry?;
-        out.push(decode(kind, key.value(), value.value())?);
+        out.push(decode(kind, key.value(), value.value()));
     }
     Ok(out)
 }
