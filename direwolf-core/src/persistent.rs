@@ -5,8 +5,11 @@
 //!   transaction with [`redb::Durability::Immediate`] before it returns, so a crash (even
 //!   `kill -9`) right after a write returned loses nothing.
 //! * **Non-blocking.** Database calls run on tokio's blocking pool, never on the async workers.
-//! * **Fast pairing reads.** Pairings are read on every HTTPS request, so they are served from an
-//!   in-memory copy loaded when the database opens and updated (write-through) after each commit.
+//! * **Fast pairing and user reads.** Every HTTPS request reads its pairing and that pairing's
+//!   user, so pairings and users are served from in-memory copies loaded when the database opens
+//!   and updated (write-through) after each commit; the file is locked to this process, so the
+//!   copies cannot go stale. A user name missing from the copy is looked up in the file (a stored
+//!   user that does not decode is left out of the copy and reported when read, as before).
 //! * **Versioned schema.** A `meta` table records [`SCHEMA_VERSION`]; a database written by a newer
 //!   direwolf is refused with an error saying so, an older one is migrated when it opens.
 //! * **One process.** The file is locked while open; a second process gets
@@ -232,6 +235,10 @@ struct Inner {
     /// Held across a pairing write's commit and its cache update, so the cache applies writes in
     /// commit order.
     pairing_writes: Mutex<()>,
+    /// Every user that decodes, as committed.
+    users: RwLock<BTreeMap<UserName, User>>,
+    /// As `pairing_writes`, for users.
+    user_writes: Mutex<()>,
 }
 
 /// Runs a database call on the blocking pool.
@@ -259,7 +266,7 @@ pub struct PersistentStores {
 impl PersistentStores {
     /// Opens (creating if needed) the database in `dir`: creates the directory with mode 0700 if
     /// it does not exist, creates [`DB_FILE_NAME`] with mode 0600, recovers it after a crash,
-    /// checks and migrates the schema, and loads the pairings into memory.
+    /// checks and migrates the schema, and loads the pairings and users into memory.
     ///
     /// This does blocking I/O; from async code call it in `spawn_blocking` or before serving.
     ///
@@ -305,13 +312,16 @@ impl PersistentStores {
             })?;
         prepare_schema(&db, &path)?;
         let pairings = load_pairings(&db)?;
-        tracing::debug!(path = %path.display(), pairings = pairings.len(), "opened the database");
+        let users = load_users(&db)?;
+        tracing::debug!(path = %path.display(), pairings = pairings.len(), users = users.len(), "opened the database");
         Ok(PersistentStores {
             inner: Arc::new(Inner {
                 db,
                 path,
                 pairings: RwLock::new(pairings),
                 pairing_writes: Mutex::new(()),
+                users: RwLock::new(users),
+                user_writes: Mutex::new(()),
             }),
         })
     }
@@ -422,15 +432,19 @@ fn prepare_schema(db: &Database, path: &Path) -> Result<(), PersistentError> {
 }
 
 fn load_pairings(db: &Database) -> Result<BTreeMap<Fingerprint, Pairing>, PersistentError> {
-    let txn = db.begin_read()?;
-    let table = txn.open_table(PAIRINGS)?;
-    let mut map = BTreeMap::new();
-    for entry in table.iter()? {
-        let (key, value) = entry?;
-        let pairing: Pairing = decode("pairing", key.value(), value.value())?;
-        map.insert(pairing.fingerprint.clone(), pairing);
-    }
-    Ok(map)
+    decode_all::<Pairing>(db, PAIRINGS, "pairing")?
+        .into_iter()
+        .map(|pairing| pairing.map(|p| (p.fingerprint.clone(), p)))
+        .collect()
+}
+
+/// The users that decode (the others are reported when read).
+fn load_users(db: &Database) -> Result<BTreeMap<UserName, User>, PersistentError> {
+    Ok(decode_all::<User>(db, USERS, "user")?
+        .into_iter()
+        .flatten()
+        .map(|user| (user.name.clone(), user))
+        .collect())
 }
 
 /// Reads every value of a string-keyed JSON table, in key order.
@@ -439,12 +453,21 @@ fn list_json<T: DeserializeOwned>(
     table: TableDefinition<&str, &[u8]>,
     kind: &'static str,
 ) -> Result<Vec<T>, PersistentError> {
+    decode_all(db, table, kind)?.into_iter().collect()
+}
+
+/// Every value of a string-keyed JSON table in key order, each decoded or its decoding error.
+fn decode_all<T: DeserializeOwned>(
+    db: &Database,
+    table: TableDefinition<&str, &[u8]>,
+    kind: &'static str,
+) -> Result<Vec<Result<T, PersistentError>>, PersistentError> {
     let txn = db.begin_read()?;
     let table = txn.open_table(table)?;
     let mut out = Vec::with_capacity(table.len()? as usize);
     for entry in table.iter()? {
         let (key, value) = entry?;
-        out.push(decode(kind, key.value(), value.value())?);
+        out.push(decode(kind, key.value(), value.value()));
     }
     Ok(out)
 }
@@ -530,7 +553,7 @@ impl PairingStore for PersistentPairingStore {
     }
 }
 
-/// Users in the database.
+/// Users in the database; `get` reads an in-memory copy.
 #[derive(Debug, Clone)]
 pub struct PersistentUserStore {
     inner: Arc<Inner>,
@@ -539,6 +562,9 @@ pub struct PersistentUserStore {
 #[async_trait]
 impl UserStore for PersistentUserStore {
     async fn get(&self, name: &UserName) -> Result<Option<User>> {
+        if let Some(user) = self.inner.users.read().get(name) {
+            return Ok(Some(user.clone()));
+        }
         let name = name.clone();
         blocking(&self.inner, move |inner| {
             get_json(&inner.db, USERS, "user", name.as_str())
@@ -549,7 +575,10 @@ impl UserStore for PersistentUserStore {
     async fn put(&self, user: User) -> Result<()> {
         let bytes = encode("user", user.name.as_str(), &user)?;
         blocking(&self.inner, move |inner| {
-            put_json(&inner.db, USERS, user.name.as_str(), &bytes)
+            let _order = inner.user_writes.lock();
+            put_json(&inner.db, USERS, user.name.as_str(), &bytes)?;
+            inner.users.write().insert(user.name.clone(), user);
+            Ok(())
         })
         .await
     }
@@ -557,7 +586,10 @@ impl UserStore for PersistentUserStore {
     async fn delete(&self, name: &UserName) -> Result<bool> {
         let name = name.clone();
         blocking(&self.inner, move |inner| {
-            Ok(delete_json(&inner.db, USERS, name.as_str())?.is_some())
+            let _order = inner.user_writes.lock();
+            let removed = delete_json(&inner.db, USERS, name.as_str())?;
+            inner.users.write().remove(&name);
+            Ok(removed.is_some())
         })
         .await
     }
@@ -876,5 +908,33 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("cannot be decoded"), "{err}");
+    }
+
+    /// A paired client's user is read on every HTTPS request: from memory, without the blocking
+    /// pool (this test runs outside any tokio runtime, where `spawn_blocking` panics). A stored
+    /// user that does not decode neither stops the database from opening nor goes unreported.
+    #[test]
+    fn users_are_read_from_memory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let alice: UserName = "alice".parse().unwrap();
+        {
+            let stores = PersistentStores::open(tmp.path()).unwrap();
+            rt.block_on(stores.user_store().put(User::new(alice.clone())))
+                .unwrap();
+            put_json(&stores.inner.db, USERS, "bob", b"{not json").unwrap();
+        }
+        let stores = PersistentStores::open(tmp.path()).unwrap();
+        let users = stores.user_store();
+        let got = futures::executor::block_on(users.get(&alice)).unwrap();
+        assert_eq!(got, Some(User::new(alice.clone())));
+        let err = rt.block_on(users.get(&"bob".parse().unwrap())).unwrap_err();
+        assert!(err.to_string().contains("cannot be decoded"), "{err}");
+        assert!(rt.block_on(users.delete(&alice)).unwrap());
+        assert_eq!(rt.block_on(users.get(&alice)).unwrap(), None);
+        let carol: UserName = "carol".parse().unwrap();
+        rt.block_on(users.put(User::new(carol.clone()))).unwrap();
+        let got = futures::executor::block_on(users.get(&carol)).unwrap();
+        assert_eq!(got, Some(User::new(carol)));
     }
 }

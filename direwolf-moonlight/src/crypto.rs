@@ -2,8 +2,9 @@
 //!
 //! * AES-128 in ECB mode without padding over whole 16-byte blocks,
 //! * SHA-256,
-//! * RSA PKCS#1 v1.5 with SHA-256: signing with the server key (through ring, via rustls, so the
-//!   private-key operation is constant time) and verifying with a client certificate's key,
+//! * RSA PKCS#1 v1.5 with SHA-256, both through ring (the implementation rustls uses in the TLS
+//!   handshake): signing with the server key (constant time) and verifying with a client
+//!   certificate's key,
 //! * `sig(cert)`: the signatureValue bits of an X.509 certificate,
 //! * the pairing key `K = SHA-256(salt[0..16] ‖ PIN)[0..16]`.
 
@@ -13,14 +14,12 @@ use std::sync::Arc;
 use aes::Aes128;
 use aes::cipher::{BlockDecrypt, BlockEncrypt, KeyInit, generic_array::GenericArray};
 use direwolf_core::Fingerprint;
-use rsa::pkcs1::DecodeRsaPublicKey;
-use rsa::pkcs1v15::{Signature, VerifyingKey};
-use rsa::signature::Verifier;
-use rustls::SignatureScheme;
+use ring::rand::SystemRandom;
+use ring::signature::{RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY, RSA_PKCS1_SHA256, RsaKeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-use rustls::sign::SigningKey;
 use sha2::{Digest, Sha256};
 use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::public_key::PublicKey;
 
 /// Errors of the pairing cryptography. Every one means "this input cannot be used".
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -108,6 +107,10 @@ pub fn aes_ecb_decrypt(key: &[u8; 16], data: &[u8]) -> Result<Vec<u8>, CryptoErr
     Ok(out)
 }
 
+/// The largest RSA key whose signatures [`CertificateInfo::verify`] checks, in bits (the bound of
+/// the pure-Rust verifier used before ring; every Moonlight client uses 2048).
+pub const MAX_RSA_BITS: usize = 4096;
+
 /// An X.509 certificate as pairing needs it: its PEM text, DER, `sig(cert)` and public key.
 #[derive(Clone, PartialEq, Eq)]
 pub struct CertificateInfo {
@@ -116,6 +119,8 @@ pub struct CertificateInfo {
     signature: Vec<u8>,
     public_key: Vec<u8>,
     is_rsa: bool,
+    /// The RSA modulus size in bits (0 if not RSA).
+    rsa_bits: usize,
 }
 
 impl CertificateInfo {
@@ -146,12 +151,17 @@ impl CertificateInfo {
         let spki = &cert.tbs_certificate.subject_pki;
         // rsaEncryption, 1.2.840.113549.1.1.1
         let is_rsa = spki.algorithm.algorithm.to_id_string() == "1.2.840.113549.1.1.1";
+        let rsa_bits = match spki.parsed() {
+            Ok(PublicKey::RSA(key)) if is_rsa => bit_length(key.modulus),
+            _ => 0,
+        };
         Ok(CertificateInfo {
             pem: String::new(),
             der: der.to_vec(),
             signature: cert.signature_value.data.to_vec(),
             public_key: spki.subject_public_key.data.to_vec(),
             is_rsa,
+            rsa_bits,
         })
     }
 
@@ -180,20 +190,27 @@ impl CertificateInfo {
         self.is_rsa
     }
 
-    /// Checks an RSA PKCS#1 v1.5 SHA-256 signature of `message` made with this certificate's key.
+    /// Checks an RSA PKCS#1 v1.5 SHA-256 signature of `message` made with this certificate's key
+    /// (ring; keys of 1024 to [`MAX_RSA_BITS`] bits).
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
-        if !self.is_rsa {
+        if !self.is_rsa || self.rsa_bits > MAX_RSA_BITS {
             return false;
         }
-        let Ok(key) = rsa::RsaPublicKey::from_pkcs1_der(&self.public_key) else {
-            return false;
-        };
-        let Ok(signature) = Signature::try_from(signature) else {
-            return false;
-        };
-        VerifyingKey::<Sha256>::new(key)
-            .verify(message, &signature)
-            .is_ok()
+        ring::signature::UnparsedPublicKey::new(
+            &RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY,
+            &self.public_key,
+        )
+        .verify(message, signature)
+        .is_ok()
+    }
+}
+
+/// The bit length of a big-endian unsigned integer.
+fn bit_length(be: &[u8]) -> usize {
+    let start = be.iter().position(|b| *b != 0).unwrap_or(be.len());
+    match be.get(start) {
+        None => 0,
+        Some(first) => (be.len() - start) * 8 - first.leading_zeros() as usize,
     }
 }
 
@@ -205,10 +222,12 @@ impl fmt::Debug for CertificateInfo {
     }
 }
 
-/// Signs with the server's private key: RSA PKCS#1 v1.5 with SHA-256 (deterministic).
+/// Signs with the server's private key: RSA PKCS#1 v1.5 with SHA-256 (deterministic), through
+/// ring.
 #[derive(Clone)]
 pub struct ServerSigner {
-    key: Arc<dyn SigningKey>,
+    key: Arc<RsaKeyPair>,
+    random: SystemRandom,
 }
 
 impl ServerSigner {
@@ -222,17 +241,22 @@ impl ServerSigner {
         Self::from_der(&der)
     }
 
-    /// Loads a DER private key.
+    /// Loads a DER private key: PKCS#8 or PKCS#1, RSA of at least 2048 bits (as rustls takes
+    /// it for TLS).
     ///
     /// # Errors
     /// [`CryptoError::BadPrivateKey`] when the key does not parse or is not RSA.
     pub fn from_der(der: &PrivateKeyDer<'_>) -> Result<Self, CryptoError> {
-        let key = rustls::crypto::ring::sign::any_supported_type(der)
-            .map_err(|e| CryptoError::BadPrivateKey(e.to_string()))?;
-        if key.choose_scheme(&[SignatureScheme::RSA_PKCS1_SHA256]).is_none() {
-            return Err(CryptoError::BadPrivateKey("not an RSA key".into()));
+        let key = match der {
+            PrivateKeyDer::Pkcs8(der) => RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()),
+            PrivateKeyDer::Pkcs1(der) => RsaKeyPair::from_der(der.secret_pkcs1_der()),
+            _ => return Err(CryptoError::BadPrivateKey("not an RSA key".into())),
         }
-        Ok(ServerSigner { key })
+        .map_err(|e| CryptoError::BadPrivateKey(e.to_string()))?;
+        Ok(ServerSigner {
+            key: Arc::new(key),
+            random: SystemRandom::new(),
+        })
     }
 
     /// `Sign(message)`: RSA PKCS#1 v1.5 over SHA-256 of `message`.
@@ -240,13 +264,11 @@ impl ServerSigner {
     /// # Errors
     /// [`CryptoError::SignFailed`] if the underlying signer fails.
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let signer = self
-            .key
-            .choose_scheme(&[SignatureScheme::RSA_PKCS1_SHA256])
-            .ok_or_else(|| CryptoError::SignFailed("RSA PKCS#1 SHA-256 not supported by the key".into()))?;
-        signer
-            .sign(message)
-            .map_err(|e| CryptoError::SignFailed(e.to_string()))
+        let mut signature = vec![0; self.key.public().modulus_len()];
+        self.key
+            .sign(&RSA_PKCS1_SHA256, &self.random, message, &mut signature)
+            .map_err(|e| CryptoError::SignFailed(e.to_string()))?;
+        Ok(signature)
     }
 }
 
@@ -411,6 +433,29 @@ pub(crate) mod tests {
         assert!(!client.verify(&cs, &client_sig[..255]));
         let client_signer = ServerSigner::from_pem(VECTOR_C_CLIENT_KEY).unwrap();
         assert_eq!(client_signer.sign(&cs).unwrap(), client_sig);
+    }
+
+    #[test]
+    fn key_sizes_and_non_rsa_keys() {
+        assert_eq!(bit_length(&[]), 0);
+        assert_eq!(bit_length(&[0, 0]), 0);
+        assert_eq!(bit_length(&[0, 0x01]), 1);
+        assert_eq!(bit_length(&[0, 0x80, 0]), 16);
+        assert_eq!(bit_length(&[0x7f, 0xff]), 15);
+        let client = CertificateInfo::from_pem(VECTOR_C_CLIENT_CERT).unwrap();
+        assert_eq!(client.rsa_bits, 2048);
+        // An ECDSA certificate: not RSA, so nothing verifies with it.
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::default().self_signed(&key).unwrap();
+        let ecdsa = CertificateInfo::from_pem(&cert.pem()).unwrap();
+        assert!(!ecdsa.is_rsa());
+        assert_eq!(ecdsa.rsa_bits, 0);
+        let signer = ServerSigner::from_pem(VECTOR_C_CLIENT_KEY).unwrap();
+        let signature = signer.sign(b"m").unwrap();
+        assert!(client.verify(b"m", &signature));
+        assert!(!ecdsa.verify(b"m", &signature));
+        // An ECDSA key cannot sign pairing messages.
+        assert!(ServerSigner::from_pem(&key.serialize_pem()).is_err());
     }
 
     #[test]

@@ -36,10 +36,12 @@
 //! # }
 //! ```
 //!
-//! Modules, one concept each: [`crypto`] (pairing primitives), [`identity`] (server
-//! certificate), [`xml`] and [`query`] (wire formats), [`pairing`] (the handshake state
-//! machine), [`serverinfo`] and [`launch`] (endpoint bodies), [`pin_page`] (PIN page), [`tls`],
-//! [`mdns`], [`server`].
+//! Modules, one concept each: [`crypto`] (pairing primitives: AES, SHA-256, RSA signatures
+//! through ring), [`identity`] (server certificate), [`xml`] and [`query`] (wire formats),
+//! [`pairing`] (the handshake state machine, and [`pairing::Phase1`], which holds phase 1 for
+//! the PIN from the PIN broker), [`serverinfo`] and [`launch`] (endpoint bodies), [`pin_page`]
+//! (PIN page), [`tls`], [`mdns`], [`server`] (listeners, connections, limits). The request
+//! handlers (private `service` module) only route to these.
 #![warn(missing_docs)]
 
 pub mod crypto;

@@ -10,8 +10,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 use crate::error::{Result, ServerError};
 use crate::identity::{LoadedIdentity, generate_identity};
 use crate::mdns::MdnsAdvertiser;
-use crate::pairing::{PairingLimits, PairingManager};
+use crate::pairing::{PairingLimits, PairingManager, Phase1};
 use crate::pin_page::{PinEntry, PinLimits};
 use crate::serverinfo::{DEFAULT_CODEC_MODE_SUPPORT, DisplayMode, WOLF_DISPLAY_MODES};
 use crate::service::{ConnInfo, Settings, Shared};
@@ -239,17 +239,22 @@ impl MoonlightServerBuilder {
         let (http_port, https_port) = (port(&http), port(&https));
         let identity = Arc::new(identity);
         let pairing = Arc::new(PairingManager::new(identity.clone(), self.pairing_limits));
+        let phase1 = Phase1::new(
+            pairing.clone(),
+            self.broker.clone(),
+            self.pin_timeout,
+            self.default_user,
+            http_port,
+        );
         let shared = Arc::new(Shared {
             stores: self.stores,
             launcher: self.launcher,
-            broker: self.broker.clone(),
             identity,
             pairing,
+            phase1,
             pin: PinEntry::new(self.broker, self.pin_limits),
             settings: Settings {
                 hostname: self.hostname,
-                default_user: self.default_user,
-                pin_timeout: self.pin_timeout,
                 external_address: self.external_address,
                 codec_mode_support: self.codec_mode_support,
                 display_modes: self.display_modes,
@@ -401,31 +406,22 @@ impl MoonlightServer {
         } else {
             None
         };
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let (stop_tx, stop) = watch::channel(false);
+        let serving = Serving {
+            shared: self.shared.clone(),
+            stop,
+            limits: self.limits,
+        };
         let permits = Arc::new(Semaphore::new(self.limits.max_connections.max(1)));
         let mut loops = JoinSet::new();
         for listener in self.http {
             info!(addr = ?listener.local_addr().ok(), "GameStream HTTP listening");
-            loops.spawn(accept_loop(
-                listener,
-                None,
-                self.shared.clone(),
-                stop_rx.clone(),
-                permits.clone(),
-                self.limits,
-            ));
+            loops.spawn(accept_loop(listener, None, serving.clone(), permits.clone()));
         }
         for listener in self.https {
             info!(addr = ?listener.local_addr().ok(), "GameStream HTTPS listening");
             let tls = Some(self.tls.clone());
-            loops.spawn(accept_loop(
-                listener,
-                tls,
-                self.shared.clone(),
-                stop_rx.clone(),
-                permits.clone(),
-                self.limits,
-            ));
+            loops.spawn(accept_loop(listener, tls, serving.clone(), permits.clone()));
         }
         shutdown.await;
         info!("GameStream server shutting down");
@@ -448,104 +444,134 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// What every connection of the server is served with.
+#[derive(Clone)]
+struct Serving {
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+    limits: ConnectionLimits,
+}
+
+/// Serves one listener until the server stops: accepts connections within the server-wide
+/// limit, serves each on a task of its own, then gives them the shutdown grace to finish.
 async fn accept_loop(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
+    serving: Serving,
     permits: Arc<Semaphore>,
-    limits: ConnectionLimits,
 ) {
+    // Connections to a listener bound to one address arrive on that address: no need to ask the
+    // kernel for each one's local address.
+    let bound = listener.local_addr().ok().filter(|a| !a.ip().is_unspecified());
+    let mut stop = serving.stop.clone();
     let mut connections = JoinSet::new();
-    loop {
+    while let Some((stream, peer, permit)) = next_connection(&listener, &permits, &mut stop).await {
         while connections.try_join_next().is_some() {}
-        let permit = tokio::select! {
-            _ = stopped(&mut stop) => break,
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
+        let local = match bound {
+            Some(local) => local,
+            None => match stream.local_addr() {
+                Ok(local) => local,
+                Err(_) => continue,
             },
         };
-        let (stream, peer) = tokio::select! {
-            _ = stopped(&mut stop) => break,
+        let _ = stream.set_nodelay(true);
+        let (tls, serving) = (tls.clone(), serving.clone());
+        connections.spawn(async move {
+            let _permit = permit;
+            connection(stream, peer, local, tls, serving).await;
+        });
+    }
+    drop(listener);
+    drain(connections, serving.limits.shutdown_grace).await;
+}
+
+/// Waits for a free connection slot and the next connection; `None` once the server stops.
+async fn next_connection(
+    listener: &TcpListener,
+    permits: &Arc<Semaphore>,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
+    loop {
+        let permit = tokio::select! {
+            _ = stopped(stop) => return None,
+            permit = permits.clone().acquire_owned() => permit.ok()?,
+        };
+        tokio::select! {
+            _ = stopped(stop) => return None,
             accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
+                Ok((stream, peer)) => return Some((stream, peer, permit)),
                 Err(e) => {
                     // Typically out of file descriptors: back off instead of spinning.
                     warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
                 }
             },
-        };
-        let local = match stream.local_addr() {
-            Ok(local) => local,
-            Err(_) => continue,
-        };
-        let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
-        let tls = tls.clone();
-        let stop = stop.clone();
-        connections.spawn(async move {
-            let _permit = permit;
-            match tls {
-                None => {
-                    let conn = Arc::new(ConnInfo {
-                        peer,
-                        local,
-                        tls: None,
-                    });
-                    serve(stream, conn, shared, stop, limits).await;
-                }
-                Some(acceptor) => {
-                    let stream =
-                        match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream))
-                            .await
-                        {
-                            Ok(Ok(stream)) => stream,
-                            Ok(Err(e)) => {
-                                debug!(client = %peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                debug!(client = %peer, "TLS handshake timed out");
-                                return;
-                            }
-                        };
-                    let fingerprint = stream
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|c| c.first())
-                        .map(|c| Fingerprint::of_der(c));
-                    let conn = Arc::new(ConnInfo {
-                        peer,
-                        local,
-                        tls: Some(fingerprint),
-                    });
-                    serve(stream, conn, shared, stop, limits).await;
-                }
-            }
-        });
+        }
     }
-    drop(listener);
-    // Let open requests finish for a moment, then drop them (their drop guards clean up).
-    let drain = async { while connections.join_next().await.is_some() {} };
-    if tokio::time::timeout(limits.shutdown_grace, drain).await.is_err() {
+}
+
+/// Serves one connection: the TLS handshake on the HTTPS port, then HTTP.
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    serving: Serving,
+) {
+    let Some(acceptor) = tls else {
+        let conn = Arc::new(ConnInfo {
+            peer,
+            local,
+            tls: None,
+        });
+        return serve(stream, conn, serving).await;
+    };
+    let handshake = tokio::time::timeout(serving.limits.tls_handshake_timeout, acceptor.accept(stream));
+    let stream = match handshake.await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            debug!(client = %peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            debug!(client = %peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    // Requests are authorised by the client's leaf certificate alone (`moonlight-http.md` §3.3).
+    let fingerprint = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| Fingerprint::of_der(c));
+    let conn = Arc::new(ConnInfo {
+        peer,
+        local,
+        tls: Some(fingerprint),
+    });
+    serve(stream, conn, serving).await;
+}
+
+/// Lets open connections finish within `grace`, then drops them (their drop guards clean up).
+async fn drain(mut connections: JoinSet<()>, grace: Duration) {
+    let finished = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, finished).await.is_err() {
         connections.abort_all();
         while connections.join_next().await.is_some() {}
     }
 }
 
-async fn serve<S>(
-    stream: S,
-    conn: Arc<ConnInfo>,
-    shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
-    limits: ConnectionLimits,
-) where
+/// HTTP/1.1 on one connection, until the client is done or the server stops.
+async fn serve<S>(stream: S, conn: Arc<ConnInfo>, serving: Serving)
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let Serving {
+        shared,
+        mut stop,
+        limits,
+    } = serving;
     let service = service_fn(move |request| shared.clone().handle(request, conn.clone()));
     let mut builder = http1::Builder::new();
     builder

@@ -3,6 +3,8 @@
 //! Every protocol outcome on a known path is an XML reply with HTTP 200 (`moonlight-http.md`
 //! §2.3); only unknown paths get HTTP 404. HTTPS requests are authorised by the SHA-256 of the
 //! TLS peer's leaf certificate alone (§3.3); an unpaired certificate gets the §3.4 XML 401.
+//! Pairing is routed to [`crate::pairing`] (phase 1 to [`crate::pairing::Phase1`]); phase 4's
+//! result is stored here, before the reply.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -11,10 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use direwolf_core::model::unix_now;
-use direwolf_core::{
-    AppId, Fingerprint, LaunchError, Launcher, Pairing, PendingPinRequest, PinBroker, PinError, Stores,
-    UserName, UserStoreExt,
-};
+use direwolf_core::{AppId, Fingerprint, LaunchError, Launcher, Pairing, Stores, UserName, UserStoreExt};
 use http::header::{CONNECTION, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -23,7 +22,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::identity::LoadedIdentity;
 use crate::launch::{self, Verb};
-use crate::pairing::{self, PairReject, PairingKey, PairingManager, Phase4};
+use crate::pairing::{PairReject, PairingKey, PairingManager, Phase1, Phase1Request, Phase4};
 use crate::pin_page::{self, PinEntry};
 use crate::query::Query;
 use crate::serverinfo::{DisplayMode, ServerInfo};
@@ -39,8 +38,6 @@ pub const NOT_AUTHORIZED: &str = "The client is not authorized. Certificate veri
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub hostname: String,
-    pub default_user: UserName,
-    pub pin_timeout: Duration,
     pub external_address: Option<IpAddr>,
     pub codec_mode_support: u32,
     pub display_modes: Vec<DisplayMode>,
@@ -55,9 +52,9 @@ pub(crate) struct Settings {
 pub(crate) struct Shared {
     pub stores: Stores,
     pub launcher: Arc<dyn Launcher>,
-    pub broker: Arc<dyn PinBroker>,
     pub identity: Arc<LoadedIdentity>,
     pub pairing: Arc<PairingManager>,
+    pub phase1: Phase1,
     pub pin: PinEntry,
     pub settings: Settings,
 }
@@ -310,7 +307,14 @@ impl Shared {
         let outcome = if query.get("phrase") == Some("getservercert")
             || (query.contains("salt") && query.contains("clientcert"))
         {
-            self.pair_phase1(key, query, conn).await
+            let request = Phase1Request {
+                key,
+                salt: query.get("salt"),
+                client_cert: query.get("clientcert"),
+                device_name: query.get("devicename"),
+                pin_page_host: self.settings.external_address.unwrap_or(conn.local_ip()),
+            };
+            self.phase1.run(request).await
         } else if let Some(challenge) = query.get("clientchallenge") {
             self.pairing
                 .client_challenge(&key, challenge)
@@ -336,88 +340,6 @@ impl Shared {
                 xml(&reject.to_xml())
             }
         }
-    }
-
-    async fn pair_phase1(
-        &self,
-        key: PairingKey,
-        query: &Query,
-        conn: &ConnInfo,
-    ) -> Result<XmlReply, PairReject> {
-        let device_name = query.get("devicename");
-        let held = self.pairing.begin(
-            key.clone(),
-            query.get("salt"),
-            query.get("clientcert"),
-            device_name,
-        )?;
-        let request = PendingPinRequest {
-            client_ip: conn.peer_ip(),
-            device_name: device_name.map(str::to_owned),
-        };
-        let secret = match self.broker.open(request).await {
-            Ok(secret) => secret,
-            Err(e) => {
-                self.pairing.abandon_held(&key, held.generation);
-                warn!(error = %e, "cannot open a pending PIN entry");
-                return Err(PairReject {
-                    status: 503,
-                    message: e.to_string(),
-                });
-            }
-        };
-        let mut guard = HeldGuard {
-            pairing: self.pairing.clone(),
-            broker: self.broker.clone(),
-            key: key.clone(),
-            generation: held.generation,
-            secret: secret.clone(),
-            armed: true,
-        };
-        let host = match self.settings.external_address {
-            Some(ip) => ip,
-            None => conn.local_ip(),
-        };
-        let host = match host {
-            IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => format!("[{v6}]"),
-        };
-        info!(
-            "Insert pin at http://{host}:{}/pin/#{}",
-            self.settings.http_port,
-            secret.as_str()
-        );
-        let superseded = held.superseded;
-        let waited = tokio::select! {
-            waited = self.broker.wait(&secret, self.settings.pin_timeout) => Some(waited),
-            _ = superseded => None,
-        };
-        let submission = match waited {
-            None => return Err(PairReject::bad_request(pairing::SUPERSEDED)),
-            Some(Ok(submission)) => submission,
-            Some(Err(PinError::TimedOut)) => {
-                info!(client = %conn.peer_ip(), "PIN entry timed out");
-                return Err(PairReject::bad_request(pairing::PIN_TIMED_OUT));
-            }
-            Some(Err(PinError::Closed | PinError::UnknownSecret)) => {
-                return Err(PairReject::bad_request("The pairing attempt was cancelled"));
-            }
-            Some(Err(e)) => {
-                error!(error = %e, "PIN broker failed");
-                return Err(PairReject {
-                    status: 500,
-                    message: "PIN delivery failed; see the server log".into(),
-                });
-            }
-        };
-        let user = submission
-            .user
-            .unwrap_or_else(|| self.settings.default_user.clone());
-        let plaincert = self
-            .pairing
-            .pin_entered(&key, held.generation, &submission.pin, Some(user))?;
-        guard.armed = false;
-        Ok(XmlReply::ok().leaf("paired", 1).leaf("plaincert", plaincert))
     }
 
     async fn pair_phase4(&self, key: &PairingKey, secret: &str) -> Result<XmlReply, PairReject> {
@@ -523,30 +445,5 @@ fn log_failure(verb: &str, e: &LaunchError) {
     match e {
         LaunchError::Backend(_) => error!(error = %e, "{verb} failed"),
         _ => info!(error = %e, "{verb} failed"),
-    }
-}
-
-/// Ends a held phase 1 cleanly however its request future ends (reply, timeout, or the client
-/// closing the connection, which drops the future): closes the broker entry, and unless the PIN
-/// was used, removes the in-flight pairing entry.
-struct HeldGuard {
-    pairing: Arc<PairingManager>,
-    broker: Arc<dyn PinBroker>,
-    key: PairingKey,
-    generation: u64,
-    secret: direwolf_core::PairSecret,
-    armed: bool,
-}
-
-impl Drop for HeldGuard {
-    fn drop(&mut self) {
-        if self.armed {
-            self.pairing.abandon_held(&self.key, self.generation);
-        }
-        let broker = self.broker.clone();
-        let secret = self.secret.clone();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { broker.close(&secret).await });
-        }
     }
 }

@@ -368,16 +368,21 @@ pub async fn tls_connect(
     (stream, der)
 }
 
-/// The client side of pairing phases 2–4 after phase 1 with `pin`.
+/// The client side of pairing phases 2–4 after phase 1 with `pin`; like a real client, it loads
+/// its certificate and key once.
 pub struct ClientPairing {
     pub key: [u8; 16],
     pub client: Client,
+    info: CertificateInfo,
+    signer: ServerSigner,
 }
 
 impl ClientPairing {
     pub fn new(client: Client, pin: &str) -> Self {
         ClientPairing {
             key: derive_key(&hex::decode(SALT).unwrap(), pin).unwrap(),
+            info: client.info(),
+            signer: ServerSigner::from_pem(&client.key_pem).unwrap(),
             client,
         }
     }
@@ -399,7 +404,7 @@ impl ClientPairing {
         .unwrap();
         let (server_hash, sc) = resp.split_at(32);
         let cs = [0x22u8; 16];
-        let ch = sha256(&[sc, self.client.info().signature(), &cs]);
+        let ch = sha256(&[sc, self.info.signature(), &cs]);
         let q = format!(
             "/pair?uniqueid=0123456789ABCDEF&devicename=roth&updateState=1&serverchallengeresp={}",
             hex::encode(aes_ecb_encrypt(&self.key, &ch).unwrap())
@@ -414,9 +419,8 @@ impl ClientPairing {
             "server signature must verify with plaincert"
         );
         let pin_ok = sha256(&[&c, server.signature(), ss])[..] == server_hash[..];
-        let signer = ServerSigner::from_pem(&self.client.key_pem).unwrap();
         let mut pairing_secret = cs.to_vec();
-        pairing_secret.extend(signer.sign(&cs).unwrap());
+        pairing_secret.extend(self.signer.sign(&cs).unwrap());
         let q = format!(
             "/pair?uniqueid=0123456789ABCDEF&devicename=roth&updateState=1&clientpairingsecret={}",
             hex::encode(pairing_secret)

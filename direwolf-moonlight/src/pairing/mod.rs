@@ -7,10 +7,13 @@
 //! certificate received in phase 1; phase 4 hands back a [`CompletedPairing`] that the caller
 //! persists before replying.
 //!
-//! Phase 1 is split in two: [`PairingManager::begin`] records the client certificate and salt and
-//! returns a [`HeldPhase1`] whose `superseded` receiver fires when a newer attempt with the same
-//! key replaces it; [`PairingManager::pin_entered`] derives the key once the PIN arrives and
-//! returns `plaincert`. Waiting for the PIN is the caller's business (see `service`).
+//! Phase 1 is held until a person types the PIN: [`PairingManager::begin`] records the client
+//! certificate and salt and returns a [`HeldPhase1`] whose `superseded` receiver fires when a
+//! newer attempt with the same key replaces it; [`PairingManager::pin_entered`] derives the key
+//! once the PIN arrives and returns `plaincert`. [`Phase1`] (`phase1.rs`) runs phase 1 from
+//! request to reply around those two: the PIN broker entry, the PIN page URL in the log, the
+//! wait, and the clean-up however the held request ends. The request handlers only route to
+//! it and to the phase 2–4 methods. Unit tests are in `tests.rs`.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -25,6 +28,10 @@ use tokio::sync::oneshot;
 use crate::crypto::{CertificateInfo, aes_ecb_decrypt, aes_ecb_encrypt, derive_key, sha256};
 use crate::identity::LoadedIdentity;
 use crate::xml::XmlReply;
+
+mod phase1;
+
+pub use phase1::{Phase1, Phase1Request};
 
 /// The correlation key of one in-flight handshake: client IP and the `uniqueid` string.
 /// Not an identity (§4): most clients send `0123456789ABCDEF`.
@@ -234,6 +241,33 @@ fn decode_hex(what: &str, text: &str) -> Result<Vec<u8>, PairReject> {
     hex::decode(text).map_err(|_| PairReject::bad_request(format!("Invalid {what}: not a hex string")))
 }
 
+/// The salt (its first 16 bytes) and client certificate of a phase-1 request.
+fn phase1_inputs(
+    salt_hex: Option<&str>,
+    client_cert_hex: Option<&str>,
+) -> Result<([u8; 16], CertificateInfo), PairReject> {
+    let salt_hex = salt_hex.ok_or_else(|| PairReject::bad_request("Missing salt parameter"))?;
+    let cert_hex = client_cert_hex.ok_or_else(|| PairReject::bad_request("Missing clientcert parameter"))?;
+    let salt_bytes = decode_hex("salt", salt_hex)?;
+    if salt_bytes.len() < 16 {
+        return Err(PairReject::bad_request("Salt too short"));
+    }
+    if salt_bytes.len() > MAX_SALT {
+        return Err(PairReject::bad_request("Salt too long"));
+    }
+    let mut salt = [0u8; 16];
+    salt.copy_from_slice(&salt_bytes[..16]);
+    let pem_bytes = decode_hex("clientcert", cert_hex)?;
+    let pem = String::from_utf8(pem_bytes)
+        .map_err(|_| PairReject::bad_request("Invalid clientcert: not a PEM certificate"))?;
+    let client = CertificateInfo::from_pem(&pem)
+        .map_err(|e| PairReject::bad_request(format!("Invalid clientcert: {e}")))?;
+    if !client.is_rsa() {
+        return Err(PairReject::bad_request("Invalid clientcert: the key must be RSA"));
+    }
+    Ok((salt, client))
+}
+
 impl PairingManager {
     /// A manager signing with `identity`, using OS randomness.
     pub fn new(identity: Arc<LoadedIdentity>, limits: PairingLimits) -> Self {
@@ -280,7 +314,7 @@ impl PairingManager {
 
     /// Phase 1 (`phrase=getservercert`): validates `salt` and `clientcert`, replaces any entry
     /// with the same key (its held request, if any, is told it was superseded) and records a new
-    /// one waiting for the PIN.
+    /// one waiting for the PIN. [`Phase1::run`] drives the rest of phase 1.
     ///
     /// # Errors
     /// A [`PairReject`] for a bad salt or certificate, too many failures from this address, or
@@ -292,28 +326,8 @@ impl PairingManager {
         client_cert_hex: Option<&str>,
         device_name: Option<&str>,
     ) -> Result<HeldPhase1, PairReject> {
-        let salt_hex = salt_hex.ok_or_else(|| PairReject::bad_request("Missing salt parameter"))?;
-        let cert_hex =
-            client_cert_hex.ok_or_else(|| PairReject::bad_request("Missing clientcert parameter"))?;
-        let salt_bytes = decode_hex("salt", salt_hex)?;
-        if salt_bytes.len() < 16 {
-            return Err(PairReject::bad_request("Salt too short"));
-        }
-        if salt_bytes.len() > MAX_SALT {
-            return Err(PairReject::bad_request("Salt too long"));
-        }
-        let mut salt = [0u8; 16];
-        salt.copy_from_slice(&salt_bytes[..16]);
-        let pem_bytes = decode_hex("clientcert", cert_hex)?;
-        let pem = String::from_utf8(pem_bytes)
-            .map_err(|_| PairReject::bad_request("Invalid clientcert: not a PEM certificate"))?;
-        let client = CertificateInfo::from_pem(&pem)
-            .map_err(|e| PairReject::bad_request(format!("Invalid clientcert: {e}")))?;
-        if !client.is_rsa() {
-            return Err(PairReject::bad_request("Invalid clientcert: the key must be RSA"));
-        }
+        let (salt, client) = phase1_inputs(salt_hex, client_cert_hex)?;
         let device_name = device_name.map(|d| d.chars().take(64).collect());
-
         let now = Instant::now();
         let mut state = self.state.lock();
         self.purge(&mut state, now);
@@ -340,18 +354,16 @@ impl PairingManager {
         state.next_generation += 1;
         let generation = state.next_generation;
         let (tx, rx) = oneshot::channel();
-        state.entries.insert(
-            key,
-            Entry {
-                generation,
-                client: Arc::new(client),
-                salt,
-                device_name,
-                user: None,
-                phase: Phase::AwaitingPin { superseded: Some(tx) },
-                since: now,
-            },
-        );
+        let entry = Entry {
+            generation,
+            client: Arc::new(client),
+            salt,
+            device_name,
+            user: None,
+            phase: Phase::AwaitingPin { superseded: Some(tx) },
+            since: now,
+        };
+        state.entries.insert(key, entry);
         Ok(HeldPhase1 {
             generation,
             superseded: rx,
@@ -582,324 +594,4 @@ impl PairingManager {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicU8, Ordering};
-
-    use direwolf_core::ServerIdentity;
-
-    use super::*;
-    use crate::crypto::tests::{
-        VECTOR_C_CLIENT_CERT, VECTOR_C_CLIENT_KEY, VECTOR_C_SERVER_CERT, VECTOR_C_SERVER_KEY, unhex,
-    };
-    use crate::crypto::{ServerSigner, aes_ecb_decrypt};
-
-    fn vector_c_identity() -> Arc<LoadedIdentity> {
-        Arc::new(
-            LoadedIdentity::new(ServerIdentity {
-                cert_pem: VECTOR_C_SERVER_CERT.into(),
-                key_pem: VECTOR_C_SERVER_KEY.into(),
-                unique_id: "u".into(),
-            })
-            .unwrap(),
-        )
-    }
-
-    /// Returns 0x20..0x2F (SS), then 0x30..0x3F (SC), then 0x40.., as in §9.3.
-    fn fixed_randoms() -> RandomSource {
-        let next = AtomicU8::new(0x20);
-        Arc::new(move || {
-            let start = next.fetch_add(0x10, Ordering::SeqCst);
-            std::array::from_fn(|i| start + i as u8)
-        })
-    }
-
-    fn key() -> PairingKey {
-        PairingKey::new("192.0.2.7".parse().unwrap(), Some("0123456789ABCDEF"))
-    }
-
-    fn manager() -> PairingManager {
-        PairingManager::with_random(vector_c_identity(), PairingLimits::default(), fixed_randoms())
-    }
-
-    fn cert_hex() -> String {
-        hex::encode(VECTOR_C_CLIENT_CERT)
-    }
-
-    const SALT: &str = "000102030405060708090a0b0c0d0e0f";
-
-    fn joined(s: &str) -> String {
-        s.split_whitespace().collect()
-    }
-
-    /// §9.3 Vector C, driven through the server-side state machine.
-    #[test]
-    fn vector_c_full_transcript() {
-        let m = manager();
-        let held = m
-            .begin(key(), Some(SALT), Some(&cert_hex()), Some("roth"))
-            .unwrap();
-        assert!(cert_hex().starts_with("2d2d2d2d2d424547494e2043455254494649434154452d2d2d2d2d0a4d494943"));
-        assert_eq!(cert_hex().len(), 2026);
-        let pin: Pin = "1234".parse().unwrap();
-        let plaincert = m.pin_entered(&key(), held.generation, &pin, None).unwrap();
-        assert_eq!(plaincert, hex::encode_upper(VECTOR_C_SERVER_CERT));
-        assert_eq!(plaincert.len(), 1994);
-
-        let response = m
-            .client_challenge(&key(), "5febcdc985b2baddd65925da162380eb")
-            .unwrap();
-        assert_eq!(
-            response,
-            "3EE87A2413F22E93E02382FDA5DA3F7819C309004B42AED78ADC6EFD23C5E9E858F1C991A85A76C2526EB7CF9453B7E7"
-        );
-        let secret = m
-            .server_challenge_response(
-                &key(),
-                "826FB47369E86620BC0CE0852C2ECF028C1AB22330054ECF1FE728E3393DA614",
-            )
-            .unwrap();
-        let expected_secret = joined(
-            "202122232425262728292A2B2C2D2E2FBCCD3B2B780BF062A80F29357FC8A050F900D1EF1C30ACAB773471EFEAE6427E7A13835CA6CF63B8EE1EB36F514FB684
-             36A8EF5B35BE77C350AA1D5F2660D93E91D260EBF5667B242F111012720973298203094E17F0C89E9D883D2106E94642B30F0014E9A7D13ED9FB4E093F9AEA30
-             A4B1F9C7074F6BAE5A7E360ECE637DAD1B2834CB406B3834E96822AF471FE1E320E5FC143B2C5C135714A0E7099E231261990F1DD0046BF14793EE0DF8B9B671
-             FA1F5F0F1AB5FFE6BE87B86EB21B9B44766FA1A64EDAF642B7FEB632210BDD18FB6F94EEA63149DA13E2C47E091381A066BE66C8A1524083F3D95F0BC1ECC01B
-             4F2EE897E7100F5BCCC93E05559BB4A3",
-        );
-        assert_eq!(secret, expected_secret);
-        assert_eq!(secret.len(), 544);
-        let client_secret = joined(
-            "404142434445464748494A4B4C4D4E4F2EFFD77A1527DFCDB459B97C1EBA8FB0D81BED7AEDC6085B26183F5299295D86FB00381BF0B1DDEA5BD402AB23051E61
-             C9921F7B080EC4D83AB2E40158EB4DA369A15196FC8E4CA18455C2A4BAF7501674BD1366751E3A4681DC1BC3DC71F3E0F4995F50D265B4D90607FB5E75EB6205
-             DC1D8B18B97A8DE6DD4ACEE01AAA3D0E414F8D4F03675AA66C8BFB8C421160ED8A7554184E2FD21D66DB6D91589030986C3A050A044A5D860DC2A6D9DB78194E
-             2F9D6ED2682D0096D3B347447B8BAFE87EE153EF2C5DAC07442D8C6CC03D68835D6796794997099F3161FDB12CEB572EB01E26984A59EF0D02E089B56C459B15
-             668B17F6D1DEBB155FCC01CF30621319",
-        );
-        match m
-            .client_pairing_secret(&key(), &client_secret.to_ascii_lowercase())
-            .unwrap()
-        {
-            Phase4::Paired(p) => {
-                assert_eq!(
-                    p.fingerprint.as_str(),
-                    "47108458673331c7b447447a2b316bf23e3d067c93139a2be299081bf3a566e0"
-                );
-                assert_eq!(p.user, UserName::default_user());
-                assert_eq!(p.cert_pem, VECTOR_C_CLIENT_CERT);
-                assert_eq!(p.device_name.as_deref(), Some("roth"));
-            }
-            Phase4::Mismatch => panic!("vector C must pair"),
-        }
-        assert_eq!(m.in_flight(), 0);
-        // Phase 4 removed the entry.
-        assert_eq!(
-            m.client_challenge(&key(), "5febcdc985b2baddd65925da162380eb"),
-            Err(PairReject::no_pairing())
-        );
-    }
-
-    /// A client-side run of the protocol against the manager, with a chosen PIN on each side.
-    fn run(m: &PairingManager, server_pin: &str, client_pin: &str, user: Option<&str>) -> Phase4 {
-        let held = m.begin(key(), Some(SALT), Some(&cert_hex()), None).unwrap();
-        m.pin_entered(
-            &key(),
-            held.generation,
-            &server_pin.parse().unwrap(),
-            user.map(|u| u.parse().unwrap()),
-        )
-        .unwrap();
-        let k = derive_key(&unhex(SALT), client_pin).unwrap();
-        let c = [7u8; 16];
-        let resp = m
-            .client_challenge(&key(), &hex::encode(aes_ecb_encrypt(&k, &c).unwrap()))
-            .unwrap();
-        let resp = aes_ecb_decrypt(&k, &unhex(&resp)).unwrap();
-        let sc = &resp[32..48];
-        let client = CertificateInfo::from_pem(VECTOR_C_CLIENT_CERT).unwrap();
-        let cs = [9u8; 16];
-        let ch = sha256(&[sc, client.signature(), &cs]);
-        m.server_challenge_response(&key(), &hex::encode(aes_ecb_encrypt(&k, &ch).unwrap()))
-            .unwrap();
-        let signer = ServerSigner::from_pem(VECTOR_C_CLIENT_KEY).unwrap();
-        let mut secret = cs.to_vec();
-        secret.extend(signer.sign(&cs).unwrap());
-        m.client_pairing_secret(&key(), &hex::encode(secret)).unwrap()
-    }
-
-    #[test]
-    fn wrong_pin_is_a_mismatch_and_counted() {
-        let m = PairingManager::new(
-            vector_c_identity(),
-            PairingLimits {
-                max_failures_per_ip: 2,
-                ..Default::default()
-            },
-        );
-        assert!(
-            matches!(run(&m, "1234", "1234", Some("alice")), Phase4::Paired(p) if p.user.as_str() == "alice")
-        );
-        assert_eq!(run(&m, "1234", "4321", None), Phase4::Mismatch);
-        assert_eq!(run(&m, "0000", "1111", None), Phase4::Mismatch);
-        let refused = m.begin(key(), Some(SALT), Some(&cert_hex()), None).unwrap_err();
-        assert_eq!(refused.status, 429);
-        // Another address is not affected.
-        let other = PairingKey::new("192.0.2.8".parse().unwrap(), Some("0123456789ABCDEF"));
-        assert!(m.begin(other, Some(SALT), Some(&cert_hex()), None).is_ok());
-    }
-
-    #[test]
-    fn bad_phase1_inputs() {
-        let m = manager();
-        let bad =
-            |salt: Option<&str>, cert: Option<&str>| m.begin(key(), salt, cert, None).unwrap_err().message;
-        let cert = cert_hex();
-        assert_eq!(bad(None, Some(&cert)), "Missing salt parameter");
-        assert_eq!(bad(Some(SALT), None), "Missing clientcert parameter");
-        assert_eq!(bad(Some("0011"), Some(&cert)), "Salt too short");
-        assert_eq!(bad(Some("zz"), Some(&cert)), "Invalid salt: not a hex string");
-        assert_eq!(bad(Some(&"00".repeat(65)), Some(&cert)), "Salt too long");
-        assert!(bad(Some(SALT), Some("abc")).starts_with("Invalid clientcert"));
-        assert!(bad(Some(SALT), Some(&hex::encode("not pem"))).starts_with("Invalid clientcert"));
-        assert!(bad(Some(SALT), Some("ff")).starts_with("Invalid clientcert"));
-        // Legacy 20-byte salt and upper-case hex are fine.
-        assert!(
-            m.begin(
-                key(),
-                Some(&format!("{SALT}31323334").to_uppercase()),
-                Some(&cert.to_uppercase()),
-                None
-            )
-            .is_ok()
-        );
-    }
-
-    #[test]
-    fn phase_order_is_enforced() {
-        let m = manager();
-        assert_eq!(
-            m.client_challenge(&key(), &"00".repeat(16)),
-            Err(PairReject::no_pairing())
-        );
-        let held = m.begin(key(), Some(SALT), Some(&cert_hex()), None).unwrap();
-        // While phase 1 is held, a phase 2 is out of order but does not kill the held entry.
-        let err = m.client_challenge(&key(), &"00".repeat(16)).unwrap_err();
-        assert_eq!(err.message, "Out of order call to clientchallenge");
-        m.pin_entered(&key(), held.generation, &"1234".parse().unwrap(), None)
-            .unwrap();
-        let err = m.server_challenge_response(&key(), &"00".repeat(32)).unwrap_err();
-        assert_eq!(err.message, "Out of order call to serverchallengeresp");
-        // The out-of-order call dropped the entry.
-        assert_eq!(m.in_flight(), 0);
-        assert_eq!(
-            m.client_challenge(&key(), &"00".repeat(16)),
-            Err(PairReject::no_pairing())
-        );
-        // Malformed fields.
-        assert_eq!(
-            m.client_challenge(&key(), "xyz").unwrap_err().message,
-            "Invalid clientchallenge: not a hex string"
-        );
-        assert_eq!(
-            m.client_challenge(&key(), "00").unwrap_err().message,
-            "Invalid clientchallenge: expected 16 bytes"
-        );
-        assert_eq!(
-            m.client_pairing_secret(&key(), &"00".repeat(16))
-                .unwrap_err()
-                .message,
-            "Client pairing secret too short"
-        );
-    }
-
-    #[test]
-    fn supersede_and_unpair() {
-        let m = manager();
-        let mut first = m.begin(key(), Some(SALT), Some(&cert_hex()), None).unwrap();
-        // /unpair leaves a held phase 1 alone.
-        assert!(!m.unpair(&key()));
-        assert_eq!(m.in_flight(), 1);
-        let second = m.begin(key(), Some(SALT), Some(&cert_hex()), None).unwrap();
-        assert!(
-            first.superseded.try_recv().is_ok(),
-            "the first attempt is told it was superseded"
-        );
-        let pin: Pin = "1234".parse().unwrap();
-        assert_eq!(
-            m.pin_entered(&key(), first.generation, &pin, None)
-                .unwrap_err()
-                .message,
-            SUPERSEDED
-        );
-        // Abandoning the old generation does not remove the new entry.
-        m.abandon_held(&key(), first.generation);
-        assert_eq!(m.in_flight(), 1);
-        m.pin_entered(&key(), second.generation, &pin, None).unwrap();
-        // Now the entry is past phase 1: /unpair abandons it.
-        assert!(m.unpair(&key()));
-        assert_eq!(m.in_flight(), 0);
-        let third = m.begin(key(), Some(SALT), Some(&cert_hex()), None).unwrap();
-        m.abandon_held(&key(), third.generation);
-        assert_eq!(m.in_flight(), 0);
-    }
-
-    #[test]
-    fn in_flight_entries_are_bounded() {
-        let m = PairingManager::new(
-            vector_c_identity(),
-            PairingLimits {
-                max_in_flight: 2,
-                ..Default::default()
-            },
-        );
-        for i in 0..2 {
-            let k = PairingKey::new(IpAddr::from([192, 0, 2, i]), None);
-            m.begin(k, Some(SALT), Some(&cert_hex()), None).unwrap();
-        }
-        let k = PairingKey::new(IpAddr::from([192, 0, 2, 9]), None);
-        assert_eq!(
-            m.begin(k, Some(SALT), Some(&cert_hex()), None)
-                .unwrap_err()
-                .status,
-            503
-        );
-        // Replacing an existing key is still possible.
-        let k = PairingKey::new(IpAddr::from([192, 0, 2, 0]), None);
-        assert!(m.begin(k, Some(SALT), Some(&cert_hex()), None).is_ok());
-        let long = PairingKey::new(IpAddr::from([192, 0, 2, 0]), Some(&"é".repeat(100)));
-        assert!(long.unique_id.len() <= PairingKey::MAX_UNIQUE_ID);
-    }
-
-    #[test]
-    fn expired_handshakes_are_gone() {
-        let m = PairingManager::new(
-            vector_c_identity(),
-            PairingLimits {
-                handshake_ttl: Duration::from_millis(1),
-                ..Default::default()
-            },
-        );
-        let held = m.begin(key(), Some(SALT), Some(&cert_hex()), None).unwrap();
-        m.pin_entered(&key(), held.generation, &"1234".parse().unwrap(), None)
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(
-            m.client_challenge(&key(), &"00".repeat(16)),
-            Err(PairReject::no_pairing())
-        );
-    }
-
-    #[test]
-    fn reject_xml() {
-        assert_eq!(
-            PairReject::bad_request(SUPERSEDED).to_xml().render(),
-            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<root status_code=\"400\" status_message=\"Superseded by a newer pairing attempt\"><paired>0</paired></root>"
-        );
-        assert_eq!(
-            PairReject::no_pairing().to_xml().render(),
-            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<root status_code=\"400\" status_message=\"No pairing in progress\"><paired>0</paired></root>"
-        );
-        assert_eq!(
-            PairReject::bad_request(PIN_TIMED_OUT).to_xml().render(),
-            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<root status_code=\"400\" status_message=\"PIN entry timed out\"><paired>0</paired></root>"
-        );
-    }
-}
+mod tests;
