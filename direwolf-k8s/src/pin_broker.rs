@@ -42,7 +42,7 @@ use crate::watch::Watches;
 use crate::watch::cache::Cache;
 
 /// The label every pending-PIN Secret carries (value `pending`).
-pub const PIN_LABEL: &str = "direwolf/pin";
+pub const PIN_LABEL: &str = labels::PIN;
 
 /// The prefix of a pending-PIN Secret's name; the lower-case pair secret follows.
 pub const SECRET_PREFIX: &str = "direwolf-pin-";
@@ -233,7 +233,7 @@ impl KubePinBroker {
 #[async_trait]
 impl PinBroker for KubePinBroker {
     async fn open(&self, pending: PendingPinRequest) -> Result<PairSecret> {
-        self.wait_ready(crate::stores::DEFAULT_READY_TIMEOUT).await?;
+        self.wait_ready(crate::watch::DEFAULT_READY_TIMEOUT).await?;
         let live = self.expire().await?;
         if live >= self.inner.config.max_pending {
             return Err(Error::unavailable(format!(
@@ -416,7 +416,7 @@ impl PinBroker for KubePinBroker {
     }
 
     async fn pending(&self) -> Result<Vec<PendingPin>> {
-        self.wait_ready(crate::stores::DEFAULT_READY_TIMEOUT).await?;
+        self.wait_ready(crate::watch::DEFAULT_READY_TIMEOUT).await?;
         let now = unix_now();
         let ttl = self.inner.config.entry_ttl.as_secs();
         let mut list: Vec<PendingPin> = self

@@ -71,6 +71,8 @@ pub mod labels {
     pub const COMPONENT: &str = "app.kubernetes.io/component";
     /// Value of [`NAME`] and [`MANAGED_BY`].
     pub const DIREWOLF: &str = "direwolf";
+    /// Marks the Secrets of pending PINs (`direwolf/pin=pending`).
+    pub const PIN: &str = "direwolf/pin";
 }
 
 /// Annotation keys.

@@ -7,7 +7,7 @@ use http::{Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::registry::ResourceType;
-use super::server::{Body, Route, Shared, json_response};
+use super::request::{Body, Route, Shared, json_response};
 use super::state::State;
 use super::status::ApiError;
 

@@ -76,6 +76,7 @@
 mod discovery;
 mod fields;
 mod registry;
+mod request;
 mod schema;
 mod selector;
 mod server;
@@ -94,7 +95,7 @@ use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use self::server::Shared;
+use self::request::Shared;
 use self::state::{State, WriteCtx};
 
 /// Errors of the emulator's own API (not the Kubernetes API it serves).

@@ -14,8 +14,8 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::registry::ResourceType;
+use super::request::{Body, Query, Shared, partial_metadata, selectors};
 use super::selector::{FieldSelector, LabelSelector};
-use super::server::{Body, Query, Shared, partial_metadata, selectors};
 use super::state::{Change, ChangeKind, output};
 use super::status::ApiError;
 

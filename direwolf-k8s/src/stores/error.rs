@@ -1,7 +1,5 @@
 //! The private error of the Kubernetes stores and how it maps to [`direwolf_core::Error`].
 
-use std::time::Duration;
-
 use crate::retry::{is_transient, is_transient_status};
 
 /// The name of this backend in [`direwolf_core::Error::Backend`].
@@ -55,15 +53,6 @@ pub(crate) enum KubeStoreError {
         /// The client's error.
         #[source]
         source: Box<kube::Error>,
-    },
-
-    /// The reflector cache did not finish its initial list in time.
-    #[error("the {kind} cache is not synced after {waited:?}")]
-    NotReady {
-        /// The kind whose cache is not ready.
-        kind: &'static str,
-        /// How long the caller waited.
-        waited: Duration,
     },
 
     /// An object in the cluster cannot be represented as a core value.
@@ -171,7 +160,7 @@ impl From<KubeStoreError> for direwolf_core::Error {
             KubeStoreError::Api { code, .. } if is_transient_status(code) => Error::Unavailable {
                 message: err.to_string(),
             },
-            KubeStoreError::Transport { .. } | KubeStoreError::NotReady { .. } => Error::Unavailable {
+            KubeStoreError::Transport { .. } => Error::Unavailable {
                 message: err.to_string(),
             },
             KubeStoreError::Invalid { what, message } => Error::Invalid { what, message },
@@ -182,7 +171,10 @@ impl From<KubeStoreError> for direwolf_core::Error {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::watch::NotReady;
 
     fn api(code: u16, reason: &str) -> KubeStoreError {
         let status = kube::core::Status::failure("boom on spec.id", reason).with_code(code);
@@ -222,7 +214,7 @@ mod tests {
                 "{code}"
             );
         }
-        let not_ready = KubeStoreError::NotReady {
+        let not_ready = NotReady {
             kind: "app",
             waited: Duration::from_secs(1),
         };

@@ -45,13 +45,11 @@ pub use session::KubeSessionStore;
 pub use user::KubeUserStore;
 
 pub(crate) use convert::session_object;
-pub(crate) use error::KubeStoreError;
 pub(crate) use session::create_session;
 
 use crate::retry::RetryPolicy;
 
-/// How long a read waits for a cache's initial list before failing with `Unavailable`.
-pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
+pub use crate::watch::DEFAULT_READY_TIMEOUT;
 
 /// The name of the Secret holding the server identity.
 pub const IDENTITY_SECRET: &str = "direwolf-identity";

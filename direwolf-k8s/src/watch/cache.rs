@@ -16,8 +16,8 @@ use kube::{Resource, ResourceExt};
 use parking_lot::Mutex;
 use tracing::debug;
 
+use super::NotReady;
 use super::reflector::Reflector;
-use crate::stores::KubeStoreError;
 
 /// How long a write by this process may shadow the watch's view of the same object.
 pub(crate) const OVERLAY_TTL: Duration = Duration::from_secs(30);
@@ -91,7 +91,7 @@ where
     }
 
     /// Waits up to `timeout` for the initial list.
-    pub(crate) async fn wait_ready(&self, timeout: Duration) -> Result<(), KubeStoreError> {
+    pub(crate) async fn wait_ready(&self, timeout: Duration) -> Result<(), NotReady> {
         self.reflector.wait_ready(timeout).await
     }
 

@@ -46,6 +46,26 @@
 pub(crate) mod cache;
 pub(crate) mod reflector;
 
+/// How long a read waits for a watch's initial list before failing with `Unavailable`.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A watch did not finish its initial list in time.
+#[derive(Debug, thiserror::Error)]
+#[error("the {kind} cache is not synced after {waited:?}")]
+pub struct NotReady {
+    /// The kind whose watch is not ready.
+    pub kind: &'static str,
+    /// How long the caller waited.
+    pub waited: Duration,
+}
+
+impl From<NotReady> for direwolf_core::Error {
+    /// The API server may be down, the CRDs missing or listing forbidden: the caller may retry.
+    fn from(err: NotReady) -> Self {
+        direwolf_core::Error::unavailable(err.to_string())
+    }
+}
+
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -58,7 +78,7 @@ use serde::de::DeserializeOwned;
 use self::cache::Cache;
 use self::reflector::{Readiness, reflect};
 use crate::crd;
-use crate::pin_broker::PIN_LABEL;
+use crate::crd::labels::PIN as PIN_LABEL;
 
 struct Inner {
     client: Client,

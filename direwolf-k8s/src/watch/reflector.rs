@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::warn;
 
-use crate::stores::KubeStoreError;
+use super::NotReady;
 
 /// A watched kind in one namespace; the watch stops when the reflector is dropped.
 pub(crate) struct Reflector<K>
@@ -121,12 +121,12 @@ where
     pub(crate) fn wait_ready(
         &self,
         timeout: Duration,
-    ) -> impl Future<Output = Result<(), KubeStoreError>> + Send + 'static {
+    ) -> impl Future<Output = Result<(), NotReady>> + Send + 'static {
         let (mut listed, kind) = (self.listed.subscribe(), self.kind);
         async move {
             match tokio::time::timeout(timeout, listed.wait_for(|listed| *listed)).await {
                 Ok(Ok(_)) => Ok(()),
-                _ => Err(KubeStoreError::NotReady {
+                _ => Err(NotReady {
                     kind,
                     waited: timeout,
                 }),
@@ -150,7 +150,7 @@ pub(crate) trait Readiness: Send + Sync {
     /// Whether the initial list has completed.
     fn is_ready(&self) -> bool;
     /// Waits up to `timeout` for the initial list.
-    fn wait_ready(&self, timeout: Duration) -> BoxFuture<'static, Result<(), KubeStoreError>>;
+    fn wait_ready(&self, timeout: Duration) -> BoxFuture<'static, Result<(), NotReady>>;
 }
 
 impl<K> Readiness for Reflector<K>
@@ -165,7 +165,7 @@ where
         Reflector::is_ready(self)
     }
 
-    fn wait_ready(&self, timeout: Duration) -> BoxFuture<'static, Result<(), KubeStoreError>> {
+    fn wait_ready(&self, timeout: Duration) -> BoxFuture<'static, Result<(), NotReady>> {
         Reflector::wait_ready(self, timeout).boxed()
     }
 }
