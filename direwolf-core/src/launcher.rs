@@ -6,6 +6,7 @@
 //! passes `conformance::launcher`. [`detached`] gives a backend the cancel safety the trait
 //! asks for.
 
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::future::Future;
 use std::sync::Arc;
@@ -92,21 +93,40 @@ pub trait Launcher: Send + Sync + Debug + 'static {
     async fn current_app(&self, user: &UserName) -> Option<AppId>;
 }
 
-/// Runs a launch or resume on its own task, to completion even if the caller stops waiting, and
-/// returns its outcome, or [`LaunchError::Timeout`] after `deadline`.
+/// One lock per user, for a launcher that runs each user's launches, resumes and cancels one
+/// after the other (see [`detached`]).
+#[derive(Debug, Default)]
+pub struct UserLocks(parking_lot::Mutex<HashMap<UserName, Arc<tokio::sync::Mutex<()>>>>);
+
+impl UserLocks {
+    /// The lock of `user`.
+    pub fn of(&self, user: &UserName) -> Arc<tokio::sync::Mutex<()>> {
+        self.0.lock().entry(user.clone()).or_default().clone()
+    }
+}
+
+/// Runs a launch or resume of one user on its own task, to completion even if the caller stops
+/// waiting, and returns its outcome, or [`LaunchError::Timeout`] after `deadline`.
 ///
-/// `work` yields the outcome and a value `G` kept until the rollback is done (a lock guard, so
-/// that nothing of the same user runs in between). When the outcome is a success that can no
-/// longer be delivered (the deadline passed, or the caller's future was dropped), `rollback`
-/// runs with it, on the same task.
-pub async fn detached<G: Send + 'static>(
+/// `user_lock` (from [`UserLocks`]) is taken before anything runs, in the caller's first poll,
+/// so the user's attempts run in the order they were made: a client's retry after a hang-up
+/// runs after the attempt it replaces, whatever the scheduler does. The lock is held until the
+/// work and its rollback are done. When the outcome is a success that can no longer be
+/// delivered (the deadline passed, or the caller's future was dropped), `rollback` runs with
+/// it, on the same task.
+pub async fn detached(
     deadline: Duration,
-    work: impl Future<Output = (Result<LaunchOutcome, LaunchError>, G)> + Send + 'static,
+    user_lock: Arc<tokio::sync::Mutex<()>>,
+    work: impl Future<Output = Result<LaunchOutcome, LaunchError>> + Send + 'static,
     rollback: impl FnOnce(LaunchOutcome) -> BoxFuture<'static, ()> + Send + 'static,
 ) -> Result<LaunchOutcome, LaunchError> {
+    let until = tokio::time::Instant::now() + deadline;
+    let guard = tokio::time::timeout_at(until, user_lock.lock_owned())
+        .await
+        .map_err(|_| LaunchError::Timeout)?;
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
-        let (outcome, kept) = work.await;
+        let outcome = work.await;
         let undelivered = match tx.send(outcome) {
             Ok(()) => None,
             Err(outcome) => outcome.ok(),
@@ -115,9 +135,9 @@ pub async fn detached<G: Send + 'static>(
             warn!(session = %outcome.session, "nobody is waiting for this launch any more; rolling it back");
             rollback(outcome).await;
         }
-        drop(kept);
+        drop(guard);
     });
-    match tokio::time::timeout(deadline, rx).await {
+    match tokio::time::timeout_at(until, rx).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(_)) => Err(LaunchError::Backend(Error::unavailable(
             "the launch task ended unexpectedly",
@@ -171,5 +191,103 @@ impl Launcher for NoStreamingHost {
 
     async fn current_app(&self, _user: &UserName) -> Option<AppId> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use parking_lot::Mutex;
+
+    use super::*;
+
+    fn outcome(n: u32) -> LaunchOutcome {
+        let user: UserName = "alice".parse().expect("a valid user");
+        LaunchOutcome {
+            session: SessionId::generate(&user, AppId::new(n).expect("a valid app id")),
+            session_url: format!("rtsp://127.0.0.1:{n}"),
+        }
+    }
+
+    /// What happened, in order.
+    type Log = Arc<Mutex<Vec<String>>>;
+
+    fn attempt(
+        log: &Log,
+        n: u32,
+        work_for: Duration,
+    ) -> (
+        impl Future<Output = Result<LaunchOutcome, LaunchError>> + Send + 'static,
+        impl FnOnce(LaunchOutcome) -> BoxFuture<'static, ()> + Send + 'static,
+    ) {
+        let (work_log, rollback_log) = (log.clone(), log.clone());
+        let work = async move {
+            work_log.lock().push(format!("start {n}"));
+            tokio::time::sleep(work_for).await;
+            work_log.lock().push(format!("end {n}"));
+            Ok(outcome(n))
+        };
+        let rollback = move |done: LaunchOutcome| -> BoxFuture<'static, ()> {
+            Box::pin(async move {
+                rollback_log.lock().push(format!("rollback {}", done.session_url));
+            })
+        };
+        (work, rollback)
+    }
+
+    /// A client hangs up right after asking and asks again at once: the first attempt runs to
+    /// its end and is rolled back before the retry starts, on a runtime with several workers
+    /// (where spawned tasks start in any order).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_users_attempts_run_in_order_and_an_abandoned_one_is_rolled_back_first() {
+        for _ in 0..20 {
+            let (log, locks) = (Log::default(), UserLocks::default());
+            let user: UserName = "alice".parse().expect("a valid user");
+            let (work, rollback) = attempt(&log, 1, Duration::from_millis(5));
+            let mut abandoned = Box::pin(detached(Duration::from_secs(5), locks.of(&user), work, rollback));
+            assert!(futures::poll!(abandoned.as_mut()).is_pending());
+            drop(abandoned);
+            let (work, rollback) = attempt(&log, 2, Duration::ZERO);
+            let retried = detached(Duration::from_secs(5), locks.of(&user), work, rollback).await;
+            assert_eq!(
+                retried.expect("the retry succeeds").session_url,
+                "rtsp://127.0.0.1:2"
+            );
+            assert_eq!(
+                *log.lock(),
+                [
+                    "start 1",
+                    "end 1",
+                    "rollback rtsp://127.0.0.1:1",
+                    "start 2",
+                    "end 2"
+                ],
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_attempt_past_its_deadline_times_out_and_is_rolled_back() {
+        let (log, locks) = (Log::default(), UserLocks::default());
+        let user: UserName = "alice".parse().expect("a valid user");
+        let (work, rollback) = attempt(&log, 1, Duration::from_millis(200));
+        let late = detached(Duration::from_millis(20), locks.of(&user), work, rollback).await;
+        assert!(matches!(late, Err(LaunchError::Timeout)), "{late:?}");
+        // The next attempt waits for the late one to end and be rolled back.
+        let (work, rollback) = attempt(&log, 2, Duration::ZERO);
+        detached(Duration::from_secs(5), locks.of(&user), work, rollback)
+            .await
+            .expect("the next attempt succeeds");
+        assert_eq!(
+            *log.lock(),
+            [
+                "start 1",
+                "end 1",
+                "rollback rtsp://127.0.0.1:1",
+                "start 2",
+                "end 2"
+            ],
+        );
     }
 }

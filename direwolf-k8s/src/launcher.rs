@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use direwolf_core::launcher::detached;
+use direwolf_core::launcher::{UserLocks, detached};
 use direwolf_core::{
     AppId, LaunchError, LaunchOutcome, LaunchRequest, Launcher, PairSecret, ResumeRequest, SessionId,
     UserName,
@@ -102,6 +102,9 @@ struct Inner {
     config: LauncherConfig,
     /// Sessions this process deleted, hidden from `current_app` until the watch agrees.
     tombstones: Mutex<HashMap<String, Instant>>,
+    /// One lock per user: this process runs a user's launches and resumes (with their rollback)
+    /// one after the other, so a retry after a hang-up is not undone by the attempt it replaces.
+    user_locks: UserLocks,
 }
 
 /// A [`Launcher`] over `Session` objects of one namespace; see the [module docs](self).
@@ -209,6 +212,7 @@ impl KubeLauncher {
                 sessions_api: watches.api(),
                 config,
                 tombstones: Mutex::new(HashMap::new()),
+                user_locks: UserLocks::default(),
             }),
         }
     }
@@ -457,14 +461,17 @@ impl KubeLauncher {
 }
 
 impl KubeLauncher {
-    /// Runs a launch or resume (`work`) with [`detached`]: to its end even if the client hangs
-    /// up, and, when nobody takes its outcome any more, rolled back by deleting the Session it
-    /// started or re-keyed (no stream runs for nobody). `work` ends at the launch timeout
-    /// itself, deleting a Session that did not start; the grace lets that answer through.
+    /// Runs a launch or resume (`work`) of `user` with [`detached`], under the user's lock: to
+    /// its end even if the client hangs up, and, when nobody takes its outcome any more, rolled
+    /// back by deleting the Session it started or re-keyed (no stream runs for nobody) before the
+    /// user's next launch runs. `work` ends at the launch timeout itself, deleting a Session
+    /// that did not start; the grace lets that answer through.
     async fn detached(
         &self,
+        user: &UserName,
         work: impl Future<Output = Result<LaunchOutcome, LaunchError>> + Send + 'static,
     ) -> Result<LaunchOutcome, LaunchError> {
+        let user_lock = self.inner.user_locks.of(user);
         let this = self.clone();
         let rollback = move |outcome: LaunchOutcome| -> BoxFuture<'static, ()> {
             Box::pin(async move {
@@ -474,7 +481,7 @@ impl KubeLauncher {
             })
         };
         let deadline = self.inner.config.launch_timeout + DETACHED_GRACE;
-        detached(deadline, async move { (work.await, ()) }, rollback).await
+        detached(deadline, user_lock, work, rollback).await
     }
 
     async fn launch_now(&self, request: LaunchRequest) -> Result<LaunchOutcome, LaunchError> {
@@ -574,13 +581,15 @@ impl KubeLauncher {
 #[async_trait]
 impl Launcher for KubeLauncher {
     async fn launch(&self, request: LaunchRequest) -> Result<LaunchOutcome, LaunchError> {
-        let this = self.clone();
-        self.detached(async move { this.launch_now(request).await }).await
+        let (this, user) = (self.clone(), request.user.clone());
+        self.detached(&user, async move { this.launch_now(request).await })
+            .await
     }
 
     async fn resume(&self, request: ResumeRequest) -> Result<LaunchOutcome, LaunchError> {
-        let this = self.clone();
-        self.detached(async move { this.resume_now(request).await }).await
+        let (this, user) = (self.clone(), request.user.clone());
+        self.detached(&user, async move { this.resume_now(request).await })
+            .await
     }
 
     async fn cancel(&self, user: &UserName) -> Result<(), LaunchError> {

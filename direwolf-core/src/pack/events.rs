@@ -104,7 +104,7 @@ impl Pack {
     /// The host says it stopped session `id` of `user`: ends it, unless a resume replaced it
     /// meanwhile or the host still lists it.
     async fn host_stopped(&self, index: usize, user: UserName, id: &str) {
-        let user_lock = self.user_lock(&user);
+        let user_lock = self.user_locks.of(&user);
         let _guard = user_lock.lock().await;
         // Re-checked under the user's lock: a resume may have replaced the session.
         let fake_ip = match self.ledger.lock().live(&user) {

@@ -56,7 +56,7 @@ use parking_lot::Mutex;
 
 use crate::error::Error;
 use crate::ids::{AppId, UserName};
-use crate::launcher::{LaunchError, LaunchOutcome, Launcher};
+use crate::launcher::{LaunchError, LaunchOutcome, Launcher, UserLocks};
 use crate::model::{LaunchRequest, ResumeRequest, StreamPorts};
 use crate::relay::{Relay, SessionRelayConfig, WolfPorts};
 use crate::store::{AppCatalog, SessionStore};
@@ -152,7 +152,7 @@ struct Pack {
     config: PoolConfig,
     ledger: Mutex<Ledger>,
     /// One lock per user: launches, resumes and cancels of one user run one after the other.
-    user_locks: Mutex<HashMap<UserName, Arc<tokio::sync::Mutex<()>>>>,
+    user_locks: UserLocks,
 }
 
 impl Pack {
@@ -166,10 +166,6 @@ impl Pack {
 
     fn host_index(&self, name: &str) -> Option<usize> {
         self.members.iter().position(|m| m.config.host.name() == name)
-    }
-
-    fn user_lock(&self, user: &UserName) -> Arc<tokio::sync::Mutex<()>> {
-        self.user_locks.lock().entry(user.clone()).or_default().clone()
     }
 
     fn mark_down(&self, index: usize) {
@@ -266,7 +262,7 @@ impl WolfPool {
             apps,
             config,
             ledger: Mutex::new(ledger),
-            user_locks: Mutex::new(HashMap::new()),
+            user_locks: UserLocks::default(),
         });
         reconcile::restore(&pack).await?;
         for index in 0..pack.members.len() {
@@ -346,7 +342,7 @@ impl Launcher for WolfPool {
     }
 
     async fn cancel(&self, user: &UserName) -> Result<(), LaunchError> {
-        let user_lock = self.pack.user_lock(user);
+        let user_lock = self.pack.user_locks.of(user);
         let _guard = user_lock.lock().await;
         self.pack.cancel(user).await
     }

@@ -45,12 +45,7 @@ pub(super) async fn run_detached(
     user: UserName,
     work: impl FnOnce(Arc<Pack>) -> BoxFuture<'static, Result<LaunchOutcome, LaunchError>> + Send + 'static,
 ) -> Result<LaunchOutcome, LaunchError> {
-    let user_lock = pack.user_lock(&user);
-    let task_pack = pack.clone();
-    let locked_work = async move {
-        let guard = user_lock.lock_owned().await;
-        (work(task_pack).await, guard)
-    };
+    let user_lock = pack.user_locks.of(&user);
     let rollback_pack = pack.clone();
     let rollback = move |_| -> BoxFuture<'static, ()> {
         Box::pin(async move {
@@ -59,7 +54,13 @@ pub(super) async fn run_detached(
             }
         })
     };
-    detached(pack.config.launch_deadline, locked_work, rollback).await
+    detached(
+        pack.config.launch_deadline,
+        user_lock,
+        work(pack.clone()),
+        rollback,
+    )
+    .await
 }
 
 impl Pack {

@@ -798,7 +798,7 @@ async fn invalid_pools_are_refused() {
     assert!(matches!(twice.await, Err(Error::Invalid { .. })));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conforms_to_the_launcher_suite() {
     let (a, b) = (host("a"), host("b"));
     let f = fixture(vec![(a.clone(), 2), (b.clone(), 2)], PoolConfig::default()).await;
