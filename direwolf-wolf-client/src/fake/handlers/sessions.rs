@@ -2,7 +2,7 @@
 //! `runners/start`.
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::{Emitted, Reply, State, error, id_field, object, require, settings_for, success, to_json};
 use crate::events::names;
@@ -104,12 +104,28 @@ pub(super) fn list(version: WolfVersion, st: &State) -> Reply {
     )
 }
 
-/// `sessions/add` (endpoint 14).
+/// `sessions/add` (endpoint 14): checks the body as Wolf does, in Wolf's order, then records the
+/// session and broadcasts it.
 pub(super) fn add(version: WolfVersion, st: &mut State, body: &[u8], emit: &mut Vec<Emitted>) -> Reply {
     let obj = match object(body) {
         Ok(o) => o,
         Err(e) => return error(500, &e),
     };
+    if let Err(e) = check_session_fields(version, &obj) {
+        return error(500, &e);
+    }
+    let session = match new_session(version, st, &obj) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let session_id = session.client_id;
+    emit.push((names::STREAM_SESSION, session_json(version, &session)));
+    st.sessions.push(session);
+    Reply::Json(200, format!(r#"{{"success":true,"session_id":"{session_id}"}}"#))
+}
+
+/// The fields `sessions/add` requires in `version`, and those of its `client_settings`.
+fn check_session_fields(version: WolfVersion, obj: &Map<String, Value>) -> Result<(), String> {
     let mut required = vec![
         "client_ip",
         "video_width",
@@ -123,14 +139,32 @@ pub(super) fn add(version: WolfVersion, st: &mut State, body: &[u8], emit: &mut 
     if version.add_session_requires_client() {
         required.extend(["app_id", "client_id", "client_settings"]);
     }
-    if let Err(e) = require(&obj, &required) {
-        return error(500, &e);
+    require(obj, &required)?;
+    if let Some(v) = obj.get("client_settings").filter(|v| !v.is_null()) {
+        check_settings(version, v)?;
     }
-    if let Some(v) = obj.get("client_settings").filter(|v| !v.is_null())
-        && let Err(e) = check_settings(version, v)
-    {
-        return error(500, &e);
+    Ok(())
+}
+
+/// The fields a `client_settings` object must carry in `version`.
+fn check_settings(version: WolfVersion, v: &Value) -> Result<(), String> {
+    let Some(obj) = v.as_object() else {
+        return Err("Expected an object".into());
+    };
+    require(obj, SETTINGS_FIELDS)?;
+    if version >= WolfVersion::V6 {
+        require(obj, &["motion_controller_override"])?;
     }
+    Ok(())
+}
+
+/// The session a checked `sessions/add` body describes: the typed parse, then the client id, the
+/// app and the client, each failing as Wolf does.
+fn new_session(
+    version: WolfVersion,
+    st: &mut State,
+    obj: &Map<String, Value>,
+) -> Result<StreamSession, Reply> {
     let text = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_owned);
     let num = |k: &str| {
         obj.get(k)
@@ -144,53 +178,21 @@ pub(super) fn add(version: WolfVersion, st: &mut State, body: &[u8], emit: &mut 
         num("video_refresh_rate"),
         num("audio_channel_count"),
     ) else {
-        return error(500, "Failed to parse StreamSession: wrong field type");
+        return Err(error(500, "Failed to parse StreamSession: wrong field type"));
     };
     let client_settings = match obj.get("client_settings").filter(|v| !v.is_null()) {
         Some(v) => match serde_json::from_value::<ClientSettings>(v.clone()) {
             Ok(s) => Some(s),
-            Err(e) => return error(500, &e.to_string()),
+            Err(e) => return Err(error(500, &e.to_string())),
         },
         None => None,
     };
-    let client_id = match obj.get("client_id").filter(|v| !v.is_null()) {
-        Some(v) => {
-            let raw = v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
-            match parse_wolf_u64(&raw) {
-                Some(id) => Some(id),
-                None => return Reply::Crash(format!("sessions/add: stoull({raw:?}) on client_id")),
-            }
-        }
-        None => None,
-    };
-    let app_id = match obj.get("app_id").and_then(Value::as_str) {
-        Some(id) => {
-            if !st.apps.iter().any(|a| a.id.as_str() == id) {
-                return error(500, "Invalid app_id");
-            }
-            AppId::new(id)
-        }
-        None => {
-            if st.apps.is_empty() {
-                return Reply::Crash(
-                    "sessions/add without app_id and no Moonlight apps: front() of an empty vector".into(),
-                );
-            }
-            AppId::new(st.uuid())
-        }
-    };
-    let session_id = match client_id {
-        Some(id) => {
-            if !st.clients.iter().any(|c| c.id.get() == id) {
-                return error(500, "Invalid client_id");
-            }
-            SessionId::new(id)
-        }
-        None => SessionId::new(CLIENTLESS_SESSION_ID),
-    };
+    let client_id = requested_client_id(obj)?;
+    let app_id = session_app(st, obj)?;
+    let session_id = session_owner(st, client_id)?;
     let settings = client_settings.unwrap_or_default();
     let v4 = version >= WolfVersion::V4;
-    let session = StreamSession {
+    Ok(StreamSession {
         client_ip,
         aes_key: text("aes_key").filter(|_| v4).map(Secret::new),
         aes_iv: text("aes_iv").filter(|_| v4).map(Secret::new),
@@ -202,10 +204,43 @@ pub(super) fn add(version: WolfVersion, st: &mut State, body: &[u8], emit: &mut 
         app_id,
         client_id: session_id,
         client_settings: Some(settings_for(version, &settings)),
+    })
+}
+
+/// The body's `client_id`, string or number, which Wolf passes to `std::stoull` unguarded.
+fn requested_client_id(obj: &Map<String, Value>) -> Result<Option<u64>, Reply> {
+    let Some(v) = obj.get("client_id").filter(|v| !v.is_null()) else {
+        return Ok(None);
     };
-    emit.push((names::STREAM_SESSION, session_json(version, &session)));
-    st.sessions.push(session);
-    Reply::Json(200, format!(r#"{{"success":true,"session_id":"{session_id}"}}"#))
+    let raw = v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+    match parse_wolf_u64(&raw) {
+        Some(id) => Ok(Some(id)),
+        None => Err(Reply::Crash(format!(
+            "sessions/add: stoull({raw:?}) on client_id"
+        ))),
+    }
+}
+
+/// The body's `app_id`, which must name a known app; without one, Wolf synthesises a `dummy` app
+/// with a random UUID id from its first Moonlight app (and crashes when there is none).
+fn session_app(st: &mut State, obj: &Map<String, Value>) -> Result<AppId, Reply> {
+    match obj.get("app_id").and_then(Value::as_str) {
+        Some(id) if st.apps.iter().any(|a| a.id.as_str() == id) => Ok(AppId::new(id)),
+        Some(_) => Err(error(500, "Invalid app_id")),
+        None if st.apps.is_empty() => Err(Reply::Crash(
+            "sessions/add without app_id and no Moonlight apps: front() of an empty vector".into(),
+        )),
+        None => Ok(AppId::new(st.uuid())),
+    }
+}
+
+/// The session's id: the paired client's id, or the clientless id without a client.
+fn session_owner(st: &State, client_id: Option<u64>) -> Result<SessionId, Reply> {
+    match client_id {
+        Some(id) if st.clients.iter().any(|c| c.id.get() == id) => Ok(SessionId::new(id)),
+        Some(_) => Err(error(500, "Invalid client_id")),
+        None => Ok(SessionId::new(CLIENTLESS_SESSION_ID)),
+    }
 }
 
 /// `sessions/start` (endpoint 15): fires `VideoSession` and `AudioSession`, as an RTSP `ANNOUNCE` does.
@@ -341,15 +376,4 @@ fn req_to_event(r: &StartRunnerRequest) -> StartRunnerOut<'_> {
         runner: &r.runner,
         session_id: r.session_id,
     }
-}
-
-fn check_settings(version: WolfVersion, v: &Value) -> Result<(), String> {
-    let Some(obj) = v.as_object() else {
-        return Err("Expected an object".into());
-    };
-    require(obj, SETTINGS_FIELDS)?;
-    if version >= WolfVersion::V6 {
-        require(obj, &["motion_controller_override"])?;
-    }
-    Ok(())
 }
