@@ -11,7 +11,23 @@ use crate::secret::Secret;
 use crate::types::*;
 use crate::version::{WolfVersion, paths};
 
-const SETTINGS_FIELDS: &[&str] = &[
+/// The `StreamSession` fields a `sessions/add` body must carry in every version (spec §3.6).
+pub(in crate::fake) const SESSION_FIELDS: &[&str] = &[
+    "client_ip",
+    "video_width",
+    "video_height",
+    "video_refresh_rate",
+    "audio_channel_count",
+];
+
+/// The `StreamSession` fields required since V4.
+pub(in crate::fake) const SESSION_FIELDS_V4: &[&str] = &["aes_key", "aes_iv", "rtsp_fake_ip"];
+
+/// The `StreamSession` fields required before V5b and optional since.
+pub(in crate::fake) const SESSION_CLIENT_FIELDS: &[&str] = &["app_id", "client_id", "client_settings"];
+
+/// The `ClientSettings` fields (spec §3.1) before V6, which adds `motion_controller_override`.
+pub(in crate::fake) const SETTINGS_FIELDS: &[&str] = &[
     "run_uid",
     "run_gid",
     "controllers_override",
@@ -126,18 +142,12 @@ pub(super) fn add(version: WolfVersion, st: &mut State, body: &[u8], emit: &mut 
 
 /// The fields `sessions/add` requires in `version`, and those of its `client_settings`.
 fn check_session_fields(version: WolfVersion, obj: &Map<String, Value>) -> Result<(), String> {
-    let mut required = vec![
-        "client_ip",
-        "video_width",
-        "video_height",
-        "video_refresh_rate",
-        "audio_channel_count",
-    ];
+    let mut required = SESSION_FIELDS.to_vec();
     if version >= WolfVersion::V4 {
-        required.extend(["aes_key", "aes_iv", "rtsp_fake_ip"]);
+        required.extend(SESSION_FIELDS_V4);
     }
     if version.add_session_requires_client() {
-        required.extend(["app_id", "client_id", "client_settings"]);
+        required.extend(SESSION_CLIENT_FIELDS);
     }
     require(obj, &required)?;
     if let Some(v) = obj.get("client_settings").filter(|v| !v.is_null()) {
