@@ -1,5 +1,7 @@
 //! The fake's in-memory Wolf state and its endpoint handlers (spec §4), answering with Wolf's
-//! bodies, status codes, field order and quirks.
+//! bodies, status codes, field order and quirks: here the dispatch, the shared body parsing and
+//! replies, pairing and clients (§4.1), apps and profiles (§4.2); the stream sessions (§4.3),
+//! lobbies (§4.4) and utilities (§4.5) in their own modules.
 
 use std::collections::HashMap;
 
@@ -8,13 +10,13 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::http::HttpRequest;
-use crate::events::names;
 use crate::ids::{ClientId, SessionId, client_id_for_cert, parse_wolf_u64};
 use crate::types::*;
 use crate::version::{ENDPOINTS, Method, WolfVersion, paths};
 
 mod lobbies;
 mod sessions;
+mod utilities;
 
 pub(super) use sessions::{SESSION_CLIENT_FIELDS, SESSION_FIELDS, SESSION_FIELDS_V4, SETTINGS_FIELDS};
 
@@ -128,27 +130,16 @@ impl State {
 /// An event to broadcast: `event:` name and compact JSON `data:`.
 pub(crate) type Emitted = (&'static str, String);
 
-/// Handles one request. `emit` collects events to broadcast.
+/// Handles one request: a route `version` lacks gets a bare 404, the others their handler. `emit`
+/// collects events to broadcast.
 pub(crate) fn handle(
     version: WolfVersion,
     st: &mut State,
     req: &HttpRequest,
     emit: &mut Vec<Emitted>,
 ) -> Reply {
-    let known = ENDPOINTS.iter().find(|(p, m, since)| {
-        *p == req.path
-            && *since <= version
-            && match m {
-                Method::Get => req.method == "GET",
-                Method::Post => req.method == "POST",
-            }
-    });
-    if known.is_none() {
-        return Reply::Bytes {
-            status: 404,
-            content_type: None,
-            body: Vec::new(),
-        };
+    if !served(version, req) {
+        return not_found();
     }
     let body = req.body.as_slice();
     match req.path.as_str() {
@@ -157,51 +148,14 @@ pub(crate) fn handle(
         paths::PAIR_PENDING => success_with("requests", &st.pending),
         paths::PAIR_CLIENT => pair_client(version, st, body),
         paths::UNPAIR_CLIENT => unpair_client(st, body),
-        paths::CLIENTS => {
-            let clients: Vec<PairedClient> = st
-                .clients
-                .iter()
-                .map(|c| PairedClient {
-                    client_id: c.id,
-                    app_state_folder: c.app_state_folder.clone(),
-                    settings: Some(settings_for(version, &c.settings)),
-                })
-                .collect();
-            success_with("clients", &clients)
-        }
+        paths::CLIENTS => list_clients(version, st),
         paths::CLIENTS_SETTINGS => client_settings(st, body),
         paths::APPS => success_with("apps", &st.apps),
-        paths::APPS_ADD => match parse::<App>(body, APP_FIELDS) {
-            Ok(mut app) => {
-                // Wolf does not copy `start_audio_server` from the request (spec §3.4).
-                app.start_audio_server = false;
-                st.apps.push(app);
-                success()
-            }
-            Err(r) => r,
-        },
-        paths::APPS_DELETE => match parse::<IdBody>(body, &["id"]) {
-            Ok(b) => {
-                st.apps.retain(|a| a.id.as_str() != b.id);
-                success()
-            }
-            Err(r) => r,
-        },
+        paths::APPS_ADD => add_app(st, body),
+        paths::APPS_DELETE => delete_by_id(body, |id| st.apps.retain(|a| a.id.as_str() != id)),
         paths::PROFILES => success_with("profiles", &st.profiles),
-        paths::PROFILES_ADD => match parse::<Profile>(body, &["name", "id", "icon_png_path", "apps"]) {
-            Ok(p) => {
-                st.profiles.push(p);
-                success()
-            }
-            Err(r) => r,
-        },
-        paths::PROFILES_REMOVE => match parse::<IdBody>(body, &["id"]) {
-            Ok(b) => {
-                st.profiles.retain(|p| p.id != b.id);
-                success()
-            }
-            Err(r) => r,
-        },
+        paths::PROFILES_ADD => add_profile(st, body),
+        paths::PROFILES_REMOVE => delete_by_id(body, |id| st.profiles.retain(|p| p.id != id)),
         paths::SESSIONS => sessions::list(version, st),
         paths::SESSIONS_ADD => sessions::add(version, st, body, emit),
         paths::SESSIONS_START => sessions::start(version, st, body, emit),
@@ -209,68 +163,36 @@ pub(crate) fn handle(
             sessions::action(version, st, &req.path, body, emit)
         }
         paths::RUNNERS_START => sessions::start_runner(st, body, emit),
-        paths::LOBBIES => {
-            let lobbies: Vec<&Lobby> = st.lobbies.iter().map(|l| &l.lobby).collect();
-            success_with("lobbies", &lobbies)
-        }
+        paths::LOBBIES => lobbies::list_lobbies(st),
         paths::LOBBIES_CREATE => lobbies::create_lobby(version, st, body, emit),
         paths::LOBBIES_JOIN => lobbies::join_lobby(st, body, emit),
         paths::LOBBIES_LEAVE => lobbies::leave_lobby(st, body, emit),
         paths::LOBBIES_STOP => lobbies::stop_lobby(st, body, emit),
-        paths::UTILS_GET_ICON => match query_value(req, "icon_path") {
-            Some(p) => match st.icons.get(&p) {
-                Some(png) => Reply::Bytes {
-                    status: 200,
-                    content_type: Some("image/png"),
-                    body: png.clone(),
-                },
-                None => error(404, "Icon not found"),
-            },
-            None => error(
-                400,
-                "Invalid request format, expects 'icon_path' as a query parameter",
-            ),
-        },
-        paths::DOCKER_INSPECT => match query_value(req, "image_name") {
-            Some(name) => match st.images.get(&name) {
-                Some(v) => ok_json(v),
-                None => error(404, "Image not found"),
-            },
-            None => error(
-                400,
-                "Invalid request format, expects 'image_name' as a query parameter",
-            ),
-        },
-        paths::DOCKER_PULL => match parse::<ImageBody>(body, &["image_name"]) {
-            // An unparsable pull request gets no answer at all (spec endpoint 27); not a crash.
-            Err(_) => Reply::Close,
-            Ok(b) => {
-                emit.push((
-                    names::DOCKER_PULL_START,
-                    to_json(&PullStartOut {
-                        image_name: &b.image_name,
-                    }),
-                ));
-                match st.pulls.get(&b.image_name) {
-                    Some(plan) => Reply::Pull(plan.clone(), b.image_name),
-                    None => {
-                        emit.push((
-                            names::DOCKER_PULL_END,
-                            to_json(&PullEndOut {
-                                image_name: &b.image_name,
-                                success: false,
-                            }),
-                        ));
-                        error(500, "Failed to pull image")
-                    }
-                }
+        paths::UTILS_GET_ICON => utilities::get_icon(st, req),
+        paths::DOCKER_INSPECT => utilities::inspect_image(st, req),
+        paths::DOCKER_PULL => utilities::pull_image(st, body, emit),
+        _ => not_found(),
+    }
+}
+
+/// Whether Wolf `version` has a route for the request's method and path.
+fn served(version: WolfVersion, req: &HttpRequest) -> bool {
+    ENDPOINTS.iter().any(|(p, m, since)| {
+        *p == req.path
+            && *since <= version
+            && match m {
+                Method::Get => req.method == "GET",
+                Method::Post => req.method == "POST",
             }
-        },
-        _ => Reply::Bytes {
-            status: 404,
-            content_type: None,
-            body: Vec::new(),
-        },
+    })
+}
+
+/// Wolf's answer to an unknown route: 404 with an empty body, not the JSON error shape (spec §1.3).
+fn not_found() -> Reply {
+    Reply::Bytes {
+        status: 404,
+        content_type: None,
+        body: Vec::new(),
     }
 }
 
@@ -291,16 +213,6 @@ const APP_FIELDS: &[&str] = &[
 #[derive(serde::Deserialize)]
 struct IdBody {
     id: String,
-}
-
-#[derive(serde::Deserialize)]
-struct ImageBody {
-    image_name: String,
-}
-
-#[derive(Serialize)]
-struct PullStartOut<'a> {
-    image_name: &'a str,
 }
 
 #[derive(Serialize)]
@@ -384,16 +296,6 @@ fn settings_for(version: WolfVersion, s: &ClientSettings) -> ClientSettings {
     s
 }
 
-fn query_value(req: &HttpRequest, key: &str) -> Option<String> {
-    // Wolf: exactly one `key=value` pair, split on `=`, no percent-decoding.
-    let q = req.query.as_deref()?;
-    let parts: Vec<&str> = q.split('=').collect();
-    match parts.as_slice() {
-        [k, v] if *k == key && !v.is_empty() => Some((*v).to_owned()),
-        _ => None,
-    }
-}
-
 fn pair_client(version: WolfVersion, st: &mut State, body: &[u8]) -> Reply {
     let req = match parse::<PairClientRequest>(body, &["pair_secret", "pin"]) {
         Ok(r) => r,
@@ -466,6 +368,53 @@ fn client_settings(st: &mut State, body: &[u8]) -> Reply {
         s.apply_to(&mut client.settings);
     }
     success()
+}
+
+fn list_clients(version: WolfVersion, st: &State) -> Reply {
+    let clients: Vec<PairedClient> = st
+        .clients
+        .iter()
+        .map(|c| PairedClient {
+            client_id: c.id,
+            app_state_folder: c.app_state_folder.clone(),
+            settings: Some(settings_for(version, &c.settings)),
+        })
+        .collect();
+    success_with("clients", &clients)
+}
+
+fn add_app(st: &mut State, body: &[u8]) -> Reply {
+    match parse::<App>(body, APP_FIELDS) {
+        Ok(mut app) => {
+            // Wolf does not copy `start_audio_server` from the request (spec §3.4).
+            app.start_audio_server = false;
+            st.apps.push(app);
+            success()
+        }
+        Err(r) => r,
+    }
+}
+
+fn add_profile(st: &mut State, body: &[u8]) -> Reply {
+    match parse::<Profile>(body, &["name", "id", "icon_png_path", "apps"]) {
+        Ok(p) => {
+            st.profiles.push(p);
+            success()
+        }
+        Err(r) => r,
+    }
+}
+
+/// `apps/delete` and `profiles/remove`: `delete` the `id` of the body; success even when nothing
+/// has that id.
+fn delete_by_id(body: &[u8], delete: impl FnOnce(&str)) -> Reply {
+    match parse::<IdBody>(body, &["id"]) {
+        Ok(b) => {
+            delete(&b.id);
+            success()
+        }
+        Err(r) => r,
+    }
 }
 
 /// Before V5, `size_t` ids in event payloads are JSON numbers: rewrites `"session_id":"<digits>"`
