@@ -1,0 +1,344 @@
+//! The fake's RTSP server (spec `streaming-ports.md` §3): one request per connection, matched to a
+//! live session (§4), answered and closed; `ANNOUNCE` fires `VideoSession` and `AudioSession`.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::Ctx;
+use crate::events::names;
+use crate::fake::handlers;
+use crate::secret::Secret;
+use crate::types::{
+    AudioMode, AudioSession, ColorRange, ColorSpace, DisplayMode, Speaker, StreamSession, VideoSession,
+};
+use crate::version::WolfVersion;
+
+/// Wolf's read deadline for a request (`rtsp/net.hpp`).
+const RTSP_READ_DEADLINE: Duration = Duration::from_millis(2500);
+/// Largest request the fake reads.
+const RTSP_MAX_REQUEST: usize = 64 * 1024;
+
+pub(super) async fn rtsp_loop(ctx: Ctx, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(rtsp_connection(ctx.clone(), stream, peer));
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "fake wolf rtsp accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+struct RtspRequest {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl RtspRequest {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+async fn read_rtsp(stream: &mut TcpStream) -> Option<RtspRequest> {
+    let deadline = tokio::time::Instant::now() + RTSP_READ_DEADLINE;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        if buf.len() > RTSP_MAX_REQUEST {
+            return None;
+        }
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut chunk))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next()?.split(' ');
+    let method = first.next()?.to_owned();
+    let target = first.next()?.to_owned();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let mut req = RtspRequest {
+        method,
+        target,
+        headers,
+        body: buf[head_end..].to_vec(),
+    };
+    if let Some(len) = req.header("Content-length").and_then(|v| v.parse::<usize>().ok()) {
+        let len = len.min(RTSP_MAX_REQUEST);
+        while req.body.len() < len {
+            let Ok(Ok(n)) = tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await else {
+                break;
+            };
+            if n == 0 {
+                break;
+            }
+            req.body.extend_from_slice(&chunk[..n]);
+        }
+    }
+    Some(req)
+}
+
+/// `Some(host)` of an `rtsp://host:port` target; `Err` when the host is not `[0-9.]+` (Wolf's
+/// grammar fails: 400).
+fn uri_host(target: &str) -> Result<Option<&str>, ()> {
+    let Some(rest) = target.split_once("://").map(|(_, r)| r) else {
+        return Ok(None);
+    };
+    let host = rest.split([':', '/']).next().unwrap_or_default();
+    if host.is_empty() || !host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(());
+    }
+    Ok(Some(host))
+}
+
+fn respond(status: &str, cseq: Option<&str>, mut headers: Vec<(&str, String)>, payload: &str) -> String {
+    if let Some(c) = cseq {
+        headers.push(("CSeq", c.to_owned()));
+    }
+    if !payload.is_empty() {
+        headers.push(("Content-length", payload.len().to_string()));
+    }
+    headers.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out = format!("RTSP/1.0 {status}\r\n");
+    for (k, v) in headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    out.push_str(payload);
+    out
+}
+
+const DESCRIBE_PAYLOAD: &str = "a=fmtp:97 surround-params=21101\r\n\
+a=fmtp:97 surround-params=642012345\r\n\
+a=fmtp:97 surround-params=85301234567\r\n\
+a=x-ss-general.featureFlags: 3\r\n";
+
+const SESSION: &str = "DEADBEEFCAFE;timeout = 90";
+
+async fn rtsp_connection(ctx: Ctx, mut stream: TcpStream, peer: SocketAddr) {
+    let Some(req) = read_rtsp(&mut stream).await else {
+        return;
+    };
+    let answer = rtsp_answer(&ctx, &req, peer.ip());
+    let _ = stream.write_all(answer.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+fn rtsp_answer(ctx: &Ctx, req: &RtspRequest, peer: IpAddr) -> String {
+    let cseq = req.header("CSeq");
+    let what = format!("{} {}", req.method, req.target);
+    let reject = |status: &str| {
+        ctx.state.lock().rejected.push(format!("{status} {what}"));
+        respond(status, cseq, Vec::new(), "")
+    };
+    let Ok(host) = uri_host(&req.target) else {
+        return reject("400 BAD REQUEST");
+    };
+    let live = ctx.live_sessions();
+    let host_header = req.header("Host");
+    let session = if ctx.shared.version >= WolfVersion::V4 {
+        live.iter()
+            .find(|s| {
+                let fake = s.rtsp_fake_ip.as_deref().unwrap_or("");
+                fake == host.unwrap_or("") || Some(fake) == host_header
+            })
+            .or_else(|| {
+                (host_header.is_none() || host_header == Some("0.0.0.0"))
+                    .then(|| live.iter().find(|s| s.client_ip == peer.to_string()))
+                    .flatten()
+            })
+    } else {
+        live.iter().find(|s| s.client_ip == peer.to_string())
+    };
+    // UNVERIFIED: the status Wolf answers when no session matches.
+    let Some(session) = session else {
+        return reject("404 NOT FOUND");
+    };
+    let mut events = Vec::new();
+    let answer = {
+        let mut st = ctx.state.lock();
+        let entry = st.entry(session);
+        entry.record.rtsp_requests.push(what.clone());
+        entry.record.rtsp_sources.push(peer);
+        match req.method.as_str() {
+            "OPTIONS" | "PLAY" => Some(respond("200 OK", cseq, Vec::new(), "")),
+            "DESCRIBE" => Some(respond("200 OK", cseq, Vec::new(), DESCRIBE_PAYLOAD)),
+            "SETUP" => {
+                let ping = String::from_utf8_lossy(&entry.ping).into_owned();
+                let port = |p: &AtomicU16| format!("server_port={}", p.load(Ordering::Relaxed));
+                let session_hdr = ("Session", SESSION.to_owned());
+                if req.target.contains("streamid=audio") {
+                    Some(respond(
+                        "200 OK",
+                        cseq,
+                        vec![
+                            session_hdr,
+                            ("Transport", port(&ctx.audio_port)),
+                            ("X-SS-Ping-Payload", ping),
+                        ],
+                        "",
+                    ))
+                } else if req.target.contains("streamid=video") {
+                    Some(respond(
+                        "200 OK",
+                        cseq,
+                        vec![
+                            session_hdr,
+                            ("Transport", port(&ctx.video_port)),
+                            ("X-SS-Ping-Payload", ping),
+                        ],
+                        "",
+                    ))
+                } else if req.target.contains("streamid=control") {
+                    Some(respond(
+                        "200 OK",
+                        cseq,
+                        vec![
+                            session_hdr,
+                            ("Transport", port(&ctx.control_port)),
+                            ("X-SS-Connect-Data", entry.connect_data.to_string()),
+                        ],
+                        "",
+                    ))
+                } else {
+                    None
+                }
+            }
+            "ANNOUNCE" => {
+                entry.record.announced = true;
+                let body = String::from_utf8_lossy(&req.body).into_owned();
+                events = announce_events(ctx, session, entry.ping, &body);
+                Some(respond("200 OK", cseq, Vec::new(), ""))
+            }
+            _ => None,
+        }
+    };
+    for (name, data) in events {
+        ctx.shared.emit(name, &data);
+    }
+    answer.unwrap_or_else(|| reject("404 NOT FOUND"))
+}
+
+/// `VideoSession` and `AudioSession` events for an `ANNOUNCE` body.
+fn announce_events(ctx: &Ctx, s: &StreamSession, ping: [u8; 16], body: &str) -> Vec<(&'static str, String)> {
+    let mut values = HashMap::new();
+    for line in body.lines() {
+        if let Some((k, v)) = line.trim().strip_prefix("a=").and_then(|l| l.split_once(':')) {
+            values.insert(k.trim(), v.trim());
+        }
+    }
+    let num = |k: &str, default: i64| {
+        values
+            .get(k)
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(default)
+    };
+    let width = num("x-nv-video[0].clientViewportWd", i64::from(s.video_width));
+    let height = num("x-nv-video[0].clientViewportHt", i64::from(s.video_height));
+    let fps = num("x-nv-video[0].maxFPS", i64::from(s.video_refresh_rate));
+    let channels = num(
+        "x-nv-audio.surround.numChannels",
+        i64::from(s.audio_channel_count),
+    );
+    let flags = num("x-nv-general.featureFlags", 0);
+    let codec = num("x-nv-vqos[0].bitStreamFormat", 0);
+    let video = VideoSession {
+        display_mode: DisplayMode {
+            width: u32::try_from(width).unwrap_or(s.video_width),
+            height: u32::try_from(height).unwrap_or(s.video_height),
+            refresh_rate: u32::try_from(fps).unwrap_or(s.video_refresh_rate),
+        },
+        gst_pipeline: match codec {
+            1 => "hevc",
+            2 => "av1",
+            _ => "h264",
+        }
+        .into(),
+        render_node: "/dev/dri/renderD128".into(),
+        session_id: s.client_id,
+        port: ctx.video_port.load(Ordering::Relaxed),
+        timeout_ms: u32::try_from(num("x-nv-video[0].timeoutLengthMs", 7000)).unwrap_or(7000),
+        wait_for_ping: true,
+        packet_size: u32::try_from(num("x-nv-video[0].packetSize", 1024)).unwrap_or(1024),
+        frames_with_invalid_ref_threshold: i32::try_from(num(
+            "x-nv-video[0].framesWithInvalidRefThreshold",
+            0,
+        ))
+        .unwrap_or(0),
+        fec_percentage: 20,
+        min_required_fec_packets: i32::try_from(num("x-nv-vqos[0].fec.minRequiredFecPackets", 0))
+            .unwrap_or(0),
+        bitrate_kbps: num(
+            "x-ml-video.configuredBitrateKbps",
+            num("x-nv-vqos[0].bw.maximumBitrateKbps", 15000),
+        ),
+        slices_per_frame: i32::try_from(num("x-nv-video[0].videoEncoderSlicesPerFrame", 1)).unwrap_or(1),
+        color_range: ColorRange::Mpeg,
+        color_space: ColorSpace::Bt709,
+        client_ip: s.client_ip.clone(),
+        rtp_secret_payload: Some(Secret::new(ping)),
+    };
+    let channels = u32::try_from(channels).unwrap_or(2);
+    let audio = AudioSession {
+        gst_pipeline: "opus".into(),
+        session_id: s.client_id,
+        encrypt_audio: flags & 0x20 != 0,
+        aes_key: Secret::new(s.aes_key.as_ref().map(|k| k.expose().clone()).unwrap_or_default()),
+        aes_iv: Secret::new(s.aes_iv.as_ref().map(|k| k.expose().clone()).unwrap_or_default()),
+        port: ctx.audio_port.load(Ordering::Relaxed),
+        wait_for_ping: true,
+        client_ip: s.client_ip.clone(),
+        rtp_secret_payload: Some(Secret::new(ping)),
+        packet_duration: u32::try_from(num("x-nv-aqos.packetDuration", 5)).unwrap_or(5),
+        audio_mode: AudioMode {
+            channels,
+            streams: if channels > 2 { channels - 2 } else { 1 },
+            coupled_streams: if channels > 2 { 2 } else { 1 },
+            speakers: [
+                Speaker::FrontLeft,
+                Speaker::FrontRight,
+                Speaker::FrontCenter,
+                Speaker::LowFrequency,
+                Speaker::BackLeft,
+                Speaker::BackRight,
+                Speaker::SideLeft,
+                Speaker::SideRight,
+            ]
+            .into_iter()
+            .take(channels as usize)
+            .collect(),
+            bitrate: 96000 * channels / 2,
+            sample_rate: 48000,
+        },
+    };
+    vec![
+        (names::VIDEO_SESSION, handlers::to_json(&video)),
+        (names::AUDIO_SESSION, handlers::to_json(&audio)),
+    ]
+}
