@@ -3,13 +3,13 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::Ctx;
+use super::{Ctx, Entry};
 use crate::events::names;
 use crate::fake::handlers;
 use crate::secret::Secret;
@@ -150,6 +150,8 @@ async fn rtsp_connection(ctx: Ctx, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.shutdown().await;
 }
 
+/// The answer to one request: `400` for a host Wolf's grammar rejects, `404` for a request that
+/// matches no live session or that Wolf does not serve; every error is recorded.
 fn rtsp_answer(ctx: &Ctx, req: &RtspRequest, peer: IpAddr) -> String {
     let cseq = req.header("CSeq");
     let what = format!("{} {}", req.method, req.target);
@@ -161,21 +163,7 @@ fn rtsp_answer(ctx: &Ctx, req: &RtspRequest, peer: IpAddr) -> String {
         return reject("400 BAD REQUEST");
     };
     let live = ctx.live_sessions();
-    let host_header = req.header("Host");
-    let session = if ctx.shared.version >= WolfVersion::V4 {
-        live.iter()
-            .find(|s| {
-                let fake = s.rtsp_fake_ip.as_deref().unwrap_or("");
-                fake == host.unwrap_or("") || Some(fake) == host_header
-            })
-            .or_else(|| {
-                (host_header.is_none() || host_header == Some("0.0.0.0"))
-                    .then(|| live.iter().find(|s| s.client_ip == peer.to_string()))
-                    .flatten()
-            })
-    } else {
-        live.iter().find(|s| s.client_ip == peer.to_string())
-    };
+    let session = request_session(ctx.shared.version, &live, host, req.header("Host"), peer);
     // UNVERIFIED: the status Wolf answers when no session matches.
     let Some(session) = session else {
         return reject("404 NOT FOUND");
@@ -189,47 +177,7 @@ fn rtsp_answer(ctx: &Ctx, req: &RtspRequest, peer: IpAddr) -> String {
         match req.method.as_str() {
             "OPTIONS" | "PLAY" => Some(respond("200 OK", cseq, Vec::new(), "")),
             "DESCRIBE" => Some(respond("200 OK", cseq, Vec::new(), DESCRIBE_PAYLOAD)),
-            "SETUP" => {
-                let ping = String::from_utf8_lossy(&entry.ping).into_owned();
-                let port = |p: &AtomicU16| format!("server_port={}", p.load(Ordering::Relaxed));
-                let session_hdr = ("Session", SESSION.to_owned());
-                if req.target.contains("streamid=audio") {
-                    Some(respond(
-                        "200 OK",
-                        cseq,
-                        vec![
-                            session_hdr,
-                            ("Transport", port(&ctx.audio_port)),
-                            ("X-SS-Ping-Payload", ping),
-                        ],
-                        "",
-                    ))
-                } else if req.target.contains("streamid=video") {
-                    Some(respond(
-                        "200 OK",
-                        cseq,
-                        vec![
-                            session_hdr,
-                            ("Transport", port(&ctx.video_port)),
-                            ("X-SS-Ping-Payload", ping),
-                        ],
-                        "",
-                    ))
-                } else if req.target.contains("streamid=control") {
-                    Some(respond(
-                        "200 OK",
-                        cseq,
-                        vec![
-                            session_hdr,
-                            ("Transport", port(&ctx.control_port)),
-                            ("X-SS-Connect-Data", entry.connect_data.to_string()),
-                        ],
-                        "",
-                    ))
-                } else {
-                    None
-                }
-            }
+            "SETUP" => setup_answer(ctx, entry, &req.target, cseq),
             "ANNOUNCE" => {
                 entry.record.announced = true;
                 let body = String::from_utf8_lossy(&req.body).into_owned();
@@ -243,6 +191,64 @@ fn rtsp_answer(ctx: &Ctx, req: &RtspRequest, peer: IpAddr) -> String {
         ctx.shared.emit(name, &data);
     }
     answer.unwrap_or_else(|| reject("404 NOT FOUND"))
+}
+
+/// The live session a request from `peer` belongs to (spec §4): from V4, the first whose
+/// `rtsp_fake_ip` is the request-URI host or the `Host` header, else, when `Host` is missing or
+/// `0.0.0.0`, the one whose `client_ip` is the peer; before V4, always the latter.
+fn request_session<'a>(
+    version: WolfVersion,
+    live: &'a [StreamSession],
+    host: Option<&str>,
+    host_header: Option<&str>,
+    peer: IpAddr,
+) -> Option<&'a StreamSession> {
+    let by_peer = || live.iter().find(|s| s.client_ip == peer.to_string());
+    if version < WolfVersion::V4 {
+        return by_peer();
+    }
+    live.iter()
+        .find(|s| {
+            let fake = s.rtsp_fake_ip.as_deref().unwrap_or("");
+            fake == host.unwrap_or("") || Some(fake) == host_header
+        })
+        .or_else(|| {
+            (host_header.is_none() || host_header == Some("0.0.0.0"))
+                .then(by_peer)
+                .flatten()
+        })
+}
+
+/// The answer to a `SETUP` of the audio, video or control stream: the stream's port and the
+/// session's ping secret or connect data; `None` for any other target.
+fn setup_answer(ctx: &Ctx, entry: &Entry, target: &str, cseq: Option<&str>) -> Option<String> {
+    let ping = || {
+        (
+            "X-SS-Ping-Payload",
+            String::from_utf8_lossy(&entry.ping).into_owned(),
+        )
+    };
+    let (port, secret) = if target.contains("streamid=audio") {
+        (&ctx.audio_port, ping())
+    } else if target.contains("streamid=video") {
+        (&ctx.video_port, ping())
+    } else if target.contains("streamid=control") {
+        (
+            &ctx.control_port,
+            ("X-SS-Connect-Data", entry.connect_data.to_string()),
+        )
+    } else {
+        return None;
+    };
+    let headers = vec![
+        ("Session", SESSION.to_owned()),
+        (
+            "Transport",
+            format!("server_port={}", port.load(Ordering::Relaxed)),
+        ),
+        secret,
+    ];
+    Some(respond("200 OK", cseq, headers, ""))
 }
 
 /// `VideoSession` and `AudioSession` events for an `ANNOUNCE` body.
