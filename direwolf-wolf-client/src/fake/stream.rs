@@ -28,6 +28,7 @@ use crate::events::names;
 use crate::ids::SessionId;
 use crate::types::StreamSession;
 
+mod announce;
 mod enet;
 mod ping;
 mod rtsp;

@@ -1,7 +1,6 @@
 //! The fake's RTSP server (spec `streaming-ports.md` §3): one request per connection, matched to a
 //! live session (§4), answered and closed; `ANNOUNCE` fires `VideoSession` and `AudioSession`.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -9,13 +8,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::announce::announce_events;
 use super::{Ctx, Entry};
-use crate::events::names;
-use crate::fake::handlers;
-use crate::secret::Secret;
-use crate::types::{
-    AudioMode, AudioSession, ColorRange, ColorSpace, DisplayMode, Speaker, StreamSession, VideoSession,
-};
+use crate::types::StreamSession;
 use crate::version::WolfVersion;
 
 /// Wolf's read deadline for a request (`rtsp/net.hpp`).
@@ -249,102 +244,4 @@ fn setup_answer(ctx: &Ctx, entry: &Entry, target: &str, cseq: Option<&str>) -> O
         secret,
     ];
     Some(respond("200 OK", cseq, headers, ""))
-}
-
-/// `VideoSession` and `AudioSession` events for an `ANNOUNCE` body.
-fn announce_events(ctx: &Ctx, s: &StreamSession, ping: [u8; 16], body: &str) -> Vec<(&'static str, String)> {
-    let mut values = HashMap::new();
-    for line in body.lines() {
-        if let Some((k, v)) = line.trim().strip_prefix("a=").and_then(|l| l.split_once(':')) {
-            values.insert(k.trim(), v.trim());
-        }
-    }
-    let num = |k: &str, default: i64| {
-        values
-            .get(k)
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(default)
-    };
-    let width = num("x-nv-video[0].clientViewportWd", i64::from(s.video_width));
-    let height = num("x-nv-video[0].clientViewportHt", i64::from(s.video_height));
-    let fps = num("x-nv-video[0].maxFPS", i64::from(s.video_refresh_rate));
-    let channels = num(
-        "x-nv-audio.surround.numChannels",
-        i64::from(s.audio_channel_count),
-    );
-    let flags = num("x-nv-general.featureFlags", 0);
-    let codec = num("x-nv-vqos[0].bitStreamFormat", 0);
-    let video = VideoSession {
-        display_mode: DisplayMode {
-            width: u32::try_from(width).unwrap_or(s.video_width),
-            height: u32::try_from(height).unwrap_or(s.video_height),
-            refresh_rate: u32::try_from(fps).unwrap_or(s.video_refresh_rate),
-        },
-        gst_pipeline: match codec {
-            1 => "hevc",
-            2 => "av1",
-            _ => "h264",
-        }
-        .into(),
-        render_node: "/dev/dri/renderD128".into(),
-        session_id: s.client_id,
-        port: ctx.video_port.load(Ordering::Relaxed),
-        timeout_ms: u32::try_from(num("x-nv-video[0].timeoutLengthMs", 7000)).unwrap_or(7000),
-        wait_for_ping: true,
-        packet_size: u32::try_from(num("x-nv-video[0].packetSize", 1024)).unwrap_or(1024),
-        frames_with_invalid_ref_threshold: i32::try_from(num(
-            "x-nv-video[0].framesWithInvalidRefThreshold",
-            0,
-        ))
-        .unwrap_or(0),
-        fec_percentage: 20,
-        min_required_fec_packets: i32::try_from(num("x-nv-vqos[0].fec.minRequiredFecPackets", 0))
-            .unwrap_or(0),
-        bitrate_kbps: num(
-            "x-ml-video.configuredBitrateKbps",
-            num("x-nv-vqos[0].bw.maximumBitrateKbps", 15000),
-        ),
-        slices_per_frame: i32::try_from(num("x-nv-video[0].videoEncoderSlicesPerFrame", 1)).unwrap_or(1),
-        color_range: ColorRange::Mpeg,
-        color_space: ColorSpace::Bt709,
-        client_ip: s.client_ip.clone(),
-        rtp_secret_payload: Some(Secret::new(ping)),
-    };
-    let channels = u32::try_from(channels).unwrap_or(2);
-    let audio = AudioSession {
-        gst_pipeline: "opus".into(),
-        session_id: s.client_id,
-        encrypt_audio: flags & 0x20 != 0,
-        aes_key: Secret::new(s.aes_key.as_ref().map(|k| k.expose().clone()).unwrap_or_default()),
-        aes_iv: Secret::new(s.aes_iv.as_ref().map(|k| k.expose().clone()).unwrap_or_default()),
-        port: ctx.audio_port.load(Ordering::Relaxed),
-        wait_for_ping: true,
-        client_ip: s.client_ip.clone(),
-        rtp_secret_payload: Some(Secret::new(ping)),
-        packet_duration: u32::try_from(num("x-nv-aqos.packetDuration", 5)).unwrap_or(5),
-        audio_mode: AudioMode {
-            channels,
-            streams: if channels > 2 { channels - 2 } else { 1 },
-            coupled_streams: if channels > 2 { 2 } else { 1 },
-            speakers: [
-                Speaker::FrontLeft,
-                Speaker::FrontRight,
-                Speaker::FrontCenter,
-                Speaker::LowFrequency,
-                Speaker::BackLeft,
-                Speaker::BackRight,
-                Speaker::SideLeft,
-                Speaker::SideRight,
-            ]
-            .into_iter()
-            .take(channels as usize)
-            .collect(),
-            bitrate: 96000 * channels / 2,
-            sample_rate: 48000,
-        },
-    };
-    vec![
-        (names::VIDEO_SESSION, handlers::to_json(&video)),
-        (names::AUDIO_SESSION, handlers::to_json(&audio)),
-    ]
 }
