@@ -200,6 +200,20 @@ impl StreamState {
                 && pred(e)
         })
     }
+
+    /// The first live entry (in order of first contact) of a session in `live` whose predicate holds.
+    fn session_entry(
+        &mut self,
+        live: &[StreamSession],
+        pred: impl Fn(&StreamSession) -> bool,
+    ) -> Option<&mut Entry> {
+        let ids: Vec<_> = live
+            .iter()
+            .filter(|s| pred(s))
+            .map(|s| (s.client_id, s.rtsp_fake_ip.clone()))
+            .collect();
+        self.live_entry(live, |e| ids.iter().any(|(id, f)| *id == e.id && *f == e.fake_ip))
+    }
 }
 
 fn random_u64() -> u64 {
@@ -309,20 +323,27 @@ impl FakeWolf {
     }
 }
 
+/// The next datagram on `socket`, read into `buf`: its length and source. Errors are logged and
+/// the read retried after 10 ms.
+async fn recv(socket: &UdpSocket, buf: &mut [u8], what: &str) -> (usize, SocketAddr) {
+    loop {
+        match socket.recv_from(buf).await {
+            Ok(r) => return r,
+            Err(e) => {
+                tracing::debug!(error = %e, "fake wolf {what} socket error");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
 // ----- control (ENet) -----
 
 async fn control_loop(ctx: Ctx, socket: Arc<UdpSocket>) {
     let mut buf = vec![0u8; 4096];
     let mut peers = enet::Peers::default();
     loop {
-        let (n, src) = match socket.recv_from(&mut buf).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::debug!(error = %e, "fake wolf control socket error");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
+        let (n, src) = recv(&socket, &mut buf, "control").await;
         *ctx.state.lock().control.entry(src).or_default() += 1;
         let Some(reply) = peers.handle(&buf[..n], src) else {
             continue;
@@ -332,16 +353,9 @@ async fn control_loop(ctx: Ctx, socket: Arc<UdpSocket>) {
             let id = {
                 let mut st = ctx.state.lock();
                 let src_ip = src.ip().to_string();
-                let ips: Vec<_> = live
-                    .iter()
-                    .filter(|s| s.client_ip == src_ip)
-                    .map(|s| (s.client_id, s.rtsp_fake_ip.clone()))
-                    .collect();
                 let entry = match st.live_entry(&live, |e| e.connect_data == data) {
                     Some(e) => Some(e),
-                    None => st.live_entry(&live, |e| {
-                        ips.iter().any(|(id, f)| *id == e.id && *f == e.fake_ip)
-                    }),
+                    None => st.session_entry(&live, |s| s.client_ip == src_ip),
                 };
                 entry.map(|e| {
                     if !e.record.enet_connects.contains(&src) {
