@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::handlers::{SESSION_CLIENT_FIELDS, SESSION_FIELDS, SESSION_FIELDS_V4, SETTINGS_FIELDS};
 use crate::version::{ENDPOINTS, Method, WolfVersion};
 
 pub(crate) fn openapi(version: WolfVersion) -> Value {
@@ -21,42 +22,24 @@ pub(crate) fn openapi(version: WolfVersion) -> Value {
             json!({ m: { "responses": { "200": { "description": "OK" } } } }),
         );
     }
-    let mut session_props = vec![
-        "client_ip",
-        "video_width",
-        "video_height",
-        "video_refresh_rate",
-        "audio_channel_count",
-        "app_id",
-        "client_id",
-        "client_settings",
-    ];
+    let mut session_props = [SESSION_FIELDS, SESSION_CLIENT_FIELDS].concat();
     if version >= WolfVersion::V4 {
-        session_props.extend(["aes_key", "aes_iv", "rtsp_fake_ip"]);
+        session_props.extend(SESSION_FIELDS_V4);
     }
     let required: Vec<&str> = session_props
         .iter()
         .copied()
-        .filter(|f| {
-            !(version >= WolfVersion::V5b && matches!(*f, "app_id" | "client_id" | "client_settings"))
-        })
+        .filter(|f| version.add_session_requires_client() || !SESSION_CLIENT_FIELDS.contains(f))
         .collect();
     let string = json!({"type": "string"});
     let session_properties: Map<String, Value> = session_props
         .iter()
         .map(|p| ((*p).to_owned(), string.clone()))
         .collect();
-    let mut settings_props: Map<String, Value> = [
-        "run_uid",
-        "run_gid",
-        "controllers_override",
-        "mouse_acceleration",
-        "v_scroll_acceleration",
-        "h_scroll_acceleration",
-    ]
-    .iter()
-    .map(|p| ((*p).to_owned(), json!({"type": "number"})))
-    .collect();
+    let mut settings_props: Map<String, Value> = SETTINGS_FIELDS
+        .iter()
+        .map(|p| ((*p).to_owned(), json!({"type": "number"})))
+        .collect();
     if version >= WolfVersion::V6 {
         settings_props.insert("motion_controller_override".into(), string.clone());
     }

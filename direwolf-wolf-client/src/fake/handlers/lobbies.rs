@@ -2,11 +2,17 @@
 
 use serde::Serialize;
 
-use super::{Emitted, FakeLobby, Reply, State, error, parse, settings_for, success, to_json};
+use super::{Emitted, FakeLobby, Reply, State, error, parse, settings_for, success, success_with, to_json};
 use crate::events::names;
 use crate::ids::{LobbyId, SessionId};
 use crate::types::*;
 use crate::version::WolfVersion;
+
+/// The lobby list (endpoint 20).
+pub(super) fn list_lobbies(st: &State) -> Reply {
+    let lobbies: Vec<&Lobby> = st.lobbies.iter().map(|l| &l.lobby).collect();
+    success_with("lobbies", &lobbies)
+}
 
 #[derive(Serialize)]
 struct CreateLobbyOut<'a> {

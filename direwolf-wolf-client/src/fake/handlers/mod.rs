@@ -1,5 +1,7 @@
 //! The fake's in-memory Wolf state and its endpoint handlers (spec §4), answering with Wolf's
-//! bodies, status codes, field order and quirks.
+//! bodies, status codes, field order and quirks: here the dispatch, the shared body parsing and
+//! replies, pairing and clients (§4.1), apps and profiles (§4.2); the stream sessions (§4.3),
+//! lobbies (§4.4) and utilities (§4.5) in their own modules.
 
 use std::collections::HashMap;
 
@@ -8,13 +10,15 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::http::HttpRequest;
-use crate::events::names;
-use crate::ids::{AppId, CLIENTLESS_SESSION_ID, ClientId, SessionId, client_id_for_cert, parse_wolf_u64};
-use crate::secret::Secret;
+use crate::ids::{ClientId, SessionId, client_id_for_cert, parse_wolf_u64};
 use crate::types::*;
 use crate::version::{ENDPOINTS, Method, WolfVersion, paths};
 
 mod lobbies;
+mod sessions;
+mod utilities;
+
+pub(super) use sessions::{SESSION_CLIENT_FIELDS, SESSION_FIELDS, SESSION_FIELDS_V4, SETTINGS_FIELDS};
 
 /// What the connection handler does with a request.
 pub(crate) enum Reply {
@@ -126,27 +130,16 @@ impl State {
 /// An event to broadcast: `event:` name and compact JSON `data:`.
 pub(crate) type Emitted = (&'static str, String);
 
-/// Handles one request. `emit` collects events to broadcast.
+/// Handles one request: a route `version` lacks gets a bare 404, the others their handler. `emit`
+/// collects events to broadcast.
 pub(crate) fn handle(
     version: WolfVersion,
     st: &mut State,
     req: &HttpRequest,
     emit: &mut Vec<Emitted>,
 ) -> Reply {
-    let known = ENDPOINTS.iter().find(|(p, m, since)| {
-        *p == req.path
-            && *since <= version
-            && match m {
-                Method::Get => req.method == "GET",
-                Method::Post => req.method == "POST",
-            }
-    });
-    if known.is_none() {
-        return Reply::Bytes {
-            status: 404,
-            content_type: None,
-            body: Vec::new(),
-        };
+    if !served(version, req) {
+        return not_found();
     }
     let body = req.body.as_slice();
     match req.path.as_str() {
@@ -155,120 +148,51 @@ pub(crate) fn handle(
         paths::PAIR_PENDING => success_with("requests", &st.pending),
         paths::PAIR_CLIENT => pair_client(version, st, body),
         paths::UNPAIR_CLIENT => unpair_client(st, body),
-        paths::CLIENTS => {
-            let clients: Vec<PairedClient> = st
-                .clients
-                .iter()
-                .map(|c| PairedClient {
-                    client_id: c.id,
-                    app_state_folder: c.app_state_folder.clone(),
-                    settings: Some(settings_for(version, &c.settings)),
-                })
-                .collect();
-            success_with("clients", &clients)
-        }
+        paths::CLIENTS => list_clients(version, st),
         paths::CLIENTS_SETTINGS => client_settings(st, body),
         paths::APPS => success_with("apps", &st.apps),
-        paths::APPS_ADD => match parse::<App>(body, APP_FIELDS) {
-            Ok(mut app) => {
-                // Wolf does not copy `start_audio_server` from the request (spec §3.4).
-                app.start_audio_server = false;
-                st.apps.push(app);
-                success()
-            }
-            Err(r) => r,
-        },
-        paths::APPS_DELETE => match parse::<IdBody>(body, &["id"]) {
-            Ok(b) => {
-                st.apps.retain(|a| a.id.as_str() != b.id);
-                success()
-            }
-            Err(r) => r,
-        },
+        paths::APPS_ADD => add_app(st, body),
+        paths::APPS_DELETE => delete_by_id(body, |id| st.apps.retain(|a| a.id.as_str() != id)),
         paths::PROFILES => success_with("profiles", &st.profiles),
-        paths::PROFILES_ADD => match parse::<Profile>(body, &["name", "id", "icon_png_path", "apps"]) {
-            Ok(p) => {
-                st.profiles.push(p);
-                success()
-            }
-            Err(r) => r,
-        },
-        paths::PROFILES_REMOVE => match parse::<IdBody>(body, &["id"]) {
-            Ok(b) => {
-                st.profiles.retain(|p| p.id != b.id);
-                success()
-            }
-            Err(r) => r,
-        },
-        paths::SESSIONS => sessions_list(version, st),
-        paths::SESSIONS_ADD => add_session(version, st, body, emit),
-        paths::SESSIONS_START => start_session(version, st, body, emit),
+        paths::PROFILES_ADD => add_profile(st, body),
+        paths::PROFILES_REMOVE => delete_by_id(body, |id| st.profiles.retain(|p| p.id != id)),
+        paths::SESSIONS => sessions::list(version, st),
+        paths::SESSIONS_ADD => sessions::add(version, st, body, emit),
+        paths::SESSIONS_START => sessions::start(version, st, body, emit),
         paths::SESSIONS_PAUSE | paths::SESSIONS_STOP | paths::SESSIONS_INPUT => {
-            session_action(version, st, &req.path, body, emit)
+            sessions::action(version, st, &req.path, body, emit)
         }
-        paths::RUNNERS_START => start_runner(st, body, emit),
-        paths::LOBBIES => {
-            let lobbies: Vec<&Lobby> = st.lobbies.iter().map(|l| &l.lobby).collect();
-            success_with("lobbies", &lobbies)
-        }
+        paths::RUNNERS_START => sessions::start_runner(st, body, emit),
+        paths::LOBBIES => lobbies::list_lobbies(st),
         paths::LOBBIES_CREATE => lobbies::create_lobby(version, st, body, emit),
         paths::LOBBIES_JOIN => lobbies::join_lobby(st, body, emit),
         paths::LOBBIES_LEAVE => lobbies::leave_lobby(st, body, emit),
         paths::LOBBIES_STOP => lobbies::stop_lobby(st, body, emit),
-        paths::UTILS_GET_ICON => match query_value(req, "icon_path") {
-            Some(p) => match st.icons.get(&p) {
-                Some(png) => Reply::Bytes {
-                    status: 200,
-                    content_type: Some("image/png"),
-                    body: png.clone(),
-                },
-                None => error(404, "Icon not found"),
-            },
-            None => error(
-                400,
-                "Invalid request format, expects 'icon_path' as a query parameter",
-            ),
-        },
-        paths::DOCKER_INSPECT => match query_value(req, "image_name") {
-            Some(name) => match st.images.get(&name) {
-                Some(v) => ok_json(v),
-                None => error(404, "Image not found"),
-            },
-            None => error(
-                400,
-                "Invalid request format, expects 'image_name' as a query parameter",
-            ),
-        },
-        paths::DOCKER_PULL => match parse::<ImageBody>(body, &["image_name"]) {
-            // An unparsable pull request gets no answer at all (spec endpoint 27); not a crash.
-            Err(_) => Reply::Close,
-            Ok(b) => {
-                emit.push((
-                    names::DOCKER_PULL_START,
-                    to_json(&PullStartOut {
-                        image_name: &b.image_name,
-                    }),
-                ));
-                match st.pulls.get(&b.image_name) {
-                    Some(plan) => Reply::Pull(plan.clone(), b.image_name),
-                    None => {
-                        emit.push((
-                            names::DOCKER_PULL_END,
-                            to_json(&PullEndOut {
-                                image_name: &b.image_name,
-                                success: false,
-                            }),
-                        ));
-                        error(500, "Failed to pull image")
-                    }
-                }
+        paths::UTILS_GET_ICON => utilities::get_icon(st, req),
+        paths::DOCKER_INSPECT => utilities::inspect_image(st, req),
+        paths::DOCKER_PULL => utilities::pull_image(st, body, emit),
+        _ => not_found(),
+    }
+}
+
+/// Whether Wolf `version` has a route for the request's method and path.
+fn served(version: WolfVersion, req: &HttpRequest) -> bool {
+    ENDPOINTS.iter().any(|(p, m, since)| {
+        *p == req.path
+            && *since <= version
+            && match m {
+                Method::Get => req.method == "GET",
+                Method::Post => req.method == "POST",
             }
-        },
-        _ => Reply::Bytes {
-            status: 404,
-            content_type: None,
-            body: Vec::new(),
-        },
+    })
+}
+
+/// Wolf's answer to an unknown route: 404 with an empty body, not the JSON error shape (spec §1.3).
+fn not_found() -> Reply {
+    Reply::Bytes {
+        status: 404,
+        content_type: None,
+        body: Vec::new(),
     }
 }
 
@@ -286,70 +210,15 @@ const APP_FIELDS: &[&str] = &[
     "runner",
 ];
 
-const SETTINGS_FIELDS: &[&str] = &[
-    "run_uid",
-    "run_gid",
-    "controllers_override",
-    "mouse_acceleration",
-    "v_scroll_acceleration",
-    "h_scroll_acceleration",
-];
-
-const VIDEO_FIELDS: &[&str] = &[
-    "display_mode",
-    "gst_pipeline",
-    "session_id",
-    "port",
-    "timeout_ms",
-    "wait_for_ping",
-    "packet_size",
-    "frames_with_invalid_ref_threshold",
-    "fec_percentage",
-    "min_required_fec_packets",
-    "bitrate_kbps",
-    "slices_per_frame",
-    "color_range",
-    "color_space",
-    "client_ip",
-];
-
-const AUDIO_FIELDS: &[&str] = &[
-    "gst_pipeline",
-    "session_id",
-    "encrypt_audio",
-    "aes_key",
-    "aes_iv",
-    "port",
-    "wait_for_ping",
-    "client_ip",
-    "packet_duration",
-    "audio_mode",
-];
-
 #[derive(serde::Deserialize)]
 struct IdBody {
     id: String,
-}
-
-#[derive(serde::Deserialize)]
-struct ImageBody {
-    image_name: String,
-}
-
-#[derive(Serialize)]
-struct PullStartOut<'a> {
-    image_name: &'a str,
 }
 
 #[derive(Serialize)]
 pub(crate) struct PullEndOut<'a> {
     pub(crate) image_name: &'a str,
     pub(crate) success: bool,
-}
-
-#[derive(Serialize)]
-struct SessionIdOut {
-    session_id: SessionId,
 }
 
 pub(crate) fn to_json<T: Serialize + ?Sized>(v: &T) -> String {
@@ -427,27 +296,6 @@ fn settings_for(version: WolfVersion, s: &ClientSettings) -> ClientSettings {
     s
 }
 
-fn check_settings(version: WolfVersion, v: &Value) -> Result<(), String> {
-    let Some(obj) = v.as_object() else {
-        return Err("Expected an object".into());
-    };
-    require(obj, SETTINGS_FIELDS)?;
-    if version >= WolfVersion::V6 {
-        require(obj, &["motion_controller_override"])?;
-    }
-    Ok(())
-}
-
-fn query_value(req: &HttpRequest, key: &str) -> Option<String> {
-    // Wolf: exactly one `key=value` pair, split on `=`, no percent-decoding.
-    let q = req.query.as_deref()?;
-    let parts: Vec<&str> = q.split('=').collect();
-    match parts.as_slice() {
-        [k, v] if *k == key && !v.is_empty() => Some((*v).to_owned()),
-        _ => None,
-    }
-}
-
 fn pair_client(version: WolfVersion, st: &mut State, body: &[u8]) -> Reply {
     let req = match parse::<PairClientRequest>(body, &["pair_secret", "pin"]) {
         Ok(r) => r,
@@ -522,285 +370,50 @@ fn client_settings(st: &mut State, body: &[u8]) -> Reply {
     success()
 }
 
-/// Session list item in V3/V4/V5 field order (`app_id, client_id, client_ip, aes_*, ...`).
-#[derive(Serialize)]
-struct SessionOutV4<'a> {
-    app_id: &'a AppId,
-    client_id: SessionId,
-    client_ip: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    aes_key: Option<&'a Secret<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    aes_iv: Option<&'a Secret<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rtsp_fake_ip: Option<&'a str>,
-    video_width: u32,
-    video_height: u32,
-    video_refresh_rate: u32,
-    audio_channel_count: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_settings: Option<&'a ClientSettings>,
+fn list_clients(version: WolfVersion, st: &State) -> Reply {
+    let clients: Vec<PairedClient> = st
+        .clients
+        .iter()
+        .map(|c| PairedClient {
+            client_id: c.id,
+            app_state_folder: c.app_state_folder.clone(),
+            settings: Some(settings_for(version, &c.settings)),
+        })
+        .collect();
+    success_with("clients", &clients)
 }
 
-pub(crate) fn session_json(version: WolfVersion, s: &StreamSession) -> String {
-    if version >= WolfVersion::V5b {
-        return to_json(s);
-    }
-    to_json(&SessionOutV4 {
-        app_id: &s.app_id,
-        client_id: s.client_id,
-        client_ip: &s.client_ip,
-        aes_key: s.aes_key.as_ref(),
-        aes_iv: s.aes_iv.as_ref(),
-        rtsp_fake_ip: s.rtsp_fake_ip.as_deref(),
-        video_width: s.video_width,
-        video_height: s.video_height,
-        video_refresh_rate: s.video_refresh_rate,
-        audio_channel_count: s.audio_channel_count,
-        client_settings: s.client_settings.as_ref(),
-    })
-}
-
-fn sessions_list(version: WolfVersion, st: &State) -> Reply {
-    let items: Vec<String> = st.sessions.iter().map(|s| session_json(version, s)).collect();
-    Reply::Json(
-        200,
-        format!(r#"{{"success":true,"sessions":[{}]}}"#, items.join(",")),
-    )
-}
-
-fn add_session(version: WolfVersion, st: &mut State, body: &[u8], emit: &mut Vec<Emitted>) -> Reply {
-    let obj = match object(body) {
-        Ok(o) => o,
-        Err(e) => return error(500, &e),
-    };
-    let mut required = vec![
-        "client_ip",
-        "video_width",
-        "video_height",
-        "video_refresh_rate",
-        "audio_channel_count",
-    ];
-    if version >= WolfVersion::V4 {
-        required.extend(["aes_key", "aes_iv", "rtsp_fake_ip"]);
-    }
-    if version.add_session_requires_client() {
-        required.extend(["app_id", "client_id", "client_settings"]);
-    }
-    if let Err(e) = require(&obj, &required) {
-        return error(500, &e);
-    }
-    if let Some(v) = obj.get("client_settings").filter(|v| !v.is_null())
-        && let Err(e) = check_settings(version, v)
-    {
-        return error(500, &e);
-    }
-    let text = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_owned);
-    let num = |k: &str| {
-        obj.get(k)
-            .and_then(Value::as_u64)
-            .and_then(|n| u32::try_from(n).ok())
-    };
-    let (Some(client_ip), Some(w), Some(h), Some(r), Some(ch)) = (
-        text("client_ip"),
-        num("video_width"),
-        num("video_height"),
-        num("video_refresh_rate"),
-        num("audio_channel_count"),
-    ) else {
-        return error(500, "Failed to parse StreamSession: wrong field type");
-    };
-    let client_settings = match obj.get("client_settings").filter(|v| !v.is_null()) {
-        Some(v) => match serde_json::from_value::<ClientSettings>(v.clone()) {
-            Ok(s) => Some(s),
-            Err(e) => return error(500, &e.to_string()),
-        },
-        None => None,
-    };
-    let client_id = match obj.get("client_id").filter(|v| !v.is_null()) {
-        Some(v) => {
-            let raw = v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
-            match parse_wolf_u64(&raw) {
-                Some(id) => Some(id),
-                None => return Reply::Crash(format!("sessions/add: stoull({raw:?}) on client_id")),
-            }
+fn add_app(st: &mut State, body: &[u8]) -> Reply {
+    match parse::<App>(body, APP_FIELDS) {
+        Ok(mut app) => {
+            // Wolf does not copy `start_audio_server` from the request (spec §3.4).
+            app.start_audio_server = false;
+            st.apps.push(app);
+            success()
         }
-        None => None,
-    };
-    let app_id = match obj.get("app_id").and_then(Value::as_str) {
-        Some(id) => {
-            if !st.apps.iter().any(|a| a.id.as_str() == id) {
-                return error(500, "Invalid app_id");
-            }
-            AppId::new(id)
-        }
-        None => {
-            if st.apps.is_empty() {
-                return Reply::Crash(
-                    "sessions/add without app_id and no Moonlight apps: front() of an empty vector".into(),
-                );
-            }
-            AppId::new(st.uuid())
-        }
-    };
-    let session_id = match client_id {
-        Some(id) => {
-            if !st.clients.iter().any(|c| c.id.get() == id) {
-                return error(500, "Invalid client_id");
-            }
-            SessionId::new(id)
-        }
-        None => SessionId::new(CLIENTLESS_SESSION_ID),
-    };
-    let settings = client_settings.unwrap_or_default();
-    let v4 = version >= WolfVersion::V4;
-    let session = StreamSession {
-        client_ip,
-        aes_key: text("aes_key").filter(|_| v4).map(Secret::new),
-        aes_iv: text("aes_iv").filter(|_| v4).map(Secret::new),
-        rtsp_fake_ip: text("rtsp_fake_ip").filter(|_| v4),
-        video_width: w,
-        video_height: h,
-        video_refresh_rate: r,
-        audio_channel_count: ch,
-        app_id,
-        client_id: session_id,
-        client_settings: Some(settings_for(version, &settings)),
-    };
-    emit.push((names::STREAM_SESSION, session_json(version, &session)));
-    st.sessions.push(session);
-    Reply::Json(200, format!(r#"{{"success":true,"session_id":"{session_id}"}}"#))
+        Err(r) => r,
+    }
 }
 
-fn start_session(version: WolfVersion, st: &mut State, body: &[u8], emit: &mut Vec<Emitted>) -> Reply {
-    let obj = match object(body) {
-        Ok(o) => o,
-        Err(e) => return error(500, &e),
-    };
-    if let Err(e) = require(&obj, &["session_id", "video_session", "audio_session"]) {
-        return error(500, &e);
-    }
-    let mut video_fields = VIDEO_FIELDS.to_vec();
-    let mut audio_fields = AUDIO_FIELDS.to_vec();
-    if version >= WolfVersion::V4 {
-        video_fields.push("rtp_secret_payload");
-        audio_fields.push("rtp_secret_payload");
-    }
-    if version >= WolfVersion::V5 {
-        video_fields.push("render_node");
-    }
-    for (part, fields) in [("video_session", &video_fields), ("audio_session", &audio_fields)] {
-        match obj.get(part).and_then(Value::as_object) {
-            Some(o) => {
-                if let Err(e) = require(o, fields) {
-                    return error(500, &e);
-                }
-            }
-            None => return error(500, "Expected an object"),
+fn add_profile(st: &mut State, body: &[u8]) -> Reply {
+    match parse::<Profile>(body, &["name", "id", "icon_png_path", "apps"]) {
+        Ok(p) => {
+            st.profiles.push(p);
+            success()
         }
+        Err(r) => r,
     }
-    let video: Result<VideoSession, _> = serde_json::from_value(obj["video_session"].clone());
-    let audio: Result<AudioSession, _> = serde_json::from_value(obj["audio_session"].clone());
-    let (mut video, mut audio) = match (video, audio) {
-        (Ok(v), Ok(a)) => (v, a),
-        (Err(e), _) | (_, Err(e)) => return error(500, &e.to_string()),
-    };
-    let raw = id_field(&obj, "session_id").unwrap_or_default();
-    let Some(id) = parse_wolf_u64(&raw) else {
-        return Reply::Crash(format!("sessions/start: stoull({raw:?}) on session_id"));
-    };
-    let id = SessionId::new(id);
-    if st.matching(id) != 1 {
-        return Reply::Crash(format!(
-            "sessions/start: session {id} not found, empty optional dereferenced"
-        ));
-    }
-    video.session_id = id;
-    audio.session_id = id;
-    emit.push((names::VIDEO_SESSION, to_json(&video)));
-    emit.push((names::AUDIO_SESSION, to_json(&audio)));
-    success()
 }
 
-fn session_action(
-    version: WolfVersion,
-    st: &mut State,
-    path: &str,
-    body: &[u8],
-    emit: &mut Vec<Emitted>,
-) -> Reply {
-    let _ = version;
-    let obj = match object(body) {
-        Ok(o) => o,
-        Err(e) => return error(500, &e),
-    };
-    let mut required = vec!["session_id"];
-    if path == paths::SESSIONS_INPUT {
-        required.push("input_packet_hex");
-    }
-    if let Err(e) = require(&obj, &required) {
-        return error(500, &e);
-    }
-    let Some(raw) = id_field(&obj, "session_id") else {
-        return error(500, "Field 'session_id' must be a string");
-    };
-    let Some(id) = parse_wolf_u64(&raw) else {
-        return Reply::Crash(format!("{path}: stoull({raw:?}) on session_id"));
-    };
-    let id = SessionId::new(id);
-    if st.matching(id) != 1 {
-        return error(500, "Invalid session_id");
-    }
-    let ev = to_json(&SessionIdOut { session_id: id });
-    match path {
-        paths::SESSIONS_PAUSE => emit.push((names::PAUSE_STREAM, ev)),
-        paths::SESSIONS_STOP => {
-            emit.push((names::STOP_STREAM, ev));
-            st.sessions.retain(|s| s.client_id != id);
-            for l in &mut st.lobbies {
-                l.lobby.connected_sessions.retain(|s| *s != id);
-            }
+/// `apps/delete` and `profiles/remove`: `delete` the `id` of the body; success even when nothing
+/// has that id.
+fn delete_by_id(body: &[u8], delete: impl FnOnce(&str)) -> Reply {
+    match parse::<IdBody>(body, &["id"]) {
+        Ok(b) => {
+            delete(&b.id);
+            success()
         }
-        _ => {}
-    }
-    success()
-}
-
-fn start_runner(st: &mut State, body: &[u8], emit: &mut Vec<Emitted>) -> Reply {
-    let obj = match object(body) {
-        Ok(o) => o,
-        Err(e) => return error(500, &e),
-    };
-    if let Err(e) = require(&obj, &["stop_stream_when_over", "runner", "session_id"]) {
-        return error(500, &e);
-    }
-    let raw = id_field(&obj, "session_id").unwrap_or_default();
-    let Some(id) = parse_wolf_u64(&raw) else {
-        return Reply::Crash(format!("runners/start: stoull({raw:?}) on session_id"));
-    };
-    let req: StartRunnerRequest = match serde_json::from_value(Value::Object(obj)) {
-        Ok(r) => r,
-        Err(e) => return error(500, &e.to_string()),
-    };
-    if st.matching(SessionId::new(id)) != 1 {
-        return error(500, "Invalid session_id");
-    }
-    emit.push((names::START_RUNNER, to_json(&req_to_event(&req))));
-    Reply::Close
-}
-
-#[derive(Serialize)]
-struct StartRunnerOut<'a> {
-    stop_stream_when_over: bool,
-    runner: &'a Runner,
-    session_id: SessionId,
-}
-
-fn req_to_event(r: &StartRunnerRequest) -> StartRunnerOut<'_> {
-    StartRunnerOut {
-        stop_stream_when_over: r.stop_stream_when_over,
-        runner: &r.runner,
-        session_id: r.session_id,
+        Err(r) => r,
     }
 }
 

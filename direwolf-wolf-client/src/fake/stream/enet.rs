@@ -86,16 +86,7 @@ impl Peers {
 
     /// Handles one datagram from `src`; `None` when there is nothing to answer.
     pub(super) fn handle(&mut self, packet: &[u8], src: SocketAddr) -> Option<Reply> {
-        let header = u16::from_be_bytes([*packet.first()?, *packet.get(1)?]);
-        if header & FLAG_COMPRESSED != 0 {
-            return None;
-        }
-        let sent_time = if header & FLAG_SENT_TIME != 0 {
-            Some(u16::from_be_bytes([*packet.get(2)?, *packet.get(3)?]))
-        } else {
-            None
-        };
-        let mut at = if sent_time.is_some() { 4 } else { 2 };
+        let (sent_time, mut at) = protocol_header(packet)?;
         let mut acks: Vec<(u8, u16)> = Vec::new();
         let mut reply = Reply::default();
         let mut verify = None;
@@ -113,45 +104,9 @@ impl Peers {
             }
             match kind {
                 CONNECT => {
-                    let client_peer_id = u16::from_be_bytes([packet[at + 4], packet[at + 5]]);
-                    let in_session = packet[at + 6];
-                    let out_session = packet[at + 7];
-                    // Session ids as ENet's host derives them for a fresh peer.
-                    let next = |s: u8| if s == 0xFF { 0 } else { s.wrapping_add(1) & 3 };
-                    let (ours_out, ours_in) = (next(in_session), next(out_session));
-                    let index = self.next_index;
-                    self.next_index = (self.next_index + 1) & PEER_ID_MASK;
-                    self.peers.insert(
-                        src,
-                        Peer {
-                            client_peer_id,
-                            session: ours_out,
-                        },
-                    );
-                    let mut v = Vec::with_capacity(44);
-                    v.extend_from_slice(&[3 | CMD_ACK_FLAG, 0xFF]);
-                    v.extend_from_slice(&1u16.to_be_bytes());
-                    v.extend_from_slice(&index.to_be_bytes());
-                    v.push(ours_out);
-                    v.push(ours_in);
-                    let mtu = be32(packet, at + 8).clamp(576, 4096);
-                    let window = be32(packet, at + 12).clamp(4096, 65536);
-                    let channels = be32(packet, at + 16).clamp(1, 255);
-                    for value in [
-                        mtu,
-                        window,
-                        channels,
-                        BANDWIDTH,
-                        BANDWIDTH,
-                        be32(packet, at + 28), // throttle interval, echoed
-                        be32(packet, at + 32), // acceleration
-                        be32(packet, at + 36), // deceleration
-                        be32(packet, at + 40), // connect id
-                    ] {
-                        v.extend_from_slice(&value.to_be_bytes());
-                    }
-                    verify = Some(v);
-                    reply.connected_with = Some(be32(packet, at + 44));
+                    let (verify_connect, data) = self.connect(&packet[at..at + len], src);
+                    verify = Some(verify_connect);
+                    reply.connected_with = Some(data);
                 }
                 DISCONNECT => {
                     self.peers.remove(&src);
@@ -165,13 +120,69 @@ impl Peers {
         if acks.is_empty() && verify.is_none() {
             return None;
         }
+        reply.send.push(self.answer(peer, sent_time, &acks, verify));
+        Some(reply)
+    }
+
+    /// Takes `src` as a fresh peer for its `CONNECT` command: the `VERIFY_CONNECT` command that
+    /// answers it, and the connect data it carries.
+    fn connect(&mut self, command: &[u8], src: SocketAddr) -> (Vec<u8>, u32) {
+        let client_peer_id = u16::from_be_bytes([command[4], command[5]]);
+        let in_session = command[6];
+        let out_session = command[7];
+        // Session ids as ENet's host derives them for a fresh peer.
+        let next = |s: u8| if s == 0xFF { 0 } else { s.wrapping_add(1) & 3 };
+        let (ours_out, ours_in) = (next(in_session), next(out_session));
+        let index = self.next_index;
+        self.next_index = (self.next_index + 1) & PEER_ID_MASK;
+        self.peers.insert(
+            src,
+            Peer {
+                client_peer_id,
+                session: ours_out,
+            },
+        );
+        let mut v = Vec::with_capacity(44);
+        v.extend_from_slice(&[3 | CMD_ACK_FLAG, 0xFF]);
+        v.extend_from_slice(&1u16.to_be_bytes());
+        v.extend_from_slice(&index.to_be_bytes());
+        v.push(ours_out);
+        v.push(ours_in);
+        let mtu = be32(command, 8).clamp(576, 4096);
+        let window = be32(command, 12).clamp(4096, 65536);
+        let channels = be32(command, 16).clamp(1, 255);
+        for value in [
+            mtu,
+            window,
+            channels,
+            BANDWIDTH,
+            BANDWIDTH,
+            be32(command, 28), // throttle interval, echoed
+            be32(command, 32), // acceleration
+            be32(command, 36), // deceleration
+            be32(command, 40), // connect id
+        ] {
+            v.extend_from_slice(&value.to_be_bytes());
+        }
+        (v, be32(command, 44))
+    }
+
+    /// The datagram to `peer`: an `ACKNOWLEDGE` of each `(channel, sequence number)` in `acks`,
+    /// echoing the sent time of the packet acknowledged, then the `VERIFY_CONNECT`, if any.
+    fn answer(
+        &mut self,
+        peer: Peer,
+        sent_time: Option<u16>,
+        acks: &[(u8, u16)],
+        verify: Option<Vec<u8>>,
+    ) -> Vec<u8> {
         let now = self.now16();
         let mut out = Vec::with_capacity(64);
         let header = peer.client_peer_id | (u16::from(peer.session) << SESSION_SHIFT) | FLAG_SENT_TIME;
         out.extend_from_slice(&header.to_be_bytes());
         out.extend_from_slice(&now.to_be_bytes());
         for (channel, seq) in acks {
-            out.extend_from_slice(&[ACKNOWLEDGE, channel]);
+            out.extend_from_slice(&[ACKNOWLEDGE, *channel]);
             out.extend_from_slice(&0u16.to_be_bytes());
             out.extend_from_slice(&seq.to_be_bytes());
             out.extend_from_slice(&sent_time.unwrap_or_default().to_be_bytes());
@@ -179,8 +190,21 @@ impl Peers {
         if let Some(v) = verify {
             out.extend_from_slice(&v);
         }
-        reply.send.push(out);
-        Some(reply)
+        out
+    }
+}
+
+/// The protocol header of `packet`: its sent time, when flagged, and where its commands start;
+/// `None` for a packet too short or compressed.
+fn protocol_header(packet: &[u8]) -> Option<(Option<u16>, usize)> {
+    let header = u16::from_be_bytes([*packet.first()?, *packet.get(1)?]);
+    if header & FLAG_COMPRESSED != 0 {
+        return None;
+    }
+    if header & FLAG_SENT_TIME != 0 {
+        Some((Some(u16::from_be_bytes([*packet.get(2)?, *packet.get(3)?])), 4))
+    } else {
+        Some((None, 2))
     }
 }
 
