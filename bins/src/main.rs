@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod crd;
+mod listen;
 mod proxy;
 mod relay;
 mod serve;

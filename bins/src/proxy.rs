@@ -37,17 +37,8 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "NS", env = "POD_NAMESPACE", default_value = "default")]
     pub namespace: String,
 
-    /// Address to listen on (repeatable; default all IPv4 and IPv6 addresses).
-    #[arg(long = "bind", value_name = "IP")]
-    pub bind: Vec<IpAddr>,
-
-    /// Moonlight HTTP port (0 picks a free one).
-    #[arg(long, value_name = "PORT", default_value_t = direwolf_moonlight::server::DEFAULT_HTTP_PORT)]
-    pub http_port: u16,
-
-    /// Moonlight HTTPS port (0 picks a free one).
-    #[arg(long, value_name = "PORT", default_value_t = direwolf_moonlight::server::DEFAULT_HTTPS_PORT)]
-    pub https_port: u16,
+    #[command(flatten)]
+    pub listen: crate::listen::ListenArgs,
 
     /// `hostname` in `/serverinfo`.
     #[arg(long, value_name = "NAME", default_value = "Direwolf")]
@@ -204,19 +195,16 @@ async fn core_stores(stores: &KubeStores, default_user: &UserName) -> anyhow::Re
 
 /// Builds and binds the Moonlight server on the synced readers.
 async fn moonlight_server(args: &ProxyArgs, readers: Readers) -> anyhow::Result<MoonlightServer> {
-    let mut builder = MoonlightServer::builder()
+    let mut builder = args
+        .listen
+        .apply(MoonlightServer::builder())
         .with_stores(core_stores(&readers.stores, &args.default_user).await?)
         .with_launcher(Arc::new(readers.launcher))
         .with_pin_broker(Arc::new(readers.broker))
-        .with_http_port(args.http_port)
-        .with_https_port(args.https_port)
         .with_hostname(args.hostname.clone())
         .with_default_user(args.default_user.clone())
         .with_mdns(false)
         .with_pin_timeout(Duration::from_secs(args.pin_timeout));
-    if !args.bind.is_empty() {
-        builder = builder.with_bind_addrs(args.bind.clone());
-    }
     if let Some(ip) = args.external_address {
         builder = builder.with_external_address(ip);
     }
@@ -311,8 +299,8 @@ mod tests {
         let args = parse(&[]).unwrap();
         assert_eq!(
             (
-                args.http_port,
-                args.https_port,
+                args.listen.http_port,
+                args.listen.https_port,
                 args.health_port,
                 args.launch_timeout
             ),

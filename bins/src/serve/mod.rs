@@ -37,17 +37,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR", env = "DIREWOLF_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// Address to listen on; repeat for several. Default: every IPv4 and IPv6 address.
-    #[arg(long = "bind", value_name = "IP")]
-    pub bind: Vec<IpAddr>,
-
-    /// GameStream HTTP port (pairing, PIN page). 0 picks a free port.
-    #[arg(long, value_name = "PORT", default_value_t = direwolf_moonlight::server::DEFAULT_HTTP_PORT)]
-    pub http_port: u16,
-
-    /// GameStream HTTPS port. 0 picks a free port.
-    #[arg(long, value_name = "PORT", default_value_t = direwolf_moonlight::server::DEFAULT_HTTPS_PORT)]
-    pub https_port: u16,
+    #[command(flatten)]
+    pub listen: crate::listen::ListenArgs,
 
     /// Configuration file (TOML): hostname, apps, Wolf hosts, relay. Without it, one app
     /// `Desktop` (id 1) and no streaming.
@@ -250,19 +241,16 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
         info!(user = %args.default_user, "created the default user");
     }
 
-    let mut builder = MoonlightServer::builder()
+    let mut builder = args
+        .listen
+        .apply(MoonlightServer::builder())
         .with_stores(stores)
-        .with_http_port(args.http_port)
-        .with_https_port(args.https_port)
         .with_hostname(plan.hostname.clone())
         .with_default_user(args.default_user.clone())
         .with_mdns(!args.no_mdns)
         .with_pin_timeout(Duration::from_secs(args.pin_timeout));
-    if !args.bind.is_empty() {
-        builder = builder.with_bind_addrs(args.bind.clone());
-    }
     if !plan.wolves.is_empty() {
-        let pool = wolf_pool(&plan, &args.bind, sessions, apps).await?;
+        let pool = wolf_pool(&plan, &args.listen.bind, sessions, apps).await?;
         info!(
             hosts = ?pool.load(),
             relay = %pool.relay().config().public_ip,
@@ -347,10 +335,10 @@ mod tests {
     fn defaults() {
         let args = parse(&[]);
         assert_eq!(
-            (args.http_port, args.https_port, args.pin_timeout),
+            (args.listen.http_port, args.listen.https_port, args.pin_timeout),
             (47989, 47984, 300)
         );
-        assert!(args.bind.is_empty() && !args.no_mdns && !args.log_json);
+        assert!(args.listen.bind.is_empty() && !args.no_mdns && !args.log_json);
         assert_eq!(args.default_user.as_str(), "default");
     }
 
@@ -375,8 +363,11 @@ mod tests {
             "--data-dir",
             "/tmp/x",
         ]);
-        assert_eq!(args.bind.len(), 2);
-        assert_eq!((args.http_port, args.https_port, args.pin_timeout), (0, 1, 30));
+        assert_eq!(args.listen.bind.len(), 2);
+        assert_eq!(
+            (args.listen.http_port, args.listen.https_port, args.pin_timeout),
+            (0, 1, 30)
+        );
         assert_eq!(args.default_user.as_str(), "alice");
         assert_eq!(args.data_dir.as_deref(), Some(Path::new("/tmp/x")));
         for bad in [
