@@ -236,6 +236,15 @@ mod tests {
         (work, rollback)
     }
 
+    /// The log of a first attempt that ends after the caller gave up on it, then a second one.
+    const FIRST_ROLLED_BACK_THEN_SECOND: [&str; 5] = [
+        "start 1",
+        "end 1",
+        "rollback rtsp://127.0.0.1:1",
+        "start 2",
+        "end 2",
+    ];
+
     /// A client hangs up right after asking and asks again at once: the first attempt runs to
     /// its end and is rolled back before the retry starts, on a runtime with several workers
     /// (where spawned tasks start in any order).
@@ -254,16 +263,7 @@ mod tests {
                 retried.expect("the retry succeeds").session_url,
                 "rtsp://127.0.0.1:2"
             );
-            assert_eq!(
-                *log.lock(),
-                [
-                    "start 1",
-                    "end 1",
-                    "rollback rtsp://127.0.0.1:1",
-                    "start 2",
-                    "end 2"
-                ],
-            );
+            assert_eq!(*log.lock(), FIRST_ROLLED_BACK_THEN_SECOND);
         }
     }
 
@@ -279,15 +279,6 @@ mod tests {
         detached(Duration::from_secs(5), locks.of(&user), work, rollback)
             .await
             .expect("the next attempt succeeds");
-        assert_eq!(
-            *log.lock(),
-            [
-                "start 1",
-                "end 1",
-                "rollback rtsp://127.0.0.1:1",
-                "start 2",
-                "end 2"
-            ],
-        );
+        assert_eq!(*log.lock(), FIRST_ROLLED_BACK_THEN_SECOND);
     }
 }

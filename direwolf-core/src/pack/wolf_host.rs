@@ -256,13 +256,19 @@ mod tests {
         }
     }
 
-    async fn fake() -> (FakeWolf, WolfHost, tempfile::TempDir) {
+    /// A fake Wolf on a Unix socket, with no apps.
+    async fn empty_fake() -> (FakeWolf, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let wolf = FakeWolf::builder()
             .unix(dir.path().join("wolf.sock"))
             .start()
             .await
             .unwrap();
+        (wolf, dir)
+    }
+
+    async fn fake() -> (FakeWolf, WolfHost, tempfile::TempDir) {
+        let (wolf, dir) = empty_fake().await;
         wolf.add_app(FakeWolf::sample_app("1", "Desktop"));
         let host = WolfHost::new("wolf-1", wolf.client().unwrap());
         (wolf, host, dir)
@@ -323,12 +329,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_wolf_without_apps_is_not_crashed() {
-        let dir = tempfile::tempdir().unwrap();
-        let wolf = FakeWolf::builder()
-            .unix(dir.path().join("wolf.sock"))
-            .start()
-            .await
-            .unwrap();
+        let (wolf, _dir) = empty_fake().await;
         let host = WolfHost::new("empty", wolf.client().unwrap());
         let error = host.add_session(&request("198.18.0.9")).await.unwrap_err();
         assert!(error.to_string().contains("no apps"), "{error}");
