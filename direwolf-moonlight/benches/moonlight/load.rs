@@ -14,7 +14,9 @@
 //! empty: skip this comparison);
 //! `DW_BENCH_PIN=0` leaves the servers free to run on every CPU (their CPU figures then include
 //! the cost of moving work between CPUs; "busy" is then of one CPU's worth);
-//! `DW_BENCH_DIREWOLF=path/to/direwolf` adds that binary's `serve` as a third server;
+//! `DW_BENCH_DIREWOLF=path/to/direwolf` adds that binary's `serve` as a third server, and
+//! `DW_BENCH_DIREWOLF_BEFORE=path/to/older/direwolf` another build's (a before/after comparison
+//! in the same run);
 //! `DW_BENCH_WRAP='valgrind --tool=callgrind'` runs the bench's server processes under a
 //! profiler (the figures are then the profiler's, not the servers').
 
@@ -165,6 +167,10 @@ fn start_servers(
         let binary = ServerProcess::spawn_binary(binary.as_ref(), cpu, dirs[1].path());
         servers.push(("direwolf serve", binary));
     }
+    if let Some(binary) = std::env::var_os("DW_BENCH_DIREWOLF_BEFORE") {
+        let binary = ServerProcess::spawn_binary(binary.as_ref(), cpu, dirs[2].path());
+        servers.push(("serve (before)", binary));
+    }
     (servers, body_len)
 }
 
@@ -184,7 +190,7 @@ pub fn figures() {
     let pin = std::env::var("DW_BENCH_PIN").map_or(true, |v| v != "0");
     let server_cpu = (pin && cpus.len() > 1).then(|| cpus[cpus.len() - 1]);
     let client = Client::serial_zero();
-    let dirs = [(); 2].map(|()| tempfile::tempdir().expect("a temporary directory"));
+    let dirs = [(); 3].map(|()| tempfile::tempdir().expect("a temporary directory"));
     let client_cert = dirs[0].path().join("bench-client-cert.pem");
     std::fs::write(&client_cert, &client.cert_pem).expect("writing the client certificate");
     let mut generator = Generator::spawn(&client_cert);
