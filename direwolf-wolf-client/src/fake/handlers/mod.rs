@@ -18,8 +18,6 @@ mod lobbies;
 mod sessions;
 mod utilities;
 
-pub(super) use sessions::{SESSION_CLIENT_FIELDS, SESSION_FIELDS, SESSION_FIELDS_V4, SETTINGS_FIELDS};
-
 /// What the connection handler does with a request.
 pub(crate) enum Reply {
     /// `HTTP/1.0 <status> OK` with `Content-Length` and a JSON body.

@@ -6,35 +6,11 @@ use serde_json::{Map, Value};
 
 use super::{Emitted, Reply, State, error, id_field, object, require, settings_for, success, to_json};
 use crate::events::names;
+use crate::fake::schema::{SESSION_CLIENT_FIELDS, SESSION_FIELDS, SESSION_FIELDS_V4, SETTINGS_FIELDS};
 use crate::ids::{AppId, CLIENTLESS_SESSION_ID, SessionId, parse_wolf_u64};
 use crate::secret::Secret;
 use crate::types::*;
 use crate::version::{WolfVersion, paths};
-
-/// The `StreamSession` fields a `sessions/add` body must carry in every version (spec §3.6).
-pub(in crate::fake) const SESSION_FIELDS: &[&str] = &[
-    "client_ip",
-    "video_width",
-    "video_height",
-    "video_refresh_rate",
-    "audio_channel_count",
-];
-
-/// The `StreamSession` fields required since V4.
-pub(in crate::fake) const SESSION_FIELDS_V4: &[&str] = &["aes_key", "aes_iv", "rtsp_fake_ip"];
-
-/// The `StreamSession` fields required before V5b and optional since.
-pub(in crate::fake) const SESSION_CLIENT_FIELDS: &[&str] = &["app_id", "client_id", "client_settings"];
-
-/// The `ClientSettings` fields (spec §3.1) before V6, which adds `motion_controller_override`.
-pub(in crate::fake) const SETTINGS_FIELDS: &[&str] = &[
-    "run_uid",
-    "run_gid",
-    "controllers_override",
-    "mouse_acceleration",
-    "v_scroll_acceleration",
-    "h_scroll_acceleration",
-];
 
 const VIDEO_FIELDS: &[&str] = &[
     "display_mode",
