@@ -10,7 +10,20 @@ use parking_lot::RwLock;
 use crate::error::{Error, Result};
 use crate::ids::{AppId, Fingerprint, SessionId, UserName};
 use crate::model::{App, AppAsset, Pairing, ServerIdentity, Session, User};
-use crate::store::{AppCatalog, IdentityStore, PairingStore, SessionStore, UserStore};
+use crate::store::{AppCatalog, IdentityStore, PairingStore, SessionStore, Stores, UserStore};
+
+impl Stores {
+    /// All stores in memory (nothing survives the process).
+    pub fn in_memory() -> Self {
+        Stores {
+            pairings: Arc::new(InMemoryPairingStore::default()),
+            users: Arc::new(InMemoryUserStore::default()),
+            apps: Arc::new(InMemoryAppCatalog::default()),
+            sessions: Arc::new(InMemorySessionStore::default()),
+            identity: Arc::new(InMemoryIdentityStore::default()),
+        }
+    }
+}
 
 /// A map behind a lock.
 type Table<K, V> = RwLock<BTreeMap<K, V>>;

@@ -159,20 +159,6 @@ pub struct Stores {
     pub identity: Arc<dyn IdentityStore>,
 }
 
-impl Stores {
-    /// All stores in memory (nothing survives the process).
-    pub fn in_memory() -> Self {
-        use crate::memory::*;
-        Stores {
-            pairings: Arc::new(InMemoryPairingStore::default()),
-            users: Arc::new(InMemoryUserStore::default()),
-            apps: Arc::new(InMemoryAppCatalog::default()),
-            sessions: Arc::new(InMemorySessionStore::default()),
-            identity: Arc::new(InMemoryIdentityStore::default()),
-        }
-    }
-}
-
 // The blanket impls below let an `Arc<T>` stand where a store is expected.
 macro_rules! forward_arc {
     ($trait:ident { $($body:tt)* }) => {
