@@ -10,6 +10,7 @@ use direwolf_k8s::crd;
 #[cfg(feature = "emulator")]
 use direwolf_k8s::emulator::ApiServerEmulator;
 
+pub mod cases;
 pub mod testenv;
 
 /// Awaits `f`, failing the test with `what` if it takes longer than `wait` (a timeout means a
