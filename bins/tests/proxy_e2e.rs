@@ -373,7 +373,7 @@ fn without_the_crds_the_proxy_exits_with_an_install_hint() {
     let (status, text) = (out.status, out.stderr);
     assert!(!status.success(), "the proxy must fail without CRDs: {text}");
     assert!(
-        text.contains("direwolf crd | kubectl apply -f -"),
+        text.contains("direwolf crd | kubectl apply --server-side -f -"),
         "the error names the install command: {text}"
     );
 }
