@@ -1,5 +1,6 @@
 //! `direwolf crd`: prints every CustomResourceDefinition of direwolf as multi-document YAML,
-//! for `kubectl apply -f -` and for the committed copy under `crds/`.
+//! for `kubectl apply --server-side -f -` and for the committed copy under `crds/` (server-side:
+//! the App schema is too large for the annotation client-side apply writes).
 
 use std::io::Write;
 

@@ -27,7 +27,7 @@ enum Command {
     Relay(relay::RelayArgs),
     /// Run the Moonlight endpoint of a Kubernetes installation (state in the API server).
     Proxy(proxy::ProxyArgs),
-    /// Print the CustomResourceDefinitions as YAML (`direwolf crd | kubectl apply -f -`).
+    /// Print the CustomResourceDefinitions as YAML (`direwolf crd | kubectl apply --server-side -f -`).
     Crd,
 }
 

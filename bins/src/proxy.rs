@@ -89,7 +89,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
 async fn check_crds(client: &kube::Client, namespace: &str) -> anyhow::Result<()> {
     let params = ListParams::default().limit(1);
     let hint = "the direwolf CustomResourceDefinitions are not installed: run \
-                `direwolf crd | kubectl apply -f -`";
+                `direwolf crd | kubectl apply --server-side -f -`";
     let check = async {
         Api::<crd::App>::namespaced(client.clone(), namespace)
             .list(&params)

@@ -1,7 +1,9 @@
-//! End to end: `direwolf proxy` against the in-process Kubernetes API-server emulator, driven by
-//! the real moonlight-python client (`tests/interop/driver.py` for pairing and checks, its
-//! `NvHTTP.launch_app` for launches). The test plays the operator by publishing
-//! `status.streamURL` on the Session the proxy creates.
+//! End to end: `direwolf proxy` against the in-process Kubernetes API-server emulator and against
+//! the real control plane (`scripts/kube-testenv`, issue 11), driven by the real moonlight-python
+//! client (`tests/interop/driver.py` for pairing and checks, its `NvHTTP.launch_app` for
+//! launches). The test plays the operator by publishing `status.streamURL` on the Session the
+//! proxy creates. On the real control plane the proxy runs as its ServiceAccount with the Role of
+//! `deploy/rbac.yaml`, not as admin: a permission the Role lacks fails the test.
 //!
 //! Needs `python3` with `moonlight_python` 0.3.0 importable (`scripts/test-all` installs it).
 
@@ -22,6 +24,7 @@ use support::{DRIVER_TIMEOUT, Direwolf, Proc, field, require_moonlight_python, r
 
 const PIN: &str = "5731";
 const START: Duration = Duration::from_secs(120);
+/// The emulator's namespace.
 const NS: &str = "default";
 const LAUNCH_TIMEOUT_SECS: u64 = 8;
 
@@ -47,14 +50,28 @@ if app > 0:
 print(json.dumps(result), flush=True)
 "#;
 
-/// The emulator (on its own runtime, so the test thread may block) with the CRDs and the
-/// example Apps and User, and a kubeconfig pointing at it.
+/// The example resources every cluster of these tests holds.
+const EXAMPLES: [&str; 3] = ["app-test-pattern.yaml", "app-firefox.yaml", "user.yaml"];
+
+/// The emulator or a namespace of the real control plane (a runtime of its own, so the test
+/// thread may block) with the CRDs and the example Apps and User, an admin client and the
+/// kubeconfig the proxy runs with.
 struct Cluster {
     runtime: tokio::runtime::Runtime,
     emulator: Option<ApiServerEmulator>,
+    client: kube::Client,
+    namespace: String,
     _dir: tempfile::TempDir,
     kubeconfig: PathBuf,
     root: PathBuf,
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 impl Cluster {
@@ -65,11 +82,7 @@ impl Cluster {
     /// With `install` false the emulator serves no direwolf CRDs.
     fn start_with(install: bool) -> Cluster {
         require_moonlight_python();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let runtime = runtime();
         let emulator = runtime
             .block_on(async { tokio::time::timeout(START, ApiServerEmulator::start()).await })
             .expect("the emulator starts within 120 s")
@@ -78,7 +91,7 @@ impl Cluster {
             emulator
                 .apply_yaml(&crd::crds_yaml().expect("CRDs render"))
                 .expect("CRDs install");
-            &["app-test-pattern.yaml", "app-firefox.yaml", "user.yaml"]
+            &EXAMPLES[..]
         } else {
             &[]
         };
@@ -104,14 +117,46 @@ impl Cluster {
         Cluster {
             runtime,
             root: dir.path().to_owned(),
+            client: emulator.client(),
             emulator: Some(emulator),
+            namespace: NS.to_owned(),
             _dir: dir,
             kubeconfig,
         }
     }
 
+    /// A namespace of the real control plane: the CRDs, `deploy/rbac.yaml` and the examples
+    /// applied with kubectl, and the proxy's kubeconfig a token of ServiceAccount
+    /// `direwolf-proxy`. `None` when the real control plane tests are switched off locally.
+    fn real() -> Option<Cluster> {
+        let cp = support::testenv::control_plane()?;
+        require_moonlight_python();
+        let runtime = runtime();
+        let crds = crd::crds_yaml().expect("CRDs render");
+        let (client, namespace) = runtime.block_on(async {
+            cp.install_crds(&crds).await;
+            cp.namespace("proxy").await
+        });
+        cp.kubectl(&["apply", "-n", &namespace, "-f", "deploy/rbac.yaml"]);
+        for file in EXAMPLES {
+            cp.kubectl(&["apply", "-n", &namespace, "-f", &format!("examples/{file}")]);
+        }
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let kubeconfig = dir.path().join("kubeconfig");
+        cp.service_account_kubeconfig(&namespace, "direwolf-proxy", &kubeconfig);
+        Some(Cluster {
+            runtime,
+            root: dir.path().to_owned(),
+            emulator: None,
+            client,
+            namespace,
+            _dir: dir,
+            kubeconfig,
+        })
+    }
+
     fn client(&self) -> kube::Client {
-        self.emulator.as_ref().expect("running").client()
+        self.client.clone()
     }
 
     /// Runs `f` on the emulator's runtime, failing after 30 s.
@@ -122,7 +167,7 @@ impl Cluster {
     }
 
     fn sessions(&self) -> Vec<crd::Session> {
-        let api: Api<crd::Session> = Api::namespaced(self.client(), NS);
+        let api: Api<crd::Session> = Api::namespaced(self.client(), &self.namespace);
         self.block("list sessions", api.list(&ListParams::default()))
             .expect("list sessions")
             .items
@@ -156,7 +201,7 @@ fn start_proxy(cluster: &Cluster, name: &str) -> Direwolf {
         proxy_command(cluster)
             .args(["--launch-timeout", &LAUNCH_TIMEOUT_SECS.to_string()])
             .args(["--default-user", "alice", "--pin-timeout", "60"])
-            .env("POD_NAMESPACE", NS)
+            .env("POD_NAMESPACE", &cluster.namespace)
             .env("RUST_LOG", "info"),
     );
     let health = proc.wait_for("health listener", START);
@@ -207,7 +252,17 @@ fn launch(proxy: &Direwolf, client: &Path, app: u32) -> Value {
 
 #[test]
 fn real_client_pairs_lists_apps_and_launches_through_session_objects() {
-    let cluster = Cluster::start();
+    pairs_lists_apps_and_launches(Cluster::start());
+}
+
+#[test]
+fn on_the_real_control_plane_as_its_service_account_the_client_pairs_lists_and_launches() {
+    if let Some(cluster) = Cluster::real() {
+        pairs_lists_apps_and_launches(cluster);
+    }
+}
+
+fn pairs_lists_apps_and_launches(cluster: Cluster) {
     let proxy = start_proxy(&cluster, "a");
     let client = cluster.root.join("client");
 
@@ -219,7 +274,7 @@ fn real_client_pairs_lists_apps_and_launches_through_session_objects() {
         .as_str()
         .expect("fingerprint")
         .to_owned();
-    let pairings: Api<crd::Pairing> = Api::namespaced(cluster.client(), NS);
+    let pairings: Api<crd::Pairing> = Api::namespaced(cluster.client(), &cluster.namespace);
     let pairing = cluster
         .block("get pairing", pairings.get_opt(&fingerprint))
         .expect("get pairing")
@@ -230,7 +285,7 @@ fn real_client_pairs_lists_apps_and_launches_through_session_objects() {
     let check = run_driver(proxy.http_port, &client, &["check"]);
     assert_eq!(check["serverinfo"]["pair_status"], "1", "{check}");
     assert_eq!(check["serverinfo"]["current_game"], 0);
-    let apps: Api<crd::App> = Api::namespaced(cluster.client(), NS);
+    let apps: Api<crd::App> = Api::namespaced(cluster.client(), &cluster.namespace);
     let mut expected: Vec<Value> = cluster
         .block("list apps", apps.list(&ListParams::default()))
         .expect("list apps")
@@ -270,7 +325,7 @@ fn real_client_pairs_lists_apps_and_launches_through_session_objects() {
     assert_eq!(config.surround_audio_flags, 196_610);
     assert_eq!(config.aes_key.len(), 32);
     assert!(config.aes_iv.parse::<i64>().is_ok());
-    let sessions: Api<crd::Session> = Api::namespaced(cluster.client(), NS);
+    let sessions: Api<crd::Session> = Api::namespaced(cluster.client(), &cluster.namespace);
     let url = "rtsp://127.0.0.1:48123";
     cluster
         .block(
@@ -329,7 +384,17 @@ fn the_proxy_watches_each_kind_once() {
 
 #[test]
 fn two_replicas_pin_posted_to_the_other_replica() {
-    let cluster = Cluster::start();
+    pin_posted_to_the_other_replica(Cluster::start());
+}
+
+#[test]
+fn on_the_real_control_plane_two_replicas_pin_posted_to_the_other_replica() {
+    if let Some(cluster) = Cluster::real() {
+        pin_posted_to_the_other_replica(cluster);
+    }
+}
+
+fn pin_posted_to_the_other_replica(cluster: Cluster) {
     let a = start_proxy(&cluster, "a");
     let b = start_proxy(&cluster, "b");
     assert_eq!(
@@ -347,13 +412,14 @@ fn two_replicas_pin_posted_to_the_other_replica() {
     // B trusts the pairing A wrote, with the certificate the client pinned from A.
     let check = run_driver(b.http_port, &client, &["check"]);
     assert_eq!(check["serverinfo"]["pair_status"], "1", "{check}");
-    let pairings: Api<crd::Pairing> = Api::namespaced(cluster.client(), NS);
+    let pairings: Api<crd::Pairing> = Api::namespaced(cluster.client(), &cluster.namespace);
     let listed = cluster
         .block("list pairings", pairings.list(&ListParams::default()))
         .expect("list pairings")
         .items;
     assert_eq!(listed.len(), 1);
-    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(cluster.client(), NS);
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(cluster.client(), &cluster.namespace);
     let left = cluster
         .block(
             "list pending PINs",
@@ -373,7 +439,7 @@ fn without_the_crds_the_proxy_exits_with_an_install_hint() {
     let (status, text) = (out.status, out.stderr);
     assert!(!status.success(), "the proxy must fail without CRDs: {text}");
     assert!(
-        text.contains("direwolf crd | kubectl apply -f -"),
+        text.contains("direwolf crd | kubectl apply --server-side -f -"),
         "the error names the install command: {text}"
     );
 }

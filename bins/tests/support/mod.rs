@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The real Kubernetes control plane (one per test binary), shared with direwolf-k8s's tests.
+#[path = "../../../direwolf-k8s/tests/support/testenv.rs"]
+pub mod testenv;
+
 /// How long a finished child's output may take to close.
 const OUTPUT_CLOSE: Duration = Duration::from_secs(10);
 /// How many output lines a failure message quotes.

@@ -61,7 +61,7 @@ pub struct GatewayReference {
     pub namespace: Option<String>,
 }
 
-/// Bytes carried base64-encoded in YAML/JSON (OpenAPI `format: byte`), e.g. cover art.
+/// Bytes carried base64-encoded in YAML/JSON (a string in the schema), e.g. cover art.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Base64Bytes(pub Vec<u8>);
 
@@ -99,8 +99,11 @@ impl JsonSchema for Base64Bytes {
         true
     }
 
+    /// A string without `format: byte` (found on the real control plane, issue 11): the API
+    /// server's CEL decodes `byte` strings as URL-safe base64, so any rule touching an object
+    /// with standard base64 art (`+`, `/`) failed to evaluate instead of checking its condition.
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({ "type": "string", "format": "byte" })
+        schemars::json_schema!({ "type": "string" })
     }
 }
 

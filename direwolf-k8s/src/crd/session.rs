@@ -186,13 +186,24 @@ pub struct SessionStatus {
 #[serde(rename_all = "camelCase")]
 pub struct SessionPorts {
     /// RTSP (TCP).
+    #[schemars(schema_with = "port_schema")]
     pub rtsp: NonZeroU16,
     /// Control / ENet (UDP).
+    #[schemars(schema_with = "port_schema")]
     pub control: NonZeroU16,
     /// Video RTP (UDP).
     #[serde(rename = "videoRTP")]
+    #[schemars(schema_with = "port_schema")]
     pub video_rtp: NonZeroU16,
     /// Audio RTP (UDP).
     #[serde(rename = "audioRTP")]
+    #[schemars(schema_with = "port_schema")]
     pub audio_rtp: NonZeroU16,
+}
+
+/// A port: an integer of `format: int32` in 1..=65535. The `format: uint16` schemars gives a
+/// `u16` is not one the API server knows, and it warned on every apply of the CRD (found on
+/// the real control plane, issue 11).
+fn port_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "integer", "format": "int32", "minimum": 1, "maximum": 65535 })
 }

@@ -321,6 +321,14 @@ fn example(kind: &str) -> Value {
         .expect("an example")
 }
 
+fn example_named(name: &str) -> Value {
+    load_examples()
+        .into_iter()
+        .find(|(_, v)| v["metadata"]["name"] == name)
+        .map(|(_, v)| v)
+        .expect("an example of that name")
+}
+
 /// Asserts that `object` is rejected with a message naming `field`.
 #[track_caller]
 fn assert_rejected(object: &Value, old: Option<&Value>, field: &str) {
@@ -345,9 +353,14 @@ fn broken_apps_are_rejected_naming_the_field() {
     app["spec"]["title"] = json!("x".repeat(64));
     assert_rejected(&app, None, "/spec/title");
 
-    let mut app = example("App");
-    app["spec"]["appAssetPNG"] = app["spec"]["appAssetWebP"].clone();
-    assert_rejected(&app, None, "appAssetPNG");
+    // Both kinds of art (the first App example has PNG art only: take the WebP one and add PNG;
+    // found on the real control plane, issue 11: copying the absent WebP of the PNG example
+    // made a null, which the schema allows, so the old check proved nothing).
+    let mut app = example_named("test-pattern");
+    assert!(app["spec"]["appAssetWebP"].is_string());
+    app["spec"]["appAssetPNG"] = example_named("firefox")["spec"]["appAssetPNG"].clone();
+    assert!(app["spec"]["appAssetPNG"].is_string());
+    assert_rejected(&app, None, "set at most one of appAssetWebP and appAssetPNG");
 
     let mut app = example("App");
     app["spec"]["wolfConfig"]["runtimeVariables"]["logLevel"] = json!("VERBOSE");

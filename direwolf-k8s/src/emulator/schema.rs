@@ -17,7 +17,7 @@ pub(crate) struct FieldError {
 }
 
 impl FieldError {
-    fn new(field: &str, reason: &'static str, detail: String) -> Self {
+    pub(crate) fn new(field: &str, reason: &'static str, detail: String) -> Self {
         Self {
             field: field.to_string(),
             reason,
@@ -55,11 +55,95 @@ pub(crate) fn process(obj: &mut Value, schema: &Value) -> Vec<FieldError> {
     errors
 }
 
+/// The reasons of errors after which the API server does not run the CEL rules
+/// (`hasBlockingErr` of the custom-resource strategy: unsupported value, required, too long, too
+/// many, wrong type).
+const BLOCKING: [&str; 5] = [
+    "FieldValueNotSupported",
+    "FieldValueRequired",
+    "FieldValueTooLong",
+    "FieldValueTooMany",
+    "FieldValueTypeInvalid",
+];
+
+/// The CEL rules as the API server runs them after the OpenAPI validation (found on the real
+/// control plane, issue 11): when an `earlier` error is blocking, not at all, and one error
+/// without a field says so; otherwise integers out of their `format`'s range, then the rules.
+pub(crate) fn cel_unless_blocked(
+    obj: &Value,
+    schema: &Value,
+    old: Option<&Value>,
+    earlier: &[FieldError],
+) -> Vec<FieldError> {
+    if !has_rules(schema) {
+        return Vec::new();
+    }
+    if earlier.iter().any(|e| BLOCKING.contains(&e.reason)) {
+        return vec![FieldError::new(
+            NO_FIELD,
+            "FieldValueInvalid",
+            "Invalid value: null: some validation rules were not checked because the object was \
+             invalid; correct the existing errors to complete validation"
+                .into(),
+        )];
+    }
+    let mut errors = Vec::new();
+    int32_out_of_range(obj, schema, "", &mut errors);
+    if errors.is_empty() {
+        errors = cel(obj, schema, old);
+    }
+    errors
+}
+
+/// How the API server names the field of an error without a path (its `field.Path` is nil).
+const NO_FIELD: &str = "<nil>";
+
+fn has_rules(schema: &Value) -> bool {
+    serde_json::to_string(schema).is_ok_and(|s| s.contains("x-kubernetes-validations"))
+}
+
+/// The API server converts the object to CEL values before evaluating rules; an integer of
+/// `format: int32` outside that range fails the conversion, reported without a field.
+fn int32_out_of_range(value: &Value, schema: &Value, path: &str, errors: &mut Vec<FieldError>) {
+    match value {
+        Value::Number(n)
+            if schema.get("format").and_then(Value::as_str) == Some("int32")
+                && n.as_i64().is_none_or(|i| i32::try_from(i).is_err()) =>
+        {
+            errors.push(FieldError::new(
+                NO_FIELD,
+                "FieldValueInvalid",
+                format!(
+                    "Invalid value: \"\": Checked value must be of type integer with format int32 in {path}"
+                ),
+            ));
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                let sub = schema
+                    .pointer(&format!("/properties/{key}"))
+                    .or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()));
+                if let Some(sub) = sub {
+                    int32_out_of_range(item, sub, &join(path, key), errors);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(sub) = schema.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    int32_out_of_range(item, sub, &format!("{path}[{i}]"), errors);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Evaluates the CEL `x-kubernetes-validations` rules of the schema (with `oldSelf` bound on
 /// updates) through kube-cel, after pruning and defaulting. Failures are reported as the API
 /// server does: `<path>: Invalid value: "<type>": <message>`.
 pub(crate) fn cel(obj: &Value, schema: &Value, old: Option<&Value>) -> Vec<FieldError> {
-    if !serde_json::to_string(schema).is_ok_and(|s| s.contains("x-kubernetes-validations")) {
+    if !has_rules(schema) {
         return Vec::new();
     }
     match kube_cel::Validator::new().validate(schema, obj, old) {
@@ -67,16 +151,19 @@ pub(crate) fn cel(obj: &Value, schema: &Value, old: Option<&Value>) -> Vec<Field
         Err(errors) => errors
             .iter()
             .map(|e| {
-                let field = if e.field_path.is_empty() {
-                    "<root>".to_string()
-                } else {
-                    e.field_path.clone()
-                };
+                // A rule on the object itself: no field, and no value shown (as for any object).
+                if e.field_path.is_empty() {
+                    return FieldError::new(
+                        NO_FIELD,
+                        "FieldValueInvalid",
+                        format!("Invalid value: {}", e.message),
+                    );
+                }
                 let ty = value_at_dotted(obj, &e.field_path)
                     .map(type_name)
                     .unwrap_or("object");
                 FieldError::new(
-                    &field,
+                    &e.field_path,
                     "FieldValueInvalid",
                     format!("Invalid value: \"{ty}\": {}", e.message),
                 )
@@ -323,7 +410,7 @@ fn has_type(value: &Value, schema: &Value, path: &str, errors: &mut Vec<FieldErr
     };
     errors.push(FieldError::new(
         path,
-        "FieldValueInvalid",
+        "FieldValueTypeInvalid",
         format!("Invalid value: \"{actual}\": {path} in body must be of type {wanted}: \"{actual}\""),
     ));
     false
@@ -348,7 +435,7 @@ fn string_value(s: &str, schema: &Value, path: &str, errors: &mut Vec<FieldError
         errors.push(FieldError::new(
             path,
             "FieldValueTooLong",
-            format!("Too long: must have at most {max} bytes"),
+            format!("Too long: may not be more than {max} bytes"),
         ));
     }
     if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
@@ -563,7 +650,7 @@ mod tests {
             "{msgs:?}"
         );
         assert!(
-            msgs.contains(&"spec.title: Too long: must have at most 5 bytes".to_string()),
+            msgs.contains(&"spec.title: Too long: may not be more than 5 bytes".to_string()),
             "{msgs:?}"
         );
         let mut obj = json!({"spec": {}});

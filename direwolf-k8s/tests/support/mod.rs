@@ -1,11 +1,17 @@
-//! Helpers of the emulator-backed tests of this crate; each test file uses some of them.
+//! Helpers of the tests of this crate, on the emulator and on the real control plane
+//! (`testenv`); each test file uses some of them.
 #![allow(dead_code)]
 
 use std::future::Future;
 use std::time::Duration;
 
+#[cfg(feature = "emulator")]
 use direwolf_k8s::crd;
+#[cfg(feature = "emulator")]
 use direwolf_k8s::emulator::ApiServerEmulator;
+
+pub mod cases;
+pub mod testenv;
 
 /// Awaits `f`, failing the test with `what` if it takes longer than `wait` (a timeout means a
 /// call hung: a cache never synced, a wait did not end at its own deadline, or a retry loop did
@@ -17,6 +23,7 @@ pub async fn within<F: Future>(wait: Duration, what: &str, f: F) -> F::Output {
 }
 
 /// An emulator with the direwolf CRDs installed and the `examples/` files named applied.
+#[cfg(feature = "emulator")]
 pub async fn emulator(wait: Duration, examples: &[&str]) -> ApiServerEmulator {
     let emulator = within(wait, "emulator start", ApiServerEmulator::start())
         .await

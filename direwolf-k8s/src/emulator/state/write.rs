@@ -7,7 +7,7 @@ use super::gc::finalizers;
 use super::{ChangeKind, State, WriteCtx, meta_mut, ns_key, output};
 use crate::emulator::fields::{self, Scope};
 use crate::emulator::registry::{Registry, ResourceType};
-use crate::emulator::schema;
+use crate::emulator::schema::{self, FieldError};
 use crate::emulator::status::ApiError;
 
 /// Metadata only the server sets: dropped from what a client creates or applies.
@@ -87,7 +87,13 @@ impl State {
         {
             m.remove("status");
         }
-        self.validate(rt, &name, &mut obj, None)?;
+        // The name is validated with the rest of the object (found on the real control plane,
+        // issue 11: a bad name and a failing CEL rule are reported together).
+        let name_errors = invalid_name(&name)
+            .map(|detail| FieldError::new("metadata.name", "FieldValueInvalid", detail))
+            .into_iter()
+            .collect();
+        self.validate(rt, &name, &mut obj, None, name_errors)?;
         self.stamp_new(rt, &mut obj, ctx, track);
         if ctx.dry_run {
             return Ok(output(rt, &obj));
@@ -126,24 +132,32 @@ impl State {
         }
     }
 
-    /// Schema validation (custom resources: structural schema, then CEL rules) and CRD
-    /// well-formedness. `old` is the stored object for updates (CEL transition rules).
+    /// Validation as the API server's custom-resource strategy does it: metadata (`errors`
+    /// holds the name's), the structural schema, then the CEL rules unless an earlier error
+    /// blocks them; every error in one answer. Then CRD well-formedness. `old` is the stored
+    /// object for updates (CEL transition rules).
     fn validate(
         &self,
         rt: &ResourceType,
         name: &str,
         obj: &mut Value,
         old: Option<&Value>,
+        mut errors: Vec<FieldError>,
     ) -> Result<(), ApiError> {
+        if let Some(detail) = annotations_too_long(obj) {
+            errors.push(FieldError::new(
+                "metadata.annotations",
+                "FieldValueTooLong",
+                detail,
+            ));
+        }
         if let Some(schema) = &rt.schema {
-            let errors = schema::process(obj, schema);
-            if !errors.is_empty() {
-                return Err(ApiError::invalid(rt, name, &errors));
-            }
-            let errors = schema::cel(obj, schema, old);
-            if !errors.is_empty() {
-                return Err(ApiError::invalid(rt, name, &errors));
-            }
+            errors.extend(schema::process(obj, schema));
+            let rules = schema::cel_unless_blocked(obj, schema, old, &errors);
+            errors.extend(rules);
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(rt, name, &errors));
         }
         if is_crd(rt) {
             let mut scratch = Registry::default();
@@ -205,7 +219,7 @@ impl State {
         if being_deleted {
             forbid_new_finalizers(rt, name, &old, &new)?;
         }
-        self.validate(rt, name, &mut new, Some(&old))?;
+        self.validate(rt, name, &mut new, Some(&old), Vec::new())?;
         self.stamp_update(rt, &old, &mut new, scope_of(rt, status), ctx, track);
         if same_ignoring_bookkeeping(&old, &new) {
             return Ok(output(rt, &old));
@@ -304,15 +318,6 @@ fn settle_new_name(rt: &ResourceType, ns: &str, obj: &mut Value, track: bool) ->
                 ));
             }
         }
-    }
-    if let Some(detail) = invalid_name(&name) {
-        return Err(ApiError::invalid_field(
-            rt,
-            &name,
-            "metadata.name",
-            "FieldValueInvalid",
-            detail,
-        ));
     }
     for f in SERVER_OWNED {
         meta.remove(f);
@@ -539,6 +544,21 @@ fn invalid_name(name: &str) -> Option<String> {
     }
 }
 
+/// The API server's limit on the annotations of one object, keys and values added up (found on
+/// the real control plane, issue 11: `kubectl apply` of the App CRD stores the whole CRD in the
+/// last-applied annotation, which is then refused; the emulator used to accept it).
+const ANNOTATIONS_LIMIT: usize = 256 * 1024;
+
+/// `None` if the annotations of `obj` fit the API server's limit, else its message.
+fn annotations_too_long(obj: &Value) -> Option<String> {
+    let annotations = obj.pointer("/metadata/annotations")?.as_object()?;
+    let size: usize = annotations
+        .iter()
+        .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+        .sum();
+    (size > ANNOTATIONS_LIMIT).then(|| format!("Too long: may not be more than {ANNOTATIONS_LIMIT} bytes"))
+}
+
 /// Five characters from the alphabet the API server uses for generateName suffixes.
 fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -572,5 +592,16 @@ mod tests {
         assert!(invalid_name("ok-name.x").is_none());
         assert!(invalid_name("Bad").is_some());
         assert!(invalid_name("-x").is_some());
+    }
+
+    #[test]
+    fn annotations_over_256_kib_are_refused() {
+        let with = |len: usize| json!({"metadata": {"annotations": {"a": "x".repeat(len)}}});
+        assert_eq!(annotations_too_long(&with(ANNOTATIONS_LIMIT - 1)), None);
+        assert_eq!(
+            annotations_too_long(&with(ANNOTATIONS_LIMIT)).as_deref(),
+            Some("Too long: may not be more than 262144 bytes")
+        );
+        assert_eq!(annotations_too_long(&json!({"metadata": {}})), None);
     }
 }

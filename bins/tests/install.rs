@@ -1,0 +1,258 @@
+//! The README's Kubernetes install, run as written against the real control plane
+//! (`scripts/kube-testenv`): `direwolf crd | kubectl apply --server-side -f -`, the namespace, the
+//! RBAC and proxy manifests, the example resources. Issue 11: the App CRD is too large for
+//! client-side apply, so the documented command must be the one that works.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
+use kube::api::ListParams;
+use support::testenv::{self, within};
+
+const CRDS: [&str; 4] = ["apps", "pairings", "sessions", "users"];
+
+fn repo_root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// The shell block of the README's "## Kubernetes" section, its namespace `games` renamed.
+fn readme_install_block(namespace: &str) -> String {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
+    let section = readme
+        .split("\n## Kubernetes\n")
+        .nth(1)
+        .expect("the README has a Kubernetes section");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("the Kubernetes section opens with a sh block");
+    assert!(
+        block.contains("direwolf crd | kubectl apply --server-side -f -"),
+        "the documented CRD install is the one this test proves: {block}"
+    );
+    block
+        .lines()
+        .map(|line| {
+            line.split(' ')
+                .map(|word| if word == "games" { namespace } else { word })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Runs `script` with sh -e in the repository, `direwolf` and `kubectl` on PATH; its stdout.
+/// Fails on a warning of the API server too: the user would see it.
+fn sh(cp: &testenv::ControlPlane, script: &str) -> String {
+    let direwolf = Path::new(env!("CARGO_BIN_EXE_direwolf"));
+    let path = format!(
+        "{}:{}:{}",
+        direwolf.parent().expect("a directory").display(),
+        cp.kubectl.parent().expect("a directory").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // Each kubectl call is a network wait: 120 s for the whole script.
+    let out = Command::new("timeout")
+        .args(["120", "sh", "-e", "-c", script])
+        .current_dir(repo_root())
+        .env("PATH", path)
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run sh");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "{script}\nfailed ({}): {stderr}",
+        out.status
+    );
+    assert!(!stderr.contains("Warning"), "{script}\nwarned: {stderr}");
+    stdout.into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_install_works_as_written() {
+    let Some(cp) = testenv::control_plane() else {
+        return;
+    };
+    let namespace = format!("games-{}", std::process::id());
+    let block = readme_install_block(&namespace);
+    let out = tokio::task::block_in_place(|| sh(cp, &block));
+    assert!(out.contains("serverside-applied"), "{out}");
+
+    let client = cp.client(&namespace).await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for plural in CRDS {
+        testenv::wait_established(&crds, &format!("{plural}.direwolf.games-on-whales.github.io")).await;
+    }
+    // Applied again, as the documented alternative: server-side apply is idempotent.
+    let again = tokio::task::block_in_place(|| sh(cp, "kubectl apply --server-side -f crds/"));
+    assert_eq!(again.matches("serverside-applied").count(), CRDS.len(), "{again}");
+
+    // The example resources are there, and the proxy's Deployment runs on the fake nodes.
+    let users: Api<direwolf_k8s::crd::User> = Api::namespaced(client.clone(), &namespace);
+    within("get the example User", users.get("alice"))
+        .await
+        .expect("the example User");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let available = within("the proxy Deployment available", async {
+        loop {
+            let d = deployments.get("direwolf-proxy").await.expect("the Deployment");
+            let status = d.status.unwrap_or_default();
+            if status.available_replicas == Some(2) {
+                break status;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert_eq!(available.ready_replicas, Some(2));
+    let pods: Api<Pod> = Api::namespaced(client, &namespace);
+    let pods = within("list the proxy pods", pods.list(&ListParams::default()))
+        .await
+        .expect("list pods");
+    for pod in pods.items {
+        let spec = pod.spec.expect("a pod spec");
+        assert_eq!(spec.service_account_name.as_deref(), Some("direwolf-proxy"));
+        let node = spec.node_name.expect("scheduled");
+        assert!(node.starts_with("testenv-node-"), "{node}");
+    }
+}
+
+/// Resource (`plural[.group][/subresource]`, as `kubectl auth can-i --list` names it, with its
+/// resource names) → verbs.
+type Grants = std::collections::BTreeMap<String, std::collections::BTreeSet<String>>;
+
+/// The resource rows of `kubectl auth can-i --list` (non-resource URLs left out).
+fn can_i_list(table: &str) -> Grants {
+    let mut grants = Grants::new();
+    for line in table.lines().skip(1).filter(|l| !l.starts_with(' ')) {
+        let columns: Vec<&str> = line.splitn(2, ' ').collect();
+        let rest = columns.get(1).expect("a resource row has columns");
+        // [non-resource URLs] [resource names] [verbs]
+        let lists: Vec<&str> = rest
+            .split('[')
+            .skip(1)
+            .map(|c| c.trim().trim_end_matches(']'))
+            .collect();
+        assert_eq!(lists.len(), 3, "unexpected row: {line}");
+        let key = match lists[1] {
+            "" => columns[0].to_owned(),
+            names => format!("{} {names}", columns[0]),
+        };
+        grants
+            .entry(key)
+            .or_default()
+            .extend(lists[2].split(' ').map(str::to_owned));
+    }
+    grants
+}
+
+/// What Role `name` of deploy/rbac.yaml grants, named as `kubectl auth can-i --list` names it.
+fn role_grants(name: &str) -> Grants {
+    let text = std::fs::read_to_string(repo_root().join("deploy/rbac.yaml")).expect("deploy/rbac.yaml");
+    let role = serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| <serde_yaml::Value as serde::Deserialize>::deserialize(doc).expect("YAML"))
+        .find(|d| d["kind"] == "Role" && d["metadata"]["name"] == name)
+        .expect("the Role");
+    let strings = |v: &serde_yaml::Value| -> Vec<String> {
+        v.as_sequence()
+            .expect("a list")
+            .iter()
+            .map(|s| s.as_str().expect("a string").to_owned())
+            .collect()
+    };
+    let mut grants = Grants::new();
+    for rule in role["rules"].as_sequence().expect("rules") {
+        for group in strings(&rule["apiGroups"]) {
+            for resource in strings(&rule["resources"]) {
+                let (base, sub) = resource
+                    .split_once('/')
+                    .map_or((resource.as_str(), None), |(b, s)| (b, Some(s)));
+                let mut key = if group.is_empty() {
+                    base.to_owned()
+                } else {
+                    format!("{base}.{group}")
+                };
+                if let Some(sub) = sub {
+                    key = format!("{key}/{sub}");
+                }
+                grants.entry(key).or_default().extend(strings(&rule["verbs"]));
+            }
+        }
+    }
+    grants
+}
+
+/// Issue 11: with a token of ServiceAccount direwolf-proxy, `kubectl auth can-i --list` shows
+/// exactly what deploy/rbac.yaml's Role grants, besides what every account may do (asked for
+/// an account without a Role binding).
+#[test]
+fn the_proxy_account_may_do_what_its_role_grants_and_nothing_more() {
+    let Some(cp) = testenv::control_plane() else {
+        return;
+    };
+    let namespace = format!("rbac-{}", std::process::id());
+    cp.kubectl(&["create", "namespace", &namespace]);
+    cp.kubectl(&["apply", "-n", &namespace, "-f", "deploy/rbac.yaml"]);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let kubeconfig = dir.path().join("proxy.kubeconfig");
+    cp.service_account_kubeconfig(&namespace, "direwolf-proxy", &kubeconfig);
+    let kubeconfig = kubeconfig.display().to_string();
+    let proxy = can_i_list(&cp.kubectl(&[
+        "--kubeconfig",
+        &kubeconfig,
+        "auth",
+        "can-i",
+        "--list",
+        "-n",
+        &namespace,
+    ]));
+    let anyone = format!("system:serviceaccount:{namespace}:nobody");
+    let everyone = can_i_list(&cp.kubectl(&["auth", "can-i", "--list", "-n", &namespace, "--as", &anyone]));
+    assert!(
+        !everyone.is_empty(),
+        "an authenticated account may at least review itself"
+    );
+
+    let mut expected = everyone.clone();
+    for (resource, verbs) in role_grants("direwolf-proxy") {
+        expected.entry(resource).or_default().extend(verbs);
+    }
+    assert_eq!(
+        proxy, expected,
+        "what the proxy's account may do, beside what anyone may do: {everyone:?}"
+    );
+
+    // And what it may not: the operator's Deployments, another namespace's Secrets.
+    let can_i = |args: &[&str]| {
+        let mut all = vec![
+            "--kubeconfig",
+            kubeconfig.as_str(),
+            "--request-timeout=30s",
+            "auth",
+            "can-i",
+        ];
+        all.extend_from_slice(args);
+        let out = Command::new(&cp.kubectl)
+            .args(&all)
+            .output()
+            .expect("run kubectl");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(can_i(&["create", "deployments.apps", "-n", &namespace]), "no");
+    assert_eq!(can_i(&["get", "secrets", "-n", "default"]), "no");
+    assert_eq!(can_i(&["get", "secrets", "-n", &namespace]), "yes");
+}
