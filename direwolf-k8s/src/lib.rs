@@ -10,6 +10,7 @@
 //! * [`pin_broker`]: PIN delivery across replicas through Secrets ([`pin_broker::KubePinBroker`]);
 //! * [`report`]: hand-edited problems reported on the objects' status;
 //! * [`retry`]: which API errors are transient, and their bounded retry;
+//! * [`stream`]: the names and status fields the proxy, operator and agent agree on for a stream;
 //! * `emulator` (feature `emulator`): an in-process API-server emulator for tests.
 //!
 //! ```no_run
@@ -36,6 +37,7 @@ pub mod pin_broker;
 pub mod report;
 pub mod retry;
 pub mod stores;
+pub mod stream;
 pub mod watch;
 
 #[cfg(feature = "emulator")]

@@ -160,6 +160,14 @@ pub mod field_managers {
     pub const OPERATOR_SERVICE: &str = "direwolf-operator-service";
     /// The operator writing the home claim.
     pub const OPERATOR_PVC: &str = "direwolf-operator-pvc";
+    /// The wolf-agent writing its Session's status (stream URL, Wolf session id, phase).
+    pub const AGENT_SESSION_STATUS: &str = "direwolf-agent-session-status";
+    /// The operator writing a stream pod.
+    pub const OPERATOR_POD: &str = "direwolf-operator-pod";
+    /// The operator writing a stream pod's ServiceAccount, Role and RoleBinding.
+    pub const OPERATOR_AGENT_ACCOUNT: &str = "direwolf-operator-agent-account";
+    /// The proxy writing a Session's keys Secret.
+    pub const PROXY_SESSION_KEYS: &str = "direwolf-proxy-session-keys";
     /// The operator reporting problems on App, User and Pairing status.
     pub const OPERATOR_REPORT_STATUS: &str = "direwolf-operator-report-status";
 }
