@@ -15,10 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use direwolf_core::relay::{Relay, RelayConfig};
 use direwolf_core::{MemoAppCatalog, Stores, UserName, UserStoreExt};
 use direwolf_k8s::crd;
 use direwolf_k8s::launcher::{KubeLauncher, LauncherConfig};
 use direwolf_k8s::pin_broker::{KubePinBroker, PinBrokerConfig};
+use direwolf_k8s::relays::SessionRelays;
 use direwolf_k8s::stores::KubeStores;
 use direwolf_k8s::watch::Watches;
 use direwolf_moonlight::MoonlightServer;
@@ -69,6 +71,15 @@ pub struct ProxyArgs {
     /// Address of the health listener.
     #[arg(long, value_name = "IP", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     pub health_bind: IpAddr,
+
+    /// Address the stream relay listens on: each Session's public ports (`status.ports`) are
+    /// forwarded from here to its pod. Default: every address.
+    #[arg(long, value_name = "IP", env = "DIREWOLF_RELAY_IP", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub relay_ip: IpAddr,
+
+    /// Do not relay streams (for an installation exposing stream pods otherwise).
+    #[arg(long)]
+    pub no_relay: bool,
 
     /// Log one JSON object per line.
     #[arg(long)]
@@ -140,16 +151,41 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
     );
     // Hand-edited problems (a Pairing of a missing User, Apps sharing an id) are reported on the
     // objects' status.
+    let relay_task = start_relays(&args, &watches)?;
     let report_task = tokio::spawn(direwolf_k8s::report::run(watches));
     let result = server.run_until(shutdown_signal()).await;
     health_task.abort();
     report_task.abort();
+    if let Some((stop, task)) = relay_task {
+        let _ = stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     result.context("the Moonlight server failed")?;
     info!("direwolf proxy stopped");
     Ok(())
 }
 
 /// What the Moonlight server runs on, all reading one set of watches.
+/// Starts the relay of every Session's stream ports (`direwolf_k8s::relays`), unless disabled.
+fn start_relays(
+    args: &ProxyArgs,
+    watches: &Watches,
+) -> anyhow::Result<Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>> {
+    if args.no_relay {
+        return Ok(None);
+    }
+    // The operator allocates the ports; the engine's own allocator is not used here.
+    let config = RelayConfig::new(args.relay_ip, 1..=4);
+    let relay = Relay::new(config).context("cannot start the stream relay")?;
+    let relays = SessionRelays::new(watches, relay);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    info!(ip = %args.relay_ip, "relaying every session's stream ports");
+    let task = tokio::spawn(relays.run(async move {
+        let _ = stopped.await;
+    }));
+    Ok(Some((stop, task)))
+}
+
 struct Readers {
     stores: KubeStores,
     launcher: KubeLauncher,

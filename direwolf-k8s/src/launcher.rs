@@ -38,7 +38,7 @@ use async_trait::async_trait;
 use direwolf_core::launcher::{UserLocks, detached};
 use direwolf_core::{
     AppId, LaunchError, LaunchOutcome, LaunchRequest, Launcher, PairSecret, ResumeRequest, SessionId,
-    UserName,
+    StreamKeys, UserName,
 };
 use futures::future::BoxFuture;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
@@ -97,6 +97,8 @@ impl Default for LauncherConfig {
 struct Inner {
     namespace: String,
     sessions_api: Api<crd::Session>,
+    /// The Sessions' keys Secrets (`crate::keys`).
+    secrets_api: Api<k8s_openapi::api::core::v1::Secret>,
     sessions: Arc<Cache<crd::Session>>,
     apps: Arc<Reflector<crd::App>>,
     config: LauncherConfig,
@@ -210,6 +212,7 @@ impl KubeLauncher {
                 sessions: watches.sessions(),
                 apps: watches.apps().reflector().clone(),
                 sessions_api: watches.api(),
+                secrets_api: watches.api(),
                 config,
                 tombstones: Mutex::new(HashMap::new()),
                 user_locks: UserLocks::default(),
@@ -360,13 +363,13 @@ impl KubeLauncher {
 
     /// Creates `object` (see [`create_session`](crate::stores::create_session): a retried create
     /// that meets its own earlier attempt counts as success).
-    async fn create(&self, object: &crd::Session) -> Result<(), LaunchError> {
+    async fn create(&self, object: &crd::Session) -> Result<crd::Session, LaunchError> {
         let created =
             crate::stores::create_session(&self.inner.sessions_api, &self.inner.config.retry, object);
         match created.await {
             Ok(written) => {
-                self.inner.sessions.wrote(written);
-                Ok(())
+                self.inner.sessions.wrote(written.clone());
+                Ok(written)
             }
             Err(direwolf_core::Error::AlreadyExists { .. }) => Err(LaunchError::Unavailable {
                 message: "Another session with the same generated name exists; try again.".to_owned(),
@@ -374,6 +377,14 @@ impl KubeLauncher {
             Err(direwolf_core::Error::Unavailable { .. }) => Err(unavailable("creating the session")),
             Err(err) => Err(LaunchError::Backend(err)),
         }
+    }
+
+    /// Applies the keys Secret of `session` (`crate::keys`), which its agent reads.
+    async fn write_keys(&self, session: &crd::Session, keys: &StreamKeys) -> Result<(), LaunchError> {
+        crate::keys::apply_keys(&self.inner.secrets_api, &self.inner.config.retry, session, keys)
+            .await
+            .map(drop)
+            .map_err(|e| launch_error("writing the session's keys", e))
     }
 
     /// Waits until Session `name` has a stream URL (and, if `generation` is given and the
@@ -502,9 +513,15 @@ impl KubeLauncher {
         let name = session_name(&request.user, &app_object);
         let id = Self::session_id(&name)?;
         let object = session_object(&id, &request, &app_object)?;
-        self.create(&object).await?;
-        info!(session = %name, user = %request.user, app = %request.app, "session created; waiting for its stream");
-        match self.wait_for_url(&name, None, deadline).await {
+        let created = self.create(&object).await?;
+        let started = match self.write_keys(&created, &request.keys).await {
+            Ok(()) => {
+                info!(session = %name, user = %request.user, app = %request.app, "session created; waiting for its stream");
+                self.wait_for_url(&name, None, deadline).await
+            }
+            Err(err) => Err(err),
+        };
+        match started {
             Ok(session_url) => {
                 info!(session = %name, url = %session_url, "stream ready");
                 Ok(LaunchOutcome {
@@ -568,6 +585,7 @@ impl KubeLauncher {
             Err(e) => return Err(launch_error("re-keying the session", e)),
         };
         let generation = patched.metadata.generation;
+        self.write_keys(&patched, &request.keys).await?;
         self.inner.sessions.wrote(patched);
         info!(session = %name, user = %request.user, "session re-keyed; waiting for its stream");
         let session_url = self.wait_for_url(&name, generation, deadline).await?;

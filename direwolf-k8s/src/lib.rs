@@ -7,7 +7,9 @@
 //! * [`stores`]: the `direwolf-core` store traits over those resources (entry point
 //!   [`stores::KubeStores`]);
 //! * [`launcher`]: launch, resume and cancel as `Session` objects ([`launcher::KubeLauncher`]);
+//! * [`keys`]: the Secret holding a Session's stream keys, readable only by its agent;
 //! * [`pin_broker`]: PIN delivery across replicas through Secrets ([`pin_broker::KubePinBroker`]);
+//! * `relays` (feature `relay`): the stream relay of every Session, derived from the Session objects;
 //! * [`report`]: hand-edited problems reported on the objects' status;
 //! * [`retry`]: which API errors are transient, and their bounded retry;
 //! * [`stream`]: the names and status fields the proxy, operator and agent agree on for a stream;
@@ -32,8 +34,11 @@
 #![warn(missing_docs)]
 
 pub mod crd;
+pub mod keys;
 pub mod launcher;
 pub mod pin_broker;
+#[cfg(feature = "relay")]
+pub mod relays;
 pub mod report;
 pub mod retry;
 pub mod stores;

@@ -129,6 +129,18 @@ async fn sessions(emulator: &ApiServerEmulator) -> Vec<crd::Session> {
         .items
 }
 
+/// The keys in Session `name`'s keys Secret, which must be owned by the Session.
+async fn stream_keys(emulator: &ApiServerEmulator, name: &str) -> (String, String) {
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(emulator.client(), NS);
+    let secret = secrets
+        .get(&direwolf_k8s::stream::keys_secret_name(name))
+        .await
+        .expect("keys Secret");
+    let owner = &secret.owner_references()[0];
+    assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("Session", name));
+    direwolf_k8s::keys::read_keys(&secret).expect("both keys")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn launch_resume_and_cancel_through_session_objects() {
     let emulator = emulator().await;
@@ -153,6 +165,11 @@ async fn launch_resume_and_cancel_through_session_objects() {
     assert_eq!(session.spec.config.aes_key, keys(1).aes_key.to_hex());
     assert_eq!(session.spec.config.aes_iv, "-1");
     assert_eq!(session.spec.config.client_ip.as_deref(), Some("192.0.2.7"));
+    assert_eq!(
+        stream_keys(&emulator, &session.name_any()).await,
+        (keys(1).aes_key.to_hex(), "-1".to_owned()),
+        "the agent's keys Secret is written"
+    );
     assert_eq!(launcher.current_app(&alice()).await, AppId::new(2).ok());
 
     // A second launch replaces the first session.
@@ -182,6 +199,11 @@ async fn launch_resume_and_cancel_through_session_objects() {
     let listed = sessions(&emulator).await;
     assert_eq!(listed[0].spec.config.aes_key, keys(3).aes_key.to_hex());
     assert_eq!(listed[0].spec.config.client_ip.as_deref(), Some("198.51.100.9"));
+    assert_eq!(
+        stream_keys(&emulator, &listed[0].name_any()).await.0,
+        keys(3).aes_key.to_hex(),
+        "resume re-keys the Secret"
+    );
     assert_ne!(
         resumed.session_url, second.session_url,
         "URL published after the re-key"
