@@ -257,6 +257,8 @@ pub struct EmulatorConfig {
     pub history_limit: usize,
     /// Interval of BOOKMARK events on watches that allow them.
     pub bookmark_interval: Duration,
+    /// Where to listen (plain HTTP); default `127.0.0.1:0`, a free port.
+    pub listen: SocketAddr,
 }
 
 impl Default for EmulatorConfig {
@@ -264,6 +266,7 @@ impl Default for EmulatorConfig {
         Self {
             history_limit: 10_000,
             bookmark_interval: Duration::from_secs(1),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
 }
@@ -300,7 +303,7 @@ impl ApiServerEmulator {
     /// # Errors
     /// As [`start`](Self::start).
     pub async fn start_with(config: EmulatorConfig) -> Result<Self, EmulatorError> {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        let listener = TcpListener::bind(config.listen)
             .await
             .map_err(EmulatorError::Bind)?;
         let addr = listener.local_addr().map_err(EmulatorError::Bind)?;
