@@ -2,11 +2,12 @@
 //! real test control plane (test support, feature `emulator`).
 //!
 //! ```text
-//! emulator --listen 127.0.0.1:6443 --kubeconfig DIR/kubeconfig [--crds]
+//! emulator --listen 127.0.0.1:6443 --kubeconfig DIR/kubeconfig [--crds] [--namespace NS] [--apply FILE]...
 //! ```
 //!
 //! Serves plain HTTP on `--listen`, writes a kubeconfig pointing at it (namespace `default`),
-//! with `--crds` creates direwolf's CustomResourceDefinitions, prints `emulator ready URL` and
+//! with `--crds` creates direwolf's CustomResourceDefinitions, applies each `--apply` YAML file
+//! into namespace `--namespace` (default `default`; the emulator has no namespace objects), prints `emulator ready URL` and
 //! runs until SIGTERM or SIGINT. The emulator has no scheduler and no kubelet: the kubelet
 //! stand-in binds and runs the pods (`--schedule`).
 
@@ -20,7 +21,7 @@ use kube::api::PostParams;
 
 fn usage(why: &str) -> ! {
     eprintln!("emulator: {why}");
-    eprintln!("usage: emulator --listen ADDR --kubeconfig FILE [--crds]");
+    eprintln!("usage: emulator --listen ADDR --kubeconfig FILE [--crds] [--namespace NS] [--apply FILE]...");
     std::process::exit(2)
 }
 
@@ -28,10 +29,13 @@ struct Args {
     listen: SocketAddr,
     kubeconfig: PathBuf,
     crds: bool,
+    namespace: String,
+    apply: Vec<PathBuf>,
 }
 
 fn args() -> Args {
     let (mut listen, mut kubeconfig, mut crds) = (None, None, false);
+    let (mut namespace, mut apply) = ("default".to_owned(), Vec::new());
     let mut argv = std::env::args().skip(1);
     while let Some(flag) = argv.next() {
         match flag.as_str() {
@@ -45,6 +49,12 @@ fn args() -> Args {
             }
             "--kubeconfig" => kubeconfig = argv.next().map(PathBuf::from),
             "--crds" => crds = true,
+            "--namespace" => namespace = argv.next().unwrap_or_else(|| usage("--namespace needs NS")),
+            "--apply" => apply.push(
+                argv.next()
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| usage("--apply needs FILE")),
+            ),
             other => usage(&format!("unknown argument {other:?}")),
         }
     }
@@ -52,7 +62,26 @@ fn args() -> Args {
         listen: listen.unwrap_or_else(|| usage("--listen is required")),
         kubeconfig: kubeconfig.unwrap_or_else(|| usage("--kubeconfig is required")),
         crds,
+        namespace,
+        apply,
     }
+}
+
+/// The YAML documents of `file`, each put into `namespace`.
+fn in_namespace(file: &PathBuf, namespace: &str) -> Result<String, Box<dyn std::error::Error>> {
+    use serde::Deserialize;
+    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let mut out = String::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let mut value = serde_json::Value::deserialize(doc)?;
+        if value.is_null() {
+            continue;
+        }
+        value["metadata"]["namespace"] = serde_json::Value::from(namespace);
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&value)?);
+    }
+    Ok(out)
 }
 
 fn kubeconfig(url: &str) -> String {
@@ -76,6 +105,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         for crd in direwolf_k8s::crd::crds() {
             api.create(&PostParams::default(), &crd).await?;
         }
+    }
+    for file in &args.apply {
+        emulator.apply_yaml(&in_namespace(file, &args.namespace)?)?;
     }
     let url = emulator.url();
     std::fs::write(&args.kubeconfig, kubeconfig(&url))?;

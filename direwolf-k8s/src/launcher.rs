@@ -156,6 +156,20 @@ fn has_ended(session: &crd::Session) -> bool {
         .is_some_and(|p| p == crd::SessionPhase::Ended)
 }
 
+/// Why a Session ended before its stream started, for the client: the message of its failed
+/// condition (the operator's or the agent's), else a generic one.
+fn ended_message(session: &crd::Session) -> String {
+    let failed = session.status.as_ref().and_then(|s| {
+        s.conditions
+            .iter()
+            .find(|c| c.status == "False" && !c.message.is_empty())
+    });
+    match failed {
+        Some(c) => format!("The stream could not start: {}", c.message),
+        None => "The session ended before its stream started.".to_owned(),
+    }
+}
+
 /// The Session name for a user and an App object: `<user>-<app>-` (cut to fit a DNS label)
 /// followed by five random lower-case characters, like a generated name.
 pub fn session_name(user: &UserName, app_object: &str) -> String {
@@ -424,7 +438,7 @@ impl KubeLauncher {
                 Ok(Ok(Some(session))) => {
                     if has_ended(&session) {
                         return Err(LaunchError::Unavailable {
-                            message: "The session ended before its stream started.".to_owned(),
+                            message: ended_message(&session),
                         });
                     }
                     if let Some(url) = stream_url(&session).map(str::to_owned) {
@@ -654,6 +668,33 @@ mod tests {
             host_audio: false,
             gamepads: 1,
         }
+    }
+
+    #[test]
+    fn an_ended_session_tells_the_client_why() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+        let id: SessionId = "alice-firefox-x7k2p".parse().unwrap();
+        let mut session = session_object(&id, &request(), "firefox").unwrap();
+        assert_eq!(
+            ended_message(&session),
+            "The session ended before its stream started."
+        );
+        session.status = Some(crd::SessionStatus {
+            phase: Some(crd::SessionPhase::Ended),
+            conditions: vec![Condition {
+                type_: "DeploymentCreated".into(),
+                status: "False".into(),
+                reason: "Unschedulable".into(),
+                message: "0/2 nodes are available: 2 Insufficient nvidia.com/gpu.".into(),
+                last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+                observed_generation: None,
+            }],
+            ..crd::SessionStatus::default()
+        });
+        assert_eq!(
+            ended_message(&session),
+            "The stream could not start: 0/2 nodes are available: 2 Insufficient nvidia.com/gpu."
+        );
     }
 
     #[test]
