@@ -323,8 +323,16 @@ fn pairs_lists_apps_and_launches(cluster: Cluster) {
         (1280, 720, 60)
     );
     assert_eq!(config.surround_audio_flags, 196_610);
-    assert_eq!(config.aes_key.len(), 32);
-    assert!(config.aes_iv.parse::<i64>().is_ok());
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(cluster.client(), &cluster.namespace);
+    let keys = cluster
+        .block(
+            "read the keys Secret",
+            secrets.get(&direwolf_k8s::stream::keys_secret_name(&session.name_any())),
+        )
+        .expect("the keys Secret exists");
+    let keys = direwolf_k8s::keys::stream_keys(&keys).expect("well-formed keys");
+    assert_ne!(keys.aes_key.to_hex(), "0".repeat(32));
     let sessions: Api<crd::Session> = Api::namespaced(cluster.client(), &cluster.namespace);
     let url = "rtsp://127.0.0.1:48123";
     cluster

@@ -78,6 +78,18 @@ pub async fn apply_keys(
         .await
 }
 
+/// The keys of a keys Secret, checked.
+///
+/// # Errors
+/// A readable message naming the missing or malformed key (never its value).
+pub fn stream_keys(secret: &Secret) -> Result<StreamKeys, String> {
+    let (key, iv) = read_keys(secret).ok_or_else(|| format!("{KEYS_AES_KEY} or {KEYS_AES_IV} is missing"))?;
+    Ok(StreamKeys {
+        aes_key: key.parse().map_err(|e| format!("{KEYS_AES_KEY}: {e}"))?,
+        aes_iv: iv.parse().map_err(|e| format!("{KEYS_AES_IV}: {e}"))?,
+    })
+}
+
 /// The keys in a keys Secret, as the agent reads them: `(aesKey, aesIV)`.
 pub fn read_keys(secret: &Secret) -> Option<(String, String)> {
     let data = secret.data.as_ref()?;
@@ -103,8 +115,6 @@ mod tests {
                 gateway: None,
                 config: SessionConfig {
                     client_ip: None,
-                    aes_key: String::new(),
-                    aes_iv: String::new(),
                     video_width: 1920,
                     video_height: 1080,
                     video_refresh_rate: 60,

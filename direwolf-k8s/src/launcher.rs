@@ -11,7 +11,7 @@
 //!   [`await_condition`] inside an overall timeout (default
 //!   [`DEFAULT_LAUNCH_TIMEOUT`], below the ~55 s the slowest client waits). A Session that does
 //!   not start in time is deleted and the client gets [`LaunchError::Timeout`].
-//! * **resume**: merge-patch the user's Session with the new keys, client address and pairing,
+//! * **resume**: write the new keys into the Session's keys Secret, merge-patch its client address and pairing,
 //!   then wait for the stream URL (and, when the operator reports `observedGeneration`, for it to
 //!   have seen the patch).
 //! * **cancel**: delete the user's Sessions and wait (bounded) until the watch shows none of them
@@ -568,11 +568,7 @@ impl KubeLauncher {
                     .ok_or(LaunchError::NotRunning)?
             }
         };
-        let mut config = json!({
-            "clientIP": request.client_ip.to_string(),
-            "aesKey": request.keys.aes_key.to_hex(),
-            "aesIV": request.keys.aes_iv.signed().to_string(),
-        });
+        let mut config = json!({ "clientIP": request.client_ip.to_string() });
         if let Some(flags) = request.surround_audio_info {
             config["surroundAudioFlags"] = json!(flags);
         }
@@ -713,7 +709,7 @@ mod tests {
     }
 
     #[test]
-    fn session_object_carries_the_request() {
+    fn session_object_carries_the_request_but_not_its_keys() {
         let id: SessionId = "alice-firefox-abcde".parse().unwrap();
         let object = session_object(&id, &request(), "firefox").unwrap();
         let spec = serde_json::to_value(&object.spec).unwrap();
@@ -725,8 +721,6 @@ mod tests {
                 "pairingReference": {"name": Fingerprint::of_der(b"cert").to_string()},
                 "config": {
                     "clientIP": "192.0.2.7",
-                    "aesKey": "773448F67992470C5C62848D361E1025",
-                    "aesIV": "-123456789",
                     "videoWidth": 2560, "videoHeight": 1440, "videoRefreshRate": 120,
                     "surroundAudioFlags": 393222
                 }

@@ -199,8 +199,6 @@ mod tests {
                 gateway: None,
                 config: SessionConfig {
                     client_ip: Some("198.51.100.7".into()),
-                    aes_key: "773448F67992470C5C62848D361E1025".into(),
-                    aes_iv: "1".into(),
                     video_width: 1920,
                     video_height: 1080,
                     video_refresh_rate: 60,

@@ -339,6 +339,18 @@ async fn example_crs_read_through_the_stores() {
     assert_eq!(pairings[0].user, alice);
     assert_eq!(pairings[0].device_name.as_deref(), Some("roth"));
 
+    // The example Session's keys live in its keys Secret, which the proxy writes beside it.
+    let listed = within("unusable without keys", stores.sessions.list())
+        .await
+        .expect("list");
+    assert!(listed.is_empty(), "a Session without its keys Secret is skipped");
+    emulator
+        .apply_yaml(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: alice-test-pattern-x7k2q-keys\n  \
+             labels: {direwolf/session: alice-test-pattern-x7k2q}\n\
+             stringData: {aesKey: 773448F67992470C5C62848D361E1025, aesIV: \"1311662065\"}\n",
+        )
+        .expect("the keys Secret");
     let sessions = within("sessions", stores.sessions.list()).await.expect("list");
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0].app.get(), 1);

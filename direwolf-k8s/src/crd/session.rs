@@ -53,7 +53,11 @@ pub struct SessionSpec {
 }
 
 /// The client's stream parameters, from `/launch` or the last `/resume`.
-#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, KubeSchema)]
+///
+/// The stream's AES key and IV are not here: anyone allowed to read Sessions could see them.
+/// They live in the Session's keys Secret ([`crate::stream::keys_secret_name`], [`crate::keys`]),
+/// which only the proxy, the operator and that Session's agent may read.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionConfig {
     /// The client's address as seen by the proxy.
@@ -61,13 +65,6 @@ pub struct SessionConfig {
     #[schemars(length(min = 2, max = 45))]
     #[x_kube(validation = Rule::new("isIP(self)").message("clientIP must be an IPv4 or IPv6 address"))]
     pub client_ip: Option<String>,
-    /// Moonlight `rikey`: the stream's AES-128 key, 32 hex digits.
-    #[schemars(regex(pattern = "^[0-9A-Fa-f]{32}$"))]
-    pub aes_key: String,
-    /// Moonlight `rikeyid` as sent: a decimal 32-bit integer (signed or unsigned spelling).
-    #[serde(rename = "aesIV")]
-    #[schemars(regex(pattern = "^-?[0-9]{1,10}$"))]
-    pub aes_iv: String,
     /// Requested width in pixels.
     #[schemars(range(min = 1, max = 16384))]
     pub video_width: i32,
@@ -85,20 +82,6 @@ pub struct SessionConfig {
 
 fn default_surround_audio_flags() -> i64 {
     i64::from(direwolf_core::model::STEREO_SURROUND_AUDIO_INFO)
-}
-
-impl std::fmt::Debug for SessionConfig {
-    // The AES key is a secret: logs never show it.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionConfig")
-            .field("client_ip", &self.client_ip)
-            .field("aes_key", &"<redacted>")
-            .field("video_width", &self.video_width)
-            .field("video_height", &self.video_height)
-            .field("video_refresh_rate", &self.video_refresh_rate)
-            .field("surround_audio_flags", &self.surround_audio_flags)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Where a Session is in its life (`reference-behaviour.md` §4.2.4).

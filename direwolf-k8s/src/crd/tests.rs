@@ -92,8 +92,6 @@ fn session_spec() -> SessionSpec {
         gateway: None,
         config: SessionConfig {
             client_ip: Some("192.0.2.10".into()),
-            aes_key: "773448F67992470C5C62848D361E1025".into(),
-            aes_iv: "1311662065".into(),
             video_width: 1920,
             video_height: 1080,
             video_refresh_rate: 60,
@@ -133,8 +131,6 @@ fn session_json_shape() {
                 "pairingReference": {"name": "ab".repeat(32)},
                 "config": {
                     "clientIP": "192.0.2.10",
-                    "aesKey": "773448F67992470C5C62848D361E1025",
-                    "aesIV": "1311662065",
                     "videoWidth": 1920,
                     "videoHeight": 1080,
                     "videoRefreshRate": 60,
@@ -408,8 +404,8 @@ fn broken_pairings_are_rejected_naming_the_field() {
 #[test]
 fn broken_sessions_are_rejected_naming_the_field() {
     let mut session = example("Session");
-    session["spec"]["config"]["aesKey"] = json!("1234");
-    assert_rejected(&session, None, "/spec/config/aesKey");
+    session["spec"]["config"]["videoWidth"] = json!(0);
+    assert_rejected(&session, None, "/spec/config/videoWidth");
 
     let mut session = example("Session");
     session["spec"]["config"]["clientIP"] = json!("not-an-ip");
@@ -439,7 +435,7 @@ fn broken_sessions_are_rejected_naming_the_field() {
 fn session_references_are_immutable_but_config_may_change() {
     let old = example("Session");
     let mut rekeyed = old.clone();
-    rekeyed["spec"]["config"]["aesKey"] = json!("00112233445566778899AABBCCDDEEFF");
+    rekeyed["spec"]["config"]["clientIP"] = json!("198.51.100.9");
     rekeyed["spec"]["pairingReference"]["name"] = json!("cd".repeat(32));
     assert_eq!(validate(&rekeyed, Some(&old)), Vec::<String>::new());
 

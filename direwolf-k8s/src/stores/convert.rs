@@ -5,9 +5,8 @@ use std::net::IpAddr;
 use std::num::NonZeroU16;
 
 use direwolf_core::{
-    AesKey, App as CoreApp, AppId, Fingerprint, Pairing as CorePairing, RiKeyId, ServerIdentity,
-    Session as CoreSession, SessionId, StreamKeys, StreamPlacement, StreamPorts, User as CoreUser, UserName,
-    VideoMode,
+    App as CoreApp, AppId, Fingerprint, Pairing as CorePairing, ServerIdentity, Session as CoreSession,
+    SessionId, StreamPlacement, StreamPorts, User as CoreUser, UserName, VideoMode,
 };
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
@@ -278,8 +277,6 @@ pub(crate) fn session_metadata(session: &CoreSession, app_name: &str) -> ObjectM
 pub(crate) fn session_config(session: &CoreSession) -> SessionConfig {
     SessionConfig {
         client_ip: Some(session.client_ip.to_string()),
-        aes_key: session.keys.aes_key.to_hex(),
-        aes_iv: session.keys.aes_iv.signed().to_string(),
         video_width: i32::try_from(session.mode.width).unwrap_or(i32::MAX),
         video_height: i32::try_from(session.mode.height).unwrap_or(i32::MAX),
         video_refresh_rate: i32::try_from(session.mode.fps).unwrap_or(i32::MAX),
@@ -317,10 +314,12 @@ pub(crate) fn session_status(session: &CoreSession) -> Result<SessionStatus, Kub
     })
 }
 
-/// The core session a Session object describes. `app_id_of` resolves an App object name to its
-/// id, for Sessions written without `gameReference.appID`.
+/// The core session a Session object and its keys Secret describe (`None`: the Secret is
+/// missing). `app_id_of` resolves an App object name to its id, for Sessions written without
+/// `gameReference.appID`.
 pub(crate) fn session_from(
     object: &crd::Session,
+    keys: Option<&Secret>,
     app_id_of: impl Fn(&str) -> Option<AppId>,
 ) -> Result<CoreSession, KubeStoreError> {
     let name = object.name_any();
@@ -354,10 +353,9 @@ pub(crate) fn session_from(
             config.surround_audio_flags
         ))
     })?;
-    let keys = StreamKeys {
-        aes_key: config.aes_key.parse::<AesKey>().map_err(|e| bad(&e))?,
-        aes_iv: config.aes_iv.parse::<RiKeyId>().map_err(|e| bad(&e))?,
-    };
+    let keys = keys
+        .ok_or_else(|| bad(&"its keys Secret is missing"))
+        .and_then(|secret| crate::keys::stream_keys(secret).map_err(|e| bad(&e)))?;
     let status = object.status.clone().unwrap_or_default();
     let placement = status.stream_url.map(|session_url| StreamPlacement {
         session_url,

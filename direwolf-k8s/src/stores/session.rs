@@ -1,12 +1,14 @@
 //! [`KubeSessionStore`]: sessions as `Session` objects.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use direwolf_core::{Error, Result, Session, SessionId, SessionPhase, SessionStore};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{debug, info, warn};
@@ -18,7 +20,9 @@ use super::convert::{
 use super::error::KubeStoreError;
 use super::{Settings, apply_params};
 use crate::crd::{self, field_managers};
+use crate::keys::apply_keys;
 use crate::retry::RetryPolicy;
+use crate::stream::{SESSION_LABEL, keys_secret_name};
 use crate::watch::Watches;
 use crate::watch::cache::Cache;
 
@@ -93,6 +97,8 @@ pub(crate) async fn create_session(
 #[derive(Debug, Clone)]
 pub struct KubeSessionStore {
     api: Api<crd::Session>,
+    /// The Sessions' keys Secrets (`crate::keys`): the keys are not in the Session.
+    secrets: Api<Secret>,
     cache: Arc<Cache<crd::Session>>,
     pub(super) apps: KubeAppCatalog,
     pub(super) settings: Settings,
@@ -110,6 +116,7 @@ impl KubeSessionStore {
     pub(super) fn with_watches(watches: &Watches, apps: &KubeAppCatalog) -> Self {
         KubeSessionStore {
             api: watches.api(),
+            secrets: watches.api(),
             cache: watches.sessions(),
             apps: apps.clone(),
             settings: Settings::default(),
@@ -130,8 +137,45 @@ impl KubeSessionStore {
         self.apps.wait_ready(timeout).await
     }
 
-    fn convert(&self, object: &crd::Session) -> Result<Session> {
-        Ok(session_from(object, |name| self.apps.id_of(name))?)
+    fn convert(&self, object: &crd::Session, keys: Option<&Secret>) -> Result<Session> {
+        Ok(session_from(object, keys, |name| self.apps.id_of(name))?)
+    }
+
+    /// The keys Secret of Session `name`, if any.
+    async fn keys_of(&self, name: &str) -> Result<Option<Secret>> {
+        let secret = keys_secret_name(name);
+        Ok(self
+            .settings
+            .retry
+            .run("get session keys", || self.secrets.get_opt(&secret))
+            .await
+            .map_err(|e| KubeStoreError::from_kube("get", "secret", &secret, e))?)
+    }
+
+    /// Every Session keys Secret, by Session name.
+    async fn all_keys(&self) -> Result<HashMap<String, Secret>> {
+        let params = ListParams::default().labels(SESSION_LABEL);
+        let listed = self
+            .settings
+            .retry
+            .run("list session keys", || self.secrets.list(&params))
+            .await
+            .map_err(|e| KubeStoreError::from_kube("list", "secret", "session keys", e))?;
+        Ok(listed
+            .items
+            .into_iter()
+            .filter_map(|secret| Some((secret.labels().get(SESSION_LABEL)?.clone(), secret)))
+            .collect())
+    }
+
+    /// Writes the keys Secret of the stored Session `object`.
+    async fn write_keys(&self, object: &crd::Session, session: &Session) -> Result<()> {
+        apply_keys(&self.secrets, &self.settings.retry, object, &session.keys)
+            .await
+            .map_err(|e| {
+                KubeStoreError::from_kube("apply", "secret", keys_secret_name(session.id.as_str()), e)
+            })?;
+        Ok(())
     }
 
     /// Applies phase and placement to the status subresource.
@@ -165,22 +209,29 @@ impl KubeSessionStore {
 impl SessionStore for KubeSessionStore {
     async fn get(&self, id: &SessionId) -> Result<Option<Session>> {
         self.wait_ready(self.settings.ready_timeout).await?;
-        self.cache.get(id.as_str()).map(|o| self.convert(&o)).transpose()
+        let Some(object) = self.cache.get(id.as_str()) else {
+            return Ok(None);
+        };
+        let keys = self.keys_of(id.as_str()).await?;
+        self.convert(&object, keys.as_ref()).map(Some)
     }
 
     async fn list(&self) -> Result<Vec<Session>> {
         self.wait_ready(self.settings.ready_timeout).await?;
+        let keys = self.all_keys().await?;
         let mut out: Vec<Session> = self
             .cache
             .list()
             .iter()
-            .filter_map(|object| match self.convert(object) {
-                Ok(session) => Some(session),
-                Err(err) => {
-                    warn!(error = %err, "skipping an unusable Session");
-                    None
-                }
-            })
+            .filter_map(
+                |object| match self.convert(object, keys.get(&object.name_any())) {
+                    Ok(session) => Some(session),
+                    Err(err) => {
+                        warn!(error = %err, "skipping an unusable Session");
+                        None
+                    }
+                },
+            )
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
@@ -195,6 +246,7 @@ impl SessionStore for KubeSessionStore {
         let object = session_object(&session, &app_name)?;
         let name = session.id.as_str();
         let mut written = create_session(&self.api, &self.settings.retry, &object).await?;
+        self.write_keys(&written, &session).await?;
         if Self::needs_status(&session) {
             written = self.apply_status(&session).await?;
         }
@@ -232,6 +284,7 @@ impl SessionStore for KubeSessionStore {
             .run("patch session", || self.api.patch(name, &merge_params, &merge))
             .await
             .map_err(|e| KubeStoreError::from_kube("patch", "session", name, e))?;
+        self.write_keys(&written, &session).await?;
         self.cache.wrote(written);
         let written = self.apply_status(&session).await?;
         debug!(session = name, phase = ?session.phase, "session updated");
@@ -242,6 +295,8 @@ impl SessionStore for KubeSessionStore {
     async fn delete(&self, id: &SessionId) -> Result<Option<Session>> {
         let name = id.as_str();
         let known = self.cache.get(name);
+        // Read before the deletion: the Secret goes with its Session.
+        let keys = self.keys_of(name).await?;
         let delete_params = DeleteParams::default();
         let result = self
             .settings
@@ -254,8 +309,8 @@ impl SessionStore for KubeSessionStore {
                     .deleted(name, known.as_ref().and_then(|o| o.resource_version()));
                 // The API server answers with the deleted object, or with a Status.
                 let last = match outcome.left() {
-                    Some(object) => Some(self.convert(&object)?),
-                    None => known.map(|o| self.convert(&o)).transpose()?,
+                    Some(object) => Some(self.convert(&object, keys.as_ref())?),
+                    None => known.map(|o| self.convert(&o, keys.as_ref())).transpose()?,
                 };
                 info!(session = name, "session deleted");
                 Ok(last)

@@ -181,21 +181,27 @@ fn session_round_trips_through_spec_and_status() {
         object.annotations().get(annotations::PAIRING).map(String::as_str),
         Some(session.pairing.as_str())
     );
-    assert_eq!(object.spec.config.aes_iv, "-123456789");
     assert_eq!(object.spec.game_reference.app_id, Some(1));
     object.status = Some(session_status(&session).unwrap());
-    assert_eq!(session_from(&object, |_| None).unwrap(), session);
+    object.metadata.uid = Some("uid-1".into());
+    let keys = crate::keys::keys_secret(&object, &session.keys);
+    let keys = Some(&keys);
+    assert_eq!(session_from(&object, keys, |_| None).unwrap(), session);
+    assert!(
+        session_from(&object, None, |_| None).is_err(),
+        "a Session without its keys Secret is unusable"
+    );
 
     // A Session written without the app id (by hand) resolves the App by name.
     object.spec.game_reference.app_id = None;
     assert_eq!(
-        session_from(&object, |name| (name == "test-pattern")
+        session_from(&object, keys, |name| (name == "test-pattern")
             .then(|| AppId::new(1).unwrap()))
         .unwrap(),
         session
     );
     assert!(
-        session_from(&object, |_| None).is_err(),
+        session_from(&object, keys, |_| None).is_err(),
         "an unknown App is an error"
     );
 }
@@ -206,7 +212,8 @@ fn session_without_status_is_pending_and_zero_ports_are_invalid() {
     session.phase = SessionPhase::Pending;
     session.placement = None;
     let object = session_object(&session, "x").unwrap();
-    assert_eq!(session_from(&object, |_| None).unwrap(), session);
+    let keys = crate::keys::keys_secret(&object, &session.keys);
+    assert_eq!(session_from(&object, Some(&keys), |_| None).unwrap(), session);
 
     let mut bad = self::session();
     if let Some(placement) = bad.placement.as_mut() {

@@ -203,9 +203,9 @@ fn sessions() -> Vec<Case> {
     let ports = |rtsp: u64| json!({"ports": {"rtsp": rtsp, "control": 1, "videoRTP": 2, "audioRTP": 3}});
     vec![
         refused(
-            "session short AES key",
-            create(|s| s["spec"]["config"]["aesKey"] = json!("1234")),
-            "spec.config.aesKey",
+            "session video width 0",
+            create(|s| s["spec"]["config"]["videoWidth"] = json!(0)),
+            "spec.config.videoWidth",
         ),
         refused(
             "session client IP not an IP",
@@ -229,9 +229,9 @@ fn sessions() -> Vec<Case> {
             "status.streamURL",
         ),
         Case {
-            name: "session rekeyed, pairing changed".into(),
+            name: "session resumed from another address, pairing changed".into(),
             op: update(|s| {
-                s["spec"]["config"]["aesKey"] = json!("00112233445566778899AABBCCDDEEFF");
+                s["spec"]["config"]["clientIP"] = json!("198.51.100.9");
                 s["spec"]["pairingReference"]["name"] = json!("cd".repeat(32));
             }),
             refused_naming: None,

@@ -144,6 +144,9 @@ impl State {
         old: Option<&Value>,
         mut errors: Vec<FieldError>,
     ) -> Result<(), ApiError> {
+        if rt.group.is_empty() && rt.kind == "Secret" {
+            fold_string_data(obj);
+        }
         if let Some(detail) = annotations_too_long(obj) {
             errors.push(FieldError::new(
                 "metadata.annotations",
@@ -560,6 +563,28 @@ fn annotations_too_long(obj: &Value) -> Option<String> {
 }
 
 /// Five characters from the alphabet the API server uses for generateName suffixes.
+/// A Secret's write-only `stringData` merged into `data` (base64), as the API server does;
+/// `stringData` wins over `data` for the same key and is never stored.
+fn fold_string_data(secret: &mut Value) {
+    use base64::Engine as _;
+    let Some(map) = secret.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(strings)) = map.remove("stringData") else {
+        return;
+    };
+    let data = map.entry("data").or_insert_with(|| json!({}));
+    if !data.is_object() {
+        *data = json!({});
+    }
+    for (key, value) in strings {
+        if let (Some(text), Some(data)) = (value.as_str(), data.as_object_mut()) {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+            data.insert(key, Value::String(encoded));
+        }
+    }
+}
+
 fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     (0..5)
@@ -592,6 +617,13 @@ mod tests {
         assert!(invalid_name("ok-name.x").is_none());
         assert!(invalid_name("Bad").is_some());
         assert!(invalid_name("-x").is_some());
+    }
+
+    #[test]
+    fn secret_string_data_is_folded_into_data() {
+        let mut secret = json!({"data": {"a": "eA==", "b": "eQ=="}, "stringData": {"b": "z", "c": "w"}});
+        fold_string_data(&mut secret);
+        assert_eq!(secret, json!({"data": {"a": "eA==", "b": "eg==", "c": "dw=="}}));
     }
 
     #[test]
