@@ -7,6 +7,7 @@
 //! * [`stores`]: the `direwolf-core` store traits over those resources (entry point
 //!   [`stores::KubeStores`]);
 //! * [`launcher`]: launch, resume and cancel as `Session` objects ([`launcher::KubeLauncher`]);
+//! * [`exposure`]: every Session's stream ports published on the proxies' LoadBalancer Service;
 //! * [`keys`]: the Secret holding a Session's stream keys, readable only by its agent;
 //! * [`pin_broker`]: PIN delivery across replicas through Secrets ([`pin_broker::KubePinBroker`]);
 //! * `relays` (feature `relay`): the stream relay of every Session, derived from the Session objects;
@@ -34,6 +35,7 @@
 #![warn(missing_docs)]
 
 pub mod crd;
+pub mod exposure;
 pub mod keys;
 pub mod launcher;
 pub mod pin_broker;
