@@ -9,6 +9,8 @@
 //! * [`launcher`]: launch, resume and cancel as `Session` objects ([`launcher::KubeLauncher`]);
 //! * [`exposure`]: every Session's stream ports published on the proxies' LoadBalancer Service;
 //! * [`keys`]: the Secret holding a Session's stream keys, readable only by its agent;
+//! * [`leader`]: leader election on a Lease, so that one `direwolf operator` replica writes
+//!   ([`leader::LeaderElector`]);
 //! * [`pin_broker`]: PIN delivery across replicas through Secrets ([`pin_broker::KubePinBroker`]);
 //! * `relays` (feature `relay`): the stream relay of every Session, derived from the Session objects;
 //! * [`report`]: hand-edited problems reported on the objects' status;
@@ -38,6 +40,7 @@ pub mod crd;
 pub mod exposure;
 pub mod keys;
 pub mod launcher;
+pub mod leader;
 pub mod pin_broker;
 #[cfg(feature = "relay")]
 pub mod relays;
