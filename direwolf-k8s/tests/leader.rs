@@ -77,6 +77,12 @@ async fn leads(what: &str, leadership: &Leadership) -> Instant {
 /// One change of a candidate's leading flag: when, whose, to what.
 type Change = (Instant, &'static str, bool);
 
+/// Waits until `leadership` no longer leads (a timeout means it never stepped down).
+async fn steps_down(what: &str, leadership: &Leadership) {
+    let mut rx = leadership.subscribe();
+    let _ = support::within(WAIT, what, rx.wait_for(|leading| !*leading)).await;
+}
+
 /// Every change of every candidate's leading flag, in the order seen.
 #[derive(Clone, Default)]
 struct Timeline(Arc<Mutex<Vec<Change>>>);
@@ -343,6 +349,7 @@ async fn a_cut_off_leader_steps_down_before_anyone_takes_over() {
     let cut = Instant::now();
     cable.cut.send_replace(true);
     leads("b takes over", &b).await;
+    steps_down("a steps down", &a).await;
     let a_down = timeline.first("a", false, cut).expect("a stepped down");
     let b_up = timeline.first("b", true, cut).expect("b leads");
     assert!(
@@ -365,6 +372,55 @@ async fn a_cut_off_leader_steps_down_before_anyone_takes_over() {
     assert_eq!(lease(&emulator.client()).await.lease_transitions, Some(1));
     a.release().await;
     b.release().await;
+}
+
+/// A Lease deleted by hand while its leader is cut off: the others wait a lease duration after
+/// they found it missing (the leader may re-create it at its next renewal), never less.
+#[tokio::test]
+async fn a_deleted_lease_is_not_grabbed_from_a_leader() {
+    logs();
+    let emulator = emulator().await;
+    let target: SocketAddr = emulator
+        .url()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("an address");
+    let cable = Cable::to(target).await;
+    let timeline = Timeline::default();
+    let a = elect(cable.client(), "a");
+    leads("a leads alone", &a).await;
+    let b = elect(emulator.client(), "b");
+    timeline.track("a", &a);
+    timeline.track("b", &b);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let cut = Instant::now();
+    cable.cut.send_replace(true);
+    let api: Api<Lease> = Api::namespaced(emulator.client(), NS);
+    support::within(WAIT, "delete the lease", api.delete(LEASE, &Default::default()))
+        .await
+        .expect("deleted");
+    leads("b creates the lease in the end", &b).await;
+    steps_down("a steps down", &a).await;
+    let a_down = timeline.first("a", false, cut).expect("a stepped down");
+    let b_up = timeline.first("b", true, cut).expect("b leads");
+    assert!(b_up > a_down, "b led {:?} before a stepped down", a_down - b_up);
+    assert!(
+        b_up - cut >= Duration::from_secs(1),
+        "b created the lease after {:?}",
+        b_up - cut
+    );
+    assert_eq!(timeline.most_leaders(), 1);
+    assert_eq!(
+        lease(&emulator.client()).await.holder_identity.as_deref(),
+        Some("b")
+    );
+
+    // Mended, a leads again after b released, re-creating nothing twice.
+    cable.cut.send_replace(false);
+    b.release().await;
+    leads("a takes over after the release", &a).await;
+    a.release().await;
 }
 
 #[tokio::test]

@@ -53,6 +53,8 @@ pub(crate) struct LeaseLock {
     duration: Duration,
     duration_secs: i32,
     observed: Option<Observed>,
+    /// Since when the Lease has been missing, after this process saw another holder in it.
+    gone_since: Option<Instant>,
 }
 
 impl LeaseLock {
@@ -66,6 +68,7 @@ impl LeaseLock {
             duration,
             duration_secs: i32::try_from(duration.as_secs()).unwrap_or(i32::MAX),
             observed: None,
+            gone_since: None,
         }
     }
 
@@ -102,8 +105,9 @@ impl LeaseLock {
             return Ok(outcome);
         }
         let Some(current) = self.api.get_opt(&self.name).await? else {
-            return self.create(sent).await;
+            return self.create_unless_recently_held(sent).await;
         };
+        self.gone_since = None;
         self.observe(current, false);
         let observed = self.observed.as_ref().expect("observed just now");
         let spec = observed.lease.spec.as_ref();
@@ -143,8 +147,29 @@ impl LeaseLock {
                 debug!(lease = %self.name, "the lease changed since our last renewal; reading it");
                 Ok(None)
             }
+            Err(err) if has_status(&err, 404) => {
+                debug!(lease = %self.name, "the lease is gone; reading it");
+                self.observed = None;
+                Ok(None)
+            }
             other => other.map(Some),
         }
+    }
+
+    /// Creates the missing Lease, unless another holder was seen in it: then its deletion counts
+    /// as a change seen now, and the candidate waits a lease duration from it, as it would for
+    /// a renewal (that holder may still be leading and re-create it at its next renewal).
+    async fn create_unless_recently_held(&mut self, sent: Instant) -> Result<Outcome, kube::Error> {
+        let last = self.observed.as_ref().and_then(|o| o.lease.spec.as_ref());
+        if let Some(holder) = record::holder(last).filter(|h| *h != self.identity) {
+            let valid_for = record::validity(last, self.duration);
+            let gone_since = *self.gone_since.get_or_insert_with(Instant::now);
+            if Instant::now() < gone_since + valid_for {
+                debug!(lease = %self.name, last_holder = %holder, "the lease is missing; waiting before creating it");
+                return Ok(Outcome::NotHolding(None));
+            }
+        }
+        self.create(sent).await
     }
 
     async fn create(&mut self, sent: Instant) -> Result<Outcome, kube::Error> {
@@ -158,6 +183,7 @@ impl LeaseLock {
         ));
         match self.api.create(&PostParams::default(), &lease).await {
             Ok(created) => {
+                self.gone_since = None;
                 self.observe(created, true);
                 Ok(Outcome::Holding { sent })
             }

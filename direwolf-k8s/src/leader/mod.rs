@@ -10,7 +10,9 @@
 //!   this process's own monotonic clock: the record is valid for its `leaseDurationSeconds`
 //!   after the moment this process first saw it as it is, whatever its `renewTime` says, so
 //!   clock skew between machines plays no part. Every write is a replace at the
-//!   resourceVersion read: a 409 means another candidate won.
+//!   resourceVersion read: a 409 means another candidate won. A Lease deleted by hand is
+//!   re-created by its holder at its next renewal; a candidate that saw another holder in it
+//!   waits a lease duration after it found it missing, as after a renewal.
 //! * **Renew** every retry period. When no renewal succeeded within the renew deadline (counted
 //!   from when the last accepted renewal was *sent*), step down: the channel says `false`
 //!   before any other process can see the Lease expire (they wait the whole lease duration
