@@ -100,3 +100,62 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> AgentArgs {
+        AgentArgs {
+            session: Some("alice-desktop-x7k2p".into()),
+            namespace: Some("games".into()),
+            pod_ip: Some("10.1.2.3".parse().expect("an IP")),
+            wolf_socket: Some(stream::WOLF_SOCKET_PATH.into()),
+            health_port: stream::AGENT_HEALTH_PORT,
+            health_bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            pause_grace: 60,
+            wolf_timeout: 120,
+            udev_dir: "/run/udev".into(),
+            no_udev: false,
+            log_json: false,
+        }
+    }
+
+    #[test]
+    fn each_missing_setting_is_named() {
+        type Unset = fn(&mut AgentArgs);
+        let cases: [(Unset, &str); 4] = [
+            (
+                |a| a.session = None,
+                "--session (or environment variable DIREWOLF_SESSION)",
+            ),
+            (
+                |a| a.namespace = None,
+                "--namespace (or environment variable POD_NAMESPACE)",
+            ),
+            (|a| a.pod_ip = None, "--pod-ip (or environment variable POD_IP)"),
+            (
+                |a| a.wolf_socket = None,
+                "--wolf-socket (or environment variable WOLF_SOCKET_PATH)",
+            ),
+        ];
+        for (unset, named) in cases {
+            let mut a = args();
+            unset(&mut a);
+            let err = a.config().expect_err("missing setting").to_string();
+            assert_eq!(err, format!("missing {named}"));
+        }
+    }
+
+    #[test]
+    fn flags_become_the_configuration() {
+        let mut a = args();
+        a.no_udev = true;
+        a.pause_grace = 5;
+        let config = a.config().expect("complete");
+        assert_eq!(config.session, "alice-desktop-x7k2p");
+        assert_eq!(config.health_addr.port(), 8081);
+        assert_eq!(config.pause_grace, Duration::from_secs(5));
+        assert_eq!(config.udev_dir, None);
+    }
+}

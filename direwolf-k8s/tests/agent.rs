@@ -147,10 +147,10 @@ impl Env {
         let mut config = AgentConfig::new(
             NAME,
             NS,
-            POD_IP.parse().unwrap(),
+            POD_IP.parse().expect("an IP"),
             self.dir.path().join("wolf.sock"),
         );
-        config.health_addr = "127.0.0.1:0".parse().unwrap();
+        config.health_addr = "127.0.0.1:0".parse().expect("an address");
         config.pause_grace = Duration::from_millis(400);
         config.wolf_timeout = Duration::from_secs(2);
         config.socket_poll = Duration::from_millis(20);

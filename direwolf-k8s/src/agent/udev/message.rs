@@ -123,6 +123,16 @@ mod tests {
         }
     }
 
+    /// Regression values: a real libudev monitor filtering on subsystem `input` and tag `seat`
+    /// accepts messages carrying them (`tests/agent.rs`, the libudev test; one changed bit
+    /// and the kernel filter drops the message).
+    #[test]
+    fn murmur2_values_libudev_accepts() {
+        assert_eq!(murmur2(b"input", 0), 0xc1a2_8470);
+        assert_eq!(murmur2(b"seat", 0), 0x435b_3e40);
+        assert_eq!(murmur2(b"hidraw", 0), 0xc2ca_f397);
+    }
+
     #[test]
     fn header_and_properties() {
         let ev = event(&[
