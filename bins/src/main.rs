@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod agent;
 mod crd;
 mod listen;
 mod proxy;
@@ -27,6 +28,8 @@ enum Command {
     Relay(relay::RelayArgs),
     /// Run the Moonlight endpoint of a Kubernetes installation (state in the API server).
     Proxy(proxy::ProxyArgs),
+    /// Run the wolf-agent sidecar of a stream pod (registers the Session's stream with the pod's Wolf).
+    Agent(agent::AgentArgs),
     /// Print the CustomResourceDefinitions as YAML (`direwolf crd | kubectl apply --server-side -f -`).
     Crd,
 }
@@ -43,6 +46,10 @@ fn main() -> anyhow::Result<()> {
         Command::Proxy(args) => {
             telemetry::init(args.log_json)?;
             proxy::run(args)?
+        }
+        Command::Agent(args) => {
+            telemetry::init(args.log_json)?;
+            agent::run(args)?
         }
         Command::Crd => crd::run(&mut std::io::stdout().lock())?,
     }

@@ -16,6 +16,7 @@
 //! * [`report`]: hand-edited problems reported on the objects' status;
 //! * [`retry`]: which API errors are transient, and their bounded retry;
 //! * [`stream`]: the names and status fields the proxy, operator and agent agree on for a stream;
+//! * `agent` (feature `agent`): the wolf-agent sidecar of a stream pod (`direwolf agent`);
 //! * `emulator` (feature `emulator`): an in-process API-server emulator for tests.
 //!
 //! ```no_run
@@ -36,6 +37,8 @@
 //! ```
 #![warn(missing_docs)]
 
+#[cfg(feature = "agent")]
+pub mod agent;
 pub mod crd;
 pub mod exposure;
 pub mod keys;

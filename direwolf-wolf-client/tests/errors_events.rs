@@ -437,3 +437,49 @@ async fn wait_ready_waits_for_the_socket_to_appear() {
         .unwrap_err();
     assert!(matches!(e, Error::SocketMissing { .. }));
 }
+
+/// `plug_device`/`unplug_device` fire Wolf's device events as `wolf-api.md` §5.2 describes them:
+/// typed on the client side, the session id a string from V5 and a number before.
+#[tokio::test]
+async fn device_events_arrive_typed_in_every_id_format() {
+    for version in [WolfVersion::V6, WolfVersion::V4] {
+        let (wolf, _d) = fake(version).await;
+        let client = wolf.client().unwrap();
+        let mut events = client.events();
+        let task = tokio::spawn(async move {
+            let a = next_item(&mut events).await;
+            let b = next_item(&mut events).await;
+            (a, b)
+        });
+        within("subscriber", wolf.wait_for_subscribers(1, Duration::from_secs(5)))
+            .await
+            .unwrap();
+        let device = direwolf_wolf_client::events::DeviceEvent {
+            session_id: SessionId::new(u64::MAX),
+            udev_events: vec![
+                [
+                    ("ACTION", "add"),
+                    ("DEVPATH", "/devices/virtual/input/input3"),
+                    ("SUBSYSTEM", "input"),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            ],
+            udev_hw_db_entries: vec![("c13:64".to_owned(), vec!["E:ID_INPUT=1".to_owned()])],
+        };
+        wolf.plug_device(&device);
+        wolf.unplug_device(&device);
+        let (a, b) = within("events", task).await.unwrap();
+        assert_eq!(
+            a,
+            EventItem::Event(WolfEvent::PlugDevice(device.clone())),
+            "{version:?}"
+        );
+        assert_eq!(
+            b,
+            EventItem::Event(WolfEvent::UnplugDevice(device)),
+            "{version:?}"
+        );
+    }
+}

@@ -416,6 +416,19 @@ impl FakeWolf {
         self.shared.emit(name, &handlers::to_json(data));
     }
 
+    /// Fires `PlugDeviceEvent` as Wolf does when it creates a virtual input device for a
+    /// session (mouse, keyboard, a joypad; `wolf-api.md` §5.2, §5.3): the device's uevents and
+    /// udev database entries, for a test to replay as Wolf's runners do.
+    pub fn plug_device(&self, event: &crate::events::DeviceEvent) {
+        self.inject_event(names::PLUG_DEVICE, event);
+    }
+
+    /// Fires `UnplugDeviceEvent` as Wolf does when a virtual input device goes (the same
+    /// payload as its plug).
+    pub fn unplug_device(&self, event: &crate::events::DeviceEvent) {
+        self.inject_event(names::UNPLUG_DEVICE, event);
+    }
+
     /// Broadcasts an event whose `data:` line is exactly `data`.
     pub fn inject_raw_event(&self, name: &str, data: &str) {
         let frame: Arc<str> = format!("event: {name}\ndata: {data}\n\n").into();
