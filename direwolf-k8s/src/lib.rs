@@ -7,6 +7,8 @@
 //! * [`stores`]: the `direwolf-core` store traits over those resources (entry point
 //!   [`stores::KubeStores`]);
 //! * [`launcher`]: launch, resume and cancel as `Session` objects ([`launcher::KubeLauncher`]);
+//! * [`operator`]: the Session operator: ports, home, agent account and stream pod per Session,
+//!   and its endings ([`operator::Operator`]);
 //! * [`pin_broker`]: PIN delivery across replicas through Secrets ([`pin_broker::KubePinBroker`]);
 //! * [`report`]: hand-edited problems reported on the objects' status;
 //! * [`retry`]: which API errors are transient, and their bounded retry;
@@ -33,6 +35,7 @@
 
 pub mod crd;
 pub mod launcher;
+pub mod operator;
 pub mod pin_broker;
 pub mod report;
 pub mod retry;
