@@ -76,7 +76,12 @@ mod tests {
             let names = rule.resource_names.as_ref().expect("every rule names its object");
             assert_eq!(names.len(), 1);
             assert!(names[0].starts_with("alice-desktop-x7k2p"));
-            assert!(!rule.verbs.iter().any(|v| ["create", "delete", "update", "*"].contains(&v.as_str())));
+            assert!(
+                !rule
+                    .verbs
+                    .iter()
+                    .any(|v| ["create", "delete", "update", "*"].contains(&v.as_str()))
+            );
         }
         assert_eq!(
             rules[2].resource_names.as_deref(),

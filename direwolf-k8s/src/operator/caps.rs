@@ -210,11 +210,17 @@ mod tests {
     #[test]
     fn caps_bound_limits_and_requests_of_named_resources_only() {
         let user = caps(&[("cpu", "8"), ("memory", "16Gi")], &[("cpu", "4")]);
-        let fits = container(&[("cpu", "8000m"), ("memory", "4Gi"), ("nvidia.com/gpu", "1")], &[("cpu", "2")]);
+        let fits = container(
+            &[("cpu", "8000m"), ("memory", "4Gi"), ("nvidia.com/gpu", "1")],
+            &[("cpu", "2")],
+        );
         assert_eq!(check_caps(&fits, &user), Ok(()));
         let over = container(&[("cpu", "9"), ("memory", "4Gi")], &[("cpu", "2")]);
         let err = check_caps(&over, &user).expect_err("over the cpu cap");
-        assert!(err.to_string().contains("limit cpu=9 exceeds the User's cap 8"), "{err}");
+        assert!(
+            err.to_string().contains("limit cpu=9 exceeds the User's cap 8"),
+            "{err}"
+        );
         // The request defaults to the limit, which is above the request cap.
         let request_over = container(&[("cpu", "6"), ("memory", "1Gi")], &[]);
         assert!(matches!(
@@ -227,7 +233,10 @@ mod tests {
             Err(CapViolation::Unset { ref resource, .. }) if resource == "memory"
         ));
         let invalid = container(&[("cpu", "many"), ("memory", "1Gi")], &[("cpu", "1")]);
-        assert!(matches!(check_caps(&invalid, &user), Err(CapViolation::Invalid { .. })));
+        assert!(matches!(
+            check_caps(&invalid, &user),
+            Err(CapViolation::Invalid { .. })
+        ));
         assert_eq!(check_caps(&over, &ResourceRequirements::default()), Ok(()));
     }
 
@@ -243,7 +252,10 @@ mod tests {
         let requests = merged.requests.expect("requests");
         assert_eq!(requests.get("cpu"), Some(&q("1")));
         assert_eq!(requests.get("memory"), Some(&q("100Mi")));
-        assert_eq!(merged.limits.expect("limits").get("nvidia.com/gpu"), Some(&q("1")));
+        assert_eq!(
+            merged.limits.expect("limits").get("nvidia.com/gpu"),
+            Some(&q("1"))
+        );
         assert_eq!(merge_resources(defaults.clone(), None), defaults);
     }
 }

@@ -84,7 +84,11 @@ impl FromStr for GpuResource {
 
     /// `NAME=COUNT` with COUNT ≥ 1.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || ConfigError(format!("GPU resource {s:?} is not NAME=COUNT (e.g. nvidia.com/gpu=1)"));
+        let bad = || {
+            ConfigError(format!(
+                "GPU resource {s:?} is not NAME=COUNT (e.g. nvidia.com/gpu=1)"
+            ))
+        };
         let (name, count) = s.split_once('=').ok_or_else(bad)?;
         let count: u32 = count.trim().parse().map_err(|_| bad())?;
         if name.trim().is_empty() || count == 0 {

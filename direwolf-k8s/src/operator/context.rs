@@ -162,13 +162,13 @@ impl Context {
     {
         let api = self.api::<K>();
         let params = PostParams::default();
-        match self
-            .retry
-            .run("create", || api.create(&params, obj))
-            .await
-        {
+        match self.retry.run("create", || api.create(&params, obj)).await {
             Ok(created) => Ok(Some(created)),
-            Err(err) if has_status(&err, 409) => Ok(None),
+            // A conflict means it exists; unless it does not (then the create is retried).
+            Err(err) if has_status(&err, 409) => match self.get::<K>(name).await? {
+                Some(_) => Ok(None),
+                None => Err(Error::api(format!("create {} {name}", K::kind(&())))(err)),
+            },
             Err(err) => Err(Error::api(format!("create {} {name}", K::kind(&())))(err)),
         }
     }
@@ -176,18 +176,11 @@ impl Context {
     /// Deletes `name`; already gone is fine. Returns whether it was there.
     pub async fn delete<K>(&self, name: &str) -> Result<bool, Error>
     where
-        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + Debug,
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
     {
         let api = self.api::<K>();
         let params = DeleteParams::background();
-        match self
-            .retry
-            .run("delete", || api.delete(name, &params))
-            .await
-        {
+        match self.retry.run("delete", || api.delete(name, &params)).await {
             Ok(_) => Ok(true),
             Err(err) if has_status(&err, 404) => Ok(false),
             Err(err) => Err(Error::api(format!("delete {} {name}", K::kind(&())))(err)),
@@ -197,10 +190,7 @@ impl Context {
     /// Reads `name` from the API server (not the cache).
     pub async fn get<K>(&self, name: &str) -> Result<Option<K>, Error>
     where
-        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + Debug,
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
     {
         let api = self.api::<K>();
         self.retry

@@ -11,8 +11,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::{Resource as _, ResourceExt};
 
 use crate::crd::{
-    App, Session, SessionPhase, SessionPorts, SessionStatus, User, conditions, find_condition,
-    reasons,
+    App, Session, SessionPhase, SessionPorts, SessionStatus, User, conditions, find_condition, reasons,
 };
 use crate::stream::containers;
 
@@ -71,11 +70,17 @@ pub fn ending(observed: Observed<'_>, now: Timestamp, start_deadline: Duration) 
     }
     if observed.app.is_none() {
         let app = &session.spec.game_reference.name;
-        return Some(Ending::new(reasons::APP_DELETED, format!("App {app:?} was deleted")));
+        return Some(Ending::new(
+            reasons::APP_DELETED,
+            format!("App {app:?} was deleted"),
+        ));
     }
     if observed.user.is_none() {
         let user = &session.spec.user_reference.name;
-        return Some(Ending::new(reasons::USER_DELETED, format!("User {user:?} was deleted")));
+        return Some(Ending::new(
+            reasons::USER_DELETED,
+            format!("User {user:?} was deleted"),
+        ));
     }
     if let Some(ending) = observed.pod.and_then(pod_ending) {
         return Some(ending);
@@ -122,7 +127,11 @@ pub fn pod_ending(pod: &Pod) -> Option<Ending> {
         return Some(Ending::new(reasons::WOLF_EXITED, message));
     }
     if let Some(phase @ ("Failed" | "Succeeded")) = status.phase.as_deref() {
-        let detail = status.message.as_deref().or(status.reason.as_deref()).unwrap_or("no message");
+        let detail = status
+            .message
+            .as_deref()
+            .or(status.reason.as_deref())
+            .unwrap_or("no message");
         return Some(Ending::new(
             reasons::POD_FAILED,
             format!("the stream pod {} is {phase}: {detail}", pod.name_any()),
@@ -156,11 +165,7 @@ pub fn pod_ready(pod: &Pod) -> bool {
 
 /// The pod's IP, once it has one.
 pub fn pod_ip(pod: &Pod) -> Option<String> {
-    pod.status
-        .as_ref()?
-        .pod_ip
-        .clone()
-        .filter(|ip| !ip.is_empty())
+    pod.status.as_ref()?.pod_ip.clone().filter(|ip| !ip.is_empty())
 }
 
 /// The part of a Session's status the operator writes (field manager
@@ -210,7 +215,15 @@ impl OperatorStatus {
     }
 
     /// Sets condition `type_`, keeping its transition time if its status does not change.
-    pub fn set_condition(&mut self, type_: &str, ok: bool, reason: &str, message: &str, generation: Option<i64>, now: Timestamp) {
+    pub fn set_condition(
+        &mut self,
+        type_: &str,
+        ok: bool,
+        reason: &str,
+        message: &str,
+        generation: Option<i64>,
+        now: Timestamp,
+    ) {
         let status = if ok { "True" } else { "False" };
         let previous = self.conditions.iter().position(|c| c.type_ == type_);
         let transition = previous

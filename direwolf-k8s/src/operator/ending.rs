@@ -58,11 +58,34 @@ pub(crate) async fn add_finalizer(session: &Session, ctx: &Context) -> Result<()
 /// Ends a Session: phase Ended and the `Ended` condition (so a waiting proxy fails at once with
 /// the message), an Event with the reason, then its deletion.
 pub(crate) async fn end(session: &Session, ctx: &Context, ending: Ending) -> Result<Action, Error> {
+    end_from(
+        session,
+        ctx,
+        ending,
+        OperatorStatus::current(session.status.as_ref()),
+    )
+    .await
+}
+
+/// [`end`], from the operator's status `status` as last written (the Session read may predate
+/// a write of this reconcile).
+pub(crate) async fn end_from(
+    session: &Session,
+    ctx: &Context,
+    ending: Ending,
+    mut status: OperatorStatus,
+) -> Result<Action, Error> {
     let now = Timestamp::now();
     let generation = session.metadata.generation;
-    let mut status = OperatorStatus::current(session.status.as_ref());
     status.phase = Some(SessionPhase::Ended);
-    status.set_condition(conditions::ENDED, true, ending.reason, &ending.message, generation, now);
+    status.set_condition(
+        conditions::ENDED,
+        true,
+        ending.reason,
+        &ending.message,
+        generation,
+        now,
+    );
     if let Some((type_, reason)) = ending.step {
         status.set_condition(type_, false, reason, &ending.message, generation, now);
     }

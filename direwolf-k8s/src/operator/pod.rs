@@ -8,9 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
-    ObjectFieldSelector, PersistentVolumeClaimVolumeSource, Pod, PodSpec, Probe, Volume,
-    VolumeMount,
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
+    PersistentVolumeClaimVolumeSource, Pod, PodSpec, Probe, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -83,7 +82,10 @@ pub fn session_labels(session: &Session) -> BTreeMap<String, String> {
     BTreeMap::from([
         (labels::APP.to_owned(), labels::APP_WORKER.to_owned()),
         (labels::USER.to_owned(), session.spec.user_reference.name.clone()),
-        (labels::APP_NAME.to_owned(), session.spec.game_reference.name.clone()),
+        (
+            labels::APP_NAME.to_owned(),
+            session.spec.game_reference.name.clone(),
+        ),
         (stream::SESSION_LABEL.to_owned(), session.name_any()),
     ])
 }
@@ -93,8 +95,11 @@ pub fn session_labels(session: &Session) -> BTreeMap<String, String> {
 /// # Errors
 /// A [`PodError`] when the App's template or the User's settings do not allow a pod.
 pub fn build_pod(inputs: PodInputs<'_>) -> Result<Pod, PodError> {
-    let PodInputs { session, app, user, .. } = inputs;
-    let owner = session.controller_owner_ref(&()).ok_or(PodError::NoOwner)?;
+    let PodInputs {
+        session, app, user, ..
+    } = inputs;
+    let mut owner = session.controller_owner_ref(&()).ok_or(PodError::NoOwner)?;
+    owner.block_owner_deletion = Some(true);
     let template = app.spec.template.clone().unwrap_or_default();
     let mut spec = template.spec.unwrap_or_default();
     check_names(&spec, user)?;
@@ -113,8 +118,10 @@ pub fn build_pod(inputs: PodInputs<'_>) -> Result<Pod, PodError> {
             .collect(),
     );
     spec.containers.push(wolf_container(&inputs, &policies.wolf)?);
-    spec.containers.push(agent_container(&inputs, &policies.wolf_agent)?);
-    spec.containers.push(pulseaudio_container(&inputs, &policies.pulseaudio)?);
+    spec.containers
+        .push(agent_container(&inputs, &policies.wolf_agent)?);
+    spec.containers
+        .push(pulseaudio_container(&inputs, &policies.pulseaudio)?);
     let mut volumes = stream_volumes(inputs.home_claim);
     volumes.extend(spec.volumes.take().unwrap_or_default());
     volumes.extend(user.spec.volumes.iter().cloned());
@@ -132,7 +139,11 @@ pub fn build_pod(inputs: PodInputs<'_>) -> Result<Pod, PodError> {
         selector.extend(inputs.settings.node_selector.clone());
         spec.node_selector = Some(selector);
     }
-    let mut pod_labels = template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default();
+    let mut pod_labels = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
     pod_labels.extend(session_labels(session));
     let annotations = template.metadata.and_then(|m| m.annotations);
     Ok(Pod {
@@ -159,7 +170,10 @@ fn check_names(spec: &PodSpec, user: &User) -> Result<(), PodError> {
     let template_volumes: BTreeSet<&str> = spec.volumes.iter().flatten().map(|v| v.name.as_str()).collect();
     for (owner, names) in [
         ("App template", template_volumes.clone()),
-        ("User", user.spec.volumes.iter().map(|v| v.name.as_str()).collect()),
+        (
+            "User",
+            user.spec.volumes.iter().map(|v| v.name.as_str()).collect(),
+        ),
     ] {
         if let Some(name) = names.iter().find(|n| reserved.contains(*n)) {
             return Err(PodError::ReservedVolume {
@@ -168,12 +182,28 @@ fn check_names(spec: &PodSpec, user: &User) -> Result<(), PodError> {
             });
         }
     }
-    if let Some(v) = user.spec.volumes.iter().find(|v| template_volumes.contains(v.name.as_str())) {
+    if let Some(v) = user
+        .spec
+        .volumes
+        .iter()
+        .find(|v| template_volumes.contains(v.name.as_str()))
+    {
         return Err(PodError::DuplicateVolume(v.name.clone()));
     }
-    let injected = [containers::WOLF, containers::AGENT, containers::PULSEAUDIO, containers::INIT];
-    let template_containers = spec.containers.iter().chain(spec.init_containers.iter().flatten());
-    if let Some(c) = template_containers.into_iter().find(|c| injected.contains(&c.name.as_str())) {
+    let injected = [
+        containers::WOLF,
+        containers::AGENT,
+        containers::PULSEAUDIO,
+        containers::INIT,
+    ];
+    let template_containers = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten());
+    if let Some(c) = template_containers
+        .into_iter()
+        .find(|c| injected.contains(&c.name.as_str()))
+    {
         return Err(PodError::ReservedContainer(c.name.clone()));
     }
     Ok(())
@@ -190,7 +220,9 @@ fn wants_nvidia(inputs: &PodInputs<'_>, wolf_policy: &SidecarPolicy) -> bool {
             .flat_map(|m| m.keys().cloned())
             .collect::<Vec<_>>()
     });
-    configured.chain(resources).any(|name| name.starts_with("nvidia.com/"))
+    configured
+        .chain(resources)
+        .any(|name| name.starts_with("nvidia.com/"))
 }
 
 fn env(name: &str, value: impl Into<String>) -> EnvVar {
@@ -255,7 +287,10 @@ fn add_game_env_and_mounts(container: &mut Container, inputs: &PodInputs<'_>, nv
     if nvidia {
         ours.extend([
             env("LIBVA_DRIVER_NAME", "nvidia"),
-            env("LD_LIBRARY_PATH", "/usr/local/nvidia/lib:/usr/local/nvidia/lib64:/usr/local/lib"),
+            env(
+                "LD_LIBRARY_PATH",
+                "/usr/local/nvidia/lib:/usr/local/nvidia/lib64:/usr/local/lib",
+            ),
             env("NVIDIA_DRIVER_CAPABILITIES", "all"),
             env("NVIDIA_VISIBLE_DEVICES", "all"),
         ]);
@@ -339,7 +374,10 @@ fn wolf_container(inputs: &PodInputs<'_>, policy: &SidecarPolicy) -> Result<Cont
     ];
     let mut defaults = requests(&[("cpu", "100m"), ("memory", "100Mi")]);
     if let Some(gpu) = &inputs.settings.gpu {
-        defaults.limits = Some(BTreeMap::from([(gpu.name.clone(), Quantity(gpu.count.to_string()))]));
+        defaults.limits = Some(BTreeMap::from([(
+            gpu.name.clone(),
+            Quantity(gpu.count.to_string()),
+        )]));
     }
     let mut wolf = sidecar(
         containers::WOLF,
@@ -441,7 +479,11 @@ fn init_container(inputs: &PodInputs<'_>) -> Container {
     Container {
         name: containers::INIT.to_owned(),
         image: Some(inputs.settings.images.init.clone()),
-        command: Some(vec!["/bin/sh".to_owned(), "-c".to_owned(), INIT_SCRIPT.to_owned()]),
+        command: Some(vec![
+            "/bin/sh".to_owned(),
+            "-c".to_owned(),
+            INIT_SCRIPT.to_owned(),
+        ]),
         env: Some(vec![env("APP_STATE", inputs.app.name_any())]),
         volume_mounts: Some(vec![
             mount(WOLF_CFG, "/etc/wolf"),
@@ -474,7 +516,12 @@ fn stream_volumes(home_claim: Option<&str>) -> Vec<Volume> {
         },
         None => empty_dir(WOLF_DATA),
     };
-    vec![empty_dir(WOLF_CFG), empty_dir(WOLF_RUNTIME), data, empty_dir(UDEV_VOLUME)]
+    vec![
+        empty_dir(WOLF_CFG),
+        empty_dir(WOLF_RUNTIME),
+        data,
+        empty_dir(UDEV_VOLUME),
+    ]
 }
 
 /// The Session's user name as a `crd` reference (for callers that only hold the Session).

@@ -20,11 +20,7 @@ pub fn block(range: PortRange, index: u32) -> Option<SessionPorts> {
         return None;
     }
     let base = u32::from(range.first) + 4 * index;
-    let port = |offset: u32| {
-        u16::try_from(base + offset)
-            .ok()
-            .and_then(NonZeroU16::new)
-    };
+    let port = |offset: u32| u16::try_from(base + offset).ok().and_then(NonZeroU16::new);
     Some(SessionPorts {
         rtsp: port(0)?,
         control: port(1)?,
@@ -148,7 +144,10 @@ mod tests {
         let b = allocator.allocate("b", None, known.clone()).expect("b");
         let c = allocator.allocate("c", None, known.clone()).expect("c");
         assert_eq!([a.rtsp.get(), b.rtsp.get(), c.rtsp.get()], [100, 104, 108]);
-        assert!(allocator.allocate("d", None, known.clone()).is_none(), "range exhausted");
+        assert!(
+            allocator.allocate("d", None, known.clone()).is_none(),
+            "range exhausted"
+        );
         // Asking again gives the same block.
         assert_eq!(allocator.allocate("a", None, known.clone()), Some(a));
         // Once b is released, d gets its block.
@@ -171,7 +170,11 @@ mod tests {
     fn sessions_gone_from_the_cache_free_their_ports() {
         let allocator = PortAllocator::new(range(100, 103));
         let a = allocator.allocate("a", None, [("a", None)]).expect("a");
-        assert!(allocator.allocate("b", None, [("a", None), ("b", None)]).is_none());
+        assert!(
+            allocator
+                .allocate("b", None, [("a", None), ("b", None)])
+                .is_none()
+        );
         // "a" was deleted without a release (e.g. its finalizer removed by hand).
         assert_eq!(allocator.allocate("b", None, [("b", None)]), Some(a));
         assert_eq!(allocator.handed_out(), 1);

@@ -32,6 +32,7 @@ pub(crate) async fn reconcile(session: Arc<Session>, ctx: Arc<Context>) -> Resul
     if !ctx.leading() {
         return Ok(Action::await_change());
     }
+    debug!("reconciling");
     ctx.wait_synced().await?;
     ctx.metrics.reconciled();
     if session.meta().deletion_timestamp.is_some() {
@@ -110,7 +111,14 @@ async fn provision(
         "rtsp {}, control {}, video {}, audio {}",
         ports.rtsp, ports.control, ports.video_rtp, ports.audio_rtp
     );
-    status.set_condition(conditions::PORTS_ALLOCATED, true, reasons::SUCCESS, &message, generation, now);
+    status.set_condition(
+        conditions::PORTS_ALLOCATED,
+        true,
+        reasons::SUCCESS,
+        &message,
+        generation,
+        now,
+    );
     if current.ports != Some(ports) {
         let written = write_status(ctx, session, &status, resource_version.as_deref()).await?;
         resource_version = written.resource_version();
@@ -123,11 +131,19 @@ async fn provision(
         Some(claim) => {
             let claim_name = claim.name_any();
             if ctx.get::<PersistentVolumeClaim>(&claim_name).await?.is_none() {
-                ctx.apply(&claim_name, &claim, field_managers::OPERATOR_PVC).await?;
+                ctx.apply(&claim_name, &claim, field_managers::OPERATOR_PVC)
+                    .await?;
                 info!(claim = claim_name, "home claim applied");
             }
             let message = format!("claim {claim_name}");
-            status.set_condition(conditions::VOLUME_CREATED, true, reasons::SUCCESS, &message, generation, now);
+            status.set_condition(
+                conditions::VOLUME_CREATED,
+                true,
+                reasons::SUCCESS,
+                &message,
+                generation,
+                now,
+            );
             Some(claim_name)
         }
         None => None,
@@ -139,7 +155,7 @@ async fn provision(
         None => match create_pod(session, ctx, app, user, claim.as_deref()).await? {
             PodOutcome::Created(pod) => pod.map(Arc::new),
             PodOutcome::Refused(why) | PodOutcome::Vanished(why) => {
-                return ending::end(session, ctx, why).await;
+                return ending::end_from(session, ctx, why, on_server).await;
             }
         },
     };
@@ -167,7 +183,10 @@ fn requeue_after(session: &Session, ctx: &Context, now: Timestamp) -> Action {
     if started {
         return Action::requeue(STEADY_REQUEUE);
     }
-    let left = ctx.config.start_deadline.saturating_sub(decide::age(session, now));
+    let left = ctx
+        .config
+        .start_deadline
+        .saturating_sub(decide::age(session, now));
     Action::requeue(left + Duration::from_millis(500))
 }
 
@@ -198,7 +217,10 @@ async fn create_pod(
         // The cache may lag behind a creation: only the API server's 404 means gone.
         return Ok(match ctx.get::<Pod>(&name).await? {
             Some(pod) => PodOutcome::Created(Some(pod)),
-            None => PodOutcome::Vanished(Ending::new(reasons::POD_FAILED, format!("the stream pod {name} was deleted"))),
+            None => PodOutcome::Vanished(Ending::new(
+                reasons::POD_FAILED,
+                format!("the stream pod {name} was deleted"),
+            )),
         });
     }
     let inputs = PodInputs {
@@ -220,7 +242,8 @@ async fn create_pod(
     let (account, role, binding) = agent_account(session).ok_or(Error::Malformed("uid"))?;
     let account_name = stream::agent_account_name(&name);
     let manager = field_managers::OPERATOR_AGENT_ACCOUNT;
-    ctx.apply::<ServiceAccount>(&account_name, &account, manager).await?;
+    ctx.apply::<ServiceAccount>(&account_name, &account, manager)
+        .await?;
     ctx.apply::<Role>(&account_name, &role, manager).await?;
     ctx.apply::<RoleBinding>(&account_name, &binding, manager).await?;
     let created = ctx.create_if_absent(&name, &pod).await?;

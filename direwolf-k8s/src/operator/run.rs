@@ -15,7 +15,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use super::config::OperatorConfig;
@@ -35,7 +35,9 @@ pub enum RunError {
     )]
     NoCrds,
     /// Listing Sessions failed (unreachable API server, no permission).
-    #[error("cannot list Sessions in namespace {namespace:?} (is the API server reachable and may this account list them?): {source}")]
+    #[error(
+        "cannot list Sessions in namespace {namespace:?} (is the API server reachable and may this account list them?): {source}"
+    )]
     Unreachable {
         /// The namespace.
         namespace: String,
@@ -140,56 +142,44 @@ impl Operator {
 
     /// One term of leadership: runs the controller until leadership is lost or shutdown.
     async fn term(&self, is_leader: watch::Receiver<bool>, stop: watch::Receiver<bool>) {
-        let ns = &self.config.namespace;
-        let client = &self.client;
-        let (pods, pod_writer) = reflector::store::<Pod>();
-        let (apps, app_writer) = reflector::store::<App>();
-        let (users, user_writer) = reflector::store::<User>();
-        let worker = format!("{}={}", labels::APP, labels::APP_WORKER);
-        let pod_stream = watcher(Api::<Pod>::namespaced(client.clone(), ns), watcher::Config::default().labels(&worker))
-            .default_backoff()
-            .reflect(pod_writer)
-            .touched_objects();
-        let app_stream = watcher(Api::<App>::namespaced(client.clone(), ns), watcher::Config::default())
-            .default_backoff()
-            .reflect(app_writer)
-            .touched_objects();
-        let user_stream = watcher(Api::<User>::namespaced(client.clone(), ns), watcher::Config::default())
-            .default_backoff()
-            .reflect(user_writer)
-            .touched_objects();
-        let controller = Controller::new(Api::<Session>::namespaced(client.clone(), ns), watcher::Config::default());
+        let ns = self.config.namespace.as_str();
+        let controller = Controller::new(
+            Api::<Session>::namespaced(self.client.clone(), ns),
+            watcher::Config::default(),
+        );
         let sessions = controller.store();
+        // Apps, Users and stream pods are watched by tasks of their own (so their caches fill
+        // whatever the controller does); each change names the Sessions to reconcile.
+        let (triggers_tx, triggers) = mpsc::channel::<ObjectRef<Session>>(1024);
+        let worker = format!("{}={}", labels::APP, labels::APP_WORKER);
+        let (pods, pods_task) =
+            self.follow::<Pod>(watcher::Config::default().labels(&worker), triggers_tx.clone(), {
+                let ns = ns.to_owned();
+                move |pod: &Pod| owning_session(pod, &ns).into_iter().collect()
+            });
+        let (apps, apps_task) = self.follow::<App>(watcher::Config::default(), triggers_tx.clone(), {
+            let sessions = sessions.clone();
+            move |app: &App| sessions_of(&sessions, |s| s.spec.game_reference.name == app.name_any())
+        });
+        let (users, users_task) = self.follow::<User>(watcher::Config::default(), triggers_tx, {
+            let sessions = sessions.clone();
+            move |user: &User| sessions_of(&sessions, |s| s.spec.user_reference.name == user.name_any())
+        });
         let caches = Caches {
-            sessions: sessions.clone(),
+            sessions,
             apps,
             users,
             pods,
         };
         let ctx = Arc::new(self.context(caches.clone(), is_leader.clone()));
-        let stop_signal = stop_on(is_leader, stop);
-        let by_app = sessions_of(sessions.clone(), |s: &Session, name| s.spec.game_reference.name == name);
-        let by_user = sessions_of(sessions, |s: &Session, name| s.spec.user_reference.name == name);
-        let ready = self.ready.clone();
-        let synced_tx = ctx.synced_tx.clone();
-        tokio::spawn(async move {
-            let all = async {
-                caches.sessions.wait_until_ready().await?;
-                caches.apps.wait_until_ready().await?;
-                caches.users.wait_until_ready().await?;
-                caches.pods.wait_until_ready().await
-            };
-            if all.await.is_ok() {
-                let _ = synced_tx.send(true);
-                ready.store(true, Ordering::Relaxed);
-            }
+        let sync_task = tokio::spawn(mark_synced(caches, ctx.synced_tx.clone(), self.ready.clone()));
+        let triggers = futures::stream::unfold(triggers, |mut rx| async move {
+            rx.recv().await.map(|object| (object, rx))
         });
         controller
-            .owns_stream(pod_stream)
-            .watches_stream(app_stream, move |app: App| by_app(&app.name_any()))
-            .watches_stream(user_stream, move |user: User| by_user(&user.name_any()))
+            .reconcile_on(triggers)
             .with_config(ControllerConfig::default().concurrency(self.config.concurrency))
-            .graceful_shutdown_on(stop_signal)
+            .graceful_shutdown_on(stop_on(is_leader, stop))
             .run(reconcile, error_policy, ctx.clone())
             .for_each(|result| {
                 match result {
@@ -201,6 +191,51 @@ impl Operator {
                 std::future::ready(())
             })
             .await;
+        for task in [pods_task, apps_task, users_task, sync_task] {
+            task.abort();
+        }
+    }
+
+    /// Watches `K` into a cache in a task of its own; every change (deletion included) sends
+    /// the Sessions `affected` names.
+    fn follow<K>(
+        &self,
+        config: watcher::Config,
+        triggers: mpsc::Sender<ObjectRef<Session>>,
+        affected: impl Fn(&K) -> Vec<ObjectRef<Session>> + Send + 'static,
+    ) -> (Store<K>, tokio::task::JoinHandle<()>)
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
+    {
+        let (store, writer) = reflector::store::<K>();
+        let api = Api::<K>::namespaced(self.client.clone(), &self.config.namespace);
+        let task = tokio::spawn(async move {
+            let mut changes = std::pin::pin!(
+                watcher(api, config)
+                    .default_backoff()
+                    .reflect(writer)
+                    .touched_objects()
+            );
+            while let Some(change) = changes.next().await {
+                match change {
+                    Ok(object) => {
+                        for session in affected(&object) {
+                            if triggers.send(session).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(err) => warn!(kind = K::kind(&()).as_ref(), error = %err, "watch failed; retrying"),
+                }
+            }
+        });
+        (store, task)
     }
 
     fn context(&self, caches: Caches, is_leader: watch::Receiver<bool>) -> Context {
@@ -244,18 +279,37 @@ fn stop_on(
     }
 }
 
-/// Maps an App or User name to the Sessions referring to it.
-fn sessions_of(
-    sessions: Store<Session>,
-    refers: impl Fn(&Session, &str) -> bool + Send + Sync + 'static,
-) -> impl Fn(&str) -> Vec<ObjectRef<Session>> + Send + Sync + 'static {
-    move |name| {
-        sessions
-            .state()
-            .iter()
-            .filter(|s| refers(s, name))
-            .map(|s| ObjectRef::from_obj(s.as_ref()))
-            .collect()
+/// The Sessions of the cache that `refers` selects.
+fn sessions_of(sessions: &Store<Session>, refers: impl Fn(&Session) -> bool) -> Vec<ObjectRef<Session>> {
+    sessions
+        .state()
+        .iter()
+        .filter(|s| refers(s))
+        .map(|s| ObjectRef::from_obj(s.as_ref()))
+        .collect()
+}
+
+/// The Session owning a pod (its controller owner reference).
+fn owning_session(pod: &Pod, namespace: &str) -> Option<ObjectRef<Session>> {
+    pod.owner_references()
+        .iter()
+        .find(|o| o.kind == "Session" && o.controller == Some(true))
+        .map(|o| ObjectRef::new(&o.name).within(namespace))
+}
+
+/// Marks the context synced (and the operator ready) once every cache has its initial list.
+async fn mark_synced(caches: Caches, synced: Arc<watch::Sender<bool>>, ready: Arc<AtomicBool>) {
+    // The Session cache is the controller's: it reconciles nothing before that is synced. (Its
+    // readiness is waited for by the controller alone: the store's readiness wakes only one
+    // waiter.)
+    let all = async {
+        caches.apps.wait_until_ready().await?;
+        caches.users.wait_until_ready().await?;
+        caches.pods.wait_until_ready().await
+    };
+    if all.await.is_ok() {
+        let _ = synced.send(true);
+        ready.store(true, Ordering::Relaxed);
     }
 }
 
