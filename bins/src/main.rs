@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod crd;
 mod listen;
+mod operator;
 mod proxy;
 mod relay;
 mod serve;
@@ -27,6 +28,8 @@ enum Command {
     Relay(relay::RelayArgs),
     /// Run the Moonlight endpoint of a Kubernetes installation (state in the API server).
     Proxy(proxy::ProxyArgs),
+    /// Run the Session operator of a Kubernetes installation (ports, homes, stream pods).
+    Operator(operator::OperatorArgs),
     /// Print the CustomResourceDefinitions as YAML (`direwolf crd | kubectl apply --server-side -f -`).
     Crd,
 }
@@ -43,6 +46,10 @@ fn main() -> anyhow::Result<()> {
         Command::Proxy(args) => {
             telemetry::init(args.log_json)?;
             proxy::run(args)?
+        }
+        Command::Operator(args) => {
+            telemetry::init(args.log_json)?;
+            operator::run(args)?
         }
         Command::Crd => crd::run(&mut std::io::stdout().lock())?,
     }
