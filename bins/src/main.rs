@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 mod agent;
 mod crd;
 mod listen;
+mod operator;
 mod proxy;
 mod relay;
 mod serve;
@@ -30,6 +31,8 @@ enum Command {
     Proxy(proxy::ProxyArgs),
     /// Run the wolf-agent sidecar of a stream pod (registers the Session's stream with the pod's Wolf).
     Agent(agent::AgentArgs),
+    /// Run the Session operator of a Kubernetes installation (ports, homes, stream pods).
+    Operator(operator::OperatorArgs),
     /// Print the CustomResourceDefinitions as YAML (`direwolf crd | kubectl apply --server-side -f -`).
     Crd,
 }
@@ -50,6 +53,10 @@ fn main() -> anyhow::Result<()> {
         Command::Agent(args) => {
             telemetry::init(args.log_json)?;
             agent::run(args)?
+        }
+        Command::Operator(args) => {
+            telemetry::init(args.log_json)?;
+            operator::run(args)?
         }
         Command::Crd => crd::run(&mut std::io::stdout().lock())?,
     }

@@ -248,7 +248,7 @@ async fn moonlight_server(args: &ProxyArgs, readers: Readers) -> anyhow::Result<
 }
 
 /// Answers `/livez` and `/readyz` with a minimal HTTP/1.1 exchange per connection.
-async fn serve_health(listener: TcpListener, ready: impl Fn() -> bool + Clone + Send + 'static) {
+pub(crate) async fn serve_health(listener: TcpListener, ready: impl Fn() -> bool + Clone + Send + 'static) {
     loop {
         let (mut stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -298,7 +298,7 @@ async fn serve_health(listener: TcpListener, ready: impl Fn() -> bool + Clone + 
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(term) => term,

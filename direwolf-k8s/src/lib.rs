@@ -11,6 +11,8 @@
 //! * [`keys`]: the Secret holding a Session's stream keys, readable only by its agent;
 //! * [`leader`]: leader election on a Lease, so that one `direwolf operator` replica writes
 //!   ([`leader::LeaderElector`]);
+//! * [`operator`]: the Session operator: ports, home, agent account and stream pod per Session,
+//!   and its endings ([`operator::Operator`]);
 //! * [`pin_broker`]: PIN delivery across replicas through Secrets ([`pin_broker::KubePinBroker`]);
 //! * `relays` (feature `relay`): the stream relay of every Session, derived from the Session objects;
 //! * [`report`]: hand-edited problems reported on the objects' status;
@@ -44,6 +46,7 @@ pub mod exposure;
 pub mod keys;
 pub mod launcher;
 pub mod leader;
+pub mod operator;
 pub mod pin_broker;
 #[cfg(feature = "relay")]
 pub mod relays;

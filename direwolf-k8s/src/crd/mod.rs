@@ -106,6 +106,8 @@ pub mod conditions {
     pub const ID_UNIQUE: &str = "IDUnique";
     /// Pairing: the referenced User exists.
     pub const USER_FOUND: &str = "UserFound";
+    /// Session: the operator ended it (the reason says why); it is being deleted.
+    pub const ENDED: &str = "Ended";
 }
 
 /// Condition reasons (also Event reasons).
@@ -132,6 +134,20 @@ pub mod reasons {
     pub const DUPLICATE_APP_ID: &str = "DuplicateAppID";
     /// A Pairing names a User that does not exist.
     pub const USER_NOT_FOUND: &str = "UserNotFound";
+    /// Session ended: the scheduler cannot place its pod (the message is the scheduler's).
+    pub const UNSCHEDULABLE: &str = "Unschedulable";
+    /// Session ended: the `wolf` container exited (the message has its exit code).
+    pub const WOLF_EXITED: &str = "WolfExited";
+    /// Session ended: its pod failed, completed or was deleted.
+    pub const POD_FAILED: &str = "PodFailed";
+    /// Session ended: no Ready pod and stream URL within the start deadline.
+    pub const START_DEADLINE_EXCEEDED: &str = "StartDeadlineExceeded";
+    /// Session ended: its App was deleted.
+    pub const APP_DELETED: &str = "AppDeleted";
+    /// Session ended: its User was deleted.
+    pub const USER_DELETED: &str = "UserDeleted";
+    /// Session ended: the agent reported the stream over (phase Ended).
+    pub const STREAM_ENDED: &str = "StreamEnded";
 }
 
 /// Server-side-apply field managers, one per writer and kind.

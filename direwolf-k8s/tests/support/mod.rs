@@ -11,6 +11,7 @@ use direwolf_k8s::crd;
 use direwolf_k8s::emulator::ApiServerEmulator;
 
 pub mod cases;
+pub mod operator;
 pub mod testenv;
 
 /// Awaits `f`, failing the test with `what` if it takes longer than `wait` (a timeout means a

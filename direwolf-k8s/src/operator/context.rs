@@ -1,0 +1,201 @@
+//! [`Context`]: what every reconcile shares (client, caches, port allocator, Event recorder,
+//! leadership), and the API writes it makes, each retried on transient failures.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, Resource};
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use super::config::OperatorConfig;
+use super::error::Error;
+use super::ports::PortAllocator;
+use crate::crd::{App, Session, User};
+use crate::retry::{RetryPolicy, has_status};
+
+/// Counters of the reconciler (read with [`Metrics::snapshot`]).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    reconciles: AtomicU64,
+    failures: AtomicU64,
+    endings: AtomicU64,
+    pods_created: AtomicU64,
+}
+
+/// The counters at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MetricsSnapshot {
+    /// Reconciles run.
+    pub reconciles: u64,
+    /// Reconciles that failed (and were retried).
+    pub failures: u64,
+    /// Sessions ended by the operator.
+    pub endings: u64,
+    /// Stream pods created.
+    pub pods_created: u64,
+}
+
+impl Metrics {
+    /// The counters now.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        MetricsSnapshot {
+            reconciles: self.reconciles.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            endings: self.endings.load(Ordering::Relaxed),
+            pods_created: self.pods_created.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn reconciled(&self) {
+        self.reconciles.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn failed(&self) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn ended(&self) {
+        self.endings.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn pod_created(&self) {
+        self.pods_created.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The caches a term of leadership reconciles from.
+#[derive(Clone)]
+pub(crate) struct Caches {
+    pub sessions: Store<Session>,
+    pub apps: Store<App>,
+    pub users: Store<User>,
+    pub pods: Store<Pod>,
+}
+
+/// What every reconcile of one term of leadership shares.
+pub(crate) struct Context {
+    pub client: Client,
+    pub config: OperatorConfig,
+    pub recorder: Recorder,
+    pub ports: Arc<PortAllocator>,
+    pub caches: Caches,
+    pub is_leader: watch::Receiver<bool>,
+    pub retry: RetryPolicy,
+    pub metrics: Arc<Metrics>,
+    /// Consecutive failures per Session, for the backoff of [`super::run`]'s error policy.
+    pub failures: Mutex<HashMap<String, u32>>,
+    /// Set once every cache has completed its initial list.
+    pub synced: watch::Receiver<bool>,
+    /// Sets [`Context::synced`].
+    pub synced_tx: Arc<watch::Sender<bool>>,
+}
+
+impl Context {
+    /// Whether this replica may write now.
+    pub fn leading(&self) -> bool {
+        *self.is_leader.borrow()
+    }
+
+    /// Waits until every cache has completed its initial list (an App missing from an empty
+    /// cache must not end its Sessions).
+    pub async fn wait_synced(&self) -> Result<(), Error> {
+        let mut synced = self.synced.clone();
+        match tokio::time::timeout(Duration::from_secs(60), synced.wait_for(|s| *s)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(Error::NotSynced("App, User, pod or Session")),
+        }
+    }
+
+    /// An API handle of `K` in the operator's namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
+    {
+        Api::namespaced(self.client.clone(), &self.config.namespace)
+    }
+
+    /// A cached object of the namespace by name.
+    pub fn cached<K>(store: &Store<K>, namespace: &str, name: &str) -> Option<Arc<K>>
+    where
+        K: Resource<DynamicType = ()> + Clone + 'static,
+    {
+        store.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// Server-side applies `obj` (named `name`) as `manager`, forcing ownership.
+    pub async fn apply<K>(&self, name: &str, obj: &K, manager: &str) -> Result<K, Error>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + Clone
+            + Serialize
+            + DeserializeOwned
+            + Debug,
+    {
+        let api = self.api::<K>();
+        let params = PatchParams::apply(manager).force();
+        let patch = Patch::Apply(obj);
+        self.retry
+            .run("apply", || api.patch(name, &params, &patch))
+            .await
+            .map_err(Error::api(format!("apply {} {name}", K::kind(&()))))
+    }
+
+    /// Creates `obj`; an object of that name already there counts as created.
+    pub async fn create_if_absent<K>(&self, name: &str, obj: &K) -> Result<Option<K>, Error>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + Clone
+            + Serialize
+            + DeserializeOwned
+            + Debug,
+    {
+        let api = self.api::<K>();
+        let params = PostParams::default();
+        match self.retry.run("create", || api.create(&params, obj)).await {
+            Ok(created) => Ok(Some(created)),
+            // A conflict means it exists; unless it does not (then the create is retried).
+            Err(err) if has_status(&err, 409) => match self.get::<K>(name).await? {
+                Some(_) => Ok(None),
+                None => Err(Error::api(format!("create {} {name}", K::kind(&())))(err)),
+            },
+            Err(err) => Err(Error::api(format!("create {} {name}", K::kind(&())))(err)),
+        }
+    }
+
+    /// Deletes `name`; already gone is fine. Returns whether it was there.
+    pub async fn delete<K>(&self, name: &str) -> Result<bool, Error>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+    {
+        let api = self.api::<K>();
+        let params = DeleteParams::background();
+        match self.retry.run("delete", || api.delete(name, &params)).await {
+            Ok(_) => Ok(true),
+            Err(err) if has_status(&err, 404) => Ok(false),
+            Err(err) => Err(Error::api(format!("delete {} {name}", K::kind(&())))(err)),
+        }
+    }
+
+    /// Reads `name` from the API server (not the cache).
+    pub async fn get<K>(&self, name: &str) -> Result<Option<K>, Error>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+    {
+        let api = self.api::<K>();
+        self.retry
+            .run("get", || api.get_opt(name))
+            .await
+            .map_err(Error::api(format!("get {} {name}", K::kind(&()))))
+    }
+}

@@ -1,0 +1,53 @@
+//! The Session operator (`direwolf operator`): provisions every `Session` of one namespace per
+//! the stream contract ([`crate::stream`]) and ends it when its stream cannot run.
+//!
+//! Shape (house style §7): **observe** the caches of Sessions, Apps, Users and stream pods
+//! (`run.rs`: one `kube::runtime::Controller` per term of leadership; a Session is reconciled
+//! when it, its pod, its App or its User changes) → **decide** with pure functions
+//! ([`decide`]: endings, phase, status; [`pod`]: the stream pod; [`account`]: the agent's
+//! account; [`home`]: the home claim; [`ports`]: the port block) → **apply** (`reconcile.rs`:
+//! ports in status first, then the home claim, the account, the pod) → **prune** and endings
+//! (`ending.rs`: phase Ended, the `Ended` condition, an Event, deletion; on deletion the
+//! finalizer removes the pod, the account and the keys Secret) → **status** only when it
+//! changed, never touching the agent's fields.
+//!
+//! | Behaviour | Where |
+//! |---|---|
+//! | finalizer, phase Pending | `reconcile.rs`, `ending.rs` |
+//! | ports (unique, in flight too; written before the pod) | [`ports`], `reconcile.rs` |
+//! | home claim `<user>-<app>` owned by the User | [`home`] |
+//! | agent ServiceAccount, Role, RoleBinding | [`account`] |
+//! | pod (template merge, caps, policies, reserved names) | [`pod`], [`caps`] |
+//! | phase Initializing, `host` | [`decide`] |
+//! | endings (App/User deleted, Unschedulable, Wolf exited, pod failed, start deadline, agent's Ended) | [`decide::ending`], `ending.rs` |
+//! | leadership: reconciles only while `is_leader` is true | [`Operator::run`] |
+//!
+//! ```no_run
+//! # async fn demo(client: kube::Client) -> Result<(), direwolf_k8s::operator::RunError> {
+//! use direwolf_k8s::operator::{Operator, OperatorConfig};
+//! let (_leader, is_leader) = tokio::sync::watch::channel(true);
+//! let operator = Operator::new(client, OperatorConfig::new("games"));
+//! operator.run(is_leader, std::future::pending()).await
+//! # }
+//! ```
+
+pub mod account;
+pub mod caps;
+pub mod config;
+mod context;
+pub mod decide;
+mod ending;
+mod error;
+pub mod home;
+pub mod pod;
+pub mod ports;
+mod reconcile;
+mod run;
+
+pub use config::{GpuResource, Images, OperatorConfig, PodSettings, PortRange};
+pub use context::{Metrics, MetricsSnapshot};
+pub use error::Error;
+pub use run::{Operator, RunError};
+
+#[cfg(test)]
+mod tests;

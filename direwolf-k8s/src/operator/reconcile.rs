@@ -1,0 +1,276 @@
+//! The reconcile of one Session: observe (caches), decide (`decide.rs`, `pod.rs`), apply
+//! (ports in status, home claim, agent account, pod), status (only when it changed); endings
+//! and the finalizer are in `ending.rs`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use tracing::{debug, info, instrument};
+
+use super::account::agent_account;
+use super::context::Context;
+use super::decide::{self, Ending, Observed, OperatorStatus};
+use super::ending;
+use super::error::Error;
+use super::home::home_claim;
+use super::pod::{PodInputs, build_pod};
+use crate::crd::{App, Session, SessionPhase, User, conditions, field_managers, reasons};
+use crate::stream;
+
+/// How often a steady Session is looked at again without any change (a safety net).
+const STEADY_REQUEUE: Duration = Duration::from_secs(300);
+
+/// Reconciles one Session (see the [module docs](self)).
+#[instrument(skip(session, ctx), fields(session = %session.name_any()))]
+pub(crate) async fn reconcile(session: Arc<Session>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.leading() {
+        return Ok(Action::await_change());
+    }
+    debug!("reconciling");
+    ctx.wait_synced().await?;
+    ctx.metrics.reconciled();
+    if session.meta().deletion_timestamp.is_some() {
+        return ending::finalize(&session, &ctx).await;
+    }
+    if !session.finalizers().iter().any(|f| f == stream::FINALIZER) {
+        ending::add_finalizer(&session, &ctx).await?;
+        // The write changes the Session, which brings it back here.
+        return Ok(Action::await_change());
+    }
+    if decide::already_ended(&session) {
+        ending::delete_session(&session, &ctx).await?;
+        return Ok(Action::await_change());
+    }
+    let ns = ctx.config.namespace.as_str();
+    let app = Context::cached(&ctx.caches.apps, ns, &session.spec.game_reference.name);
+    let user = Context::cached(&ctx.caches.users, ns, &session.spec.user_reference.name);
+    let pod = Context::cached(&ctx.caches.pods, ns, &session.name_any());
+    let observed = Observed {
+        session: &session,
+        app: app.as_deref(),
+        user: user.as_deref(),
+        pod: pod.as_deref(),
+    };
+    let now = Timestamp::now();
+    if let Some(why) = decide::ending(observed, now, ctx.config.start_deadline) {
+        return ending::end(&session, &ctx, why).await;
+    }
+    let (Some(app), Some(user)) = (app, user) else {
+        return Err(Error::Malformed("App or User (decided present)"));
+    };
+    provision(&session, &ctx, &app, &user, pod, now).await
+}
+
+/// One pass of provisioning: ports, home, account, pod, status.
+async fn provision(
+    session: &Session,
+    ctx: &Context,
+    app: &App,
+    user: &User,
+    pod: Option<Arc<Pod>>,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    let name = session.name_any();
+    let generation = session.metadata.generation;
+    let current = session.status.clone().unwrap_or_default();
+    let mut status = OperatorStatus::current(session.status.as_ref());
+    let mut on_server = status.clone();
+    let mut resource_version = session.resource_version();
+    status.advance_phase(current.phase, SessionPhase::Pending);
+
+    // Ports, written before anything uses them.
+    let known: Vec<(String, Option<crate::crd::SessionPorts>)> = ctx
+        .caches
+        .sessions
+        .state()
+        .iter()
+        .map(|s| (s.name_any(), s.status.as_ref().and_then(|st| st.ports)))
+        .collect();
+    let known_refs = known.iter().map(|(n, p)| (n.as_str(), *p));
+    let Some(ports) = ctx.ports.allocate(&name, current.ports, known_refs) else {
+        let range = ctx.ports.range();
+        let message = format!("no free block of four ports in {range}");
+        return ending::end(
+            session,
+            ctx,
+            Ending {
+                step: Some((conditions::PORTS_ALLOCATED, reasons::PORTS_ALLOCATION_FAILED)),
+                ..Ending::new(reasons::PORTS_ALLOCATION_FAILED, message)
+            },
+        )
+        .await;
+    };
+    status.ports = Some(ports);
+    let message = format!(
+        "rtsp {}, control {}, video {}, audio {}",
+        ports.rtsp, ports.control, ports.video_rtp, ports.audio_rtp
+    );
+    status.set_condition(
+        conditions::PORTS_ALLOCATED,
+        true,
+        reasons::SUCCESS,
+        &message,
+        generation,
+        now,
+    );
+    if current.ports != Some(ports) {
+        let written = write_status(ctx, session, &status, resource_version.as_deref()).await?;
+        resource_version = written.resource_version();
+        on_server = status.clone();
+        info!(rtsp = %ports.rtsp, "ports allocated");
+    }
+
+    // Home.
+    let claim = match home_claim(app, user) {
+        Some(claim) => {
+            let claim_name = claim.name_any();
+            if ctx.get::<PersistentVolumeClaim>(&claim_name).await?.is_none() {
+                ctx.apply(&claim_name, &claim, field_managers::OPERATOR_PVC)
+                    .await?;
+                info!(claim = claim_name, "home claim applied");
+            }
+            let message = format!("claim {claim_name}");
+            status.set_condition(
+                conditions::VOLUME_CREATED,
+                true,
+                reasons::SUCCESS,
+                &message,
+                generation,
+                now,
+            );
+            Some(claim_name)
+        }
+        None => None,
+    };
+
+    // Account and pod.
+    let pod = match pod {
+        Some(pod) => Some(pod),
+        None => match create_pod(session, ctx, app, user, claim.as_deref()).await? {
+            PodOutcome::Created(pod) => pod.map(|p| Arc::new(*p)),
+            PodOutcome::Refused(why) | PodOutcome::Vanished(why) => {
+                return ending::end_from(session, ctx, why, on_server).await;
+            }
+        },
+    };
+    status.set_condition(
+        conditions::DEPLOYMENT_CREATED,
+        true,
+        reasons::SUCCESS,
+        &format!("pod {name}"),
+        generation,
+        now,
+    );
+    status.advance_phase(current.phase, SessionPhase::Initializing);
+    if let Some(ip) = pod.as_deref().and_then(decide::pod_ip) {
+        status.host = Some(ip);
+    }
+    if status != on_server {
+        write_status(ctx, session, &status, resource_version.as_deref()).await?;
+    }
+    Ok(requeue_after(session, ctx, now))
+}
+
+/// When to look again: at the start deadline while the stream has not started, else rarely.
+fn requeue_after(session: &Session, ctx: &Context, now: Timestamp) -> Action {
+    let started = session.status.as_ref().is_some_and(|s| s.stream_url.is_some());
+    if started {
+        return Action::requeue(STEADY_REQUEUE);
+    }
+    let left = ctx
+        .config
+        .start_deadline
+        .saturating_sub(decide::age(session, now));
+    Action::requeue(left + Duration::from_millis(500))
+}
+
+enum PodOutcome {
+    /// Created now (`None`: it already existed).
+    Created(Option<Box<Pod>>),
+    /// No pod can be built: the Session ends.
+    Refused(Ending),
+    /// The pod was created before and is gone: the Session ends.
+    Vanished(Ending),
+}
+
+/// Creates the agent account and the pod, unless the pod existed and was deleted.
+async fn create_pod(
+    session: &Session,
+    ctx: &Context,
+    app: &App,
+    user: &User,
+    claim: Option<&str>,
+) -> Result<PodOutcome, Error> {
+    let name = session.name_any();
+    let was_created = session
+        .status
+        .as_ref()
+        .and_then(|s| crate::crd::find_condition(&s.conditions, conditions::DEPLOYMENT_CREATED))
+        .is_some_and(|c| c.status == "True");
+    if was_created {
+        // The cache may lag behind a creation: only the API server's 404 means gone.
+        return Ok(match ctx.get::<Pod>(&name).await? {
+            Some(pod) => PodOutcome::Created(Some(Box::new(pod))),
+            None => PodOutcome::Vanished(Ending::new(
+                reasons::POD_FAILED,
+                format!("the stream pod {name} was deleted"),
+            )),
+        });
+    }
+    let inputs = PodInputs {
+        session,
+        app,
+        user,
+        settings: &ctx.config.pod,
+        home_claim: claim,
+    };
+    let pod = match build_pod(inputs) {
+        Ok(pod) => pod,
+        Err(err) => {
+            return Ok(PodOutcome::Refused(Ending {
+                step: Some((conditions::DEPLOYMENT_CREATED, reasons::POD_CREATION_FAILED)),
+                ..Ending::new(reasons::POD_CREATION_FAILED, err.to_string())
+            }));
+        }
+    };
+    let (account, role, binding) = agent_account(session).ok_or(Error::Malformed("uid"))?;
+    let account_name = stream::agent_account_name(&name);
+    let manager = field_managers::OPERATOR_AGENT_ACCOUNT;
+    ctx.apply::<ServiceAccount>(&account_name, &account, manager)
+        .await?;
+    ctx.apply::<Role>(&account_name, &role, manager).await?;
+    ctx.apply::<RoleBinding>(&account_name, &binding, manager).await?;
+    let created = ctx.create_if_absent(&name, &pod).await?;
+    if created.is_some() {
+        ctx.metrics.pod_created();
+        info!(pod = name, "stream pod created");
+    } else {
+        debug!(pod = name, "stream pod already exists");
+    }
+    Ok(PodOutcome::Created(created.map(Box::new)))
+}
+
+/// Server-side applies the operator's status fields; with `resource_version`, only if the
+/// Session did not change since it was read (so the agent's phase is never overwritten).
+pub(crate) async fn write_status(
+    ctx: &Context,
+    session: &Session,
+    status: &OperatorStatus,
+    resource_version: Option<&str>,
+) -> Result<Session, Error> {
+    let name = session.name_any();
+    let body = status.apply_body(session, resource_version);
+    let api = ctx.api::<Session>();
+    let params = PatchParams::apply(field_managers::OPERATOR_SESSION_STATUS).force();
+    let patch = Patch::Apply(&body);
+    ctx.retry
+        .run("apply status", || api.patch_status(&name, &params, &patch))
+        .await
+        .map_err(Error::api(format!("apply the status of Session {name}")))
+}

@@ -1,0 +1,330 @@
+//! [`Operator`]: checks the CRDs, then, for every term of leadership, watches Sessions, Apps,
+//! Users and stream pods of the namespace and runs the Session reconciler on them
+//! (`kube::runtime::Controller`), stopping when leadership is lost or on shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{info, warn};
+
+use super::config::OperatorConfig;
+use super::context::{Caches, Context, Metrics};
+use super::error::Error;
+use super::ports::PortAllocator;
+use super::reconcile::reconcile;
+use crate::crd::{App, Session, User, labels};
+use crate::retry::RetryPolicy;
+
+/// Why the operator cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The direwolf CRDs are not installed.
+    #[error(
+        "the direwolf CustomResourceDefinitions are not installed: run `direwolf crd | kubectl apply --server-side -f -`"
+    )]
+    NoCrds,
+    /// Listing Sessions failed (unreachable API server, no permission).
+    #[error(
+        "cannot list Sessions in namespace {namespace:?} (is the API server reachable and may this account list them?): {source}"
+    )]
+    Unreachable {
+        /// The namespace.
+        namespace: String,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// The Session operator of one namespace; see the [module docs](self).
+#[derive(Clone)]
+pub struct Operator {
+    client: Client,
+    config: OperatorConfig,
+    ports: Arc<PortAllocator>,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Operator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Operator")
+            .field("namespace", &self.config.namespace)
+            .field("ready", &self.ready())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Operator {
+    /// An operator with `config`, not running yet.
+    pub fn new(client: Client, config: OperatorConfig) -> Self {
+        Operator {
+            client,
+            ports: Arc::new(PortAllocator::new(config.port_range)),
+            config,
+            metrics: Arc::new(Metrics::default()),
+            ready: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Whether the operator can do its job: standing by (not leading), or leading with every
+    /// cache synced (what `/readyz` reports).
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// The reconciler's counters.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Runs until `shutdown` completes: reconciles while `is_leader` is true and writes nothing
+    /// otherwise.
+    ///
+    /// # Errors
+    /// [`RunError`] if the CRDs are missing or the API server cannot be reached at start.
+    pub async fn run(
+        self,
+        mut is_leader: watch::Receiver<bool>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), RunError> {
+        self.check_crds().await?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let shutdown_task = tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let mut stopping = stop_rx.clone();
+        loop {
+            self.ready.store(true, Ordering::Relaxed);
+            tokio::select! {
+                _ = stopping.wait_for(|s| *s) => break,
+                leader = is_leader.wait_for(|l| *l) => if leader.is_err() {
+                    info!("the leadership channel closed; stopping");
+                    break;
+                },
+            }
+            info!(namespace = %self.config.namespace, "leading: reconciling Sessions");
+            self.ready.store(false, Ordering::Relaxed);
+            self.term(is_leader.clone(), stop_rx.clone()).await;
+            if *stopping.borrow() {
+                break;
+            }
+            info!("leadership lost: standing by");
+        }
+        shutdown_task.abort();
+        info!("operator stopped");
+        Ok(())
+    }
+
+    async fn check_crds(&self) -> Result<(), RunError> {
+        let api: Api<Session> = Api::namespaced(self.client.clone(), &self.config.namespace);
+        match api.list(&ListParams::default().limit(1)).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Err(RunError::NoCrds),
+            Err(source) => Err(RunError::Unreachable {
+                namespace: self.config.namespace.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// One term of leadership: runs the controller until leadership is lost or shutdown.
+    async fn term(&self, is_leader: watch::Receiver<bool>, stop: watch::Receiver<bool>) {
+        let ns = self.config.namespace.as_str();
+        let controller = Controller::new(
+            Api::<Session>::namespaced(self.client.clone(), ns),
+            watcher::Config::default(),
+        );
+        let sessions = controller.store();
+        // Apps, Users and stream pods are watched by tasks of their own (so their caches fill
+        // whatever the controller does); each change names the Sessions to reconcile.
+        let (triggers_tx, triggers) = mpsc::channel::<ObjectRef<Session>>(1024);
+        let worker = format!("{}={}", labels::APP, labels::APP_WORKER);
+        let (pods, pods_task) =
+            self.follow::<Pod>(watcher::Config::default().labels(&worker), triggers_tx.clone(), {
+                let ns = ns.to_owned();
+                move |pod: &Pod| owning_session(pod, &ns).into_iter().collect()
+            });
+        let (apps, apps_task) = self.follow::<App>(watcher::Config::default(), triggers_tx.clone(), {
+            let sessions = sessions.clone();
+            move |app: &App| sessions_of(&sessions, |s| s.spec.game_reference.name == app.name_any())
+        });
+        let (users, users_task) = self.follow::<User>(watcher::Config::default(), triggers_tx, {
+            let sessions = sessions.clone();
+            move |user: &User| sessions_of(&sessions, |s| s.spec.user_reference.name == user.name_any())
+        });
+        let caches = Caches {
+            sessions,
+            apps,
+            users,
+            pods,
+        };
+        let ctx = Arc::new(self.context(caches.clone(), is_leader.clone()));
+        let sync_task = tokio::spawn(mark_synced(caches, ctx.synced_tx.clone(), self.ready.clone()));
+        let triggers = futures::stream::unfold(triggers, |mut rx| async move {
+            rx.recv().await.map(|object| (object, rx))
+        });
+        controller
+            .reconcile_on(triggers)
+            .with_config(ControllerConfig::default().concurrency(self.config.concurrency))
+            .graceful_shutdown_on(stop_on(is_leader, stop))
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|result| {
+                match result {
+                    Ok((object, _)) => {
+                        ctx.failures.lock().remove(&object.name);
+                    }
+                    Err(err) => warn!(error = %err, "controller error"),
+                }
+                std::future::ready(())
+            })
+            .await;
+        for task in [pods_task, apps_task, users_task, sync_task] {
+            task.abort();
+        }
+    }
+
+    /// Watches `K` into a cache in a task of its own; every change (deletion included) sends
+    /// the Sessions `affected` names.
+    fn follow<K>(
+        &self,
+        config: watcher::Config,
+        triggers: mpsc::Sender<ObjectRef<Session>>,
+        affected: impl Fn(&K) -> Vec<ObjectRef<Session>> + Send + 'static,
+    ) -> (Store<K>, tokio::task::JoinHandle<()>)
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
+    {
+        let (store, writer) = reflector::store::<K>();
+        let api = Api::<K>::namespaced(self.client.clone(), &self.config.namespace);
+        let task = tokio::spawn(async move {
+            let mut changes = std::pin::pin!(
+                watcher(api, config)
+                    .default_backoff()
+                    .reflect(writer)
+                    .touched_objects()
+            );
+            while let Some(change) = changes.next().await {
+                match change {
+                    Ok(object) => {
+                        for session in affected(&object) {
+                            if triggers.send(session).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(err) => warn!(kind = K::kind(&()).as_ref(), error = %err, "watch failed; retrying"),
+                }
+            }
+        });
+        (store, task)
+    }
+
+    fn context(&self, caches: Caches, is_leader: watch::Receiver<bool>) -> Context {
+        let reporter = Reporter {
+            controller: self.config.reporter.clone(),
+            instance: self.config.instance.clone(),
+        };
+        let (synced_tx, synced) = watch::channel(false);
+        Context {
+            client: self.client.clone(),
+            config: self.config.clone(),
+            recorder: Recorder::new(self.client.clone(), reporter),
+            ports: self.ports.clone(),
+            caches,
+            is_leader,
+            retry: RetryPolicy::default(),
+            metrics: self.metrics.clone(),
+            failures: Default::default(),
+            synced_tx: Arc::new(synced_tx),
+            synced,
+        }
+    }
+}
+
+/// A future completing when leadership is lost or shutdown begins (Send and Sync, as the
+/// controller wants: a task watches both and fires a oneshot).
+fn stop_on(
+    mut is_leader: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send + Sync + 'static {
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = is_leader.wait_for(|l| !*l) => {},
+            _ = stop.wait_for(|s| *s) => {},
+        }
+        let _ = tx.send(());
+    });
+    async move {
+        let _ = rx.await;
+    }
+}
+
+/// The Sessions of the cache that `refers` selects.
+fn sessions_of(sessions: &Store<Session>, refers: impl Fn(&Session) -> bool) -> Vec<ObjectRef<Session>> {
+    sessions
+        .state()
+        .iter()
+        .filter(|s| refers(s))
+        .map(|s| ObjectRef::from_obj(s.as_ref()))
+        .collect()
+}
+
+/// The Session owning a pod (its controller owner reference).
+fn owning_session(pod: &Pod, namespace: &str) -> Option<ObjectRef<Session>> {
+    pod.owner_references()
+        .iter()
+        .find(|o| o.kind == "Session" && o.controller == Some(true))
+        .map(|o| ObjectRef::new(&o.name).within(namespace))
+}
+
+/// Marks the context synced (and the operator ready) once every cache has its initial list.
+async fn mark_synced(caches: Caches, synced: Arc<watch::Sender<bool>>, ready: Arc<AtomicBool>) {
+    // The Session cache is the controller's: it reconciles nothing before that is synced. (Its
+    // readiness is waited for by the controller alone: the store's readiness wakes only one
+    // waiter.)
+    let all = async {
+        caches.apps.wait_until_ready().await?;
+        caches.users.wait_until_ready().await?;
+        caches.pods.wait_until_ready().await
+    };
+    if all.await.is_ok() {
+        let _ = synced.send(true);
+        ready.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Requeues a failed Session with a per-Session exponential backoff (200 ms doubling to 30 s).
+fn error_policy(session: Arc<Session>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failed();
+    let failures = {
+        let mut map = ctx.failures.lock();
+        let n = map.entry(session.name_any()).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    let delay = Duration::from_millis(200)
+        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(8)))
+        .min(Duration::from_secs(30));
+    warn!(session = %session.name_any(), category = err.category(), error = %err, failures, ?delay, "reconcile failed; retrying");
+    Action::requeue(delay)
+}
