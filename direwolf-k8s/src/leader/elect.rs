@@ -80,7 +80,7 @@ impl LeaderElector {
                 Ended::Shutdown => {
                     signal.step_down("shutting down");
                     self.release().await;
-                    return;
+                    break;
                 }
                 Ended::Overdue => signal.step_down("no renewal succeeded within the renew deadline"),
                 Ended::Lost(holder) => {
