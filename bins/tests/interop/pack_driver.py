@@ -15,6 +15,11 @@ Commands (all take --host, --http-port and --client-dir; pairing is driver.py's 
         then print the final report: UDP datagrams this namespace received while streaming,
         whether/why the connection terminated, and the wall-clock time ("now", Unix seconds).
         A stream that ends by itself ends the wait at once.
+  launch-times --app-id N --count K
+        K rounds of moonlight-python's own /launch (NvHTTP.launch_app, fresh random keys) then
+        /cancel (NvHTTP.quit_app); prints {"ok": true, "launch_secs": [...], "urls": [...]}: the
+        wall time of each /launch until its sessionUrl0 arrived (a cold start each time, since
+        cancel ends the stream). A failed launch ends the rounds with "ok": false.
 
 Every report is one JSON object per line on stdout.
 """
@@ -117,6 +122,23 @@ def cmd_stream(args: argparse.Namespace) -> None:
     emit(report)
 
 
+def cmd_launch_times(args: argparse.Namespace) -> None:
+    http = driver.pinned_http(args, Identity(args.client_dir))
+    times, urls = [], []
+    for _ in range(args.count):
+        key, iv = os.urandom(16), os.urandom(4)
+        t0 = time.monotonic()
+        try:
+            url = http.launch_app(args.app_id, 1280, 720, 60, 10000, 1, key, iv, 196610)
+        except (HttpResponseError, MoonlightError, requests.RequestException) as e:
+            emit({"ok": False, "error": type(e).__name__, "message": str(e), "launch_secs": times})
+            return
+        times.append(time.monotonic() - t0)
+        urls.append(url)
+        http.quit_app()
+    emit({"ok": True, "launch_secs": times, "urls": urls})
+
+
 def main() -> int:
     parser, sub = driver.command_parser(__doc__)
     p = sub.add_parser("post-pin")
@@ -131,8 +153,12 @@ def main() -> int:
     s.add_argument("--until", required=True)
     s.add_argument("--max-secs", type=float, default=30)
     s.add_argument("--bitrate", type=int, default=10000)
+    t = sub.add_parser("launch-times")
+    t.add_argument("--app-id", type=int, required=True)
+    t.add_argument("--count", type=int, required=True)
     args = parser.parse_args()
-    handlers = {"post-pin": cmd_post_pin, "serverinfo": cmd_serverinfo, "probe": cmd_probe, "stream": cmd_stream}
+    handlers = {"post-pin": cmd_post_pin, "serverinfo": cmd_serverinfo, "probe": cmd_probe, "stream": cmd_stream,
+                "launch-times": cmd_launch_times}
     return driver.run_command(handlers, args)
 
 

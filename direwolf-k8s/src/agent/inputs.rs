@@ -5,7 +5,6 @@
 
 use std::net::Ipv4Addr;
 
-use direwolf_core::{AesKey, RiKeyId};
 use direwolf_wolf_client::Secret;
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::Api;
@@ -110,31 +109,13 @@ async fn read_keys(
 }
 
 fn parse_keys(name: &str, secret: &KubeSecret) -> Result<StreamKeys, InputsError> {
-    let bad = |problem: String| InputsError::BadKeys {
+    let keys = crate::keys::stream_keys(secret).map_err(|problem| InputsError::BadKeys {
         secret: name.to_owned(),
         problem,
-    };
-    let field = |key: &str| -> Result<String, InputsError> {
-        let data = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(key))
-            .ok_or_else(|| bad(format!("has no key {key:?}")))?;
-        String::from_utf8(data.0.clone()).map_err(|_| bad(format!("{key:?} is not UTF-8 text")))
-    };
-    let key = field(stream::KEYS_AES_KEY)?;
-    let aes_key: AesKey = key
-        .trim()
-        .parse()
-        .map_err(|_| bad(format!("{:?} is not 32 hex digits", stream::KEYS_AES_KEY)))?;
-    let iv = field(stream::KEYS_AES_IV)?;
-    let aes_iv: RiKeyId = iv
-        .trim()
-        .parse()
-        .map_err(|_| bad(format!("{:?} is not a 32-bit decimal", stream::KEYS_AES_IV)))?;
+    })?;
     Ok(StreamKeys {
-        aes_key: Secret::new(aes_key.to_hex()),
-        aes_iv: Secret::new(aes_iv.bits().to_string()),
+        aes_key: Secret::new(keys.aes_key.to_hex()),
+        aes_iv: Secret::new(keys.aes_iv.bits().to_string()),
     })
 }
 
