@@ -131,7 +131,7 @@ async fn http_get(host: &str, port: u16, path: &str) -> Result<(), String> {
     s.write_all(request.as_bytes())
         .await
         .map_err(|e| format!("send to {host}:{port}: {e}"))?;
-    let mut head = vec![0u8; 64];
+    let mut head = [0u8; 64];
     let mut len = 0;
     while len < head.len() && !head[..len].contains(&b'\n') {
         let n = s

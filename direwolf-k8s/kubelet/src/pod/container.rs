@@ -100,7 +100,6 @@ impl Job<'_> {
             };
             let began = Instant::now();
             let exit = self.run_once(&launch).await;
-            let Some(exit) = exit else { return None };
             let code = exit.code;
             self.set(|c| {
                 c.state = Run::Terminated(exit);
@@ -131,17 +130,17 @@ impl Job<'_> {
     }
 
     /// Starts the process, probes it, and waits for its exit or the pod's stop.
-    async fn run_once(&mut self, launch: &Launch) -> Option<Exit> {
+    async fn run_once(&mut self, launch: &Launch) -> Exit {
         let mut child = match process::spawn(launch) {
             Ok(child) => child,
             Err(e) => {
                 let now = Timestamp::now();
-                return Some(Exit {
+                return Exit {
                     code: 128,
                     reason: format!("StartError: {e:#}"),
                     started: now,
                     finished: now,
-                });
+                };
             }
         };
         let started = Timestamp::now();
@@ -182,12 +181,12 @@ impl Job<'_> {
             _ => "Error",
         };
         tracing::info!(container = %self.spec.name, code, "container exited");
-        Some(Exit {
+        Exit {
             code,
             reason: reason.to_owned(),
             started,
             finished: Timestamp::now(),
-        })
+        }
     }
 
     /// The launch of this container, or the waiting reason and message why it cannot start.
