@@ -32,7 +32,7 @@ pub struct Context {
     /// The node played.
     pub node: NodeSpec,
     /// Pod namespaces and addresses.
-    pub network: Arc<dyn crate::net::PodNetwork>,
+    pub network: Arc<crate::net::BridgeNetwork>,
     /// The API as pods reach it.
     pub api: ApiEndpoint,
 }

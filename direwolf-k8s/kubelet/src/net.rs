@@ -6,7 +6,6 @@ use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use async_trait::async_trait;
 use parking_lot::Mutex;
 use tokio::process::Command;
 
@@ -44,16 +43,7 @@ impl PodNet {
     }
 }
 
-/// Gives pods network namespaces with their own addresses.
-#[async_trait]
-pub trait PodNetwork: Send + Sync {
-    /// Creates the namespace of pod `key` (a unique, stable token such as its UID).
-    async fn attach(&self, key: &str) -> Result<PodNet, NetError>;
-    /// Removes the namespace (and so its veth pair) and frees the address.
-    async fn detach(&self, net: &PodNet) -> Result<(), NetError>;
-}
-
-/// [`PodNetwork`] over a Linux bridge and veth pairs.
+/// The pods' network: a Linux bridge and a veth pair per pod namespace.
 #[derive(Debug)]
 pub struct BridgeNetwork {
     bridge: String,
@@ -162,9 +152,9 @@ fn host_interface(key: &str) -> String {
     format!("dwv{tail}")
 }
 
-#[async_trait]
-impl PodNetwork for BridgeNetwork {
-    async fn attach(&self, key: &str) -> Result<PodNet, NetError> {
+impl BridgeNetwork {
+    /// Creates the namespace of pod `key` (a unique, stable token such as its UID).
+    pub async fn attach(&self, key: &str) -> Result<PodNet, NetError> {
         let net = PodNet {
             netns: format!("{}-{key}", self.bridge),
             ip: self.allocate()?,
@@ -178,7 +168,8 @@ impl PodNetwork for BridgeNetwork {
         Ok(net)
     }
 
-    async fn detach(&self, net: &PodNet) -> Result<(), NetError> {
+    /// Removes the namespace (and so its veth pair) and frees the address.
+    pub async fn detach(&self, net: &PodNet) -> Result<(), NetError> {
         let result = if net.netns_path().exists() {
             ip(&["netns", "del", &net.netns]).await.map(|_| ())
         } else {

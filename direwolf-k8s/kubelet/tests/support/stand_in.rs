@@ -1,6 +1,7 @@
 //! A `direwolf-kubelet` started by a test, with a bridge, pod CIDR and state directory of its
 //! own (`dwkt<n>`, `10.<78+n>.0.0/16`) so that stand-ins of parallel tests do not meet. It
-//! stops with the test process (`--exit-with-pid`) and, at the latest, when dropped.
+//! stops with the test process (`--exit-with-pid`) and, at the latest, when dropped; its Node
+//! is then deleted, so that no later pod of a shared control plane is scheduled onto it.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,8 @@ pub fn runnable() -> bool {
 #[derive(Debug)]
 pub struct StandIn {
     child: Option<Child>,
+    /// kubectl and the admin kubeconfig, to delete the Node at the end.
+    kubectl: (PathBuf, PathBuf),
     /// The Node it plays.
     pub node: String,
     /// Its bridge (and the prefix of its pods' network namespaces).
@@ -72,6 +75,7 @@ impl StandIn {
             .expect("direwolf-kubelet starts");
         StandIn {
             child: Some(child),
+            kubectl: (cp.kubectl.clone(), cp.kubeconfig.clone()),
             node: node.to_owned(),
             bridge,
             gateway: Ipv4Addr::new(10, octet, 0, 1),
@@ -167,6 +171,21 @@ impl Drop for StandIn {
         let status = self.terminate(Duration::from_secs(40));
         if std::thread::panicking() {
             eprintln!("direwolf-kubelet ({status:?}) log:\n{}", self.log());
+        }
+        let (kubectl, kubeconfig) = &self.kubectl;
+        let deleted = Command::new(kubectl)
+            .args([
+                "delete",
+                "node",
+                &self.node,
+                "--wait=false",
+                "--request-timeout=30s",
+            ])
+            .env("KUBECONFIG", kubeconfig)
+            .stdout(Stdio::null())
+            .status();
+        if !deleted.is_ok_and(|s| s.success()) {
+            eprintln!("the Node {} of the stand-in could not be deleted", self.node);
         }
     }
 }
