@@ -203,9 +203,7 @@ async fn pods_run_as_processes_on_the_stand_in_node() {
     let Some(cp) = testenv::control_plane() else {
         return;
     };
-    if !stand_in::runnable() {
-        return;
-    }
+    stand_in::require_root();
     let (client, ns) = namespace(cp, "kubelet-pods").await;
     let node_name = format!("dwkt1-{ns}");
     let kubelet = StandIn::start(cp, 1, &node_name, &format!("direwolf.test/stand-in={ns}"));
@@ -327,9 +325,7 @@ async fn stopping_the_stand_in_removes_its_network() {
     let Some(cp) = testenv::control_plane() else {
         return;
     };
-    if !stand_in::runnable() {
-        return;
-    }
+    stand_in::require_root();
     let (client, ns) = namespace(cp, "kubelet-stop").await;
     let node_name = format!("dwkt2-{ns}");
     let mut kubelet = StandIn::start(cp, 2, &node_name, &format!("direwolf.test/stand-in={ns}"));
