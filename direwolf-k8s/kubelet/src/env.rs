@@ -234,3 +234,29 @@ async fn value_from(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_refs_read_the_pod() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "n", "labels": {"app": "x"}},
+            "spec": {"containers": [], "nodeName": "node-a"},
+        }))
+        .expect("a pod");
+        let addr = PodAddresses {
+            pod_ip: Ipv4Addr::new(10, 77, 0, 2),
+            host_ip: Ipv4Addr::new(10, 77, 0, 1),
+        };
+        let field = |path| field_value(&pod, path, addr);
+        assert_eq!(field("status.podIP").as_deref(), Some("10.77.0.2"));
+        assert_eq!(field("status.hostIP").as_deref(), Some("10.77.0.1"));
+        assert_eq!(field("metadata.labels['app']").as_deref(), Some("x"));
+        assert_eq!(field("metadata.labels").as_deref(), Some("app=\"x\""));
+        assert_eq!(field("spec.nodeName").as_deref(), Some("node-a"));
+        assert_eq!(field("spec.serviceAccountName").as_deref(), Some("default"));
+        assert_eq!(field("status.phase"), None);
+    }
+}

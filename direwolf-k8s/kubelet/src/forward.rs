@@ -44,3 +44,16 @@ pub fn upstream_of(url: &http::Uri) -> Option<String> {
         .unwrap_or(if url.scheme_str() == Some("http") { 80 } else { 443 });
     Some(format!("{host}:{port}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::upstream_of;
+
+    #[test]
+    fn upstream_keeps_host_and_port() {
+        let url: http::Uri = "https://127.0.0.1:6443".parse().expect("a url");
+        assert_eq!(upstream_of(&url).as_deref(), Some("127.0.0.1:6443"));
+        let url: http::Uri = "http://localhost".parse().expect("a url");
+        assert_eq!(upstream_of(&url).as_deref(), Some("localhost:80"));
+    }
+}

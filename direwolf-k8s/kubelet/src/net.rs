@@ -179,3 +179,15 @@ impl BridgeNetwork {
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::host_interface;
+
+    #[test]
+    fn host_interfaces_fit_linux_names() {
+        let name = host_interface("0f6c2a4e-5b1d-4c3e-9a7b-123456789abc");
+        assert_eq!(name, "dwv0f6c2a4e5b");
+        assert!(name.len() <= 15, "IFNAMSIZ");
+    }
+}
