@@ -5,6 +5,11 @@ import (
 	"path/filepath"
 )
 
+// kubeletStandInGateway is the bridge address of the kubelet stand-in (direwolf-kubelet, default
+// --pod-cidr 10.77.0.0/16): its pods reach the API server through a forwarder there, and verify
+// this certificate against that IP, as in-cluster clients do with KUBERNETES_SERVICE_HOST.
+var kubeletStandInGateway = net.IPv4(10, 77, 0, 1)
+
 // credentials are the certificates and kubeconfigs of the control plane's parts.
 type credentials struct {
 	pki          *pki
@@ -24,7 +29,7 @@ func issueCredentials(dir, server string) (credentials, error) {
 	if c.pki, err = newPKI(dir); err != nil {
 		return c, err
 	}
-	if c.serving, err = c.pki.serving("kube-apiserver", net.IPv4(10, 0, 0, 1)); err != nil {
+	if c.serving, err = c.pki.serving("kube-apiserver", net.IPv4(10, 0, 0, 1), kubeletStandInGateway); err != nil {
 		return c, err
 	}
 	if c.saKey, c.saPub, err = c.pki.serviceAccountKey(); err != nil {

@@ -39,8 +39,9 @@ func kwokStages() (map[internalversion.StageResourceRef][]*internalversion.Stage
 	return stages, nil
 }
 
-// startKwok plays the kubelet of every node (the kubelet stand-in of the operator issue will
-// replace it for pods that must really run).
+// startKwok plays the kubelet of the fake nodes (those annotated fakeNodeAnnotation); other
+// nodes, such as the one the kubelet stand-in (direwolf-kubelet) registers to really run pods,
+// are left to their own kubelet.
 func startKwok(ctx context.Context, kubeconfig string) error {
 	stages, err := kwokStages()
 	if err != nil {
@@ -75,24 +76,24 @@ func startKwok(ctx context.Context, kubeconfig string) error {
 		return err
 	}
 	ctr, err := controllers.NewController(controllers.Config{
-		Clock:                         clock.RealClock{},
-		DynamicClient:                 dynamicClient,
-		RESTClient:                    restClient,
-		RESTMapper:                    restMapper,
-		ImpersonatingDynamicClient:    clients.ToImpersonatingDynamicClient(),
-		ImpersonatingTypedClient:      clients.ToImpersonatingTypedClient(),
-		TypedClient:                   typedClient,
-		TypedKwokClient:               kwokClient,
-		ManageAllNodes:                true,
-		CIDR:                          podCIDR,
-		LocalStages:                   stages,
-		PodPlayStageParallelism:       4,
-		NodePlayStageParallelism:      4,
-		NodeLeaseDurationSeconds:      40,
-		NodeLeaseParallelism:          4,
-		PodsOnNodeSyncParallelism:     1,
-		EnablePodsOnNodeSyncListPager: true,
-		ID:                            "direwolf-testenv",
+		Clock:                             clock.RealClock{},
+		DynamicClient:                     dynamicClient,
+		RESTClient:                        restClient,
+		RESTMapper:                        restMapper,
+		ImpersonatingDynamicClient:        clients.ToImpersonatingDynamicClient(),
+		ImpersonatingTypedClient:          clients.ToImpersonatingTypedClient(),
+		TypedClient:                       typedClient,
+		TypedKwokClient:                   kwokClient,
+		ManageNodesWithAnnotationSelector: fakeNodeAnnotation,
+		CIDR:                              podCIDR,
+		LocalStages:                       stages,
+		PodPlayStageParallelism:           4,
+		NodePlayStageParallelism:          4,
+		NodeLeaseDurationSeconds:          40,
+		NodeLeaseParallelism:              4,
+		PodsOnNodeSyncParallelism:         1,
+		EnablePodsOnNodeSyncListPager:     true,
+		ID:                                "direwolf-testenv",
 	})
 	if err != nil {
 		return fmt.Errorf("kwok: %w", err)

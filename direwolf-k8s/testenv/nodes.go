@@ -10,6 +10,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
+// fakeNodeAnnotation marks the nodes kwok plays (its node annotation selector).
+const fakeNodeAnnotation = "kwok.x-k8s.io/node=fake"
+
 // gpuResource is the extended resource the NVIDIA device plugin advertises.
 const gpuResource corev1.ResourceName = "nvidia.com/gpu"
 

@@ -61,12 +61,12 @@ func (p *pki) caPEM() []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.cert.Raw})
 }
 
-// serving issues the kube-apiserver's serving certificate: 127.0.0.1, the first service IP and
-// the in-cluster names of the kubernetes Service.
-func (p *pki) serving(name string, serviceIP net.IP) (keyPair, error) {
+// serving issues the kube-apiserver's serving certificate: 127.0.0.1, ips (the first service IP
+// and the addresses pods reach it at) and the in-cluster names of the kubernetes Service.
+func (p *pki) serving(name string, ips ...net.IP) (keyPair, error) {
 	tmpl := template(pkix.Name{CommonName: name})
 	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-	tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), serviceIP}
+	tmpl.IPAddresses = append([]net.IP{net.IPv4(127, 0, 0, 1)}, ips...)
 	tmpl.DNSNames = []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
 		"kubernetes.default.svc.cluster.local"}
 	return p.issue(name, tmpl)

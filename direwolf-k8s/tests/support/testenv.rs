@@ -7,8 +7,8 @@
 //! tests that need one, locally only: where `CI` is set the tests fail instead, so CI never
 //! skips them silently.
 //!
-//! Shared by the test crates of `direwolf-k8s` and `direwolf` (`bins/tests/support` includes
-//! this file by path).
+//! Shared by the test crates of `direwolf-k8s`, `direwolf-kubelet` and `direwolf` (`bins/tests/support`
+//! and `direwolf-k8s/kubelet/tests/support` include this file by path).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -42,8 +42,13 @@ pub struct ControlPlane {
 static CONTROL_PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
 
 fn repo_root() -> PathBuf {
-    // Both crates that include this file sit one level below the workspace root.
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    // The crates that include this file sit one or two levels below the workspace root.
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    crate_dir
+        .ancestors()
+        .find(|dir| dir.join("scripts/kube-testenv").is_file())
+        .unwrap_or(crate_dir)
+        .to_path_buf()
 }
 
 /// The control plane of this test binary, started on first use and stopped when the binary
