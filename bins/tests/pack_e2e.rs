@@ -52,32 +52,17 @@ fn create_net() -> Namespaces {
 
 /// The `fake_wolf` example binary, built on demand (a no-op when up to date).
 fn fake_wolf_binary() -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root");
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
-    let target_dir = profile_dir.parent().expect("target dir");
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.current_dir(workspace)
-        .args([
-            "build",
-            "-q",
+    support::built_binary(
+        &[
             "-p",
             "direwolf-wolf-client",
             "--example",
             "fake_wolf",
             "--features",
             "fake",
-        ])
-        .env("CARGO_TARGET_DIR", target_dir);
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
-    }
-    run(&mut cmd, "cargo build --example fake_wolf");
-    let bin = profile_dir.join("examples/fake_wolf");
-    assert!(bin.exists(), "{} missing after the build", bin.display());
-    bin
+        ],
+        "examples/fake_wolf",
+    )
 }
 
 fn require_tools() {

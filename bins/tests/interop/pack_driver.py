@@ -122,6 +122,16 @@ def cmd_stream(args: argparse.Namespace) -> None:
     emit(report)
 
 
+def cmd_quit(args: argparse.Namespace) -> None:
+    http = driver.pinned_http(args, Identity(args.client_dir))
+    try:
+        http.quit_app()
+    except (HttpResponseError, MoonlightError, requests.RequestException) as e:
+        emit({"ok": False, "error": type(e).__name__, "message": str(e)})
+        return
+    emit({"ok": True})
+
+
 def cmd_launch_times(args: argparse.Namespace) -> None:
     http = driver.pinned_http(args, Identity(args.client_dir))
     times, urls = [], []
@@ -153,12 +163,13 @@ def main() -> int:
     s.add_argument("--until", required=True)
     s.add_argument("--max-secs", type=float, default=30)
     s.add_argument("--bitrate", type=int, default=10000)
+    sub.add_parser("quit")
     t = sub.add_parser("launch-times")
     t.add_argument("--app-id", type=int, required=True)
     t.add_argument("--count", type=int, required=True)
     args = parser.parse_args()
     handlers = {"post-pin": cmd_post_pin, "serverinfo": cmd_serverinfo, "probe": cmd_probe, "stream": cmd_stream,
-                "launch-times": cmd_launch_times}
+                "quit": cmd_quit, "launch-times": cmd_launch_times}
     return driver.run_command(handlers, args)
 
 

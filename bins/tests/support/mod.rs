@@ -282,6 +282,29 @@ impl Drop for Proc {
     }
 }
 
+/// A binary of the workspace built on demand into this test's target directory and profile (a
+/// no-op when up to date): `cargo build -q ARGS`, then `<target>/<profile>/<path>`.
+pub fn built_binary(args: &[&str], path: &str) -> PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let target_dir = profile_dir.parent().expect("target dir");
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(workspace)
+        .args(["build", "-q"])
+        .args(args)
+        .env("CARGO_TARGET_DIR", target_dir);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    run(&mut cmd, &format!("cargo build {}", args.join(" ")));
+    let bin = profile_dir.join(path);
+    assert!(bin.exists(), "{} missing after the build", bin.display());
+    bin
+}
+
 /// The path of the `direwolf` binary under test.
 pub const DIREWOLF: &str = env!("CARGO_BIN_EXE_direwolf");
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Binding, Node, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
@@ -110,7 +111,8 @@ pub async fn heartbeat(client: &Client, spec: &NodeSpec) -> kube::Result<()> {
         "spec": {
             "holderIdentity": spec.name,
             "leaseDurationSeconds": LEASE_SECONDS,
-            "renewTime": Timestamp::now().to_string(),
+            // A MicroTime: the API server refuses more than six fractional digits.
+            "renewTime": MicroTime(Timestamp::now()),
         },
     });
     leases

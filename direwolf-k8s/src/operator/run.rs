@@ -16,7 +16,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::config::OperatorConfig;
 use super::context::{Caches, Context, Metrics};
@@ -186,6 +186,9 @@ impl Operator {
                     Ok((object, _)) => {
                         ctx.failures.lock().remove(&object.name);
                     }
+                    Err(kube::runtime::controller::Error::ReconcilerFailed(err, _)) => {
+                        debug!(error = %err, "reconcile failed (handled by the error policy)")
+                    }
                     Err(err) => warn!(error = %err, "controller error"),
                 }
                 std::future::ready(())
@@ -325,6 +328,13 @@ fn error_policy(session: Arc<Session>, err: &Error, ctx: Arc<Context>) -> Action
     let delay = Duration::from_millis(200)
         .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(8)))
         .min(Duration::from_secs(30));
-    warn!(session = %session.name_any(), category = err.category(), error = %err, failures, ?delay, "reconcile failed; retrying");
+    let category = err.category();
+    if category == "409" {
+        // A guarded write lost to a newer version (the agent wrote the phase meanwhile): read
+        // again and redo, as optimistic concurrency means to.
+        debug!(session = %session.name_any(), error = %err, failures, ?delay, "the Session changed meanwhile; reconciling again");
+    } else {
+        warn!(session = %session.name_any(), category, error = %err, failures, ?delay, "reconcile failed; retrying");
+    }
     Action::requeue(delay)
 }

@@ -1,0 +1,532 @@
+//! Kubernetes mode end to end: an unmodified Moonlight client (moonlight-python 0.3.0, streaming
+//! through moonlight-common-c) pairs with `direwolf proxy`, launches, and streams from a Wolf pod
+//! that `direwolf operator` created, on the real control plane (`scripts/kube-testenv`).
+//!
+//! The pods run on the kubelet stand-in (`direwolf-kubelet`, node `direwolf-e2e`, its default
+//! bridge `10.77.0.1/16`, so that the agents' in-cluster TLS by IP verifies): the Wolf image is
+//! the `fake_wolf` example with its stream side (its `--records` file tells what reached it),
+//! the direwolf image is this build of `direwolf` (the container runs `direwolf agent`). The
+//! proxy and the operators run as their ServiceAccounts with the Roles of `deploy/rbac.yaml`,
+//! and the agents as the account the operator makes for each Session.
+//!
+//! Needs root, `ip`, `unshare`, `nsenter` and python3 with moonlight_python 0.3.0.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use direwolf_k8s::crd::{self, Session, SessionPhase};
+use direwolf_k8s::operator::config::{
+    DEFAULT_AGENT_IMAGE, DEFAULT_INIT_IMAGE, DEFAULT_PULSEAUDIO_IMAGE, DEFAULT_WOLF_IMAGE,
+};
+use direwolf_k8s::stream;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::ListParams;
+use kube::{Api, ResourceExt};
+use serde_json::Value;
+use support::testenv::{self, ControlPlane};
+use support::{DRIVER_TIMEOUT, Direwolf, Proc, driver_args, wait_until};
+
+const PIN: &str = "6142";
+const START: Duration = Duration::from_secs(120);
+/// A pod starting, a Session ending, a pod going: each within this.
+const STEP: Duration = Duration::from_secs(60);
+const NODE: &str = "direwolf-e2e";
+const NODE_SELECTOR: &str = "direwolf.games-on-whales.github.io/stream-node=e2e";
+/// The lease of the operators: failover within 4 s.
+const LEASE_SECS: &str = "4";
+
+/// The kubelet stand-in of this test binary, shared by its tests (each has its namespace).
+struct Kubelet {
+    _proc: std::sync::Mutex<Proc>,
+    /// Where the fake Wolfs write their records, `<pod IP>.json`.
+    records: PathBuf,
+    _state: tempfile::TempDir,
+}
+
+static KUBELET: OnceLock<Kubelet> = OnceLock::new();
+
+fn image_map(fake_wolf: &Path, records: &Path) -> String {
+    format!(
+        "\"{DEFAULT_WOLF_IMAGE}\":\n  argv: [\"{}\", \"--socket\", \"$(WOLF_SOCKET_PATH)\", \"--stream-ip\", \"$(POD_IP)\", \
+         \"--app\", \"1=Desktop\", \"--records\", \"{}/$(POD_IP).json\", \"--video-rtp-pings\", \"4\"]\n\
+         \"{DEFAULT_AGENT_IMAGE}\":\n  argv: [\"{}\"]\n  env: {{RUST_LOG: info}}\n\
+         \"{DEFAULT_PULSEAUDIO_IMAGE}\":\n  argv: [sleep, infinity]\n\
+         \"{DEFAULT_INIT_IMAGE}\":\n  argv: [\"true\"]\n",
+        fake_wolf.display(),
+        records.display(),
+        support::DIREWOLF,
+    )
+}
+
+fn kubelet(cp: &ControlPlane) -> &'static Kubelet {
+    KUBELET.get_or_init(|| {
+        let uid = support::run(Command::new("id").arg("-u"), "id -u");
+        assert_eq!(uid.trim(), "0", "the kubelet stand-in needs root");
+        let kubelet = support::built_binary(&["-p", "direwolf-kubelet"], "direwolf-kubelet");
+        let fake_wolf = support::built_binary(
+            &[
+                "-p",
+                "direwolf-wolf-client",
+                "--example",
+                "fake_wolf",
+                "--features",
+                "fake",
+            ],
+            "examples/fake_wolf",
+        );
+        let state = tempfile::tempdir().expect("a state directory");
+        let records = state.path().join("records");
+        std::fs::create_dir(&records).expect("records directory");
+        let images = state.path().join("images.yaml");
+        std::fs::write(&images, image_map(&fake_wolf, &records)).expect("image map");
+        let proc = Proc::spawn(
+            "kubelet",
+            Command::new(kubelet)
+                .arg("--kubeconfig")
+                .arg(&cp.kubeconfig)
+                .args(["--node-name", NODE, "--node-labels", NODE_SELECTOR])
+                .args(["--capacity", "cpu=16,memory=32Gi,pods=60,gpu.intel.com/i915=8"])
+                .arg("--state-dir")
+                .arg(state.path().join("kubelet"))
+                .arg("--images")
+                .arg(&images)
+                .args(["--exit-with-pid", &std::process::id().to_string()])
+                .env("RUST_LOG", "info"),
+        );
+        let ready = cp.kubectl(&[
+            "wait",
+            "--for=condition=Ready",
+            &format!("node/{NODE}"),
+            "--timeout=60s",
+        ]);
+        eprintln!("{}", ready.trim());
+        Kubelet {
+            _proc: std::sync::Mutex::new(proc),
+            records,
+            _state: state,
+        }
+    })
+}
+
+/// A namespace with the CRDs, `deploy/rbac.yaml`, the example User and test-pattern App, the
+/// operators and one proxy.
+struct Pack {
+    cp: &'static ControlPlane,
+    kubelet: &'static Kubelet,
+    runtime: tokio::runtime::Runtime,
+    client: kube::Client,
+    ns: String,
+    dir: tempfile::TempDir,
+    operators: Vec<Proc>,
+    proxy: Direwolf,
+}
+
+impl Pack {
+    /// `None` only where the real control plane tests are switched off locally.
+    fn start(operators: &[&str], ports: &str) -> Option<Pack> {
+        let cp = testenv::control_plane()?;
+        support::require_moonlight_python();
+        let kubelet = kubelet(cp);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let crds = crd::crds_yaml().expect("CRDs render");
+        let (client, ns) = runtime.block_on(async {
+            cp.install_crds(&crds).await;
+            cp.namespace("stream").await
+        });
+        for file in [
+            "deploy/rbac.yaml",
+            "examples/user.yaml",
+            "examples/app-test-pattern.yaml",
+        ] {
+            cp.kubectl(&["apply", "-n", &ns, "-f", file]);
+        }
+        let dir = tempfile::tempdir().expect("temporary directory");
+        for account in ["direwolf-operator", "direwolf-proxy"] {
+            cp.service_account_kubeconfig(&ns, account, &dir.path().join(account));
+        }
+        let mut pack = Pack {
+            cp,
+            kubelet,
+            runtime,
+            client,
+            operators: Vec::new(),
+            proxy: start_proxy(&ns, &dir.path().join("direwolf-proxy")),
+            ns,
+            dir,
+        };
+        for identity in operators {
+            pack.start_operator(identity, ports);
+        }
+        Some(pack)
+    }
+
+    fn start_operator(&mut self, identity: &str, ports: &str) {
+        let proc = Proc::spawn(
+            &format!("operator {identity}"),
+            support::direwolf()
+                .args(["operator", "--namespace", &self.ns, "--holder-identity", identity])
+                .args(["--port-range", ports, "--stream-node-selector", NODE_SELECTOR])
+                .args(["--lease-duration", LEASE_SECS, "--start-deadline", "40"])
+                .args(["--health-bind", "127.0.0.1", "--health-port", "0"])
+                .env("KUBECONFIG", self.dir.path().join("direwolf-operator"))
+                .env_remove("KUBERNETES_SERVICE_HOST")
+                .env("RUST_LOG", "info"),
+        );
+        proc.wait_for("direwolf operator started", START);
+        self.operators.push(proc);
+    }
+
+    fn block<F: std::future::Future>(&self, what: &str, f: F) -> F::Output {
+        self.runtime.block_on(testenv::within(what, f))
+    }
+
+    fn sessions(&self) -> Vec<Session> {
+        let api: Api<Session> = Api::namespaced(self.client.clone(), &self.ns);
+        self.block("list Sessions", api.list(&ListParams::default()))
+            .expect("list Sessions")
+            .items
+    }
+
+    fn pods(&self) -> Vec<Pod> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.ns);
+        self.block("list pods", api.list(&ListParams::default()))
+            .expect("list pods")
+            .items
+    }
+
+    fn pod_of(&self, session: &str) -> Option<Pod> {
+        self.pods()
+            .into_iter()
+            .find(|p| p.labels().get(stream::SESSION_LABEL).map(String::as_str) == Some(session))
+    }
+
+    /// The Session of `name` once its phase is `phase`.
+    fn wait_phase(&self, name: &str, phase: SessionPhase) -> Session {
+        let mut last = None;
+        let found = support::poll(STEP, Duration::from_millis(250), || {
+            let s = self.sessions().into_iter().find(|s| s.name_any() == name)?;
+            let now = s.status.as_ref().and_then(|st| st.phase);
+            last = Some(format!("{:?}", s.status));
+            (now == Some(phase)).then_some(s)
+        });
+        found.unwrap_or_else(|| {
+            panic!(
+                "Session {name} never reached {phase:?}; last status {last:?}\n{}",
+                self.logs()
+            )
+        })
+    }
+
+    fn wait_gone(&self, what: &str, mut gone: impl FnMut(&Pack) -> bool) {
+        let started = Instant::now();
+        if support::poll(STEP, Duration::from_millis(250), || gone(self).then_some(())).is_none() {
+            panic!("{what}: not within {STEP:?}\n{}", self.logs());
+        }
+        eprintln!("{what} after {:?}", started.elapsed());
+    }
+
+    fn events_of(&self, session: &str) -> Vec<Event> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
+        self.block("list Events", api.list(&ListParams::default()))
+            .expect("list Events")
+            .items
+            .into_iter()
+            .filter(|e| e.involved_object.name.as_deref() == Some(session))
+            .collect()
+    }
+
+    fn leader(&self) -> Option<String> {
+        let api: Api<Lease> = Api::namespaced(self.client.clone(), &self.ns);
+        let lease = self
+            .block("get the Lease", api.get_opt("direwolf-controller"))
+            .ok()??;
+        lease.spec?.holder_identity
+    }
+
+    /// What a fake Wolf in pod `ip` recorded.
+    fn records(&self, ip: &str) -> Value {
+        let path = self.kubelet.records.join(format!("{ip}.json"));
+        support::poll(Duration::from_secs(10), Duration::from_millis(100), || {
+            serde_json::from_str(&std::fs::read_to_string(&path).ok()?).ok()
+        })
+        .unwrap_or_else(|| panic!("no records at {}\n{}", path.display(), self.logs()))
+    }
+
+    fn logs(&self) -> String {
+        let mut out = format!("proxy:\n{}\n", self.proxy.proc.tail());
+        for op in &self.operators {
+            out += &format!("{}:\n{}\n", op.name(), op.tail());
+        }
+        out + &format!(
+            "pods: {:?}",
+            self.pods()
+                .iter()
+                .map(|p| (p.name_any(), p.status.clone()))
+                .collect::<Vec<_>>()
+        )
+    }
+
+    fn driver(&self, client: &Path, args: &[&str]) -> Proc {
+        Proc::spawn(
+            &format!("pack_driver {}", args[0]),
+            Command::new("python3").args(driver_args(
+                "pack_driver.py",
+                "127.0.0.1",
+                self.proxy.http_port,
+                client,
+                args,
+            )),
+        )
+    }
+
+    /// Pairs a new client identity in `name` for `user` (who types the PIN on the PIN page).
+    fn client(&self, name: &str, user: &str) -> PathBuf {
+        let dir = self.dir.path().join(name);
+        let pairing = support::spawn_driver(self.proxy.http_port, &dir, &["pair", "--pin", PIN]);
+        let line = self.proxy.proc.wait_for("Insert pin at http://", DRIVER_TIMEOUT);
+        let (_, secret) = support::pin_link(&line);
+        let args = ["post-pin", "--pin", PIN, "--secret", secret, "--user", user];
+        let posted = self.driver(&dir, &args).report(DRIVER_TIMEOUT);
+        assert_eq!(posted["status"], 200, "the PIN page accepts the PIN: {posted}");
+        let paired = pairing.json_result(DRIVER_TIMEOUT);
+        assert_eq!(paired["ok"], true, "pairing: {paired}");
+        dir
+    }
+
+    /// A stream of the test pattern that lasts until `stop` exists; once it reported `started`.
+    fn stream(&self, client: &Path, stop: &Path) -> Proc {
+        let until = stop.to_str().expect("utf-8");
+        let args = [
+            "stream",
+            "--app",
+            "Test pattern",
+            "--until",
+            until,
+            "--max-secs",
+            "90",
+        ];
+        let proc = self.driver(client, &args);
+        let started = proc.report(DRIVER_TIMEOUT);
+        assert_eq!(
+            started["event"],
+            "started",
+            "every connection stage must complete: {started}\n{}",
+            self.logs()
+        );
+        eprintln!("stream started in {} s", started["secs"]);
+        proc
+    }
+
+    /// The one Session that is not in `others`.
+    fn new_session(&self, others: &[String]) -> Session {
+        let mut found = self.sessions();
+        found.retain(|s| !others.contains(&s.name_any()));
+        assert_eq!(found.len(), 1, "one new Session: {found:?}");
+        found.remove(0)
+    }
+}
+
+fn start_proxy(ns: &str, kubeconfig: &Path) -> Direwolf {
+    let proc = Proc::spawn(
+        "proxy",
+        support::direwolf()
+            .args(["proxy", "--namespace", ns])
+            .args(["--bind", "127.0.0.1", "--http-port", "0", "--https-port", "0"])
+            .args(["--health-bind", "127.0.0.1", "--health-port", "0"])
+            .args(["--external-address", "127.0.0.1", "--relay-ip", "127.0.0.1"])
+            .args(["--default-user", "alice", "--pin-timeout", "60"])
+            .env("KUBECONFIG", kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env("RUST_LOG", "info"),
+    );
+    Direwolf::started(proc, "direwolf proxy started", START)
+}
+
+fn pod_ip(pod: &Pod) -> String {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .expect("a running pod has an IP")
+}
+
+fn rtsp_methods(session: &Value) -> Vec<String> {
+    session["rtsp_requests"]
+        .as_array()
+        .expect("requests")
+        .iter()
+        .filter_map(|r| r.as_str()?.split(' ').next().map(str::to_owned))
+        .collect()
+}
+
+/// What the fake Wolf of a streaming pod must have seen: the whole RTSP handshake, the ENet
+/// connect and pings, all through the proxy's relay.
+fn assert_stream_reached_wolf(pack: &Pack, ip: &str) {
+    wait_until(
+        "the client's pings reach the Wolf pod",
+        Duration::from_secs(10),
+        || {
+            pack.records(ip)["sessions"][0]["audio_pings"]
+                .as_u64()
+                .unwrap_or(0)
+                > 0
+        },
+    );
+    let record = pack.records(ip)["sessions"][0].clone();
+    assert_eq!(
+        rtsp_methods(&record),
+        [
+            "OPTIONS", "DESCRIBE", "SETUP", "SETUP", "SETUP", "ANNOUNCE", "PLAY"
+        ],
+        "the RTSP handshake must reach Wolf through the relay: {record}"
+    );
+    assert!(
+        record["enet_connects"].as_array().is_some_and(|c| c.len() == 1),
+        "the control stream (ENet) must connect: {record}"
+    );
+}
+
+#[test]
+fn two_clients_stream_from_wolf_pods_through_the_proxy_and_quitting_frees_everything() {
+    let Some(pack) = Pack::start(&["op-a"], "41000-41099") else {
+        return;
+    };
+    let alice = pack.client("alice-laptop", "alice");
+    let stop1 = pack.dir.path().join("stop1");
+    let launched = Instant::now();
+    let s1 = pack.stream(&alice, &stop1);
+    let first = pack.new_session(&[]);
+    let name1 = first.name_any();
+    let session1 = pack.wait_phase(&name1, SessionPhase::Streaming);
+    eprintln!(
+        "Session {name1} Streaming {:?} after the launch",
+        launched.elapsed()
+    );
+    let status = session1.status.as_ref().expect("status");
+    assert!(
+        status.stream_url.is_some(),
+        "the agent published the stream URL: {status:?}"
+    );
+    let ports1 = status.ports.expect("ports");
+    let pod1 = pack.pod_of(&name1).expect("the Session's pod");
+    assert_eq!(
+        pod1.spec.as_ref().and_then(|s| s.node_name.as_deref()),
+        Some(NODE)
+    );
+    let ip1 = pod_ip(&pod1);
+    assert_stream_reached_wolf(&pack, &ip1);
+
+    // Another user streams at the same time: their own pod and ports. (A user's new launch
+    // replaces their running Session, as on a single Moonlight host.)
+    let bob = pack.client("bob-phone", "bob");
+    let stop2 = pack.dir.path().join("stop2");
+    let s2 = pack.stream(&bob, &stop2);
+    let name2 = pack.new_session(std::slice::from_ref(&name1)).name_any();
+    let session2 = pack.wait_phase(&name2, SessionPhase::Streaming);
+    let ports2 = session2.status.as_ref().and_then(|s| s.ports).expect("ports");
+    assert_ne!(ports1.rtsp, ports2.rtsp, "distinct port sets");
+    let ip2 = pod_ip(&pack.pod_of(&name2).expect("the second pod"));
+    assert_ne!(ip1, ip2, "a pod per Session");
+    assert_stream_reached_wolf(&pack, &ip2);
+    assert_eq!(pack.records(&ip1)["sessions"].as_array().map(Vec::len), Some(1));
+
+    for (stop, proc) in [(&stop1, s1), (&stop2, s2)] {
+        std::fs::write(stop, b"").expect("stop file");
+        let done = proc.report(DRIVER_TIMEOUT);
+        eprintln!("stream done: {done}");
+        assert_eq!(done["terminated"], false, "the stream ran until stopped: {done}");
+        assert!(
+            done["udp_in_while_streaming"].as_u64().unwrap_or(0) > 0,
+            "RTP from the Wolf pod reached the client: {done}"
+        );
+    }
+
+    // Quitting ends a Session: the Session, its pod, its agent account and its relay go.
+    for client in [&alice, &bob] {
+        let quit = pack.driver(client, &["quit"]).report(DRIVER_TIMEOUT);
+        assert_eq!(quit["ok"], true, "quit: {quit}");
+    }
+    pack.wait_gone("the Sessions are deleted", |p| p.sessions().is_empty());
+    pack.wait_gone("the stream pods are deleted", |p| p.pods().is_empty());
+    let accounts = pack.cp.kubectl(&[
+        "get",
+        "serviceaccounts,roles,rolebindings,secrets",
+        "-n",
+        &pack.ns,
+        "-o",
+        "name",
+    ]);
+    for name in [&name1, &name2] {
+        assert!(
+            !accounts.contains(name.as_str()),
+            "{name}'s account, Role or keys remain: {accounts}"
+        );
+    }
+    for port in [ports1.rtsp, ports2.rtsp] {
+        let probe = pack
+            .driver(&alice, &["probe", "--port", &port.to_string()])
+            .report(DRIVER_TIMEOUT);
+        assert_eq!(
+            probe["refused"], true,
+            "the relay's RTSP port {port} is closed: {probe}"
+        );
+    }
+}
+
+#[test]
+fn a_killed_wolf_ends_its_session_even_when_its_operator_dies_too() {
+    let Some(mut pack) = Pack::start(&["op-a", "op-b"], "41100-41199") else {
+        return;
+    };
+    let client = pack.client("alice-laptop", "alice");
+    let stop = pack.dir.path().join("stop");
+    let stream = pack.stream(&client, &stop);
+    let name = pack.new_session(&[]).name_any();
+    pack.wait_phase(&name, SessionPhase::Streaming);
+    let ip = pod_ip(&pack.pod_of(&name).expect("the pod"));
+    assert_stream_reached_wolf(&pack, &ip);
+
+    // The leading operator dies, then the Wolf: the other operator must take over and end it.
+    let leader = pack.leader().expect("an operator leads");
+    let index = pack
+        .operators
+        .iter()
+        .position(|p| p.name() == format!("operator {leader}"))
+        .expect("the leader is one of ours");
+    pack.operators[index].kill();
+    let records = format!("{}.json", pack.kubelet.records.join(&ip).display());
+    support::run(
+        Command::new("pkill").args(["-KILL", "-f", &records]),
+        "pkill the fake Wolf",
+    );
+    let killed = Instant::now();
+    pack.wait_gone("the Session of the killed Wolf is deleted", |p| {
+        p.sessions().iter().all(|s| s.name_any() != name)
+    });
+    eprintln!("Session ended {:?} after Wolf was killed", killed.elapsed());
+    let events = pack.events_of(&name);
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some(crd::reasons::WOLF_EXITED)),
+        "an Event says Wolf exited: {:?}",
+        events.iter().map(|e| (&e.reason, &e.message)).collect::<Vec<_>>()
+    );
+    assert_ne!(
+        pack.leader().as_deref(),
+        Some(leader.as_str()),
+        "the other operator leads"
+    );
+    pack.wait_gone("the pod is deleted", |p| p.pod_of(&name).is_none());
+    std::fs::write(&stop, b"").expect("stop file");
+    let done = stream.report(DRIVER_TIMEOUT);
+    eprintln!("the client's stream: {done}");
+}
