@@ -101,31 +101,36 @@ async fn the_readme_install_works_as_written() {
     let again = tokio::task::block_in_place(|| sh(cp, "kubectl apply --server-side -f crds/"));
     assert_eq!(again.matches("serverside-applied").count(), CRDS.len(), "{again}");
 
-    // The example resources are there, and the proxy's Deployment runs on the fake nodes.
+    // The example resources are there, and the proxy's and operator's Deployments run on the
+    // fake nodes, each under its own ServiceAccount.
     let users: Api<direwolf_k8s::crd::User> = Api::namespaced(client.clone(), &namespace);
     within("get the example User", users.get("alice"))
         .await
         .expect("the example User");
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
-    let available = within("the proxy Deployment available", async {
-        loop {
-            let d = deployments.get("direwolf-proxy").await.expect("the Deployment");
-            let status = d.status.unwrap_or_default();
-            if status.available_replicas == Some(2) {
-                break status;
+    for name in ["direwolf-proxy", "direwolf-operator"] {
+        let available = within("the Deployment available", async {
+            loop {
+                let d = deployments.get(name).await.expect("the Deployment");
+                let status = d.status.unwrap_or_default();
+                if status.available_replicas == Some(2) {
+                    break status;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })
-    .await;
-    assert_eq!(available.ready_replicas, Some(2));
+        })
+        .await;
+        assert_eq!(available.ready_replicas, Some(2), "{name}");
+    }
     let pods: Api<Pod> = Api::namespaced(client, &namespace);
-    let pods = within("list the proxy pods", pods.list(&ListParams::default()))
+    let pods = within("list the pods", pods.list(&ListParams::default()))
         .await
         .expect("list pods");
     for pod in pods.items {
         let spec = pod.spec.expect("a pod spec");
-        assert_eq!(spec.service_account_name.as_deref(), Some("direwolf-proxy"));
+        let component = pod.metadata.labels.unwrap_or_default()["app.kubernetes.io/component"].clone();
+        let account = format!("direwolf-{component}");
+        assert_eq!(spec.service_account_name.as_deref(), Some(account.as_str()));
         let node = spec.node_name.expect("scheduled");
         assert!(node.starts_with("testenv-node-"), "{node}");
     }
