@@ -42,7 +42,7 @@ const LEASE_SECS: &str = "4";
 
 /// The kubelet stand-in of this test binary, shared by its tests (each has its namespace).
 struct Kubelet {
-    _proc: std::sync::Mutex<Proc>,
+    _child: std::sync::Mutex<std::process::Child>,
     /// Held while this process's stand-in owns the default bridge (test runners that run each
     /// test in a process of its own take turns).
     _bridge_lock: std::fs::File,
@@ -66,19 +66,27 @@ fn image_map(fake_wolf: &Path, records: &Path) -> String {
     )
 }
 
-/// Waits for the default bridge (`dwk0`) to be ours: a lock across processes, then the previous
-/// owner's stand-in gone with its bridge.
+/// Makes the default bridge (`dwk0`) ours: a lock across processes, then the previous owner's
+/// stand-in given 20 s to clean up, then whatever it left (the bridge, its pods' network
+/// namespaces) removed.
 fn take_the_default_bridge() -> std::fs::File {
     let lock = std::fs::File::create(std::env::temp_dir().join("direwolf-kubelet-dwk0.lock"))
         .expect("the bridge lock file");
     lock.lock().expect("the bridge lock");
-    let free = support::poll(Duration::from_secs(60), Duration::from_millis(200), || {
-        (!Path::new("/sys/class/net/dwk0").exists()).then_some(())
+    let bridge = Path::new("/sys/class/net/dwk0");
+    let free = support::poll(Duration::from_secs(20), Duration::from_millis(200), || {
+        (!bridge.exists()).then_some(())
     });
-    assert!(
-        free.is_some(),
-        "bridge dwk0 still exists a minute after its owner ended (scripts/local-pack up?)"
-    );
+    if free.is_none() {
+        eprintln!("removing the bridge dwk0 and the network namespaces a stand-in left");
+        for entry in std::fs::read_dir("/run/netns").into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("dwk0-") {
+                support::ip(&["netns", "del", &name]);
+            }
+        }
+        support::ip(&["link", "del", "dwk0"]);
+    }
     lock
 }
 
@@ -104,19 +112,28 @@ fn kubelet(cp: &ControlPlane) -> &'static Kubelet {
         std::fs::create_dir(&records).expect("records directory");
         let images = state.path().join("images.yaml");
         std::fs::write(&images, image_map(&fake_wolf, &records)).expect("image map");
-        let proc = Proc::spawn(
-            "kubelet",
-            Command::new(kubelet)
-                .arg("--kubeconfig")
-                .arg(&cp.kubeconfig)
-                .args(["--node-name", NODE, "--node-labels", NODE_SELECTOR])
-                .args(["--capacity", "cpu=16,memory=32Gi,pods=60,gpu.intel.com/i915=8"])
-                .arg("--state-dir")
-                .arg(state.path().join("kubelet"))
-                .arg("--images")
-                .arg(&images)
-                .args(["--exit-with-pid", &std::process::id().to_string()])
-                .env("RUST_LOG", "info"),
+        // Its log goes to a file, not to this process: the stand-in outlives this process by
+        // the time it takes to clean up after it (`--exit-with-pid`).
+        let log = std::fs::File::create(state.path().join("kubelet.log")).expect("the stand-in's log");
+        let child = Command::new(kubelet)
+            .arg("--kubeconfig")
+            .arg(&cp.kubeconfig)
+            .args(["--node-name", NODE, "--node-labels", NODE_SELECTOR])
+            .args(["--capacity", "cpu=16,memory=32Gi,pods=60,gpu.intel.com/i915=8"])
+            .arg("--state-dir")
+            .arg(state.path().join("kubelet"))
+            .arg("--images")
+            .arg(&images)
+            .args(["--exit-with-pid", &std::process::id().to_string()])
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("the log"))
+            .stderr(log)
+            .spawn()
+            .expect("direwolf-kubelet starts");
+        eprintln!(
+            "kubelet stand-in log: {}",
+            state.path().join("kubelet.log").display()
         );
         let ready = cp.kubectl(&[
             "wait",
@@ -126,7 +143,7 @@ fn kubelet(cp: &ControlPlane) -> &'static Kubelet {
         ]);
         eprintln!("{}", ready.trim());
         Kubelet {
-            _proc: std::sync::Mutex::new(proc),
+            _child: std::sync::Mutex::new(child),
             _bridge_lock: bridge_lock,
             records,
             _state: state,
@@ -347,6 +364,23 @@ impl Pack {
         proc
     }
 
+    /// alice pairs and streams; once her Session is Streaming and Wolf sees her pings.
+    fn alice_streams(&self) -> Streaming {
+        let client = self.client("alice-laptop", "alice");
+        let stop = self.dir.path().join("stop");
+        let stream = self.stream(&client, &stop);
+        let name = self.new_session(&[]).name_any();
+        self.wait_phase(&name, SessionPhase::Streaming);
+        let ip = pod_ip(&self.pod_of(&name).expect("the pod"));
+        assert_stream_reached_wolf(self, &ip);
+        Streaming {
+            stop,
+            stream,
+            name,
+            ip,
+        }
+    }
+
     /// The one Session that is not in `others`.
     fn new_session(&self, others: &[String]) -> Session {
         let mut found = self.sessions();
@@ -354,6 +388,14 @@ impl Pack {
         assert_eq!(found.len(), 1, "one new Session: {found:?}");
         found.remove(0)
     }
+}
+
+/// A stream under way: its stop file, the driver, the Session and the pod IP.
+struct Streaming {
+    stop: PathBuf,
+    stream: Proc,
+    name: String,
+    ip: String,
 }
 
 fn start_proxy(ns: &str, kubeconfig: &Path) -> Direwolf {
@@ -507,13 +549,12 @@ fn a_killed_wolf_ends_its_session_even_when_its_operator_dies_too() {
     let Some(mut pack) = Pack::start(&["op-a", "op-b"], "41100-41199") else {
         return;
     };
-    let client = pack.client("alice-laptop", "alice");
-    let stop = pack.dir.path().join("stop");
-    let stream = pack.stream(&client, &stop);
-    let name = pack.new_session(&[]).name_any();
-    pack.wait_phase(&name, SessionPhase::Streaming);
-    let ip = pod_ip(&pack.pod_of(&name).expect("the pod"));
-    assert_stream_reached_wolf(&pack, &ip);
+    let Streaming {
+        stop,
+        stream,
+        name,
+        ip,
+    } = pack.alice_streams();
 
     // The leading operator dies, then the Wolf: the other operator must take over and end it.
     let leader = pack.leader().expect("an operator leads");
@@ -561,13 +602,12 @@ fn a_restarted_proxy_relays_the_running_stream_again() {
     let Some(mut pack) = Pack::start(&["op-a"], "41200-41299") else {
         return;
     };
-    let client = pack.client("alice-laptop", "alice");
-    let stop = pack.dir.path().join("stop");
-    let stream = pack.stream(&client, &stop);
-    let name = pack.new_session(&[]).name_any();
-    pack.wait_phase(&name, SessionPhase::Streaming);
-    let ip = pod_ip(&pack.pod_of(&name).expect("the pod"));
-    assert_stream_reached_wolf(&pack, &ip);
+    let Streaming {
+        stop,
+        stream,
+        name: _,
+        ip,
+    } = pack.alice_streams();
     let pings = |pack: &Pack| {
         pack.records(&ip)["sessions"][0]["audio_pings"]
             .as_u64()

@@ -50,21 +50,6 @@ fn create_net() -> Namespaces {
     net
 }
 
-/// The `fake_wolf` example binary, built on demand (a no-op when up to date).
-fn fake_wolf_binary() -> PathBuf {
-    support::built_binary(
-        &[
-            "-p",
-            "direwolf-wolf-client",
-            "--example",
-            "fake_wolf",
-            "--features",
-            "fake",
-        ],
-        "examples/fake_wolf",
-    )
-}
-
 fn require_tools() {
     let uid = run(Command::new("id").arg("-u"), "id -u");
     assert_eq!(
@@ -226,7 +211,7 @@ fn wolf_with_pings(wolves: &[Wolf]) -> Vec<usize> {
 #[test]
 fn real_client_streams_through_the_relay_to_a_wolf_of_the_pool() {
     require_tools();
-    let bin = fake_wolf_binary();
+    let bin = support::fake_wolf_binary();
     let tmp = tempfile::tempdir().expect("temporary directory");
     let root = tmp.path();
     let net = create_net();

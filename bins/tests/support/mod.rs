@@ -305,6 +305,22 @@ pub fn built_binary(args: &[&str], path: &str) -> PathBuf {
     bin
 }
 
+/// The `fake_wolf` example of direwolf-wolf-client (a fake Wolf with its stream side), built on
+/// demand.
+pub fn fake_wolf_binary() -> PathBuf {
+    built_binary(
+        &[
+            "-p",
+            "direwolf-wolf-client",
+            "--example",
+            "fake_wolf",
+            "--features",
+            "fake",
+        ],
+        "examples/fake_wolf",
+    )
+}
+
 /// The path of the `direwolf` binary under test.
 pub const DIREWOLF: &str = env!("CARGO_BIN_EXE_direwolf");
 
