@@ -17,7 +17,7 @@ use tracing::{info, warn};
 use super::context::Context;
 use super::decide::{Ending, OperatorStatus};
 use super::error::Error;
-use super::reconcile::write_status;
+use super::status::write_status;
 use crate::crd::{Session, SessionPhase, conditions, reasons};
 use crate::retry::has_status;
 use crate::stream;

@@ -14,6 +14,7 @@
 //! | Behaviour | Where |
 //! |---|---|
 //! | finalizer, phase Pending | `reconcile.rs`, `ending.rs` |
+//! | the status write (own fields, server-side apply, guarded by resourceVersion) | `status.rs` |
 //! | ports (unique, in flight too; written before the pod) | [`ports`], `reconcile.rs` |
 //! | home claim `<user>-<app>` owned by the User | [`home`] |
 //! | agent ServiceAccount, Role, RoleBinding | [`account`] |
@@ -43,6 +44,7 @@ pub mod pod;
 pub mod ports;
 mod reconcile;
 mod run;
+mod status;
 
 pub use config::{GpuResource, Images, OperatorConfig, PodSettings, PortRange};
 pub use context::{Metrics, MetricsSnapshot};

@@ -8,7 +8,6 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tracing::{debug, info, instrument};
@@ -20,6 +19,7 @@ use super::ending;
 use super::error::Error;
 use super::home::home_claim;
 use super::pod::{PodInputs, build_pod};
+use super::status::write_status;
 use crate::crd::{App, Session, SessionPhase, User, conditions, field_managers, reasons};
 use crate::stream;
 
@@ -254,23 +254,4 @@ async fn create_pod(
         debug!(pod = name, "stream pod already exists");
     }
     Ok(PodOutcome::Created(created.map(Box::new)))
-}
-
-/// Server-side applies the operator's status fields; with `resource_version`, only if the
-/// Session did not change since it was read (so the agent's phase is never overwritten).
-pub(crate) async fn write_status(
-    ctx: &Context,
-    session: &Session,
-    status: &OperatorStatus,
-    resource_version: Option<&str>,
-) -> Result<Session, Error> {
-    let name = session.name_any();
-    let body = status.apply_body(session, resource_version);
-    let api = ctx.api::<Session>();
-    let params = PatchParams::apply(field_managers::OPERATOR_SESSION_STATUS).force();
-    let patch = Patch::Apply(&body);
-    ctx.retry
-        .run("apply status", || api.patch_status(&name, &params, &patch))
-        .await
-        .map_err(Error::api(format!("apply the status of Session {name}")))
 }
