@@ -152,16 +152,20 @@ impl Operator {
         // whatever the controller does); each change names the Sessions to reconcile.
         let (triggers_tx, triggers) = mpsc::channel::<ObjectRef<Session>>(1024);
         let worker = format!("{}={}", labels::APP, labels::APP_WORKER);
-        let (pods, pods_task) =
-            self.follow::<Pod>(watcher::Config::default().labels(&worker), triggers_tx.clone(), {
+        let (pods, pods_task) = self.follow::<Pod>(
+            watcher::Config::default().labels(&worker),
+            slim_pod,
+            triggers_tx.clone(),
+            {
                 let ns = ns.to_owned();
                 move |pod: &Pod| owning_session(pod, &ns).into_iter().collect()
-            });
-        let (apps, apps_task) = self.follow::<App>(watcher::Config::default(), triggers_tx.clone(), {
+            },
+        );
+        let (apps, apps_task) = self.follow::<App>(watcher::Config::default(), slim, triggers_tx.clone(), {
             let sessions = sessions.clone();
             move |app: &App| sessions_of(&sessions, |s| s.spec.game_reference.name == app.name_any())
         });
-        let (users, users_task) = self.follow::<User>(watcher::Config::default(), triggers_tx, {
+        let (users, users_task) = self.follow::<User>(watcher::Config::default(), slim, triggers_tx, {
             let sessions = sessions.clone();
             move |user: &User| sessions_of(&sessions, |s| s.spec.user_reference.name == user.name_any())
         });
@@ -189,6 +193,9 @@ impl Operator {
                     Err(kube::runtime::controller::Error::ReconcilerFailed(err, _)) => {
                         debug!(error = %err, "reconcile failed (handled by the error policy)")
                     }
+                    Err(kube::runtime::controller::Error::ObjectNotFound(object)) => {
+                        debug!(%object, "a change named a Session that is gone")
+                    }
                     Err(err) => warn!(error = %err, "controller error"),
                 }
                 std::future::ready(())
@@ -199,11 +206,12 @@ impl Operator {
         }
     }
 
-    /// Watches `K` into a cache in a task of its own; every change (deletion included) sends
+    /// Watches `K` into a cache in a task of its own, each object made `slim` first; every change (deletion included) sends
     /// the Sessions `affected` names.
     fn follow<K>(
         &self,
         config: watcher::Config,
+        slim: fn(&mut K),
         triggers: mpsc::Sender<ObjectRef<Session>>,
         affected: impl Fn(&K) -> Vec<ObjectRef<Session>> + Send + 'static,
     ) -> (Store<K>, tokio::task::JoinHandle<()>)
@@ -222,6 +230,7 @@ impl Operator {
             let mut changes = std::pin::pin!(
                 watcher(api, config)
                     .default_backoff()
+                    .modify(slim)
                     .reflect(writer)
                     .touched_objects()
             );
@@ -317,6 +326,19 @@ async fn mark_synced(caches: Caches, synced: Arc<watch::Sender<bool>>, ready: Ar
 }
 
 /// Requeues a failed Session with a per-Session exponential backoff (200 ms doubling to 30 s).
+/// What the operator never reads of an object: who wrote which field (`managedFields`, often
+/// larger than the object).
+fn slim<K: ResourceExt>(object: &mut K) {
+    object.managed_fields_mut().clear();
+}
+
+/// What the operator reads of a stream pod: its metadata and status; the spec is its own
+/// making, and a pod's largest part.
+fn slim_pod(pod: &mut Pod) {
+    slim(pod);
+    pod.spec = None;
+}
+
 fn error_policy(session: Arc<Session>, err: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.failed();
     let failures = {
