@@ -7,7 +7,10 @@
 //! default UDP ports on `host`, writing the Session's fake RTSP IP ([`fake_rtsp_ip`] of the host)
 //! into every RTSP request. No replica keeps state another needs: a client's RTSP, video, audio
 //! and control flows may reach different replicas behind one load-balanced address, and a
-//! restarted replica rebuilds every relay from the Sessions it lists.
+//! restarted replica rebuilds every relay from the Sessions it lists. Its relays speak to Wolf from
+//! the public ports, as before the restart, so Wolf's ENet peer of a running stream carries on
+//! (`direwolf_core::relay`); a flow moved to another replica (another source IP) is a new peer
+//! to Wolf, and its control stream ends.
 //!
 //! A relay opens as soon as `ports` and `host` are known, before the agent publishes the stream
 //! URL, so the client's RTSP connection never meets a replica that has not opened it yet. It

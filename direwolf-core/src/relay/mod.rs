@@ -41,6 +41,7 @@
 
 pub mod ports;
 pub mod rtsp;
+mod source;
 pub mod stats;
 pub mod udp;
 
@@ -307,7 +308,7 @@ fn bind_all(ip: IpAddr, ports: StreamPorts, buffer: usize) -> Result<Bound> {
         })
         .map_err(|e| bind_err("rtsp", address, e))?
     };
-    let udp = |what, port| udp::udp_socket(at(port), None, buffer).map_err(|e| bind_err(what, at(port), e));
+    let udp = |what, port| source::bind_public(at(port), buffer).map_err(|e| bind_err(what, at(port), e));
     Ok(Bound {
         rtsp,
         video: udp("video", ports.video)?,

@@ -5,7 +5,8 @@
 //! stream, learned from the SETUP answer or the configured default). Client datagrams go out on
 //! the mapping's upstream socket; datagrams Wolf sends to that upstream socket go back to the
 //! client **from the public socket**, so the client sees the 5-tuple it pinged
-//! (`streaming-ports.md` §5, §8.4).
+//! (`streaming-ports.md` §5, §8.4). The first mapping's upstream socket sends from the public port
+//! itself, so that Wolf sees the same source after a relay restart ([`super::source`]).
 //!
 //! # Batching
 //!
@@ -48,7 +49,7 @@
 //! does not keep a mapping alive, so a vanished client's stream stops being relayed).
 
 use std::io::{self, IoSliceMut};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -59,6 +60,7 @@ use tokio::net::UdpSocket;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use super::SessionShared;
+use super::source::bind_upstream;
 use super::stats::{StreamKind, UdpCounters, add, bump};
 
 /// Size of the moonlight-common-c `SS_PING` (`Video.h`): 16-byte secret + big-endian u32 sequence.
@@ -151,6 +153,12 @@ impl RelaySocket {
         self.io.local_addr()
     }
 
+    /// The tokio socket.
+    #[cfg(test)]
+    pub(crate) fn io(&self) -> &UdpSocket {
+        &self.io
+    }
+
     fn sock_ref(&self) -> UdpSockRef<'_> {
         UdpSockRef::from(&self.io)
     }
@@ -159,6 +167,8 @@ impl RelaySocket {
 struct Mapping {
     client: SocketAddr,
     upstream: RelaySocket,
+    /// The upstream socket sends from the stream's public port ([`super::source`]).
+    stable_source: bool,
     last_from_client: Instant,
 }
 
@@ -448,11 +458,13 @@ fn poll_event(
 static BUFFER_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// A UDP socket with the relay's buffer sizes, non-blocking, registered with tokio, set up for
-/// batched I/O (GRO where the kernel offers it).
+/// batched I/O (GRO where the kernel offers it); `reuse_port` lets the public socket and one
+/// upstream socket share a port ([`super::source`]).
 pub(crate) fn udp_socket(
     bind: SocketAddr,
     connect: Option<SocketAddr>,
     buffer: usize,
+    reuse_port: bool,
 ) -> io::Result<RelaySocket> {
     let domain = if bind.is_ipv4() {
         socket2::Domain::IPV4
@@ -478,6 +490,7 @@ pub(crate) fn udp_socket(
         }
     }
     socket.set_nonblocking(true)?;
+    socket.set_reuse_port(reuse_port)?;
     socket.bind(&bind.into())?;
     if let Some(peer) = connect {
         socket.connect(&peer.into())?;
@@ -487,13 +500,6 @@ pub(crate) fn udp_socket(
         io: UdpSocket::from_std(socket.into())?,
         state,
     })
-}
-
-fn unspecified_for(ip: IpAddr) -> SocketAddr {
-    match ip {
-        IpAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
-        IpAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
-    }
 }
 
 fn sweep_period(idle: Duration) -> Duration {
@@ -617,6 +623,7 @@ pub(crate) async fn serve(kind: StreamKind, mut public: RelaySocket, shared: Arc
     let mut sweep = tokio::time::interval(sweep_period(idle));
     sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut rotate = 0usize;
+    let public_port = public.local_addr().map(|a| a.port()).unwrap_or(0);
     loop {
         let event = std::future::poll_fn(|cx| {
             poll_event(cx, &public, &mappings, &mut sweep, &mut batch, &mut rotate)
@@ -633,7 +640,16 @@ pub(crate) async fn serve(kind: StreamKind, mut public: RelaySocket, shared: Arc
                         continue;
                     };
                     for datagram in segments(data, stride) {
-                        client_to_wolf(kind, datagram, from, &mut mappings, &shared, counters).await;
+                        client_to_wolf(
+                            kind,
+                            datagram,
+                            from,
+                            public_port,
+                            &mut mappings,
+                            &shared,
+                            counters,
+                        )
+                        .await;
                     }
                 }
             }
@@ -655,6 +671,7 @@ async fn client_to_wolf(
     kind: StreamKind,
     datagram: &[u8],
     from: SocketAddr,
+    public_port: u16,
     mappings: &mut Vec<Mapping>,
     shared: &SessionShared,
     counters: &UdpCounters,
@@ -683,8 +700,9 @@ async fn client_to_wolf(
                 return;
             }
             let wolf = shared.wolf_udp_addr(kind);
-            let upstream =
-                match udp_socket(unspecified_for(wolf.ip()), Some(wolf), config.socket_buffer_bytes) {
+            let stable_free = !mappings.iter().any(|m| m.stable_source);
+            let (upstream, stable_source) =
+                match bind_upstream(public_port, wolf, config.socket_buffer_bytes, stable_free) {
                     Ok(s) => s,
                     Err(error) => {
                         bump(&counters.upstream_socket_errors);
@@ -698,6 +716,7 @@ async fn client_to_wolf(
             mappings.push(Mapping {
                 client: from,
                 upstream,
+                stable_source,
                 last_from_client: Instant::now(),
             });
             mappings.len() - 1
@@ -716,6 +735,8 @@ async fn client_to_wolf(
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
 
     const SECRET: [u8; 16] = *b"Ab3$x~Zq!9Lm#2Rt";
@@ -769,7 +790,8 @@ mod tests {
         let mapping = |port: u16| async move {
             Mapping {
                 client: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
-                upstream: udp_socket(addr("127.0.0.1:0"), None, 0).expect("bind"),
+                upstream: udp_socket(addr("127.0.0.1:0"), None, 0, false).expect("bind"),
+                stable_source: false,
                 last_from_client: Instant::now(),
             }
         };
@@ -805,7 +827,7 @@ mod tests {
     /// takes nothing more; `read` starts over.
     #[tokio::test]
     async fn read_more_appends_to_the_batch() {
-        let rx = udp_socket(addr("127.0.0.1:0"), None, 0).expect("bind");
+        let rx = udp_socket(addr("127.0.0.1:0"), None, 0, false).expect("bind");
         let to = rx.local_addr().expect("addr");
         let tx = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind tx");
         let send = |payloads: &[&[u8]]| {
