@@ -3,7 +3,8 @@
 //! placed on them Running): stream pods are created and, when their Session is deleted,
 //! removed with the agent's account; the agent's account may touch exactly its Session, its
 //! status and its keys Secret; a pod asking for more GPUs than any node has ends its Session
-//! with the scheduler's message; 20 Sessions get 20 pods and 20 distinct port sets, and all go.
+//! with the scheduler's message; an App whose pod template the API server refuses ends its
+//! Session with the API server's reason; 20 Sessions get 20 pods and 20 distinct port sets, and all go.
 
 mod support;
 
@@ -227,6 +228,56 @@ async fn a_pod_asking_for_more_gpus_than_any_node_has_ends_its_session() {
         "an Unschedulable Event on the Session"
     );
     delete_and_wait_gone(&client, &ns, name).await;
+    operator.stop().await;
+}
+
+/// An App whose pod template the API server refuses (a mount of a volume the pod does not have):
+/// the Session ends at once with the API server's reason, not at its start deadline, and
+/// nothing of it stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_with_an_invalid_pod_template_ends_its_session_with_the_reason() {
+    let Some(cp) = testenv::control_plane() else {
+        return;
+    };
+    let (client, ns) = setup(cp, "operator-invalid").await;
+    let broken: crd::App = serde_json::from_value(json!({"metadata": {"name": "broken"}, "spec": {
+        "title": "Broken", "id": 8,
+        "template": {"spec": {"containers": [{"name": "game", "image": "example.invalid/game:1",
+            "resources": {"limits": {"cpu": "1", "memory": "1Gi"}},
+            "volumeMounts": [{"name": "nowhere", "mountPath": "/data"}]}]}}}}))
+    .expect("an app");
+    testenv::within(
+        "create app",
+        Api::<crd::App>::namespaced(client.clone(), &ns).create(&PostParams::default(), &broken),
+    )
+    .await
+    .expect("app created");
+    let operator = Running::start(client.clone(), config(&ns), true);
+    let name = "bob-broken-iiiii";
+    create_session(&client, &ns, name, "bob", "broken").await;
+    let (reason, message) = eventually(WAIT, "the Ended condition", || async {
+        status_of(&client, &ns, name).await.as_ref().and_then(ended)
+    })
+    .await;
+    assert_eq!(reason, reasons::POD_CREATION_FAILED);
+    assert!(message.contains("nowhere"), "the API server's reason: {message}");
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    let events = events.list(&ListParams::default()).await.expect("events");
+    assert!(
+        events
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some(reasons::POD_CREATION_FAILED)
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)),
+        "a PodCreationFailed Event on the Session"
+    );
+    delete_and_wait_gone(&client, &ns, name).await;
+    let account = stream::agent_account_name(name);
+    eventually(WAIT, "the agent's account gone", || async {
+        let sa = Api::<ServiceAccount>::namespaced(client.clone(), &ns);
+        sa.get_opt(&account).await.expect("get").is_none().then_some(())
+    })
+    .await;
     operator.stop().await;
 }
 

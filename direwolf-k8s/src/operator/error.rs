@@ -40,4 +40,16 @@ impl Error {
             Error::Malformed(_) => "malformed".to_owned(),
         }
     }
+
+    /// The API server's refusal of an object as written (400, 403 from an admission or policy,
+    /// 422): retrying the same object cannot succeed. Returns its message.
+    pub fn refusal(&self) -> Option<&str> {
+        match self {
+            Error::Api {
+                source: kube::Error::Api(status),
+                ..
+            } if matches!(status.code, 400 | 403 | 422) => Some(&status.message),
+            _ => None,
+        }
+    }
 }

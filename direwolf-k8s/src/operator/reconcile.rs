@@ -199,6 +199,14 @@ enum PodOutcome {
     Vanished(Ending),
 }
 
+/// The Session ends: its pod cannot be built, or the API server refused it as written.
+fn pod_refused(message: String) -> PodOutcome {
+    PodOutcome::Refused(Ending {
+        step: Some((conditions::DEPLOYMENT_CREATED, reasons::POD_CREATION_FAILED)),
+        ..Ending::new(reasons::POD_CREATION_FAILED, message)
+    })
+}
+
 /// Creates the agent account and the pod, unless the pod existed and was deleted.
 async fn create_pod(
     session: &Session,
@@ -232,12 +240,7 @@ async fn create_pod(
     };
     let pod = match build_pod(inputs) {
         Ok(pod) => pod,
-        Err(err) => {
-            return Ok(PodOutcome::Refused(Ending {
-                step: Some((conditions::DEPLOYMENT_CREATED, reasons::POD_CREATION_FAILED)),
-                ..Ending::new(reasons::POD_CREATION_FAILED, err.to_string())
-            }));
-        }
+        Err(err) => return Ok(pod_refused(err.to_string())),
     };
     let (account, role, binding) = agent_account(session).ok_or(Error::Malformed("uid"))?;
     let account_name = stream::agent_account_name(&name);
@@ -246,7 +249,17 @@ async fn create_pod(
         .await?;
     ctx.apply::<Role>(&account_name, &role, manager).await?;
     ctx.apply::<RoleBinding>(&account_name, &binding, manager).await?;
-    let created = ctx.create_if_absent(&name, &pod).await?;
+    let created = match ctx.create_if_absent(&name, &pod).await {
+        Ok(created) => created,
+        Err(err) => {
+            let Some(message) = err.refusal() else {
+                return Err(err);
+            };
+            return Ok(pod_refused(format!(
+                "the API server refused the stream pod: {message}"
+            )));
+        }
+    };
     if created.is_some() {
         ctx.metrics.pod_created();
         info!(pod = name, "stream pod created");
