@@ -10,7 +10,8 @@
 //! and the agents as the account the operator makes for each Session.
 //!
 //! Tests: two users stream at once and quitting frees everything; a killed Wolf (with its
-//! leading operator killed too) ends its Session; a proxy restarted mid-stream keeps the stream.
+//! leading operator killed too) ends its Session; a proxy restarted mid-stream keeps the stream;
+//! a stopped stream resumes in its pod with new keys.
 //!
 //! Needs root, `ip`, `unshare`, `nsenter` and python3 with moonlight_python 0.3.0.
 
@@ -345,8 +346,13 @@ impl Pack {
 
     /// A stream of the test pattern that lasts until `stop` exists; once it reported `started`.
     fn stream(&self, client: &Path, stop: &Path) -> Proc {
+        self.stream_with(client, stop, &[])
+    }
+
+    /// [`Pack::stream`] with more driver arguments.
+    fn stream_with(&self, client: &Path, stop: &Path, more: &[&str]) -> Proc {
         let until = stop.to_str().expect("utf-8");
-        let args = [
+        let mut args = vec![
             "stream",
             "--app",
             "Test pattern",
@@ -355,6 +361,7 @@ impl Pack {
             "--max-secs",
             "90",
         ];
+        args.extend_from_slice(more);
         let proc = self.driver(client, &args);
         let started = proc.report(DRIVER_TIMEOUT);
         assert_eq!(
@@ -641,4 +648,67 @@ fn a_restarted_proxy_replica_keeps_the_running_stream() {
         "the stream survived the proxy restart: {done}"
     );
     assert_eq!(pack.sessions().len(), 1, "the Session outlives the proxy replica");
+}
+
+/// A client that stops its stream and starts the same app again resumes it (moonlight-python
+/// sends `/resume` while the app runs): the proxy re-keys the Session, its agent registers the
+/// stream with Wolf again with the client's new keys before the proxy answers, and the second
+/// stream runs in the same pod. (The fake Wolf does not decrypt; that Wolf gets the new keys is
+/// the agent test's `a_resume_registers_the_stream_again_with_its_new_keys`.)
+#[test]
+fn a_stopped_stream_resumes_in_its_pod_with_new_keys() {
+    let Some(pack) = Pack::start(&["op-a"], "41300-41399") else {
+        return;
+    };
+    let Streaming {
+        stop,
+        stream,
+        name,
+        ip,
+    } = pack.alice_streams();
+    std::fs::write(&stop, b"").expect("stop file");
+    let first = stream.report(DRIVER_TIMEOUT);
+    assert_eq!(
+        first["terminated"], false,
+        "the first stream ran until stopped: {first}"
+    );
+
+    std::fs::remove_file(&stop).expect("stop file removed");
+    let alice = pack.dir.path().join("alice-laptop");
+    let info = pack.driver(&alice, &["serverinfo"]).report(DRIVER_TIMEOUT);
+    assert_eq!(
+        info["current_game"], 1,
+        "the game still runs, to be resumed: {info}"
+    );
+    let resumed = pack.stream_with(&alice, &stop, &["--pinned"]);
+    let sessions = pack.sessions();
+    assert_eq!(
+        sessions.iter().map(ResourceExt::name_any).collect::<Vec<_>>(),
+        std::slice::from_ref(&name),
+        "the resume kept the Session"
+    );
+    let session = &sessions[0];
+    assert_eq!(
+        session.spec.keys_revision,
+        Some(1),
+        "the proxy raised the revision"
+    );
+    assert_eq!(
+        session.status.as_ref().and_then(|s| s.keys_revision),
+        Some(1),
+        "the agent had registered the new keys when the client got its answer"
+    );
+    assert_eq!(pod_ip(&pack.pod_of(&name).expect("the pod")), ip, "the same pod");
+    pack.wait_phase(&name, SessionPhase::Streaming);
+    std::fs::write(&stop, b"").expect("stop file");
+    let done = resumed.report(DRIVER_TIMEOUT);
+    eprintln!("the resumed stream: {done}");
+    assert_eq!(
+        done["terminated"], false,
+        "the resumed stream ran until stopped: {done}"
+    );
+    assert!(
+        done["udp_in_while_streaming"].as_u64().unwrap_or(0) > 0,
+        "RTP from the Wolf pod reached the client again: {done}"
+    );
 }

@@ -1,8 +1,10 @@
 //! The keys Secret of a Session: the stream's AES key and IV, which only the proxy, the operator
 //! and that Session's agent may read (`stream::keys_secret_name`, keys `aesKey` and `aesIV`).
 //!
-//! The proxy applies it right after it creates (or re-keys) the Session, owned by the Session, so
-//! it goes with it. Anyone allowed to read Sessions cannot see the keys this way; the agent's
+//! The proxy applies it right after it creates the Session, owned by the Session, so it goes
+//! with it. A resume writes the new keys with the next revision ([`KEYS_REVISION`], the
+//! Session's `spec.keysRevision`) before it raises the Session's, so an agent that sees the
+//! Session's revision finds keys at least that new. Anyone allowed to read Sessions cannot see the keys this way; the agent's
 //! account may read only its own Secret.
 
 use std::collections::BTreeMap;
@@ -16,9 +18,10 @@ use kube::{Api, Resource, ResourceExt};
 
 use crate::crd::{self, field_managers, labels};
 use crate::retry::RetryPolicy;
-use crate::stream::{KEYS_AES_IV, KEYS_AES_KEY, SESSION_LABEL, keys_secret_name};
+use crate::stream::{KEYS_AES_IV, KEYS_AES_KEY, KEYS_REVISION, SESSION_LABEL, keys_secret_name};
 
-/// The keys Secret of `session`, owned by it (not blocking its deletion).
+/// The keys Secret of `session`, owned by it (not blocking its deletion), at the Session's
+/// `spec.keysRevision`.
 ///
 /// # Panics
 /// Never for a Session read from the API server (it has a name and uid).
@@ -50,6 +53,10 @@ pub fn keys_secret(session: &crd::Session, keys: &StreamKeys) -> Secret {
                 (labels::MANAGED_BY.to_owned(), labels::DIREWOLF.to_owned()),
                 (SESSION_LABEL.to_owned(), name),
             ])),
+            annotations: Some(BTreeMap::from([(
+                KEYS_REVISION.to_owned(),
+                session.spec.keys_revision.unwrap_or(0).to_string(),
+            )])),
             owner_references: Some(vec![owner]),
             ..ObjectMeta::default()
         },
@@ -90,6 +97,15 @@ pub fn stream_keys(secret: &Secret) -> Result<StreamKeys, String> {
     })
 }
 
+/// The revision of a keys Secret's keys (absent or unreadable: 0).
+pub fn keys_revision(secret: &Secret) -> i64 {
+    secret
+        .annotations()
+        .get(KEYS_REVISION)
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
+}
+
 /// The keys in a keys Secret, as the agent reads them: `(aesKey, aesIV)`.
 pub fn read_keys(secret: &Secret) -> Option<(String, String)> {
     let data = secret.data.as_ref()?;
@@ -113,6 +129,7 @@ mod tests {
                 },
                 pairing_reference: PairingReference { name: "f".repeat(64) },
                 gateway: None,
+                keys_revision: None,
                 config: SessionConfig {
                     client_ip: None,
                     video_width: 1920,
@@ -143,5 +160,9 @@ mod tests {
             read_keys(&secret),
             Some(("773448F67992470C5C62848D361E1025".into(), "-123456789".into()))
         );
+        assert_eq!(keys_revision(&secret), 0, "a launch's keys");
+        let mut resumed = session();
+        resumed.spec.keys_revision = Some(3);
+        assert_eq!(keys_revision(&keys_secret(&resumed, &keys)), 3);
     }
 }

@@ -11,9 +11,10 @@
 //!   [`await_condition`] inside an overall timeout (default
 //!   [`DEFAULT_LAUNCH_TIMEOUT`], below the ~55 s the slowest client waits). A Session that does
 //!   not start in time is deleted and the client gets [`LaunchError::Timeout`].
-//! * **resume**: write the new keys into the Session's keys Secret, merge-patch its client address and pairing,
-//!   then wait for the stream URL (and, when the operator reports `observedGeneration`, for it to
-//!   have seen the patch).
+//! * **resume**: read the Session fresh, write the new keys into its keys Secret at the next
+//!   revision, then merge-patch its client address, pairing and `spec.keysRevision`, conditional
+//!   on the version read; wait until the agent reports that revision registered with Wolf
+//!   (`status.keysRevision`) and for the stream URL.
 //! * **cancel**: delete the user's Sessions and wait (bounded) until the watch shows none of them
 //!   running, so the `/serverinfo` that clients send next reports the server free.
 //! * **current_app**: answered from the Session cache, never an API call.
@@ -401,25 +402,22 @@ impl KubeLauncher {
             .map_err(|e| launch_error("writing the session's keys", e))
     }
 
-    /// Waits until Session `name` has a stream URL (and, if `generation` is given and the
-    /// operator reports `observedGeneration`, has observed that generation), until `deadline`.
-    /// A failing watch is retried with backoff until the deadline.
+    /// Waits until Session `name` has a stream URL (and, if `revision` is given, its agent has
+    /// registered the stream with keys of at least that revision), until `deadline`. A failing
+    /// watch is retried with backoff until the deadline.
     async fn wait_for_url(
         &self,
         name: &str,
-        generation: Option<i64>,
+        revision: Option<i64>,
         deadline: tokio::time::Instant,
     ) -> Result<String, LaunchError> {
-        let seen_generation = move |s: &crd::Session| match (
-            generation,
-            s.status.as_ref().and_then(|st| st.observed_generation),
-        ) {
-            (Some(wanted), Some(observed)) => observed >= wanted,
-            _ => true,
+        let keyed = move |s: &crd::Session| {
+            let registered = s.status.as_ref().and_then(|st| st.keys_revision).unwrap_or(0);
+            revision.is_none_or(|wanted| registered >= wanted)
         };
         let condition = move |o: Option<&crd::Session>| match o {
             None => true,
-            Some(s) => has_ended(s) || (stream_url(s).is_some() && seen_generation(s)),
+            Some(s) => has_ended(s) || (stream_url(s).is_some() && keyed(s)),
         };
         let mut delay = self.inner.config.retry.initial_delay;
         loop {
@@ -556,53 +554,103 @@ impl KubeLauncher {
 
     async fn resume_now(&self, request: ResumeRequest) -> Result<LaunchOutcome, LaunchError> {
         let deadline = tokio::time::Instant::now() + self.inner.config.launch_timeout;
-        let name = match self.running(&request.user).first() {
-            Some(session) => session.name_any(),
-            None => {
-                // Launched through another replica whose Session this cache has not seen yet?
-                let names = self.user_sessions(&request.user).await?;
-                let tombstones = self.inner.tombstones.lock();
-                names
-                    .into_iter()
-                    .find(|n| !tombstones.contains_key(n))
-                    .ok_or(LaunchError::NotRunning)?
+        let name = self.session_to_resume(&request.user).await?;
+        let mut attempts = 0;
+        let (patched, revision) = loop {
+            match self.rekey(&name, &request).await {
+                Err(RekeyError::Conflict) if attempts < REKEY_ATTEMPTS => attempts += 1,
+                Err(RekeyError::Conflict) => {
+                    return Err(LaunchError::Unavailable {
+                        message: "The session kept changing while it was resumed; try again.".to_owned(),
+                    });
+                }
+                Err(RekeyError::Launch(e)) => return Err(e),
+                Ok(done) => break done,
             }
         };
+        self.inner.sessions.wrote(patched);
+        info!(session = %name, user = %request.user, revision, "session re-keyed; waiting for its stream");
+        let session_url = self.wait_for_url(&name, Some(revision), deadline).await?;
+        Ok(LaunchOutcome {
+            session: Self::session_id(&name)?,
+            session_url,
+        })
+    }
+
+    /// The user's running Session, from the cache, else listed (it may have been launched
+    /// through another replica whose Session this cache has not seen yet).
+    async fn session_to_resume(&self, user: &UserName) -> Result<String, LaunchError> {
+        if let Some(session) = self.running(user).first() {
+            return Ok(session.name_any());
+        }
+        let names = self.user_sessions(user).await?;
+        let tombstones = self.inner.tombstones.lock();
+        names
+            .into_iter()
+            .find(|n| !tombstones.contains_key(n))
+            .ok_or(LaunchError::NotRunning)
+    }
+
+    /// One re-keying of Session `name`, read fresh from the API server: the keys Secret at the
+    /// next revision, then the Session's client, pairing and `keysRevision`, conditional on the
+    /// version read (a concurrent change is a [`RekeyError::Conflict`]). Returns the patched
+    /// Session and the revision.
+    async fn rekey(&self, name: &str, request: &ResumeRequest) -> Result<(crd::Session, i64), RekeyError> {
+        let retry = &self.inner.config.retry;
+        let api = &self.inner.sessions_api;
+        let current = retry
+            .run("get session", || api.get_opt(name))
+            .await
+            .map_err(|e| launch_error("reading the session", e))?
+            .filter(|s| s.metadata.deletion_timestamp.is_none() && !has_ended(s))
+            .ok_or(LaunchError::NotRunning)?;
+        let revision = current.spec.keys_revision.unwrap_or(0) + 1;
+        let mut keyed = current.clone();
+        keyed.spec.keys_revision = Some(revision);
+        self.write_keys(&keyed, &request.keys).await?;
         let mut config = json!({ "clientIP": request.client_ip.to_string() });
         if let Some(flags) = request.surround_audio_info {
             config["surroundAudioFlags"] = json!(flags);
         }
         let patch = json!({
-            "metadata": { "annotations": { annotations::PAIRING: request.pairing.to_string() } },
+            "metadata": {
+                "resourceVersion": current.resource_version(),
+                "annotations": { annotations::PAIRING: request.pairing.to_string() },
+            },
             "spec": {
                 "pairingReference": { "name": request.pairing.to_string() },
                 "config": config,
+                "keysRevision": revision,
             }
         });
         let params = PatchParams::default();
         let merge = Patch::Merge(&patch);
-        let patched = self
-            .inner
-            .config
-            .retry
-            .run("patch session", || {
-                self.inner.sessions_api.patch(&name, &params, &merge)
-            })
-            .await;
-        let patched = match patched {
-            Ok(patched) => patched,
-            Err(e) if has_status(&e, 404) => return Err(LaunchError::NotRunning),
-            Err(e) => return Err(launch_error("re-keying the session", e)),
-        };
-        let generation = patched.metadata.generation;
-        self.write_keys(&patched, &request.keys).await?;
-        self.inner.sessions.wrote(patched);
-        info!(session = %name, user = %request.user, "session re-keyed; waiting for its stream");
-        let session_url = self.wait_for_url(&name, generation, deadline).await?;
-        Ok(LaunchOutcome {
-            session: Self::session_id(&name)?,
-            session_url,
-        })
+        match retry
+            .run("patch session", || api.patch(name, &params, &merge))
+            .await
+        {
+            Ok(patched) => Ok((patched, revision)),
+            Err(e) if has_status(&e, 409) => Err(RekeyError::Conflict),
+            Err(e) if has_status(&e, 404) => Err(LaunchError::NotRunning.into()),
+            Err(e) => Err(launch_error("re-keying the session", e).into()),
+        }
+    }
+}
+
+/// How often a resume re-reads a Session that changed under it before giving up.
+const REKEY_ATTEMPTS: u32 = 3;
+
+/// Why one re-keying attempt failed.
+enum RekeyError {
+    /// The Session changed between the read and the patch.
+    Conflict,
+    /// Anything else, as the client is told.
+    Launch(LaunchError),
+}
+
+impl From<LaunchError> for RekeyError {
+    fn from(e: LaunchError) -> Self {
+        RekeyError::Launch(e)
     }
 }
 

@@ -200,6 +200,7 @@ mod tests {
                 },
                 pairing_reference: PairingReference { name: "f".repeat(64) },
                 gateway: None,
+                keys_revision: None,
                 config: SessionConfig {
                     client_ip: Some("198.51.100.7".into()),
                     video_width: 1920,

@@ -47,6 +47,9 @@ pub fn keys_secret_name(session: &str) -> String {
 pub const KEYS_AES_KEY: &str = "aesKey";
 /// Key of the AES IV (decimal, as the client sent `rikeyid`) in the keys Secret.
 pub const KEYS_AES_IV: &str = "aesIV";
+/// Annotation of the keys Secret: the revision of its keys, the Session's `spec.keysRevision`
+/// when they were written (a resume raises it; absent: 0).
+pub const KEYS_REVISION: &str = "direwolf.games-on-whales.github.io/keys-revision";
 
 /// The ServiceAccount (and Role, RoleBinding) the Session's pod runs as.
 pub fn agent_account_name(session: &str) -> String {

@@ -1,6 +1,6 @@
 //! The wolf-agent (`direwolf_k8s::agent`) against the API-server emulator and the fake Wolf:
 //! registration writes exactly the contract's status fields, a restarted agent finds its Wolf
-//! session again, Wolf's events drive the phase, deleting the Session stops Wolf's session,
+//! session again, a resume's new keys register the stream again, Wolf's events drive the phase, deleting the Session stops Wolf's session,
 //! failures are reported on the Session, status writes survive injected faults, logs never
 //! show the AES key, and (as root, in a network namespace) a real libudev monitor sees the
 //! controllers the agent replays.
@@ -143,6 +143,31 @@ impl Env {
             .expect("secret created");
     }
 
+    /// Plays the proxy's resume: keys at `revision` into the Secret, then the Session's new
+    /// client and `spec.keysRevision`.
+    async fn resume(&self, key: &str, revision: i64, client_ip: &str) {
+        let secret = json!({
+            "metadata": {"annotations": {stream::KEYS_REVISION: revision.to_string()}},
+            "data": {stream::KEYS_AES_KEY: base64(key)},
+        });
+        let api: Api<Secret> = Api::namespaced(self.emulator.client(), NS);
+        let name = stream::keys_secret_name(NAME);
+        within(
+            "proxy re-keys",
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&secret)),
+        )
+        .await
+        .expect("keys re-written");
+        let spec = json!({"spec": {"keysRevision": revision, "config": {"clientIP": client_ip}}});
+        within(
+            "proxy raises the revision",
+            self.sessions()
+                .patch(NAME, &PatchParams::default(), &Patch::Merge(&spec)),
+        )
+        .await
+        .expect("session patched");
+    }
+
     fn config(&self) -> AgentConfig {
         let mut config = AgentConfig::new(
             NAME,
@@ -191,6 +216,11 @@ impl Env {
         assert_eq!(list.len(), 1, "Wolf holds exactly one session");
         list[0].session_id()
     }
+}
+
+fn base64(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
 }
 
 fn condition(s: &Session) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
@@ -267,7 +297,13 @@ async fn registration_writes_exactly_the_contract_fields() {
     keys.sort_unstable();
     assert_eq!(
         keys,
-        ["f:conditions", "f:phase", "f:streamURL", "f:wolfSessionID"]
+        [
+            "f:conditions",
+            "f:keysRevision",
+            "f:phase",
+            "f:streamURL",
+            "f:wolfSessionID"
+        ]
     );
     let conditions: Vec<&String> = owned["f:conditions"].as_object().unwrap().keys().collect();
     assert_eq!(conditions, [r#"k:{"type":"StreamStarted"}"#]);
@@ -288,6 +324,62 @@ async fn a_restarted_agent_reuses_wolfs_session() {
     assert_eq!(env.wolf_id(), id, "one Wolf session, the same id");
     assert_eq!(s.status.unwrap().wolf_session_id, Some(id.to_string()));
     second.abort();
+}
+
+/// A resume's new keys: Wolf's session is stopped and added again with the new keys and client,
+/// and the status carries the new id and the revision the proxy waits for.
+#[tokio::test]
+async fn a_resume_registers_the_stream_again_with_its_new_keys() {
+    const NEW_KEY: &str = "00112233445566778899AABBCCDDEEFF";
+    let env = Env::new().await;
+    let agent = env.start(env.config()).await;
+    let first = env.phase(SessionPhase::WaitForPing).await;
+    assert_eq!(first.status.as_ref().and_then(|s| s.keys_revision), Some(0));
+    let old = env.wolf_id();
+    within("agent subscribes", env.wolf.wait_for_subscribers(1, WAIT))
+        .await
+        .expect("subscribed");
+    env.wolf.inject_event(
+        names::RTP_VIDEO_PING,
+        &json!({"client_ip": "192.0.2.10", "client_port": 5000}),
+    );
+    env.phase(SessionPhase::Streaming).await;
+
+    env.resume(NEW_KEY, 1, "198.51.100.20").await;
+    let api = env.sessions();
+    let s = within("revision 1 registered", async {
+        loop {
+            let s = api.get(NAME).await.expect("get session");
+            if s.status.as_ref().and_then(|st| st.keys_revision) == Some(1) {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    // One session (the old one was stopped), with the new keys; a client-less session's id
+    // is the same every time (`wolf-api.md`), so Wolf's stop event of the old one must not end
+    // the new one.
+    let id = env.wolf_id();
+    assert_eq!(id, old);
+    let w = &env.wolf.sessions()[0];
+    assert_eq!(w.aes_key.as_ref().unwrap().expose(), NEW_KEY);
+    assert_eq!(w.client_ip, "198.51.100.20");
+    let st = s.status.as_ref().unwrap();
+    assert_eq!(st.wolf_session_id.as_deref(), Some(id.to_string().as_str()));
+    assert_eq!(
+        st.phase,
+        Some(SessionPhase::WaitForPing),
+        "waiting for the client again"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let later = api.get(NAME).await.expect("get session");
+    assert_eq!(
+        later.status.and_then(|st| st.phase),
+        Some(SessionPhase::WaitForPing),
+        "the old session's stop did not end the new one"
+    );
+    agent.abort();
 }
 
 #[tokio::test]

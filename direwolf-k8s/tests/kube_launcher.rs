@@ -73,9 +73,11 @@ fn slow_operator(client: kube::Client, delay: Duration) -> tokio::task::JoinHand
             }
             port += 1;
             tokio::time::sleep(delay).await;
+            // The agent's acknowledgement of a resume's keys, too.
             let status = json!({ "status": {
                 "streamURL": format!("rtsp://203.0.113.10:{port}"),
                 "observedGeneration": generation,
+                "keysRevision": session.spec.keys_revision.unwrap_or(0),
             }});
             let _ = api
                 .patch_status(
@@ -179,7 +181,7 @@ async fn launch_resume_and_cancel_through_session_objects() {
     assert_eq!(listed[0].name_any(), second.session.as_str());
     assert_eq!(launcher.current_app(&alice()).await, AppId::new(1).ok());
 
-    // Resume re-keys the running session and waits for the operator to see the change.
+    // Resume re-keys the running session and waits for its agent to register the new keys.
     let resumed = within(
         "resume",
         launcher.resume(ResumeRequest {
@@ -205,6 +207,18 @@ async fn launch_resume_and_cancel_through_session_objects() {
         resumed.session_url, second.session_url,
         "URL published after the re-key"
     );
+    assert_eq!(listed[0].spec.keys_revision, Some(1));
+    assert_eq!(
+        listed[0].status.as_ref().and_then(|s| s.keys_revision),
+        Some(1),
+        "answered once the agent had revision 1"
+    );
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(emulator.client(), NS);
+    let secret = secrets
+        .get(&direwolf_k8s::stream::keys_secret_name(&listed[0].name_any()))
+        .await
+        .expect("keys Secret");
+    assert_eq!(direwolf_k8s::keys::keys_revision(&secret), 1);
 
     within("cancel", launcher.cancel(&alice()))
         .await

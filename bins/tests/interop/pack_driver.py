@@ -7,14 +7,16 @@ Commands (all take --host, --http-port and --client-dir; pairing is driver.py's 
                                   POST the PIN (for user U) to direwolf's PIN page
   serverinfo                      HTTPS /serverinfo: state and current game
   probe --port N                  whether a TCP connect to the host's port N is refused
-  stream --app NAME --until FILE --max-secs N
+  stream --app NAME --until FILE --max-secs N [--pinned]
         launch NAME the way MoonlightClient.start_stream does (its _setup_stream: applist,
         /launch, then moonlight-common-c's LiStartConnection: RTSP handshake, control stream
         (ENet), video and audio streams), print {"event": "started", ...} once
         LiStartConnection returned, keep the stream up until FILE exists or N seconds passed,
         then print the final report: UDP datagrams this namespace received while streaming,
         whether/why the connection terminated, and the wall-clock time ("now", Unix seconds).
-        A stream that ends by itself ends the wait at once.
+        A stream that ends by itself ends the wait at once. --pinned: ask /serverinfo over HTTPS
+        with the server certificate pinned at pairing (moonlight-python alone asks over HTTP, where
+        no client is told its running game), so that a running NAME is resumed (/resume).
   launch-times --app-id N --count K
         K rounds of moonlight-python's own /launch (NvHTTP.launch_app, fresh random keys) then
         /cancel (NvHTTP.quit_app); prints {"ok": true, "launch_secs": [...], "urls": [...]}: the
@@ -79,6 +81,10 @@ def cmd_serverinfo(args: argparse.Namespace) -> None:
 def cmd_stream(args: argparse.Namespace) -> None:
     client = MoonlightClient(config_dir=args.client_dir)
     client.connect(args.host, args.http_port)
+    if args.pinned:
+        # As moonlight-qt and Android do once paired: /serverinfo over HTTPS, where the server
+        # tells this client its running game, which moonlight-python then resumes.
+        client._http.server_cert_pem = (Path(args.client_dir) / driver.CERT_FILE).read_bytes()
     before = udp_in_datagrams()
     t0 = time.monotonic()
     try:
@@ -163,6 +169,7 @@ def main() -> int:
     s.add_argument("--until", required=True)
     s.add_argument("--max-secs", type=float, default=30)
     s.add_argument("--bitrate", type=int, default=10000)
+    s.add_argument("--pinned", action="store_true")
     sub.add_parser("quit")
     t = sub.add_parser("launch-times")
     t.add_argument("--app-id", type=int, required=True)

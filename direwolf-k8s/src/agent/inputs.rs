@@ -42,6 +42,8 @@ pub struct StreamInputs {
     pub keys: StreamKeys,
     /// The fake RTSP IP ([`stream::fake_rtsp_ip`] of the pod's IP).
     pub fake_ip: Ipv4Addr,
+    /// The revision of the keys ([`crate::keys::keys_revision`]).
+    pub keys_revision: i64,
 }
 
 impl StreamInputs {
@@ -67,17 +69,17 @@ pub enum InputsError {
     },
 }
 
-/// Waits for the Session to carry `status.ports`; its config and ports.
+/// Waits for the Session to carry `status.ports`; its config, ports and keys revision.
 async fn wait_for_ports(
     rx: &mut watch::Receiver<SessionView>,
-) -> Result<(SessionConfig, SessionPorts), InputsError> {
+) -> Result<(SessionConfig, SessionPorts, i64), InputsError> {
     let mut logged = false;
     loop {
         match &*rx.borrow_and_update() {
             SessionView::Gone => return Err(InputsError::SessionGone),
             SessionView::Present(s) => {
                 if let Some(ports) = s.status.as_ref().and_then(|st| st.ports) {
-                    return Ok((s.spec.config.clone(), ports));
+                    return Ok((s.spec.config.clone(), ports, s.spec.keys_revision.unwrap_or(0)));
                 }
                 if !logged {
                     info!("waiting for the operator to write status.ports");
@@ -92,15 +94,29 @@ async fn wait_for_ports(
     }
 }
 
-/// Reads the keys Secret, retrying with `backoff` while it is missing or unreadable.
-async fn read_keys(
+/// Reads the keys Secret, retrying with `backoff` while it is missing, unreadable or older than
+/// revision `at_least`; the keys and their revision.
+///
+/// # Errors
+/// [`InputsError::BadKeys`].
+pub async fn read_keys(
     secrets: &Api<KubeSecret>,
     name: &str,
+    at_least: i64,
     backoff: &mut Backoff,
-) -> Result<StreamKeys, InputsError> {
+) -> Result<(StreamKeys, i64), InputsError> {
     loop {
         match secrets.get_opt(name).await {
-            Ok(Some(secret)) => return parse_keys(name, &secret),
+            Ok(Some(secret)) => {
+                let revision = crate::keys::keys_revision(&secret);
+                if revision >= at_least {
+                    return Ok((parse_keys(name, &secret)?, revision));
+                }
+                info!(
+                    secret = name,
+                    revision, at_least, "the keys Secret is older than the Session; waiting"
+                );
+            }
             Ok(None) => info!(secret = name, "the keys Secret does not exist yet; waiting"),
             Err(e) => warn!(secret = name, error = %e, "cannot read the keys Secret; retrying"),
         }
@@ -130,12 +146,14 @@ pub async fn gather(
     fake_ip: Ipv4Addr,
     mut backoff: Backoff,
 ) -> Result<StreamInputs, InputsError> {
-    let (config, ports) = wait_for_ports(rx).await?;
-    let keys = read_keys(secrets, &stream::keys_secret_name(session), &mut backoff).await?;
+    let (config, ports, wanted) = wait_for_ports(rx).await?;
+    let name = stream::keys_secret_name(session);
+    let (keys, keys_revision) = read_keys(secrets, &name, wanted, &mut backoff).await?;
     Ok(StreamInputs {
         config,
         ports,
         keys,
         fake_ip,
+        keys_revision,
     })
 }

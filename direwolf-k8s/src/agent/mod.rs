@@ -9,6 +9,7 @@
 //! | follow the own Session (its ports; deleted = gone) | [`session`] |
 //! | the keys Secret and `status.ports`, waited for | [`inputs`] |
 //! | `sessions/add` once (found again after a restart) | [`register`] |
+//! | a resume's new keys: Wolf's session stopped and added again | [`rekey`], [`run`] |
 //! | the status fields, on change, retried | [`status`] |
 //! | Wolf's events → WaitForPing, Streaming, Paused, Ended | [`phase`], [`run`] |
 //! | virtual controllers into the game container | [`udev`] |
@@ -34,6 +35,7 @@ pub mod health;
 pub mod inputs;
 pub mod phase;
 pub mod register;
+pub mod rekey;
 pub mod run;
 pub mod session;
 pub mod socket;

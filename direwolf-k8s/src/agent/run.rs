@@ -26,7 +26,7 @@ use super::phase::{PhaseInput, PhaseTracker};
 use super::session::{self, SessionView};
 use super::status::{AgentStatus, StatusWriter, WriteError};
 use super::udev::{DeviceRelay, NetlinkSink, UeventSink};
-use super::{AgentConfig, AgentError, register, socket};
+use super::{AgentConfig, AgentError, register, rekey, socket};
 use crate::crd::{Session, SessionPhase};
 use crate::stream;
 
@@ -219,9 +219,9 @@ impl Life {
             Ok(id) => id,
             Err(message) => return self.fail(&mut writer, message).await,
         };
-        let registered = AgentStatus::registered(id.to_string(), inputs.stream_url());
-        self.write(&mut writer, registered.clone()).await;
-        self.follow(id, events, &mut writer, registered).await
+        self.write(&mut writer, registered(id, &inputs)).await;
+        let followed = Followed { id, inputs };
+        self.follow(followed, events, &mut writer, &mut rx).await
     }
 
     /// Reports the stream failed (phase Ended), then waits for the Session to go.
@@ -292,17 +292,19 @@ impl Life {
         }
     }
 
-    /// Follows Wolf's events until the stream ends, then waits for the Session to go.
+    /// Follows Wolf's events until the stream ends, then waits for the Session to go. A resume's
+    /// new keys register the stream again ([`super::rekey`]).
     async fn follow(
         &self,
-        id: SessionId,
+        mut stream: Followed,
         mut events: mpsc::UnboundedReceiver<EventItem>,
         writer: &mut StatusWriter,
-        base: AgentStatus,
+        rx: &mut watch::Receiver<SessionView>,
     ) -> Result<(), AgentError> {
         let mut tracker = PhaseTracker::new(self.config.pause_grace);
         loop {
             let grace = tracker.grace_deadline();
+            let id = stream.id;
             let changed = tokio::select! {
                 item = events.recv() => match item {
                     Some(EventItem::Event(event)) => self.on_event(id, &event, &mut tracker),
@@ -317,20 +319,85 @@ impl Life {
                     }
                     ended
                 }
+                session = rekey::raised(rx, stream.inputs.keys_revision) => {
+                    stream = match self.rekey(&session, &stream, &mut events).await {
+                        Ok(next) => next,
+                        Err(message) => return self.fail(writer, message).await,
+                    };
+                    tracker = PhaseTracker::new(self.config.pause_grace);
+                    self.write(writer, registered(stream.id, &stream.inputs)).await;
+                    continue;
+                }
             };
             if let Some(phase) = changed {
-                self.write(
-                    writer,
-                    AgentStatus {
-                        phase,
-                        ..base.clone()
-                    },
-                )
-                .await;
+                let status = AgentStatus {
+                    phase,
+                    ..registered(id, &stream.inputs)
+                };
+                self.write(writer, status).await;
                 if phase == SessionPhase::Ended {
                     return forever().await;
                 }
             }
+        }
+    }
+
+    /// Registers the stream again with the keys a resume wrote (at least the Session's
+    /// revision) and the Session's current parameters, after stopping Wolf's session and
+    /// seeing Wolf's event for that stop (a client-less session's id is the same every time,
+    /// so a late event of the old session would pass for one of the new).
+    async fn rekey(
+        &self,
+        session: &Session,
+        current: &Followed,
+        events: &mut mpsc::UnboundedReceiver<EventItem>,
+    ) -> Result<Followed, String> {
+        let wanted = rekey::wanted(session);
+        let secret = stream::keys_secret_name(&self.config.session);
+        let mut backoff = self.backoff();
+        let read = inputs::read_keys(&self.secrets, &secret, wanted, &mut backoff);
+        let (keys, keys_revision) = match tokio::time::timeout(self.config.wolf_timeout, read).await {
+            Ok(Ok(read)) => read,
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => {
+                return Err(format!(
+                    "the keys Secret {secret} did not reach revision {wanted} within {:?}",
+                    self.config.wolf_timeout
+                ));
+            }
+        };
+        info!(
+            revision = keys_revision,
+            "the stream was resumed with new keys; registering it with Wolf again"
+        );
+        let inputs = StreamInputs {
+            config: session.spec.config.clone(),
+            keys,
+            keys_revision,
+            ..current.inputs.clone()
+        };
+        self.stop_wolf_session().await;
+        self.await_stopped(current.id, events).await;
+        self.registered.lock().id = None;
+        let id = self.register(&inputs).await?;
+        Ok(Followed { id, inputs })
+    }
+
+    /// Consumes Wolf's events up to the one for the stop of `id` (bounded); the devices of the
+    /// old session are relayed meanwhile.
+    async fn await_stopped(&self, id: SessionId, events: &mut mpsc::UnboundedReceiver<EventItem>) {
+        let mut ignored = PhaseTracker::new(self.config.pause_grace);
+        let stopped = async {
+            while let Some(item) = events.recv().await {
+                if let EventItem::Event(event) = item
+                    && self.on_event(id, &event, &mut ignored) == Some(SessionPhase::Ended)
+                {
+                    return;
+                }
+            }
+        };
+        if tokio::time::timeout(WOLF_CALL_TIMEOUT, stopped).await.is_err() {
+            warn!(wolf_session_id = %id, "Wolf's event for the stop did not come; registering anyway");
         }
     }
 
@@ -404,6 +471,17 @@ impl Life {
             warn!("Wolf did not answer the stop in time");
         }
     }
+}
+
+/// The stream Wolf has: its id there and what it was registered with.
+struct Followed {
+    id: SessionId,
+    inputs: StreamInputs,
+}
+
+/// The status of a registered stream, phase WaitForPing.
+fn registered(id: SessionId, inputs: &StreamInputs) -> AgentStatus {
+    AgentStatus::registered(id.to_string(), inputs.stream_url(), inputs.keys_revision)
 }
 
 /// Sleeps until `at`, or forever without one.

@@ -1,5 +1,5 @@
-//! The agent's part of the Session status (`stream.rs`): `wolfSessionID`, `streamURL`, `phase`
-//! and the condition `StreamStarted`, written with server-side apply on the status subresource
+//! The agent's part of the Session status (`stream.rs`): `wolfSessionID`, `streamURL`,
+//! `keysRevision`, `phase` and the condition `StreamStarted`, written with server-side apply on the status subresource
 //! under field manager [`field_managers::AGENT_SESSION_STATUS`], only when they change.
 //!
 //! Every apply carries all of the agent's fields (server-side apply removes the fields a manager
@@ -24,6 +24,8 @@ pub struct AgentStatus {
     pub wolf_session_id: Option<String>,
     /// `rtsp://<fake ip>:<ports.rtsp>`.
     pub stream_url: Option<String>,
+    /// The revision of the keys Wolf's session has.
+    pub keys_revision: Option<i64>,
     /// The phase.
     pub phase: SessionPhase,
     /// `StreamStarted`: true (reason WaitForPing) or false (reason StreamStartFailed), with a
@@ -35,10 +37,11 @@ pub struct AgentStatus {
 
 impl AgentStatus {
     /// The stream is registered: WaitForPing.
-    pub fn registered(wolf_session_id: String, stream_url: String) -> Self {
+    pub fn registered(wolf_session_id: String, stream_url: String, keys_revision: i64) -> Self {
         AgentStatus {
             wolf_session_id: Some(wolf_session_id),
             stream_url: Some(stream_url),
+            keys_revision: Some(keys_revision),
             phase: SessionPhase::WaitForPing,
             started: true,
             message: "Wolf has the stream; waiting for the client".into(),
@@ -50,6 +53,7 @@ impl AgentStatus {
         AgentStatus {
             wolf_session_id: None,
             stream_url: None,
+            keys_revision: None,
             phase: SessionPhase::Ended,
             started: false,
             message,
@@ -165,6 +169,9 @@ impl StatusWriter {
         }
         if let Some(url) = &status.stream_url {
             fields["streamURL"] = json!(url);
+        }
+        if let Some(revision) = status.keys_revision {
+            fields["keysRevision"] = json!(revision);
         }
         json!({
             "apiVersion": format!("{}/{}", crate::crd::GROUP, crate::crd::VERSION),

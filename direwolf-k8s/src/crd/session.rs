@@ -50,6 +50,11 @@ pub struct SessionSpec {
     pub gateway: Option<GatewayReference>,
     /// The client's stream parameters.
     pub config: SessionConfig,
+    /// The revision of the keys Secret the stream must use: a resume writes new keys with the
+    /// next revision, then raises this; the agent re-registers the stream with them. Absent: 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub keys_revision: Option<i64>,
 }
 
 /// The client's stream parameters, from `/launch` or the last `/resume`.
@@ -149,6 +154,9 @@ pub struct SessionStatus {
     /// The id Wolf returned when the stream was registered.
     #[serde(default, rename = "wolfSessionID", skip_serializing_if = "Option::is_none")]
     pub wolf_session_id: Option<String>,
+    /// The revision of the keys Secret that Wolf's session was registered with (the agent's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys_revision: Option<i64>,
     /// `rtsp://<host>:<ports.rtsp>`, returned to the client as `sessionUrl0`.
     #[serde(default, rename = "streamURL", skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = "^rtsp(enc)?://\\S+$"))]

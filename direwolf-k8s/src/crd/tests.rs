@@ -90,6 +90,7 @@ fn session_spec() -> SessionSpec {
             name: "ab".repeat(32),
         },
         gateway: None,
+        keys_revision: None,
         config: SessionConfig {
             client_ip: Some("192.0.2.10".into()),
             video_width: 1920,
@@ -114,6 +115,7 @@ fn session_json_shape() {
             audio_rtp: 48200.try_into().unwrap(),
         }),
         wolf_session_id: Some("123".into()),
+        keys_revision: Some(2),
         stream_url: Some("rtsp://10.0.0.7:48010".into()),
         host: Some("alice-test-pattern".into()),
         deployment_name: Some("alice-test-pattern".into()),
@@ -142,6 +144,7 @@ fn session_json_shape() {
                 "phase": "WaitForPing",
                 "ports": {"rtsp": 48010, "control": 47999, "videoRTP": 48100, "audioRTP": 48200},
                 "wolfSessionID": "123",
+                "keysRevision": 2,
                 "streamURL": "rtsp://10.0.0.7:48010",
                 "host": "alice-test-pattern",
                 "deploymentName": "alice-test-pattern",

@@ -249,6 +249,7 @@ pub(crate) fn session_object(session: &CoreSession, app_name: &str) -> Result<cr
                 name: session.pairing.to_string(),
             },
             gateway: None,
+            keys_revision: None,
             config: session_config(session),
         },
     );
