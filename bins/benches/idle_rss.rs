@@ -6,10 +6,14 @@
 //! does nothing) and a minimal tokio program (this binary re-invoked: a 2-worker runtime with one
 //! TCP listener, idle). The target is < 20 MiB for `direwolf serve`.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use support::proc_status;
 
 const IDLE: Duration = Duration::from_secs(3);
 const TARGET_KIB: u64 = 20 * 1024;
@@ -17,16 +21,8 @@ const BASELINE_VAR: &str = "DIREWOLF_RSS_BASELINE";
 
 /// `VmRSS` and `Threads` of a process.
 fn rss_and_threads(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
-    let value = |key: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
-    };
-    (value("VmRSS:"), value("Threads:"))
+    let pid = pid.to_string();
+    (proc_status(&pid, "VmRSS:"), proc_status(&pid, "Threads:"))
 }
 
 struct Guard(Child);

@@ -14,6 +14,8 @@
 //! The emulator's and this process's CPU time are shown too, to tell whether the emulator or the
 //! polling client is the bottleneck.
 
+mod support;
+
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -30,6 +32,7 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 use serde_json::json;
+use support::proc_status;
 
 const SESSIONS: usize = 1_000;
 const IN_FLIGHT: usize = 16;
@@ -248,15 +251,7 @@ fn clock_ticks() -> f64 {
 
 /// `pid` is a number or `self`.
 fn sample(pid: &str, ticks: f64) -> Sample {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
-    let value = |key: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
-    };
+    let value = |key: &str| proc_status(pid, key);
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
     // The fields after the command name (in parentheses): state is field 3, utime 14, stime 15.
     let fields: Vec<&str> = stat
