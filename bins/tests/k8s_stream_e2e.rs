@@ -11,7 +11,8 @@
 //!
 //! Tests: two users stream at once and quitting frees everything; a killed Wolf (with its
 //! leading operator killed too) ends its Session; a proxy restarted mid-stream keeps the stream;
-//! a stopped stream resumes in its pod with new keys.
+//! a stopped stream resumes in its pod with new keys; flows split across two proxy replicas
+//! stream.
 //!
 //! Needs root, `ip`, `unshare`, `nsenter` and python3 with moonlight_python 0.3.0.
 
@@ -409,13 +410,18 @@ struct Streaming {
 }
 
 fn start_proxy(ns: &str, kubeconfig: &Path) -> Direwolf {
+    start_proxy_relaying_on(ns, kubeconfig, "127.0.0.1")
+}
+
+/// A proxy replica whose relays bind `relay_ip`.
+fn start_proxy_relaying_on(ns: &str, kubeconfig: &Path, relay_ip: &str) -> Direwolf {
     let proc = Proc::spawn(
-        "proxy",
+        &format!("proxy {relay_ip}"),
         support::direwolf()
             .args(["proxy", "--namespace", ns])
             .args(["--bind", "127.0.0.1", "--http-port", "0", "--https-port", "0"])
             .args(["--health-bind", "127.0.0.1", "--health-port", "0"])
-            .args(["--external-address", "127.0.0.1", "--relay-ip", "127.0.0.1"])
+            .args(["--external-address", "127.0.0.1", "--relay-ip", relay_ip])
             .args(["--default-user", "alice", "--pin-timeout", "60"])
             .env("KUBECONFIG", kubeconfig)
             .env_remove("KUBERNETES_SERVICE_HOST")
@@ -710,5 +716,96 @@ fn a_stopped_stream_resumes_in_its_pod_with_new_keys() {
     assert!(
         done["udp_in_while_streaming"].as_u64().unwrap_or(0) > 0,
         "RTP from the Wolf pod reached the client again: {done}"
+    );
+}
+
+/// nftables rules of this test, removed when dropped.
+struct NftTable(&'static str);
+
+impl NftTable {
+    /// Locally sent UDP to 127.0.0.1 on `ports` goes to 127.0.0.2 instead (counted), as a load
+    /// balancer would send those flows to another replica; conntrack rewrites the answers back.
+    fn udp_to_second_replica(ports: &str) -> NftTable {
+        let table = NftTable("direwolf_e2e_replicas");
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", table.0])
+            .output();
+        let rules = format!(
+            "table ip {t} {{\n  chain out {{\n    type nat hook output priority -100; policy accept;\n    \
+             ip daddr 127.0.0.1 udp dport {ports} counter dnat to 127.0.0.2\n  }}\n}}\n",
+            t = table.0
+        );
+        let file = std::env::temp_dir().join(format!("{}-{}.nft", table.0, std::process::id()));
+        std::fs::write(&file, rules).expect("the rules file");
+        support::run(
+            Command::new("nft").arg("-f").arg(&file),
+            "nft -f (needs root and nftables)",
+        );
+        table
+    }
+
+    /// UDP flows the rule sent to the second replica (its counter sees the first datagram of
+    /// each flow; conntrack carries the rest).
+    fn flows(&self) -> u64 {
+        let listed = support::run(
+            Command::new("nft").args(["-j", "list", "table", "ip", self.0]),
+            "nft list",
+        );
+        let json: Value = serde_json::from_str(&listed).expect("nft's JSON");
+        json["nftables"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| item["rule"]["expr"].as_array())
+            .flatten()
+            .filter_map(|expr| expr["counter"]["packets"].as_u64())
+            .sum()
+    }
+}
+
+impl Drop for NftTable {
+    fn drop(&mut self) {
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", self.0])
+            .output();
+    }
+}
+
+/// Two proxy replicas, each relaying every Session from the Session objects alone: the
+/// client's HTTP and RTSP reach the first, its video, audio and control flows the second (as a
+/// load balancer may send them), and the stream runs.
+#[test]
+fn flows_split_across_two_proxy_replicas_stream() {
+    let Some(pack) = Pack::start(&["op-a"], "41400-41499") else {
+        return;
+    };
+    let second = start_proxy_relaying_on(&pack.ns, &pack.dir.path().join("direwolf-proxy"), "127.0.0.2");
+    let nat = NftTable::udp_to_second_replica("41400-41499");
+    let Streaming {
+        stop,
+        stream,
+        name,
+        ip: _,
+    } = pack.alice_streams();
+    std::thread::sleep(Duration::from_secs(3));
+    std::fs::write(&stop, b"").expect("stop file");
+    let done = stream.report(DRIVER_TIMEOUT);
+    eprintln!("the stream across two replicas: {done}");
+    assert_eq!(done["terminated"], false, "the stream ran until stopped: {done}");
+    assert!(
+        done["udp_in_while_streaming"].as_u64().unwrap_or(0) > 0,
+        "RTP reached the client through the second replica: {done}"
+    );
+    // The NAT rule sees the first datagram of each flow only.
+    let flows = nat.flows();
+    assert!(
+        flows >= 3,
+        "video, audio and control went to the second replica: {flows}"
+    );
+    eprintln!("{flows} client UDP flows went to the second replica");
+    assert!(
+        second.proc.tail().contains(&name),
+        "the second replica relayed {name} too:\n{}",
+        second.proc.tail()
     );
 }
