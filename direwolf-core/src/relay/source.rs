@@ -17,8 +17,10 @@
 //! socket binds with `SO_REUSEPORT`, a plain bind of the same address proves the port free, so a
 //! port in use is still "Address already in use".
 //!
-//! Limit: a relay on another address (a replacement pod with a new IP) is a stranger to Wolf's
-//! ENet host however its ports are chosen.
+//! Limits: a relay on another address (a replacement pod with a new IP) is a stranger to Wolf's
+//! ENet host however its ports are chosen. Two relays in one network namespace that use the same
+//! port numbers on different public addresses would share their upstream ports (both bind the
+//! unspecified address): give them distinct port ranges.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
