@@ -58,10 +58,6 @@ pub struct AgentArgs {
     /// Do not relay Wolf's virtual controllers into the game container.
     #[arg(long)]
     pub no_udev: bool,
-
-    /// Log one JSON object per line.
-    #[arg(long)]
-    pub log_json: bool,
 }
 
 fn required<T>(value: Option<T>, flag: &str, var: &str) -> anyhow::Result<T> {
@@ -117,7 +113,6 @@ mod tests {
             wolf_timeout: 120,
             udev_dir: "/run/udev".into(),
             no_udev: false,
-            log_json: false,
         }
     }
 

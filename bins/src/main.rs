@@ -17,6 +17,8 @@ mod telemetry;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: telemetry::LogArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -39,25 +41,16 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Version | Command::Crd) {
+        telemetry::init(&cli.log)?;
+    }
     match cli.command {
         Command::Version => println!("direwolf {}", env!("CARGO_PKG_VERSION")),
-        Command::Serve(args) => {
-            telemetry::init(args.log_json)?;
-            serve::run(args)?
-        }
+        Command::Serve(args) => serve::run(args)?,
         Command::Relay(args) => relay::run(args)?,
-        Command::Proxy(args) => {
-            telemetry::init(args.log_json)?;
-            proxy::run(args)?
-        }
-        Command::Agent(args) => {
-            telemetry::init(args.log_json)?;
-            agent::run(args)?
-        }
-        Command::Operator(args) => {
-            telemetry::init(args.log_json)?;
-            operator::run(args)?
-        }
+        Command::Proxy(args) => proxy::run(args)?,
+        Command::Agent(args) => agent::run(args)?,
+        Command::Operator(args) => operator::run(args)?,
         Command::Crd => crd::run(&mut std::io::stdout().lock())?,
     }
     Ok(())

@@ -86,10 +86,6 @@ pub struct OperatorArgs {
     /// Address of the health listener.
     #[arg(long, value_name = "IP", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     pub health_bind: IpAddr,
-
-    /// Log one JSON object per line.
-    #[arg(long)]
-    pub log_json: bool,
 }
 
 pub fn run(args: OperatorArgs) -> anyhow::Result<()> {

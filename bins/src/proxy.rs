@@ -80,10 +80,6 @@ pub struct ProxyArgs {
     /// Do not relay streams (for an installation exposing stream pods otherwise).
     #[arg(long)]
     pub no_relay: bool,
-
-    /// Log one JSON object per line.
-    #[arg(long)]
-    pub log_json: bool,
 }
 
 pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
@@ -145,8 +141,8 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
     info!(
         namespace = %args.namespace,
         server.fingerprint = %server.server_fingerprint(),
-        http = ?server.http_addrs(),
-        https = ?server.https_addrs(),
+        http = %crate::telemetry::addrs(&server.http_addrs()),
+        https = %crate::telemetry::addrs(&server.https_addrs()),
         "direwolf proxy started"
     );
     // Hand-edited problems (a Pairing of a missing User, Apps sharing an id) are reported on the

@@ -415,11 +415,15 @@ impl MoonlightServer {
         let permits = Arc::new(Semaphore::new(self.limits.max_connections.max(1)));
         let mut loops = JoinSet::new();
         for listener in self.http {
-            info!(addr = ?listener.local_addr().ok(), "GameStream HTTP listening");
+            if let Ok(addr) = listener.local_addr() {
+                info!(%addr, "GameStream HTTP listening");
+            }
             loops.spawn(accept_loop(listener, None, serving.clone(), permits.clone()));
         }
         for listener in self.https {
-            info!(addr = ?listener.local_addr().ok(), "GameStream HTTPS listening");
+            if let Ok(addr) = listener.local_addr() {
+                info!(%addr, "GameStream HTTPS listening");
+            }
             let tls = Some(self.tls.clone());
             loops.spawn(accept_loop(listener, tls, serving.clone(), permits.clone()));
         }

@@ -61,10 +61,6 @@ pub struct ServeArgs {
     /// The user new pairings belong to.
     #[arg(long, value_name = "USER", default_value = UserName::DEFAULT)]
     pub default_user: UserName,
-
-    /// Log as JSON lines instead of text.
-    #[arg(long)]
-    pub log_json: bool,
 }
 
 /// The default data directory: `$XDG_DATA_HOME/direwolf`, else `$HOME/.local/share/direwolf`.
@@ -251,10 +247,12 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
         .with_pin_timeout(Duration::from_secs(args.pin_timeout));
     if !plan.wolves.is_empty() {
         let pool = wolf_pool(&plan, &args.listen.bind, sessions, apps).await?;
+        let config = pool.relay().config();
+        let hosts: Vec<String> = pool.load().into_iter().map(|(name, _)| name).collect();
         info!(
-            hosts = ?pool.load(),
-            relay = %pool.relay().config().public_ip,
-            ports = ?pool.relay().config().port_range,
+            hosts = %hosts.join(","),
+            relay = %config.public_ip,
+            ports = %format!("{}-{}", config.port_range.start(), config.port_range.end()),
             "streaming through the Wolf pool"
         );
         builder = builder.with_launcher(Arc::new(pool));
@@ -268,8 +266,8 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
         hostname = %plan.hostname,
         apps = plan.app_count,
         server.fingerprint = %server.server_fingerprint(),
-        http = ?server.http_addrs(),
-        https = ?server.https_addrs(),
+        http = %crate::telemetry::addrs(&server.http_addrs()),
+        https = %crate::telemetry::addrs(&server.https_addrs()),
         "direwolf serve started"
     );
     server
@@ -338,7 +336,7 @@ mod tests {
             (args.listen.http_port, args.listen.https_port, args.pin_timeout),
             (47989, 47984, 300)
         );
-        assert!(args.listen.bind.is_empty() && !args.no_mdns && !args.log_json);
+        assert!(args.listen.bind.is_empty() && !args.no_mdns);
         assert_eq!(args.default_user.as_str(), "default");
     }
 

@@ -352,10 +352,10 @@ pub fn field<'a>(line: &'a str, key: &str) -> &'a str {
     line[start..].split(' ').next().unwrap_or_default()
 }
 
-/// The port of a logged listener list such as `[127.0.0.1:40637]`.
+/// The port of the first address of a logged listener list such as `127.0.0.1:40637,[::1]:40637`.
 pub fn port_of(list: &str) -> u16 {
-    let addr: SocketAddr = list
-        .trim_matches(|c| c == '[' || c == ']')
+    let first = list.split(',').next().unwrap_or_default();
+    let addr: SocketAddr = first
         .parse()
         .unwrap_or_else(|e| panic!("a socket address in {list:?}: {e}"));
     addr.port()
