@@ -26,6 +26,7 @@ use direwolf_k8s::watch::Watches;
 use direwolf_moonlight::MoonlightServer;
 use kube::Api;
 use kube::api::ListParams;
+use kube::runtime::events::{Recorder, Reporter};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
@@ -35,9 +36,10 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, clap::Args)]
 pub struct ProxyArgs {
-    /// The namespace holding the direwolf objects.
-    #[arg(long, value_name = "NS", env = "POD_NAMESPACE", default_value = "default")]
-    pub namespace: String,
+    /// The namespace holding the direwolf objects (default: the kubeconfig context's
+    /// namespace; in a pod, its own).
+    #[arg(long, value_name = "NS", env = "POD_NAMESPACE")]
+    pub namespace: Option<String>,
 
     #[command(flatten)]
     pub listen: crate::listen::ListenArgs,
@@ -127,19 +129,23 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("cannot configure a Kubernetes client (KUBECONFIG or in-cluster service account)")?;
+    let namespace = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_owned());
     // One watch per kind, shared by the stores, the launcher, the PIN broker and the reporter.
-    let watches = Watches::new(client.clone(), &args.namespace);
-    let readers = Readers::start(&watches, &args);
+    let watches = Watches::new(client.clone(), &namespace);
+    let readers = Readers::start(&watches, &client, &args);
     // The health listener starts before the sync so the liveness probe answers during it.
     let health_task = start_health(&args, watches.clone()).await?;
-    check_crds(&client, &args.namespace).await?;
+    check_crds(&client, &namespace).await?;
     watches
         .wait_ready(SYNC_TIMEOUT)
         .await
         .context("the caches did not sync")?;
     let server = moonlight_server(&args, readers).await?;
     info!(
-        namespace = %args.namespace,
+        namespace = %namespace,
         server.fingerprint = %server.server_fingerprint(),
         http = %crate::telemetry::addrs(&server.http_addrs()),
         https = %crate::telemetry::addrs(&server.https_addrs()),
@@ -189,13 +195,20 @@ struct Readers {
 }
 
 impl Readers {
-    fn start(watches: &Watches, args: &ProxyArgs) -> Self {
+    /// The readers of `watches`; problems users should see (Apps sharing an id) become
+    /// Kubernetes Events through `client`.
+    fn start(watches: &Watches, client: &kube::Client, args: &ProxyArgs) -> Self {
         let launcher = LauncherConfig {
             launch_timeout: Duration::from_secs(args.launch_timeout),
             ..LauncherConfig::default()
         };
+        let reporter = Reporter {
+            controller: "direwolf-proxy".to_owned(),
+            instance: std::env::var("HOSTNAME").ok(),
+        };
+        let recorder = Recorder::new(client.clone(), reporter);
         Readers {
-            stores: KubeStores::with_watches(watches),
+            stores: KubeStores::with_watches(watches).with_recorder(recorder),
             launcher: KubeLauncher::with_watches(watches, launcher),
             broker: KubePinBroker::with_watches(watches, PinBrokerConfig::default()),
         }
@@ -352,7 +365,7 @@ mod tests {
             "0",
         ])
         .unwrap();
-        assert_eq!(args.namespace, "games");
+        assert_eq!(args.namespace.as_deref(), Some("games"));
         assert_eq!(args.launch_timeout, 5);
         assert_eq!(args.external_address, Some("203.0.113.10".parse().unwrap()));
         for bad in [

@@ -201,7 +201,9 @@ fn start_proxy(cluster: &Cluster, name: &str) -> Direwolf {
         proxy_command(cluster)
             .args(["--launch-timeout", &LAUNCH_TIMEOUT_SECS.to_string()])
             .args(["--default-user", "alice", "--pin-timeout", "60"])
-            .env("POD_NAMESPACE", &cluster.namespace)
+            // No --namespace: the kubeconfig context's namespace (on the real control plane a
+            // namespace of the test's own).
+            .env_remove("POD_NAMESPACE")
             .env("RUST_LOG", "info"),
     );
     let health = proc.wait_for("health listener", START);
@@ -362,6 +364,39 @@ fn pairs_lists_apps_and_launches(cluster: Cluster) {
     assert_eq!(failed["status_code"], 503, "{failed}");
     assert!(started.elapsed() >= Duration::from_secs(LAUNCH_TIMEOUT_SECS - 1));
     assert!(cluster.sessions().is_empty(), "no Session is left behind");
+
+    // Two Apps sharing an id: the next app list leaves both out, and the proxy says why in an
+    // Event on each (as its ServiceAccount, on the real control plane).
+    let twin: crd::App = serde_json::from_value(json!({"metadata": {"name": "firefox-twin"},
+        "spec": {"title": "Firefox twin", "id": 2}}))
+    .expect("an App");
+    cluster
+        .block("create the twin", apps.create(&Default::default(), &twin))
+        .expect("twin created");
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(cluster.client(), &cluster.namespace);
+    let reported = support::poll(Duration::from_secs(30), Duration::from_millis(200), || {
+        let listed = run_driver(proxy.http_port, &client, &["check"]);
+        let ids: Vec<i64> = listed["apps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["id"].as_i64())
+            .collect();
+        let events = cluster
+            .block("list events", events.list(&ListParams::default()))
+            .expect("list events");
+        let on_twin = events.items.iter().any(|e| {
+            e.reason.as_deref() == Some(crd::reasons::DUPLICATE_APP_ID)
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("firefox-twin")
+        });
+        (!ids.contains(&2) && on_twin).then_some(())
+    });
+    assert!(
+        reported.is_some(),
+        "a DuplicateAppID Event on the twin, and id 2 out of the app list\n{}",
+        proxy.proc.tail()
+    );
 }
 
 /// Issue 10: one watch per kind. The stores, the launcher, the PIN broker and the status
