@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod agent;
 mod crd;
+mod docs;
 mod listen;
 mod operator;
 mod proxy;
@@ -25,7 +26,8 @@ struct Cli {
 enum Command {
     /// Print the version and exit.
     Version,
-    /// Run a single-machine Moonlight server (pairing, app list; pairings survive restarts).
+    /// Run the single-machine pack: the Moonlight endpoint (pairing, apps, launch) and the stream
+    /// relay to a pool of Wolf hosts.
     Serve(serve::ServeArgs),
     /// Forward one stream port set (RTSP/TCP, video/audio/control UDP) to a Wolf.
     Relay(relay::RelayArgs),
@@ -37,11 +39,26 @@ enum Command {
     Operator(operator::OperatorArgs),
     /// Print the CustomResourceDefinitions as YAML (`direwolf crd | kubectl apply --server-side -f -`).
     Crd,
+    /// Print the shell completion script (`direwolf completion bash > /etc/bash_completion.d/direwolf`).
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page of direwolf, or of one subcommand (`direwolf man serve | man -l -`).
+    Man {
+        /// The subcommand whose page to print.
+        subcommand: Option<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Version | Command::Crd) {
+    let prints = matches!(
+        cli.command,
+        Command::Version | Command::Crd | Command::Completion { .. } | Command::Man { .. }
+    );
+    if !prints {
         telemetry::init(&cli.log)?;
     }
     match cli.command {
@@ -52,6 +69,10 @@ fn main() -> anyhow::Result<()> {
         Command::Agent(args) => agent::run(args)?,
         Command::Operator(args) => operator::run(args)?,
         Command::Crd => crd::run(&mut std::io::stdout().lock())?,
+        Command::Completion { shell } => docs::completion::<Cli>(shell, &mut std::io::stdout().lock()),
+        Command::Man { subcommand } => {
+            docs::man::<Cli>(subcommand.as_deref(), &mut std::io::stdout().lock())?
+        }
     }
     Ok(())
 }
