@@ -116,29 +116,9 @@ pub fn read_keys(secret: &Secret) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{AppReference, PairingReference, SessionConfig, SessionSpec, UserReference};
 
     fn session() -> crd::Session {
-        let mut s = crd::Session::new(
-            "alice-desktop-x7k2p",
-            SessionSpec {
-                user_reference: UserReference { name: "alice".into() },
-                game_reference: AppReference {
-                    name: "desktop".into(),
-                    app_id: None,
-                },
-                pairing_reference: PairingReference { name: "f".repeat(64) },
-                gateway: None,
-                keys_revision: None,
-                config: SessionConfig {
-                    client_ip: None,
-                    video_width: 1920,
-                    video_height: 1080,
-                    video_refresh_rate: 60,
-                    surround_audio_flags: 196610,
-                },
-            },
-        );
+        let mut s = crd::Session::example("alice-desktop-x7k2p");
         s.metadata.namespace = Some("games".into());
         s.metadata.uid = Some("uid-1".into());
         s

@@ -184,32 +184,10 @@ mod tests {
     use std::num::NonZeroU16;
 
     use super::*;
-    use crate::crd::{
-        AppReference, PairingReference, SessionConfig, SessionPorts, SessionSpec, SessionStatus,
-        UserReference,
-    };
+    use crate::crd::{SessionPorts, SessionStatus};
 
     fn session(status: Option<SessionStatus>) -> crd::Session {
-        let mut s = crd::Session::new(
-            "alice-desktop-x7k2p",
-            SessionSpec {
-                user_reference: UserReference { name: "alice".into() },
-                game_reference: AppReference {
-                    name: "desktop".into(),
-                    app_id: None,
-                },
-                pairing_reference: PairingReference { name: "f".repeat(64) },
-                gateway: None,
-                keys_revision: None,
-                config: SessionConfig {
-                    client_ip: Some("198.51.100.7".into()),
-                    video_width: 1920,
-                    video_height: 1080,
-                    video_refresh_rate: 60,
-                    surround_audio_flags: 196610,
-                },
-            },
-        );
+        let mut s = crd::Session::example("alice-desktop-x7k2p");
         s.status = status;
         s
     }

@@ -89,6 +89,26 @@ async fn delete_and_wait_gone(client: &Client, ns: &str, name: &str) {
     .await;
 }
 
+/// Waits for Session `name` to end with `reason`, with an Event of that reason on it whose note
+/// contains `says`; returns the condition's message.
+async fn ends_with_event(client: &Client, ns: &str, name: &str, reason: &str, says: &str) -> String {
+    let (ended_with, message) = eventually(WAIT, "the Ended condition", || async {
+        status_of(client, ns, name).await.as_ref().and_then(ended)
+    })
+    .await;
+    assert_eq!(ended_with, reason, "{message}");
+    assert!(message.contains(says), "{message}");
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    let events = events.list(&ListParams::default()).await.expect("events");
+    assert!(
+        events.items.iter().any(|e| e.reason.as_deref() == Some(reason)
+            && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+            && e.note.as_deref().is_some_and(|n| n.contains(says))),
+        "a {reason} Event on the Session saying {says:?}"
+    );
+    message
+}
+
 /// `kubectl auth can-i VERB RESOURCE` as the agent of `session`: whether it is allowed.
 fn agent_can(cp: &ControlPlane, ns: &str, session: &str, args: &[&str]) -> bool {
     let subject = format!(
@@ -206,27 +226,10 @@ async fn a_pod_asking_for_more_gpus_than_any_node_has_ends_its_session() {
     let operator = Running::start(client.clone(), config, true);
     let name = "bob-desk-bbbbb";
     create_session(&client, &ns, name, "bob", "desk").await;
-    let (reason, message) = eventually(WAIT, "the Ended condition", || async {
-        status_of(&client, &ns, name).await.as_ref().and_then(ended)
-    })
-    .await;
-    assert_eq!(reason, reasons::UNSCHEDULABLE);
-    assert!(message.contains("Insufficient nvidia.com/gpu"), "{message}");
+    let gpu = "Insufficient nvidia.com/gpu";
+    ends_with_event(&client, &ns, name, reasons::UNSCHEDULABLE, gpu).await;
     let status = status_of(&client, &ns, name).await.expect("held");
     assert_eq!(status.phase, Some(SessionPhase::Ended));
-    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
-    let events = events.list(&ListParams::default()).await.expect("events");
-    assert!(
-        events
-            .items
-            .iter()
-            .any(|e| e.reason.as_deref() == Some(reasons::UNSCHEDULABLE)
-                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
-                && e.note
-                    .as_deref()
-                    .is_some_and(|n| n.contains("Insufficient nvidia.com/gpu"))),
-        "an Unschedulable Event on the Session"
-    );
     delete_and_wait_gone(&client, &ns, name).await;
     operator.stop().await;
 }
@@ -255,22 +258,8 @@ async fn an_app_with_an_invalid_pod_template_ends_its_session_with_the_reason() 
     let operator = Running::start(client.clone(), config(&ns), true);
     let name = "bob-broken-iiiii";
     create_session(&client, &ns, name, "bob", "broken").await;
-    let (reason, message) = eventually(WAIT, "the Ended condition", || async {
-        status_of(&client, &ns, name).await.as_ref().and_then(ended)
-    })
-    .await;
-    assert_eq!(reason, reasons::POD_CREATION_FAILED);
-    assert!(message.contains("nowhere"), "the API server's reason: {message}");
-    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
-    let events = events.list(&ListParams::default()).await.expect("events");
-    assert!(
-        events
-            .items
-            .iter()
-            .any(|e| e.reason.as_deref() == Some(reasons::POD_CREATION_FAILED)
-                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)),
-        "a PodCreationFailed Event on the Session"
-    );
+    // The API server's reason: the missing volume's name.
+    ends_with_event(&client, &ns, name, reasons::POD_CREATION_FAILED, "nowhere").await;
     delete_and_wait_gone(&client, &ns, name).await;
     let account = stream::agent_account_name(name);
     eventually(WAIT, "the agent's account gone", || async {

@@ -40,29 +40,11 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::crd::{AppReference, PairingReference, SessionConfig, SessionSpec, UserReference};
 
     fn session(revision: Option<i64>) -> SessionView {
-        SessionView::Present(Arc::new(Session::new(
-            "alice-desk-aaaaa",
-            SessionSpec {
-                user_reference: UserReference { name: "alice".into() },
-                game_reference: AppReference {
-                    name: "desk".into(),
-                    app_id: None,
-                },
-                pairing_reference: PairingReference { name: "f".repeat(64) },
-                gateway: None,
-                keys_revision: revision,
-                config: SessionConfig {
-                    client_ip: None,
-                    video_width: 1280,
-                    video_height: 720,
-                    video_refresh_rate: 60,
-                    surround_audio_flags: 196610,
-                },
-            },
-        )))
+        let mut session = Session::example("alice-desktop-aaaaa");
+        session.spec.keys_revision = revision;
+        SessionView::Present(Arc::new(session))
     }
 
     #[tokio::test]

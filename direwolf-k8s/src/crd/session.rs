@@ -134,6 +134,34 @@ impl From<SessionPhase> for direwolf_core::SessionPhase {
     }
 }
 
+#[cfg(test)]
+impl Session {
+    /// A Session of alice's `desktop` App for unit tests: 1920×1080 at 60 Hz, stereo, from
+    /// client `198.51.100.7`, no status.
+    pub(crate) fn example(name: &str) -> Session {
+        Session::new(
+            name,
+            SessionSpec {
+                user_reference: UserReference { name: "alice".into() },
+                game_reference: AppReference {
+                    name: "desktop".into(),
+                    app_id: None,
+                },
+                pairing_reference: PairingReference { name: "f".repeat(64) },
+                gateway: None,
+                keys_revision: None,
+                config: SessionConfig {
+                    client_ip: Some("198.51.100.7".into()),
+                    video_width: 1920,
+                    video_height: 1080,
+                    video_refresh_rate: 60,
+                    surround_audio_flags: 196610,
+                },
+            },
+        )
+    }
+}
+
 /// What the operator reports about a Session.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
