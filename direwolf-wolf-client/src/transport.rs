@@ -150,7 +150,8 @@ where
 
 /// Maps an error that happened before the response head was complete.
 fn head_error(endpoint: &'static str, e: hyper::Error) -> Error {
-    if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
+    // `is_parse` covers every malformed head, an oversized one included.
+    if e.is_parse() || e.is_parse_status() {
         Error::Protocol { endpoint, source: e }
     } else {
         tracing::debug!(
