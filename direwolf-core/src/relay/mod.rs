@@ -41,6 +41,7 @@
 
 pub mod ports;
 pub mod rtsp;
+mod socket;
 mod source;
 pub mod stats;
 pub mod udp;
@@ -271,9 +272,9 @@ const BIND_ATTEMPTS: usize = 8;
 
 struct Bound {
     rtsp: TcpListener,
-    video: udp::RelaySocket,
-    audio: udp::RelaySocket,
-    control: udp::RelaySocket,
+    video: socket::RelaySocket,
+    audio: socket::RelaySocket,
+    control: socket::RelaySocket,
 }
 
 impl Bound {

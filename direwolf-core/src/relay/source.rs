@@ -25,7 +25,7 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use super::udp::{RelaySocket, udp_socket};
+use super::socket::{RelaySocket, udp_socket};
 
 /// Bind a stream's public socket, refusing a port another socket holds.
 pub(crate) fn bind_public(address: SocketAddr, buffer: usize) -> io::Result<RelaySocket> {
@@ -97,12 +97,12 @@ mod tests {
         for round in 0..2u8 {
             let (upstream, stable) = bind_upstream(port, wolf_addr, 0, true).expect("upstream");
             assert!(stable, "round {round}: the public port is free for one upstream");
-            upstream.io().send(&[round]).await.expect("send");
+            upstream.io.send(&[round]).await.expect("send");
             let mut buf = [0u8; 8];
             let (_, from) = wolf.recv_from(&mut buf).await.expect("wolf receives");
             assert_eq!(from.port(), port, "round {round}: Wolf sees the public port");
             wolf.send_to(b"answer", local(port)).await.expect("answer");
-            let n = tokio::time::timeout(std::time::Duration::from_secs(5), upstream.io().recv(&mut buf))
+            let n = tokio::time::timeout(std::time::Duration::from_secs(5), upstream.io.recv(&mut buf))
                 .await
                 .expect("the answer arrives in time")
                 .expect("recv");
