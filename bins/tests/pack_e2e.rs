@@ -253,6 +253,16 @@ fn real_client_streams_through_the_relay_to_a_wolf_of_the_pool() {
     );
     server.wait_for("streaming through the Wolf pool", STEP);
     server.wait_for("direwolf serve started", STEP);
+    let reached = support::poll(STEP, Duration::from_millis(100), || {
+        server
+            .printed("Wolf reached wolf=wolf-a version=V6")
+            .then_some(())
+    });
+    assert!(
+        reached.is_some(),
+        "start-up says which Wolf answered, with its API version\n{}",
+        server.tail()
+    );
 
     let (dir1, dir2) = (root.join("client1"), root.join("client2"));
     pair(&server, &c1, &dir1, "alice");

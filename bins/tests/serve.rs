@@ -24,6 +24,11 @@ fn identity_survives_restart_and_sigterm_is_clean() {
     let tmp = tempfile::tempdir().expect("temporary directory");
     let data = tmp.path().join("data");
     let server = start(&data);
+    assert!(
+        server.proc.printed("no [[wolf]] host is configured"),
+        "without Wolf hosts, start-up says no stream can start\n{}",
+        server.proc.tail()
+    );
     let first = server.fingerprint.clone();
     server.proc.stop();
     let server = start(&data);

@@ -23,7 +23,7 @@ use direwolf_core::relay::{Relay, RelayConfig, WolfPorts};
 use direwolf_core::{AppCatalog, AppId, SessionStore, Stores, UserName, UserStoreExt};
 use direwolf_moonlight::MoonlightServer;
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tracing::info;
+use tracing::{info, warn};
 
 use self::config::{Config, RelaySettings, WolfApi, WolfConfig, default_catalog};
 
@@ -178,6 +178,26 @@ fn relay_address(relay: &RelaySettings, bind: &[IpAddr]) -> IpAddr {
 }
 
 /// The Wolf pool of the `[[wolf]]` entries: one relay, one [`WolfHost`] per entry.
+/// How long start-up's report waits for a Wolf's answer.
+const REACH_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Logs, in the background, whether Wolf `name` answers and which API version it speaks; a Wolf
+/// that is down does not hold start-up.
+fn report_reached(name: String, client: direwolf_wolf_client::WolfClient) {
+    tokio::spawn(async move {
+        match tokio::time::timeout(REACH_TIMEOUT, client.version()).await {
+            Ok(Ok(version)) => info!(wolf = %name, %version, "Wolf reached"),
+            Ok(Err(error)) => {
+                warn!(wolf = %name, %error, "Wolf not reached; streams wait for it to answer");
+            }
+            Err(_) => warn!(
+                wolf = %name,
+                "Wolf did not answer within {REACH_TIMEOUT:?}; streams wait for it to answer"
+            ),
+        }
+    });
+}
+
 async fn wolf_pool(
     plan: &Plan,
     bind: &[IpAddr],
@@ -197,6 +217,7 @@ async fn wolf_pool(
         let client = builder
             .build()
             .with_context(|| format!("wolf {}: invalid api settings", wolf.name))?;
+        report_reached(wolf.name.clone(), client.clone());
         let mut host = PoolHost::new(
             Arc::new(WolfHost::new(wolf.name.clone(), client)),
             wolf.stream_address,
@@ -245,7 +266,12 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
         .with_default_user(args.default_user.clone())
         .with_mdns(!args.no_mdns)
         .with_pin_timeout(Duration::from_secs(args.pin_timeout));
-    if !plan.wolves.is_empty() {
+    if plan.wolves.is_empty() {
+        warn!(
+            "no [[wolf]] host is configured: clients can pair and see the apps, but no stream can \
+             start until one is added to the configuration file"
+        );
+    } else {
         let pool = wolf_pool(&plan, &args.listen.bind, sessions, apps).await?;
         let config = pool.relay().config();
         let hosts: Vec<String> = pool.load().into_iter().map(|(name, _)| name).collect();

@@ -138,6 +138,13 @@ impl Proc {
     }
 
     /// The last lines the child printed, for failure messages.
+    /// Whether any line printed so far contains `needle` (lines [`Proc::wait_for`] passed over
+    /// included).
+    pub fn printed(&self, needle: &str) -> bool {
+        let log = self.log.lock().expect("no reader panics holding the log");
+        log.iter().any(|(_, line)| line.contains(needle))
+    }
+
     pub fn tail(&self) -> String {
         let log = self.log.lock().expect("no reader panics holding the log");
         let tail = &log[log.len().saturating_sub(TAIL_LINES)..];
