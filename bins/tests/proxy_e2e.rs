@@ -327,12 +327,18 @@ fn pairs_lists_apps_and_launches(cluster: Cluster) {
     assert_eq!(config.surround_audio_flags, 196_610);
     let secrets: Api<k8s_openapi::api::core::v1::Secret> =
         Api::namespaced(cluster.client(), &cluster.namespace);
-    let keys = cluster
-        .block(
-            "read the keys Secret",
-            secrets.get(&direwolf_k8s::stream::keys_secret_name(&session.name_any())),
-        )
-        .expect("the keys Secret exists");
+    // The launcher writes the keys Secret just after the Session (it is owned by the Session).
+    let keys_name = direwolf_k8s::stream::keys_secret_name(&session.name_any());
+    let keys = support::poll(
+        Duration::from_secs(LAUNCH_TIMEOUT_SECS),
+        Duration::from_millis(50),
+        || {
+            cluster
+                .block("read the keys Secret", secrets.get_opt(&keys_name))
+                .expect("the API server answers")
+        },
+    )
+    .expect("the keys Secret was created");
     let keys = direwolf_k8s::keys::stream_keys(&keys).expect("well-formed keys");
     assert_ne!(keys.aes_key.to_hex(), "0".repeat(32));
     let sessions: Api<crd::Session> = Api::namespaced(cluster.client(), &cluster.namespace);

@@ -53,23 +53,32 @@ pub async fn release(client: &Client, ns: &str, name: &str, wait: Duration) {
         }
     })
     .await;
-    let Some(session) = session else { return };
-    let rest: Vec<String> = session
-        .metadata
-        .finalizers
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|f| f != HOLD)
-        .collect();
-    let patch = json!({"metadata": {"finalizers": rest}});
-    match api
-        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.code == 404 => {}
-        Err(err) => panic!("cannot release session {name}: {err}"),
+    if session.is_none() {
+        return;
     }
+    // The operator removes its own finalizer concurrently: a patch carries the version it was
+    // computed from, and a conflict is retried on a fresh read (never re-adding a removed one).
+    for _ in 0..10 {
+        let Some(session) = api.get_opt(name).await.expect("get the session") else {
+            return;
+        };
+        let rest: Vec<String> = (session.metadata.finalizers.clone().unwrap_or_default())
+            .into_iter()
+            .filter(|f| f != HOLD)
+            .collect();
+        let version = session.metadata.resource_version.clone();
+        let patch = json!({"metadata": {"finalizers": rest, "resourceVersion": version}});
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => return,
+            Err(kube::Error::Api(status)) if status.code == 404 => return,
+            Err(kube::Error::Api(status)) if status.code == 409 => continue,
+            Err(err) => panic!("cannot release session {name}: {err}"),
+        }
+    }
+    panic!("cannot release session {name}: 10 conflicts in a row");
 }
 
 /// An operator running in the background until [`Running::stop`], with leadership given by a
