@@ -425,7 +425,7 @@ fn main() {
     operator_cmd
         .arg("operator")
         .args(["--namespace", NAMESPACE])
-        .args(["--health-bind", "127.0.0.1", "--health-port", "0"])
+        .args(["--health-bind", "127.0.0.1:0"])
         .args(["--port-range", "40000-43999", "--start-deadline", "3600"])
         .args(["--holder-identity", "bench-operator"])
         .env("KUBECONFIG", &kubeconfig)

@@ -1,8 +1,11 @@
 //! `direwolf`: one binary whose subcommands are direwolf's components.
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 mod agent;
+mod check;
 mod crd;
 mod docs;
 mod listen;
@@ -52,7 +55,7 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let prints = matches!(
         cli.command,
@@ -63,8 +66,16 @@ fn main() -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Version => println!("direwolf {}", env!("CARGO_PKG_VERSION")),
-        Command::Serve(args) => serve::run(args)?,
-        Command::Relay(args) => relay::run(args)?,
+        Command::Serve(args) => {
+            if !serve::run(args)? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Relay(args) => {
+            if !relay::run(args)? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Command::Proxy(args) => proxy::run(args)?,
         Command::Agent(args) => agent::run(args)?,
         Command::Operator(args) => operator::run(args)?,
@@ -74,5 +85,5 @@ fn main() -> anyhow::Result<()> {
             docs::man::<Cli>(subcommand.as_deref(), &mut std::io::stdout().lock())?
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

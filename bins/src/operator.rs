@@ -4,15 +4,17 @@
 //! stream pod, follows the pod, and ends the Session when its stream cannot run.
 //!
 //! Its replicas elect one leader on the `direwolf-controller` Lease; only the leader reconciles
-//! and, with `--proxy-service`, publishes the Sessions' stream ports on the proxies' Service. A
-//! health listener answers `/livez` (always 200) and `/readyz` (200 once the caches of a
-//! leading operator have synced, or while standing by).
+//! and, with `--proxy-service`, publishes the Sessions' stream ports on the proxies' Service. The
+//! health port ([`direwolf_core::health`], `--health-bind`) answers `/livez` (always 200),
+//! `/readyz` (200 once the caches of a leading operator have synced, or while standing by) and
+//! `/metrics` (the reconciler's counters).
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use direwolf_core::health::{HealthServer, Probes};
 use direwolf_k8s::exposure;
 use direwolf_k8s::leader::{LEASE_NAME, LeaderElector, LeaseTiming};
 use direwolf_k8s::operator::config::{
@@ -20,7 +22,6 @@ use direwolf_k8s::operator::config::{
 };
 use direwolf_k8s::operator::{GpuResource, Images, Operator, OperatorConfig, PodSettings, PortRange};
 use direwolf_k8s::watch::Watches;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
 
@@ -79,13 +80,10 @@ pub struct OperatorArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=600))]
     pub lease_duration: u64,
 
-    /// Port of the health listener (`/livez`, `/readyz`); 0 picks a free one.
-    #[arg(long, value_name = "PORT", default_value_t = 8080)]
-    pub health_port: u16,
-
-    /// Address of the health listener.
-    #[arg(long, value_name = "IP", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
-    pub health_bind: IpAddr,
+    /// Address and port of the health port (`/livez`, `/readyz`, `/metrics`; plain HTTP); port
+    /// 0 picks a free one.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:8080")]
+    pub health_bind: SocketAddr,
 }
 
 pub fn run(args: OperatorArgs) -> anyhow::Result<()> {
@@ -137,12 +135,7 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| client.default_namespace().to_owned());
     let config = config(&args, &namespace);
     let operator = Operator::new(client.clone(), config.clone());
-    let health = TcpListener::bind(SocketAddr::new(args.health_bind, args.health_port))
-        .await
-        .with_context(|| format!("cannot bind the health port {}", args.health_port))?;
-    info!(addr = %health.local_addr()?, "health listener (/livez, /readyz)");
-    let ready = operator.clone();
-    let health_task = tokio::spawn(crate::proxy::serve_health(health, move || ready.ready()));
+    let health = start_health(&args, &operator).await?;
     info!(
         namespace,
         identity = config.instance.as_deref().unwrap_or(""),
@@ -171,9 +164,26 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
         task.abort();
     }
     leadership.release().await;
-    health_task.abort();
+    health.stop();
     result.context("the operator cannot run")?;
     Ok(())
+}
+
+/// Binds the health port: `/readyz` follows [`Operator::ready`], `/metrics` its counters.
+async fn start_health(args: &OperatorArgs, operator: &Operator) -> anyhow::Result<HealthServer> {
+    let ready = operator.clone();
+    let metrics = operator.metrics();
+    let probes = Probes::new(move || {
+        if ready.ready() {
+            Ok(())
+        } else {
+            Err("the leader's caches have not synced".to_owned())
+        }
+    })
+    .with_metrics(move || metrics.snapshot().prometheus());
+    HealthServer::bind(args.health_bind, probes)
+        .await
+        .with_context(|| format!("cannot bind the health port {}", args.health_bind))
 }
 
 /// The election's clocks for a lease of `seconds`: renew deadline ⅔, retry period 1/7.

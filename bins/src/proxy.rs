@@ -7,14 +7,16 @@
 //! ([`KubePinBroker`]), and the server certificate in the Secret `direwolf-identity`, so every
 //! replica presents the same one. Replicas share no memory.
 //!
-//! A small health listener answers `/livez` (always 200 while the process serves) and `/readyz`
-//! (200 once every watch has completed its initial list, 503 before).
+//! The health port ([`direwolf_core::health`], `--health-bind`) answers `/livez` (always 200
+//! while the process serves) and `/readyz` (200 once every watch has completed its initial
+//! list, 503 before).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use direwolf_core::health::{HealthServer, Probes};
 use direwolf_core::relay::{Relay, RelayConfig};
 use direwolf_core::{MemoAppCatalog, Stores, UserName, UserStoreExt};
 use direwolf_k8s::crd;
@@ -27,9 +29,7 @@ use direwolf_moonlight::MoonlightServer;
 use kube::Api;
 use kube::api::ListParams;
 use kube::runtime::events::{Recorder, Reporter};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 /// How long start-up waits for the caches' initial lists.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
@@ -66,13 +66,10 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "USER", default_value = UserName::DEFAULT)]
     pub default_user: UserName,
 
-    /// Port of the health listener (`/livez`, `/readyz`); 0 picks a free one.
-    #[arg(long, value_name = "PORT", default_value_t = 8080)]
-    pub health_port: u16,
-
-    /// Address of the health listener.
-    #[arg(long, value_name = "IP", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
-    pub health_bind: IpAddr,
+    /// Address and port of the health port (`/livez`, `/readyz`; plain HTTP); port 0 picks a
+    /// free one.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:8080")]
+    pub health_bind: SocketAddr,
 
     /// Address the stream relay listens on: each Session's public ports (`status.ports`) are
     /// forwarded from here to its pod. Default: every address.
@@ -137,7 +134,7 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
     let watches = Watches::new(client.clone(), &namespace);
     let readers = Readers::start(&watches, &client, &args);
     // The health listener starts before the sync so the liveness probe answers during it.
-    let health_task = start_health(&args, watches.clone()).await?;
+    let health = start_health(&args, watches.clone()).await?;
     check_crds(&client, &namespace).await?;
     watches
         .wait_ready(SYNC_TIMEOUT)
@@ -156,7 +153,7 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
     let relay_task = start_relays(&args, &watches)?;
     let report_task = tokio::spawn(direwolf_k8s::report::run(watches));
     let result = server.run_until(shutdown_signal()).await;
-    health_task.abort();
+    health.stop();
     report_task.abort();
     if let Some((stop, task)) = relay_task {
         let _ = stop.send(());
@@ -215,13 +212,18 @@ impl Readers {
     }
 }
 
-/// Binds the health port and answers `/livez`, and `/readyz` once `watches` have synced.
-async fn start_health(args: &ProxyArgs, watches: Watches) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let health = TcpListener::bind(SocketAddr::new(args.health_bind, args.health_port))
+/// Binds the health port: `/livez`, and `/readyz` once `watches` have synced.
+async fn start_health(args: &ProxyArgs, watches: Watches) -> anyhow::Result<HealthServer> {
+    let probes = Probes::new(move || {
+        if watches.ready() {
+            Ok(())
+        } else {
+            Err("the caches of the custom resources have not synced".to_owned())
+        }
+    });
+    HealthServer::bind(args.health_bind, probes)
         .await
-        .with_context(|| format!("cannot bind the health port {}", args.health_port))?;
-    info!(addr = %health.local_addr()?, "health listener (/livez, /readyz)");
-    Ok(tokio::spawn(serve_health(health, move || watches.ready())))
+        .with_context(|| format!("cannot bind the health port {}", args.health_bind))
 }
 
 /// The core stores the server uses: repeated app lists and art (every client's app grid) come
@@ -254,57 +256,6 @@ async fn moonlight_server(args: &ProxyArgs, readers: Readers) -> anyhow::Result<
         builder = builder.with_external_address(ip);
     }
     builder.build().await.context("cannot start the Moonlight server")
-}
-
-/// Answers `/livez` and `/readyz` with a minimal HTTP/1.1 exchange per connection.
-pub(crate) async fn serve_health(listener: TcpListener, ready: impl Fn() -> bool + Clone + Send + 'static) {
-    loop {
-        let (mut stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                warn!(error = %e, "health listener accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let ready = ready.clone();
-        tokio::spawn(async move {
-            let mut head = vec![0u8; 1024];
-            let mut len = 0;
-            let read = tokio::time::timeout(Duration::from_secs(5), async {
-                while len < head.len() {
-                    let n = stream.read(&mut head[len..]).await?;
-                    if n == 0 {
-                        break;
-                    }
-                    len += n;
-                    if head[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-                        break;
-                    }
-                }
-                Ok::<_, std::io::Error>(())
-            })
-            .await;
-            if !matches!(read, Ok(Ok(()))) {
-                debug!(%peer, "health request not read");
-                return;
-            }
-            let line = String::from_utf8_lossy(&head[..len]);
-            let path = line.split_whitespace().nth(1).unwrap_or("");
-            let (status, body) = match path {
-                "/livez" => ("200 OK", "ok\n"),
-                "/readyz" if ready() => ("200 OK", "ok\n"),
-                "/readyz" => ("503 Service Unavailable", "caches not synced\n"),
-                _ => ("404 Not Found", "not found\n"),
-            };
-            let reply = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(reply.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
-    }
 }
 
 pub(crate) async fn shutdown_signal() {
@@ -346,10 +297,10 @@ mod tests {
             (
                 args.listen.http_port,
                 args.listen.https_port,
-                args.health_port,
+                args.health_bind,
                 args.launch_timeout
             ),
-            (47989, 47984, 8080, 45)
+            (47989, 47984, "0.0.0.0:8080".parse().unwrap(), 45)
         );
         assert_eq!(args.default_user.as_str(), "default");
         let args = parse(&[
@@ -361,8 +312,8 @@ mod tests {
             "5",
             "--external-address",
             "203.0.113.10",
-            "--health-port",
-            "0",
+            "--health-bind",
+            "127.0.0.1:0",
         ])
         .unwrap();
         assert_eq!(args.namespace.as_deref(), Some("games"));
@@ -372,41 +323,9 @@ mod tests {
             &["--launch-timeout", "0"][..],
             &["--launch-timeout", "500"],
             &["--bind", "localhost"],
+            &["--health-bind", "127.0.0.1"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[tokio::test]
-    async fn health_answers_liveness_always_and_readiness_when_ready() {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let flag = Arc::new(AtomicBool::new(false));
-        let task = {
-            let flag = flag.clone();
-            tokio::spawn(serve_health(listener, move || flag.load(Ordering::SeqCst)))
-        };
-        async fn get(addr: SocketAddr, path: &str) -> String {
-            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-            stream
-                .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-                .await
-                .unwrap();
-            let mut reply = String::new();
-            stream.read_to_string(&mut reply).await.unwrap();
-            reply
-        }
-        async fn within(addr: SocketAddr, path: &str) -> String {
-            tokio::time::timeout(Duration::from_secs(5), get(addr, path))
-                .await
-                .expect("the health listener answers within 5 s")
-        }
-        assert!(within(addr, "/livez").await.starts_with("HTTP/1.1 200"));
-        assert!(within(addr, "/readyz").await.starts_with("HTTP/1.1 503"));
-        flag.store(true, Ordering::SeqCst);
-        assert!(within(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
-        assert!(within(addr, "/nope").await.starts_with("HTTP/1.1 404"));
-        task.abort();
     }
 }

@@ -12,7 +12,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use direwolf_core::StreamPorts;
+use direwolf_core::health::{HealthServer, Probes};
 use direwolf_core::relay::{Relay, RelayConfig, SessionRelayConfig, SessionStats, UdpStats, WolfPorts};
+
+use crate::check::{Protocol, Report, port_problem};
 
 /// Wolf's default ports, the default of every port flag.
 const WOLF: StreamPorts = StreamPorts::WOLF_DEFAULT;
@@ -73,6 +76,13 @@ pub struct RelayArgs {
     /// Worker threads; 1 runs everything on the current thread (one core).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Serve `/livez` and `/readyz` (plain HTTP) on this address; ready once the ports are bound.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub health_bind: Option<SocketAddr>,
+    /// Check the flags, that the ports are free and that Wolf's RTSP port answers, print one
+    /// line per finding, and exit: 0 if all is well, else 1.
+    #[arg(long)]
+    pub check: bool,
 }
 
 impl RelayArgs {
@@ -106,8 +116,8 @@ impl RelayArgs {
     }
 }
 
-/// Run the relay until SIGINT/SIGTERM.
-pub fn run(args: RelayArgs) -> anyhow::Result<()> {
+/// Runs the relay until SIGINT/SIGTERM; with `--check`, checks and returns whether all is well.
+pub fn run(args: RelayArgs) -> anyhow::Result<bool> {
     let runtime = if args.threads <= 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
     } else {
@@ -117,7 +127,47 @@ pub fn run(args: RelayArgs) -> anyhow::Result<()> {
             .build()
     }
     .context("cannot start the tokio runtime")?;
-    runtime.block_on(serve(args))
+    if args.check {
+        return Ok(runtime.block_on(check(&args)));
+    }
+    runtime.block_on(serve(args))?;
+    Ok(true)
+}
+
+/// How long `--check` waits for Wolf's RTSP port.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// `--check`: the session settings, the public ports, and Wolf's RTSP port.
+async fn check(args: &RelayArgs) -> bool {
+    let mut report = Report::default();
+    match args.session() {
+        Ok(session) => report.ok(format!("session: fake RTSP IP {}", session.fake_rtsp_ip)),
+        Err(error) => report.problem(format!("{error:#}")),
+    }
+    let ports = [
+        ("RTSP", Protocol::Tcp, args.rtsp),
+        ("video", Protocol::Udp, args.video),
+        ("audio", Protocol::Udp, args.audio),
+        ("control", Protocol::Udp, args.control),
+    ];
+    for (what, protocol, port) in ports {
+        match port_problem(protocol, SocketAddr::new(args.listen, port)) {
+            None => report.ok(format!(
+                "{what} port {port}/{protocol} is free on {}",
+                args.listen
+            )),
+            Some(why) => report.problem(format!("{what} port: {why}")),
+        }
+    }
+    let wolf = SocketAddr::new(args.target, args.target_rtsp);
+    match tokio::time::timeout(CHECK_TIMEOUT, tokio::net::TcpStream::connect(wolf)).await {
+        Ok(Ok(_)) => report.ok(format!("Wolf's RTSP port {wolf} answers")),
+        Ok(Err(error)) => report.problem(format!("Wolf's RTSP port {wolf}: {error}")),
+        Err(_) => report.problem(format!(
+            "Wolf's RTSP port {wolf}: no answer within {CHECK_TIMEOUT:?}"
+        )),
+    }
+    report.conclude()
 }
 
 fn udp_line(s: &UdpStats) -> String {
@@ -176,6 +226,14 @@ async fn serve(args: RelayArgs) -> anyhow::Result<()> {
         .open_session_on(ports, args.session()?)
         .await
         .context("cannot open the relay ports")?;
+    let _health = match args.health_bind {
+        Some(addr) => Some(
+            HealthServer::bind(addr, Probes::always_ready())
+                .await
+                .with_context(|| format!("cannot bind the health port {addr}"))?,
+        ),
+        None => None,
+    };
     let p = session.ports();
     tracing::info!(
         listen = %args.listen, rtsp = p.rtsp, video = p.video, audio = p.audio, control = p.control,

@@ -219,7 +219,7 @@ impl Pack {
                 .args(["operator", "--namespace", &self.ns, "--holder-identity", identity])
                 .args(["--port-range", ports, "--stream-node-selector", NODE_SELECTOR])
                 .args(["--lease-duration", LEASE_SECS, "--start-deadline", "40"])
-                .args(["--health-bind", "127.0.0.1", "--health-port", "0"])
+                .args(["--health-bind", "127.0.0.1:0"])
                 .env("KUBECONFIG", self.dir.path().join("direwolf-operator"))
                 .env_remove("KUBERNETES_SERVICE_HOST")
                 .env("RUST_LOG", "info"),
@@ -420,7 +420,7 @@ fn start_proxy_relaying_on(ns: &str, kubeconfig: &Path, relay_ip: &str) -> Direw
         support::direwolf()
             .args(["proxy", "--namespace", ns])
             .args(["--bind", "127.0.0.1", "--http-port", "0", "--https-port", "0"])
-            .args(["--health-bind", "127.0.0.1", "--health-port", "0"])
+            .args(["--health-bind", "127.0.0.1:0"])
             .args(["--external-address", "127.0.0.1", "--relay-ip", relay_ip])
             .args(["--default-user", "alice", "--pin-timeout", "60"])
             .env("KUBECONFIG", kubeconfig)

@@ -188,7 +188,7 @@ fn proxy_command(cluster: &Cluster) -> Command {
     command
         .arg("proxy")
         .args(["--bind", "127.0.0.1", "--http-port", "0", "--https-port", "0"])
-        .args(["--health-bind", "127.0.0.1", "--health-port", "0"])
+        .args(["--health-bind", "127.0.0.1:0"])
         .env("KUBECONFIG", &cluster.kubeconfig)
         .env_remove("KUBERNETES_SERVICE_HOST");
     command
@@ -206,7 +206,7 @@ fn start_proxy(cluster: &Cluster, name: &str) -> Direwolf {
             .env_remove("POD_NAMESPACE")
             .env("RUST_LOG", "info"),
     );
-    let health = proc.wait_for("health listener", START);
+    let health = proc.wait_for("health port", START);
     let health: SocketAddr = field(&health, "addr=").parse().expect("health address");
     let proxy = Direwolf::started(proc, "direwolf proxy started", START);
     let ready = http_get(health, "/readyz");
@@ -220,7 +220,7 @@ fn http_get(addr: SocketAddr, path: &str) -> String {
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("read timeout");
     stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
         .expect("send");
     let mut reply = String::new();
     stream

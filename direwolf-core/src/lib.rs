@@ -17,6 +17,7 @@
 //! | `relay` | `relay` | the stream relay engine (RTSP rewriting, batched UDP forwarding) |
 //! | `pack` | `pack` | the single-machine pack: `WolfPool`, a [`Launcher`] over streaming hosts, with the relay |
 //! | `wolf` | `pack::wolf_host` | `WolfHost`, a [`StreamHost`](stream_host::StreamHost) over Wolf's API |
+//! | `health` | `health` | the health port: `/livez`, `/readyz`, `/metrics` |
 //! | `conformance` | `conformance` | the suites every backend of the traits passes |
 //! | `mock` | | mockall mocks of the traits |
 //!
@@ -37,6 +38,8 @@
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod error;
+#[cfg(feature = "health")]
+pub mod health;
 pub mod ids;
 pub mod launcher;
 pub mod memory;

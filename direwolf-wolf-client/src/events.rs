@@ -8,6 +8,7 @@ use futures::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::backoff::Backoff;
 use crate::client::WolfClient;
 use crate::error::{Error, Result};
 use crate::ids::{LobbyId, SessionId};
@@ -326,9 +327,10 @@ pub struct EventsConfig {
     /// Drop `RTPVideoPingEvent` / `RTPAudioPingEvent` before parsing them (they arrive every 500 ms
     /// per stream). Default `true`.
     pub filter_pings: bool,
-    /// First wait before reconnecting. Default 100 ms.
+    /// First wait before reconnecting. Default 100 ms. Every wait is drawn in [½, 1½) of its
+    /// nominal value, so that clients that lost one Wolf together do not retry in step.
     pub initial_backoff: Duration,
-    /// Longest wait between reconnection attempts. Default 10 s.
+    /// Longest nominal wait between reconnection attempts. Default 10 s.
     pub max_backoff: Duration,
     /// Reconnect when nothing (not even a keepalive, sent every 15 s) arrived for this long.
     /// Default 45 s.
@@ -359,7 +361,7 @@ struct State {
     conn: Option<(LineReader, ConnGuard)>,
     connected_before: bool,
     failures: u32,
-    backoff: Duration,
+    backoff: Backoff,
     name: Option<String>,
     data: Option<String>,
     ended: bool,
@@ -376,7 +378,7 @@ impl WolfClient {
     pub fn events_with(&self, cfg: EventsConfig) -> EventStream {
         let state = State {
             client: self.clone(),
-            backoff: cfg.initial_backoff,
+            backoff: Backoff::new(cfg.initial_backoff, cfg.max_backoff),
             cfg,
             conn: None,
             connected_before: false,
@@ -400,18 +402,21 @@ impl State {
         loop {
             if self.conn.is_none() {
                 if self.failures > 0 {
-                    tokio::time::sleep(self.backoff).await;
-                    self.backoff = (self.backoff * 2).min(self.cfg.max_backoff);
+                    self.backoff.wait().await;
                 }
                 match self.open().await {
                     Ok(conn) => {
                         self.conn = Some(conn);
-                        self.failures = 0;
-                        self.backoff = self.cfg.initial_backoff;
+                        let failed = std::mem::take(&mut self.failures);
+                        self.backoff.reset();
                         self.name = None;
                         self.data = None;
                         if self.connected_before {
-                            tracing::info!(target = %self.client.inner.target, "wolf event stream reconnected");
+                            tracing::info!(
+                                target = %self.client.inner.target,
+                                failed_attempts = failed.saturating_sub(1),
+                                "wolf event stream reconnected"
+                            );
                             self.client.forget_version();
                             return Ok(EventItem::Reconnected);
                         }
@@ -424,11 +429,7 @@ impl State {
                             self.ended = true;
                             return Err(e);
                         }
-                        tracing::warn!(
-                            error = &e as &dyn std::error::Error,
-                            attempt = self.failures,
-                            "wolf event stream: cannot connect, will retry"
-                        );
+                        self.log_failure(&e);
                     }
                 }
                 continue;
@@ -453,8 +454,20 @@ impl State {
         }
     }
 
+    /// A failed connection attempt: a warning for the 1st, 2nd, 4th, 8th… in a row (a Wolf that
+    /// stays down is reported ever more rarely), a debug line for the others.
+    fn log_failure(&self, error: &Error) {
+        let error = error as &dyn std::error::Error;
+        let target = &self.client.inner.target;
+        if self.failures.is_power_of_two() {
+            tracing::warn!(%target, error, attempt = self.failures, "wolf event stream: cannot connect, will retry");
+        } else {
+            tracing::debug!(%target, error, attempt = self.failures, "wolf event stream: cannot connect, will retry");
+        }
+    }
+
     fn lost(&mut self, why: &'static str) {
-        tracing::warn!(reason = why, "wolf event stream lost, reconnecting");
+        tracing::warn!(target = %self.client.inner.target, reason = why, "wolf event stream lost, reconnecting");
         self.conn = None;
         self.failures = 1;
     }
@@ -554,7 +567,7 @@ mod parser_tests {
             conn: None,
             connected_before: false,
             failures: 0,
-            backoff: Duration::from_millis(1),
+            backoff: Backoff::new(Duration::from_millis(1), Duration::from_millis(1)),
             name: None,
             data: None,
             ended: false,

@@ -50,6 +50,7 @@
 
 #![warn(missing_docs)]
 
+pub mod backoff;
 pub mod client;
 pub mod error;
 pub mod events;

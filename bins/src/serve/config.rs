@@ -45,6 +45,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::net::IpAddr;
 use std::ops::{Range, RangeInclusive};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -73,13 +74,16 @@ pub enum ConfigError {
         source: io::Error,
     },
 
-    /// Not valid TOML, an unknown key, or a value of the wrong type. The message gives the line
-    /// and column.
-    #[error("{path}: {message}")]
+    /// Not valid TOML, an unknown key, or a value of the wrong type.
+    #[error("{path}, line {line}, column {column}: {message}")]
     Syntax {
         /// The file.
         path: PathBuf,
-        /// The parser's message, with line and column.
+        /// The line (1-based).
+        line: usize,
+        /// The column (1-based, in characters).
+        column: usize,
+        /// The parser's message, on one line.
         message: String,
     },
 
@@ -244,7 +248,7 @@ struct RawPool {
 struct RawWolf {
     name: Spanned<String>,
     api: Spanned<String>,
-    stream_address: std::net::IpAddr,
+    stream_address: Spanned<String>,
     rtsp_port: Option<Spanned<u16>>,
     video_port: Option<Spanned<u16>>,
     audio_port: Option<Spanned<u16>>,
@@ -255,7 +259,7 @@ struct RawWolf {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRelay {
-    public_address: Option<std::net::IpAddr>,
+    public_address: Option<Spanned<String>>,
     port_range: Option<Spanned<String>>,
     udp_idle_timeout: Option<Spanned<u64>>,
 }
@@ -283,6 +287,39 @@ impl Source<'_> {
         self.text
             .get(..span.start)
             .map_or(1, |before| before.matches('\n').count() + 1)
+    }
+
+    /// A parser error on one line: its position and message, without the quoted source.
+    fn syntax(&self, error: &toml::de::Error) -> ConfigError {
+        let start = error.span().map_or(0, |span| span.start);
+        let line_start = self
+            .text
+            .get(..start)
+            .and_then(|b| b.rfind('\n'))
+            .map_or(0, |i| i + 1);
+        let column = self
+            .text
+            .get(line_start..start)
+            .map_or(1, |b| b.chars().count() + 1);
+        ConfigError::Syntax {
+            path: self.path.to_owned(),
+            line: self.line(start..start),
+            column,
+            message: error.message().split_whitespace().collect::<Vec<_>>().join(" "),
+        }
+    }
+
+    /// An IP address; a host name is refused by name (nothing here resolves names).
+    fn ip(&self, value: Spanned<String>, what: impl FnOnce() -> String) -> Result<IpAddr, ConfigError> {
+        let span = value.span();
+        let text = value.into_inner();
+        text.parse().map_err(|_| {
+            let message = format!(
+                "{} {text:?} must be an IP address (host names are not resolved)",
+                what()
+            );
+            self.invalid(span, message)
+        })
     }
 
     fn invalid(&self, span: Range<usize>, message: String) -> ConfigError {
@@ -430,7 +467,7 @@ impl Source<'_> {
             control_port: port(w.control_port, wolf.control, "control_port")?,
             capacity,
             api,
-            stream_address: w.stream_address,
+            stream_address: self.ip(w.stream_address, || format!("wolf {name}: stream_address"))?,
             name,
         })
     }
@@ -462,7 +499,10 @@ impl Source<'_> {
         let Some(r) = raw.map(Spanned::into_inner) else {
             return Ok(relay);
         };
-        relay.public_address = r.public_address;
+        relay.public_address = r
+            .public_address
+            .map(|a| self.ip(a, || "relay public_address".to_owned()))
+            .transpose()?;
         if let Some(range) = r.port_range {
             relay.port_range = self.port_range(range)?;
         }
@@ -481,6 +521,10 @@ impl Source<'_> {
             .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)));
         match parsed {
             Some((a, b)) if a > 0 && b >= a && u32::from(b) - u32::from(a) >= 3 => Ok(a..=b),
+            Some((a, b)) if b < a => Err(self.invalid(
+                span,
+                format!("relay port_range {text:?} is reversed: write it FIRST-LAST, as \"{b}-{a}\""),
+            )),
             _ => Err(self.invalid(
                 span,
                 format!("relay port_range {text:?} must be FIRST-LAST with 0 < FIRST and at least 4 ports"),
@@ -510,11 +554,8 @@ impl Config {
     ///
     /// As [`Config::load`], except [`ConfigError::Read`] of the file itself.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
         let source = Source { text, path };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| source.syntax(&e))?;
         let hostname = raw
             .hostname
             .map(|name| source.name(name, 255, |name| format!("hostname {name:?}")))
@@ -663,8 +704,13 @@ mod tests {
             ),
             (
                 "[[wolf]]\nname = \"a\"\napi = \"/a\"\nstream_address = \"wolf.lan\"\n".to_owned(),
-                "line",
+                "stream_address \"wolf.lan\" must be an IP address",
             ),
+            (
+                "[relay]\npublic_address = \"router.lan\"\n".to_owned(),
+                "public_address \"router.lan\" must be an IP address",
+            ),
+            ("[relay]\nport_range = \"40999-40000\"\n".to_owned(), "reversed"),
             ("[relay]\nport_range = \"5-6\"\n".to_owned(), "at least 4"),
             ("[relay]\nudp_idle_timeout = 0\n".to_owned(), "udp_idle_timeout"),
             ("[relay]\nport = 1\n".to_owned(), "port"),
@@ -687,8 +733,14 @@ mod tests {
         let err = parse("hostname = \"a\"\nport = 1\n").unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, ConfigError::Syntax { .. }), "{err:?}");
-        assert!(text.contains("line 2") && text.contains("port"), "{text}");
-        assert!(text.contains("direwolf.toml"), "{text}");
+        assert!(
+            text.contains("line 2, column 1") && text.contains("port"),
+            "{text}"
+        );
+        assert!(
+            text.contains("direwolf.toml") && !text.contains('\n'),
+            "one line: {text}"
+        );
 
         let err = parse("[[apps]]\ntitle = \"A\"\nid = 1\ncolour = \"red\"\n").unwrap_err();
         let text = err.to_string();

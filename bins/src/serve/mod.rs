@@ -9,12 +9,14 @@
 //! control) from this server's address; without, clients can pair and list apps but not stream.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use direwolf_core::health::{HealthServer, Probes};
 use direwolf_core::memory::InMemoryAppCatalog;
 use direwolf_core::pack::WolfHost;
 use direwolf_core::pack::{PoolConfig, PoolHost, WolfPool};
@@ -25,9 +27,12 @@ use direwolf_moonlight::MoonlightServer;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::{info, warn};
 
-use self::config::{Config, RelaySettings, WolfApi, WolfConfig, default_catalog};
+use self::config::{AppConfig, Config, RelaySettings, WolfApi, WolfConfig, default_catalog};
+use self::wolves::WolfWatch;
 
+mod check;
 mod config;
+mod wolves;
 
 /// Options of `direwolf serve`.
 #[derive(Debug, clap::Args)]
@@ -61,6 +66,17 @@ pub struct ServeArgs {
     /// The user new pairings belong to.
     #[arg(long, value_name = "USER", default_value = UserName::DEFAULT)]
     pub default_user: UserName,
+
+    /// Serve `/livez`, `/readyz` and `/metrics` (plain HTTP) on this address, apart from the
+    /// GameStream ports. Ready: listening, the database open, and at least one Wolf answering
+    /// when any is configured.
+    #[arg(long, value_name = "ADDR:PORT", env = "DIREWOLF_HEALTH_BIND")]
+    pub health_bind: Option<SocketAddr>,
+
+    /// Check the configuration, the files it names, the data directory, every Wolf (API version,
+    /// app ids) and every port, print one line per finding, and exit: 0 if all is well, else 1.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// The default data directory: `$XDG_DATA_HOME/direwolf`, else `$HOME/.local/share/direwolf`.
@@ -96,6 +112,8 @@ struct Plan {
     relay: RelaySettings,
     /// Wolf app id per app, from `wolf_app_id`.
     host_apps: HashMap<AppId, String>,
+    /// The configured apps (empty without a configuration file).
+    apps: Vec<AppConfig>,
     host_lost_after: Duration,
 }
 
@@ -137,6 +155,7 @@ fn plan(args: &ServeArgs) -> anyhow::Result<Plan> {
         data_dir,
         hostname,
         app_count: catalog_entries.len(),
+        apps: config.as_ref().map(|c| c.apps.clone()).unwrap_or_default(),
         catalog: InMemoryAppCatalog::with_apps(catalog_entries),
         wolves,
         relay,
@@ -145,14 +164,14 @@ fn plan(args: &ServeArgs) -> anyhow::Result<Plan> {
     })
 }
 
-/// Runs `direwolf serve` until SIGINT or SIGTERM.
+/// Runs `direwolf serve` until SIGINT or SIGTERM; with `--check`, checks and returns whether
+/// all is well.
 ///
 /// # Errors
 ///
 /// A bad configuration file, an unusable data directory (or one in use by another process),
 /// ports that cannot be bound, or a server failure.
-pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let plan = plan(&args)?;
+pub fn run(args: ServeArgs) -> anyhow::Result<bool> {
     // Two workers: plenty for a home server's handful of clients (RSA work during pairing runs
     // on the blocking pool), and a small idle footprint.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -161,7 +180,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(args, plan))
+    if args.check {
+        return Ok(runtime.block_on(check::run(&args)));
+    }
+    let plan = plan(&args)?;
+    runtime.block_on(serve(args, plan))?;
+    Ok(true)
 }
 
 /// The address the relay listens on: the configured one, else the only IPv4 `--bind` address,
@@ -177,27 +201,28 @@ fn relay_address(relay: &RelaySettings, bind: &[IpAddr]) -> IpAddr {
     }
 }
 
-/// The Wolf pool of the `[[wolf]]` entries: one relay, one [`WolfHost`] per entry.
-/// How long start-up's report waits for a Wolf's answer.
-const REACH_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// Logs, in the background, whether Wolf `name` answers and which API version it speaks; a Wolf
-/// that is down does not hold start-up.
-fn report_reached(name: String, client: direwolf_wolf_client::WolfClient) {
-    tokio::spawn(async move {
-        match tokio::time::timeout(REACH_TIMEOUT, client.version()).await {
-            Ok(Ok(version)) => info!(wolf = %name, %version, "Wolf reached"),
-            Ok(Err(error)) => {
-                warn!(wolf = %name, %error, "Wolf not reached; streams wait for it to answer");
-            }
-            Err(_) => warn!(
-                wolf = %name,
-                "Wolf did not answer within {REACH_TIMEOUT:?}; streams wait for it to answer"
-            ),
-        }
-    });
+/// A client of `wolf`'s API whose calls give up after `timeout`.
+fn wolf_client(wolf: &WolfConfig, timeout: Duration) -> anyhow::Result<direwolf_wolf_client::WolfClient> {
+    let builder = direwolf_wolf_client::WolfClient::builder().with_timeout(timeout);
+    let builder = match &wolf.api {
+        WolfApi::Unix(path) => builder.with_unix_socket(path.clone()),
+        WolfApi::Tcp(addr) => builder.with_tcp(addr.clone()),
+    };
+    builder
+        .build()
+        .with_context(|| format!("wolf {}: invalid api settings", wolf.name))
 }
 
+/// Probes every configured Wolf in the background (start-up does not wait for them).
+fn watch_wolves(wolves: &[WolfConfig]) -> anyhow::Result<WolfWatch> {
+    let mut watch = WolfWatch::default();
+    for wolf in wolves {
+        watch.watch(wolf.name.clone(), wolf_client(wolf, Duration::from_secs(10))?);
+    }
+    Ok(watch)
+}
+
+/// The Wolf pool of the `[[wolf]]` entries: one relay, one [`WolfHost`] per entry.
 async fn wolf_pool(
     plan: &Plan,
     bind: &[IpAddr],
@@ -209,15 +234,7 @@ async fn wolf_pool(
     let relay = Relay::new(relay_config).context("invalid [relay] settings")?;
     let mut hosts = Vec::with_capacity(plan.wolves.len());
     for wolf in &plan.wolves {
-        let builder = direwolf_wolf_client::WolfClient::builder().with_timeout(Duration::from_secs(10));
-        let builder = match &wolf.api {
-            WolfApi::Unix(path) => builder.with_unix_socket(path.clone()),
-            WolfApi::Tcp(addr) => builder.with_tcp(addr.clone()),
-        };
-        let client = builder
-            .build()
-            .with_context(|| format!("wolf {}: invalid api settings", wolf.name))?;
-        report_reached(wolf.name.clone(), client.clone());
+        let client = wolf_client(wolf, Duration::from_secs(10))?;
         let mut host = PoolHost::new(
             Arc::new(WolfHost::new(wolf.name.clone(), client)),
             wolf.stream_address,
@@ -244,6 +261,12 @@ async fn wolf_pool(
 async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
     // Catch SIGINT/SIGTERM from now on, so a stop during start-up is still a clean one.
     let shutdown = Shutdown::install()?;
+    let started = Arc::new(AtomicBool::new(false));
+    let wolves = watch_wolves(&plan.wolves)?;
+    let health = match args.health_bind {
+        Some(addr) => Some(start_health(addr, started.clone(), wolves).await?),
+        None => None,
+    };
     let persistent = open_stores(&plan.data_dir).await?;
     let sessions: Arc<dyn SessionStore> = Arc::new(persistent.session_store());
     let apps: Arc<dyn AppCatalog> = Arc::new(plan.catalog.clone());
@@ -287,6 +310,7 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
         .build()
         .await
         .context("cannot start the Moonlight server")?;
+    started.store(true, Ordering::SeqCst);
     info!(
         data_dir = %plan.data_dir.display(),
         hostname = %plan.hostname,
@@ -300,8 +324,26 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
         .run_until(shutdown.wait())
         .await
         .context("the Moonlight server failed")?;
+    drop(health);
     info!("direwolf serve stopped");
     Ok(())
+}
+
+/// Binds the health port: ready once `started` (listening, database open) and a Wolf answers.
+async fn start_health(
+    addr: SocketAddr,
+    started: Arc<AtomicBool>,
+    wolves: WolfWatch,
+) -> anyhow::Result<HealthServer> {
+    let probes = Probes::new(move || {
+        if !started.load(Ordering::SeqCst) {
+            return Err("starting: the listeners are not bound or the database is not open yet".to_owned());
+        }
+        wolves.readiness()
+    });
+    HealthServer::bind(addr, probes)
+        .await
+        .with_context(|| format!("cannot bind the health port {addr}"))
 }
 
 async fn open_stores(dir: &Path) -> anyhow::Result<PersistentStores> {

@@ -6,12 +6,12 @@
 use std::net::Ipv4Addr;
 
 use direwolf_wolf_client::Secret;
+use direwolf_wolf_client::backoff::Backoff;
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::Api;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::backoff::Backoff;
 use super::session::SessionView;
 use crate::crd::{SessionConfig, SessionPorts};
 use crate::stream;

@@ -13,7 +13,7 @@
 //! | the status fields, on change, retried | [`status`] |
 //! | Wolf's events → WaitForPing, Streaming, Paused, Ended | [`phase`], [`run`] |
 //! | virtual controllers into the game container | [`udev`] |
-//! | retries with jitter | [`backoff`] |
+//! | retries with jitter | [`direwolf_wolf_client::backoff`] |
 //!
 //! The agent ends (with [`Exit::SessionDeleted`]) when its Session is deleted: it stops Wolf's
 //! session first. When the stream ends otherwise (Wolf stopped it, a pause outlasted the grace,
@@ -29,7 +29,6 @@
 //!
 //! [`stream::AGENT_HEALTH_PORT`]: crate::stream::AGENT_HEALTH_PORT
 
-pub mod backoff;
 mod error;
 pub mod health;
 pub mod inputs;

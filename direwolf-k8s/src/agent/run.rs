@@ -8,6 +8,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use direwolf_core::health::HealthServer;
+use direwolf_wolf_client::backoff::Backoff;
 use direwolf_wolf_client::types::AddSessionRequest;
 use direwolf_wolf_client::{EventItem, EventsConfig, SessionId, WolfClient, WolfEvent};
 use futures::StreamExt;
@@ -19,7 +21,6 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use super::backoff::Backoff;
 use super::health::{self, Readiness};
 use super::inputs::{self, InputsError, StreamInputs};
 use super::phase::{PhaseInput, PhaseTracker};
@@ -55,7 +56,7 @@ pub struct RunningAgent {
     /// Whether Wolf's socket accepted a connection.
     pub readiness: Readiness,
     task: JoinHandle<Result<Exit, AgentError>>,
-    health: JoinHandle<()>,
+    health: HealthServer,
 }
 
 impl RunningAgent {
@@ -68,14 +69,14 @@ impl RunningAgent {
             Ok(result) => result,
             Err(e) => Err(AgentError::Config(format!("the agent task failed: {e}"))),
         };
-        self.health.abort();
+        self.health.stop();
         result
     }
 
     /// Stops the agent at once (as a killed process would: nothing is cleaned up).
     pub fn abort(&self) {
         self.task.abort();
-        self.health.abort();
+        self.health.stop();
     }
 }
 
@@ -122,7 +123,8 @@ impl Agent {
             .with_timeout(WOLF_CALL_TIMEOUT)
             .build()
             .map_err(|e| AgentError::Config(format!("Wolf client: {e}")))?;
-        let (health_addr, health) = health::serve(self.config.health_addr, readiness.clone()).await?;
+        let health = health::serve(self.config.health_addr, readiness.clone()).await?;
+        let health_addr = health.local_addr();
         let life = Life {
             sessions: Api::namespaced(self.client.clone(), &self.config.namespace),
             secrets: Api::namespaced(self.client, &self.config.namespace),

@@ -7,13 +7,13 @@
 //! are retried with back-off: 409 (a conflict) and the transient errors of
 //! [`crate::retry::is_transient`] until they pass; a 404 means the Session is gone.
 
+use direwolf_wolf_client::backoff::Backoff;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::backoff::Backoff;
 use crate::crd::{Session, SessionPhase, conditions, field_managers, reasons};
 use crate::retry::is_transient;
 

@@ -46,6 +46,30 @@ pub struct MetricsSnapshot {
     pub pods_created: u64,
 }
 
+impl MetricsSnapshot {
+    /// The counters in the Prometheus text format (version 0.0.4).
+    pub fn prometheus(&self) -> String {
+        let counters = [
+            ("reconciles", "Reconciles run.", self.reconciles),
+            (
+                "reconcile_failures",
+                "Reconciles that failed (and were retried).",
+                self.failures,
+            ),
+            ("sessions_ended", "Sessions ended by the operator.", self.endings),
+            ("stream_pods_created", "Stream pods created.", self.pods_created),
+        ];
+        let mut text = String::new();
+        for (name, help, value) in counters {
+            let name = format!("direwolf_operator_{name}_total");
+            text.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+            ));
+        }
+        text
+    }
+}
+
 impl Metrics {
     /// The counters now.
     pub fn snapshot(&self) -> MetricsSnapshot {
