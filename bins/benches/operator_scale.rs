@@ -52,17 +52,13 @@ const TAIL_LINES: usize = 40;
 
 /// The YAML documents of `file`, each put into `namespace`.
 fn in_namespace(file: &PathBuf, namespace: &str) -> String {
-    use serde::Deserialize;
     let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
     let mut out = String::new();
-    for doc in serde_yaml::Deserializer::from_str(&text) {
-        let mut value = serde_json::Value::deserialize(doc).expect("a YAML document");
-        if value.is_null() {
-            continue;
-        }
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).expect("YAML documents");
+    for mut value in docs {
         value["metadata"]["namespace"] = serde_json::Value::from(namespace);
         out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(&value).expect("YAML"));
+        out.push_str(&serde_saphyr::to_string(&value).expect("YAML"));
     }
     out
 }

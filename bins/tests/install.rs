@@ -168,19 +168,20 @@ fn can_i_list(table: &str) -> Grants {
 /// What Role `name` of deploy/rbac.yaml grants, named as `kubectl auth can-i --list` names it.
 fn role_grants(name: &str) -> Grants {
     let text = std::fs::read_to_string(repo_root().join("deploy/rbac.yaml")).expect("deploy/rbac.yaml");
-    let role = serde_yaml::Deserializer::from_str(&text)
-        .map(|doc| <serde_yaml::Value as serde::Deserialize>::deserialize(doc).expect("YAML"))
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).expect("YAML");
+    let role = docs
+        .into_iter()
         .find(|d| d["kind"] == "Role" && d["metadata"]["name"] == name)
         .expect("the Role");
-    let strings = |v: &serde_yaml::Value| -> Vec<String> {
-        v.as_sequence()
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
             .expect("a list")
             .iter()
             .map(|s| s.as_str().expect("a string").to_owned())
             .collect()
     };
     let mut grants = Grants::new();
-    for rule in role["rules"].as_sequence().expect("rules") {
+    for rule in role["rules"].as_array().expect("rules") {
         for group in strings(&rule["apiGroups"]) {
             for resource in strings(&rule["resources"]) {
                 let (base, sub) = resource

@@ -69,17 +69,12 @@ fn args() -> Args {
 
 /// The YAML documents of `file`, each put into `namespace`.
 fn in_namespace(file: &PathBuf, namespace: &str) -> Result<String, Box<dyn std::error::Error>> {
-    use serde::Deserialize;
     let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let mut out = String::new();
-    for doc in serde_yaml::Deserializer::from_str(&text) {
-        let mut value = serde_json::Value::deserialize(doc)?;
-        if value.is_null() {
-            continue;
-        }
+    for mut value in serde_saphyr::from_multiple::<serde_json::Value>(&text)? {
         value["metadata"]["namespace"] = serde_json::Value::from(namespace);
         out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(&value)?);
+        out.push_str(&serde_saphyr::to_string(&value)?);
     }
     Ok(out)
 }

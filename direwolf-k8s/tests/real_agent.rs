@@ -70,7 +70,7 @@ async fn agent_account(client: &Client, ns: &str) {
 async fn session(client: &Client, ns: &str) {
     let yaml = std::fs::read_to_string(format!("{}/../examples/session.yaml", env!("CARGO_MANIFEST_DIR")))
         .expect("example");
-    let value: serde_json::Value = serde_yaml::from_str(&yaml).expect("yaml");
+    let value: serde_json::Value = serde_saphyr::from_str(&yaml).expect("yaml");
     create::<Session>(client, ns, value).await;
     let ports = json!({
         "apiVersion": format!("{}/{}", crd::GROUP, crd::VERSION), "kind": "Session",

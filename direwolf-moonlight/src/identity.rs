@@ -40,6 +40,10 @@ pub enum IdentityError {
 /// # Errors
 /// [`IdentityError::KeyGeneration`] or [`IdentityError::Certificate`].
 pub fn generate_identity() -> Result<ServerIdentity, IdentityError> {
+    // The rsa crate generates the key because ring cannot generate RSA keys (nor can rcgen on
+    // its ring backend). That is all rsa does here: ring makes and checks every signature
+    // (`crate::crypto`), so rsa's non-constant-time private-key operations (RUSTSEC-2023-0071)
+    // are never run where a client could time them.
     let mut rng = rand::rngs::OsRng;
     let private =
         rsa::RsaPrivateKey::new(&mut rng, 2048).map_err(|e| IdentityError::KeyGeneration(e.to_string()))?;

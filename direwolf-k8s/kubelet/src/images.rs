@@ -38,8 +38,8 @@ pub enum ImageMapError {
     Parse {
         /// The file.
         path: String,
-        /// Why.
-        source: serde_yaml::Error,
+        /// Why (boxed: the parser error is large).
+        source: Box<serde_saphyr::Error>,
     },
     /// An image has an empty argv.
     #[error("the image map {path}: image {image} has an empty argv")]
@@ -59,9 +59,9 @@ impl ImageMap {
             path: p.clone(),
             source,
         })?;
-        let map: ImageMap = serde_yaml::from_str(&text).map_err(|source| ImageMapError::Parse {
+        let map: ImageMap = serde_saphyr::from_str(&text).map_err(|source| ImageMapError::Parse {
             path: p.clone(),
-            source,
+            source: Box::new(source),
         })?;
         if let Some((image, _)) = map.0.iter().find(|(_, prog)| prog.argv.is_empty()) {
             return Err(ImageMapError::EmptyArgv {

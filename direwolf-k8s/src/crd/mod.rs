@@ -40,11 +40,13 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
 ///
 /// # Errors
 /// Only if serialisation fails, which would be a bug in the types.
-pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
+pub fn crds_yaml() -> Result<String, serde_saphyr::SerializeError> {
+    // Long descriptions stay on one line instead of being folded at 80 columns.
+    let options = serde_saphyr::ser_options! { folded_wrap_chars: usize::MAX };
     let mut out = String::new();
     for crd in crds() {
         out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(&crd)?);
+        out.push_str(&serde_saphyr::to_string_with_options(&crd, options.clone())?);
     }
     Ok(out)
 }

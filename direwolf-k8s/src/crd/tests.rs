@@ -73,9 +73,7 @@ fn every_crd_is_namespaced_served_stored_with_status_and_columns() {
 #[test]
 fn crds_yaml_is_four_documents_that_parse_back() {
     let yaml = crds_yaml().expect("CRDs serialise");
-    let docs: Vec<CustomResourceDefinition> = serde_yaml::Deserializer::from_str(&yaml)
-        .map(|doc| serde::Deserialize::deserialize(doc).expect("a CRD document"))
-        .collect();
+    let docs: Vec<CustomResourceDefinition> = serde_saphyr::from_multiple(&yaml).expect("CRD documents");
     assert_eq!(docs, crds());
 }
 
@@ -265,12 +263,8 @@ fn load_examples() -> Vec<(String, Value)> {
     paths.sort();
     for path in paths {
         let text = std::fs::read_to_string(&path).expect("readable example");
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let value: Value = serde::Deserialize::deserialize(doc).expect("valid YAML");
-            if !value.is_null() {
-                out.push((path.display().to_string(), value));
-            }
-        }
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&text).expect("valid YAML");
+        out.extend(docs.into_iter().map(|value| (path.display().to_string(), value)));
     }
     out
 }

@@ -116,11 +116,11 @@ pub enum EmulatorError {
     /// A seed document is not valid YAML.
     #[error("seed document {index} is not valid YAML: {source}")]
     Yaml {
-        /// Zero-based index of the document in the stream.
+        /// Zero-based index of the document in the stream (empty documents are not counted).
         index: usize,
-        /// Parser error.
+        /// Parser error (boxed: it is large).
         #[source]
-        source: serde_yaml::Error,
+        source: Box<serde_saphyr::Error>,
     },
     /// A seed document has no `apiVersion`, `kind` or `metadata.name`.
     #[error("seed document {index} lacks apiVersion, kind or metadata.name")]
@@ -425,10 +425,13 @@ impl ApiServerEmulator {
     /// server would answer (e.g. 422 for a schema violation). A YAML error is reported before
     /// anything is applied; documents before a rejected one stay applied.
     pub fn apply_yaml(&self, yaml: &str) -> Result<Vec<Value>, EmulatorError> {
-        use serde::Deserialize;
         let mut docs = Vec::new();
-        for (index, doc) in serde_yaml::Deserializer::from_str(yaml).enumerate() {
-            let value = Value::deserialize(doc).map_err(|source| EmulatorError::Yaml { index, source })?;
+        let mut reader = yaml.as_bytes();
+        for (index, doc) in serde_saphyr::read::<_, Value>(&mut reader).enumerate() {
+            let value = doc.map_err(|source| EmulatorError::Yaml {
+                index,
+                source: Box::new(source),
+            })?;
             // A `kind: List` (as `kubectl get -o yaml` prints) contributes its items.
             match value.get("items").and_then(Value::as_array) {
                 Some(items)

@@ -205,7 +205,7 @@ impl Payload {
     /// The body as a JSON (or YAML) object.
     fn object(&self) -> Result<Value, ApiError> {
         serde_json::from_slice(&self.body)
-            .or_else(|_| serde_yaml::from_slice(&self.body))
+            .or_else(|_| serde_saphyr::from_slice(&self.body))
             .map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}")))
     }
 }

@@ -15,7 +15,7 @@ use crate::crd::{App, Session, SessionPhase, User, conditions, reasons};
 use crate::stream;
 
 fn from_yaml<T: serde::de::DeserializeOwned>(yaml: &str) -> T {
-    serde_yaml::from_str(yaml).expect("example parses")
+    serde_saphyr::from_str(yaml).expect("example parses")
 }
 
 fn with_uid<T: kube::Resource>(mut obj: T, uid: &str) -> T {

@@ -144,7 +144,7 @@ fn webp_art_becomes_png() {
         "/../examples/app-test-pattern.yaml"
     ))
     .expect("the example exists");
-    let app: crd::App = serde_yaml::from_str(&yaml).expect("a valid App");
+    let app: crd::App = serde_saphyr::from_str(&yaml).expect("a valid App");
     let webp = app.spec.app_asset_webp.expect("the example has WebP art").0;
     let png = webp_to_png(AppId::new(1).unwrap(), &webp).unwrap();
     let asset = AppAsset::png(png.clone()).expect("a PNG signature");

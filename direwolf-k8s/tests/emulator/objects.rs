@@ -11,7 +11,7 @@ async fn creating_a_crd_serves_its_resource_with_discovery() {
     let emu = start().await;
     let client = emu.client();
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd: CustomResourceDefinition = serde_yaml::from_str(WIDGET_CRD).expect("valid CRD YAML");
+    let crd: CustomResourceDefinition = serde_saphyr::from_str(WIDGET_CRD).expect("valid CRD YAML");
     let widgets: Api<Widget> = Api::default_namespaced(client.clone());
     let before = api_error(within("list before CRD", widgets.list(&ListParams::default())).await);
     assert_eq!(before.code, 404, "no CRD, no resource");

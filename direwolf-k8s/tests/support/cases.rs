@@ -40,13 +40,9 @@ pub fn examples() -> Vec<(String, Value)> {
     let mut out = Vec::new();
     for path in paths {
         let text = std::fs::read_to_string(&path).expect("a readable example");
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let value: Value = serde::Deserialize::deserialize(doc).expect("valid YAML");
-            if !value.is_null() {
-                let file = path.file_name().expect("a file name").to_string_lossy();
-                out.push((file.into_owned(), value));
-            }
-        }
+        let file = path.file_name().expect("a file name").to_string_lossy();
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&text).expect("valid YAML");
+        out.extend(docs.into_iter().map(|value| (file.clone().into_owned(), value)));
     }
     out
 }

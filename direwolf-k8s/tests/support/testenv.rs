@@ -168,8 +168,8 @@ impl ControlPlane {
     pub fn service_account_kubeconfig(&self, namespace: &str, account: &str, path: &Path) {
         let token = self.kubectl(&["create", "token", account, "-n", namespace, "--duration=2h"]);
         let admin = std::fs::read_to_string(&self.kubeconfig).expect("the admin kubeconfig");
-        let mut config: serde_yaml::Value = serde_yaml::from_str(&admin).expect("a kubeconfig");
-        config["users"] = serde_yaml::from_str(&format!(
+        let mut config: serde_json::Value = serde_saphyr::from_str(&admin).expect("a kubeconfig");
+        config["users"] = serde_saphyr::from_str(&format!(
             "[{{name: {account}, user: {{token: {}}}}}]",
             token.trim()
         ))
@@ -177,7 +177,7 @@ impl ControlPlane {
         let context = &mut config["contexts"][0]["context"];
         context["user"] = account.into();
         context["namespace"] = namespace.into();
-        let text = serde_yaml::to_string(&config).expect("the kubeconfig serialises");
+        let text = serde_saphyr::to_string(&config).expect("the kubeconfig serialises");
         std::fs::write(path, text).expect("write the service-account kubeconfig");
     }
 
@@ -222,8 +222,9 @@ impl ControlPlane {
         let client = self.client("default").await;
         let api: Api<CustomResourceDefinition> = Api::all(client);
         let params = PatchParams::apply("direwolf-tests").force();
-        for doc in serde_yaml::Deserializer::from_str(crds_yaml) {
-            let crd: CustomResourceDefinition = serde::Deserialize::deserialize(doc).expect("a CRD");
+        let crds: Vec<CustomResourceDefinition> =
+            serde_saphyr::from_multiple(crds_yaml).expect("CRD documents");
+        for crd in crds {
             let name = crd.metadata.name.clone().expect("a named CRD");
             within("apply a CRD", api.patch(&name, &params, &Patch::Apply(&crd)))
                 .await

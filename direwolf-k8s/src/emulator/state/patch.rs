@@ -138,7 +138,7 @@ impl State {
 fn decode_applied(rt: &ResourceType, name: &str, body: &[u8]) -> Result<Value, ApiError> {
     let mut applied: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
-        Err(_) => serde_yaml::from_slice(body)
+        Err(_) => serde_saphyr::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?,
     };
     if !applied.is_object() {
