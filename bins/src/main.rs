@@ -6,6 +6,7 @@ mod agent;
 mod crd;
 mod docs;
 mod listen;
+mod notify;
 mod operator;
 mod proxy;
 mod relay;

@@ -287,6 +287,8 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
         .build()
         .await
         .context("cannot start the Moonlight server")?;
+    let notifier = crate::notify::Notifier::from_env();
+    notifier.ready();
     info!(
         data_dir = %plan.data_dir.display(),
         hostname = %plan.hostname,
@@ -297,7 +299,7 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
         "direwolf serve started"
     );
     server
-        .run_until(shutdown.wait())
+        .run_until(notifier.stopping_after(shutdown.wait()))
         .await
         .context("the Moonlight server failed")?;
     info!("direwolf serve stopped");
