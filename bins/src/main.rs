@@ -9,6 +9,7 @@ mod check;
 mod crd;
 mod docs;
 mod listen;
+mod notify;
 mod operator;
 mod proxy;
 mod relay;

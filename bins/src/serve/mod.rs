@@ -311,6 +311,8 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
         .await
         .context("cannot start the Moonlight server")?;
     started.store(true, Ordering::SeqCst);
+    let notifier = crate::notify::Notifier::from_env();
+    notifier.ready();
     info!(
         data_dir = %plan.data_dir.display(),
         hostname = %plan.hostname,
@@ -321,7 +323,7 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
         "direwolf serve started"
     );
     server
-        .run_until(shutdown.wait())
+        .run_until(notifier.stopping_after(shutdown.wait()))
         .await
         .context("the Moonlight server failed")?;
     drop(health);
