@@ -20,7 +20,7 @@ use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use serde_yaml::Value as Yaml;
+use serde_json::Value as Yaml;
 use support::{DIREWOLF, Direwolf, Proc};
 
 /// How long any one step may take.
@@ -444,12 +444,13 @@ fn the_unit_keeps_its_sandbox_and_reaches_wolf_through_a_group() {
 // (b) docker-compose.yml
 
 fn compose() -> Yaml {
-    serde_yaml::from_str(&read_deployed("docker-compose.yml")).expect("docker-compose.yml is YAML")
+    // Read into JSON values: Compose keys are strings, and its scalars are JSON's.
+    serde_saphyr::from_str(&read_deployed("docker-compose.yml")).expect("docker-compose.yml is YAML")
 }
 
 fn service<'a>(compose: &'a Yaml, name: &str) -> &'a Yaml {
     let service = &compose["services"][name];
-    assert!(service.is_mapping(), "docker-compose.yml has a service {name}");
+    assert!(service.is_object(), "docker-compose.yml has a service {name}");
     service
 }
 
@@ -463,8 +464,8 @@ fn environment(service: &Yaml) -> BTreeMap<String, String> {
     };
     match &service["environment"] {
         Yaml::Null => BTreeMap::new(),
-        Yaml::Mapping(map) => map.iter().map(|(k, v)| (scalar(k), scalar(v))).collect(),
-        Yaml::Sequence(list) => list
+        Yaml::Object(map) => map.iter().map(|(k, v)| (k.clone(), scalar(v))).collect(),
+        Yaml::Array(list) => list
             .iter()
             .map(|item| {
                 let item = scalar(item);
@@ -484,7 +485,7 @@ impl Mounts {
     /// The short-syntax volumes of `service`: host paths under `host`, named volumes under
     /// `volumes`, and paths relative to the compose file as given by `relative`.
     fn of(service: &Yaml, host: &Path, volumes: &Path, relative: &Path) -> Mounts {
-        let list = service["volumes"].as_sequence().cloned().unwrap_or_default();
+        let list = service["volumes"].as_array().cloned().unwrap_or_default();
         let mounts = list
             .iter()
             .map(|v| {
@@ -551,7 +552,7 @@ impl Mounts {
 /// The strings of a `command:` (list form, or a string split at whitespace).
 fn command_words(service: &Yaml) -> Vec<String> {
     match &service["command"] {
-        Yaml::Sequence(list) => list
+        Yaml::Array(list) => list
             .iter()
             .map(|w| w.as_str().expect("a command word").to_owned())
             .collect(),
@@ -730,7 +731,7 @@ fn wolf_is_moved_to_the_ports_direwolf_toml_names() {
     let dir = Path::new(socket).parent().expect("a directory");
     for (name, s) in [("direwolf", direwolf), ("wolf", wolf)] {
         let mounted = s["volumes"]
-            .as_sequence()
+            .as_array()
             .into_iter()
             .flatten()
             .filter_map(Yaml::as_str)
