@@ -5,6 +5,8 @@ use clap::{Parser, Subcommand};
 mod agent;
 mod crd;
 mod docs;
+#[cfg(test)]
+mod docs_tests;
 mod listen;
 mod operator;
 mod proxy;
