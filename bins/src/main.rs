@@ -8,6 +8,8 @@ mod agent;
 mod check;
 mod crd;
 mod docs;
+#[cfg(test)]
+mod docs_tests;
 mod listen;
 mod notify;
 mod operator;

@@ -1,7 +1,7 @@
 //! `direwolf operator`: the Session operator of a Kubernetes installation
-//! (`reference-behaviour.md` §4.2, changed by the stream contract): for every Session of one
-//! namespace it allocates a port block, claims the home, creates the agent's account and the
-//! stream pod, follows the pod, and ends the Session when its stream cannot run.
+//! (`docs/protocol/kubernetes.md` § The operator): for every Session of one namespace it allocates
+//! a port block, claims the home, creates the agent's account and the stream pod, follows the pod,
+//! and ends the Session when its stream cannot run.
 //!
 //! Its replicas elect one leader on the `direwolf-controller` Lease; only the leader reconciles
 //! and, with `--proxy-service`, publishes the Sessions' stream ports on the proxies' Service. The

@@ -1,5 +1,5 @@
 //! `direwolf proxy`: the Moonlight endpoint of a Kubernetes installation
-//! (`reference-behaviour.md` §4.1).
+//! (`docs/protocol/kubernetes.md` § The proxy).
 //!
 //! Everything lives in the API server of one namespace: pairings, users and apps as custom
 //! resources (one shared watch per kind, [`Watches`], with a write-through overlay), streams as `Session` objects the operator

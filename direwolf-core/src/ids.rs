@@ -41,7 +41,8 @@ macro_rules! string_serde {
 }
 
 /// The identity of a paired Moonlight client: lower-case hex SHA-256 of its certificate's DER
-/// (64 characters), as in the proof of concept and `moonlight-http.md` §3.3.
+/// (64 characters), as in the proof of concept and `docs/protocol/moonlight-http.md`
+/// § Client identity.
 ///
 /// Never derived from the client's `uniqueid`, which most clients share.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -137,7 +138,7 @@ impl fmt::Debug for UserName {
 string_serde!(UserName);
 
 /// A Moonlight application id: a non-zero decimal integer that fits in a signed 32-bit integer
-/// (android parses it with `Integer.parseInt`; `moonlight-http.md` §5.4).
+/// (android parses it with `Integer.parseInt`; `docs/protocol/moonlight-http.md` § App list).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "u32", into = "u32")]
 pub struct AppId(u32);
@@ -305,8 +306,8 @@ impl<'de> Deserialize<'de> for AesKey {
 }
 
 /// The `rikeyid` launch parameter: the first four bytes of the client's audio IV as a
-/// big-endian signed 32-bit integer (`moonlight-http.md` §7.2). Clients send it signed; some
-/// send the unsigned range; both are accepted and mean the same 32 bits.
+/// big-endian signed 32-bit integer (`docs/protocol/moonlight-http.md` § Stream keys). Clients
+/// send it signed; some send the unsigned range; both are accepted and mean the same 32 bits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(into = "i64", try_from = "i64")]
 pub struct RiKeyId(u32);
@@ -328,7 +329,7 @@ impl RiKeyId {
     }
 
     /// The audio IV for RTP sequence number `seq`: `BE32(rikeyid + seq) ‖ 0×12`
-    /// (`moonlight-http.md` §7.2, test vector D).
+    /// (`docs/protocol/moonlight-http.md` § Stream keys, § Test vectors: vector D).
     pub fn audio_iv(self, seq: u16) -> [u8; 16] {
         let mut iv = [0u8; 16];
         iv[..4].copy_from_slice(&self.0.wrapping_add(u32::from(seq)).to_be_bytes());
@@ -497,7 +498,7 @@ mod tests {
         assert!("Z73448F67992470C5C62848D361E1025".parse::<AesKey>().is_err());
     }
 
-    /// moonlight-http.md §9.4, vector D.
+    /// `docs/protocol/moonlight-http.md` § Test vectors, vector D.
     #[test]
     fn rikeyid_audio_iv_vector_d() {
         let id: RiKeyId = "1311662065".parse().unwrap();

@@ -32,7 +32,7 @@ pub struct LaunchOutcome {
 }
 
 /// Why a launch, resume or cancel failed. Each maps to an XML status the client displays
-/// (`moonlight-http.md` §5.6.3, §5.7).
+/// (`docs/protocol/moonlight-http.md` § Launch failures).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LaunchError {

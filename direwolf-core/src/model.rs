@@ -18,7 +18,7 @@ pub fn unix_now() -> u64 {
 }
 
 /// A person. Pairings and sessions belong to a user; Kubernetes mode attaches resource caps and
-/// device volumes to it (`reference-behaviour.md` §2.3), which the core does not need.
+/// device volumes to it (`docs/protocol/kubernetes.md` § User), which the core does not need.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     /// The user's name (a DNS-1123 label).
@@ -77,7 +77,7 @@ impl App {
 /// Cover art of an app, served by `/appasset`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AppAsset {
-    /// MIME type; clients decode PNG reliably (`moonlight-http.md` §5.5).
+    /// MIME type; clients decode PNG reliably (`docs/protocol/moonlight-http.md` § App art).
     pub content_type: String,
     /// The image bytes.
     pub bytes: Vec<u8>,
@@ -250,7 +250,7 @@ pub struct ResumeRequest {
     pub surround_audio_info: Option<u32>,
 }
 
-/// Where a session is in its life (`reference-behaviour.md` §4.2.4).
+/// Where a session is in its life (`docs/protocol/kubernetes.md` § Session phases).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SessionPhase {
     /// Recorded; nothing provisioned yet.
@@ -281,7 +281,8 @@ pub struct StreamPlacement {
     pub ports: Option<StreamPorts>,
 }
 
-/// The four per-session stream ports on the public address (`streaming-ports.md` §7).
+/// The four per-session stream ports on the public address (`docs/protocol/streaming-ports.md`
+/// § Port table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct StreamPorts {
     /// RTSP, TCP.

@@ -450,7 +450,8 @@ async fn a_wolf_crashing_right_after_sessions_add_loses_the_session_and_the_user
 
 #[tokio::test]
 async fn all_wolves_slow_fail_the_launch_in_time_and_leave_nothing() {
-    // Moonlight waits 60 s for /launch (ios, the shortest; moonlight-http.md §2.5).
+    // Moonlight waits 60 s for /launch (ios, the shortest; docs/protocol/moonlight-http.md
+    // § Client timeouts).
     assert!(PoolConfig::default().launch_deadline < Duration::from_secs(55));
     let deadline = Duration::from_secs(3);
     let p = pack_with(HashMap::new(), |c| c.launch_deadline = deadline).await;

@@ -90,7 +90,8 @@ async fn read_rtsp_request(conn: &mut TcpStream) -> String {
     }
 }
 
-/// Wolf V6-style answers (headers alphabetical, CRLF; streaming-ports.md §3).
+/// Wolf V6-style answers (headers alphabetical, CRLF; `docs/protocol/streaming-ports.md` § RTSP
+/// handshake).
 fn wolf_answer(request: &str, ports: WolfPorts) -> String {
     let cseq = request
         .lines()

@@ -1,5 +1,5 @@
-//! [`KubeLauncher`]: launch, resume and cancel as `Session` objects (`reference-behaviour.md`
-//! §4.1.7, §4.1.8).
+//! [`KubeLauncher`]: launch, resume and cancel as `Session` objects
+//! (`docs/protocol/kubernetes.md` § Launch, resume and cancel).
 //!
 //! The proxy does not start streams itself: it records what the client asked for in a `Session`
 //! and the operator provisions it and publishes `status.streamURL`. Every replica of the proxy
@@ -7,8 +7,8 @@
 //!
 //! * **launch**: resolve the App by `spec.id`, delete the user's Sessions (one stream per user),
 //!   create a Session named `<user>-<app>-<5 random characters>` with the labels and annotation
-//!   of §2.1, and wait for `status.streamURL` with
-//!   [`await_condition`] inside an overall timeout (default
+//!   of `docs/protocol/kubernetes.md` § Names, labels and annotations, and wait for
+//!   `status.streamURL` with [`await_condition`] inside an overall timeout (default
 //!   [`DEFAULT_LAUNCH_TIMEOUT`], below the ~55 s the slowest client waits). A Session that does
 //!   not start in time is deleted and the client gets [`LaunchError::Timeout`].
 //! * **resume**: read the Session fresh, write the new keys into its keys Secret at the next
@@ -56,7 +56,8 @@ use crate::watch::cache::Cache;
 use crate::watch::reflector::Reflector;
 
 /// How long a launch or resume waits for the stream URL by default: below the ~55 s within
-/// which `/launch` must answer for the most impatient client (`moonlight-http.md` §2.5).
+/// which `/launch` must answer for the most impatient client (`docs/protocol/moonlight-http.md`
+/// § Client timeouts).
 pub const DEFAULT_LAUNCH_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// How long a cancel waits by default for the watch to stop showing the user's Sessions
@@ -192,8 +193,9 @@ pub fn session_name(user: &UserName, app_object: &str) -> String {
     format!("{prefix}-{suffix}")
 }
 
-/// The Session a launch creates (`reference-behaviour.md` §2.1, §2.5): a pending session of the
-/// request, built by the one Session builder of the stores.
+/// The Session a launch creates (`docs/protocol/kubernetes.md` § Names, labels and annotations,
+/// § Session): a pending session of the request, built by the one Session builder of the
+/// stores.
 fn session_object(
     id: &SessionId,
     request: &LaunchRequest,

@@ -1,5 +1,5 @@
 //! [`KubePinBroker`]: PIN delivery across proxy replicas through Secrets
-//! (`moonlight-http.md` §5.10, §6.8).
+//! (`docs/protocol/moonlight-http.md` § PIN page, § Several proxy replicas).
 //!
 //! The replica holding a pairing's phase 1 opens one Secret per pending pairing, named
 //! `direwolf-pin-<secret>` (lower case) and labelled [`PIN_LABEL`]`=pending`, holding the client

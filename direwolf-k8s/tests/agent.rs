@@ -358,8 +358,8 @@ async fn a_resume_registers_the_stream_again_with_its_new_keys() {
     })
     .await;
     // One session (the old one was stopped), with the new keys; a client-less session's id
-    // is the same every time (`wolf-api.md`), so Wolf's stop event of the old one must not end
-    // the new one.
+    // is the same every time (docs/protocol/wolf-api.md § Identifiers), so Wolf's stop event of
+    // the old one must not end the new one.
     let id = env.wolf_id();
     assert_eq!(id, old);
     let w = &env.wolf.sessions()[0];

@@ -1,7 +1,7 @@
-//! The Kubernetes launcher against the in-process API-server emulator: launch creates the
-//! Session of `reference-behaviour.md` §4.1.7 and returns the URL an operator publishes, a
-//! launch that never starts times out and leaves nothing behind, resume re-keys, cancel empties
-//! the cache before returning, and injected API failures are retried.
+//! The Kubernetes launcher against the in-process API-server emulator: launch creates the Session
+//! of `docs/protocol/kubernetes.md` § Launch, resume and cancel and returns the URL an operator
+//! publishes, a launch that never starts times out and leaves nothing behind, resume re-keys,
+//! cancel empties the cache before returning, and injected API failures are retried.
 #![cfg(feature = "emulator")]
 
 mod support;

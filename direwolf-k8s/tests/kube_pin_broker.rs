@@ -1,6 +1,7 @@
 //! The Kubernetes PIN broker against the in-process API-server emulator, with two broker
-//! instances on two clients standing for two proxy replicas (`moonlight-http.md` §6.8: the PIN
-//! page may be served by another replica than the one holding phase 1).
+//! instances on two clients standing for two proxy replicas (`docs/protocol/moonlight-http.md`
+//! § Several proxy replicas: the PIN page may be served by another replica than the one holding
+//! phase 1).
 #![cfg(feature = "emulator")]
 
 mod support;

@@ -84,10 +84,10 @@ async fn conformance_suite_passes_on_every_kube_store() {
     emulator.shutdown().await;
 }
 
-/// moonlight-http.md §6.5: the pairing written in phase 4 must authorise phase 5 at once. The
-/// watch is held back (every watch request delayed 5 s), so only the write-through overlay can
-/// make the write visible; a second store on the same namespace, which has no overlay entry,
-/// shows that the watch has indeed not delivered it.
+/// `docs/protocol/moonlight-http.md` § Phase 5: the pairing written in phase 4 must authorise
+/// phase 5 at once. The watch is held back (every watch request delayed 5 s), so only the
+/// write-through overlay can make the write visible; a second store on the same namespace, which
+/// has no overlay entry, shows that the watch has indeed not delivered it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_is_visible_to_get_on_the_same_instance_immediately() {
     let emulator = emulator().await;

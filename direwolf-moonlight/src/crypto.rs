@@ -1,4 +1,5 @@
-//! The cryptographic steps of Moonlight pairing (`moonlight-http.md` §6.1).
+//! The cryptographic steps of Moonlight pairing (`docs/protocol/moonlight-http.md` § Pairing
+//! crypto).
 //!
 //! * AES-128 in ECB mode without padding over whole 16-byte blocks,
 //! * SHA-256,
@@ -59,8 +60,9 @@ pub fn sha256(parts: &[&[u8]]) -> [u8; 32] {
 
 /// The AES key of a pairing: the first 16 bytes of `SHA-256(salt[0..16] ‖ pin)`.
 ///
-/// Only the first 16 bytes of the salt are used: legacy ios builds sent `salt ‖ PIN` (20 bytes)
-/// and derived the key from the first 16 (`moonlight-http.md` §6.2 step 1, §9.1).
+/// Only the first 16 bytes of the salt are used: legacy ios builds sent `salt ‖ PIN` (20 bytes) and
+/// derived the key from the first 16 (`docs/protocol/moonlight-http.md` § Pairing crypto, § Test
+/// vectors: vector A).
 ///
 /// # Errors
 /// [`CryptoError::SaltTooShort`] when `salt` has fewer than 16 bytes.
@@ -282,7 +284,7 @@ impl fmt::Debug for ServerSigner {
 pub(crate) mod tests {
     use super::*;
 
-    /// moonlight-http.md §9.3 server certificate.
+    /// Vector C's server certificate (`docs/protocol/moonlight-http.md` § Test vectors).
     pub(crate) const VECTOR_C_SERVER_CERT: &str = include_str!("../tests/data/vector_c_server_cert.pem");
     pub(crate) const VECTOR_C_SERVER_KEY: &str = include_str!("../tests/data/vector_c_server_key.pem");
     pub(crate) const VECTOR_C_CLIENT_CERT: &str = include_str!("../tests/data/vector_c_client_cert.pem");
@@ -293,7 +295,7 @@ pub(crate) mod tests {
         hex::decode(clean).expect("test vector is hex")
     }
 
-    /// §9.1 Vector A.
+    /// Vector A (`docs/protocol/moonlight-http.md` § Test vectors).
     #[test]
     fn vector_a_key_derivation_and_aes() {
         let salt = unhex("000102030405060708090a0b0c0d0e0f");
@@ -332,7 +334,8 @@ pub(crate) mod tests {
         );
     }
 
-    /// §9.2: Wolf's testCrypto vector and the key/AES part of its pairing test.
+    /// Wolf's testCrypto vector and the key/AES part of its pairing test
+    /// (`docs/protocol/moonlight-http.md` § Test vectors).
     #[test]
     fn vector_b_wolf() {
         let k = derive_key(&unhex("ff5dc6eda99339a8a0793e216c4257c4"), "5338").unwrap();
@@ -365,7 +368,8 @@ pub(crate) mod tests {
         assert_eq!(hex::encode_upper(&resp[32..]), "AB7D178785415C893A6757C1B736105A");
     }
 
-    /// §9.3 Vector C: every crypto primitive on the fixed transcript.
+    /// Vector C (`docs/protocol/moonlight-http.md` § Test vectors): every crypto primitive on the
+    /// fixed transcript.
     #[test]
     fn vector_c_primitives() {
         let server = CertificateInfo::from_pem(VECTOR_C_SERVER_CERT).unwrap();

@@ -1,5 +1,5 @@
 //! The server identity: a self-signed RSA-2048 certificate every client pins at pairing, its key,
-//! and the server `uniqueid` (`moonlight-http.md` §3.1, §5.1).
+//! and the server `uniqueid` (`docs/protocol/moonlight-http.md` § Server identity, § Server info).
 
 use std::fmt;
 

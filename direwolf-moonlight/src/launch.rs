@@ -1,5 +1,6 @@
-//! `/launch`, `/resume` and `/cancel`: parameters in, XML out (`moonlight-http.md` §5.6–§5.8,
-//! §7). Every outcome is an XML status; the caller replies with HTTP 200.
+//! `/launch`, `/resume` and `/cancel`: parameters in, XML out (`docs/protocol/moonlight-http.md`
+//! § Launch, § Resume, § Cancel, § Stream keys). Every outcome is an XML status; the caller replies
+//! with HTTP 200.
 
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -115,7 +116,8 @@ pub fn parse_launch(query: &Query, requester: &Requester) -> Result<LaunchReques
     })
 }
 
-/// Parses `/resume` from `requester`: `appid` and `mode` may be absent and are ignored (§5.7).
+/// Parses `/resume` from `requester`: `appid` and `mode` may be absent and are ignored
+/// (§ Resume).
 ///
 /// # Errors
 /// The XML reply for a missing or malformed parameter (status 400, `<resume>0</resume>`).
@@ -139,7 +141,8 @@ pub fn launch_ok(session_url: &str) -> XmlReply {
         .leaf("gamesession", 1)
 }
 
-/// `/resume` success: `sessionUrl0` and `<resume>1</resume>` (never `gamesession` 0, §5.7).
+/// `/resume` success: `sessionUrl0` and `<resume>1</resume>` (never `gamesession` 0,
+/// § Resume).
 pub fn resume_ok(session_url: &str) -> XmlReply {
     XmlReply::ok().leaf("sessionUrl0", session_url).leaf("resume", 1)
 }
@@ -152,7 +155,7 @@ pub fn cancel_ok() -> XmlReply {
 /// Message of a launch that did not become ready in time.
 pub const TIMEOUT_MESSAGE: &str = "Session could not be started in time";
 
-/// The XML reply for a failed launch, resume or cancel (§5.6.3, §5.7).
+/// The XML reply for a failed launch, resume or cancel (§ Launch failures).
 pub fn failure(verb: Verb, error: &LaunchError) -> XmlReply {
     match error {
         LaunchError::UnknownApp(app) => verb.failure(
@@ -173,7 +176,7 @@ pub fn failure(verb: Verb, error: &LaunchError) -> XmlReply {
     }
 }
 
-/// `/applist` (§5.4): one `App` per app with `IsHdrSupported`, `AppTitle`, `ID`.
+/// `/applist` (§ App list): one `App` per app with `IsHdrSupported`, `AppTitle`, `ID`.
 pub fn applist(apps: &[App]) -> XmlReply {
     apps.iter().fold(XmlReply::ok(), |reply, app| {
         reply.child(Node::Parent(
@@ -256,7 +259,7 @@ mod tests {
 
     #[test]
     fn launch_parameters() {
-        // moonlight-embedded 2.7.1 (observed), §5.6.1.
+        // moonlight-embedded 2.7.1 (observed), docs/protocol/moonlight-http.md § Launch.
         let p = parse_launch(&q("uniqueid=0123456789ABCDEF&uuid=x&appid=1&mode=1280x720x60&additionalStates=1&sops=1\
             &rikey=773448f67992470c5c62848d361e1025&rikeyid=-1264532526&localAudioPlayMode=0&surroundAudioInfo=196610\
             &remoteControllersBitmap=0&gcmap=0&corever=1"), &from()).unwrap();

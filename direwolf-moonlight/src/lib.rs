@@ -1,12 +1,12 @@
 //! # direwolf-moonlight
 //!
 //! An embeddable Moonlight (GameStream) server: the two web ports through which unmodified
-//! Moonlight clients (qt, android, ios, embedded, python) discover a host, pair with it, list
-//! its apps, and launch, resume and quit streams. It follows `moonlight-http.md` byte for byte:
-//! compact XML with a `status_code` on every reply and HTTP 200 for every protocol outcome,
-//! pairing with the PIN typed on a Wolf-compatible PIN page (`/pin/#SECRET`), client
-//! certificates requested but not validated in TLS, and HTTPS requests authorised only by the
-//! SHA-256 of the client's certificate.
+//! Moonlight clients (qt, android, ios, embedded, python) discover a host, pair with it, list its
+//! apps, and launch, resume and quit streams. It follows `docs/protocol/moonlight-http.md` byte for
+//! byte: compact XML with a `status_code` on every reply and HTTP 200 for every protocol outcome,
+//! pairing with the PIN typed on a Wolf-compatible PIN page (`/pin/#SECRET`), client certificates
+//! requested but not validated in TLS, and HTTPS requests authorised only by the SHA-256 of the
+//! client's certificate.
 //!
 //! The entry point is [`MoonlightServer::builder`]. The server runs on the traits of
 //! [`direwolf_core`]: pairings, users and apps come from [`direwolf_core::Stores`], streams are

@@ -1,6 +1,6 @@
 //! mDNS advertisement of the server as `_nvstream._tcp.local.` with the HTTP port, as Wolf does
-//! (`moonlight-http.md` §1.1). Failing to advertise is never fatal: clients can add the host by
-//! address.
+//! (`docs/protocol/moonlight-http.md` § Ports and discovery). Failing to advertise is never fatal:
+//! clients can add the host by address.
 
 use std::collections::HashMap;
 

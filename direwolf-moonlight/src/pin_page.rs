@@ -1,5 +1,5 @@
-//! The PIN entry page (`moonlight-http.md` §5.10), Wolf-compatible: `GET /pin/` serves a page
-//! with four digit inputs whose script reads the pairing secret from the URL fragment
+//! The PIN entry page (`docs/protocol/moonlight-http.md` § PIN page), Wolf-compatible: `GET /pin/`
+//! serves a page with four digit inputs whose script reads the pairing secret from the URL fragment
 //! (`/pin/#SECRET`) and `POST`s `{"pin":"1234","secret":"SECRET"}` (optionally `"user"`) to
 //! `/pin/`, which answers `OK` or a plain-text error.
 //!

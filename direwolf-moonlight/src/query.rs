@@ -1,4 +1,4 @@
-//! Query-string parsing for GameStream requests (`moonlight-http.md` §2.1).
+//! Query-string parsing for GameStream requests (`docs/protocol/moonlight-http.md` § Requests).
 //!
 //! Names match case-insensitively, `%XX` is decoded, empty `name=value` pairs (python's `&&`) are
 //! ignored, parameter order does not matter, and the first occurrence of a name wins. Sizes are

@@ -542,7 +542,8 @@ async fn connection(
             return;
         }
     };
-    // Requests are authorised by the client's leaf certificate alone (`moonlight-http.md` §3.3).
+    // Requests are authorised by the client's leaf certificate alone
+    // (`docs/protocol/moonlight-http.md` § Client identity).
     let fingerprint = stream
         .get_ref()
         .1

@@ -1,4 +1,4 @@
-//! `/serverinfo` (`moonlight-http.md` §5.1).
+//! `/serverinfo` (`docs/protocol/moonlight-http.md` § Server info).
 
 use std::net::Ipv4Addr;
 
@@ -6,7 +6,8 @@ use direwolf_core::AppId;
 
 use crate::xml::{Node, XmlReply};
 
-/// `appversion`: the Sunshine/Wolf constant (generation 7, Sunshine extensions, §8.1).
+/// `appversion`: the Sunshine/Wolf constant (generation 7, Sunshine extensions;
+/// `docs/protocol/moonlight-http.md` § Advertised versions).
 pub const APP_VERSION: &str = "7.1.431.-1";
 /// `GfeVersion`.
 pub const GFE_VERSION: &str = "3.23.0.74";
@@ -131,7 +132,8 @@ impl ServerInfo<'_> {
 mod tests {
     use super::*;
 
-    /// §9.5 recommended HTTPS body, 2 023 bytes.
+    /// The HTTPS body of a busy client, 2 023 bytes (`docs/protocol/moonlight-http.md` § Test
+    /// vectors).
     const GOLDEN_HTTPS: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<root status_code=\"200\"><hostname>Direwolf</hostname><appversion>7.1.431.-1</appversion><GfeVersion>3.23.0.74</GfeVersion><uniqueid>1f0e4c2a-7b3d-4e59-9a61-3c2d8e0b5f47</uniqueid><MaxLumaPixelsHEVC>1869449984</MaxLumaPixelsHEVC><ServerCodecModeSupport>257</ServerCodecModeSupport><HttpsPort>47984</HttpsPort><ExternalPort>47989</ExternalPort><mac>00:00:00:00:00:00</mac><LocalIP>203.0.113.10</LocalIP><SupportedDisplayMode><DisplayMode><Width>1280</Width><Height>720</Height><RefreshRate>120</RefreshRate></DisplayMode><DisplayMode><Width>1280</Width><Height>720</Height><RefreshRate>60</RefreshRate></DisplayMode><DisplayMode><Width>1280</Width><Height>720</Height><RefreshRate>30</RefreshRate></DisplayMode><DisplayMode><Width>1920</Width><Height>1080</Height><RefreshRate>120</RefreshRate></DisplayMode><DisplayMode><Width>1920</Width><Height>1080</Height><RefreshRate>60</RefreshRate></DisplayMode><DisplayMode><Width>1920</Width><Height>1080</Height><RefreshRate>30</RefreshRate></DisplayMode><DisplayMode><Width>2560</Width><Height>1440</Height><RefreshRate>120</RefreshRate></DisplayMode><DisplayMode><Width>2560</Width><Height>1440</Height><RefreshRate>90</RefreshRate></DisplayMode><DisplayMode><Width>2560</Width><Height>1440</Height><RefreshRate>60</RefreshRate></DisplayMode><DisplayMode><Width>3840</Width><Height>2160</Height><RefreshRate>120</RefreshRate></DisplayMode><DisplayMode><Width>3840</Width><Height>2160</Height><RefreshRate>90</RefreshRate></DisplayMode><DisplayMode><Width>3840</Width><Height>2160</Height><RefreshRate>60</RefreshRate></DisplayMode><DisplayMode><Width>7680</Width><Height>4320</Height><RefreshRate>120</RefreshRate></DisplayMode><DisplayMode><Width>7680</Width><Height>4320</Height><RefreshRate>90</RefreshRate></DisplayMode><DisplayMode><Width>7680</Width><Height>4320</Height><RefreshRate>60</RefreshRate></DisplayMode></SupportedDisplayMode><PairStatus>1</PairStatus><currentgame>2</currentgame><state>SUNSHINE_SERVER_BUSY</state></root>";
 
     fn direwolf(paired: bool, current_game: Option<AppId>) -> String {
@@ -163,7 +165,8 @@ mod tests {
         assert_eq!(direwolf(false, None), http);
     }
 
-    /// §9.5: Wolf's test body (HTTP, idle) with two display modes.
+    /// Wolf's test body (HTTP, idle) with two display modes (`docs/protocol/moonlight-http.md`
+    /// § Test vectors).
     #[test]
     fn golden_wolf() {
         let modes = [DisplayMode::new(1920, 1080, 60), DisplayMode::new(1024, 768, 30)];

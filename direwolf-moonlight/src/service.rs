@@ -1,10 +1,11 @@
 //! Request routing and the GameStream handlers.
 //!
-//! Every protocol outcome on a known path is an XML reply with HTTP 200 (`moonlight-http.md`
-//! §2.3); only unknown paths get HTTP 404. HTTPS requests are authorised by the SHA-256 of the
-//! TLS peer's leaf certificate alone (§3.3); an unpaired certificate gets the §3.4 XML 401.
-//! Pairing is routed to [`crate::pairing`] (phase 1 to [`crate::pairing::Phase1`]); phase 4's
-//! result is stored here, before the reply.
+//! Every protocol outcome on a known path is an XML reply with HTTP 200
+//! (`docs/protocol/moonlight-http.md` § HTTP status codes); only unknown paths get HTTP 404. HTTPS
+//! requests are authorised by the SHA-256 of the TLS peer's leaf certificate alone (§ Client
+//! identity); an unpaired certificate gets the XML 401 of § Unpaired certificates. Pairing is
+//! routed to [`crate::pairing`] (phase 1 to [`crate::pairing::Phase1`]); phase 4's result is stored
+//! here, before the reply.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -31,7 +32,7 @@ use crate::xml::XmlReply;
 /// The reply body type.
 pub type Body = Full<Bytes>;
 
-/// The `status_message` of the §3.4 reply.
+/// The `status_message` of the XML 401 (`docs/protocol/moonlight-http.md` § Unpaired certificates).
 pub const NOT_AUTHORIZED: &str = "The client is not authorized. Certificate verification failed.";
 
 /// Settings the handlers need.

@@ -1,5 +1,5 @@
-//! TLS on the HTTPS port (`moonlight-http.md` §3): request a client certificate, accept any,
-//! leave "is it paired?" to the request handler.
+//! TLS on the HTTPS port (`docs/protocol/moonlight-http.md` § TLS): request a client certificate,
+//! accept any, leave "is it paired?" to the request handler.
 
 use std::sync::Arc;
 

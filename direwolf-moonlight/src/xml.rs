@@ -1,4 +1,4 @@
-//! Compact GameStream XML replies (`moonlight-http.md` §2.2).
+//! Compact GameStream XML replies (`docs/protocol/moonlight-http.md` § XML replies).
 //!
 //! Every body is `<?xml version="1.0" encoding="utf-8"?>`, a `\n`, then one line
 //! `<root status_code="N" ...>children</root>` (or `<root .../>` without children), no whitespace
@@ -192,7 +192,7 @@ mod tests {
 
     #[test]
     fn golden_small_bodies() {
-        // moonlight-http.md §9.5.
+        // docs/protocol/moonlight-http.md § Test vectors (XML bodies).
         let decl = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n";
         assert_eq!(
             XmlReply::ok().render(),

@@ -502,7 +502,7 @@ impl WolfClient {
         Ok(self.get::<AppsResp>(paths::APPS).await?.apps)
     }
 
-    /// `POST /api/v1/apps/add` (see the caveats of spec §3.4).
+    /// `POST /api/v1/apps/add` (see the caveats in `docs/protocol/wolf-api.md` § Types).
     ///
     /// # Errors
     /// Transport, timeout and Wolf errors.

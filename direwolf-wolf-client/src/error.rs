@@ -13,7 +13,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// The request was refused before anything was sent, because Wolf would have crashed or
-    /// misbehaved on it (spec §1.6) or because it is malformed.
+    /// misbehaved on it (`docs/protocol/wolf-api.md` § Crash hazards) or because it is malformed.
     #[error("invalid request to {endpoint}: {source}")]
     Validation {
         /// The endpoint (path) the request was for.

@@ -1,4 +1,5 @@
-//! Wolf's server-sent events (`GET /api/v1/events`, spec §5) as a typed, reconnecting stream.
+//! Wolf's server-sent events (`GET /api/v1/events`, `docs/protocol/wolf-api.md` § Events) as a
+//! typed, reconnecting stream.
 
 use std::collections::HashMap;
 use std::pin::Pin;

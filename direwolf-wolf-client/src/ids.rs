@@ -1,4 +1,5 @@
-//! Identifiers used by Wolf and the hashes Wolf derives them with (spec `wolf-api.md` §2).
+//! Identifiers used by Wolf and the hashes Wolf derives them with (`docs/protocol/wolf-api.md`
+//! § Identifiers).
 
 use std::fmt;
 use std::str::FromStr;
@@ -16,7 +17,7 @@ pub const LIBSTDCXX_HASH_SEED: u64 = 0xc70f_6907;
 pub const CLIENTLESS_SESSION_ID: u64 = 6_142_509_188_972_423_790;
 
 /// libstdc++'s `_Hash_bytes` (a MurmurHash2 64-bit variant), as used by `std::hash<std::string>`
-/// on 64-bit GCC builds (spec §2).
+/// on 64-bit GCC builds (§ Identifiers).
 pub fn hash_bytes(data: &[u8], seed: u64) -> u64 {
     const M: u64 = 0xc6a4_a793_5bd1_e995;
     const R: u32 = 47;
@@ -56,7 +57,7 @@ pub fn client_id_for_cert(pem: &str) -> u64 {
 
 /// The id Wolf derives for an app loaded from its configuration: a djb2-style hash (seed 5385,
 /// `h = h * 33 + c` over signed chars) of `icon_png_path + title`, reinterpreted as a signed 32-bit
-/// integer, absolute value (spec §2).
+/// integer, absolute value (§ Identifiers).
 pub fn app_id_for(icon_png_path: &str, title: &str) -> u32 {
     let mut h: u64 = 5385;
     for &b in icon_png_path.as_bytes().iter().chain(title.as_bytes()) {
@@ -69,7 +70,8 @@ pub fn app_id_for(icon_png_path: &str, title: &str) -> u32 {
 }
 
 /// Checks that `s` is what Wolf's `std::stoull` accepts without throwing and without a sign or
-/// whitespace trick: `^[0-9]{1,20}$` and `<= u64::MAX` (spec §1.6).
+/// whitespace trick: `^[0-9]{1,20}$` and `<= u64::MAX` (`docs/protocol/wolf-api.md` § Crash
+/// hazards).
 pub fn parse_wolf_u64(s: &str) -> Option<u64> {
     if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -148,7 +150,7 @@ macro_rules! numeric_id {
 }
 
 numeric_id!(
-    /// A Wolf stream-session id (equal to the `client_id` of the owning client, §2).
+    /// A Wolf stream-session id (equal to the `client_id` of the owning client, § Identifiers).
     SessionId,
     "session_id"
 );

@@ -1,4 +1,5 @@
-//! The line-oriented answer of `POST /api/v1/docker/images/pull` (spec §4.5, endpoint 27).
+//! The line-oriented answer of `POST /api/v1/docker/images/pull` (`docs/protocol/wolf-api.md`
+//! § Utilities).
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! One HTTP request per connection over a unix socket or TCP, on hyper's HTTP/1 client connection
-//! (Wolf serves exactly one request per connection and closes it, spec §1.3).
+//! (Wolf serves exactly one request per connection and closes it, `docs/protocol/wolf-api.md`
+//! § HTTP dialect).
 
 use std::fmt;
 use std::path::PathBuf;

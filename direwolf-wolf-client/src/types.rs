@@ -1,5 +1,6 @@
-//! Request and response types of Wolf's API (spec §3, §4). Field order is Wolf's declaration order
-//! (it is also the order Wolf writes). Unknown fields are ignored when reading.
+//! Request and response types of Wolf's API (`docs/protocol/wolf-api.md` § Types, § Endpoints).
+//! Field order is Wolf's declaration order (it is also the order Wolf writes). Unknown fields are
+//! ignored when reading.
 
 use serde::{Deserialize, Serialize};
 
@@ -46,7 +47,7 @@ pub enum ControllerType {
     Auto,
 }
 
-/// Per-client settings (spec §3.1). When sent, every field is required by Wolf — including
+/// Per-client settings (§ Types). When sent, every field is required by Wolf — including
 /// `motion_controller_override` on V6 (the client checks this).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClientSettings {
@@ -85,7 +86,7 @@ impl Default for ClientSettings {
     }
 }
 
-/// Client settings where every field is optional: `None` keeps the current value (spec §3.2).
+/// Client settings where every field is optional: `None` keeps the current value (§ Types).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PartialClientSettings {
     /// User id the app runs as.
@@ -150,7 +151,7 @@ impl PartialClientSettings {
     }
 }
 
-/// A Docker runner (spec §3.3).
+/// A Docker runner (§ Types).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DockerRunner {
     /// Container name.
@@ -170,7 +171,7 @@ pub struct DockerRunner {
     pub base_create_json: Option<String>,
 }
 
-/// What Wolf runs for an app or session (a union tagged by `type`, spec §3.3).
+/// What Wolf runs for an app or session (a union tagged by `type`, § Types).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum Runner {
@@ -191,7 +192,7 @@ pub enum Runner {
     },
 }
 
-/// An app (spec §3.4).
+/// An app (§ Types).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct App {
     /// Title shown in Moonlight.
@@ -215,13 +216,13 @@ pub struct App {
     pub opus_gst_pipeline: String,
     /// Whether Wolf starts a virtual compositor.
     pub start_virtual_compositor: bool,
-    /// Whether Wolf starts an audio server (not copied by `apps/add`, §3.4).
+    /// Whether Wolf starts an audio server (not copied by `apps/add`, § Types).
     pub start_audio_server: bool,
     /// What to run.
     pub runner: Runner,
 }
 
-/// A profile (V5+, spec §3.5).
+/// A profile (V5+, § Types).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
     /// Name.
@@ -237,7 +238,7 @@ pub struct Profile {
     pub apps: Vec<App>,
 }
 
-/// A stream session as Wolf lists it (`GET /api/v1/sessions`, `StreamSession` event; spec §3.6).
+/// A stream session as Wolf lists it (`GET /api/v1/sessions`, `StreamSession` event; § Types).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StreamSession {
     /// Moonlight client IP as Wolf sees it.
@@ -275,7 +276,7 @@ impl StreamSession {
     }
 }
 
-/// Body of `POST /api/v1/sessions/add` (spec §3.6, input form, V4+).
+/// Body of `POST /api/v1/sessions/add` (§ Types, input form, V4+).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AddSessionRequest {
     /// Moonlight client IP as Wolf will see it.
@@ -342,7 +343,7 @@ pub enum ColorSpace {
     Bt2020,
 }
 
-/// Video stream parameters (request part of `sessions/start`, `VideoSession` event; spec §3.8).
+/// Video stream parameters (request part of `sessions/start`, `VideoSession` event; § Types).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VideoSession {
     /// Resolution and refresh rate.
@@ -416,7 +417,7 @@ pub struct AudioMode {
     pub sample_rate: u32,
 }
 
-/// Audio stream parameters (request part of `sessions/start`, `AudioSession` event; spec §3.9).
+/// Audio stream parameters (request part of `sessions/start`, `AudioSession` event; § Types).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AudioSession {
     /// Encoder pipeline template.
@@ -466,7 +467,7 @@ pub struct StartRunnerRequest {
     pub session_id: SessionId,
 }
 
-/// Lobby video settings (V5+, spec §3.7).
+/// Lobby video settings (V5+, § Types).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VideoSettings {
     /// Width.
@@ -490,7 +491,7 @@ pub struct AudioSettings {
     pub channel_count: u32,
 }
 
-/// A lobby (V5+, spec §3.10).
+/// A lobby (V5+, § Types).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lobby {
     /// Id.

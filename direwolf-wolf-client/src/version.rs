@@ -1,10 +1,11 @@
-//! Wolf API versions and detection from `GET /api/v1/openapi-schema` (spec §0, §6, §7).
+//! Wolf API versions and detection from `GET /api/v1/openapi-schema` (`docs/protocol/wolf-api.md`
+//! § Versions).
 
 use std::fmt;
 
 use serde_json::Value;
 
-/// A Wolf API generation (spec §0). Ordered oldest to newest.
+/// A Wolf API generation (§ Versions). Ordered oldest to newest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum WolfVersion {
@@ -46,7 +47,8 @@ impl WolfVersion {
         self < WolfVersion::V5b
     }
 
-    /// The first version that serves `endpoint` (a path of spec §4), or `None` for an unknown path.
+    /// The first version that serves `endpoint` (a path of `docs/protocol/wolf-api.md`
+    /// § Endpoints), or `None` for an unknown path.
     pub fn first_with(endpoint: &str) -> Option<WolfVersion> {
         ENDPOINTS
             .iter()
@@ -84,7 +86,7 @@ pub enum Method {
     Post,
 }
 
-/// The 28 endpoints of spec §4: path, method, first version.
+/// The 28 endpoints of `docs/protocol/wolf-api.md` § Endpoints: path, method, first version.
 pub const ENDPOINTS: [(&str, Method, WolfVersion); 28] = [
     (paths::EVENTS, Method::Get, WolfVersion::V1),
     (paths::PAIR_PENDING, Method::Get, WolfVersion::V1),

@@ -438,8 +438,9 @@ async fn wait_ready_waits_for_the_socket_to_appear() {
     assert!(matches!(e, Error::SocketMissing { .. }));
 }
 
-/// `plug_device`/`unplug_device` fire Wolf's device events as `wolf-api.md` §5.2 describes them:
-/// typed on the client side, the session id a string from V5 and a number before.
+/// `plug_device`/`unplug_device` fire Wolf's device events as `docs/protocol/wolf-api.md` § Event
+/// names describes them: typed on the client side, the session id a string from V5 and a number
+/// before.
 #[tokio::test]
 async fn device_events_arrive_typed_in_every_id_format() {
     for version in [WolfVersion::V6, WolfVersion::V4] {

@@ -1,4 +1,5 @@
-//! The fake's bytes on the wire, checked against the exact bodies recorded in spec wolf-api.md.
+//! The fake's bytes on the wire, checked against the exact bodies Wolf writes
+//! (`docs/protocol/wolf-api.md` § HTTP dialect, § The fake Wolf).
 
 mod common;
 

@@ -1,43 +1,10 @@
 //! The configuration file of a single-machine direwolf (`direwolf serve --config FILE`).
 //!
-//! A TOML file; every key is optional and unknown keys are errors:
-//!
-//! ```toml
-//! hostname = "living-room"      # the name clients show for this server
-//!
-//! [[apps]]
-//! title = "Desktop"
-//! id = 1                        # 1 ..= 2147483647, unique
-//!
-//! [[apps]]
-//! title = "Steam"
-//! id = 2
-//! image = "art/steam.png"       # PNG, relative to this file
-//! hdr = true                    # clients may offer HDR (default false)
-//! wolf_app_id = "steam"         # the Wolf app to run (default: Wolf's placeholder app)
-//!
-//! # Streaming hosts: with at least one [[wolf]], sessions are placed on these Wolf instances and
-//! # their stream ports are relayed on this server's address.
-//! [relay]
-//! public_address = "192.168.1.10" # where the relay listens (default: the --bind address if
-//!                                 # there is exactly one IPv4 one, else 0.0.0.0)
-//! port_range = "40000-40999"      # public ports, four per session (default 40000-40999)
-//! udp_idle_timeout = 60           # seconds without client datagrams before a UDP mapping ends
-//!
-//! [pool]
-//! host_lost_after = 20            # seconds a Wolf running sessions may stay unreachable before
-//!                                 # its sessions are ended
-//!
-//! [[wolf]]
-//! name = "gpu-1"                  # unique
-//! api = "/run/wolf-1/wolf.sock"   # Wolf's API socket, or "tcp://10.0.0.2:8080" (a proxy)
-//! stream_address = "10.0.0.2"     # where its RTSP and UDP stream ports are reached
-//! rtsp_port = 48010               # these four default to Wolf's defaults
-//! video_port = 48100
-//! audio_port = 48200
-//! control_port = 47999
-//! capacity = 1                    # sessions at once (default 1: Wolf's API sessions share an id)
-//! ```
+//! A TOML file; every key is optional except where noted, and unknown keys are errors. The
+//! reference of every key (type, default, meaning) with complete examples is
+//! `docs/configuration.md`; its tests (`config_docs_tests.rs`) parse every example of it with
+//! [`Config::parse`] and check that it lists exactly the keys the loader accepts (the `Raw*`
+//! structs below, which refuse unknown fields).
 //!
 //! Every error names the file and, where it comes from one place in it, the line.
 //!
@@ -606,6 +573,10 @@ fn load_png(path: &Path) -> Result<AppAsset, ImageProblem> {
     AppAsset::png(bytes)
         .map_err(|_| ImageProblem::Bad("is not a PNG file (it lacks the PNG signature)".into()))
 }
+
+#[cfg(test)]
+#[path = "config_docs_tests.rs"]
+mod docs_tests;
 
 #[cfg(test)]
 mod tests {

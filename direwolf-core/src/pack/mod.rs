@@ -3,12 +3,13 @@
 //! ports to it.
 //!
 //! Moonlight clients send RTSP, pings and ENet to the address they used for HTTP
-//! (`streaming-ports.md` §1), so every session gets a port set on direwolf's public address from
-//! the [`Relay`], which forwards it to the chosen Wolf. A launch, run on its own task so that a
-//! client hanging up cannot stop it halfway (`placement.rs`):
+//! (`docs/protocol/streaming-ports.md` § One address for everything), so every session gets a
+//! port set on direwolf's public address from the [`Relay`], which forwards it to the chosen
+//! Wolf. A launch, run on its own task so that a client hanging up cannot stop it halfway
+//! (`placement.rs`):
 //!
 //! 1. checks the app against the catalog and ends the user's previous session (one session per
-//!    user, `moonlight-http.md` §5.6.3);
+//!    user, `docs/protocol/moonlight-http.md` § Launch);
 //! 2. picks the host with the lowest load that has room and is not marked down;
 //! 3. registers the session there ([`StreamHost::add_session`]) with the client's keys, a unique
 //!    `rtsp_fake_ip` from 198.18.0.0/15 (a range reserved for benchmarks, never routed) and, as
@@ -108,8 +109,8 @@ impl PoolHost {
 /// Tuning of the pool.
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
-    /// Deadline of a whole launch or resume; clients give up after ~55 s (`moonlight-http.md`
-    /// §2.5). Default 45 s.
+    /// Deadline of a whole launch or resume; clients give up after ~55 s
+    /// (`docs/protocol/moonlight-http.md` § Client timeouts). Default 45 s.
     pub launch_deadline: Duration,
     /// Deadline of one call to a host. Default 10 s.
     pub host_call_timeout: Duration,

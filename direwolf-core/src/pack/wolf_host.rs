@@ -2,8 +2,9 @@
 //!
 //! Sessions are created client-less (no `client_id`, Wolf V5b or later): direwolf's clients pair
 //! with direwolf, not with Wolf, and Wolf's API cannot register a client certificate
-//! (`wolf-api.md` §2). Wolf gives every client-less session the same id, so a Wolf instance can
-//! run one direwolf session at a time: give such hosts a capacity of 1 in the pool.
+//! (`docs/protocol/wolf-api.md` § Identifiers). Wolf gives every client-less session the same
+//! id, so a Wolf instance can run one direwolf session at a time: give such hosts a capacity of 1
+//! in the pool.
 
 use std::fmt;
 use std::time::Duration;
@@ -122,7 +123,8 @@ impl StreamHost for WolfHost {
     async fn add_session(&self, request: &HostSessionRequest) -> Result<String, HostError> {
         if request.host_app_id.is_none() {
             // Without `app_id` Wolf copies its first Moonlight app; with no app it reads past an
-            // empty vector and may crash (wolf-api.md §1.6). Refuse instead.
+            // empty vector and may crash (`docs/protocol/wolf-api.md` § Crash hazards). Refuse
+            // instead.
             let apps = self
                 .client
                 .apps()

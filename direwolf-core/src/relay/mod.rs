@@ -1,8 +1,9 @@
 //! The stream relay: per-session public port sets forwarded to the Wolf that runs the session.
 //!
 //! Moonlight sends RTSP (TCP), the audio and video pings (UDP) and the ENet control stream (UDP) to
-//! the address it used for HTTP (`streaming-ports.md` §1). A [`Relay`] owns a range of public
-//! ports; [`Relay::open_session`] leases four of them ([`StreamPorts`]) and starts
+//! the address it used for HTTP (`docs/protocol/streaming-ports.md` § One address for
+//! everything). A [`Relay`] owns a range of public ports; [`Relay::open_session`] leases four of
+//! them ([`StreamPorts`]) and starts
 //!
 //! * an L7 RTSP relay ([`rtsp`]) that points every request at the session's fake RTSP IP and
 //!   rewrites `Transport: server_port=` in SETUP answers to the public UDP ports, so every Wolf can
@@ -14,9 +15,10 @@
 //! frees its ports; `close` also waits until the sockets are closed, drop only aborts the tasks.
 //!
 //! Wolf sees every stream coming from the relay's own address. That is enough for Wolf ≥ V4
-//! (`streaming-ports.md` §4): RTSP is matched by the fake IP the relay writes into every request,
-//! pings by the ping secret, ENet by the connect data, so Wolf's `client_ip` for the session need
-//! not be the client's address. Pre-V4 Wolf (matching by source IP) cannot be relayed this way.
+//! (`docs/protocol/streaming-ports.md` § How Wolf matches traffic to a session): RTSP is matched
+//! by the fake IP the relay writes into every request, pings by the ping secret, ENet by the
+//! connect data, so Wolf's `client_ip` for the session need not be the client's address. Pre-V4
+//! Wolf (matching by source IP) cannot be relayed this way.
 //!
 //! Not done: serving several sessions on one shared port set (told apart by source address, ping
 //! secret and ENet connect data); each session gets its own four ports.

@@ -2,10 +2,11 @@
 //!
 //! A [`PortAllocator`] owns a configured inclusive port range and cuts it into blocks of four
 //! consecutive ports; block `i` is `{rtsp: first+4i, video: first+4i+1, audio: first+4i+2,
-//! control: first+4i+3}`. RTSP is TCP, the other three UDP (`streaming-ports.md` §7). A block is
-//! held by a [`PortLease`] and returns to the pool when the lease is dropped. Blocks are handed out
-//! round-robin (the block after the last one handed out), so a just-freed port set is reused as
-//! late as possible and stray packets of an ended session rarely reach a new one.
+//! control: first+4i+3}`. RTSP is TCP, the other three UDP (`docs/protocol/streaming-ports.md`
+//! § Port table). A block is held by a [`PortLease`] and returns to the pool when the lease is
+//! dropped. Blocks are handed out round-robin (the block after the last one handed out), so a
+//! just-freed port set is reused as late as possible and stray packets of an ended session rarely
+//! reach a new one.
 
 use std::collections::BTreeSet;
 use std::ops::RangeInclusive;

@@ -1,10 +1,12 @@
-//! The RTSP (TCP) half of the relay: an L7 relay per `streaming-ports.md` §8.
+//! The RTSP (TCP) half of the relay: an L7 relay per `docs/protocol/streaming-ports.md` § RTSP
+//! rewriting.
 //!
 //! Moonlight opens one TCP connection per RTSP request, writes the request and reads until the
-//! server closes (§3). For each accepted connection the relay reads one complete request (header
-//! block up to the blank line, plus `Content-length` bytes of body), rewrites it, sends it to Wolf
-//! in a single write, reads Wolf's complete answer (until Wolf closes, or until the header block
-//! and `Content-length` bytes of body are in), rewrites it, writes it to the client and closes.
+//! server closes (§ RTSP handshake). For each accepted connection the relay reads one complete
+//! request (header block up to the blank line, plus `Content-length` bytes of body), rewrites it,
+//! sends it to Wolf in a single write, reads Wolf's complete answer (until Wolf closes, or until
+//! the header block and `Content-length` bytes of body are in), rewrites it, writes it to the
+//! client and closes.
 //!
 //! Request rewriting: the host of an absolute request-URI (`rtsp://<host>:<port>`) and the value
 //! of `Host` become the session's fake RTSP IP, whatever the client sent (`0.0.0.0` below 15 Mbps,
@@ -659,7 +661,8 @@ mod tests {
         }
     }
 
-    // Wolf V6 answers (headers alphabetical, CRLF), streaming-ports.md §3.
+    // Wolf V6 answers (headers alphabetical, CRLF), docs/protocol/streaming-ports.md § RTSP
+    // handshake.
     const SETUP_AUDIO: &str = "RTSP/1.0 200 OK\r\nCSeq: 3\r\nSession: DEADBEEFCAFE;timeout = 90\r\nTransport: server_port=48200\r\nX-SS-Ping-Payload: Ab3$x~Zq!9Lm#2Rt\r\n\r\n";
 
     #[test]

@@ -1,10 +1,10 @@
 //! The address Wolf sees a relayed stream come from, kept across relay restarts.
 //!
-//! Wolf keys its ENet peers by source address (`streaming-ports.md` §6): once the control stream
-//! is connected, a datagram from any other address is a stranger's and is ignored. A relay that
-//! restarts (a proxy container restarted in its pod, `direwolf serve` restarted) would reopen its
-//! upstream sockets on new ephemeral ports, and moonlight-common-c would end the stream about
-//! 10 s later for want of an answer.
+//! Wolf keys its ENet peers by source address (`docs/protocol/streaming-ports.md` § ENet control
+//! stream): once the control stream is connected, a datagram from any other address is a stranger's
+//! and is ignored. A relay that restarts (a proxy container restarted in its pod, `direwolf serve`
+//! restarted) would reopen its upstream sockets on new ephemeral ports, and moonlight-common-c
+//! would end the stream about 10 s later for want of an answer.
 //!
 //! So a stream's first mapping speaks to Wolf from the stream's own public port: its upstream
 //! socket binds that port too (`SO_REUSEPORT` on both) and is `connect()`ed to Wolf. The kernel

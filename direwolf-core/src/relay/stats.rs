@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::StreamPorts;
 
-/// Which UDP stream of a session a socket carries (`streaming-ports.md` §7).
+/// Which UDP stream of a session a socket carries (`docs/protocol/streaming-ports.md` § Port
+/// table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StreamKind {
     /// Video RTP (client pings in, RTP + FEC out).

@@ -5,8 +5,9 @@
 //! stream, learned from the SETUP answer or the configured default). Client datagrams go out on
 //! the mapping's upstream socket; datagrams Wolf sends to that upstream socket go back to the
 //! client **from the public socket**, so the client sees the 5-tuple it pinged
-//! (`streaming-ports.md` §5, §8.4). The first mapping's upstream socket sends from the public port
-//! itself, so that Wolf sees the same source after a relay restart ([`super::source`]).
+//! (`docs/protocol/streaming-ports.md` § Pings and media, § UDP forwarding). The first mapping's
+//! upstream socket sends from the public port itself, so that Wolf sees the same source after a
+//! relay restart ([`super::source`]).
 //!
 //! # Batching
 //!
@@ -41,7 +42,8 @@
 //!    `X-SS-Connect-Data`, learned the same way.
 //!
 //! Rules 2 and 3 admit clients whose address changed between `/launch` and streaming (multi-IP
-//! carrier NAT, a VPN coming up) with exactly the evidence Wolf itself uses (§4). Everything else
+//! carrier NAT, a VPN coming up) with exactly the evidence Wolf itself uses
+//! (`docs/protocol/streaming-ports.md` § How Wolf matches traffic to a session). Everything else
 //! is dropped and counted as `not_admitted`. At most `max_mappings` endpoints are mapped per
 //! stream; further admissible endpoints are dropped (`mapping_limit`) until a mapping expires, so
 //! spoofed sources cannot grow memory. A mapping expires after `idle_timeout` without a datagram

@@ -96,7 +96,7 @@ pub trait AppCatalog: Send + Sync + Debug + 'static {
 }
 
 /// Stream sessions. At most one session per user is the model the Moonlight server assumes
-/// (`moonlight-http.md` §5.6.3), but the store itself does not enforce it.
+/// (`docs/protocol/moonlight-http.md` § Launch), but the store itself does not enforce it.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait SessionStore: Send + Sync + Debug + 'static {

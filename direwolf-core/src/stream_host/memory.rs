@@ -4,7 +4,8 @@
 //! the caller or by the host itself, is reported as [`HostEvent::SessionStopped`]) and can be
 //! told to fail like a real host: down, refusing, slow, or leaving an add unanswered while the
 //! session still appears later ([`HostBehaviour`]). With [`InMemoryStreamHost::with_shared_ids`]
-//! every session gets the one id Wolf gives client-less sessions (`wolf-api.md` §2).
+//! every session gets the one id Wolf gives client-less sessions (`docs/protocol/wolf-api.md`
+//! § Identifiers).
 //!
 //! ```
 //! use std::net::Ipv4Addr;
@@ -43,7 +44,8 @@ use tokio::sync::{Semaphore, broadcast, watch};
 
 use super::{HostError, HostEvent, HostEvents, HostSessionInfo, HostSessionRequest, StreamHost};
 
-/// The id Wolf gives every session created without a client (`wolf-api.md` §2).
+/// The id Wolf gives every session created without a client (`docs/protocol/wolf-api.md`
+/// § Identifiers).
 pub const WOLF_SHARED_SESSION_ID: &str = "6142509188972423790";
 
 /// How an [`InMemoryStreamHost`] answers the calls that follow.

@@ -19,7 +19,7 @@ mod memory;
 pub use memory::{HostBehaviour, InMemoryStreamHost, WOLF_SHARED_SESSION_ID};
 
 /// What the control plane asks a host to set up for one stream (Wolf `sessions/add`,
-/// `wolf-api.md` §3.6).
+/// `docs/protocol/wolf-api.md` § Types).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostSessionRequest {
     /// The client address as the host will see it on RTSP (behind a relay: the relay's address

@@ -1,5 +1,5 @@
-//! The wolf-agent (`direwolf agent`, feature `agent`): the sidecar in every stream pod, between
-//! its Session and the pod's Wolf (`reference-behaviour.md` §4.3, contract in
+//! The wolf-agent (`direwolf agent`, feature `agent`): the sidecar in every stream pod, between its
+//! Session and the pod's Wolf (`docs/protocol/kubernetes.md` § The agent, contract in
 //! [`crate::stream`]).
 //!
 //! | Step | Where |

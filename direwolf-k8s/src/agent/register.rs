@@ -1,6 +1,6 @@
-//! Registering the stream with the pod's Wolf (`sessions/add`, `wolf-api.md` §4.3), once:
-//! after an agent restart the session Wolf already holds for these keys is found in its list
-//! and reused, so Wolf never gets a second one.
+//! Registering the stream with the pod's Wolf (`sessions/add`, `docs/protocol/wolf-api.md` § Stream
+//! sessions, § How direwolf registers a stream), once: after an agent restart the session Wolf
+//! already holds for these keys is found in its list and reused, so Wolf never gets a second one.
 //!
 //! The request: the keys, `rtsp_fake_ip` = the fake RTSP IP, `client_ip` = the Session's
 //! `clientIP` (Wolf V4 and later match relayed traffic by the fake IP, the ping payload and the
@@ -66,7 +66,7 @@ pub enum RegisterError {
     #[error(transparent)]
     Wolf(#[from] direwolf_wolf_client::Error),
     /// Wolf has no apps: `sessions/add` without an app copies the first app's pipelines, and
-    /// Wolf crashes on an empty list (`wolf-api.md` §4.3).
+    /// Wolf crashes on an empty list (`docs/protocol/wolf-api.md` § Crash hazards).
     #[error(
         "Wolf has no apps; registering a stream without an app would crash it (give Wolf's \
          configuration at least one app)"

@@ -1,5 +1,5 @@
-//! Waiting for Wolf's API socket (`reference-behaviour.md` §4.3): polls until the path is a
-//! unix socket that accepts a connection; anything else at that path is fatal.
+//! Waiting for Wolf's API socket (`docs/protocol/kubernetes.md` § The agent): polls until the path
+//! is a unix socket that accepts a connection; anything else at that path is fatal.
 
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;

@@ -1,4 +1,4 @@
-//! `App`: something a user can launch (`reference-behaviour.md` §2.2).
+//! `App`: something a user can launch (`docs/protocol/kubernetes.md` § App).
 //!
 //! Differences from the v1alpha1 schema of the proof of concept: `id` is limited to
 //! `1..=2147483647` (clients parse it as a signed 32-bit integer and 0 means "no game"), art is

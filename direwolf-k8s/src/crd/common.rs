@@ -15,7 +15,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub const DNS1123_LABEL_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 
 /// The regular expression of a `Pairing` name: the lower-case hex SHA-256 of the client
-/// certificate's DER (`reference-behaviour.md` §2.1).
+/// certificate's DER (`docs/protocol/kubernetes.md` § Names, labels and annotations).
 pub const FINGERPRINT_PATTERN: &str = "^[0-9a-f]{64}$";
 
 /// A reference to a `User` in the same namespace.

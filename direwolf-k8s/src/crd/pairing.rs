@@ -1,5 +1,5 @@
-//! `Pairing`: a trusted client certificate and the user it acts for (`reference-behaviour.md`
-//! §2.4).
+//! `Pairing`: a trusted client certificate and the user it acts for (`docs/protocol/kubernetes.md`
+//! § Pairing).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};

@@ -1,5 +1,5 @@
-//! `Session`: one stream of one App for one User from one client (`reference-behaviour.md`
-//! §2.5).
+//! `Session`: one stream of one App for one User from one client (`docs/protocol/kubernetes.md`
+//! § Session).
 //!
 //! Differences from the v1alpha1 schema of the proof of concept: `gateway` is optional (only a
 //! Gateway data path uses it), the user and app references are immutable (a resume re-keys the
@@ -89,7 +89,7 @@ fn default_surround_audio_flags() -> i64 {
     i64::from(direwolf_core::model::STEREO_SURROUND_AUDIO_INFO)
 }
 
-/// Where a Session is in its life (`reference-behaviour.md` §4.2.4).
+/// Where a Session is in its life (`docs/protocol/kubernetes.md` § Session phases).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 pub enum SessionPhase {
     /// The Session exists and nothing is provisioned yet.

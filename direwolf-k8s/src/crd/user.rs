@@ -1,5 +1,5 @@
-//! `User`: a person and the limits and extras of their stream pods (`reference-behaviour.md`
-//! §2.3).
+//! `User`: a person and the limits and extras of their stream pods (`docs/protocol/kubernetes.md`
+//! § User).
 
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, SecurityContext, Volume, VolumeMount};
 use kube::{CustomResource, KubeSchema};

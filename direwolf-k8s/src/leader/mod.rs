@@ -1,5 +1,5 @@
 //! Leader election over a `coordination.k8s.io/v1` Lease: of the replicas of `direwolf operator`
-//! one leads and writes, the others wait (`reference-behaviour.md` §4.2.1: Lease
+//! one leads and writes, the others wait (`docs/protocol/kubernetes.md` § Leader election: Lease
 //! [`LEASE_NAME`], lease 15 s, renew deadline 10 s, retry 2 s, identity `--holder-identity`).
 //!
 //! [`LeaderElector::spawn`] runs the election on a task of its own and hands back a

@@ -1,6 +1,6 @@
-//! The User's caps on game containers (`reference-behaviour.md` §2.3) and the merge of
-//! sidecar policy resources over the built-in defaults, with the Kubernetes quantity arithmetic
-//! they need.
+//! The User's caps on game containers (`docs/protocol/kubernetes.md` § Caps and sidecar policies)
+//! and the merge of sidecar policy resources over the built-in defaults, with the Kubernetes
+//! quantity arithmetic they need.
 
 use std::collections::BTreeMap;
 

@@ -1,5 +1,5 @@
-//! The persistent home of a User for an App (`reference-behaviour.md` §3.7): the claim
-//! `<user>-<app>`, owned by the User so that it outlives Sessions and goes with the User.
+//! The persistent home of a User for an App (`docs/protocol/kubernetes.md` § Home volume): the
+//! claim `<user>-<app>`, owned by the User so that it outlives Sessions and goes with the User.
 
 use std::collections::BTreeMap;
 

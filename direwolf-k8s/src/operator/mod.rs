@@ -1,15 +1,15 @@
 //! The Session operator (`direwolf operator`): provisions every `Session` of one namespace per
 //! the stream contract ([`crate::stream`]) and ends it when its stream cannot run.
 //!
-//! Shape (house style §7): **observe** the caches of Sessions, Apps, Users and stream pods
-//! (`run.rs`: one `kube::runtime::Controller` per term of leadership; a Session is reconciled
-//! when it, its pod, its App or its User changes) → **decide** with pure functions
-//! ([`decide`]: endings, phase, status; [`pod`]: the stream pod; [`account`]: the agent's
-//! account; [`home`]: the home claim; [`ports`]: the port block) → **apply** (`reconcile.rs`:
-//! ports in status first, then the home claim, the account, the pod) → **prune** and endings
-//! (`ending.rs`: phase Ended, the `Ended` condition, an Event, deletion; on deletion the
-//! finalizer removes the pod, the account and the keys Secret) → **status** only when it
-//! changed, never touching the agent's fields.
+//! Shape (the project's reconciler convention): **observe** the caches of Sessions, Apps, Users and
+//! stream pods (`run.rs`: one `kube::runtime::Controller` per term of leadership; a Session is
+//! reconciled when it, its pod, its App or its User changes) → **decide** with pure functions
+//! ([`decide`]: endings, phase, status; [`pod`]: the stream pod; [`account`]: the agent's account;
+//! [`home`]: the home claim; [`ports`]: the port block) → **apply** (`reconcile.rs`: ports in
+//! status first, then the home claim, the account, the pod) → **prune** and endings (`ending.rs`:
+//! phase Ended, the `Ended` condition, an Event, deletion; on deletion the finalizer removes the
+//! pod, the account and the keys Secret) → **status** only when it changed, never touching the
+//! agent's fields.
 //!
 //! | Behaviour | Where |
 //! |---|---|

@@ -1,4 +1,4 @@
-//! The stream pod of one Session (`reference-behaviour.md` §3.2–3.5, changed by
+//! The stream pod of one Session (`docs/protocol/kubernetes.md` § The stream pod, changed by
 //! [`crate::stream`]): the App's pod template with the game containers' environment and mounts
 //! added, the injected `init`, `wolf`, `wolf-agent` and `pulseaudio` containers, the shared
 //! volumes, the User's volumes, caps and sidecar policies, owned by the Session.

@@ -257,7 +257,8 @@ pub(crate) fn session_object(session: &CoreSession, app_name: &str) -> Result<cr
     Ok(object)
 }
 
-/// The labels and annotations of a Session (`reference-behaviour.md` §2.1).
+/// The labels and annotations of a Session (`docs/protocol/kubernetes.md` § Names, labels and
+/// annotations).
 pub(crate) fn session_metadata(session: &CoreSession, app_name: &str) -> ObjectMeta {
     ObjectMeta {
         name: Some(session.id.to_string()),

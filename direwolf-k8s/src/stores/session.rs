@@ -89,11 +89,12 @@ pub(crate) async fn create_session(
 
 /// Sessions kept as `Session` custom resources in one namespace.
 ///
-/// `create` posts the object (so exactly one of concurrent creators wins) with the spec, labels
-/// and annotations of `reference-behaviour.md` §2.1; `gameReference` names the App object with
-/// the session's app id (or `app-<id>` if the catalog has none) and records the id. `update`
-/// merge-patches the spec (so it fails with `NotFound` instead of re-creating) and applies the
-/// phase and placement to the status subresource; the operator's status fields are left alone.
+/// `create` posts the object (so exactly one of concurrent creators wins) with the spec, labels and
+/// annotations of `docs/protocol/kubernetes.md` § Names, labels and annotations; `gameReference`
+/// names the App object with the session's app id (or `app-<id>` if the catalog has none) and
+/// records the id. `update` merge-patches the spec (so it fails with `NotFound` instead of
+/// re-creating) and applies the phase and placement to the status subresource; the operator's
+/// status fields are left alone.
 #[derive(Debug, Clone)]
 pub struct KubeSessionStore {
     api: Api<crd::Session>,

@@ -2,10 +2,10 @@
 //!
 //! Reads come from a shared [`Reflector`] (one watch per kind, see [`Watches`](super::Watches)).
 //! A write made through this process is recorded in an overlay at once, so `get` sees it before the watch delivers it
-//! (pairing phase 5 follows phase 4 immediately, `moonlight-http.md` §6.5). An overlay entry
-//! gives way as soon as the reflector holds the same or a newer resourceVersion of the object,
-//! or after [`OVERLAY_TTL`] (a bound on how long a write by this process can shadow a change
-//! made elsewhere that the watch failed to deliver).
+//! (pairing phase 5 follows phase 4 immediately, `docs/protocol/moonlight-http.md` § Phase 5).
+//! An overlay entry gives way as soon as the reflector holds the same or a newer resourceVersion
+//! of the object, or after [`OVERLAY_TTL`] (a bound on how long a write by this process can
+//! shadow a change made elsewhere that the watch failed to deliver).
 
 use std::collections::HashMap;
 use std::fmt;

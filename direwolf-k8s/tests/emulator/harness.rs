@@ -124,7 +124,8 @@ async fn apply_yaml_seeds_objects() {
 
 // The project's own generated CRDs (crds/direwolf.yaml) and example objects (examples/*.yaml)
 // seed into the emulator and read back through the API with their schema defaults applied:
-// this is how reconciler tests seed state (STYLE.md section 8).
+// this is how reconciler tests seed state (the project's convention: seed the emulator from the
+// example objects, assert through the API).
 #[tokio::test]
 async fn project_crds_and_examples_seed() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -1,11 +1,11 @@
-//! The server side of Moonlight pairing (`moonlight-http.md` §6): a state machine per in-flight
-//! handshake, keyed by a correlation key that is never an identity.
+//! The server side of Moonlight pairing (`docs/protocol/moonlight-http.md` § Pairing): a state
+//! machine per in-flight handshake, keyed by a correlation key that is never an identity.
 //!
 //! Phases 2–4 arrive on new plain-HTTP connections and carry nothing but the client's `uniqueid`
 //! (shared by most clients) to tie them to phase 1, so in-flight entries are keyed by
-//! `(client IP, uniqueid)` ([`PairingKey`], §6.8). The identity established by a pairing is the
-//! certificate received in phase 1; phase 4 hands back a [`CompletedPairing`] that the caller
-//! persists before replying.
+//! `(client IP, uniqueid)` ([`PairingKey`], § In-flight pairings). The identity established by a
+//! pairing is the certificate received in phase 1; phase 4 hands back a [`CompletedPairing`] that
+//! the caller persists before replying.
 //!
 //! Phase 1 is held until a person types the PIN: [`PairingManager::begin`] records the client
 //! certificate and salt and returns a [`HeldPhase1`] whose `superseded` receiver fires when a
@@ -33,8 +33,9 @@ mod phase1;
 
 pub use phase1::{Phase1, Phase1Request};
 
-/// The correlation key of one in-flight handshake: client IP and the `uniqueid` string.
-/// Not an identity (§4): most clients send `0123456789ABCDEF`.
+/// The correlation key of one in-flight handshake: client IP and the `uniqueid` string. Not an
+/// identity (`docs/protocol/moonlight-http.md` § Client identity): most clients send
+/// `0123456789ABCDEF`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PairingKey {
     ip: IpAddr,
@@ -161,7 +162,8 @@ impl Default for PairingLimits {
     }
 }
 
-/// Supplies the 16-byte randoms SS and SC (tests inject fixed values, §9.3).
+/// Supplies the 16-byte randoms SS and SC (tests inject fixed values, vector C of
+/// `docs/protocol/moonlight-http.md` § Test vectors).
 pub type RandomSource = Arc<dyn Fn() -> [u8; 16] + Send + Sync>;
 
 fn os_random() -> [u8; 16] {

@@ -1,6 +1,7 @@
-//! Phase 1 from request to reply (`moonlight-http.md` §6.2): record the attempt, open a PIN
-//! broker entry, log the PIN page URL, hold the request until the PIN arrives (or the wait times
-//! out, or a newer attempt with the same key supersedes it), then reply with `plaincert`.
+//! Phase 1 from request to reply (`docs/protocol/moonlight-http.md` § Phase 1): record the attempt,
+//! open a PIN broker entry, log the PIN page URL, hold the request until the PIN arrives (or the
+//! wait times out, or a newer attempt with the same key supersedes it), then reply with
+//! `plaincert`.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -129,7 +130,8 @@ impl Phase1 {
     }
 }
 
-/// Logs where the PIN is to be typed (`moonlight-http.md` §5.10; the secret, not the PIN).
+/// Logs where the PIN is to be typed (`docs/protocol/moonlight-http.md` § PIN page; the secret, not
+/// the PIN).
 fn log_pin_page(host: IpAddr, port: u16, secret: &PairSecret) {
     let host = match host {
         IpAddr::V4(v4) => v4.to_string(),

@@ -21,7 +21,8 @@ fn vector_c_identity() -> Arc<LoadedIdentity> {
     )
 }
 
-/// Returns 0x20..0x2F (SS), then 0x30..0x3F (SC), then 0x40.., as in §9.3.
+/// Returns 0x20..0x2F (SS), then 0x30..0x3F (SC), then 0x40.., as in vector C
+/// (`docs/protocol/moonlight-http.md` § Test vectors).
 fn fixed_randoms() -> RandomSource {
     let next = AtomicU8::new(0x20);
     Arc::new(move || {
@@ -48,7 +49,8 @@ fn joined(s: &str) -> String {
     s.split_whitespace().collect()
 }
 
-/// §9.3 Vector C, driven through the server-side state machine.
+/// Vector C (`docs/protocol/moonlight-http.md` § Test vectors), driven through the server-side
+/// state machine.
 #[test]
 fn vector_c_full_transcript() {
     let m = manager();

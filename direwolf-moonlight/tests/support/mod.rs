@@ -53,7 +53,7 @@ pub struct Client {
 }
 
 impl Client {
-    /// The §9.3 client (serial 1).
+    /// Vector C's client (serial 1; `docs/protocol/moonlight-http.md` § Test vectors).
     pub fn vector_c() -> Self {
         Client {
             cert_pem: CLIENT_CERT.into(),
@@ -62,7 +62,7 @@ impl Client {
     }
 
     /// A certificate like qt/ios/embedded make: serial 0, CN "NVIDIA GameStream Client", v3, no
-    /// extensions (key reused from §9.3 to keep the test fast).
+    /// extensions (key reused from vector C to keep the test fast).
     pub fn serial_zero() -> Self {
         let der = PrivatePkcs8KeyDer::from_pem_slice(CLIENT_KEY.as_bytes()).unwrap();
         let key = KeyPair::from_pkcs8_der_and_sign_algo(&der, &PKCS_RSA_SHA256).unwrap();

@@ -1,4 +1,5 @@
-//! The hand-written HTTP/1.0 dialect of Wolf's API server (spec §1.3, §7.1 items 1–4).
+//! The hand-written HTTP/1.0 dialect of Wolf's API server (`docs/protocol/wolf-api.md` § HTTP
+//! dialect, § The fake Wolf items 1–4).
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 

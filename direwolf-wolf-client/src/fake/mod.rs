@@ -1,10 +1,10 @@
 //! A fake Wolf for tests (cargo feature `fake`): serves Wolf's HTTP API over a unix socket or TCP
-//! and answers exactly as spec `wolf-api.md` says Wolf does (§7.1): a hand-written HTTP/1.0 server,
-//! one request per connection, `HTTP/1.0 <code> OK`, only `Content-Length`, 404 with an empty body,
-//! chunked requests refused with the 52-byte text, compact JSON in Wolf's field order, floats as
-//! widened `f32`, reflect-cpp-like required-field errors, SSE with keepalives, and the crash
-//! behaviour of Wolf (ids `stoull` cannot parse → connection closed without a response, recorded in
-//! [`FakeWolf::crashes`]).
+//! and answers exactly as `docs/protocol/wolf-api.md` § The fake Wolf says Wolf does: a
+//! hand-written HTTP/1.0 server, one request per connection, `HTTP/1.0 <code> OK`, only
+//! `Content-Length`, 404 with an empty body, chunked requests refused with the 52-byte text,
+//! compact JSON in Wolf's field order, floats as widened `f32`, reflect-cpp-like required-field
+//! errors, SSE with keepalives, and the crash behaviour of Wolf (ids `stoull` cannot parse →
+//! connection closed without a response, recorded in [`FakeWolf::crashes`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -54,7 +54,7 @@ use crate::ids::{AppId, ClientId, SessionId};
 use crate::types::{App, Lobby, PairRequest, PairedClient, Profile, PullProgress, Runner, StreamSession};
 use crate::version::WolfVersion;
 
-/// The SSE response head Wolf writes (spec §5.1).
+/// The SSE response head Wolf writes (`docs/protocol/wolf-api.md` § Events).
 pub const SSE_HEAD: &str = "HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\nConnection: keep-alive\r\nCache-Control: no-cache\r\n\r\n";
 
 /// A failure the fake injects into its answers.
@@ -416,9 +416,10 @@ impl FakeWolf {
         self.shared.emit(name, &handlers::to_json(data));
     }
 
-    /// Fires `PlugDeviceEvent` as Wolf does when it creates a virtual input device for a
-    /// session (mouse, keyboard, a joypad; `wolf-api.md` §5.2, §5.3): the device's uevents and
-    /// udev database entries, for a test to replay as Wolf's runners do.
+    /// Fires `PlugDeviceEvent` as Wolf does when it creates a virtual input device for a session
+    /// (mouse, keyboard, a joypad; `docs/protocol/wolf-api.md` § Event names, § One session's
+    /// events): the device's uevents and udev database entries, for a test to replay as Wolf's
+    /// runners do.
     pub fn plug_device(&self, event: &crate::events::DeviceEvent) {
         self.inject_event(names::PLUG_DEVICE, event);
     }

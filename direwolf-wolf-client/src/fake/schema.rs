@@ -1,12 +1,13 @@
-//! The OpenAPI document the fake serves: paths and the schemas version detection reads.
-//! Schema names follow the pattern Wolf's generator uses (spec §4.5, endpoint 28); the exact names
-//! for these two types are UNVERIFIED.
+//! The OpenAPI document the fake serves: paths and the schemas version detection reads. Schema
+//! names follow the pattern Wolf's generator uses (`docs/protocol/wolf-api.md` § Versions); the
+//! exact names for these two types are UNVERIFIED.
 
 use serde_json::{Map, Value, json};
 
 use crate::version::{ENDPOINTS, Method, WolfVersion};
 
-/// The `StreamSession` fields a `sessions/add` body must carry in every version (spec §3.6).
+/// The `StreamSession` fields a `sessions/add` body must carry in every version
+/// (`docs/protocol/wolf-api.md` § Types).
 pub(in crate::fake) const SESSION_FIELDS: &[&str] = &[
     "client_ip",
     "video_width",
@@ -21,7 +22,8 @@ pub(in crate::fake) const SESSION_FIELDS_V4: &[&str] = &["aes_key", "aes_iv", "r
 /// The `StreamSession` fields required before V5b and optional since.
 pub(in crate::fake) const SESSION_CLIENT_FIELDS: &[&str] = &["app_id", "client_id", "client_settings"];
 
-/// The `ClientSettings` fields (spec §3.1) before V6, which adds `motion_controller_override`.
+/// The `ClientSettings` fields (`docs/protocol/wolf-api.md` § Types) before V6, which adds
+/// `motion_controller_override`.
 pub(in crate::fake) const SETTINGS_FIELDS: &[&str] = &[
     "run_uid",
     "run_gid",

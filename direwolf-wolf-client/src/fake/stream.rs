@@ -1,9 +1,9 @@
-//! The fake Wolf's streaming side (spec `streaming-ports.md` §3–§6, Wolf V4…V6 behaviour): an RTSP
-//! server over TCP (one request per connection, answer, close; module `rtsp`), the video and audio
-//! UDP ping sockets (a matching ping binds the session's stream to the ping's source, which then
-//! receives RTP-looking packets from the same socket; module `ping`), and the control (ENet) UDP
-//! port, whose datagrams are recorded and whose ENet `CONNECT` is answered with a `VERIFY_CONNECT`
-//! (module `enet`).
+//! The fake Wolf's streaming side (`docs/protocol/streaming-ports.md` § RTSP handshake to § ENet
+//! control stream, Wolf V4…V6 behaviour): an RTSP server over TCP (one request per connection,
+//! answer, close; module `rtsp`), the video and audio UDP ping sockets (a matching ping binds the
+//! session's stream to the ping's source, which then receives RTP-looking packets from the same
+//! socket; module `ping`), and the control (ENet) UDP port, whose datagrams are recorded and whose
+//! ENet `CONNECT` is answered with a `VERIFY_CONNECT` (module `enet`).
 //!
 //! Enable it with [`FakeWolfBuilder::stream`](super::FakeWolfBuilder::stream); read what happened
 //! with [`FakeWolf::stream_report`](super::FakeWolf::stream_report).

@@ -1,4 +1,4 @@
-//! The lobby endpoints (V5+, `wolf-api.md` §4.4).
+//! The lobby endpoints (V5+, `docs/protocol/wolf-api.md` § Lobbies).
 
 use serde::Serialize;
 

@@ -1,7 +1,8 @@
-//! The fake's in-memory Wolf state and its endpoint handlers (spec §4), answering with Wolf's
-//! bodies, status codes, field order and quirks: here the dispatch, the shared body parsing and
-//! replies, pairing and clients (§4.1), apps and profiles (§4.2); the stream sessions (§4.3),
-//! lobbies (§4.4) and utilities (§4.5) in their own modules.
+//! The fake's in-memory Wolf state and its endpoint handlers (`docs/protocol/wolf-api.md`
+//! § Endpoints), answering with Wolf's bodies, status codes, field order and quirks: here the
+//! dispatch, the shared body parsing and replies, pairing and clients (§ Pairing and clients), apps
+//! and profiles (§ Apps and profiles); the stream sessions (§ Stream sessions), lobbies (§ Lobbies)
+//! and utilities (§ Utilities) in their own modules.
 
 use std::collections::HashMap;
 
@@ -185,7 +186,8 @@ fn served(version: WolfVersion, req: &HttpRequest) -> bool {
     })
 }
 
-/// Wolf's answer to an unknown route: 404 with an empty body, not the JSON error shape (spec §1.3).
+/// Wolf's answer to an unknown route: 404 with an empty body, not the JSON error shape
+/// (`docs/protocol/wolf-api.md` § HTTP dialect).
 fn not_found() -> Reply {
     Reply::Bytes {
         status: 404,
@@ -250,7 +252,8 @@ pub(crate) fn error(status: u16, message: &str) -> Reply {
     )
 }
 
-/// reflect-cpp's message for a missing required field (wording version-dependent, spec §1.4).
+/// reflect-cpp's message for a missing required field (wording version-dependent,
+/// `docs/protocol/wolf-api.md` § JSON conventions).
 fn missing(field: &str) -> String {
     format!("Field named '{field}' not found.")
 }
@@ -319,7 +322,8 @@ fn unpair_client(st: &mut State, body: &[u8]) -> Reply {
     let Some(id) = object(body).ok().and_then(|o| id_field(&o, "client_id")) else {
         return error(400, "Invalid request format");
     };
-    // This handler catches stoull's exception and reports it (spec §4.1, endpoint 4).
+    // This handler catches stoull's exception and reports it (docs/protocol/wolf-api.md
+    // § Pairing and clients).
     let Some(id) = parse_wolf_u64(&id) else {
         return error(500, "stoull");
     };
@@ -384,7 +388,8 @@ fn list_clients(version: WolfVersion, st: &State) -> Reply {
 fn add_app(st: &mut State, body: &[u8]) -> Reply {
     match parse::<App>(body, APP_FIELDS) {
         Ok(mut app) => {
-            // Wolf does not copy `start_audio_server` from the request (spec §3.4).
+            // Wolf does not copy `start_audio_server` from the request (docs/protocol/wolf-api.md
+            // § Types).
             app.start_audio_server = false;
             st.apps.push(app);
             success()

@@ -1,5 +1,5 @@
-//! The stream-session endpoints (`wolf-api.md` §4.3): list, add, start, pause/stop/input, and
-//! `runners/start`.
+//! The stream-session endpoints (`docs/protocol/wolf-api.md` § Stream sessions): list, add, start,
+//! pause/stop/input, and `runners/start`.
 
 use serde::Serialize;
 use serde_json::{Map, Value};

@@ -1,4 +1,5 @@
-//! The utility endpoints (V5+, `wolf-api.md` §4.5): icons, and Docker image inspection and pulls.
+//! The utility endpoints (V5+, `docs/protocol/wolf-api.md` § Utilities): icons, and Docker image
+//! inspection and pulls.
 
 use serde::Serialize;
 
@@ -54,7 +55,8 @@ pub(super) fn inspect_image(st: &State, req: &HttpRequest) -> Reply {
 pub(super) fn pull_image(st: &State, body: &[u8], emit: &mut Vec<Emitted>) -> Reply {
     let b = match parse::<ImageBody>(body, &["image_name"]) {
         Ok(b) => b,
-        // An unparsable pull request gets no answer at all (spec endpoint 27); not a crash.
+        // An unparsable pull request gets no answer at all (docs/protocol/wolf-api.md
+        // § Utilities); not a crash.
         Err(_) => return Reply::Close,
     };
     emit.push((

@@ -1,5 +1,6 @@
-//! What an RTSP `ANNOUNCE` tells Wolf (spec `streaming-ports.md` §3): the `VideoSession` and
-//! `AudioSession` events built from the session and the stream parameters of the SDP body.
+//! What an RTSP `ANNOUNCE` tells Wolf (`docs/protocol/streaming-ports.md` § RTSP handshake): the
+//! `VideoSession` and `AudioSession` events built from the session and the stream parameters of the
+//! SDP body.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;

@@ -1,6 +1,6 @@
-//! The video and audio ping sockets (spec `streaming-ports.md` §5): a ping matched to a live session
-//! (§4) binds the session's stream to its source, which then receives RTP-looking packets from the
-//! same socket.
+//! The video and audio ping sockets (`docs/protocol/streaming-ports.md` § Pings and media): a ping
+//! matched to a live session (§ How Wolf matches traffic to a session) binds the session's stream
+//! to its source, which then receives RTP-looking packets from the same socket.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,5 +1,6 @@
-//! The fake's RTSP server (spec `streaming-ports.md` §3): one request per connection, matched to a
-//! live session (§4), answered and closed; `ANNOUNCE` fires `VideoSession` and `AudioSession`.
+//! The fake's RTSP server (`docs/protocol/streaming-ports.md` § RTSP handshake): one request per
+//! connection, matched to a live session (§ How Wolf matches traffic to a session), answered and
+//! closed; `ANNOUNCE` fires `VideoSession` and `AudioSession`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
@@ -188,9 +189,10 @@ fn rtsp_answer(ctx: &Ctx, req: &RtspRequest, peer: IpAddr) -> String {
     answer.unwrap_or_else(|| reject("404 NOT FOUND"))
 }
 
-/// The live session a request from `peer` belongs to (spec §4): from V4, the first whose
-/// `rtsp_fake_ip` is the request-URI host or the `Host` header, else, when `Host` is missing or
-/// `0.0.0.0`, the one whose `client_ip` is the peer; before V4, always the latter.
+/// The live session a request from `peer` belongs to (`docs/protocol/streaming-ports.md` § How Wolf
+/// matches traffic to a session): from V4, the first whose `rtsp_fake_ip` is the request-URI host
+/// or the `Host` header, else, when `Host` is missing or `0.0.0.0`, the one whose `client_ip` is
+/// the peer; before V4, always the latter.
 fn request_session<'a>(
     version: WolfVersion,
     live: &'a [StreamSession],
