@@ -16,6 +16,7 @@ mod operator;
 mod proxy;
 mod relay;
 mod serve;
+mod shutdown;
 mod telemetry;
 
 /// One Moonlight endpoint for a pack of Wolf game-streaming servers.

@@ -25,6 +25,8 @@ use direwolf_k8s::watch::Watches;
 use tokio::sync::watch;
 use tracing::info;
 
+use crate::shutdown::Shutdown;
+
 #[derive(Debug, clap::Args)]
 pub struct OperatorArgs {
     /// The namespace whose Sessions are reconciled (default: the kubeconfig context's
@@ -126,6 +128,7 @@ fn config(args: &OperatorArgs, namespace: &str) -> OperatorConfig {
 }
 
 async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
+    let shutdown = Shutdown::install()?;
     let client = kube::Client::try_default()
         .await
         .context("cannot configure a Kubernetes client (KUBECONFIG or in-cluster service account)")?;
@@ -157,9 +160,7 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
         let watches = Watches::new(client.clone(), &namespace);
         tokio::spawn(expose_while_leading(watches, service, leadership.subscribe()))
     });
-    let result = operator
-        .run(leadership.subscribe(), crate::proxy::shutdown_signal())
-        .await;
+    let result = operator.run(leadership.subscribe(), shutdown.wait()).await;
     if let Some(task) = exposure {
         task.abort();
     }

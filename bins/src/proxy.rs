@@ -29,7 +29,9 @@ use direwolf_moonlight::MoonlightServer;
 use kube::Api;
 use kube::api::ListParams;
 use kube::runtime::events::{Recorder, Reporter};
-use tracing::{info, warn};
+use tracing::info;
+
+use crate::shutdown::Shutdown;
 
 /// How long start-up waits for the caches' initial lists.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
@@ -123,6 +125,7 @@ async fn check_crds(client: &kube::Client, namespace: &str) -> anyhow::Result<()
 }
 
 async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
+    let shutdown = Shutdown::install()?;
     let client = kube::Client::try_default()
         .await
         .context("cannot configure a Kubernetes client (KUBECONFIG or in-cluster service account)")?;
@@ -152,7 +155,7 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
     // objects' status.
     let relay_task = start_relays(&args, &watches)?;
     let report_task = tokio::spawn(direwolf_k8s::report::run(watches));
-    let result = server.run_until(shutdown_signal()).await;
+    let result = server.run_until(shutdown.wait()).await;
     health.stop();
     report_task.abort();
     if let Some((stop, task)) = relay_task {
@@ -256,22 +259,6 @@ async fn moonlight_server(args: &ProxyArgs, readers: Readers) -> anyhow::Result<
         builder = builder.with_external_address(ip);
     }
     builder.build().await.context("cannot start the Moonlight server")
-}
-
-pub(crate) async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(e) => {
-            warn!(error = %e, "cannot listen for SIGTERM; stop with SIGINT");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => info!("SIGINT received, shutting down"),
-        _ = term.recv() => info!("SIGTERM received, shutting down"),
-    }
 }
 
 #[cfg(test)]

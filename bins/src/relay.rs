@@ -16,6 +16,7 @@ use direwolf_core::health::{HealthServer, Probes};
 use direwolf_core::relay::{Relay, RelayConfig, SessionRelayConfig, SessionStats, UdpStats, WolfPorts};
 
 use crate::check::{Protocol, Report, port_problem};
+use crate::shutdown::Shutdown;
 
 /// Wolf's default ports, the default of every port flag.
 const WOLF: StreamPorts = StreamPorts::WOLF_DEFAULT;
@@ -197,24 +198,8 @@ fn log_stats(s: &SessionStats) {
     );
 }
 
-async fn shutdown_signal() -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("cannot install the SIGTERM handler")?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.context("cannot listen for SIGINT")?,
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot listen for Ctrl-C")?;
-    Ok(())
-}
-
 async fn serve(args: RelayArgs) -> anyhow::Result<()> {
+    let shutdown = Shutdown::install()?;
     let relay = Relay::new(args.config()).context("invalid relay configuration")?;
     let ports = StreamPorts {
         rtsp: args.rtsp,
@@ -241,11 +226,11 @@ async fn serve(args: RelayArgs) -> anyhow::Result<()> {
     );
     let period = Duration::from_secs(args.stats_interval.max(1));
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    let stop = shutdown_signal();
+    let stop = shutdown.wait();
     tokio::pin!(stop);
     loop {
         tokio::select! {
-            r = &mut stop => { r?; break; }
+            () = &mut stop => break,
             _ = ticker.tick(), if args.stats_interval > 0 => log_stats(&session.stats()),
         }
     }

@@ -24,11 +24,11 @@ use direwolf_core::persistent::PersistentStores;
 use direwolf_core::relay::{Relay, RelayConfig, WolfPorts};
 use direwolf_core::{AppCatalog, AppId, SessionStore, Stores, UserName, UserStoreExt};
 use direwolf_moonlight::MoonlightServer;
-use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::{info, warn};
 
 use self::config::{AppConfig, Config, RelaySettings, WolfApi, WolfConfig, default_catalog};
 use self::wolves::WolfWatch;
+use crate::shutdown::Shutdown;
 
 mod check;
 mod config;
@@ -355,30 +355,6 @@ async fn open_stores(dir: &Path) -> anyhow::Result<PersistentStores> {
         .await
         .context("the task opening the database failed")?
         .with_context(|| format!("cannot open the data directory {shown}"))
-}
-
-/// SIGINT and SIGTERM, caught from [`Shutdown::install`] on.
-struct Shutdown {
-    interrupt: Signal,
-    terminate: Signal,
-}
-
-impl Shutdown {
-    /// Replaces the default action (exit at once) of SIGINT and SIGTERM.
-    fn install() -> anyhow::Result<Self> {
-        Ok(Shutdown {
-            interrupt: signal(SignalKind::interrupt()).context("cannot catch SIGINT")?,
-            terminate: signal(SignalKind::terminate()).context("cannot catch SIGTERM")?,
-        })
-    }
-
-    /// Completes on the first SIGINT or SIGTERM (including one received before this is polled).
-    async fn wait(mut self) {
-        tokio::select! {
-            _ = self.interrupt.recv() => info!("SIGINT received, shutting down"),
-            _ = self.terminate.recv() => info!("SIGTERM received, shutting down"),
-        }
-    }
 }
 
 #[cfg(test)]
