@@ -12,6 +12,7 @@ mod docs;
 mod docs_tests;
 mod listen;
 mod notify;
+mod open_files;
 mod operator;
 mod proxy;
 mod relay;

@@ -126,6 +126,7 @@ async fn check_crds(client: &kube::Client, namespace: &str) -> anyhow::Result<()
 
 async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
     let shutdown = Shutdown::install()?;
+    crate::open_files::raise(crate::open_files::NEEDED);
     let client = kube::Client::try_default()
         .await
         .context("cannot configure a Kubernetes client (KUBECONFIG or in-cluster service account)")?;

@@ -437,6 +437,15 @@ fn pod_ip(pod: &Pod) -> String {
         .expect("a running pod has an IP")
 }
 
+/// The RTSP methods on record, or none while the session is not.
+fn rtsp_methods_so_far(session: &Value) -> Vec<String> {
+    if session["rtsp_requests"].is_array() {
+        rtsp_methods(session)
+    } else {
+        Vec::new()
+    }
+}
+
 fn rtsp_methods(session: &Value) -> Vec<String> {
     session["rtsp_requests"]
         .as_array()
@@ -449,14 +458,14 @@ fn rtsp_methods(session: &Value) -> Vec<String> {
 /// What the fake Wolf of a streaming pod must have seen: the whole RTSP handshake, the ENet
 /// connect and pings, all through the proxy's relay.
 fn assert_stream_reached_wolf(pack: &Pack, ip: &str) {
+    // The fake writes its records every 200 ms: pings can be on record before the PLAY is.
     wait_until(
-        "the client's pings reach the Wolf pod",
+        "the client's PLAY and pings reach the Wolf pod",
         Duration::from_secs(10),
         || {
-            pack.records(ip)["sessions"][0]["audio_pings"]
-                .as_u64()
-                .unwrap_or(0)
-                > 0
+            let session = &pack.records(ip)["sessions"][0];
+            session["audio_pings"].as_u64().unwrap_or(0) > 0
+                && rtsp_methods_so_far(session).iter().any(|m| m == "PLAY")
         },
     );
     let record = pack.records(ip)["sessions"][0].clone();

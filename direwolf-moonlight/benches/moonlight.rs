@@ -11,6 +11,10 @@
 //!    private-key operations: server phase 3, client phase 4, and both TLS CertificateVerify
 //!    signatures in phase 5; 4 verifications of those): wall and CPU time (`pairing.rs`).
 //!
+//! 3. A paired client's HTTPS `/serverinfo` p50 and p99, quiet vs under an idle-socket attack
+//!    of 2,000 connections from another address, on the production connection limits
+//!    (`attack.rs`).
+//!
 //! `cargo bench -p direwolf-moonlight` prints the figures and ratios first, then runs the
 //! pairing comparison through criterion. The bench binary doubles as the server and load
 //! generator processes of the first benchmark.
@@ -19,6 +23,8 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+#[path = "moonlight/attack.rs"]
+mod attack;
 #[path = "moonlight/generator.rs"]
 mod generator;
 #[path = "moonlight/load.rs"]
@@ -57,6 +63,11 @@ fn main() {
     // `cargo test --benches` runs this binary without `--bench`: keep that quick.
     let benchmarking = std::env::args().any(|a| a == "--bench");
     if benchmarking {
+        attack::figures(&rt);
+        // `DW_BENCH_ONLY=attack cargo bench -p direwolf-moonlight` stops after the attack figures.
+        if std::env::var("DW_BENCH_ONLY").as_deref() == Ok("attack") {
+            return;
+        }
         load::figures();
         pairing::figures(&rt);
     }

@@ -44,6 +44,7 @@
 //! handlers (private `service` module) only route to these.
 #![warn(missing_docs)]
 
+mod admission;
 pub mod crypto;
 pub mod error;
 pub mod identity;

@@ -11,11 +11,12 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use crate::admission::{Admission, Port, Ticket};
 use crate::error::{Result, ServerError};
 use crate::identity::{LoadedIdentity, generate_identity};
 use crate::mdns::MdnsAdvertiser;
@@ -35,6 +36,16 @@ pub const DEFAULT_HTTPS_PORT: u16 = 47984;
 pub struct ConnectionLimits {
     /// Connections served at once over all listeners; further ones wait in the listen backlog.
     pub max_connections: usize,
+    /// Of `max_connections`, the slots kept for sources a paired client completed a TLS
+    /// handshake from (in the last day): a flood from elsewhere cannot take them.
+    pub reserved_for_known: usize,
+    /// Connections one source may hold on each port (HTTP and HTTPS apart); more are closed at
+    /// once.
+    pub per_source: usize,
+    /// The IPv4 prefix length that makes one source (32: each address).
+    pub ipv4_prefix: u8,
+    /// The IPv6 prefix length that makes one source (64: a host's usual share).
+    pub ipv6_prefix: u8,
     /// Time a client has to send its request line and headers.
     pub header_read_timeout: Duration,
     /// Time a client has to complete the TLS handshake.
@@ -52,8 +63,14 @@ impl Default for ConnectionLimits {
     fn default() -> Self {
         ConnectionLimits {
             max_connections: 1024,
-            header_read_timeout: Duration::from_secs(10),
-            tls_handshake_timeout: Duration::from_secs(10),
+            reserved_for_known: 256,
+            per_source: 32,
+            ipv4_prefix: 32,
+            ipv6_prefix: 64,
+            // Well inside a client's own timeouts (2-7 s), so a stalled socket frees its slot
+            // before a waiting client gives up.
+            header_read_timeout: Duration::from_secs(4),
+            tls_handshake_timeout: Duration::from_secs(4),
             body_timeout: Duration::from_secs(10),
             max_header_bytes: 32 * 1024,
             shutdown_grace: Duration::from_secs(5),
@@ -411,21 +428,21 @@ impl MoonlightServer {
             shared: self.shared.clone(),
             stop,
             limits: self.limits,
+            admission: Admission::new(self.limits),
         };
-        let permits = Arc::new(Semaphore::new(self.limits.max_connections.max(1)));
         let mut loops = JoinSet::new();
         for listener in self.http {
             if let Ok(addr) = listener.local_addr() {
                 info!(%addr, "GameStream HTTP listening");
             }
-            loops.spawn(accept_loop(listener, None, serving.clone(), permits.clone()));
+            loops.spawn(accept_loop(listener, None, serving.clone()));
         }
         for listener in self.https {
             if let Ok(addr) = listener.local_addr() {
                 info!(%addr, "GameStream HTTPS listening");
             }
             let tls = Some(self.tls.clone());
-            loops.spawn(accept_loop(listener, tls, serving.clone(), permits.clone()));
+            loops.spawn(accept_loop(listener, tls, serving.clone()));
         }
         shutdown.await;
         info!("GameStream server shutting down");
@@ -454,22 +471,21 @@ struct Serving {
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
     limits: ConnectionLimits,
+    admission: Arc<Admission>,
 }
 
-/// Serves one listener until the server stops: accepts connections within the server-wide
-/// limit, serves each on a task of its own, then gives them the shutdown grace to finish.
-async fn accept_loop(
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    serving: Serving,
-    permits: Arc<Semaphore>,
-) {
+/// Serves one listener until the server stops: accepts the connections [`Admission`] admits,
+/// serves each on a task of its own, then gives them the shutdown grace to finish.
+async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, serving: Serving) {
+    let port = if tls.is_some() { Port::Https } else { Port::Http };
     // Connections to a listener bound to one address arrive on that address: no need to ask the
     // kernel for each one's local address.
     let bound = listener.local_addr().ok().filter(|a| !a.ip().is_unspecified());
     let mut stop = serving.stop.clone();
     let mut connections = JoinSet::new();
-    while let Some((stream, peer, permit)) = next_connection(&listener, &permits, &mut stop).await {
+    while let Some((stream, peer, ticket)) =
+        next_connection(&listener, port, &serving.admission, &mut stop).await
+    {
         while connections.try_join_next().is_some() {}
         let local = match bound {
             Some(local) => local,
@@ -481,7 +497,7 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let (tls, serving) = (tls.clone(), serving.clone());
         connections.spawn(async move {
-            let _permit = permit;
+            let _ticket = ticket;
             connection(stream, peer, local, tls, serving).await;
         });
     }
@@ -489,21 +505,26 @@ async fn accept_loop(
     drain(connections, serving.limits.shutdown_grace).await;
 }
 
-/// Waits for a free connection slot and the next connection; `None` once the server stops.
+/// Waits for a free connection slot and the next admitted connection; `None` once the server
+/// stops. A connection that is not admitted is closed at once.
 async fn next_connection(
     listener: &TcpListener,
-    permits: &Arc<Semaphore>,
+    port: Port,
+    admission: &Arc<Admission>,
     stop: &mut watch::Receiver<bool>,
-) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
+) -> Option<(TcpStream, SocketAddr, Ticket)> {
     loop {
-        let permit = tokio::select! {
+        tokio::select! {
             _ = stopped(stop) => return None,
-            permit = permits.clone().acquire_owned() => permit.ok()?,
-        };
+            () = admission.any_slot_free() => {}
+        }
         tokio::select! {
             _ = stopped(stop) => return None,
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => return Some((stream, peer, permit)),
+                Ok((stream, peer)) => match admission.admit(port, peer.ip()) {
+                    Ok(ticket) => return Some((stream, peer, ticket)),
+                    Err(refusal) => debug!(client = %peer, ?refusal, "connection not admitted"),
+                },
                 Err(e) => {
                     // Typically out of file descriptors: back off instead of spinning.
                     warn!(error = %e, "accept failed");
@@ -550,6 +571,11 @@ async fn connection(
         .peer_certificates()
         .and_then(|c| c.first())
         .map(|c| Fingerprint::of_der(c));
+    if let Some(fingerprint) = &fingerprint
+        && matches!(serving.shared.stores.pairings.get(fingerprint).await, Ok(Some(_)))
+    {
+        serving.admission.mark_known(peer.ip());
+    }
     let conn = Arc::new(ConnInfo {
         peer,
         local,
@@ -576,6 +602,7 @@ where
         shared,
         mut stop,
         limits,
+        ..
     } = serving;
     let service = service_fn(move |request| shared.clone().handle(request, conn.clone()));
     let mut builder = http1::Builder::new();

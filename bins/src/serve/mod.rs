@@ -184,6 +184,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<bool> {
         return Ok(runtime.block_on(check::run(&args)));
     }
     let plan = plan(&args)?;
+    crate::open_files::raise(crate::open_files::NEEDED);
     runtime.block_on(serve(args, plan))?;
     Ok(true)
 }
