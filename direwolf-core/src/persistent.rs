@@ -365,7 +365,7 @@ impl PersistentStores {
             })?;
         safety::check_dir(dir)?;
         let path = dir.join(DB_FILE_NAME);
-        let (db, pairings, users) = open_database(&path)?;
+        let (db, pairings, users) = open_database(&path, true)?;
         tracing::debug!(path = %path.display(), pairings = pairings.len(), users = users.len(), "opened the database");
         Ok(PersistentStores {
             inner: Arc::new(Inner {
@@ -457,11 +457,11 @@ pub fn open(dir: &Path) -> Result<Stores> {
 /// What [`open_database`] returns: the database and its pairings and (decodable) users.
 type Opened = (Database, BTreeMap<Fingerprint, Pairing>, BTreeMap<UserName, User>);
 
-/// Opens the database file at `path` (creating it if there is none) with the checks of
-/// [`safety`], checks and migrates its schema and loads the pairings and users; a damaged file
-/// is refused with [`PersistentError::Damaged`], even when redb panics on it.
-fn open_database(path: &Path) -> Result<Opened, PersistentError> {
-    if safety::open_existing(path)?.is_none() {
+/// Opens the database file at `path` (creating it if there is none and `create` is set) with
+/// the checks of [`safety`], checks and migrates its schema and loads the pairings and users; a
+/// damaged file is refused with [`PersistentError::Damaged`], even when redb panics on it.
+fn open_database(path: &Path, create: bool) -> Result<Opened, PersistentError> {
+    if create && safety::open_existing(path)?.is_none() {
         safety::create_new(path, |file| {
             builder()
                 .create_file(file)

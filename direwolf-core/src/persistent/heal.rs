@@ -67,7 +67,9 @@ impl Inner {
         if slot.is_some() {
             return Ok(());
         }
-        let (db, pairings, users) = open_database(&self.path).map_err(|e| self.closed(e.to_string()))?;
+        // A database that went away meanwhile is not replaced by an empty one (a new identity).
+        let (db, pairings, users) =
+            open_database(&self.path, false).map_err(|e| self.closed(e.to_string()))?;
         *self.pairings.write() = pairings;
         *self.users.write() = users;
         *slot = Some(db);
@@ -148,5 +150,70 @@ fn retry(weak: &Weak<Inner>) {
             }
             Err(e) => tracing::debug!(error = %e, "the database cannot be reopened yet"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::persistent::PersistentStores;
+    use crate::{Fingerprint, Pairing, PairingStore, UserName};
+
+    fn pairing(n: u8) -> Pairing {
+        Pairing {
+            fingerprint: Fingerprint::of_der(&[n; 32]),
+            cert_pem: "pem".into(),
+            user: UserName::default_user(),
+            device_name: None,
+            paired_at: 1_700_000_000,
+        }
+    }
+
+    /// Closes the database as an I/O error in a call would.
+    fn fail(stores: &PersistentStores) {
+        let generation = stores.inner.generation.load(Ordering::SeqCst);
+        stores
+            .inner
+            .close(&PersistentError::Redb(redb::Error::PreviousIo), generation);
+    }
+
+    #[tokio::test]
+    async fn the_next_call_reopens_a_closed_database() {
+        let tmp = tempfile::tempdir().unwrap();
+        let stores = PersistentStores::open(tmp.path()).unwrap();
+        let pairings = stores.pairing_store();
+        pairings.put(pairing(1)).await.unwrap();
+        fail(&stores);
+        let why = stores.health().unwrap_err();
+        assert!(why.contains("closed after an I/O error"), "{why}");
+        pairings.put(pairing(2)).await.unwrap();
+        assert_eq!(stores.health(), Ok(()));
+        assert_eq!(pairings.list().await.unwrap(), vec![pairing(1), pairing(2)]);
+    }
+
+    #[tokio::test]
+    async fn an_error_met_before_a_reopening_does_not_close_the_new_database() {
+        let tmp = tempfile::tempdir().unwrap();
+        let stores = PersistentStores::open(tmp.path()).unwrap();
+        let stale = stores.inner.generation.load(Ordering::SeqCst);
+        fail(&stores);
+        stores.inner.reopen().unwrap();
+        stores
+            .inner
+            .close(&PersistentError::Redb(redb::Error::PreviousIo), stale);
+        assert_eq!(stores.health(), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_database_gone_while_closed_is_not_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let stores = PersistentStores::open(tmp.path()).unwrap();
+        fail(&stores);
+        std::fs::remove_file(stores.path()).unwrap();
+        let err = stores.pairing_store().put(pairing(1)).await.unwrap_err();
+        assert!(matches!(err, crate::Error::Unavailable { .. }), "{err:?}");
+        assert!(err.to_string().contains("cannot be reopened yet"), "{err}");
+        assert!(!stores.path().exists(), "a new database was created");
+        assert!(stores.health().is_err());
     }
 }
