@@ -454,6 +454,19 @@ pub fn open(dir: &Path) -> Result<Stores> {
     Ok(PersistentStores::open(dir)?.stores())
 }
 
+/// Checks the data directory `dir` and its database file as [`PersistentStores::open`] does
+/// before it opens the database (ownership, modes, a symbolic link, an empty file), creating,
+/// changing and opening nothing, so that it can run beside a server using the directory. A
+/// missing directory or file passes (they would be created). Damage inside a non-empty file is
+/// found only by opening it.
+///
+/// # Errors
+///
+/// [`Error::Backend`] with what is wrong and the command that fixes it, as `open` would fail.
+pub fn check_data_dir(dir: &Path) -> Result<()> {
+    Ok(safety::check_without_opening(dir, &dir.join(DB_FILE_NAME))?)
+}
+
 /// What [`open_database`] returns: the database and its pairings and (decodable) users.
 type Opened = (Database, BTreeMap<Fingerprint, Pairing>, BTreeMap<UserName, User>);
 

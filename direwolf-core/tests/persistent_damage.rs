@@ -6,7 +6,7 @@ mod support;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
-use direwolf_core::persistent::{DB_FILE_NAME, PersistentStores};
+use direwolf_core::persistent::{DB_FILE_NAME, PersistentStores, check_data_dir};
 use direwolf_core::{Fingerprint, Pairing, PairingStore, UserName};
 
 const DAMAGED: &str = "database damaged: restore it from a backup or move it away to start afresh";
@@ -154,4 +154,36 @@ fn a_directory_or_database_of_another_user_is_refused() {
     let err = refused(tmp.path());
     assert!(err.contains("belongs to uid 4242"), "{err}");
     assert_eq!(std::fs::metadata(&file).expect("stat").uid(), OTHER);
+}
+
+#[test]
+fn the_checks_run_without_opening_or_changing_anything() {
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let missing = tmp.path().join("missing");
+    check_data_dir(&missing).expect("a missing directory would be created");
+    assert!(!missing.exists(), "the check created the directory");
+
+    // Beside a server using the database.
+    let dir = tmp.path().join("data");
+    let stores = PersistentStores::open(&dir).expect("open");
+    check_data_dir(&dir).expect("an open, safe database passes");
+    drop(stores);
+
+    let file = dir.join(DB_FILE_NAME);
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    check_data_dir(&dir).expect("a mode that open narrows passes");
+    let mode = std::fs::metadata(&file).expect("stat").permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o644, "the check changed the mode");
+
+    std::fs::write(&file, b"").expect("empty the database");
+    let err = check_data_dir(&dir)
+        .expect_err("an empty database fails")
+        .to_string();
+    assert!(err.contains(DAMAGED), "{err}");
+
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let err = check_data_dir(&dir)
+        .expect_err("a 0777 directory fails")
+        .to_string();
+    assert!(err.contains("chmod 0700"), "{err}");
 }

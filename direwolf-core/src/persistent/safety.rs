@@ -14,7 +14,7 @@
 //!   [`DB_FILE_NAME`](super::DB_FILE_NAME) can only come from damage, not from a crash during
 //!   creation.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, Metadata, OpenOptions};
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
@@ -65,25 +65,12 @@ pub(super) fn open_existing(path: &Path) -> Result<Option<File>, PersistentError
         path: path.to_owned(),
         source,
     };
-    let unsafe_file = |reason: String| PersistentError::Unsafe {
-        path: path.to_owned(),
-        reason,
-    };
     let link = match std::fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_error(e)),
     };
-    if link.file_type().is_symlink() {
-        return Err(unsafe_file(
-            "is a symbolic link; direwolf opens only the file itself: move the file into the \
-             data directory in place of the link"
-                .to_owned(),
-        ));
-    }
-    if !link.is_file() {
-        return Err(unsafe_file("is not a regular file".to_owned()));
-    }
+    check_file(path, &link)?;
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -92,21 +79,9 @@ pub(super) fn open_existing(path: &Path) -> Result<Option<File>, PersistentError
     let meta = file.metadata().map_err(io_error)?;
     // The file opened is the one checked above, not a link put in its place since.
     if (meta.dev(), meta.ino()) != (link.dev(), link.ino()) {
-        return Err(unsafe_file("was replaced while it was being opened".to_owned()));
-    }
-    let uid = effective_uid(path)?;
-    if meta.uid() != uid {
-        return Err(unsafe_file(format!(
-            "belongs to uid {}, not to this process's uid {uid}; run `chown {uid} {}` or run \
-             direwolf as its owner",
-            meta.uid(),
-            path.display()
-        )));
-    }
-    if meta.len() == 0 {
-        return Err(PersistentError::Damaged {
+        return Err(PersistentError::Unsafe {
             path: path.to_owned(),
-            detail: "the file is empty".to_owned(),
+            reason: "was replaced while it was being opened".to_owned(),
         });
     }
     let mode = meta.permissions().mode() & 0o7777;
@@ -120,6 +95,58 @@ pub(super) fn open_existing(path: &Path) -> Result<Option<File>, PersistentError
         );
     }
     Ok(Some(file))
+}
+
+/// The checks of [`check_dir`] and, on an existing database file at `path`, those of
+/// [`open_existing`], creating, changing and opening nothing (the database may be in use).
+pub(super) fn check_without_opening(dir: &Path, path: &Path) -> Result<(), PersistentError> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    check_dir(dir)?;
+    match std::fs::symlink_metadata(path) {
+        Ok(link) => check_file(path, &link),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(PersistentError::Io {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Refuses a database file (`link`: its `lstat`) that is a symbolic link, not a regular file,
+/// another user's, or empty.
+fn check_file(path: &Path, link: &Metadata) -> Result<(), PersistentError> {
+    let unsafe_file = |reason: String| PersistentError::Unsafe {
+        path: path.to_owned(),
+        reason,
+    };
+    if link.file_type().is_symlink() {
+        return Err(unsafe_file(
+            "is a symbolic link; direwolf opens only the file itself: move the file into the \
+             data directory in place of the link"
+                .to_owned(),
+        ));
+    }
+    if !link.is_file() {
+        return Err(unsafe_file("is not a regular file".to_owned()));
+    }
+    let uid = effective_uid(path)?;
+    if link.uid() != uid {
+        return Err(unsafe_file(format!(
+            "belongs to uid {}, not to this process's uid {uid}; run `chown {uid} {}` or run \
+             direwolf as its owner",
+            link.uid(),
+            path.display()
+        )));
+    }
+    if link.len() == 0 {
+        return Err(PersistentError::Damaged {
+            path: path.to_owned(),
+            detail: "the file is empty".to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// Creates an empty database at `path` through a temporary file renamed into place, with
