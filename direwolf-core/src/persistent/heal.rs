@@ -89,10 +89,12 @@ impl Inner {
         let Some(db) = slot.take() else {
             return;
         };
-        drop(slot);
-        // redb writes nothing more after an I/O error: dropping only releases the file.
+        // Both under the lock, so that a reopening neither meets the file still locked by this
+        // handle nor runs before the fault is recorded (and then sees it cleared). redb writes
+        // nothing more after an I/O error: dropping only releases the file.
         drop(db);
         *self.fault.lock() = Some(e.to_string());
+        drop(slot);
         tracing::error!(
             path = %self.path.display(),
             error = %e,
