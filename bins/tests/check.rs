@@ -6,6 +6,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -324,4 +325,25 @@ fn the_relay_serves_its_health_port_once_its_ports_are_bound() {
     assert_eq!(get(health, "/livez").0, 200);
     assert_eq!(get(health, "/readyz"), (200, "ok\n".to_owned()));
     relay.stop();
+}
+
+#[test]
+fn an_unsafe_data_directory_fails_the_check() {
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let socket = tmp.path().join("wolf.sock");
+    let _wolf = fake_wolf(&socket);
+    let config = config(tmp.path(), &socket, "");
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).expect("data directory");
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let finished = serve_check(tmp.path(), &config, free_port());
+    assert!(!finished.status.success(), "{}", finished.stdout);
+    let errors = errors(&finished);
+    assert_eq!(errors.len(), 1, "{}", finished.stdout);
+    assert!(
+        errors[0].contains("writable by every user") && errors[0].contains("chmod 0700"),
+        "{}",
+        errors[0]
+    );
+    assert!(!data.join("direwolf.redb").exists(), "a check creates nothing");
 }

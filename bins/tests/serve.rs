@@ -1,5 +1,6 @@
 //! `direwolf serve` as a process: identity across restarts, clean SIGTERM, refusals with clear
-//! messages (data directory in use, bad configuration file). No Moonlight client needed.
+//! messages (data directory in use, damaged database, bad configuration file). No Moonlight
+//! client needed.
 
 mod support;
 
@@ -75,4 +76,32 @@ fn a_bad_configuration_file_is_refused_with_the_line() {
         !tmp.path().join("data").exists(),
         "nothing is created when the configuration is bad"
     );
+}
+
+#[test]
+fn a_damaged_database_is_refused_not_replaced_and_without_a_panic() {
+    const DAMAGED: &str = "database damaged: restore it from a backup or move it away to start afresh";
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let data = tmp.path().join("data");
+    let server = start(&data);
+    server.proc.stop();
+    let db = data.join("direwolf.redb");
+    let whole = std::fs::read(&db).expect("read the database");
+    // Empty: refused, not taken for a new server. Truncated: refused, though redb panics on it.
+    for damaged in [&[][..], &whole[..whole.len() / 2]] {
+        std::fs::write(&db, damaged).expect("damage the database");
+        let out = run_failing(&mut serve_command(&data));
+        let stderr = &out.stderr;
+        assert!(!out.status.success());
+        assert!(
+            stderr.contains(DAMAGED) && stderr.contains(&*db.to_string_lossy()),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert_eq!(
+            std::fs::read(&db).expect("read it again"),
+            damaged,
+            "the file was changed"
+        );
+    }
 }

@@ -14,6 +14,14 @@
 //!   direwolf is refused with an error saying so, an older one is migrated when it opens.
 //! * **One process.** The file is locked while open; a second process gets
 //!   [`Error::Unavailable`] naming the file.
+//! * **Heals after I/O errors.** After a failed read or write (a full disk, `EPERM`), redb
+//!   refuses every later call until the database is reopened; the call that failed is answered
+//!   with its error, the database is closed and reopened by the next call (or a background retry),
+//!   and [`PersistentStores::health`] reports it meanwhile (see `heal`).
+//! * **Refuses damaged and unsafe data.** An empty, truncated or unreadable database is refused
+//!   as damaged, never replaced, also where redb would panic on it (see `contain`); a data
+//!   directory other users can write or that another user owns, a database that is a symbolic
+//!   link or another user's, are refused; the file's mode is narrowed to 0600 (see `safety`).
 //!
 //! Values are stored as JSON (app art as raw bytes), keyed by fingerprint, user name, app id and
 //! session id, so every `list` comes back in key order.
@@ -31,11 +39,12 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::fs::{DirBuilder, OpenOptions};
+use std::fs::DirBuilder;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
@@ -50,6 +59,10 @@ use crate::error::{Error, Result};
 use crate::ids::{AppId, Fingerprint, SessionId, UserName};
 use crate::model::{App, AppAsset, Pairing, ServerIdentity, Session, User};
 use crate::store::{AppCatalog, IdentityStore, PairingStore, SessionStore, Stores, UserStore};
+
+mod contain;
+mod heal;
+mod safety;
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -104,6 +117,41 @@ enum PersistentError {
     Locked {
         /// The database file.
         path: PathBuf,
+    },
+
+    /// The data directory or the database file is unsafe to use (see [`safety`]).
+    #[error("refusing {path}: it {reason}")]
+    Unsafe {
+        /// The directory or file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+
+    /// The database file is damaged: empty, truncated, or not readable as a database.
+    #[error(
+        "{path}: database damaged: restore it from a backup or move it away to start afresh \
+         ({detail})"
+    )]
+    Damaged {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+
+    /// An I/O error closed the database and reopening it failed.
+    #[error(
+        "the database {path} is closed after an I/O error ({fault}) and cannot be reopened yet: \
+         {reopen}"
+    )]
+    Closed {
+        /// The database file.
+        path: PathBuf,
+        /// The I/O error that closed it.
+        fault: String,
+        /// Why reopening failed.
+        reopen: String,
     },
 
     /// redb refused to open the file.
@@ -195,7 +243,7 @@ impl From<PersistentError> for Error {
     fn from(e: PersistentError) -> Self {
         match e {
             PersistentError::Rejected(e) => e,
-            e @ PersistentError::Locked { .. } => Error::unavailable(e),
+            e @ (PersistentError::Locked { .. } | PersistentError::Closed { .. }) => Error::unavailable(e),
             e => Error::backend(BACKEND, e),
         }
     }
@@ -228,7 +276,15 @@ fn begin_write(db: &Database) -> Result<WriteTransaction, PersistentError> {
 
 #[derive(Debug)]
 struct Inner {
-    db: Database,
+    /// The open database; `None` after an I/O error closed it, until it is reopened.
+    db: RwLock<Option<Database>>,
+    /// Why the database is closed, while it is.
+    fault: Mutex<Option<String>>,
+    /// Set while a thread retries reopening the database.
+    healing: AtomicBool,
+    /// Counts the reopenings, so that an I/O error met before one does not close the database
+    /// reopened since.
+    generation: AtomicU64,
     path: PathBuf,
     /// Every pairing, as committed.
     pairings: RwLock<BTreeMap<Fingerprint, Pairing>>,
@@ -241,14 +297,29 @@ struct Inner {
     user_writes: Mutex<()>,
 }
 
-/// Runs a database call on the blocking pool.
+/// What a database call sees: the open database, and (through `Deref`) the rest of [`Inner`].
+struct Open<'a> {
+    db: &'a Database,
+    inner: &'a Inner,
+}
+
+impl std::ops::Deref for Open<'_> {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        self.inner
+    }
+}
+
+/// Runs a database call on the blocking pool, on the open database (reopened first if an I/O
+/// error closed it).
 async fn blocking<T, F>(inner: &Arc<Inner>, f: F) -> Result<T>
 where
     T: Send + 'static,
-    F: FnOnce(&Inner) -> Result<T, PersistentError> + Send + 'static,
+    F: FnOnce(&Open<'_>) -> Result<T, PersistentError> + Send + 'static,
 {
     let inner = Arc::clone(inner);
-    match tokio::task::spawn_blocking(move || f(&inner)).await {
+    match tokio::task::spawn_blocking(move || Inner::with_db(&inner, f)).await {
         Ok(result) => result.map_err(Error::from),
         Err(join) => Err(PersistentError::Task(join.to_string()).into()),
     }
@@ -265,16 +336,20 @@ pub struct PersistentStores {
 
 impl PersistentStores {
     /// Opens (creating if needed) the database in `dir`: creates the directory with mode 0700 if
-    /// it does not exist, creates [`DB_FILE_NAME`] with mode 0600, recovers it after a crash,
-    /// checks and migrates the schema, and loads the pairings and users into memory.
+    /// it does not exist, checks that it is safe, creates [`DB_FILE_NAME`] with mode 0600 (or
+    /// narrows an existing one's mode to 0600), recovers it after a crash, checks and migrates
+    /// the schema, and loads the pairings and users into memory.
     ///
     /// This does blocking I/O; from async code call it in `spawn_blocking` or before serving.
     ///
     /// # Errors
     ///
     /// [`Error::Unavailable`] if another process has the database open; [`Error::Backend`] if
-    /// the directory or file cannot be created or opened, the file is not a direwolf database,
-    /// its schema is newer than [`SCHEMA_VERSION`], or a stored pairing cannot be decoded.
+    /// the directory or file cannot be created or opened, the directory is writable by others or
+    /// owned by another user, the file is a symbolic link or another user's, the file is empty,
+    /// damaged or not a direwolf database ("database damaged: restore it from a backup or move it
+    /// away to start afresh"), its schema is newer than [`SCHEMA_VERSION`], or a stored pairing
+    /// cannot be decoded.
     pub fn open(dir: &Path) -> Result<Self> {
         Ok(Self::open_inner(dir)?)
     }
@@ -288,35 +363,16 @@ impl PersistentStores {
                 path: dir.to_owned(),
                 source,
             })?;
+        safety::check_dir(dir)?;
         let path = dir.join(DB_FILE_NAME);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|source| PersistentError::Io {
-                path: path.clone(),
-                source,
-            })?;
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create_file(file)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => PersistentError::Locked { path: path.clone() },
-                source => PersistentError::Open {
-                    path: path.clone(),
-                    source,
-                },
-            })?;
-        prepare_schema(&db, &path)?;
-        let pairings = load_pairings(&db)?;
-        let users = load_users(&db)?;
+        let (db, pairings, users) = open_database(&path, true)?;
         tracing::debug!(path = %path.display(), pairings = pairings.len(), users = users.len(), "opened the database");
         Ok(PersistentStores {
             inner: Arc::new(Inner {
-                db,
+                db: RwLock::new(Some(db)),
+                fault: Mutex::new(None),
+                healing: AtomicBool::new(false),
+                generation: AtomicU64::new(0),
                 path,
                 pairings: RwLock::new(pairings),
                 pairing_writes: Mutex::new(()),
@@ -324,6 +380,17 @@ impl PersistentStores {
                 user_writes: Mutex::new(()),
             }),
         })
+    }
+
+    /// Whether the database is usable: `Err(why)` after an I/O error (a full disk, a failing
+    /// one) closed it, until it is reopened. It is reopened by the next call that needs it and,
+    /// without calls, retried every few seconds. Quick and non-blocking, for a readiness probe.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error that closed the database, with its path.
+    pub fn health(&self) -> std::result::Result<(), String> {
+        self.inner.health()
     }
 
     /// The database file.
@@ -385,6 +452,94 @@ impl PersistentStores {
 /// As [`PersistentStores::open`].
 pub fn open(dir: &Path) -> Result<Stores> {
     Ok(PersistentStores::open(dir)?.stores())
+}
+
+/// Checks the data directory `dir` and its database file as [`PersistentStores::open`] does
+/// before it opens the database (ownership, modes, a symbolic link, an empty file), creating,
+/// changing and opening nothing, so that it can run beside a server using the directory. A
+/// missing directory or file passes (they would be created). Damage inside a non-empty file is
+/// found only by opening it.
+///
+/// # Errors
+///
+/// [`Error::Backend`] with what is wrong and the command that fixes it, as `open` would fail.
+pub fn check_data_dir(dir: &Path) -> Result<()> {
+    Ok(safety::check_without_opening(dir, &dir.join(DB_FILE_NAME))?)
+}
+
+/// What [`open_database`] returns: the database and its pairings and (decodable) users.
+type Opened = (Database, BTreeMap<Fingerprint, Pairing>, BTreeMap<UserName, User>);
+
+/// Opens the database file at `path` (creating it if there is none and `create` is set) with
+/// the checks of [`safety`], checks and migrates its schema and loads the pairings and users; a
+/// damaged file is refused with [`PersistentError::Damaged`], even when redb panics on it.
+fn open_database(path: &Path, create: bool) -> Result<Opened, PersistentError> {
+    if create && safety::open_existing(path)?.is_none() {
+        safety::create_new(path, |file| {
+            builder()
+                .create_file(file)
+                .map(drop)
+                .map_err(|e| open_error(path, e))
+        })?;
+    }
+    let file = safety::open_existing(path)?.ok_or_else(|| PersistentError::Io {
+        path: path.to_owned(),
+        source: io::Error::from(io::ErrorKind::NotFound),
+    })?;
+    let opened = contain::contain(|| -> Result<Opened, PersistentError> {
+        let db = builder().create_file(file).map_err(|e| open_error(path, e))?;
+        prepare_schema(&db, path)?;
+        let pairings = load_pairings(&db)?;
+        let users = load_users(&db)?;
+        Ok((db, pairings, users))
+    });
+    match opened {
+        Ok(Ok(opened)) => Ok(opened),
+        Ok(Err(PersistentError::Redb(redb::Error::Corrupted(detail)))) => Err(PersistentError::Damaged {
+            path: path.to_owned(),
+            detail,
+        }),
+        Ok(Err(e)) => Err(e),
+        Err(panic) => Err(PersistentError::Damaged {
+            path: path.to_owned(),
+            detail: format!("redb stopped on it: {panic}"),
+        }),
+    }
+}
+
+/// redb's settings for the database.
+fn builder() -> redb::Builder {
+    let mut builder = Database::builder();
+    builder.set_cache_size(CACHE_BYTES);
+    builder
+}
+
+/// The error of redb refusing to open `path`.
+fn open_error(path: &Path, e: redb::DatabaseError) -> PersistentError {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => PersistentError::Locked {
+            path: path.to_owned(),
+        },
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)) => PersistentError::Damaged {
+            path: path.to_owned(),
+            detail,
+        },
+        redb::DatabaseError::Storage(redb::StorageError::Io(e))
+            if matches!(
+                e.kind(),
+                io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            PersistentError::Damaged {
+                path: path.to_owned(),
+                detail: e.to_string(),
+            }
+        }
+        source => PersistentError::Open {
+            path: path.to_owned(),
+            source,
+        },
+    }
 }
 
 /// Creates the tables, records or checks the schema version, and runs migrations.
@@ -527,7 +682,7 @@ impl PairingStore for PersistentPairingStore {
         let bytes = encode("pairing", &key, &pairing)?;
         blocking(&self.inner, move |inner| {
             let _order = inner.pairing_writes.lock();
-            put_json(&inner.db, PAIRINGS, &key, &bytes)?;
+            put_json(inner.db, PAIRINGS, &key, &bytes)?;
             inner
                 .pairings
                 .write()
@@ -541,7 +696,7 @@ impl PairingStore for PersistentPairingStore {
         let fingerprint = fingerprint.clone();
         blocking(&self.inner, move |inner| {
             let _order = inner.pairing_writes.lock();
-            let removed = delete_json(&inner.db, PAIRINGS, fingerprint.as_str())?;
+            let removed = delete_json(inner.db, PAIRINGS, fingerprint.as_str())?;
             inner.pairings.write().remove(&fingerprint);
             Ok(removed.is_some())
         })
@@ -567,7 +722,7 @@ impl UserStore for PersistentUserStore {
         }
         let name = name.clone();
         blocking(&self.inner, move |inner| {
-            get_json(&inner.db, USERS, "user", name.as_str())
+            get_json(inner.db, USERS, "user", name.as_str())
         })
         .await
     }
@@ -576,7 +731,7 @@ impl UserStore for PersistentUserStore {
         let bytes = encode("user", user.name.as_str(), &user)?;
         blocking(&self.inner, move |inner| {
             let _order = inner.user_writes.lock();
-            put_json(&inner.db, USERS, user.name.as_str(), &bytes)?;
+            put_json(inner.db, USERS, user.name.as_str(), &bytes)?;
             inner.users.write().insert(user.name.clone(), user);
             Ok(())
         })
@@ -587,7 +742,7 @@ impl UserStore for PersistentUserStore {
         let name = name.clone();
         blocking(&self.inner, move |inner| {
             let _order = inner.user_writes.lock();
-            let removed = delete_json(&inner.db, USERS, name.as_str())?;
+            let removed = delete_json(inner.db, USERS, name.as_str())?;
             inner.users.write().remove(&name);
             Ok(removed.is_some())
         })
@@ -595,7 +750,7 @@ impl UserStore for PersistentUserStore {
     }
 
     async fn list(&self) -> Result<Vec<User>> {
-        blocking(&self.inner, |inner| list_json(&inner.db, USERS, "user")).await
+        blocking(&self.inner, |inner| list_json(inner.db, USERS, "user")).await
     }
 }
 
@@ -652,7 +807,7 @@ impl AppCatalog for PersistentAppCatalog {
     async fn put(&self, app: App, asset: Option<AppAsset>) -> Result<()> {
         let bytes = encode("app", &app.id.to_string(), &app)?;
         blocking(&self.inner, move |inner| {
-            let txn = begin_write(&inner.db)?;
+            let txn = begin_write(inner.db)?;
             txn.open_table(APPS)?.insert(app.id.get(), bytes.as_slice())?;
             {
                 let mut assets = txn.open_table(ASSETS)?;
@@ -676,7 +831,7 @@ impl AppCatalog for PersistentAppCatalog {
 
     async fn delete(&self, id: AppId) -> Result<bool> {
         blocking(&self.inner, move |inner| {
-            let txn = begin_write(&inner.db)?;
+            let txn = begin_write(inner.db)?;
             let existed = txn.open_table(APPS)?.remove(id.get())?.is_some();
             txn.open_table(ASSETS)?.remove(id.get())?;
             txn.commit()?;
@@ -697,19 +852,19 @@ impl SessionStore for PersistentSessionStore {
     async fn get(&self, id: &SessionId) -> Result<Option<Session>> {
         let id = id.clone();
         blocking(&self.inner, move |inner| {
-            get_json(&inner.db, SESSIONS, "session", id.as_str())
+            get_json(inner.db, SESSIONS, "session", id.as_str())
         })
         .await
     }
 
     async fn list(&self) -> Result<Vec<Session>> {
-        blocking(&self.inner, |inner| list_json(&inner.db, SESSIONS, "session")).await
+        blocking(&self.inner, |inner| list_json(inner.db, SESSIONS, "session")).await
     }
 
     async fn create(&self, session: Session) -> Result<()> {
         let bytes = encode("session", session.id.as_str(), &session)?;
         blocking(&self.inner, move |inner| {
-            let txn = begin_write(&inner.db)?;
+            let txn = begin_write(inner.db)?;
             {
                 let mut table = txn.open_table(SESSIONS)?;
                 if table.get(session.id.as_str())?.is_some() {
@@ -729,7 +884,7 @@ impl SessionStore for PersistentSessionStore {
     async fn update(&self, session: Session) -> Result<()> {
         let bytes = encode("session", session.id.as_str(), &session)?;
         blocking(&self.inner, move |inner| {
-            let txn = begin_write(&inner.db)?;
+            let txn = begin_write(inner.db)?;
             {
                 let mut table = txn.open_table(SESSIONS)?;
                 if table.get(session.id.as_str())?.is_none() {
@@ -749,7 +904,7 @@ impl SessionStore for PersistentSessionStore {
     async fn delete(&self, id: &SessionId) -> Result<Option<Session>> {
         let id = id.clone();
         blocking(&self.inner, move |inner| {
-            let removed = delete_json(&inner.db, SESSIONS, id.as_str())?;
+            let removed = delete_json(inner.db, SESSIONS, id.as_str())?;
             removed
                 .map(|bytes| decode("session", id.as_str(), &bytes))
                 .transpose()
@@ -768,7 +923,7 @@ pub struct PersistentIdentityStore {
 impl IdentityStore for PersistentIdentityStore {
     async fn load(&self) -> Result<Option<ServerIdentity>> {
         blocking(&self.inner, |inner| {
-            get_json(&inner.db, IDENTITY, "identity", IDENTITY_KEY)
+            get_json(inner.db, IDENTITY, "identity", IDENTITY_KEY)
         })
         .await
     }
@@ -777,7 +932,7 @@ impl IdentityStore for PersistentIdentityStore {
         let bytes = encode("identity", IDENTITY_KEY, &identity)?;
         blocking(&self.inner, move |inner| {
             // Write transactions are serialised, so the check and the insert are atomic.
-            let txn = begin_write(&inner.db)?;
+            let txn = begin_write(inner.db)?;
             {
                 let mut table = txn.open_table(IDENTITY)?;
                 if let Some(existing) = table.get(IDENTITY_KEY)? {
@@ -889,7 +1044,8 @@ mod tests {
         assert_eq!(MIGRATIONS.len() as u64, SCHEMA_VERSION - 1);
         let tmp = tempfile::tempdir().unwrap();
         let stores = PersistentStores::open(tmp.path()).unwrap();
-        let txn = stores.inner.db.begin_read().unwrap();
+        let db = stores.inner.open_db().unwrap();
+        let txn = db.begin_read().unwrap();
         let meta = txn.open_table(META).unwrap();
         assert_eq!(
             meta.get(SCHEMA_VERSION_KEY).unwrap().unwrap().value(),
@@ -901,7 +1057,7 @@ mod tests {
     async fn undecodable_values_are_typed_errors() {
         let tmp = tempfile::tempdir().unwrap();
         let stores = PersistentStores::open(tmp.path()).unwrap();
-        put_json(&stores.inner.db, USERS, "bob", b"{not json").unwrap();
+        put_json(&stores.inner.open_db().unwrap(), USERS, "bob", b"{not json").unwrap();
         let err = stores
             .user_store()
             .get(&"bob".parse().unwrap())
@@ -922,7 +1078,7 @@ mod tests {
             let stores = PersistentStores::open(tmp.path()).unwrap();
             rt.block_on(stores.user_store().put(User::new(alice.clone())))
                 .unwrap();
-            put_json(&stores.inner.db, USERS, "bob", b"{not json").unwrap();
+            put_json(&stores.inner.open_db().unwrap(), USERS, "bob", b"{not json").unwrap();
         }
         let stores = PersistentStores::open(tmp.path()).unwrap();
         let users = stores.user_store();

@@ -61,7 +61,13 @@ fn data_dir(args: &ServeArgs, plan: Option<&Plan>, report: &mut Report) {
             Err(error) => return report.problem(format!("{error:#}")),
         },
     };
-    match writable_dir_or_creatable(&dir) {
+    // The checks start-up makes (ownership, modes, a symbolic link, an empty database), without
+    // opening the database, which a running server may hold.
+    let safe = direwolf_core::persistent::check_data_dir(&dir).map_err(|e| match e {
+        direwolf_core::Error::Backend { source, .. } => source.to_string(),
+        e => e.to_string(),
+    });
+    match safe.and_then(|()| writable_dir_or_creatable(&dir)) {
         Ok(what) => report.ok(format!("data directory {}: {what}", dir.display())),
         Err(why) => report.problem(format!("data directory {}: {why}", dir.display())),
     }

@@ -11,8 +11,8 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -263,12 +263,15 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
     // Catch SIGINT/SIGTERM from now on, so a stop during start-up is still a clean one.
     let shutdown = Shutdown::install()?;
     let started = Arc::new(AtomicBool::new(false));
+    let database = Arc::new(OnceLock::new());
     let wolves = watch_wolves(&plan.wolves)?;
     let health = match args.health_bind {
-        Some(addr) => Some(start_health(addr, started.clone(), wolves).await?),
+        Some(addr) => Some(start_health(addr, started.clone(), database.clone(), wolves).await?),
         None => None,
     };
     let persistent = open_stores(&plan.data_dir).await?;
+    // Set once, before `started`.
+    let _ = database.set(persistent.clone());
     let sessions: Arc<dyn SessionStore> = Arc::new(persistent.session_store());
     let apps: Arc<dyn AppCatalog> = Arc::new(plan.catalog.clone());
     let stores = Stores {
@@ -332,16 +335,19 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Binds the health port: ready once `started` (listening, database open) and a Wolf answers.
+/// Binds the health port: ready once `started` (listening, database open), while the database
+/// is usable (not closed by an I/O error), and when a Wolf answers.
 async fn start_health(
     addr: SocketAddr,
     started: Arc<AtomicBool>,
+    database: Arc<OnceLock<PersistentStores>>,
     wolves: WolfWatch,
 ) -> anyhow::Result<HealthServer> {
     let probes = Probes::new(move || {
         if !started.load(Ordering::SeqCst) {
             return Err("starting: the listeners are not bound or the database is not open yet".to_owned());
         }
+        database.get().map_or(Ok(()), PersistentStores::health)?;
         wolves.readiness()
     });
     HealthServer::bind(addr, probes)
