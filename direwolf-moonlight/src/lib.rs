@@ -55,6 +55,7 @@ pub mod query;
 pub mod server;
 pub mod serverinfo;
 mod service;
+pub mod source;
 pub mod tls;
 pub mod xml;
 

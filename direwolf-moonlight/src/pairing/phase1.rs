@@ -11,7 +11,7 @@ use direwolf_core::{PairSecret, PendingPinRequest, PinBroker, PinError, PinSubmi
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
-use super::{PIN_TIMED_OUT, PairReject, PairingKey, PairingManager, SUPERSEDED};
+use super::{EVICTED, PIN_TIMED_OUT, PairReject, PairingKey, PairingManager, SUPERSEDED};
 use crate::xml::XmlReply;
 
 /// Runs phase 1 of pairing: the in-flight entry in the [`PairingManager`], the pending entry in
@@ -83,6 +83,9 @@ impl Phase1 {
             secret: None,
             armed: true,
         };
+        for evicted in &held.evicted {
+            self.broker.close(evicted).await;
+        }
         let pending = PendingPinRequest {
             client_ip: request.key.ip(),
             device_name: request.device_name.map(str::to_owned),
@@ -92,7 +95,10 @@ impl Phase1 {
             PairReject::new(503, e.to_string())
         })?;
         let secret = guard.secret.insert(secret);
-        log_pin_page(request.pin_page_host, self.pin_page_port, secret);
+        if !self.pairing.attach_secret(&request.key, held.generation, secret) {
+            return Err(PairReject::bad_request(SUPERSEDED));
+        }
+        log_pin_page(request.pin_page_host, self.pin_page_port, secret, &request);
         let submission = self.wait_for_pin(secret, held.superseded, &request.key).await?;
         let user = submission.user.unwrap_or_else(|| self.default_user.clone());
         let plaincert =
@@ -106,12 +112,19 @@ impl Phase1 {
     async fn wait_for_pin(
         &self,
         secret: &PairSecret,
-        superseded: oneshot::Receiver<()>,
+        superseded: oneshot::Receiver<&'static str>,
         key: &PairingKey,
     ) -> Result<PinSubmission, PairReject> {
+        // Superseded first: the newer attempt closes this one's broker entry right after telling
+        // it, and the reason must win over the closed entry.
         let waited = tokio::select! {
+            biased;
+            reason = superseded => {
+                let reason = reason.unwrap_or(SUPERSEDED);
+                let status = if reason == EVICTED { 503 } else { 400 };
+                return Err(PairReject::new(status, reason));
+            }
             waited = self.broker.wait(secret, self.pin_timeout) => waited,
-            _ = superseded => return Err(PairReject::bad_request(SUPERSEDED)),
         };
         match waited {
             Ok(submission) => Ok(submission),
@@ -131,13 +144,31 @@ impl Phase1 {
 }
 
 /// Logs where the PIN is to be typed (`docs/protocol/moonlight-http.md` § PIN page; the secret, not
-/// the PIN).
-fn log_pin_page(host: IpAddr, port: u16, secret: &PairSecret) {
+/// the PIN), with the client's address and device name so that people pairing at once can tell
+/// their links apart.
+fn log_pin_page(host: IpAddr, port: u16, secret: &PairSecret, request: &Phase1Request<'_>) {
     let host = match host {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => format!("[{v6}]"),
     };
-    info!("Insert pin at http://{host}:{port}/pin/#{}", secret.as_str());
+    info!(
+        "Insert pin at http://{host}:{port}/pin/#{} (client {}, device {})",
+        secret.as_str(),
+        request.key.ip(),
+        device_label(request.device_name)
+    );
+}
+
+/// The client's `devicename` fit for a log line: quoted, control characters escaped, at most 64
+/// characters; `unnamed` if it sent none.
+fn device_label(name: Option<&str>) -> String {
+    match name {
+        None | Some("") => "unnamed".to_owned(),
+        Some(name) => {
+            let short: String = name.chars().take(64).collect();
+            format!("{short:?}")
+        }
+    }
 }
 
 /// Ends a held phase 1 cleanly however its future ends: closes the broker entry (once opened),
