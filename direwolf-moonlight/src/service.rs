@@ -176,6 +176,10 @@ impl Shared {
         match *request.method() {
             Method::GET | Method::HEAD => raw(StatusCode::OK, "text/html; charset=utf-8", pin_page::PIN_PAGE),
             Method::POST => {
+                if let Err((status, message)) = pin_page::check_headers(request.headers()) {
+                    debug!(client = %conn.peer_ip(), %status, "PIN submission refused: {message}");
+                    return text(status, message);
+                }
                 let body = Limited::new(request.into_body(), pin_page::MAX_BODY);
                 match tokio::time::timeout(self.settings.body_timeout, body.collect()).await {
                     Err(_) => text(

@@ -95,7 +95,9 @@ impl FailureTable {
     /// Failures of `source` within the window (the overflow's, if it is not in the table).
     pub fn count(&mut self, source: Source, now: Instant) -> usize {
         self.purge(now);
-        self.by_source.get(&source).map_or(self.overflow.len(), VecDeque::len)
+        self.by_source
+            .get(&source)
+            .map_or(self.overflow.len(), VecDeque::len)
     }
 
     /// Records a failure of `source` at `now`.

@@ -40,12 +40,15 @@ pub fn eviction<K: Copy>(held: &[Held<K>], newcomer: Source, per_source: usize, 
         return None;
     }
     // The busiest source; among equals, the one holding the oldest request.
-    let busiest = counts.iter().map(|(s, n)| (*n, *s)).max_by(|(na, sa), (nb, sb)| {
-        na.cmp(nb).then_with(|| {
-            let oldest = |s: &Source| held.iter().filter(|h| h.source == *s).map(|h| h.since).min();
-            oldest(sb).cmp(&oldest(sa))
-        })
-    })?;
+    let busiest = counts
+        .iter()
+        .map(|(s, n)| (*n, *s))
+        .max_by(|(na, sa), (nb, sb)| {
+            na.cmp(nb).then_with(|| {
+                let oldest = |s: &Source| held.iter().filter(|h| h.source == *s).map(|h| h.since).min();
+                oldest(sb).cmp(&oldest(sa))
+            })
+        })?;
     oldest_of(busiest.1)
 }
 
@@ -95,7 +98,12 @@ mod tests {
         let requests: Vec<(String, u32)> = (0..10).map(|i| (format!("192.0.2.{}", i + 1), i)).collect();
         let requests: Vec<(&str, u32)> = requests.iter().map(|(ip, id)| (ip.as_str(), *id)).collect();
         assert_eq!(admit_all(&requests, 3, 64), vec![7, 8, 9]);
-        let v6 = [("2001:db8::1", 1), ("2001:db8::2", 2), ("2001:db8:0:0:1::3", 3), ("2001:db8:1::1", 4)];
+        let v6 = [
+            ("2001:db8::1", 1),
+            ("2001:db8::2", 2),
+            ("2001:db8:0:0:1::3", 3),
+            ("2001:db8:1::1", 4),
+        ];
         assert_eq!(admit_all(&v6, 2, 64), vec![2, 3, 4]);
     }
 

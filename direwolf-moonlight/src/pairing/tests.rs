@@ -192,8 +192,13 @@ fn a_flood_from_one_address_leaves_room_for_others() {
     // Each admission past the share handed back the broker entry it evicted.
     assert_eq!(held[share].1.evicted, vec![held[0].2.clone()]);
     let newcomer = PairingKey::new("198.51.100.1".parse().unwrap(), Some("0123456789ABCDEF"));
-    let admitted = m.begin(newcomer.clone(), Some(SALT), Some(&cert_hex()), None).unwrap();
-    assert!(admitted.evicted.is_empty(), "a newcomer from elsewhere evicts nobody");
+    let admitted = m
+        .begin(newcomer.clone(), Some(SALT), Some(&cert_hex()), None)
+        .unwrap();
+    assert!(
+        admitted.evicted.is_empty(),
+        "a newcomer from elsewhere evicts nobody"
+    );
     assert!(m.attach_secret(&newcomer, admitted.generation, &PairSecret::generate()));
     // An evicted request can no longer attach a broker entry.
     assert!(!m.attach_secret(&held[0].0, held[0].1.generation, &PairSecret::generate()));
@@ -220,7 +225,10 @@ fn when_all_room_is_taken_the_busiest_network_makes_way() {
     let _newcomer = begin("203.0.113.1", "e");
     assert_eq!(m.in_flight(), 4);
     assert_eq!(busy_oldest.superseded.try_recv(), Ok(EVICTED));
-    assert!(quiet.superseded.try_recv().is_err(), "the quiet network keeps its request");
+    assert!(
+        quiet.superseded.try_recv().is_err(),
+        "the quiet network keeps its request"
+    );
 }
 
 #[test]
