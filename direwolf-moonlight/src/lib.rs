@@ -44,6 +44,7 @@
 //! handlers (private `service` module) only route to these.
 #![warn(missing_docs)]
 
+pub mod client_cert;
 pub mod crypto;
 pub mod error;
 pub mod identity;

@@ -305,9 +305,8 @@ fn phase1_inputs(
         .map_err(|_| PairReject::bad_request("Invalid clientcert: not a PEM certificate"))?;
     let client = CertificateInfo::from_pem(&pem)
         .map_err(|e| PairReject::bad_request(format!("Invalid clientcert: {e}")))?;
-    if !client.is_rsa() {
-        return Err(PairReject::bad_request("Invalid clientcert: the key must be RSA"));
-    }
+    crate::client_cert::check_usable_for_tls(&client)
+        .map_err(|why| PairReject::bad_request(format!("Invalid clientcert: {why}")))?;
     Ok((salt, client))
 }
 

@@ -173,6 +173,22 @@ fn wrong_pin_is_a_mismatch_and_counted() {
 }
 
 #[test]
+fn phase_1_refuses_certificates_https_would_refuse() {
+    let m = manager();
+    let v1 = hex::encode(include_str!("../../tests/data/v1_client_cert.pem"));
+    let refused = m.begin(key(), Some(SALT), Some(&v1), None).unwrap_err();
+    assert_eq!(refused.status, 400);
+    assert_eq!(
+        refused.message,
+        "Invalid clientcert: an X.509 v1 or v2 certificate; HTTPS needs X.509 v3"
+    );
+    let small = hex::encode(include_str!("../../tests/data/rsa1024_client_cert.pem"));
+    let refused = m.begin(key(), Some(SALT), Some(&small), None).unwrap_err();
+    assert!(refused.message.contains("1024 bits"), "{}", refused.message);
+    assert_eq!(m.in_flight(), 0);
+}
+
+#[test]
 fn a_flood_from_one_address_leaves_room_for_others() {
     let m = manager();
     let flooder: IpAddr = "192.0.2.7".parse().unwrap();
