@@ -49,6 +49,7 @@ pub mod crypto;
 pub mod error;
 pub mod identity;
 pub mod launch;
+pub mod log_throttle;
 pub mod mdns;
 pub mod pairing;
 pub mod pin_page;

@@ -222,7 +222,7 @@ impl PinEntry {
                 bad("No pairing is waiting for this secret (it may have expired or been used)"),
             ),
             Err(e) => {
-                tracing::warn!(error = %e, "PIN broker failed");
+                crate::warn_throttled!("pin-broker-submit", error = %e, "PIN broker failed");
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "The PIN could not be delivered; try again".into(),
@@ -247,7 +247,11 @@ impl PinEntry {
         if count >= self.limits.max_invalid_per_pairing {
             self.counters.lock().by_secret.remove(secret);
             self.broker.close(secret).await;
-            tracing::warn!(pairing.secret = ?secret, "pairing cancelled after repeated invalid PIN submissions");
+            crate::warn_throttled!(
+                "pin-invalid-cancel",
+                pairing.secret = ?secret,
+                "pairing cancelled after repeated invalid PIN submissions"
+            );
             return self.fail(
                 ip,
                 bad("Too many invalid PIN submissions; this pairing attempt was cancelled"),

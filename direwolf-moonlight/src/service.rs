@@ -19,7 +19,7 @@ use http::header::{CONNECTION, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info};
 
 use crate::identity::LoadedIdentity;
 use crate::launch::{self, Verb};
@@ -273,7 +273,12 @@ impl Shared {
             .map_err(|e| internal("user", e))?
             .is_none()
         {
-            warn!(pairing.fingerprint = %fingerprint, user = %pairing.user, "paired certificate of a user that no longer exists");
+            crate::warn_throttled!(
+                "paired-user-missing",
+                pairing.fingerprint = %fingerprint,
+                user = %pairing.user,
+                "paired certificate of a user that no longer exists"
+            );
             return Ok(None);
         }
         Ok(Some(Caller {

@@ -334,6 +334,11 @@ impl PairingManager {
         }
     }
 
+    /// The limits in force.
+    pub fn limits(&self) -> PairingLimits {
+        self.limits
+    }
+
     /// Number of in-flight handshakes (held ones included).
     pub fn in_flight(&self) -> usize {
         self.state.lock().entries.len()
