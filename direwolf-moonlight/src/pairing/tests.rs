@@ -463,6 +463,87 @@ mod phase1 {
         .expect("the broker entry is closed");
     }
 
+    /// Runs phase 1 for `key` on a task of its own and waits until its PIN entry is open.
+    async fn spawn_held(
+        phase1: &Arc<Phase1>,
+        broker: &InMemoryPinBroker,
+        key: PairingKey,
+    ) -> tokio::task::JoinHandle<Result<XmlReply, PairReject>> {
+        let ip = key.ip();
+        let before: Vec<PairSecret> = broker
+            .pending()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| p.secret)
+            .collect();
+        let phase1 = phase1.clone();
+        let run = tokio::spawn(async move {
+            let cert = cert_hex();
+            let request = Phase1Request {
+                key,
+                salt: Some(SALT),
+                client_cert: Some(&cert),
+                device_name: None,
+                pin_page_host: "192.0.2.1".parse().unwrap(),
+            };
+            phase1.run(request).await
+        });
+        // Opened: a new entry from `ip`.
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let pending = broker.pending().await.unwrap();
+                if pending
+                    .iter()
+                    .any(|p| p.client_ip == ip && !before.contains(&p.secret))
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .expect("phase 1 opens a PIN entry");
+        run
+    }
+
+    #[tokio::test]
+    async fn a_flood_from_one_address_cannot_fill_the_pin_broker() {
+        // A broker with room for 4, as many held phase 1s in all, 2 per network.
+        let m = Arc::new(PairingManager::new(
+            vector_c_identity(),
+            PairingLimits {
+                max_held: 4,
+                max_held_per_source: 2,
+                ..Default::default()
+            },
+        ));
+        let broker = InMemoryPinBroker::new(4);
+        let phase1 = phase1(&m, &broker);
+        let flooder: IpAddr = "192.0.2.7".parse().unwrap();
+        let mut flood = Vec::new();
+        for i in 0..10 {
+            let k = PairingKey::new(flooder, Some(&format!("{i:016X}")));
+            flood.push(spawn_held(&phase1, &broker, k).await);
+        }
+        // Each newer request made the oldest of its network give way, PIN entry included.
+        for run in flood.drain(..8) {
+            let refused = run.await.unwrap().unwrap_err();
+            assert_eq!((refused.status, refused.message.as_str()), (503, EVICTED));
+        }
+        // Two other networks still get in, and the broker has room for them.
+        for ip in ["198.51.100.1", "203.0.113.1"] {
+            let k = PairingKey::new(ip.parse().unwrap(), Some("0123456789ABCDEF"));
+            flood.push(spawn_held(&phase1, &broker, k).await);
+        }
+        let pending = broker.pending().await.unwrap();
+        assert_eq!(pending.len(), 4, "{pending:?}");
+        assert_eq!(pending.iter().filter(|p| p.client_ip == flooder).count(), 2);
+        for run in flood {
+            run.abort();
+        }
+    }
+
     #[tokio::test]
     async fn the_pin_releases_the_held_request() {
         let m = Arc::new(manager());
