@@ -22,10 +22,26 @@ pub struct LogArgs {
 impl LogArgs {
     fn filter(&self) -> anyhow::Result<EnvFilter> {
         match &self.log_level {
-            Some(spec) => EnvFilter::try_new(spec)
+            Some(spec) => EnvFilter::try_new(quiet_rustls(spec))
                 .map_err(|e| anyhow::anyhow!("--log-level {spec:?} is not a level or filter: {e}")),
-            None => Ok(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))),
+            None => Ok(std::env::var(EnvFilter::DEFAULT_ENV)
+                .ok()
+                .and_then(|spec| EnvFilter::try_new(quiet_rustls(&spec)).ok())
+                .unwrap_or_else(|| EnvFilter::new(quiet_rustls("info")))),
         }
+    }
+}
+
+/// `spec` with rustls capped at ERROR, unless it names rustls itself. rustls logs what a TLS peer
+/// does wrong (renegotiation attempts, warning alerts) at WARN, once per occurrence, so a peer can
+/// fill the log at will; the handshake failures that matter are logged by direwolf itself.
+fn quiet_rustls(spec: &str) -> String {
+    if spec.contains("rustls") {
+        spec.to_owned()
+    } else if spec.trim().is_empty() {
+        "rustls=error".to_owned()
+    } else {
+        format!("{spec},rustls=error")
     }
 }
 
@@ -68,6 +84,19 @@ mod tests {
         assert!(with("info,direwolf_core::relay=trace").filter().is_ok());
         let error = with("loud=[").filter().expect_err("refused").to_string();
         assert!(error.contains("--log-level"), "{error}");
+    }
+
+    #[test]
+    fn rustls_warnings_are_off_unless_asked_for() {
+        let with = |spec: &str| LogArgs {
+            log_json: false,
+            log_level: Some(spec.to_owned()),
+        };
+        let quiet = with("debug").filter().expect("filter").to_string();
+        assert!(quiet.contains("rustls=error"), "{quiet}");
+        let asked = with("debug,rustls=debug").filter().expect("filter").to_string();
+        assert!(!asked.contains("rustls=error"), "{asked}");
+        assert_eq!(quiet_rustls(""), "rustls=error");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Connection admission: which accepted connections the server serves, so that no single source
 //! can take the slots every client shares.
 //!
-//! - Each source (an IPv4 address or prefix, an IPv6 /64 by default) holds at most
+//! - Each [`Source`] (an IPv4 address and an IPv6 /64 by default) holds at most
 //!   [`ConnectionLimits::per_source`] connections per port (HTTP and HTTPS counted apart);
 //!   more from it are closed at once.
 //! - Of [`ConnectionLimits::max_connections`], [`ConnectionLimits::reserved_for_known`] slots
@@ -20,6 +20,7 @@ use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::server::ConnectionLimits;
+use crate::source::Source;
 
 /// How long a source stays known after its last paired handshake.
 const KNOWN_FOR: Duration = Duration::from_secs(24 * 3600);
@@ -33,43 +34,6 @@ pub(crate) enum Port {
     Http,
     /// GameStream HTTPS.
     Https,
-}
-
-/// A source: an address with its host bits cleared to the configured prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct Source(IpAddr);
-
-impl Source {
-    /// The source of `ip`, IPv4 cut to `v4_prefix` bits and IPv6 to `v6_prefix` bits.
-    pub(crate) fn of(ip: IpAddr, v4_prefix: u8, v6_prefix: u8) -> Source {
-        let ip = match ip {
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => IpAddr::V6(v6),
-            },
-            v4 => v4,
-        };
-        Source(match ip {
-            IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) & mask32(v4_prefix)).into()),
-            IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & mask128(v6_prefix)).into()),
-        })
-    }
-}
-
-impl std::fmt::Display for Source {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-fn mask32(prefix: u8) -> u32 {
-    u32::MAX.checked_shl(32 - u32::from(prefix.min(32))).unwrap_or(0)
-}
-
-fn mask128(prefix: u8) -> u128 {
-    u128::MAX
-        .checked_shl(128 - u32::from(prefix.min(128)))
-        .unwrap_or(0)
 }
 
 /// Why a connection was not admitted.
@@ -126,7 +90,7 @@ impl Admission {
 
     /// The source of `ip` under this server's prefixes.
     pub(crate) fn source(&self, ip: IpAddr) -> Source {
-        Source::of(ip, self.limits.ipv4_prefix, self.limits.ipv6_prefix)
+        Source::of(ip, self.limits.prefixes)
     }
 
     /// Waits until a slot of any kind is free (so that a full server stops accepting and lets
@@ -209,21 +173,6 @@ mod tests {
     }
 
     #[test]
-    fn sources_are_prefixes() {
-        assert_eq!(Source::of(ip("192.0.2.77"), 32, 64).to_string(), "192.0.2.77");
-        assert_eq!(Source::of(ip("192.0.2.77"), 24, 64).to_string(), "192.0.2.0");
-        assert_eq!(Source::of(ip("192.0.2.77"), 0, 64).to_string(), "0.0.0.0");
-        assert_eq!(
-            Source::of(ip("2001:db8:1:2:3:4:5:6"), 32, 64).to_string(),
-            "2001:db8:1:2::"
-        );
-        assert_eq!(
-            Source::of(ip("::ffff:192.0.2.9"), 32, 64).to_string(),
-            "192.0.2.9"
-        );
-    }
-
-    #[test]
     fn one_source_cannot_take_more_than_its_share_and_gets_it_back() {
         let admission = Admission::new(limits(100, 0, 2));
         let a = ip("127.0.0.2");
@@ -269,6 +218,7 @@ mod tests {
             admission.mark_known(IpAddr::V4((0x0a00_0000 + i).into()));
         }
         assert_eq!(admission.known.lock().len(), KNOWN_MAX);
-        assert!(admission.is_known(Source(IpAddr::V4((0x0a00_0000 + KNOWN_MAX as u32 + 9).into()))));
+        let last = IpAddr::V4((0x0a00_0000 + KNOWN_MAX as u32 + 9).into());
+        assert!(admission.is_known(admission.source(last)));
     }
 }

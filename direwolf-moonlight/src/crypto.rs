@@ -192,6 +192,11 @@ impl CertificateInfo {
         self.is_rsa
     }
 
+    /// The RSA modulus size in bits (0 if the key is not RSA).
+    pub fn rsa_bits(&self) -> usize {
+        self.rsa_bits
+    }
+
     /// Checks an RSA PKCS#1 v1.5 SHA-256 signature of `message` made with this certificate's key
     /// (ring; keys of 1024 to [`MAX_RSA_BITS`] bits).
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {

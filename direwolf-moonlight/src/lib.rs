@@ -45,10 +45,12 @@
 #![warn(missing_docs)]
 
 mod admission;
+pub mod client_cert;
 pub mod crypto;
 pub mod error;
 pub mod identity;
 pub mod launch;
+pub mod log_throttle;
 pub mod mdns;
 pub mod pairing;
 pub mod pin_page;
@@ -56,6 +58,7 @@ pub mod query;
 pub mod server;
 pub mod serverinfo;
 mod service;
+pub mod source;
 pub mod tls;
 pub mod xml;
 

@@ -24,6 +24,7 @@ use crate::pairing::{PairingLimits, PairingManager, Phase1};
 use crate::pin_page::{PinEntry, PinLimits};
 use crate::serverinfo::{DEFAULT_CODEC_MODE_SUPPORT, DisplayMode, WOLF_DISPLAY_MODES};
 use crate::service::{ConnInfo, Settings, Shared};
+use crate::source::PrefixLengths;
 use crate::tls;
 
 /// Default GameStream HTTP port.
@@ -42,10 +43,9 @@ pub struct ConnectionLimits {
     /// Connections one source may hold on each port (HTTP and HTTPS apart); more are closed at
     /// once.
     pub per_source: usize,
-    /// The IPv4 prefix length that makes one source (32: each address).
-    pub ipv4_prefix: u8,
-    /// The IPv6 prefix length that makes one source (64: a host's usual share).
-    pub ipv6_prefix: u8,
+    /// The prefixes that make one source for `per_source` (default: each IPv4 address, and an
+    /// IPv6 /64, a host's usual share).
+    pub prefixes: PrefixLengths,
     /// Time a client has to send its request line and headers.
     pub header_read_timeout: Duration,
     /// Time a client has to complete the TLS handshake.
@@ -65,8 +65,7 @@ impl Default for ConnectionLimits {
             max_connections: 1024,
             reserved_for_known: 256,
             per_source: 32,
-            ipv4_prefix: 32,
-            ipv6_prefix: 64,
+            prefixes: PrefixLengths { ipv4: 32, ipv6: 64 },
             // Well inside a client's own timeouts (2-7 s), so a stalled socket frees its slot
             // before a waiting client gives up.
             header_read_timeout: Duration::from_secs(4),
@@ -527,7 +526,7 @@ async fn next_connection(
                 },
                 Err(e) => {
                     // Typically out of file descriptors: back off instead of spinning.
-                    warn!(error = %e, "accept failed");
+                    crate::warn_throttled!("accept", error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },

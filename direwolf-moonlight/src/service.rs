@@ -19,7 +19,7 @@ use http::header::{CONNECTION, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info};
 
 use crate::identity::LoadedIdentity;
 use crate::launch::{self, Verb};
@@ -176,6 +176,10 @@ impl Shared {
         match *request.method() {
             Method::GET | Method::HEAD => raw(StatusCode::OK, "text/html; charset=utf-8", pin_page::PIN_PAGE),
             Method::POST => {
+                if let Err((status, message)) = pin_page::check_headers(request.headers()) {
+                    debug!(client = %conn.peer_ip(), %status, "PIN submission refused: {message}");
+                    return text(status, message);
+                }
                 let body = Limited::new(request.into_body(), pin_page::MAX_BODY);
                 match tokio::time::timeout(self.settings.body_timeout, body.collect()).await {
                     Err(_) => text(
@@ -269,7 +273,12 @@ impl Shared {
             .map_err(|e| internal("user", e))?
             .is_none()
         {
-            warn!(pairing.fingerprint = %fingerprint, user = %pairing.user, "paired certificate of a user that no longer exists");
+            crate::warn_throttled!(
+                "paired-user-missing",
+                pairing.fingerprint = %fingerprint,
+                user = %pairing.user,
+                "paired certificate of a user that no longer exists"
+            );
             return Ok(None);
         }
         Ok(Some(Caller {

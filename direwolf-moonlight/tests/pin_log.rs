@@ -41,7 +41,12 @@ async fn phase_1_logs_the_pin_url_and_never_the_pin() {
     };
     let secret = h.pending_secret().await;
     let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    let expected = format!("Insert pin at http://127.0.0.1:{}/pin/#{secret}", h.http.port());
+    // The line names the client's address and device name, so people pairing at once can tell
+    // their links apart.
+    let expected = format!(
+        "Insert pin at http://127.0.0.1:{}/pin/#{secret} (client 127.0.0.1, device \"roth\")",
+        h.http.port()
+    );
     assert!(
         log.lines()
             .any(|l| l.contains(" INFO ") && l.ends_with(&expected)),

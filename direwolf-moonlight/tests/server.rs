@@ -460,6 +460,49 @@ async fn pin_page_is_served() {
     h.shutdown().await;
 }
 
+/// A raw `POST /pin/` with these extra header lines; the answer.
+async fn post_pin_raw(h: &Harness, extra_headers: &str, body: &str) -> Response {
+    let mut stream = TcpStream::connect(h.http).await.unwrap();
+    let request = format!(
+        "POST /pin/ HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n{extra_headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        h.http.port(),
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    within("POST /pin/", read_response(&mut stream)).await.unwrap()
+}
+
+#[tokio::test]
+async fn cross_site_pin_submissions_are_refused() {
+    let h = Harness::start().await;
+    let port = h.http.port();
+    let body = r#"{"pin":"1234","secret":"0123456789ABCDEF"}"#;
+    // What a cross-site page can send without a preflight: text/plain.
+    let r = post_pin_raw(
+        &h,
+        "Content-Type: text/plain\r\nOrigin: http://evil.example\r\n",
+        body,
+    )
+    .await;
+    assert_eq!(r.status, 415);
+    assert!(r.text().contains("application/json"), "{}", r.text());
+    // JSON, but from another origin.
+    let r = post_pin_raw(
+        &h,
+        "Content-Type: application/json\r\nOrigin: http://evil.example\r\n",
+        body,
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("other web pages"), "{}", r.text());
+    // The page's own origin gets as far as the secret (unknown here).
+    let own = format!("Content-Type: application/json\r\nOrigin: http://127.0.0.1:{port}\r\n");
+    let r = post_pin_raw(&h, &own, body).await;
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("No pairing is waiting"), "{}", r.text());
+    h.shutdown().await;
+}
+
 /// A launcher that records what it was asked, with a catalog of its own (launchers check the
 /// app, the server does not).
 #[derive(Debug, Default)]

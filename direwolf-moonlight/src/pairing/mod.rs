@@ -15,20 +15,22 @@
 //! wait, and the clean-up however the held request ends. The request handlers only route to
 //! it and to the phase 2–4 methods. Unit tests are in `tests.rs`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use direwolf_core::{Fingerprint, Pin, UserName};
+use direwolf_core::{Fingerprint, PairSecret, Pin, UserName};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use crate::crypto::{CertificateInfo, aes_ecb_decrypt, aes_ecb_encrypt, derive_key, sha256};
 use crate::identity::LoadedIdentity;
+use crate::source::{FailureTable, PrefixLengths, Source};
 use crate::xml::XmlReply;
 
+pub mod admission;
 mod phase1;
 
 pub use phase1::{Phase1, Phase1Request};
@@ -103,6 +105,9 @@ impl PairReject {
 pub const NO_PAIRING: &str = "No pairing in progress";
 /// Message for a held phase 1 replaced by a newer attempt.
 pub const SUPERSEDED: &str = "Superseded by a newer pairing attempt";
+/// Message for a held phase 1 evicted to make room for requests from elsewhere.
+pub const EVICTED: &str =
+    "Too many pairings are waiting for a PIN from this network; the oldest was dropped for a newer one";
 /// Message for a phase 1 whose PIN never came.
 pub const PIN_TIMED_OUT: &str = "PIN entry timed out";
 
@@ -133,8 +138,12 @@ pub enum Phase4 {
 pub struct HeldPhase1 {
     /// Identifies this attempt among attempts with the same key.
     pub generation: u64,
-    /// Fires when a newer phase 1 with the same key replaces this one.
-    pub superseded: oneshot::Receiver<()>,
+    /// Fires, with the reason ([`SUPERSEDED`] or [`EVICTED`]), when a newer phase 1 with the
+    /// same key replaces this one or admission evicts it.
+    pub superseded: oneshot::Receiver<&'static str>,
+    /// PIN broker entries of held requests evicted to admit this one: the caller closes them
+    /// before opening its own, so that the broker has room.
+    pub evicted: Vec<PairSecret>,
 }
 
 /// Bounds of the pairing state.
@@ -142,10 +151,18 @@ pub struct HeldPhase1 {
 pub struct PairingLimits {
     /// In-flight handshakes at once (held phase 1s included).
     pub max_in_flight: usize,
+    /// Phase 1s held for a PIN at once, from all sources; at most the PIN broker's capacity
+    /// (64 for the in-memory broker). When full, the busiest source's oldest makes way.
+    pub max_held: usize,
+    /// Phase 1s held for a PIN at once per source (see [`PairingLimits::prefixes`]); a
+    /// newcomer from a source at its share replaces that source's oldest.
+    pub max_held_per_source: usize,
+    /// How addresses group into one source for the held and failure limits (IPv4 /24, IPv6 /64).
+    pub prefixes: PrefixLengths,
     /// How long a handshake may take from the PIN to phase 4 (clients need milliseconds).
     pub handshake_ttl: Duration,
     /// Failed pairings (phase-4 mismatch, or an abandoned handshake after phase 2) tolerated per
-    /// client address within [`PairingLimits::failure_window`] before phase 1 is refused.
+    /// source (address prefix, [`PairingLimits::prefixes`]) within [`PairingLimits::failure_window`] before phase 1 is refused.
     pub max_failures_per_ip: usize,
     /// The window of [`PairingLimits::max_failures_per_ip`].
     pub failure_window: Duration,
@@ -155,6 +172,9 @@ impl Default for PairingLimits {
     fn default() -> Self {
         PairingLimits {
             max_in_flight: 128,
+            max_held: 64,
+            max_held_per_source: 4,
+            prefixes: PrefixLengths::default(),
             handshake_ttl: Duration::from_secs(120),
             max_failures_per_ip: 10,
             failure_window: Duration::from_secs(15 * 60),
@@ -175,7 +195,11 @@ fn os_random() -> [u8; 16] {
 
 enum Phase {
     /// Phase 1 is held for the PIN.
-    AwaitingPin { superseded: Option<oneshot::Sender<()>> },
+    AwaitingPin {
+        superseded: Option<oneshot::Sender<&'static str>>,
+        /// The PIN broker entry, once opened.
+        secret: Option<PairSecret>,
+    },
     /// Phase 1 answered; waiting for `clientchallenge`.
     CertSent { key: [u8; 16] },
     /// Phase 2 answered; waiting for `serverchallengeresp`.
@@ -210,11 +234,28 @@ struct Entry {
     since: Instant,
 }
 
-#[derive(Default)]
 struct State {
     entries: HashMap<PairingKey, Entry>,
     next_generation: u64,
-    failures: HashMap<IpAddr, VecDeque<Instant>>,
+    failures: FailureTable,
+}
+
+/// Sources kept in the failure table; past it, failures are counted together (never ignored).
+const MAX_FAILURE_SOURCES: usize = 4096;
+
+impl Entry {
+    /// Ends a held phase 1 from outside: tells its request why and hands back its broker entry.
+    fn end_held(self, reason: &'static str) -> Option<PairSecret> {
+        match self.phase {
+            Phase::AwaitingPin { superseded, secret } => {
+                if let Some(tx) = superseded {
+                    let _ = tx.send(reason);
+                }
+                secret
+            }
+            _ => None,
+        }
+    }
 }
 
 /// The in-flight pairing handshakes of one server.
@@ -264,9 +305,8 @@ fn phase1_inputs(
         .map_err(|_| PairReject::bad_request("Invalid clientcert: not a PEM certificate"))?;
     let client = CertificateInfo::from_pem(&pem)
         .map_err(|e| PairReject::bad_request(format!("Invalid clientcert: {e}")))?;
-    if !client.is_rsa() {
-        return Err(PairReject::bad_request("Invalid clientcert: the key must be RSA"));
-    }
+    crate::client_cert::check_usable_for_tls(&client)
+        .map_err(|why| PairReject::bad_request(format!("Invalid clientcert: {why}")))?;
     Ok((salt, client))
 }
 
@@ -282,8 +322,21 @@ impl PairingManager {
             identity,
             limits,
             random,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                entries: HashMap::new(),
+                next_generation: 0,
+                failures: FailureTable::new(
+                    limits.failure_window,
+                    MAX_FAILURE_SOURCES,
+                    limits.max_failures_per_ip,
+                ),
+            }),
         }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> PairingLimits {
+        self.limits
     }
 
     /// Number of in-flight handshakes (held ones included).
@@ -296,22 +349,47 @@ impl PairingManager {
         state
             .entries
             .retain(|_, e| matches!(e.phase, Phase::AwaitingPin { .. }) || now.duration_since(e.since) < ttl);
-        let window = self.limits.failure_window;
-        state.failures.retain(|_, times| {
-            while times.front().is_some_and(|t| now.duration_since(*t) >= window) {
-                times.pop_front();
-            }
-            !times.is_empty()
-        });
+        state.failures.purge(now);
+    }
+
+    fn source(&self, ip: IpAddr) -> Source {
+        Source::of(ip, self.limits.prefixes)
     }
 
     fn record_failure(&self, state: &mut State, ip: IpAddr) {
-        // The failure map is bounded by the number of addresses that failed within the window;
-        // cap it so a flood from many addresses cannot grow it without limit.
-        if state.failures.len() >= 4096 && !state.failures.contains_key(&ip) {
-            return;
+        state.failures.record(self.source(ip), Instant::now());
+    }
+
+    /// Makes room for a held phase 1 from `source`: evicts what admission says, returning the
+    /// evicted requests' broker entries.
+    fn admit(&self, state: &mut State, source: Source) -> Vec<PairSecret> {
+        let mut evicted = Vec::new();
+        loop {
+            let held: Vec<admission::Held<&PairingKey>> = state
+                .entries
+                .iter()
+                .filter(|(_, e)| matches!(e.phase, Phase::AwaitingPin { .. }))
+                .map(|(k, e)| admission::Held {
+                    source: self.source(k.ip),
+                    since: e.since,
+                    key: k,
+                })
+                .collect();
+            let victim = admission::eviction(
+                &held,
+                source,
+                self.limits.max_held_per_source,
+                self.limits.max_held,
+            )
+            .cloned();
+            let Some(victim) = victim else {
+                return evicted;
+            };
+            if let Some(entry) = state.entries.remove(&victim) {
+                tracing::debug!(client = %victim.ip, "held pairing evicted for a newer one");
+                evicted.extend(entry.end_held(EVICTED));
+            }
         }
-        state.failures.entry(ip).or_default().push_back(Instant::now());
     }
 
     /// Phase 1 (`phrase=getservercert`): validates `salt` and `clientcert`, replaces any entry
@@ -319,8 +397,9 @@ impl PairingManager {
     /// one waiting for the PIN. [`Phase1::run`] drives the rest of phase 1.
     ///
     /// # Errors
-    /// A [`PairReject`] for a bad salt or certificate, too many failures from this address, or
-    /// too many handshakes in flight.
+    /// A [`PairReject`] for a bad salt or certificate, too many failures from this source, or
+    /// too many handshakes in flight. Too many held phase 1s evict older ones instead
+    /// ([`admission`]).
     pub fn begin(
         &self,
         key: PairingKey,
@@ -333,21 +412,19 @@ impl PairingManager {
         let now = Instant::now();
         let mut state = self.state.lock();
         self.purge(&mut state, now);
-        if state
-            .failures
-            .get(&key.ip)
-            .is_some_and(|f| f.len() >= self.limits.max_failures_per_ip)
-        {
+        let source = self.source(key.ip);
+        if state.failures.count(source, now) >= self.limits.max_failures_per_ip {
             return Err(PairReject::new(
                 429,
-                "Too many failed pairing attempts from this address; try again later",
+                "Too many failed pairing attempts from this network; try again later",
             ));
         }
+        let mut evicted = Vec::new();
         if let Some(old) = state.entries.remove(&key) {
-            if let Phase::AwaitingPin { superseded: Some(tx) } = old.phase {
-                let _ = tx.send(());
-            }
-        } else if state.entries.len() >= self.limits.max_in_flight {
+            evicted.extend(old.end_held(SUPERSEDED));
+        }
+        evicted.extend(self.admit(&mut state, source));
+        if state.entries.len() >= self.limits.max_in_flight {
             return Err(PairReject::new(
                 503,
                 "Too many pairings in progress; try again later",
@@ -362,14 +439,35 @@ impl PairingManager {
             salt,
             device_name,
             user: None,
-            phase: Phase::AwaitingPin { superseded: Some(tx) },
+            phase: Phase::AwaitingPin {
+                superseded: Some(tx),
+                secret: None,
+            },
             since: now,
         };
         state.entries.insert(key, entry);
         Ok(HeldPhase1 {
             generation,
             superseded: rx,
+            evicted,
         })
+    }
+
+    /// Records the PIN broker entry of a held phase 1 (so that evicting it can close the entry).
+    /// False if the request is no longer held (superseded or evicted meanwhile).
+    pub fn attach_secret(&self, key: &PairingKey, generation: u64, secret: &PairSecret) -> bool {
+        let mut state = self.state.lock();
+        match state.entries.get_mut(key) {
+            Some(Entry {
+                generation: g,
+                phase: Phase::AwaitingPin { secret: slot, .. },
+                ..
+            }) if *g == generation => {
+                *slot = Some(secret.clone());
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The PIN for a held phase 1 arrived: derives the key and returns `plaincert`.

@@ -9,10 +9,16 @@ use std::time::Duration;
 
 use direwolf_core::{PairSecret, PendingPinRequest, PinBroker, PinError, PinSubmission, UserName};
 use tokio::sync::oneshot;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info};
 
-use super::{PIN_TIMED_OUT, PairReject, PairingKey, PairingManager, SUPERSEDED};
+use super::{EVICTED, PIN_TIMED_OUT, PairReject, PairingKey, PairingManager, SUPERSEDED};
+use crate::log_throttle::Throttle;
+use crate::source::Source;
 use crate::xml::XmlReply;
+
+/// PIN page links logged at INFO per source and minute; a source pairing faster than that (a
+/// client in a loop) gets the rest at DEBUG.
+const LINKS_PER_SOURCE_PER_MINUTE: u32 = 8;
 
 /// Runs phase 1 of pairing: the in-flight entry in the [`PairingManager`], the pending entry in
 /// the [`PinBroker`] that the PIN page delivers the PIN through, and the held request between.
@@ -23,6 +29,7 @@ pub struct Phase1 {
     pin_timeout: Duration,
     default_user: UserName,
     pin_page_port: u16,
+    links: Throttle<Source>,
 }
 
 /// One phase-1 request, as received.
@@ -57,6 +64,7 @@ impl Phase1 {
             pin_timeout,
             default_user,
             pin_page_port,
+            links: Throttle::new(Duration::from_secs(60), LINKS_PER_SOURCE_PER_MINUTE),
         }
     }
 
@@ -83,16 +91,30 @@ impl Phase1 {
             secret: None,
             armed: true,
         };
+        for evicted in &held.evicted {
+            self.broker.close(evicted).await;
+        }
         let pending = PendingPinRequest {
             client_ip: request.key.ip(),
             device_name: request.device_name.map(str::to_owned),
         };
         let secret = self.broker.open(pending).await.map_err(|e| {
-            warn!(error = %e, "cannot open a pending PIN entry");
+            crate::warn_throttled!("pin-broker-open", error = %e, "cannot open a pending PIN entry");
             PairReject::new(503, e.to_string())
         })?;
         let secret = guard.secret.insert(secret);
-        log_pin_page(request.pin_page_host, self.pin_page_port, secret);
+        if !self.pairing.attach_secret(&request.key, held.generation, secret) {
+            return Err(PairReject::bad_request(SUPERSEDED));
+        }
+        let source = Source::of(request.key.ip(), self.pairing.limits().prefixes);
+        let throttled = self.links.check(source);
+        log_pin_page(
+            request.pin_page_host,
+            self.pin_page_port,
+            secret,
+            &request,
+            throttled,
+        );
         let submission = self.wait_for_pin(secret, held.superseded, &request.key).await?;
         let user = submission.user.unwrap_or_else(|| self.default_user.clone());
         let plaincert =
@@ -106,12 +128,19 @@ impl Phase1 {
     async fn wait_for_pin(
         &self,
         secret: &PairSecret,
-        superseded: oneshot::Receiver<()>,
+        superseded: oneshot::Receiver<&'static str>,
         key: &PairingKey,
     ) -> Result<PinSubmission, PairReject> {
+        // Superseded first: the newer attempt closes this one's broker entry right after telling
+        // it, and the reason must win over the closed entry.
         let waited = tokio::select! {
+            biased;
+            reason = superseded => {
+                let reason = reason.unwrap_or(SUPERSEDED);
+                let status = if reason == EVICTED { 503 } else { 400 };
+                return Err(PairReject::new(status, reason));
+            }
             waited = self.broker.wait(secret, self.pin_timeout) => waited,
-            _ = superseded => return Err(PairReject::bad_request(SUPERSEDED)),
         };
         match waited {
             Ok(submission) => Ok(submission),
@@ -131,13 +160,43 @@ impl Phase1 {
 }
 
 /// Logs where the PIN is to be typed (`docs/protocol/moonlight-http.md` § PIN page; the secret, not
-/// the PIN).
-fn log_pin_page(host: IpAddr, port: u16, secret: &PairSecret) {
+/// the PIN), with the client's address and device name so that people pairing at once can tell
+/// their links apart.
+/// `throttled` is [`Throttle::check`]'s verdict for the client's source: `None` logs at DEBUG.
+fn log_pin_page(
+    host: IpAddr,
+    port: u16,
+    secret: &PairSecret,
+    request: &Phase1Request<'_>,
+    throttled: Option<u64>,
+) {
     let host = match host {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => format!("[{v6}]"),
     };
-    info!("Insert pin at http://{host}:{port}/pin/#{}", secret.as_str());
+    let line = format!(
+        "Insert pin at http://{host}:{port}/pin/#{} (client {}, device {})",
+        secret.as_str(),
+        request.key.ip(),
+        device_label(request.device_name)
+    );
+    match throttled {
+        Some(0) => info!("{line}"),
+        Some(more_suppressed) => info!(more_suppressed, "{line}"),
+        None => debug!("{line}"),
+    }
+}
+
+/// The client's `devicename` fit for a log line: quoted, control characters escaped, at most 64
+/// characters; `unnamed` if it sent none.
+fn device_label(name: Option<&str>) -> String {
+    match name {
+        None | Some("") => "unnamed".to_owned(),
+        Some(name) => {
+            let short: String = name.chars().take(64).collect();
+            format!("{short:?}")
+        }
+    }
 }
 
 /// Ends a held phase 1 cleanly however its future ends: closes the broker entry (once opened),

@@ -160,9 +160,91 @@ fn wrong_pin_is_a_mismatch_and_counted() {
     assert_eq!(run(&m, "0000", "1111", None), Phase4::Mismatch);
     let refused = m.begin(key(), Some(SALT), Some(&cert_hex()), None).unwrap_err();
     assert_eq!(refused.status, 429);
-    // Another address is not affected.
-    let other = PairingKey::new("192.0.2.8".parse().unwrap(), Some("0123456789ABCDEF"));
+    // The count is per network (/24): a neighbour address is refused too, another network not.
+    let neighbour = PairingKey::new("192.0.2.8".parse().unwrap(), Some("0123456789ABCDEF"));
+    assert_eq!(
+        m.begin(neighbour, Some(SALT), Some(&cert_hex()), None)
+            .unwrap_err()
+            .status,
+        429
+    );
+    let other = PairingKey::new("198.51.100.8".parse().unwrap(), Some("0123456789ABCDEF"));
     assert!(m.begin(other, Some(SALT), Some(&cert_hex()), None).is_ok());
+}
+
+#[test]
+fn phase_1_refuses_certificates_https_would_refuse() {
+    let m = manager();
+    let v1 = hex::encode(include_str!("../../tests/data/v1_client_cert.pem"));
+    let refused = m.begin(key(), Some(SALT), Some(&v1), None).unwrap_err();
+    assert_eq!(refused.status, 400);
+    assert_eq!(
+        refused.message,
+        "Invalid clientcert: an X.509 v1 or v2 certificate; HTTPS needs X.509 v3"
+    );
+    let small = hex::encode(include_str!("../../tests/data/rsa1024_client_cert.pem"));
+    let refused = m.begin(key(), Some(SALT), Some(&small), None).unwrap_err();
+    assert!(refused.message.contains("1024 bits"), "{}", refused.message);
+    assert_eq!(m.in_flight(), 0);
+}
+
+#[test]
+fn a_flood_from_one_address_leaves_room_for_others() {
+    let m = manager();
+    let flooder: IpAddr = "192.0.2.7".parse().unwrap();
+    let mut held = Vec::new();
+    for i in 0..64 {
+        let k = PairingKey::new(flooder, Some(&format!("{i:016X}")));
+        let h = m.begin(k.clone(), Some(SALT), Some(&cert_hex()), None).unwrap();
+        let secret = PairSecret::generate();
+        assert!(m.attach_secret(&k, h.generation, &secret));
+        held.push((k, h, secret));
+    }
+    let share = PairingLimits::default().max_held_per_source;
+    assert_eq!(m.in_flight(), share, "one address holds only its share");
+    for (_, h, _) in &mut held[..64 - share] {
+        assert_eq!(h.superseded.try_recv(), Ok(EVICTED));
+    }
+    // Each admission past the share handed back the broker entry it evicted.
+    assert_eq!(held[share].1.evicted, vec![held[0].2.clone()]);
+    let newcomer = PairingKey::new("198.51.100.1".parse().unwrap(), Some("0123456789ABCDEF"));
+    let admitted = m
+        .begin(newcomer.clone(), Some(SALT), Some(&cert_hex()), None)
+        .unwrap();
+    assert!(
+        admitted.evicted.is_empty(),
+        "a newcomer from elsewhere evicts nobody"
+    );
+    assert!(m.attach_secret(&newcomer, admitted.generation, &PairSecret::generate()));
+    // An evicted request can no longer attach a broker entry.
+    assert!(!m.attach_secret(&held[0].0, held[0].1.generation, &PairSecret::generate()));
+}
+
+#[test]
+fn when_all_room_is_taken_the_busiest_network_makes_way() {
+    let m = PairingManager::new(
+        vector_c_identity(),
+        PairingLimits {
+            max_held: 4,
+            max_held_per_source: 3,
+            ..Default::default()
+        },
+    );
+    let begin = |ip: &str, id: &str| {
+        let k = PairingKey::new(ip.parse().unwrap(), Some(id));
+        m.begin(k, Some(SALT), Some(&cert_hex()), None).unwrap()
+    };
+    let mut busy_oldest = begin("192.0.2.1", "a");
+    let _busy = begin("192.0.2.2", "b");
+    let mut quiet = begin("198.51.100.1", "c");
+    let _busy2 = begin("192.0.2.3", "d");
+    let _newcomer = begin("203.0.113.1", "e");
+    assert_eq!(m.in_flight(), 4);
+    assert_eq!(busy_oldest.superseded.try_recv(), Ok(EVICTED));
+    assert!(
+        quiet.superseded.try_recv().is_err(),
+        "the quiet network keeps its request"
+    );
 }
 
 #[test]
@@ -379,6 +461,87 @@ mod phase1 {
         })
         .await
         .expect("the broker entry is closed");
+    }
+
+    /// Runs phase 1 for `key` on a task of its own and waits until its PIN entry is open.
+    async fn spawn_held(
+        phase1: &Arc<Phase1>,
+        broker: &InMemoryPinBroker,
+        key: PairingKey,
+    ) -> tokio::task::JoinHandle<Result<XmlReply, PairReject>> {
+        let ip = key.ip();
+        let before: Vec<PairSecret> = broker
+            .pending()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| p.secret)
+            .collect();
+        let phase1 = phase1.clone();
+        let run = tokio::spawn(async move {
+            let cert = cert_hex();
+            let request = Phase1Request {
+                key,
+                salt: Some(SALT),
+                client_cert: Some(&cert),
+                device_name: None,
+                pin_page_host: "192.0.2.1".parse().unwrap(),
+            };
+            phase1.run(request).await
+        });
+        // Opened: a new entry from `ip`.
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let pending = broker.pending().await.unwrap();
+                if pending
+                    .iter()
+                    .any(|p| p.client_ip == ip && !before.contains(&p.secret))
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .expect("phase 1 opens a PIN entry");
+        run
+    }
+
+    #[tokio::test]
+    async fn a_flood_from_one_address_cannot_fill_the_pin_broker() {
+        // A broker with room for 4, as many held phase 1s in all, 2 per network.
+        let m = Arc::new(PairingManager::new(
+            vector_c_identity(),
+            PairingLimits {
+                max_held: 4,
+                max_held_per_source: 2,
+                ..Default::default()
+            },
+        ));
+        let broker = InMemoryPinBroker::new(4);
+        let phase1 = phase1(&m, &broker);
+        let flooder: IpAddr = "192.0.2.7".parse().unwrap();
+        let mut flood = Vec::new();
+        for i in 0..10 {
+            let k = PairingKey::new(flooder, Some(&format!("{i:016X}")));
+            flood.push(spawn_held(&phase1, &broker, k).await);
+        }
+        // Each newer request made the oldest of its network give way, PIN entry included.
+        for run in flood.drain(..8) {
+            let refused = run.await.unwrap().unwrap_err();
+            assert_eq!((refused.status, refused.message.as_str()), (503, EVICTED));
+        }
+        // Two other networks still get in, and the broker has room for them.
+        for ip in ["198.51.100.1", "203.0.113.1"] {
+            let k = PairingKey::new(ip.parse().unwrap(), Some("0123456789ABCDEF"));
+            flood.push(spawn_held(&phase1, &broker, k).await);
+        }
+        let pending = broker.pending().await.unwrap();
+        assert_eq!(pending.len(), 4, "{pending:?}");
+        assert_eq!(pending.iter().filter(|p| p.client_ip == flooder).count(), 2);
+        for run in flood {
+            run.abort();
+        }
     }
 
     #[tokio::test]
