@@ -88,6 +88,14 @@ async fn two_thousand_idle_sockets_from_one_address_do_not_stall_a_paired_client
     let attack = idle_sockets(h.https, "127.0.0.2", 2000).await;
     assert!(attack.len() > 1500, "the attacker holds {} sockets", attack.len());
     let during = slowest_serverinfo(&h, &client, 20).await;
+    let started = Instant::now();
+    let (apps, _) = h.get_tls(Some(&client), "/applist").await;
+    assert_eq!(apps.status, 200, "{}", apps.text());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "app list took {:?}",
+        started.elapsed()
+    );
     // Unprotected, every one of these waited for an idle socket's 10 s timeout.
     assert!(
         during < Duration::from_secs(1),
