@@ -8,7 +8,6 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use direwolf_core::{Pairing, Stores, UserName};
 use direwolf_moonlight::ConnectionLimits;
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use support::*;
@@ -34,23 +33,6 @@ async fn idle_sockets(addr: SocketAddr, source: &str, n: usize) -> Vec<TcpStream
         }
     }
     held
-}
-
-async fn pair(stores: &Stores, client: &Client) {
-    let user = UserName::default_user();
-    stores
-        .users
-        .put(direwolf_core::User::new(user.clone()))
-        .await
-        .unwrap();
-    let pairing = Pairing {
-        fingerprint: client.info().fingerprint(),
-        cert_pem: client.cert_pem.clone(),
-        user,
-        device_name: None,
-        paired_at: 0,
-    };
-    stores.pairings.put(pairing).await.unwrap();
 }
 
 /// The slowest of `rounds` HTTPS `/serverinfo` requests of `client`, each on a new connection.
@@ -83,7 +65,7 @@ async fn two_thousand_idle_sockets_from_one_address_do_not_stall_a_paired_client
     })
     .await;
     let client = Client::serial_zero();
-    pair(&h.stores, &client).await;
+    store_pairing(&h.stores, &client).await;
     let before = slowest_serverinfo(&h, &client, 5).await;
     let attack = idle_sockets(h.https, "127.0.0.2", 2000).await;
     assert!(attack.len() > 1500, "the attacker holds {} sockets", attack.len());
@@ -117,7 +99,7 @@ async fn reserved_slots_keep_a_known_client_in_when_strangers_fill_the_rest() {
     };
     let h = Harness::start_with(|b| b.with_connection_limits(limits)).await;
     let client = Client::serial_zero();
-    pair(&h.stores, &client).await;
+    store_pairing(&h.stores, &client).await;
     // A paired handshake from 127.0.0.1 makes it known.
     slowest_serverinfo(&h, &client, 1).await;
     // Two stranger addresses take the 16 shared slots with idle sockets.

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use direwolf_core::{
-    App, AppAsset, AppId, LaunchError, LaunchOutcome, LaunchRequest, Launcher, Pairing, PinBroker,
-    ResumeRequest, SessionId, Stores, UserName,
+    App, AppAsset, AppId, LaunchError, LaunchOutcome, LaunchRequest, Launcher, PinBroker, ResumeRequest,
+    SessionId, Stores, UserName,
 };
 use direwolf_moonlight::MoonlightServer;
 use direwolf_moonlight::crypto::CertificateInfo;
@@ -555,23 +555,7 @@ impl Launcher for FakeLauncher {
 }
 
 async fn paired_stores(stores: &Stores, client: &Client) {
-    let user = UserName::default_user();
-    stores
-        .users
-        .put(direwolf_core::User::new(user.clone()))
-        .await
-        .unwrap();
-    stores
-        .pairings
-        .put(Pairing {
-            fingerprint: client.info().fingerprint(),
-            cert_pem: client.cert_pem.clone(),
-            user,
-            device_name: None,
-            paired_at: 0,
-        })
-        .await
-        .unwrap();
+    store_pairing(stores, client).await;
     stores
         .apps
         .put(App::new(AppId::new(1).unwrap(), "Firefox").unwrap(), None)

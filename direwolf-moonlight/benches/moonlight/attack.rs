@@ -8,13 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use direwolf_core::{Pairing, UserName};
 use direwolf_moonlight::ConnectionLimits;
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::runtime::Runtime;
 
-use crate::support::{Client, Harness};
+use crate::support::{Client, Harness, store_pairing};
 
 const ATTACK_SOCKETS: usize = 2000;
 const REQUESTS_PER_ROUND: usize = 100;
@@ -138,22 +137,7 @@ pub fn figures(rt: &Runtime) {
         b.with_connection_limits(ConnectionLimits::default())
     }));
     let client = Client::serial_zero();
-    rt.block_on(async {
-        let user = UserName::default_user();
-        h.stores
-            .users
-            .put(direwolf_core::User::new(user.clone()))
-            .await
-            .unwrap();
-        let pairing = Pairing {
-            fingerprint: client.info().fingerprint(),
-            cert_pem: client.cert_pem.clone(),
-            user,
-            device_name: None,
-            paired_at: 0,
-        };
-        h.stores.pairings.put(pairing).await.unwrap();
-    });
+    rt.block_on(store_pairing(&h.stores, &client));
     let client_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -22,14 +22,14 @@
 
 use std::time::{Duration, Instant};
 
+use direwolf_core::ServerIdentity;
 use direwolf_core::persistent::PersistentStores;
-use direwolf_core::{Pairing, ServerIdentity, User, UserName};
 use nix::sched::{CpuSet, sched_getaffinity};
 use nix::unistd::Pid;
 
 use crate::generator::Generator;
 use crate::servers::{BARE_CERT_FILE, BARE_KEY_FILE, Kind, ServerProcess};
-use crate::support::Client;
+use crate::support::{Client, store_pairing};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -61,16 +61,7 @@ fn seed_data_dir(dir: &std::path::Path, identity: &ServerIdentity, client: &Clie
             .create_if_absent(identity.clone())
             .await
             .expect("identity");
-        let user = UserName::default_user();
-        stores.users.put(User::new(user.clone())).await.expect("user");
-        let pairing = Pairing {
-            fingerprint: client.info().fingerprint(),
-            cert_pem: client.cert_pem.clone(),
-            user,
-            device_name: None,
-            paired_at: 0,
-        };
-        stores.pairings.put(pairing).await.expect("pairing");
+        store_pairing(&stores, client).await;
     });
 }
 

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use direwolf_core::{InMemoryPinBroker, PinBroker, ServerIdentity, Stores};
+use direwolf_core::{InMemoryPinBroker, Pairing, PinBroker, ServerIdentity, Stores, User, UserName};
 use direwolf_moonlight::crypto::{
     CertificateInfo, ServerSigner, aes_ecb_decrypt, aes_ecb_encrypt, derive_key, sha256,
 };
@@ -112,6 +112,20 @@ pub async fn seed_identity(stores: &Stores) {
         })
         .await
         .unwrap();
+}
+
+/// Stores `client` as paired, to the default user (created).
+pub async fn store_pairing(stores: &Stores, client: &Client) {
+    let user = UserName::default_user();
+    stores.users.put(User::new(user.clone())).await.expect("user");
+    let pairing = Pairing {
+        fingerprint: client.info().fingerprint(),
+        cert_pem: client.cert_pem.clone(),
+        user,
+        device_name: None,
+        paired_at: 0,
+    };
+    stores.pairings.put(pairing).await.expect("pairing");
 }
 
 pub fn test_limits() -> ConnectionLimits {
