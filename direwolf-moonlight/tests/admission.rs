@@ -1,5 +1,5 @@
 //! Connection admission over real sockets: idle sockets from one loopback address (127.0.0.2)
-//! cannot stall a paired client on another (127.0.0.1), and the slots reserved for known
+//! cannot stall a pairing or a paired client on another (127.0.0.1), and the slots reserved for known
 //! sources keep a paired client in when strangers fill the rest.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
@@ -55,8 +55,8 @@ async fn slowest_serverinfo(h: &Harness, client: &Client, rounds: usize) -> Dura
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_thousand_idle_sockets_from_one_address_do_not_stall_a_paired_client() {
-    raise_open_files(8192);
+async fn two_thousand_idle_sockets_from_one_address_do_not_stall_pairing_or_a_paired_client() {
+    raise_open_files(16384);
     let h = Harness::start_with(|b| {
         b.with_connection_limits(ConnectionLimits {
             tls_handshake_timeout: Duration::from_secs(4),
@@ -67,8 +67,25 @@ async fn two_thousand_idle_sockets_from_one_address_do_not_stall_a_paired_client
     let client = Client::serial_zero();
     store_pairing(&h.stores, &client).await;
     let before = slowest_serverinfo(&h, &client, 5).await;
-    let attack = idle_sockets(h.https, "127.0.0.2", 2000).await;
-    assert!(attack.len() > 1500, "the attacker holds {} sockets", attack.len());
+    let mut attack = idle_sockets(h.https, "127.0.0.2", 2000).await;
+    attack.extend(idle_sockets(h.http, "127.0.0.2", 2000).await);
+    assert!(attack.len() > 3000, "the attacker holds {} sockets", attack.len());
+    // A new client pairs over HTTP meanwhile, then is served over HTTPS.
+    let newcomer = Client::vector_c();
+    let started = Instant::now();
+    let phase4 = pair(&h, &newcomer, "4321", "4321", None).await;
+    assert_eq!(
+        phase4.element("paired").as_deref(),
+        Some("1"),
+        "{}",
+        phase4.text()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "pairing took {:?}",
+        started.elapsed()
+    );
+    slowest_serverinfo(&h, &newcomer, 1).await;
     let during = slowest_serverinfo(&h, &client, 20).await;
     let started = Instant::now();
     let (apps, _) = h.get_tls(Some(&client), "/applist").await;

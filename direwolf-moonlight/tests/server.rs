@@ -20,46 +20,6 @@ use tokio::net::TcpStream;
 
 const DECL: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n";
 
-/// Pairs `client` with `pin` entered on the PIN page (optionally for `user`); returns phase 4's reply.
-async fn pair(
-    h: &Harness,
-    client: &Client,
-    server_pin: &str,
-    client_pin: &str,
-    user: Option<&str>,
-) -> Response {
-    let phase1 = {
-        let path = phase1_path(client);
-        let addr = h.http;
-        tokio::spawn(async move {
-            let stream = TcpStream::connect(addr).await.unwrap();
-            within("phase 1", request(stream, "GET", &path, None)).await
-        })
-    };
-    let secret = h.pending_secret().await;
-    let body = match user {
-        Some(u) => format!(r#"{{"pin":"{server_pin}","secret":"{secret}","user":"{u}"}}"#),
-        None => format!(r#"{{"pin":"{server_pin}","secret":"{secret}"}}"#),
-    };
-    let r = h.post_pin(&body).await;
-    assert_eq!((r.status, r.text().as_str()), (200, "OK"));
-    let phase1 = within("phase 1 reply", phase1).await.unwrap();
-    assert_eq!(phase1.status, 200);
-    assert_eq!(
-        phase1.element("paired").as_deref(),
-        Some("1"),
-        "{}",
-        phase1.text()
-    );
-    let plaincert = String::from_utf8(hex::decode(phase1.element("plaincert").unwrap()).unwrap()).unwrap();
-    assert_eq!(plaincert, SERVER_CERT);
-    let (pin_ok, phase4) = ClientPairing::new(client.clone(), client_pin)
-        .phases_2_to_4(h, &plaincert)
-        .await;
-    assert_eq!(pin_ok, server_pin == client_pin, "the client-side PIN check");
-    phase4
-}
-
 async fn full_pairing(client: Client) {
     let h = Harness::start().await;
     let phase4 = pair(&h, &client, "1234", "1234", None).await;
