@@ -12,8 +12,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Component, Path, PathBuf};
@@ -288,26 +287,11 @@ fn notify_socket(path: &Path) -> UnixDatagram {
 
 /// `GET /serverinfo` over HTTP on 127.0.0.1; (status, body).
 fn serverinfo(http_port: u16) -> (u16, String) {
-    let addr = SocketAddr::from(([127, 0, 0, 1], http_port));
-    let mut stream = TcpStream::connect_timeout(&addr, STEP).expect("connect to the HTTP port");
-    stream.set_read_timeout(Some(STEP)).expect("read timeout");
-    stream.set_write_timeout(Some(STEP)).expect("write timeout");
     let request = format!(
         "GET /serverinfo?uniqueid=0123456789ABCDEF HTTP/1.1\r\nHost: 127.0.0.1:{http_port}\r\n\
          Connection: close\r\n\r\n"
     );
-    stream.write_all(request.as_bytes()).expect("send the request");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .expect("read /serverinfo (timeout: server stuck)");
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    (status, body)
+    support::http_exchange(SocketAddr::from(([127, 0, 0, 1], http_port)), &request)
 }
 
 /// What every run checks once the server has started: `/serverinfo` answers with the configured

@@ -475,28 +475,22 @@ pub fn pin_link(line: &str) -> (&str, &str) {
     (url, secret)
 }
 
-/// POSTs a PIN to the PIN page on `127.0.0.1:http_port`, as its script does; (HTTP status, body).
-pub fn post_pin(http_port: u16, pin: &str, secret: &str) -> (u16, String) {
-    let addr = SocketAddr::from(([127, 0, 0, 1], http_port));
-    let mut stream =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect to the PIN page");
+/// One HTTP/1.1 `request` (which should say `Connection: close`) to `addr`, within 30 s;
+/// (status, body).
+pub fn http_exchange(addr: SocketAddr, request: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .expect("read timeout");
     stream
         .set_write_timeout(Some(Duration::from_secs(10)))
         .expect("write timeout");
-    let body = format!(r#"{{"pin":"{pin}","secret":"{secret}"}}"#);
-    let request = format!(
-        "POST /pin/ HTTP/1.1\r\nHost: 127.0.0.1:{http_port}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).expect("send the PIN");
+    stream.write_all(request.as_bytes()).expect("send the request");
     let mut response = String::new();
     stream
         .read_to_string(&mut response)
-        .expect("read the PIN page's answer (timeout: server stuck)");
+        .expect("read the answer (timeout: server stuck)");
     let status = response
         .split(' ')
         .nth(1)
@@ -504,6 +498,17 @@ pub fn post_pin(http_port: u16, pin: &str, secret: &str) -> (u16, String) {
         .unwrap_or(0);
     let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
     (status, body)
+}
+
+/// POSTs a PIN to the PIN page on `127.0.0.1:http_port`, as its script does; (HTTP status, body).
+pub fn post_pin(http_port: u16, pin: &str, secret: &str) -> (u16, String) {
+    let body = format!(r#"{{"pin":"{pin}","secret":"{secret}"}}"#);
+    let request = format!(
+        "POST /pin/ HTTP/1.1\r\nHost: 127.0.0.1:{http_port}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    http_exchange(SocketAddr::from(([127, 0, 0, 1], http_port)), &request)
 }
 
 /// Pairs `client_dir` on loopback: `driver.py pair` talks to `via` and shows `client_pin`; the
