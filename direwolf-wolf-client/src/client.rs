@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::Stream;
@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result, ValidationError, WolfErrorKind};
 use crate::ids::{AppId, ClientId, SessionId};
+use crate::observe::{CallObserver, CallOutcome};
 use crate::transport::{self, Target};
 use crate::types::*;
 use crate::version::{WolfVersion, detect_from_openapi, paths};
@@ -41,6 +42,7 @@ pub struct WolfClientBuilder {
     timeout: Duration,
     max_body_bytes: usize,
     version: Option<WolfVersion>,
+    observer: Option<Arc<dyn CallObserver>>,
 }
 
 impl Default for WolfClientBuilder {
@@ -50,6 +52,7 @@ impl Default for WolfClientBuilder {
             timeout: DEFAULT_TIMEOUT,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             version: None,
+            observer: None,
         }
     }
 }
@@ -113,6 +116,12 @@ impl WolfClientBuilder {
         self
     }
 
+    /// Tells `observer` of every call's endpoint, duration and outcome (for metrics).
+    pub fn with_observer(mut self, observer: Arc<dyn CallObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
     /// Validates the configuration and builds the client.
     ///
     /// # Errors
@@ -160,6 +169,7 @@ impl WolfClientBuilder {
                 max_body_bytes: self.max_body_bytes,
                 pinned_version: self.version,
                 detected: RwLock::new(None),
+                observer: self.observer,
             }),
         })
     }
@@ -184,6 +194,7 @@ pub(crate) struct Inner {
     pub(crate) max_body_bytes: usize,
     pinned_version: Option<WolfVersion>,
     detected: RwLock<Option<WolfVersion>>,
+    observer: Option<Arc<dyn CallObserver>>,
 }
 
 /// Envelope of success responses that carry data.
@@ -336,12 +347,21 @@ impl WolfClient {
             let (status, body) = transport::collect_body(resp, limit, endpoint).await?;
             Ok(Raw { status, body })
         };
-        let raw = tokio::time::timeout(timeout, work)
-            .await
-            .map_err(|_| Error::Timeout {
-                endpoint,
-                after: timeout,
-            })?;
+        let started = Instant::now();
+        let raw = tokio::time::timeout(timeout, work).await;
+        if let Some(observer) = &self.inner.observer {
+            let outcome = match &raw {
+                Ok(Ok(r)) if (200..300).contains(&r.status) => CallOutcome::Ok,
+                Ok(Ok(r)) => CallOutcome::Status(r.status),
+                Ok(Err(_)) => CallOutcome::Transport,
+                Err(_) => CallOutcome::Timeout,
+            };
+            observer.call(endpoint, started.elapsed(), outcome);
+        }
+        let raw = raw.map_err(|_| Error::Timeout {
+            endpoint,
+            after: timeout,
+        })?;
         if let Ok(r) = &raw {
             tracing::debug!(endpoint, status = r.status, bytes = r.body.len(), "wolf call");
         }
