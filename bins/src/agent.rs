@@ -15,6 +15,8 @@ use direwolf_k8s::agent::{Agent, AgentConfig};
 use direwolf_k8s::stream::{self, env};
 use tracing::info;
 
+use crate::metrics::MetricsArgs;
+
 #[derive(Debug, clap::Args)]
 pub struct AgentArgs {
     /// The Session this pod streams.
@@ -33,7 +35,7 @@ pub struct AgentArgs {
     #[arg(long, value_name = "PATH", env = env::WOLF_SOCKET_PATH)]
     pub wolf_socket: Option<PathBuf>,
 
-    /// Port of `/livez` and `/readyz` (plain HTTP).
+    /// Port of `/livez`, `/readyz` and `/metrics` (plain HTTP).
     #[arg(long, value_name = "PORT", default_value_t = stream::AGENT_HEALTH_PORT)]
     pub health_port: u16,
 
@@ -58,6 +60,9 @@ pub struct AgentArgs {
     /// Do not relay Wolf's virtual controllers into the game container.
     #[arg(long)]
     pub no_udev: bool,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 fn required<T>(value: Option<T>, flag: &str, var: &str) -> anyhow::Result<T> {
@@ -73,6 +78,7 @@ impl AgentArgs {
         let socket = required(self.wolf_socket.clone(), "--wolf-socket", env::WOLF_SOCKET_PATH)?;
         let mut config = AgentConfig::new(&session, &namespace, pod_ip, socket);
         config.health_addr = SocketAddr::new(self.health_bind, self.health_port);
+        config.metrics_addr = self.metrics.metrics_bind;
         config.pause_grace = Duration::from_secs(self.pause_grace);
         config.wolf_timeout = Duration::from_secs(self.wolf_timeout);
         config.udev_dir = (!self.no_udev).then(|| self.udev_dir.clone());
@@ -113,6 +119,7 @@ mod tests {
             wolf_timeout: 120,
             udev_dir: "/run/udev".into(),
             no_udev: false,
+            metrics: MetricsArgs::default(),
         }
     }
 

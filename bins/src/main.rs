@@ -11,6 +11,7 @@ mod docs;
 #[cfg(test)]
 mod docs_tests;
 mod listen;
+mod metrics;
 mod notify;
 mod open_files;
 mod operator;

@@ -11,10 +11,13 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use direwolf_core::health::{HealthServer, Probes};
+use direwolf_core::metrics::Metrics;
+use direwolf_core::metrics::sessions::track_phases_of;
 use direwolf_k8s::exposure;
 use direwolf_k8s::leader::{LEASE_NAME, LeaderElector, LeaseTiming};
 use direwolf_k8s::operator::config::{
@@ -25,6 +28,7 @@ use direwolf_k8s::watch::Watches;
 use tokio::sync::watch;
 use tracing::info;
 
+use crate::metrics::{MetricsArgs, PHASE_REFRESH};
 use crate::shutdown::Shutdown;
 
 #[derive(Debug, clap::Args)]
@@ -86,6 +90,9 @@ pub struct OperatorArgs {
     /// 0 picks a free one.
     #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:8080")]
     pub health_bind: SocketAddr,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 pub fn run(args: OperatorArgs) -> anyhow::Result<()> {
@@ -138,7 +145,19 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| client.default_namespace().to_owned());
     let config = config(&args, &namespace);
     let operator = Operator::new(client.clone(), config.clone());
-    let health = start_health(&args, &operator).await?;
+    let metrics = Metrics::new();
+    operator.metrics().register(&metrics);
+    let watches = Watches::new(client.clone(), &namespace);
+    let phases = track_phases_of(
+        {
+            let watches = watches.clone();
+            move || watches.session_phases()
+        },
+        &metrics,
+        PHASE_REFRESH,
+    );
+    let health = start_health(&args, &operator, metrics.clone()).await?;
+    let metrics_port = args.metrics.serve(&metrics).await?;
     info!(
         namespace,
         identity = config.instance.as_deref().unwrap_or(""),
@@ -157,7 +176,7 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
     .context("cannot start the leader election")?
     .spawn();
     let exposure = args.proxy_service.clone().map(|service| {
-        let watches = Watches::new(client.clone(), &namespace);
+        let watches = watches.clone();
         tokio::spawn(expose_while_leading(watches, service, leadership.subscribe()))
     });
     let result = operator.run(leadership.subscribe(), shutdown.wait()).await;
@@ -166,14 +185,19 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
     }
     leadership.release().await;
     health.stop();
+    phases.abort();
+    drop(metrics_port);
     result.context("the operator cannot run")?;
     Ok(())
 }
 
-/// Binds the health port: `/readyz` follows [`Operator::ready`], `/metrics` its counters.
-async fn start_health(args: &OperatorArgs, operator: &Operator) -> anyhow::Result<HealthServer> {
+/// Binds the health port: `/readyz` follows [`Operator::ready`], `/metrics` serves `metrics`.
+async fn start_health(
+    args: &OperatorArgs,
+    operator: &Operator,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<HealthServer> {
     let ready = operator.clone();
-    let metrics = operator.metrics();
     let probes = Probes::new(move || {
         if ready.ready() {
             Ok(())
@@ -181,7 +205,7 @@ async fn start_health(args: &OperatorArgs, operator: &Operator) -> anyhow::Resul
             Err("the leader's caches have not synced".to_owned())
         }
     })
-    .with_metrics(move || metrics.snapshot().prometheus());
+    .with_metrics(metrics);
     HealthServer::bind(args.health_bind, probes)
         .await
         .with_context(|| format!("cannot bind the health port {}", args.health_bind))

@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use direwolf_core::health::{HealthServer, Probes};
+use direwolf_core::metrics::sessions::track_phases_of;
+use direwolf_core::metrics::{LaunchMetrics, MeteredLauncher, Metrics, PairingMetrics, RelayCollector};
 use direwolf_core::relay::{Relay, RelayConfig};
 use direwolf_core::{MemoAppCatalog, Stores, UserName, UserStoreExt};
 use direwolf_k8s::crd;
@@ -31,6 +33,7 @@ use kube::api::ListParams;
 use kube::runtime::events::{Recorder, Reporter};
 use tracing::info;
 
+use crate::metrics::{MetricsArgs, PHASE_REFRESH};
 use crate::shutdown::Shutdown;
 
 /// How long start-up waits for the caches' initial lists.
@@ -68,10 +71,13 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "USER", default_value = UserName::DEFAULT)]
     pub default_user: UserName,
 
-    /// Address and port of the health port (`/livez`, `/readyz`; plain HTTP); port 0 picks a
+    /// Address and port of the health port (`/livez`, `/readyz`, `/metrics`; plain HTTP); port 0 picks a
     /// free one.
     #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:8080")]
     pub health_bind: SocketAddr,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 
     /// Address the stream relay listens on: each Session's public ports (`status.ports`) are
     /// forwarded from here to its pod. Default: every address.
@@ -137,14 +143,24 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
     // One watch per kind, shared by the stores, the launcher, the PIN broker and the reporter.
     let watches = Watches::new(client.clone(), &namespace);
     let readers = Readers::start(&watches, &client, &args);
+    let metrics = Metrics::new();
     // The health listener starts before the sync so the liveness probe answers during it.
-    let health = start_health(&args, watches.clone()).await?;
+    let health = start_health(&args, watches.clone(), metrics.clone()).await?;
+    let metrics_port = args.metrics.serve(&metrics).await?;
     check_crds(&client, &namespace).await?;
     watches
         .wait_ready(SYNC_TIMEOUT)
         .await
         .context("the caches did not sync")?;
-    let server = moonlight_server(&args, readers).await?;
+    let server = moonlight_server(&args, readers, &metrics).await?;
+    let phases = track_phases_of(
+        {
+            let watches = watches.clone();
+            move || watches.session_phases()
+        },
+        &metrics,
+        PHASE_REFRESH,
+    );
     info!(
         namespace = %namespace,
         server.fingerprint = %server.server_fingerprint(),
@@ -154,10 +170,12 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
     );
     // Hand-edited problems (a Pairing of a missing User, Apps sharing an id) are reported on the
     // objects' status.
-    let relay_task = start_relays(&args, &watches)?;
+    let relay_task = start_relays(&args, &watches, &metrics)?;
     let report_task = tokio::spawn(direwolf_k8s::report::run(watches));
     let result = server.run_until(shutdown.wait()).await;
     health.stop();
+    drop(metrics_port);
+    phases.abort();
     report_task.abort();
     if let Some((stop, task)) = relay_task {
         let _ = stop.send(());
@@ -173,6 +191,7 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
 fn start_relays(
     args: &ProxyArgs,
     watches: &Watches,
+    metrics: &Metrics,
 ) -> anyhow::Result<Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>> {
     if args.no_relay {
         return Ok(None);
@@ -180,6 +199,7 @@ fn start_relays(
     // The operator allocates the ports; the engine's own allocator is not used here.
     let config = RelayConfig::new(args.relay_ip, 1..=4);
     let relay = Relay::new(config).context("cannot start the stream relay")?;
+    metrics.register_collector(RelayCollector::new(relay.clone()));
     let relays = SessionRelays::new(watches, relay);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     info!(ip = %args.relay_ip, "relaying every session's stream ports");
@@ -216,15 +236,20 @@ impl Readers {
     }
 }
 
-/// Binds the health port: `/livez`, and `/readyz` once `watches` have synced.
-async fn start_health(args: &ProxyArgs, watches: Watches) -> anyhow::Result<HealthServer> {
+/// Binds the health port: `/livez`, `/readyz` once `watches` have synced, and `/metrics`.
+async fn start_health(
+    args: &ProxyArgs,
+    watches: Watches,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<HealthServer> {
     let probes = Probes::new(move || {
         if watches.ready() {
             Ok(())
         } else {
             Err("the caches of the custom resources have not synced".to_owned())
         }
-    });
+    })
+    .with_metrics(metrics);
     HealthServer::bind(args.health_bind, probes)
         .await
         .with_context(|| format!("cannot bind the health port {}", args.health_bind))
@@ -245,12 +270,18 @@ async fn core_stores(stores: &KubeStores, default_user: &UserName) -> anyhow::Re
 }
 
 /// Builds and binds the Moonlight server on the synced readers.
-async fn moonlight_server(args: &ProxyArgs, readers: Readers) -> anyhow::Result<MoonlightServer> {
+async fn moonlight_server(
+    args: &ProxyArgs,
+    readers: Readers,
+    metrics: &Metrics,
+) -> anyhow::Result<MoonlightServer> {
+    let launcher = MeteredLauncher::new(Arc::new(readers.launcher), LaunchMetrics::register(metrics));
     let mut builder = args
         .listen
         .apply(MoonlightServer::builder())
         .with_stores(core_stores(&readers.stores, &args.default_user).await?)
-        .with_launcher(Arc::new(readers.launcher))
+        .with_launcher(Arc::new(launcher))
+        .with_pairing_metrics(PairingMetrics::register(metrics))
         .with_pin_broker(Arc::new(readers.broker))
         .with_hostname(args.hostname.clone())
         .with_default_user(args.default_user.clone())

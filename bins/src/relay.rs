@@ -13,9 +13,11 @@ use anyhow::{Context, bail};
 use clap::Args;
 use direwolf_core::StreamPorts;
 use direwolf_core::health::{HealthServer, Probes};
+use direwolf_core::metrics::{Metrics, RelayCollector};
 use direwolf_core::relay::{Relay, RelayConfig, SessionRelayConfig, SessionStats, UdpStats, WolfPorts};
 
 use crate::check::{Protocol, Report, port_problem};
+use crate::metrics::MetricsArgs;
 use crate::shutdown::Shutdown;
 
 /// Wolf's default ports, the default of every port flag.
@@ -77,9 +79,12 @@ pub struct RelayArgs {
     /// Worker threads; 1 runs everything on the current thread (one core).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
-    /// Serve `/livez` and `/readyz` (plain HTTP) on this address; ready once the ports are bound.
+    /// Serve `/livez`, `/readyz` and `/metrics` (plain HTTP) on this address; ready once the
+    /// ports are bound.
     #[arg(long, value_name = "ADDR:PORT")]
     pub health_bind: Option<SocketAddr>,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
     /// Check the flags, that the ports are free and that Wolf's RTSP port answers, print one
     /// line per finding, and exit: 0 if all is well, else 1.
     #[arg(long)]
@@ -211,9 +216,12 @@ async fn serve(args: RelayArgs) -> anyhow::Result<()> {
         .open_session_on(ports, args.session()?)
         .await
         .context("cannot open the relay ports")?;
+    let metrics = Metrics::new();
+    metrics.register_collector(RelayCollector::new(relay.clone()));
+    let _metrics_port = args.metrics.serve(&metrics).await?;
     let _health = match args.health_bind {
         Some(addr) => Some(
-            HealthServer::bind(addr, Probes::always_ready())
+            HealthServer::bind(addr, Probes::always_ready().with_metrics(metrics.clone()))
                 .await
                 .with_context(|| format!("cannot bind the health port {addr}"))?,
         ),

@@ -24,6 +24,8 @@ const PIN: &str = "4821";
 const SUBNET: &str = "10.77.0";
 const DW_IP: &str = "10.77.0.1";
 const STEP: Duration = Duration::from_secs(30);
+/// direwolf's metrics port, inside its namespace.
+const METRICS: &str = "127.0.0.1:9464";
 
 /// The namespaces of this run: direwolf (`dw`) with a bridge, and one veth into the bridge for
 /// each of client 1 (`c1`), client 2 (`c2`), Wolf A (`wa`) and Wolf B (`wb`).
@@ -199,6 +201,50 @@ fn rtp_counts(ns: &str) -> (u64, u64) {
 }
 
 /// Which fake Wolf (index) has a session with matching pings.
+/// What `/metrics` says once two clients paired, launched and stream.
+fn metrics_of_two_streams(ns: &str) {
+    let url = format!("http://{METRICS}/metrics");
+    let scrape = || support::fetch_in_netns(ns, &url);
+    let text = scrape();
+    let value = |series: &str| support::metric(&text, series);
+    assert_eq!(
+        value(r#"direwolf_pairing_attempts_total{outcome="paired"}"#),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(r#"direwolf_launch_duration_seconds_count{op="launch",result="ok"}"#),
+        Some(2.0),
+        "{text}"
+    );
+    let add =
+        r#"direwolf_wolf_api_request_duration_seconds_count{endpoint="/api/v1/sessions/add",outcome="ok"}"#;
+    assert_eq!(value(add), Some(2.0), "{text}");
+    let video_out = r#"direwolf_relay_packets_total{stream="video",direction="to_client"}"#;
+    assert!(value(video_out).is_some_and(|n| n > 0.0), "{text}");
+    assert_eq!(
+        value(r#"direwolf_relay_rtsp_total{event="relayed"}"#),
+        Some(14.0),
+        "7 RTSP requests per client: {text}"
+    );
+    assert_eq!(value("direwolf_relay_sessions"), Some(2.0), "{text}");
+    // The phase gauge is refreshed every 5 s.
+    wait_until(
+        "the phase gauge counts two live sessions",
+        Duration::from_secs(10),
+        || {
+            let text = scrape();
+            let live: f64 = ["Initializing", "WaitForPing", "Streaming", "Paused"]
+                .iter()
+                .filter_map(|phase| {
+                    support::metric(&text, &format!("direwolf_sessions{{phase=\"{phase}\"}}"))
+                })
+                .sum();
+            live == 2.0
+        },
+    );
+}
+
 fn wolf_with_pings(wolves: &[Wolf]) -> Vec<usize> {
     wolves
         .iter()
@@ -248,6 +294,8 @@ fn real_client_streams_through_the_relay_to_a_wolf_of_the_pool() {
                 "--no-mdns",
                 "--pin-timeout",
                 "60",
+                "--metrics-bind",
+                METRICS,
             ])
             .env("RUST_LOG", "info"),
     );
@@ -379,6 +427,7 @@ fn real_client_streams_through_the_relay_to_a_wolf_of_the_pool() {
         rtp_counts(&c2).0 > 0
     });
     let c2_audio_at_crash = rtp_counts(&c2).0;
+    metrics_of_two_streams(&net.ns("dw"));
 
     // The Wolf of client 1 crashes and stays down: after `[pool] host_lost_after` (3 s) direwolf
     // takes its sessions as lost and ends them.

@@ -45,19 +45,21 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use crate::metrics::{CONTENT_TYPE as METRICS_TYPE, Metrics};
+
 /// Connections served at once; probes are rare, so more than this is a flood and waits.
 const MAX_CONNECTIONS: usize = 32;
 /// Time a client has to send its request head.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Check = dyn Fn() -> Result<(), String> + Send + Sync;
-type Render = dyn Fn() -> String + Send + Sync;
 
 /// What the health port reports: the readiness check and, optionally, the metrics.
 #[derive(Clone)]
 pub struct Probes {
-    ready: Arc<Check>,
-    metrics: Option<Arc<Render>>,
+    /// `None`: a metrics-only port, without `/livez` and `/readyz`.
+    ready: Option<Arc<Check>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl std::fmt::Debug for Probes {
@@ -73,8 +75,16 @@ impl Probes {
     /// is the answer's body. `ready` runs on every probe, so it must be quick and not block.
     pub fn new(ready: impl Fn() -> Result<(), String> + Send + Sync + 'static) -> Self {
         Probes {
-            ready: Arc::new(ready),
+            ready: Some(Arc::new(ready)),
             metrics: None,
+        }
+    }
+
+    /// A port that serves only `/metrics` (a component's `--metrics-bind`).
+    pub fn metrics_only(metrics: Arc<Metrics>) -> Self {
+        Probes {
+            ready: None,
+            metrics: Some(metrics),
         }
     }
 
@@ -83,10 +93,10 @@ impl Probes {
         Self::new(|| Ok(()))
     }
 
-    /// Adds `/metrics`, rendered by `render` in the Prometheus text format (version 0.0.4).
+    /// Adds `/metrics`: `metrics` rendered in the OpenMetrics text format on every scrape.
     #[must_use]
-    pub fn with_metrics(mut self, render: impl Fn() -> String + Send + Sync + 'static) -> Self {
-        self.metrics = Some(Arc::new(render));
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -95,9 +105,9 @@ impl Probes {
         if method != Method::GET && method != Method::HEAD {
             return (StatusCode::METHOD_NOT_ALLOWED, TEXT, "only GET and HEAD\n".into());
         }
-        match (path, &self.metrics) {
-            ("/livez", _) => (StatusCode::OK, TEXT, "ok\n".into()),
-            ("/readyz", _) => match (self.ready)() {
+        match (path, &self.ready, &self.metrics) {
+            ("/livez", Some(_), _) => (StatusCode::OK, TEXT, "ok\n".into()),
+            ("/readyz", Some(ready), _) => match ready() {
                 Ok(()) => (StatusCode::OK, TEXT, "ok\n".into()),
                 Err(reason) => (
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -105,15 +115,16 @@ impl Probes {
                     format!("not ready: {reason}\n"),
                 ),
             },
-            ("/metrics", Some(render)) => (
-                StatusCode::OK,
-                "text/plain; version=0.0.4; charset=utf-8",
-                render(),
-            ),
+            ("/metrics", _, Some(metrics)) => (StatusCode::OK, METRICS_TYPE, metrics.render()),
             _ => (
                 StatusCode::NOT_FOUND,
                 TEXT,
-                "not found: /livez, /readyz, /metrics\n".into(),
+                match (&self.ready, &self.metrics) {
+                    (Some(_), Some(_)) => "not found: /livez, /readyz, /metrics\n",
+                    (Some(_), None) => "not found: /livez, /readyz\n",
+                    (None, _) => "not found: /metrics\n",
+                }
+                .into(),
             ),
         }
     }
@@ -135,7 +146,10 @@ impl HealthServer {
     pub async fn bind(addr: SocketAddr, probes: Probes) -> io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        info!(%addr, "health port (/livez, /readyz, /metrics)");
+        match probes.ready {
+            Some(_) => info!(%addr, "health port (/livez, /readyz, /metrics)"),
+            None => info!(%addr, "metrics port (/metrics)"),
+        }
         let task = tokio::spawn(accept_loop(listener, probes));
         Ok(HealthServer { addr, task })
     }
@@ -246,7 +260,11 @@ mod tests {
                 Err("no Wolf reachable".to_owned())
             }
         })
-        .with_metrics(|| "direwolf_up 1\n".to_owned());
+        .with_metrics({
+            let metrics = Metrics::new();
+            crate::metrics::PairingMetrics::register(&metrics).record(crate::metrics::PairingOutcome::Paired);
+            metrics
+        });
         let server = HealthServer::bind("127.0.0.1:0".parse().unwrap(), probes)
             .await
             .unwrap();
@@ -270,7 +288,9 @@ mod tests {
         );
         let metrics = get(addr, &request("GET", "/metrics")).await;
         assert!(
-            metrics.contains("version=0.0.4") && metrics.ends_with("direwolf_up 1\n"),
+            metrics.contains("application/openmetrics-text")
+                && metrics.contains("direwolf_pairing_attempts_total{outcome=\"paired\"} 1\n")
+                && metrics.ends_with("# EOF\n"),
             "{metrics}"
         );
         let head = get(addr, &request("HEAD", "/livez")).await;
@@ -307,6 +327,27 @@ mod tests {
                 .await
                 .starts_with("HTTP/1.1 200")
         );
+    }
+
+    #[tokio::test]
+    async fn a_metrics_only_port_serves_metrics_and_nothing_else() {
+        let probes = Probes::metrics_only(Metrics::new());
+        let server = HealthServer::bind("127.0.0.1:0".parse().unwrap(), probes)
+            .await
+            .unwrap();
+        let addr = server.local_addr();
+        let metrics = get(addr, &request("GET", "/metrics")).await;
+        assert!(
+            metrics.starts_with("HTTP/1.1 200") && metrics.ends_with("# EOF\n"),
+            "{metrics}"
+        );
+        for path in ["/livez", "/readyz"] {
+            let answer = get(addr, &request("GET", path)).await;
+            assert!(
+                answer.starts_with("HTTP/1.1 404") && answer.ends_with("not found: /metrics\n"),
+                "{answer}"
+            );
+        }
     }
 
     #[tokio::test]

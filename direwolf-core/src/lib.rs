@@ -43,6 +43,7 @@ pub mod health;
 pub mod ids;
 pub mod launcher;
 pub mod memory;
+pub mod metrics;
 pub mod model;
 #[cfg(feature = "pack")]
 pub mod pack;

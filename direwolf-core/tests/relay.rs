@@ -351,6 +351,34 @@ async fn pings_reach_wolf_and_media_returns_from_the_public_port() {
     assert_eq!(st.video.mappings_active, 1);
     assert_eq!(st.control.to_client_packets, 1);
     assert_eq!(relay.stats().len(), 1);
+    assert_eq!(
+        relay.totals().video,
+        st.video,
+        "one open session: the totals are its own"
+    );
+
+    // A closed session's counters stay in the totals (they feed monitoring counters).
+    s.close().await;
+    let totals = relay.totals();
+    assert_eq!(relay.stats().len(), 0);
+    assert_eq!(totals.sessions_closed, 1);
+    assert_eq!(totals.video.to_client_packets, 50);
+    assert_eq!(totals.control.to_client_packets, 1);
+    assert_eq!(totals.video.mappings_active, 0, "a closed session maps nothing");
+
+    let metrics = direwolf_core::metrics::Metrics::new();
+    metrics.register_collector(direwolf_core::metrics::RelayCollector::new(relay.clone()));
+    let text = metrics.render();
+    for line in [
+        r#"direwolf_relay_packets_total{stream="video",direction="to_client"} 50"#,
+        r#"direwolf_relay_bytes_total{stream="video",direction="to_wolf"} 20"#,
+        r#"direwolf_relay_drops_total{stream="audio",reason="not_admitted"} 0"#,
+        r#"direwolf_relay_mappings_active{stream="video"} 0"#,
+        "direwolf_relay_sessions 0",
+        "direwolf_relay_sessions_closed_total 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing from:\n{text}");
+    }
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use direwolf_core::metrics::PairingMetrics;
 use direwolf_core::{Fingerprint, InMemoryPinBroker, Launcher, NoStreamingHost, PinBroker, Stores, UserName};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -97,6 +98,7 @@ pub struct MoonlightServerBuilder {
     connection_limits: ConnectionLimits,
     pairing_limits: PairingLimits,
     pin_limits: PinLimits,
+    pairing_metrics: PairingMetrics,
 }
 
 impl Default for MoonlightServerBuilder {
@@ -119,6 +121,7 @@ impl Default for MoonlightServerBuilder {
             connection_limits: ConnectionLimits::default(),
             pairing_limits: PairingLimits::default(),
             pin_limits: PinLimits::default(),
+            pairing_metrics: PairingMetrics::default(),
         }
     }
 }
@@ -229,6 +232,12 @@ impl MoonlightServerBuilder {
         self
     }
 
+    /// Where pairing attempts are counted by outcome (default: counted, exported nowhere).
+    pub fn with_pairing_metrics(mut self, metrics: PairingMetrics) -> Self {
+        self.pairing_metrics = metrics;
+        self
+    }
+
     /// Loads the identity from `stores.identity` (creating and storing one if there is none),
     /// builds the TLS configuration and binds the sockets.
     ///
@@ -267,6 +276,7 @@ impl MoonlightServerBuilder {
             launcher: self.launcher,
             identity,
             pairing,
+            pairing_metrics: self.pairing_metrics,
             phase1,
             pin: PinEntry::new(self.broker, self.pin_limits),
             settings: Settings {

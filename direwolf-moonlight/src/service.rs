@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use direwolf_core::metrics::{PairingMetrics, PairingOutcome};
 use direwolf_core::model::unix_now;
 use direwolf_core::{AppId, Fingerprint, LaunchError, Launcher, Pairing, Stores, UserName, UserStoreExt};
 use http::header::{CONNECTION, CONTENT_TYPE};
@@ -23,7 +24,7 @@ use tracing::{debug, error, info};
 
 use crate::identity::LoadedIdentity;
 use crate::launch::{self, Verb};
-use crate::pairing::{PairReject, PairingKey, PairingManager, Phase1, Phase1Request, Phase4};
+use crate::pairing::{PIN_TIMED_OUT, PairReject, PairingKey, PairingManager, Phase1, Phase1Request, Phase4};
 use crate::pin_page::{self, PinEntry};
 use crate::query::Query;
 use crate::serverinfo::{DisplayMode, ServerInfo};
@@ -55,6 +56,7 @@ pub(crate) struct Shared {
     pub launcher: Arc<dyn Launcher>,
     pub identity: Arc<LoadedIdentity>,
     pub pairing: Arc<PairingManager>,
+    pub pairing_metrics: PairingMetrics,
     pub phase1: Phase1,
     pub pin: PinEntry,
     pub settings: Settings,
@@ -347,6 +349,7 @@ impl Shared {
             Ok(reply) => xml(&reply),
             Err(reject) => {
                 debug!(client = %conn.peer_ip(), status = reject.status, message = %reject.message, "pairing request refused");
+                self.pairing_metrics.record(refusal_outcome(&reject));
                 xml(&reject.to_xml())
             }
         }
@@ -356,6 +359,7 @@ impl Shared {
         let completed = match self.pairing.client_pairing_secret(key, secret)? {
             Phase4::Mismatch => {
                 info!(client = %key.ip(), "pairing failed: wrong PIN or bad client signature");
+                self.pairing_metrics.record(PairingOutcome::WrongPin);
                 return Ok(XmlReply::ok().leaf("paired", 0));
             }
             Phase4::Paired(completed) => completed,
@@ -386,6 +390,7 @@ impl Shared {
             .await
             .map_err(|e| save_failed("pairing", e))?;
         info!(pairing.fingerprint = %completed.fingerprint, user = %completed.user, "client paired");
+        self.pairing_metrics.record(PairingOutcome::Paired);
         Ok(XmlReply::ok().leaf("paired", 1))
     }
 
@@ -455,5 +460,16 @@ fn log_failure(verb: &str, e: &LaunchError) {
     match e {
         LaunchError::Backend(_) => error!(error = %e, "{verb} failed"),
         _ => info!(error = %e, "{verb} failed"),
+    }
+}
+
+/// The outcome a refused pairing request counts as.
+fn refusal_outcome(reject: &PairReject) -> PairingOutcome {
+    if reject.status >= 500 && reject.status != 503 {
+        PairingOutcome::Failed
+    } else if reject.message == PIN_TIMED_OUT {
+        PairingOutcome::PinTimeout
+    } else {
+        PairingOutcome::Refused
     }
 }

@@ -112,9 +112,19 @@ async fn pairing_is_attributed_to_the_pin_page_user() {
 
 #[tokio::test]
 async fn wrong_pin_fails_at_phase_4() {
-    let h = Harness::start().await;
+    let metrics = direwolf_core::metrics::Metrics::new();
+    let counted = direwolf_core::metrics::PairingMetrics::register(&metrics);
+    let h = Harness::start_with(|b| b.with_pairing_metrics(counted)).await;
     let client = Client::vector_c();
     let phase4 = pair(&h, &client, "1234", "4321", None).await;
+    let outcome = |name: &str| {
+        let series = format!("direwolf_pairing_attempts_total{{outcome=\"{name}\"}} ");
+        let text = metrics.render();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series.as_str()).map(str::to_owned))
+    };
+    assert_eq!(outcome("wrong_pin").as_deref(), Some("1"));
+    assert_eq!(outcome("paired"), None, "nothing paired yet");
     assert_eq!(phase4.status, 200);
     assert_eq!(
         phase4.text(),
@@ -123,6 +133,9 @@ async fn wrong_pin_fails_at_phase_4() {
     assert!(h.stores.pairings.list().await.unwrap().is_empty());
     let (r, _) = h.get_tls(Some(&client), "/pair?phrase=pairchallenge").await;
     assert_eq!(r.xml_status(), Some(401));
+    pair(&h, &client, "1234", "1234", None).await;
+    assert_eq!(outcome("paired").as_deref(), Some("1"));
+    assert_eq!(outcome("wrong_pin").as_deref(), Some("1"));
     h.shutdown().await;
 }
 

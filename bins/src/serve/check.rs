@@ -151,7 +151,7 @@ fn relay_ports(plan: &Plan, bind: &[IpAddr], report: &mut Report) {
 }
 
 async fn check_wolf(wolf: &WolfConfig, apps: &[AppConfig], report: &mut Report) {
-    let client = match wolf_client(wolf, WOLF_TIMEOUT) {
+    let client = match wolf_client(wolf, WOLF_TIMEOUT, None) {
         Ok(client) => client,
         Err(error) => return report.problem(format!("{error:#}")),
     };

@@ -18,16 +18,22 @@ use std::time::Duration;
 use anyhow::Context as _;
 use direwolf_core::health::{HealthServer, Probes};
 use direwolf_core::memory::InMemoryAppCatalog;
+use direwolf_core::metrics::sessions::track_phases;
+use direwolf_core::metrics::{
+    LaunchMetrics, MeteredLauncher, Metrics, PairingMetrics, RelayCollector, WolfApiMetrics,
+};
 use direwolf_core::pack::WolfHost;
 use direwolf_core::pack::{PoolConfig, PoolHost, WolfPool};
 use direwolf_core::persistent::PersistentStores;
 use direwolf_core::relay::{Relay, RelayConfig, WolfPorts};
 use direwolf_core::{AppCatalog, AppId, SessionStore, Stores, UserName, UserStoreExt};
 use direwolf_moonlight::MoonlightServer;
+use direwolf_wolf_client::CallObserver;
 use tracing::{info, warn};
 
 use self::config::{AppConfig, Config, RelaySettings, WolfApi, WolfConfig, default_catalog};
 use self::wolves::WolfWatch;
+use crate::metrics::{MetricsArgs, PHASE_REFRESH};
 use crate::shutdown::Shutdown;
 
 mod check;
@@ -72,6 +78,9 @@ pub struct ServeArgs {
     /// when any is configured.
     #[arg(long, value_name = "ADDR:PORT", env = "DIREWOLF_HEALTH_BIND")]
     pub health_bind: Option<SocketAddr>,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 
     /// Check the configuration, the files it names, the data directory, every Wolf (API version,
     /// app ids) and every port, print one line per finding, and exit: 0 if all is well, else 1.
@@ -202,9 +211,16 @@ fn relay_address(relay: &RelaySettings, bind: &[IpAddr]) -> IpAddr {
     }
 }
 
-/// A client of `wolf`'s API whose calls give up after `timeout`.
-fn wolf_client(wolf: &WolfConfig, timeout: Duration) -> anyhow::Result<direwolf_wolf_client::WolfClient> {
-    let builder = direwolf_wolf_client::WolfClient::builder().with_timeout(timeout);
+/// A client of `wolf`'s API whose calls give up after `timeout`, and tell `observer` of each.
+fn wolf_client(
+    wolf: &WolfConfig,
+    timeout: Duration,
+    observer: Option<Arc<dyn CallObserver>>,
+) -> anyhow::Result<direwolf_wolf_client::WolfClient> {
+    let mut builder = direwolf_wolf_client::WolfClient::builder().with_timeout(timeout);
+    if let Some(observer) = observer {
+        builder = builder.with_observer(observer);
+    }
     let builder = match &wolf.api {
         WolfApi::Unix(path) => builder.with_unix_socket(path.clone()),
         WolfApi::Tcp(addr) => builder.with_tcp(addr.clone()),
@@ -218,7 +234,10 @@ fn wolf_client(wolf: &WolfConfig, timeout: Duration) -> anyhow::Result<direwolf_
 fn watch_wolves(wolves: &[WolfConfig]) -> anyhow::Result<WolfWatch> {
     let mut watch = WolfWatch::default();
     for wolf in wolves {
-        watch.watch(wolf.name.clone(), wolf_client(wolf, Duration::from_secs(10))?);
+        watch.watch(
+            wolf.name.clone(),
+            wolf_client(wolf, Duration::from_secs(10), None)?,
+        );
     }
     Ok(watch)
 }
@@ -229,13 +248,15 @@ async fn wolf_pool(
     bind: &[IpAddr],
     sessions: Arc<dyn SessionStore>,
     apps: Arc<dyn AppCatalog>,
+    metrics: &Metrics,
 ) -> anyhow::Result<WolfPool> {
+    let wolf_api: Arc<dyn CallObserver> = Arc::new(WolfApiMetrics::register(metrics));
     let mut relay_config = RelayConfig::new(relay_address(&plan.relay, bind), plan.relay.port_range.clone());
     relay_config.udp_idle_timeout = plan.relay.udp_idle_timeout;
     let relay = Relay::new(relay_config).context("invalid [relay] settings")?;
     let mut hosts = Vec::with_capacity(plan.wolves.len());
     for wolf in &plan.wolves {
-        let client = wolf_client(wolf, Duration::from_secs(10))?;
+        let client = wolf_client(wolf, Duration::from_secs(10), Some(wolf_api.clone()))?;
         let mut host = PoolHost::new(
             Arc::new(WolfHost::new(wolf.name.clone(), client)),
             wolf.stream_address,
@@ -254,6 +275,7 @@ async fn wolf_pool(
         host_lost_after: plan.host_lost_after,
         ..PoolConfig::default()
     };
+    metrics.register_collector(RelayCollector::new(relay.clone()));
     WolfPool::start(hosts, relay, sessions, apps, pool_config)
         .await
         .context("cannot start the Wolf pool")
@@ -265,10 +287,15 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
     let started = Arc::new(AtomicBool::new(false));
     let database = Arc::new(OnceLock::new());
     let wolves = watch_wolves(&plan.wolves)?;
+    let metrics = Metrics::new();
     let health = match args.health_bind {
-        Some(addr) => Some(start_health(addr, started.clone(), database.clone(), wolves).await?),
+        Some(addr) => {
+            let probes = probes(started.clone(), database.clone(), wolves).with_metrics(metrics.clone());
+            Some(start_health(addr, probes).await?)
+        }
         None => None,
     };
+    let metrics_port = args.metrics.serve(&metrics).await?;
     let persistent = open_stores(&plan.data_dir).await?;
     // Set once, before `started`.
     let _ = database.set(persistent.clone());
@@ -281,6 +308,7 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
         sessions: sessions.clone(),
         identity: Arc::new(persistent.identity_store()),
     };
+    let phases = track_phases(sessions.clone(), &metrics, PHASE_REFRESH);
     if stores.users.ensure(&args.default_user).await? {
         info!(user = %args.default_user, "created the default user");
     }
@@ -292,14 +320,16 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
         .with_hostname(plan.hostname.clone())
         .with_default_user(args.default_user.clone())
         .with_mdns(!args.no_mdns)
-        .with_pin_timeout(Duration::from_secs(args.pin_timeout));
+        .with_pin_timeout(Duration::from_secs(args.pin_timeout))
+        .with_pairing_metrics(PairingMetrics::register(&metrics));
+    let launches = LaunchMetrics::register(&metrics);
     if plan.wolves.is_empty() {
         warn!(
             "no [[wolf]] host is configured: clients can pair and see the apps, but no stream can \
              start until one is added to the configuration file"
         );
     } else {
-        let pool = wolf_pool(&plan, &args.listen.bind, sessions, apps).await?;
+        let pool = wolf_pool(&plan, &args.listen.bind, sessions, apps, &metrics).await?;
         let config = pool.relay().config();
         let hosts: Vec<String> = pool.load().into_iter().map(|(name, _)| name).collect();
         info!(
@@ -308,7 +338,7 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
             ports = %format!("{}-{}", config.port_range.start(), config.port_range.end()),
             "streaming through the Wolf pool"
         );
-        builder = builder.with_launcher(Arc::new(pool));
+        builder = builder.with_launcher(Arc::new(MeteredLauncher::new(Arc::new(pool), launches)));
     }
     let server = builder
         .build()
@@ -331,25 +361,26 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
         .await
         .context("the Moonlight server failed")?;
     drop(health);
+    drop(metrics_port);
+    phases.abort();
     info!("direwolf serve stopped");
     Ok(())
 }
 
-/// Binds the health port: ready once `started` (listening, database open), while the database
+/// The health port's readiness: once `started` (listening, database open), while the database
 /// is usable (not closed by an I/O error), and when a Wolf answers.
-async fn start_health(
-    addr: SocketAddr,
-    started: Arc<AtomicBool>,
-    database: Arc<OnceLock<PersistentStores>>,
-    wolves: WolfWatch,
-) -> anyhow::Result<HealthServer> {
-    let probes = Probes::new(move || {
+fn probes(started: Arc<AtomicBool>, database: Arc<OnceLock<PersistentStores>>, wolves: WolfWatch) -> Probes {
+    Probes::new(move || {
         if !started.load(Ordering::SeqCst) {
             return Err("starting: the listeners are not bound or the database is not open yet".to_owned());
         }
         database.get().map_or(Ok(()), PersistentStores::health)?;
         wolves.readiness()
-    });
+    })
+}
+
+/// Binds the health port.
+async fn start_health(addr: SocketAddr, probes: Probes) -> anyhow::Result<HealthServer> {
     HealthServer::bind(addr, probes)
         .await
         .with_context(|| format!("cannot bind the health port {addr}"))

@@ -549,6 +549,28 @@ pub fn ip(args: &[&str]) {
 }
 
 /// `program` run inside the network namespace `ns` (`ip netns exec` execs it: same pid).
+/// The body of `GET url`, fetched from inside network namespace `ns` (10 s timeout).
+pub fn fetch_in_netns(ns: &str, url: &str) -> String {
+    let script = "import sys, urllib.request\n\
+                  print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode(), end='')";
+    let out = in_netns(ns, "python3")
+        .args(["-c", script, url])
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "GET {url} in {ns}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// The value of `series` (name and labels, exactly as exported) in a metrics text.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
 pub fn in_netns(ns: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut command = Command::new("ip");
     command.args(["netns", "exec", ns]).arg(program);

@@ -64,7 +64,7 @@ use crate::StreamPorts;
 
 pub use ports::{PortAllocError, PortAllocator, PortLease};
 pub use rtsp::{RtspError, RtspLimits};
-pub use stats::{RtspStats, SessionStats, StreamKind, UdpDrops, UdpStats};
+pub use stats::{RelayTotals, RtspStats, SessionStats, StreamKind, UdpDrops, UdpStats};
 pub use udp::{Admission, SessionSecrets};
 
 /// Errors of the relay.
@@ -259,6 +259,8 @@ struct RelayInner {
     config: Arc<RelayConfig>,
     allocator: PortAllocator,
     sessions: Mutex<HashMap<u64, Registered>>,
+    /// The counters of the sessions closed so far.
+    retired: Mutex<RelayTotals>,
     next_id: AtomicU64,
     shut_down: AtomicBool,
 }
@@ -332,6 +334,7 @@ impl Relay {
                 config: Arc::new(config),
                 allocator,
                 sessions: Mutex::new(HashMap::new()),
+                retired: Mutex::new(RelayTotals::default()),
                 next_id: AtomicU64::new(1),
                 shut_down: AtomicBool::new(false),
             }),
@@ -475,6 +478,18 @@ impl Relay {
             .collect()
     }
 
+    /// Counters summed over every session this relay carried, closed ones included: they only
+    /// grow (but for the active-mapping gauges), as monitoring counters must.
+    pub fn totals(&self) -> RelayTotals {
+        // The same lock order as a closing session's: sessions, then retired.
+        let sessions = self.inner.sessions.lock();
+        let mut totals = *self.inner.retired.lock();
+        for registered in sessions.values() {
+            totals.add(&registered.shared.counters.snapshot(registered.shared.public));
+        }
+        totals
+    }
+
     /// Number of open sessions.
     pub fn session_count(&self) -> usize {
         self.inner.sessions.lock().len()
@@ -558,7 +573,11 @@ impl Drop for SessionRelay {
             task.abort();
         }
         if let Some(relay) = self.relay.upgrade() {
-            relay.sessions.lock().remove(&self.id);
+            // Retired under the sessions lock, so a concurrent `totals` counts it exactly once.
+            let mut sessions = relay.sessions.lock();
+            if sessions.remove(&self.id).is_some() {
+                relay.retired.lock().retire(self.stats());
+            }
         }
         if let Some(lease) = self.lease.take() {
             lease.release();

@@ -229,3 +229,96 @@ pub struct UdpDrops {
     /// New endpoints that could not get an upstream socket (bind/connect failed).
     pub upstream_socket_errors: u64,
 }
+
+/// Counters summed over every session the relay ever carried: the closed ones kept, the open
+/// ones as they are now. Every field but the `mappings_active` gauges only grows, so it can be
+/// exported as a monitoring counter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayTotals {
+    /// Sessions closed so far.
+    pub sessions_closed: u64,
+    /// The RTSP relays.
+    pub rtsp: RtspStats,
+    /// The video UDP relays.
+    pub video: UdpStats,
+    /// The audio UDP relays.
+    pub audio: UdpStats,
+    /// The control (ENet) UDP relays.
+    pub control: UdpStats,
+}
+
+impl RelayTotals {
+    /// The sums of one UDP stream kind.
+    pub fn udp(&self, kind: StreamKind) -> &UdpStats {
+        match kind {
+            StreamKind::Video => &self.video,
+            StreamKind::Audio => &self.audio,
+            StreamKind::Control => &self.control,
+        }
+    }
+
+    /// Adds one session's counters.
+    pub(crate) fn add(&mut self, session: &SessionStats) {
+        self.rtsp.add(&session.rtsp);
+        self.video.add(&session.video);
+        self.audio.add(&session.audio);
+        self.control.add(&session.control);
+    }
+
+    /// Keeps a closed session's counters; it has no mapping left.
+    pub(crate) fn retire(&mut self, mut session: SessionStats) {
+        session.video.mappings_active = 0;
+        session.audio.mappings_active = 0;
+        session.control.mappings_active = 0;
+        self.add(&session);
+        self.sessions_closed += 1;
+    }
+}
+
+impl RtspStats {
+    fn add(&mut self, o: &RtspStats) {
+        self.connections += o.connections;
+        self.relayed += o.relayed;
+        self.rejected_requests += o.rejected_requests;
+        self.rejected_connection_limit += o.rejected_connection_limit;
+        self.upstream_errors += o.upstream_errors;
+        self.bad_responses += o.bad_responses;
+        self.client_write_errors += o.client_write_errors;
+    }
+}
+
+impl UdpStats {
+    fn add(&mut self, o: &UdpStats) {
+        self.to_wolf_packets += o.to_wolf_packets;
+        self.to_wolf_bytes += o.to_wolf_bytes;
+        self.to_client_packets += o.to_client_packets;
+        self.to_client_bytes += o.to_client_bytes;
+        self.mappings_created += o.mappings_created;
+        self.mappings_expired += o.mappings_expired;
+        self.mappings_active += o.mappings_active;
+        self.drops.add(&o.drops);
+    }
+}
+
+impl UdpDrops {
+    /// Each reason with its count, reasons named as in the metrics (`not_admitted`, …).
+    pub fn by_reason(&self) -> [(&'static str, u64); 6] {
+        [
+            ("not_admitted", self.not_admitted),
+            ("mapping_limit", self.mapping_limit),
+            ("send_to_wolf", self.send_to_wolf),
+            ("send_to_client", self.send_to_client),
+            ("recv_error", self.recv_errors),
+            ("upstream_socket_error", self.upstream_socket_errors),
+        ]
+    }
+
+    fn add(&mut self, o: &UdpDrops) {
+        self.not_admitted += o.not_admitted;
+        self.mapping_limit += o.mapping_limit;
+        self.send_to_wolf += o.send_to_wolf;
+        self.send_to_client += o.send_to_client;
+        self.recv_errors += o.recv_errors;
+        self.upstream_socket_errors += o.upstream_socket_errors;
+    }
+}

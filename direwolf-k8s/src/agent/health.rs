@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use direwolf_core::health::{HealthServer, Probes};
+use direwolf_core::metrics::Metrics;
 
 use super::error::AgentError;
 
@@ -30,15 +31,30 @@ impl Readiness {
 ///
 /// # Errors
 /// [`AgentError::Health`] if the port cannot be bound.
-pub async fn serve(addr: SocketAddr, ready: Readiness) -> Result<HealthServer, AgentError> {
+pub async fn serve(
+    addr: SocketAddr,
+    ready: Readiness,
+    metrics: Arc<Metrics>,
+) -> Result<HealthServer, AgentError> {
     let probes = Probes::new(move || {
         if ready.is_ready() {
             Ok(())
         } else {
             Err("Wolf's socket does not accept connections yet".to_owned())
         }
-    });
+    })
+    .with_metrics(metrics);
     HealthServer::bind(addr, probes)
+        .await
+        .map_err(|source| AgentError::Health { addr, source })
+}
+
+/// Binds `addr` and serves `/metrics` alone.
+///
+/// # Errors
+/// [`AgentError::Health`] if the port cannot be bound.
+pub async fn serve_metrics(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<HealthServer, AgentError> {
+    HealthServer::bind(addr, Probes::metrics_only(metrics))
         .await
         .map_err(|source| AgentError::Health { addr, source })
 }

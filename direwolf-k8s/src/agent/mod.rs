@@ -43,10 +43,13 @@ pub mod udev;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::AgentError;
 pub use run::{Agent, Exit, RunningAgent};
+
+use direwolf_core::metrics::Metrics;
 
 use crate::stream;
 
@@ -64,8 +67,12 @@ pub struct AgentConfig {
     pub pod_ip: IpAddr,
     /// Wolf's API socket.
     pub wolf_socket: PathBuf,
-    /// Where `/livez` and `/readyz` are served.
+    /// Where `/livez`, `/readyz` and `/metrics` are served.
     pub health_addr: SocketAddr,
+    /// Where `/metrics` alone is also served, if anywhere.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The registry the agent's metrics (its Wolf API calls) go to.
+    pub metrics: Arc<Metrics>,
     /// How long a pause may last before the stream is ended.
     pub pause_grace: Duration,
     /// How long Wolf may take to accept a connection on its socket, and (separately) to
@@ -93,6 +100,8 @@ impl AgentConfig {
             pod_ip,
             wolf_socket: wolf_socket.into(),
             health_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), stream::AGENT_HEALTH_PORT),
+            metrics_addr: None,
+            metrics: Metrics::new(),
             pause_grace: Duration::from_secs(60),
             wolf_timeout: Duration::from_secs(120),
             socket_poll: Duration::from_millis(200),

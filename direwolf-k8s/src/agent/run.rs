@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use direwolf_core::health::HealthServer;
+use direwolf_core::metrics::WolfApiMetrics;
 use direwolf_wolf_client::backoff::Backoff;
 use direwolf_wolf_client::types::AddSessionRequest;
 use direwolf_wolf_client::{EventItem, EventsConfig, SessionId, WolfClient, WolfEvent};
@@ -57,6 +58,7 @@ pub struct RunningAgent {
     pub readiness: Readiness,
     task: JoinHandle<Result<Exit, AgentError>>,
     health: HealthServer,
+    metrics_port: Option<HealthServer>,
 }
 
 impl RunningAgent {
@@ -64,19 +66,31 @@ impl RunningAgent {
     ///
     /// # Errors
     /// The agent's fatal error.
-    pub async fn wait(self) -> Result<Exit, AgentError> {
-        let result = match self.task.await {
+    pub async fn wait(mut self) -> Result<Exit, AgentError> {
+        let result = match (&mut self.task).await {
             Ok(result) => result,
             Err(e) => Err(AgentError::Config(format!("the agent task failed: {e}"))),
         };
-        self.health.stop();
+        self.stop_ports();
         result
+    }
+
+    /// Where the metrics-only port listens, if one was asked for.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_port.as_ref().map(HealthServer::local_addr)
+    }
+
+    fn stop_ports(&self) {
+        self.health.stop();
+        if let Some(port) = &self.metrics_port {
+            port.stop();
+        }
     }
 
     /// Stops the agent at once (as a killed process would: nothing is cleaned up).
     pub fn abort(&self) {
         self.task.abort();
-        self.health.stop();
+        self.stop_ports();
     }
 }
 
@@ -121,10 +135,20 @@ impl Agent {
         let wolf = WolfClient::builder()
             .with_unix_socket(&self.config.wolf_socket)
             .with_timeout(WOLF_CALL_TIMEOUT)
+            .with_observer(Arc::new(WolfApiMetrics::register(&self.config.metrics)))
             .build()
             .map_err(|e| AgentError::Config(format!("Wolf client: {e}")))?;
-        let health = health::serve(self.config.health_addr, readiness.clone()).await?;
+        let health = health::serve(
+            self.config.health_addr,
+            readiness.clone(),
+            self.config.metrics.clone(),
+        )
+        .await?;
         let health_addr = health.local_addr();
+        let metrics_port = match self.config.metrics_addr {
+            Some(addr) => Some(health::serve_metrics(addr, self.config.metrics.clone()).await?),
+            None => None,
+        };
         let life = Life {
             sessions: Api::namespaced(self.client.clone(), &self.config.namespace),
             secrets: Api::namespaced(self.client, &self.config.namespace),
@@ -139,6 +163,7 @@ impl Agent {
             readiness,
             task: tokio::spawn(life.run()),
             health,
+            metrics_port,
         })
     }
 

@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use direwolf_core::metrics::Metrics as Registry;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -14,6 +14,10 @@ use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource};
 use parking_lot::Mutex;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Unit;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -24,77 +28,98 @@ use super::ports::PortAllocator;
 use crate::crd::{App, Session, User};
 use crate::retry::{RetryPolicy, has_status};
 
-/// Counters of the reconciler (read with [`Metrics::snapshot`]).
-#[derive(Debug, Default)]
+/// The reconciler's metric families. [`Metrics::register`] exports them; unregistered, they
+/// count for nobody.
+///
+/// - `direwolf_operator_reconciles_total{result}` and
+///   `direwolf_operator_reconcile_duration_seconds{result}`, `result` `ok` or `error`;
+/// - `direwolf_operator_reconcile_errors_total{category}`, by [`Error::category`];
+/// - `direwolf_operator_sessions_ended_total`, `direwolf_operator_stream_pods_created_total`.
+#[derive(Debug, Clone)]
 pub struct Metrics {
-    reconciles: AtomicU64,
-    failures: AtomicU64,
-    endings: AtomicU64,
-    pods_created: AtomicU64,
+    reconciles: Family<[(&'static str, &'static str); 1], Counter>,
+    durations: Family<[(&'static str, &'static str); 1], Histogram>,
+    errors: Family<[(&'static str, String); 1], Counter>,
+    endings: Counter,
+    pods_created: Counter,
 }
 
-/// The counters at one moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct MetricsSnapshot {
-    /// Reconciles run.
-    pub reconciles: u64,
-    /// Reconciles that failed (and were retried).
-    pub failures: u64,
-    /// Sessions ended by the operator.
-    pub endings: u64,
-    /// Stream pods created.
-    pub pods_created: u64,
-}
-
-impl MetricsSnapshot {
-    /// The counters in the Prometheus text format (version 0.0.4).
-    pub fn prometheus(&self) -> String {
-        let counters = [
-            ("reconciles", "Reconciles run.", self.reconciles),
-            (
-                "reconcile_failures",
-                "Reconciles that failed (and were retried).",
-                self.failures,
-            ),
-            ("sessions_ended", "Sessions ended by the operator.", self.endings),
-            ("stream_pods_created", "Stream pods created.", self.pods_created),
-        ];
-        let mut text = String::new();
-        for (name, help, value) in counters {
-            let name = format!("direwolf_operator_{name}_total");
-            text.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
-            ));
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            reconciles: Family::default(),
+            durations: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 16))),
+            errors: Family::default(),
+            endings: Counter::default(),
+            pods_created: Counter::default(),
         }
-        text
     }
 }
 
 impl Metrics {
-    /// The counters now.
-    pub fn snapshot(&self) -> MetricsSnapshot {
-        MetricsSnapshot {
-            reconciles: self.reconciles.load(Ordering::Relaxed),
-            failures: self.failures.load(Ordering::Relaxed),
-            endings: self.endings.load(Ordering::Relaxed),
-            pods_created: self.pods_created.load(Ordering::Relaxed),
-        }
+    /// Exports the families in `registry`.
+    pub fn register(&self, registry: &Registry) {
+        registry.register(
+            "operator_reconciles",
+            "Session reconciles run, by result.",
+            self.reconciles.clone(),
+        );
+        registry.register_with_unit(
+            "operator_reconcile_duration",
+            "Time of one Session reconcile, by result.",
+            Unit::Seconds,
+            self.durations.clone(),
+        );
+        registry.register(
+            "operator_reconcile_errors",
+            "Failed reconciles (retried with backoff), by category: the API server's status code, transport, cache or malformed.",
+            self.errors.clone(),
+        );
+        registry.register(
+            "operator_sessions_ended",
+            "Sessions ended by the operator.",
+            self.endings.clone(),
+        );
+        registry.register(
+            "operator_stream_pods_created",
+            "Stream pods created.",
+            self.pods_created.clone(),
+        );
     }
 
-    pub(crate) fn reconciled(&self) {
-        self.reconciles.fetch_add(1, Ordering::Relaxed);
+    /// Reconciles run so far, with either result.
+    pub fn reconciles(&self) -> u64 {
+        ["ok", "error"]
+            .iter()
+            .map(|r| self.reconciles.get_or_create(&[("result", *r)]).get())
+            .sum()
     }
 
-    pub(crate) fn failed(&self) {
-        self.failures.fetch_add(1, Ordering::Relaxed);
+    /// Stream pods created so far.
+    pub fn pods_created(&self) -> u64 {
+        self.pods_created.get()
+    }
+
+    pub(crate) fn reconciled<T>(&self, elapsed: Duration, result: &Result<T, Error>) {
+        let label = match result {
+            Ok(_) => "ok",
+            Err(e) => {
+                self.errors.get_or_create(&[("category", e.category())]).inc();
+                "error"
+            }
+        };
+        self.reconciles.get_or_create(&[("result", label)]).inc();
+        self.durations
+            .get_or_create(&[("result", label)])
+            .observe(elapsed.as_secs_f64());
     }
 
     pub(crate) fn ended(&self) {
-        self.endings.fetch_add(1, Ordering::Relaxed);
+        self.endings.inc();
     }
 
     pub(crate) fn pod_created(&self) {
-        self.pods_created.fetch_add(1, Ordering::Relaxed);
+        self.pods_created.inc();
     }
 }
 

@@ -47,7 +47,7 @@ mod run;
 mod status;
 
 pub use config::{GpuResource, Images, OperatorConfig, PodSettings, PortRange};
-pub use context::{Metrics, MetricsSnapshot};
+pub use context::Metrics;
 pub use error::Error;
 pub use run::{Operator, RunError};
 

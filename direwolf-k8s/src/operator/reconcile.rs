@@ -3,7 +3,7 @@
 //! and the finalizer are in `ending.rs`.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -33,8 +33,15 @@ pub(crate) async fn reconcile(session: Arc<Session>, ctx: Arc<Context>) -> Resul
         return Ok(Action::await_change());
     }
     debug!("reconciling");
+    let started = Instant::now();
+    let result = reconcile_leading(session, ctx.clone()).await;
+    ctx.metrics.reconciled(started.elapsed(), &result);
+    result
+}
+
+/// [`reconcile`] on the leader.
+async fn reconcile_leading(session: Arc<Session>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.wait_synced().await?;
-    ctx.metrics.reconciled();
     if session.meta().deletion_timestamp.is_some() {
         return ending::finalize(&session, &ctx).await;
     }

@@ -340,7 +340,6 @@ fn slim_pod(pod: &mut Pod) {
 }
 
 fn error_policy(session: Arc<Session>, err: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.failed();
     let failures = {
         let mut map = ctx.failures.lock();
         let n = map.entry(session.name_any()).or_insert(0);

@@ -183,6 +183,21 @@ impl Watches {
     }
 
     /// The Session cache.
+    /// The phase of every Session in the cache (one without a status is `Pending`), starting the
+    /// Session watch if no other reader has.
+    pub fn session_phases(&self) -> Vec<direwolf_core::SessionPhase> {
+        self.sessions()
+            .list()
+            .iter()
+            .map(|s| {
+                s.status
+                    .as_ref()
+                    .and_then(|status| status.phase)
+                    .map_or(direwolf_core::SessionPhase::Pending, Into::into)
+            })
+            .collect()
+    }
+
     pub(crate) fn sessions(&self) -> Arc<Cache<crd::Session>> {
         self.cache(&self.inner.sessions, "session")
     }
