@@ -2,8 +2,8 @@
 //! kubelet (pod status patches) and the agent (status writes): a Session gets its ports (before
 //! its pod), home claim, agent account and pod; the pod's status drives the phase and the
 //! endings; App deletion, caps, an exhausted port range and the start deadline end Sessions;
-//! injected API failures are retried without a duplicate pod; nothing is written while not
-//! leading.
+//! injected API failures are retried without a duplicate pod (and a failed reconcile is a
+//! Warning Event); phase changes are Events; nothing is written while not leading.
 #![cfg(feature = "emulator")]
 
 mod support;
@@ -180,6 +180,17 @@ async fn a_session_gets_ports_home_account_and_pod_then_ends_when_wolf_exits() {
     assert_eq!(status.phase, Some(SessionPhase::WaitForPing));
     assert_eq!(status.stream_url.as_deref(), Some("rtsp://10.1.2.3:40000"));
     assert_eq!(status.host.as_deref(), Some("10.1.2.3"));
+    // Each phase change, the operator's and the agent's, is an Event.
+    eventually(WAIT, "the phase Events", || async {
+        let notes: Vec<String> = events_for(&client, name)
+            .await
+            .into_iter()
+            .filter(|e| e.action.as_deref() == Some("PhaseChange"))
+            .filter_map(|e| Some(format!("{}: {}", e.reason?, e.note?)))
+            .collect();
+        (notes == ["Initializing: Pending → Initializing", "WaitForPing: Initializing → WaitForPing"]).then_some(())
+    })
+    .await;
 
     // Wolf crashes: the Session ends with the exit code, an Event, and everything goes.
     let crashed = json!({"containerStatuses": [{"name": "wolf", "image": "wolf", "imageID": "", "ready": false, "restartCount": 0,
@@ -469,5 +480,33 @@ async fn nothing_is_written_while_not_leading() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(writes(&emulator), before + 1, "only the kubelet's patch");
     assert_eq!(status_of(&client, NS, name).await.and_then(|s| s.host), None);
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_reconcile_is_a_warning_event_and_is_retried_to_the_end() {
+    let emulator = emulator().await;
+    let client = emulator.client();
+    // More failures than one reconcile's retries (6): the reconcile fails, then recovers.
+    emulator.inject(
+        FaultRule::status(500)
+            .with_verb("patch")
+            .with_path_prefix("/apis/rbac.authorization.k8s.io")
+            .times(7),
+    );
+    let operator = Running::start(client.clone(), config(), true);
+    let name = "alice-test-pattern-fail1";
+    create_session(&client, NS, name, "alice", "test-pattern").await;
+    wait_pod(&client, name).await;
+    let warning = eventually(WAIT, "the ReconcileFailed Event", || async {
+        events_for(&client, name)
+            .await
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some(reasons::RECONCILE_FAILED))
+    })
+    .await;
+    assert_eq!(warning.type_.as_deref(), Some("Warning"));
+    let note = warning.note.unwrap_or_default();
+    assert!(note.contains("500") || note.contains("failure 1"), "{note}");
     operator.stop().await;
 }

@@ -150,6 +150,8 @@ pub mod reasons {
     pub const USER_DELETED: &str = "UserDeleted";
     /// Session ended: the agent reported the stream over (phase Ended).
     pub const STREAM_ENDED: &str = "StreamEnded";
+    /// Event: a reconcile failed and will be retried (the note has the error).
+    pub const RECONCILE_FAILED: &str = "ReconcileFailed";
 }
 
 /// Server-side-apply field managers, one per writer and kind.

@@ -24,6 +24,7 @@ use tokio::sync::watch;
 
 use super::config::OperatorConfig;
 use super::error::Error;
+use super::events::PhaseLog;
 use super::ports::PortAllocator;
 use crate::crd::{App, Session, User};
 use crate::retry::{RetryPolicy, has_status};
@@ -142,6 +143,8 @@ pub(crate) struct Context {
     pub is_leader: watch::Receiver<bool>,
     pub retry: RetryPolicy,
     pub metrics: Arc<Metrics>,
+    /// The phase of each Session at its last reconcile (for the phase Events).
+    pub phases: PhaseLog,
     /// Consecutive failures per Session, for the backoff of [`super::run`]'s error policy.
     pub failures: Mutex<HashMap<String, u32>>,
     /// Set once every cache has completed its initial list.

@@ -122,6 +122,7 @@ pub(crate) async fn finalize(session: &Session, ctx: &Context) -> Result<Action,
     let name = session.name_any();
     if !session.finalizers().iter().any(|f| f == stream::FINALIZER) {
         ctx.ports.release(&name);
+        ctx.phases.forget(&name);
         return Ok(Action::await_change());
     }
     let pod = ctx.get::<Pod>(&name).await?;
@@ -157,6 +158,7 @@ pub(crate) async fn finalize(session: &Session, ctx: &Context) -> Result<Action,
         .collect();
     set_finalizers(session, ctx, finalizers).await?;
     ctx.ports.release(&name);
+    ctx.phases.forget(&name);
     info!("session released");
     Ok(Action::await_change())
 }

@@ -39,6 +39,7 @@ mod context;
 pub mod decide;
 mod ending;
 mod error;
+mod events;
 pub mod home;
 pub mod pod;
 pub mod ports;

@@ -17,6 +17,7 @@ use super::context::Context;
 use super::decide::{self, Ending, Observed, OperatorStatus};
 use super::ending;
 use super::error::Error;
+use super::events;
 use super::home::home_claim;
 use super::pod::{PodInputs, build_pod};
 use super::status::write_status;
@@ -42,6 +43,7 @@ pub(crate) async fn reconcile(session: Arc<Session>, ctx: Arc<Context>) -> Resul
 /// [`reconcile`] on the leader.
 async fn reconcile_leading(session: Arc<Session>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.wait_synced().await?;
+    events::phase_changed(&session, &ctx).await;
     if session.meta().deletion_timestamp.is_some() {
         return ending::finalize(&session, &ctx).await;
     }

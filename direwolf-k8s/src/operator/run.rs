@@ -265,6 +265,7 @@ impl Operator {
             is_leader,
             retry: RetryPolicy::default(),
             metrics: self.metrics.clone(),
+            phases: Default::default(),
             failures: Default::default(),
             synced_tx: Arc::new(synced_tx),
             synced,
@@ -349,6 +350,7 @@ fn error_policy(session: Arc<Session>, err: &Error, ctx: Arc<Context>) -> Action
     let delay = Duration::from_millis(200)
         .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(8)))
         .min(Duration::from_secs(30));
+    super::events::reconcile_failed(&session, err, failures, &ctx);
     let category = err.category();
     if category == "409" {
         // A guarded write lost to a newer version (the agent wrote the phase meanwhile): read
