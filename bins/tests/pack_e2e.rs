@@ -428,6 +428,13 @@ fn real_client_streams_through_the_relay_to_a_wolf_of_the_pool() {
     });
     let c2_audio_at_crash = rtp_counts(&c2).0;
     metrics_of_two_streams(&net.ns("dw"));
+    for line in ["session placed", "relay session opened"] {
+        assert!(
+            server.printed_line_with(&["session{session=", line]),
+            "a launch's log lines carry the session as a span field: {line}\n{}",
+            server.tail()
+        );
+    }
 
     // The Wolf of client 1 crashes and stays down: after `[pool] host_lost_after` (3 s) direwolf
     // takes its sessions as lost and ends them.

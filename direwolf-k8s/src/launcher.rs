@@ -47,7 +47,7 @@ use kube::runtime::wait::await_condition;
 use kube::{Api, Client, ResourceExt};
 use parking_lot::Mutex;
 use serde_json::json;
-use tracing::{debug, info, warn};
+use tracing::{Instrument as _, debug, info, warn};
 
 use crate::crd::{self, annotations, labels};
 use crate::retry::{RetryPolicy, has_status, is_transient};
@@ -525,19 +525,34 @@ impl KubeLauncher {
             info!(user = %request.user, sessions = ?replaced, "replacing the user's sessions");
         }
         let name = session_name(&request.user, &app_object);
+        let span = tracing::info_span!("session", session = %name);
+        self.start_session(name, request, app_object, deadline)
+            .instrument(span)
+            .await
+    }
+
+    /// Creates Session `name` with its keys and waits for its stream URL; deletes it again if it
+    /// does not start.
+    async fn start_session(
+        &self,
+        name: String,
+        request: LaunchRequest,
+        app_object: String,
+        deadline: tokio::time::Instant,
+    ) -> Result<LaunchOutcome, LaunchError> {
         let id = Self::session_id(&name)?;
         let object = session_object(&id, &request, &app_object)?;
         let created = self.create(&object).await?;
         let started = match self.write_keys(&created, &request.keys).await {
             Ok(()) => {
-                info!(session = %name, user = %request.user, app = %request.app, "session created; waiting for its stream");
+                info!(user = %request.user, app = %request.app, "session created; waiting for its stream");
                 self.wait_for_url(&name, None, deadline).await
             }
             Err(err) => Err(err),
         };
         match started {
             Ok(session_url) => {
-                info!(session = %name, url = %session_url, "stream ready");
+                info!(url = %session_url, "stream ready");
                 Ok(LaunchOutcome {
                     session: id,
                     session_url,
@@ -546,9 +561,9 @@ impl KubeLauncher {
             Err(err) => {
                 // Nothing is left behind for a launch the client was told failed.
                 if let Err(cleanup) = self.delete_session(&name).await {
-                    warn!(session = %name, error = %cleanup, "could not delete a session that did not start");
+                    warn!(error = %cleanup, "could not delete a session that did not start");
                 }
-                warn!(session = %name, error = %err, "the session did not start");
+                warn!(error = %err, "the session did not start");
                 Err(err)
             }
         }

@@ -188,7 +188,12 @@ async fn a_session_gets_ports_home_account_and_pod_then_ends_when_wolf_exits() {
             .filter(|e| e.action.as_deref() == Some("PhaseChange"))
             .filter_map(|e| Some(format!("{}: {}", e.reason?, e.note?)))
             .collect();
-        (notes == ["Initializing: Pending → Initializing", "WaitForPing: Initializing → WaitForPing"]).then_some(())
+        (notes
+            == [
+                "Initializing: Pending → Initializing",
+                "WaitForPing: Initializing → WaitForPing",
+            ])
+        .then_some(())
     })
     .await;
 

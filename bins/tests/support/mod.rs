@@ -145,6 +145,13 @@ impl Proc {
         log.iter().any(|(_, line)| line.contains(needle))
     }
 
+    /// Whether one line holds every needle.
+    pub fn printed_line_with(&self, needles: &[&str]) -> bool {
+        let log = self.log.lock().expect("no reader panics holding the log");
+        log.iter()
+            .any(|(_, line)| needles.iter().all(|needle| line.contains(needle)))
+    }
+
     pub fn tail(&self) -> String {
         let log = self.log.lock().expect("no reader panics holding the log");
         let tail = &log[log.len().saturating_sub(TAIL_LINES)..];

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use tracing::{debug, info, warn};
+use tracing::{Instrument as _, debug, info, warn};
 
 use super::Pack;
 use super::holds::{FakeIpHold, SlotHold};
@@ -72,7 +72,19 @@ impl Pack {
             info!(user = %request.user, session = %previous.session.id, "a new launch replaces the user's session");
             self.end(previous, true).await?;
         }
-        let mut session = Session::from_launch(&request);
+        let session = Session::from_launch(&request);
+        let span = tracing::info_span!("session", session = %session.id);
+        self.place_anywhere(session, request.server_ip)
+            .instrument(span)
+            .await
+    }
+
+    /// Places `session` on the first host that takes it, trying the hosts in order of preference.
+    async fn place_anywhere(
+        &self,
+        mut session: Session,
+        server_ip: IpAddr,
+    ) -> Result<LaunchOutcome, LaunchError> {
         let mut last_error = None;
         let candidates = self.ledger.lock().candidates(std::time::Instant::now());
         for index in candidates {
@@ -85,10 +97,7 @@ impl Pack {
                 continue;
             };
             let fake_ip = FakeIpHold::reserve(self);
-            match self
-                .place(&mut slot, &mut session, request.server_ip, fake_ip.ip())
-                .await
-            {
+            match self.place(&mut slot, &mut session, server_ip, fake_ip.ip()).await {
                 Ok(relay) => return self.commit(&mut slot, session, fake_ip.ip(), relay).await,
                 Err(error) => {
                     warn!(host = self.name(index), %error, "launch attempt failed");
@@ -204,8 +213,8 @@ impl Pack {
             relay.close().await;
             return Err(LaunchError::Backend(error));
         }
+        // The session's id is the field of the span this runs in.
         info!(
-            session = %session.id,
             user = %session.user,
             app = %session.app,
             host = %placement.host,

@@ -20,7 +20,7 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tracing::{debug, error, info, warn};
+use tracing::{Instrument as _, debug, error, info, warn};
 
 use super::health::{self, Readiness};
 use super::inputs::{self, InputsError, StreamInputs};
@@ -131,6 +131,7 @@ impl Agent {
     /// [`AgentError::Health`], [`AgentError::Udev`], [`AgentError::Config`].
     pub async fn start(self) -> Result<RunningAgent, AgentError> {
         let readiness = Readiness::default();
+        let span = tracing::info_span!("session", session = %self.config.session);
         let relay = self.relay()?;
         let wolf = WolfClient::builder()
             .with_unix_socket(&self.config.wolf_socket)
@@ -161,7 +162,7 @@ impl Agent {
         Ok(RunningAgent {
             health_addr,
             readiness,
-            task: tokio::spawn(life.run()),
+            task: tokio::spawn(life.run().instrument(span)),
             health,
             metrics_port,
         })
@@ -199,7 +200,7 @@ impl Life {
         };
         watch_task.abort();
         outcome?;
-        info!(session = %self.config.session, "the Session is gone; stopping Wolf's session");
+        info!("the Session is gone; stopping Wolf's session");
         self.stop_wolf_session().await;
         Ok(Exit::SessionDeleted)
     }
@@ -253,7 +254,7 @@ impl Life {
 
     /// Reports the stream failed (phase Ended), then waits for the Session to go.
     async fn fail(&self, writer: &mut StatusWriter, message: String) -> Result<(), AgentError> {
-        error!(session = %self.config.session, %message, "the stream cannot start");
+        error!(%message, "the stream cannot start");
         self.write(writer, AgentStatus::failed(message)).await;
         forever().await
     }
@@ -261,7 +262,7 @@ impl Life {
     async fn write(&self, writer: &mut StatusWriter, status: AgentStatus) {
         match writer.write(status).await {
             Ok(()) | Err(WriteError::Gone) => {}
-            Err(e) => error!(session = %self.config.session, error = %e, "cannot write the Session status"),
+            Err(e) => error!(error = %e, "cannot write the Session status"),
         }
     }
 
