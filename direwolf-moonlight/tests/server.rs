@@ -124,7 +124,7 @@ async fn wrong_pin_fails_at_phase_4() {
             .find_map(|l| l.strip_prefix(series.as_str()).map(str::to_owned))
     };
     assert_eq!(outcome("wrong_pin").as_deref(), Some("1"));
-    assert_eq!(outcome("paired"), None, "nothing paired yet");
+    assert_eq!(outcome("paired").as_deref(), Some("0"), "nothing paired yet");
     assert_eq!(phase4.status, 200);
     assert_eq!(
         phase4.text(),

@@ -33,9 +33,12 @@ impl Default for LaunchMetrics {
 }
 
 impl LaunchMetrics {
-    /// The family, registered in `metrics`.
+    /// The family, registered in `metrics`, with empty `ok` histograms of both operations.
     pub fn register(metrics: &Metrics) -> Self {
         let this = LaunchMetrics::default();
+        for op in ["launch", "resume"] {
+            let _ = this.durations.get_or_create(&[("op", op), ("result", "ok")]);
+        }
         metrics.register_with_unit(
             "launch_duration",
             "Launch and resume time to the stream URL, by operation and result.",

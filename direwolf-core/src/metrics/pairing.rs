@@ -21,6 +21,15 @@ pub enum PairingOutcome {
 }
 
 impl PairingOutcome {
+    /// Every outcome.
+    pub const ALL: [PairingOutcome; 5] = [
+        PairingOutcome::Paired,
+        PairingOutcome::WrongPin,
+        PairingOutcome::PinTimeout,
+        PairingOutcome::Refused,
+        PairingOutcome::Failed,
+    ];
+
     /// The `outcome` label.
     pub fn label(self) -> &'static str {
         match self {
@@ -41,9 +50,13 @@ pub struct PairingMetrics {
 }
 
 impl PairingMetrics {
-    /// The family, registered in `metrics`.
+    /// The family, registered in `metrics`, every outcome at 0 (so rates exist before the
+    /// first attempt).
     pub fn register(metrics: &Metrics) -> Self {
         let this = PairingMetrics::default();
+        for outcome in PairingOutcome::ALL {
+            let _ = this.attempts.get_or_create(&[("outcome", outcome.label())]);
+        }
         metrics.register(
             "pairing_attempts",
             "Pairing attempts by outcome (paired, wrong_pin, pin_timeout, refused, failed).",

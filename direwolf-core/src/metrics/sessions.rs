@@ -48,7 +48,9 @@ impl PhaseGauge {
             "Sessions by phase (refreshed every few seconds).",
             gauge.clone(),
         );
-        PhaseGauge { gauge }
+        let this = PhaseGauge { gauge };
+        this.set([]);
+        this
     }
 
     /// Sets the gauge to the count of each phase in `phases`.

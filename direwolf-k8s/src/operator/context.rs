@@ -58,8 +58,16 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Exports the families in `registry`.
+    /// Exports the families in `registry`: both results, and the categories that are not HTTP
+    /// statuses, at 0 from the start.
     pub fn register(&self, registry: &Registry) {
+        for result in ["ok", "error"] {
+            let _ = self.reconciles.get_or_create(&[("result", result)]);
+            let _ = self.durations.get_or_create(&[("result", result)]);
+        }
+        for category in ["transport", "cache", "malformed"] {
+            let _ = self.errors.get_or_create(&[("category", category.to_owned())]);
+        }
         registry.register(
             "operator_reconciles",
             "Session reconciles run, by result.",
