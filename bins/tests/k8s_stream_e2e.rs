@@ -409,6 +409,69 @@ struct Streaming {
     ip: String,
 }
 
+/// `/metrics` of a component, from the health port its log names.
+fn scrape(proc: &Proc) -> String {
+    let line = proc
+        .line_with("health port")
+        .expect("the health port is logged at start-up");
+    let addr = support::field(&line, "addr=").parse().expect("health address");
+    let (status, body) = support::http_exchange(
+        addr,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// What the proxy's and the operator's metrics say once one client launched and streams.
+fn metrics_of_one_stream(pack: &Pack) {
+    let proxy = scrape(&pack.proxy.proc);
+    let value = |text: &str, series: &str| support::metric(text, series);
+    assert_eq!(
+        value(
+            &proxy,
+            r#"direwolf_launch_duration_seconds_count{op="launch",result="ok"}"#
+        ),
+        Some(1.0),
+        "{proxy}"
+    );
+    assert_eq!(
+        value(&proxy, r#"direwolf_pairing_attempts_total{outcome="paired"}"#),
+        Some(1.0),
+        "{proxy}"
+    );
+    let video = r#"direwolf_relay_packets_total{stream="video",direction="to_client"}"#;
+    assert!(value(&proxy, video).is_some_and(|n| n > 0.0), "{proxy}");
+    support::wait_until(
+        "the proxy counts one Streaming Session",
+        Duration::from_secs(10),
+        || {
+            value(
+                &scrape(&pack.proxy.proc),
+                r#"direwolf_sessions{phase="Streaming"}"#,
+            ) == Some(1.0)
+        },
+    );
+    let operator = scrape(&pack.operators[0]);
+    assert_eq!(
+        value(&operator, "direwolf_operator_stream_pods_created_total"),
+        Some(1.0),
+        "{operator}"
+    );
+    assert!(
+        value(&operator, r#"direwolf_operator_reconciles_total{result="ok"}"#).is_some_and(|n| n > 0.0),
+        "{operator}"
+    );
+    assert!(
+        value(
+            &operator,
+            r#"direwolf_operator_reconcile_duration_seconds_count{result="ok"}"#
+        )
+        .is_some_and(|n| n > 0.0),
+        "{operator}"
+    );
+}
+
 fn start_proxy(ns: &str, kubeconfig: &Path) -> Direwolf {
     start_proxy_relaying_on(ns, kubeconfig, "127.0.0.1")
 }
@@ -511,6 +574,7 @@ fn two_clients_stream_from_wolf_pods_through_the_proxy_and_quitting_frees_everyt
     );
     let ip1 = pod_ip(&pod1);
     assert_stream_reached_wolf(&pack, &ip1);
+    metrics_of_one_stream(&pack);
 
     // Another user streams at the same time: their own pod and ports. (A user's new launch
     // replaces their running Session, as on a single Moonlight host.)

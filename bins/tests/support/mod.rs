@@ -145,6 +145,14 @@ impl Proc {
         log.iter().any(|(_, line)| line.contains(needle))
     }
 
+    /// The first line printed so far that holds `needle`.
+    pub fn line_with(&self, needle: &str) -> Option<String> {
+        let log = self.log.lock().expect("no reader panics holding the log");
+        log.iter()
+            .find(|(_, line)| line.contains(needle))
+            .map(|(_, line)| line.clone())
+    }
+
     /// Whether one line holds every needle.
     pub fn printed_line_with(&self, needles: &[&str]) -> bool {
         let log = self.log.lock().expect("no reader panics holding the log");
