@@ -1,4 +1,4 @@
-//! The flags, the rendered objects, the checked-in base (`deploy/`).
+//! The flags, the rendered objects, the checked-in base (`deploy/`) and the Dockerfile.
 
 use std::path::{Path, PathBuf};
 
@@ -231,5 +231,65 @@ fn deploy_is_what_install_renders() {
         for doc in documents(&text) {
             assert!(doc["metadata"].get("namespace").is_none(), "{name}");
         }
+    }
+}
+
+/// The Dockerfile cannot be built here (no container engine): its structure is checked instead.
+/// Two stages, the runtime distroless and non-root with the manifests' uid, the release binary
+/// at the path its entrypoint runs; the manifests give no command of their own.
+#[test]
+fn the_dockerfile_builds_the_image_the_manifests_run() {
+    let text = std::fs::read_to_string(repo_root().join("Dockerfile")).expect("Dockerfile");
+    let instructions: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let froms: Vec<&str> = instructions
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("FROM "))
+        .collect();
+    assert_eq!(froms.len(), 2, "a builder and a runtime stage: {froms:?}");
+    assert!(
+        froms[0].contains("rust:") && froms[0].ends_with(" AS builder"),
+        "{}",
+        froms[0]
+    );
+    assert!(
+        froms[1].starts_with("FROM gcr.io/distroless/cc-debian12:nonroot"),
+        "{}",
+        froms[1]
+    );
+    let runtime = instructions
+        .iter()
+        .position(|l| *l == froms[1])
+        .expect("the runtime stage");
+    let runtime = &instructions[runtime..];
+    let uid = workload::NONROOT;
+    assert!(
+        runtime.contains(&format!("USER {uid}:{uid}").as_str()),
+        "{runtime:?}"
+    );
+    let binary = "/usr/local/bin/direwolf";
+    assert!(
+        runtime.contains(&format!("ENTRYPOINT [\"{binary}\"]").as_str()),
+        "{runtime:?}"
+    );
+    let copy = runtime
+        .iter()
+        .find(|l| l.starts_with("COPY --from=builder "))
+        .expect("the binary comes from the builder");
+    assert!(copy.ends_with(&format!(" {binary}")), "{copy}");
+    assert!(
+        text.contains("cargo build --release --locked -p direwolf"),
+        "a release build of the direwolf binary"
+    );
+    // The runtime's uid is the manifests' runAsUser.
+    let docs = documents(&printed(&["--no-crds"]));
+    for d in docs.iter().filter(|d| d["kind"] == "Deployment") {
+        let pod = &d["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsUser"], uid);
+        assert!(pod["containers"][0].get("command").is_none());
     }
 }

@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{Component, Settings};
 
-/// The user and group the direwolf image runs as (distroless `nonroot`).
+/// The user and group the direwolf image runs as (distroless `nonroot`; the Dockerfile's `USER`).
 pub const NONROOT: i64 = 65532;
 
 /// The health port every component serves (`--health-bind`'s default port).
