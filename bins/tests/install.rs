@@ -155,7 +155,7 @@ async fn the_readme_install_works_as_written() {
         .await;
         assert_eq!(available.ready_replicas, Some(2), "{name}");
     }
-    let pods: Api<Pod> = Api::namespaced(client, &namespace);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let pods = within("list the pods", pods.list(&ListParams::default()))
         .await
         .expect("list pods");
@@ -167,6 +167,41 @@ async fn the_readme_install_works_as_written() {
         let node = spec.node_name.expect("scheduled");
         assert!(node.starts_with("testenv-node-"), "{node}");
     }
+
+    // Applied again with the load balancer's address, as the README says once the Service has
+    // it: only the proxy's environment changes, without a conflict.
+    let again = tokio::task::block_in_place(|| {
+        sh(
+            cp,
+            &format!(
+                "direwolf install --namespace {namespace} --external-address 203.0.113.10 \
+                 | kubectl apply --server-side -f -"
+            ),
+        )
+    });
+    assert!(
+        again.contains("deployment.apps/direwolf-proxy serverside-applied"),
+        "{again}"
+    );
+    let proxy = within(
+        "get the proxy's Deployment",
+        Api::<Deployment>::namespaced(client.clone(), &namespace).get("direwolf-proxy"),
+    )
+    .await
+    .expect("the proxy's Deployment");
+    let env = proxy
+        .spec
+        .and_then(|s| s.template.spec)
+        .expect("a pod spec")
+        .containers[0]
+        .env
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        env.iter()
+            .any(|e| e.name == "DIREWOLF_EXTERNAL_ADDRESS" && e.value.as_deref() == Some("203.0.113.10")),
+        "{env:?}"
+    );
 }
 
 /// Resource (`plural[.group][/subresource]`, as `kubectl auth can-i --list` names it, with its

@@ -58,6 +58,12 @@ pub struct InstallArgs {
     #[arg(long, value_name = "NAME=COUNT", value_parser = flags::gpu_resource)]
     pub gpu_resource: Option<GpuResource>,
 
+    /// The address clients reach the proxies on (the Service's load-balancer IP), given to the
+    /// proxy as `DIREWOLF_EXTERNAL_ADDRESS`: the host of the PIN page URL it logs, and
+    /// `LocalIP` (default: none, the connection's local address, which is the pod's).
+    #[arg(long, value_name = "IP")]
+    pub external_address: Option<std::net::IpAddr>,
+
     /// Replicas of the proxy (the Moonlight endpoint).
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(i32).range(1..=100))]
     pub proxy_replicas: i32,
@@ -124,6 +130,7 @@ pub struct Settings {
     pub pulseaudio_image: Option<String>,
     pub init_image: Option<String>,
     pub gpu: Option<GpuResource>,
+    pub external_address: Option<std::net::IpAddr>,
     pub proxy_replicas: i32,
     pub operator_replicas: i32,
 }
@@ -146,6 +153,7 @@ impl Settings {
             pulseaudio_image: args.pulseaudio_image.clone(),
             init_image: args.init_image.clone(),
             gpu: args.gpu_resource.clone(),
+            external_address: args.external_address,
             proxy_replicas: args.proxy_replicas,
             operator_replicas: args.operator_replicas,
         }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use direwolf_k8s::crd::annotations;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{PodSpec, Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::core::v1::{EnvVar, PodSpec, Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::workload::{container, deployment, port};
@@ -35,8 +35,16 @@ pub fn deployment_of(settings: &Settings) -> Deployment {
         .rev()
         .map(|&(name, number)| port(name, number))
         .collect();
+    let mut proxy = container(settings, "proxy", vec!["proxy".to_owned()], ports);
+    if let Some(ip) = settings.external_address {
+        proxy.env.get_or_insert_default().push(EnvVar {
+            name: "DIREWOLF_EXTERNAL_ADDRESS".to_owned(),
+            value: Some(ip.to_string()),
+            ..EnvVar::default()
+        });
+    }
     let pod = PodSpec {
-        containers: vec![container(settings, "proxy", vec!["proxy".to_owned()], ports)],
+        containers: vec![proxy],
         ..PodSpec::default()
     };
     deployment(settings, Component::Proxy, settings.proxy_replicas, pod)

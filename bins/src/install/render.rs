@@ -71,7 +71,7 @@ pub fn base(sections: &[Section]) -> anyhow::Result<Vec<(&'static str, String)>>
 /// every section.
 pub fn stream(crds: Option<&str>, namespace: &str, sections: &[Section]) -> anyhow::Result<String> {
     let mut out = comment(&format!(
-        "direwolf {} in namespace {namespace}: direwolf install --namespace {namespace} | kubectl apply --server-side -f -",
+        "direwolf {} in namespace {namespace}, printed by direwolf install: apply with kubectl apply --server-side -f -",
         env!("CARGO_PKG_VERSION")
     ));
     if let Some(crds) = crds {

@@ -49,6 +49,7 @@ fn bad_and_contradictory_flags_are_refused_in_one_line() {
         &["--split", "deploy", "--namespace", "games"],
         &["--split", "deploy", "--no-crds"],
         &["--exposure", "nodeport"],
+        &["--external-address", "lb.example.com"],
     ] {
         let err = parse(args).expect_err(&format!("{args:?} is refused"));
         let first = err.render().to_string();
@@ -96,6 +97,8 @@ fn the_stream_is_the_whole_installation_in_one_namespace() {
         "3",
         "--operator-replicas",
         "1",
+        "--external-address",
+        "203.0.113.10",
     ]);
     let docs = documents(&text);
     let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().expect("a kind")).collect();
@@ -149,6 +152,12 @@ fn the_stream_is_the_whole_installation_in_one_namespace() {
         // The image's entrypoint runs: no command, the subcommand in args.
         assert_eq!(container(d).command, None);
     }
+    let env = container(&deployments[0]).env.expect("env");
+    assert!(
+        env.iter()
+            .any(|e| e.name == "DIREWOLF_EXTERNAL_ADDRESS" && e.value.as_deref() == Some("203.0.113.10")),
+        "{env:?}"
+    );
     let args = container(&deployments[1]).args.expect("args");
     for pair in [
         ["--agent-image", "registry.example.com:5000/direwolf:1.2.3"],
