@@ -229,21 +229,21 @@ pub fn sections(settings: &Settings) -> anyhow::Result<Vec<Section>> {
 pub fn run(args: &InstallArgs, out: &mut impl std::io::Write) -> anyhow::Result<()> {
     let settings = Settings::new(args);
     let sections = sections(&settings)?;
-    match (&args.split, &settings.namespace) {
-        (Some(dir), _) => {
+    match &args.split {
+        Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
             for (file, text) in render::base(&sections)? {
                 let path = dir.join(file);
                 std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
             }
         }
-        (None, namespace) => {
+        None => {
             let crds = if args.no_crds {
                 None
             } else {
                 Some(direwolf_k8s::crd::crds_yaml()?)
             };
-            let namespace = namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
+            let namespace = settings.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
             out.write_all(render::stream(crds.as_deref(), namespace, &sections)?.as_bytes())?;
             out.flush()?;
         }

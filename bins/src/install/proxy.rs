@@ -23,8 +23,9 @@ pairing on one replica, and externalTrafficPolicy Local keeps the client's addre
 /// Moonlight's HTTPS and HTTP ports.
 const PORTS: [(&str, i32); 2] = [("https", 47984), ("http", 47989)];
 
-/// The load-balancer sharing key: must equal the operator's, so that every stream port shares
-/// the proxies' address.
+/// The load-balancer sharing key (Cilium LB-IPAM, MetalLB): another Service given the same key
+/// shares the proxies' address. Every stream port is on this Service itself (the operator adds
+/// them), so the key only matters to Services of the cluster owner's own.
 const SHARING_KEY: &str = "direwolf";
 
 /// The proxies' Deployment. Replicas share everything through the API server (pending PINs as
