@@ -10,6 +10,7 @@ mod crd;
 mod docs;
 #[cfg(test)]
 mod docs_tests;
+mod install;
 mod listen;
 mod metrics;
 mod notify;
@@ -48,6 +49,10 @@ enum Command {
     Operator(operator::OperatorArgs),
     /// Print the CustomResourceDefinitions as YAML (`direwolf crd | kubectl apply --server-side -f -`).
     Crd,
+    /// Print every manifest of a Kubernetes installation in one namespace as YAML: the CRDs, the
+    /// namespace, the accounts and Roles, the proxy and the operator
+    /// (`direwolf install --namespace games | kubectl apply --server-side -f -`).
+    Install(install::InstallArgs),
     /// Print the shell completion script (`direwolf completion bash > /etc/bash_completion.d/direwolf`).
     Completion {
         /// The shell.
@@ -65,7 +70,11 @@ fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let prints = matches!(
         cli.command,
-        Command::Version | Command::Crd | Command::Completion { .. } | Command::Man { .. }
+        Command::Version
+            | Command::Crd
+            | Command::Install(_)
+            | Command::Completion { .. }
+            | Command::Man { .. }
     );
     if !prints {
         telemetry::init(&cli.log)?;
@@ -86,6 +95,7 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Agent(args) => agent::run(args)?,
         Command::Operator(args) => operator::run(args)?,
         Command::Crd => crd::run(&mut std::io::stdout().lock())?,
+        Command::Install(args) => install::run(&args, &mut std::io::stdout().lock())?,
         Command::Completion { shell } => docs::completion::<Cli>(shell, &mut std::io::stdout().lock()),
         Command::Man { subcommand } => {
             docs::man::<Cli>(subcommand.as_deref(), &mut std::io::stdout().lock())?

@@ -1,7 +1,9 @@
 //! The README's Kubernetes install, run as written against the real control plane
-//! (`scripts/kube-testenv`): `direwolf crd | kubectl apply --server-side -f -`, the namespace, the
-//! RBAC and proxy manifests, the example resources. Issue 11: the App CRD is too large for
-//! client-side apply, so the documented command must be the one that works.
+//! (`scripts/kube-testenv`): `direwolf install --namespace games | kubectl apply --server-side -f -`
+//! (the CRDs, the namespace, the accounts and Roles, the proxy, the operator, their budgets and
+//! the NetworkPolicy), then the example resources. Issue 11: the App CRD is too large for
+//! client-side apply, so the documented command must be the one that works. Also: what each
+//! component's account may do equals its Role, and the checked-in kustomize base applies.
 
 mod support;
 
@@ -10,7 +12,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::ListParams;
@@ -35,8 +40,8 @@ fn readme_install_block(namespace: &str) -> String {
         .and_then(|rest| rest.split("\n```").next())
         .expect("the Kubernetes section opens with a sh block");
     assert!(
-        block.contains("direwolf crd | kubectl apply --server-side -f -"),
-        "the documented CRD install is the one this test proves: {block}"
+        block.contains("direwolf install --namespace games | kubectl apply --server-side -f -"),
+        "the documented install is the one this test proves: {block}"
     );
     block
         .lines()
@@ -101,6 +106,34 @@ async fn the_readme_install_works_as_written() {
     let again = tokio::task::block_in_place(|| sh(cp, "kubectl apply --server-side -f crds/"));
     assert_eq!(again.matches("serverside-applied").count(), CRDS.len(), "{again}");
 
+    // Every object of the installation is there, in the namespace.
+    let names = ["direwolf-proxy", "direwolf-operator"];
+    for name in names {
+        within("the accounts, Roles, RoleBindings and budgets", async {
+            Api::<ServiceAccount>::namespaced(client.clone(), &namespace)
+                .get(name)
+                .await?;
+            Api::<Role>::namespaced(client.clone(), &namespace)
+                .get(name)
+                .await?;
+            Api::<RoleBinding>::namespaced(client.clone(), &namespace)
+                .get(name)
+                .await?;
+            Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace)
+                .get(name)
+                .await?;
+            Ok::<_, kube::Error>(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    within(
+        "the NetworkPolicy",
+        Api::<NetworkPolicy>::namespaced(client.clone(), &namespace).get("direwolf-stream-pods"),
+    )
+    .await
+    .expect("the stream pods' NetworkPolicy");
+
     // The example resources are there, and the proxy's and operator's Deployments run on the
     // fake nodes, each under its own ServiceAccount.
     let users: Api<direwolf_k8s::crd::User> = Api::namespaced(client.clone(), &namespace);
@@ -122,7 +155,7 @@ async fn the_readme_install_works_as_written() {
         .await;
         assert_eq!(available.ready_replicas, Some(2), "{name}");
     }
-    let pods: Api<Pod> = Api::namespaced(client, &namespace);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let pods = within("list the pods", pods.list(&ListParams::default()))
         .await
         .expect("list pods");
@@ -134,6 +167,41 @@ async fn the_readme_install_works_as_written() {
         let node = spec.node_name.expect("scheduled");
         assert!(node.starts_with("testenv-node-"), "{node}");
     }
+
+    // Applied again with the load balancer's address, as the README says once the Service has
+    // it: only the proxy's environment changes, without a conflict.
+    let again = tokio::task::block_in_place(|| {
+        sh(
+            cp,
+            &format!(
+                "direwolf install --namespace {namespace} --external-address 203.0.113.10 \
+                 | kubectl apply --server-side -f -"
+            ),
+        )
+    });
+    assert!(
+        again.contains("deployment.apps/direwolf-proxy serverside-applied"),
+        "{again}"
+    );
+    let proxy = within(
+        "get the proxy's Deployment",
+        Api::<Deployment>::namespaced(client.clone(), &namespace).get("direwolf-proxy"),
+    )
+    .await
+    .expect("the proxy's Deployment");
+    let env = proxy
+        .spec
+        .and_then(|s| s.template.spec)
+        .expect("a pod spec")
+        .containers[0]
+        .env
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        env.iter()
+            .any(|e| e.name == "DIREWOLF_EXTERNAL_ADDRESS" && e.value.as_deref() == Some("203.0.113.10")),
+        "{env:?}"
+    );
 }
 
 /// Resource (`plural[.group][/subresource]`, as `kubectl auth can-i --list` names it, with its
@@ -165,10 +233,9 @@ fn can_i_list(table: &str) -> Grants {
     grants
 }
 
-/// What Role `name` of deploy/rbac.yaml grants, named as `kubectl auth can-i --list` names it.
-fn role_grants(name: &str) -> Grants {
-    let text = std::fs::read_to_string(repo_root().join("deploy/rbac.yaml")).expect("deploy/rbac.yaml");
-    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).expect("YAML");
+/// What Role `name` of `manifests` grants, named as `kubectl auth can-i --list` names it.
+fn role_grants(manifests: &str, name: &str) -> Grants {
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(manifests).expect("YAML");
     let role = docs
         .into_iter()
         .find(|d| d["kind"] == "Role" && d["metadata"]["name"] == name)
@@ -202,63 +269,110 @@ fn role_grants(name: &str) -> Grants {
     grants
 }
 
-/// Issue 11: with a token of ServiceAccount direwolf-proxy, `kubectl auth can-i --list` shows
-/// exactly what deploy/rbac.yaml's Role grants, besides what every account may do (asked for
-/// an account without a Role binding).
+/// Issue 11 and `direwolf install`: installed with `direwolf install --namespace X | kubectl
+/// apply --server-side -f -`, `kubectl auth can-i --list` shows, with a token of ServiceAccount
+/// direwolf-proxy and of direwolf-operator, exactly what the account's Role grants, besides what
+/// every account may do (asked for an account without a Role binding). The checked-in
+/// deploy/rbac.yaml is the same Roles (`direwolf install --split deploy`, drift-checked).
 #[test]
-fn the_proxy_account_may_do_what_its_role_grants_and_nothing_more() {
+fn each_account_may_do_what_its_role_grants_and_nothing_more() {
     let Some(cp) = testenv::control_plane() else {
         return;
     };
     let namespace = format!("rbac-{}", std::process::id());
-    cp.kubectl(&["create", "namespace", &namespace]);
-    cp.kubectl(&["apply", "-n", &namespace, "-f", "deploy/rbac.yaml"]);
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let kubeconfig = dir.path().join("proxy.kubeconfig");
-    cp.service_account_kubeconfig(&namespace, "direwolf-proxy", &kubeconfig);
-    let kubeconfig = kubeconfig.display().to_string();
-    let proxy = can_i_list(&cp.kubectl(&[
-        "--kubeconfig",
-        &kubeconfig,
-        "auth",
-        "can-i",
-        "--list",
-        "-n",
-        &namespace,
-    ]));
+    let manifests = sh(cp, &format!("direwolf install --no-crds --namespace {namespace}"));
+    sh(
+        cp,
+        &format!("direwolf install --no-crds --namespace {namespace} | kubectl apply --server-side -f -"),
+    );
     let anyone = format!("system:serviceaccount:{namespace}:nobody");
     let everyone = can_i_list(&cp.kubectl(&["auth", "can-i", "--list", "-n", &namespace, "--as", &anyone]));
     assert!(
         !everyone.is_empty(),
         "an authenticated account may at least review itself"
     );
-
-    let mut expected = everyone.clone();
-    for (resource, verbs) in role_grants("direwolf-proxy") {
-        expected.entry(resource).or_default().extend(verbs);
-    }
-    assert_eq!(
-        proxy, expected,
-        "what the proxy's account may do, beside what anyone may do: {everyone:?}"
-    );
-
-    // And what it may not: the operator's Deployments, another namespace's Secrets.
-    let can_i = |args: &[&str]| {
-        let mut all = vec![
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    for account in ["direwolf-proxy", "direwolf-operator"] {
+        let kubeconfig = dir.path().join(format!("{account}.kubeconfig"));
+        cp.service_account_kubeconfig(&namespace, account, &kubeconfig);
+        let kubeconfig = kubeconfig.display().to_string();
+        let granted = can_i_list(&cp.kubectl(&[
             "--kubeconfig",
-            kubeconfig.as_str(),
-            "--request-timeout=30s",
+            &kubeconfig,
             "auth",
             "can-i",
-        ];
-        all.extend_from_slice(args);
-        let out = Command::new(&cp.kubectl)
-            .args(&all)
-            .output()
-            .expect("run kubectl");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+            "--list",
+            "-n",
+            &namespace,
+        ]));
+        let mut expected = everyone.clone();
+        for (resource, verbs) in role_grants(&manifests, account) {
+            expected.entry(resource).or_default().extend(verbs);
+        }
+        assert_eq!(
+            granted, expected,
+            "what {account} may do, beside what anyone may do: {everyone:?}"
+        );
+
+        // And what it may not: Deployments, another namespace's Secrets.
+        let can_i = |args: &[&str]| {
+            let mut all = vec![
+                "--kubeconfig",
+                kubeconfig.as_str(),
+                "--request-timeout=30s",
+                "auth",
+                "can-i",
+            ];
+            all.extend_from_slice(args);
+            let out = Command::new(&cp.kubectl)
+                .args(&all)
+                .output()
+                .expect("run kubectl");
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        assert_eq!(can_i(&["create", "deployments.apps", "-n", &namespace]), "no");
+        assert_eq!(can_i(&["get", "secrets", "-n", "default"]), "no");
+        assert_eq!(can_i(&["get", "secrets", "-n", &namespace]), "yes");
+    }
+}
+
+/// The checked-in kustomize base (`deploy/kustomization.yaml`) applies into a namespace of the
+/// caller's choosing, as deploy/README.md says.
+#[test]
+fn the_kustomize_base_applies_into_any_namespace() {
+    let Some(cp) = testenv::control_plane() else {
+        return;
     };
-    assert_eq!(can_i(&["create", "deployments.apps", "-n", &namespace]), "no");
-    assert_eq!(can_i(&["get", "secrets", "-n", "default"]), "no");
-    assert_eq!(can_i(&["get", "secrets", "-n", &namespace]), "yes");
+    let namespace = format!("base-{}", std::process::id());
+    let out = sh(
+        cp,
+        &format!(
+            "direwolf crd | kubectl apply --server-side -f -\n\
+             kubectl create namespace {namespace}\n\
+             kubectl apply --server-side -n {namespace} -k deploy/"
+        ),
+    );
+    assert!(out.contains("serverside-applied"), "{out}");
+    let listed = cp.kubectl(&[
+        "get",
+        "-n",
+        &namespace,
+        "serviceaccount,role,rolebinding,deployment,service,poddisruptionbudget,networkpolicy",
+        "-o",
+        "name",
+    ]);
+    for object in [
+        "serviceaccount/direwolf-proxy",
+        "serviceaccount/direwolf-operator",
+        "role.rbac.authorization.k8s.io/direwolf-operator",
+        "rolebinding.rbac.authorization.k8s.io/direwolf-proxy",
+        "deployment.apps/direwolf-proxy",
+        "deployment.apps/direwolf-operator",
+        "service/direwolf-proxy",
+        "poddisruptionbudget.policy/direwolf-proxy",
+        "poddisruptionbudget.policy/direwolf-operator",
+        "networkpolicy.networking.k8s.io/direwolf-stream-pods",
+    ] {
+        assert!(listed.lines().any(|l| l == object), "{object} in {listed}");
+    }
 }

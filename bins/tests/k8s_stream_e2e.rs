@@ -12,7 +12,8 @@
 //! Tests: two users stream at once and quitting frees everything; a killed Wolf (with its
 //! leading operator killed too) ends its Session; a proxy restarted mid-stream keeps the stream;
 //! a stopped stream resumes in its pod with new keys; flows split across two proxy replicas
-//! stream.
+//! stream; the proxy and operator Deployments `direwolf install` prints run in pods on the
+//! stand-in, and a client streams through them.
 //!
 //! Needs root, `ip`, `unshare`, `nsenter` and python3 with moonlight_python 0.3.0.
 
@@ -881,4 +882,219 @@ fn flows_split_across_two_proxy_replicas_stream() {
         "the second replica relayed {name} too:\n{}",
         second.proc.tail()
     );
+}
+
+/// `direwolf install`'s own manifests, run: its proxy and operator Deployments (one replica
+/// each) become Ready in pods on the stand-in, under their ServiceAccounts with their Roles, and
+/// a client pairs with the proxy pod, launches and streams from a Wolf pod. The only changes to
+/// what `direwolf install` prints are placements: the Deployments and (through the operator's
+/// `--stream-node-selector`) the stream pods go to the stand-in's node, not to kwok's.
+#[test]
+fn the_installed_proxy_and_operator_run_in_pods_and_a_client_streams() {
+    let Some(cp) = testenv::control_plane() else {
+        return;
+    };
+    support::require_moonlight_python();
+    let kubelet = kubelet(cp);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let crds = crd::crds_yaml().expect("CRDs render");
+    let (client, ns) = runtime.block_on(async {
+        cp.install_crds(&crds).await;
+        cp.namespace("installed").await
+    });
+    let rendered = support::run(
+        support::direwolf().args([
+            "install",
+            "--no-crds",
+            "--namespace",
+            &ns,
+            "--proxy-replicas",
+            "1",
+            "--operator-replicas",
+            "1",
+        ]),
+        "direwolf install",
+    );
+    let mut docs: Vec<Value> = serde_saphyr::from_multiple(&rendered).expect("YAML documents");
+    let (key, value) = NODE_SELECTOR.split_once('=').expect("KEY=VALUE");
+    for doc in docs.iter_mut().filter(|d| d["kind"] == "Deployment") {
+        let operator = doc["metadata"]["name"] == "direwolf-operator";
+        let pod = &mut doc["spec"]["template"]["spec"];
+        pod["nodeSelector"] = serde_json::json!({ key: value });
+        if operator {
+            let args = pod["containers"][0]["args"].as_array_mut().expect("args");
+            for arg in [
+                "--stream-node-selector",
+                NODE_SELECTOR,
+                "--port-range",
+                "41600-41699",
+            ] {
+                args.push(arg.into());
+            }
+        }
+    }
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let manifests = dir.path().join("installed.yaml");
+    let text: Vec<String> = docs.iter().map(Value::to_string).collect();
+    std::fs::write(&manifests, text.join("\n---\n")).expect("write the manifests");
+    let manifests = manifests.display().to_string();
+    cp.kubectl(&["apply", "--server-side", "-f", &manifests]);
+    cp.kubectl(&[
+        "apply",
+        "-n",
+        &ns,
+        "-f",
+        "examples/user.yaml",
+        "-f",
+        "examples/app-test-pattern.yaml",
+    ]);
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let list = |selector: &str| {
+        runtime
+            .block_on(testenv::within(
+                "list pods",
+                pods.list(&ListParams::default().labels(selector)),
+            ))
+            .expect("list pods")
+            .items
+    };
+    let logs_dir = kubelet._state.path().join("kubelet/logs");
+    let logs = |component: &str| {
+        list(&format!("app.kubernetes.io/component={component}"))
+            .iter()
+            .map(|p| {
+                let file = logs_dir.join(format!("{ns}_{}_{component}.log", p.name_any()));
+                format!(
+                    "{component} pod {} ({:?}):\n{}\n",
+                    p.name_any(),
+                    p.status.as_ref().and_then(|s| s.conditions.clone()),
+                    std::fs::read_to_string(&file).unwrap_or_default()
+                )
+            })
+            .collect::<String>()
+    };
+    let everything = || format!("{}{}", logs("proxy"), logs("operator"));
+    // Ready: the kubelet stand-in's probes of /readyz on the health port answer 200.
+    let ready = |component: &str| {
+        support::poll(START, Duration::from_millis(500), || {
+            list(&format!("app.kubernetes.io/component={component}"))
+                .into_iter()
+                .find(|p| {
+                    p.status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+                })
+        })
+        .unwrap_or_else(|| panic!("no Ready {component} pod within {START:?}\n{}", everything()))
+    };
+    let operator = ready("operator");
+    let proxy = ready("proxy");
+    for (pod, account) in [(&proxy, "direwolf-proxy"), (&operator, "direwolf-operator")] {
+        let spec = pod.spec.as_ref().expect("a pod spec");
+        assert_eq!(spec.node_name.as_deref(), Some(NODE));
+        assert_eq!(spec.service_account_name.as_deref(), Some(account));
+    }
+    let ip = pod_ip(&proxy);
+
+    // Pairing: the PIN link from the proxy container's log, the PIN typed on the PIN page.
+    let driver = |script: &str, client: &Path, args: &[&str]| {
+        Proc::spawn(
+            &format!("{script} {}", args[0]),
+            Command::new("python3").args(driver_args(script, &ip, 47989, client, args)),
+        )
+    };
+    let alice = dir.path().join("alice");
+    let pairing = driver("driver.py", &alice, &["pair", "--pin", PIN]);
+    let proxy_log = logs_dir.join(format!("{ns}_{}_proxy.log", proxy.name_any()));
+    let line = support::poll(DRIVER_TIMEOUT, Duration::from_millis(200), || {
+        let log = std::fs::read_to_string(&proxy_log).ok()?;
+        log.lines()
+            .find(|l| l.contains("Insert pin at http://"))
+            .map(str::to_owned)
+    })
+    .unwrap_or_else(|| panic!("no PIN link in the proxy's log\n{}", everything()));
+    let (_, secret) = support::pin_link(&line);
+    let posted = driver(
+        "pack_driver.py",
+        &alice,
+        &["post-pin", "--pin", PIN, "--secret", secret, "--user", "alice"],
+    )
+    .report(DRIVER_TIMEOUT);
+    assert_eq!(posted["status"], 200, "the PIN page accepts the PIN: {posted}");
+    let paired = pairing.json_result(DRIVER_TIMEOUT);
+    assert_eq!(paired["ok"], true, "pairing: {paired}");
+
+    // Launch and stream through the proxy pod's relay from the Wolf pod the operator made.
+    let stop = dir.path().join("stop");
+    let until = stop.to_str().expect("utf-8");
+    let stream = driver(
+        "pack_driver.py",
+        &alice,
+        &[
+            "stream",
+            "--app",
+            "Test pattern",
+            "--until",
+            until,
+            "--max-secs",
+            "90",
+        ],
+    );
+    let started = stream.report(DRIVER_TIMEOUT);
+    assert_eq!(
+        started["event"],
+        "started",
+        "every connection stage must complete: {started}\n{}",
+        everything()
+    );
+    let sessions: Api<Session> = Api::namespaced(client.clone(), &ns);
+    let session = runtime
+        .block_on(testenv::within(
+            "list Sessions",
+            sessions.list(&ListParams::default()),
+        ))
+        .expect("list Sessions")
+        .items
+        .into_iter()
+        .next()
+        .expect("the launch made a Session");
+    let stream_pod = list(&format!("{}={}", stream::SESSION_LABEL, session.name_any()))
+        .into_iter()
+        .next()
+        .expect("the Session's pod");
+    assert_eq!(
+        stream_pod.spec.as_ref().and_then(|s| s.node_name.as_deref()),
+        Some(NODE)
+    );
+    let records = kubelet.records.join(format!("{}.json", pod_ip(&stream_pod)));
+    wait_until(
+        "the client's PLAY and pings reach the Wolf pod through the proxy pod",
+        Duration::from_secs(10),
+        || {
+            let Some(record) = std::fs::read_to_string(&records)
+                .ok()
+                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            else {
+                return false;
+            };
+            let session = &record["sessions"][0];
+            session["audio_pings"].as_u64().unwrap_or(0) > 0
+                && rtsp_methods_so_far(session).iter().any(|m| m == "PLAY")
+        },
+    );
+    std::fs::write(&stop, b"").expect("stop file");
+    let done = stream.report(DRIVER_TIMEOUT);
+    assert!(
+        done["udp_in_while_streaming"].as_u64().unwrap_or(0) > 0,
+        "RTP from the Wolf pod reached the client: {done}\n{}",
+        everything()
+    );
+    let quit = driver("pack_driver.py", &alice, &["quit"]).report(DRIVER_TIMEOUT);
+    assert_eq!(quit["ok"], true, "quit: {quit}");
 }

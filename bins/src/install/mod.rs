@@ -1,0 +1,252 @@
+//! `direwolf install`: every manifest of a Kubernetes installation in one namespace, built from
+//! the typed Kubernetes API structs: the CRDs (as `direwolf crd`), the namespace, the proxy's and
+//! the operator's accounts and Roles, their Deployments, the proxies' LoadBalancer Service,
+//! PodDisruptionBudgets and the stream pods' NetworkPolicy. It prints them as one multi-document
+//! YAML stream for `kubectl apply --server-side -f -`; `--split DIR` writes the namespace-less
+//! kustomize base instead, one file per concern (the checked-in `deploy/` is `--split deploy`).
+//! Each agent's account is made per Session by the operator, so it is not here.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use direwolf_k8s::crd::labels;
+use direwolf_k8s::operator::GpuResource;
+use direwolf_k8s::operator::config::DEFAULT_AGENT_IMAGE;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+
+mod flags;
+mod network_policy;
+mod operator;
+mod pdb;
+mod proxy;
+mod rbac;
+mod render;
+#[cfg(test)]
+mod tests;
+mod workload;
+
+pub use render::Section;
+
+/// The namespace installed into when `--namespace` is not given.
+pub const DEFAULT_NAMESPACE: &str = "direwolf";
+
+#[derive(Debug, clap::Args)]
+pub struct InstallArgs {
+    /// The namespace to install into, created by the output; every namespaced object names it
+    /// (default: `direwolf`).
+    #[arg(long, value_name = "NS", value_parser = flags::namespace)]
+    pub namespace: Option<String>,
+
+    /// The direwolf image: the proxy, the operator and every stream pod's agent.
+    #[arg(long, value_name = "IMAGE", default_value = DEFAULT_AGENT_IMAGE, value_parser = flags::image)]
+    pub image: String,
+
+    /// Image of the stream pods' `wolf` container (default: the operator's).
+    #[arg(long, value_name = "IMAGE", value_parser = flags::image)]
+    pub wolf_image: Option<String>,
+
+    /// Image of the stream pods' `pulseaudio` container (default: the operator's).
+    #[arg(long, value_name = "IMAGE", value_parser = flags::image)]
+    pub pulseaudio_image: Option<String>,
+
+    /// Image of the stream pods' `init` container (default: the operator's).
+    #[arg(long, value_name = "IMAGE", value_parser = flags::image)]
+    pub init_image: Option<String>,
+
+    /// An extended resource every `wolf` container asks for, e.g. `nvidia.com/gpu=1` (passed to
+    /// the operator's `--gpu-resource`; default: none).
+    #[arg(long, value_name = "NAME=COUNT", value_parser = flags::gpu_resource)]
+    pub gpu_resource: Option<GpuResource>,
+
+    /// The address clients reach the proxies on (the Service's load-balancer IP), given to the
+    /// proxy as `DIREWOLF_EXTERNAL_ADDRESS`: the host of the PIN page URL it logs, and
+    /// `LocalIP` (default: none, the connection's local address, which is the pod's).
+    #[arg(long, value_name = "IP")]
+    pub external_address: Option<std::net::IpAddr>,
+
+    /// Replicas of the proxy (the Moonlight endpoint).
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(i32).range(1..=100))]
+    pub proxy_replicas: i32,
+
+    /// Replicas of the operator (one leads, the others stand by).
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(i32).range(1..=100))]
+    pub operator_replicas: i32,
+
+    /// Leave the CRDs out (they are cluster-wide: `direwolf crd` prints them alone).
+    #[arg(long)]
+    pub no_crds: bool,
+
+    /// Write the namespace-less kustomize base into DIR instead of printing: one file per
+    /// concern and `kustomization.yaml`, without the CRDs and the namespace.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["namespace", "no_crds"])]
+    pub split: Option<PathBuf>,
+}
+
+/// The two components installed as Deployments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Component {
+    Proxy,
+    Operator,
+}
+
+impl Component {
+    /// `app.kubernetes.io/component`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Component::Proxy => "proxy",
+            Component::Operator => "operator",
+        }
+    }
+
+    /// The name of its ServiceAccount, Role, RoleBinding, Deployment and budget.
+    pub fn account(self) -> &'static str {
+        match self {
+            Component::Proxy => "direwolf-proxy",
+            Component::Operator => "direwolf-operator",
+        }
+    }
+
+    /// Selects its pods.
+    pub fn selector(self) -> LabelSelector {
+        LabelSelector {
+            match_labels: Some(
+                [(labels::NAME, "direwolf"), (labels::COMPONENT, self.name())]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+            ),
+            ..LabelSelector::default()
+        }
+    }
+}
+
+/// What the manifests are made from: the flags, checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// None: the namespace-less base (objects land in `kubectl apply -n`'s namespace).
+    pub namespace: Option<String>,
+    pub image: String,
+    pub wolf_image: Option<String>,
+    pub pulseaudio_image: Option<String>,
+    pub init_image: Option<String>,
+    pub gpu: Option<GpuResource>,
+    pub external_address: Option<std::net::IpAddr>,
+    pub proxy_replicas: i32,
+    pub operator_replicas: i32,
+}
+
+impl Settings {
+    /// The settings of `args`; the base's namespace is none.
+    pub fn new(args: &InstallArgs) -> Settings {
+        let namespace = match args.split {
+            Some(_) => None,
+            None => Some(
+                args.namespace
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
+            ),
+        };
+        Settings {
+            namespace,
+            image: args.image.clone(),
+            wolf_image: args.wolf_image.clone(),
+            pulseaudio_image: args.pulseaudio_image.clone(),
+            init_image: args.init_image.clone(),
+            gpu: args.gpu_resource.clone(),
+            external_address: args.external_address,
+            proxy_replicas: args.proxy_replicas,
+            operator_replicas: args.operator_replicas,
+        }
+    }
+
+    /// Metadata of object `name` of `component`: the namespace and the direwolf labels.
+    pub fn metadata(&self, name: &str, component: Component) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: self.namespace.clone(),
+            labels: Some(
+                [
+                    (labels::NAME, "direwolf"),
+                    (labels::INSTANCE, "direwolf"),
+                    (labels::COMPONENT, component.name()),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            ),
+            ..ObjectMeta::default()
+        }
+    }
+}
+
+/// Every namespaced manifest, one section per file of the base, in apply order.
+pub fn sections(settings: &Settings) -> anyhow::Result<Vec<Section>> {
+    use Component::{Operator, Proxy};
+    use render::to_yaml;
+    Ok(vec![
+        Section {
+            file: "rbac.yaml",
+            header: rbac::HEADER,
+            documents: vec![
+                to_yaml(&rbac::service_account(settings, Proxy))?,
+                to_yaml(&rbac::service_account(settings, Operator))?,
+                to_yaml(&rbac::role(settings, Proxy))?,
+                to_yaml(&rbac::role(settings, Operator))?,
+                to_yaml(&rbac::role_binding(settings, Proxy))?,
+                to_yaml(&rbac::role_binding(settings, Operator))?,
+            ],
+        },
+        Section {
+            file: "proxy.yaml",
+            header: proxy::HEADER,
+            documents: vec![
+                to_yaml(&proxy::deployment_of(settings))?,
+                to_yaml(&proxy::service(settings))?,
+            ],
+        },
+        Section {
+            file: "operator.yaml",
+            header: operator::HEADER,
+            documents: vec![to_yaml(&operator::deployment_of(settings))?],
+        },
+        Section {
+            file: "pdb.yaml",
+            header: pdb::HEADER,
+            documents: vec![
+                to_yaml(&pdb::budget(settings, Proxy))?,
+                to_yaml(&pdb::budget(settings, Operator))?,
+            ],
+        },
+        Section {
+            file: "networkpolicy.yaml",
+            header: network_policy::HEADER,
+            documents: vec![to_yaml(&network_policy::stream_pods(settings))?],
+        },
+    ])
+}
+
+/// Prints the installation to `out`, or writes the base with `--split`.
+pub fn run(args: &InstallArgs, out: &mut impl std::io::Write) -> anyhow::Result<()> {
+    let settings = Settings::new(args);
+    let sections = sections(&settings)?;
+    match &args.split {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            for (file, text) in render::base(&sections)? {
+                let path = dir.join(file);
+                std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+            }
+        }
+        None => {
+            let crds = if args.no_crds {
+                None
+            } else {
+                Some(direwolf_k8s::crd::crds_yaml()?)
+            };
+            let namespace = settings.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
+            out.write_all(render::stream(crds.as_deref(), namespace, &sections)?.as_bytes())?;
+            out.flush()?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! The Moonlight endpoint: the proxy's Deployment and its LoadBalancer Service, the one
+//! external address for pairing, launch and streaming (`docs/protocol/kubernetes.md` § The
+//! proxy; the operator publishes each Session's stream ports on the Service).
+
+use std::collections::BTreeMap;
+
+use direwolf_k8s::crd::annotations;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{EnvVar, PodSpec, Service, ServicePort, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::workload::{container, deployment, port};
+use super::{Component, Settings};
+
+/// The comment that opens its file of the base.
+pub const HEADER: &str = "The Moonlight endpoint: the only HTTP/HTTPS server clients talk to\n\
+(docs/protocol/kubernetes.md § The proxy). Its LoadBalancer Service is the one external IP for\n\
+pairing, launch and streaming: the operator publishes each Session's stream ports on it\n\
+(docs/protocol/kubernetes.md § The operator, docs/ports.md § Kubernetes). Replicas share\n\
+everything through the API server; the Service's ClientIP affinity keeps the phases of one\n\
+pairing on one replica, and externalTrafficPolicy Local keeps the client's address.";
+
+/// Moonlight's HTTPS and HTTP ports.
+const PORTS: [(&str, i32); 2] = [("https", 47984), ("http", 47989)];
+
+/// The load-balancer sharing key (Cilium LB-IPAM, MetalLB): another Service given the same key
+/// shares the proxies' address. Every stream port is on this Service itself (the operator adds
+/// them), so the key only matters to Services of the cluster owner's own.
+const SHARING_KEY: &str = "direwolf";
+
+/// The proxies' Deployment. Replicas share everything through the API server (pending PINs as
+/// Secrets, docs/protocol/moonlight-http.md § Several proxy replicas).
+pub fn deployment_of(settings: &Settings) -> Deployment {
+    let ports = PORTS
+        .iter()
+        .rev()
+        .map(|&(name, number)| port(name, number))
+        .collect();
+    let mut proxy = container(settings, "proxy", vec!["proxy".to_owned()], ports);
+    if let Some(ip) = settings.external_address {
+        proxy.env.get_or_insert_default().push(EnvVar {
+            name: "DIREWOLF_EXTERNAL_ADDRESS".to_owned(),
+            value: Some(ip.to_string()),
+            ..EnvVar::default()
+        });
+    }
+    let pod = PodSpec {
+        containers: vec![proxy],
+        ..PodSpec::default()
+    };
+    deployment(settings, Component::Proxy, settings.proxy_replicas, pod)
+}
+
+/// The proxies' LoadBalancer Service `direwolf-proxy`.
+pub fn service(settings: &Settings) -> Service {
+    let mut metadata = settings.metadata(Component::Proxy.account(), Component::Proxy);
+    metadata.annotations = Some(BTreeMap::from([
+        (annotations::CILIUM_SHARING_KEY.to_owned(), SHARING_KEY.to_owned()),
+        (
+            annotations::METALLB_SHARING_KEY.to_owned(),
+            SHARING_KEY.to_owned(),
+        ),
+    ]));
+    Service {
+        metadata,
+        spec: Some(ServiceSpec {
+            type_: Some("LoadBalancer".to_owned()),
+            // Keep the client's source address: pairing state is keyed by it and Sessions
+            // record it.
+            external_traffic_policy: Some("Local".to_owned()),
+            // Phases 1-5 of one pairing must reach the replica holding its state.
+            session_affinity: Some("ClientIP".to_owned()),
+            selector: Component::Proxy.selector().match_labels,
+            ports: Some(
+                PORTS
+                    .iter()
+                    .map(|&(name, number)| ServicePort {
+                        name: Some(name.to_owned()),
+                        port: number,
+                        target_port: Some(IntOrString::String(name.to_owned())),
+                        protocol: Some("TCP".to_owned()),
+                        ..ServicePort::default()
+                    })
+                    .collect(),
+            ),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}

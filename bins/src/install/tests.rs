@@ -1,0 +1,304 @@
+//! The flags, the rendered objects, the checked-in base (`deploy/`) and the Dockerfile.
+
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use k8s_openapi::api::apps::v1::Deployment;
+
+use super::*;
+
+#[derive(Debug, Parser)]
+struct Wrapper {
+    #[command(flatten)]
+    install: InstallArgs,
+}
+
+fn parse(args: &[&str]) -> Result<InstallArgs, clap::Error> {
+    Wrapper::try_parse_from(std::iter::once("install").chain(args.iter().copied())).map(|w| w.install)
+}
+
+/// What `direwolf install ARGS` prints.
+fn printed(args: &[&str]) -> String {
+    let mut out = Vec::new();
+    run(&parse(args).expect("flags parse"), &mut out).expect("renders");
+    String::from_utf8(out).expect("UTF-8")
+}
+
+fn documents(yaml: &str) -> Vec<serde_json::Value> {
+    serde_saphyr::from_multiple(yaml).expect("YAML documents")
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+#[test]
+fn bad_and_contradictory_flags_are_refused_in_one_line() {
+    for args in [
+        &["--proxy-replicas", "0"][..],
+        &["--operator-replicas", "0"],
+        &["--operator-replicas", "-1"],
+        &["--namespace", "Games"],
+        &["--namespace", ""],
+        &["--image", "ghcr.io/Games/direwolf"],
+        &["--image", "direwolf:"],
+        &["--wolf-image", "wolf latest"],
+        &["--pulseaudio-image", "pulse@sha256:12"],
+        &["--gpu-resource", "nvidia.com/gpu"],
+        &["--gpu-resource", "nvidia.com/gpu=0"],
+        &["--split", "deploy", "--namespace", "games"],
+        &["--split", "deploy", "--no-crds"],
+        &["--exposure", "nodeport"],
+        &["--external-address", "lb.example.com"],
+    ] {
+        let err = parse(args).expect_err(&format!("{args:?} is refused"));
+        let first = err.render().to_string();
+        let first = first.lines().next().expect("a message");
+        assert!(first.starts_with("error: "), "{args:?}: {first}");
+    }
+}
+
+#[test]
+fn defaults() {
+    let args = parse(&[]).expect("defaults parse");
+    let settings = Settings::new(&args);
+    assert_eq!(settings.namespace.as_deref(), Some(DEFAULT_NAMESPACE));
+    assert_eq!(settings.image, DEFAULT_AGENT_IMAGE);
+    assert_eq!((settings.proxy_replicas, settings.operator_replicas), (2, 2));
+    assert_eq!(settings.gpu, None);
+    assert_eq!(
+        operator::args(&settings),
+        [
+            "operator",
+            "--proxy-service",
+            "direwolf-proxy",
+            "--agent-image",
+            DEFAULT_AGENT_IMAGE
+        ]
+    );
+}
+
+/// Every namespaced object names the namespace; the stream holds the CRDs, then the Namespace,
+/// then the rest; the flags reach the Deployments.
+#[test]
+fn the_stream_is_the_whole_installation_in_one_namespace() {
+    let text = printed(&[
+        "--namespace",
+        "games",
+        "--image",
+        "registry.example.com:5000/direwolf:1.2.3",
+        "--wolf-image",
+        "ghcr.io/games-on-whales/wolf:dev",
+        "--pulseaudio-image",
+        "ghcr.io/games-on-whales/pulseaudio:dev",
+        "--gpu-resource",
+        "nvidia.com/gpu=1",
+        "--proxy-replicas",
+        "3",
+        "--operator-replicas",
+        "1",
+        "--external-address",
+        "203.0.113.10",
+    ]);
+    let docs = documents(&text);
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().expect("a kind")).collect();
+    assert_eq!(
+        kinds,
+        [
+            "CustomResourceDefinition",
+            "CustomResourceDefinition",
+            "CustomResourceDefinition",
+            "CustomResourceDefinition",
+            "Namespace",
+            "ServiceAccount",
+            "ServiceAccount",
+            "Role",
+            "Role",
+            "RoleBinding",
+            "RoleBinding",
+            "Deployment",
+            "Service",
+            "Deployment",
+            "PodDisruptionBudget",
+            "PodDisruptionBudget",
+            "NetworkPolicy",
+        ]
+    );
+    for doc in &docs {
+        let kind = doc["kind"].as_str().expect("a kind");
+        let namespaced = !matches!(kind, "CustomResourceDefinition" | "Namespace");
+        let namespace = doc["metadata"]["namespace"].as_str();
+        assert_eq!(namespace, namespaced.then_some("games"), "{kind}");
+        if kind == "RoleBinding" {
+            assert_eq!(doc["subjects"][0]["namespace"], "games");
+        }
+    }
+    assert_eq!(docs[4]["metadata"]["name"], "games");
+
+    let deployments: Vec<Deployment> = docs
+        .iter()
+        .filter(|d| d["kind"] == "Deployment")
+        .map(|d| serde_json::from_value(d.clone()).expect("a Deployment"))
+        .collect();
+    let spec = |d: &Deployment| d.spec.clone().expect("a spec");
+    let container = |d: &Deployment| spec(d).template.spec.expect("a pod").containers[0].clone();
+    assert_eq!(spec(&deployments[0]).replicas, Some(3));
+    assert_eq!(spec(&deployments[1]).replicas, Some(1));
+    for d in &deployments {
+        assert_eq!(
+            container(d).image.as_deref(),
+            Some("registry.example.com:5000/direwolf:1.2.3")
+        );
+        // The image's entrypoint runs: no command, the subcommand in args.
+        assert_eq!(container(d).command, None);
+    }
+    let env = container(&deployments[0]).env.expect("env");
+    assert!(
+        env.iter()
+            .any(|e| e.name == "DIREWOLF_EXTERNAL_ADDRESS" && e.value.as_deref() == Some("203.0.113.10")),
+        "{env:?}"
+    );
+    let args = container(&deployments[1]).args.expect("args");
+    for pair in [
+        ["--agent-image", "registry.example.com:5000/direwolf:1.2.3"],
+        ["--wolf-image", "ghcr.io/games-on-whales/wolf:dev"],
+        ["--pulseaudio-image", "ghcr.io/games-on-whales/pulseaudio:dev"],
+        ["--gpu-resource", "nvidia.com/gpu=1"],
+    ] {
+        assert!(args.windows(2).any(|w| w == pair), "{pair:?} in {args:?}");
+    }
+    // The operator parses what it is given.
+    let operator = <crate::Cli as Parser>::try_parse_from(
+        std::iter::once("direwolf").chain(args.iter().map(String::as_str)),
+    );
+    assert!(operator.is_ok(), "{args:?}: {operator:?}");
+}
+
+#[test]
+fn no_crds_leaves_the_crds_out() {
+    let docs = documents(&printed(&["--no-crds"]));
+    assert_eq!(docs[0]["kind"], "Namespace");
+    assert_eq!(docs[0]["metadata"]["name"], DEFAULT_NAMESPACE);
+    assert!(docs.iter().all(|d| d["kind"] != "CustomResourceDefinition"));
+}
+
+/// The budgets never block every eviction, whatever the replicas.
+#[test]
+fn budgets_let_one_replica_go() {
+    for replicas in ["1", "2", "5"] {
+        let text = printed(&[
+            "--no-crds",
+            "--proxy-replicas",
+            replicas,
+            "--operator-replicas",
+            replicas,
+        ]);
+        let budgets: Vec<_> = documents(&text)
+            .into_iter()
+            .filter(|d| d["kind"] == "PodDisruptionBudget")
+            .collect();
+        assert_eq!(budgets.len(), 2);
+        for budget in budgets {
+            assert_eq!(budget["spec"]["maxUnavailable"], 1);
+            assert!(budget["spec"].get("minAvailable").is_none());
+        }
+    }
+}
+
+/// The checked-in `deploy/` is `direwolf install --split deploy`: nothing more, nothing less.
+#[test]
+fn deploy_is_what_install_renders() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let split = dir.path().display().to_string();
+    run(
+        &parse(&["--split", &split]).expect("flags parse"),
+        &mut Vec::new(),
+    )
+    .expect("writes the base");
+    let listing = |dir: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("a directory")
+            .map(|e| e.expect("an entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".yaml") || n.ends_with(".yml"))
+            .collect();
+        names.sort();
+        names
+    };
+    let deploy = repo_root().join("deploy");
+    assert_eq!(listing(dir.path()), listing(&deploy));
+    for name in listing(dir.path()) {
+        let rendered = std::fs::read_to_string(dir.path().join(&name)).expect("rendered");
+        let checked_in = std::fs::read_to_string(deploy.join(&name)).expect("checked in");
+        assert!(
+            rendered == checked_in,
+            "deploy/{name} differs from what `direwolf install --split deploy` renders: run it"
+        );
+    }
+    // The base names no namespace, and every file parses.
+    for name in listing(dir.path()) {
+        let text = std::fs::read_to_string(dir.path().join(&name)).expect("rendered");
+        for doc in documents(&text) {
+            assert!(doc["metadata"].get("namespace").is_none(), "{name}");
+        }
+    }
+}
+
+/// The Dockerfile cannot be built here (no container engine): its structure is checked instead.
+/// Two stages, the runtime distroless and non-root with the manifests' uid, the release binary
+/// at the path its entrypoint runs; the manifests give no command of their own.
+#[test]
+fn the_dockerfile_builds_the_image_the_manifests_run() {
+    let text = std::fs::read_to_string(repo_root().join("Dockerfile")).expect("Dockerfile");
+    let instructions: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let froms: Vec<&str> = instructions
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("FROM "))
+        .collect();
+    assert_eq!(froms.len(), 2, "a builder and a runtime stage: {froms:?}");
+    assert!(
+        froms[0].contains("rust:") && froms[0].ends_with(" AS builder"),
+        "{}",
+        froms[0]
+    );
+    assert!(
+        froms[1].starts_with("FROM gcr.io/distroless/cc-debian12:nonroot"),
+        "{}",
+        froms[1]
+    );
+    let runtime = instructions
+        .iter()
+        .position(|l| *l == froms[1])
+        .expect("the runtime stage");
+    let runtime = &instructions[runtime..];
+    let uid = workload::NONROOT;
+    assert!(
+        runtime.contains(&format!("USER {uid}:{uid}").as_str()),
+        "{runtime:?}"
+    );
+    let binary = "/usr/local/bin/direwolf";
+    assert!(
+        runtime.contains(&format!("ENTRYPOINT [\"{binary}\"]").as_str()),
+        "{runtime:?}"
+    );
+    let copy = runtime
+        .iter()
+        .find(|l| l.starts_with("COPY --from=builder "))
+        .expect("the binary comes from the builder");
+    assert!(copy.ends_with(&format!(" {binary}")), "{copy}");
+    assert!(
+        text.contains("cargo build --release --locked -p direwolf"),
+        "a release build of the direwolf binary"
+    );
+    // The runtime's uid is the manifests' runAsUser.
+    let docs = documents(&printed(&["--no-crds"]));
+    for d in docs.iter().filter(|d| d["kind"] == "Deployment") {
+        let pod = &d["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsUser"], uid);
+        assert!(pod["containers"][0].get("command").is_none());
+    }
+}
