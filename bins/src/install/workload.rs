@@ -20,6 +20,19 @@ pub const NONROOT: i64 = 65532;
 /// The health port every component serves (`--health-bind`'s default port).
 pub const HEALTH_PORT: i32 = 8080;
 
+/// The annotations by which a Prometheus using the common `prometheus.io/*` pod discovery finds
+/// `/metrics` on the health port.
+fn scrape_annotations() -> std::collections::BTreeMap<String, String> {
+    [
+        ("prometheus.io/scrape", "true".to_owned()),
+        ("prometheus.io/port", HEALTH_PORT.to_string()),
+        ("prometheus.io/path", "/metrics".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
 /// The Deployment of `component`: `replicas` pods of `pod` running as the component's account.
 pub fn deployment(settings: &Settings, component: Component, replicas: i32, pod: PodSpec) -> Deployment {
     let metadata = settings.metadata(component.account(), component);
@@ -31,6 +44,7 @@ pub fn deployment(settings: &Settings, component: Component, replicas: i32, pod:
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: metadata.labels,
+                    annotations: Some(scrape_annotations()),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {

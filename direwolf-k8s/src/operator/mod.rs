@@ -22,6 +22,8 @@
 //! | phase Initializing, `host` | [`decide`] |
 //! | endings (App/User deleted, Unschedulable, Wolf exited, pod failed, start deadline, agent's Ended) | [`decide::ending`], `ending.rs` |
 //! | leadership: reconciles only while `is_leader` is true | [`Operator::run`] |
+//! | Events of phase changes and failed reconciles | `events.rs` |
+//! | metrics: reconciles, their errors and durations, pods created, endings | [`Metrics`] (`context.rs`) |
 //!
 //! ```no_run
 //! # async fn demo(client: kube::Client) -> Result<(), direwolf_k8s::operator::RunError> {

@@ -145,13 +145,22 @@ pub fn build_pod(inputs: PodInputs<'_>) -> Result<Pod, PodError> {
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
     pod_labels.extend(session_labels(session));
-    let annotations = template.metadata.and_then(|m| m.annotations);
+    let mut annotations = template.metadata.and_then(|m| m.annotations).unwrap_or_default();
+    // The agent's `/metrics` (Wolf API calls), for `prometheus.io/*` pod discovery; the App's
+    // template may say otherwise.
+    for (key, value) in [
+        ("prometheus.io/scrape", "true".to_owned()),
+        ("prometheus.io/port", stream::AGENT_HEALTH_PORT.to_string()),
+        ("prometheus.io/path", "/metrics".to_owned()),
+    ] {
+        annotations.entry(key.to_owned()).or_insert(value);
+    }
     Ok(Pod {
         metadata: ObjectMeta {
             name: Some(session.name_any()),
             namespace: session.namespace(),
             labels: Some(pod_labels),
-            annotations,
+            annotations: Some(annotations),
             owner_references: Some(vec![owner]),
             ..ObjectMeta::default()
         },

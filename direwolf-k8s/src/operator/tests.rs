@@ -94,6 +94,12 @@ fn the_pod_is_the_template_plus_the_stream_containers() {
     );
     assert_eq!(owner.controller, Some(true));
     assert_eq!(owner.block_owner_deletion, Some(true));
+    let annotations = meta.annotations.as_ref().expect("annotations");
+    assert_eq!(
+        annotations.get("prometheus.io/port").map(String::as_str),
+        Some("8081"),
+        "the agent's /metrics is discoverable"
+    );
     let labels = meta.labels.as_ref().expect("labels");
     for (k, v) in [
         ("app", "direwolf-worker"),
