@@ -76,6 +76,23 @@ pub struct AppSpec {
     /// Wolf-side settings for this app.
     #[serde(default)]
     pub wolf_config: WolfConfig,
+    /// The GPU the stream's `wolf` container asks for, instead of the installation's (`direwolf
+    /// operator --gpu-resource`); `count: 0` asks for none (an app rendered in software).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<AppGpu>,
+}
+
+/// An extended resource and how many of it (`nvidia.com/gpu`, `amd.com/gpu`,
+/// `gpu.intel.com/i915`). Where the device plugin shares a GPU (NVIDIA time-slicing, Intel's
+/// `sharedDevNum`), one unit is a share, and several Sessions run on one GPU.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct AppGpu {
+    /// The resource name.
+    #[schemars(length(min = 1, max = 253))]
+    pub resource: String,
+    /// How many; 0 for none.
+    #[schemars(range(max = 64))]
+    pub count: u32,
 }
 
 /// A claim template: labels/annotations and a PersistentVolumeClaimSpec.

@@ -14,7 +14,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 pub use app::{
-    App, AppSpec, AppStatus, ClaimTemplateMetadata, LogLevel, Pipeline, Runner, RuntimeVariables,
+    App, AppGpu, AppSpec, AppStatus, ClaimTemplateMetadata, LogLevel, Pipeline, Runner, RuntimeVariables,
     VolumeClaimTemplate, WolfConfig,
 };
 pub use common::{

@@ -17,7 +17,7 @@ use kube::api::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
 use super::caps::{CapViolation, check_caps, merge_resources, requests};
-use super::config::PodSettings;
+use super::config::{GpuResource, PodSettings};
 use crate::crd::{App, RESERVED_VOLUME_NAMES, Session, SidecarPolicy, User, labels};
 use crate::stream::{self, containers};
 
@@ -218,10 +218,23 @@ fn check_names(spec: &PodSpec, user: &User) -> Result<(), PodError> {
     Ok(())
 }
 
-/// Whether the GPU is an NVIDIA one (the configured GPU resource or one in the User's wolf
+/// The GPU the `wolf` container asks for: the App's (none if its count is 0), else the
+/// installation's.
+fn gpu(inputs: &PodInputs<'_>) -> Option<GpuResource> {
+    match &inputs.app.spec.gpu {
+        Some(app) if app.count == 0 => None,
+        Some(app) => Some(GpuResource {
+            name: app.resource.clone(),
+            count: app.count,
+        }),
+        None => inputs.settings.gpu.clone(),
+    }
+}
+
+/// Whether the GPU is an NVIDIA one (the GPU resource asked for or one in the User's wolf
 /// policy is `nvidia.com/...`): only then do game containers get NVIDIA's environment.
 fn wants_nvidia(inputs: &PodInputs<'_>, wolf_policy: &SidecarPolicy) -> bool {
-    let configured = inputs.settings.gpu.iter().map(|g| g.name.clone());
+    let configured = gpu(inputs).into_iter().map(|g| g.name);
     let resources = wolf_policy.resources.iter().flat_map(|r| {
         r.limits
             .iter()
@@ -382,11 +395,8 @@ fn wolf_container(inputs: &PodInputs<'_>, policy: &SidecarPolicy) -> Result<Cont
         mount(WOLF_DATA, "/mnt/data/wolf"),
     ];
     let mut defaults = requests(&[("cpu", "100m"), ("memory", "100Mi")]);
-    if let Some(gpu) = &inputs.settings.gpu {
-        defaults.limits = Some(BTreeMap::from([(
-            gpu.name.clone(),
-            Quantity(gpu.count.to_string()),
-        )]));
+    if let Some(gpu) = gpu(inputs) {
+        defaults.limits = Some(BTreeMap::from([(gpu.name, Quantity(gpu.count.to_string()))]));
     }
     let mut wolf = sidecar(
         containers::WOLF,

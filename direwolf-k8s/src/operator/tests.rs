@@ -260,6 +260,42 @@ fn gpu_flag_and_node_selector_apply() {
 }
 
 #[test]
+fn an_apps_gpu_replaces_the_installations_and_count_0_asks_for_none() {
+    use crate::crd::AppGpu;
+    let settings = PodSettings {
+        gpu: Some(GpuResource {
+            name: "nvidia.com/gpu".to_owned(),
+            count: 1,
+        }),
+        ..PodSettings::default()
+    };
+    let mut user = user();
+    user.spec.sidecar_policies = None;
+    let limits = |app: &App| {
+        let pod = build(app, &user, &settings).expect("a pod");
+        let wolf = container(&pod, "wolf").clone();
+        let nvidia = env_of(container(&pod, "firefox"), "NVIDIA_VISIBLE_DEVICES");
+        (wolf.resources.and_then(|r| r.limits).unwrap_or_default(), nvidia)
+    };
+    let mut amd = firefox();
+    amd.spec.gpu = Some(AppGpu {
+        resource: "amd.com/gpu".to_owned(),
+        count: 1,
+    });
+    let (amd_limits, nvidia) = limits(&amd);
+    assert_eq!(amd_limits.get("amd.com/gpu").map(|q| q.0.as_str()), Some("1"));
+    assert!(!amd_limits.contains_key("nvidia.com/gpu"), "{amd_limits:?}");
+    assert_eq!(nvidia, None, "no NVIDIA environment for an AMD GPU");
+    let mut software = firefox();
+    software.spec.gpu = Some(AppGpu {
+        resource: "nvidia.com/gpu".to_owned(),
+        count: 0,
+    });
+    let (none, _) = limits(&software);
+    assert!(none.is_empty(), "{none:?}");
+}
+
+#[test]
 fn caps_policies_and_reserved_names_refuse_a_pod() {
     let settings = PodSettings::default();
     let mut greedy = firefox();

@@ -173,6 +173,7 @@ pub(crate) fn app_object(
             template: None,
             volume_claim_template: None,
             wolf_config: crd::WolfConfig::default(),
+            gpu: None,
         },
     ))
 }

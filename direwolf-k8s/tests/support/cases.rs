@@ -128,6 +128,21 @@ fn apps() -> Vec<Case> {
             "set at most one of appAssetWebP and appAssetPNG",
         ),
         refused(
+            "app GPU without a resource name",
+            create(|a| a["spec"]["gpu"] = json!({"resource": "", "count": 1})),
+            "spec.gpu.resource",
+        ),
+        refused(
+            "app GPU count over 64",
+            create(|a| a["spec"]["gpu"] = json!({"resource": "nvidia.com/gpu", "count": 65})),
+            "spec.gpu.count",
+        ),
+        Case {
+            name: "app asking for no GPU".into(),
+            op: create(|a| a["spec"]["gpu"] = json!({"resource": "nvidia.com/gpu", "count": 0})),
+            refused_naming: None,
+        },
+        refused(
             "app unknown log level",
             create(|a| a["spec"]["wolfConfig"]["runtimeVariables"]["logLevel"] = json!("VERBOSE")),
             "spec.wolfConfig.runtimeVariables.logLevel",
