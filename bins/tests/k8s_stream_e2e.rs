@@ -176,16 +176,7 @@ impl Pack {
         let cp = testenv::control_plane()?;
         support::require_moonlight_python();
         let kubelet = kubelet(cp);
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let crds = crd::crds_yaml().expect("CRDs render");
-        let (client, ns) = runtime.block_on(async {
-            cp.install_crds(&crds).await;
-            cp.namespace("stream").await
-        });
+        let (runtime, client, ns) = namespace_with_crds(cp, "stream");
         for file in [
             "deploy/rbac.yaml",
             "examples/user.yaml",
@@ -408,6 +399,22 @@ struct Streaming {
     stream: Proc,
     name: String,
     ip: String,
+}
+
+/// A runtime for the test's API calls, the CRDs installed, and a namespace of the test's own
+/// (named after `prefix`) with its client.
+fn namespace_with_crds(cp: &ControlPlane, prefix: &str) -> (tokio::runtime::Runtime, kube::Client, String) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let crds = crd::crds_yaml().expect("CRDs render");
+    let (client, ns) = runtime.block_on(async {
+        cp.install_crds(&crds).await;
+        cp.namespace(prefix).await
+    });
+    (runtime, client, ns)
 }
 
 /// `/metrics` of a component, from the health port its log names.
@@ -896,16 +903,7 @@ fn the_installed_proxy_and_operator_run_in_pods_and_a_client_streams() {
     };
     support::require_moonlight_python();
     let kubelet = kubelet(cp);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let crds = crd::crds_yaml().expect("CRDs render");
-    let (client, ns) = runtime.block_on(async {
-        cp.install_crds(&crds).await;
-        cp.namespace("installed").await
-    });
+    let (runtime, client, ns) = namespace_with_crds(cp, "installed");
     let rendered = support::run(
         support::direwolf().args([
             "install",

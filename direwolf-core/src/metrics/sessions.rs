@@ -74,11 +74,9 @@ impl PhaseGauge {
 /// at the next tick. The task ends when the returned handle is aborted.
 pub fn track_phases(store: Arc<dyn SessionStore>, metrics: &Metrics, every: Duration) -> JoinHandle<()> {
     let gauge = PhaseGauge::register(metrics);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
+    every_tick(every, move || {
+        let (store, gauge) = (store.clone(), gauge.clone());
+        async move {
             match store.list().await {
                 Ok(sessions) => gauge.set(sessions.iter().map(|s| s.phase)),
                 Err(e) => tracing::debug!(error = %e, "cannot list sessions for the phase gauge"),
@@ -94,12 +92,24 @@ pub fn track_phases_of(
     every: Duration,
 ) -> JoinHandle<()> {
     let gauge = PhaseGauge::register(metrics);
+    every_tick(every, move || {
+        gauge.set(source());
+        std::future::ready(())
+    })
+}
+
+/// Runs `tick` now and then every `every` (a late tick delays the next), in a task of its own.
+fn every_tick<F, Fut>(every: Duration, mut tick: F) -> JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
-            gauge.set(source());
+            ticks.tick().await;
+            tick().await;
         }
     })
 }
