@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::server::ConnectionLimits;
+use crate::limits::ConnectionLimits;
 use crate::source::Source;
 
 /// How long a source stays known after its last paired handshake.

@@ -50,6 +50,7 @@ pub mod crypto;
 pub mod error;
 pub mod identity;
 pub mod launch;
+mod limits;
 pub mod log_throttle;
 pub mod mdns;
 pub mod pairing;

@@ -24,9 +24,8 @@ use tokio::sync::watch;
 
 use super::config::OperatorConfig;
 use super::error::Error;
-use super::events::PhaseLog;
 use super::ports::PortAllocator;
-use crate::crd::{App, Session, User};
+use crate::crd::{App, Session, SessionPhase, User};
 use crate::retry::{RetryPolicy, has_status};
 
 /// The reconciler's metric families. [`Metrics::register`] exports them; unregistered, they
@@ -129,6 +128,23 @@ impl Metrics {
 
     pub(crate) fn pod_created(&self) {
         self.pods_created.inc();
+    }
+}
+
+/// The phase each Session had when last reconciled in this term of leadership.
+#[derive(Debug, Default)]
+pub(crate) struct PhaseLog(Mutex<HashMap<String, SessionPhase>>);
+
+impl PhaseLog {
+    /// Records `now` for `name`; the phase before, if this term saw another one.
+    pub(crate) fn observe(&self, name: &str, now: SessionPhase) -> Option<SessionPhase> {
+        let before = self.0.lock().insert(name.to_owned(), now);
+        before.filter(|b| *b != now)
+    }
+
+    /// Forgets a Session that is gone.
+    pub(crate) fn forget(&self, name: &str) {
+        self.0.lock().remove(name);
     }
 }
 

@@ -2,34 +2,15 @@
 //! change the operator observes, whoever wrote it (the operator, the agent), and reconcile
 //! failures.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
-use parking_lot::Mutex;
 use tracing::warn;
 
 use super::context::Context;
 use super::error::Error;
 use crate::crd::{Session, SessionPhase, reasons};
-
-/// The phase each Session had when last reconciled in this term of leadership.
-#[derive(Debug, Default)]
-pub(crate) struct PhaseLog(Mutex<HashMap<String, SessionPhase>>);
-
-impl PhaseLog {
-    /// Records `now` for `name`; the phase before, if this term saw another one.
-    fn observe(&self, name: &str, now: SessionPhase) -> Option<SessionPhase> {
-        let before = self.0.lock().insert(name.to_owned(), now);
-        before.filter(|b| *b != now)
-    }
-
-    /// Forgets a Session that is gone.
-    pub(crate) fn forget(&self, name: &str) {
-        self.0.lock().remove(name);
-    }
-}
 
 /// The phase's name as written in `status.phase`.
 fn name(phase: SessionPhase) -> &'static str {
@@ -88,6 +69,7 @@ pub(crate) fn reconcile_failed(session: &Session, err: &Error, failures: u32, ct
 
 #[cfg(test)]
 mod tests {
+    use super::super::context::PhaseLog;
     use super::*;
 
     #[test]
