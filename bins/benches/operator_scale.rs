@@ -1,5 +1,5 @@
-//! `direwolf operator` reconciling 1,000 Sessions: time, memory and CPU, next to its idle
-//! baseline measured in the same run.
+//! `direwolf operator` reconciling 1,000 Sessions, and `direwolf proxy` relaying them: time,
+//! memory and CPU, next to their idle baselines measured in the same run.
 //!
 //! `cargo bench -p direwolf --bench operator_scale` (release build). Starts the API-server
 //! emulator as its own process (this binary re-invoked, running what
@@ -8,7 +8,10 @@
 //! for it to lead, and reads its idle `VmRSS` and CPU time. It then creates 1,000 Sessions of
 //! alice for test-pattern (16 requests in flight) and waits until every one is reconciled: its
 //! status has `ports` and its pod exists (the emulator has no scheduler and no kubelet, so pods
-//! stay Pending). Then it deletes them all and waits until every Session and pod is gone (the
+//! stay Pending). The bench then plays the kubelet: each pod gets an IP (127.0.0.2) and Ready, the
+//! operator publishes it as `status.host`, and the proxy opens a relay (four bound ports) per
+//! Session; that phase ends when the proxy's `/metrics` counts 1,000 open relays. Then it
+//! deletes them all and waits until every Session and pod is gone (the
 //! operator's finalizer removes the pod). It prints the idle baseline, the figures after each
 //! phase, the per-Session deltas, and the target "operator RSS < 100 MiB with 1,000 Sessions".
 //! The emulator's and this process's CPU time are shown too, to tell whether the emulator or the
@@ -28,7 +31,7 @@ use direwolf_k8s::crd::Session;
 use direwolf_k8s::emulator::{ApiServerEmulator, EmulatorConfig};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 use serde_json::json;
@@ -43,6 +46,12 @@ const PHASE_TIMEOUT: Duration = Duration::from_secs(600);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(250);
 const TARGET_KIB: u64 = 100 * 1024;
+/// The stream ports: below the kernel's ephemeral range (32768-60999 by default), where this
+/// machine's many API connections would otherwise hold some of them (a cluster reserves the
+/// range in the proxy pods instead: `net.ipv4.ip_local_reserved_ports`).
+const PORT_RANGE: &str = "20000-23999";
+/// The pod IP the bench's kubelet gives every stream pod (nothing listens there).
+const POD_IP: &str = "127.0.0.2";
 /// Set in the re-invoked binary that runs the emulator.
 const EMULATOR_VAR: &str = "DIREWOLF_SCALE_EMULATOR";
 /// How many output lines a failure quotes.
@@ -374,25 +383,74 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
+/// The operator, the emulator, this process and the proxy at one moment.
+type Snap = (Sample, Sample, Sample, Sample);
+
 struct Phase {
     wall_s: f64,
     operator_cpu_s: f64,
     emulator_cpu_s: f64,
     bench_cpu_s: f64,
+    proxy_cpu_s: f64,
 }
 
-fn phase(
-    before: (Sample, Sample, Sample),
-    after: (Sample, Sample, Sample),
-    started: Instant,
-    ended: Instant,
-) -> Phase {
+fn phase(before: Snap, after: Snap, started: Instant, ended: Instant) -> Phase {
     Phase {
         wall_s: (ended - started).as_secs_f64(),
         operator_cpu_s: after.0.cpu_s - before.0.cpu_s,
         emulator_cpu_s: after.1.cpu_s - before.1.cpu_s,
         bench_cpu_s: after.2.cpu_s - before.2.cpu_s,
+        proxy_cpu_s: after.3.cpu_s - before.3.cpu_s,
     }
+}
+
+/// The value of an unlabelled sample `name` on the `/metrics` of the health port at `addr`.
+fn scrape(addr: std::net::SocketAddr, name: &str) -> Option<f64> {
+    use std::io::Write as _;
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, REQUEST_TIMEOUT).ok()?;
+    stream.set_read_timeout(Some(REQUEST_TIMEOUT)).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// The `addr=` of a log line.
+fn logged_addr(line: &str) -> std::net::SocketAddr {
+    let at = line.find("addr=").expect("an addr= field") + "addr=".len();
+    line[at..]
+        .split_whitespace()
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+}
+
+/// The bench's kubelet: every stream pod Running and Ready at [`POD_IP`].
+async fn run_pods(pods: &Api<Pod>) {
+    let pods = pods.clone();
+    for_all(move |i| {
+        let pods = pods.clone();
+        async move {
+            let status = json!({"status": {
+                "phase": "Running", "podIP": POD_IP, "podIPs": [{"ip": POD_IP}],
+                "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "True"}],
+                "containerStatuses": [{"name": "wolf", "image": "wolf", "imageID": "", "ready": true,
+                                       "restartCount": 0, "state": {"running": {}}}]
+            }});
+            let name = session_name(i);
+            tokio::time::timeout(
+                REQUEST_TIMEOUT,
+                pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("pod {name}: no answer within {REQUEST_TIMEOUT:?}"))
+            .unwrap_or_else(|e| panic!("pod {name}: {e}"));
+        }
+    })
+    .await;
 }
 
 fn main() {
@@ -422,7 +480,7 @@ fn main() {
         .arg("operator")
         .args(["--namespace", NAMESPACE])
         .args(["--health-bind", "127.0.0.1:0"])
-        .args(["--port-range", "40000-43999", "--start-deadline", "3600"])
+        .args(["--port-range", PORT_RANGE, "--start-deadline", "3600"])
         .args(["--holder-identity", "bench-operator"])
         .env("KUBECONFIG", &kubeconfig)
         .env("RUST_LOG", "info")
@@ -431,12 +489,29 @@ fn main() {
     operator.wait_for("direwolf operator started", START_TIMEOUT);
     operator.wait_for("leading: reconciling Sessions", START_TIMEOUT);
 
+    let mut proxy_cmd = Command::new(env!("CARGO_BIN_EXE_direwolf"));
+    proxy_cmd
+        .arg("proxy")
+        .args(["--namespace", NAMESPACE])
+        .args(["--bind", "127.0.0.1", "--http-port", "0", "--https-port", "0"])
+        .args(["--health-bind", "127.0.0.1:0", "--relay-ip", "127.0.0.1"])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("RUST_LOG", "info")
+        .env("RUST_BACKTRACE", "0");
+    let mut proxy = Proc::spawn("direwolf proxy", &mut proxy_cmd);
+    let proxy_health = logged_addr(&proxy.wait_for("health port", START_TIMEOUT));
+    proxy.wait_for("direwolf proxy started", START_TIMEOUT);
+    let open_relays =
+        move || scrape(proxy_health, "direwolf_relay_sessions").map_or(usize::MAX, |n| n as usize);
+
     let (op_pid, emu_pid) = (operator.pid().to_string(), emulator.pid().to_string());
+    let proxy_pid = proxy.pid().to_string();
     let snap = || {
         (
             sample(&op_pid, ticks),
             sample(&emu_pid, ticks),
             sample("self", ticks),
+            sample(&proxy_pid, ticks),
         )
     };
 
@@ -452,76 +527,92 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let (created_in, after_create, create_phase, deleted, delete_phase) = runtime.block_on(async {
-        let options = KubeConfigOptions::default();
-        let config = kube::Config::from_custom_kubeconfig(
-            Kubeconfig::read_from(&kubeconfig).expect("read the kubeconfig"),
-            &options,
-        )
-        .await
-        .expect("a kube config");
-        let client = Client::try_from(config).expect("a kube client");
-        let sessions: Api<Session> = Api::namespaced(client.clone(), NAMESPACE);
-        let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let (created_in, after_create, create_phase, relay_phase, deleted, delete_phase) =
+        runtime.block_on(async {
+            let options = KubeConfigOptions::default();
+            let config = kube::Config::from_custom_kubeconfig(
+                Kubeconfig::read_from(&kubeconfig).expect("read the kubeconfig"),
+                &options,
+            )
+            .await
+            .expect("a kube config");
+            let client = Client::try_from(config).expect("a kube client");
+            let sessions: Api<Session> = Api::namespaced(client.clone(), NAMESPACE);
+            let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
 
-        // Create and wait for all to be reconciled.
-        let before = snap();
-        let started = Instant::now();
-        let api = sessions.clone();
-        for_all(move |i| {
-            let api = api.clone();
-            async move {
-                let name = session_name(i);
-                tokio::time::timeout(
-                    REQUEST_TIMEOUT,
-                    api.create(&PostParams::default(), &session(&name)),
-                )
-                .await
-                .unwrap_or_else(|_| panic!("create {name}: no answer within {REQUEST_TIMEOUT:?}"))
-                .unwrap_or_else(|e| panic!("create {name}: {e}"));
-            }
-        })
-        .await;
-        let created_in = started.elapsed();
-        wait_count("Sessions reconciled", SESSIONS, &mut operator, || {
-            reconciled(&sessions, &pods)
-        })
-        .await;
-        let ended = Instant::now();
-        let after_create = snap();
-        let create_phase = phase(before, after_create, started, ended);
-
-        // Delete and wait for all Sessions and pods to be gone.
-        let before = snap();
-        let started = Instant::now();
-        let api = sessions.clone();
-        for_all(move |i| {
-            let api = api.clone();
-            async move {
-                let name = session_name(i);
-                tokio::time::timeout(REQUEST_TIMEOUT, api.delete(&name, &DeleteParams::default()))
+            // Create and wait for all to be reconciled.
+            let before = snap();
+            let started = Instant::now();
+            let api = sessions.clone();
+            for_all(move |i| {
+                let api = api.clone();
+                async move {
+                    let name = session_name(i);
+                    tokio::time::timeout(
+                        REQUEST_TIMEOUT,
+                        api.create(&PostParams::default(), &session(&name)),
+                    )
                     .await
-                    .unwrap_or_else(|_| panic!("delete {name}: no answer within {REQUEST_TIMEOUT:?}"))
-                    .unwrap_or_else(|e| panic!("delete {name}: {e}"));
-            }
-        })
-        .await;
-        let deleted_in = started.elapsed();
-        wait_count("Sessions and pods gone", 0, &mut operator, || async {
-            list(&sessions).await.len() + list(&pods).await.len()
-        })
-        .await;
-        let ended = Instant::now();
-        let after_delete = snap();
-        let delete_phase = phase(before, after_delete, started, ended);
-        (
-            created_in,
-            after_create,
-            create_phase,
-            (deleted_in, after_delete),
-            delete_phase,
-        )
-    });
+                    .unwrap_or_else(|_| panic!("create {name}: no answer within {REQUEST_TIMEOUT:?}"))
+                    .unwrap_or_else(|e| panic!("create {name}: {e}"));
+                }
+            })
+            .await;
+            let created_in = started.elapsed();
+            wait_count("Sessions reconciled", SESSIONS, &mut operator, || {
+                reconciled(&sessions, &pods)
+            })
+            .await;
+            let ended = Instant::now();
+            let reconciled_snap = snap();
+            let create_phase = phase(before, reconciled_snap, started, ended);
+
+            // The pods run: the operator publishes their IP, the proxy relays every Session.
+            let started = Instant::now();
+            run_pods(&pods).await;
+            wait_count("relays open in the proxy", SESSIONS, &mut proxy, || {
+                std::future::ready(open_relays())
+            })
+            .await;
+            let after_create = snap();
+            let relay_phase = phase(reconciled_snap, after_create, started, Instant::now());
+
+            // Delete and wait for all Sessions and pods to be gone.
+            let before = snap();
+            let started = Instant::now();
+            let api = sessions.clone();
+            for_all(move |i| {
+                let api = api.clone();
+                async move {
+                    let name = session_name(i);
+                    tokio::time::timeout(REQUEST_TIMEOUT, api.delete(&name, &DeleteParams::default()))
+                        .await
+                        .unwrap_or_else(|_| panic!("delete {name}: no answer within {REQUEST_TIMEOUT:?}"))
+                        .unwrap_or_else(|e| panic!("delete {name}: {e}"));
+                }
+            })
+            .await;
+            let deleted_in = started.elapsed();
+            wait_count("Sessions and pods gone", 0, &mut operator, || async {
+                list(&sessions).await.len() + list(&pods).await.len()
+            })
+            .await;
+            wait_count("relays closed in the proxy", 0, &mut proxy, || {
+                std::future::ready(open_relays())
+            })
+            .await;
+            let ended = Instant::now();
+            let after_delete = snap();
+            let delete_phase = phase(before, after_delete, started, ended);
+            (
+                created_in,
+                after_create,
+                create_phase,
+                relay_phase,
+                (deleted_in, after_delete),
+                delete_phase,
+            )
+        });
     let (deleted_in, after_delete) = deleted;
 
     let n = SESSIONS as f64;
@@ -533,7 +624,7 @@ fn main() {
         "{:<34} {:>9} {:>11} {:>13} {:>13}",
         "", "RSS MiB", "peak MiB", "operator CPU", "emulator CPU"
     );
-    let row = |label: &str, s: &(Sample, Sample, Sample)| {
+    let row = |label: &str, s: &Snap| {
         println!(
             "{label:<34} {:>9.1} {:>11.1} {:>11.2} s {:>11.2} s",
             mib(s.0.rss_kib),
@@ -582,7 +673,40 @@ fn main() {
         (create_phase.operator_cpu_s - idle_rate * create_phase.wall_s) / n * 1000.0,
         (delete_phase.operator_cpu_s - idle_rate * delete_phase.wall_s) / n * 1000.0,
     );
-    for (name, proc) in [("operator", &operator), ("emulator", &emulator)] {
+    println!();
+    println!("direwolf proxy, relaying the same {SESSIONS} Sessions (four bound ports each)");
+    println!(
+        "{:<34} {:>9} {:>11} {:>13}",
+        "", "RSS MiB", "peak MiB", "proxy CPU"
+    );
+    for (label, s) in [
+        ("idle, 0 Sessions (baseline)".to_owned(), &idle),
+        (format!("{SESSIONS} Sessions relayed"), &after_create),
+        (format!("after {SESSIONS} deleted"), &after_delete),
+    ] {
+        println!(
+            "{label:<34} {:>9.1} {:>11.1} {:>11.2} s",
+            mib(s.3.rss_kib),
+            mib(s.3.hwm_kib),
+            s.3.cpu_s
+        );
+    }
+    println!(
+        "proxy per Session: RSS +{:.1} KiB; CPU {:.2} ms to follow a Session to an open relay (the pods' start {:.2} s wall)",
+        (after_create.3.rss_kib as f64 - idle.3.rss_kib as f64) / n,
+        (create_phase.proxy_cpu_s + relay_phase.proxy_cpu_s) / n * 1000.0,
+        relay_phase.wall_s
+    );
+    println!(
+        "operator during the pods' start: {:.2} s CPU ({:.2} ms/Session)",
+        relay_phase.operator_cpu_s,
+        relay_phase.operator_cpu_s / n * 1000.0
+    );
+    for (name, proc) in [
+        ("operator", &operator),
+        ("emulator", &emulator),
+        ("proxy", &proxy),
+    ] {
         let warnings = proc.warnings.lock().expect("warnings lock");
         let total: usize = warnings.values().map(|(n, _)| n).sum();
         println!("{name} warnings/errors logged: {total}");

@@ -147,11 +147,10 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
     let operator = Operator::new(client.clone(), config.clone());
     let metrics = Metrics::new();
     operator.metrics().register(&metrics);
-    let watches = Watches::new(client.clone(), &namespace);
     let phases = track_phases_of(
         {
-            let watches = watches.clone();
-            move || watches.session_phases()
+            let operator = operator.clone();
+            move || operator.session_phases()
         },
         &metrics,
         PHASE_REFRESH,
@@ -176,7 +175,7 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
     .context("cannot start the leader election")?
     .spawn();
     let exposure = args.proxy_service.clone().map(|service| {
-        let watches = watches.clone();
+        let watches = Watches::new(client.clone(), &namespace);
         tokio::spawn(expose_while_leading(watches, service, leadership.subscribe()))
     });
     let result = operator.run(leadership.subscribe(), shutdown.wait()).await;

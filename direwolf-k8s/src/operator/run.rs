@@ -55,6 +55,8 @@ pub struct Operator {
     ports: Arc<PortAllocator>,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
+    /// The Session cache of the current term of leadership, if leading.
+    sessions: Arc<parking_lot::Mutex<Option<Store<Session>>>>,
 }
 
 impl std::fmt::Debug for Operator {
@@ -75,6 +77,7 @@ impl Operator {
             config,
             metrics: Arc::new(Metrics::default()),
             ready: Arc::new(AtomicBool::new(false)),
+            sessions: Arc::default(),
         }
     }
 
@@ -82,6 +85,24 @@ impl Operator {
     /// cache synced (what `/readyz` reports).
     pub fn ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    /// The phase of every Session, from the leader's cache (a Session without a status is
+    /// `Pending`); empty on a replica that is not leading.
+    pub fn session_phases(&self) -> Vec<direwolf_core::SessionPhase> {
+        let Some(store) = self.sessions.lock().clone() else {
+            return Vec::new();
+        };
+        store
+            .state()
+            .iter()
+            .map(|s| {
+                s.status
+                    .as_ref()
+                    .and_then(|st| st.phase)
+                    .map_or(direwolf_core::SessionPhase::Pending, Into::into)
+            })
+            .collect()
     }
 
     /// The reconciler's counters.
@@ -169,6 +190,7 @@ impl Operator {
             let sessions = sessions.clone();
             move |user: &User| sessions_of(&sessions, |s| s.spec.user_reference.name == user.name_any())
         });
+        *self.sessions.lock() = Some(sessions.clone());
         let caches = Caches {
             sessions,
             apps,
@@ -201,6 +223,7 @@ impl Operator {
                 std::future::ready(())
             })
             .await;
+        *self.sessions.lock() = None;
         for task in [pods_task, apps_task, users_task, sync_task] {
             task.abort();
         }
