@@ -80,6 +80,14 @@ pub mod env {
     pub const POD_IP: &str = "POD_IP";
     /// Wolf's API socket.
     pub const WOLF_SOCKET_PATH: &str = "WOLF_SOCKET_PATH";
+    /// Wolf's RTSP port (set to `ports.rtsp` when Wolf listens on the public ports).
+    pub const WOLF_RTSP_SETUP_PORT: &str = "WOLF_RTSP_SETUP_PORT";
+    /// Wolf's control (ENet) port (`ports.control`).
+    pub const WOLF_CONTROL_PORT: &str = "WOLF_CONTROL_PORT";
+    /// Wolf's video port (`ports.videoRTP`).
+    pub const WOLF_VIDEO_PING_PORT: &str = "WOLF_VIDEO_PING_PORT";
+    /// Wolf's audio port (`ports.audioRTP`).
+    pub const WOLF_AUDIO_PING_PORT: &str = "WOLF_AUDIO_PING_PORT";
 }
 
 /// Where Wolf's API socket is in the pod (volume `wolf-cfg` at `/etc/wolf`).

@@ -23,11 +23,6 @@ pairing on one replica, and externalTrafficPolicy Local keeps the client's addre
 /// Moonlight's HTTPS and HTTP ports.
 const PORTS: [(&str, i32); 2] = [("https", 47984), ("http", 47989)];
 
-/// The load-balancer sharing key (Cilium LB-IPAM, MetalLB): another Service given the same key
-/// shares the proxies' address. Every stream port is on this Service itself (the operator adds
-/// them), so the key only matters to Services of the cluster owner's own.
-const SHARING_KEY: &str = "direwolf";
-
 /// The proxies' Deployment. Replicas share everything through the API server (pending PINs as
 /// Secrets, docs/protocol/moonlight-http.md § Several proxy replicas).
 pub fn deployment_of(settings: &Settings) -> Deployment {
@@ -36,7 +31,12 @@ pub fn deployment_of(settings: &Settings) -> Deployment {
         .rev()
         .map(|&(name, number)| port(name, number))
         .collect();
-    let mut proxy = container(settings, "proxy", vec!["proxy".to_owned()], ports);
+    let mut args = vec!["proxy".to_owned()];
+    // Outside the relay mode Wolf listens on the public ports and the operator exposes them.
+    if settings.exposure.wolf_on_public_ports() {
+        args.push("--no-relay".to_owned());
+    }
+    let mut proxy = container(settings, "proxy", args, ports);
     if let Some(ip) = settings.external_address {
         proxy.env.get_or_insert_default().push(EnvVar {
             name: "DIREWOLF_EXTERNAL_ADDRESS".to_owned(),
@@ -55,10 +55,17 @@ pub fn deployment_of(settings: &Settings) -> Deployment {
 pub fn service(settings: &Settings) -> Service {
     let mut metadata = settings.metadata(Component::Proxy.account(), Component::Proxy);
     metadata.annotations = Some(BTreeMap::from([
-        (annotations::CILIUM_SHARING_KEY.to_owned(), SHARING_KEY.to_owned()),
+        // The load-balancer sharing key (Cilium LB-IPAM, MetalLB): a Service given the same
+        // key shares the proxies' address. In the relay mode every stream port is on this
+        // Service itself (the operator adds them); in the load-balancer mode each Session's
+        // Service carries the key.
+        (
+            annotations::CILIUM_SHARING_KEY.to_owned(),
+            settings.sharing_key.clone(),
+        ),
         (
             annotations::METALLB_SHARING_KEY.to_owned(),
-            SHARING_KEY.to_owned(),
+            settings.sharing_key.clone(),
         ),
     ]));
     Service {

@@ -5,6 +5,8 @@
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 
+use direwolf_k8s::operator::Exposure;
+
 use super::{Component, Settings};
 
 /// The comment that opens its file of the base.
@@ -27,7 +29,7 @@ pub fn service_account(settings: &Settings, component: Component) -> ServiceAcco
 pub fn role(settings: &Settings, component: Component) -> Role {
     let rules = match component {
         Component::Proxy => proxy_rules(),
-        Component::Operator => operator_rules(),
+        Component::Operator => operator_rules(&settings.exposure),
     };
     Role {
         metadata: settings.metadata(component.account(), component),
@@ -104,8 +106,8 @@ fn proxy_rules() -> Vec<PolicyRule> {
     ]
 }
 
-fn operator_rules() -> Vec<PolicyRule> {
-    vec![
+fn operator_rules(exposure: &Exposure) -> Vec<PolicyRule> {
+    let mut rules = vec![
         // Leader election on Lease direwolf-controller.
         rule(&["coordination.k8s.io"], &["leases"], WRITE_ALL),
         rule(
@@ -133,7 +135,8 @@ fn operator_rules() -> Vec<PolicyRule> {
             ],
         ),
         // One stream pod per Session, and the home claims (owned by the User). Services: the
-        // proxies' LoadBalancer Service publishes each Session's stream ports.
+        // proxies' LoadBalancer Service publishes each Session's stream ports (relay mode), or
+        // each Session has a Service of its own (load-balancer and gateway modes).
         rule(&[""], &["pods", "services", "persistentvolumeclaims"], WRITE_ALL),
         // Each stream pod runs as its own ServiceAccount, whose Role lets its agent read only its
         // own Session and keys Secret and write only its Session's status. Granting that Role
@@ -147,5 +150,20 @@ fn operator_rules() -> Vec<PolicyRule> {
         ),
         rule(&[""], &["secrets"], &["get", "delete"]),
         rule(&["", "events.k8s.io"], &["events"], &["create", "patch"]),
-    ]
+    ];
+    if let Exposure::Gateway(gateway) = exposure {
+        // Each Session's TCPRoute and UDPRoutes (server-side apply creates and patches).
+        rules.push(rule(
+            &["gateway.networking.k8s.io"],
+            &["tcproutes", "udproutes"],
+            &["get", "create", "patch", "delete"],
+        ));
+        // The configured Gateway must exist; a Gateway in another namespace needs this right
+        // granted there.
+        rules.push(PolicyRule {
+            resource_names: Some(vec![gateway.name.clone()]),
+            ..rule(&["gateway.networking.k8s.io"], &["gateways"], &["get"])
+        });
+    }
+    rules
 }
