@@ -25,10 +25,14 @@
 //!   (`rtsp://<fake RTSP IP>:<ports.rtsp>`, see [`fake_rtsp_ip`]), `phase` WaitForPing, Streaming,
 //!   Paused and Ended, the condition `StreamStarted`.
 //!
-//! The relay in every proxy replica forwards `ports` on the proxy's address to the pod: RTSP to
-//! `host:`[`WOLF_RTSP_PORT`], UDP to Wolf's default ports on `host` (Wolf keeps its defaults
-//! inside its own pod), writing the fake RTSP IP (the host of `streamURL`) into every RTSP
-//! request.
+//! In the relay exposure (the default) the relay in every proxy replica forwards `ports` on the
+//! proxy's address to the pod: RTSP to `host:`[`WOLF_RTSP_PORT`], UDP to Wolf's default ports
+//! on `host` (Wolf keeps its defaults inside its own pod), writing the fake RTSP IP (the host of
+//! `streamURL`) into every RTSP request. In the load-balancer and gateway exposures
+//! (`docs/protocol/kubernetes.md` § Exposure modes) Wolf listens on `ports` themselves (the
+//! operator sets [`env::WOLF_RTSP_SETUP_PORT`] and the others in the `wolf` container), a
+//! Service or Gateway route forwards each public port to the same port of the pod, and the
+//! client echoes the fake IP itself; `streamURL` is the same in every mode.
 
 use std::net::{IpAddr, Ipv4Addr};
 
