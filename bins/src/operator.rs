@@ -25,7 +25,7 @@ use direwolf_k8s::operator::config::{
 };
 use direwolf_k8s::operator::{
     Exposure, GatewayExposure, GpuResource, Images, LoadBalancerExposure, Operator, OperatorConfig,
-    PodSettings, PortRange,
+    PodSettings, PortRange, TrafficPolicy,
 };
 use direwolf_k8s::watch::Watches;
 use tokio::sync::watch;
@@ -109,6 +109,13 @@ pub struct OperatorArgs {
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub lb_address_wait: Option<u64>,
 
+    /// With `--exposure load-balancer`: the Sessions' Services' `externalTrafficPolicy`.
+    /// `local` keeps the client's address for Wolf; MetalLB shares an address only between
+    /// Services that are all `cluster`, so with MetalLB give `cluster` here and to the proxies'
+    /// Service (`direwolf install --lb-traffic-policy cluster` does both).
+    #[arg(long, value_name = "POLICY", value_enum)]
+    pub lb_traffic_policy: Option<LbTrafficPolicy>,
+
     /// With `--exposure gateway`: the Gateway the Sessions' routes attach to, `NAMESPACE/NAME`
     /// (it needs a listener on every port of `--port-range`: TCP for each block's first port,
     /// UDP for the other three).
@@ -159,12 +166,32 @@ pub enum ExposureMode {
     Gateway,
 }
 
+/// The `--lb-traffic-policy` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LbTrafficPolicy {
+    /// `externalTrafficPolicy: Local` (the default): the client's address is kept.
+    Local,
+    /// `externalTrafficPolicy: Cluster`: what MetalLB needs to share an address.
+    Cluster,
+}
+
+impl LbTrafficPolicy {
+    /// The operator's value.
+    pub fn policy(self) -> TrafficPolicy {
+        match self {
+            LbTrafficPolicy::Local => TrafficPolicy::Local,
+            LbTrafficPolicy::Cluster => TrafficPolicy::Cluster,
+        }
+    }
+}
+
 /// The exposure the flags describe, or why they contradict each other (one line).
 pub fn exposure(args: &OperatorArgs) -> Result<Exposure, String> {
     let lb_flags = [
         ("--lb-sharing-key", args.lb_sharing_key.is_some()),
         ("--lb-ip", args.lb_ip.is_some()),
         ("--lb-address-wait", args.lb_address_wait.is_some()),
+        ("--lb-traffic-policy", args.lb_traffic_policy.is_some()),
     ];
     let mode = args.exposure;
     if mode != ExposureMode::LoadBalancer
@@ -191,6 +218,9 @@ pub fn exposure(args: &OperatorArgs) -> Result<Exposure, String> {
                 address_wait: args
                     .lb_address_wait
                     .map_or(defaults.address_wait, Duration::from_secs),
+                traffic_policy: args
+                    .lb_traffic_policy
+                    .map_or(defaults.traffic_policy, LbTrafficPolicy::policy),
             })
         }
         ExposureMode::Gateway => Exposure::Gateway(
@@ -392,6 +422,8 @@ mod tests {
             "203.0.113.7",
             "--lb-address-wait",
             "5",
+            "--lb-traffic-policy",
+            "cluster",
         ])
         .expect("parse");
         let Ok(Exposure::LoadBalancer(settings)) = exposure(&lb) else {
@@ -400,6 +432,7 @@ mod tests {
         assert_eq!(settings.sharing_key, "games");
         assert_eq!(settings.ip, Some("203.0.113.7".parse().unwrap()));
         assert_eq!(settings.address_wait, Duration::from_secs(5));
+        assert_eq!(settings.traffic_policy, TrafficPolicy::Cluster);
         assert_eq!(config(&lb, "games").exposure.name(), "load-balancer");
         let default_lb = parse(&["--exposure", "load-balancer"]).expect("parse");
         let Ok(Exposure::LoadBalancer(settings)) = exposure(&default_lb) else {
@@ -429,6 +462,7 @@ mod tests {
                 "--gateway needs --exposure gateway",
             ),
             (&["--exposure", "gateway"], "needs --gateway NAMESPACE/NAME"),
+            (&["--lb-traffic-policy", "cluster"], "--lb-traffic-policy needs"),
             (
                 &["--exposure", "load-balancer", "--proxy-service", "p"],
                 "--proxy-service publishes",

@@ -303,7 +303,9 @@ fn account_rights_match_roles(cp: &testenv::ControlPlane, namespace: &str, flags
     );
     sh(
         cp,
-        &format!("direwolf install --no-crds --namespace {namespace} {flags} | kubectl apply --server-side -f -"),
+        &format!(
+            "direwolf install --no-crds --namespace {namespace} {flags} | kubectl apply --server-side -f -"
+        ),
     );
     let anyone = format!("system:serviceaccount:{namespace}:nobody");
     let everyone = can_i_list(&cp.kubectl(&["auth", "can-i", "--list", "-n", &namespace, "--as", &anyone]));

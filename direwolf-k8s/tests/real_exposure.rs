@@ -153,6 +153,7 @@ async fn load_balancer_mode_gives_each_session_a_shared_service_and_says_when_no
         sharing_key: "games".to_owned(),
         ip: Some("203.0.113.7".parse().expect("an IP")),
         address_wait: Duration::from_secs(2),
+        ..LoadBalancerExposure::default()
     };
     let operator = Running::start(client.clone(), config(&ns, Exposure::LoadBalancer(lb)), true);
     let name = "bob-desk-lbaaa";

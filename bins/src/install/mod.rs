@@ -96,6 +96,12 @@ pub struct InstallArgs {
     #[arg(long, value_name = "IP")]
     pub lb_ip: Option<std::net::IpAddr>,
 
+    /// With `--exposure load-balancer`: the `externalTrafficPolicy` of the proxies' Service and
+    /// of every Session's (default: `local`, keeping client addresses; MetalLB shares an address
+    /// only between `cluster` Services).
+    #[arg(long, value_name = "POLICY", value_enum)]
+    pub lb_traffic_policy: Option<crate::operator::LbTrafficPolicy>,
+
     /// With `--exposure gateway`: the Gateway the Sessions' routes attach to, `NAMESPACE/NAME`.
     #[arg(long, value_name = "NAMESPACE/NAME", value_parser = flags::gateway)]
     pub gateway: Option<GatewayExposure>,
@@ -169,6 +175,9 @@ pub fn exposure(args: &InstallArgs) -> Result<Exposure, String> {
     if mode != ExposureMode::LoadBalancer && args.lb_ip.is_some() {
         return Err("--lb-ip needs --exposure load-balancer".to_owned());
     }
+    if mode != ExposureMode::LoadBalancer && args.lb_traffic_policy.is_some() {
+        return Err("--lb-traffic-policy needs --exposure load-balancer".to_owned());
+    }
     if mode != ExposureMode::Gateway && args.gateway.is_some() {
         return Err("--gateway needs --exposure gateway".to_owned());
     }
@@ -184,6 +193,10 @@ pub fn exposure(args: &InstallArgs) -> Result<Exposure, String> {
         ExposureMode::LoadBalancer => Exposure::LoadBalancer(LoadBalancerExposure {
             sharing_key: sharing_key(args),
             ip: args.lb_ip.or(args.external_address),
+            traffic_policy: args
+                .lb_traffic_policy
+                .map(crate::operator::LbTrafficPolicy::policy)
+                .unwrap_or_default(),
             ..LoadBalancerExposure::default()
         }),
         ExposureMode::Gateway => Exposure::Gateway(

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{
     Affinity, PodAffinityTerm, PodAntiAffinity, PodSpec, WeightedPodAffinityTerm,
 };
 
-use direwolf_k8s::operator::Exposure;
+use direwolf_k8s::operator::{Exposure, TrafficPolicy};
 
 use super::workload::{container, deployment};
 use super::{Component, Settings};
@@ -54,6 +54,9 @@ pub fn args(settings: &Settings) -> Vec<String> {
             ]);
             if let Some(ip) = lb.ip {
                 args.extend(["--lb-ip".to_owned(), ip.to_string()]);
+            }
+            if lb.traffic_policy != TrafficPolicy::Local {
+                args.extend(["--lb-traffic-policy".to_owned(), "cluster".to_owned()]);
             }
         }
         Exposure::Gateway(gateway) => args.extend([

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use direwolf_k8s::crd::annotations;
+use direwolf_k8s::operator::Exposure;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{EnvVar, PodSpec, Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -74,7 +75,14 @@ pub fn service(settings: &Settings) -> Service {
             type_: Some("LoadBalancer".to_owned()),
             // Keep the client's source address: pairing state is keyed by it and Sessions
             // record it.
-            external_traffic_policy: Some("Local".to_owned()),
+            // (Cluster only where the load-balancer exposure asks for it, for MetalLB's sharing.)
+            external_traffic_policy: Some(
+                match &settings.exposure {
+                    Exposure::LoadBalancer(lb) => lb.traffic_policy.as_str(),
+                    _ => "Local",
+                }
+                .to_owned(),
+            ),
             // Phases 1-5 of one pairing must reach the replica holding its state.
             session_affinity: Some("ClientIP".to_owned()),
             selector: Component::Proxy.selector().match_labels,

@@ -422,4 +422,25 @@ fn exposure_modes_render_consistent_operator_and_proxy_flags() {
         assert!(err.contains(says) && !err.contains('\n'), "{flags:?}: {err}");
     }
     assert!(parse(&["--exposure", "gateway", "--gateway", "public"]).is_err());
+
+    // MetalLB: both Services Cluster, told to the operator too.
+    let metallb = Settings::new(
+        &parse(&["--exposure", "load-balancer", "--lb-traffic-policy", "cluster"]).expect("parse"),
+    );
+    assert!(operator::args(&metallb).ends_with(&["--lb-traffic-policy".to_owned(), "cluster".to_owned()]));
+    let policy = proxy::service(&metallb).spec.unwrap().external_traffic_policy;
+    assert_eq!(policy.as_deref(), Some("Cluster"));
+    assert_eq!(
+        proxy::service(&relay)
+            .spec
+            .unwrap()
+            .external_traffic_policy
+            .as_deref(),
+        Some("Local")
+    );
+    let err = exposure(&parse(&["--lb-traffic-policy", "cluster"]).expect("parse")).expect_err("relay");
+    assert!(
+        err.contains("--lb-traffic-policy needs --exposure load-balancer"),
+        "{err}"
+    );
 }

@@ -201,6 +201,30 @@ pub struct LoadBalancerExposure {
     pub ip: Option<std::net::IpAddr>,
     /// How long a Service may go without an ingress address before the Session says so.
     pub address_wait: Duration,
+    /// The Services' `externalTrafficPolicy`: `Local` keeps the client's address for Wolf;
+    /// MetalLB shares an address only between Services that are all `Cluster` (or select the
+    /// same pods), so with MetalLB the Sessions' and the proxies' Services must be `Cluster`.
+    pub traffic_policy: TrafficPolicy,
+}
+
+/// A Service's `externalTrafficPolicy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TrafficPolicy {
+    /// Only nodes with a selected pod take traffic; the client's address is kept.
+    #[default]
+    Local,
+    /// Every node takes traffic and forwards it, replacing the client's address.
+    Cluster,
+}
+
+impl TrafficPolicy {
+    /// The field's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrafficPolicy::Local => "Local",
+            TrafficPolicy::Cluster => "Cluster",
+        }
+    }
 }
 
 impl Default for LoadBalancerExposure {
@@ -209,6 +233,7 @@ impl Default for LoadBalancerExposure {
             sharing_key: DEFAULT_LB_SHARING_KEY.to_owned(),
             ip: None,
             address_wait: Duration::from_secs(20),
+            traffic_policy: TrafficPolicy::Local,
         }
     }
 }

@@ -134,10 +134,11 @@ pub fn stream_service(
                 session.name_any(),
             )])),
             ports: Some(service_ports),
-            // Keep the client's address (Wolf's RTSP fallback matches `client_ip`, which is the
-            // address the proxies saw: docs/protocol/streaming-ports.md § How Wolf matches
-            // traffic to a session). The proxies' Service does the same.
-            external_traffic_policy: lb.map(|_| "Local".to_owned()),
+            // Local keeps the client's address (Wolf's RTSP fallback matches `client_ip`, which
+            // is the address the proxies saw: docs/protocol/streaming-ports.md § How Wolf
+            // matches traffic to a session), as the proxies' Service does; Cluster where the
+            // load balancer shares addresses only between Cluster Services (MetalLB).
+            external_traffic_policy: lb.map(|lb| lb.traffic_policy.as_str().to_owned()),
             ..ServiceSpec::default()
         }),
         status: None,
@@ -329,6 +330,15 @@ mod tests {
         let spec = service.spec.unwrap();
         assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
         assert_eq!(spec.external_traffic_policy.as_deref(), Some("Local"));
+        let cluster = LoadBalancerExposure {
+            traffic_policy: super::super::config::TrafficPolicy::Cluster,
+            ..LoadBalancerExposure::default()
+        };
+        let cluster = stream_service(&session(), ports(), Some(&cluster)).unwrap();
+        assert_eq!(
+            cluster.spec.unwrap().external_traffic_policy.as_deref(),
+            Some("Cluster")
+        );
         assert_eq!(spec.selector.unwrap()[stream::SESSION_LABEL], "alice-desk-x7k2p");
         let got: Vec<(String, i32, String, IntOrString)> = spec
             .ports

@@ -54,7 +54,7 @@ mod status;
 
 pub use config::{
     Exposure, GatewayExposure, GpuResource, Images, LoadBalancerExposure, OperatorConfig, PodSettings,
-    PortRange,
+    PortRange, TrafficPolicy,
 };
 pub use context::Metrics;
 pub use error::Error;
