@@ -2,7 +2,8 @@
 //! § Exposure modes): in `load-balancer` mode a Session gets a LoadBalancer Service selecting
 //! its pod, with the sharing annotations, its four ports forwarded to the same numbers (on which
 //! Wolf is told to listen) and owned by the Session; the control plane has no load-balancer
-//! controller, so the address never comes and the Session says so. In `gateway` mode (the
+//! controller, so the address does not come and the Session says so, until the test writes
+//! one as a controller would. In `gateway` mode (the
 //! Gateway API CRDs fetched through Go's module proxy) a Session gets a ClusterIP Service and a
 //! TCPRoute and three UDPRoutes attached to the Gateway on their ports; a Gateway that does not
 //! exist ends the Session at once with the reason. After a Session is deleted nothing of it is
@@ -18,7 +19,7 @@ use direwolf_k8s::operator::{Exposure, GatewayExposure, LoadBalancerExposure, Op
 use direwolf_k8s::stream;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{DeleteParams, DynamicObject, PostParams};
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 use support::operator::{Running, create_session, ended, eventually, release, status_of};
@@ -217,6 +218,25 @@ async fn load_balancer_mode_gives_each_session_a_shared_service_and_says_when_no
     assert!(message.contains("games"), "{message}");
     let status = status_of(&client, &ns, name).await.expect("the session");
     assert!(ended(&status).is_none(), "no address is not an ending");
+
+    // The address comes late (as a load-balancer controller writes it): the operator watches
+    // the Service, so the condition turns True at once, not at its next poll.
+    let given = Instant::now();
+    let ingress = json!({"status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.7", "ipMode": "VIP"}]}}});
+    services
+        .patch_status(
+            &expose::service_name(name),
+            &PatchParams::default(),
+            &Patch::Merge(&ingress),
+        )
+        .await
+        .expect("the load balancer's address");
+    let (reason, message) = condition(&client, &ns, name, conditions::LOAD_BALANCER_ADDRESS, "True").await;
+    assert_eq!(
+        (reason.as_str(), message.as_str()),
+        (reasons::SUCCESS, "203.0.113.7")
+    );
+    assert!(given.elapsed() < Duration::from_secs(10), "{:?}", given.elapsed());
 
     delete_session(&client, &ns, name).await;
     eventually(WAIT, "the stream Service gone", || async {

@@ -3,7 +3,8 @@
 //!
 //! Shape (the project's reconciler convention): **observe** the caches of Sessions, Apps, Users and
 //! stream pods (`run.rs`: one `kube::runtime::Controller` per term of leadership; a Session is
-//! reconciled when it, its pod, its App or its User changes) → **decide** with pure functions
+//! reconciled when it, its pod, its App or its User changes, and outside the relay exposure its
+//! Service) → **decide** with pure functions
 //! ([`decide`]: endings, phase, status; [`pod`]: the stream pod; [`account`]: the agent's account;
 //! [`home`]: the home claim; [`ports`]: the port block) → **apply** (`reconcile.rs`: ports in
 //! status first, then the home claim, the account, the pod) → **prune** and endings (`ending.rs`:
