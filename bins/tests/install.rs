@@ -291,6 +291,37 @@ fn each_account_may_do_what_its_role_grants_and_nothing_more() {
         &gateway,
         &format!("--exposure gateway --gateway {gateway}/public"),
     );
+    // A Gateway in another namespace: the operator reads that Gateway there, and nothing else.
+    let infra = format!("rbac-infra-{}", std::process::id());
+    let elsewhere = format!("rbac-gwx-{}", std::process::id());
+    sh(
+        cp,
+        &format!(
+            "kubectl create namespace {infra} >/dev/null && direwolf install --no-crds --namespace {elsewhere} \
+             --exposure gateway --gateway {infra}/public | kubectl apply --server-side -f - >/dev/null"
+        ),
+    );
+    let operator = format!("system:serviceaccount:{elsewhere}:direwolf-operator");
+    // The Gateway API is not served here, so ask RBAC directly (a SubjectAccessReview).
+    let can_i = |group: &str, resource: &str, name: &str| {
+        sh(
+            cp,
+            &format!(
+                "kubectl create -o jsonpath='{{.status.allowed}}' -f - <<EOF
+apiVersion: authorization.k8s.io/v1
+kind: SubjectAccessReview
+spec:
+  user: {operator}
+  groups: [system:serviceaccounts, \"system:serviceaccounts:{elsewhere}\", system:authenticated]
+  resourceAttributes: {{namespace: {infra}, verb: get, group: \"{group}\", resource: {resource}, name: {name}}}
+EOF"
+            ),
+        )
+    };
+    let gateways = "gateway.networking.k8s.io";
+    assert_eq!(can_i(gateways, "gateways", "public"), "true");
+    assert_eq!(can_i(gateways, "gateways", "other"), "false");
+    assert_eq!(can_i("", "secrets", "any"), "false");
 }
 
 /// [`each_account_may_do_what_its_role_grants_and_nothing_more`] for `direwolf install FLAGS`

@@ -263,6 +263,11 @@ impl Settings {
 pub fn sections(settings: &Settings) -> anyhow::Result<Vec<Section>> {
     use Component::{Operator, Proxy};
     use render::to_yaml;
+    // The Role reading a Gateway of another namespace, with its binding.
+    let gateway_reader = match rbac::gateway_reader(settings) {
+        Some((role, binding)) => vec![to_yaml(&role)?, to_yaml(&binding)?],
+        None => Vec::new(),
+    };
     Ok(vec![
         Section {
             file: "rbac.yaml",
@@ -274,7 +279,10 @@ pub fn sections(settings: &Settings) -> anyhow::Result<Vec<Section>> {
                 to_yaml(&rbac::role(settings, Operator))?,
                 to_yaml(&rbac::role_binding(settings, Proxy))?,
                 to_yaml(&rbac::role_binding(settings, Operator))?,
-            ],
+            ]
+            .into_iter()
+            .chain(gateway_reader)
+            .collect(),
         },
         Section {
             file: "proxy.yaml",

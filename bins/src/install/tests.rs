@@ -372,9 +372,10 @@ fn exposure_modes_render_consistent_operator_and_proxy_flags() {
     assert_eq!(ports.len(), 2);
     assert!(ports.iter().all(|p| p.end_port == Some(40999)));
 
-    let gw = Settings::new(&parse(&["--exposure", "gateway", "--gateway", "infra/public"]).expect("parse"));
+    let gw =
+        Settings::new(&parse(&["--exposure", "gateway", "--gateway", "direwolf/public"]).expect("parse"));
     let args = operator::args(&gw);
-    assert!(args.ends_with(&["--exposure", "gateway", "--gateway", "infra/public"].map(str::to_owned)));
+    assert!(args.ends_with(&["--exposure", "gateway", "--gateway", "direwolf/public"].map(str::to_owned)));
     let role = rbac::role(&gw, Component::Operator);
     let rules = role.rules.unwrap();
     assert!(
@@ -443,4 +444,51 @@ fn exposure_modes_render_consistent_operator_and_proxy_flags() {
         err.contains("--lb-traffic-policy needs --exposure load-balancer"),
         "{err}"
     );
+
+    // A Gateway in another namespace: read through a Role there, not the operator's own.
+    let elsewhere = Settings::new(
+        &parse(&[
+            "--namespace",
+            "games",
+            "--exposure",
+            "gateway",
+            "--gateway",
+            "infra/public",
+        ])
+        .expect("parse"),
+    );
+    let own = rbac::role(&elsewhere, Component::Operator).rules.unwrap();
+    assert!(
+        !own.iter()
+            .any(|r| r.resources.as_deref() == Some(&["gateways".to_owned()][..]))
+    );
+    let (role, binding) = rbac::gateway_reader(&elsewhere).expect("a Role in the Gateway's namespace");
+    assert_eq!(role.metadata.namespace.as_deref(), Some("infra"));
+    assert_eq!(
+        role.rules.unwrap()[0].resource_names.as_deref(),
+        Some(&["public".to_owned()][..])
+    );
+    let subject = &binding.subjects.unwrap()[0];
+    assert_eq!(
+        (subject.name.as_str(), subject.namespace.as_deref()),
+        ("direwolf-operator", Some("games"))
+    );
+    assert!(
+        rbac::gateway_reader(&gw).is_none(),
+        "same namespace: the operator's Role"
+    );
+    let rendered = printed(&[
+        "--namespace",
+        "games",
+        "--no-crds",
+        "--exposure",
+        "gateway",
+        "--gateway",
+        "infra/public",
+    ]);
+    let in_infra = documents(&rendered)
+        .into_iter()
+        .filter(|d| d["metadata"]["namespace"] == "infra")
+        .count();
+    assert_eq!(in_infra, 2);
 }
