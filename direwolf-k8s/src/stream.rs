@@ -14,6 +14,8 @@
 //! | ServiceAccount, Role, RoleBinding | [`agent_account_name`] | operator | API server (the agent's rights: its Session, its status, its keys Secret) |
 //! | Pod | the Session's name | operator | kubelet, proxy relay |
 //! | home PVC | `<user>-<app>` (owned by the User) | operator | pod |
+//! | Service (load-balancer and gateway exposures) | `operator::expose::service_name` | operator | load balancer, Gateway |
+//! | TCPRoute, UDPRoutes (gateway exposure) | `<session>-rtsp`, `-control`, `-video`, `-audio` | operator | Gateway |
 //!
 //! Status fields and who writes them (server-side apply, each writer its own field manager):
 //!
