@@ -93,13 +93,32 @@ fn main() -> anyhow::Result<ExitCode> {
         }
         Command::Proxy(args) => proxy::run(args)?,
         Command::Agent(args) => agent::run(args)?,
-        Command::Operator(args) => operator::run(args)?,
+        Command::Operator(args) => {
+            if let Err(why) = operator::exposure(&args) {
+                contradiction(&why);
+            }
+            operator::run(args)?
+        }
         Command::Crd => crd::run(&mut std::io::stdout().lock())?,
-        Command::Install(args) => install::run(&args, &mut std::io::stdout().lock())?,
+        Command::Install(args) => {
+            if let Err(why) = install::exposure(&args) {
+                contradiction(&why);
+            }
+            install::run(&args, &mut std::io::stdout().lock())?
+        }
         Command::Completion { shell } => docs::completion::<Cli>(shell, &mut std::io::stdout().lock()),
         Command::Man { subcommand } => {
             docs::man::<Cli>(subcommand.as_deref(), &mut std::io::stdout().lock())?
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Flags that parse but contradict each other: refused as clap refuses a bad flag (one
+/// `error:` line, exit status 2).
+fn contradiction(why: &str) -> ! {
+    use clap::CommandFactory as _;
+    Cli::command()
+        .error(clap::error::ErrorKind::ArgumentConflict, why)
+        .exit()
 }

@@ -10,7 +10,7 @@
 //! `/metrics` (the reconciler's counters).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +23,10 @@ use direwolf_k8s::leader::{LEASE_NAME, LeaderElector, LeaseTiming};
 use direwolf_k8s::operator::config::{
     self, DEFAULT_AGENT_IMAGE, DEFAULT_INIT_IMAGE, DEFAULT_PULSEAUDIO_IMAGE, DEFAULT_WOLF_IMAGE,
 };
-use direwolf_k8s::operator::{GpuResource, Images, Operator, OperatorConfig, PodSettings, PortRange};
+use direwolf_k8s::operator::{
+    Exposure, GatewayExposure, GpuResource, Images, LoadBalancerExposure, Operator, OperatorConfig,
+    PodSettings, PortRange, TrafficPolicy,
+};
 use direwolf_k8s::watch::Watches;
 use tokio::sync::watch;
 use tracing::info;
@@ -81,6 +84,44 @@ pub struct OperatorArgs {
     #[arg(long, value_name = "NAME", env = "DIREWOLF_PROXY_SERVICE")]
     pub proxy_service: Option<String>,
 
+    /// How each Session's four public stream ports reach its pod: `relay` (the proxies relay
+    /// them; the proxies must run without `--no-relay`), `load-balancer` (a LoadBalancer Service
+    /// per Session sharing the proxies' address) or `gateway` (Gateway API routes per Session on
+    /// `--gateway`). Outside `relay`, Wolf listens on the allocated ports and the proxies must
+    /// run with `--no-relay`.
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = ExposureMode::Relay)]
+    pub exposure: ExposureMode,
+
+    /// With `--exposure load-balancer`: the sharing key of the Sessions' Services (Cilium
+    /// `lbipam.cilium.io/sharing-key`, MetalLB `metallb.universe.tf/allow-shared-ip`); the
+    /// proxies' Service's key (default: `direwolf`, the one `direwolf install` gives it).
+    #[arg(long, value_name = "KEY")]
+    pub lb_sharing_key: Option<String>,
+
+    /// With `--exposure load-balancer`: the address the Sessions' Services ask for (Cilium
+    /// `lbipam.cilium.io/ips`, MetalLB `metallb.universe.tf/loadBalancerIPs`), the proxies'
+    /// address; a Service given another gets `LoadBalancerAddressAssigned` False.
+    #[arg(long, value_name = "IP")]
+    pub lb_ip: Option<IpAddr>,
+
+    /// With `--exposure load-balancer`: seconds a Session's Service may wait for a
+    /// load-balancer address before its Session gets `LoadBalancerAddressAssigned` False.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub lb_address_wait: Option<u64>,
+
+    /// With `--exposure load-balancer`: the Sessions' Services' `externalTrafficPolicy`.
+    /// `local` keeps the client's address for Wolf; MetalLB shares an address only between
+    /// Services that are all `cluster`, so with MetalLB give `cluster` here and to the proxies'
+    /// Service (`direwolf install --lb-traffic-policy cluster` does both).
+    #[arg(long, value_name = "POLICY", value_enum)]
+    pub lb_traffic_policy: Option<LbTrafficPolicy>,
+
+    /// With `--exposure gateway`: the Gateway the Sessions' routes attach to, `NAMESPACE/NAME`
+    /// (it needs a listener on every port of `--port-range`: TCP for each block's first port,
+    /// UDP for the other three).
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pub gateway: Option<GatewayExposure>,
+
     /// Seconds a leader's Lease lasts without renewal: the failover time after a crash (the
     /// renew deadline is two thirds of it, the retry period a seventh).
     #[arg(long, value_name = "SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=600))]
@@ -114,9 +155,86 @@ fn hostname() -> String {
         .unwrap_or_else(|| "direwolf-operator".to_owned())
 }
 
+/// The `--exposure` modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExposureMode {
+    /// The proxies relay every Session's ports (the default).
+    Relay,
+    /// A LoadBalancer Service per Session, sharing the proxies' address.
+    LoadBalancer,
+    /// Gateway API routes per Session on `--gateway`.
+    Gateway,
+}
+
+/// The `--lb-traffic-policy` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LbTrafficPolicy {
+    /// `externalTrafficPolicy: Local` (the default): the client's address is kept.
+    Local,
+    /// `externalTrafficPolicy: Cluster`: what MetalLB needs to share an address.
+    Cluster,
+}
+
+impl LbTrafficPolicy {
+    /// The operator's value.
+    pub fn policy(self) -> TrafficPolicy {
+        match self {
+            LbTrafficPolicy::Local => TrafficPolicy::Local,
+            LbTrafficPolicy::Cluster => TrafficPolicy::Cluster,
+        }
+    }
+}
+
+/// The exposure the flags describe, or why they contradict each other (one line).
+pub fn exposure(args: &OperatorArgs) -> Result<Exposure, String> {
+    let lb_flags = [
+        ("--lb-sharing-key", args.lb_sharing_key.is_some()),
+        ("--lb-ip", args.lb_ip.is_some()),
+        ("--lb-address-wait", args.lb_address_wait.is_some()),
+        ("--lb-traffic-policy", args.lb_traffic_policy.is_some()),
+    ];
+    let mode = args.exposure;
+    if mode != ExposureMode::LoadBalancer
+        && let Some((flag, _)) = lb_flags.iter().find(|(_, given)| *given)
+    {
+        return Err(format!("{flag} needs --exposure load-balancer"));
+    }
+    if mode != ExposureMode::Gateway && args.gateway.is_some() {
+        return Err("--gateway needs --exposure gateway".to_owned());
+    }
+    if mode != ExposureMode::Relay && args.proxy_service.is_some() {
+        return Err(
+            "--proxy-service publishes the ports the proxies relay: it needs --exposure relay (unset DIREWOLF_PROXY_SERVICE)"
+                .to_owned(),
+        );
+    }
+    Ok(match mode {
+        ExposureMode::Relay => Exposure::Relay,
+        ExposureMode::LoadBalancer => {
+            let defaults = LoadBalancerExposure::default();
+            Exposure::LoadBalancer(LoadBalancerExposure {
+                sharing_key: args.lb_sharing_key.clone().unwrap_or(defaults.sharing_key),
+                ip: args.lb_ip,
+                address_wait: args
+                    .lb_address_wait
+                    .map_or(defaults.address_wait, Duration::from_secs),
+                traffic_policy: args
+                    .lb_traffic_policy
+                    .map_or(defaults.traffic_policy, LbTrafficPolicy::policy),
+            })
+        }
+        ExposureMode::Gateway => Exposure::Gateway(
+            args.gateway
+                .clone()
+                .ok_or("--exposure gateway needs --gateway NAMESPACE/NAME")?,
+        ),
+    })
+}
+
 /// The operator's configuration from the flags, in `namespace`.
 fn config(args: &OperatorArgs, namespace: &str) -> OperatorConfig {
     OperatorConfig {
+        exposure: exposure(args).unwrap_or_default(),
         port_range: args.port_range,
         pod: PodSettings {
             images: Images {
@@ -139,6 +257,7 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("cannot configure a Kubernetes client (KUBECONFIG or in-cluster service account)")?;
+    exposure(&args).map_err(anyhow::Error::msg)?;
     let namespace = args
         .namespace
         .clone()
@@ -162,6 +281,7 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
         identity = config.instance.as_deref().unwrap_or(""),
         ports = %config.port_range,
         start_deadline = ?config.start_deadline,
+        exposure = config.exposure.name(),
         "direwolf operator started"
     );
     let identity = config.instance.clone().unwrap_or_else(hostname);
@@ -286,6 +406,73 @@ mod tests {
         assert!(parse(&["--gpu-resource", "nvidia.com/gpu"]).is_err());
         assert!(parse(&["--start-deadline", "0"]).is_err());
         assert!(parse(&["--lease-duration", "1"]).is_err());
+    }
+
+    #[test]
+    fn exposure_flags_and_their_refusals() {
+        let relay = parse(&["--proxy-service", "direwolf-proxy"]).expect("parse");
+        assert_eq!(exposure(&relay), Ok(Exposure::Relay));
+        let lb = parse(&[
+            "--exposure",
+            "load-balancer",
+            "--lb-sharing-key",
+            "games",
+            "--lb-ip",
+            "203.0.113.7",
+            "--lb-address-wait",
+            "5",
+            "--lb-traffic-policy",
+            "cluster",
+        ])
+        .expect("parse");
+        let Ok(Exposure::LoadBalancer(settings)) = exposure(&lb) else {
+            panic!("load-balancer mode");
+        };
+        assert_eq!(settings.sharing_key, "games");
+        assert_eq!(settings.ip, Some("203.0.113.7".parse().unwrap()));
+        assert_eq!(settings.address_wait, Duration::from_secs(5));
+        assert_eq!(settings.traffic_policy, TrafficPolicy::Cluster);
+        assert_eq!(config(&lb, "games").exposure.name(), "load-balancer");
+        let default_lb = parse(&["--exposure", "load-balancer"]).expect("parse");
+        let Ok(Exposure::LoadBalancer(settings)) = exposure(&default_lb) else {
+            panic!("load-balancer mode");
+        };
+        assert_eq!(settings.sharing_key, "direwolf");
+        let gateway = parse(&["--exposure", "gateway", "--gateway", "infra/public"]).expect("parse");
+        assert!(matches!(exposure(&gateway), Ok(Exposure::Gateway(g)) if g.to_string() == "infra/public"));
+        for (flags, says) in [
+            (
+                &["--lb-ip", "203.0.113.7"][..],
+                "--lb-ip needs --exposure load-balancer",
+            ),
+            (
+                &[
+                    "--exposure",
+                    "gateway",
+                    "--lb-sharing-key",
+                    "x",
+                    "--gateway",
+                    "a/b",
+                ],
+                "--lb-sharing-key needs",
+            ),
+            (
+                &["--gateway", "infra/public"],
+                "--gateway needs --exposure gateway",
+            ),
+            (&["--exposure", "gateway"], "needs --gateway NAMESPACE/NAME"),
+            (&["--lb-traffic-policy", "cluster"], "--lb-traffic-policy needs"),
+            (
+                &["--exposure", "load-balancer", "--proxy-service", "p"],
+                "--proxy-service publishes",
+            ),
+        ] {
+            let args = parse(flags).expect("parse");
+            let err = exposure(&args).expect_err(says);
+            assert!(err.contains(says) && !err.contains('\n'), "{flags:?}: {err}");
+        }
+        assert!(parse(&["--exposure", "nodeport"]).is_err());
+        assert!(parse(&["--exposure", "gateway", "--gateway", "public"]).is_err());
     }
 
     #[test]

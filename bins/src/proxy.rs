@@ -84,7 +84,8 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "IP", env = "DIREWOLF_RELAY_IP", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     pub relay_ip: IpAddr,
 
-    /// Do not relay streams (for an installation exposing stream pods otherwise).
+    /// Do not relay streams: for an operator running with `--exposure load-balancer` or
+    /// `gateway`, where Wolf listens on the public ports and the operator exposes them.
     #[arg(long)]
     pub no_relay: bool,
 }

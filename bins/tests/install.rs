@@ -262,6 +262,9 @@ fn role_grants(manifests: &str, name: &str) -> Grants {
                 if let Some(sub) = sub {
                     key = format!("{key}/{sub}");
                 }
+                if rule["resourceNames"].is_array() {
+                    key = format!("{key} {}", strings(&rule["resourceNames"]).join(" "));
+                }
                 grants.entry(key).or_default().extend(strings(&rule["verbs"]));
             }
         }
@@ -273,17 +276,67 @@ fn role_grants(manifests: &str, name: &str) -> Grants {
 /// apply --server-side -f -`, `kubectl auth can-i --list` shows, with a token of ServiceAccount
 /// direwolf-proxy and of direwolf-operator, exactly what the account's Role grants, besides what
 /// every account may do (asked for an account without a Role binding). The checked-in
-/// deploy/rbac.yaml is the same Roles (`direwolf install --split deploy`, drift-checked).
+/// deploy/rbac.yaml is the same Roles (`direwolf install --split deploy`, drift-checked). The
+/// same holds for the gateway exposure's Role (routes, and reading the named Gateway).
 #[test]
 fn each_account_may_do_what_its_role_grants_and_nothing_more() {
     let Some(cp) = testenv::control_plane() else {
         return;
     };
-    let namespace = format!("rbac-{}", std::process::id());
-    let manifests = sh(cp, &format!("direwolf install --no-crds --namespace {namespace}"));
+    let plain = format!("rbac-{}", std::process::id());
+    account_rights_match_roles(cp, &plain, "");
+    let gateway = format!("rbac-gw-{}", std::process::id());
+    account_rights_match_roles(
+        cp,
+        &gateway,
+        &format!("--exposure gateway --gateway {gateway}/public"),
+    );
+    // A Gateway in another namespace: the operator reads that Gateway there, and nothing else.
+    let infra = format!("rbac-infra-{}", std::process::id());
+    let elsewhere = format!("rbac-gwx-{}", std::process::id());
     sh(
         cp,
-        &format!("direwolf install --no-crds --namespace {namespace} | kubectl apply --server-side -f -"),
+        &format!(
+            "kubectl create namespace {infra} >/dev/null && direwolf install --no-crds --namespace {elsewhere} \
+             --exposure gateway --gateway {infra}/public | kubectl apply --server-side -f - >/dev/null"
+        ),
+    );
+    let operator = format!("system:serviceaccount:{elsewhere}:direwolf-operator");
+    // The Gateway API is not served here, so ask RBAC directly (a SubjectAccessReview).
+    let can_i = |group: &str, resource: &str, name: &str| {
+        sh(
+            cp,
+            &format!(
+                "kubectl create -o jsonpath='{{.status.allowed}}' -f - <<EOF
+apiVersion: authorization.k8s.io/v1
+kind: SubjectAccessReview
+spec:
+  user: {operator}
+  groups: [system:serviceaccounts, \"system:serviceaccounts:{elsewhere}\", system:authenticated]
+  resourceAttributes: {{namespace: {infra}, verb: get, group: \"{group}\", resource: {resource}, name: {name}}}
+EOF"
+            ),
+        )
+    };
+    let gateways = "gateway.networking.k8s.io";
+    assert_eq!(can_i(gateways, "gateways", "public"), "true");
+    assert_eq!(can_i(gateways, "gateways", "other"), "false");
+    assert_eq!(can_i("", "secrets", "any"), "false");
+}
+
+/// [`each_account_may_do_what_its_role_grants_and_nothing_more`] for `direwolf install FLAGS`
+/// into `namespace`.
+fn account_rights_match_roles(cp: &testenv::ControlPlane, namespace: &str, flags: &str) {
+    let namespace = namespace.to_owned();
+    let manifests = sh(
+        cp,
+        &format!("direwolf install --no-crds --namespace {namespace} {flags}"),
+    );
+    sh(
+        cp,
+        &format!(
+            "direwolf install --no-crds --namespace {namespace} {flags} | kubectl apply --server-side -f -"
+        ),
     );
     let anyone = format!("system:serviceaccount:{namespace}:nobody");
     let everyone = can_i_list(&cp.kubectl(&["auth", "can-i", "--list", "-n", &namespace, "--as", &anyone]));

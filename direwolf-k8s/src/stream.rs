@@ -14,6 +14,8 @@
 //! | ServiceAccount, Role, RoleBinding | [`agent_account_name`] | operator | API server (the agent's rights: its Session, its status, its keys Secret) |
 //! | Pod | the Session's name | operator | kubelet, proxy relay |
 //! | home PVC | `<user>-<app>` (owned by the User) | operator | pod |
+//! | Service (load-balancer and gateway exposures) | `operator::expose::service_name` | operator | load balancer, Gateway |
+//! | TCPRoute, UDPRoutes (gateway exposure) | `<session>-rtsp`, `-control`, `-video`, `-audio` | operator | Gateway |
 //!
 //! Status fields and who writes them (server-side apply, each writer its own field manager):
 //!
@@ -25,10 +27,14 @@
 //!   (`rtsp://<fake RTSP IP>:<ports.rtsp>`, see [`fake_rtsp_ip`]), `phase` WaitForPing, Streaming,
 //!   Paused and Ended, the condition `StreamStarted`.
 //!
-//! The relay in every proxy replica forwards `ports` on the proxy's address to the pod: RTSP to
-//! `host:`[`WOLF_RTSP_PORT`], UDP to Wolf's default ports on `host` (Wolf keeps its defaults
-//! inside its own pod), writing the fake RTSP IP (the host of `streamURL`) into every RTSP
-//! request.
+//! In the relay exposure (the default) the relay in every proxy replica forwards `ports` on the
+//! proxy's address to the pod: RTSP to `host:`[`WOLF_RTSP_PORT`], UDP to Wolf's default ports
+//! on `host` (Wolf keeps its defaults inside its own pod), writing the fake RTSP IP (the host of
+//! `streamURL`) into every RTSP request. In the load-balancer and gateway exposures
+//! (`docs/protocol/kubernetes.md` § Exposure modes) Wolf listens on `ports` themselves (the
+//! operator sets [`env::WOLF_RTSP_SETUP_PORT`] and the others in the `wolf` container), a
+//! Service or Gateway route forwards each public port to the same port of the pod, and the
+//! client echoes the fake IP itself; `streamURL` is the same in every mode.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -80,6 +86,14 @@ pub mod env {
     pub const POD_IP: &str = "POD_IP";
     /// Wolf's API socket.
     pub const WOLF_SOCKET_PATH: &str = "WOLF_SOCKET_PATH";
+    /// Wolf's RTSP port (set to `ports.rtsp` when Wolf listens on the public ports).
+    pub const WOLF_RTSP_SETUP_PORT: &str = "WOLF_RTSP_SETUP_PORT";
+    /// Wolf's control (ENet) port (`ports.control`).
+    pub const WOLF_CONTROL_PORT: &str = "WOLF_CONTROL_PORT";
+    /// Wolf's video port (`ports.videoRTP`).
+    pub const WOLF_VIDEO_PING_PORT: &str = "WOLF_VIDEO_PING_PORT";
+    /// Wolf's audio port (`ports.audioRTP`).
+    pub const WOLF_AUDIO_PING_PORT: &str = "WOLF_AUDIO_PING_PORT";
 }
 
 /// Where Wolf's API socket is in the pod (volume `wolf-cfg` at `/etc/wolf`).

@@ -3,7 +3,9 @@
 //! its pod), home claim, agent account and pod; the pod's status drives the phase and the
 //! endings; App deletion, caps, an exhausted port range and the start deadline end Sessions;
 //! injected API failures are retried without a duplicate pod (and a failed reconcile is a
-//! Warning Event); phase changes are Events; nothing is written while not leading.
+//! Warning Event); phase changes are Events; nothing is written while not leading; the
+//! load-balancer exposure's Service comes and goes with its Session, and the gateway exposure
+//! without the Gateway API ends a Session before its pod.
 #![cfg(feature = "emulator")]
 
 mod support;
@@ -513,5 +515,101 @@ async fn a_failing_reconcile_is_a_warning_event_and_is_retried_to_the_end() {
     assert_eq!(warning.type_.as_deref(), Some("Warning"));
     let note = warning.note.unwrap_or_default();
     assert!(note.contains("500") || note.contains("failure 1"), "{note}");
+    operator.stop().await;
+}
+
+/// The load-balancer exposure, fast path: the Session's Service (its ports forwarded to the
+/// same numbers, which Wolf is told to listen on) comes before the pod's Ready and goes with
+/// the Session; the emulator gives no address, so the Session says so.
+#[tokio::test]
+async fn load_balancer_exposure_makes_a_service_per_session_and_removes_it() {
+    use direwolf_k8s::operator::{Exposure, LoadBalancerExposure, expose};
+    use k8s_openapi::api::core::v1::Service;
+    let emulator = emulator().await;
+    let client = emulator.client();
+    let mut config = config();
+    config.exposure = Exposure::LoadBalancer(LoadBalancerExposure {
+        address_wait: Duration::from_millis(500),
+        ..LoadBalancerExposure::default()
+    });
+    let operator = Running::start(client.clone(), config, true);
+    let name = "alice-firefox-lbaaa";
+    create_session(&client, NS, name, "alice", "firefox").await;
+    let pod = wait_pod(&client, name).await;
+    let ports = status_of(&client, NS, name)
+        .await
+        .and_then(|s| s.ports)
+        .expect("ports before the pod");
+    let wolf = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.iter().find(|c| c.name == stream::containers::WOLF))
+        .expect("wolf");
+    let rtsp = wolf
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == stream::env::WOLF_RTSP_SETUP_PORT)
+        .and_then(|e| e.value.clone());
+    assert_eq!(rtsp, Some(ports.rtsp.to_string()));
+    let services: Api<Service> = Api::namespaced(client.clone(), NS);
+    let service = eventually(WAIT, "the stream Service", || async {
+        services.get_opt(&expose::service_name(name)).await.expect("get")
+    })
+    .await;
+    let published: Vec<i32> = service
+        .spec
+        .iter()
+        .flat_map(|s| s.ports.iter().flatten())
+        .map(|p| p.port)
+        .collect();
+    assert_eq!(
+        published,
+        expose::streams(ports).map(|(_, port, _)| i32::from(port))
+    );
+    let (reason, _) = eventually(WAIT, "no load-balancer address", || async {
+        let status = status_of(&client, NS, name).await?;
+        crd::find_condition(&status.conditions, conditions::LOAD_BALANCER_ADDRESS)
+            .filter(|c| c.status == "False")
+            .map(|c| (c.reason.clone(), c.message.clone()))
+    })
+    .await;
+    assert_eq!(reason, reasons::NO_LOAD_BALANCER_ADDRESS);
+    Api::<Session>::namespaced(client.clone(), NS)
+        .delete(name, &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_gone(&client, name).await;
+    assert!(
+        services
+            .get_opt(&expose::service_name(name))
+            .await
+            .expect("get")
+            .is_none(),
+        "the finalizer deleted the Service"
+    );
+    operator.stop().await;
+}
+
+/// The gateway exposure where the Gateway API is not served: the Session ends at once with
+/// `GatewayConfigurationFailed`, before any pod is made.
+#[tokio::test]
+async fn gateway_exposure_without_the_gateway_api_ends_the_session_before_its_pod() {
+    use direwolf_k8s::operator::{Exposure, GatewayExposure};
+    let emulator = emulator().await;
+    let client = emulator.client();
+    let mut config = config();
+    config.exposure = Exposure::Gateway(GatewayExposure {
+        namespace: NS.to_owned(),
+        name: "public".to_owned(),
+    });
+    let operator = Running::start(client.clone(), config, true);
+    let name = "alice-firefox-gwaaa";
+    create_session(&client, NS, name, "alice", "firefox").await;
+    let (reason, message) = wait_ended(&client, name).await;
+    assert_eq!(reason, reasons::GATEWAY_CONFIGURATION_FAILED, "{message}");
+    assert!(message.contains("public"), "{message}");
+    assert!(pod(&client, name).await.is_none(), "no pod was made");
+    wait_gone(&client, name).await;
     operator.stop().await;
 }

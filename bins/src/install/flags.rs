@@ -42,6 +42,11 @@ pub fn gpu_resource(s: &str) -> Result<direwolf_k8s::operator::GpuResource, Stri
     }
 }
 
+/// A Gateway, `NAMESPACE/NAME`.
+pub fn gateway(s: &str) -> Result<direwolf_k8s::operator::GatewayExposure, String> {
+    s.parse().map_err(|e| format!("{e}"))
+}
+
 fn alnum_lower(c: char) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit()
 }

@@ -10,7 +10,9 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use direwolf_k8s::crd::labels;
-use direwolf_k8s::operator::GpuResource;
+use direwolf_k8s::operator::{Exposure, GatewayExposure, GpuResource, LoadBalancerExposure};
+
+pub use crate::operator::ExposureMode;
 use direwolf_k8s::operator::config::DEFAULT_AGENT_IMAGE;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
@@ -76,6 +78,34 @@ pub struct InstallArgs {
     #[arg(long)]
     pub no_crds: bool,
 
+    /// How stream ports reach the stream pods (the operator's `--exposure`): `relay` (the
+    /// proxies relay them), `load-balancer` (a LoadBalancer Service per Session sharing the
+    /// proxies' address) or `gateway` (Gateway API routes per Session on `--gateway`). Outside
+    /// `relay` the proxies run with `--no-relay` and the stream pods admit the port range from
+    /// anywhere.
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = ExposureMode::Relay)]
+    pub exposure: ExposureMode,
+
+    /// The load-balancer sharing key of the proxies' Service and, with `--exposure
+    /// load-balancer`, of every Session's Service (default: `direwolf`).
+    #[arg(long, value_name = "KEY")]
+    pub lb_sharing_key: Option<String>,
+
+    /// With `--exposure load-balancer`: the address every Session's Service asks for (default:
+    /// `--external-address`, if given).
+    #[arg(long, value_name = "IP")]
+    pub lb_ip: Option<std::net::IpAddr>,
+
+    /// With `--exposure load-balancer`: the `externalTrafficPolicy` of the proxies' Service and
+    /// of every Session's (default: `local`, keeping client addresses; MetalLB shares an address
+    /// only between `cluster` Services).
+    #[arg(long, value_name = "POLICY", value_enum)]
+    pub lb_traffic_policy: Option<crate::operator::LbTrafficPolicy>,
+
+    /// With `--exposure gateway`: the Gateway the Sessions' routes attach to, `NAMESPACE/NAME`.
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = flags::gateway)]
+    pub gateway: Option<GatewayExposure>,
+
     /// Write the namespace-less kustomize base into DIR instead of printing: one file per
     /// concern and `kustomization.yaml`, without the CRDs and the namespace.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["namespace", "no_crds"])]
@@ -133,6 +163,54 @@ pub struct Settings {
     pub external_address: Option<std::net::IpAddr>,
     pub proxy_replicas: i32,
     pub operator_replicas: i32,
+    /// How stream ports reach the pods (the operator's flags, the proxy's `--no-relay`).
+    pub exposure: Exposure,
+    /// The proxies' Service's sharing key.
+    pub sharing_key: String,
+}
+
+/// The exposure of `args`, or why its flags contradict each other (one line).
+pub fn exposure(args: &InstallArgs) -> Result<Exposure, String> {
+    let mode = args.exposure;
+    if mode != ExposureMode::LoadBalancer && args.lb_ip.is_some() {
+        return Err("--lb-ip needs --exposure load-balancer".to_owned());
+    }
+    if mode != ExposureMode::LoadBalancer && args.lb_traffic_policy.is_some() {
+        return Err("--lb-traffic-policy needs --exposure load-balancer".to_owned());
+    }
+    if mode != ExposureMode::Gateway && args.gateway.is_some() {
+        return Err("--gateway needs --exposure gateway".to_owned());
+    }
+    if let (Some(lb), Some(external)) = (args.lb_ip, args.external_address)
+        && lb != external
+    {
+        return Err(format!(
+            "--lb-ip {lb} differs from --external-address {external}: clients reach the streams only on the proxies' address"
+        ));
+    }
+    Ok(match mode {
+        ExposureMode::Relay => Exposure::Relay,
+        ExposureMode::LoadBalancer => Exposure::LoadBalancer(LoadBalancerExposure {
+            sharing_key: sharing_key(args),
+            ip: args.lb_ip.or(args.external_address),
+            traffic_policy: args
+                .lb_traffic_policy
+                .map(crate::operator::LbTrafficPolicy::policy)
+                .unwrap_or_default(),
+            ..LoadBalancerExposure::default()
+        }),
+        ExposureMode::Gateway => Exposure::Gateway(
+            args.gateway
+                .clone()
+                .ok_or("--exposure gateway needs --gateway NAMESPACE/NAME")?,
+        ),
+    })
+}
+
+fn sharing_key(args: &InstallArgs) -> String {
+    args.lb_sharing_key
+        .clone()
+        .unwrap_or_else(|| direwolf_k8s::operator::config::DEFAULT_LB_SHARING_KEY.to_owned())
 }
 
 impl Settings {
@@ -156,6 +234,8 @@ impl Settings {
             external_address: args.external_address,
             proxy_replicas: args.proxy_replicas,
             operator_replicas: args.operator_replicas,
+            exposure: exposure(args).unwrap_or_default(),
+            sharing_key: sharing_key(args),
         }
     }
 
@@ -183,6 +263,11 @@ impl Settings {
 pub fn sections(settings: &Settings) -> anyhow::Result<Vec<Section>> {
     use Component::{Operator, Proxy};
     use render::to_yaml;
+    // The Role reading a Gateway of another namespace, with its binding.
+    let gateway_reader = match rbac::gateway_reader(settings) {
+        Some((role, binding)) => vec![to_yaml(&role)?, to_yaml(&binding)?],
+        None => Vec::new(),
+    };
     Ok(vec![
         Section {
             file: "rbac.yaml",
@@ -194,7 +279,10 @@ pub fn sections(settings: &Settings) -> anyhow::Result<Vec<Section>> {
                 to_yaml(&rbac::role(settings, Operator))?,
                 to_yaml(&rbac::role_binding(settings, Proxy))?,
                 to_yaml(&rbac::role_binding(settings, Operator))?,
-            ],
+            ]
+            .into_iter()
+            .chain(gateway_reader)
+            .collect(),
         },
         Section {
             file: "proxy.yaml",
@@ -227,6 +315,7 @@ pub fn sections(settings: &Settings) -> anyhow::Result<Vec<Section>> {
 
 /// Prints the installation to `out`, or writes the base with `--split`.
 pub fn run(args: &InstallArgs, out: &mut impl std::io::Write) -> anyhow::Result<()> {
+    exposure(args).map_err(|why| anyhow::anyhow!("{why}"))?;
     let settings = Settings::new(args);
     let sections = sections(&settings)?;
     match &args.split {

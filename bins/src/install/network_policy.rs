@@ -1,8 +1,10 @@
-//! The stream pods admit only the proxy replicas, on Wolf's RTSP and stream ports.
+//! The stream pods admit only the proxy replicas, on Wolf's RTSP and stream ports (relay mode),
+//! or anyone on the port range (the other exposure modes, where clients reach Wolf directly).
 
 use std::collections::BTreeMap;
 
 use direwolf_k8s::crd::labels;
+use direwolf_k8s::operator::PortRange;
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
 };
@@ -40,23 +42,46 @@ pub fn stream_pods(settings: &Settings) -> NetworkPolicy {
                 ..LabelSelector::default()
             }),
             policy_types: Some(vec!["Ingress".to_owned()]),
-            ingress: Some(vec![NetworkPolicyIngressRule {
-                from: Some(vec![NetworkPolicyPeer {
-                    pod_selector: Some(Component::Proxy.selector()),
-                    ..NetworkPolicyPeer::default()
-                }]),
-                ports: Some(
-                    STREAM_PORTS
-                        .iter()
-                        .map(|&(protocol, port)| NetworkPolicyPort {
-                            protocol: Some(protocol.to_owned()),
-                            port: Some(IntOrString::Int(port)),
-                            ..NetworkPolicyPort::default()
-                        })
-                        .collect(),
-                ),
-            }]),
+            ingress: Some(vec![ingress(settings)]),
             ..NetworkPolicySpec::default()
         }),
+    }
+}
+
+/// Relay mode: the proxy replicas, on Wolf's default ports. Otherwise clients (through a load
+/// balancer keeping their address, or a Gateway's data plane) on the operator's default port
+/// range, where each Wolf listens on its Session's ports.
+fn ingress(settings: &Settings) -> NetworkPolicyIngressRule {
+    if !settings.exposure.wolf_on_public_ports() {
+        return NetworkPolicyIngressRule {
+            from: Some(vec![NetworkPolicyPeer {
+                pod_selector: Some(Component::Proxy.selector()),
+                ..NetworkPolicyPeer::default()
+            }]),
+            ports: Some(
+                STREAM_PORTS
+                    .iter()
+                    .map(|&(protocol, port)| NetworkPolicyPort {
+                        protocol: Some(protocol.to_owned()),
+                        port: Some(IntOrString::Int(port)),
+                        ..NetworkPolicyPort::default()
+                    })
+                    .collect(),
+            ),
+        };
+    }
+    let range = PortRange::default();
+    NetworkPolicyIngressRule {
+        from: None,
+        ports: Some(
+            ["TCP", "UDP"]
+                .into_iter()
+                .map(|protocol| NetworkPolicyPort {
+                    protocol: Some(protocol.to_owned()),
+                    port: Some(IntOrString::Int(i32::from(range.first))),
+                    end_port: Some(i32::from(range.last)),
+                })
+                .collect(),
+        ),
     }
 }

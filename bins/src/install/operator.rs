@@ -8,6 +8,8 @@ use k8s_openapi::api::core::v1::{
     Affinity, PodAffinityTerm, PodAntiAffinity, PodSpec, WeightedPodAffinityTerm,
 };
 
+use direwolf_k8s::operator::{Exposure, TrafficPolicy};
+
 use super::workload::{container, deployment};
 use super::{Component, Settings};
 
@@ -20,13 +22,13 @@ takes over within the lease duration (15 s) when the leader is lost.";
 /// The operator's arguments: the proxies' Service, the agent's image (the direwolf image) and the
 /// stream pods' images and GPU when given.
 pub fn args(settings: &Settings) -> Vec<String> {
-    let mut args = vec![
-        "operator",
-        "--proxy-service",
-        Component::Proxy.account(),
-        "--agent-image",
-        &settings.image,
-    ];
+    let mut args = vec!["operator"];
+    // The relay's ports are published on the proxies' Service; the other modes make objects of
+    // their own per Session.
+    if settings.exposure == Exposure::Relay {
+        args.extend(["--proxy-service", Component::Proxy.account()]);
+    }
+    args.extend(["--agent-image", &settings.image]);
     let optional = [
         ("--wolf-image", settings.wolf_image.as_deref()),
         ("--pulseaudio-image", settings.pulseaudio_image.as_deref()),
@@ -40,6 +42,29 @@ pub fn args(settings: &Settings) -> Vec<String> {
     let mut args: Vec<String> = args.into_iter().map(str::to_owned).collect();
     if let Some(gpu) = &settings.gpu {
         args.extend(["--gpu-resource".to_owned(), format!("{}={}", gpu.name, gpu.count)]);
+    }
+    match &settings.exposure {
+        Exposure::Relay => {}
+        Exposure::LoadBalancer(lb) => {
+            args.extend([
+                "--exposure".to_owned(),
+                "load-balancer".to_owned(),
+                "--lb-sharing-key".to_owned(),
+                lb.sharing_key.clone(),
+            ]);
+            if let Some(ip) = lb.ip {
+                args.extend(["--lb-ip".to_owned(), ip.to_string()]);
+            }
+            if lb.traffic_policy != TrafficPolicy::Local {
+                args.extend(["--lb-traffic-policy".to_owned(), "cluster".to_owned()]);
+            }
+        }
+        Exposure::Gateway(gateway) => args.extend([
+            "--exposure".to_owned(),
+            "gateway".to_owned(),
+            "--gateway".to_owned(),
+            gateway.to_string(),
+        ]),
     }
     args
 }

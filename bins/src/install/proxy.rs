@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use direwolf_k8s::crd::annotations;
+use direwolf_k8s::operator::Exposure;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{EnvVar, PodSpec, Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -23,11 +24,6 @@ pairing on one replica, and externalTrafficPolicy Local keeps the client's addre
 /// Moonlight's HTTPS and HTTP ports.
 const PORTS: [(&str, i32); 2] = [("https", 47984), ("http", 47989)];
 
-/// The load-balancer sharing key (Cilium LB-IPAM, MetalLB): another Service given the same key
-/// shares the proxies' address. Every stream port is on this Service itself (the operator adds
-/// them), so the key only matters to Services of the cluster owner's own.
-const SHARING_KEY: &str = "direwolf";
-
 /// The proxies' Deployment. Replicas share everything through the API server (pending PINs as
 /// Secrets, docs/protocol/moonlight-http.md § Several proxy replicas).
 pub fn deployment_of(settings: &Settings) -> Deployment {
@@ -36,7 +32,12 @@ pub fn deployment_of(settings: &Settings) -> Deployment {
         .rev()
         .map(|&(name, number)| port(name, number))
         .collect();
-    let mut proxy = container(settings, "proxy", vec!["proxy".to_owned()], ports);
+    let mut args = vec!["proxy".to_owned()];
+    // Outside the relay mode Wolf listens on the public ports and the operator exposes them.
+    if settings.exposure.wolf_on_public_ports() {
+        args.push("--no-relay".to_owned());
+    }
+    let mut proxy = container(settings, "proxy", args, ports);
     if let Some(ip) = settings.external_address {
         proxy.env.get_or_insert_default().push(EnvVar {
             name: "DIREWOLF_EXTERNAL_ADDRESS".to_owned(),
@@ -55,10 +56,17 @@ pub fn deployment_of(settings: &Settings) -> Deployment {
 pub fn service(settings: &Settings) -> Service {
     let mut metadata = settings.metadata(Component::Proxy.account(), Component::Proxy);
     metadata.annotations = Some(BTreeMap::from([
-        (annotations::CILIUM_SHARING_KEY.to_owned(), SHARING_KEY.to_owned()),
+        // The load-balancer sharing key (Cilium LB-IPAM, MetalLB): a Service given the same
+        // key shares the proxies' address. In the relay mode every stream port is on this
+        // Service itself (the operator adds them); in the load-balancer mode each Session's
+        // Service carries the key.
+        (
+            annotations::CILIUM_SHARING_KEY.to_owned(),
+            settings.sharing_key.clone(),
+        ),
         (
             annotations::METALLB_SHARING_KEY.to_owned(),
-            SHARING_KEY.to_owned(),
+            settings.sharing_key.clone(),
         ),
     ]));
     Service {
@@ -67,7 +75,14 @@ pub fn service(settings: &Settings) -> Service {
             type_: Some("LoadBalancer".to_owned()),
             // Keep the client's source address: pairing state is keyed by it and Sessions
             // record it.
-            external_traffic_policy: Some("Local".to_owned()),
+            // (Cluster only where the load-balancer exposure asks for it, for MetalLB's sharing.)
+            external_traffic_policy: Some(
+                match &settings.exposure {
+                    Exposure::LoadBalancer(lb) => lb.traffic_policy.as_str(),
+                    _ => "Local",
+                }
+                .to_owned(),
+            ),
             // Phases 1-5 of one pairing must reach the replica holding its state.
             session_affinity: Some("ClientIP".to_owned()),
             selector: Component::Proxy.selector().match_labels,

@@ -5,6 +5,8 @@
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 
+use direwolf_k8s::operator::{Exposure, GatewayExposure};
+
 use super::{Component, Settings};
 
 /// The comment that opens its file of the base.
@@ -27,7 +29,7 @@ pub fn service_account(settings: &Settings, component: Component) -> ServiceAcco
 pub fn role(settings: &Settings, component: Component) -> Role {
     let rules = match component {
         Component::Proxy => proxy_rules(),
-        Component::Operator => operator_rules(),
+        Component::Operator => operator_rules(settings),
     };
     Role {
         metadata: settings.metadata(component.account(), component),
@@ -104,8 +106,9 @@ fn proxy_rules() -> Vec<PolicyRule> {
     ]
 }
 
-fn operator_rules() -> Vec<PolicyRule> {
-    vec![
+fn operator_rules(settings: &Settings) -> Vec<PolicyRule> {
+    let exposure = &settings.exposure;
+    let mut rules = vec![
         // Leader election on Lease direwolf-controller.
         rule(&["coordination.k8s.io"], &["leases"], WRITE_ALL),
         rule(
@@ -133,7 +136,8 @@ fn operator_rules() -> Vec<PolicyRule> {
             ],
         ),
         // One stream pod per Session, and the home claims (owned by the User). Services: the
-        // proxies' LoadBalancer Service publishes each Session's stream ports.
+        // proxies' LoadBalancer Service publishes each Session's stream ports (relay mode), or
+        // each Session has a Service of its own (load-balancer and gateway modes).
         rule(&[""], &["pods", "services", "persistentvolumeclaims"], WRITE_ALL),
         // Each stream pod runs as its own ServiceAccount, whose Role lets its agent read only its
         // own Session and keys Secret and write only its Session's status. Granting that Role
@@ -147,5 +151,69 @@ fn operator_rules() -> Vec<PolicyRule> {
         ),
         rule(&[""], &["secrets"], &["get", "delete"]),
         rule(&["", "events.k8s.io"], &["events"], &["create", "patch"]),
-    ]
+    ];
+    if let Exposure::Gateway(gateway) = exposure {
+        // Each Session's TCPRoute and UDPRoutes (server-side apply creates and patches).
+        rules.push(rule(
+            &["gateway.networking.k8s.io"],
+            &["tcproutes", "udproutes"],
+            &["get", "create", "patch", "delete"],
+        ));
+        // The configured Gateway must exist: read here when it is in this namespace (or the
+        // namespace is the one the base is applied into), else by `gateway_reader` there.
+        if !gateway_elsewhere(settings, gateway) {
+            rules.push(gateway_rule(gateway));
+        }
+    }
+    rules
+}
+
+/// Reading the configured Gateway, and only it.
+fn gateway_rule(gateway: &GatewayExposure) -> PolicyRule {
+    PolicyRule {
+        resource_names: Some(vec![gateway.name.clone()]),
+        ..rule(&["gateway.networking.k8s.io"], &["gateways"], &["get"])
+    }
+}
+
+/// Whether the Gateway is in another namespace than the installation's (never in the
+/// namespace-less base, which cannot name its own namespace).
+fn gateway_elsewhere(settings: &Settings, gateway: &GatewayExposure) -> bool {
+    settings
+        .namespace
+        .as_deref()
+        .is_some_and(|ns| ns != gateway.namespace)
+}
+
+/// With `--exposure gateway` and a Gateway in another namespace: a Role there that reads that
+/// Gateway, bound to the operator's account (`direwolf-operator-gateway`).
+pub fn gateway_reader(settings: &Settings) -> Option<(Role, RoleBinding)> {
+    let Exposure::Gateway(gateway) = &settings.exposure else {
+        return None;
+    };
+    if !gateway_elsewhere(settings, gateway) {
+        return None;
+    }
+    let name = "direwolf-operator-gateway";
+    let mut metadata = settings.metadata(name, Component::Operator);
+    metadata.namespace = Some(gateway.namespace.clone());
+    let role = Role {
+        metadata: metadata.clone(),
+        rules: Some(vec![gateway_rule(gateway)]),
+    };
+    let binding = RoleBinding {
+        metadata,
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".to_owned(),
+            kind: "Role".to_owned(),
+            name: name.to_owned(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".to_owned(),
+            name: Component::Operator.account().to_owned(),
+            namespace: settings.namespace.clone(),
+            api_group: None,
+        }]),
+    };
+    Some((role, binding))
 }

@@ -302,3 +302,193 @@ fn the_dockerfile_builds_the_image_the_manifests_run() {
         assert!(pod["containers"][0].get("command").is_none());
     }
 }
+
+/// `--exposure`: the operator's flags, the proxies' `--no-relay`, the Role's route rights and
+/// the stream pods' NetworkPolicy follow the mode; contradictions are refused in one line.
+#[test]
+fn exposure_modes_render_consistent_operator_and_proxy_flags() {
+    let relay = Settings::new(&parse(&[]).expect("parse"));
+    assert!(
+        !proxy::deployment_of(&relay)
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+            .containers[0]
+            .args
+            .as_ref()
+            .unwrap()
+            .contains(&"--no-relay".to_owned())
+    );
+
+    let lb_args = parse(&[
+        "--exposure",
+        "load-balancer",
+        "--lb-sharing-key",
+        "games",
+        "--external-address",
+        "203.0.113.10",
+    ])
+    .expect("parse");
+    let lb = Settings::new(&lb_args);
+    let args = operator::args(&lb);
+    assert!(!args.contains(&"--proxy-service".to_owned()), "{args:?}");
+    let tail: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .skip_while(|a| *a != "--exposure")
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            "--exposure",
+            "load-balancer",
+            "--lb-sharing-key",
+            "games",
+            "--lb-ip",
+            "203.0.113.10"
+        ]
+    );
+    let proxy_args = proxy::deployment_of(&lb)
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers[0]
+        .args
+        .clone()
+        .unwrap();
+    assert_eq!(proxy_args, ["proxy", "--no-relay"]);
+    let service = proxy::service(&lb);
+    let annotations = service.metadata.annotations.unwrap();
+    assert_eq!(annotations["lbipam.cilium.io/sharing-key"], "games");
+    assert_eq!(annotations["metallb.universe.tf/allow-shared-ip"], "games");
+    let policy = network_policy::stream_pods(&lb).spec.unwrap();
+    let rule = &policy.ingress.unwrap()[0];
+    assert!(rule.from.is_none(), "clients reach Wolf directly");
+    let ports = rule.ports.as_ref().unwrap();
+    assert_eq!(ports.len(), 2);
+    assert!(ports.iter().all(|p| p.end_port == Some(40999)));
+
+    let gw =
+        Settings::new(&parse(&["--exposure", "gateway", "--gateway", "direwolf/public"]).expect("parse"));
+    let args = operator::args(&gw);
+    assert!(args.ends_with(&["--exposure", "gateway", "--gateway", "direwolf/public"].map(str::to_owned)));
+    let role = rbac::role(&gw, Component::Operator);
+    let rules = role.rules.unwrap();
+    assert!(
+        rules
+            .iter()
+            .any(|r| r.resources.as_deref() == Some(&["tcproutes".to_owned(), "udproutes".to_owned()][..]))
+    );
+    assert!(
+        rules
+            .iter()
+            .any(|r| r.resources.as_deref() == Some(&["gateways".to_owned()][..])
+                && r.resource_names.as_deref() == Some(&["public".to_owned()][..]))
+    );
+    let relay_rules = rbac::role(&relay, Component::Operator).rules.unwrap();
+    assert!(
+        !relay_rules
+            .iter()
+            .flat_map(|r| r.api_groups.iter().flatten())
+            .any(|g| g.starts_with("gateway"))
+    );
+
+    for (flags, says) in [
+        (
+            &["--lb-ip", "203.0.113.7"][..],
+            "--lb-ip needs --exposure load-balancer",
+        ),
+        (
+            &["--gateway", "infra/public"],
+            "--gateway needs --exposure gateway",
+        ),
+        (&["--exposure", "gateway"], "needs --gateway"),
+        (
+            &[
+                "--exposure",
+                "load-balancer",
+                "--lb-ip",
+                "203.0.113.7",
+                "--external-address",
+                "203.0.113.8",
+            ],
+            "differs from --external-address",
+        ),
+    ] {
+        let err = exposure(&parse(flags).expect("parse")).expect_err(says);
+        assert!(err.contains(says) && !err.contains('\n'), "{flags:?}: {err}");
+    }
+    assert!(parse(&["--exposure", "gateway", "--gateway", "public"]).is_err());
+
+    // MetalLB: both Services Cluster, told to the operator too.
+    let metallb = Settings::new(
+        &parse(&["--exposure", "load-balancer", "--lb-traffic-policy", "cluster"]).expect("parse"),
+    );
+    assert!(operator::args(&metallb).ends_with(&["--lb-traffic-policy".to_owned(), "cluster".to_owned()]));
+    let policy = proxy::service(&metallb).spec.unwrap().external_traffic_policy;
+    assert_eq!(policy.as_deref(), Some("Cluster"));
+    assert_eq!(
+        proxy::service(&relay)
+            .spec
+            .unwrap()
+            .external_traffic_policy
+            .as_deref(),
+        Some("Local")
+    );
+    let err = exposure(&parse(&["--lb-traffic-policy", "cluster"]).expect("parse")).expect_err("relay");
+    assert!(
+        err.contains("--lb-traffic-policy needs --exposure load-balancer"),
+        "{err}"
+    );
+
+    // A Gateway in another namespace: read through a Role there, not the operator's own.
+    let elsewhere = Settings::new(
+        &parse(&[
+            "--namespace",
+            "games",
+            "--exposure",
+            "gateway",
+            "--gateway",
+            "infra/public",
+        ])
+        .expect("parse"),
+    );
+    let own = rbac::role(&elsewhere, Component::Operator).rules.unwrap();
+    assert!(
+        !own.iter()
+            .any(|r| r.resources.as_deref() == Some(&["gateways".to_owned()][..]))
+    );
+    let (role, binding) = rbac::gateway_reader(&elsewhere).expect("a Role in the Gateway's namespace");
+    assert_eq!(role.metadata.namespace.as_deref(), Some("infra"));
+    assert_eq!(
+        role.rules.unwrap()[0].resource_names.as_deref(),
+        Some(&["public".to_owned()][..])
+    );
+    let subject = &binding.subjects.unwrap()[0];
+    assert_eq!(
+        (subject.name.as_str(), subject.namespace.as_deref()),
+        ("direwolf-operator", Some("games"))
+    );
+    assert!(
+        rbac::gateway_reader(&gw).is_none(),
+        "same namespace: the operator's Role"
+    );
+    let rendered = printed(&[
+        "--namespace",
+        "games",
+        "--no-crds",
+        "--exposure",
+        "gateway",
+        "--gateway",
+        "infra/public",
+    ]);
+    let in_infra = documents(&rendered)
+        .into_iter()
+        .filter(|d| d["metadata"]["namespace"] == "infra")
+        .count();
+    assert_eq!(in_infra, 2);
+}

@@ -104,6 +104,9 @@ pub mod conditions {
     pub const STREAM_STARTED: &str = "StreamStarted";
     /// Session: Gateway routes exist (Gateway data path only).
     pub const ROUTES_CREATED: &str = "RoutesCreated";
+    /// Session: the load balancer gave the stream Service an address (load-balancer exposure
+    /// only): False when none came within the operator's wait, or another than the proxies'.
+    pub const LOAD_BALANCER_ADDRESS: &str = "LoadBalancerAddressAssigned";
     /// App: no other App in the namespace has the same `spec.id`.
     pub const ID_UNIQUE: &str = "IDUnique";
     /// Pairing: the referenced User exists.
@@ -132,6 +135,10 @@ pub mod reasons {
     pub const STREAM_START_FAILED: &str = "StreamStartFailed";
     /// Gateway routes could not be configured.
     pub const GATEWAY_CONFIGURATION_FAILED: &str = "GatewayConfigurationFailed";
+    /// The stream Service has no load-balancer address after the operator's wait.
+    pub const NO_LOAD_BALANCER_ADDRESS: &str = "NoLoadBalancerAddress";
+    /// The stream Service got another address than the one asked for (the proxies').
+    pub const ADDRESS_NOT_SHARED: &str = "AddressNotShared";
     /// Two or more Apps share one `spec.id`; all of them are left out of the app list.
     pub const DUPLICATE_APP_ID: &str = "DuplicateAppID";
     /// A Pairing names a User that does not exist.
@@ -178,6 +185,8 @@ pub mod field_managers {
     pub const OPERATOR_DEPLOYMENT_OWNERS: &str = "direwolf-operator-deployment-owners";
     /// The operator writing the stream Service.
     pub const OPERATOR_SERVICE: &str = "direwolf-operator-service";
+    /// Operator: a Session's Gateway API routes.
+    pub const OPERATOR_ROUTES: &str = "direwolf-operator-routes";
     /// The operator writing the home claim.
     pub const OPERATOR_PVC: &str = "direwolf-operator-pvc";
     /// The wolf-agent writing its Session's status (stream URL, Wolf session id, phase).

@@ -153,6 +153,131 @@ pub struct PodSettings {
     pub node_selector: BTreeMap<String, String>,
 }
 
+/// The sharing key of the proxies' LoadBalancer Service (Cilium LB-IPAM, MetalLB): a Service
+/// carrying the same key may share the proxies' address.
+pub const DEFAULT_LB_SHARING_KEY: &str = "direwolf";
+
+/// How a Session's four public stream ports reach its pod (`docs/protocol/kubernetes.md`
+/// § Exposure modes). One mode per installation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Exposure {
+    /// Every proxy replica relays the ports to Wolf's default ports in the pod (the proxies run
+    /// the relay; the operator may publish the ports on the proxies' Service).
+    #[default]
+    Relay,
+    /// A LoadBalancer Service per Session sharing the proxies' address; Wolf listens on the
+    /// allocated ports themselves.
+    LoadBalancer(LoadBalancerExposure),
+    /// Gateway API routes per Session attached to one Gateway, to a ClusterIP Service per
+    /// Session; Wolf listens on the allocated ports themselves.
+    Gateway(GatewayExposure),
+}
+
+impl Exposure {
+    /// The mode's name as the `--exposure` flag spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Exposure::Relay => "relay",
+            Exposure::LoadBalancer(_) => "load-balancer",
+            Exposure::Gateway(_) => "gateway",
+        }
+    }
+
+    /// Whether Wolf in the stream pod listens on the Session's public ports (every mode but the
+    /// relay, which maps the public ports to Wolf's defaults).
+    pub fn wolf_on_public_ports(&self) -> bool {
+        !matches!(self, Exposure::Relay)
+    }
+}
+
+/// The per-Session LoadBalancer Service's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadBalancerExposure {
+    /// The sharing key (Cilium `lbipam.cilium.io/sharing-key`, MetalLB
+    /// `metallb.universe.tf/allow-shared-ip`): the proxies' Service's key.
+    pub sharing_key: String,
+    /// The address to ask for (Cilium `lbipam.cilium.io/ips`, MetalLB
+    /// `metallb.universe.tf/loadBalancerIPs`): the proxies' address.
+    pub ip: Option<std::net::IpAddr>,
+    /// How long a Service may go without an ingress address before the Session says so.
+    pub address_wait: Duration,
+    /// The Services' `externalTrafficPolicy`: `Local` keeps the client's address for Wolf;
+    /// MetalLB shares an address only between Services that are all `Cluster` (or select the
+    /// same pods), so with MetalLB the Sessions' and the proxies' Services must be `Cluster`.
+    pub traffic_policy: TrafficPolicy,
+}
+
+/// A Service's `externalTrafficPolicy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TrafficPolicy {
+    /// Only nodes with a selected pod take traffic; the client's address is kept.
+    #[default]
+    Local,
+    /// Every node takes traffic and forwards it, replacing the client's address.
+    Cluster,
+}
+
+impl TrafficPolicy {
+    /// The field's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrafficPolicy::Local => "Local",
+            TrafficPolicy::Cluster => "Cluster",
+        }
+    }
+}
+
+impl Default for LoadBalancerExposure {
+    fn default() -> Self {
+        LoadBalancerExposure {
+            sharing_key: DEFAULT_LB_SHARING_KEY.to_owned(),
+            ip: None,
+            address_wait: Duration::from_secs(20),
+            traffic_policy: TrafficPolicy::Local,
+        }
+    }
+}
+
+/// The Gateway every Session's routes attach to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayExposure {
+    /// The Gateway's namespace.
+    pub namespace: String,
+    /// The Gateway's name.
+    pub name: String,
+}
+
+impl FromStr for GatewayExposure {
+    type Err = ConfigError;
+
+    /// `NAMESPACE/NAME`, both DNS-1123 (the name a subdomain, the namespace a label).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ConfigError(format!("gateway {s:?} is not NAMESPACE/NAME (e.g. infra/public)"));
+        let (namespace, name) = s.split_once('/').ok_or_else(bad)?;
+        let label = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if !label(namespace) || name.len() > 253 || !name.split('.').all(label) {
+            return Err(bad());
+        }
+        Ok(GatewayExposure {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for GatewayExposure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
 /// Everything the operator is configured with.
 #[derive(Debug, Clone)]
 pub struct OperatorConfig {
@@ -173,6 +298,8 @@ pub struct OperatorConfig {
     pub reporter: String,
     /// This replica's identity (Events' `reportingInstance`).
     pub instance: Option<String>,
+    /// How the stream ports reach the pods.
+    pub exposure: Exposure,
 }
 
 impl OperatorConfig {
@@ -188,6 +315,7 @@ impl OperatorConfig {
             concurrency: 8,
             reporter: "direwolf-operator".to_owned(),
             instance: None,
+            exposure: Exposure::Relay,
         }
     }
 }
@@ -220,5 +348,28 @@ mod tests {
         assert_eq!(selector.len(), 2);
         assert!(parse_node_selector("novalue").is_err());
         assert!(parse_node_selector("").expect("empty is fine").is_empty());
+    }
+
+    #[test]
+    fn gateways_parse() {
+        let gateway: GatewayExposure = "infra/public".parse().expect("valid");
+        assert_eq!(gateway.namespace, "infra");
+        assert_eq!(gateway.name, "public");
+        assert_eq!(gateway.to_string(), "infra/public");
+        assert!("infra/gw.example".parse::<GatewayExposure>().is_ok());
+        for bad in [
+            "",
+            "public",
+            "/public",
+            "infra/",
+            "Infra/public",
+            "a/b/c",
+            "in_fra/x",
+        ] {
+            assert!(bad.parse::<GatewayExposure>().is_err(), "{bad}");
+        }
+        assert_eq!(Exposure::default().name(), "relay");
+        assert!(!Exposure::Relay.wolf_on_public_ports());
+        assert!(Exposure::LoadBalancer(LoadBalancerExposure::default()).wolf_on_public_ports());
     }
 }

@@ -174,7 +174,7 @@ pub fn pod_ip(pod: &Pod) -> Option<String> {
 pub struct OperatorStatus {
     /// Pending, Initializing or Ended; `None` once the agent owns the phase.
     pub phase: Option<SessionPhase>,
-    /// The operator's conditions (PortsAllocated, VolumeCreated, DeploymentCreated, Ended).
+    /// The operator's conditions ([`OPERATOR_CONDITIONS`]).
     pub conditions: Vec<Condition>,
     /// The allocated ports.
     pub ports: Option<SessionPorts>,
@@ -183,10 +183,13 @@ pub struct OperatorStatus {
 }
 
 /// The condition types the operator owns on a Session.
-pub const OPERATOR_CONDITIONS: [&str; 4] = [
+pub const OPERATOR_CONDITIONS: [&str; 7] = [
     conditions::PORTS_ALLOCATED,
     conditions::VOLUME_CREATED,
     conditions::DEPLOYMENT_CREATED,
+    conditions::SERVICE_CREATED,
+    conditions::ROUTES_CREATED,
+    conditions::LOAD_BALANCER_ADDRESS,
     conditions::ENDED,
 ];
 

@@ -1,5 +1,6 @@
 //! How Sessions end and go: the finalizer, an ending (phase Ended, the `Ended` condition, an
-//! Event, then deletion), and the cleanup on deletion (pod, agent account, keys Secret; the
+//! Event, then deletion), and the cleanup on deletion (pod, agent account, keys Secret, the
+//! exposure's Service and routes; the
 //! finalizer is removed once the pod is gone or a bound has passed; the ports are free then).
 
 use std::time::Duration;
@@ -17,6 +18,7 @@ use tracing::{info, warn};
 use super::context::Context;
 use super::decide::{Ending, OperatorStatus};
 use super::error::Error;
+use super::publish;
 use super::status::write_status;
 use crate::crd::{Session, SessionPhase, conditions, reasons};
 use crate::retry::has_status;
@@ -137,6 +139,7 @@ pub(crate) async fn finalize(session: &Session, ctx: &Context) -> Result<Action,
     ctx.delete::<Role>(&account).await?;
     ctx.delete::<ServiceAccount>(&account).await?;
     ctx.delete::<Secret>(&stream::keys_secret_name(&name)).await?;
+    publish::withdraw(session, ctx).await?;
     let waited = session
         .metadata
         .deletion_timestamp

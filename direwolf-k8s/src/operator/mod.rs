@@ -3,7 +3,8 @@
 //!
 //! Shape (the project's reconciler convention): **observe** the caches of Sessions, Apps, Users and
 //! stream pods (`run.rs`: one `kube::runtime::Controller` per term of leadership; a Session is
-//! reconciled when it, its pod, its App or its User changes) → **decide** with pure functions
+//! reconciled when it, its pod, its App or its User changes, and outside the relay exposure its
+//! Service) → **decide** with pure functions
 //! ([`decide`]: endings, phase, status; [`pod`]: the stream pod; [`account`]: the agent's account;
 //! [`home`]: the home claim; [`ports`]: the port block) → **apply** (`reconcile.rs`: ports in
 //! status first, then the home claim, the account, the pod) → **prune** and endings (`ending.rs`:
@@ -13,12 +14,13 @@
 //!
 //! | Behaviour | Where |
 //! |---|---|
-//! | finalizer, phase Pending | `reconcile.rs`, `ending.rs` |
+//! | finalizer, phase Pending; on deletion pod, account, keys Secret, Service and routes | `reconcile.rs`, `ending.rs` |
 //! | the status write (own fields, server-side apply, guarded by resourceVersion) | `status.rs` |
 //! | ports (unique, in flight too; written before the pod) | [`ports`], `reconcile.rs` |
 //! | home claim `<user>-<app>` owned by the User | [`home`] |
 //! | agent ServiceAccount, Role, RoleBinding | [`account`] |
-//! | pod (template merge, caps, policies, reserved names) | [`pod`], [`caps`] |
+//! | pod (template merge, caps, policies, reserved names; Wolf's port variables outside the relay mode) | [`pod`], [`caps`] |
+//! | exposure modes (`config::Exposure`): load-balancer Service per Session (sharing annotations, `ServiceCreated`, `LoadBalancerAddressAssigned`), gateway routes (TCPRoute, UDPRoutes, ClusterIP Service, `RoutesCreated`; a missing Gateway ends a Session not yet started) | [`expose`] (pure), `publish.rs` (apply, delete) |
 //! | phase Initializing, `host` | [`decide`] |
 //! | endings (App/User deleted, Unschedulable, Wolf exited, pod failed, start deadline, agent's Ended) | [`decide::ending`], `ending.rs` |
 //! | leadership: reconciles only while `is_leader` is true | [`Operator::run`] |
@@ -42,14 +44,19 @@ pub mod decide;
 mod ending;
 mod error;
 mod events;
+pub mod expose;
 pub mod home;
 pub mod pod;
 pub mod ports;
+mod publish;
 mod reconcile;
 mod run;
 mod status;
 
-pub use config::{GpuResource, Images, OperatorConfig, PodSettings, PortRange};
+pub use config::{
+    Exposure, GatewayExposure, GpuResource, Images, LoadBalancerExposure, OperatorConfig, PodSettings,
+    PortRange, TrafficPolicy,
+};
 pub use context::Metrics;
 pub use error::Error;
 pub use run::{Operator, RunError};

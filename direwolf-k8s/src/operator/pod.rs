@@ -18,7 +18,7 @@ use kube::{Resource, ResourceExt};
 
 use super::caps::{CapViolation, check_caps, merge_resources, requests};
 use super::config::{GpuResource, PodSettings};
-use crate::crd::{App, RESERVED_VOLUME_NAMES, Session, SidecarPolicy, User, labels};
+use crate::crd::{App, RESERVED_VOLUME_NAMES, Session, SessionPorts, SidecarPolicy, User, labels};
 use crate::stream::{self, containers};
 
 /// The volume shared by the agent (which replays Wolf's udev events into it) and every game
@@ -75,6 +75,9 @@ pub struct PodInputs<'a> {
     pub settings: &'a PodSettings,
     /// The home claim, when the App has a claim template.
     pub home_claim: Option<&'a str>,
+    /// The Session's public ports when Wolf must listen on them itself (every exposure mode
+    /// but the relay); `None`: Wolf keeps its default ports.
+    pub wolf_ports: Option<SessionPorts>,
 }
 
 /// The labels of every object made for `session`.
@@ -375,9 +378,38 @@ fn sidecar(
     })
 }
 
+/// Wolf's port variables and its container ports: the Session's public ports when Wolf
+/// listens on them itself (`docs/protocol/streaming-ports.md` § Port table),
+/// else only its default RTSP port.
+pub fn wolf_ports(ports: Option<SessionPorts>) -> (Vec<EnvVar>, Vec<ContainerPort>) {
+    let port = |name: &str, number: u16, protocol: &str| ContainerPort {
+        name: Some(name.to_owned()),
+        container_port: i32::from(number),
+        protocol: Some(protocol.to_owned()),
+        ..ContainerPort::default()
+    };
+    let Some(ports) = ports else {
+        return (Vec::new(), vec![port("rtsp", stream::WOLF_RTSP_PORT, "TCP")]);
+    };
+    let env = vec![
+        env(stream::env::WOLF_RTSP_SETUP_PORT, ports.rtsp.to_string()),
+        env(stream::env::WOLF_CONTROL_PORT, ports.control.to_string()),
+        env(stream::env::WOLF_VIDEO_PING_PORT, ports.video_rtp.to_string()),
+        env(stream::env::WOLF_AUDIO_PING_PORT, ports.audio_rtp.to_string()),
+    ];
+    let container_ports = vec![
+        port("rtsp", ports.rtsp.get(), "TCP"),
+        port("control", ports.control.get(), "UDP"),
+        port("video", ports.video_rtp.get(), "UDP"),
+        port("audio", ports.audio_rtp.get(), "UDP"),
+    ];
+    (env, container_ports)
+}
+
 fn wolf_container(inputs: &PodInputs<'_>, policy: &SidecarPolicy) -> Result<Container, PodError> {
     let runtime = &inputs.app.spec.wolf_config.runtime_variables;
-    let env = vec![
+    let (port_env, container_ports) = wolf_ports(inputs.wolf_ports);
+    let mut env = vec![
         env("PUID", "1000"),
         env("PGID", "1000"),
         env("UNAME", "ubuntu"),
@@ -389,6 +421,8 @@ fn wolf_container(inputs: &PodInputs<'_>, policy: &SidecarPolicy) -> Result<Cont
         env("TZ", runtime.time_zone.clone()),
         env("WOLF_RENDER_NODE", runtime.render_node.clone()),
     ];
+    // After the policy's env would be too late to win: the ports are the exposure's contract.
+    env.extend(port_env);
     let mounts = vec![
         mount(WOLF_CFG, "/etc/wolf"),
         mount(WOLF_RUNTIME, RUNTIME_DIR),
@@ -407,12 +441,15 @@ fn wolf_container(inputs: &PodInputs<'_>, policy: &SidecarPolicy) -> Result<Cont
         policy,
         inputs.user,
     )?;
-    wolf.ports = Some(vec![ContainerPort {
-        name: Some("rtsp".to_owned()),
-        container_port: i32::from(stream::WOLF_RTSP_PORT),
-        protocol: Some("TCP".to_owned()),
-        ..ContainerPort::default()
-    }]);
+    // The allocated ports win over a policy that names them too.
+    if inputs.wolf_ports.is_some() {
+        let ours: Vec<EnvVar> = wolf_ports(inputs.wolf_ports).0;
+        let mut merged = wolf.env.take().unwrap_or_default();
+        merged.retain(|e| !ours.iter().any(|o| o.name == e.name));
+        merged.extend(ours);
+        wolf.env = Some(merged);
+    }
+    wolf.ports = Some(container_ports);
     Ok(wolf)
 }
 

@@ -1,6 +1,6 @@
-//! The reconcile of one Session: observe (caches), decide (`decide.rs`, `pod.rs`), apply
-//! (ports in status, home claim, agent account, pod), status (only when it changed); endings
-//! and the finalizer are in `ending.rs`.
+//! The reconcile of one Session: observe (caches), decide (`decide.rs`, `pod.rs`, `expose.rs`),
+//! apply (ports in status, the exposure's Service and routes, home claim, agent account, pod),
+//! status (only when it changed); endings and the finalizer are in `ending.rs`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +20,7 @@ use super::error::Error;
 use super::events;
 use super::home::home_claim;
 use super::pod::{PodInputs, build_pod};
+use super::publish;
 use super::status::write_status;
 use crate::crd::{App, Session, SessionPhase, User, conditions, field_managers, reasons};
 use crate::stream;
@@ -135,6 +136,13 @@ async fn provision(
         info!(rtsp = %ports.rtsp, "ports allocated");
     }
 
+    // Exposure (load-balancer and gateway modes): before the pod, so that a Gateway that
+    // does not exist ends the Session before a pod is made for it.
+    let recheck = match publish::publish(session, ctx, ports, &mut status, now).await? {
+        publish::Outcome::Done { recheck } => recheck,
+        publish::Outcome::End(why) => return ending::end_from(session, ctx, why, on_server).await,
+    };
+
     // Home.
     let claim = match home_claim(app, user) {
         Some(claim) => {
@@ -161,7 +169,7 @@ async fn provision(
     // Account and pod.
     let pod = match pod {
         Some(pod) => Some(pod),
-        None => match create_pod(session, ctx, app, user, claim.as_deref()).await? {
+        None => match create_pod(session, ctx, app, user, claim.as_deref(), Some(ports)).await? {
             PodOutcome::Created(pod) => pod.map(|p| Arc::new(*p)),
             PodOutcome::Refused(why) | PodOutcome::Vanished(why) => {
                 return ending::end_from(session, ctx, why, on_server).await;
@@ -183,20 +191,28 @@ async fn provision(
     if status != on_server {
         write_status(ctx, session, &status, resource_version.as_deref()).await?;
     }
-    Ok(requeue_after(session, ctx, now))
+    let action = requeue_after(session, ctx, now);
+    Ok(match recheck {
+        Some(recheck) => Action::requeue(recheck.min(requeue_delay(session, ctx, now))),
+        None => action,
+    })
+}
+
+/// The delay of [`requeue_after`].
+fn requeue_delay(session: &Session, ctx: &Context, now: Timestamp) -> Duration {
+    let started = session.status.as_ref().is_some_and(|s| s.stream_url.is_some());
+    if started {
+        return STEADY_REQUEUE;
+    }
+    ctx.config
+        .start_deadline
+        .saturating_sub(decide::age(session, now))
+        + Duration::from_millis(500)
 }
 
 /// When to look again: at the start deadline while the stream has not started, else rarely.
 fn requeue_after(session: &Session, ctx: &Context, now: Timestamp) -> Action {
-    let started = session.status.as_ref().is_some_and(|s| s.stream_url.is_some());
-    if started {
-        return Action::requeue(STEADY_REQUEUE);
-    }
-    let left = ctx
-        .config
-        .start_deadline
-        .saturating_sub(decide::age(session, now));
-    Action::requeue(left + Duration::from_millis(500))
+    Action::requeue(requeue_delay(session, ctx, now))
 }
 
 enum PodOutcome {
@@ -223,6 +239,7 @@ async fn create_pod(
     app: &App,
     user: &User,
     claim: Option<&str>,
+    ports: Option<crate::crd::SessionPorts>,
 ) -> Result<PodOutcome, Error> {
     let name = session.name_any();
     let was_created = session
@@ -246,6 +263,11 @@ async fn create_pod(
         user,
         settings: &ctx.config.pod,
         home_claim: claim,
+        wolf_ports: if ctx.config.exposure.wolf_on_public_ports() {
+            ports
+        } else {
+            None
+        },
     };
     let pod = match build_pod(inputs) {
         Ok(pod) => pod,

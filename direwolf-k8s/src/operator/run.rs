@@ -1,5 +1,6 @@
 //! [`Operator`]: checks the CRDs, then, for every term of leadership, watches Sessions, Apps,
-//! Users and stream pods of the namespace and runs the Session reconciler on them
+//! Users and stream pods (and, outside the relay exposure, the Sessions' Services) of the
+//! namespace and runs the Session reconciler on them
 //! (`kube::runtime::Controller`), stopping when leadership is lost or on shutdown.
 
 use std::future::Future;
@@ -8,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::ListParams;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -182,6 +183,18 @@ impl Operator {
                 move |pod: &Pod| owning_session(pod, &ns).into_iter().collect()
             },
         );
+        // Outside the relay, each Session's Service: its load-balancer address brings the
+        // Session back at once (`publish.rs` reads the Service itself).
+        let services_task = self.config.exposure.wolf_on_public_ports().then(|| {
+            let ns = ns.to_owned();
+            self.follow::<Service>(
+                watcher::Config::default().labels(&worker),
+                slim,
+                triggers_tx.clone(),
+                move |service: &Service| owning_session(service, &ns).into_iter().collect(),
+            )
+            .1
+        });
         let (apps, apps_task) = self.follow::<App>(watcher::Config::default(), slim, triggers_tx.clone(), {
             let sessions = sessions.clone();
             move |app: &App| sessions_of(&sessions, |s| s.spec.game_reference.name == app.name_any())
@@ -224,7 +237,10 @@ impl Operator {
             })
             .await;
         *self.sessions.lock() = None;
-        for task in [pods_task, apps_task, users_task, sync_task] {
+        for task in [pods_task, apps_task, users_task, sync_task]
+            .into_iter()
+            .chain(services_task)
+        {
             task.abort();
         }
     }
@@ -325,9 +341,10 @@ fn sessions_of(sessions: &Store<Session>, refers: impl Fn(&Session) -> bool) -> 
         .collect()
 }
 
-/// The Session owning a pod (its controller owner reference).
-fn owning_session(pod: &Pod, namespace: &str) -> Option<ObjectRef<Session>> {
-    pod.owner_references()
+/// The Session owning a pod or Service (its controller owner reference).
+fn owning_session(object: &impl ResourceExt, namespace: &str) -> Option<ObjectRef<Session>> {
+    object
+        .owner_references()
         .iter()
         .find(|o| o.kind == "Session" && o.controller == Some(true))
         .map(|o| ObjectRef::new(&o.name).within(namespace))

@@ -61,6 +61,7 @@ fn build(app: &App, user: &User, settings: &PodSettings) -> Result<Pod, PodError
         user,
         settings,
         home_claim: Some("alice-firefox"),
+        wolf_ports: None,
     })
 }
 
@@ -380,6 +381,7 @@ fn caps_policies_and_reserved_names_refuse_a_pod() {
         user: &user(),
         settings: &settings,
         home_claim: None,
+        wolf_ports: None,
     };
     assert_eq!(build_pod(inputs), Err(PodError::NoOwner));
 }
@@ -394,6 +396,7 @@ fn an_app_without_template_gets_only_the_stream_containers() {
         user: &User::new("alice", Default::default()),
         settings: &PodSettings::default(),
         home_claim: None,
+        wolf_ports: None,
     })
     .expect("a pod");
     let spec = pod.spec.expect("spec");

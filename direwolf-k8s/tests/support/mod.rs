@@ -11,6 +11,7 @@ use direwolf_k8s::crd;
 use direwolf_k8s::emulator::ApiServerEmulator;
 
 pub mod cases;
+pub mod gateway_api;
 pub mod operator;
 pub mod testenv;
 
