@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 
 use direwolf_k8s::crd::annotations;
-use direwolf_k8s::operator::Exposure;
+use direwolf_k8s::operator::{Exposure, PortRange};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{EnvVar, PodSpec, Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::core::v1::{EnvVar, PodSpec, Service, ServicePort, ServiceSpec, Sysctl};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::workload::{container, deployment, port};
@@ -49,7 +49,29 @@ pub fn deployment_of(settings: &Settings) -> Deployment {
         containers: vec![proxy],
         ..PodSpec::default()
     };
-    deployment(settings, Component::Proxy, settings.proxy_replicas, pod)
+    let mut deployment = deployment(settings, Component::Proxy, settings.proxy_replicas, pod);
+    if !settings.exposure.wolf_on_public_ports() {
+        reserve_stream_ports(&mut deployment);
+    }
+    deployment
+}
+
+/// Keeps the kernel from handing the stream ports out as the source ports of the pod's own
+/// connections (to the API server, to Wolf): one held there would keep its Session from being
+/// relayed until it closed. `net.ipv4.ip_local_reserved_ports` is a safe, per-pod sysctl.
+fn reserve_stream_ports(deployment: &mut Deployment) {
+    let range = PortRange::default();
+    let reserved = Sysctl {
+        name: "net.ipv4.ip_local_reserved_ports".to_owned(),
+        value: format!("{}-{}", range.first, range.last),
+    };
+    if let Some(pod) = deployment.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+        pod.security_context
+            .get_or_insert_default()
+            .sysctls
+            .get_or_insert_default()
+            .push(reserved);
+    }
 }
 
 /// The proxies' LoadBalancer Service `direwolf-proxy`.

@@ -492,3 +492,30 @@ fn exposure_modes_render_consistent_operator_and_proxy_flags() {
         .count();
     assert_eq!(in_infra, 2);
 }
+
+#[test]
+fn a_relaying_proxy_reserves_the_stream_ports_from_its_own_connections() {
+    let sysctls = |args: &[&str]| {
+        let settings = Settings::new(&parse(args).expect("parse"));
+        proxy::deployment_of(&settings)
+            .spec
+            .and_then(|s| s.template.spec)
+            .and_then(|p| p.security_context)
+            .and_then(|c| c.sysctls)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| (s.name, s.value))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        sysctls(&[]),
+        [(
+            "net.ipv4.ip_local_reserved_ports".to_owned(),
+            "40000-40999".to_owned()
+        )]
+    );
+    assert!(
+        sysctls(&["--exposure", "load-balancer"]).is_empty(),
+        "a proxy that does not relay binds no stream port"
+    );
+}

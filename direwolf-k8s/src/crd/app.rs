@@ -91,8 +91,9 @@ pub struct AppGpu {
     #[schemars(length(min = 1, max = 253))]
     pub resource: String,
     /// How many; 0 for none.
-    #[schemars(range(max = 64))]
-    pub count: u32,
+    // i32: the API server warns of a `uint32` format on every apply.
+    #[schemars(range(min = 0, max = 64))]
+    pub count: i32,
 }
 
 /// A claim template: labels/annotations and a PersistentVolumeClaimSpec.

@@ -225,11 +225,13 @@ fn check_names(spec: &PodSpec, user: &User) -> Result<(), PodError> {
 /// installation's.
 fn gpu(inputs: &PodInputs<'_>) -> Option<GpuResource> {
     match &inputs.app.spec.gpu {
-        Some(app) if app.count == 0 => None,
-        Some(app) => Some(GpuResource {
-            name: app.resource.clone(),
-            count: app.count,
-        }),
+        Some(app) => u32::try_from(app.count)
+            .ok()
+            .filter(|count| *count > 0)
+            .map(|count| GpuResource {
+                name: app.resource.clone(),
+                count,
+            }),
         None => inputs.settings.gpu.clone(),
     }
 }
