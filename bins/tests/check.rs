@@ -275,7 +275,12 @@ fn serve_is_ready_once_a_wolf_answers_and_says_when_it_comes_back() {
     let _wolf = fake_wolf(&socket);
     server.wait_for("Wolf back", STEP);
     support::wait_until("/readyz says ready", STEP, || get(health, "/readyz").0 == 200);
-    assert_eq!(get(health, "/metrics").0, 404, "serve has no metrics yet");
+    let (status, metrics) = get(health, "/metrics");
+    assert_eq!(status, 200, "{metrics}");
+    assert!(
+        metrics.contains("direwolf_pairing_attempts_total{outcome=\"paired\"} 0\n"),
+        "the health port serves the metrics too: {metrics}"
+    );
 }
 
 #[test]
