@@ -13,7 +13,6 @@
 //! ([`CONTENT_TYPE`]), which Prometheus scrapes natively; [`Metrics::render`] gives it.
 //!
 //! ```
-//! use std::sync::Arc;
 //! use direwolf_core::metrics::{Metrics, PairingMetrics, PairingOutcome};
 //!
 //! let metrics = Metrics::new();
