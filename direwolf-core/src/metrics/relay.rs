@@ -111,6 +111,7 @@ fn encode_rtsp(encoder: &mut DescriptorEncoder, totals: &RelayTotals) -> Result<
         ("upstream_error", r.upstream_errors),
         ("bad_response", r.bad_responses),
         ("client_write_error", r.client_write_errors),
+        ("unrouted", r.unrouted),
     ];
     let mut family = encoder.encode_descriptor(
         "relay_rtsp",

@@ -142,8 +142,14 @@ impl Pack {
             }
         };
         let ports = relay.ports();
+        // On shared ports the client's echo of the host tells its RTSP requests apart.
+        let url_host = if relay.on_shared_ports() {
+            IpAddr::V4(fake_ip)
+        } else {
+            server_ip
+        };
         session.placement = Some(StreamPlacement {
-            session_url: session_url(server_ip, ports.rtsp),
+            session_url: session_url(url_host, ports.rtsp),
             host: self.name(index).to_owned(),
             host_session_id: host_id,
             ports: Some(ports),

@@ -43,6 +43,7 @@
 
 pub mod ports;
 pub mod rtsp;
+mod shared;
 mod socket;
 mod source;
 pub mod stats;
@@ -64,8 +65,10 @@ use crate::StreamPorts;
 
 pub use ports::{PortAllocError, PortAllocator, PortLease};
 pub use rtsp::{RtspError, RtspLimits};
+pub use shared::SharedPorts;
 pub use stats::{RelayTotals, RtspStats, SessionStats, StreamKind, UdpDrops, UdpStats};
 pub use udp::{Admission, SessionSecrets};
+use udp::{Clients, Public};
 
 /// Errors of the relay.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +116,10 @@ pub struct RelayConfig {
     /// Admit new UDP endpoints from any source (still bounded by `max_mappings_per_stream`),
     /// instead of the admission policy of [`udp`]. Only for trusted networks and benchmarks.
     pub admit_any_source: bool,
+    /// Serve every session on this one port set ([`shared`] mode); `port_range` then only holds
+    /// the RTSP ports of launches the shared RTSP port cannot tell apart. `None`: four ports of
+    /// `port_range` per session.
+    pub shared_ports: Option<SharedPorts>,
 }
 
 impl RelayConfig {
@@ -128,6 +135,7 @@ impl RelayConfig {
             socket_buffer_bytes: 1024 * 1024,
             rtsp: RtspLimits::default(),
             admit_any_source: false,
+            shared_ports: None,
         }
     }
 }
@@ -188,6 +196,9 @@ impl SessionRelayConfig {
     }
 }
 
+/// Client datagrams queued for one stream task of a session on the shared ports.
+const ROUTED_QUEUE: usize = 256;
+
 /// State shared by one session's tasks.
 #[derive(Debug)]
 pub(crate) struct SessionShared {
@@ -197,6 +208,12 @@ pub(crate) struct SessionShared {
     pub(crate) wolf_udp_host: IpAddr,
     pub(crate) fake_rtsp_ip: Ipv4Addr,
     pub(crate) public: StreamPorts,
+    /// The UDP streams run on the shared ports ([`shared`]).
+    pub(crate) shared_udp: bool,
+    /// The session's RTSP runs on the shared RTSP port (not a port of its own).
+    pub(crate) shared_rtsp: bool,
+    /// A `PLAY` was relayed: the RTSP handshake is complete.
+    pub(crate) rtsp_played: AtomicBool,
     wolf_video: AtomicU16,
     wolf_audio: AtomicU16,
     wolf_control: AtomicU16,
@@ -205,6 +222,25 @@ pub(crate) struct SessionShared {
 }
 
 impl SessionShared {
+    fn new(config: Arc<RelayConfig>, session: &SessionRelayConfig, public: StreamPorts) -> Self {
+        SessionShared {
+            config,
+            client_ip: session.client_ip,
+            wolf_rtsp: session.wolf_rtsp,
+            wolf_udp_host: session.wolf_udp_host,
+            fake_rtsp_ip: session.fake_rtsp_ip,
+            public,
+            shared_udp: false,
+            shared_rtsp: false,
+            rtsp_played: AtomicBool::new(false),
+            wolf_video: AtomicU16::new(session.wolf_ports.video),
+            wolf_audio: AtomicU16::new(session.wolf_ports.audio),
+            wolf_control: AtomicU16::new(session.wolf_ports.control),
+            secrets: Mutex::new(SessionSecrets::default()),
+            counters: stats::SessionCounters::default(),
+        }
+    }
+
     pub(crate) fn public_port(&self, kind: StreamKind) -> u16 {
         match kind {
             StreamKind::Video => self.public.video,
@@ -263,6 +299,8 @@ struct RelayInner {
     retired: Mutex<RelayTotals>,
     next_id: AtomicU64,
     shut_down: AtomicBool,
+    /// The shared ports, in shared-ports mode.
+    front: Option<shared::Front>,
 }
 
 /// The relay engine: a port allocator and the tasks of every open session.
@@ -323,12 +361,18 @@ fn bind_all(ip: IpAddr, ports: StreamPorts, buffer: usize) -> Result<Bound> {
 }
 
 impl Relay {
-    /// A relay with no sessions.
+    /// A relay with no sessions. In shared-ports mode it binds the shared ports at once, and must
+    /// be called inside a tokio runtime.
     ///
     /// # Errors
-    /// [`RelayError::Ports`] if the port range cannot hold a session.
+    /// [`RelayError::Ports`] if the port range cannot hold a session; [`RelayError::Bind`] if a
+    /// shared port cannot be bound, [`RelayError::Invalid`] for a shared port of 0 or no runtime.
     pub fn new(config: RelayConfig) -> Result<Self> {
         let allocator = PortAllocator::new(config.port_range.clone())?;
+        let front = match config.shared_ports {
+            Some(ports) => Some(shared::Front::start(&config, ports)?),
+            None => None,
+        };
         Ok(Relay {
             inner: Arc::new(RelayInner {
                 config: Arc::new(config),
@@ -337,6 +381,7 @@ impl Relay {
                 retired: Mutex::new(RelayTotals::default()),
                 next_id: AtomicU64::new(1),
                 shut_down: AtomicBool::new(false),
+                front,
             }),
         })
     }
@@ -360,6 +405,9 @@ impl Relay {
     pub async fn open_session(&self, session: SessionRelayConfig) -> Result<SessionRelay> {
         self.check_running()?;
         validate(&session)?;
+        if let Some(front) = &self.inner.front {
+            return self.join_shared(front, session);
+        }
         let mut skipped = Vec::new();
         let mut last_error = None;
         for _ in 0..BIND_ATTEMPTS {
@@ -420,26 +468,94 @@ impl Relay {
         let public = bound
             .ports()
             .map_err(|e| RelayError::Invalid(format!("bound socket has no address: {e}")))?;
-        let shared = Arc::new(SessionShared {
-            config: self.inner.config.clone(),
-            client_ip: session.client_ip,
-            wolf_rtsp: session.wolf_rtsp,
-            wolf_udp_host: session.wolf_udp_host,
-            fake_rtsp_ip: session.fake_rtsp_ip,
-            public,
-            wolf_video: AtomicU16::new(session.wolf_ports.video),
-            wolf_audio: AtomicU16::new(session.wolf_ports.audio),
-            wolf_control: AtomicU16::new(session.wolf_ports.control),
-            secrets: Mutex::new(SessionSecrets::default()),
-            counters: stats::SessionCounters::default(),
-        });
+        let shared = Arc::new(SessionShared::new(self.inner.config.clone(), &session, public));
         let tasks = vec![
             tokio::spawn(rtsp::serve(bound.rtsp, shared.clone())),
-            tokio::spawn(udp::serve(StreamKind::Video, bound.video, shared.clone())),
-            tokio::spawn(udp::serve(StreamKind::Audio, bound.audio, shared.clone())),
-            tokio::spawn(udp::serve(StreamKind::Control, bound.control, shared.clone())),
+            tokio::spawn(udp::serve(
+                StreamKind::Video,
+                Public::Own(bound.video),
+                Clients::Socket,
+                shared.clone(),
+            )),
+            tokio::spawn(udp::serve(
+                StreamKind::Audio,
+                Public::Own(bound.audio),
+                Clients::Socket,
+                shared.clone(),
+            )),
+            tokio::spawn(udp::serve(
+                StreamKind::Control,
+                Public::Own(bound.control),
+                Clients::Socket,
+                shared.clone(),
+            )),
         ];
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        Ok(self.register(id, &session, shared, tasks, lease, None))
+    }
+
+    /// Open a session on the shared ports: its RTSP on the shared port, or on one of its own when
+    /// the shared port could not tell it from another launch of the same address.
+    fn join_shared(&self, front: &shared::Front, session: SessionRelayConfig) -> Result<SessionRelay> {
+        let own_rtsp = if front.directory.awaits_rtsp_from(session.client_ip) {
+            let (listener, lease) = front.rtsp_ports.listen(self.inner.config.public_ip)?;
+            tracing::info!(
+                client = %session.client_ip, rtsp = lease.port(),
+                "another session of this address is still in its RTSP handshake: this launch gets an RTSP port of its own"
+            );
+            Some((listener, lease))
+        } else {
+            None
+        };
+        let mut public = front.ports;
+        if let Some((_, lease)) = &own_rtsp {
+            public.rtsp = lease.port();
+        }
+        let mut state = SessionShared::new(self.inner.config.clone(), &session, public);
+        state.shared_udp = true;
+        state.shared_rtsp = own_rtsp.is_none();
+        let shared = Arc::new(state);
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (mut tasks, mut inboxes) = (Vec::new(), Vec::new());
+        for kind in StreamKind::ALL {
+            let (inbox, clients) = tokio::sync::mpsc::channel(ROUTED_QUEUE);
+            inboxes.push(inbox);
+            let public = Public::Shared(front.socket(kind));
+            tasks.push(tokio::spawn(udp::serve(
+                kind,
+                public,
+                Clients::Routed(clients),
+                shared.clone(),
+            )));
+        }
+        let (rtsp_lease, listener) = match own_rtsp {
+            Some((listener, lease)) => (Some(lease), Some(listener)),
+            None => (None, None),
+        };
+        if let Some(listener) = listener {
+            tasks.push(tokio::spawn(rtsp::serve(listener, shared.clone())));
+        }
+        let inboxes: [_; 3] = inboxes.try_into().expect("one inbox per stream kind");
+        front.directory.insert(
+            id,
+            shared::Member {
+                shared: shared.clone(),
+                inboxes,
+            },
+        );
+        Ok(self.register(id, &session, shared, tasks, None, rtsp_lease))
+    }
+
+    fn register(
+        &self,
+        id: u64,
+        session: &SessionRelayConfig,
+        shared: Arc<SessionShared>,
+        tasks: Vec<JoinHandle<()>>,
+        lease: Option<PortLease>,
+        rtsp_lease: Option<shared::fallback::RtspLease>,
+    ) -> SessionRelay {
+        let public = shared.public;
         self.inner.sessions.lock().insert(
             id,
             Registered {
@@ -449,16 +565,17 @@ impl Relay {
         );
         tracing::info!(
             client = %session.client_ip, wolf = %session.wolf_rtsp, rtsp = public.rtsp, video = public.video,
-            audio = public.audio, control = public.control, "relay session opened"
+            audio = public.audio, control = public.control, shared = shared.shared_udp, "relay session opened"
         );
-        Ok(SessionRelay {
+        SessionRelay {
             id,
             ports: public,
             shared,
             tasks,
             lease,
+            rtsp_lease,
             relay: Arc::downgrade(&self.inner),
-        })
+        }
     }
 
     fn check_running(&self) -> Result<()> {
@@ -484,6 +601,9 @@ impl Relay {
         // The same lock order as a closing session's: sessions, then retired.
         let sessions = self.inner.sessions.lock();
         let mut totals = *self.inner.retired.lock();
+        if let Some(front) = &self.inner.front {
+            totals.add(&front.directory.counters.snapshot(front.ports));
+        }
         for registered in sessions.values() {
             totals.add(&registered.shared.counters.snapshot(registered.shared.public));
         }
@@ -499,6 +619,9 @@ impl Relay {
     /// their [`SessionRelay`] handles are dropped.
     pub fn shutdown(&self) {
         self.inner.shut_down.store(true, Ordering::SeqCst);
+        if let Some(front) = &self.inner.front {
+            front.stop();
+        }
         for registered in self.inner.sessions.lock().values() {
             for abort in &registered.aborts {
                 abort.abort();
@@ -530,6 +653,8 @@ pub struct SessionRelay {
     shared: Arc<SessionShared>,
     tasks: Vec<JoinHandle<()>>,
     lease: Option<PortLease>,
+    /// The RTSP port of its own of a session on the shared ports.
+    rtsp_lease: Option<shared::fallback::RtspLease>,
     relay: std::sync::Weak<RelayInner>,
 }
 
@@ -537,6 +662,12 @@ impl SessionRelay {
     /// The public ports: RTSP goes into `sessionUrl0`.
     pub fn ports(&self) -> StreamPorts {
         self.ports
+    }
+
+    /// Whether the session is on the shared ports: `sessionUrl0` then names its fake RTSP IP as
+    /// host, for the client to echo ([`shared`]).
+    pub fn on_shared_ports(&self) -> bool {
+        self.shared.shared_udp
     }
 
     /// The session's counters now.
@@ -574,6 +705,10 @@ impl Drop for SessionRelay {
         }
         if let Some(relay) = self.relay.upgrade() {
             // Retired under the sessions lock, so a concurrent `totals` counts it exactly once.
+            if let Some(front) = &relay.front {
+                // Its stream tasks' inboxes close, and the dispatchers forget its routes.
+                front.directory.remove(self.id);
+            }
             let mut sessions = relay.sessions.lock();
             if sessions.remove(&self.id).is_some() {
                 relay.retired.lock().retire(self.stats());
@@ -582,6 +717,7 @@ impl Drop for SessionRelay {
         if let Some(lease) = self.lease.take() {
             lease.release();
         }
+        drop(self.rtsp_lease.take());
         tracing::info!(rtsp = self.ports.rtsp, "relay session closed");
     }
 }

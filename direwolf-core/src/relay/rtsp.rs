@@ -313,6 +313,27 @@ pub fn rewrite_request(raw: &[u8], fake_ip: Ipv4Addr) -> Result<RewrittenRequest
     })
 }
 
+/// The address a client echoed in a request: the host of an absolute request-URI, else the
+/// `Host` header (`docs/protocol/streaming-ports.md` § RTSP handshake). `0.0.0.0` when the client
+/// sent that (below the high-quality audio conditions); `None` when neither names an IPv4
+/// address (SETUP, ANNOUNCE and PLAY have relative URIs, so their `Host` decides).
+pub fn echoed_host(raw: &[u8]) -> Option<Ipv4Addr> {
+    let end = find_header_end(raw).map_or(raw.len(), |(end, _)| end);
+    let head = std::str::from_utf8(&raw[..end]).ok()?;
+    let mut lines = header_lines(head);
+    let uri = lines.next()?.split(' ').nth(1)?;
+    let from_uri = uri.split_once("://").and_then(|(_, rest)| {
+        let authority = rest.split('/').next().unwrap_or("");
+        authority.split(':').next()?.parse().ok()
+    });
+    from_uri.or_else(|| {
+        lines
+            .filter_map(|line| line.split_once(':'))
+            .find(|(name, _)| name.trim().eq_ignore_ascii_case("host"))
+            .and_then(|(_, value)| value.trim().parse().ok())
+    })
+}
+
 /// Replace the number after `server_port=` in a `Transport` value; returns the new value and the
 /// old port.
 fn rewrite_transport(value: &str, public_port: u16) -> Option<(String, u16)> {
@@ -477,16 +498,29 @@ async fn exchange(request: &[u8], shared: &SessionShared) -> Result<Vec<u8>, Ups
 }
 
 async fn relay_one(mut client: TcpStream, shared: &SessionShared) {
-    let counters = &shared.counters.rtsp;
     let limits = shared.config.rtsp;
     let _ = client.set_nodelay(true);
-    let request = match tokio::time::timeout(limits.request_timeout, read_request(&mut client, &limits)).await
-    {
-        Ok(Ok(raw)) => rewrite_request(&raw, shared.fake_rtsp_ip),
-        Ok(Err(e)) => Err(e),
+    match read_in_time(&mut client, &limits).await {
+        Ok(raw) => relay_request(client, &raw, shared).await,
+        Err(error) => {
+            bump(&shared.counters.rtsp.rejected_requests);
+            tracing::debug!(%error, "rtsp request refused");
+        }
+    }
+}
+
+/// Read one complete request within the request timeout.
+pub(crate) async fn read_in_time(client: &mut TcpStream, limits: &RtspLimits) -> Result<Vec<u8>, RtspError> {
+    match tokio::time::timeout(limits.request_timeout, read_request(client, limits)).await {
+        Ok(result) => result,
         Err(_) => Err(RtspError::Truncated),
-    };
-    let request = match request {
+    }
+}
+
+/// Relay one request already read from `client` to the session's Wolf and answer the client.
+pub(crate) async fn relay_request(mut client: TcpStream, raw: &[u8], shared: &SessionShared) {
+    let counters = &shared.counters.rtsp;
+    let request = match rewrite_request(raw, shared.fake_rtsp_ip) {
         Ok(r) => r,
         Err(error) => {
             bump(&counters.rejected_requests);
@@ -521,6 +555,11 @@ async fn relay_one(mut client: TcpStream, shared: &SessionShared) {
         return;
     }
     bump(&counters.relayed);
+    if request.method == "PLAY" {
+        shared
+            .rtsp_played
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     tracing::debug!(method = %request.method, "rtsp request relayed");
 }
 
@@ -532,6 +571,21 @@ mod tests {
 
     fn text(bytes: &[u8]) -> &str {
         std::str::from_utf8(bytes).expect("utf-8")
+    }
+
+    #[test]
+    fn echoed_hosts_are_found_in_the_uri_or_host_header() {
+        let ip = |s: &str| Some(s.parse::<Ipv4Addr>().expect("ip"));
+        let options = b"OPTIONS rtsp://10.99.0.7:48010 RTSP/1.0\r\nCSeq: 1\r\nHost: 10.99.0.7\r\n\r\n";
+        assert_eq!(echoed_host(options), ip("10.99.0.7"));
+        let zero = b"OPTIONS rtsp://0.0.0.0:48010 RTSP/1.0\r\nCSeq: 1\r\nHost: 0.0.0.0\r\n\r\n";
+        assert_eq!(echoed_host(zero), ip("0.0.0.0"));
+        let setup = b"SETUP streamid=video/0/0 RTSP/1.0\r\nCSeq: 4\r\nhost:  10.99.0.9 \r\n\r\n";
+        assert_eq!(echoed_host(setup), ip("10.99.0.9"));
+        let play = b"PLAY / RTSP/1.0\r\nCSeq: 7\r\n\r\n";
+        assert_eq!(echoed_host(play), None, "no host anywhere");
+        assert_eq!(echoed_host(b"PLAY rtsp://name.lan/ RTSP/1.0\r\n\r\n"), None);
+        assert_eq!(echoed_host(b"\xff\xfe"), None);
     }
 
     #[test]

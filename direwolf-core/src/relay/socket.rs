@@ -21,6 +21,14 @@ pub(crate) struct RelaySocket {
     pub(super) state: UdpSocketState,
 }
 
+impl std::fmt::Debug for RelaySocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelaySocket")
+            .field("local", &self.local_addr().ok())
+            .finish()
+    }
+}
+
 impl RelaySocket {
     /// The address the socket is bound to.
     pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {

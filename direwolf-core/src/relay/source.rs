@@ -75,7 +75,7 @@ mod tests {
     async fn a_public_port_in_use_is_refused() {
         let taken = std::net::UdpSocket::bind(local(0)).expect("bind");
         let port = taken.local_addr().expect("addr").port();
-        let error = bind_public(local(port), 0).err().expect("refused");
+        let error = bind_public(local(port), 0).expect_err("refused");
         assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
     }
 

@@ -52,6 +52,10 @@ pub(crate) struct UdpCounters {
     pub(crate) drop_send_to_client: AtomicU64,
     pub(crate) recv_errors: AtomicU64,
     pub(crate) upstream_socket_errors: AtomicU64,
+    pub(crate) drop_unknown_secret: AtomicU64,
+    pub(crate) drop_unknown_source: AtomicU64,
+    pub(crate) drop_ambiguous_source: AtomicU64,
+    pub(crate) drop_queue_full: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -63,6 +67,7 @@ pub(crate) struct RtspCounters {
     pub(crate) upstream_errors: AtomicU64,
     pub(crate) bad_responses: AtomicU64,
     pub(crate) client_write_errors: AtomicU64,
+    pub(crate) unrouted: AtomicU64,
 }
 
 /// The live counters of one session, shared by its tasks.
@@ -127,6 +132,10 @@ impl UdpCounters {
                 send_to_client: get(&self.drop_send_to_client),
                 recv_errors: get(&self.recv_errors),
                 upstream_socket_errors: get(&self.upstream_socket_errors),
+                unknown_secret: get(&self.drop_unknown_secret),
+                unknown_source: get(&self.drop_unknown_source),
+                ambiguous_source: get(&self.drop_ambiguous_source),
+                queue_full: get(&self.drop_queue_full),
             },
         }
     }
@@ -142,6 +151,7 @@ impl RtspCounters {
             upstream_errors: get(&self.upstream_errors),
             bad_responses: get(&self.bad_responses),
             client_write_errors: get(&self.client_write_errors),
+            unrouted: get(&self.unrouted),
         }
     }
 }
@@ -189,6 +199,8 @@ pub struct RtspStats {
     pub bad_responses: u64,
     /// Answers that could not be written back to the client.
     pub client_write_errors: u64,
+    /// Requests on the shared RTSP port that matched no session (closed unanswered).
+    pub unrouted: u64,
 }
 
 /// Counters of one UDP stream of one session.
@@ -228,6 +240,14 @@ pub struct UdpDrops {
     pub recv_errors: u64,
     /// New endpoints that could not get an upstream socket (bind/connect failed).
     pub upstream_socket_errors: u64,
+    /// On the shared ports: carrying a ping payload or connect data that no session has.
+    pub unknown_secret: u64,
+    /// On the shared ports: carrying no secret, from an address that is no session's client.
+    pub unknown_source: u64,
+    /// On the shared ports: carrying no secret, from the address of several sessions' clients.
+    pub ambiguous_source: u64,
+    /// On the shared ports: the session's queue was full.
+    pub queue_full: u64,
 }
 
 /// Counters summed over every session the relay ever carried: the closed ones kept, the open
@@ -284,6 +304,7 @@ impl RtspStats {
         self.upstream_errors += o.upstream_errors;
         self.bad_responses += o.bad_responses;
         self.client_write_errors += o.client_write_errors;
+        self.unrouted += o.unrouted;
     }
 }
 
@@ -302,7 +323,7 @@ impl UdpStats {
 
 impl UdpDrops {
     /// Each reason with its count, reasons named as in the metrics (`not_admitted`, …).
-    pub fn by_reason(&self) -> [(&'static str, u64); 6] {
+    pub fn by_reason(&self) -> [(&'static str, u64); 10] {
         [
             ("not_admitted", self.not_admitted),
             ("mapping_limit", self.mapping_limit),
@@ -310,6 +331,10 @@ impl UdpDrops {
             ("send_to_client", self.send_to_client),
             ("recv_error", self.recv_errors),
             ("upstream_socket_error", self.upstream_socket_errors),
+            ("unknown_secret", self.unknown_secret),
+            ("unknown_source", self.unknown_source),
+            ("ambiguous_source", self.ambiguous_source),
+            ("queue_full", self.queue_full),
         ]
     }
 
@@ -320,5 +345,9 @@ impl UdpDrops {
         self.send_to_client += o.send_to_client;
         self.recv_errors += o.recv_errors;
         self.upstream_socket_errors += o.upstream_socket_errors;
+        self.unknown_secret += o.unknown_secret;
+        self.unknown_source += o.unknown_source;
+        self.ambiguous_source += o.ambiguous_source;
+        self.queue_full += o.queue_full;
     }
 }

@@ -58,6 +58,7 @@ use std::time::Duration;
 
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use tokio::io::Interest;
+use tokio::sync::mpsc;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use super::SessionShared;
@@ -160,14 +161,14 @@ const MAX_GSO_BYTES: usize = 65_507;
 /// One fixed receive batch, reused for every read of a stream task. The memory is reserved once
 /// (`BATCH` × 64 KiB of zeroed, lazily committed pages; only what datagrams touch becomes
 /// resident).
-struct RecvBatch {
+pub(crate) struct RecvBatch {
     buf: Box<[u8]>,
     meta: [RecvMeta; BATCH],
     filled: usize,
 }
 
 impl RecvBatch {
-    fn new() -> RecvBatch {
+    pub(crate) fn new() -> RecvBatch {
         RecvBatch {
             buf: vec![0u8; BATCH * SLOT].into_boxed_slice(),
             meta: [RecvMeta::default(); BATCH],
@@ -216,13 +217,22 @@ impl RecvBatch {
         Ok(n)
     }
 
+    /// How many slots the last reads filled.
+    pub(crate) fn filled(&self) -> usize {
+        self.filled
+    }
+
     /// Whether the last read filled every slot, so that more may be queued.
     fn was_full(&self) -> bool {
         self.filled == BATCH
     }
 
     /// Wait until `socket` is readable and read one batch.
-    fn poll_recv(&mut self, cx: &mut Context<'_>, socket: &RelaySocket) -> Poll<io::Result<usize>> {
+    pub(crate) fn poll_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+        socket: &RelaySocket,
+    ) -> Poll<io::Result<usize>> {
         loop {
             match socket.io.poll_recv_ready(cx) {
                 Poll::Ready(Ok(())) => {}
@@ -238,7 +248,7 @@ impl RecvBatch {
 
     /// The source and the bytes of received message `i`; `None` if it filled its slot and may
     /// have been truncated.
-    fn message(&self, i: usize) -> Option<(SocketAddr, &[u8], usize)> {
+    pub(crate) fn message(&self, i: usize) -> Option<(SocketAddr, &[u8], usize)> {
         let meta = &self.meta[i];
         if meta.len >= SLOT {
             return None;
@@ -251,7 +261,7 @@ impl RecvBatch {
 /// The datagrams in one received buffer: GRO coalesces equal-size datagrams of one flow and
 /// reports their size as `stride` (the last one may be shorter). An empty datagram is one empty
 /// segment.
-fn segments(data: &[u8], stride: usize) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn segments(data: &[u8], stride: usize) -> impl Iterator<Item = &[u8]> {
     let stride = if stride == 0 || stride > data.len() {
         data.len().max(1)
     } else {
@@ -336,27 +346,23 @@ fn transmit(destination: SocketAddr, contents: &[u8], segment_size: Option<usize
 /// (and bytes) left. If a GSO send fails, its datagrams are sent one by one (`quinn-udp` stops offering GSO on
 /// sockets whose device rejects it; if the datagrams themselves are too large, GSO was not the
 /// problem and the socket's state is probed afresh so that GSO comes back).
-async fn flush_to_client(
-    public: &mut RelaySocket,
-    batch: &mut GsoBatch,
-    client: SocketAddr,
-) -> (usize, usize) {
+async fn flush_to_client(public: &mut Public, batch: &mut GsoBatch, client: SocketAddr) -> (usize, usize) {
     let whole = (batch.count, batch.buf.len());
     let sent = match batch.count {
         0 => (0, 0),
-        1 => match send_transmit(public, &transmit(client, &batch.buf, None)).await {
+        1 => match send_transmit(public.socket(), &transmit(client, &batch.buf, None)).await {
             Ok(()) => whole,
             Err(_) => (0, 0),
         },
         count => {
             let gso = transmit(client, &batch.buf, Some(batch.segment));
-            match send_transmit(public, &gso).await {
+            match send_transmit(public.socket(), &gso).await {
                 Ok(()) => whole,
                 Err(error) => {
                     tracing::debug!(%client, %error, segments = count, "gso send failed; sending one by one");
                     let (mut sent, mut too_big) = ((0, 0), false);
                     for datagram in batch.buf.chunks(batch.segment) {
-                        match send_transmit(public, &transmit(client, datagram, None)).await {
+                        match send_transmit(public.socket(), &transmit(client, datagram, None)).await {
                             Ok(()) => {
                                 sent.0 += 1;
                                 sent.1 += datagram.len();
@@ -364,11 +370,8 @@ async fn flush_to_client(
                             Err(e) => too_big |= quinn_udp::is_msg_size_err(&e),
                         }
                     }
-                    if too_big
-                        && public.state.max_gso_segments() <= 1
-                        && let Ok(state) = UdpSocketState::new(public.sock_ref())
-                    {
-                        public.state = state;
+                    if too_big && public.socket().state.max_gso_segments() <= 1 {
+                        public.reprobe();
                     }
                     sent
                 }
@@ -379,17 +382,82 @@ async fn flush_to_client(
     sent
 }
 
+/// The public socket a stream task answers clients from: its own, or the one socket of the shared
+/// ports that every session's task sends from (`super::shared`).
+pub(crate) enum Public {
+    /// The session's own socket, which its task also reads.
+    Own(RelaySocket),
+    /// The shared ports' socket of this stream; its dispatcher reads it.
+    Shared(Arc<RelaySocket>),
+}
+
+impl Public {
+    fn socket(&self) -> &RelaySocket {
+        match self {
+            Public::Own(socket) => socket,
+            Public::Shared(socket) => socket,
+        }
+    }
+
+    /// Probe GSO support afresh after a failure that was not GSO's fault. A shared socket keeps
+    /// its state: other tasks send through it at the same time.
+    fn reprobe(&mut self) {
+        if let Public::Own(socket) = self
+            && let Ok(state) = UdpSocketState::new(socket.sock_ref())
+        {
+            socket.state = state;
+        }
+    }
+}
+
+/// A client datagram the shared ports' dispatcher routed to a session.
+#[derive(Debug)]
+pub(crate) struct Routed {
+    pub(crate) from: SocketAddr,
+    pub(crate) data: Vec<u8>,
+}
+
+/// Where a stream task's client datagrams come from.
+pub(crate) enum Clients {
+    /// Read from the task's own public socket.
+    Socket,
+    /// Handed over by the shared ports' dispatcher; closed when the session is deregistered.
+    Routed(mpsc::Receiver<Routed>),
+}
+
 enum Event {
     FromClient,
+    Routed(Routed),
+    InboxClosed,
     FromWolf { index: usize },
     PublicError,
     UpstreamError { index: usize, error: io::Error },
     Sweep,
 }
 
+fn poll_clients(
+    cx: &mut Context<'_>,
+    public: &Public,
+    clients: &mut Clients,
+    batch: &mut RecvBatch,
+) -> Poll<Event> {
+    match clients {
+        Clients::Socket => match batch.poll_recv(cx, public.socket()) {
+            Poll::Ready(Ok(_)) => Poll::Ready(Event::FromClient),
+            Poll::Ready(Err(_)) => Poll::Ready(Event::PublicError),
+            Poll::Pending => Poll::Pending,
+        },
+        Clients::Routed(inbox) => inbox.poll_recv(cx).map(|routed| match routed {
+            Some(routed) => Event::Routed(routed),
+            None => Event::InboxClosed,
+        }),
+    }
+}
+
 fn poll_event(
     cx: &mut Context<'_>,
-    public: &RelaySocket,
+    public: &Public,
+    clients: &mut Clients,
     mappings: &[Mapping],
     sweep: &mut Interval,
     batch: &mut RecvBatch,
@@ -405,13 +473,9 @@ fn poll_event(
     for step in 0..n {
         let i = (start + step) % n;
         if i == mappings.len() {
-            match batch.poll_recv(cx, public) {
-                Poll::Ready(Ok(_)) => {
-                    *rotate = i + 1;
-                    return Poll::Ready(Event::FromClient);
-                }
-                Poll::Ready(Err(_)) => return Poll::Ready(Event::PublicError),
-                Poll::Pending => {}
+            if let Poll::Ready(event) = poll_clients(cx, public, clients, batch) {
+                *rotate = i + 1;
+                return Poll::Ready(event);
             }
         } else {
             match batch.poll_recv(cx, &mappings[i].upstream) {
@@ -458,7 +522,7 @@ const DRAIN_READS: usize = 4;
 /// they are queued (at most [`DRAIN_READS`] reads), coalescing runs of equal-size datagrams into
 /// GSO sends from the public socket.
 async fn wolf_to_client(
-    public: &mut RelaySocket,
+    public: &mut Public,
     mapping: &Mapping,
     batch: &mut RecvBatch,
     out: &mut GsoBatch,
@@ -496,17 +560,17 @@ async fn wolf_to_client(
             };
             if out.count == 0
                 && runs > 1
-                && runs <= public.state.max_gso_segments()
+                && runs <= public.socket().state.max_gso_segments()
                 && data.len() <= MAX_GSO_BYTES
             {
                 let gso = transmit(mapping.client, data, Some(stride));
-                if send_transmit(public, &gso).await.is_ok() {
+                if send_transmit(public.socket(), &gso).await.is_ok() {
                     (sent.0, sent.1) = (sent.0 + runs, sent.1 + data.len());
                     continue;
                 }
             }
             for datagram in segments(data, stride) {
-                if !out.accepts(datagram, public.state.max_gso_segments()) {
+                if !out.accepts(datagram, public.socket().state.max_gso_segments()) {
                     let count = out.count;
                     let (p, b) = flush_to_client(public, out, mapping.client).await;
                     (sent.0, sent.1, failed) = (sent.0 + p, sent.1 + b, failed + count - p);
@@ -536,8 +600,13 @@ async fn wolf_to_client(
     add(&counters.drop_send_to_client, failed as u64);
 }
 
-/// Relay one stream of one session until aborted.
-pub(crate) async fn serve(kind: StreamKind, mut public: RelaySocket, shared: Arc<SessionShared>) {
+/// Relay one stream of one session until aborted (or, routed, until the session's inbox closes).
+pub(crate) async fn serve(
+    kind: StreamKind,
+    mut public: Public,
+    mut clients: Clients,
+    shared: Arc<SessionShared>,
+) {
     let counters = shared.counters.udp(kind);
     let config = &shared.config;
     let idle = config.udp_idle_timeout;
@@ -548,10 +617,18 @@ pub(crate) async fn serve(kind: StreamKind, mut public: RelaySocket, shared: Arc
     let mut sweep = tokio::time::interval(sweep_period(idle));
     sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut rotate = 0usize;
-    let public_port = public.local_addr().map(|a| a.port()).unwrap_or(0);
+    let public_port = public.socket().local_addr().map(|a| a.port()).unwrap_or(0);
     loop {
         let event = std::future::poll_fn(|cx| {
-            poll_event(cx, &public, &mappings, &mut sweep, &mut batch, &mut rotate)
+            poll_event(
+                cx,
+                &public,
+                &mut clients,
+                &mappings,
+                &mut sweep,
+                &mut batch,
+                &mut rotate,
+            )
         })
         .await;
         match event {
@@ -578,6 +655,19 @@ pub(crate) async fn serve(kind: StreamKind, mut public: RelaySocket, shared: Arc
                     }
                 }
             }
+            Event::Routed(routed) => {
+                client_to_wolf(
+                    kind,
+                    &routed.data,
+                    routed.from,
+                    public_port,
+                    &mut mappings,
+                    &shared,
+                    counters,
+                )
+                .await;
+            }
+            Event::InboxClosed => return,
             Event::UpstreamError { index, error } => {
                 // An ICMP error for an earlier datagram (e.g. Wolf's port not open yet); the
                 // datagram it reports was lost.
@@ -625,7 +715,9 @@ async fn client_to_wolf(
                 return;
             }
             let wolf = shared.wolf_udp_addr(kind);
-            let stable_free = !mappings.iter().any(|m| m.stable_source);
+            // On shared ports another session's upstream socket may hold the public port towards
+            // the same Wolf: only a session's own ports give it a stable source.
+            let stable_free = !shared.shared_udp && !mappings.iter().any(|m| m.stable_source);
             let (upstream, stable_source) =
                 match bind_upstream(public_port, wolf, config.socket_buffer_bytes, stable_free) {
                     Ok(s) => s,

@@ -1,0 +1,82 @@
+//! The shared RTSP port: each connection's first (and only) request is read, its session found
+//! by the fake IP the client echoed or by the client's address ([`Directory::route_rtsp`]), and
+//! the request relayed to that session's Wolf exactly as on a session's own port.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::directory::{Directory, Miss};
+use crate::relay::rtsp::{RtspLimits, echoed_host, read_in_time, relay_request};
+use crate::relay::stats::bump;
+
+/// Connections in flight on the shared port, per session's allowance (`RtspLimits::max_connections`).
+const SHARED_CONNECTION_FACTOR: usize = 16;
+
+/// Accept loop of the shared RTSP port. Runs until aborted.
+pub(crate) async fn serve(listener: TcpListener, directory: Arc<Directory>, limits: RtspLimits) {
+    let permits = Arc::new(Semaphore::new(
+        limits.max_connections.max(1) * SHARED_CONNECTION_FACTOR,
+    ));
+    let mut conns = JoinSet::new();
+    let counters = &directory.counters.rtsp;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    bump(&counters.connections);
+                    let Ok(permit) = permits.clone().try_acquire_owned() else {
+                        bump(&counters.rejected_connection_limit);
+                        continue;
+                    };
+                    let directory = directory.clone();
+                    conns.spawn(async move {
+                        route_one(stream, peer, &directory, &limits).await;
+                        drop(permit);
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "shared rtsp accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+}
+
+async fn route_one(
+    mut client: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    directory: &Directory,
+    limits: &RtspLimits,
+) {
+    let _ = client.set_nodelay(true);
+    let raw = match read_in_time(&mut client, limits).await {
+        Ok(raw) => raw,
+        Err(error) => {
+            bump(&directory.counters.rtsp.rejected_requests);
+            tracing::debug!(%peer, %error, "rtsp request refused");
+            return;
+        }
+    };
+    let echoed = echoed_host(&raw);
+    match directory.route_rtsp(echoed, peer.ip()) {
+        Ok(session) => {
+            bump(&session.counters.rtsp.connections);
+            relay_request(client, &raw, &session).await;
+        }
+        Err(miss) => {
+            bump(&directory.counters.rtsp.unrouted);
+            let why = match miss {
+                Miss::UnknownSecret => "no session has the fake IP it names",
+                Miss::UnknownSource => "no session's client has its address",
+                Miss::AmbiguousSource => "several sessions' clients have its address",
+            };
+            tracing::debug!(%peer, ?echoed, why, "rtsp request matches no session; closed");
+        }
+    }
+}
