@@ -17,6 +17,7 @@ use std::ops::{Range, RangeInclusive};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use direwolf_core::relay::SharedPorts;
 use direwolf_core::{App, AppAsset, AppId, StreamPorts};
 use serde::Deserialize;
 use toml::Spanned;
@@ -166,15 +167,19 @@ pub struct RelaySettings {
     pub port_range: RangeInclusive<u16>,
     /// Idle time after which a client's UDP mapping is forgotten.
     pub udp_idle_timeout: Duration,
+    /// `shared = true`: every session on this one port set (`port_range` then only holds RTSP
+    /// ports for launches the shared RTSP port cannot tell apart).
+    pub shared: Option<SharedPorts>,
 }
 
 impl Default for RelaySettings {
-    /// No fixed address, ports 40000-40999, 60 s idle timeout.
+    /// No fixed address, ports 40000-40999, 60 s idle timeout, a port set per session.
     fn default() -> Self {
         RelaySettings {
             public_address: None,
             port_range: 40000..=40999,
             udp_idle_timeout: Duration::from_secs(60),
+            shared: None,
         }
     }
 }
@@ -229,6 +234,11 @@ struct RawRelay {
     public_address: Option<Spanned<String>>,
     port_range: Option<Spanned<String>>,
     udp_idle_timeout: Option<Spanned<u64>>,
+    shared: Option<bool>,
+    rtsp_port: Option<Spanned<u16>>,
+    video_port: Option<Spanned<u16>>,
+    audio_port: Option<Spanned<u16>>,
+    control_port: Option<Spanned<u16>>,
 }
 
 #[derive(Deserialize)]
@@ -463,20 +473,68 @@ impl Source<'_> {
 
     fn relay(&self, raw: Option<Spanned<RawRelay>>) -> Result<RelaySettings, ConfigError> {
         let mut relay = RelaySettings::default();
-        let Some(r) = raw.map(Spanned::into_inner) else {
+        let Some(raw) = raw else {
             return Ok(relay);
         };
+        let table = raw.span();
+        let mut r = raw.into_inner();
         relay.public_address = r
             .public_address
+            .take()
             .map(|a| self.ip(a, || "relay public_address".to_owned()))
             .transpose()?;
-        if let Some(range) = r.port_range {
+        if let Some(range) = r.port_range.take() {
             relay.port_range = self.port_range(range)?;
         }
-        if let Some(t) = r.udp_idle_timeout {
+        if let Some(t) = r.udp_idle_timeout.take() {
             relay.udp_idle_timeout = self.seconds(t, "relay udp_idle_timeout")?;
         }
+        relay.shared = self.shared_ports(r, table)?;
         Ok(relay)
+    }
+
+    /// The shared port set of `shared = true`; its port keys are refused without it.
+    fn shared_ports(&self, r: RawRelay, table: Range<usize>) -> Result<Option<SharedPorts>, ConfigError> {
+        let keys = [
+            ("rtsp_port", r.rtsp_port),
+            ("video_port", r.video_port),
+            ("audio_port", r.audio_port),
+            ("control_port", r.control_port),
+        ];
+        if r.shared != Some(true) {
+            if let Some((key, Some(port))) = keys.into_iter().find(|(_, p)| p.is_some()) {
+                return Err(self.invalid(
+                    port.span(),
+                    format!("relay {key} applies only with shared = true"),
+                ));
+            }
+            return Ok(None);
+        }
+        let mut ports = SharedPorts::default();
+        for (key, port) in keys {
+            let Some(port) = port else { continue };
+            if *port.get_ref() == 0 {
+                return Err(self.invalid(port.span(), format!("relay {key} must not be 0")));
+            }
+            let slot = match key {
+                "rtsp_port" => &mut ports.rtsp,
+                "video_port" => &mut ports.video,
+                "audio_port" => &mut ports.audio,
+                _ => &mut ports.control,
+            };
+            *slot = port.into_inner();
+        }
+        let udp = [ports.video, ports.audio, ports.control];
+        if udp[0] == udp[1] || udp[1] == udp[2] || udp[0] == udp[2] {
+            return Err(self.invalid(
+                table,
+                format!(
+                    "relay video_port, audio_port and control_port must differ (they are {}, {}, {})",
+                    udp[0], udp[1], udp[2]
+                ),
+            ));
+        }
+        Ok(Some(ports))
     }
 
     /// `FIRST-LAST`, at least four ports (one session), none of them 0.
@@ -650,6 +708,19 @@ mod tests {
         assert_eq!(b.api, WolfApi::Tcp("10.0.0.3:8080".into()));
         assert_eq!((b.rtsp_port, b.capacity), (1, 2));
         assert_eq!(parse("").unwrap().relay, RelaySettings::default());
+        assert_eq!(config.relay.shared, None, "a port set per session by default");
+        let shared = parse("[relay]\nshared = true\nrtsp_port = 8554\n")
+            .unwrap()
+            .relay
+            .shared;
+        assert_eq!(
+            shared,
+            Some(SharedPorts {
+                rtsp: 8554,
+                ..SharedPorts::default()
+            }),
+            "Moonlight's ports but for the one overridden"
+        );
         assert_eq!(parse("").unwrap().host_lost_after.as_secs(), 20);
         assert_eq!(
             parse("[pool]\nhost_lost_after = 3\n")
@@ -685,6 +756,18 @@ mod tests {
             ("[relay]\nport_range = \"5-6\"\n".to_owned(), "at least 4"),
             ("[relay]\nudp_idle_timeout = 0\n".to_owned(), "udp_idle_timeout"),
             ("[relay]\nport = 1\n".to_owned(), "port"),
+            (
+                "[relay]\nrtsp_port = 48010\n".to_owned(),
+                "only with shared = true",
+            ),
+            (
+                "[relay]\nshared = true\nvideo_port = 0\n".to_owned(),
+                "video_port must not be 0",
+            ),
+            (
+                "[relay]\nshared = true\naudio_port = 48100\n".to_owned(),
+                "must differ",
+            ),
             ("[pool]\nhost_lost_after = 0\n".to_owned(), "host_lost_after"),
         ] {
             let err = parse(&text).unwrap_err().to_string();

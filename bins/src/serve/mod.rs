@@ -253,6 +253,7 @@ async fn wolf_pool(
     let wolf_api: Arc<dyn CallObserver> = Arc::new(WolfApiMetrics::register(metrics));
     let mut relay_config = RelayConfig::new(relay_address(&plan.relay, bind), plan.relay.port_range.clone());
     relay_config.udp_idle_timeout = plan.relay.udp_idle_timeout;
+    relay_config.shared_ports = plan.relay.shared;
     let relay = Relay::new(relay_config).context("invalid [relay] settings")?;
     let mut hosts = Vec::with_capacity(plan.wolves.len());
     for wolf in &plan.wolves {
@@ -332,12 +333,14 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
         let pool = wolf_pool(&plan, &args.listen.bind, sessions, apps, &metrics).await?;
         let config = pool.relay().config();
         let hosts: Vec<String> = pool.load().into_iter().map(|(name, _)| name).collect();
-        info!(
-            hosts = %hosts.join(","),
-            relay = %config.public_ip,
-            ports = %format!("{}-{}", config.port_range.start(), config.port_range.end()),
-            "streaming through the Wolf pool"
-        );
+        let ports = match config.shared_ports {
+            Some(p) => format!(
+                "shared rtsp={} video={} audio={} control={}",
+                p.rtsp, p.video, p.audio, p.control
+            ),
+            None => format!("{}-{}", config.port_range.start(), config.port_range.end()),
+        };
+        info!(hosts = %hosts.join(","), relay = %config.public_ip, %ports, "streaming through the Wolf pool");
         builder = builder.with_launcher(Arc::new(MeteredLauncher::new(Arc::new(pool), launches)));
     }
     let server = builder

@@ -20,8 +20,8 @@
 //! connect data, so Wolf's `client_ip` for the session need not be the client's address. Pre-V4
 //! Wolf (matching by source IP) cannot be relayed this way.
 //!
-//! Not done: serving several sessions on one shared port set (told apart by source address, ping
-//! secret and ENet connect data); each session gets its own four ports.
+//! With [`RelayConfig::shared_ports`] every session shares one port set instead, told apart by
+//! the fake IP its RTSP requests echo, its ping secret and its ENet connect data ([`shared`]).
 //!
 //! ```no_run
 //! use direwolf_core::relay::{Relay, RelayConfig, SessionRelayConfig};
