@@ -19,6 +19,9 @@ use serde_json::Value;
 #[path = "../../../direwolf-k8s/tests/support/testenv.rs"]
 pub mod testenv;
 
+/// The pack's end-to-end helpers: fake Wolfs and moonlight-python drivers in namespaces.
+pub mod pack;
+
 /// How long a finished child's output may take to close.
 const OUTPUT_CLOSE: Duration = Duration::from_secs(10);
 /// How many output lines a failure message quotes.
@@ -137,7 +140,6 @@ impl Proc {
         &self.name
     }
 
-    /// The last lines the child printed, for failure messages.
     /// Whether any line printed so far contains `needle` (lines [`Proc::wait_for`] passed over
     /// included).
     pub fn printed(&self, needle: &str) -> bool {
@@ -160,6 +162,15 @@ impl Proc {
             .any(|(_, line)| needles.iter().all(|needle| line.contains(needle)))
     }
 
+    /// How many lines printed so far hold every needle.
+    pub fn count_lines_with(&self, needles: &[&str]) -> usize {
+        let log = self.log.lock().expect("no reader panics holding the log");
+        log.iter()
+            .filter(|(_, line)| needles.iter().all(|needle| line.contains(needle)))
+            .count()
+    }
+
+    /// The last lines the child printed, for failure messages.
     pub fn tail(&self) -> String {
         let log = self.log.lock().expect("no reader panics holding the log");
         let tail = &log[log.len().saturating_sub(TAIL_LINES)..];

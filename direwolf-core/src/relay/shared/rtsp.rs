@@ -66,6 +66,11 @@ async fn route_one(
     let echoed = echoed_host(&raw);
     match directory.route_rtsp(echoed, peer.ip()) {
         Ok(session) => {
+            let by = match echoed {
+                Some(ip) if !ip.is_unspecified() => "fake_ip",
+                _ => "address",
+            };
+            tracing::debug!(%peer, by, "rtsp request routed");
             bump(&session.counters.rtsp.connections);
             relay_request(client, &raw, &session).await;
         }
