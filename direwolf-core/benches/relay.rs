@@ -10,8 +10,12 @@
 //! datagrams (sequence + send timestamp) to the ping's source. The sink plays Moonlight: it pings
 //! through the forwarder and reads what arrives. Variants of the forwarder:
 //! `direct` (plain IP routing in the middle namespace, the latency floor), `kernel` (nftables
-//! DNAT with conntrack), `socat` (one `socat UDP4-LISTEN … UDP4:…` per session) and `relay` (this crate,
-//! on a current-thread runtime). `floor` is not a forwarder: it opens the relay's sockets, passes
+//! DNAT with conntrack), `socat` (one `socat UDP4-LISTEN … UDP4:…` per session), `relay` (this crate,
+//! on a current-thread runtime, a port set per session) and `shared` (the same relay in
+//! shared-ports mode: every session on one port set, each sink first sending a video SETUP through
+//! the shared RTSP port so that the relay learns the session's ping payload from the source's
+//! answer, then pinging the one shared video port with it). Each session's sink has an address of
+//! its own, as distinct clients do. `floor` is not a forwarder: it opens the relay's sockets, passes
 //! the pings to Wolf and reads Wolf's datagrams in `recvmmsg` batches, then discards them; its CPU
 //! time is what any forwarder built on sockets pays before sending anything (it has no latency).
 //! `socat`, `relay` and `floor` are pinned to CPU 1, source and sink to CPU 0; forwarders and the
@@ -54,7 +58,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use direwolf_core::StreamPorts;
-use direwolf_core::relay::{Relay, RelayConfig, SessionRelayConfig, WolfPorts};
+use direwolf_core::relay::{Relay, RelayConfig, SessionRelayConfig, SharedPorts, WolfPorts};
 use quinn_udp::{Transmit, UdpSockRef, UdpSocketState};
 use serde_json::{Value, json};
 
@@ -65,7 +69,6 @@ use netns::{Topology, run};
 
 const PACKET: usize = 1400;
 const RATE_MBIT: f64 = 150.0;
-const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 77, 1, 2);
 const PUBLIC: Ipv4Addr = Ipv4Addr::new(10, 77, 1, 1);
 const WOLF: Ipv4Addr = Ipv4Addr::new(10, 77, 2, 2);
 
@@ -76,6 +79,30 @@ fn public_video(i: usize) -> u16 {
 fn wolf_video(i: usize) -> u16 {
     48100 + i as u16
 }
+
+fn wolf_rtsp(i: usize) -> u16 {
+    48010 + i as u16
+}
+
+/// Session `i`'s client address (the topology gives the sink 10.77.1.10 to .25).
+fn client_ip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 77, 1, 10 + i as u8)
+}
+
+/// Session `i`'s ping payload, as Wolf announces it in the SETUP answer.
+fn ping_secret(i: usize) -> [u8; 16] {
+    let mut secret = *b"Ab3$x~Zq!9Lm#2R0";
+    secret[15] = b'A' + i as u8;
+    secret
+}
+
+/// Session `i`'s fake RTSP IP.
+fn fake_ip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 99, 0, 10 + i as u8)
+}
+
+/// The shared-ports variant's port set: RTSP, video, audio, control.
+const SHARED: [u16; 4] = [39000, 39001, 39002, 39003];
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} must be set for this role"))
@@ -99,6 +126,7 @@ fn main() {
         Ok("source") => source(),
         Ok("sink") => sink(),
         Ok("relay") => relay_role(),
+        Ok("shared") => shared_role(),
         Ok("floor") => floor_role(),
         _ => orchestrate(),
     }
@@ -115,6 +143,10 @@ fn source() {
     let sockets: Vec<UdpSocket> = (0..n)
         .map(|i| UdpSocket::bind((WOLF, wolf_video(i))).expect("source bind"))
         .collect();
+    for i in 0..n {
+        let listener = std::net::TcpListener::bind((WOLF, wolf_rtsp(i))).expect("source RTSP bind");
+        std::thread::spawn(move || answer_setups(listener, i));
+    }
     let mut buf = [0u8; 2048];
     for s in &sockets {
         s.set_read_timeout(Some(Duration::from_secs(10)))
@@ -186,6 +218,57 @@ fn source() {
         "SOURCE {}",
         json!({"sent": sent, "errors": errors, "secs": start.elapsed().as_secs_f64()})
     );
+}
+
+/// Wolf's RTSP, as far as the shared-ports variant needs it: every request gets a SETUP answer
+/// naming session `i`'s video port and ping payload.
+fn answer_setups(listener: std::net::TcpListener, i: usize) {
+    use std::io::{Read, Write};
+    for conn in listener.incoming() {
+        let Ok(mut conn) = conn else { continue };
+        let mut request = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            match conn.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => request.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let secret = String::from_utf8_lossy(&ping_secret(i)).into_owned();
+        let answer = format!(
+            "RTSP/1.0 200 OK\r\nCSeq: 4\r\nSession: DEADBEEFCAFE;timeout = 90\r\nTransport: server_port={}\r\nX-SS-Ping-Payload: {secret}\r\n\r\n",
+            wolf_video(i)
+        );
+        let _ = conn.write_all(answer.as_bytes());
+    }
+}
+
+/// Moonlight's video SETUP through the relay's RTSP port `rtsp`, echoing session `i`'s fake IP,
+/// from session `i`'s client address; returns the video port the answer names.
+fn setup_video(rtsp: SocketAddr, i: usize) -> u16 {
+    use std::io::{Read, Write};
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&SocketAddr::new(IpAddr::V4(client_ip(i)), 0).into())
+        .expect("bind the client address");
+    socket
+        .connect_timeout(&rtsp.into(), Duration::from_secs(5))
+        .expect("connect to the relay's RTSP port");
+    let mut conn = std::net::TcpStream::from(socket);
+    conn.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let request = format!(
+        "SETUP streamid=video/0/0 RTSP/1.0\r\nCSeq: 4\r\nX-GS-ClientVersion: 14\r\nHost: {}\r\n\r\n",
+        fake_ip(i)
+    );
+    conn.write_all(request.as_bytes()).expect("send SETUP");
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).expect("SETUP answer");
+    answer
+        .lines()
+        .find_map(|l| l.strip_prefix("Transport: server_port="))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no video port in the SETUP answer {answer:?}"))
 }
 
 /// Send `count` datagrams numbered from `first_seq` as UDP GSO sends of up to 46 (46 × 1,400
@@ -297,9 +380,25 @@ fn sink() {
         .map(|t| t.parse().expect("target address"))
         .collect();
     let secs = env_num("DW_BENCH_SECONDS");
+    let rtsp: Option<SocketAddr> = std::env::var("DW_BENCH_RTSP")
+        .ok()
+        .filter(|a| !a.is_empty())
+        .map(|a| a.parse().expect("RTSP address"));
     let handles: Vec<_> = targets
         .into_iter()
-        .map(|target| std::thread::spawn(move || sink_one(target, secs)))
+        .enumerate()
+        .map(|(i, target)| {
+            std::thread::spawn(move || {
+                if let Some(rtsp) = rtsp {
+                    assert_eq!(
+                        setup_video(rtsp, i),
+                        target.port(),
+                        "SETUP names the shared video port"
+                    );
+                }
+                sink_one(target, i, secs)
+            })
+        })
         .collect();
     let results: Vec<Value> = handles
         .into_iter()
@@ -312,10 +411,10 @@ fn sink() {
 /// kernel's receive timestamp of the datagram on the sink's interface (`SO_TIMESTAMPNS`: when the
 /// forwarder's packet arrived, which is what a forwarder adds), and to the moment the sink
 /// thread read it (which also counts the sink's own scheduling on its shared core).
-fn sink_one(target: SocketAddr, secs: u64) -> Value {
+fn sink_one(target: SocketAddr, i: usize, secs: u64) -> Value {
     use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
     use std::os::fd::AsRawFd;
-    let s = UdpSocket::bind((CLIENT, 0)).expect("sink bind");
+    let s = UdpSocket::bind((client_ip(i), 0)).expect("sink bind");
     s.set_read_timeout(Some(Duration::from_millis(50)))
         .expect("timeout");
     setsockopt(&s, sockopt::ReceiveTimestampns, &true).expect("SO_TIMESTAMPNS");
@@ -339,7 +438,7 @@ fn sink_one(target: SocketAddr, secs: u64) -> Value {
         }
         if last_ping.is_none_or(|p| now.duration_since(p) > Duration::from_millis(50)) {
             let mut ping = [0u8; 20];
-            ping[..16].copy_from_slice(b"Ab3$x~Zq!9Lm#2Rt");
+            ping[..16].copy_from_slice(&ping_secret(i));
             let _ = s.send_to(&ping, target);
             last_ping = Some(now);
         }
@@ -413,7 +512,7 @@ fn relay_role() {
                 control: base + 3,
             };
             let mut cfg = SessionRelayConfig::new(
-                IpAddr::V4(CLIENT),
+                IpAddr::V4(client_ip(i)),
                 SocketAddr::new(IpAddr::V4(WOLF), 48010),
                 Ipv4Addr::new(10, 99, 0, 7),
             );
@@ -428,6 +527,40 @@ fn relay_role() {
                     .await
                     .expect("open bench session"),
             );
+        }
+        println!("READY");
+        std::future::pending::<()>().await;
+    });
+}
+
+/// The relay in shared-ports mode: every session on the [`SHARED`] port set, its ping payload
+/// learned from the SETUP answer the sink's request draws from the source, as in a real session.
+fn shared_role() {
+    let n = env_num("DW_BENCH_SESSIONS") as usize;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let mut config = RelayConfig::new(IpAddr::V4(PUBLIC), 30000..=30015);
+        config.shared_ports = Some(SharedPorts {
+            rtsp: SHARED[0],
+            video: SHARED[1],
+            audio: SHARED[2],
+            control: SHARED[3],
+        });
+        let relay = Relay::new(config).expect("shared relay");
+        let mut sessions = Vec::new();
+        for i in 0..n {
+            let wolf = SocketAddr::new(IpAddr::V4(WOLF), wolf_rtsp(i));
+            let cfg = SessionRelayConfig::new(IpAddr::V4(client_ip(i)), wolf, fake_ip(i));
+            let session = relay.open_session(cfg).await.expect("open bench session");
+            assert_eq!(
+                session.ports().rtsp,
+                SHARED[0],
+                "distinct clients share the RTSP port"
+            );
+            sessions.push(session);
         }
         println!("READY");
         std::future::pending::<()>().await;
@@ -509,6 +642,7 @@ enum Variant {
     Kernel,
     Socat,
     Relay,
+    Shared,
     Floor,
 }
 
@@ -519,6 +653,7 @@ impl Variant {
             Variant::Kernel => "kernel",
             Variant::Socat => "socat",
             Variant::Relay => "relay",
+            Variant::Shared => "shared",
             Variant::Floor => "floor",
         }
     }
@@ -611,7 +746,7 @@ fn start_forwarder(t: &Topology, v: Variant, n: usize) -> Forwarder {
             }
             std::thread::sleep(Duration::from_millis(300));
         }
-        Variant::Relay | Variant::Floor => {
+        Variant::Relay | Variant::Shared | Variant::Floor => {
             let exe = std::env::current_exe().expect("bench binary");
             let mut child = Command::new("ip")
                 .args(["netns", "exec", &t.r, "chrt", "-f", "20", "taskset", "-c", "1"])
@@ -668,6 +803,7 @@ fn measure(t: &Topology, v: Variant, n: usize, pps_per_session: u64, secs: u64) 
     let targets: Vec<String> = (0..n)
         .map(|i| match v {
             Variant::Direct => format!("{WOLF}:{}", wolf_video(i)),
+            Variant::Shared => format!("{PUBLIC}:{}", SHARED[1]),
             _ => format!("{PUBLIC}:{}", public_video(i)),
         })
         .collect();
@@ -689,6 +825,14 @@ fn measure(t: &Topology, v: Variant, n: usize, pps_per_session: u64, secs: u64) 
             .env("DW_BENCH_PPS", pps_per_session.to_string())
             .env("DW_BENCH_SECONDS", secs.to_string())
             .env("DW_BENCH_TARGETS", targets.join(","))
+            .env(
+                "DW_BENCH_RTSP",
+                if v == Variant::Shared {
+                    format!("{PUBLIC}:{}", SHARED[0])
+                } else {
+                    String::new()
+                },
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         c
@@ -810,7 +954,8 @@ fn orchestrate() {
     );
     // DW_BENCH_ONLY=<sessions>:<paced|max> runs one scenario.
     let only = std::env::var("DW_BENCH_ONLY").unwrap_or_default();
-    // DW_BENCH_VARIANTS=relay,direct runs only those forwarders (ratios need all four).
+    // DW_BENCH_VARIANTS=relay,direct runs only those forwarders (ratios need direct, kernel,
+    // socat and relay).
     let variants = std::env::var("DW_BENCH_VARIANTS").unwrap_or_default();
     for (label, pps) in [("paced 150 Mbit/s per session", rate_pps), ("max rate", 0)] {
         for n in [1usize, 8] {
@@ -841,6 +986,7 @@ fn orchestrate() {
                 Variant::Kernel,
                 Variant::Socat,
                 Variant::Relay,
+                Variant::Shared,
                 Variant::Floor,
             ] {
                 if !variants.is_empty() && !variants.split(',').any(|name| name == v.name()) {
@@ -894,6 +1040,15 @@ fn orchestrate() {
                 k.1.p50_us - d.1.p50_us,
                 k.1.p99_us - d.1.p99_us
             );
+            if let Some(sh) = results.iter().find(|r| r.0 == Variant::Shared) {
+                println!(
+                    "shared ports: shared/relay pkt per cpu-s {:.2}x, pkt/s {:.2}x; added p99 vs direct {:+.1} µs (relay {:+.1})",
+                    sh.2 / r.2,
+                    sh.1.pps / r.1.pps,
+                    sh.1.p99_us - d.1.p99_us,
+                    r.1.p99_us - d.1.p99_us
+                );
+            }
             if let Some(f) = results.iter().find(|r| r.0 == Variant::Floor) {
                 println!(
                     "socket-receive floor: {:.1}% CPU for what the source offered; relay CPU / floor {:.2}x",

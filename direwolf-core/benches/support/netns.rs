@@ -64,6 +64,22 @@ impl Topology {
             run("ip", &["-n", ns, "addr", "add", addr, "dev", dev]);
             run("ip", &["-n", ns, "link", "set", dev, "up"]);
         }
+        // One more client address per session (`client_ip` in relay.rs): sessions from distinct
+        // clients, as the shared-ports relay meets them.
+        for i in 0..16 {
+            run(
+                "ip",
+                &[
+                    "-n",
+                    &t.c,
+                    "addr",
+                    "add",
+                    &format!("10.77.1.{}/24", 10 + i),
+                    "dev",
+                    &c0,
+                ],
+            );
+        }
         run(
             "ip",
             &["-n", &t.c, "route", "add", "10.77.2.0/24", "via", "10.77.1.1"],
