@@ -1,4 +1,4 @@
-//! Wolf's `App` (`docs/protocol/wolf-api.md` § Types, `App`) to and from direwolf's [`App`].
+//! Wolf's `App` (`docs/protocol/wolf-api.md` § Types) to and from direwolf's [`App`].
 //!
 //! | Wolf field | direwolf |
 //! |---|---|

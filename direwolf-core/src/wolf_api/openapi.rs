@@ -1,5 +1,5 @@
 //! The document `GET /api/v1/openapi-schema` answers. Wolf generates its own from the handlers
-//! it registers (`docs/protocol/wolf-api.md` § Utilities, `openapi-schema`), and clients read it
+//! it registers (`docs/protocol/wolf-api.md` § Utilities), and clients read it
 //! to tell Wolf's API generations apart (§ Versions; `direwolf_wolf_client::version`).
 //!
 //! `paths` lists exactly the routes direwolf serves. `components.schemas` carries, under the
