@@ -259,6 +259,13 @@ async fn pairs_through_the_pending_list_lists_and_unpairs_clients() {
     wolf.unpair_client(id).await.unwrap();
     assert!(wolf.clients().await.unwrap().is_empty());
     assert!(h.stores.pairings.list().await.unwrap().is_empty());
+    let (reply, _) = h.get_tls(Some(&client), "/applist").await;
+    assert_eq!(
+        reply.xml_status(),
+        Some(401),
+        "refused on its next request: {}",
+        reply.text()
+    );
     assert_eq!(
         wolf_error(wolf.unpair_client(id).await),
         (404, WolfErrorKind::ClientNotFound)

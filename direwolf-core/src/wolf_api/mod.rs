@@ -19,10 +19,10 @@
 //! nothing is written.
 //!
 //! A paired client's `client_id` is the one Wolf would give it: libstdc++'s string hash of the
-//! certificate PEM exactly as received in pairing
-//! ([`client_id_for_cert`](direwolf_wolf_client::client_id_for_cert)). Its `app_state_folder`
-//! is the name of the direwolf user the pairing belongs to (direwolf has no per-client folder)
-//! and its `settings` are Wolf's defaults (direwolf keeps no per-client settings).
+//! certificate PEM exactly as received in pairing ([`client_id_for_cert`]). Its
+//! `app_state_folder` is the name of the direwolf user the pairing belongs to (direwolf has no
+//! per-client folder) and its `settings` are Wolf's defaults (direwolf keeps no per-client
+//! settings).
 //!
 //! `pair/client` checks the PIN's form (four digits) and the secret, then delivers the PIN; the
 //! pairing belongs to the Moonlight server's default user. Like Wolf, it cannot know whether a
