@@ -66,34 +66,11 @@ impl WolfApiSocket {
     /// # Errors
     /// `path` is served by another process, is not a socket, or its directory is not writable.
     pub fn bind(path: &Path) -> io::Result<Self> {
-        match std::fs::symlink_metadata(path) {
-            Ok(meta) if meta.file_type().is_socket() => {
-                if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                    return Err(io::Error::new(
-                        io::ErrorKind::AddrInUse,
-                        format!("{} is served by another process", path.display()),
-                    ));
-                }
-                std::fs::remove_file(path)?;
-                info!(path = %path.display(), "removed a stale wolf api socket");
-            }
-            Ok(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    format!("{} exists and is not a socket", path.display()),
-                ));
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        if inspect(path)? {
+            std::fs::remove_file(path)?;
+            info!(path = %path.display(), "removed a stale wolf api socket");
         }
-        let name = path
-            .file_name()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the socket path has no file name"))?;
-        let parent = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        let private = parent.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+        let private = staging_dir(path)?;
         std::fs::DirBuilder::new().mode(0o700).create(&private)?;
         let staged = private.join("s");
         let bound = (|| {
@@ -112,6 +89,23 @@ impl WolfApiSocket {
                 path: path.to_owned(),
                 id: (meta.dev(), meta.ino()),
             },
+        })
+    }
+
+    /// Checks, without creating anything, that [`WolfApiSocket::bind`] would succeed at `path`:
+    /// nothing is there, or a stale socket; and its directory is writable. Says which.
+    ///
+    /// # Errors
+    /// What `bind` would fail with.
+    pub fn check(path: &Path) -> io::Result<&'static str> {
+        let stale = inspect(path)?;
+        let private = staging_dir(path)?;
+        std::fs::DirBuilder::new().mode(0o700).create(&private)?;
+        std::fs::remove_dir(&private)?;
+        Ok(if stale {
+            "a stale socket is there and will be replaced"
+        } else {
+            "will be created"
         })
     }
 
@@ -169,6 +163,43 @@ impl WolfApiSocket {
         info!(path = %self.file.path.display(), "wolf api stopped");
         // `self.file` is dropped here: the socket file goes.
     }
+}
+
+/// What is at `path`: nothing (`false`) or a socket nobody serves (`true`).
+///
+/// # Errors
+/// A socket that accepts connections, any other kind of file, or an unreadable path.
+fn inspect(path: &Path) -> io::Result<bool> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("{} is served by another process", path.display()),
+                ));
+            }
+            Ok(true)
+        }
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a socket", path.display()),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The private directory, beside `path`, the socket is created in before it is renamed into
+/// place.
+fn staging_dir(path: &Path) -> io::Result<PathBuf> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the socket path has no file name"))?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    Ok(parent.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id())))
 }
 
 async fn respond(api: &WolfApi, request: Request<Incoming>) -> Response<Full<Bytes>> {

@@ -347,8 +347,10 @@ async fn raw_get(path: &std::path::Path, target: &str) -> String {
 async fn the_socket_is_private_replaces_stale_ones_and_goes_away() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wolf.sock");
+    assert_eq!(WolfApiSocket::check(&path).unwrap(), "will be created");
     // A stale socket (bound, then its listener dropped) is replaced.
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    assert!(WolfApiSocket::check(&path).unwrap().contains("stale"));
     let socket = WolfApiSocket::bind(&path).unwrap();
     let meta = std::fs::symlink_metadata(&path).unwrap();
     assert!(meta.file_type().is_socket());
@@ -360,9 +362,22 @@ async fn the_socket_is_private_replaces_stale_ones_and_goes_away() {
     );
     // A live socket is not taken over; a file that is not a socket is left alone.
     assert!(WolfApiSocket::bind(&path).is_err());
+    assert!(
+        WolfApiSocket::check(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("another process")
+    );
     let file = dir.path().join("file");
     std::fs::write(&file, "x").unwrap();
     assert!(WolfApiSocket::bind(&file).is_err());
+    assert!(
+        WolfApiSocket::check(&file)
+            .unwrap_err()
+            .to_string()
+            .contains("not a socket")
+    );
+    assert!(WolfApiSocket::check(&dir.path().join("missing/wolf.sock")).is_err());
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
 
     let apps = InMemoryAppCatalog::with_apps([(App::new(AppId::new(1).unwrap(), "Desktop").unwrap(), None)]);
