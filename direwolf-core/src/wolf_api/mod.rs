@@ -174,9 +174,9 @@ struct ClientIdBody {
     client_id: String,
 }
 
-/// Wolf's API over direwolf's stores. Handles one request at a time per mutation (adds, deletes,
-/// unpairs and PINs are serialised), so a check and the write it guards do not interleave with
-/// another request of this API.
+/// Wolf's API over direwolf's stores. Its changes (adds, deletes, unpairs, PINs) run one at a
+/// time, so a check and the write it guards do not interleave with another change made through
+/// this API; other writers of the same stores are not held off.
 pub struct WolfApi {
     apps: Arc<dyn AppCatalog>,
     pairings: Arc<dyn PairingStore>,

@@ -327,12 +327,11 @@ async fn store_failures_are_wolf_errors() {
     );
 }
 
-async fn raw_get(path: &std::path::Path, target: &str) -> String {
+/// One raw request on the socket, read to the end: the server closes after one answer.
+async fn raw(path: &std::path::Path, request: &str) -> String {
     let exchange = async {
         let mut stream = tokio::net::UnixStream::connect(path).await?;
-        stream
-            .write_all(format!("GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
-            .await?;
+        stream.write_all(request.as_bytes()).await?;
         let mut reply = String::new();
         stream.read_to_string(&mut reply).await?;
         Ok::<_, std::io::Error>(reply)
@@ -390,15 +389,24 @@ async fn the_socket_is_private_replaces_stale_ones_and_goes_away() {
     let server = tokio::spawn(socket.serve(api, async {
         let _ = stopped.await;
     }));
-    let reply = raw_get(&path, paths::APPS).await;
+    let reply = raw(&path, "GET /api/v1/apps HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(reply.contains(r#""title":"Desktop""#), "{reply}");
-    let reply = raw_get(&path, paths::LOBBIES).await;
+    let reply = raw(&path, "GET /api/v1/lobbies HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
     assert!(reply.starts_with("HTTP/1.1 404"), "{reply}");
     assert!(
         reply.to_ascii_lowercase().contains("content-length: 0"),
         "{reply}"
     );
+    // HTTP/1.0 with a Content-Length body, as Wolf's own clients and nginx in front of Wolf send.
+    let body = r#"{"id":"1"}"#;
+    let request = format!(
+        "POST /api/v1/apps/delete HTTP/1.0\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let reply = raw(&path, &request).await;
+    assert!(reply.starts_with("HTTP/1.0 200"), "{reply}");
+    assert!(reply.ends_with(r#"{"success":true}"#), "{reply}");
 
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(10), server)
