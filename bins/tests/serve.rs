@@ -129,6 +129,11 @@ fn wolf_api_socket_serves_wolf_managers_and_goes_away_on_shutdown() {
             .arg(&socket),
     );
     let server = Direwolf::started(server, "direwolf serve started", Duration::from_secs(120));
+    assert!(
+        server.proc.printed("last until the server stops"),
+        "start-up says API-made app changes are not kept\n{}",
+        server.proc.tail()
+    );
     let meta = std::fs::symlink_metadata(&socket).expect("the socket exists once started");
     assert!(meta.file_type().is_socket());
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);

@@ -415,6 +415,10 @@ impl WolfApiTask {
 fn start_wolf_api(path: &Path, api: wolf_api::WolfApi) -> anyhow::Result<WolfApiTask> {
     let socket = WolfApiSocket::bind(path)
         .with_context(|| format!("cannot create the Wolf API socket {}", path.display()))?;
+    info!(
+        "Wolf API: apps added or deleted through it last until the server stops (the configuration \
+         file is the source of truth for apps)"
+    );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(socket.serve(Arc::new(api), async {
         let _ = stopped.await;
