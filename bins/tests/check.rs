@@ -339,3 +339,43 @@ fn an_unsafe_data_directory_fails_the_check() {
     );
     assert!(!data.join("direwolf.redb").exists(), "a check creates nothing");
 }
+
+#[test]
+fn the_wolf_api_socket_path_is_checked_without_creating_it() {
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let check = |socket: &Path| {
+        let mut command = direwolf();
+        command
+            .args(["serve", "--check", "--bind", "127.0.0.1"])
+            .args(["--http-port", &free_port().to_string()])
+            .args(["--https-port", &free_port().to_string()])
+            .arg("--data-dir")
+            .arg(tmp.path().join("data"))
+            .arg("--wolf-api-socket")
+            .arg(socket)
+            .env("RUST_LOG", "off");
+        Proc::spawn("direwolf serve --check --wolf-api-socket", &mut command).finish(STEP)
+    };
+    let fresh = tmp.path().join("wolf.sock");
+    let finished = check(&fresh);
+    assert!(finished.status.success(), "{}", finished.stdout);
+    assert!(
+        finished.stdout.contains("ok: Wolf API socket") && finished.stdout.contains("will be created"),
+        "{}",
+        finished.stdout
+    );
+    assert!(!fresh.exists(), "a check creates nothing");
+    assert_eq!(std::fs::read_dir(tmp.path()).expect("list").count(), 0);
+
+    let file = tmp.path().join("not-a-socket");
+    std::fs::write(&file, "x").expect("a regular file");
+    let finished = check(&file);
+    assert!(!finished.status.success(), "{}", finished.stdout);
+    let errors = errors(&finished);
+    assert_eq!(errors.len(), 1, "{}", finished.stdout);
+    assert!(
+        errors[0].contains("Wolf API socket") && errors[0].contains("not a socket"),
+        "{}",
+        errors[0]
+    );
+}

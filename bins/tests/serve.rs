@@ -105,3 +105,120 @@ fn a_damaged_database_is_refused_not_replaced_and_without_a_panic() {
         );
     }
 }
+
+/// Vector C's client certificate (`docs/protocol/moonlight-http.md` § Test vectors), for a
+/// pairing phase 1.
+const CLIENT_CERT: &str = include_str!("../../direwolf-moonlight/tests/data/vector_c_client_cert.pem");
+
+#[test]
+fn wolf_api_socket_serves_wolf_managers_and_goes_away_on_shutdown() {
+    use std::net::SocketAddr;
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+
+    use direwolf_wolf_client::types::PairClientRequest;
+    use direwolf_wolf_client::{WolfClient, WolfVersion};
+
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let socket = tmp.path().join("wolf.sock");
+    // A socket left by a crashed server is replaced.
+    drop(std::os::unix::net::UnixListener::bind(&socket).expect("a stale socket"));
+    let server = Proc::spawn(
+        "direwolf serve",
+        serve_command(&tmp.path().join("data"))
+            .arg("--wolf-api-socket")
+            .arg(&socket),
+    );
+    let server = Direwolf::started(server, "direwolf serve started", Duration::from_secs(120));
+    assert!(
+        server.proc.printed("last until the server stops"),
+        "start-up says API-made app changes are not kept\n{}",
+        server.proc.tail()
+    );
+    let meta = std::fs::symlink_metadata(&socket).expect("the socket exists once started");
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let wolf = WolfClient::builder()
+        .with_unix_socket(socket.clone())
+        .with_timeout(Duration::from_secs(10))
+        .build()
+        .expect("a Wolf client");
+    runtime.block_on(async {
+        let version = tokio::time::timeout(Duration::from_secs(20), wolf.wait_ready(Duration::from_secs(15)))
+            .await
+            .expect("the Wolf API is ready within 20 s")
+            .expect("the Wolf API answers");
+        assert_eq!(version, WolfVersion::V6);
+        let apps = wolf.apps().await.expect("apps");
+        assert_eq!(
+            apps.iter()
+                .map(|a| (a.id.as_str(), a.title.as_str()))
+                .collect::<Vec<_>>(),
+            [("1", "Desktop")],
+            "without a configuration file, one Desktop app"
+        );
+        let mut app = apps[0].clone();
+        app.id = "9".into();
+        app.title = "Steam".into();
+        wolf.add_app(&app).await.expect("add an app");
+        assert_eq!(wolf.apps().await.expect("apps").len(), 2);
+        wolf.delete_app(&"9".into()).await.expect("delete the app");
+        assert_eq!(wolf.apps().await.expect("apps").len(), 1);
+        assert!(wolf.clients().await.expect("clients").is_empty());
+    });
+
+    // A pairing started on the GameStream port waits in the Wolf API's pending list, and the
+    // PIN given there reaches it: the two share one broker.
+    let http = SocketAddr::from(([127, 0, 0, 1], server.http_port));
+    let phase1 = std::thread::spawn(move || {
+        support::http_exchange(
+            http,
+            &format!(
+                "GET /pair?uniqueid=0123456789ABCDEF&uuid=abc&devicename=roth&updateState=1&\
+                 phrase=getservercert&salt=000102030405060708090a0b0c0d0e0f&clientcert={} HTTP/1.1\r\n\
+                 Host: 127.0.0.1\r\nConnection: close\r\n\r\n",
+                hex_encode(CLIENT_CERT.as_bytes())
+            ),
+        )
+    });
+    runtime.block_on(async {
+        let pending = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if let Some(p) = wolf.pending_pair_requests().await.expect("pending").pop() {
+                    return p;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("the pairing is listed as pending within 30 s");
+        assert_eq!(pending.client_ip, "127.0.0.1");
+        wolf.pair_client(&PairClientRequest {
+            pair_secret: pending.pair_secret,
+            pin: "1234".into(),
+        })
+        .await
+        .expect("the PIN is accepted");
+    });
+    let (status, body) = phase1.join().expect("phase 1");
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("<paired>1</paired>") && body.contains("<plaincert>"),
+        "{body}"
+    );
+    let submitted = server
+        .proc
+        .wait_for("wolf api: PIN submitted", Duration::from_secs(30));
+    assert!(
+        !submitted.contains("1234"),
+        "the PIN is never logged: {submitted}"
+    );
+
+    server.proc.stop();
+    assert!(!socket.exists(), "the socket is removed on shutdown");
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

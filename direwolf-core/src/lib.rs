@@ -18,6 +18,7 @@
 //! | `pack` | `pack` | the single-machine pack: `WolfPool`, a [`Launcher`] over streaming hosts, with the relay |
 //! | `wolf` | `pack::wolf_host` | `WolfHost`, a [`StreamHost`](stream_host::StreamHost) over Wolf's API |
 //! | `health` | `health` | the health port: `/livez`, `/readyz`, `/metrics` |
+//! | `wolf-api` | `wolf_api` | the subset of Wolf's API that Wolf's managers use, on a Unix socket |
 //! | `conformance` | `conformance` | the suites every backend of the traits passes |
 //! | `mock` | | mockall mocks of the traits |
 //!
@@ -54,6 +55,8 @@ pub mod pin_broker;
 pub mod relay;
 pub mod store;
 pub mod stream_host;
+#[cfg(feature = "wolf-api")]
+pub mod wolf_api;
 
 pub use error::{Error, Result};
 pub use ids::{AesKey, AppId, Fingerprint, PairSecret, Pin, RiKeyId, SessionId, UserName};

@@ -1,7 +1,7 @@
 //! `direwolf serve --check`: everything start-up would trip on, found without starting — the
 //! configuration file and the files it names, the data directory, every Wolf (its API version
-//! and app ids, and the apps the configuration asks of it) and every port. One line per finding;
-//! problems start with `error:`, and any problem makes the exit status 1.
+//! and app ids, and the apps the configuration asks of it), every port and the Wolf API socket.
+//! One line per finding; problems start with `error:`, and any problem makes the exit status 1.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
@@ -38,6 +38,12 @@ pub async fn run(args: &ServeArgs) -> bool {
     };
     data_dir(args, plan.as_ref(), &mut report);
     listen_ports(args, &mut report);
+    if let Some(path) = &args.wolf_api_socket {
+        match direwolf_core::wolf_api::WolfApiSocket::check(path) {
+            Ok(what) => report.ok(format!("Wolf API socket {}: {what}", path.display())),
+            Err(why) => report.problem(format!("Wolf API socket {}: {why}", path.display())),
+        }
+    }
     if let Some(plan) = &plan {
         if plan.wolves.is_empty() {
             report.ok("no [[wolf]] host: clients can pair and list apps, but no stream can start".to_owned());

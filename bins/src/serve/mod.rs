@@ -26,7 +26,10 @@ use direwolf_core::pack::WolfHost;
 use direwolf_core::pack::{PoolConfig, PoolHost, WolfPool};
 use direwolf_core::persistent::PersistentStores;
 use direwolf_core::relay::{Relay, RelayConfig, WolfPorts};
-use direwolf_core::{AppCatalog, AppId, SessionStore, Stores, UserName, UserStoreExt};
+use direwolf_core::wolf_api::{self, WolfApiSocket};
+use direwolf_core::{
+    AppCatalog, AppId, InMemoryPinBroker, PinBroker, SessionStore, Stores, UserName, UserStoreExt,
+};
 use direwolf_moonlight::MoonlightServer;
 use direwolf_wolf_client::CallObserver;
 use tracing::{info, warn};
@@ -81,6 +84,13 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub metrics: MetricsArgs,
+
+    /// Serve the subset of Wolf's API that Wolf's managers use (apps, clients, pending pairings)
+    /// on a Unix socket at this path, created with mode 0660: whoever may open it manages apps
+    /// and pairings, with no other authentication (as with Wolf's own socket). A stale socket
+    /// there is replaced; the socket is removed on shutdown. Off by default.
+    #[arg(long, value_name = "PATH", env = "DIREWOLF_WOLF_API_SOCKET")]
+    pub wolf_api_socket: Option<PathBuf>,
 
     /// Check the configuration, the files it names, the data directory, every Wolf (API version,
     /// app ids) and every port, print one line per finding, and exit: 0 if all is well, else 1.
@@ -309,11 +319,14 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
         sessions: sessions.clone(),
         identity: Arc::new(persistent.identity_store()),
     };
+    let pairings = stores.pairings.clone();
     let phases = track_phases(sessions.clone(), &metrics, PHASE_REFRESH);
     if stores.users.ensure(&args.default_user).await? {
         info!(user = %args.default_user, "created the default user");
     }
 
+    // One broker for the PIN page and the Wolf API's `pair/client`.
+    let pins: Arc<dyn PinBroker> = Arc::new(InMemoryPinBroker::default());
     let mut builder = args
         .listen
         .apply(MoonlightServer::builder())
@@ -322,6 +335,7 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
         .with_default_user(args.default_user.clone())
         .with_mdns(!args.no_mdns)
         .with_pin_timeout(Duration::from_secs(args.pin_timeout))
+        .with_pin_broker(pins.clone())
         .with_pairing_metrics(PairingMetrics::register(&metrics));
     let launches = LaunchMetrics::register(&metrics);
     if plan.wolves.is_empty() {
@@ -330,7 +344,7 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
              start until one is added to the configuration file"
         );
     } else {
-        let pool = wolf_pool(&plan, &args.listen.bind, sessions, apps, &metrics).await?;
+        let pool = wolf_pool(&plan, &args.listen.bind, sessions, apps.clone(), &metrics).await?;
         let config = pool.relay().config();
         let hosts: Vec<String> = pool.load().into_iter().map(|(name, _)| name).collect();
         let ports = match config.shared_ports {
@@ -347,6 +361,13 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
         .build()
         .await
         .context("cannot start the Moonlight server")?;
+    let wolf_api_task = match &args.wolf_api_socket {
+        Some(path) => Some(start_wolf_api(
+            path,
+            wolf_api::WolfApi::new(apps.clone(), pairings, pins),
+        )?),
+        None => None,
+    };
     started.store(true, Ordering::SeqCst);
     let notifier = crate::notify::Notifier::from_env();
     notifier.ready();
@@ -363,11 +384,49 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
         .run_until(notifier.stopping_after(shutdown.wait()))
         .await
         .context("the Moonlight server failed")?;
+    if let Some(task) = wolf_api_task {
+        task.stop().await;
+    }
     drop(health);
     drop(metrics_port);
     phases.abort();
     info!("direwolf serve stopped");
     Ok(())
+}
+
+/// The Wolf API served on its socket until [`WolfApiTask::stop`] (or until dropped, when the
+/// runtime ends: the socket file goes either way).
+struct WolfApiTask {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WolfApiTask {
+    /// Stops serving and waits (at most 5 s) until the socket file is removed.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        if tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .is_err()
+        {
+            warn!("the Wolf API did not stop within 5 s");
+        }
+    }
+}
+
+/// Creates the Wolf API socket at `path` and serves `api` on it.
+fn start_wolf_api(path: &Path, api: wolf_api::WolfApi) -> anyhow::Result<WolfApiTask> {
+    let socket = WolfApiSocket::bind(path)
+        .with_context(|| format!("cannot create the Wolf API socket {}", path.display()))?;
+    info!(
+        "Wolf API: apps added or deleted through it last until the server stops (the configuration \
+         file is the source of truth for apps)"
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(socket.serve(Arc::new(api), async {
+        let _ = stopped.await;
+    }));
+    Ok(WolfApiTask { stop, task })
 }
 
 /// The health port's readiness: once `started` (listening, database open), while the database
