@@ -310,3 +310,97 @@ async fn a_session_handle_is_the_only_thing_keeping_its_routes() {
         .expect("reopen");
     assert_eq!(again.ports().rtsp, 22070);
 }
+
+#[tokio::test]
+async fn a_ping_with_the_secret_from_a_new_address_is_admitted_as_roaming_and_counted() {
+    let wolf = FakeWolf::start().await;
+    let relay = shared_relay(22090);
+    let s = relay
+        .open_session(session_of(&wolf, LOCAL, FAKE_IP))
+        .await
+        .expect("open");
+    handshake_via(Ipv4Addr::LOCALHOST, 22090, FAKE_IP).await;
+    let video = SocketAddr::new(LOCAL, 22091);
+    let client = UdpSocket::bind((LOCAL, 0)).await.expect("client");
+    client.send_to(&ping(1), video).await.expect("ping");
+    recv(&wolf.video, "the client's ping").await;
+    // Someone else (or the client after its address changed) with the session's payload: the
+    // secret is the evidence Wolf itself accepts, so the relay admits it, and says how.
+    let elsewhere = UdpSocket::bind(("127.0.0.5", 0)).await.expect("elsewhere");
+    elsewhere.send_to(&ping(2), video).await.expect("ping");
+    assert_eq!(recv(&wolf.video, "the roaming ping").await.0, ping(2));
+    let admissions = s.stats().video.admissions;
+    assert_eq!((admissions.client_ip, admissions.ping_secret), (1, 1));
+    let metrics = direwolf_core::metrics::Metrics::new();
+    metrics.register_collector(direwolf_core::metrics::RelayCollector::new(relay.clone()));
+    let text = metrics.render();
+    let line = r#"direwolf_relay_admissions_total{stream="video",by="ping_secret"} 1"#;
+    assert!(text.lines().any(|l| l == line), "{line} missing from:\n{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_unknown_sources_is_counted_and_leaves_a_streaming_session_alone() {
+    let wolf = FakeWolf::start().await;
+    let relay = shared_relay(22110);
+    let s = relay
+        .open_session(session_of(&wolf, LOCAL, FAKE_IP))
+        .await
+        .expect("open");
+    handshake_via(Ipv4Addr::LOCALHOST, 22110, FAKE_IP).await;
+    let video = SocketAddr::new(LOCAL, 22111);
+    let client = UdpSocket::bind((LOCAL, 0)).await.expect("client");
+    client.send_to(&ping(1), video).await.expect("ping");
+    let (_, upstream) = recv(&wolf.video, "the client's ping").await;
+
+    // 64 sources × 500 datagrams: wrong payloads, legacy pings and garbage, from addresses no
+    // session has.
+    let flood = tokio::spawn(async move {
+        let mut sent = 0u64;
+        for source in 0..64u8 {
+            let socket = UdpSocket::bind((Ipv4Addr::new(127, 0, 1, source), 0))
+                .await
+                .expect("flood socket");
+            for i in 0..500u32 {
+                let datagram = match i % 3 {
+                    0 => ping_with(b"0123456789abcdef", i),
+                    1 => b"PING".to_vec(),
+                    _ => vec![source; 300],
+                };
+                if socket.send_to(&datagram, video).await.is_ok() {
+                    sent += 1;
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+        sent
+    });
+    // Meanwhile the session streams: its pings go through and its RTP comes back.
+    let mut seq = 2;
+    while !flood.is_finished() {
+        client.send_to(&ping(seq), video).await.expect("ping");
+        wolf.video.send_to(&[7; 1200], upstream).await.expect("rtp");
+        let (rtp, _) = recv(&client, "RTP during the flood").await;
+        assert_eq!(rtp, vec![7; 1200]);
+        seq += 1;
+    }
+    let sent = flood.await.expect("flood task");
+    settle().await;
+    let drops = relay.totals().video.drops;
+    let dropped = drops.unknown_secret + drops.unknown_source + drops.ambiguous_source;
+    assert!(dropped > 0 && dropped <= sent, "{dropped} of {sent} counted");
+    assert_eq!(drops.ambiguous_source, 0);
+    let video_stats = s.stats().video;
+    assert_eq!(video_stats.mappings_active, 1, "no flood source got a mapping");
+    assert!(video_stats.to_wolf_packets <= u64::from(seq - 1));
+    // Everything that reached Wolf is the client's (the kernel drops some of its pings too when
+    // the flood fills the shared socket's buffer).
+    let mut buf = [0u8; 2048];
+    while let Ok((n, _)) = wolf.video.try_recv_from(&mut buf) {
+        assert_eq!(
+            &buf[..16],
+            SECRET,
+            "only the client's pings reach Wolf: {:?}",
+            &buf[..n]
+        );
+    }
+}

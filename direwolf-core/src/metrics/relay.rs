@@ -13,6 +13,8 @@ use crate::relay::{Relay, RelayTotals, StreamKind};
 ///
 /// - `direwolf_relay_packets_total{stream,direction}` and `direwolf_relay_bytes_total{…}`,
 ///   `direction` `to_wolf` or `to_client`;
+/// - `direwolf_relay_admissions_total{stream,by}`, client endpoints admitted, `by` as in
+///   [`Admissions::by_evidence`](crate::relay::Admissions::by_evidence);
 /// - `direwolf_relay_drops_total{stream,reason}`, `reason` as in
 ///   [`UdpDrops::by_reason`](crate::relay::UdpDrops::by_reason);
 /// - `direwolf_relay_mappings_active{stream}`, client endpoints mapped now;
@@ -73,6 +75,18 @@ fn encode_udp(encoder: &mut DescriptorEncoder, totals: &RelayTotals) -> Result<(
                 let labels = [("stream", kind.as_str()), ("direction", direction)];
                 ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
             }
+        }
+    }
+    let mut admissions = encoder.encode_descriptor(
+        "relay_admissions",
+        "Client endpoints admitted, by stream and the evidence that admitted them.",
+        None,
+        MetricType::Counter,
+    )?;
+    for kind in StreamKind::ALL {
+        for (by, value) in totals.udp(kind).admissions.by_evidence() {
+            let labels = [("stream", kind.as_str()), ("by", by)];
+            ConstCounter::new(value).encode(admissions.encode_family(&labels)?)?;
         }
     }
     let mut drops = encoder.encode_descriptor(

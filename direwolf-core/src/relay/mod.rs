@@ -66,7 +66,7 @@ use crate::StreamPorts;
 pub use ports::{PortAllocError, PortAllocator, PortLease};
 pub use rtsp::{RtspError, RtspLimits};
 pub use shared::SharedPorts;
-pub use stats::{RelayTotals, RtspStats, SessionStats, StreamKind, UdpDrops, UdpStats};
+pub use stats::{Admissions, RelayTotals, RtspStats, SessionStats, StreamKind, UdpDrops, UdpStats};
 pub use udp::{Admission, SessionSecrets};
 use udp::{Clients, Public};
 

@@ -56,6 +56,10 @@ pub(crate) struct UdpCounters {
     pub(crate) drop_unknown_source: AtomicU64,
     pub(crate) drop_ambiguous_source: AtomicU64,
     pub(crate) drop_queue_full: AtomicU64,
+    pub(crate) admitted_client_ip: AtomicU64,
+    pub(crate) admitted_ping_secret: AtomicU64,
+    pub(crate) admitted_connect_data: AtomicU64,
+    pub(crate) admitted_any_source: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -125,6 +129,12 @@ impl UdpCounters {
             mappings_created: get(&self.mappings_created),
             mappings_expired: get(&self.mappings_expired),
             mappings_active: get(&self.mappings_active),
+            admissions: Admissions {
+                client_ip: get(&self.admitted_client_ip),
+                ping_secret: get(&self.admitted_ping_secret),
+                connect_data: get(&self.admitted_connect_data),
+                any_source: get(&self.admitted_any_source),
+            },
             drops: UdpDrops {
                 not_admitted: get(&self.drop_not_admitted),
                 mapping_limit: get(&self.drop_mapping_limit),
@@ -220,8 +230,44 @@ pub struct UdpStats {
     pub mappings_expired: u64,
     /// Client endpoints currently mapped.
     pub mappings_active: u64,
+    /// Client endpoints admitted so far, by the evidence that admitted them.
+    pub admissions: Admissions,
     /// Datagrams dropped, by reason.
     pub drops: UdpDrops,
+}
+
+/// Client endpoints admitted, by the evidence ([`crate::relay::Admission`]). An admission by
+/// ping payload or connect data is from an address that is not the session's client: a client
+/// whose address changed, or someone who knows the session's secret.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Admissions {
+    /// The session's client address.
+    pub client_ip: u64,
+    /// The session's ping payload, from another address.
+    pub ping_secret: u64,
+    /// The session's ENet connect data, from another address.
+    pub connect_data: u64,
+    /// Any source (`RelayConfig::admit_any_source`).
+    pub any_source: u64,
+}
+
+impl Admissions {
+    /// Each kind of evidence with its count, named as in the metrics (`client_ip`, …).
+    pub fn by_evidence(&self) -> [(&'static str, u64); 4] {
+        [
+            ("client_ip", self.client_ip),
+            ("ping_secret", self.ping_secret),
+            ("connect_data", self.connect_data),
+            ("any_source", self.any_source),
+        ]
+    }
+
+    fn add(&mut self, o: &Admissions) {
+        self.client_ip += o.client_ip;
+        self.ping_secret += o.ping_secret;
+        self.connect_data += o.connect_data;
+        self.any_source += o.any_source;
+    }
 }
 
 /// Dropped datagrams of one UDP stream, by reason.
@@ -317,6 +363,7 @@ impl UdpStats {
         self.mappings_created += o.mappings_created;
         self.mappings_expired += o.mappings_expired;
         self.mappings_active += o.mappings_active;
+        self.admissions.add(&o.admissions);
         self.drops.add(&o.drops);
     }
 }

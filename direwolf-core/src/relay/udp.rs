@@ -729,6 +729,12 @@ async fn client_to_wolf(
                 };
             tracing::debug!(stream = %kind, client = %from, %wolf, admission = ?why, "udp mapping created");
             bump(&counters.mappings_created);
+            bump(match why {
+                Admission::ClientIp => &counters.admitted_client_ip,
+                Admission::PingSecret => &counters.admitted_ping_secret,
+                Admission::ConnectData => &counters.admitted_connect_data,
+                Admission::AnySource => &counters.admitted_any_source,
+            });
             bump(&counters.mappings_active);
             mappings.push(Mapping {
                 client: from,
