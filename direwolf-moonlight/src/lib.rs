@@ -61,6 +61,7 @@ pub mod serverinfo;
 mod service;
 pub mod source;
 pub mod tls;
+pub mod trusted_proxy;
 pub mod xml;
 
 pub use error::ServerError;

@@ -26,6 +26,7 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 
 use crate::source::{FailureTable, PrefixLengths, Source};
+use crate::trusted_proxy::{Attribution, TrustedProxies};
 
 /// The page served by `GET /pin/`.
 pub const PIN_PAGE: &str = include_str!("pin.html");
@@ -116,6 +117,7 @@ pub fn check_headers(headers: &HeaderMap) -> Result<(), PinReply> {
 pub struct PinEntry {
     broker: Arc<dyn PinBroker>,
     limits: PinLimits,
+    proxies: TrustedProxies,
     counters: Mutex<Counters>,
 }
 
@@ -140,11 +142,28 @@ impl PinEntry {
         PinEntry {
             broker,
             limits,
+            proxies: TrustedProxies::default(),
             counters: Mutex::new(Counters {
                 by_source: FailureTable::new(limits.window, MAX_FAILURE_SOURCES, limits.max_failures_per_ip),
                 by_secret: HashMap::new(),
             }),
         }
+    }
+
+    /// Believe these proxies' identity headers ([`crate::trusted_proxy`]).
+    pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.proxies = proxies;
+        self
+    }
+
+    /// Who entered a PIN posted by `ip` with `headers`; a refusal counts as a failed submission.
+    ///
+    /// # Errors
+    /// As [`TrustedProxies::attribute`].
+    pub fn attribute(&self, ip: IpAddr, headers: &HeaderMap) -> Result<Attribution, PinReply> {
+        self.proxies
+            .attribute(ip, headers)
+            .map_err(|reply| self.fail(ip, reply))
     }
 
     fn locked_out(&self, ip: IpAddr) -> bool {
@@ -166,8 +185,15 @@ impl PinEntry {
             .unwrap_or(false)
     }
 
-    /// Handles `POST /pin/` from `ip` with `body` (headers checked by [`check_headers`]).
+    /// Handles `POST /pin/` from `ip` with `body` (headers checked by [`check_headers`]), open to
+    /// whoever sends it: the form's user, else the default user.
     pub async fn submit(&self, ip: IpAddr, body: &[u8]) -> PinReply {
+        self.submit_as(ip, Attribution::Open, body).await
+    }
+
+    /// Handles `POST /pin/` from `ip` with `body`, entered by `who` ([`PinEntry::attribute`]): a
+    /// user named by a trusted proxy owns the pairing whatever the form says.
+    pub async fn submit_as(&self, ip: IpAddr, who: Attribution, body: &[u8]) -> PinReply {
         let locked_out = self.locked_out(ip);
         let too_many = || {
             (
@@ -193,9 +219,10 @@ impl PinEntry {
             return self.fail(ip, bad("Missing or malformed pairing secret"));
         };
         let pin = body.pin.as_deref().unwrap_or("").parse::<Pin>();
-        let user = match body.user.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
-            None => Ok(None),
-            Some(u) => u.parse::<UserName>().map(Some),
+        let user = match (who, body.user.as_deref().map(str::trim).filter(|u| !u.is_empty())) {
+            (Attribution::Proxy(user), _) => Ok(Some(user)),
+            (Attribution::Open, None) => Ok(None),
+            (Attribution::Open, Some(u)) => u.parse::<UserName>().map(Some),
         };
         let (pin, user) = match (pin, user) {
             (Ok(pin), Ok(user)) => (pin, user),
@@ -211,10 +238,11 @@ impl PinEntry {
                 return self.invalid_for_pairing(ip, &secret, message).await;
             }
         };
+        let owner = user.as_ref().map_or("(default)", UserName::as_str).to_owned();
         match self.broker.submit(&secret, PinSubmission { pin, user }).await {
             Ok(()) => {
                 self.counters.lock().by_secret.remove(&secret);
-                tracing::info!(pairing.secret = ?secret, "PIN submitted");
+                tracing::info!(pairing.secret = ?secret, user = %owner, "PIN submitted");
                 (StatusCode::OK, "OK".into())
             }
             Err(PinError::UnknownSecret | PinError::Closed | PinError::TimedOut) => self.fail(

@@ -26,6 +26,7 @@ use crate::pin_page::{PinEntry, PinLimits};
 use crate::serverinfo::{DEFAULT_CODEC_MODE_SUPPORT, DisplayMode, WOLF_DISPLAY_MODES};
 use crate::service::{ConnInfo, Settings, Shared};
 use crate::tls;
+use crate::trusted_proxy::TrustedProxies;
 
 pub use crate::limits::ConnectionLimits;
 
@@ -54,6 +55,7 @@ pub struct MoonlightServerBuilder {
     connection_limits: ConnectionLimits,
     pairing_limits: PairingLimits,
     pin_limits: PinLimits,
+    trusted_proxies: TrustedProxies,
     pairing_metrics: PairingMetrics,
 }
 
@@ -77,6 +79,7 @@ impl Default for MoonlightServerBuilder {
             connection_limits: ConnectionLimits::default(),
             pairing_limits: PairingLimits::default(),
             pin_limits: PinLimits::default(),
+            trusted_proxies: TrustedProxies::default(),
             pairing_metrics: PairingMetrics::default(),
         }
     }
@@ -92,6 +95,13 @@ impl MoonlightServerBuilder {
     /// The launcher (default: [`NoStreamingHost`]).
     pub fn with_launcher(mut self, launcher: Arc<dyn Launcher>) -> Self {
         self.launcher = launcher;
+        self
+    }
+
+    /// The authenticating reverse proxies whose `X-Forwarded-User` names who enters a PIN
+    /// (default: none, and PIN entry open to whoever has the link; [`crate::trusted_proxy`]).
+    pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.trusted_proxies = proxies;
         self
     }
 
@@ -234,7 +244,7 @@ impl MoonlightServerBuilder {
             pairing,
             pairing_metrics: self.pairing_metrics,
             phase1,
-            pin: PinEntry::new(self.broker, self.pin_limits),
+            pin: PinEntry::new(self.broker, self.pin_limits).with_trusted_proxies(self.trusted_proxies),
             settings: Settings {
                 hostname: self.hostname,
                 external_address: self.external_address,

@@ -182,6 +182,10 @@ impl Shared {
                     debug!(client = %conn.peer_ip(), %status, "PIN submission refused: {message}");
                     return text(status, message);
                 }
+                let who = match self.pin.attribute(conn.peer_ip(), request.headers()) {
+                    Ok(who) => who,
+                    Err((status, message)) => return text(status, message),
+                };
                 let body = Limited::new(request.into_body(), pin_page::MAX_BODY);
                 match tokio::time::timeout(self.settings.body_timeout, body.collect()).await {
                     Err(_) => text(
@@ -196,7 +200,10 @@ impl Shared {
                         ),
                     ),
                     Ok(Ok(collected)) => {
-                        let (status, message) = self.pin.submit(conn.peer_ip(), &collected.to_bytes()).await;
+                        let (status, message) = self
+                            .pin
+                            .submit_as(conn.peer_ip(), who, &collected.to_bytes())
+                            .await;
                         text(status, message)
                     }
                 }

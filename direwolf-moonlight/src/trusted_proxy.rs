@@ -1,0 +1,196 @@
+//! Who entered a PIN: the user an authenticating reverse proxy names (oauth2-proxy style
+//! `X-Forwarded-User`, else `X-Forwarded-Email`), believed only from configured proxy addresses.
+//!
+//! * Identity headers from any other address are refused (403) and logged: they are spoofed.
+//! * From a trusted proxy, the named user owns the pairing, whatever the form says.
+//! * Without identity headers, the submission is open (the form's `user`, else the server's
+//!   default user) when no proxy is configured or [`TrustedProxies::allow_unauthenticated`] is
+//!   set; once a proxy is configured it is refused (401), so a pairing always belongs to whoever
+//!   logged in.
+//!
+//! Proxy user names become direwolf user names (DNS-1123 labels): the part before any `@`,
+//! lower-cased, each character other than a letter, digit or `-` made `-`, cut to 63 characters
+//! (`John.Doe@example.com` → `john-doe`). Two proxy users that differ only there are one direwolf
+//! user; an identity that leaves nothing usable is refused.
+
+use std::net::IpAddr;
+
+use direwolf_core::UserName;
+use http::{HeaderMap, StatusCode};
+use ipnet::IpNet;
+
+use crate::pin_page::PinReply;
+
+/// The header naming the logged-in user.
+pub const USER_HEADER: &str = "x-forwarded-user";
+/// The header naming the logged-in user's e-mail address (used when there is no user header).
+pub const EMAIL_HEADER: &str = "x-forwarded-email";
+
+/// Message for identity headers from an address that is not a trusted proxy.
+pub const SPOOFED: &str = "Identity headers are accepted only from this server's trusted proxies";
+/// Message for a submission without identity where one is required.
+pub const LOGIN_REQUIRED: &str =
+    "Log in first: open the PIN page through this server's login proxy, which tells it who you are";
+
+/// Who a PIN submission says entered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attribution {
+    /// A trusted proxy named this user.
+    Proxy(UserName),
+    /// Nobody vouches for the submitter: the form's user, else the default user.
+    Open,
+}
+
+/// The trusted proxies and whether a PIN may be entered without one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies {
+    /// Addresses whose identity headers are believed.
+    pub networks: Vec<IpNet>,
+    /// Accept submissions without identity even when proxies are configured.
+    pub allow_unauthenticated: bool,
+}
+
+impl TrustedProxies {
+    fn trusts(&self, peer: IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        self.networks.iter().any(|net| net.contains(&peer))
+    }
+
+    /// Who entered a PIN sent by `peer` with `headers`.
+    ///
+    /// # Errors
+    /// 403 [`SPOOFED`] for identity headers from an untrusted address or an unusable identity,
+    /// 401 [`LOGIN_REQUIRED`] when identity is required and missing.
+    pub fn attribute(&self, peer: IpAddr, headers: &HeaderMap) -> Result<Attribution, PinReply> {
+        let claimed = [USER_HEADER, EMAIL_HEADER]
+            .into_iter()
+            .find_map(|name| headers.get(name))
+            .map(|value| value.to_str().unwrap_or(""));
+        match claimed {
+            Some(_) if !self.trusts(peer) => {
+                tracing::warn!(%peer, "PIN submission with identity headers from an untrusted address refused");
+                Err((StatusCode::FORBIDDEN, SPOOFED.into()))
+            }
+            Some(name) => match user_name(name) {
+                Some(user) => Ok(Attribution::Proxy(user)),
+                None => {
+                    tracing::warn!(%peer, "the trusted proxy named a user that is not usable as a user name");
+                    Err((
+                        StatusCode::FORBIDDEN,
+                        "The login proxy's user name cannot be used here".into(),
+                    ))
+                }
+            },
+            None if self.networks.is_empty() || self.allow_unauthenticated => Ok(Attribution::Open),
+            None => Err((StatusCode::UNAUTHORIZED, LOGIN_REQUIRED.into())),
+        }
+    }
+}
+
+/// A proxy's user name as a direwolf user name (see the module docs).
+pub fn user_name(claimed: &str) -> Option<UserName> {
+    let local = claimed.trim().split('@').next().unwrap_or("");
+    let mapped: String = local
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let trimmed = mapped.trim_matches('-');
+    let cut = trimmed.get(..trimmed.len().min(63))?.trim_end_matches('-');
+    cut.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_str(value).expect("header value"));
+        }
+        map
+    }
+
+    fn proxies(allow: bool) -> TrustedProxies {
+        TrustedProxies {
+            networks: vec![
+                "10.0.0.0/8".parse().expect("net"),
+                "::1/128".parse().expect("net"),
+            ],
+            allow_unauthenticated: allow,
+        }
+    }
+
+    const PROXY: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 1, 2, 3));
+    const OUTSIDER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 9));
+
+    #[test]
+    fn a_trusted_proxy_names_the_user() {
+        let user = |h| proxies(false).attribute(PROXY, &headers(h));
+        assert_eq!(
+            user(&[("X-Forwarded-User", "alice")]),
+            Ok(Attribution::Proxy("alice".parse().expect("user")))
+        );
+        assert_eq!(
+            user(&[("X-Forwarded-Email", "Bob.Smith@example.com")]),
+            Ok(Attribution::Proxy("bob-smith".parse().expect("user")))
+        );
+        let mapped = proxies(false).attribute(
+            "::ffff:10.9.9.9".parse().expect("ip"),
+            &headers(&[("x-forwarded-user", "carol")]),
+        );
+        assert!(
+            matches!(mapped, Ok(Attribution::Proxy(_))),
+            "IPv4-mapped addresses are the IPv4 ones"
+        );
+        assert_eq!(
+            user(&[("X-Forwarded-User", "@@@")]).map_err(|e| e.0),
+            Err(StatusCode::FORBIDDEN)
+        );
+    }
+
+    #[test]
+    fn identity_from_anyone_else_is_refused_even_without_proxies() {
+        for config in [proxies(true), TrustedProxies::default()] {
+            let refused = config.attribute(OUTSIDER, &headers(&[("X-Forwarded-User", "admin")]));
+            assert_eq!(refused, Err((StatusCode::FORBIDDEN, SPOOFED.into())));
+        }
+    }
+
+    #[test]
+    fn without_identity_the_entry_is_open_only_where_allowed() {
+        assert_eq!(
+            TrustedProxies::default().attribute(OUTSIDER, &HeaderMap::new()),
+            Ok(Attribution::Open)
+        );
+        assert_eq!(
+            proxies(true).attribute(PROXY, &HeaderMap::new()),
+            Ok(Attribution::Open)
+        );
+        assert_eq!(
+            proxies(false).attribute(PROXY, &HeaderMap::new()),
+            Err((StatusCode::UNAUTHORIZED, LOGIN_REQUIRED.into()))
+        );
+    }
+
+    #[test]
+    fn user_names_are_mapped_to_labels() {
+        let name = |s| user_name(s).map(|u| u.as_str().to_owned());
+        assert_eq!(name("Alice"), Some("alice".into()));
+        assert_eq!(name("john_doe@corp"), Some("john-doe".into()));
+        assert_eq!(name("-x-"), Some("x".into()));
+        let long = "a".repeat(80);
+        assert_eq!(name(&long).map(|s| s.len()), Some(63));
+        assert_eq!(name(""), None);
+        assert_eq!(name("..."), None);
+    }
+}
