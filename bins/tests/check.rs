@@ -152,6 +152,15 @@ fn each_mistake_is_named_in_one_line_and_the_check_fails() {
             "is in use by another program",
         ),
         (
+            "shared RTSP port in use",
+            with(
+                "[relay]\n",
+                &format!("[relay]\nshared = true\nrtsp_port = {taken_port}\n"),
+            ),
+            free_port(),
+            "shared relay ports: rtsp:",
+        ),
+        (
             "reversed port range",
             reversed_range(&good),
             free_port(),

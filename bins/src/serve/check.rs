@@ -134,6 +134,9 @@ fn listen_ports(args: &ServeArgs, report: &mut Report) {
 
 fn relay_ports(plan: &Plan, bind: &[IpAddr], report: &mut Report) {
     let ip = relay_address(&plan.relay, bind);
+    if let Some(shared) = plan.relay.shared {
+        shared_ports(ip, shared, report);
+    }
     let range = plan.relay.port_range.clone();
     let mut taken = Vec::new();
     for port in range.clone() {
@@ -153,6 +156,30 @@ fn relay_ports(plan: &Plan, bind: &[IpAddr], report: &mut Report) {
             "relay ports {first}-{last}: {one}, and {} more port(s) cannot be bound",
             rest.len()
         )),
+    }
+}
+
+/// The shared port set of `[relay] shared = true`.
+fn shared_ports(ip: IpAddr, shared: direwolf_core::relay::SharedPorts, report: &mut Report) {
+    let ports = [
+        ("rtsp", Protocol::Tcp, shared.rtsp),
+        ("video", Protocol::Udp, shared.video),
+        ("audio", Protocol::Udp, shared.audio),
+        ("control", Protocol::Udp, shared.control),
+    ];
+    let taken: Vec<String> = ports
+        .iter()
+        .filter_map(|(what, protocol, port)| {
+            port_problem(*protocol, SocketAddr::new(ip, *port)).map(|why| format!("{what}: {why}"))
+        })
+        .collect();
+    if taken.is_empty() {
+        report.ok(format!(
+            "shared relay ports rtsp {}/tcp, video {}/udp, audio {}/udp, control {}/udp are free on {ip}",
+            shared.rtsp, shared.video, shared.audio, shared.control
+        ));
+    } else {
+        report.problem(format!("shared relay ports: {}", taken.join("; ")));
     }
 }
 
