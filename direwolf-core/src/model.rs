@@ -26,15 +26,24 @@ pub struct User {
     /// A name to show people, if different.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
+    /// The apps this user may see and launch; `None`: every app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apps: Option<Vec<AppId>>,
 }
 
 impl User {
-    /// A user with only a name.
+    /// A user with only a name (every app allowed).
     pub fn new(name: UserName) -> Self {
         User {
             name,
             display_name: None,
+            apps: None,
         }
+    }
+
+    /// Whether this user may see and launch `app`.
+    pub fn may_use(&self, app: AppId) -> bool {
+        self.apps.as_ref().is_none_or(|apps| apps.contains(&app))
     }
 }
 

@@ -155,6 +155,14 @@ pub fn cancel_ok() -> XmlReply {
 /// Message of a launch that did not become ready in time.
 pub const TIMEOUT_MESSAGE: &str = "Session could not be started in time";
 
+/// The XML reply for a launch of an app the user may not use (the client shows the message).
+pub fn not_allowed(app: AppId) -> XmlReply {
+    Verb::Launch.failure(
+        403,
+        format!("Failed to start the specified application: app {app} is not available to you"),
+    )
+}
+
 /// The XML reply for a failed launch, resume or cancel (§ Launch failures).
 pub fn failure(verb: Verb, error: &LaunchError) -> XmlReply {
     match error {

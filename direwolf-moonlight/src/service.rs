@@ -15,7 +15,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use direwolf_core::metrics::{PairingMetrics, PairingOutcome};
 use direwolf_core::model::unix_now;
-use direwolf_core::{AppId, Fingerprint, LaunchError, Launcher, Pairing, Stores, UserName, UserStoreExt};
+use direwolf_core::{
+    AppId, Fingerprint, LaunchError, Launcher, Pairing, Stores, User, UserName, UserStoreExt,
+};
 use http::header::{CONNECTION, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -86,9 +88,15 @@ impl ConnInfo {
 struct Caller {
     user: UserName,
     fingerprint: Fingerprint,
+    /// The user's record (which apps they may use).
+    account: User,
 }
 
 impl Caller {
+    fn may_use(&self, app: AppId) -> bool {
+        self.account.may_use(app)
+    }
+
     fn requester(&self, conn: &ConnInfo) -> launch::Requester {
         launch::Requester {
             user: self.user.clone(),
@@ -237,8 +245,11 @@ impl Shared {
                 // HTTPS-only endpoints over plain HTTP: there is no certificate to authorise.
                 xml(&XmlReply::error(401, NOT_AUTHORIZED).with_query(path))
             }
-            ("/applist", Some(_)) => match self.stores.apps.list().await {
-                Ok(apps) => xml(&launch::applist(&apps)),
+            ("/applist", Some(caller)) => match self.stores.apps.list().await {
+                Ok(mut apps) => {
+                    apps.retain(|app| caller.may_use(app.id));
+                    xml(&launch::applist(&apps))
+                }
                 Err(e) => {
                     error!(error = %e, "app catalog failed");
                     xml(&XmlReply::error(
@@ -247,7 +258,7 @@ impl Shared {
                     ))
                 }
             },
-            ("/appasset", Some(_)) => self.appasset(query).await,
+            ("/appasset", Some(caller)) => self.appasset(query, caller).await,
             ("/launch", Some(caller)) => self.launch(query, conn, caller).await,
             ("/resume", Some(caller)) => self.resume(query, conn, caller).await,
             ("/cancel", Some(caller)) => self.cancel(caller).await,
@@ -274,14 +285,13 @@ impl Shared {
             debug!(pairing.fingerprint = %fingerprint, "certificate not paired");
             return Ok(None);
         };
-        if self
+        let Some(user) = self
             .stores
             .users
             .get(&pairing.user)
             .await
             .map_err(|e| internal("user", e))?
-            .is_none()
-        {
+        else {
             crate::warn_throttled!(
                 "paired-user-missing",
                 pairing.fingerprint = %fingerprint,
@@ -289,10 +299,11 @@ impl Shared {
                 "paired certificate of a user that no longer exists"
             );
             return Ok(None);
-        }
+        };
         Ok(Some(Caller {
             user: pairing.user,
             fingerprint: fingerprint.clone(),
+            account: user,
         }))
     }
 
@@ -401,8 +412,11 @@ impl Shared {
         Ok(XmlReply::ok().leaf("paired", 1))
     }
 
-    async fn appasset(&self, query: &Query) -> Response<Body> {
+    async fn appasset(&self, query: &Query, caller: &Caller) -> Response<Body> {
         let app: AppId = match query.get("appid").map(str::parse) {
+            Some(Ok(app)) if !caller.may_use(app) => {
+                return xml(&XmlReply::error(404, format!("No image for app {app}")));
+            }
             Some(Ok(app)) => app,
             Some(Err(e)) => return xml(&XmlReply::error(400, format!("Invalid appid: {e}"))),
             None => return xml(&XmlReply::error(400, "Missing appid parameter")),
@@ -426,6 +440,10 @@ impl Shared {
             Err(reply) => return xml(&reply),
         };
         info!(user = %caller.user, app = %request.app, mode = %request.mode, "launch");
+        if !caller.may_use(request.app) {
+            info!(user = %caller.user, app = %request.app, "launch refused: the app is not allowed to this user");
+            return xml(&launch::not_allowed(request.app));
+        }
         // The launcher checks the app, and carries the launch through if the client hangs up.
         match self.launcher.launch(request).await {
             Ok(outcome) => xml(&launch::launch_ok(&outcome.session_url)),

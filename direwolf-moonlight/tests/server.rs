@@ -653,6 +653,59 @@ async fn apps_launch_resume_cancel() {
 }
 
 #[tokio::test]
+async fn a_user_sees_and_launches_only_their_apps_from_the_next_request_on() {
+    let launcher = Arc::new(FakeLauncher {
+        apps: vec![AppId::new(1).unwrap(), AppId::new(2).unwrap()],
+        ..FakeLauncher::default()
+    });
+    let h = Harness::start_with({
+        let launcher = launcher.clone();
+        |b| b.with_launcher(launcher)
+    })
+    .await;
+    let client = Client::serial_zero();
+    paired_stores(&h.stores, &client).await;
+    let mut user = direwolf_core::User::new(UserName::default_user());
+    user.apps = Some(vec![AppId::new(1).unwrap()]);
+    h.stores.users.put(user.clone()).await.unwrap();
+
+    let (r, _) = h.get_tls(Some(&client), "/applist").await;
+    assert!(r.text().contains("<AppTitle>Firefox</AppTitle>"), "{}", r.text());
+    assert!(
+        !r.text().contains("Steam"),
+        "app 2 is not this user's: {}",
+        r.text()
+    );
+    let (r, _) = h
+        .get_tls(Some(&client), "/appasset?appid=2&AssetType=2&AssetIdx=0")
+        .await;
+    assert_eq!((r.status, r.xml_status()), (200, Some(404)), "nor is its image");
+    let (r, _) = h.get_tls(Some(&client), LAUNCH).await;
+    assert_eq!(r.xml_status(), Some(403));
+    assert!(
+        r.text().contains("app 2 is not available to you")
+            && r.text().ends_with("<gamesession>0</gamesession></root>"),
+        "{}",
+        r.text()
+    );
+    assert!(
+        launcher.launches.lock().unwrap().is_empty(),
+        "the launcher never saw it"
+    );
+    let (r, _) = h
+        .get_tls(Some(&client), &LAUNCH.replace("appid=2", "appid=1"))
+        .await;
+    assert_eq!(r.xml_status(), Some(200), "{}", r.text());
+
+    // Every app again: the very next request sees it.
+    user.apps = None;
+    h.stores.users.put(user).await.unwrap();
+    let (r, _) = h.get_tls(Some(&client), "/applist").await;
+    assert!(r.text().contains("Steam"), "{}", r.text());
+    h.shutdown().await;
+}
+
+#[tokio::test]
 async fn without_a_streaming_host_launch_explains_itself() {
     let h = Harness::start().await;
     let client = Client::vector_c();

@@ -229,6 +229,10 @@ pub async fn user_store(store: &dyn UserStore) {
     let alice = User {
         name: name(format!("c{tag}-alice")),
         display_name: Some("Alice Ærøskøbing 🎮".into()),
+        apps: Some(vec![
+            AppId::new(7).expect("app id"),
+            AppId::new(2_147_483_647).expect("app id"),
+        ]),
     };
     let bob = User::new(name(format!("c{tag}-bob")));
 
@@ -251,6 +255,7 @@ pub async fn user_store(store: &dyn UserStore) {
     );
     let renamed = User {
         display_name: Some("爱丽丝".into()),
+        apps: None,
         ..alice.clone()
     };
     ok(store.put(renamed.clone()).await, "UserStore::put (replace)");

@@ -57,6 +57,13 @@ pub struct UserSpec {
     #[schemars(length(max = 253))]
     pub display_name: Option<String>,
 
+    /// The ids of the apps this user may see and launch (`spec.id` of their App objects);
+    /// absent: every app. Another app is missing from the user's app list, and launching it is
+    /// refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024), inner(range(min = 1, max = 2147483647)))]
+    pub apps: Option<Vec<i32>>,
+
     /// Caps for game containers: for every resource named here, a game container's limit
     /// (request) must not exceed this limit (request). Not used as defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -109,6 +109,11 @@ pub(crate) fn user_object(user: &CoreUser) -> crd::User {
         user.name.as_str(),
         UserSpec {
             display_name: user.display_name.clone(),
+            apps: user.apps.as_ref().map(|apps| {
+                apps.iter()
+                    .filter_map(|id| i32::try_from(id.get()).ok())
+                    .collect()
+            }),
             ..UserSpec::default()
         },
     )
@@ -117,9 +122,25 @@ pub(crate) fn user_object(user: &CoreUser) -> crd::User {
 /// The core user a User object describes.
 pub(crate) fn user_from(object: &crd::User) -> Result<CoreUser, KubeStoreError> {
     let name = object.name_any();
+    let apps = match &object.spec.apps {
+        None => None,
+        Some(ids) => Some(
+            ids.iter()
+                .map(|id| {
+                    u32::try_from(*id)
+                        .ok()
+                        .and_then(|id| AppId::new(id).ok())
+                        .ok_or_else(|| {
+                            unusable("user", &name, format!("app id {id} is not a positive integer"))
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
     Ok(CoreUser {
         name: name.parse().map_err(|e| unusable("user", &name, e))?,
         display_name: object.spec.display_name.clone(),
+        apps,
     })
 }
 

@@ -77,15 +77,16 @@ fn unusable_pairings_are_errors_not_panics() {
 }
 
 #[test]
-fn user_round_trips_and_owns_only_the_display_name() {
+fn user_round_trips_and_owns_only_the_display_name_and_apps() {
     let user = User {
         name: "alice".parse().unwrap(),
         display_name: Some("Alice 🎮".into()),
+        apps: Some(vec![AppId::new(3).unwrap()]),
     };
     let object = user_object(&user);
     assert_eq!(
         serde_json::to_value(&object.spec).unwrap(),
-        serde_json::json!({"displayName": "Alice 🎮"})
+        serde_json::json!({"displayName": "Alice 🎮", "apps": [3]})
     );
     assert_eq!(user_from(&object).unwrap(), user);
 }
