@@ -15,7 +15,10 @@
 //! shared-ports mode: every session on one port set, each sink first sending a video SETUP through
 //! the shared RTSP port so that the relay learns the session's ping payload from the source's
 //! answer, then pinging the one shared video port with it). Each session's sink has an address of
-//! its own, as distinct clients do. `floor` is not a forwarder: it opens the relay's sockets, passes
+//! its own, as distinct clients do. `egress` is the seed's idea (`streaming-ports.md` § 10): the
+//! pings reach Wolf through the forwarder's DNAT, and Wolf's host sends the media straight to
+//! the client over a link of its own, its source rewritten to the proxy's address and port (SNAT
+//! on Wolf's host), so no forwarder touches the media. `floor` is not a forwarder: it opens the relay's sockets, passes
 //! the pings to Wolf and reads Wolf's datagrams in `recvmmsg` batches, then discards them; its CPU
 //! time is what any forwarder built on sockets pays before sending anything (it has no latency).
 //! `socat`, `relay` and `floor` are pinned to CPU 1, source and sink to CPU 0; forwarders and the
@@ -640,6 +643,7 @@ fn floor_role() {
 enum Variant {
     Direct,
     Kernel,
+    Egress,
     Socat,
     Relay,
     Shared,
@@ -651,6 +655,7 @@ impl Variant {
         match self {
             Variant::Direct => "direct",
             Variant::Kernel => "kernel",
+            Variant::Egress => "egress",
             Variant::Socat => "socat",
             Variant::Relay => "relay",
             Variant::Shared => "shared",
@@ -662,7 +667,7 @@ impl Variant {
 /// The running forwarder of one measurement; stopped on drop.
 struct Forwarder {
     children: Vec<Child>,
-    nft_netns: Option<String>,
+    nft_netns: Vec<String>,
 }
 
 impl Drop for Forwarder {
@@ -671,7 +676,7 @@ impl Drop for Forwarder {
             let _ = c.kill();
             let _ = c.wait();
         }
-        if let Some(ns) = &self.nft_netns {
+        for ns in &self.nft_netns {
             let _ = Command::new("ip")
                 .args(["netns", "exec", ns, "nft", "delete", "table", "ip", "dwbench"])
                 .status();
@@ -696,38 +701,77 @@ impl Forwarder {
     }
 }
 
+/// Load an nftables rule set into a namespace (table `ip dwbench`, removed by [`Forwarder`]).
+fn nft(ns: &str, rules: &str) {
+    let path = std::env::temp_dir().join(format!("dwbench-{}-{ns}.nft", std::process::id()));
+    std::fs::write(&path, rules).expect("write nft rules");
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            ns,
+            "nft",
+            "-f",
+            path.to_str().expect("utf-8 path"),
+        ],
+    );
+    let _ = std::fs::remove_file(path);
+}
+
+/// The forwarder's namespace DNATs each session's public video port to Wolf (`kernel`; the
+/// pings of `egress`).
+fn install_dnat(t: &Topology, n: usize) {
+    let mut rules =
+        String::from("table ip dwbench {\n chain pre {\n  type nat hook prerouting priority -100;\n");
+    for i in 0..n {
+        rules.push_str(&format!(
+            "  ip daddr {PUBLIC} udp dport {} dnat to {WOLF}:{}\n",
+            public_video(i),
+            wolf_video(i)
+        ));
+    }
+    rules.push_str(" }\n}\n");
+    nft(&t.r, &rules);
+}
+
+/// The seed's idea (`docs/protocol/streaming-ports.md` § 10): Wolf's host sends the media
+/// straight to the client over its own link, with the proxy's address and port as source. Pings
+/// reach Wolf untracked (so that Wolf's first datagram opens the connection the SNAT applies to),
+/// media is marked onto the direct link (routing table 77) and its source rewritten.
+fn install_egress_snat(t: &Topology, n: usize) {
+    let mut rules = String::from(
+        "table ip dwbench {\n chain raw {\n  type filter hook prerouting priority -300;\n  udp dport 48100-48199 notrack\n }\n \
+         chain steer {\n  type route hook output priority -150;\n  ip daddr 10.77.1.0/24 udp sport 48100-48199 meta mark set 0x77\n }\n \
+         chain post {\n  type nat hook postrouting priority 100;\n",
+    );
+    for i in 0..n {
+        rules.push_str(&format!(
+            "  ip daddr 10.77.1.0/24 udp sport {} snat to {PUBLIC}:{}\n",
+            wolf_video(i),
+            public_video(i)
+        ));
+    }
+    rules.push_str(" }\n}\n");
+    nft(&t.w, &rules);
+}
+
 fn start_forwarder(t: &Topology, v: Variant, n: usize) -> Forwarder {
     let mut f = Forwarder {
         children: Vec::new(),
-        nft_netns: None,
+        nft_netns: Vec::new(),
     };
     match v {
         Variant::Direct => {}
         Variant::Kernel => {
-            let mut rules =
-                String::from("table ip dwbench {\n chain pre {\n  type nat hook prerouting priority -100;\n");
-            for i in 0..n {
-                rules.push_str(&format!(
-                    "  ip daddr {PUBLIC} udp dport {} dnat to {WOLF}:{}\n",
-                    public_video(i),
-                    wolf_video(i)
-                ));
-            }
-            rules.push_str(" }\n}\n");
-            let path = std::env::temp_dir().join(format!("dwbench-{}.nft", std::process::id()));
-            std::fs::write(&path, rules).expect("write nft rules");
-            run(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    &t.r,
-                    "nft",
-                    "-f",
-                    path.to_str().expect("utf-8 path"),
-                ],
-            );
-            f.nft_netns = Some(t.r.clone());
+            install_dnat(t, n);
+            f.nft_netns.push(t.r.clone());
+        }
+        Variant::Egress => {
+            install_dnat(t, n);
+            f.nft_netns.push(t.r.clone());
+            install_egress_snat(t, n);
+            f.nft_netns.push(t.w.clone());
         }
         Variant::Socat => {
             for i in 0..n {
@@ -984,6 +1028,7 @@ fn orchestrate() {
             for v in [
                 Variant::Direct,
                 Variant::Kernel,
+                Variant::Egress,
                 Variant::Socat,
                 Variant::Relay,
                 Variant::Shared,
@@ -1040,6 +1085,13 @@ fn orchestrate() {
                 k.1.p50_us - d.1.p50_us,
                 k.1.p99_us - d.1.p99_us
             );
+            if let Some(e) = results.iter().find(|r| r.0 == Variant::Egress) {
+                println!(
+                    "egress SNAT on Wolf's host: added p50 {:+.1} µs, p99 {:+.1} µs vs direct",
+                    e.1.p50_us - d.1.p50_us,
+                    e.1.p99_us - d.1.p99_us
+                );
+            }
             if let Some(sh) = results.iter().find(|r| r.0 == Variant::Shared) {
                 println!(
                     "shared ports: shared/relay pkt per cpu-s {:.2}x, pkt/s {:.2}x; added p99 vs direct {:+.1} µs (relay {:+.1})",

@@ -92,6 +92,43 @@ impl Topology {
             "ip",
             &["netns", "exec", &t.r, "sysctl", "-qw", "net.ipv4.ip_forward=1"],
         );
+        // A link from Wolf straight to the client, beside the forwarder: the `egress` variant's
+        // media takes it (packets marked 0x77 in Wolf's namespace), as when a Wolf host sends to
+        // the internet itself with the proxy's address as source.
+        let (cd, wd) = (format!("bcd{tag}"), format!("bwd{tag}"));
+        run(
+            "ip",
+            &[
+                "link", "add", &cd, "netns", &t.c, "type", "veth", "peer", "name", &wd, "netns", &t.w,
+            ],
+        );
+        for (ns, dev, addr) in [(&t.c, &cd, "10.77.3.2/24"), (&t.w, &wd, "10.77.3.1/24")] {
+            run("ip", &["-n", ns, "addr", "add", addr, "dev", dev]);
+            run("ip", &["-n", ns, "link", "set", dev, "up"]);
+        }
+        // The client takes media from the proxy's address on that link (no reverse-path check).
+        for conf in ["all", cd.as_str()] {
+            let key = format!("net.ipv4.conf.{conf}.rp_filter=0");
+            run("ip", &["netns", "exec", &t.c, "sysctl", "-qw", &key]);
+        }
+        run(
+            "ip",
+            &["-n", &t.w, "rule", "add", "fwmark", "0x77", "lookup", "77"],
+        );
+        run(
+            "ip",
+            &[
+                "-n",
+                &t.w,
+                "route",
+                "add",
+                "10.77.1.0/24",
+                "via",
+                "10.77.3.2",
+                "table",
+                "77",
+            ],
+        );
         if std::env::var("DW_BENCH_RPS").as_deref() != Ok("0") {
             // Receive processing on the receiving host's core, as separate machines have it: what
             // arrives in the forwarder's namespace is processed on CPU 1, what arrives at the
@@ -101,6 +138,7 @@ impl Topology {
                 (&t.r, &r2, "2"),
                 (&t.c, &c0, "1"),
                 (&t.w, &w0, "1"),
+                (&t.c, &cd, "1"),
             ] {
                 let path = format!("/sys/class/net/{dev}/queues/rx-0/rps_cpus");
                 run(
