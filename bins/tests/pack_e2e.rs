@@ -16,7 +16,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::pack::*;
-use support::{DIREWOLF, Namespaces, Proc, in_netns, ip, wait_until};
+use support::{Namespaces, ip, wait_until};
 /// direwolf's metrics port, inside its namespace.
 const METRICS: &str = "127.0.0.1:9464";
 
@@ -114,26 +114,7 @@ fn real_client_streams_through_the_relay_to_a_wolf_of_the_pool() {
         ),
     )
     .expect("write the configuration");
-    let data = root.join("data");
-    let server = Proc::spawn(
-        "direwolf",
-        in_netns(&net.ns("dw"), DIREWOLF)
-            .args([
-                "serve",
-                "--data-dir",
-                data.to_str().expect("utf-8"),
-                "--config",
-                config.to_str().expect("utf-8"),
-                "--bind",
-                "0.0.0.0",
-                "--no-mdns",
-                "--pin-timeout",
-                "60",
-                "--metrics-bind",
-                METRICS,
-            ])
-            .env("RUST_LOG", "info"),
-    );
+    let server = serve_in(&net.ns("dw"), root, &config, METRICS, "info");
     server.wait_for("streaming through the Wolf pool", STEP);
     server.wait_for("direwolf serve started", STEP);
     let reached = support::poll(STEP, Duration::from_millis(100), || {

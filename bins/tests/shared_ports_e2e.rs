@@ -18,7 +18,7 @@ mod support;
 use std::time::Duration;
 
 use support::pack::*;
-use support::{DIREWOLF, Namespaces, Proc, in_netns, ip, run, wait_until};
+use support::{Namespaces, in_netns, ip, run, wait_until};
 
 /// direwolf's metrics port, inside its namespace.
 const METRICS: &str = "127.0.0.1:9465";
@@ -115,25 +115,12 @@ fn two_clients_behind_one_nat_stream_through_one_shared_port_set() {
         ),
     )
     .expect("write the configuration");
-    let data = root.join("data");
-    let server = Proc::spawn(
-        "direwolf",
-        in_netns(&dw, DIREWOLF)
-            .args([
-                "serve",
-                "--data-dir",
-                data.to_str().expect("utf-8"),
-                "--config",
-                config.to_str().expect("utf-8"),
-                "--bind",
-                "0.0.0.0",
-                "--no-mdns",
-                "--pin-timeout",
-                "60",
-                "--metrics-bind",
-                METRICS,
-            ])
-            .env("RUST_LOG", "info,direwolf_core::relay::shared=debug"),
+    let server = serve_in(
+        &dw,
+        root,
+        &config,
+        METRICS,
+        "info,direwolf_core::relay::shared=debug",
     );
     server.wait_for("shared stream ports listening", STEP);
     server.wait_for("direwolf serve started", STEP);

@@ -545,12 +545,8 @@ async fn paired_stores(stores: &Stores, client: &Client) {
         .unwrap();
 }
 
-const LAUNCH: &str = "/launch?uniqueid=0123456789ABCDEF&uuid=u&appid=2&mode=1280x720x60&additionalStates=1&sops=1\
-    &rikey=773448F67992470C5C62848D361E1025&rikeyid=-1264532526&localAudioPlayMode=0&surroundAudioInfo=196610\
-    &remoteControllersBitmap=1&gcmap=1&gcpersist=0&&corever=1";
-
-#[tokio::test]
-async fn apps_launch_resume_cancel() {
+/// A server with a fake launcher of apps 1 and 2, and a client paired with it.
+async fn paired_with_launcher() -> (Harness, Arc<FakeLauncher>, Client) {
     let launcher = Arc::new(FakeLauncher {
         apps: vec![AppId::new(1).unwrap(), AppId::new(2).unwrap()],
         ..FakeLauncher::default()
@@ -562,6 +558,16 @@ async fn apps_launch_resume_cancel() {
     .await;
     let client = Client::serial_zero();
     paired_stores(&h.stores, &client).await;
+    (h, launcher, client)
+}
+
+const LAUNCH: &str = "/launch?uniqueid=0123456789ABCDEF&uuid=u&appid=2&mode=1280x720x60&additionalStates=1&sops=1\
+    &rikey=773448F67992470C5C62848D361E1025&rikeyid=-1264532526&localAudioPlayMode=0&surroundAudioInfo=196610\
+    &remoteControllersBitmap=1&gcmap=1&gcpersist=0&&corever=1";
+
+#[tokio::test]
+async fn apps_launch_resume_cancel() {
+    let (h, launcher, client) = paired_with_launcher().await;
 
     let (r, _) = h
         .get_tls(Some(&client), "/applist?uniqueid=0123456789ABCDEF")
@@ -654,17 +660,7 @@ async fn apps_launch_resume_cancel() {
 
 #[tokio::test]
 async fn a_user_sees_and_launches_only_their_apps_from_the_next_request_on() {
-    let launcher = Arc::new(FakeLauncher {
-        apps: vec![AppId::new(1).unwrap(), AppId::new(2).unwrap()],
-        ..FakeLauncher::default()
-    });
-    let h = Harness::start_with({
-        let launcher = launcher.clone();
-        |b| b.with_launcher(launcher)
-    })
-    .await;
-    let client = Client::serial_zero();
-    paired_stores(&h.stores, &client).await;
+    let (h, launcher, client) = paired_with_launcher().await;
     let mut user = direwolf_core::User::new(UserName::default_user());
     user.apps = Some(vec![AppId::new(1).unwrap()]);
     h.stores.users.put(user.clone()).await.unwrap();

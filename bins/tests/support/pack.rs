@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{Proc, driver_args, in_netns, run};
+use super::{DIREWOLF, Proc, driver_args, in_netns, run};
 
 pub const PIN: &str = "4821";
 pub const SUBNET: &str = "10.77.0";
@@ -172,4 +172,29 @@ pub fn wolf_with_pings(wolves: &[Wolf]) -> Vec<usize> {
         .filter(|(_, w)| w.has_pings())
         .map(|(i, _)| i)
         .collect()
+}
+
+/// `direwolf serve` in namespace `ns` with the configuration file `config`, its data under
+/// `root`, its metrics on `metrics` and logging at `rust_log`.
+pub fn serve_in(ns: &str, root: &Path, config: &Path, metrics: &str, rust_log: &str) -> Proc {
+    let data = root.join("data");
+    Proc::spawn(
+        "direwolf",
+        in_netns(ns, DIREWOLF)
+            .args([
+                "serve",
+                "--data-dir",
+                data.to_str().expect("utf-8"),
+                "--config",
+                config.to_str().expect("utf-8"),
+                "--bind",
+                "0.0.0.0",
+                "--no-mdns",
+                "--pin-timeout",
+                "60",
+                "--metrics-bind",
+                metrics,
+            ])
+            .env("RUST_LOG", rust_log),
+    )
 }
