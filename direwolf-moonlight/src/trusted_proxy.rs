@@ -19,7 +19,8 @@ use direwolf_core::UserName;
 use http::{HeaderMap, StatusCode};
 use ipnet::IpNet;
 
-use crate::pin_page::PinReply;
+/// A refusal: HTTP status and a plain-text message (the PIN page's reply).
+pub type Refusal = (StatusCode, String);
 
 /// The header naming the logged-in user.
 pub const USER_HEADER: &str = "x-forwarded-user";
@@ -61,7 +62,7 @@ impl TrustedProxies {
     /// # Errors
     /// 403 [`SPOOFED`] for identity headers from an untrusted address or an unusable identity,
     /// 401 [`LOGIN_REQUIRED`] when identity is required and missing.
-    pub fn attribute(&self, peer: IpAddr, headers: &HeaderMap) -> Result<Attribution, PinReply> {
+    pub fn attribute(&self, peer: IpAddr, headers: &HeaderMap) -> Result<Attribution, Refusal> {
         let claimed = [USER_HEADER, EMAIL_HEADER]
             .into_iter()
             .find_map(|name| headers.get(name))

@@ -1,4 +1,5 @@
-//! The stream relay: per-session public port sets forwarded to the Wolf that runs the session.
+//! The stream relay: public ports forwarded to the Wolf that runs each session, four of them per
+//! session or one set that every session shares ([`shared`]).
 //!
 //! Moonlight sends RTSP (TCP), the audio and video pings (UDP) and the ENet control stream (UDP) to
 //! the address it used for HTTP (`docs/protocol/streaming-ports.md` § One address for
@@ -406,7 +407,7 @@ impl Relay {
         self.check_running()?;
         validate(&session)?;
         if let Some(front) = &self.inner.front {
-            return self.join_shared(front, session);
+            return front.join(self, session);
         }
         let mut skipped = Vec::new();
         let mut last_error = None;
@@ -492,58 +493,6 @@ impl Relay {
         ];
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         Ok(self.register(id, &session, shared, tasks, lease, None))
-    }
-
-    /// Open a session on the shared ports: its RTSP on the shared port, or on one of its own when
-    /// the shared port could not tell it from another launch of the same address.
-    fn join_shared(&self, front: &shared::Front, session: SessionRelayConfig) -> Result<SessionRelay> {
-        let own_rtsp = if front.directory.awaits_rtsp_from(session.client_ip) {
-            let (listener, lease) = front.rtsp_ports.listen(self.inner.config.public_ip)?;
-            tracing::info!(
-                client = %session.client_ip, rtsp = lease.port(),
-                "another session of this address is still in its RTSP handshake: this launch gets an RTSP port of its own"
-            );
-            Some((listener, lease))
-        } else {
-            None
-        };
-        let mut public = front.ports;
-        if let Some((_, lease)) = &own_rtsp {
-            public.rtsp = lease.port();
-        }
-        let mut state = SessionShared::new(self.inner.config.clone(), &session, public);
-        state.shared_udp = true;
-        state.shared_rtsp = own_rtsp.is_none();
-        let shared = Arc::new(state);
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let (mut tasks, mut inboxes) = (Vec::new(), Vec::new());
-        for kind in StreamKind::ALL {
-            let (inbox, clients) = tokio::sync::mpsc::channel(ROUTED_QUEUE);
-            inboxes.push(inbox);
-            let public = Public::Shared(front.socket(kind));
-            tasks.push(tokio::spawn(udp::serve(
-                kind,
-                public,
-                Clients::Routed(clients),
-                shared.clone(),
-            )));
-        }
-        let (rtsp_lease, listener) = match own_rtsp {
-            Some((listener, lease)) => (Some(lease), Some(listener)),
-            None => (None, None),
-        };
-        if let Some(listener) = listener {
-            tasks.push(tokio::spawn(rtsp::serve(listener, shared.clone())));
-        }
-        let inboxes: [_; 3] = inboxes.try_into().expect("one inbox per stream kind");
-        front.directory.insert(
-            id,
-            shared::Member {
-                shared: shared.clone(),
-                inboxes,
-            },
-        );
-        Ok(self.register(id, &session, shared, tasks, None, rtsp_lease))
     }
 
     fn register(

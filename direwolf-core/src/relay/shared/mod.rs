@@ -32,6 +32,7 @@ mod rtsp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use tokio::task::AbortHandle;
 
@@ -40,7 +41,11 @@ pub(crate) use directory::{Directory, Member};
 use super::socket::RelaySocket;
 use super::source::bind_public;
 use super::stats::StreamKind;
-use super::{RelayConfig, RelayError, Result};
+use super::udp::{self, Clients, Public};
+use super::{
+    ROUTED_QUEUE, Relay, RelayConfig, RelayError, Result, SessionRelay, SessionRelayConfig, SessionShared,
+    rtsp as session_rtsp,
+};
 use crate::StreamPorts;
 
 /// The one port set every session shares. [`SharedPorts::default`] is Moonlight's.
@@ -143,6 +148,59 @@ impl Front {
             rtsp_ports: fallback::RtspPorts::new(config.port_range.clone()),
             tasks,
         })
+    }
+
+    /// Open a session on the shared ports: its RTSP on the shared port, or on one of its own when
+    /// the shared port could not tell it from another launch of the same address.
+    pub(crate) fn join(&self, relay: &Relay, session: SessionRelayConfig) -> Result<SessionRelay> {
+        let front = self;
+        let own_rtsp = if front.directory.awaits_rtsp_from(session.client_ip) {
+            let (listener, lease) = front.rtsp_ports.listen(relay.inner.config.public_ip)?;
+            tracing::info!(
+                client = %session.client_ip, rtsp = lease.port(),
+                "another session of this address is still in its RTSP handshake: this launch gets an RTSP port of its own"
+            );
+            Some((listener, lease))
+        } else {
+            None
+        };
+        let mut public = front.ports;
+        if let Some((_, lease)) = &own_rtsp {
+            public.rtsp = lease.port();
+        }
+        let mut state = SessionShared::new(relay.inner.config.clone(), &session, public);
+        state.shared_udp = true;
+        state.shared_rtsp = own_rtsp.is_none();
+        let shared = Arc::new(state);
+        let id = relay.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (mut tasks, mut inboxes) = (Vec::new(), Vec::new());
+        for kind in StreamKind::ALL {
+            let (inbox, clients) = tokio::sync::mpsc::channel(ROUTED_QUEUE);
+            inboxes.push(inbox);
+            let public = Public::Shared(front.socket(kind));
+            tasks.push(tokio::spawn(udp::serve(
+                kind,
+                public,
+                Clients::Routed(clients),
+                shared.clone(),
+            )));
+        }
+        let (rtsp_lease, listener) = match own_rtsp {
+            Some((listener, lease)) => (Some(lease), Some(listener)),
+            None => (None, None),
+        };
+        if let Some(listener) = listener {
+            tasks.push(tokio::spawn(session_rtsp::serve(listener, shared.clone())));
+        }
+        let inboxes: [_; 3] = inboxes.try_into().expect("one inbox per stream kind");
+        front.directory.insert(
+            id,
+            Member {
+                shared: shared.clone(),
+                inboxes,
+            },
+        );
+        Ok(relay.register(id, &session, shared, tasks, None, rtsp_lease))
     }
 
     /// The shared socket of a UDP stream.
