@@ -18,6 +18,7 @@
 //! | `pack` | `pack` | the single-machine pack: `WolfPool`, a [`Launcher`] over streaming hosts, with the relay |
 //! | `wolf` | `pack::wolf_host` | `WolfHost`, a [`StreamHost`](stream_host::StreamHost) over Wolf's API |
 //! | `health` | `health` | the health port: `/livez`, `/readyz`, `/metrics` |
+//! | `admin` | `admin` | the admin HTTP API (users, apps, pairings, sessions) over HTTPS, with its token |
 //! | `conformance` | `conformance` | the suites every backend of the traits passes |
 //! | `mock` | | mockall mocks of the traits |
 //!
@@ -35,6 +36,8 @@
 //! ```
 #![warn(missing_docs)]
 
+#[cfg(feature = "admin")]
+pub mod admin;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod error;
