@@ -26,7 +26,10 @@ use direwolf_core::pack::WolfHost;
 use direwolf_core::pack::{PoolConfig, PoolHost, WolfPool};
 use direwolf_core::persistent::PersistentStores;
 use direwolf_core::relay::{Relay, RelayConfig, WolfPorts};
-use direwolf_core::{AppCatalog, AppId, SessionStore, Stores, UserName, UserStoreExt};
+use direwolf_core::{
+    AppCatalog, AppId, InMemoryPinBroker, Launcher, NoStreamingHost, PinBroker, SessionStore, Stores,
+    UserName, UserStoreExt,
+};
 use direwolf_moonlight::MoonlightServer;
 use direwolf_wolf_client::CallObserver;
 use tracing::{info, warn};
@@ -36,6 +39,7 @@ use self::wolves::WolfWatch;
 use crate::metrics::{MetricsArgs, PHASE_REFRESH};
 use crate::shutdown::Shutdown;
 
+mod admin;
 mod check;
 mod config;
 mod wolves;
@@ -82,11 +86,19 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub metrics: MetricsArgs,
 
+    /// Serve the admin API (HTTPS, with the server's certificate; bearer token in the data
+    /// directory's `admin-token`) on this port of the `--bind` addresses. 0 picks a free port.
+    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_ADMIN_PORT, env = "DIREWOLF_ADMIN_PORT")]
+    pub admin_port: u16,
+
     /// Check the configuration, the files it names, the data directory, every Wolf (API version,
     /// app ids) and every port, print one line per finding, and exit: 0 if all is well, else 1.
     #[arg(long)]
     pub check: bool,
 }
+
+/// The admin API's port: where Sunshine users find their web UI.
+pub const DEFAULT_ADMIN_PORT: u16 = 47990;
 
 /// The default data directory: `$XDG_DATA_HOME/direwolf`, else `$HOME/.local/share/direwolf`.
 pub fn default_data_dir() -> anyhow::Result<PathBuf> {
@@ -308,12 +320,14 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
         sessions: sessions.clone(),
         identity: Arc::new(persistent.identity_store()),
     };
+    let admin_stores = stores.clone();
+    let broker: Arc<dyn PinBroker> = Arc::new(InMemoryPinBroker::default());
     let phases = track_phases(sessions.clone(), &metrics, PHASE_REFRESH);
     if stores.users.ensure(&args.default_user).await? {
         info!(user = %args.default_user, "created the default user");
     }
 
-    let mut builder = args
+    let builder = args
         .listen
         .apply(MoonlightServer::builder())
         .with_stores(stores)
@@ -321,13 +335,15 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
         .with_default_user(args.default_user.clone())
         .with_mdns(!args.no_mdns)
         .with_pin_timeout(Duration::from_secs(args.pin_timeout))
+        .with_pin_broker(broker.clone())
         .with_pairing_metrics(PairingMetrics::register(&metrics));
     let launches = LaunchMetrics::register(&metrics);
-    if plan.wolves.is_empty() {
+    let launcher: Arc<dyn Launcher> = if plan.wolves.is_empty() {
         warn!(
             "no [[wolf]] host is configured: clients can pair and see the apps, but no stream can \
              start until one is added to the configuration file"
         );
+        Arc::new(NoStreamingHost)
     } else {
         let pool = wolf_pool(&plan, &args.listen.bind, sessions, apps, &metrics).await?;
         let config = pool.relay().config();
@@ -338,12 +354,23 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
             ports = %format!("{}-{}", config.port_range.start(), config.port_range.end()),
             "streaming through the Wolf pool"
         );
-        builder = builder.with_launcher(Arc::new(MeteredLauncher::new(Arc::new(pool), launches)));
-    }
+        Arc::new(MeteredLauncher::new(Arc::new(pool), launches))
+    };
     let server = builder
+        .with_launcher(launcher.clone())
         .build()
         .await
         .context("cannot start the Moonlight server")?;
+    let admin = admin::start(
+        &plan.data_dir,
+        &args.listen.bind,
+        args.admin_port,
+        &admin_stores,
+        broker,
+        launcher,
+    )
+    .await?;
+    let admin_addrs: Vec<_> = admin.iter().map(|a| a.local_addr()).collect();
     started.store(true, Ordering::SeqCst);
     let notifier = crate::notify::Notifier::from_env();
     notifier.ready();
@@ -354,12 +381,14 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
         server.fingerprint = %server.server_fingerprint(),
         http = %crate::telemetry::addrs(&server.http_addrs()),
         https = %crate::telemetry::addrs(&server.https_addrs()),
+        admin = %crate::telemetry::addrs(&admin_addrs),
         "direwolf serve started"
     );
     server
         .run_until(notifier.stopping_after(shutdown.wait()))
         .await
         .context("the Moonlight server failed")?;
+    drop(admin);
     drop(health);
     drop(metrics_port);
     phases.abort();
@@ -421,6 +450,7 @@ mod tests {
             (47989, 47984, 300)
         );
         assert!(args.listen.bind.is_empty() && !args.no_mdns);
+        assert_eq!(args.admin_port, 47990);
         assert_eq!(args.default_user.as_str(), "default");
     }
 

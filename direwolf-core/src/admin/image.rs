@@ -31,7 +31,7 @@ pub fn check_png(bytes: &[u8]) -> Result<(), ApiError> {
         .or(webp.then_some("WebP"));
     let message = match other {
         Some(format) => format!("{format} images are not accepted: app images must be PNG"),
-        None => "the body is not an image: app images must be PNG files".to_owned(),
+        None => "not an image: app images must be PNG files".to_owned(),
     };
     Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, message))
 }

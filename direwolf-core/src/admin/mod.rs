@@ -46,6 +46,10 @@ pub use route::Route;
 pub use server::AdminServer;
 pub use token::AdminToken;
 
+/// The file in the data directory where the server writes its certificate (PEM, public), so a
+/// CLI on the same machine can trust exactly it.
+pub const CERT_FILE: &str = "server-cert.pem";
+
 /// The admin API over the core traits.
 #[derive(Clone)]
 pub struct AdminApi {
