@@ -103,7 +103,8 @@ enum PairingVerb {
     /// Revoke a pairing: its client is refused from its next request.
     Revoke {
         /// The client certificate's fingerprint (from `pairing list`).
-        fingerprint: String,
+        #[arg(value_name = "FINGERPRINT")]
+        pairing: String,
         /// Also end the sessions the client started.
         #[arg(long)]
         stop_sessions: bool,
@@ -385,21 +386,21 @@ async fn pairing(connection: &Connection, verb: PairingVerb) -> anyhow::Result<S
             })
         }
         PairingVerb::Revoke {
-            fingerprint,
+            pairing,
             stop_sessions,
         } => {
             let query = if stop_sessions { "?stop_sessions=true" } else { "" };
             call(
                 &client,
                 Method::DELETE,
-                &format!("/pairings/{}{query}", segment(&fingerprint)),
+                &format!("/pairings/{}{query}", segment(&pairing)),
                 None,
             )
             .await?;
             Ok(if json_out {
-                pretty(&json!({"revoked": fingerprint}))
+                pretty(&json!({"revoked": pairing}))
             } else {
-                format!("revoked pairing {fingerprint}\n")
+                format!("revoked pairing {pairing}\n")
             })
         }
     }
@@ -452,6 +453,75 @@ async fn session(connection: &Connection, verb: SessionVerb) -> anyhow::Result<S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a verb's argument named like a global connection flag (`fingerprint`) made
+    /// clap panic when the verb ran.
+    #[test]
+    fn every_verb_parses_with_the_connection_flags() {
+        use clap::Parser;
+
+        #[derive(Debug, Parser)]
+        enum Top {
+            User(UserCommand),
+            App(AppCommand),
+            Pairing(PairingCommand),
+            Session(SessionCommand),
+        }
+        let fp = "0".repeat(64);
+        for argv in [
+            vec!["user", "add", "alice", "--display-name", "A"],
+            vec!["user", "list"],
+            vec!["user", "remove", "alice", "--force"],
+            vec!["app", "add", "T", "--id", "3", "--hdr", "--image", "x.png"],
+            vec!["app", "list"],
+            vec!["app", "remove", "3"],
+            vec!["pairing", "list"],
+            vec![
+                "pairing",
+                "approve",
+                "0123456789ABCDEF",
+                "--pin",
+                "1234",
+                "--user",
+                "bob",
+            ],
+            vec!["pairing", "revoke", &fp, "--stop-sessions"],
+            vec!["session", "list"],
+            vec!["session", "stop", "s1"],
+        ] {
+            let mut full = vec!["direwolf"];
+            full.extend(argv.iter().copied());
+            full.extend([
+                "--fingerprint",
+                &fp,
+                "--token",
+                "t",
+                "--url",
+                "https://h:1",
+                "--output",
+                "json",
+            ]);
+            let parsed = Top::try_parse_from(&full).unwrap_or_else(|e| panic!("{full:?}: {e}"));
+            let connection = match &parsed {
+                Top::User(c) => &c.connection,
+                Top::App(c) => &c.connection,
+                Top::Pairing(c) => &c.connection,
+                Top::Session(c) => &c.connection,
+            };
+            assert_eq!(
+                connection.fingerprint.as_ref().map(|f| f.as_str()),
+                Some(fp.as_str())
+            );
+            assert_eq!(connection.output, Output::Json);
+            if let Top::Pairing(PairingCommand {
+                verb: PairingVerb::Revoke { pairing, .. },
+                ..
+            }) = &parsed
+            {
+                assert_eq!(pairing, &fp);
+            }
+        }
+    }
 
     #[test]
     fn segments_are_encoded() {

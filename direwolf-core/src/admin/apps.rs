@@ -12,7 +12,7 @@ use crate::model::{App, AppAsset};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewApp {
-    /// The title (1 to 255 bytes, unique).
+    /// The title (1 to 255 characters, not blank, unique).
     pub title: String,
     /// The Moonlight id; default: one more than the largest.
     #[serde(default)]

@@ -38,9 +38,9 @@ impl AdminApi {
             .parse()
             .map_err(|e: crate::Error| ApiError::bad_request(e.to_string()))?;
         let display_name = match new.display_name.map(|d| d.trim().to_owned()) {
-            Some(d) if d.len() > 255 || d.chars().any(char::is_control) => {
+            Some(d) if d.chars().count() > 255 || d.chars().any(char::is_control) => {
                 return Err(ApiError::bad_request(
-                    "display_name is at most 255 bytes, without control characters",
+                    "display_name is at most 255 characters, without control characters",
                 ));
             }
             Some(d) if d.is_empty() => None,
