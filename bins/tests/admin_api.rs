@@ -38,9 +38,7 @@ impl Server {
     fn start(data: &Path, extra: &[&str]) -> Server {
         let proc = Proc::spawn(
             "direwolf serve",
-            serve_command(data)
-                .args(["--admin-port", "0", "--pin-timeout", "60"])
-                .args(extra),
+            serve_command(data).args(["--pin-timeout", "60"]).args(extra),
         );
         let server = Direwolf::started(proc, "direwolf serve started", Duration::from_secs(120));
         let line = server
