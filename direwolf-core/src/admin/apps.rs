@@ -62,6 +62,7 @@ impl AdminApi {
     }
 
     pub(super) async fn create_app(&self, new: NewApp) -> Handled {
+        let _change = self.change().await;
         let existing = self.apps.list().await?;
         let id = match new.id {
             Some(id) => AppId::new(id).map_err(|e| ApiError::bad_request(e.to_string()))?,
@@ -87,6 +88,7 @@ impl AdminApi {
     }
 
     pub(super) async fn delete_app(&self, id: &str) -> Handled {
+        let _change = self.change().await;
         let id = app_in_path(id)?;
         if !self.apps.delete(id).await? {
             return Err(ApiError::not_found(format!("no app {id}")));
@@ -106,6 +108,7 @@ impl AdminApi {
 
     /// Replaces the app's image with `bytes`, already checked to be a PNG within the limit.
     pub(super) async fn put_image(&self, id: &str, bytes: Vec<u8>) -> Handled {
+        let _change = self.change().await;
         let id = app_in_path(id)?;
         let Some(app) = self.apps.get(id).await? else {
             return Err(ApiError::not_found(format!("no app {id}")));

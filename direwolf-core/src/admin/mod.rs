@@ -60,6 +60,9 @@ pub struct AdminApi {
     broker: Arc<dyn PinBroker>,
     launcher: Arc<dyn Launcher>,
     token: AdminToken,
+    /// Held by every change, so a check ("is the name free?") and the write it guards are not
+    /// split by another request of this API.
+    changes: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl fmt::Debug for AdminApi {
@@ -85,6 +88,7 @@ impl AdminApi {
             broker,
             launcher,
             token,
+            changes: Arc::default(),
         }
     }
 
@@ -140,6 +144,12 @@ impl AdminApi {
                 reply
             }
         }
+    }
+
+    /// Taken by every handler that changes something, after its body is read (a slow client
+    /// holds no one up).
+    async fn change(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.changes.lock().await
     }
 
     fn authenticate(&self, header: Option<&HeaderValue>) -> Result<(), ApiError> {

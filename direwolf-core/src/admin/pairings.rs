@@ -68,6 +68,7 @@ impl AdminApi {
     /// Revokes a pairing: its client is refused from its next request. With `stop_sessions`,
     /// the sessions it launched end too.
     pub(super) async fn revoke_pairing(&self, fingerprint: &str, stop_sessions: bool) -> Handled {
+        let _change = self.change().await;
         let not_found = || ApiError::not_found(format!("no pairing {fingerprint:?}"));
         let fingerprint: Fingerprint = fingerprint.parse().map_err(|_| not_found())?;
         let Some(pairing) = self.pairings.get(&fingerprint).await? else {
@@ -113,6 +114,7 @@ impl AdminApi {
 
     /// Delivers a PIN to a pending pairing, through the same broker the PIN page submits to.
     pub(super) async fn approve(&self, secret: &str, approval: Approval) -> Handled {
+        let _change = self.change().await;
         let not_found = || {
             ApiError::not_found("no pairing is waiting with this secret (it may have expired or been used)")
         };

@@ -58,6 +58,7 @@ impl AdminApi {
     /// Stops a session through the launcher (which releases its streaming host and relay
     /// ports), then forgets a record the launcher did not own.
     pub(super) async fn stop_session(&self, id: &str) -> Handled {
+        let _change = self.change().await;
         let not_found = || ApiError::not_found(format!("no session {id:?}"));
         let id: SessionId = id.parse().map_err(|_| not_found())?;
         let Some(session) = self.sessions.get(&id).await? else {

@@ -33,6 +33,7 @@ impl AdminApi {
     }
 
     pub(super) async fn create_user(&self, new: NewUser) -> Handled {
+        let _change = self.change().await;
         let name: UserName = new
             .name
             .parse()
@@ -57,6 +58,7 @@ impl AdminApi {
     /// Deletes a user and the user's pairings (their clients are refused from the next
     /// request). With live sessions: 409, unless `force`, which ends them first.
     pub(super) async fn delete_user(&self, name: &str, force: bool) -> Handled {
+        let _change = self.change().await;
         let name = user_in_path(name)?;
         if self.users.get(&name).await?.is_none() {
             return Err(ApiError::not_found(format!("no user {name}")));
