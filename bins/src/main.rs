@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod admin;
+mod admin_port;
 mod agent;
 mod check;
 mod crd;

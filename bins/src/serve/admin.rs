@@ -1,19 +1,16 @@
-//! The admin API of `direwolf serve`: its token and certificate files in the data directory, and
-//! its HTTPS listeners.
+//! The admin API of `direwolf serve`: its token and certificate files in the data directory.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use direwolf_core::admin::{AdminApi, AdminServer, AdminToken, CERT_FILE};
+use direwolf_core::admin::{AdminServer, AdminToken, CERT_FILE};
 use direwolf_core::{Launcher, PinBroker, Stores};
-use direwolf_moonlight::identity::LoadedIdentity;
 use tracing::info;
 
-/// Serves the admin API on `port` of every `bind` address (default: every IPv6 and IPv4
-/// address), with the server's own certificate. Creates the token file once, and writes the
+/// Serves the admin API (`crate::admin_port`). Creates the token file once, and writes the
 /// certificate to `CERT_FILE` for the CLI on this machine.
 pub async fn start(
     data_dir: &Path,
@@ -32,32 +29,7 @@ pub async fn start(
         .await?
         .context("the server identity is missing after the server started")?;
     write_cert(&data_dir.join(CERT_FILE), &identity.cert_pem)?;
-    let loaded = LoadedIdentity::new(identity).context("the stored server identity is unusable")?;
-    let tls = direwolf_moonlight::tls::admin_server_config(&loaded).context("admin TLS configuration")?;
-    let api = AdminApi::new(stores, broker, launcher, token);
-    let addrs: Vec<IpAddr> = if bind.is_empty() {
-        vec![IpAddr::V6(Ipv6Addr::UNSPECIFIED)]
-    } else {
-        bind.to_vec()
-    };
-    let mut servers = Vec::with_capacity(addrs.len());
-    let mut port = port;
-    for ip in addrs {
-        let server = match AdminServer::bind(SocketAddr::new(ip, port), api.clone(), tls.clone()).await {
-            Ok(server) => server,
-            // No IPv6 on this machine: every IPv4 address instead.
-            Err(_) if bind.is_empty() => {
-                let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
-                AdminServer::bind(any, api.clone(), tls.clone())
-                    .await
-                    .with_context(|| format!("cannot bind the admin port {any}"))?
-            }
-            Err(e) => return Err(e).with_context(|| format!("cannot bind the admin port {ip} {port}")),
-        };
-        // Port 0 picks a free port once; every address then uses it.
-        port = server.local_addr().port();
-        servers.push(server);
-    }
+    let servers = crate::admin_port::start(bind, port, stores, broker, launcher, token).await?;
     info!(token = %token_path.display(), "admin API token file (send it as Authorization: Bearer)");
     Ok(servers)
 }

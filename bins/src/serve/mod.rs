@@ -88,7 +88,7 @@ pub struct ServeArgs {
 
     /// Serve the admin API (HTTPS, with the server's certificate; bearer token in the data
     /// directory's `admin-token`) on this port of the `--bind` addresses. 0 picks a free port.
-    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_ADMIN_PORT, env = "DIREWOLF_ADMIN_PORT")]
+    #[arg(long, value_name = "PORT", default_value_t = crate::admin_port::DEFAULT_ADMIN_PORT, env = "DIREWOLF_ADMIN_PORT")]
     pub admin_port: u16,
 
     /// Check the configuration, the files it names, the data directory, every Wolf (API version,
@@ -96,9 +96,6 @@ pub struct ServeArgs {
     #[arg(long)]
     pub check: bool,
 }
-
-/// The admin API's port: where Sunshine users find their web UI.
-pub const DEFAULT_ADMIN_PORT: u16 = 47990;
 
 /// The default data directory: `$XDG_DATA_HOME/direwolf`, else `$HOME/.local/share/direwolf`.
 pub fn default_data_dir() -> anyhow::Result<PathBuf> {
