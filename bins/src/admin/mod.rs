@@ -18,9 +18,13 @@ use serde_json::Value;
 
 use self::client::AdminClient;
 
+mod apps;
 mod client;
 mod commands;
+mod pairings;
+mod sessions;
 mod table;
+mod users;
 
 pub use commands::{AdminCommand, AppCommand, PairingCommand, SessionCommand, UserCommand};
 
