@@ -118,16 +118,17 @@ impl AdminApi {
             return reply;
         }
         let outcome = self.route(request).await;
-        let reply = match &outcome {
+        let status = match &outcome {
             Ok(reply) => reply.status(),
             Err(e) => e.status,
         };
+        // Every change and every refusal; successful reads are not audited.
         if method != Method::GET && method != Method::HEAD
-            || reply.is_client_error()
-            || reply.is_server_error()
+            || status.is_client_error()
+            || status.is_server_error()
         {
             let error = outcome.as_ref().err().map(|e| e.message.as_str());
-            audit::record(Actor::AdminToken, client, &action, &shown, reply, error);
+            audit::record(Actor::AdminToken, client, &action, &shown, status, error);
         }
         match outcome {
             Ok(reply) => reply,
