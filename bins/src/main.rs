@@ -55,13 +55,13 @@ enum Command {
     /// namespace, the accounts and Roles, the proxy and the operator
     /// (`direwolf install --namespace games | kubectl apply --server-side -f -`).
     Install(install::InstallArgs),
-    /// Manage the users of a running `direwolf serve` (through its admin API).
+    /// Manage the users of a running `direwolf serve` or `proxy` (through its admin API).
     User(admin::UserCommand),
-    /// Manage the apps of a running `direwolf serve`.
+    /// Manage the apps of a running `direwolf serve` or `proxy`.
     App(admin::AppCommand),
-    /// List, approve (enter a PIN for) and revoke the pairings of a running `direwolf serve`.
+    /// List, approve (enter a PIN for) and revoke the pairings of a running `direwolf serve` or `proxy`.
     Pairing(admin::PairingCommand),
-    /// List and stop the sessions of a running `direwolf serve`.
+    /// List and stop the sessions of a running `direwolf serve` or `proxy`.
     Session(admin::SessionCommand),
     /// Print the shell completion script (`direwolf completion bash > /etc/bash_completion.d/direwolf`).
     Completion {

@@ -40,7 +40,7 @@ pub enum Output {
 /// Where the admin API is and how to trust it (every admin subcommand takes these).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Connection {
-    /// The admin API of a running `direwolf serve`.
+    /// The admin API of a running `direwolf serve` (or `proxy`).
     #[arg(
         long,
         value_name = "URL",
