@@ -191,3 +191,42 @@ impl AdminClient {
             .with_context(|| format!("{target} did not answer within {} s", REQUEST_TIMEOUT.as_secs()))?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_pinned_certificate_is_trusted() {
+        let provider = rustls::crypto::ring::default_provider();
+        let der = CertificateDer::from(b"not really DER, only hashed".to_vec());
+        let name = ServerName::try_from("127.0.0.1").unwrap();
+        let pinned = PinnedCert::new(Fingerprint::of_der(&der), &provider);
+        assert!(
+            pinned
+                .verify_server_cert(&der, &[], &name, &[], UnixTime::now())
+                .is_ok()
+        );
+        let other = CertificateDer::from(b"another certificate".to_vec());
+        let refused = pinned.verify_server_cert(&other, &[], &name, &[], UnixTime::now());
+        assert!(
+            matches!(&refused, Err(rustls::Error::General(m)) if m.contains("not the expected")),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn urls() {
+        let fp = Fingerprint::of_der(b"x");
+        let client = AdminClient::new("https://[::1]:47990/base/", "t".into(), fp.clone()).unwrap();
+        assert_eq!(
+            (client.host.as_str(), client.port, client.base.as_str()),
+            ("::1", 47990, "/base")
+        );
+        let client = AdminClient::new("https://example.org", "t".into(), fp.clone()).unwrap();
+        assert_eq!((client.host.as_str(), client.port), ("example.org", 443));
+        for bad in ["http://127.0.0.1:47990", "127.0.0.1:47990", "https://"] {
+            assert!(AdminClient::new(bad, "t".into(), fp.clone()).is_err(), "{bad}");
+        }
+    }
+}
