@@ -111,6 +111,8 @@ fn main() {
             "0",
             "--https-port",
             "0",
+            "--admin-port",
+            "0",
             "--no-mdns",
         ])
         .env("RUST_LOG", "info");

@@ -37,6 +37,9 @@ fn subsection<'a>(markdown: &'a str, heading: &str) -> &'a str {
     &rest[..end]
 }
 
+/// The heading of the section on the admin commands' connection flags.
+const ADMIN_CONNECTION: &str = "Connecting to the admin API";
+
 #[test]
 fn every_flag_and_environment_variable_is_documented() {
     let cli = Cli::command();
@@ -72,13 +75,18 @@ fn every_flag_and_environment_variable_is_documented() {
         }
         let section = subsection(REFERENCE, &format!("`direwolf {name}`"));
         documented += 1;
-        for arg in sub.get_arguments() {
+        // The admin commands' connection flags (global to each of them) have a section of
+        // their own; their verbs' flags are in the command's section.
+        let connection = subsection(REFERENCE, ADMIN_CONNECTION);
+        let verbs = sub.get_subcommands().flat_map(|verb| verb.get_arguments());
+        for arg in sub.get_arguments().chain(verbs) {
             let Some(long) = arg.get_long().filter(|l| *l != "help") else {
                 continue;
             };
-            if arg.is_global_set() || global.contains(&format!("`--{long}")) {
+            if global.contains(&format!("`--{long}")) {
                 continue;
             }
+            let section = if arg.is_global_set() { connection } else { section };
             assert!(
                 section.contains(&format!("`--{long}")),
                 "docs/configuration.md § `direwolf {name}` does not document --{long}"

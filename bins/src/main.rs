@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod admin;
+mod admin_port;
 mod agent;
 mod check;
 mod crd;
@@ -53,6 +55,14 @@ enum Command {
     /// namespace, the accounts and Roles, the proxy and the operator
     /// (`direwolf install --namespace games | kubectl apply --server-side -f -`).
     Install(install::InstallArgs),
+    /// Manage the users of a running `direwolf serve` or `proxy` (through its admin API).
+    User(admin::UserCommand),
+    /// Manage the apps of a running `direwolf serve` or `proxy`.
+    App(admin::AppCommand),
+    /// List, approve (enter a PIN for) and revoke the pairings of a running `direwolf serve` or `proxy`.
+    Pairing(admin::PairingCommand),
+    /// List and stop the sessions of a running `direwolf serve` or `proxy`.
+    Session(admin::SessionCommand),
     /// Print the shell completion script (`direwolf completion bash > /etc/bash_completion.d/direwolf`).
     Completion {
         /// The shell.
@@ -68,18 +78,28 @@ enum Command {
 
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    run(cli.command, &cli.log)
+}
+
+/// Runs a subcommand. Those that print (and the admin commands, which print results and fail
+/// with one `error:` line) log nothing.
+fn run(command: Command, log: &telemetry::LogArgs) -> anyhow::Result<ExitCode> {
     let prints = matches!(
-        cli.command,
+        command,
         Command::Version
             | Command::Crd
             | Command::Install(_)
             | Command::Completion { .. }
             | Command::Man { .. }
+            | Command::User(_)
+            | Command::App(_)
+            | Command::Pairing(_)
+            | Command::Session(_)
     );
     if !prints {
-        telemetry::init(&cli.log)?;
+        telemetry::init(log)?;
     }
-    match cli.command {
+    match command {
         Command::Version => println!("direwolf {}", env!("CARGO_PKG_VERSION")),
         Command::Serve(args) => {
             if !serve::run(args)? {
@@ -110,6 +130,10 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Man { subcommand } => {
             docs::man::<Cli>(subcommand.as_deref(), &mut std::io::stdout().lock())?
         }
+        Command::User(c) => return Ok(admin::run(admin::AdminCommand::User(c))),
+        Command::App(c) => return Ok(admin::run(admin::AdminCommand::App(c))),
+        Command::Pairing(c) => return Ok(admin::run(admin::AdminCommand::Pairing(c))),
+        Command::Session(c) => return Ok(admin::run(admin::AdminCommand::Session(c))),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -16,11 +16,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use direwolf_core::admin::AdminToken;
 use direwolf_core::health::{HealthServer, Probes};
 use direwolf_core::metrics::sessions::track_phases_of;
 use direwolf_core::metrics::{LaunchMetrics, MeteredLauncher, Metrics, PairingMetrics, RelayCollector};
 use direwolf_core::relay::{Relay, RelayConfig};
-use direwolf_core::{MemoAppCatalog, Stores, UserName, UserStoreExt};
+use direwolf_core::{Launcher, MemoAppCatalog, PinBroker, Stores, UserName, UserStoreExt};
 use direwolf_k8s::crd;
 use direwolf_k8s::launcher::{KubeLauncher, LauncherConfig};
 use direwolf_k8s::pin_broker::{KubePinBroker, PinBrokerConfig};
@@ -88,6 +89,16 @@ pub struct ProxyArgs {
     /// `gateway`, where Wolf listens on the public ports and the operator exposes them.
     #[arg(long)]
     pub no_relay: bool,
+
+    /// Serve the admin API (HTTPS, with the server's certificate) with the token in this file
+    /// (a mounted Secret); without it, no admin API.
+    #[arg(long, value_name = "FILE", env = "DIREWOLF_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<std::path::PathBuf>,
+
+    /// The admin API's port on the `--bind` addresses (with `--admin-token-file`). 0 picks a
+    /// free port.
+    #[arg(long, value_name = "PORT", default_value_t = crate::admin_port::DEFAULT_ADMIN_PORT, env = "DIREWOLF_ADMIN_PORT")]
+    pub admin_port: u16,
 }
 
 pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
@@ -153,7 +164,31 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
         .wait_ready(SYNC_TIMEOUT)
         .await
         .context("the caches did not sync")?;
-    let server = moonlight_server(&args, readers, &metrics).await?;
+    // Read before anything is served, so a bad token file stops the start-up.
+    let token = args
+        .admin_token_file
+        .as_deref()
+        .map(|path| {
+            AdminToken::read(path).with_context(|| format!("cannot read the admin token {}", path.display()))
+        })
+        .transpose()?;
+    let (server, parts) = moonlight_server(&args, readers, &metrics).await?;
+    let admin = match token {
+        Some(token) => {
+            let (stores, broker, launcher) = parts;
+            crate::admin_port::start(
+                &args.listen.bind,
+                args.admin_port,
+                &stores,
+                broker,
+                launcher,
+                token,
+            )
+            .await?
+        }
+        None => Vec::new(),
+    };
+    let admin_addrs: Vec<_> = admin.iter().map(|a| a.local_addr()).collect();
     let phases = track_phases_of(
         {
             let watches = watches.clone();
@@ -167,6 +202,7 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
         server.fingerprint = %server.server_fingerprint(),
         http = %crate::telemetry::addrs(&server.http_addrs()),
         https = %crate::telemetry::addrs(&server.https_addrs()),
+        admin = %crate::telemetry::addrs(&admin_addrs),
         "direwolf proxy started"
     );
     // Hand-edited problems (a Pairing of a missing User, Apps sharing an id) are reported on the
@@ -174,6 +210,7 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
     let relay_task = start_relays(&args, &watches, &metrics)?;
     let report_task = tokio::spawn(direwolf_k8s::report::run(watches));
     let result = server.run_until(shutdown.wait()).await;
+    drop(admin);
     health.stop();
     drop(metrics_port);
     phases.abort();
@@ -270,20 +307,28 @@ async fn core_stores(stores: &KubeStores, default_user: &UserName) -> anyhow::Re
     Ok(core_stores)
 }
 
-/// Builds and binds the Moonlight server on the synced readers.
+/// What the admin API runs on: the server's stores, PIN broker and launcher.
+type AdminParts = (Stores, Arc<dyn PinBroker>, Arc<dyn Launcher>);
+
+/// Builds and binds the Moonlight server on the synced readers; returns it with what it runs on.
 async fn moonlight_server(
     args: &ProxyArgs,
     readers: Readers,
     metrics: &Metrics,
-) -> anyhow::Result<MoonlightServer> {
-    let launcher = MeteredLauncher::new(Arc::new(readers.launcher), LaunchMetrics::register(metrics));
+) -> anyhow::Result<(MoonlightServer, AdminParts)> {
+    let launcher: Arc<dyn Launcher> = Arc::new(MeteredLauncher::new(
+        Arc::new(readers.launcher),
+        LaunchMetrics::register(metrics),
+    ));
+    let broker: Arc<dyn PinBroker> = Arc::new(readers.broker);
+    let stores = core_stores(&readers.stores, &args.default_user).await?;
     let mut builder = args
         .listen
         .apply(MoonlightServer::builder())
-        .with_stores(core_stores(&readers.stores, &args.default_user).await?)
-        .with_launcher(Arc::new(launcher))
+        .with_stores(stores.clone())
+        .with_launcher(launcher.clone())
         .with_pairing_metrics(PairingMetrics::register(metrics))
-        .with_pin_broker(Arc::new(readers.broker))
+        .with_pin_broker(broker.clone())
         .with_hostname(args.hostname.clone())
         .with_default_user(args.default_user.clone())
         .with_mdns(false)
@@ -291,7 +336,11 @@ async fn moonlight_server(
     if let Some(ip) = args.external_address {
         builder = builder.with_external_address(ip);
     }
-    builder.build().await.context("cannot start the Moonlight server")
+    let server = builder
+        .build()
+        .await
+        .context("cannot start the Moonlight server")?;
+    Ok((server, (stores, broker, launcher)))
 }
 
 #[cfg(test)]

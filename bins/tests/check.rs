@@ -62,8 +62,14 @@ fn config(dir: &Path, socket: &Path, extra: &str) -> std::path::PathBuf {
     path
 }
 
-/// `direwolf serve --check` with `config`, on loopback and the given HTTP port.
+/// `direwolf serve --check` with `config`, on loopback and the given HTTP port (and a free admin
+/// port).
 fn serve_check(dir: &Path, config: &Path, http_port: u16) -> Finished {
+    serve_check_admin(dir, config, http_port, free_port())
+}
+
+/// `direwolf serve --check` with `config`, on loopback and the given HTTP and admin ports.
+fn serve_check_admin(dir: &Path, config: &Path, http_port: u16, admin_port: u16) -> Finished {
     let mut command = direwolf();
     command
         .args(["serve", "--check", "--bind", "127.0.0.1"])
@@ -72,6 +78,8 @@ fn serve_check(dir: &Path, config: &Path, http_port: u16) -> Finished {
             &http_port.to_string(),
             "--https-port",
             &free_port().to_string(),
+            "--admin-port",
+            &admin_port.to_string(),
         ])
         .arg("--data-dir")
         .arg(dir.join("data"))
@@ -110,8 +118,22 @@ fn a_good_configuration_passes_and_names_the_wolf_version_and_apps() {
         "{out}"
     );
     assert!(out.contains("relay ports") && out.contains("are free"), "{out}");
+    assert!(out.contains("ok: admin port "), "{out}");
     assert_eq!(out.lines().last(), Some("check passed"), "{out}");
     assert!(!tmp.path().join("data").exists(), "a check creates nothing");
+
+    // An admin port in use is named.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port to hold");
+    let port = taken.local_addr().expect("its address").port();
+    let finished = serve_check_admin(tmp.path(), &config, free_port(), port);
+    assert!(!finished.status.success(), "{}", finished.stdout);
+    assert!(
+        errors(&finished)
+            .iter()
+            .any(|l| l.starts_with("error: admin port") && l.contains("in use")),
+        "{}",
+        finished.stdout
+    );
 }
 
 #[test]

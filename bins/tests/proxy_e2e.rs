@@ -194,6 +194,40 @@ fn proxy_command(cluster: &Cluster) -> Command {
     command
 }
 
+/// The admin token of the proxies (as a mounted Secret would hold it).
+const ADMIN_TOKEN: &str = "proxy-admin-token-0123456789abcdef0123456789";
+
+/// The file holding [`ADMIN_TOKEN`].
+fn admin_token_file(cluster: &Cluster) -> PathBuf {
+    let path = cluster.root.join("admin-token");
+    std::fs::write(&path, format!("{ADMIN_TOKEN}\n")).expect("write the admin token");
+    path
+}
+
+/// `direwolf ARGS --output json` against `proxy`'s admin API, pinning its certificate.
+fn admin_json(proxy: &Direwolf, args: &[&str]) -> Value {
+    let line = proxy
+        .proc
+        .line_with("direwolf proxy started")
+        .expect("the start-up line");
+    let url = format!("https://127.0.0.1:{}", support::port_of(field(&line, " admin=")));
+    let out = Proc::spawn(
+        &format!("direwolf {}", args.join(" ")),
+        support::direwolf()
+            .args(args)
+            .args(["--output", "json", "--url", &url, "--token", ADMIN_TOKEN])
+            .args(["--fingerprint", &proxy.fingerprint]),
+    )
+    .finish(START);
+    assert!(
+        out.status.success(),
+        "direwolf {args:?}: {}{}",
+        out.stdout,
+        out.stderr
+    );
+    serde_json::from_str(&out.stdout).expect("JSON output")
+}
+
 /// Starts a `direwolf proxy` replica (log lines tagged `proxy {name}`) and checks `/readyz`.
 fn start_proxy(cluster: &Cluster, name: &str) -> Direwolf {
     let proc = Proc::spawn(
@@ -201,6 +235,8 @@ fn start_proxy(cluster: &Cluster, name: &str) -> Direwolf {
         proxy_command(cluster)
             .args(["--launch-timeout", &LAUNCH_TIMEOUT_SECS.to_string()])
             .args(["--default-user", "alice", "--pin-timeout", "60"])
+            .args(["--admin-port", "0", "--admin-token-file"])
+            .arg(admin_token_file(cluster))
             // No --namespace: the kubeconfig context's namespace (on the real control plane a
             // namespace of the test's own).
             .env_remove("POD_NAMESPACE")
@@ -282,6 +318,32 @@ fn pairs_lists_apps_and_launches(cluster: Cluster) {
         .expect("get pairing")
         .expect("a Pairing named by the client certificate's fingerprint");
     assert_eq!(pairing.spec.user_reference.name, "alice");
+
+    // The admin API edits and reads the custom resources.
+    admin_json(&proxy, &["user", "add", "bob"]);
+    let users: Api<crd::User> = Api::namespaced(cluster.client(), &cluster.namespace);
+    assert!(
+        cluster
+            .block("get user", users.get_opt("bob"))
+            .expect("get user")
+            .is_some(),
+        "user add creates a User"
+    );
+    let listed = admin_json(&proxy, &["pairing", "list"]);
+    assert_eq!(
+        listed["pairings"][0]["fingerprint"],
+        fingerprint.as_str(),
+        "{listed}"
+    );
+    assert_eq!(listed["pairings"][0]["user"], "alice", "{listed}");
+    admin_json(&proxy, &["user", "remove", "bob"]);
+    assert!(
+        cluster
+            .block("get user", users.get_opt("bob"))
+            .expect("get user")
+            .is_none(),
+        "user remove deletes the User"
+    );
 
     // HTTPS serverinfo and the app list, as the client sees them.
     let check = run_driver(proxy.http_port, &client, &["check"]);

@@ -31,11 +31,17 @@ fn identity_survives_restart_and_sigterm_is_clean() {
         server.proc.tail()
     );
     let first = server.fingerprint.clone();
+    let token = std::fs::read_to_string(data.join("admin-token")).expect("serve creates the admin token");
     server.proc.stop();
     let server = start(&data);
     assert_eq!(
         server.fingerprint, first,
         "the server identity must survive a restart"
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("admin-token")).expect("the admin token"),
+        token,
+        "the admin token is created once and kept"
     );
     server.proc.stop();
 }

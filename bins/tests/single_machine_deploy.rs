@@ -5,7 +5,7 @@
 //!
 //! What systemd or Docker would provide is replaced by temporary directories: `%S` and `%E` (the
 //! state and configuration roots) for the unit, every volume for the compose service. The only
-//! additions to the command lines are [`ISOLATION`] flags (loopback, free HTTP and HTTPS ports, no
+//! additions to the command lines are [`ISOLATION`] flags (loopback, free HTTP, HTTPS and admin ports, no
 //! mDNS), so these tests can run beside others on one machine; and the `[[wolf]]` ports of the
 //! copied `direwolf.toml` become the fake Wolf's, which are free ones.
 
@@ -25,13 +25,15 @@ use support::{DIREWOLF, Direwolf, Proc};
 /// How long any one step may take.
 const STEP: Duration = Duration::from_secs(60);
 
-/// Appended to the deployed command lines: loopback only, free ports, no mDNS.
-const ISOLATION: [&str; 7] = [
+/// Appended to the deployed command lines: loopback only, free ports (the admin port too), no mDNS.
+const ISOLATION: [&str; 9] = [
     "--bind",
     "127.0.0.1",
     "--http-port",
     "0",
     "--https-port",
+    "0",
+    "--admin-port",
     "0",
     "--no-mdns",
 ];

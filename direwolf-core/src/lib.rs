@@ -19,6 +19,7 @@
 //! | `wolf` | `pack::wolf_host` | `WolfHost`, a [`StreamHost`](stream_host::StreamHost) over Wolf's API |
 //! | `health` | `health` | the health port: `/livez`, `/readyz`, `/metrics` |
 //! | `wolf-api` | `wolf_api` | the subset of Wolf's API that Wolf's managers use, on a Unix socket |
+//! | `admin` | `admin` | the admin HTTP API (users, apps, pairings, sessions) over HTTPS, with its token |
 //! | `conformance` | `conformance` | the suites every backend of the traits passes |
 //! | `mock` | | mockall mocks of the traits |
 //!
@@ -36,6 +37,8 @@
 //! ```
 #![warn(missing_docs)]
 
+#[cfg(feature = "admin")]
+pub mod admin;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod error;

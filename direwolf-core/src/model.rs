@@ -60,13 +60,13 @@ pub struct App {
 }
 
 impl App {
-    /// Builds an app, refusing an empty or over-long (> 255 bytes) title.
+    /// Builds an app, refusing a blank or over-long (> 255 characters) title.
     pub fn new(id: AppId, title: impl Into<String>) -> Result<Self, Error> {
         let title = title.into();
-        if title.trim().is_empty() || title.len() > 255 {
+        if title.trim().is_empty() || title.chars().count() > 255 {
             return Err(Error::invalid(
                 "app title",
-                "a title is 1 to 255 bytes and not blank",
+                "a title is 1 to 255 characters and not blank",
             ));
         }
         Ok(App {

@@ -97,6 +97,22 @@ pub fn server_config(identity: &LoadedIdentity) -> Result<Arc<ServerConfig>, rus
     Ok(Arc::new(config))
 }
 
+/// The rustls configuration of the admin port (`direwolf_core::admin`): the same certificate as
+/// the HTTPS port, so clients that pinned it (the CLI, by fingerprint) trust it; TLS 1.2 and 1.3,
+/// ALPN `http/1.1`, and no client certificate asked for (requests bear a token instead).
+///
+/// # Errors
+/// A rustls error when the key does not match the certificate or cannot sign.
+pub fn admin_server_config(identity: &LoadedIdentity) -> Result<Arc<ServerConfig>, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_single_cert(vec![identity.cert_der()], identity.key_der())?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 #[cfg(test)]
 mod tests {
     use direwolf_core::ServerIdentity;
@@ -126,6 +142,8 @@ mod tests {
                 .supported_verify_schemes()
                 .contains(&SignatureScheme::RSA_PKCS1_SHA256)
         );
+        let admin = admin_server_config(&identity).unwrap();
+        assert_eq!(admin.alpn_protocols, vec![b"http/1.1".to_vec()]);
         let any = CertificateDer::from(vec![1, 2, 3]);
         assert!(verifier.verify_client_cert(&any, &[], UnixTime::now()).is_ok());
     }

@@ -110,7 +110,12 @@ fn listen_ports(args: &ServeArgs, report: &mut Report) {
             IpAddr::V6(Ipv6Addr::UNSPECIFIED),
         ]
     };
-    for (what, port) in [("HTTP", args.listen.http_port), ("HTTPS", args.listen.https_port)] {
+    let ports = [
+        ("HTTP", args.listen.http_port),
+        ("HTTPS", args.listen.https_port),
+        ("admin", args.admin_port),
+    ];
+    for (what, port) in ports {
         if port == 0 {
             report.ok(format!("{what} port: 0, a free one is picked at start"));
             continue;

@@ -28,7 +28,8 @@ use direwolf_core::persistent::PersistentStores;
 use direwolf_core::relay::{Relay, RelayConfig, WolfPorts};
 use direwolf_core::wolf_api::{self, WolfApiSocket};
 use direwolf_core::{
-    AppCatalog, AppId, InMemoryPinBroker, PinBroker, SessionStore, Stores, UserName, UserStoreExt,
+    AppCatalog, AppId, InMemoryPinBroker, Launcher, NoStreamingHost, PinBroker, SessionStore, Stores,
+    UserName, UserStoreExt,
 };
 use direwolf_moonlight::MoonlightServer;
 use direwolf_wolf_client::CallObserver;
@@ -39,6 +40,7 @@ use self::wolves::WolfWatch;
 use crate::metrics::{MetricsArgs, PHASE_REFRESH};
 use crate::shutdown::Shutdown;
 
+mod admin;
 mod check;
 mod config;
 mod wolves;
@@ -91,6 +93,11 @@ pub struct ServeArgs {
     /// there is replaced; the socket is removed on shutdown. Off by default.
     #[arg(long, value_name = "PATH", env = "DIREWOLF_WOLF_API_SOCKET")]
     pub wolf_api_socket: Option<PathBuf>,
+
+    /// Serve the admin API (HTTPS, with the server's certificate; bearer token in the data
+    /// directory's `admin-token`) on this port of the `--bind` addresses. 0 picks a free port.
+    #[arg(long, value_name = "PORT", default_value_t = crate::admin_port::DEFAULT_ADMIN_PORT, env = "DIREWOLF_ADMIN_PORT")]
+    pub admin_port: u16,
 
     /// Check the configuration, the files it names, the data directory, every Wolf (API version,
     /// app ids) and every port, print one line per finding, and exit: 0 if all is well, else 1.
@@ -320,14 +327,15 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
         identity: Arc::new(persistent.identity_store()),
     };
     let pairings = stores.pairings.clone();
+    let admin_stores = stores.clone();
     let phases = track_phases(sessions.clone(), &metrics, PHASE_REFRESH);
     if stores.users.ensure(&args.default_user).await? {
         info!(user = %args.default_user, "created the default user");
     }
 
-    // One broker for the PIN page and the Wolf API's `pair/client`.
+    // One broker for the PIN page, the Wolf API's `pair/client` and the admin API's approvals.
     let pins: Arc<dyn PinBroker> = Arc::new(InMemoryPinBroker::default());
-    let mut builder = args
+    let builder = args
         .listen
         .apply(MoonlightServer::builder())
         .with_stores(stores)
@@ -338,11 +346,12 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
         .with_pin_broker(pins.clone())
         .with_pairing_metrics(PairingMetrics::register(&metrics));
     let launches = LaunchMetrics::register(&metrics);
-    if plan.wolves.is_empty() {
+    let launcher: Arc<dyn Launcher> = if plan.wolves.is_empty() {
         warn!(
             "no [[wolf]] host is configured: clients can pair and see the apps, but no stream can \
              start until one is added to the configuration file"
         );
+        Arc::new(NoStreamingHost)
     } else {
         let pool = wolf_pool(&plan, &args.listen.bind, sessions, apps.clone(), &metrics).await?;
         let config = pool.relay().config();
@@ -355,19 +364,30 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
             None => format!("{}-{}", config.port_range.start(), config.port_range.end()),
         };
         info!(hosts = %hosts.join(","), relay = %config.public_ip, %ports, "streaming through the Wolf pool");
-        builder = builder.with_launcher(Arc::new(MeteredLauncher::new(Arc::new(pool), launches)));
-    }
+        Arc::new(MeteredLauncher::new(Arc::new(pool), launches))
+    };
     let server = builder
+        .with_launcher(launcher.clone())
         .build()
         .await
         .context("cannot start the Moonlight server")?;
     let wolf_api_task = match &args.wolf_api_socket {
         Some(path) => Some(start_wolf_api(
             path,
-            wolf_api::WolfApi::new(apps.clone(), pairings, pins),
+            wolf_api::WolfApi::new(apps.clone(), pairings, pins.clone()),
         )?),
         None => None,
     };
+    let admin = admin::start(
+        &plan.data_dir,
+        &args.listen.bind,
+        args.admin_port,
+        &admin_stores,
+        pins,
+        launcher,
+    )
+    .await?;
+    let admin_addrs: Vec<_> = admin.iter().map(|a| a.local_addr()).collect();
     started.store(true, Ordering::SeqCst);
     let notifier = crate::notify::Notifier::from_env();
     notifier.ready();
@@ -378,6 +398,7 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
         server.fingerprint = %server.server_fingerprint(),
         http = %crate::telemetry::addrs(&server.http_addrs()),
         https = %crate::telemetry::addrs(&server.https_addrs()),
+        admin = %crate::telemetry::addrs(&admin_addrs),
         "direwolf serve started"
     );
     server
@@ -387,6 +408,7 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
     if let Some(task) = wolf_api_task {
         task.stop().await;
     }
+    drop(admin);
     drop(health);
     drop(metrics_port);
     phases.abort();
@@ -483,6 +505,7 @@ mod tests {
             (47989, 47984, 300)
         );
         assert!(args.listen.bind.is_empty() && !args.no_mdns);
+        assert_eq!(args.admin_port, 47990);
         assert_eq!(args.default_user.as_str(), "default");
     }
 

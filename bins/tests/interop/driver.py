@@ -10,7 +10,10 @@ Commands (all take --host, --http-port and --client-dir, the client's identity d
                      saves the pinned server certificate as <client-dir>/server_cert.pem
   check [--asset-dir DIR]
                      HTTPS /serverinfo, /applist, and each app's /appasset (saved to DIR)
-  launch --app NAME  start a stream of NAME the way MoonlightClient.start_stream does
+  launch --app NAME [--keep]
+                     start a stream of NAME the way MoonlightClient.start_stream does, then
+                     stop it; with --keep, leave it running on the server (the process exits
+                     without /cancel, as a client that goes away does)
   unpaired           HTTPS /applist and /serverinfo with a client identity the server never saw
 """
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -129,6 +133,9 @@ def cmd_launch(args: argparse.Namespace) -> None:
     except MoonlightError as e:
         emit({"ok": False, "error": type(e).__name__, "message": str(e)})
     else:
+        if args.keep:
+            emit({"ok": True, "kept": True})
+            os._exit(0)  # the stream's threads would keep the process alive
         client.stop_stream()
         emit({"ok": True})
 
@@ -188,6 +195,7 @@ def main() -> int:
     c.add_argument("--asset-dir")
     l = sub.add_parser("launch")
     l.add_argument("--app", required=True)
+    l.add_argument("--keep", action="store_true")
     sub.add_parser("unpaired")
     args = parser.parse_args()
     return run_command({"pair": cmd_pair, "check": cmd_check, "launch": cmd_launch, "unpaired": cmd_unpaired}, args)

@@ -362,7 +362,8 @@ pub fn direwolf() -> Command {
     Command::new(DIREWOLF)
 }
 
-/// `direwolf serve` on `data_dir`, on loopback with free ports and without mDNS, logging at info.
+/// `direwolf serve` on `data_dir`, on loopback with free ports (the admin port too) and without mDNS,
+/// logging at info.
 pub fn serve_command(data_dir: &Path) -> Command {
     let mut command = direwolf();
     command
@@ -370,6 +371,7 @@ pub fn serve_command(data_dir: &Path) -> Command {
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--bind", "127.0.0.1", "--http-port", "0", "--https-port", "0"])
+        .args(["--admin-port", "0"])
         .arg("--no-mdns")
         .env("RUST_LOG", "info")
         .env("RUST_BACKTRACE", "0");

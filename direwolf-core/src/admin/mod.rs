@@ -1,0 +1,246 @@
+//! The admin HTTP API: JSON over HTTPS for users, apps (with their images), pairings, pending
+//! pairings and sessions, authenticated by a bearer token (`docs/admin-api.yaml` describes it).
+//!
+//! [`AdminApi`] answers requests over the core traits: [`UserStore`], [`AppCatalog`],
+//! [`PairingStore`], [`SessionStore`], the [`PinBroker`] the PIN page submits to (approving a
+//! pending pairing delivers its PIN the same way), and the [`Launcher`] that stops sessions.
+//! [`AdminServer`] serves it on a TLS listener. Every refused request and every change is
+//! logged on the `direwolf::audit` target ([`audit`]); the token never is.
+//!
+//! | Path under `/api/v1` | Methods |
+//! |---|---|
+//! | `/users`, `/users/{name}` | `GET`, `POST`; `DELETE` (`?force=true` ends live sessions) |
+//! | `/apps`, `/apps/{id}`, `/apps/{id}/image` | `GET`, `POST`; `DELETE`; `GET`, `PUT` (PNG) |
+//! | `/pairings`, `/pairings/{fingerprint}` | `GET`; `DELETE` (`?stop_sessions=true`) |
+//! | `/pending-pairings`, `/pending-pairings/{secret}/approve` | `GET`; `POST {"pin", "user"}` |
+//! | `/sessions`, `/sessions/{id}` | `GET`; `DELETE` (stops it) |
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use hyper::body::{Body, Bytes};
+use hyper::header::{ALLOW, AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
+use hyper::{Method, Request, StatusCode};
+
+use crate::error::BoxError;
+use crate::launcher::Launcher;
+use crate::pin_broker::PinBroker;
+use crate::store::{AppCatalog, PairingStore, SessionStore, Stores, UserStore};
+
+pub mod apps;
+pub mod audit;
+pub mod body;
+pub mod image;
+pub mod pairings;
+pub mod reply;
+pub mod route;
+mod server;
+pub mod sessions;
+pub mod token;
+pub mod users;
+
+pub use audit::Actor;
+pub use reply::{ApiError, Reply};
+pub use route::Route;
+pub use server::AdminServer;
+pub use token::AdminToken;
+
+/// The file in the data directory where the server writes its certificate (PEM, public), so a
+/// CLI on the same machine can trust exactly it.
+pub const CERT_FILE: &str = "server-cert.pem";
+
+/// The admin API over the core traits.
+#[derive(Clone)]
+pub struct AdminApi {
+    users: Arc<dyn UserStore>,
+    apps: Arc<dyn AppCatalog>,
+    pairings: Arc<dyn PairingStore>,
+    sessions: Arc<dyn SessionStore>,
+    broker: Arc<dyn PinBroker>,
+    launcher: Arc<dyn Launcher>,
+    token: AdminToken,
+    /// Held by every change, so a check ("is the name free?") and the write it guards are not
+    /// split by another request of this API.
+    changes: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl fmt::Debug for AdminApi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminApi").finish_non_exhaustive()
+    }
+}
+
+impl AdminApi {
+    /// The API over `stores` (its identity store is not used), the PIN broker pending pairings
+    /// wait in, the launcher that stops sessions, and the token requests must bear.
+    pub fn new(
+        stores: &Stores,
+        broker: Arc<dyn PinBroker>,
+        launcher: Arc<dyn Launcher>,
+        token: AdminToken,
+    ) -> Self {
+        AdminApi {
+            users: stores.users.clone(),
+            apps: stores.apps.clone(),
+            pairings: stores.pairings.clone(),
+            sessions: stores.sessions.clone(),
+            broker,
+            launcher,
+            token,
+            changes: Arc::default(),
+        }
+    }
+
+    /// Answers one request from `client`: checks the token, routes, audits.
+    pub async fn handle<B>(&self, request: Request<B>, client: Option<IpAddr>) -> Reply
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        let method = request.method().clone();
+        let action = method.as_str().to_owned();
+        let path = request.uri().path().to_owned();
+        let shown = Route::parse(&path).map_or_else(|| "(unknown path)".to_owned(), |r| r.to_string());
+        if let Err(refusal) = self.authenticate(request.headers().get(AUTHORIZATION)) {
+            audit::record(
+                Actor::Anonymous,
+                client,
+                &action,
+                &shown,
+                refusal.status,
+                Some(&refusal.message),
+            );
+            let mut reply = refusal.reply();
+            reply
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return reply;
+        }
+        let outcome = self.route(request).await;
+        let status = match &outcome {
+            Ok(reply) => reply.status(),
+            Err(e) => e.status,
+        };
+        // Every change and every refusal; successful reads are not audited.
+        if method != Method::GET && method != Method::HEAD
+            || status.is_client_error()
+            || status.is_server_error()
+        {
+            let error = outcome.as_ref().err().map(|e| e.message.as_str());
+            audit::record(Actor::AdminToken, client, &action, &shown, status, error);
+        }
+        match outcome {
+            Ok(reply) => reply,
+            Err(error) => {
+                let mut reply = error.reply();
+                if error.status == StatusCode::METHOD_NOT_ALLOWED
+                    && let Some(route) = Route::parse(&path)
+                {
+                    let allowed: Vec<&str> = route.allowed().iter().map(Method::as_str).collect();
+                    if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
+                        reply.headers_mut().insert(ALLOW, value);
+                    }
+                }
+                reply
+            }
+        }
+    }
+
+    /// Taken by every handler that changes something, after its body is read (a slow client
+    /// holds no one up).
+    async fn change(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.changes.lock().await
+    }
+
+    fn authenticate(&self, header: Option<&HeaderValue>) -> Result<(), ApiError> {
+        let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, m);
+        let Some(header) = header else {
+            return Err(unauthorized("missing bearer token (Authorization: Bearer TOKEN)"));
+        };
+        let presented = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim);
+        match presented {
+            Some(token) if self.token.matches(token) => Ok(()),
+            Some(_) => Err(unauthorized("wrong bearer token")),
+            None => Err(unauthorized(
+                "the Authorization header must be \"Bearer\" and the admin token",
+            )),
+        }
+    }
+
+    async fn route<B>(&self, request: Request<B>) -> reply::Handled
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, body) = request.into_parts();
+        let Some(route) = Route::parse(parts.uri.path()) else {
+            return Err(ApiError::not_found(format!(
+                "no such resource {:?}: the API is under {}",
+                parts.uri.path(),
+                route::PREFIX
+            )));
+        };
+        if !route.allowed().contains(&parts.method) {
+            return Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{} is not allowed here", parts.method),
+            ));
+        }
+        let query = parts.uri.query().unwrap_or("");
+        let headers = &parts.headers;
+        match (&parts.method, route) {
+            (&Method::GET, Route::Users) => self.list_users().await,
+            (&Method::POST, Route::Users) => self.create_user(body::json(headers, body).await?).await,
+            (_, Route::User(name)) => self.delete_user(&name, flag(query, "force")?).await,
+            (&Method::GET, Route::Apps) => self.list_apps().await,
+            (&Method::POST, Route::Apps) => self.create_app(body::json(headers, body).await?).await,
+            (_, Route::App(id)) => self.delete_app(&id).await,
+            (&Method::GET, Route::AppImage(id)) => self.get_image(&id).await,
+            (_, Route::AppImage(id)) => {
+                self.require_app(&id).await?;
+                let bytes = body::read(headers, body, image::MAX_IMAGE_BYTES, "image").await?;
+                image::check_png(&bytes)?;
+                self.put_image(&id, bytes.to_vec()).await
+            }
+            (_, Route::Pairings) => self.list_pairings().await,
+            (_, Route::Pairing(fp)) => self.revoke_pairing(&fp, flag(query, "stop_sessions")?).await,
+            (_, Route::Pending) => self.list_pending().await,
+            (_, Route::Approve(secret)) => self.approve(&secret, body::json(headers, body).await?).await,
+            (_, Route::Sessions) => self.list_sessions().await,
+            (_, Route::Session(id)) => self.stop_session(&id).await,
+            (method, route) => Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} is not allowed on {route}"),
+            )),
+        }
+    }
+}
+
+/// A boolean query parameter: absent is false; `true`/`false` (or `1`/`0`) otherwise 400.
+fn flag(query: &str, name: &str) -> Result<bool, ApiError> {
+    let mut value = false;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if key != name {
+            continue;
+        }
+        value = match v {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "{name}={other:?}: expected true or false"
+                )));
+            }
+        };
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests;

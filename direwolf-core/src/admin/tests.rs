@@ -1,0 +1,471 @@
+//! The handlers over in-memory stores, an in-memory PIN broker and a launcher that ends
+//! sessions in the store.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http_body_util::{BodyExt, Full};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::ids::{AppId, Fingerprint, SessionId, UserName};
+use crate::launcher::{LaunchError, LaunchOutcome};
+use crate::model::{
+    App, LaunchRequest, Pairing, ResumeRequest, Session, SessionPhase, StreamKeys, User, VideoMode,
+};
+use crate::pin_broker::{InMemoryPinBroker, PendingPinRequest};
+use crate::{AesKey, RiKeyId, SessionStoreExt};
+
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
+
+/// A launcher whose cancel ends the user's sessions in the store, and remembers who it ended.
+#[derive(Debug)]
+struct StoreLauncher {
+    sessions: Arc<dyn SessionStore>,
+    cancelled: Mutex<Vec<UserName>>,
+}
+
+#[async_trait]
+impl Launcher for StoreLauncher {
+    async fn launch(&self, _: LaunchRequest) -> Result<LaunchOutcome, LaunchError> {
+        Err(LaunchError::Invalid("not in these tests".into()))
+    }
+    async fn resume(&self, _: ResumeRequest) -> Result<LaunchOutcome, LaunchError> {
+        Err(LaunchError::NotRunning)
+    }
+    async fn cancel(&self, user: &UserName) -> Result<(), LaunchError> {
+        for session in self.sessions.for_user(user).await? {
+            self.sessions.delete(&session.id).await?;
+        }
+        self.cancelled.lock().push(user.clone());
+        Ok(())
+    }
+    async fn current_app(&self, _: &UserName) -> Option<AppId> {
+        None
+    }
+}
+
+struct Fixture {
+    api: AdminApi,
+    stores: Stores,
+    broker: InMemoryPinBroker,
+    launcher: Arc<StoreLauncher>,
+    token: AdminToken,
+}
+
+fn fixture() -> Fixture {
+    let stores = Stores::in_memory();
+    let broker = InMemoryPinBroker::default();
+    let launcher = Arc::new(StoreLauncher {
+        sessions: stores.sessions.clone(),
+        cancelled: Mutex::default(),
+    });
+    let token = AdminToken::generate();
+    let api = AdminApi::new(&stores, Arc::new(broker.clone()), launcher.clone(), token.clone());
+    Fixture {
+        api,
+        stores,
+        broker,
+        launcher,
+        token,
+    }
+}
+
+const CLIENT: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+
+impl Fixture {
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        content_type: &str,
+    ) -> (StatusCode, Value, Vec<u8>) {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {}", self.token.expose()))
+            .header("content-type", content_type)
+            .body(Full::new(Bytes::from(body.unwrap_or_default().to_vec())))
+            .unwrap();
+        reply_parts(self.api.handle(request, CLIENT).await).await
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let bytes = body.map(|b| b.to_string().into_bytes());
+        let (status, json, _) = self
+            .send(method, path, bytes.as_deref(), "application/json")
+            .await;
+        (status, json)
+    }
+
+    async fn session(&self, user: &str, id: &str) {
+        self.stores
+            .sessions
+            .create(Session {
+                id: id.parse().unwrap(),
+                user: user.parse().unwrap(),
+                pairing: Fingerprint::of_der(user.as_bytes()),
+                app: AppId::new(1).unwrap(),
+                client_ip: "192.0.2.9".parse().unwrap(),
+                mode: VideoMode::DEFAULT,
+                surround_audio_info: 196_610,
+                keys: StreamKeys {
+                    aes_key: AesKey::new([0; 16]),
+                    aes_iv: RiKeyId::from_bits(1),
+                },
+                phase: SessionPhase::Streaming,
+                placement: None,
+                created_at: 1,
+            })
+            .await
+            .unwrap();
+    }
+
+    async fn pairing(&self, user: &str) -> Fingerprint {
+        let fingerprint = Fingerprint::of_der(user.as_bytes());
+        self.stores
+            .pairings
+            .put(Pairing {
+                fingerprint: fingerprint.clone(),
+                cert_pem: "-----BEGIN CERTIFICATE-----".into(),
+                user: user.parse().unwrap(),
+                device_name: Some("roth".into()),
+                paired_at: 7,
+            })
+            .await
+            .unwrap();
+        fingerprint
+    }
+}
+
+async fn reply_parts(reply: Reply) -> (StatusCode, Value, Vec<u8>) {
+    let status = reply.status();
+    let is_json = reply
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v == "application/json");
+    let bytes = reply.into_body().collect().await.unwrap().to_bytes().to_vec();
+    let json = if is_json {
+        serde_json::from_slice(&bytes).unwrap()
+    } else {
+        Value::Null
+    };
+    (status, json, bytes)
+}
+
+fn error_of(body: &Value) -> &str {
+    body["error"].as_str().expect("an error body {\"error\": ...}")
+}
+
+#[tokio::test]
+async fn missing_or_wrong_tokens_are_401_and_change_nothing() {
+    let f = fixture();
+    for header in [
+        None,
+        Some("Bearer nope".to_owned()),
+        Some(f.token.expose().to_owned()),
+    ] {
+        let mut request = Request::builder().method("POST").uri("/api/v1/users");
+        if let Some(h) = &header {
+            request = request.header("authorization", h);
+        }
+        let request = request
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(br#"{"name":"eve"}"#)))
+            .unwrap();
+        let reply = f.api.handle(request, CLIENT).await;
+        assert_eq!(reply.headers()["www-authenticate"], "Bearer");
+        let (status, body, _) = reply_parts(reply).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{header:?}");
+        assert!(error_of(&body).contains("token"), "{body}");
+    }
+    assert!(f.stores.users.list().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn users_create_list_duplicate_malformed_delete() {
+    let f = fixture();
+    let (status, body) = f
+        .call(
+            "POST",
+            "/api/v1/users",
+            Some(json!({"name": "alice", "display_name": "Alice"})),
+        )
+        .await;
+    assert_eq!(
+        (status, &body),
+        (
+            StatusCode::CREATED,
+            &json!({"name": "alice", "display_name": "Alice"})
+        )
+    );
+    let (status, body) = f
+        .call("POST", "/api/v1/users", Some(json!({"name": "alice"})))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(error_of(&body).contains("already exists"));
+    let (status, body, _) = f
+        .send("POST", "/api/v1/users", Some(b"{\"name\":"), "application/json")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error_of(&body).contains("malformed JSON"), "{body}");
+    let (status, _, _) = f
+        .send("POST", "/api/v1/users", Some(br#"{"name":"bob"}"#), "text/plain")
+        .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    for bad in [
+        json!({"name": "Bad Name"}),
+        json!({"name": "bob", "admin": true}),
+        json!({}),
+    ] {
+        let (status, _) = f.call("POST", "/api/v1/users", Some(bad.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let (status, body) = f.call("GET", "/api/v1/users", None).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::OK,
+            json!([{"name": "alice", "display_name": "Alice"}])
+        )
+    );
+    let (status, _) = f.call("DELETE", "/api/v1/users/alice", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = f.call("DELETE", "/api/v1/users/alice", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = f.call("DELETE", "/api/v1/users/Not%20A%20Name", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_user_with_live_sessions_is_kept_unless_forced() {
+    let f = fixture();
+    f.stores
+        .users
+        .put(User::new("bob".parse().unwrap()))
+        .await
+        .unwrap();
+    let fingerprint = f.pairing("bob").await;
+    f.session("bob", "s1").await;
+    let (status, body) = f.call("DELETE", "/api/v1/users/bob", None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(error_of(&body).contains("force=true"), "{body}");
+    assert!(
+        f.stores
+            .users
+            .get(&"bob".parse().unwrap())
+            .await
+            .unwrap()
+            .is_some(),
+        "nothing deleted"
+    );
+    assert!(
+        f.stores.pairings.get(&fingerprint).await.unwrap().is_some(),
+        "nothing deleted"
+    );
+    let (status, _) = f.call("DELETE", "/api/v1/users/bob?force=maybe", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = f.call("DELETE", "/api/v1/users/bob?force=true", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        *f.launcher.cancelled.lock(),
+        vec!["bob".parse::<UserName>().unwrap()]
+    );
+    assert!(f.stores.sessions.list().await.unwrap().is_empty());
+    assert!(
+        f.stores.pairings.get(&fingerprint).await.unwrap().is_none(),
+        "the user's pairings go with it"
+    );
+}
+
+#[tokio::test]
+async fn apps_and_images() {
+    let f = fixture();
+    let (status, body) = f
+        .call("POST", "/api/v1/apps", Some(json!({"title": "Desktop"})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        body,
+        json!({"id": 1, "title": "Desktop", "hdr_supported": false, "has_image": false})
+    );
+    let (status, body) = f
+        .call(
+            "POST",
+            "/api/v1/apps",
+            Some(json!({"title": "Steam", "id": 7, "hdr_supported": true})),
+        )
+        .await;
+    assert_eq!((status, body["id"].clone()), (StatusCode::CREATED, json!(7)));
+    for (dup, says) in [
+        (json!({"title": "Desktop"}), "titled"),
+        (json!({"title": "Other", "id": 7}), "taken"),
+    ] {
+        let (status, body) = f.call("POST", "/api/v1/apps", Some(dup)).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert!(error_of(&body).contains(says), "{body}");
+    }
+    for bad in [
+        json!({"title": ""}),
+        json!({"title": "X", "id": 0}),
+        json!({"title": 3}),
+    ] {
+        let (status, _) = f.call("POST", "/api/v1/apps", Some(bad.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let (status, _, _) = f
+        .send("PUT", "/api/v1/apps/7/image", Some(PNG), "image/png")
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, bytes) = f.send("GET", "/api/v1/apps/7/image", None, "").await;
+    assert_eq!((status, bytes.as_slice()), (StatusCode::OK, PNG));
+    let (status, body, _) = f
+        .send("PUT", "/api/v1/apps/7/image", Some(b"GIF89a...."), "image/png")
+        .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(error_of(&body).contains("PNG"));
+    let mut huge = PNG.to_vec();
+    huge.resize(image::MAX_IMAGE_BYTES + 1, 0);
+    let (status, body, _) = f
+        .send("PUT", "/api/v1/apps/7/image", Some(&huge), "image/png")
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(error_of(&body).contains("larger than"));
+    let (_, _, bytes) = f.send("GET", "/api/v1/apps/7/image", None, "").await;
+    assert_eq!(bytes, PNG, "a refused image leaves the old one");
+    let (status, _, _) = f
+        .send("PUT", "/api/v1/apps/99/image", Some(PNG), "image/png")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, body) = f.call("GET", "/api/v1/apps", None).await;
+    assert_eq!(body[1]["has_image"], json!(true));
+    let (status, _) = f.call("DELETE", "/api/v1/apps/7", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = f.call("DELETE", "/api/v1/apps/7", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        f.stores.apps.list().await.unwrap(),
+        vec![App::new(AppId::new(1).unwrap(), "Desktop").unwrap()]
+    );
+}
+
+#[tokio::test]
+async fn pairings_list_and_revoke() {
+    let f = fixture();
+    let fingerprint = f.pairing("carol").await;
+    f.session("carol", "s2").await;
+    let (status, body) = f.call("GET", "/api/v1/pairings", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!([{"fingerprint": fingerprint.as_str(), "user": "carol", "device_name": "roth", "paired_at": 7}])
+    );
+    let path = format!("/api/v1/pairings/{fingerprint}");
+    let (status, _) = f
+        .call("DELETE", &format!("{path}?stop_sessions=true"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(
+        f.stores.sessions.list().await.unwrap().is_empty(),
+        "its session ended"
+    );
+    let (status, _) = f.call("DELETE", &path, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_pending_pairing_is_approved_through_the_broker() {
+    let f = fixture();
+    f.stores
+        .users
+        .put(User::new("dave".parse().unwrap()))
+        .await
+        .unwrap();
+    let secret = f
+        .broker
+        .open(PendingPinRequest {
+            client_ip: "192.0.2.4".parse().unwrap(),
+            device_name: Some("roth".into()),
+        })
+        .await
+        .unwrap();
+    let (status, body) = f.call("GET", "/api/v1/pending-pairings", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body[0]["secret"], json!(secret.as_str()));
+    let approve = format!("/api/v1/pending-pairings/{}/approve", secret.as_str());
+    for (bad, expected) in [
+        (json!({"pin": "12a4", "user": "dave"}), StatusCode::BAD_REQUEST),
+        (json!({"pin": "1234", "user": "nobody"}), StatusCode::NOT_FOUND),
+        (json!({"pin": "1234", "pin2": 1}), StatusCode::BAD_REQUEST),
+    ] {
+        let (status, _) = f.call("POST", &approve, Some(bad.clone())).await;
+        assert_eq!(status, expected, "{bad}");
+    }
+    let (status, _) = f
+        .call("POST", &approve, Some(json!({"pin": "1234", "user": "dave"})))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let got = tokio::time::timeout(
+        Duration::from_secs(5),
+        f.broker.wait(&secret, Duration::from_secs(1)),
+    )
+    .await
+    .expect("the broker hands the PIN over at once")
+    .unwrap();
+    assert_eq!((got.pin.expose(), got.user.unwrap().as_str()), ("1234", "dave"));
+    let (status, _) = f.call("POST", &approve, Some(json!({"pin": "1234"}))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a PIN is delivered once");
+    let (status, _) = f
+        .call(
+            "POST",
+            "/api/v1/pending-pairings/nothex/approve",
+            Some(json!({"pin": "1234"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn sessions_list_and_stop() {
+    let f = fixture();
+    f.session("erin", "s3").await;
+    let (status, body) = f.call("GET", "/api/v1/sessions", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (body[0]["id"].clone(), body[0]["phase"].clone()),
+        (json!("s3"), json!("Streaming"))
+    );
+    assert_eq!(body[0]["mode"], json!("1920x1080x60"));
+    let (status, _) = f.call("DELETE", "/api/v1/sessions/s3", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(
+        f.stores
+            .sessions
+            .get(&"s3".parse::<SessionId>().unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let (status, _) = f.call("DELETE", "/api/v1/sessions/s3", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods() {
+    let f = fixture();
+    let (status, body) = f.call("GET", "/api/v1/nothing", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(error_of(&body).contains("/api/v1"));
+    let request = Request::builder()
+        .method("PATCH")
+        .uri("/api/v1/users")
+        .header("authorization", format!("Bearer {}", f.token.expose()))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let reply = f.api.handle(request, CLIENT).await;
+    assert_eq!(reply.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(reply.headers()["allow"], "GET, POST");
+}
