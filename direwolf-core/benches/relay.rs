@@ -15,11 +15,12 @@
 //! shared-ports mode: every session on one port set, each sink first sending a video SETUP through
 //! the shared RTSP port so that the relay learns the session's ping payload from the source's
 //! answer, then pinging the one shared video port with it). Each session's sink has an address of
-//! its own, as distinct clients do. `egress` is the seed's idea (`streaming-ports.md` § 10): the
-//! pings reach Wolf through the forwarder's DNAT, and Wolf's host sends the media straight to
-//! the client over a link of its own, its source rewritten to the proxy's address and port (SNAT
-//! on Wolf's host), so no forwarder touches the media. `floor` is not a forwarder: it opens the relay's sockets, passes
-//! the pings to Wolf and reads Wolf's datagrams in `recvmmsg` batches, then discards them; its CPU
+//! its own, as distinct clients do. `egress` is the proof of concept's plan (Wolf streams to the
+//! client itself): the pings reach Wolf through the forwarder's DNAT, and Wolf's host sends the
+//! media straight to the client over a link of its own, its source rewritten to the proxy's address
+//! and port (SNAT on Wolf's host), so no forwarder touches the media. `floor` is not a forwarder:
+//! it opens the relay's sockets, passes the pings to Wolf and reads Wolf's datagrams in `recvmmsg`
+//! batches, then discards them; its CPU
 //! time is what any forwarder built on sockets pays before sending anything (it has no latency).
 //! `socat`, `relay` and `floor` are pinned to CPU 1, source and sink to CPU 0; forwarders and the
 //! sink run SCHED_FIFO (`chrt -f 20`), the source at nice -15, so that other work on a shared
@@ -735,7 +736,7 @@ fn install_dnat(t: &Topology, n: usize) {
     nft(&t.r, &rules);
 }
 
-/// The seed's idea (`docs/protocol/streaming-ports.md` § 10): Wolf's host sends the media
+/// The proof of concept's plan, Wolf streaming to the client itself: Wolf's host sends the media
 /// straight to the client over its own link, with the proxy's address and port as source. Pings
 /// reach Wolf untracked (so that Wolf's first datagram opens the connection the SNAT applies to),
 /// media is marked onto the direct link (routing table 77) and its source rewritten.
