@@ -404,3 +404,43 @@ async fn a_flood_from_unknown_sources_is_counted_and_leaves_a_streaming_session_
         );
     }
 }
+
+#[tokio::test]
+async fn slow_connections_of_one_address_cannot_hold_the_shared_rtsp_port() {
+    use tokio::io::AsyncReadExt;
+    let wolf = FakeWolf::start().await;
+    let relay = shared_relay(22130);
+    let other = Ipv4Addr::new(127, 0, 0, 6);
+    let _s = relay
+        .open_session(session_of(&wolf, IpAddr::V4(other), FAKE_IP))
+        .await
+        .expect("open");
+    // Eight connections that never send a request: one address's whole allowance.
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(
+            timeout(WAIT, tokio::net::TcpStream::connect((LOCAL, 22130)))
+                .await
+                .expect("connect in time")
+                .expect("connect"),
+        );
+    }
+    settle().await;
+    // A ninth from that address is closed at once, unanswered.
+    let mut ninth = timeout(WAIT, tokio::net::TcpStream::connect((LOCAL, 22130)))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    let mut buf = [0u8; 16];
+    let read = timeout(WAIT, ninth.read(&mut buf)).await.expect("closed at once");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    // Another address is served meanwhile.
+    let options = format!("OPTIONS rtsp://{FAKE_IP}:22130 RTSP/1.0\r\nCSeq: 1\r\nHost: {FAKE_IP}\r\n\r\n");
+    assert!(
+        rtsp_from(other, 22130, &options)
+            .await
+            .starts_with("RTSP/1.0 200")
+    );
+    assert_eq!(relay.totals().rtsp.rejected_connection_limit, 1);
+    drop(held);
+}
