@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU16;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,8 @@ use anyhow::Context as _;
 use direwolf_core::health::{HealthServer, Probes};
 use direwolf_core::metrics::Metrics;
 use direwolf_core::metrics::sessions::track_phases_of;
+use direwolf_core::relay::SharedPorts;
+use direwolf_k8s::crd::SessionPorts;
 use direwolf_k8s::exposure;
 use direwolf_k8s::leader::{LEASE_NAME, LeaderElector, LeaseTiming};
 use direwolf_k8s::operator::config::{
@@ -48,6 +51,12 @@ pub struct OperatorArgs {
     /// Public ports handed out to Sessions, four contiguous ports each.
     #[arg(long, value_name = "FIRST-LAST", default_value = "40000-40999")]
     pub port_range: PortRange,
+
+    /// Give every Session the one shared port set (RTSP 48010, control 47999, video 48100, audio
+    /// 48200) instead of a block of `--port-range`, for proxies run with `--shared-ports`.
+    /// Needs `--exposure relay`.
+    #[arg(long)]
+    pub shared_ports: bool,
 
     /// Image of the `wolf` container.
     #[arg(long, value_name = "IMAGE", env = "WOLF_IMAGE", default_value = DEFAULT_WOLF_IMAGE)]
@@ -202,6 +211,9 @@ pub fn exposure(args: &OperatorArgs) -> Result<Exposure, String> {
     if mode != ExposureMode::Gateway && args.gateway.is_some() {
         return Err("--gateway needs --exposure gateway".to_owned());
     }
+    if mode != ExposureMode::Relay && args.shared_ports {
+        return Err("--shared-ports is a mode of the proxies' relay: it needs --exposure relay".to_owned());
+    }
     if mode != ExposureMode::Relay && args.proxy_service.is_some() {
         return Err(
             "--proxy-service publishes the ports the proxies relay: it needs --exposure relay (unset DIREWOLF_PROXY_SERVICE)"
@@ -231,6 +243,18 @@ pub fn exposure(args: &OperatorArgs) -> Result<Exposure, String> {
     })
 }
 
+/// Moonlight's ports as a Session's `status.ports` (the proxies' shared set).
+fn shared_session_ports() -> SessionPorts {
+    let shared = SharedPorts::default();
+    let port = |p: u16| NonZeroU16::new(p).expect("Moonlight's ports are not 0");
+    SessionPorts {
+        rtsp: port(shared.rtsp),
+        control: port(shared.control),
+        video_rtp: port(shared.video),
+        audio_rtp: port(shared.audio),
+    }
+}
+
 /// The operator's configuration from the flags, in `namespace`.
 fn config(args: &OperatorArgs, namespace: &str) -> OperatorConfig {
     OperatorConfig {
@@ -248,6 +272,7 @@ fn config(args: &OperatorArgs, namespace: &str) -> OperatorConfig {
         },
         start_deadline: Duration::from_secs(args.start_deadline),
         instance: Some(args.holder_identity.clone().unwrap_or_else(hostname)),
+        shared_ports: args.shared_ports.then(shared_session_ports),
         ..OperatorConfig::new(namespace)
     }
 }

@@ -20,7 +20,7 @@ use direwolf_core::admin::AdminToken;
 use direwolf_core::health::{HealthServer, Probes};
 use direwolf_core::metrics::sessions::track_phases_of;
 use direwolf_core::metrics::{LaunchMetrics, MeteredLauncher, Metrics, PairingMetrics, RelayCollector};
-use direwolf_core::relay::{Relay, RelayConfig};
+use direwolf_core::relay::{Relay, RelayConfig, SharedPorts};
 use direwolf_core::{Launcher, MemoAppCatalog, PinBroker, Stores, UserName, UserStoreExt};
 use direwolf_k8s::crd;
 use direwolf_k8s::launcher::{KubeLauncher, LauncherConfig};
@@ -89,6 +89,12 @@ pub struct ProxyArgs {
     /// `gateway`, where Wolf listens on the public ports and the operator exposes them.
     #[arg(long)]
     pub no_relay: bool,
+
+    /// Relay every Session on one port set (RTSP 48010/TCP, control 47999, video 48100, audio
+    /// 48200/UDP), told apart by what the clients send; the operator must run with
+    /// `--shared-ports` too, so that every Session's ports are that set.
+    #[arg(long, conflicts_with = "no_relay")]
+    pub shared_ports: bool,
 
     /// Serve the admin API (HTTPS, with the server's certificate) with the token in this file
     /// (a mounted Secret); without it, no admin API.
@@ -235,7 +241,12 @@ fn start_relays(
         return Ok(None);
     }
     // The operator allocates the ports; the engine's own allocator is not used here.
-    let config = RelayConfig::new(args.relay_ip, 1..=4);
+    let mut config = RelayConfig::new(args.relay_ip, 1..=4);
+    if args.shared_ports {
+        config.shared_ports = Some(SharedPorts::default());
+        // The agent's stream URL names the shared RTSP port: no port of its own is possible.
+        config.shared_rtsp_fallback = false;
+    }
     let relay = Relay::new(config).context("cannot start the stream relay")?;
     metrics.register_collector(RelayCollector::new(relay.clone()));
     let relays = SessionRelays::new(watches, relay);

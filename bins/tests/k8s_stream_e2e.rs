@@ -170,8 +170,12 @@ struct Pack {
     proxy: Direwolf,
 }
 
+/// `Pack::start`'s port range that means every Session on the shared ports instead.
+const SHARED: &str = "shared";
+
 impl Pack {
-    /// `None` only where the real control plane tests are switched off locally.
+    /// `None` only where the real control plane tests are switched off locally. `ports` is the
+    /// operators' port range, or [`SHARED`].
     fn start(operators: &[&str], ports: &str) -> Option<Pack> {
         let cp = testenv::control_plane()?;
         support::require_moonlight_python();
@@ -194,7 +198,16 @@ impl Pack {
             runtime,
             client,
             operators: Vec::new(),
-            proxy: start_proxy(&ns, &dir.path().join("direwolf-proxy")),
+            proxy: if ports == SHARED {
+                start_proxy_with(
+                    &ns,
+                    &dir.path().join("direwolf-proxy"),
+                    "127.0.0.1",
+                    &["--shared-ports"],
+                )
+            } else {
+                start_proxy(&ns, &dir.path().join("direwolf-proxy"))
+            },
             ns,
             dir,
         };
@@ -205,11 +218,17 @@ impl Pack {
     }
 
     fn start_operator(&mut self, identity: &str, ports: &str) {
+        let port_args: &[&str] = if ports == SHARED {
+            &["--shared-ports"]
+        } else {
+            &["--port-range", ports]
+        };
         let proc = Proc::spawn(
             &format!("operator {identity}"),
             support::direwolf()
                 .args(["operator", "--namespace", &self.ns, "--holder-identity", identity])
-                .args(["--port-range", ports, "--stream-node-selector", NODE_SELECTOR])
+                .args(port_args)
+                .args(["--stream-node-selector", NODE_SELECTOR])
                 .args(["--lease-duration", LEASE_SECS, "--start-deadline", "40"])
                 .args(["--health-bind", "127.0.0.1:0"])
                 .env("KUBECONFIG", self.dir.path().join("direwolf-operator"))
@@ -486,10 +505,16 @@ fn start_proxy(ns: &str, kubeconfig: &Path) -> Direwolf {
 
 /// A proxy replica whose relays bind `relay_ip`.
 fn start_proxy_relaying_on(ns: &str, kubeconfig: &Path, relay_ip: &str) -> Direwolf {
+    start_proxy_with(ns, kubeconfig, relay_ip, &[])
+}
+
+/// A proxy replica whose relays bind `relay_ip`, with more flags.
+fn start_proxy_with(ns: &str, kubeconfig: &Path, relay_ip: &str, more: &[&str]) -> Direwolf {
     let proc = Proc::spawn(
         &format!("proxy {relay_ip}"),
         support::direwolf()
             .args(["proxy", "--namespace", ns])
+            .args(more)
             .args(["--bind", "127.0.0.1", "--http-port", "0", "--https-port", "0"])
             .args(["--health-bind", "127.0.0.1:0"])
             .args(["--external-address", "127.0.0.1", "--relay-ip", relay_ip])
@@ -639,6 +664,57 @@ fn two_clients_stream_from_wolf_pods_through_the_proxy_and_quitting_frees_everyt
             "the relay's RTSP port {port} is closed: {probe}"
         );
     }
+}
+
+#[test]
+fn two_clients_stream_from_wolf_pods_through_one_shared_port_set() {
+    let Some(pack) = Pack::start(&["op-a"], SHARED) else {
+        return;
+    };
+    pack.proxy.proc.wait_for("shared stream ports listening", START);
+    let alice = pack.client("alice-laptop", "alice");
+    let bob = pack.client("bob-phone", "bob");
+    let (stop1, stop2) = (pack.dir.path().join("stop1"), pack.dir.path().join("stop2"));
+    // alice echoes the pod IP (20 Mbit/s); bob sends 0.0.0.0 and is told apart by his address
+    // only once alice's handshake is over (both come from 127.0.0.1).
+    let s1 = pack.stream_with(&alice, &stop1, &["--bitrate", "20000"]);
+    let name1 = pack.new_session(&[]).name_any();
+    let session1 = pack.wait_phase(&name1, SessionPhase::Streaming);
+    let s2 = pack.stream(&bob, &stop2);
+    let name2 = pack.new_session(std::slice::from_ref(&name1)).name_any();
+    let session2 = pack.wait_phase(&name2, SessionPhase::Streaming);
+    let shared = |s: &Session| {
+        let ports = s.status.as_ref().and_then(|st| st.ports).expect("ports");
+        (
+            ports.rtsp.get(),
+            ports.control.get(),
+            ports.video_rtp.get(),
+            ports.audio_rtp.get(),
+        )
+    };
+    assert_eq!(shared(&session1), (48010, 47999, 48100, 48200));
+    assert_eq!(shared(&session2), shared(&session1), "one port set for both");
+    let (ip1, ip2) = (
+        pod_ip(&pack.pod_of(&name1).expect("alice's pod")),
+        pod_ip(&pack.pod_of(&name2).expect("bob's pod")),
+    );
+    assert_stream_reached_wolf(&pack, &ip1);
+    assert_stream_reached_wolf(&pack, &ip2);
+    for (stop, proc) in [(&stop1, s1), (&stop2, s2)] {
+        std::fs::write(stop, b"").expect("stop file");
+        let done = proc.report(DRIVER_TIMEOUT);
+        assert_eq!(done["terminated"], false, "the stream ran until stopped: {done}");
+        assert!(
+            done["udp_in_while_streaming"].as_u64().unwrap_or(0) > 0,
+            "RTP from the Wolf pod reached the client: {done}"
+        );
+    }
+    let text = scrape(&pack.proxy.proc);
+    assert_eq!(
+        support::metric(&text, r#"direwolf_relay_rtsp_total{event="relayed"}"#),
+        Some(14.0),
+        "both handshakes through the shared RTSP port: {text}"
+    );
 }
 
 #[test]

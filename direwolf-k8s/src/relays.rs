@@ -18,6 +18,14 @@
 //! or host change. A set that cannot be bound (another program holds a port) is retried every
 //! [`RETRY_EVERY`].
 //!
+//! With a shared-ports relay (`direwolf proxy --shared-ports`, the operator run with
+//! `--shared-ports` too) every Session's `status.ports` are the one shared set, and each replica
+//! joins the Session to its shared ports instead: RTSP is told apart by the pod IP the client
+//! echoes (the agent's `sessionUrl0` names it), media by ping payload, control by connect data (the
+//! shared-ports mode of `direwolf_core::relay`). The extra RTSP port `direwolf serve` gives a
+//! second simultaneous `0.0.0.0` launch of one address does not exist here (the agent's URL names
+//! the shared port): such a launch's requests are refused as ambiguous.
+//!
 //! Each replica admits a new UDP endpoint from the Session's client address, or one that proves
 //! the session's ping secret or connect data learned from the RTSP answers it relayed itself.
 //! Behind a load balancer that does not keep client addresses, a flow must therefore reach the
@@ -29,7 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use direwolf_core::StreamPorts;
-use direwolf_core::relay::{Relay, SessionRelay, SessionRelayConfig};
+use direwolf_core::relay::{Relay, SessionRelay, SessionRelayConfig, SharedPorts};
 use futures::StreamExt;
 use kube::ResourceExt;
 use tracing::{info, warn};
@@ -63,6 +71,16 @@ impl RelayTarget {
         );
         config.wolf_udp_host = self.host;
         config
+    }
+}
+
+/// The shared port set as a Session's ports.
+fn shared_set(shared: SharedPorts) -> StreamPorts {
+    StreamPorts {
+        rtsp: shared.rtsp,
+        video: shared.video,
+        audio: shared.audio,
+        control: shared.control,
     }
 }
 
@@ -164,11 +182,24 @@ impl SessionRelays {
             if self.open.contains_key(&name) {
                 continue;
             }
-            match self
-                .relay
-                .open_session_on(target.ports, target.session_config())
-                .await
-            {
+            let opened = match self.relay.config().shared_ports {
+                None => {
+                    self.relay
+                        .open_session_on(target.ports, target.session_config())
+                        .await
+                }
+                Some(shared) if shared_set(shared) == target.ports => {
+                    self.relay.open_session(target.session_config()).await
+                }
+                Some(_) => {
+                    warn!(
+                        session = %name, rtsp = target.ports.rtsp,
+                        "the Session's ports are not the shared set this proxy relays: run the operator with --shared-ports too"
+                    );
+                    continue;
+                }
+            };
+            match opened {
                 Ok(relay) => {
                     info!(session = %name, host = %target.host, rtsp = target.ports.rtsp, "relay opened");
                     self.open.insert(name, (target, relay));

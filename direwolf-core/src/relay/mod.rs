@@ -121,6 +121,11 @@ pub struct RelayConfig {
     /// the RTSP ports of launches the shared RTSP port cannot tell apart. `None`: four ports of
     /// `port_range` per session.
     pub shared_ports: Option<SharedPorts>,
+    /// In shared-ports mode, give a launch that the shared RTSP port could not tell from another
+    /// launch of the same address an RTSP port of its own from `port_range` (the default). Off
+    /// where the relay does not write `sessionUrl0` itself (the Kubernetes proxy): such a
+    /// launch's `0.0.0.0` requests are then refused as ambiguous.
+    pub shared_rtsp_fallback: bool,
 }
 
 impl RelayConfig {
@@ -137,6 +142,7 @@ impl RelayConfig {
             rtsp: RtspLimits::default(),
             admit_any_source: false,
             shared_ports: None,
+            shared_rtsp_fallback: true,
         }
     }
 }

@@ -6,6 +6,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::crd::SessionPorts;
+
 /// The image of Wolf used when none is configured.
 pub const DEFAULT_WOLF_IMAGE: &str = "ghcr.io/games-on-whales/wolf:stable";
 /// The image of the agent used when none is configured (the direwolf image: `direwolf agent`).
@@ -300,6 +302,9 @@ pub struct OperatorConfig {
     pub instance: Option<String>,
     /// How the stream ports reach the pods.
     pub exposure: Exposure,
+    /// Every Session gets these ports instead of a block of `port_range` (the proxies relay them
+    /// in shared-ports mode).
+    pub shared_ports: Option<SessionPorts>,
 }
 
 impl OperatorConfig {
@@ -316,6 +321,7 @@ impl OperatorConfig {
             reporter: "direwolf-operator".to_owned(),
             instance: None,
             exposure: Exposure::Relay,
+            shared_ports: None,
         }
     }
 }

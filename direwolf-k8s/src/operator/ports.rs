@@ -50,6 +50,7 @@ pub fn first_free(range: PortRange, used: &BTreeSet<u16>) -> Option<SessionPorts
 #[derive(Debug)]
 pub struct PortAllocator {
     range: PortRange,
+    shared: Option<SessionPorts>,
     handed_out: Mutex<BTreeMap<String, SessionPorts>>,
 }
 
@@ -58,7 +59,17 @@ impl PortAllocator {
     pub fn new(range: PortRange) -> Self {
         PortAllocator {
             range,
+            shared: None,
             handed_out: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// An allocator that gives every Session the same ports: the proxies' shared-ports relay
+    /// tells the Sessions apart (`direwolf proxy --shared-ports`).
+    pub fn shared(ports: SessionPorts) -> Self {
+        PortAllocator {
+            shared: Some(ports),
+            ..PortAllocator::new(PortRange::default())
         }
     }
 
@@ -77,6 +88,9 @@ impl PortAllocator {
         own: Option<SessionPorts>,
         known: impl IntoIterator<Item = (&'a str, Option<SessionPorts>)>,
     ) -> Option<SessionPorts> {
+        if let Some(shared) = self.shared {
+            return Some(own.unwrap_or(shared));
+        }
         let mut handed_out = self.handed_out.lock();
         let mut names = BTreeSet::new();
         let mut used = BTreeSet::new();
@@ -153,6 +167,19 @@ mod tests {
         // Once b is released, d gets its block.
         allocator.release("b");
         assert_eq!(allocator.allocate("d", None, known), Some(b));
+    }
+
+    #[test]
+    fn a_shared_allocator_gives_every_session_the_shared_set() {
+        let shared = block(range(48000, 48003), 0).expect("block");
+        let allocator = PortAllocator::shared(shared);
+        let known = vec![("a", Some(shared)), ("b", None)];
+        assert_eq!(allocator.allocate("b", None, known.clone()), Some(shared));
+        assert_eq!(allocator.allocate("c", None, known.clone()), Some(shared));
+        // A Session that held other ports (before a change of mode) keeps them.
+        let old = block(range(100, 103), 0);
+        assert_eq!(allocator.allocate("d", old, known), old);
+        assert_eq!(allocator.handed_out(), 0);
     }
 
     #[test]

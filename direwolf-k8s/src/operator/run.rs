@@ -74,7 +74,10 @@ impl Operator {
     pub fn new(client: Client, config: OperatorConfig) -> Self {
         Operator {
             client,
-            ports: Arc::new(PortAllocator::new(config.port_range)),
+            ports: Arc::new(match config.shared_ports {
+                Some(shared) => PortAllocator::shared(shared),
+                None => PortAllocator::new(config.port_range),
+            }),
             config,
             metrics: Arc::new(Metrics::default()),
             ready: Arc::new(AtomicBool::new(false)),

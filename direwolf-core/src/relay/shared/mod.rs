@@ -154,7 +154,8 @@ impl Front {
     /// the shared port could not tell it from another launch of the same address.
     pub(crate) fn join(&self, relay: &Relay, session: SessionRelayConfig) -> Result<SessionRelay> {
         let front = self;
-        let own_rtsp = if front.directory.awaits_rtsp_from(session.client_ip) {
+        let ambiguous = front.directory.awaits_rtsp_from(session.client_ip);
+        let own_rtsp = if ambiguous && relay.inner.config.shared_rtsp_fallback {
             let (listener, lease) = front.rtsp_ports.listen(relay.inner.config.public_ip)?;
             tracing::info!(
                 client = %session.client_ip, rtsp = lease.port(),
