@@ -86,6 +86,12 @@ pub struct InstallArgs {
     #[arg(long, value_name = "MODE", value_enum, default_value_t = ExposureMode::Relay)]
     pub exposure: ExposureMode,
 
+    /// With `--exposure relay`: every Session on one port set (RTSP 48010/TCP, control 47999,
+    /// video 48100, audio 48200/UDP) instead of four ports of the range each: the proxies and
+    /// the operator run with `--shared-ports`.
+    #[arg(long)]
+    pub shared_ports: bool,
+
     /// The load-balancer sharing key of the proxies' Service and, with `--exposure
     /// load-balancer`, of every Session's Service (default: `direwolf`).
     #[arg(long, value_name = "KEY")]
@@ -167,6 +173,8 @@ pub struct Settings {
     pub exposure: Exposure,
     /// The proxies' Service's sharing key.
     pub sharing_key: String,
+    /// Every Session on the one shared port set (relay mode).
+    pub shared_ports: bool,
 }
 
 /// The exposure of `args`, or why its flags contradict each other (one line).
@@ -180,6 +188,9 @@ pub fn exposure(args: &InstallArgs) -> Result<Exposure, String> {
     }
     if mode != ExposureMode::Gateway && args.gateway.is_some() {
         return Err("--gateway needs --exposure gateway".to_owned());
+    }
+    if mode != ExposureMode::Relay && args.shared_ports {
+        return Err("--shared-ports is a mode of the proxies' relay: it needs --exposure relay".to_owned());
     }
     if let (Some(lb), Some(external)) = (args.lb_ip, args.external_address)
         && lb != external
@@ -236,6 +247,7 @@ impl Settings {
             operator_replicas: args.operator_replicas,
             exposure: exposure(args).unwrap_or_default(),
             sharing_key: sharing_key(args),
+            shared_ports: args.shared_ports,
         }
     }
 

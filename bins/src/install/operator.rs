@@ -28,6 +28,9 @@ pub fn args(settings: &Settings) -> Vec<String> {
     if settings.exposure == Exposure::Relay {
         args.extend(["--proxy-service", Component::Proxy.account()]);
     }
+    if settings.shared_ports {
+        args.push("--shared-ports");
+    }
     args.extend(["--agent-image", &settings.image]);
     let optional = [
         ("--wolf-image", settings.wolf_image.as_deref()),

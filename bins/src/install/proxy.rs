@@ -37,6 +37,9 @@ pub fn deployment_of(settings: &Settings) -> Deployment {
     if settings.exposure.wolf_on_public_ports() {
         args.push("--no-relay".to_owned());
     }
+    if settings.shared_ports {
+        args.push("--shared-ports".to_owned());
+    }
     let mut proxy = container(settings, "proxy", args, ports);
     if let Some(ip) = settings.external_address {
         proxy.env.get_or_insert_default().push(EnvVar {
@@ -51,7 +54,7 @@ pub fn deployment_of(settings: &Settings) -> Deployment {
     };
     let mut deployment = deployment(settings, Component::Proxy, settings.proxy_replicas, pod);
     if !settings.exposure.wolf_on_public_ports() {
-        reserve_stream_ports(&mut deployment);
+        reserve_stream_ports(&mut deployment, settings.shared_ports);
     }
     deployment
 }
@@ -59,11 +62,19 @@ pub fn deployment_of(settings: &Settings) -> Deployment {
 /// Keeps the kernel from handing the stream ports out as the source ports of the pod's own
 /// connections (to the API server, to Wolf): one held there would keep its Session from being
 /// relayed until it closed. `net.ipv4.ip_local_reserved_ports` is a safe, per-pod sysctl.
-fn reserve_stream_ports(deployment: &mut Deployment) {
+fn reserve_stream_ports(deployment: &mut Deployment, shared: bool) {
     let range = PortRange::default();
+    let value = if shared {
+        let p = direwolf_core::relay::SharedPorts::default();
+        let mut ports = [p.rtsp, p.video, p.audio, p.control];
+        ports.sort_unstable();
+        ports.map(|port| port.to_string()).join(",")
+    } else {
+        format!("{}-{}", range.first, range.last)
+    };
     let reserved = Sysctl {
         name: "net.ipv4.ip_local_reserved_ports".to_owned(),
-        value: format!("{}-{}", range.first, range.last),
+        value,
     };
     if let Some(pod) = deployment.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
         pod.security_context

@@ -519,3 +519,22 @@ fn a_relaying_proxy_reserves_the_stream_ports_from_its_own_connections() {
         "a proxy that does not relay binds no stream port"
     );
 }
+
+/// `--shared-ports`: both the proxies and the operator run in shared-ports mode, and the
+/// proxies reserve exactly the four shared ports; outside `--exposure relay` it is refused.
+#[test]
+fn shared_ports_render_both_flags_and_reserve_the_four_ports() {
+    let shared = Settings::new(&parse(&["--shared-ports"]).expect("parse"));
+    assert!(operator::args(&shared).contains(&"--shared-ports".to_owned()));
+    let pod = proxy::deployment_of(&shared).spec.unwrap().template.spec.unwrap();
+    let args = pod.containers[0].args.clone().unwrap();
+    assert_eq!(args, ["proxy", "--shared-ports"]);
+    let sysctls = pod.security_context.unwrap().sysctls.unwrap();
+    assert_eq!(sysctls[0].value, "47999,48010,48100,48200");
+    let default = Settings::new(&parse(&[]).expect("parse"));
+    assert!(!operator::args(&default).contains(&"--shared-ports".to_owned()));
+    let why =
+        exposure(&parse(&["--shared-ports", "--exposure", "gateway", "--gateway", "gw/x"]).expect("parse"))
+            .expect_err("refused");
+    assert!(why.contains("--shared-ports"), "{why}");
+}
