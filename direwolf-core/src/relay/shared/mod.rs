@@ -82,6 +82,9 @@ pub(crate) struct Front {
     control: Arc<RelaySocket>,
     pub(crate) rtsp_ports: fallback::RtspPorts,
     tasks: Vec<AbortHandle>,
+    /// Held from a launch's look at the directory until it is in it, so that two launches of one
+    /// address at once cannot both take the shared RTSP port.
+    joining: parking_lot::Mutex<()>,
 }
 
 impl Front {
@@ -147,6 +150,7 @@ impl Front {
             control,
             rtsp_ports: fallback::RtspPorts::new(config.port_range.clone()),
             tasks,
+            joining: parking_lot::Mutex::new(()),
         })
     }
 
@@ -154,6 +158,7 @@ impl Front {
     /// the shared port could not tell it from another launch of the same address.
     pub(crate) fn join(&self, relay: &Relay, session: SessionRelayConfig) -> Result<SessionRelay> {
         let front = self;
+        let _joining = front.joining.lock();
         let ambiguous = front.directory.awaits_rtsp_from(session.client_ip);
         let own_rtsp = if ambiguous && relay.inner.config.shared_rtsp_fallback {
             let (listener, lease) = front.rtsp_ports.listen(relay.inner.config.public_ip)?;
