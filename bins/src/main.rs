@@ -12,6 +12,7 @@ mod crd;
 mod docs;
 #[cfg(test)]
 mod docs_tests;
+mod fast_path;
 mod install;
 mod listen;
 mod metrics;

@@ -10,6 +10,13 @@
 //! 10 Mbit/s (it sends `0.0.0.0` and is matched by its address, the one session from it still in
 //! its handshake).
 //!
+//! The same run with the kernel fast path on (`[relay] fast_path = true`) gives the same
+//! results, with every audio, video and control flow carried by the kernel once admitted, and
+//! no element of direwolf's nftables table left once the sessions end; with a host firewall
+//! that drops forwarded traffic (Docker's `FORWARD` policy) the flows are given back to the relay
+//! and both clients still stream. After a `kill -9` the table is left behind, and a restart
+//! replaces it with an empty one.
+//!
 //! Needs root, `ip`, `nft` and python3 with moonlight_python 0.3.0; fails (never passes
 //! silently) without them.
 
@@ -46,8 +53,8 @@ fn bridge(ns: &str, name: &str, addr: &str) {
 }
 
 /// The namespaces: direwolf, two Wolfs, a stranger and a NAT router with two clients behind it.
-fn create_net() -> Namespaces {
-    let mut net = Namespaces::new(&format!("dws{}", std::process::id()));
+fn create_net(tag: char) -> Namespaces {
+    let mut net = Namespaces::new(&format!("dws{}{tag}", std::process::id()));
     let dw = net.add("dw");
     bridge(&dw, "br0", &format!("{DW_IP}/24"));
     for (role, host) in [("wa", 21), ("wb", 22), ("st", 14), ("nat", 13)] {
@@ -90,24 +97,48 @@ fn scrape(ns: &str) -> String {
     support::fetch_in_netns(ns, &format!("http://{METRICS}/metrics"))
 }
 
-#[test]
-fn two_clients_behind_one_nat_stream_through_one_shared_port_set() {
-    require_tools();
-    let bin = support::fake_wolf_binary();
-    let tmp = tempfile::tempdir().expect("temporary directory");
-    let root = tmp.path();
-    let net = create_net();
-    let (c1, c2, dw) = (net.ns("c1"), net.ns("c2"), net.ns("dw"));
-    let wolves = [
-        Wolf::start(&bin, &net.ns("wa"), "wolf-a", root, &format!("{SUBNET}.21")),
-        Wolf::start(&bin, &net.ns("wb"), "wolf-b", root, &format!("{SUBNET}.22")),
-    ];
+/// How the relay carries the streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Carrier {
+    /// The userspace relay alone.
+    Relay,
+    /// The kernel fast path.
+    Kernel,
+    /// The kernel fast path, on a host whose firewall drops forwarded traffic.
+    KernelBehindForwardDrop,
+}
+
+/// Docker's `FORWARD` policy, as iptables-nft writes it (no rule lets direwolf's flows pass).
+const FORWARD_DROP: &str = "table ip filter {\n chain FORWARD {\n  type filter hook forward priority filter; policy drop;\n  \
+                            ct state established,related accept\n }\n}\n";
+
+/// Elements of one set (or `…_addr` map) of direwolf's nftables table in the direwolf namespace (`None`: no table).
+fn fast_path_elements(ns: &str, set: &str) -> Option<usize> {
+    let kind = if set.ends_with("_addr") { "map" } else { "set" };
+    let out = in_netns(ns, "nft")
+        .args(["-j", "list", kind, "ip", "direwolf", set])
+        .output()
+        .expect("run nft");
+    if !out.status.success() {
+        return None;
+    }
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("nft -j prints JSON");
+    let sets = json["nftables"].as_array().cloned().unwrap_or_default();
+    Some(
+        sets.iter()
+            .filter_map(|o| o[kind]["elem"].as_array())
+            .map(Vec::len)
+            .sum(),
+    )
+}
+
+fn config_file(root: &std::path::Path, fast_path: bool) -> std::path::PathBuf {
     let config = root.join("direwolf.toml");
     std::fs::write(
         &config,
         format!(
             "hostname = \"shared-e2e\"\n\n[[apps]]\ntitle = \"Desktop\"\nid = 1\n\n\
-             [relay]\nshared = true\nport_range = \"41000-41011\"\n\n\
+             [relay]\nshared = true\nfast_path = {fast_path}\nport_range = \"41000-41011\"\n\n\
              [[wolf]]\nname = \"wolf-a\"\napi = \"{}\"\nstream_address = \"{SUBNET}.21\"\n\n\
              [[wolf]]\nname = \"wolf-b\"\napi = \"{}\"\nstream_address = \"{SUBNET}.22\"\n",
             root.join("wolf-a.sock").display(),
@@ -115,6 +146,58 @@ fn two_clients_behind_one_nat_stream_through_one_shared_port_set() {
         ),
     )
     .expect("write the configuration");
+    config
+}
+
+#[test]
+fn two_clients_behind_one_nat_stream_through_one_shared_port_set() {
+    two_clients_stream(Carrier::Relay);
+}
+
+#[test]
+fn the_kernel_fast_path_carries_both_clients_and_leaves_no_rule() {
+    two_clients_stream(Carrier::Kernel);
+}
+
+#[test]
+fn behind_a_forward_drop_firewall_the_fast_path_gives_the_flows_back() {
+    two_clients_stream(Carrier::KernelBehindForwardDrop);
+}
+
+/// One run at a time: each holds two Moonlight clients and two Wolfs.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn two_clients_stream(carrier: Carrier) {
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    require_tools();
+    let bin = support::fake_wolf_binary();
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let root = tmp.path();
+    let net = create_net(match carrier {
+        Carrier::Relay => 'r',
+        Carrier::Kernel => 'k',
+        Carrier::KernelBehindForwardDrop => 'f',
+    });
+    let (c1, c2, dw) = (net.ns("c1"), net.ns("c2"), net.ns("dw"));
+    let wolves = [
+        Wolf::start(&bin, &net.ns("wa"), "wolf-a", root, &format!("{SUBNET}.21")),
+        Wolf::start(&bin, &net.ns("wb"), "wolf-b", root, &format!("{SUBNET}.22")),
+    ];
+    let fast_path = carrier != Carrier::Relay;
+    if fast_path {
+        run(
+            in_netns(&dw, "sysctl").args(["-qw", "net.ipv4.ip_forward=1"]),
+            "sysctl ip_forward in the direwolf namespace",
+        );
+    }
+    if carrier == Carrier::KernelBehindForwardDrop {
+        let file = root.join("forward-drop.nft");
+        std::fs::write(&file, FORWARD_DROP).expect("write nft rules");
+        run(in_netns(&dw, "nft").arg("-f").arg(&file), "nft -f (FORWARD drop)");
+    }
+    let config = config_file(root, fast_path);
     let server = serve_in(
         &dw,
         root,
@@ -124,6 +207,12 @@ fn two_clients_behind_one_nat_stream_through_one_shared_port_set() {
     );
     server.wait_for("shared stream ports listening", STEP);
     server.wait_for("direwolf serve started", STEP);
+    assert_eq!(
+        server.printed("kernel fast path on"),
+        fast_path,
+        "the fast path starts exactly when asked for\n{}",
+        server.tail()
+    );
 
     let (dir1, dir2) = (root.join("client1"), root.join("client2"));
     pair(&server, &c1, &dir1, "alice");
@@ -191,6 +280,68 @@ fn two_clients_behind_one_nat_stream_through_one_shared_port_set() {
         server.tail()
     );
 
+    match carrier {
+        Carrier::Relay => assert_eq!(fast_path_elements(&dw, "clients"), None, "no table"),
+        Carrier::Kernel => {
+            // Three flows per client (audio, video, control), each handed over once a client
+            // datagram went through the kernel.
+            wait_until(
+                "the kernel carries all six flows",
+                Duration::from_secs(10),
+                || fast_path_elements(&dw, "wolves") == Some(6),
+            );
+            let before = [rtp_counts(&c1), rtp_counts(&c2)];
+            wait_until(
+                "RTP keeps arriving through the kernel",
+                Duration::from_secs(5),
+                || {
+                    [rtp_counts(&c1), rtp_counts(&c2)]
+                        .iter()
+                        .zip(before)
+                        .all(|(now, then)| now.1 > then.1 && now.0 > then.0)
+                },
+            );
+            let text = scrape(&dw);
+            for stream in ["audio", "video", "control"] {
+                let name =
+                    format!(r#"direwolf_relay_kernel_flows_total{{stream="{stream}",outcome="carried"}}"#);
+                assert_eq!(support::metric(&text, &name), Some(2.0), "{name}\n{text}");
+            }
+        }
+        Carrier::KernelBehindForwardDrop => {
+            wait_until("every flow is given back", Duration::from_secs(10), || {
+                let text = scrape(&dw);
+                ["audio", "video", "control"].iter().all(|stream| {
+                    let name = format!(
+                        r#"direwolf_relay_kernel_flows_total{{stream="{stream}",outcome="given_back"}}"#
+                    );
+                    support::metric(&text, &name) == Some(2.0)
+                })
+            });
+            assert_eq!(
+                fast_path_elements(&dw, "clients"),
+                Some(0),
+                "no flow stays in the kernel"
+            );
+            assert!(
+                server.printed("a host firewall drops the forwarded datagrams"),
+                "{}",
+                server.tail()
+            );
+            let before = [rtp_counts(&c1), rtp_counts(&c2)];
+            wait_until(
+                "RTP keeps arriving through the relay",
+                Duration::from_secs(5),
+                || {
+                    [rtp_counts(&c1), rtp_counts(&c2)]
+                        .iter()
+                        .zip(before)
+                        .all(|(now, then)| now.1 > then.1 && now.0 > then.0)
+                },
+            );
+        }
+    }
+
     stranger_pings(&net.ns("st"));
     wait_until("the stranger's pings are counted", Duration::from_secs(5), || {
         support::metric(
@@ -223,6 +374,26 @@ fn two_clients_behind_one_nat_stream_through_one_shared_port_set() {
         let done = s.report(STEP);
         assert_eq!(done["terminated"], false, "the stream ran until stopped: {done}");
     }
-    drop(server);
+    for (ns, dir) in [(&c1, &dir1), (&c2, &dir2)] {
+        let quit = driver(ns, dir, &["quit"], "pack_driver.py").report(STEP);
+        assert_eq!(quit["ok"], true, "quit: {quit}");
+    }
+    if fast_path {
+        for set in ["clients", "wolves", "flows", "wolf_addr", "relay_addr"] {
+            wait_until(
+                &format!("no element of {set} is left once the sessions ended"),
+                Duration::from_secs(10),
+                || fast_path_elements(&dw, set) == Some(0),
+            );
+        }
+        server.stop();
+        assert_eq!(
+            fast_path_elements(&dw, "clients"),
+            None,
+            "a clean stop removes the table"
+        );
+    } else {
+        drop(server);
+    }
     drop(net);
 }

@@ -170,6 +170,8 @@ pub struct RelaySettings {
     /// `shared = true`: every session on this one port set (`port_range` then only holds RTSP
     /// ports for launches the shared RTSP port cannot tell apart).
     pub shared: Option<SharedPorts>,
+    /// `fast_path = true`: hand admitted flows to the kernel (nftables), where it can.
+    pub fast_path: bool,
 }
 
 impl Default for RelaySettings {
@@ -180,6 +182,7 @@ impl Default for RelaySettings {
             port_range: 40000..=40999,
             udp_idle_timeout: Duration::from_secs(60),
             shared: None,
+            fast_path: false,
         }
     }
 }
@@ -235,6 +238,7 @@ struct RawRelay {
     port_range: Option<Spanned<String>>,
     udp_idle_timeout: Option<Spanned<u64>>,
     shared: Option<bool>,
+    fast_path: Option<bool>,
     rtsp_port: Option<Spanned<u16>>,
     video_port: Option<Spanned<u16>>,
     audio_port: Option<Spanned<u16>>,
@@ -489,6 +493,7 @@ impl Source<'_> {
         if let Some(t) = r.udp_idle_timeout.take() {
             relay.udp_idle_timeout = self.seconds(t, "relay udp_idle_timeout")?;
         }
+        relay.fast_path = r.fast_path.take().unwrap_or(false);
         relay.shared = self.shared_ports(r, table)?;
         Ok(relay)
     }

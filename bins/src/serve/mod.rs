@@ -25,7 +25,7 @@ use direwolf_core::metrics::{
 use direwolf_core::pack::WolfHost;
 use direwolf_core::pack::{PoolConfig, PoolHost, WolfPool};
 use direwolf_core::persistent::PersistentStores;
-use direwolf_core::relay::{Relay, RelayConfig, WolfPorts};
+use direwolf_core::relay::{FastPath, Relay, RelayConfig, WolfPorts};
 use direwolf_core::wolf_api::{self, WolfApiSocket};
 use direwolf_core::{
     AppCatalog, AppId, InMemoryPinBroker, Launcher, NoStreamingHost, PinBroker, SessionStore, Stores,
@@ -262,6 +262,7 @@ fn watch_wolves(wolves: &[WolfConfig]) -> anyhow::Result<WolfWatch> {
 /// The Wolf pool of the `[[wolf]]` entries: one relay, one [`WolfHost`] per entry.
 async fn wolf_pool(
     plan: &Plan,
+    fast_path: Option<FastPath>,
     bind: &[IpAddr],
     sessions: Arc<dyn SessionStore>,
     apps: Arc<dyn AppCatalog>,
@@ -271,6 +272,7 @@ async fn wolf_pool(
     let mut relay_config = RelayConfig::new(relay_address(&plan.relay, bind), plan.relay.port_range.clone());
     relay_config.udp_idle_timeout = plan.relay.udp_idle_timeout;
     relay_config.shared_ports = plan.relay.shared;
+    relay_config.fast_path = fast_path;
     let relay = Relay::new(relay_config).context("invalid [relay] settings")?;
     let mut hosts = Vec::with_capacity(plan.wolves.len());
     for wolf in &plan.wolves {
@@ -346,6 +348,10 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
         .with_pin_broker(pins.clone())
         .with_pairing_metrics(PairingMetrics::register(&metrics));
     let launches = LaunchMetrics::register(&metrics);
+    let fast_path = match plan.relay.fast_path && !plan.wolves.is_empty() {
+        true => crate::fast_path::start().await,
+        false => None,
+    };
     let launcher: Arc<dyn Launcher> = if plan.wolves.is_empty() {
         warn!(
             "no [[wolf]] host is configured: clients can pair and see the apps, but no stream can \
@@ -353,7 +359,15 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
         );
         Arc::new(NoStreamingHost)
     } else {
-        let pool = wolf_pool(&plan, &args.listen.bind, sessions, apps.clone(), &metrics).await?;
+        let pool = wolf_pool(
+            &plan,
+            fast_path.clone(),
+            &args.listen.bind,
+            sessions,
+            apps.clone(),
+            &metrics,
+        )
+        .await?;
         let config = pool.relay().config();
         let hosts: Vec<String> = pool.load().into_iter().map(|(name, _)| name).collect();
         let ports = match config.shared_ports {
@@ -412,6 +426,9 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
     drop(health);
     drop(metrics_port);
     phases.abort();
+    if let Some(fast_path) = fast_path {
+        fast_path.shutdown().await;
+    }
     info!("direwolf serve stopped");
     Ok(())
 }

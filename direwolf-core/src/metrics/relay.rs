@@ -15,6 +15,8 @@ use crate::relay::{Relay, RelayTotals, StreamKind};
 ///   `direction` `to_wolf` or `to_client`;
 /// - `direwolf_relay_admissions_total{stream,by}`, client endpoints admitted, `by` as in
 ///   [`Admissions::by_evidence`](crate::relay::Admissions::by_evidence);
+/// - `direwolf_relay_kernel_flows_total{stream,outcome}`, client endpoints the kernel fast path
+///   took over (`carried`) or gave back to the relay (`given_back`: a host firewall dropped them);
 /// - `direwolf_relay_drops_total{stream,reason}`, `reason` as in
 ///   [`UdpDrops::by_reason`](crate::relay::UdpDrops::by_reason);
 /// - `direwolf_relay_mappings_active{stream}`, client endpoints mapped now;
@@ -87,6 +89,19 @@ fn encode_udp(encoder: &mut DescriptorEncoder, totals: &RelayTotals) -> Result<(
         for (by, value) in totals.udp(kind).admissions.by_evidence() {
             let labels = [("stream", kind.as_str()), ("by", by)];
             ConstCounter::new(value).encode(admissions.encode_family(&labels)?)?;
+        }
+    }
+    let mut kernel = encoder.encode_descriptor(
+        "relay_kernel_flows",
+        "Client endpoints the kernel fast path carried or gave back, by stream.",
+        None,
+        MetricType::Counter,
+    )?;
+    for kind in StreamKind::ALL {
+        let udp = totals.udp(kind);
+        for (outcome, value) in [("carried", udp.kernel_flows), ("given_back", udp.kernel_refused)] {
+            let labels = [("stream", kind.as_str()), ("outcome", outcome)];
+            ConstCounter::new(value).encode(kernel.encode_family(&labels)?)?;
         }
     }
     let mut drops = encoder.encode_descriptor(

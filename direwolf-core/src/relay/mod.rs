@@ -42,6 +42,7 @@
 //! # }
 //! ```
 
+pub mod fast_path;
 pub mod ports;
 pub mod rtsp;
 mod shared;
@@ -64,6 +65,7 @@ use tokio::task::{AbortHandle, JoinHandle};
 
 use crate::StreamPorts;
 
+pub use fast_path::{FastPath, FastPathError};
 pub use ports::{PortAllocError, PortAllocator, PortLease};
 pub use rtsp::{RtspError, RtspLimits};
 pub use shared::SharedPorts;
@@ -126,6 +128,9 @@ pub struct RelayConfig {
     /// where the relay does not write `sessionUrl0` itself (the Kubernetes proxy): such a
     /// launch's `0.0.0.0` requests are then refused as ambiguous.
     pub shared_rtsp_fallback: bool,
+    /// Hand admitted IPv4 flows to the kernel ([`fast_path`]); `None`: the relay carries
+    /// every datagram.
+    pub fast_path: Option<FastPath>,
 }
 
 impl RelayConfig {
@@ -143,6 +148,15 @@ impl RelayConfig {
             admit_any_source: false,
             shared_ports: None,
             shared_rtsp_fallback: true,
+            fast_path: None,
+        }
+    }
+
+    /// How the relay's UDP sockets are set up: the buffers, and the fast path's mark.
+    pub(crate) fn socket_options(&self) -> socket::SocketOptions {
+        socket::SocketOptions {
+            buffer: self.socket_buffer_bytes,
+            mark: self.fast_path.as_ref().map(|_| fast_path::MARK),
         }
     }
 }
@@ -337,7 +351,7 @@ impl Bound {
     }
 }
 
-fn bind_all(ip: IpAddr, ports: StreamPorts, buffer: usize) -> Result<Bound> {
+fn bind_all(ip: IpAddr, ports: StreamPorts, options: socket::SocketOptions) -> Result<Bound> {
     let at = |port| SocketAddr::new(ip, port);
     let bind_err = |what, address, source| RelayError::Bind {
         what,
@@ -358,7 +372,7 @@ fn bind_all(ip: IpAddr, ports: StreamPorts, buffer: usize) -> Result<Bound> {
         })
         .map_err(|e| bind_err("rtsp", address, e))?
     };
-    let udp = |what, port| source::bind_public(at(port), buffer).map_err(|e| bind_err(what, at(port), e));
+    let udp = |what, port| source::bind_public(at(port), options).map_err(|e| bind_err(what, at(port), e));
     Ok(Bound {
         rtsp,
         video: udp("video", ports.video)?,
@@ -422,7 +436,7 @@ impl Relay {
             match bind_all(
                 self.inner.config.public_ip,
                 lease.ports(),
-                self.inner.config.socket_buffer_bytes,
+                self.inner.config.socket_options(),
             ) {
                 Ok(bound) => return self.start(session, bound, Some(lease)),
                 Err(RelayError::Bind {
@@ -460,7 +474,7 @@ impl Relay {
         let bound = bind_all(
             self.inner.config.public_ip,
             ports,
-            self.inner.config.socket_buffer_bytes,
+            self.inner.config.socket_options(),
         )?;
         self.start(session, bound, None)
     }

@@ -40,18 +40,29 @@ impl RelaySocket {
     }
 }
 
+/// How the relay's UDP sockets are set up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SocketOptions {
+    /// Requested `SO_RCVBUF`/`SO_SNDBUF`, bytes (0: the system's).
+    pub(crate) buffer: usize,
+    /// `SO_MARK`.
+    pub(crate) mark: Option<u32>,
+}
+
 /// Whether the small-buffer warning was logged (once per process).
 static BUFFER_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// A UDP socket with the relay's buffer sizes, non-blocking, registered with tokio, set up for
 /// batched I/O (GRO where the kernel offers it); `reuse_port` lets the public socket and one
-/// upstream socket share a port ([`super::source`]).
+/// upstream socket share a port ([`super::source`]). `options.mark` is its `SO_MARK` (the
+/// kernel fast path's, [`super::fast_path`]).
 pub(crate) fn udp_socket(
     bind: SocketAddr,
     connect: Option<SocketAddr>,
-    buffer: usize,
+    options: SocketOptions,
     reuse_port: bool,
 ) -> io::Result<RelaySocket> {
+    let buffer = options.buffer;
     let domain = if bind.is_ipv4() {
         socket2::Domain::IPV4
     } else {
@@ -74,6 +85,9 @@ pub(crate) fn udp_socket(
                 buffer
             );
         }
+    }
+    if let Some(mark) = options.mark {
+        socket.set_mark(mark)?;
     }
     socket.set_nonblocking(true)?;
     socket.set_reuse_port(reuse_port)?;

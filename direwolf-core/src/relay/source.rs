@@ -25,14 +25,14 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use super::socket::{RelaySocket, udp_socket};
+use super::socket::{RelaySocket, SocketOptions, udp_socket};
 
 /// Bind a stream's public socket, refusing a port another socket holds.
-pub(crate) fn bind_public(address: SocketAddr, buffer: usize) -> io::Result<RelaySocket> {
+pub(crate) fn bind_public(address: SocketAddr, options: SocketOptions) -> io::Result<RelaySocket> {
     if address.port() != 0 {
         drop(std::net::UdpSocket::bind(address)?);
     }
-    udp_socket(address, None, buffer, true)
+    udp_socket(address, None, options, true)
 }
 
 /// An upstream socket `connect()`ed to `wolf`: from the public port when `stable` (see the module
@@ -40,19 +40,19 @@ pub(crate) fn bind_public(address: SocketAddr, buffer: usize) -> io::Result<Rela
 pub(crate) fn bind_upstream(
     public_port: u16,
     wolf: SocketAddr,
-    buffer: usize,
+    options: SocketOptions,
     stable: bool,
 ) -> io::Result<(RelaySocket, bool)> {
     let any = unspecified(wolf.ip());
     if stable {
-        match udp_socket(SocketAddr::new(any, public_port), Some(wolf), buffer, true) {
+        match udp_socket(SocketAddr::new(any, public_port), Some(wolf), options, true) {
             Ok(socket) => return Ok((socket, true)),
             Err(error) => {
                 tracing::debug!(port = public_port, %wolf, %error, "upstream socket on the public port refused; using an ephemeral one");
             }
         }
     }
-    let socket = udp_socket(SocketAddr::new(any, 0), Some(wolf), buffer, false)?;
+    let socket = udp_socket(SocketAddr::new(any, 0), Some(wolf), options, false)?;
     Ok((socket, false))
 }
 
@@ -75,15 +75,18 @@ mod tests {
     async fn a_public_port_in_use_is_refused() {
         let taken = std::net::UdpSocket::bind(local(0)).expect("bind");
         let port = taken.local_addr().expect("addr").port();
-        let error = bind_public(local(port), 0).expect_err("refused");
+        let error = bind_public(local(port), SocketOptions::default()).expect_err("refused");
         assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
     }
 
     #[tokio::test]
     async fn a_second_relay_cannot_share_a_bound_public_port() {
-        let first = bind_public(local(0), 0).expect("bind");
+        let first = bind_public(local(0), SocketOptions::default()).expect("bind");
         let port = first.local_addr().expect("addr").port();
-        assert!(bind_public(local(port), 0).is_err(), "the port is held");
+        assert!(
+            bind_public(local(port), SocketOptions::default()).is_err(),
+            "the port is held"
+        );
     }
 
     /// Wolf sees the public port as the source, before and after the relay's sockets are
@@ -92,10 +95,15 @@ mod tests {
     async fn the_upstream_source_is_the_public_port_and_outlives_a_restart() {
         let wolf = tokio::net::UdpSocket::bind(local(0)).await.expect("wolf");
         let wolf_addr = wolf.local_addr().expect("addr");
-        let public = bind_public(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0), 0).expect("public");
+        let public = bind_public(
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            SocketOptions::default(),
+        )
+        .expect("public");
         let port = public.local_addr().expect("addr").port();
         for round in 0..2u8 {
-            let (upstream, stable) = bind_upstream(port, wolf_addr, 0, true).expect("upstream");
+            let (upstream, stable) =
+                bind_upstream(port, wolf_addr, SocketOptions::default(), true).expect("upstream");
             assert!(stable, "round {round}: the public port is free for one upstream");
             upstream.io.send(&[round]).await.expect("send");
             let mut buf = [0u8; 8];
@@ -107,7 +115,8 @@ mod tests {
                 .expect("the answer arrives in time")
                 .expect("recv");
             assert_eq!(&buf[..n], b"answer");
-            let (second, stable) = bind_upstream(port, wolf_addr, 0, false).expect("second");
+            let (second, stable) =
+                bind_upstream(port, wolf_addr, SocketOptions::default(), false).expect("second");
             assert!(!stable);
             assert_ne!(second.local_addr().expect("addr").port(), port);
         }

@@ -60,6 +60,8 @@ pub(crate) struct UdpCounters {
     pub(crate) admitted_ping_secret: AtomicU64,
     pub(crate) admitted_connect_data: AtomicU64,
     pub(crate) admitted_any_source: AtomicU64,
+    pub(crate) kernel_flows: AtomicU64,
+    pub(crate) kernel_refused: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -129,6 +131,8 @@ impl UdpCounters {
             mappings_created: get(&self.mappings_created),
             mappings_expired: get(&self.mappings_expired),
             mappings_active: get(&self.mappings_active),
+            kernel_flows: get(&self.kernel_flows),
+            kernel_refused: get(&self.kernel_refused),
             admissions: Admissions {
                 client_ip: get(&self.admitted_client_ip),
                 ping_secret: get(&self.admitted_ping_secret),
@@ -230,6 +234,11 @@ pub struct UdpStats {
     pub mappings_expired: u64,
     /// Client endpoints currently mapped.
     pub mappings_active: u64,
+    /// Client endpoints whose datagrams (both ways) the kernel fast path took over.
+    pub kernel_flows: u64,
+    /// Client endpoints the kernel fast path gave back, their forwarded datagrams dropped by a
+    /// host firewall.
+    pub kernel_refused: u64,
     /// Client endpoints admitted so far, by the evidence that admitted them.
     pub admissions: Admissions,
     /// Datagrams dropped, by reason.
@@ -363,6 +372,8 @@ impl UdpStats {
         self.mappings_created += o.mappings_created;
         self.mappings_expired += o.mappings_expired;
         self.mappings_active += o.mappings_active;
+        self.kernel_flows += o.kernel_flows;
+        self.kernel_refused += o.kernel_refused;
         self.admissions.add(&o.admissions);
         self.drops.add(&o.drops);
     }

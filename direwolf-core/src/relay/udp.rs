@@ -62,6 +62,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use super::SessionShared;
+use super::fast_path::{FlowSpec, KernelLease};
 use super::socket::RelaySocket;
 use super::source::bind_upstream;
 use super::stats::{StreamKind, UdpCounters, add, bump};
@@ -144,6 +145,32 @@ struct Mapping {
     /// The upstream socket sends from the stream's public port ([`super::source`]).
     stable_source: bool,
     last_from_client: Instant,
+    /// The flow as offered to the kernel fast path.
+    kernel: Option<KernelLease>,
+}
+
+impl Mapping {
+    /// When the client last sent: to the relay, or through the kernel.
+    fn last_active(&self) -> Instant {
+        let kernel = self.kernel.as_ref().and_then(|k| k.flow().last_active());
+        kernel.map_or(self.last_from_client, |k| k.max(self.last_from_client))
+    }
+}
+
+/// The flow the kernel fast path could carry for a new mapping: IPv4 on both sides, and a Wolf
+/// reached by forwarding (not on this host's loopback).
+fn kernel_flow(client: SocketAddr, public_port: u16, upstream: &RelaySocket) -> Option<FlowSpec> {
+    let (SocketAddr::V4(client), Ok(SocketAddr::V4(relay)), Ok(SocketAddr::V4(wolf))) =
+        (client, upstream.local_addr(), upstream.io.peer_addr())
+    else {
+        return None;
+    };
+    (!wolf.ip().is_loopback() && !relay.ip().is_unspecified()).then_some(FlowSpec {
+        client,
+        public_port,
+        wolf,
+        relay,
+    })
 }
 
 /// Receive buffers per socket read: one `recvmmsg` fills up to this many slots.
@@ -500,7 +527,7 @@ fn expire(mappings: &mut Vec<Mapping>, idle: Duration, counters: &UdpCounters, k
     let now = Instant::now();
     let before = mappings.len();
     mappings.retain(|m| {
-        let keep = now.duration_since(m.last_from_client) < idle;
+        let keep = now.duration_since(m.last_active()) < idle;
         if !keep {
             tracing::debug!(stream = %kind, client = %m.client, "udp mapping expired");
         }
@@ -688,7 +715,7 @@ async fn client_to_wolf(
     from: SocketAddr,
     public_port: u16,
     mappings: &mut Vec<Mapping>,
-    shared: &SessionShared,
+    shared: &Arc<SessionShared>,
     counters: &UdpCounters,
 ) {
     let config = &shared.config;
@@ -719,7 +746,7 @@ async fn client_to_wolf(
             // the same Wolf: only a session's own ports give it a stable source.
             let stable_free = !shared.shared_udp && !mappings.iter().any(|m| m.stable_source);
             let (upstream, stable_source) =
-                match bind_upstream(public_port, wolf, config.socket_buffer_bytes, stable_free) {
+                match bind_upstream(public_port, wolf, config.socket_options(), stable_free) {
                     Ok(s) => s,
                     Err(error) => {
                         bump(&counters.upstream_socket_errors);
@@ -741,6 +768,7 @@ async fn client_to_wolf(
                 upstream,
                 stable_source,
                 last_from_client: Instant::now(),
+                kernel: None,
             });
             mappings.len() - 1
         }
@@ -754,6 +782,14 @@ async fn client_to_wolf(
         }
         Err(_) => bump(&counters.drop_send_to_wolf),
     }
+    // Offered after the first datagram went the relay's way: Wolf has learnt the upstream
+    // address the kernel path will keep using.
+    if mapping.kernel.is_none()
+        && let Some(fast) = &config.fast_path
+        && let Some(flow) = kernel_flow(from, public_port, &mapping.upstream)
+    {
+        mapping.kernel = Some(fast.offer(flow, shared, kind));
+    }
 }
 
 #[cfg(test)]
@@ -761,7 +797,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use crate::relay::socket::udp_socket;
+    use crate::relay::socket::{SocketOptions, udp_socket};
 
     const SECRET: [u8; 16] = *b"Ab3$x~Zq!9Lm#2Rt";
 
@@ -814,9 +850,11 @@ mod tests {
         let mapping = |port: u16| async move {
             Mapping {
                 client: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
-                upstream: udp_socket(addr("127.0.0.1:0"), None, 0, false).expect("bind"),
+                upstream: udp_socket(addr("127.0.0.1:0"), None, SocketOptions::default(), false)
+                    .expect("bind"),
                 stable_source: false,
                 last_from_client: Instant::now(),
+                kernel: None,
             }
         };
         let mut mappings = vec![mapping(1).await, mapping(2).await];
@@ -851,7 +889,7 @@ mod tests {
     /// takes nothing more; `read` starts over.
     #[tokio::test]
     async fn read_more_appends_to_the_batch() {
-        let rx = udp_socket(addr("127.0.0.1:0"), None, 0, false).expect("bind");
+        let rx = udp_socket(addr("127.0.0.1:0"), None, SocketOptions::default(), false).expect("bind");
         let to = rx.local_addr().expect("addr");
         let tx = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind tx");
         let send = |payloads: &[&[u8]]| {

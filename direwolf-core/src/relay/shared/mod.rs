@@ -104,7 +104,7 @@ impl Front {
         };
         let listener = fallback::listen(at(ports.rtsp)).map_err(|e| bind_err("rtsp", ports.rtsp, e))?;
         let udp = |what, port| {
-            bind_public(at(port), config.socket_buffer_bytes)
+            bind_public(at(port), config.socket_options())
                 .map(Arc::new)
                 .map_err(|e| bind_err(what, port, e))
         };
