@@ -397,3 +397,66 @@ fn two_clients_stream(carrier: Carrier) {
     }
     drop(net);
 }
+
+/// `kill -9` leaves direwolf's table and its flows behind; the next start replaces them with an
+/// empty table, so no rule outlives its session.
+#[test]
+fn after_kill_9_a_restart_leaves_no_orphaned_flow() {
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    require_tools();
+    let bin = support::fake_wolf_binary();
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let root = tmp.path();
+    let net = create_net('9');
+    let (c1, dw) = (net.ns("c1"), net.ns("dw"));
+    let _wolves = [
+        Wolf::start(&bin, &net.ns("wa"), "wolf-a", root, &format!("{SUBNET}.21")),
+        Wolf::start(&bin, &net.ns("wb"), "wolf-b", root, &format!("{SUBNET}.22")),
+    ];
+    run(
+        in_netns(&dw, "sysctl").args(["-qw", "net.ipv4.ip_forward=1"]),
+        "sysctl ip_forward in the direwolf namespace",
+    );
+    let config = config_file(root, true);
+    let mut server = serve_in(&dw, root, &config, METRICS, "info");
+    server.wait_for("kernel fast path on", STEP);
+    server.wait_for("direwolf serve started", STEP);
+    let dir1 = root.join("client1");
+    pair(&server, &c1, &dir1, "alice");
+    let stop1 = root.join("stop1");
+    let s1 = stream(&c1, &dir1, &stop1, &["--bitrate", "20000"]);
+    let started = s1.report(STEP);
+    assert_eq!(started["event"], "started", "client 1 must stream: {started}");
+    wait_until(
+        "the kernel carries the three flows",
+        Duration::from_secs(10),
+        || fast_path_elements(&dw, "wolves") == Some(3),
+    );
+
+    server.kill();
+    assert_eq!(
+        fast_path_elements(&dw, "clients"),
+        Some(3),
+        "kill -9 leaves the flows behind"
+    );
+    let restarted = serve_in(&dw, root, &config, METRICS, "info");
+    restarted.wait_for("direwolf serve started", STEP);
+    assert!(restarted.printed("kernel fast path on"), "{}", restarted.tail());
+    for set in ["clients", "wolves", "flows", "wolf_addr", "relay_addr"] {
+        assert_eq!(
+            fast_path_elements(&dw, set),
+            Some(0),
+            "no flow of the killed relay is left in {set}"
+        );
+    }
+    std::fs::write(&stop1, b"").expect("stop file");
+    let _ = s1.report(STEP);
+    restarted.stop();
+    assert_eq!(
+        fast_path_elements(&dw, "clients"),
+        None,
+        "a clean stop removes the table"
+    );
+}
