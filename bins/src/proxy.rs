@@ -96,6 +96,12 @@ pub struct ProxyArgs {
     #[arg(long, conflicts_with = "no_relay")]
     pub shared_ports: bool,
 
+    /// Hand admitted IPv4 flows to the kernel (nftables DNAT/SNAT with conntrack), as
+    /// `[relay] fast_path = true` in `serve`; needs CAP_NET_ADMIN, `nft` and IPv4 forwarding in
+    /// the pod, else the relay carries every datagram (one warning says why).
+    #[arg(long, conflicts_with = "no_relay")]
+    pub fast_path: bool,
+
     /// Serve the admin API (HTTPS, with the server's certificate) with the token in this file
     /// (a mounted Secret); without it, no admin API.
     #[arg(long, value_name = "FILE", env = "DIREWOLF_ADMIN_TOKEN_FILE")]
@@ -213,7 +219,11 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
     );
     // Hand-edited problems (a Pairing of a missing User, Apps sharing an id) are reported on the
     // objects' status.
-    let relay_task = start_relays(&args, &watches, &metrics)?;
+    let fast_path = match args.fast_path {
+        true => crate::fast_path::start().await,
+        false => None,
+    };
+    let relay_task = start_relays(&args, fast_path.clone(), &watches, &metrics)?;
     let report_task = tokio::spawn(direwolf_k8s::report::run(watches));
     let result = server.run_until(shutdown.wait()).await;
     drop(admin);
@@ -225,6 +235,9 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
         let _ = stop.send(());
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
+    if let Some(fast_path) = fast_path {
+        fast_path.shutdown().await;
+    }
     result.context("the Moonlight server failed")?;
     info!("direwolf proxy stopped");
     Ok(())
@@ -234,6 +247,7 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
 /// Starts the relay of every Session's stream ports (`direwolf_k8s::relays`), unless disabled.
 fn start_relays(
     args: &ProxyArgs,
+    fast_path: Option<direwolf_core::relay::FastPath>,
     watches: &Watches,
     metrics: &Metrics,
 ) -> anyhow::Result<Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>> {
@@ -242,6 +256,7 @@ fn start_relays(
     }
     // The operator allocates the ports; the engine's own allocator is not used here.
     let mut config = RelayConfig::new(args.relay_ip, 1..=4);
+    config.fast_path = fast_path;
     if args.shared_ports {
         config.shared_ports = Some(SharedPorts::default());
         // The agent's stream URL names the shared RTSP port: no port of its own is possible.

@@ -11,7 +11,9 @@
 //! through the forwarder and reads what arrives. Variants of the forwarder:
 //! `direct` (plain IP routing in the middle namespace, the latency floor), `kernel` (nftables
 //! DNAT with conntrack), `socat` (one `socat UDP4-LISTEN … UDP4:…` per session), `relay` (this crate,
-//! on a current-thread runtime, a port set per session) and `shared` (the same relay in
+//! on a current-thread runtime, a port set per session), `fast` (the same relay with its kernel
+//! fast path: it admits each sink, then nftables DNAT/SNAT carries the flow; measured from 1 s
+//! after the first datagram, once the flows are the kernel's) and `shared` (the same relay in
 //! shared-ports mode: every session on one port set, each sink first sending a video SETUP through
 //! the shared RTSP port so that the relay learns the session's ping payload from the source's
 //! answer, then pinging the one shared video port with it). Each session's sink has an address of
@@ -62,7 +64,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use direwolf_core::StreamPorts;
-use direwolf_core::relay::{Relay, RelayConfig, SessionRelayConfig, SharedPorts, WolfPorts};
+use direwolf_core::relay::{FastPath, Relay, RelayConfig, SessionRelayConfig, SharedPorts, WolfPorts};
 use quinn_udp::{Transmit, UdpSockRef, UdpSocketState};
 use serde_json::{Value, json};
 
@@ -129,7 +131,8 @@ fn main() {
     match std::env::var("DW_BENCH_ROLE").as_deref() {
         Ok("source") => source(),
         Ok("sink") => sink(),
-        Ok("relay") => relay_role(),
+        Ok("relay") => relay_role(false),
+        Ok("fast") => relay_role(true),
         Ok("shared") => shared_role(),
         Ok("floor") => floor_role(),
         _ => orchestrate(),
@@ -428,6 +431,12 @@ fn sink_one(target: SocketAddr, i: usize, secs: u64) -> Value {
         .set_recv_buffer_size(4 << 20)
         .expect("SO_RCVBUF");
     let deadline = Instant::now() + Duration::from_secs(secs + 12);
+    let skip = Duration::from_millis(
+        std::env::var("DW_BENCH_SKIP_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .unwrap_or(200),
+    );
     let mut buf = [0u8; 2048];
     let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
     let mut lat_ns: Vec<u32> = Vec::with_capacity(1 << 20);
@@ -467,8 +476,8 @@ fn sink_one(target: SocketAddr, i: usize, secs: u64) -> Value {
         received += 1;
         bytes += n as u64;
         let sent = u64::from_be_bytes(buf[8..16].try_into().expect("8 bytes"));
-        // Skip the first 200 ms (ARP, mappings, caches).
-        if arrived.duration_since(first_at) > Duration::from_millis(200) {
+        // Skip the first 200 ms (ARP, mappings, caches), or DW_BENCH_SKIP_MS.
+        if arrived.duration_since(first_at) > skip {
             let clamp = |d: u64| d.min(u64::from(u32::MAX)) as u32;
             lat_ns.push(clamp(
                 kernel_ns
@@ -497,15 +506,20 @@ fn sink_one(target: SocketAddr, i: usize, secs: u64) -> Value {
            "app_p99": pct(&mut app_lat_ns, 0.99), "samples": lat_ns.len()})
 }
 
-/// The relay engine on a current-thread runtime, one session per `DW_BENCH_SESSIONS`.
-fn relay_role() {
+/// The relay engine on a current-thread runtime, one session per `DW_BENCH_SESSIONS`; with
+/// `fast`, its kernel fast path on (the relay admits each sink, the kernel carries the flow).
+fn relay_role(fast: bool) {
     let n = env_num("DW_BENCH_SESSIONS") as usize;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     runtime.block_on(async move {
-        let relay = Relay::new(RelayConfig::new(IpAddr::V4(PUBLIC), 1..=4)).expect("relay");
+        let mut config = RelayConfig::new(IpAddr::V4(PUBLIC), 1..=4);
+        if fast {
+            config.fast_path = Some(FastPath::start().await.expect("the kernel fast path starts"));
+        }
+        let relay = Relay::new(config).expect("relay");
         let mut sessions = Vec::new();
         for i in 0..n {
             let base = public_video(i) - 1;
@@ -647,6 +661,7 @@ enum Variant {
     Egress,
     Socat,
     Relay,
+    Fast,
     Shared,
     Floor,
 }
@@ -659,6 +674,7 @@ impl Variant {
             Variant::Egress => "egress",
             Variant::Socat => "socat",
             Variant::Relay => "relay",
+            Variant::Fast => "fast",
             Variant::Shared => "shared",
             Variant::Floor => "floor",
         }
@@ -791,7 +807,7 @@ fn start_forwarder(t: &Topology, v: Variant, n: usize) -> Forwarder {
             }
             std::thread::sleep(Duration::from_millis(300));
         }
-        Variant::Relay | Variant::Shared | Variant::Floor => {
+        Variant::Relay | Variant::Fast | Variant::Shared | Variant::Floor => {
             let exe = std::env::current_exe().expect("bench binary");
             let mut child = Command::new("ip")
                 .args(["netns", "exec", &t.r, "chrt", "-f", "20", "taskset", "-c", "1"])
@@ -869,6 +885,9 @@ fn measure(t: &Topology, v: Variant, n: usize, pps_per_session: u64, secs: u64) 
             .env("DW_BENCH_SESSIONS", n.to_string())
             .env("DW_BENCH_PPS", pps_per_session.to_string())
             .env("DW_BENCH_SECONDS", secs.to_string())
+            // The fast path hands a flow to the kernel once a ping came through it (its worker
+            // reads the counters every 250 ms): measure the kernel's part only.
+            .env("DW_BENCH_SKIP_MS", if v == Variant::Fast { "1000" } else { "200" })
             .env("DW_BENCH_TARGETS", targets.join(","))
             .env(
                 "DW_BENCH_RTSP",
@@ -1032,6 +1051,7 @@ fn orchestrate() {
                 Variant::Egress,
                 Variant::Socat,
                 Variant::Relay,
+                Variant::Fast,
                 Variant::Shared,
                 Variant::Floor,
             ] {
