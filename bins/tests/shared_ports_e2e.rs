@@ -106,11 +106,34 @@ enum Carrier {
     Kernel,
     /// The kernel fast path, on a host whose firewall drops forwarded traffic.
     KernelBehindForwardDrop,
+    /// The same firewall with the rule `docs/troubleshooting.md` gives for the fast path's mark.
+    KernelThroughForwardDropWithRule,
+    /// The fast path asked for, but `nft` refuses (as without `CAP_NET_ADMIN`).
+    KernelRefusedByNft,
+}
+
+impl Carrier {
+    /// Whether the kernel carries the flows.
+    fn kernel_carries(self) -> bool {
+        matches!(self, Carrier::Kernel | Carrier::KernelThroughForwardDropWithRule)
+    }
+
+    fn tag(self) -> char {
+        match self {
+            Carrier::Relay => 'r',
+            Carrier::Kernel => 'k',
+            Carrier::KernelBehindForwardDrop => 'f',
+            Carrier::KernelThroughForwardDropWithRule => 'a',
+            Carrier::KernelRefusedByNft => 'n',
+        }
+    }
 }
 
 /// Docker's `FORWARD` policy, as iptables-nft writes it (no rule lets direwolf's flows pass).
 const FORWARD_DROP: &str = "table ip filter {\n chain FORWARD {\n  type filter hook forward priority filter; policy drop;\n  \
                             ct state established,related accept\n }\n}\n";
+/// The rule `docs/troubleshooting.md` § The kernel fast path gives flows back gives for it.
+const FORWARD_ALLOW_MARK: &str = "insert rule ip filter FORWARD meta mark 0x64770000 accept";
 
 /// Elements of one set (or `…_addr` map) of direwolf's nftables table in the direwolf namespace (`None`: no table).
 fn fast_path_elements(ns: &str, set: &str) -> Option<usize> {
@@ -164,6 +187,16 @@ fn behind_a_forward_drop_firewall_the_fast_path_gives_the_flows_back() {
     two_clients_stream(Carrier::KernelBehindForwardDrop);
 }
 
+#[test]
+fn a_forward_drop_firewall_with_the_documented_rule_lets_the_kernel_carry() {
+    two_clients_stream(Carrier::KernelThroughForwardDropWithRule);
+}
+
+#[test]
+fn when_nft_refuses_the_relay_carries_everything() {
+    two_clients_stream(Carrier::KernelRefusedByNft);
+}
+
 /// One run at a time: each holds two Moonlight clients and two Wolfs.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -175,11 +208,7 @@ fn two_clients_stream(carrier: Carrier) {
     let bin = support::fake_wolf_binary();
     let tmp = tempfile::tempdir().expect("temporary directory");
     let root = tmp.path();
-    let net = create_net(match carrier {
-        Carrier::Relay => 'r',
-        Carrier::Kernel => 'k',
-        Carrier::KernelBehindForwardDrop => 'f',
-    });
+    let net = create_net(carrier.tag());
     let (c1, c2, dw) = (net.ns("c1"), net.ns("c2"), net.ns("dw"));
     let wolves = [
         Wolf::start(&bin, &net.ns("wa"), "wolf-a", root, &format!("{SUBNET}.21")),
@@ -192,27 +221,59 @@ fn two_clients_stream(carrier: Carrier) {
             "sysctl ip_forward in the direwolf namespace",
         );
     }
-    if carrier == Carrier::KernelBehindForwardDrop {
+    if matches!(
+        carrier,
+        Carrier::KernelBehindForwardDrop | Carrier::KernelThroughForwardDropWithRule
+    ) {
         let file = root.join("forward-drop.nft");
         std::fs::write(&file, FORWARD_DROP).expect("write nft rules");
         run(in_netns(&dw, "nft").arg("-f").arg(&file), "nft -f (FORWARD drop)");
     }
+    if carrier == Carrier::KernelThroughForwardDropWithRule {
+        let args: Vec<&str> = FORWARD_ALLOW_MARK.split(' ').collect();
+        run(
+            in_netns(&dw, "nft").args(&args),
+            "nft (the documented accept rule)",
+        );
+    }
     let config = config_file(root, fast_path);
-    let server = serve_in(
+    let mut command = serve_command_in(
         &dw,
         root,
         &config,
         METRICS,
         "info,direwolf_core::relay::shared=debug",
     );
+    if carrier == Carrier::KernelRefusedByNft {
+        // An `nft` first on the PATH that refuses, as nft does without CAP_NET_ADMIN.
+        let bin = root.join("refusing-nft");
+        std::fs::create_dir(&bin).expect("directory");
+        let nft = bin.join("nft");
+        std::fs::write(
+            &nft,
+            "#!/bin/sh\necho 'Error: Operation not permitted' >&2\nexit 1\n",
+        )
+        .expect("write");
+        run(std::process::Command::new("chmod").arg("755").arg(&nft), "chmod");
+        let path = std::env::var("PATH").unwrap_or_default();
+        command.env("PATH", format!("{}:{path}", bin.display()));
+    }
+    let server = support::Proc::spawn("direwolf", &mut command);
     server.wait_for("shared stream ports listening", STEP);
     server.wait_for("direwolf serve started", STEP);
     assert_eq!(
         server.printed("kernel fast path on"),
-        fast_path,
-        "the fast path starts exactly when asked for\n{}",
+        fast_path && carrier != Carrier::KernelRefusedByNft,
+        "the fast path starts exactly when asked for and allowed\n{}",
         server.tail()
     );
+    if carrier == Carrier::KernelRefusedByNft {
+        assert!(
+            server.printed_line_with(&["kernel fast path unavailable", "Operation not permitted"]),
+            "one warning says why\n{}",
+            server.tail()
+        );
+    }
 
     let (dir1, dir2) = (root.join("client1"), root.join("client2"));
     pair(&server, &c1, &dir1, "alice");
@@ -281,8 +342,10 @@ fn two_clients_stream(carrier: Carrier) {
     );
 
     match carrier {
-        Carrier::Relay => assert_eq!(fast_path_elements(&dw, "clients"), None, "no table"),
-        Carrier::Kernel => {
+        Carrier::Relay | Carrier::KernelRefusedByNft => {
+            assert_eq!(fast_path_elements(&dw, "clients"), None, "no table")
+        }
+        Carrier::Kernel | Carrier::KernelThroughForwardDropWithRule => {
             // Three flows per client (audio, video, control), each handed over once a client
             // datagram went through the kernel.
             wait_until(
@@ -378,7 +441,7 @@ fn two_clients_stream(carrier: Carrier) {
         let quit = driver(ns, dir, &["quit"], "pack_driver.py").report(STEP);
         assert_eq!(quit["ok"], true, "quit: {quit}");
     }
-    if fast_path {
+    if carrier.kernel_carries() {
         for set in ["clients", "wolves", "flows", "wolf_addr", "relay_addr"] {
             wait_until(
                 &format!("no element of {set} is left once the sessions ended"),

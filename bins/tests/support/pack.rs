@@ -177,24 +177,31 @@ pub fn wolf_with_pings(wolves: &[Wolf]) -> Vec<usize> {
 /// `direwolf serve` in namespace `ns` with the configuration file `config`, its data under
 /// `root`, its metrics on `metrics` and logging at `rust_log`.
 pub fn serve_in(ns: &str, root: &Path, config: &Path, metrics: &str, rust_log: &str) -> Proc {
-    let data = root.join("data");
     Proc::spawn(
         "direwolf",
-        in_netns(ns, DIREWOLF)
-            .args([
-                "serve",
-                "--data-dir",
-                data.to_str().expect("utf-8"),
-                "--config",
-                config.to_str().expect("utf-8"),
-                "--bind",
-                "0.0.0.0",
-                "--no-mdns",
-                "--pin-timeout",
-                "60",
-                "--metrics-bind",
-                metrics,
-            ])
-            .env("RUST_LOG", rust_log),
+        &mut serve_command_in(ns, root, config, metrics, rust_log),
     )
+}
+
+/// The command [`serve_in`] runs, for a test that changes its environment.
+pub fn serve_command_in(ns: &str, root: &Path, config: &Path, metrics: &str, rust_log: &str) -> Command {
+    let data = root.join("data");
+    let mut command = in_netns(ns, DIREWOLF);
+    command
+        .args([
+            "serve",
+            "--data-dir",
+            data.to_str().expect("utf-8"),
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--bind",
+            "0.0.0.0",
+            "--no-mdns",
+            "--pin-timeout",
+            "60",
+            "--metrics-bind",
+            metrics,
+        ])
+        .env("RUST_LOG", rust_log);
+    command
 }

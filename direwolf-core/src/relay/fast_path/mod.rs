@@ -160,6 +160,11 @@ impl FastPath {
         let probe = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
             .map_err(FastPathError::Mark)?;
         probe.set_mark(MARK).map_err(FastPathError::Mark)?;
+        // A listing first: `nft` reports why it refuses on stderr, which the crate's apply does
+        // not capture (it passes through to ours).
+        helper::get_current_ruleset_raw_async(helper::DEFAULT_NFT, ["list", "tables"])
+            .await
+            .map_err(|e| FastPathError::Nft(nft_error(e)))?;
         apply(&ruleset::fresh_table())
             .await
             .map_err(|e| FastPathError::Nft(nft_error(e)))?;
