@@ -562,7 +562,7 @@ fn the_server_answers_as_its_openapi_description_says() {
         out.stderr
     );
     assert!(
-        out.stdout.contains("14 selected"),
+        out.stdout.contains("16 selected"),
         "every operation is tested: {}",
         out.stdout
     );
