@@ -12,6 +12,12 @@
 //! A network over its limit may still submit for a pairing that is waiting (a correct secret
 //! goes through), so nobody can lock the administrator out by failing on purpose. A well-formed
 //! PIN is delivered once per pairing; whether it was right is only known at pairing phase 4.
+//!
+//! With local accounts ([`PinEntry::with_local_accounts`], single-machine mode), once any user
+//! has a password the post must also carry `"user"` and `"password"` (checked against the
+//! user's Argon2id hash; wrong ones are refused per network after [`PinLimits::max_wrong_passwords`]
+//! a minute, and leave the PIN pending) or `"link"`, a one-time pairing link the admin API
+//! issued for a user; the pairing belongs to that user. A trusted proxy's identity still wins.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -126,8 +132,14 @@ pub const WRONG_PASSWORD: &str = "Wrong user name or password; the PIN is still 
 /// Message when a network has sent too many wrong passwords.
 pub const TOO_MANY_PASSWORDS: &str =
     "Too many wrong passwords from this network; wait a minute and try again";
+/// Message for a pairing link whose user was deleted.
+pub const LINK_USER_GONE: &str =
+    "This pairing link's user no longer exists; ask your administrator for a new link";
 /// Message for a pairing link that was never issued.
 pub const UNKNOWN_LINK: &str = "This pairing link is not valid; ask your administrator for a new one";
+
+/// Password checks running at once; later ones wait their turn.
+const MAX_CONCURRENT_VERIFICATIONS: usize = 2;
 
 /// Sources kept in the failure table; past it, failures are counted together (never ignored).
 const MAX_FAILURE_SOURCES: usize = 4096;
@@ -176,6 +188,8 @@ pub struct PinEntry {
     proxies: TrustedProxies,
     accounts: Option<LocalAccounts>,
     counters: Mutex<Counters>,
+    /// Bounds the password checks running at once.
+    verifying: tokio::sync::Semaphore,
 }
 
 impl fmt::Debug for PinEntry {
@@ -201,6 +215,7 @@ impl PinEntry {
             limits,
             proxies: TrustedProxies::default(),
             accounts: None,
+            verifying: tokio::sync::Semaphore::new(MAX_CONCURRENT_VERIFICATIONS),
             counters: Mutex::new(Counters {
                 by_source: FailureTable::new(limits.window, MAX_FAILURE_SOURCES, limits.max_failures_per_ip),
                 by_secret: HashMap::new(),
@@ -387,6 +402,15 @@ impl PinEntry {
         };
         if let Some(token) = body.link.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
             return match accounts.links.check(token) {
+                // A link does not bring back a user deleted since it was issued.
+                Ok(user) if !matches!(accounts.users.get(&user).await, Ok(Some(_))) => {
+                    audit(
+                        ip,
+                        user.as_str(),
+                        "PIN page pairing link refused: its user no longer exists",
+                    );
+                    Err(self.fail(ip, (StatusCode::GONE, LINK_USER_GONE.into())))
+                }
                 Ok(user) => Ok(Owner::vouched(user, Some(token.to_owned()))),
                 Err(e) => {
                     audit(ip, "-", &format!("PIN page pairing link refused: {e}"));
@@ -438,9 +462,23 @@ impl PinEntry {
         user: Option<&str>,
         password: &str,
     ) -> Result<UserName, PinReply> {
+        // Few hashes at once: each takes ~19 MiB.
+        let Ok(_turn) = self.verifying.acquire().await else {
+            return Err((StatusCode::SERVICE_UNAVAILABLE, "The server is stopping".into()));
+        };
         let source = Source::of(ip, self.limits.prefixes);
-        let wrong = self.counters.lock().wrong_passwords.count(source, Instant::now());
-        if wrong >= self.limits.max_wrong_passwords {
+        // Each check counts as wrong until it proves right, so guesses sent at once cannot
+        // together get more tries than the limit.
+        let over = {
+            let mut counters = self.counters.lock();
+            let now = Instant::now();
+            let over = counters.wrong_passwords.count(source, now) >= self.limits.max_wrong_passwords;
+            if !over {
+                counters.wrong_passwords.record(source, now);
+            }
+            over
+        };
+        if over {
             audit(
                 ip,
                 user.unwrap_or("-"),
@@ -463,12 +501,11 @@ impl PinEntry {
         let hash = stored.clone().unwrap_or_else(|| dummy_hash().clone());
         let matches = hash.verify_blocking(password.to_owned()).await && stored.is_some();
         match name {
-            Some(name) if matches => Ok(name),
+            Some(name) if matches => {
+                self.counters.lock().wrong_passwords.forgive(source);
+                Ok(name)
+            }
             _ => {
-                self.counters
-                    .lock()
-                    .wrong_passwords
-                    .record(source, Instant::now());
                 audit(
                     ip,
                     user.unwrap_or("-"),
@@ -884,6 +921,14 @@ mod tests {
             ..Default::default()
         };
         let (entry, _) = with_accounts(&broker, limits).await;
+        // Right passwords are no tries.
+        for _ in 0..4 {
+            let secret = open(&broker).await;
+            let (status, _) = entry
+                .submit(IP, &login(&secret, "alice", "alice's password"))
+                .await;
+            assert_eq!(status, StatusCode::OK);
+        }
         let secret = open(&broker).await;
         for _ in 0..3 {
             let (status, _) = entry.submit(IP, &login(&secret, "alice", "guess guess")).await;
@@ -900,12 +945,47 @@ mod tests {
                 (StatusCode::TOO_MANY_REQUESTS, TOO_MANY_PASSWORDS)
             );
         }
-        assert_eq!(broker.pending().await.unwrap().len(), 1);
+        assert!(broker.pending().await.unwrap().iter().any(|p| p.secret == secret));
         let elsewhere: IpAddr = "198.51.100.4".parse().unwrap();
         let (status, _) = entry
             .submit(elsewhere, &login(&secret, "alice", "alice's password"))
             .await;
         assert_eq!(status, StatusCode::OK);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_guesses_get_no_more_tries_than_the_limit() {
+        let broker = InMemoryPinBroker::default();
+        let limits = PinLimits {
+            max_wrong_passwords: 3,
+            ..Default::default()
+        };
+        let (entry, _) = with_accounts(&broker, limits).await;
+        let entry = Arc::new(entry);
+        let secret = open(&broker).await;
+        let guesses: Vec<_> = (0..10)
+            .map(|i| {
+                let (entry, body) = (entry.clone(), login(&secret, "alice", &format!("guess {i:04}")));
+                tokio::spawn(async move { entry.submit(IP, &body).await.0 })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for guess in guesses {
+            let status = tokio::time::timeout(Duration::from_secs(30), guess)
+                .await
+                .expect("a guess is answered within 30 s")
+                .unwrap();
+            statuses.push(status);
+        }
+        let checked = statuses
+            .iter()
+            .filter(|s| **s == StatusCode::UNAUTHORIZED)
+            .count();
+        let refused = statuses
+            .iter()
+            .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+            .count();
+        assert_eq!((checked, refused), (3, 7), "{statuses:?}");
     }
 
     #[tokio::test]
@@ -940,6 +1020,10 @@ mod tests {
         assert!(text.contains("expired"), "{text}");
         let (status, text) = entry.submit(IP, &body(Some(&again), "made-up")).await;
         assert_eq!((status, text.as_str()), (StatusCode::UNAUTHORIZED, UNKNOWN_LINK));
+        // Issued for a user deleted since.
+        let carol = links.issue("carol".parse().unwrap(), Duration::from_secs(900));
+        let (status, text) = entry.submit(IP, &body(Some(&again), &carol.token)).await;
+        assert_eq!((status, text.as_str()), (StatusCode::GONE, LINK_USER_GONE));
         assert_eq!(broker.pending().await.unwrap().len(), 1, "still waiting");
     }
 
