@@ -1,8 +1,9 @@
 //! Who enters the PIN owns the pairing, with local accounts (issue 13, single-machine mode):
 //! `direwolf user passwd` gives alice a password; from then on the PIN page wants a user name and
 //! password with the PIN (a wrong one leaves the PIN pending), refuses a PIN entered without
-//! login, and `direwolf pairing link` lets bob pair once without a password. The clients are the
-//! real Moonlight client (moonlight-python).
+//! login, and `direwolf pairing link` lets bob pair once without a password (a mistyped PIN
+//! does not use the link up; a successful pairing does). The clients are the real Moonlight
+//! client (moonlight-python).
 
 mod support;
 
@@ -218,6 +219,22 @@ fn local_accounts_decide_who_owns_a_pairing() {
     assert!(page.1.contains("get(\"link\")"), "the page reads the link");
 
     let client2 = tmp.path().join("client2");
+    // bob mistypes the PIN: the pairing fails, and the link is not used up by it.
+    let driver = spawn_driver(server.server.http_port, &client2, &["pair", "--pin", "5937"]);
+    server
+        .server
+        .proc
+        .wait_for("Insert pin at http://", DRIVER_TIMEOUT);
+    let mistyped = server.post_pin(&json!({"pin": "5973", "link": token}));
+    assert_eq!(mistyped, (200, "OK".to_owned()));
+    let failed = driver.json_result(DRIVER_TIMEOUT);
+    assert_eq!(failed["ok"], false, "a wrong PIN must fail: {failed}");
+    assert_eq!(failed["error"], "WrongPinError", "{failed}");
+    server
+        .server
+        .proc
+        .wait_for("its pairing link may be used again", Duration::from_secs(10));
+
     let driver = spawn_driver(server.server.http_port, &client2, &["pair", "--pin", "5937"]);
     server
         .server

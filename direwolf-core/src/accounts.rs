@@ -7,8 +7,11 @@
 //!   ([`PasswordHash::new_blocking`], [`PasswordHash::verify_blocking`]).
 //! * [`PairingLinks`] holds links in memory: a random 32-byte token (base64url, no padding) is
 //!   given out once; only its SHA-256 is kept. A link names a user and expires
-//!   ([`DEFAULT_LINK_TTL`], at most [`MAX_LINK_TTL`]); [`PairingLinks::consume`] uses it up, after
-//!   which it answers [`LinkError::Used`].
+//!   ([`DEFAULT_LINK_TTL`], at most [`MAX_LINK_TTL`]). Its PIN going out
+//!   [reserves](PairingLinks::reserve) it ([`LinkError::InUse`] meanwhile); the pairing succeeding
+//!   [consumes](PairingLinks::consume) it (then [`LinkError::Used`]), failing
+//!   [gives it back](PairingLinks::restore). A reservation nobody ends (the client gave up) lapses
+//!   after [`RESERVATION_TTL`].
 //!
 //! ```
 //! use direwolf_core::accounts::PasswordHash;
@@ -142,6 +145,9 @@ impl PasswordHash {
 pub const DEFAULT_LINK_TTL: Duration = Duration::from_secs(15 * 60);
 /// The longest a pairing link may last.
 pub const MAX_LINK_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+/// How long a reservation holds when its pairing neither succeeds nor fails (longer than a
+/// pairing handshake may take after its PIN).
+pub const RESERVATION_TTL: Duration = Duration::from_secs(180);
 /// The most links kept at once; expired and used ones are dropped first.
 const MAX_LINKS: usize = 1024;
 
@@ -157,6 +163,9 @@ pub enum LinkError {
     /// The link was already used to pair a client.
     #[error("this pairing link was already used; ask your administrator for a new one")]
     Used,
+    /// A client is pairing with this link right now.
+    #[error("this pairing link is pairing a client right now; if that pairing fails, try again in a moment")]
+    InUse,
 }
 
 /// A link just issued: the token (given out once) and when it expires.
@@ -168,11 +177,33 @@ pub struct IssuedLink {
     pub expires_at: u64,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkState {
+    Fresh,
+    /// Its PIN went out at this time (Unix seconds); the pairing has not ended yet.
+    Reserved(u64),
+    Used,
+}
+
 #[derive(Debug, Clone)]
 struct Link {
     user: UserName,
     expires_at: u64,
-    used: bool,
+    state: LinkState,
+}
+
+impl Link {
+    /// Whether a new pairing may use the link at `now`.
+    fn usable(&self, now: u64) -> Result<UserName, LinkError> {
+        match self.state {
+            LinkState::Used => Err(LinkError::Used),
+            _ if self.expires_at <= now => Err(LinkError::Expired),
+            LinkState::Reserved(since) if now < since.saturating_add(RESERVATION_TTL.as_secs()) => {
+                Err(LinkError::InUse)
+            }
+            _ => Ok(self.user.clone()),
+        }
+    }
 }
 
 /// One-time pairing links, kept in memory by the SHA-256 of their token (a restart forgets
@@ -199,7 +230,7 @@ impl PairingLinks {
         let expires_at = now.saturating_add(ttl.min(MAX_LINK_TTL).as_secs());
         let mut links = self.links.lock();
         if links.len() >= MAX_LINKS {
-            links.retain(|_, l| !l.used && l.expires_at > now);
+            links.retain(|_, l| l.state != LinkState::Used && l.expires_at > now);
         }
         if links.len() >= MAX_LINKS {
             // Still full of live links: the one expiring first goes.
@@ -212,52 +243,56 @@ impl PairingLinks {
             Link {
                 user,
                 expires_at,
-                used: false,
+                state: LinkState::Fresh,
             },
         );
         IssuedLink { token, expires_at }
     }
 
-    /// The user `token` pairs for, without using it up.
+    /// The user `token` pairs for, if a new pairing may use it now.
     ///
     /// # Errors
-    /// [`LinkError`] when the link is unknown, expired or used.
+    /// [`LinkError`] when the link is unknown, expired, used or in use.
     pub fn check(&self, token: &str) -> Result<UserName, LinkError> {
         self.check_at(token, unix_now())
     }
 
     fn check_at(&self, token: &str, now: u64) -> Result<UserName, LinkError> {
         let links = self.links.lock();
-        let link = links.get(&digest(token)).ok_or(LinkError::Unknown)?;
-        if link.used {
-            Err(LinkError::Used)
-        } else if link.expires_at <= now {
-            Err(LinkError::Expired)
-        } else {
-            Ok(link.user.clone())
-        }
+        links.get(&digest(token)).ok_or(LinkError::Unknown)?.usable(now)
     }
 
-    /// Uses `token` up: answers its user once, then [`LinkError::Used`].
+    /// Reserves `token` for the pairing its PIN is going to: [`PairingLinks::check`], then
+    /// [`LinkError::InUse`] for everyone else until [`PairingLinks::consume`],
+    /// [`PairingLinks::restore`] or [`RESERVATION_TTL`].
     ///
     /// # Errors
-    /// [`LinkError`] when the link is unknown, expired or used.
-    pub fn consume(&self, token: &str) -> Result<UserName, LinkError> {
-        self.consume_at(token, unix_now())
+    /// As [`PairingLinks::check`].
+    pub fn reserve(&self, token: &str) -> Result<UserName, LinkError> {
+        self.reserve_at(token, unix_now())
     }
 
-    fn consume_at(&self, token: &str, now: u64) -> Result<UserName, LinkError> {
-        let user = self.check_at(token, now)?;
-        if let Some(link) = self.links.lock().get_mut(&digest(token)) {
-            link.used = true;
-        }
+    fn reserve_at(&self, token: &str, now: u64) -> Result<UserName, LinkError> {
+        let mut links = self.links.lock();
+        let link = links.get_mut(&digest(token)).ok_or(LinkError::Unknown)?;
+        let user = link.usable(now)?;
+        link.state = LinkState::Reserved(now);
         Ok(user)
     }
 
-    /// Makes a consumed link usable again (the delivery it was consumed for failed).
-    pub fn restore(&self, token: &str) {
+    /// Uses `token` up: its pairing succeeded. Later uses get [`LinkError::Used`].
+    pub fn consume(&self, token: &str) {
         if let Some(link) = self.links.lock().get_mut(&digest(token)) {
-            link.used = false;
+            link.state = LinkState::Used;
+        }
+    }
+
+    /// Gives a reserved `token` back: its PIN could not be delivered or its pairing failed.
+    pub fn restore(&self, token: &str) {
+        if let Some(link) = self.links.lock().get_mut(&digest(token))
+            && matches!(link.state, LinkState::Reserved(_))
+        {
+            link.state = LinkState::Fresh;
         }
     }
 }
@@ -298,22 +333,39 @@ mod tests {
     }
 
     #[test]
-    fn a_link_is_used_once() {
+    fn a_link_is_reserved_then_used_once() {
         let links = PairingLinks::default();
         let bob: UserName = "bob".parse().unwrap();
         let issued = links.issue_at(bob.clone(), DEFAULT_LINK_TTL, 1000);
         assert_eq!(issued.token.len(), 43, "32 bytes, base64url without padding");
         assert_eq!(issued.expires_at, 1000 + 15 * 60);
         assert_eq!(links.check_at(&issued.token, 1001), Ok(bob.clone()));
-        assert_eq!(links.consume_at(&issued.token, 1001), Ok(bob.clone()));
-        assert_eq!(links.consume_at(&issued.token, 1002), Err(LinkError::Used));
-        assert_eq!(links.check_at(&issued.token, 1002), Err(LinkError::Used));
+        // Its PIN goes out: nobody else may use it meanwhile.
+        assert_eq!(links.reserve_at(&issued.token, 1001), Ok(bob.clone()));
+        assert_eq!(links.check_at(&issued.token, 1002), Err(LinkError::InUse));
+        assert_eq!(links.reserve_at(&issued.token, 1002), Err(LinkError::InUse));
+        // The pairing failed (a mistyped PIN): usable again.
         links.restore(&issued.token);
-        assert_eq!(links.check_at(&issued.token, 1002), Ok(bob));
+        assert_eq!(links.reserve_at(&issued.token, 1003), Ok(bob.clone()));
+        // The pairing succeeded: used up, even if it expired meanwhile; restore cannot undo it.
+        links.consume(&issued.token);
+        links.restore(&issued.token);
+        assert_eq!(links.check_at(&issued.token, 1004), Err(LinkError::Used));
+        assert_eq!(links.reserve_at(&issued.token, 5000), Err(LinkError::Used));
         assert_eq!(links.check_at("not-issued", 1002), Err(LinkError::Unknown));
         // Only the digest is kept.
         let stored = format!("{:?}", links.links.lock().keys().collect::<Vec<_>>());
         assert!(!stored.contains(&issued.token));
+    }
+
+    #[test]
+    fn a_reservation_nobody_ends_lapses() {
+        let links = PairingLinks::default();
+        let issued = links.issue_at("bob".parse().unwrap(), DEFAULT_LINK_TTL, 1000);
+        links.reserve_at(&issued.token, 1000).unwrap();
+        let lapse = 1000 + RESERVATION_TTL.as_secs();
+        assert_eq!(links.check_at(&issued.token, lapse - 1), Err(LinkError::InUse));
+        assert!(links.reserve_at(&issued.token, lapse).is_ok());
     }
 
     #[test]
@@ -323,7 +375,7 @@ mod tests {
         let short = links.issue_at(user.clone(), Duration::from_secs(60), 1000);
         assert!(links.check_at(&short.token, 1059).is_ok());
         assert_eq!(links.check_at(&short.token, 1060), Err(LinkError::Expired));
-        assert_eq!(links.consume_at(&short.token, 2000), Err(LinkError::Expired));
+        assert_eq!(links.reserve_at(&short.token, 2000), Err(LinkError::Expired));
         let long = links.issue_at(user, Duration::from_secs(7 * 24 * 3600), 1000);
         assert_eq!(long.expires_at, 1000 + 24 * 3600);
     }

@@ -91,6 +91,8 @@ struct Counters {
     by_source: FailureTable,
     by_secret: HashMap<PairSecret, usize>,
     wrong_passwords: FailureTable,
+    /// The pairing link each delivered PIN came with, until its pairing ends.
+    links_in_use: HashMap<PairSecret, String>,
 }
 
 /// Local accounts on the PIN page: the users (their password hashes) and the pairing links.
@@ -219,6 +221,7 @@ impl PinEntry {
             counters: Mutex::new(Counters {
                 by_source: FailureTable::new(limits.window, MAX_FAILURE_SOURCES, limits.max_failures_per_ip),
                 by_secret: HashMap::new(),
+                links_in_use: HashMap::new(),
                 wrong_passwords: FailureTable::new(
                     limits.password_window,
                     MAX_FAILURE_SOURCES,
@@ -335,12 +338,13 @@ impl PinEntry {
             }
         };
         let user = owner.user;
-        // A link is used up before the PIN goes out, so two submissions cannot both use it; it
-        // is given back if the PIN cannot be delivered.
+        // A link is reserved before the PIN goes out, so two submissions cannot both use it; it
+        // is given back if the PIN cannot be delivered, and used up or given back when the
+        // pairing ends ([`PinEntry::pairing_finished`]).
         if let (Some(token), Some(accounts)) = (&owner.link, &self.accounts)
-            && let Err(e) = accounts.links.consume(token)
+            && let Err(e) = accounts.links.reserve(token)
         {
-            return self.fail(ip, (StatusCode::GONE, e.to_string()));
+            return self.fail(ip, link_refusal(e));
         }
         let restore_link = || {
             if let (Some(token), Some(accounts)) = (&owner.link, &self.accounts) {
@@ -350,7 +354,16 @@ impl PinEntry {
         let shown = user.as_ref().map_or("(default)", UserName::as_str).to_owned();
         match self.broker.submit(&secret, PinSubmission { pin, user }).await {
             Ok(()) => {
-                self.counters.lock().by_secret.remove(&secret);
+                let mut counters = self.counters.lock();
+                counters.by_secret.remove(&secret);
+                if let Some(token) = &owner.link {
+                    if counters.links_in_use.len() >= 1024 {
+                        // Pairings that never ended; their reservations lapse by themselves.
+                        counters.links_in_use.clear();
+                    }
+                    counters.links_in_use.insert(secret.clone(), token.clone());
+                }
+                drop(counters);
                 let how = match (via_proxy, &owner.link, owner.vouched) {
                     (true, _, _) => "trusted proxy",
                     (_, Some(_), _) => "pairing link",
@@ -374,6 +387,20 @@ impl PinEntry {
                     StatusCode::SERVICE_UNAVAILABLE,
                     "The PIN could not be delivered; try again".into(),
                 )
+            }
+        }
+    }
+
+    /// The pairing a PIN was delivered to (by its broker `secret`) ended: a pairing link used for
+    /// it is used up if it `paired`, else given back.
+    pub fn pairing_finished(&self, secret: &PairSecret, paired: bool) {
+        let token = self.counters.lock().links_in_use.remove(secret);
+        if let (Some(token), Some(accounts)) = (token, &self.accounts) {
+            if paired {
+                accounts.links.consume(&token);
+            } else {
+                accounts.links.restore(&token);
+                tracing::info!(pairing.secret = ?secret, "pairing failed: its pairing link may be used again");
             }
         }
     }
@@ -414,11 +441,7 @@ impl PinEntry {
                 Ok(user) => Ok(Owner::vouched(user, Some(token.to_owned()))),
                 Err(e) => {
                     audit(ip, "-", &format!("PIN page pairing link refused: {e}"));
-                    let reply = match e {
-                        LinkError::Unknown => (StatusCode::UNAUTHORIZED, UNKNOWN_LINK.to_owned()),
-                        LinkError::Expired | LinkError::Used => (StatusCode::GONE, e.to_string()),
-                    };
-                    Err(self.fail(ip, reply))
+                    Err(self.fail(ip, link_refusal(e)))
                 }
             };
         }
@@ -561,6 +584,15 @@ impl PinEntry {
             );
         }
         self.fail(ip, bad(message))
+    }
+}
+
+/// The reply to a pairing link that cannot be used.
+fn link_refusal(e: LinkError) -> PinReply {
+    match e {
+        LinkError::Unknown => (StatusCode::UNAUTHORIZED, UNKNOWN_LINK.to_owned()),
+        LinkError::InUse => (StatusCode::CONFLICT, e.to_string()),
+        LinkError::Expired | LinkError::Used => (StatusCode::GONE, e.to_string()),
     }
 }
 
@@ -1008,7 +1040,19 @@ mod tests {
         assert_eq!(entry.submit(IP, &body(None, &link.token)).await.0, StatusCode::OK);
         let got = broker.wait(&secret, Duration::from_secs(1)).await.unwrap();
         assert_eq!(got.user.unwrap().as_str(), "bob");
-        // Used up.
+        // While that pairing runs, nobody else may use the link.
+        let again = open(&broker).await;
+        let (status, text) = entry.submit(IP, &body(Some(&again), &link.token)).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert!(text.contains("right now"), "{text}");
+        // It failed (a mistyped PIN): the link works again.
+        entry.pairing_finished(&secret, false);
+        assert_eq!(
+            entry.submit(IP, &body(Some(&again), &link.token)).await.0,
+            StatusCode::OK
+        );
+        // It paired: used up.
+        entry.pairing_finished(&again, true);
         let again = open(&broker).await;
         let (status, text) = entry.submit(IP, &body(Some(&again), &link.token)).await;
         assert_eq!(status, StatusCode::GONE);
