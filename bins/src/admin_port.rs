@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use direwolf_core::accounts::PairingLinks;
 use direwolf_core::admin::{AdminApi, AdminServer, AdminToken};
 use direwolf_core::{Launcher, PinBroker, Stores};
 use direwolf_moonlight::identity::LoadedIdentity;
@@ -12,7 +13,8 @@ use direwolf_moonlight::identity::LoadedIdentity;
 /// The admin API's default port: where Sunshine users find their web UI.
 pub const DEFAULT_ADMIN_PORT: u16 = 47990;
 
-/// Serves the admin API over `stores`, `broker` and `launcher`, bearing `token`, on `port` of
+/// Serves the admin API over `stores`, `broker` and `launcher`, bearing `token` (with local
+/// accounts, pairing links and the PIN page's HTTP port, in single-machine mode), on `port` of
 /// every `bind` address (default: every IPv6 and IPv4 address), with the stored server identity
 /// (the Moonlight server has created it by now).
 pub async fn start(
@@ -22,6 +24,7 @@ pub async fn start(
     broker: Arc<dyn PinBroker>,
     launcher: Arc<dyn Launcher>,
     token: AdminToken,
+    local_accounts: Option<(PairingLinks, u16)>,
 ) -> anyhow::Result<Vec<AdminServer>> {
     let identity = stores
         .identity
@@ -30,7 +33,10 @@ pub async fn start(
         .context("the server identity is missing after the server started")?;
     let loaded = LoadedIdentity::new(identity).context("the stored server identity is unusable")?;
     let tls = direwolf_moonlight::tls::admin_server_config(&loaded).context("admin TLS configuration")?;
-    let api = AdminApi::new(stores, broker, launcher, token);
+    let mut api = AdminApi::new(stores, broker, launcher, token);
+    if let Some((links, http_port)) = local_accounts {
+        api = api.with_local_accounts(links, http_port);
+    }
     let addrs: Vec<IpAddr> = if bind.is_empty() {
         vec![IpAddr::V6(Ipv6Addr::UNSPECIFIED)]
     } else {

@@ -27,9 +27,10 @@ pub struct ListenArgs {
     #[arg(long = "trusted-proxy", value_name = "CIDR", env = "DIREWOLF_TRUSTED_PROXY", value_delimiter = ',', value_parser = parse_net)]
     pub trusted_proxies: Vec<IpNet>,
 
-    /// With `--trusted-proxy`: still accept PINs entered without the proxy (their pairings go to
-    /// the user the form names, else the default user).
-    #[arg(long, requires = "trusted_proxies")]
+    /// Still accept PINs entered without login (without `--trusted-proxy`'s identity, and, once
+    /// a user has a password, without a password or pairing link): their pairings go to the user
+    /// the form names, else the default user.
+    #[arg(long)]
     pub allow_unauthenticated_pin: bool,
 }
 
@@ -45,7 +46,8 @@ impl ListenArgs {
     pub fn apply(&self, builder: MoonlightServerBuilder) -> MoonlightServerBuilder {
         if self.trusted_proxies.is_empty() {
             tracing::warn!(
-                "no --trusted-proxy: whoever opens a PIN page link decides which user a pairing belongs to"
+                "no --trusted-proxy: unless users have passwords (direwolf user passwd, direwolf serve \
+                 only), whoever opens a PIN page link decides which user a pairing belongs to"
             );
         }
         let builder = builder

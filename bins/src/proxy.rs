@@ -195,6 +195,7 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
                 broker,
                 launcher,
                 token,
+                None,
             )
             .await?
         }

@@ -569,7 +569,7 @@ fn the_server_answers_as_its_openapi_description_says() {
         report_failures(&report),
     );
     assert!(
-        report.contains("14 selected"),
+        report.contains("16 selected"),
         "every operation is tested: {report}"
     );
     server.server.proc.stop();

@@ -37,6 +37,8 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod accounts;
+
 #[cfg(feature = "admin")]
 pub mod admin;
 #[cfg(any(test, feature = "conformance"))]

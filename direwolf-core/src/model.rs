@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::accounts::PasswordHash;
 use crate::error::Error;
 use crate::ids::{AesKey, AppId, Fingerprint, RiKeyId, SessionId, UserName};
 
@@ -29,6 +30,12 @@ pub struct User {
     /// The apps this user may see and launch; `None`: every app.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apps: Option<Vec<AppId>>,
+    /// The password of a local account, hashed (`None`: the user has no password).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<PasswordHash>,
+    /// Whether the user administers this direwolf (the first local account does).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin: bool,
 }
 
 impl User {
@@ -38,6 +45,8 @@ impl User {
             name,
             display_name: None,
             apps: None,
+            password: None,
+            admin: false,
         }
     }
 

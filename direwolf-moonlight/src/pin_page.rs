@@ -12,21 +12,28 @@
 //! A network over its limit may still submit for a pairing that is waiting (a correct secret
 //! goes through), so nobody can lock the administrator out by failing on purpose. A well-formed
 //! PIN is delivered once per pairing; whether it was right is only known at pairing phase 4.
+//!
+//! With local accounts ([`PinEntry::with_local_accounts`], single-machine mode), once any user
+//! has a password the post must also carry `"user"` and `"password"` (checked against the
+//! user's Argon2id hash; wrong ones are refused per network after [`PinLimits::max_wrong_passwords`]
+//! a minute, and leave the PIN pending) or `"link"`, a one-time pairing link the admin API
+//! issued for a user; the pairing belongs to that user. A trusted proxy's identity still wins.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use direwolf_core::{PairSecret, Pin, PinBroker, PinError, PinSubmission, UserName};
+use direwolf_core::accounts::{LinkError, PairingLinks, PasswordHash};
+use direwolf_core::{PairSecret, Pin, PinBroker, PinError, PinSubmission, UserName, UserStore};
 use http::header::{CONTENT_TYPE, HOST, ORIGIN};
 use http::{HeaderMap, StatusCode};
 use parking_lot::Mutex;
 use serde::Deserialize;
 
 use crate::source::{FailureTable, PrefixLengths, Source};
-use crate::trusted_proxy::{Attribution, TrustedProxies};
+use crate::trusted_proxy::{Attribution, LOGIN_REQUIRED, TrustedProxies};
 
 /// The page served by `GET /pin/`.
 pub const PIN_PAGE: &str = include_str!("pin.html");
@@ -47,6 +54,12 @@ pub struct PinLimits {
     pub window: Duration,
     /// How addresses group into one source (IPv4 /24, IPv6 /64).
     pub prefixes: PrefixLengths,
+    /// Wrong passwords (and unknown users) per source network within
+    /// [`PinLimits::password_window`] before logins from it are refused (429), whatever they
+    /// submit for.
+    pub max_wrong_passwords: usize,
+    /// The window wrong passwords are counted over.
+    pub password_window: Duration,
 }
 
 impl Default for PinLimits {
@@ -56,6 +69,8 @@ impl Default for PinLimits {
             max_invalid_per_pairing: 5,
             window: Duration::from_secs(600),
             prefixes: PrefixLengths::default(),
+            max_wrong_passwords: 5,
+            password_window: Duration::from_secs(60),
         }
     }
 }
@@ -66,12 +81,67 @@ struct Body {
     secret: Option<String>,
     #[serde(default)]
     user: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    link: Option<String>,
 }
 
 struct Counters {
     by_source: FailureTable,
     by_secret: HashMap<PairSecret, usize>,
+    wrong_passwords: FailureTable,
+    /// The pairing link each delivered PIN came with, until its pairing ends.
+    links_in_use: HashMap<PairSecret, String>,
 }
+
+/// Local accounts on the PIN page: the users (their password hashes) and the pairing links.
+#[derive(Debug, Clone)]
+pub struct LocalAccounts {
+    /// Where users and their password hashes are.
+    pub users: Arc<dyn UserStore>,
+    /// The one-time pairing links the admin API issues.
+    pub links: PairingLinks,
+}
+
+/// Who a submission is for, once its login (if any) is checked.
+struct Owner {
+    /// The user the pairing will belong to (`None`: the server's default user).
+    user: Option<UserName>,
+    /// The form named a user that is not a valid name (open entry only).
+    invalid_user: Option<String>,
+    /// The pairing link used, consumed when the PIN is delivered.
+    link: Option<String>,
+    /// Whether someone vouched for the user (a proxy, a password, a link).
+    vouched: bool,
+}
+
+impl Owner {
+    fn vouched(user: UserName, link: Option<String>) -> Self {
+        Owner {
+            user: Some(user),
+            invalid_user: None,
+            link,
+            vouched: true,
+        }
+    }
+}
+
+/// Message for a submission without login while local accounts exist.
+pub const PASSWORD_REQUIRED: &str = "Log in to pair: enter your user name and password with the PIN (or open a pairing link from your administrator)";
+/// Message for a wrong password or an unknown user.
+pub const WRONG_PASSWORD: &str = "Wrong user name or password; the PIN is still waiting, try again";
+/// Message when a network has sent too many wrong passwords.
+pub const TOO_MANY_PASSWORDS: &str =
+    "Too many wrong passwords from this network; wait a minute and try again";
+/// Message for a pairing link whose user was deleted.
+pub const LINK_USER_GONE: &str =
+    "This pairing link's user no longer exists; ask your administrator for a new link";
+/// Message for a pairing link that was never issued.
+pub const UNKNOWN_LINK: &str = "This pairing link is not valid; ask your administrator for a new one";
+
+/// Password checks running at once; later ones wait their turn.
+const MAX_CONCURRENT_VERIFICATIONS: usize = 2;
 
 /// Sources kept in the failure table; past it, failures are counted together (never ignored).
 const MAX_FAILURE_SOURCES: usize = 4096;
@@ -118,7 +188,10 @@ pub struct PinEntry {
     broker: Arc<dyn PinBroker>,
     limits: PinLimits,
     proxies: TrustedProxies,
+    accounts: Option<LocalAccounts>,
     counters: Mutex<Counters>,
+    /// Bounds the password checks running at once.
+    verifying: tokio::sync::Semaphore,
 }
 
 impl fmt::Debug for PinEntry {
@@ -143,11 +216,27 @@ impl PinEntry {
             broker,
             limits,
             proxies: TrustedProxies::default(),
+            accounts: None,
+            verifying: tokio::sync::Semaphore::new(MAX_CONCURRENT_VERIFICATIONS),
             counters: Mutex::new(Counters {
                 by_source: FailureTable::new(limits.window, MAX_FAILURE_SOURCES, limits.max_failures_per_ip),
                 by_secret: HashMap::new(),
+                links_in_use: HashMap::new(),
+                wrong_passwords: FailureTable::new(
+                    limits.password_window,
+                    MAX_FAILURE_SOURCES,
+                    limits.max_wrong_passwords,
+                ),
             }),
         }
+    }
+
+    /// Local accounts: once any user has a password, a PIN needs that user's password (or a
+    /// pairing link, or a trusted proxy's identity) unless unauthenticated PINs are allowed
+    /// ([`TrustedProxies::allow_unauthenticated`]).
+    pub fn with_local_accounts(mut self, accounts: LocalAccounts) -> Self {
+        self.accounts = Some(accounts);
+        self
     }
 
     /// Believe these proxies' identity headers ([`crate::trusted_proxy`]).
@@ -161,9 +250,11 @@ impl PinEntry {
     /// # Errors
     /// As [`TrustedProxies::attribute`].
     pub fn attribute(&self, ip: IpAddr, headers: &HeaderMap) -> Result<Attribution, PinReply> {
-        self.proxies
-            .attribute(ip, headers)
-            .map_err(|reply| self.fail(ip, reply))
+        match self.proxies.attribute(ip, headers) {
+            // A password or a pairing link may still say who it is.
+            Err((StatusCode::UNAUTHORIZED, _)) if self.accounts.is_some() => Ok(Attribution::LoginRequired),
+            other => other.map_err(|reply| self.fail(ip, reply)),
+        }
     }
 
     fn locked_out(&self, ip: IpAddr) -> bool {
@@ -192,7 +283,9 @@ impl PinEntry {
     }
 
     /// Handles `POST /pin/` from `ip` with `body`, entered by `who` ([`PinEntry::attribute`]): a
-    /// user named by a trusted proxy owns the pairing whatever the form says.
+    /// user named by a trusted proxy owns the pairing whatever the form says; otherwise a pairing
+    /// link's user, or the user whose password the form carries; otherwise (no local accounts, or
+    /// unauthenticated PINs allowed) the form's user.
     pub async fn submit_as(&self, ip: IpAddr, who: Attribution, body: &[u8]) -> PinReply {
         let locked_out = self.locked_out(ip);
         let too_many = || {
@@ -215,47 +308,252 @@ impl PinEntry {
         let Ok(body) = parsed else {
             return self.fail(ip, bad(r#"Expected a JSON body {"pin":"1234","secret":"..."}"#));
         };
-        let Some(secret) = secret else {
-            return self.fail(ip, bad("Missing or malformed pairing secret"));
+        let via_proxy = matches!(who, Attribution::Proxy(_));
+        let owner = match self.owner(ip, who, &body).await {
+            Ok(owner) => owner,
+            Err(reply) => return reply,
+        };
+        let secret = match secret {
+            Some(secret) => secret,
+            // Someone vouched for the user and the page has no secret (a pairing link opened
+            // as given): the one pairing waiting, if there is exactly one.
+            None if owner.vouched && body.secret.as_deref().is_none_or(str::is_empty) => {
+                match self.only_pending().await {
+                    Ok(secret) => secret,
+                    Err(reply) => return reply,
+                }
+            }
+            None => return self.fail(ip, bad("Missing or malformed pairing secret")),
         };
         let pin = body.pin.as_deref().unwrap_or("").parse::<Pin>();
-        let user = match (who, body.user.as_deref().map(str::trim).filter(|u| !u.is_empty())) {
-            (Attribution::Proxy(user), _) => Ok(Some(user)),
-            (Attribution::Open, None) => Ok(None),
-            (Attribution::Open, Some(u)) => u.parse::<UserName>().map(Some),
-        };
-        let (pin, user) = match (pin, user) {
-            (Ok(pin), Ok(user)) => (pin, user),
-            (pin, user) => {
+        let pin = match (pin, owner.invalid_user) {
+            (Ok(pin), None) => pin,
+            (pin, invalid_user) => {
                 let message = if pin.is_err() {
                     "The PIN must be exactly four digits".to_owned()
                 } else {
-                    format!(
-                        "Invalid user name: {}",
-                        user.err().map(|e| e.to_string()).unwrap_or_default()
-                    )
+                    format!("Invalid user name: {}", invalid_user.unwrap_or_default())
                 };
                 return self.invalid_for_pairing(ip, &secret, message).await;
             }
         };
-        let owner = user.as_ref().map_or("(default)", UserName::as_str).to_owned();
+        let user = owner.user;
+        // A link is reserved before the PIN goes out, so two submissions cannot both use it; it
+        // is given back if the PIN cannot be delivered, and used up or given back when the
+        // pairing ends ([`PinEntry::pairing_finished`]).
+        if let (Some(token), Some(accounts)) = (&owner.link, &self.accounts)
+            && let Err(e) = accounts.links.reserve(token)
+        {
+            return self.fail(ip, link_refusal(e));
+        }
+        let restore_link = || {
+            if let (Some(token), Some(accounts)) = (&owner.link, &self.accounts) {
+                accounts.links.restore(token);
+            }
+        };
+        let shown = user.as_ref().map_or("(default)", UserName::as_str).to_owned();
         match self.broker.submit(&secret, PinSubmission { pin, user }).await {
             Ok(()) => {
-                self.counters.lock().by_secret.remove(&secret);
-                tracing::info!(pairing.secret = ?secret, user = %owner, "PIN submitted");
+                let mut counters = self.counters.lock();
+                counters.by_secret.remove(&secret);
+                if let Some(token) = &owner.link {
+                    if counters.links_in_use.len() >= 1024 {
+                        // Pairings that never ended; their reservations lapse by themselves.
+                        counters.links_in_use.clear();
+                    }
+                    counters.links_in_use.insert(secret.clone(), token.clone());
+                }
+                drop(counters);
+                let how = match (via_proxy, &owner.link, owner.vouched) {
+                    (true, _, _) => "trusted proxy",
+                    (_, Some(_), _) => "pairing link",
+                    (_, None, true) => "password",
+                    (_, None, false) => "unauthenticated",
+                };
+                tracing::info!(pairing.secret = ?secret, user = %shown, login = how, "PIN submitted");
                 (StatusCode::OK, "OK".into())
             }
-            Err(PinError::UnknownSecret | PinError::Closed | PinError::TimedOut) => self.fail(
-                ip,
-                bad("No pairing is waiting for this secret (it may have expired or been used)"),
-            ),
+            Err(PinError::UnknownSecret | PinError::Closed | PinError::TimedOut) => {
+                restore_link();
+                self.fail(
+                    ip,
+                    bad("No pairing is waiting for this secret (it may have expired or been used)"),
+                )
+            }
             Err(e) => {
+                restore_link();
                 crate::warn_throttled!("pin-broker-submit", error = %e, "PIN broker failed");
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "The PIN could not be delivered; try again".into(),
                 )
             }
+        }
+    }
+
+    /// The pairing a PIN was delivered to (by its broker `secret`) ended: a pairing link used for
+    /// it is used up if it `paired`, else given back.
+    pub fn pairing_finished(&self, secret: &PairSecret, paired: bool) {
+        let token = self.counters.lock().links_in_use.remove(secret);
+        if let (Some(token), Some(accounts)) = (token, &self.accounts) {
+            if paired {
+                accounts.links.consume(&token);
+            } else {
+                accounts.links.restore(&token);
+                tracing::info!(pairing.secret = ?secret, "pairing failed: its pairing link may be used again");
+            }
+        }
+    }
+
+    /// Who the submission is for: see [`PinEntry::submit_as`].
+    async fn owner(&self, ip: IpAddr, who: Attribution, body: &Body) -> Result<Owner, PinReply> {
+        if let Attribution::Proxy(user) = who {
+            return Ok(Owner::vouched(user, None));
+        }
+        let form_user = body.user.as_deref().map(str::trim).filter(|u| !u.is_empty());
+        let open = || {
+            let (user, invalid_user) = match form_user.map(str::parse::<UserName>) {
+                None => (None, None),
+                Some(Ok(user)) => (Some(user), None),
+                Some(Err(e)) => (None, Some(e.to_string())),
+            };
+            Owner {
+                user,
+                invalid_user,
+                link: None,
+                vouched: false,
+            }
+        };
+        let Some(accounts) = &self.accounts else {
+            return Ok(open());
+        };
+        if let Some(token) = body.link.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            return match accounts.links.check(token) {
+                // A link does not bring back a user deleted since it was issued.
+                Ok(user) if !matches!(accounts.users.get(&user).await, Ok(Some(_))) => {
+                    audit(
+                        ip,
+                        user.as_str(),
+                        "PIN page pairing link refused: its user no longer exists",
+                    );
+                    Err(self.fail(ip, (StatusCode::GONE, LINK_USER_GONE.into())))
+                }
+                Ok(user) => Ok(Owner::vouched(user, Some(token.to_owned()))),
+                Err(e) => {
+                    audit(ip, "-", &format!("PIN page pairing link refused: {e}"));
+                    Err(self.fail(ip, link_refusal(e)))
+                }
+            };
+        }
+        if let Some(password) = body.password.as_deref().filter(|p| !p.is_empty()) {
+            return self
+                .log_in(ip, accounts, form_user, password)
+                .await
+                .map(|user| Owner::vouched(user, None));
+        }
+        let accounts_exist = match accounts.users.list().await {
+            Ok(users) => users.iter().any(|u| u.password.is_some()),
+            Err(e) => {
+                crate::warn_throttled!("pin-users", error = %e, "cannot read the users for the PIN page");
+                return Err((
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The user list is unavailable; try again".into(),
+                ));
+            }
+        };
+        match who {
+            Attribution::LoginRequired if accounts_exist => {
+                Err(self.fail(ip, (StatusCode::UNAUTHORIZED, PASSWORD_REQUIRED.into())))
+            }
+            Attribution::LoginRequired => {
+                Err(self.fail(ip, (StatusCode::UNAUTHORIZED, LOGIN_REQUIRED.into())))
+            }
+            Attribution::Open if accounts_exist && !self.proxies.allow_unauthenticated => {
+                audit(ip, form_user.unwrap_or("-"), "PIN entry without login refused");
+                Err(self.fail(ip, (StatusCode::UNAUTHORIZED, PASSWORD_REQUIRED.into())))
+            }
+            _ => Ok(open()),
+        }
+    }
+
+    /// Checks `user`'s `password`: the user, or 401 (429 once the network has sent too many
+    /// wrong passwords). The PIN stays pending either way.
+    async fn log_in(
+        &self,
+        ip: IpAddr,
+        accounts: &LocalAccounts,
+        user: Option<&str>,
+        password: &str,
+    ) -> Result<UserName, PinReply> {
+        // Few hashes at once: each takes ~19 MiB.
+        let Ok(_turn) = self.verifying.acquire().await else {
+            return Err((StatusCode::SERVICE_UNAVAILABLE, "The server is stopping".into()));
+        };
+        let source = Source::of(ip, self.limits.prefixes);
+        // Each check counts as wrong until it proves right, so guesses sent at once cannot
+        // together get more tries than the limit.
+        let over = {
+            let mut counters = self.counters.lock();
+            let now = Instant::now();
+            let over = counters.wrong_passwords.count(source, now) >= self.limits.max_wrong_passwords;
+            if !over {
+                counters.wrong_passwords.record(source, now);
+            }
+            over
+        };
+        if over {
+            audit(
+                ip,
+                user.unwrap_or("-"),
+                "PIN page login refused: too many wrong passwords",
+            );
+            return Err((StatusCode::TOO_MANY_REQUESTS, TOO_MANY_PASSWORDS.into()));
+        }
+        let name = user.and_then(|u| u.parse::<UserName>().ok());
+        let stored = match &name {
+            Some(name) => accounts
+                .users
+                .get(name)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|u| u.password),
+            None => None,
+        };
+        // An unknown user costs as much as a wrong password: no telling them apart by time.
+        let hash = stored.clone().unwrap_or_else(|| dummy_hash().clone());
+        let matches = hash.verify_blocking(password.to_owned()).await && stored.is_some();
+        match name {
+            Some(name) if matches => {
+                self.counters.lock().wrong_passwords.forgive(source);
+                Ok(name)
+            }
+            _ => {
+                audit(
+                    ip,
+                    user.unwrap_or("-"),
+                    "PIN page login refused: wrong user name or password",
+                );
+                Err((StatusCode::UNAUTHORIZED, WRONG_PASSWORD.into()))
+            }
+        }
+    }
+
+    /// The secret of the one pairing waiting, for a vouched-for submission without one.
+    async fn only_pending(&self) -> Result<PairSecret, PinReply> {
+        let pending = self.broker.pending().await.unwrap_or_default();
+        match pending.as_slice() {
+            [one] => Ok(one.secret.clone()),
+            [] => Err((
+                StatusCode::CONFLICT,
+                "No pairing is waiting for a PIN: start pairing in Moonlight first, then enter the PIN it shows".into(),
+            )),
+            _ => Err((
+                StatusCode::CONFLICT,
+                "Several pairings are waiting for a PIN: open the PIN page link from the server log \
+                 (…/pin/#SECRET), or try again in a moment"
+                    .into(),
+            )),
         }
     }
 
@@ -287,6 +585,28 @@ impl PinEntry {
         }
         self.fail(ip, bad(message))
     }
+}
+
+/// The reply to a pairing link that cannot be used.
+fn link_refusal(e: LinkError) -> PinReply {
+    match e {
+        LinkError::Unknown => (StatusCode::UNAUTHORIZED, UNKNOWN_LINK.to_owned()),
+        LinkError::InUse => (StatusCode::CONFLICT, e.to_string()),
+        LinkError::Expired | LinkError::Used => (StatusCode::GONE, e.to_string()),
+    }
+}
+
+/// An audit line for a refused login on the PIN page (never the password or PIN).
+fn audit(ip: IpAddr, user: &str, what: &str) {
+    tracing::warn!(target: "direwolf::audit", actor = "pin-page", client = %ip, user = %user, action = "login", outcome = "refused", "{what}");
+}
+
+/// A hash no password matches quickly, verified for unknown users.
+fn dummy_hash() -> &'static PasswordHash {
+    static DUMMY: OnceLock<PasswordHash> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        PasswordHash::new("direwolf: no such user, no such password").expect("a valid fixed password")
+    })
 }
 
 #[cfg(test)]
@@ -526,10 +846,292 @@ mod tests {
         assert!(check_headers(&headers(&[json, (ORIGIN, "http://192.0.2.10:47989")])).is_err());
     }
 
+    /// A PIN entry with local accounts: alice has a password, bob has none.
+    async fn with_accounts(broker: &InMemoryPinBroker, limits: PinLimits) -> (PinEntry, PairingLinks) {
+        let stores = direwolf_core::Stores::in_memory();
+        let mut alice = direwolf_core::User::new("alice".parse().unwrap());
+        alice.password = Some(PasswordHash::new("alice's password").unwrap());
+        stores.users.put(alice).await.unwrap();
+        stores
+            .users
+            .put(direwolf_core::User::new("bob".parse().unwrap()))
+            .await
+            .unwrap();
+        let links = PairingLinks::default();
+        let entry = PinEntry::new(Arc::new(broker.clone()), limits).with_local_accounts(LocalAccounts {
+            users: stores.users.clone(),
+            links: links.clone(),
+        });
+        (entry, links)
+    }
+
+    fn login(secret: &PairSecret, user: &str, password: &str) -> Vec<u8> {
+        serde_json::json!({"pin": "1234", "secret": secret.as_str(), "user": user, "password": password})
+            .to_string()
+            .into_bytes()
+    }
+
+    #[tokio::test]
+    async fn with_accounts_the_password_decides_who_owns_the_pairing() {
+        let broker = InMemoryPinBroker::default();
+        let (entry, _) = with_accounts(&broker, PinLimits::default()).await;
+        let secret = open(&broker).await;
+        // No login: refused, the pairing still waits.
+        let (status, text) = entry.submit(IP, &json("1234", secret.as_str())).await;
+        assert_eq!(
+            (status, text.as_str()),
+            (StatusCode::UNAUTHORIZED, PASSWORD_REQUIRED)
+        );
+        // A wrong password, an unknown user, a user without a password: 401, still waiting.
+        for (user, password) in [
+            ("alice", "not her password"),
+            ("mallory", "whatever1"),
+            ("bob", "anything!"),
+        ] {
+            let (status, text) = entry.submit(IP, &login(&secret, user, password)).await;
+            assert_eq!(
+                (status, text.as_str()),
+                (StatusCode::UNAUTHORIZED, WRONG_PASSWORD),
+                "{user}"
+            );
+        }
+        assert_eq!(
+            broker.pending().await.unwrap().len(),
+            1,
+            "the PIN is still pending"
+        );
+        // The right password: alice owns the pairing, whatever else the form says.
+        let (status, _) = entry
+            .submit(IP, &login(&secret, "alice", "alice's password"))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let got = broker.wait(&secret, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(got.user.unwrap().as_str(), "alice");
+    }
+
+    #[tokio::test]
+    async fn unauthenticated_pins_are_refused_only_while_accounts_exist_unless_allowed() {
+        let broker = InMemoryPinBroker::default();
+        let stores = direwolf_core::Stores::in_memory();
+        let accounts = LocalAccounts {
+            users: stores.users.clone(),
+            links: PairingLinks::default(),
+        };
+        let entry = PinEntry::new(Arc::new(broker.clone()), PinLimits::default())
+            .with_local_accounts(accounts.clone());
+        let secret = open(&broker).await;
+        // Nobody has a password yet: open as before.
+        assert_eq!(
+            entry.submit(IP, &json("1234", secret.as_str())).await.0,
+            StatusCode::OK
+        );
+        let mut alice = direwolf_core::User::new("alice".parse().unwrap());
+        alice.password = Some(PasswordHash::new("alice's password").unwrap());
+        stores.users.put(alice).await.unwrap();
+        let secret = open(&broker).await;
+        assert_eq!(
+            entry.submit(IP, &json("1234", secret.as_str())).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        let allowed = PinEntry::new(Arc::new(broker.clone()), PinLimits::default())
+            .with_trusted_proxies(TrustedProxies {
+                networks: vec![],
+                allow_unauthenticated: true,
+            })
+            .with_local_accounts(accounts);
+        assert_eq!(
+            allowed.submit(IP, &json("1234", secret.as_str())).await.0,
+            StatusCode::OK
+        );
+    }
+
+    #[tokio::test]
+    async fn wrong_passwords_are_rate_limited_per_network() {
+        let broker = InMemoryPinBroker::default();
+        let limits = PinLimits {
+            max_wrong_passwords: 3,
+            ..Default::default()
+        };
+        let (entry, _) = with_accounts(&broker, limits).await;
+        // Right passwords are no tries.
+        for _ in 0..4 {
+            let secret = open(&broker).await;
+            let (status, _) = entry
+                .submit(IP, &login(&secret, "alice", "alice's password"))
+                .await;
+            assert_eq!(status, StatusCode::OK);
+        }
+        let secret = open(&broker).await;
+        for _ in 0..3 {
+            let (status, _) = entry.submit(IP, &login(&secret, "alice", "guess guess")).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+        }
+        // Even the right password waits now, from the whole /24; the pairing is not cancelled.
+        let neighbour: IpAddr = "192.0.2.77".parse().unwrap();
+        for ip in [IP, neighbour] {
+            let (status, text) = entry
+                .submit(ip, &login(&secret, "alice", "alice's password"))
+                .await;
+            assert_eq!(
+                (status, text.as_str()),
+                (StatusCode::TOO_MANY_REQUESTS, TOO_MANY_PASSWORDS)
+            );
+        }
+        assert!(broker.pending().await.unwrap().iter().any(|p| p.secret == secret));
+        let elsewhere: IpAddr = "198.51.100.4".parse().unwrap();
+        let (status, _) = entry
+            .submit(elsewhere, &login(&secret, "alice", "alice's password"))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_guesses_get_no_more_tries_than_the_limit() {
+        let broker = InMemoryPinBroker::default();
+        let limits = PinLimits {
+            max_wrong_passwords: 3,
+            ..Default::default()
+        };
+        let (entry, _) = with_accounts(&broker, limits).await;
+        let entry = Arc::new(entry);
+        let secret = open(&broker).await;
+        let guesses: Vec<_> = (0..10)
+            .map(|i| {
+                let (entry, body) = (entry.clone(), login(&secret, "alice", &format!("guess {i:04}")));
+                tokio::spawn(async move { entry.submit(IP, &body).await.0 })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for guess in guesses {
+            let status = tokio::time::timeout(Duration::from_secs(30), guess)
+                .await
+                .expect("a guess is answered within 30 s")
+                .unwrap();
+            statuses.push(status);
+        }
+        let checked = statuses
+            .iter()
+            .filter(|s| **s == StatusCode::UNAUTHORIZED)
+            .count();
+        let refused = statuses
+            .iter()
+            .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+            .count();
+        assert_eq!((checked, refused), (3, 7), "{statuses:?}");
+    }
+
+    #[tokio::test]
+    async fn a_pairing_link_pairs_once_for_its_user() {
+        let broker = InMemoryPinBroker::default();
+        let (entry, links) = with_accounts(&broker, PinLimits::default()).await;
+        let link = links.issue("bob".parse().unwrap(), Duration::from_secs(900));
+        let body = |secret: Option<&PairSecret>, token: &str| {
+            let mut body = serde_json::json!({"pin": "1234", "link": token, "user": "alice"});
+            if let Some(secret) = secret {
+                body["secret"] = secret.as_str().into();
+            }
+            body.to_string().into_bytes()
+        };
+        // No pairing waiting yet: the link stays usable.
+        let (status, text) = entry.submit(IP, &body(None, &link.token)).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{text}");
+        // Without a secret, the one pairing waiting; the link's user owns it, not the form's.
+        let secret = open(&broker).await;
+        assert_eq!(entry.submit(IP, &body(None, &link.token)).await.0, StatusCode::OK);
+        let got = broker.wait(&secret, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(got.user.unwrap().as_str(), "bob");
+        // While that pairing runs, nobody else may use the link.
+        let again = open(&broker).await;
+        let (status, text) = entry.submit(IP, &body(Some(&again), &link.token)).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert!(text.contains("right now"), "{text}");
+        // It failed (a mistyped PIN): the link works again.
+        entry.pairing_finished(&secret, false);
+        assert_eq!(
+            entry.submit(IP, &body(Some(&again), &link.token)).await.0,
+            StatusCode::OK
+        );
+        // It paired: used up.
+        entry.pairing_finished(&again, true);
+        let again = open(&broker).await;
+        let (status, text) = entry.submit(IP, &body(Some(&again), &link.token)).await;
+        assert_eq!(status, StatusCode::GONE);
+        assert!(text.contains("already used"), "{text}");
+        // Expired, unknown.
+        let expired = links.issue("bob".parse().unwrap(), Duration::ZERO);
+        let (status, text) = entry.submit(IP, &body(Some(&again), &expired.token)).await;
+        assert_eq!(status, StatusCode::GONE);
+        assert!(text.contains("expired"), "{text}");
+        let (status, text) = entry.submit(IP, &body(Some(&again), "made-up")).await;
+        assert_eq!((status, text.as_str()), (StatusCode::UNAUTHORIZED, UNKNOWN_LINK));
+        // Issued for a user deleted since.
+        let carol = links.issue("carol".parse().unwrap(), Duration::from_secs(900));
+        let (status, text) = entry.submit(IP, &body(Some(&again), &carol.token)).await;
+        assert_eq!((status, text.as_str()), (StatusCode::GONE, LINK_USER_GONE));
+        assert_eq!(broker.pending().await.unwrap().len(), 1, "still waiting");
+    }
+
+    #[tokio::test]
+    async fn a_link_is_given_back_when_its_pin_cannot_be_delivered() {
+        let broker = InMemoryPinBroker::default();
+        let (entry, links) = with_accounts(&broker, PinLimits::default()).await;
+        let link = links.issue("bob".parse().unwrap(), Duration::from_secs(900));
+        let gone = PairSecret::generate();
+        let body = serde_json::json!({"pin": "1234", "link": link.token, "secret": gone.as_str()});
+        assert_eq!(
+            entry.submit(IP, body.to_string().as_bytes()).await.0,
+            StatusCode::BAD_REQUEST
+        );
+        assert!(links.check(&link.token).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_trusted_proxy_still_wins_and_proxies_without_identity_may_log_in() {
+        let broker = InMemoryPinBroker::default();
+        let (entry, _) = with_accounts(&broker, PinLimits::default()).await;
+        let entry = entry.with_trusted_proxies(TrustedProxies {
+            networks: vec!["10.0.0.0/8".parse().unwrap()],
+            allow_unauthenticated: false,
+        });
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let secret = open(&broker).await;
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-user", "carol".parse().unwrap());
+        let who = entry.attribute(proxy, &headers).unwrap();
+        let (status, _) = entry
+            .submit_as(proxy, who, &login(&secret, "alice", "wrong password"))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            broker
+                .wait(&secret, Duration::from_secs(1))
+                .await
+                .unwrap()
+                .user
+                .unwrap()
+                .as_str(),
+            "carol"
+        );
+        // Without the proxy: a password will do, nothing else.
+        let secret = open(&broker).await;
+        let who = entry.attribute(IP, &HeaderMap::new()).unwrap();
+        assert_eq!(who, Attribution::LoginRequired);
+        let (status, _) = entry
+            .submit_as(IP, who.clone(), &json("1234", secret.as_str()))
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _) = entry
+            .submit_as(IP, who, &login(&secret, "alice", "alice's password"))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
     #[test]
     fn page_posts_json_from_the_fragment() {
         assert!(PIN_PAGE.contains("location.hash"));
         assert!(PIN_PAGE.contains("application/json"));
         assert_eq!(PIN_PAGE.matches("class=\"digit\"").count(), 4);
+        assert!(PIN_PAGE.contains("type=\"password\""));
+        assert!(PIN_PAGE.contains("get(\"link\")"));
     }
 }

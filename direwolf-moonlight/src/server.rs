@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use direwolf_core::accounts::PairingLinks;
 use direwolf_core::metrics::PairingMetrics;
 use direwolf_core::{Fingerprint, InMemoryPinBroker, Launcher, NoStreamingHost, PinBroker, Stores, UserName};
 use hyper::server::conn::http1;
@@ -22,7 +23,7 @@ use crate::error::{Result, ServerError};
 use crate::identity::{LoadedIdentity, generate_identity};
 use crate::mdns::MdnsAdvertiser;
 use crate::pairing::{PairingLimits, PairingManager, Phase1};
-use crate::pin_page::{PinEntry, PinLimits};
+use crate::pin_page::{LocalAccounts, PinEntry, PinLimits};
 use crate::serverinfo::{DEFAULT_CODEC_MODE_SUPPORT, DisplayMode, WOLF_DISPLAY_MODES};
 use crate::service::{ConnInfo, Settings, Shared};
 use crate::tls;
@@ -56,6 +57,7 @@ pub struct MoonlightServerBuilder {
     pairing_limits: PairingLimits,
     pin_limits: PinLimits,
     trusted_proxies: TrustedProxies,
+    local_accounts: Option<PairingLinks>,
     pairing_metrics: PairingMetrics,
 }
 
@@ -80,6 +82,7 @@ impl Default for MoonlightServerBuilder {
             pairing_limits: PairingLimits::default(),
             pin_limits: PinLimits::default(),
             trusted_proxies: TrustedProxies::default(),
+            local_accounts: None,
             pairing_metrics: PairingMetrics::default(),
         }
     }
@@ -102,6 +105,14 @@ impl MoonlightServerBuilder {
     /// (default: none, and PIN entry open to whoever has the link; [`crate::trusted_proxy`]).
     pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
         self.trusted_proxies = proxies;
+        self
+    }
+
+    /// Local accounts on the PIN page (default: none): once a user of the stores has a password,
+    /// a PIN needs that user's password or a pairing link from `links`
+    /// ([`crate::pin_page::PinEntry::with_local_accounts`]).
+    pub fn with_local_accounts(mut self, links: PairingLinks) -> Self {
+        self.local_accounts = Some(links);
         self
     }
 
@@ -237,6 +248,13 @@ impl MoonlightServerBuilder {
             self.default_user,
             http_port,
         );
+        let mut pin = PinEntry::new(self.broker, self.pin_limits).with_trusted_proxies(self.trusted_proxies);
+        if let Some(links) = self.local_accounts {
+            pin = pin.with_local_accounts(LocalAccounts {
+                users: self.stores.users.clone(),
+                links,
+            });
+        }
         let shared = Arc::new(Shared {
             stores: self.stores,
             launcher: self.launcher,
@@ -244,7 +262,7 @@ impl MoonlightServerBuilder {
             pairing,
             pairing_metrics: self.pairing_metrics,
             phase1,
-            pin: PinEntry::new(self.broker, self.pin_limits).with_trusted_proxies(self.trusted_proxies),
+            pin,
             settings: Settings {
                 hostname: self.hostname,
                 external_address: self.external_address,

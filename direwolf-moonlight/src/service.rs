@@ -236,8 +236,13 @@ impl Shared {
             ("/pair", _) => self.pair(query, conn, caller.as_ref()).await,
             ("/unpair", _) => {
                 let key = PairingKey::new(conn.peer_ip(), query.get("uniqueid"));
+                let pin_secret = self.pairing.pin_secret_of(&key);
                 if self.pairing.unpair(&key) {
                     info!(client = %conn.peer_ip(), "in-flight pairing abandoned by /unpair");
+                    // Clients give up with /unpair when they detect a wrong PIN.
+                    if let Some(pin_secret) = &pin_secret {
+                        self.pin.pairing_finished(pin_secret, false);
+                    }
                 }
                 xml(&XmlReply::ok())
             }
@@ -374,15 +379,24 @@ impl Shared {
     }
 
     async fn pair_phase4(&self, key: &PairingKey, secret: &str) -> Result<XmlReply, PairReject> {
+        let pin_secret = self.pairing.pin_secret_of(key);
+        // How the pairing ended, for the PIN page (a pairing link is used up only by a success).
+        let finished = |paired: bool| {
+            if let Some(pin_secret) = &pin_secret {
+                self.pin.pairing_finished(pin_secret, paired);
+            }
+        };
         let completed = match self.pairing.client_pairing_secret(key, secret)? {
             Phase4::Mismatch => {
                 info!(client = %key.ip(), "pairing failed: wrong PIN or bad client signature");
                 self.pairing_metrics.record(PairingOutcome::WrongPin);
+                finished(false);
                 return Ok(XmlReply::ok().leaf("paired", 0));
             }
             Phase4::Paired(completed) => completed,
         };
         let save_failed = |what: &str, e: direwolf_core::Error| {
+            finished(false);
             error!(error = %e, "cannot save the {what} of a new pairing");
             PairReject {
                 status: 500,
@@ -407,6 +421,7 @@ impl Shared {
             .put(pairing)
             .await
             .map_err(|e| save_failed("pairing", e))?;
+        finished(true);
         info!(pairing.fingerprint = %completed.fingerprint, user = %completed.user, "client paired");
         self.pairing_metrics.record(PairingOutcome::Paired);
         Ok(XmlReply::ok().leaf("paired", 1))

@@ -119,6 +119,19 @@ impl FailureTable {
         }
     }
 
+    /// Takes back the latest failure of `source` (one counted in advance that turned out not to
+    /// be one).
+    pub fn forgive(&mut self, source: Source) {
+        match self.by_source.get_mut(&source) {
+            Some(times) => {
+                times.pop_back();
+            }
+            None => {
+                self.overflow.pop_back();
+            }
+        }
+    }
+
     /// Sources in the table (tests and diagnostics).
     pub fn len(&self) -> usize {
         self.by_source.len()

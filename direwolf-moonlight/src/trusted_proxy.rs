@@ -40,6 +40,9 @@ pub enum Attribution {
     Proxy(UserName),
     /// Nobody vouches for the submitter: the form's user, else the default user.
     Open,
+    /// Nobody vouches for the submitter and a PIN may not be entered that way: only a local
+    /// account's password or a pairing link will do (`crate::pin_page::PinEntry::attribute`).
+    LoginRequired,
 }
 
 /// The trusted proxies and whether a PIN may be entered without one.

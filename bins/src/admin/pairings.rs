@@ -1,4 +1,4 @@
-//! `direwolf pairing list|approve|revoke`.
+//! `direwolf pairing list|approve|revoke|link`.
 
 use hyper::Method;
 use serde_json::json;
@@ -30,6 +30,15 @@ pub(super) enum PairingVerb {
         /// The user the pairing will belong to. Default: the server's default user.
         #[arg(long, value_name = "USER")]
         user: Option<String>,
+    },
+    /// Issue a one-time pairing link for a user: whoever opens it may enter one PIN without a
+    /// password, and the pairing belongs to that user. Prints the link.
+    Link {
+        /// The user the pairing will belong to.
+        user: String,
+        /// How long the link lasts (such as 90s, 15m, 2h; at most 24h).
+        #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_ttl)]
+        ttl: u64,
     },
     /// Revoke a pairing: its client is refused from its next request.
     Revoke {
@@ -103,6 +112,24 @@ async fn pairing(connection: &Connection, verb: PairingVerb) -> anyhow::Result<S
                 format!("PIN delivered: the client finishes pairing for {whose}\n")
             })
         }
+        PairingVerb::Link { user, ttl } => {
+            let link = call(
+                &client,
+                Method::POST,
+                &format!("/users/{}/pairing-links", segment(&user)),
+                json_body(&json!({ "ttl_seconds": ttl })),
+            )
+            .await?;
+            Ok(if json_out {
+                pretty(&link)
+            } else {
+                format!(
+                    "{}\n(one pairing for {user}; expires {})\n",
+                    text(&link["url"]),
+                    when(&link["expires_at"])
+                )
+            })
+        }
         PairingVerb::Revoke {
             pairing,
             stop_sessions,
@@ -120,6 +147,40 @@ async fn pairing(connection: &Connection, verb: PairingVerb) -> anyhow::Result<S
             } else {
                 format!("revoked pairing {pairing}\n")
             })
+        }
+    }
+}
+
+/// A link lifetime in seconds: a number with a unit (`s`, `m`, `h`), 1 second to 24 hours.
+fn parse_ttl(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(format!("{text:?}: expected a number with s, m or h (15m)")),
+    };
+    let seconds = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .filter(|s| (1..=86_400).contains(s))
+        .ok_or_else(|| format!("{text:?}: a link lasts between 1s and 24h"))?;
+    Ok(seconds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ttl;
+
+    #[test]
+    fn link_lifetimes() {
+        assert_eq!(parse_ttl("15m"), Ok(900));
+        assert_eq!(parse_ttl("90s"), Ok(90));
+        assert_eq!(parse_ttl("24h"), Ok(86_400));
+        for bad in ["25h", "0m", "15", "m", "1.5h", "-1h"] {
+            assert!(parse_ttl(bad).is_err(), "{bad}");
         }
     }
 }

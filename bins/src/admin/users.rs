@@ -1,4 +1,4 @@
-//! `direwolf user add|list|remove`.
+//! `direwolf user add|list|remove|passwd`.
 
 use hyper::Method;
 use serde_json::json;
@@ -31,6 +31,15 @@ pub(super) enum UserVerb {
     },
     /// List the users.
     List,
+    /// Set a user's password (a local account, for the PIN page's login), read from the first
+    /// line of standard input. The first user given a password becomes an administrator.
+    Passwd {
+        /// The name.
+        name: String,
+        /// Read the password from standard input (the only way; accepted for clarity in scripts).
+        #[arg(long)]
+        password_stdin: bool,
+    },
     /// Delete a user and the user's pairings (their clients are refused at once).
     Remove {
         /// The name.
@@ -76,14 +85,35 @@ async fn user(connection: &Connection, verb: UserVerb) -> anyhow::Result<String>
                 pretty(&list)
             } else {
                 render(
-                    &["NAME", "DISPLAY NAME", "APPS"],
+                    &["NAME", "DISPLAY NAME", "APPS", "PASSWORD", "ADMIN"],
                     &rows(
                         &list,
-                        &[&|u| text(&u["name"]), &|u| text(&u["display_name"]), &|u| {
-                            apps_of(u)
-                        }],
+                        &[
+                            &|u| text(&u["name"]),
+                            &|u| text(&u["display_name"]),
+                            &|u| apps_of(u),
+                            &|u| yes_no(&u["has_password"]),
+                            &|u| yes_no(&u["admin"]),
+                        ],
                     ),
                 )
+            })
+        }
+        UserVerb::Passwd { name, .. } => {
+            let password = password_from(std::io::stdin().lock())?;
+            let updated = call(
+                &client,
+                Method::PUT,
+                &format!("/users/{}/password", segment(&name)),
+                json_body(&json!({ "password": password })),
+            )
+            .await?;
+            Ok(if json_out {
+                pretty(&updated)
+            } else if updated["admin"] == true {
+                format!("password set for {name} (an administrator)\n")
+            } else {
+                format!("password set for {name}\n")
             })
         }
         UserVerb::Remove { name, force } => {
@@ -102,10 +132,58 @@ async fn user(connection: &Connection, verb: UserVerb) -> anyhow::Result<String>
     }
 }
 
+/// The password on the first line of `input`, which must not be a terminal (it would show the
+/// password as it is typed).
+fn password_from(input: impl std::io::BufRead + std::io::IsTerminal) -> anyhow::Result<String> {
+    if input.is_terminal() {
+        anyhow::bail!(
+            "give the password on standard input, not typed at the terminal (it would be shown): \
+             read -rs PW && printf '%s\\n' \"$PW\" | direwolf user passwd NAME"
+        );
+    }
+    read_password(input)
+}
+
+fn read_password(mut input: impl std::io::BufRead) -> anyhow::Result<String> {
+    let mut line = String::new();
+    input
+        .read_line(&mut line)
+        .map_err(|e| anyhow::anyhow!("cannot read the password from standard input: {e}"))?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        anyhow::bail!("no password on standard input");
+    }
+    Ok(password.to_owned())
+}
+
 /// A user's apps for the table: their ids, or `all`.
 fn apps_of(user: &serde_json::Value) -> String {
     match user["apps"].as_array() {
         None => "all".to_owned(),
         Some(ids) => ids.iter().map(|id| id.to_string()).collect::<Vec<_>>().join(","),
+    }
+}
+
+fn yes_no(value: &serde_json::Value) -> String {
+    if value.as_bool() == Some(true) {
+        "yes"
+    } else {
+        "no"
+    }
+    .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_password_is_the_first_line() {
+        assert_eq!(read_password(&b"s3cret pass\nrest"[..]).unwrap(), "s3cret pass");
+        assert_eq!(read_password(&b"crlf line\r\n"[..]).unwrap(), "crlf line");
+        assert_eq!(read_password(&b"no newline"[..]).unwrap(), "no newline");
+        assert!(read_password(&b"\n"[..]).is_err());
+        assert!(read_password(&b""[..]).is_err());
     }
 }

@@ -16,6 +16,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use direwolf_core::accounts::PairingLinks;
 use direwolf_core::health::{HealthServer, Probes};
 use direwolf_core::memory::InMemoryAppCatalog;
 use direwolf_core::metrics::sessions::track_phases;
@@ -337,6 +338,8 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
 
     // One broker for the PIN page, the Wolf API's `pair/client` and the admin API's approvals.
     let pins: Arc<dyn PinBroker> = Arc::new(InMemoryPinBroker::default());
+    // Local accounts: the PIN page checks passwords and the pairing links the admin API issues.
+    let links = PairingLinks::default();
     let builder = args
         .listen
         .apply(MoonlightServer::builder())
@@ -346,6 +349,7 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
         .with_mdns(!args.no_mdns)
         .with_pin_timeout(Duration::from_secs(args.pin_timeout))
         .with_pin_broker(pins.clone())
+        .with_local_accounts(links.clone())
         .with_pairing_metrics(PairingMetrics::register(&metrics));
     let launches = LaunchMetrics::register(&metrics);
     let fast_path = match plan.relay.fast_path && !plan.wolves.is_empty() {
@@ -399,6 +403,13 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
         &admin_stores,
         pins,
         launcher,
+        (
+            links,
+            server
+                .http_addrs()
+                .first()
+                .map_or(args.listen.http_port, |a| a.port()),
+        ),
     )
     .await?;
     let admin_addrs: Vec<_> = admin.iter().map(|a| a.local_addr()).collect();

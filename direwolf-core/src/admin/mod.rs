@@ -10,6 +10,7 @@
 //! | Path under `/api/v1` | Methods |
 //! |---|---|
 //! | `/users`, `/users/{name}` | `GET`, `POST`; `DELETE` (`?force=true` ends live sessions) |
+//! | `/users/{name}/password`, `/users/{name}/pairing-links` | `PUT {"password"}`; `POST {"ttl_seconds"}` |
 //! | `/apps`, `/apps/{id}`, `/apps/{id}/image` | `GET`, `POST`; `DELETE`; `GET`, `PUT` (PNG) |
 //! | `/pairings`, `/pairings/{fingerprint}` | `GET`; `DELETE` (`?stop_sessions=true`) |
 //! | `/pending-pairings`, `/pending-pairings/{secret}/approve` | `GET`; `POST {"pin", "user"}` |
@@ -23,6 +24,7 @@ use hyper::body::{Body, Bytes};
 use hyper::header::{ALLOW, AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{Method, Request, StatusCode};
 
+use crate::accounts::PairingLinks;
 use crate::error::BoxError;
 use crate::launcher::Launcher;
 use crate::pin_broker::PinBroker;
@@ -50,6 +52,13 @@ pub use token::AdminToken;
 /// CLI on the same machine can trust exactly it.
 pub const CERT_FILE: &str = "server-cert.pem";
 
+/// Pairing links and the PIN page they point to.
+#[derive(Clone)]
+struct LinkIssuer {
+    links: PairingLinks,
+    http_port: u16,
+}
+
 /// The admin API over the core traits.
 #[derive(Clone)]
 pub struct AdminApi {
@@ -60,6 +69,8 @@ pub struct AdminApi {
     broker: Arc<dyn PinBroker>,
     launcher: Arc<dyn Launcher>,
     token: AdminToken,
+    /// Where one-time pairing links are kept, and the PIN page they point to.
+    links: Option<LinkIssuer>,
     /// Held by every change, so a check ("is the name free?") and the write it guards are not
     /// split by another request of this API.
     changes: Arc<tokio::sync::Mutex<()>>,
@@ -88,8 +99,18 @@ impl AdminApi {
             broker,
             launcher,
             token,
+            links: None,
             changes: Arc::default(),
         }
+    }
+
+    /// Local accounts (single-machine mode): users may be given passwords, and one-time pairing
+    /// links are issued into `links`, pointing at the PIN page on `http_port` of the host the
+    /// admin request was addressed to (its `Host` header): `http://HOST:PORT/pin/?link=TOKEN`.
+    /// Without it both answer 501.
+    pub fn with_local_accounts(mut self, links: PairingLinks, http_port: u16) -> Self {
+        self.links = Some(LinkIssuer { links, http_port });
+        self
     }
 
     /// Answers one request from `client`: checks the token, routes, audits.
@@ -197,6 +218,17 @@ impl AdminApi {
             (&Method::GET, Route::Users) => self.list_users().await,
             (&Method::POST, Route::Users) => self.create_user(body::json(headers, body).await?).await,
             (_, Route::User(name)) => self.delete_user(&name, flag(query, "force")?).await,
+            (_, Route::UserPassword(name)) => {
+                self.set_password(&name, body::json(headers, body).await?).await
+            }
+            (_, Route::UserLinks(name)) => {
+                let host = headers
+                    .get(hyper::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned);
+                self.issue_link(&name, host.as_deref(), body::json(headers, body).await?)
+                    .await
+            }
             (&Method::GET, Route::Apps) => self.list_apps().await,
             (&Method::POST, Route::Apps) => self.create_app(body::json(headers, body).await?).await,
             (_, Route::App(id)) => self.delete_app(&id).await,

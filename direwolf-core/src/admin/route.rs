@@ -14,6 +14,10 @@ pub enum Route {
     Users,
     /// `/users/{name}`
     User(String),
+    /// `/users/{name}/password`
+    UserPassword(String),
+    /// `/users/{name}/pairing-links`
+    UserLinks(String),
     /// `/apps`
     Apps,
     /// `/apps/{id}`
@@ -43,6 +47,8 @@ impl Route {
         Some(match segments.as_slice() {
             ["users"] => Route::Users,
             ["users", name] => Route::User(param(name)?),
+            ["users", name, "password"] => Route::UserPassword(param(name)?),
+            ["users", name, "pairing-links"] => Route::UserLinks(param(name)?),
             ["apps"] => Route::Apps,
             ["apps", id] => Route::App(param(id)?),
             ["apps", id, "image"] => Route::AppImage(param(id)?),
@@ -63,7 +69,8 @@ impl Route {
             Route::User(_) | Route::App(_) | Route::Pairing(_) | Route::Session(_) => &[Method::DELETE],
             Route::AppImage(_) => &[Method::GET, Method::PUT],
             Route::Pairings | Route::Pending | Route::Sessions => &[Method::GET],
-            Route::Approve(_) => &[Method::POST],
+            Route::Approve(_) | Route::UserLinks(_) => &[Method::POST],
+            Route::UserPassword(_) => &[Method::PUT],
         }
     }
 }
@@ -75,6 +82,8 @@ impl fmt::Display for Route {
         match self {
             Route::Users => write!(f, "users"),
             Route::User(name) => write!(f, "users/{name}"),
+            Route::UserPassword(name) => write!(f, "users/{name}/password"),
+            Route::UserLinks(name) => write!(f, "users/{name}/pairing-links"),
             Route::Apps => write!(f, "apps"),
             Route::App(id) => write!(f, "apps/{id}"),
             Route::AppImage(id) => write!(f, "apps/{id}/image"),

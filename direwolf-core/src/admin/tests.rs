@@ -88,6 +88,7 @@ impl Fixture {
             .uri(path)
             .header("authorization", format!("Bearer {}", self.token.expose()))
             .header("content-type", content_type)
+            .header("host", "192.0.2.10:47990")
             .body(Full::new(Bytes::from(body.unwrap_or_default().to_vec())))
             .unwrap();
         reply_parts(self.api.handle(request, CLIENT).await).await
@@ -199,7 +200,7 @@ async fn users_create_list_duplicate_malformed_delete() {
         (status, &body),
         (
             StatusCode::CREATED,
-            &json!({"name": "alice", "display_name": "Alice"})
+            &json!({"name": "alice", "display_name": "Alice", "admin": false, "has_password": false})
         )
     );
     let (status, body) = f
@@ -229,7 +230,7 @@ async fn users_create_list_duplicate_malformed_delete() {
         (status, body),
         (
             StatusCode::OK,
-            json!([{"name": "alice", "display_name": "Alice"}])
+            json!([{"name": "alice", "display_name": "Alice", "admin": false, "has_password": false}])
         )
     );
     let (status, _) = f.call("DELETE", "/api/v1/users/alice", None).await;
@@ -468,4 +469,141 @@ async fn unknown_paths_and_methods() {
     let reply = f.api.handle(request, CLIENT).await;
     assert_eq!(reply.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(reply.headers()["allow"], "GET, POST");
+}
+
+#[tokio::test]
+async fn passwords_are_set_hashed_and_never_shown() {
+    let f = fixture();
+    let (status, _) = f
+        .call(
+            "PUT",
+            "/api/v1/users/alice/password",
+            Some(json!({"password": "long enough"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "not in Kubernetes mode");
+    let f = Fixture {
+        api: f.api.clone().with_local_accounts(Default::default(), 47989),
+        ..f
+    };
+    for name in ["alice", "bob"] {
+        let (status, body) = f
+            .call("POST", "/api/v1/users", Some(json!({ "name": name })))
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        assert_eq!(body["has_password"], false);
+        assert_eq!(body["admin"], false);
+    }
+    for (bad, expected) in [
+        (json!({"password": "short"}), "at least 8"),
+        (json!({"password": "x".repeat(1025)}), "at most 1024"),
+        (json!({}), "missing field"),
+        (json!({"password": "long enough", "admin": true}), "unknown field"),
+    ] {
+        let (status, body) = f.call("PUT", "/api/v1/users/alice/password", Some(bad)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body["error"].as_str().unwrap().contains(expected), "{body}");
+    }
+    let (status, _) = f
+        .call(
+            "PUT",
+            "/api/v1/users/carol/password",
+            Some(json!({"password": "long enough"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The first account with a password becomes admin; the next does not.
+    let (status, body) = f
+        .call(
+            "PUT",
+            "/api/v1/users/alice/password",
+            Some(json!({"password": "alice's secret"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (&body["has_password"], &body["admin"]),
+        (&json!(true), &json!(true))
+    );
+    let (_, body) = f
+        .call(
+            "PUT",
+            "/api/v1/users/bob/password",
+            Some(json!({"password": "bob's secret!"})),
+        )
+        .await;
+    assert_eq!(
+        (&body["has_password"], &body["admin"]),
+        (&json!(true), &json!(false))
+    );
+
+    let stored = f
+        .stores
+        .users
+        .get(&"alice".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let hash = stored.password.expect("stored hash");
+    assert!(hash.verify("alice's secret") && !hash.verify("bob's secret!"));
+    let (_, listed) = f.call("GET", "/api/v1/users", None).await;
+    let text = listed.to_string();
+    assert!(!text.contains("argon2") && !text.contains("secret"), "{text}");
+    assert_eq!(listed[0]["has_password"], true);
+    assert!(listed[0].get("password").is_none(), "{listed}");
+    // The PUT route only takes PUT.
+    let (status, _) = f.call("GET", "/api/v1/users/alice/password", None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn pairing_links_are_issued_for_existing_users() {
+    let f = fixture();
+    let (status, _) = f
+        .call("POST", "/api/v1/users/bob/pairing-links", Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "no link store configured");
+
+    let links = crate::accounts::PairingLinks::default();
+    let f = Fixture {
+        api: f.api.clone().with_local_accounts(links.clone(), 47989),
+        ..f
+    };
+    let (status, _) = f
+        .call("POST", "/api/v1/users/bob/pairing-links", Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no user bob yet");
+    f.call("POST", "/api/v1/users", Some(json!({"name": "bob"})))
+        .await;
+    for ttl in [0, 86_401] {
+        let (status, _) = f
+            .call(
+                "POST",
+                "/api/v1/users/bob/pairing-links",
+                Some(json!({"ttl_seconds": ttl})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+    let before = crate::model::unix_now();
+    let (status, body) = f
+        .call("POST", "/api/v1/users/bob/pairing-links", Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let url = body["url"].as_str().unwrap();
+    let token = url
+        .strip_prefix("http://192.0.2.10:47989/pin/?link=")
+        .expect("the PIN page with the token");
+    assert_eq!(links.check(token).unwrap().as_str(), "bob");
+    let expires = body["expires_at"].as_u64().unwrap();
+    assert!((before + 900..=before + 901).contains(&expires), "{body}");
+    let (_, body) = f
+        .call(
+            "POST",
+            "/api/v1/users/bob/pairing-links",
+            Some(json!({"ttl_seconds": 60})),
+        )
+        .await;
+    assert!(body["expires_at"].as_u64().unwrap() <= crate::model::unix_now() + 60);
 }

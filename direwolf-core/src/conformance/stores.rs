@@ -233,6 +233,7 @@ pub async fn user_store(store: &dyn UserStore) {
             AppId::new(7).expect("app id"),
             AppId::new(2_147_483_647).expect("app id"),
         ]),
+        ..User::new(name(format!("c{tag}-alice")))
     };
     let bob = User::new(name(format!("c{tag}-bob")));
 

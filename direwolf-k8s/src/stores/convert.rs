@@ -141,6 +141,10 @@ pub(crate) fn user_from(object: &crd::User) -> Result<CoreUser, KubeStoreError> 
         name: name.parse().map_err(|e| unusable("user", &name, e))?,
         display_name: object.spec.display_name.clone(),
         apps,
+        // Local accounts (passwords) are a single-machine feature; Kubernetes users log in
+        // through the cluster's identity provider.
+        password: None,
+        admin: false,
     })
 }
 

@@ -82,6 +82,7 @@ fn user_round_trips_and_owns_only_the_display_name_and_apps() {
         name: "alice".parse().unwrap(),
         display_name: Some("Alice 🎮".into()),
         apps: Some(vec![AppId::new(3).unwrap()]),
+        ..User::new("alice".parse().unwrap())
     };
     let object = user_object(&user);
     assert_eq!(

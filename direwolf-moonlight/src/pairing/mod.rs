@@ -229,6 +229,9 @@ struct Entry {
     salt: [u8; 16],
     device_name: Option<String>,
     user: Option<UserName>,
+    /// The PIN broker entry the PIN came through (kept past phase 1: the PIN page learns how
+    /// the pairing it delivered a PIN to ended).
+    pin_secret: Option<PairSecret>,
     phase: Phase,
     /// Set when the PIN arrives; entries past phase 1 expire `handshake_ttl` after it.
     since: Instant,
@@ -439,6 +442,7 @@ impl PairingManager {
             salt,
             device_name,
             user: None,
+            pin_secret: None,
             phase: Phase::AwaitingPin {
                 superseded: Some(tx),
                 secret: None,
@@ -488,6 +492,9 @@ impl PairingManager {
             .filter(|e| e.generation == generation && matches!(e.phase, Phase::AwaitingPin { .. }))
             .ok_or_else(|| PairReject::bad_request(SUPERSEDED))?;
         let k = derive_key(&entry.salt, pin.expose()).map_err(|e| PairReject::bad_request(e.to_string()))?;
+        if let Phase::AwaitingPin { secret, .. } = &mut entry.phase {
+            entry.pin_secret = secret.take();
+        }
         entry.phase = Phase::CertSent { key: k };
         entry.user = user;
         entry.since = Instant::now();
@@ -685,6 +692,15 @@ impl PairingManager {
             self.record_failure(&mut state, key.ip);
         }
         true
+    }
+
+    /// The PIN broker entry whose PIN the handshake under `key` uses, once the PIN arrived.
+    pub fn pin_secret_of(&self, key: &PairingKey) -> Option<PairSecret> {
+        self.state
+            .lock()
+            .entries
+            .get(key)
+            .and_then(|e| e.pin_secret.clone())
     }
 
     /// The user recorded for the entry under `key` (tests and diagnostics).

@@ -610,3 +610,17 @@ mod phase1 {
         assert_eq!(m.in_flight(), 0);
     }
 }
+
+#[test]
+fn the_pin_secret_outlives_phase_1_until_the_handshake_ends() {
+    let m = PairingManager::new(vector_c_identity(), PairingLimits::default());
+    let held = m.begin(key(), Some(SALT), Some(&cert_hex()), None).unwrap();
+    let secret = direwolf_core::PairSecret::generate();
+    assert!(m.attach_secret(&key(), held.generation, &secret));
+    assert_eq!(m.pin_secret_of(&key()), None, "no PIN yet");
+    m.pin_entered(&key(), held.generation, &"1234".parse().unwrap(), None)
+        .unwrap();
+    assert_eq!(m.pin_secret_of(&key()), Some(secret));
+    assert!(m.unpair(&key()));
+    assert_eq!(m.pin_secret_of(&key()), None);
+}
