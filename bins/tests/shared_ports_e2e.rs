@@ -14,8 +14,7 @@
 //! results, with every audio, video and control flow carried by the kernel once admitted, and
 //! no element of direwolf's nftables table left once the sessions end; with a host firewall
 //! that drops forwarded traffic (Docker's `FORWARD` policy) the flows are given back to the relay
-//! and both clients still stream. After a `kill -9` the table is left behind, and a restart
-//! replaces it with an empty one.
+//! and both clients still stream (`fast_path_e2e.rs` has the fast path's own tests).
 //!
 //! Needs root, `ip`, `nft` and python3 with moonlight_python 0.3.0; fails (never passes
 //! silently) without them.
@@ -25,61 +24,8 @@ mod support;
 use std::time::Duration;
 
 use support::pack::*;
-use support::{Namespaces, in_netns, ip, run, wait_until};
-
-/// direwolf's metrics port, inside its namespace.
-const METRICS: &str = "127.0.0.1:9465";
-const NAT_IP: &str = "10.77.0.13";
-
-fn veth_into(net: &Namespaces, from: &str, bridge: &str, other: &str, addr: &str) {
-    let veth = format!("v{other}");
-    let other_ns = net.ns(other);
-    // The peer gets its final name inside its namespace: `from` may have an eth0 of its own.
-    let peer = format!("p{other}");
-    ip(&[
-        "-n", from, "link", "add", &veth, "type", "veth", "peer", "name", &peer,
-    ]);
-    ip(&["-n", from, "link", "set", &peer, "netns", &other_ns]);
-    ip(&["-n", &other_ns, "link", "set", &peer, "name", "eth0"]);
-    ip(&["-n", from, "link", "set", &veth, "master", bridge, "up"]);
-    ip(&["-n", &other_ns, "addr", "add", addr, "dev", "eth0"]);
-    ip(&["-n", &other_ns, "link", "set", "eth0", "up"]);
-}
-
-fn bridge(ns: &str, name: &str, addr: &str) {
-    ip(&["-n", ns, "link", "add", name, "type", "bridge"]);
-    ip(&["-n", ns, "addr", "add", addr, "dev", name]);
-    ip(&["-n", ns, "link", "set", name, "up"]);
-}
-
-/// The namespaces: direwolf, two Wolfs, a stranger and a NAT router with two clients behind it.
-fn create_net(tag: char) -> Namespaces {
-    let mut net = Namespaces::new(&format!("dws{}{tag}", std::process::id()));
-    let dw = net.add("dw");
-    bridge(&dw, "br0", &format!("{DW_IP}/24"));
-    for (role, host) in [("wa", 21), ("wb", 22), ("st", 14), ("nat", 13)] {
-        net.add(role);
-        veth_into(&net, &dw, "br0", role, &format!("{SUBNET}.{host}/24"));
-    }
-    let nat = net.ns("nat");
-    bridge(&nat, "br1", "10.78.0.1/24");
-    for (role, host) in [("c1", 11), ("c2", 12)] {
-        net.add(role);
-        veth_into(&net, &nat, "br1", role, &format!("10.78.0.{host}/24"));
-        ip(&["-n", &net.ns(role), "route", "add", "default", "via", "10.78.0.1"]);
-    }
-    run(
-        in_netns(&nat, "sysctl").args(["-qw", "net.ipv4.ip_forward=1"]),
-        "sysctl ip_forward in the NAT namespace",
-    );
-    let rules = "table ip dwnat {\n chain post {\n  type nat hook postrouting priority 100; policy accept;\n  \
-                 oifname \"eth0\" masquerade\n }\n}\n";
-    let file = std::env::temp_dir().join(format!("{nat}.nft"));
-    std::fs::write(&file, rules).expect("write nft rules");
-    run(in_netns(&nat, "nft").arg("-f").arg(&file), "nft -f (masquerade)");
-    let _ = std::fs::remove_file(file);
-    net
-}
+use support::shared_net::*;
+use support::{in_netns, run, wait_until};
 
 /// A 20-byte ping with a payload no session has, from the stranger's namespace.
 fn stranger_pings(ns: &str) {
@@ -91,10 +37,6 @@ fn stranger_pings(ns: &str) {
         in_netns(ns, "python3").args(["-c", &script]),
         "the stranger's pings",
     );
-}
-
-fn scrape(ns: &str) -> String {
-    support::fetch_in_netns(ns, &format!("http://{METRICS}/metrics"))
 }
 
 /// How the relay carries the streams.
@@ -134,43 +76,6 @@ const FORWARD_DROP: &str = "table ip filter {\n chain FORWARD {\n  type filter h
                             ct state established,related accept\n }\n}\n";
 /// The rule `docs/troubleshooting.md` § The kernel fast path gives flows back gives for it.
 const FORWARD_ALLOW_MARK: &str = "insert rule ip filter FORWARD meta mark 0x64770000 accept";
-
-/// Elements of one set (or `…_addr` map) of direwolf's nftables table in the direwolf namespace (`None`: no table).
-fn fast_path_elements(ns: &str, set: &str) -> Option<usize> {
-    let kind = if set.ends_with("_addr") { "map" } else { "set" };
-    let out = in_netns(ns, "nft")
-        .args(["-j", "list", kind, "ip", "direwolf", set])
-        .output()
-        .expect("run nft");
-    if !out.status.success() {
-        return None;
-    }
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("nft -j prints JSON");
-    let sets = json["nftables"].as_array().cloned().unwrap_or_default();
-    Some(
-        sets.iter()
-            .filter_map(|o| o[kind]["elem"].as_array())
-            .map(Vec::len)
-            .sum(),
-    )
-}
-
-fn config_file(root: &std::path::Path, fast_path: bool) -> std::path::PathBuf {
-    let config = root.join("direwolf.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "hostname = \"shared-e2e\"\n\n[[apps]]\ntitle = \"Desktop\"\nid = 1\n\n\
-             [relay]\nshared = true\nfast_path = {fast_path}\nport_range = \"41000-41011\"\n\n\
-             [[wolf]]\nname = \"wolf-a\"\napi = \"{}\"\nstream_address = \"{SUBNET}.21\"\n\n\
-             [[wolf]]\nname = \"wolf-b\"\napi = \"{}\"\nstream_address = \"{SUBNET}.22\"\n",
-            root.join("wolf-a.sock").display(),
-            root.join("wolf-b.sock").display()
-        ),
-    )
-    .expect("write the configuration");
-    config
-}
 
 #[test]
 fn two_clients_behind_one_nat_stream_through_one_shared_port_set() {
@@ -459,67 +364,4 @@ fn two_clients_stream(carrier: Carrier) {
         drop(server);
     }
     drop(net);
-}
-
-/// `kill -9` leaves direwolf's table and its flows behind; the next start replaces them with an
-/// empty table, so no rule outlives its session.
-#[test]
-fn after_kill_9_a_restart_leaves_no_orphaned_flow() {
-    let _turn = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    require_tools();
-    let bin = support::fake_wolf_binary();
-    let tmp = tempfile::tempdir().expect("temporary directory");
-    let root = tmp.path();
-    let net = create_net('9');
-    let (c1, dw) = (net.ns("c1"), net.ns("dw"));
-    let _wolves = [
-        Wolf::start(&bin, &net.ns("wa"), "wolf-a", root, &format!("{SUBNET}.21")),
-        Wolf::start(&bin, &net.ns("wb"), "wolf-b", root, &format!("{SUBNET}.22")),
-    ];
-    run(
-        in_netns(&dw, "sysctl").args(["-qw", "net.ipv4.ip_forward=1"]),
-        "sysctl ip_forward in the direwolf namespace",
-    );
-    let config = config_file(root, true);
-    let mut server = serve_in(&dw, root, &config, METRICS, "info");
-    server.wait_for("kernel fast path on", STEP);
-    server.wait_for("direwolf serve started", STEP);
-    let dir1 = root.join("client1");
-    pair(&server, &c1, &dir1, "alice");
-    let stop1 = root.join("stop1");
-    let s1 = stream(&c1, &dir1, &stop1, &["--bitrate", "20000"]);
-    let started = s1.report(STEP);
-    assert_eq!(started["event"], "started", "client 1 must stream: {started}");
-    wait_until(
-        "the kernel carries the three flows",
-        Duration::from_secs(10),
-        || fast_path_elements(&dw, "wolves") == Some(3),
-    );
-
-    server.kill();
-    assert_eq!(
-        fast_path_elements(&dw, "clients"),
-        Some(3),
-        "kill -9 leaves the flows behind"
-    );
-    let restarted = serve_in(&dw, root, &config, METRICS, "info");
-    restarted.wait_for("direwolf serve started", STEP);
-    assert!(restarted.printed("kernel fast path on"), "{}", restarted.tail());
-    for set in ["clients", "wolves", "flows", "wolf_addr", "relay_addr"] {
-        assert_eq!(
-            fast_path_elements(&dw, set),
-            Some(0),
-            "no flow of the killed relay is left in {set}"
-        );
-    }
-    std::fs::write(&stop1, b"").expect("stop file");
-    let _ = s1.report(STEP);
-    restarted.stop();
-    assert_eq!(
-        fast_path_elements(&dw, "clients"),
-        None,
-        "a clean stop removes the table"
-    );
 }

@@ -21,6 +21,7 @@ pub mod testenv;
 
 /// The pack's end-to-end helpers: fake Wolfs and moonlight-python drivers in namespaces.
 pub mod pack;
+pub mod shared_net;
 
 /// How long a finished child's output may take to close.
 const OUTPUT_CLOSE: Duration = Duration::from_secs(10);
