@@ -323,6 +323,7 @@ fn the_cli_drives_every_admin_operation() {
     assert_eq!(names(&server.json(&["app", "list"]), "title"), ["Steam", "Notes"]);
     server.ok(&["app", "remove", "5"]);
     server.refused(&["app", "remove", "5"], "no app 5");
+    server.refused(&["app", "remove", "1"], "configuration file");
     assert_eq!(names(&server.json(&["app", "list"]), "title"), ["Steam"]);
 
     // Pairings: approved for a user, listed, revoked (the client is refused at once).
@@ -531,6 +532,42 @@ fn schemathesis() -> PathBuf {
         );
     }
     st
+}
+
+/// Apps added through the API are kept in the data directory: a restart still lists them, with
+/// their images, beside the apps of the configuration file.
+#[test]
+fn apps_added_through_the_api_survive_a_restart() {
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let data = tmp.path().join("data");
+    let png = tmp.path().join("notes.png");
+    std::fs::write(&png, PNG).expect("write the image");
+    let server = Server::start(&data, &[]);
+    let before = names(&server.json(&["app", "list"]), "title");
+    server.ok(&[
+        "app",
+        "add",
+        "Notes",
+        "--id",
+        "5",
+        "--image",
+        png.to_str().expect("utf-8"),
+    ]);
+    server.server.proc.stop();
+
+    let server = Server::start(&data, &[]);
+    let apps = server.json(&["app", "list"]);
+    let mut expected = before;
+    expected.push("Notes".to_owned());
+    assert_eq!(names(&apps, "title"), expected, "{apps}");
+    let notes = apps
+        .as_array()
+        .and_then(|a| a.iter().find(|app| app["title"] == "Notes"))
+        .cloned()
+        .expect("Notes is listed");
+    assert_eq!(notes["has_image"], true, "{notes}");
+    server.ok(&["app", "remove", "5"]);
+    server.server.proc.stop();
 }
 
 #[test]

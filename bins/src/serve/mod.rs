@@ -27,6 +27,7 @@ use direwolf_core::pack::WolfHost;
 use direwolf_core::pack::{PoolConfig, PoolHost, WolfPool};
 use direwolf_core::persistent::PersistentStores;
 use direwolf_core::relay::{FastPath, Relay, RelayConfig, WolfPorts};
+use direwolf_core::store::LayeredAppCatalog;
 use direwolf_core::wolf_api::{self, WolfApiSocket};
 use direwolf_core::{
     AppCatalog, AppId, InMemoryPinBroker, Launcher, NoStreamingHost, PinBroker, SessionStore, Stores,
@@ -302,6 +303,20 @@ async fn wolf_pool(
         .context("cannot start the Wolf pool")
 }
 
+/// The configuration file's apps over those the admin API and the Wolf API add, which the
+/// data directory keeps across restarts.
+async fn app_catalog(plan: &Plan, persistent: &PersistentStores) -> anyhow::Result<Arc<dyn AppCatalog>> {
+    let catalog = LayeredAppCatalog::new(Arc::new(plan.catalog.clone()), Arc::new(persistent.app_catalog()));
+    for app in catalog.shadowed().await? {
+        warn!(
+            app.id = %app.id,
+            app.title = %app.title,
+            "an app added through the API has the id or title of one in the configuration file, which hides it"
+        );
+    }
+    Ok(Arc::new(catalog))
+}
+
 async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
     // Catch SIGINT/SIGTERM from now on, so a stop during start-up is still a clean one.
     let shutdown = Shutdown::install()?;
@@ -321,7 +336,7 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
     // Set once, before `started`.
     let _ = database.set(persistent.clone());
     let sessions: Arc<dyn SessionStore> = Arc::new(persistent.session_store());
-    let apps: Arc<dyn AppCatalog> = Arc::new(plan.catalog.clone());
+    let apps = app_catalog(&plan, &persistent).await?;
     let stores = Stores {
         pairings: Arc::new(persistent.pairing_store()),
         users: Arc::new(persistent.user_store()),

@@ -4,7 +4,8 @@
 //! `Arc<dyn PairingStore>`. Backends: [`crate::memory`] (in memory), `crate::persistent`
 //! (an embedded ACID database in a data directory) and `direwolf-k8s` (custom resources).
 //! Every backend passes the suite in `crate::conformance`. [`MemoAppCatalog`] decorates any
-//! [`AppCatalog`] whose reads are costly.
+//! [`AppCatalog`] whose reads are costly; [`LayeredAppCatalog`] puts a configuration file's
+//! apps over a store's.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -15,8 +16,10 @@ use crate::error::Result;
 use crate::ids::{AppId, Fingerprint, SessionId, UserName};
 use crate::model::{App, AppAsset, Pairing, ServerIdentity, Session, User};
 
+mod layered;
 mod memo;
 
+pub use layered::LayeredAppCatalog;
 pub use memo::{DEFAULT_MEMO_TTL, MemoAppCatalog};
 
 /// Trusted client certificates.
