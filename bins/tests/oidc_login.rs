@@ -5,13 +5,15 @@
 //! consent forms) logs in from the PIN page's link and enters the PIN the real Moonlight client
 //! (moonlight-python) shows: the pairing belongs to the user the ID token names. A replayed
 //! callback is refused (400), a PIN without login too (401), and with the provider down the
-//! login is a 502, audited, with the PIN still pending.
+//! login is a 502, audited, with the PIN still pending. A confidential client logs in with its
+//! secret (`--oidc-client-secret-file`); with a wrong one the provider refuses the code (401).
 
 mod support;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -35,6 +37,9 @@ fn oidc_dir() -> PathBuf {
 /// Installs the locked `oidc-provider` into the target directory (once); where it is. Fails
 /// loudly when Node.js or npm is missing: this test never passes without the real provider.
 fn install_provider() -> PathBuf {
+    // The tests of this file run in parallel; one installs at a time.
+    static INSTALLING: Mutex<()> = Mutex::new(());
+    let _one = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
     for tool in ["node", "npm"] {
         match Command::new(tool).arg("--version").output() {
             Ok(out) if out.status.success() => {}
@@ -78,13 +83,15 @@ fn install_provider() -> PathBuf {
     dir
 }
 
-/// Starts the provider with one public client redirecting to `redirect`; it and its issuer URL.
-fn start_provider(dir: &Path, redirect: &str) -> (Proc, String) {
+/// Starts the provider with one client redirecting to `redirect` (comma-separated URLs), public
+/// or with `secret`; it and its issuer URL.
+fn start_provider(dir: &Path, redirect: &str, secret: Option<&str>) -> (Proc, String) {
     let proc = Proc::spawn(
         "oidc-provider",
         Command::new("node")
             .arg(dir.join("provider.mjs"))
             .args([CLIENT_ID, redirect])
+            .args(secret)
             .current_dir(dir),
     );
     let line = proc.wait_for("oidc provider listening at ", Duration::from_secs(60));
@@ -102,8 +109,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `direwolf serve` on `data` with its HTTP port at `http_port` and single sign-on at `issuer`.
-fn serve(data: &Path, http_port: u16, issuer: &str) -> Direwolf {
+/// `direwolf serve` on `data` with its HTTP port at `http_port` and single sign-on at `issuer`,
+/// then `extra` flags.
+fn serve(data: &Path, http_port: u16, issuer: &str, extra: &[&str]) -> Direwolf {
     let mut command = direwolf();
     command
         .arg("serve")
@@ -113,6 +121,7 @@ fn serve(data: &Path, http_port: u16, issuer: &str) -> Direwolf {
         .args(["--https-port", "0", "--admin-port", "0", "--no-mdns"])
         .args(["--pin-timeout", "120"])
         .args(["--oidc-issuer", issuer, "--oidc-client-id", CLIENT_ID])
+        .args(extra)
         .env("RUST_LOG", "info")
         .env("RUST_BACKTRACE", "0");
     Direwolf::started(
@@ -146,9 +155,12 @@ fn single_sign_on_decides_who_owns_a_pairing() {
     let dir = install_provider();
     let tmp = tempfile::tempdir().expect("temporary directory");
     let http_port = free_port();
-    let (mut provider, issuer) =
-        start_provider(&dir, &format!("http://127.0.0.1:{http_port}/pin/oidc/callback"));
-    let server = serve(&tmp.path().join("data"), http_port, &issuer);
+    let (mut provider, issuer) = start_provider(
+        &dir,
+        &format!("http://127.0.0.1:{http_port}/pin/oidc/callback"),
+        None,
+    );
+    let server = serve(&tmp.path().join("data"), http_port, &issuer, &[]);
     assert_eq!(server.http_port, http_port);
 
     // The page offers single sign-on.
@@ -203,34 +215,34 @@ fn single_sign_on_decides_who_owns_a_pairing() {
     let (status, text) = get(http_port, path);
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("already used"), "{text}");
-    let code = url_param(callback, "code");
-    let state = url_param(callback, "state");
-    // The login's cookie value is one-time too: a second PIN with the same browser needs a new
-    // login (covered by the unit tests); here, the codes and states are never logged.
-    for secret in [code.as_str(), state.as_str()] {
-        assert!(!server.proc.printed(secret), "{secret:?} must never be logged");
+    // Log lines arrive a moment after the answers.
+    let refused = server.proc.wait_for(
+        "single sign-on refused: this login is unknown",
+        Duration::from_secs(10),
+    );
+    assert!(
+        refused.contains("direwolf::audit") && refused.contains("oidc-login"),
+        "{refused}"
+    );
+    let logged_in = server
+        .proc
+        .line_with("the user may enter a PIN")
+        .unwrap_or_default();
+    assert!(
+        logged_in.contains("direwolf::audit") && logged_in.contains(&format!("user={OIDC_USER}")),
+        "{logged_in}"
+    );
+    // The code and the state are never logged (the login cookie is a random token like them).
+    for secret in [url_param(callback, "code"), url_param(callback, "state")] {
+        assert!(!server.proc.printed(&secret), "{secret:?} must never be logged");
     }
-    assert!(
-        server
-            .proc
-            .printed_line_with(&["direwolf::audit", "oidc-login", "outcome=\"ok\"", OIDC_USER])
-    );
-    assert!(
-        server.proc.printed_line_with(&[
-            "direwolf::audit",
-            "oidc-login",
-            "unknown, expired or was already used"
-        ]),
-        "{}",
-        server.proc.tail()
-    );
 
     // The provider goes down, then a new direwolf starts against it (nothing cached): the login
     // is a 502, audited, and the PIN stays pending.
     provider.kill();
     drop(server);
     let tmp2 = tempfile::tempdir().expect("temporary directory");
-    let server = serve(&tmp2.path().join("data"), free_port(), &issuer);
+    let server = serve(&tmp2.path().join("data"), free_port(), &issuer, &[]);
     let driver = spawn_driver(
         server.http_port,
         &tmp2.path().join("client2"),
@@ -242,10 +254,12 @@ fn single_sign_on_decides_who_owns_a_pairing() {
     assert_eq!(status, 502, "{text}");
     assert!(text.contains("unreachable"), "{text}");
     assert!(text.contains("The PIN is still waiting"), "{text}");
+    let audited = server
+        .proc
+        .wait_for("single sign-on not started", Duration::from_secs(10));
     assert!(
-        server
-            .proc
-            .printed_line_with(&["direwolf::audit", "oidc-login", "unreachable"])
+        audited.contains("direwolf::audit") && audited.contains("unreachable"),
+        "{audited}"
     );
     assert_eq!(
         pending(&server, &tmp2.path().join("data")),
@@ -258,6 +272,64 @@ fn single_sign_on_decides_who_owns_a_pairing() {
     let (status, _) = get(server.http_port, "/pin/oidc/callback?code=x&state=y");
     assert_eq!(status, 400);
     drop(driver);
+}
+
+#[test]
+fn a_confidential_client_logs_in_with_its_secret_and_a_wrong_secret_is_refused() {
+    let dir = install_provider();
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let secret = "the client secret: 3f9c2a71d8e4b605";
+    let (right, wrong) = (free_port(), free_port());
+    let callback = |port: u16| format!("http://127.0.0.1:{port}/pin/oidc/callback");
+    let (_provider, issuer) = start_provider(
+        &dir,
+        &format!("{},{}", callback(right), callback(wrong)),
+        Some(secret),
+    );
+    let file = |name: &str, text: &str| {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, text).expect("write the secret file");
+        path.display().to_string()
+    };
+    let right_file = file("right", &format!("{secret}\n"));
+    let wrong_file = file("wrong", "not the secret");
+
+    // The right secret: logged in (no pairing waiting: back on the page without a secret).
+    let server = serve(
+        &tmp.path().join("data1"),
+        right,
+        &issuer,
+        &["--oidc-client-secret-file", &right_file],
+    );
+    let report = browse(&format!("http://127.0.0.1:{right}/pin/oidc/login"), None);
+    assert_eq!(
+        report["url"],
+        format!("http://127.0.0.1:{right}/pin/?sso={OIDC_USER}").as_str(),
+        "{report}"
+    );
+    assert_eq!(report["status"], 200, "{report}");
+    assert!(!server.proc.printed(secret), "the client secret is never logged");
+    drop(server);
+
+    // A wrong secret: the provider refuses the code's exchange; 401, audited.
+    let server = serve(
+        &tmp.path().join("data2"),
+        wrong,
+        &issuer,
+        &["--oidc-client-secret-file", &wrong_file],
+    );
+    let report = browse(&format!("http://127.0.0.1:{wrong}/pin/oidc/login"), None);
+    assert_eq!(report["status"], 401, "{report}");
+    let body = report["body"].as_str().unwrap_or_default();
+    assert!(body.contains("invalid_client"), "{body}");
+    let audited = server
+        .proc
+        .wait_for("single sign-on refused", Duration::from_secs(10));
+    assert!(
+        audited.contains("direwolf::audit") && audited.contains("invalid_client"),
+        "{audited}"
+    );
+    assert!(!server.proc.printed("not the secret"));
 }
 
 /// How many pairings wait for a PIN (`direwolf pairing list`).

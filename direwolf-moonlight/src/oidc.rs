@@ -532,6 +532,14 @@ impl OidcLogin {
         })
     }
 
+    /// A finished login for `user`, as if the provider had vouched for them (tests only).
+    #[cfg(test)]
+    pub(crate) fn log_in_for_test(&self, user: UserName) -> LoginToken {
+        let token = random_token();
+        self.logins.lock().insert(token.clone(), user, Instant::now());
+        LoginToken(token)
+    }
+
     /// The user of a finished login, if it is still valid (not used up).
     pub fn user_of(&self, token: &LoginToken) -> Option<UserName> {
         self.logins.lock().peek(&token.0, Instant::now()).cloned()

@@ -289,7 +289,12 @@ impl PinEntry {
     /// # Errors
     /// As [`TrustedProxies::attribute`].
     pub fn attribute(&self, ip: IpAddr, headers: &HeaderMap) -> Result<Attribution, PinReply> {
-        let sso = self.oidc.as_ref().and_then(|_| LoginToken::from_headers(headers));
+        // A login cookie counts while its login is valid; a stale one (used up, expired, from
+        // before a restart) is ignored, so a password or pairing link still works beside it.
+        let sso = self
+            .oidc
+            .as_ref()
+            .and_then(|oidc| LoginToken::from_headers(headers).filter(|token| oidc.user_of(token).is_some()));
         match (self.proxies.attribute(ip, headers), sso) {
             (Ok(Attribution::Open) | Err((StatusCode::UNAUTHORIZED, _)), Some(token)) => {
                 Ok(Attribution::SingleSignOn(token))
@@ -1223,6 +1228,79 @@ mod tests {
             .submit_as(IP, who, &login(&secret, "alice", "alice's password"))
             .await;
         assert_eq!(status, StatusCode::OK);
+    }
+
+    fn cookie(token: &LoginToken) -> HeaderMap {
+        cookie_value(token.value())
+    }
+
+    #[tokio::test]
+    async fn a_single_sign_on_login_owns_one_pairing() {
+        let broker = InMemoryPinBroker::default();
+        let oidc = Arc::new(
+            OidcLogin::new(crate::oidc::OidcConfig {
+                issuer: "https://id.example.com".into(),
+                client_id: "direwolf".into(),
+                client_secret: None,
+                redirect_url: None,
+                user_claim: crate::oidc::DEFAULT_USER_CLAIM.into(),
+            })
+            .unwrap(),
+        );
+        let entry = PinEntry::new(Arc::new(broker.clone()), PinLimits::default()).with_oidc(oidc.clone());
+        let secret = open(&broker).await;
+        // Without login: refused, still waiting.
+        let who = entry.attribute(IP, &HeaderMap::new()).unwrap();
+        let (status, text) = entry.submit_as(IP, who, &json("1234", secret.as_str())).await;
+        assert_eq!((status, text.as_str()), (StatusCode::UNAUTHORIZED, SSO_REQUIRED));
+        // A cookie nobody issued is no login.
+        assert_eq!(
+            entry.attribute(IP, &cookie_value("made-up")).unwrap(),
+            Attribution::Open
+        );
+        // Ada's login: her pairing, whatever the form says.
+        let token = oidc.log_in_for_test("ada".parse().unwrap());
+        let who = entry.attribute(IP, &cookie(&token)).unwrap();
+        assert_eq!(who, Attribution::SingleSignOn(token.clone()));
+        let body = serde_json::json!({"pin": "1234", "secret": secret.as_str(), "user": "mallory"});
+        let (status, _) = entry
+            .submit_as(IP, who.clone(), body.to_string().as_bytes())
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let got = broker.wait(&secret, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(got.user.unwrap().as_str(), "ada");
+        // Used up: the same login again is refused, and the stale cookie no longer counts.
+        let again = open(&broker).await;
+        let (status, text) = entry.submit_as(IP, who, &json("1234", again.as_str())).await;
+        assert_eq!((status, text.as_str()), (StatusCode::UNAUTHORIZED, SSO_EXPIRED));
+        assert_eq!(entry.attribute(IP, &cookie(&token)).unwrap(), Attribution::Open);
+        // A login whose PIN cannot be delivered is given back.
+        let token = oidc.log_in_for_test("ada".parse().unwrap());
+        let who = entry.attribute(IP, &cookie(&token)).unwrap();
+        let gone = PairSecret::generate();
+        let (status, _) = entry.submit_as(IP, who, &json("1234", gone.as_str())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(oidc.user_of(&token).is_some(), "the login was given back");
+        // Unauthenticated PINs may be allowed.
+        let allowed = PinEntry::new(Arc::new(broker.clone()), PinLimits::default())
+            .with_trusted_proxies(TrustedProxies {
+                networks: vec![],
+                allow_unauthenticated: true,
+            })
+            .with_oidc(oidc);
+        assert_eq!(
+            allowed.submit(IP, &json("1234", again.as_str())).await.0,
+            StatusCode::OK
+        );
+    }
+
+    fn cookie_value(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::COOKIE,
+            format!("{}={value}", crate::oidc::COOKIE_NAME).parse().unwrap(),
+        );
+        headers
     }
 
     #[test]

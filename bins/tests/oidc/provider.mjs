@@ -2,7 +2,7 @@
 // client, any login name and password accepted by its development login and consent forms, and
 // every account's ID token naming the user "Ada.Lovelace" (email ada@example.com).
 //
-// Usage: node provider.mjs CLIENT_ID REDIRECT_URI [CLIENT_SECRET]
+// Usage: node provider.mjs CLIENT_ID REDIRECT_URI[,REDIRECT_URI…] [CLIENT_SECRET]
 // Prints `oidc provider listening at http://127.0.0.1:PORT` once it accepts connections.
 import http from "node:http";
 
@@ -19,7 +19,7 @@ server.listen(0, "127.0.0.1", () => {
   const issuer = `http://127.0.0.1:${server.address().port}`;
   const client = {
     client_id: clientId,
-    redirect_uris: [redirectUri],
+    redirect_uris: redirectUri.split(","),
     grant_types: ["authorization_code"],
     response_types: ["code"],
   };
