@@ -968,6 +968,194 @@ mod tests {
         assert!(!asymmetric(Algorithm::HS256));
     }
 
+    /// A stand-in provider on 127.0.0.1 for the token answers a real provider will not give on
+    /// demand: discovery and keys as published, the token endpoint's status and body set by the
+    /// test. (The real provider runs in `bins/tests/oidc_login.rs`.)
+    struct FakeProvider {
+        issuer: String,
+        token_reply: Arc<Mutex<(u16, String)>>,
+    }
+
+    impl FakeProvider {
+        async fn start(jwks: Value) -> FakeProvider {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let issuer = format!("http://{}", listener.local_addr().unwrap());
+            let token_reply = Arc::new(Mutex::new((500, String::new())));
+            let (reply, base) = (token_reply.clone(), issuer.clone());
+            tokio::spawn(async move {
+                while let Ok((mut stream, _)) = listener.accept().await {
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 8192];
+                    // The head and, for the token request, its short form body.
+                    while let Ok(n) = stream.read(&mut buf).await {
+                        request.extend_from_slice(&buf[..n]);
+                        let text = String::from_utf8_lossy(&request);
+                        if n == 0
+                            || text.contains("\r\n\r\n")
+                                && (text.starts_with("GET") || text.contains("grant_type"))
+                        {
+                            break;
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&request).into_owned();
+                    let path = text.split(' ').nth(1).unwrap_or("");
+                    let (status, body) = match path {
+                        "/.well-known/openid-configuration" => (
+                            200,
+                            json!({
+                                "issuer": base, "authorization_endpoint": format!("{base}/auth"),
+                                "token_endpoint": format!("{base}/token"), "jwks_uri": format!("{base}/jwks"),
+                            })
+                            .to_string(),
+                        ),
+                        "/jwks" => (200, jwks.to_string()),
+                        "/token" => reply.lock().clone(),
+                        _ => (404, String::new()),
+                    };
+                    let answer = format!(
+                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                }
+            });
+            FakeProvider { issuer, token_reply }
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_token_answers_and_id_tokens_are_refused_and_a_state_works_once() {
+        let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
+        let signing = EncodingKey::from_rsa_der(key.to_pkcs1_der().unwrap().as_bytes());
+        let (other, _) = keys("k1");
+        let jwks = json!({"keys": [{
+            "kty": "RSA", "kid": "k1", "alg": "RS256", "use": "sig",
+            "n": URL_SAFE_NO_PAD.encode(key.n().to_bytes_be()),
+            "e": URL_SAFE_NO_PAD.encode(key.e().to_bytes_be()),
+        }]});
+        let provider = FakeProvider::start(jwks).await;
+        let login = OidcLogin::new(OidcConfig {
+            issuer: provider.issuer.clone(),
+            client_id: "direwolf".into(),
+            client_secret: None,
+            redirect_url: None,
+            user_claim: DEFAULT_USER_CLAIM.into(),
+        })
+        .unwrap();
+        let ip = IpAddr::from([192, 0, 2, 1]);
+        let secret = PairSecret::generate();
+        // Starts a login; the state and nonce the provider would see.
+        let begin = || async {
+            let url = login
+                .begin(ip, Some(secret.as_str()), Some("192.0.2.10:47989"))
+                .await
+                .unwrap();
+            let url = url::Url::parse(&url).unwrap();
+            let param = |name: &str| url.query_pairs().find(|(k, _)| k == name).unwrap().1.into_owned();
+            assert_eq!(param("code_challenge_method"), "S256");
+            assert_eq!(param("redirect_uri"), "http://192.0.2.10:47989/pin/oidc/callback");
+            (param("state"), param("nonce"))
+        };
+        let now = jsonwebtoken::get_current_timestamp();
+        let id_token = |nonce: &str, change: &dyn Fn(&mut Value), key: &EncodingKey| {
+            let mut claims = json!({
+                "iss": provider.issuer, "aud": "direwolf", "sub": "42", "exp": now + 300,
+                "iat": now, "nonce": nonce, "preferred_username": "Ada.Lovelace",
+            });
+            change(&mut claims);
+            let mut header = Header::new(Algorithm::RS256);
+            header.kid = Some("k1".into());
+            jsonwebtoken::encode(&header, &claims, key).unwrap()
+        };
+        let answer = |status: u16, body: String| *provider.token_reply.lock() = (status, body);
+        let finish = |state: String| {
+            let login = &login;
+            async move { login.finish(ip, &format!("code=the-code&state={state}")).await }
+        };
+        let keep = |_: &mut Value| {};
+
+        // Garbage from the token endpoint: 502.
+        for (status, body) in [
+            (200, "<html>oops</html>".to_owned()),
+            (500, String::new()),
+            (200, "{}".to_owned()),
+        ] {
+            let (state, _) = begin().await;
+            answer(status, body.clone());
+            let e = finish(state).await.unwrap_err();
+            assert!(
+                matches!(e, OidcError::Garbage { what: "token", .. }),
+                "{body}: {e}"
+            );
+            assert_eq!(e.status(), StatusCode::BAD_GATEWAY);
+        }
+        // The provider refuses the code: 401.
+        let (state, _) = begin().await;
+        answer(
+            400,
+            json!({"error": "invalid_grant", "error_description": "grant request is invalid"}).to_string(),
+        );
+        let e = finish(state).await.unwrap_err();
+        assert_eq!(e.status(), StatusCode::UNAUTHORIZED);
+        assert!(e.to_string().contains("invalid_grant"), "{e}");
+        // ID tokens that fail a check: 401.
+        type Change<'a> = &'a dyn Fn(&mut Value);
+        let cases: [(Change, &EncodingKey, &str); 5] = [
+            (&keep, &other, "bad signature"),
+            (
+                &|c| c["aud"] = json!("another-client"),
+                &signing,
+                "issued for another client",
+            ),
+            (&|c| c["exp"] = json!(now - 3600), &signing, "expired"),
+            (
+                &|c| c["nonce"] = json!("another login's"),
+                &signing,
+                "its nonce is not this login's",
+            ),
+            (
+                &|c| c["preferred_username"] = json!("!!!"),
+                &signing,
+                "names no usable user",
+            ),
+        ];
+        for (change, key, why) in cases {
+            let (state, nonce) = begin().await;
+            answer(
+                200,
+                json!({"id_token": id_token(&nonce, change, key), "token_type": "Bearer"}).to_string(),
+            );
+            let e = finish(state).await.unwrap_err();
+            assert_eq!(e.status(), StatusCode::UNAUTHORIZED, "{why}: {e}");
+            assert!(e.to_string().contains(why), "{why}: {e}");
+        }
+        // A good one: the user, a login, the PIN's secret; the same state again is a 400.
+        let (state, nonce) = begin().await;
+        answer(
+            200,
+            json!({"id_token": id_token(&nonce, &keep, &signing)}).to_string(),
+        );
+        let done = finish(state.clone()).await.unwrap();
+        assert_eq!(done.user.as_str(), "ada-lovelace");
+        assert_eq!(done.secret, Some(secret.clone()));
+        assert_eq!(login.user_of(&done.token).unwrap().as_str(), "ada-lovelace");
+        let e = finish(state).await.unwrap_err();
+        assert!(matches!(e, OidcError::UnknownState), "{e}");
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        // The provider said no at its login page: 401, and the state is used up.
+        let (state, _) = begin().await;
+        let e = login
+            .finish(ip, &format!("error=access_denied&state={state}"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), StatusCode::UNAUTHORIZED);
+        assert!(
+            login.pending.lock().entries.is_empty(),
+            "every state was used once"
+        );
+    }
+
     #[tokio::test]
     async fn a_provider_that_is_down_or_answers_garbage_is_a_502_and_keeps_nothing() {
         // Down: a port nothing listens on.
