@@ -147,7 +147,7 @@ impl ListenArgs {
             redirect_url: self.oidc_redirect_url.clone(),
             user_claim: self.oidc_user_claim.clone(),
         })
-        .map_err(anyhow::Error::msg)?;
+        .context("--oidc-issuer and the other --oidc-* flags")?;
         tracing::info!(
             oidc.issuer = %issuer,
             oidc.client_id = %client_id,

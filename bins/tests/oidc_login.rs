@@ -362,3 +362,43 @@ fn url_param(url: &str, name: &str) -> String {
         .map(|(_, v)| v.to_owned())
         .unwrap_or_else(|| panic!("no {name} in {url}"))
 }
+
+#[test]
+fn unusable_single_sign_on_flags_stop_the_start_with_the_reason() {
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let missing = tmp.path().join("no-such-secret");
+    let missing = missing.display().to_string();
+    for (flags, reason) in [
+        (
+            vec!["--oidc-issuer", "https://id.example.com"],
+            "--oidc-client-id",
+        ),
+        (
+            vec![
+                "--oidc-issuer",
+                "https://id.example.com",
+                "--oidc-client-id",
+                CLIENT_ID,
+                "--oidc-client-secret-file",
+                &missing,
+            ],
+            "cannot read --oidc-client-secret-file",
+        ),
+        (
+            vec!["--oidc-issuer", "id.example.com", "--oidc-client-id", CLIENT_ID],
+            "the issuer \"id.example.com\"",
+        ),
+    ] {
+        let mut command = direwolf();
+        command
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(tmp.path().join("data"))
+            .args(["--bind", "127.0.0.1", "--http-port", "0", "--https-port", "0"])
+            .args(["--admin-port", "0", "--no-mdns"])
+            .args(&flags);
+        let out = Proc::spawn("direwolf serve", &mut command).finish(Duration::from_secs(60));
+        assert!(!out.status.success(), "{flags:?} must not start");
+        assert!(out.stderr.contains(reason), "{flags:?}: {}", out.stderr);
+    }
+}

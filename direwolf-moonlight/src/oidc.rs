@@ -134,6 +134,9 @@ pub enum OidcError {
         /// The claim looked at first.
         claim: String,
     },
+    /// The configuration cannot be used ([`OidcLogin::new`]).
+    #[error("unusable single sign-on configuration: {0}")]
+    Config(String),
 }
 
 impl OidcError {
@@ -145,6 +148,7 @@ impl OidcError {
             OidcError::Refused(_) | OidcError::InvalidToken(_) | OidcError::NoUser { .. } => {
                 StatusCode::UNAUTHORIZED
             }
+            OidcError::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
@@ -346,25 +350,26 @@ impl OidcLogin {
     /// Logins against the provider of `config`.
     ///
     /// # Errors
-    /// An issuer or redirect URL that is not an absolute `http`/`https` URL, an empty client ID
-    /// or user claim.
-    pub fn new(config: OidcConfig) -> Result<Self, String> {
+    /// [`OidcError::Config`]: an issuer or redirect URL that is not an absolute `http`/`https`
+    /// URL, an empty client ID or user claim.
+    pub fn new(config: OidcConfig) -> Result<Self, OidcError> {
+        let invalid = OidcError::Config;
         for (what, url) in [
             ("issuer", Some(&config.issuer)),
             ("redirect URL", config.redirect_url.as_ref()),
         ] {
             if let Some(url) = url {
-                let parsed = url::Url::parse(url).map_err(|e| format!("the OIDC {what} {url:?}: {e}"))?;
+                let parsed = url::Url::parse(url).map_err(|e| invalid(format!("the {what} {url:?}: {e}")))?;
                 if !matches!(parsed.scheme(), "http" | "https") {
-                    return Err(format!("the OIDC {what} {url:?} is not an http(s) URL"));
+                    return Err(invalid(format!("the {what} {url:?} is not an http(s) URL")));
                 }
             }
         }
         if config.client_id.trim().is_empty() {
-            return Err("the OIDC client ID is empty".into());
+            return Err(invalid("the client ID is empty".into()));
         }
         if config.user_claim.trim().is_empty() {
-            return Err("the OIDC user claim is empty".into());
+            return Err(invalid("the user claim is empty".into()));
         }
         let mut roots = rustls::RootCertStore::empty();
         let native = rustls_native_certs::load_native_certs();
@@ -377,7 +382,7 @@ impl OidcLogin {
         let tls =
             rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
                 .with_safe_default_protocol_versions()
-                .map_err(|e| format!("TLS client configuration: {e}"))?
+                .map_err(|e| invalid(format!("TLS client configuration: {e}")))?
                 .with_root_certificates(roots)
                 .with_no_client_auth();
         let https = hyper_rustls::HttpsConnectorBuilder::new()
@@ -882,6 +887,44 @@ mod tests {
             user_claim: DEFAULT_USER_CLAIM.into(),
         };
         assert!(!format!("{config:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn a_configuration_that_cannot_work_is_refused() {
+        let good = OidcConfig {
+            issuer: "https://id.example.com/realms/games".into(),
+            client_id: "direwolf".into(),
+            client_secret: None,
+            redirect_url: Some("http://games.example.com:47989/pin/oidc/callback".into()),
+            user_claim: DEFAULT_USER_CLAIM.into(),
+        };
+        assert!(OidcLogin::new(good.clone()).is_ok());
+        let bad = [
+            OidcConfig {
+                issuer: "id.example.com".into(),
+                ..good.clone()
+            },
+            OidcConfig {
+                issuer: "ftp://id.example.com".into(),
+                ..good.clone()
+            },
+            OidcConfig {
+                redirect_url: Some("/pin/oidc/callback".into()),
+                ..good.clone()
+            },
+            OidcConfig {
+                client_id: " ".into(),
+                ..good.clone()
+            },
+            OidcConfig {
+                user_claim: String::new(),
+                ..good
+            },
+        ];
+        for config in bad {
+            let e = OidcLogin::new(config.clone()).unwrap_err();
+            assert!(matches!(e, OidcError::Config(_)), "{config:?}: {e}");
+        }
     }
 
     #[test]
