@@ -1017,6 +1017,7 @@ mod tests {
     struct FakeProvider {
         issuer: String,
         token_reply: Arc<Mutex<(u16, String)>>,
+        task: tokio::task::JoinHandle<()>,
     }
 
     impl FakeProvider {
@@ -1026,7 +1027,7 @@ mod tests {
             let issuer = format!("http://{}", listener.local_addr().unwrap());
             let token_reply = Arc::new(Mutex::new((500, String::new())));
             let (reply, base) = (token_reply.clone(), issuer.clone());
-            tokio::spawn(async move {
+            let task = tokio::spawn(async move {
                 while let Ok((mut stream, _)) = listener.accept().await {
                     let mut request = Vec::new();
                     let mut buf = [0u8; 8192];
@@ -1063,7 +1064,11 @@ mod tests {
                     let _ = stream.write_all(answer.as_bytes()).await;
                 }
             });
-            FakeProvider { issuer, token_reply }
+            FakeProvider {
+                issuer,
+                token_reply,
+                task,
+            }
         }
     }
 
@@ -1077,7 +1082,7 @@ mod tests {
             "n": URL_SAFE_NO_PAD.encode(key.n().to_bytes_be()),
             "e": URL_SAFE_NO_PAD.encode(key.e().to_bytes_be()),
         }]});
-        let provider = FakeProvider::start(jwks).await;
+        let mut provider = FakeProvider::start(jwks).await;
         let login = OidcLogin::new(OidcConfig {
             issuer: provider.issuer.clone(),
             client_id: "direwolf".into(),
@@ -1197,6 +1202,15 @@ mod tests {
             login.pending.lock().entries.is_empty(),
             "every state was used once"
         );
+        // The provider goes down between the redirect and the callback (discovery is cached):
+        // 502, and no login is made.
+        let (state, _) = begin().await;
+        provider.task.abort();
+        let _ = (&mut provider.task).await;
+        let e = finish(state).await.unwrap_err();
+        assert!(matches!(e, OidcError::Unreachable { what: "token", .. }), "{e}");
+        assert_eq!(e.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(login.logins.lock().entries.len(), 1, "only the good login");
     }
 
     #[tokio::test]
