@@ -148,6 +148,18 @@ impl Owner {
 
 /// Message for a submission without login while local accounts exist.
 pub const PASSWORD_REQUIRED: &str = "Log in to pair: enter your user name and password with the PIN (or open a pairing link from your administrator)";
+/// Message for a submission without login while local accounts and single sign-on both exist.
+pub const ANY_LOGIN_REQUIRED: &str = "Log in to pair: use \"Log in with single sign-on\", or enter your user name and password with the PIN (or open a pairing link from your administrator)";
+
+/// The refusal of a PIN without login while local accounts exist.
+fn password_required(sso: bool) -> &'static str {
+    if sso {
+        ANY_LOGIN_REQUIRED
+    } else {
+        PASSWORD_REQUIRED
+    }
+}
+
 /// Message for a wrong password or an unknown user.
 pub const WRONG_PASSWORD: &str = "Wrong user name or password; the PIN is still waiting, try again";
 /// Message when a network has sent too many wrong passwords.
@@ -560,7 +572,7 @@ impl PinEntry {
         };
         match who {
             Attribution::LoginRequired if accounts_exist => {
-                Err(self.fail(ip, (StatusCode::UNAUTHORIZED, PASSWORD_REQUIRED.into())))
+                Err(self.fail(ip, (StatusCode::UNAUTHORIZED, password_required(sso).into())))
             }
             Attribution::LoginRequired if sso => {
                 Err(self.fail(ip, (StatusCode::UNAUTHORIZED, SSO_REQUIRED.into())))
@@ -574,7 +586,7 @@ impl PinEntry {
             }
             Attribution::Open if accounts_exist && !self.proxies.allow_unauthenticated => {
                 audit(ip, form_user.unwrap_or("-"), "PIN entry without login refused");
-                Err(self.fail(ip, (StatusCode::UNAUTHORIZED, PASSWORD_REQUIRED.into())))
+                Err(self.fail(ip, (StatusCode::UNAUTHORIZED, password_required(sso).into())))
             }
             _ => Ok(open()),
         }
@@ -1281,6 +1293,29 @@ mod tests {
         let (status, _) = entry.submit_as(IP, who, &json("1234", gone.as_str())).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(oidc.user_of(&token).is_some(), "the login was given back");
+        // With local accounts too, the refusal names both logins.
+        let stores = direwolf_core::Stores::in_memory();
+        let mut alice = direwolf_core::User::new("alice".parse().unwrap());
+        alice.password = Some(PasswordHash::new("alice's password").unwrap());
+        stores.users.put(alice).await.unwrap();
+        let both = PinEntry::new(Arc::new(broker.clone()), PinLimits::default())
+            .with_oidc(oidc.clone())
+            .with_local_accounts(LocalAccounts {
+                users: stores.users.clone(),
+                links: PairingLinks::default(),
+            });
+        let (status, text) = both.submit(IP, &json("1234", again.as_str())).await;
+        assert_eq!(
+            (status, text.as_str()),
+            (StatusCode::UNAUTHORIZED, ANY_LOGIN_REQUIRED)
+        );
+        let (status, _) = both.submit(IP, &login(&again, "alice", "alice's password")).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "a password still works beside single sign-on"
+        );
+        let again = open(&broker).await;
         // Unauthenticated PINs may be allowed.
         let allowed = PinEntry::new(Arc::new(broker.clone()), PinLimits::default())
             .with_trusted_proxies(TrustedProxies {
