@@ -1,6 +1,7 @@
 //! Single sign-on on the PIN page (issue 13): `direwolf serve --oidc-issuer` against a real
-//! OpenID Connect provider, panva's `oidc-provider` (`tests/oidc/provider.mjs`, installed with
-//! `npm ci` into the test's target directory), one public client (PKCE only) and any login. A
+//! OpenID Connect provider, panva's `oidc-provider` (`support::oidc`: `tests/oidc/provider.mjs`,
+//! installed with `npm ci` into the test's target directory), one public client (PKCE only) and
+//! any login; `tests/proxy_e2e.rs` does the same through `direwolf proxy`. A
 //! person's browser (`tests/oidc/browser.py`: cookies and redirects, the provider's login and
 //! consent forms) logs in from the PIN page's link and enters the PIN the real Moonlight client
 //! (moonlight-python) shows: the pairing belongs to the user the ID token names. A replayed
@@ -10,104 +11,15 @@
 
 mod support;
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Mutex;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::oidc::{CLIENT_ID, OIDC_USER, browse, free_port, install_provider, start_provider};
 use support::{
     DRIVER_TIMEOUT, Direwolf, Proc, direwolf, field, http_exchange, pin_link, port_of, post_pin, spawn_driver,
 };
-
-/// How long `npm ci` may take.
-const NPM_TIMEOUT: Duration = Duration::from_secs(300);
-/// How long the browser's whole round trip may take (each request: 20 s).
-const BROWSER_TIMEOUT: Duration = Duration::from_secs(120);
-/// The user the provider's ID tokens name (`preferred_username` "Ada.Lovelace").
-const OIDC_USER: &str = "ada-lovelace";
-const CLIENT_ID: &str = "direwolf-pin-page";
-
-/// `tests/oidc`: the provider script, its package.json and lock file, the browser.
-fn oidc_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc")
-}
-
-/// Installs the locked `oidc-provider` into the target directory (once); where it is. Fails
-/// loudly when Node.js or npm is missing: this test never passes without the real provider.
-fn install_provider() -> PathBuf {
-    // The tests of this file run in parallel; one installs at a time.
-    static INSTALLING: Mutex<()> = Mutex::new(());
-    let _one = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
-    for tool in ["node", "npm"] {
-        match Command::new(tool).arg("--version").output() {
-            Ok(out) if out.status.success() => {}
-            other => panic!(
-                "{tool} is required for the OpenID Connect test (a real provider, oidc-provider from \
-                 npm, runs on Node.js 20 or later): {other:?}"
-            ),
-        }
-    }
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("oidc-provider");
-    std::fs::create_dir_all(&dir).expect("the provider's directory");
-    for file in ["package.json", "package-lock.json", "provider.mjs"] {
-        std::fs::copy(oidc_dir().join(file), dir.join(file)).expect("copy the provider files");
-    }
-    let installed = dir.join("node_modules/oidc-provider/package.json");
-    let locked = std::fs::read_to_string(oidc_dir().join("package-lock.json")).expect("the lock file");
-    let fresh = std::fs::read_to_string(&installed)
-        .ok()
-        .and_then(|p| serde_json::from_str::<Value>(&p).ok())
-        .is_some_and(|p| {
-            locked.contains(&format!(
-                "\"version\": \"{}\"",
-                p["version"].as_str().unwrap_or("?")
-            ))
-        });
-    if !fresh {
-        let out = Proc::spawn(
-            "npm ci",
-            Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
-                .current_dir(&dir),
-        )
-        .finish(NPM_TIMEOUT);
-        assert!(
-            out.status.success(),
-            "npm ci failed:\n{}\n{}",
-            out.stdout,
-            out.stderr
-        );
-    }
-    dir
-}
-
-/// Starts the provider with one client redirecting to `redirect` (comma-separated URLs), public
-/// or with `secret`; it and its issuer URL.
-fn start_provider(dir: &Path, redirect: &str, secret: Option<&str>) -> (Proc, String) {
-    let proc = Proc::spawn(
-        "oidc-provider",
-        Command::new("node")
-            .arg(dir.join("provider.mjs"))
-            .args([CLIENT_ID, redirect])
-            .args(secret)
-            .current_dir(dir),
-    );
-    let line = proc.wait_for("oidc provider listening at ", Duration::from_secs(60));
-    let issuer = line[line.find("http://").expect("the issuer URL")..]
-        .trim()
-        .to_owned();
-    (proc, issuer)
-}
-
-/// A port free right now on 127.0.0.1.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 /// `direwolf serve` on `data` with its HTTP port at `http_port` and single sign-on at `issuer`,
 /// then `extra` flags.
@@ -129,17 +41,6 @@ fn serve(data: &Path, http_port: u16, issuer: &str, extra: &[&str]) -> Direwolf 
         "direwolf serve started",
         Duration::from_secs(120),
     )
-}
-
-/// The browser: opens `url`, logs in at the provider, and with `pin` posts it on the PIN page it
-/// comes back to; its report.
-fn browse(url: &str, pin: Option<&str>) -> Value {
-    let mut command = Command::new("python3");
-    command.arg(oidc_dir().join("browser.py")).arg(url);
-    if let Some(pin) = pin {
-        command.arg(pin);
-    }
-    Proc::spawn("browser", &mut command).json_result(BROWSER_TIMEOUT)
 }
 
 fn get(http_port: u16, path: &str) -> (u16, String) {
