@@ -1,7 +1,11 @@
 //! The Moonlight listening flags that `serve` and `proxy` share.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 
+use anyhow::Context as _;
+use direwolf_moonlight::oidc::{DEFAULT_USER_CLAIM, OidcConfig, OidcLogin};
 use direwolf_moonlight::server::{DEFAULT_HTTP_PORT, DEFAULT_HTTPS_PORT, MoonlightServerBuilder};
 use direwolf_moonlight::trusted_proxy::TrustedProxies;
 use ipnet::IpNet;
@@ -32,6 +36,51 @@ pub struct ListenArgs {
     /// the form names, else the default user.
     #[arg(long)]
     pub allow_unauthenticated_pin: bool,
+
+    /// OpenID Connect issuer URL: the PIN page offers "Log in with single sign-on" (authorization
+    /// code with PKCE) and the pairing belongs to the user the provider names. Needs
+    /// `--oidc-client-id`.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "DIREWOLF_OIDC_ISSUER",
+        requires = "oidc_client_id"
+    )]
+    pub oidc_issuer: Option<String>,
+
+    /// The client ID direwolf is registered with at the OpenID Connect provider.
+    #[arg(
+        long,
+        value_name = "ID",
+        env = "DIREWOLF_OIDC_CLIENT_ID",
+        requires = "oidc_issuer"
+    )]
+    pub oidc_client_id: Option<String>,
+
+    /// A file holding the client secret (confidential clients); without it direwolf is a public
+    /// client and relies on PKCE alone.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "DIREWOLF_OIDC_CLIENT_SECRET_FILE",
+        requires = "oidc_issuer"
+    )]
+    pub oidc_client_secret_file: Option<PathBuf>,
+
+    /// The redirect URL registered at the provider. Default: `http://HOST/pin/oidc/callback`,
+    /// HOST being the address (and port) the PIN page was opened at.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "DIREWOLF_OIDC_REDIRECT_URL",
+        requires = "oidc_issuer"
+    )]
+    pub oidc_redirect_url: Option<String>,
+
+    /// The ID token claim naming the user (made a user name as `--trusted-proxy` names are); when
+    /// the token lacks it, the local part of `email`.
+    #[arg(long, value_name = "CLAIM", env = "DIREWOLF_OIDC_USER_CLAIM", default_value = DEFAULT_USER_CLAIM)]
+    pub oidc_user_claim: String,
 }
 
 /// An address (a /32 or /128) or a CIDR network.
@@ -42,9 +91,17 @@ fn parse_net(text: &str) -> Result<IpNet, String> {
 }
 
 impl ListenArgs {
-    /// Sets the ports and, when any were given, the addresses on `builder`.
-    pub fn apply(&self, builder: MoonlightServerBuilder) -> MoonlightServerBuilder {
-        if self.trusted_proxies.is_empty() {
+    /// Sets the ports, the PIN page's logins and, when any were given, the addresses on
+    /// `builder`.
+    ///
+    /// # Errors
+    /// An unreadable client secret file or an unusable OpenID Connect setting.
+    pub fn apply(&self, builder: MoonlightServerBuilder) -> anyhow::Result<MoonlightServerBuilder> {
+        let builder = match self.oidc()? {
+            Some(oidc) => builder.with_oidc(Arc::new(oidc)),
+            None => builder,
+        };
+        if self.trusted_proxies.is_empty() && self.oidc_issuer.is_none() {
             tracing::warn!(
                 "no --trusted-proxy: unless users have passwords (direwolf user passwd, direwolf serve \
                  only), whoever opens a PIN page link decides which user a pairing belongs to"
@@ -57,10 +114,46 @@ impl ListenArgs {
                 networks: self.trusted_proxies.clone(),
                 allow_unauthenticated: self.allow_unauthenticated_pin,
             });
-        if self.bind.is_empty() {
+        Ok(if self.bind.is_empty() {
             builder
         } else {
             builder.with_bind_addrs(self.bind.clone())
-        }
+        })
+    }
+
+    /// The single sign-on of the `--oidc-*` flags, if configured.
+    fn oidc(&self) -> anyhow::Result<Option<OidcLogin>> {
+        let (Some(issuer), Some(client_id)) = (&self.oidc_issuer, &self.oidc_client_id) else {
+            return Ok(None);
+        };
+        let client_secret = match &self.oidc_client_secret_file {
+            None => None,
+            Some(path) => {
+                let secret = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read --oidc-client-secret-file {}", path.display()))?;
+                let secret = secret.trim().to_owned();
+                anyhow::ensure!(
+                    !secret.is_empty(),
+                    "--oidc-client-secret-file {} is empty",
+                    path.display()
+                );
+                Some(secret)
+            }
+        };
+        let oidc = OidcLogin::new(OidcConfig {
+            issuer: issuer.clone(),
+            client_id: client_id.clone(),
+            client_secret,
+            redirect_url: self.oidc_redirect_url.clone(),
+            user_claim: self.oidc_user_claim.clone(),
+        })
+        .context("--oidc-issuer and the other --oidc-* flags")?;
+        tracing::info!(
+            oidc.issuer = %issuer,
+            oidc.client_id = %client_id,
+            confidential = oidc.config().client_secret.is_some(),
+            "PIN page single sign-on enabled"
+        );
+        Ok(Some(oidc))
     }
 }

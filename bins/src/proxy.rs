@@ -351,7 +351,7 @@ async fn moonlight_server(
     let stores = core_stores(&readers.stores, &args.default_user).await?;
     let mut builder = args
         .listen
-        .apply(MoonlightServer::builder())
+        .apply(MoonlightServer::builder())?
         .with_stores(stores.clone())
         .with_launcher(launcher.clone())
         .with_pairing_metrics(PairingMetrics::register(metrics))

@@ -554,3 +554,59 @@ fn without_the_crds_the_proxy_exits_with_an_install_hint() {
         "the error names the install command: {text}"
     );
 }
+
+/// Single sign-on on the proxy's PIN page (issue 13): a person logs in at a real OpenID Connect
+/// provider (`support::oidc`) and the Pairing belongs to the user the provider names.
+#[test]
+fn single_sign_on_decides_whose_pairing_the_proxy_stores() {
+    require_moonlight_python();
+    let dir = support::oidc::install_provider();
+    let cluster = Cluster::start();
+    let http_port = support::oidc::free_port();
+    let (_provider, issuer) = support::oidc::start_provider(
+        &dir,
+        &format!("http://127.0.0.1:{http_port}/pin/oidc/callback"),
+        None,
+    );
+    let proc = Proc::spawn(
+        "proxy sso",
+        support::direwolf()
+            .arg("proxy")
+            .args(["--bind", "127.0.0.1", "--http-port", &http_port.to_string()])
+            .args(["--https-port", "0", "--health-bind", "127.0.0.1:0"])
+            .args(["--default-user", "alice", "--pin-timeout", "60"])
+            .args([
+                "--oidc-issuer",
+                &issuer,
+                "--oidc-client-id",
+                support::oidc::CLIENT_ID,
+            ])
+            .env("KUBECONFIG", &cluster.kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("POD_NAMESPACE")
+            .env("RUST_LOG", "info"),
+    );
+    let proxy = Direwolf::started(proc, "direwolf proxy started", START);
+    let client = cluster.root.join("client");
+    let driver = support::spawn_driver(proxy.http_port, &client, &["pair", "--pin", PIN]);
+    let line = proxy.proc.wait_for("Insert pin at http://", DRIVER_TIMEOUT);
+    let (_, secret) = support::pin_link(&line);
+    let report = support::oidc::browse(
+        &format!("http://127.0.0.1:{http_port}/pin/oidc/login?secret={secret}"),
+        Some(PIN),
+    );
+    assert_eq!(report["pin"][0], 200, "the PIN is accepted: {report}");
+    let paired = driver.json_result(DRIVER_TIMEOUT);
+    assert_eq!(paired["ok"], true, "pairing succeeds: {paired}");
+
+    let fingerprint = launch(&proxy, &client, 0)["fingerprint"]
+        .as_str()
+        .expect("fingerprint")
+        .to_owned();
+    let pairings: Api<crd::Pairing> = Api::namespaced(cluster.client(), &cluster.namespace);
+    let pairing = cluster
+        .block("get pairing", pairings.get_opt(&fingerprint))
+        .expect("get pairing")
+        .expect("a Pairing named by the client certificate's fingerprint");
+    assert_eq!(pairing.spec.user_reference.name, support::oidc::OIDC_USER);
+}

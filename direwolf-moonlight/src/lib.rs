@@ -53,6 +53,7 @@ pub mod launch;
 mod limits;
 pub mod log_throttle;
 pub mod mdns;
+pub mod oidc;
 pub mod pairing;
 pub mod pin_page;
 pub mod query;

@@ -18,6 +18,11 @@
 //! user's Argon2id hash; wrong ones are refused per network after [`PinLimits::max_wrong_passwords`]
 //! a minute, and leave the PIN pending) or `"link"`, a one-time pairing link the admin API
 //! issued for a user; the pairing belongs to that user. A trusted proxy's identity still wins.
+//!
+//! With single sign-on ([`PinEntry::with_oidc`], [`crate::oidc`]), the page offers "Log in with
+//! single sign-on"; a browser back from the provider carries a one-time login cookie, and its
+//! user owns the pairing (the login is used up once the PIN is delivered). A PIN entered without
+//! any login is then refused unless unauthenticated PINs are allowed.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -32,11 +37,22 @@ use http::{HeaderMap, StatusCode};
 use parking_lot::Mutex;
 use serde::Deserialize;
 
+use crate::oidc::{LoginToken, OidcLogin};
 use crate::source::{FailureTable, PrefixLengths, Source};
 use crate::trusted_proxy::{Attribution, LOGIN_REQUIRED, TrustedProxies};
 
 /// The page served by `GET /pin/`.
 pub const PIN_PAGE: &str = include_str!("pin.html");
+
+/// The page with (`sso`) or without the "Log in with single sign-on" link.
+pub fn page(sso: bool) -> &'static str {
+    static WITH_SSO: OnceLock<String> = OnceLock::new();
+    if sso {
+        WITH_SSO.get_or_init(|| PIN_PAGE.replace(r#"data-sso="off""#, r#"data-sso="on""#))
+    } else {
+        PIN_PAGE
+    }
+}
 
 /// The largest `POST /pin/` body accepted.
 pub const MAX_BODY: usize = 4096;
@@ -112,8 +128,10 @@ struct Owner {
     invalid_user: Option<String>,
     /// The pairing link used, consumed when the PIN is delivered.
     link: Option<String>,
-    /// Whether someone vouched for the user (a proxy, a password, a link).
+    /// Whether someone vouched for the user (a proxy, a password, a link, a single sign-on).
     vouched: bool,
+    /// The single sign-on login used, used up when the PIN is delivered.
+    sso: Option<LoginToken>,
 }
 
 impl Owner {
@@ -123,12 +141,25 @@ impl Owner {
             invalid_user: None,
             link,
             vouched: true,
+            sso: None,
         }
     }
 }
 
 /// Message for a submission without login while local accounts exist.
 pub const PASSWORD_REQUIRED: &str = "Log in to pair: enter your user name and password with the PIN (or open a pairing link from your administrator)";
+/// Message for a submission without login while local accounts and single sign-on both exist.
+pub const ANY_LOGIN_REQUIRED: &str = "Log in to pair: use \"Log in with single sign-on\", or enter your user name and password with the PIN (or open a pairing link from your administrator)";
+
+/// The refusal of a PIN without login while local accounts exist.
+fn password_required(sso: bool) -> &'static str {
+    if sso {
+        ANY_LOGIN_REQUIRED
+    } else {
+        PASSWORD_REQUIRED
+    }
+}
+
 /// Message for a wrong password or an unknown user.
 pub const WRONG_PASSWORD: &str = "Wrong user name or password; the PIN is still waiting, try again";
 /// Message when a network has sent too many wrong passwords.
@@ -139,6 +170,13 @@ pub const LINK_USER_GONE: &str =
     "This pairing link's user no longer exists; ask your administrator for a new link";
 /// Message for a pairing link that was never issued.
 pub const UNKNOWN_LINK: &str = "This pairing link is not valid; ask your administrator for a new one";
+
+/// Message for a submission without login while single sign-on is configured.
+pub const SSO_REQUIRED: &str =
+    "Log in to pair: use \"Log in with single sign-on\" on this page, then enter the PIN";
+/// Message for a single sign-on login that expired or was used.
+pub const SSO_EXPIRED: &str =
+    "Your single sign-on login expired or was already used; log in again from the PIN page";
 
 /// Password checks running at once; later ones wait their turn.
 const MAX_CONCURRENT_VERIFICATIONS: usize = 2;
@@ -189,6 +227,7 @@ pub struct PinEntry {
     limits: PinLimits,
     proxies: TrustedProxies,
     accounts: Option<LocalAccounts>,
+    oidc: Option<Arc<OidcLogin>>,
     counters: Mutex<Counters>,
     /// Bounds the password checks running at once.
     verifying: tokio::sync::Semaphore,
@@ -217,6 +256,7 @@ impl PinEntry {
             limits,
             proxies: TrustedProxies::default(),
             accounts: None,
+            oidc: None,
             verifying: tokio::sync::Semaphore::new(MAX_CONCURRENT_VERIFICATIONS),
             counters: Mutex::new(Counters {
                 by_source: FailureTable::new(limits.window, MAX_FAILURE_SOURCES, limits.max_failures_per_ip),
@@ -239,6 +279,17 @@ impl PinEntry {
         self
     }
 
+    /// Single sign-on through an OpenID Connect provider ([`crate::oidc`]).
+    pub fn with_oidc(mut self, oidc: Arc<OidcLogin>) -> Self {
+        self.oidc = Some(oidc);
+        self
+    }
+
+    /// The single sign-on logins, if configured.
+    pub fn oidc(&self) -> Option<&Arc<OidcLogin>> {
+        self.oidc.as_ref()
+    }
+
     /// Believe these proxies' identity headers ([`crate::trusted_proxy`]).
     pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
         self.proxies = proxies;
@@ -250,10 +301,21 @@ impl PinEntry {
     /// # Errors
     /// As [`TrustedProxies::attribute`].
     pub fn attribute(&self, ip: IpAddr, headers: &HeaderMap) -> Result<Attribution, PinReply> {
-        match self.proxies.attribute(ip, headers) {
-            // A password or a pairing link may still say who it is.
-            Err((StatusCode::UNAUTHORIZED, _)) if self.accounts.is_some() => Ok(Attribution::LoginRequired),
-            other => other.map_err(|reply| self.fail(ip, reply)),
+        // A login cookie counts while its login is valid; a stale one (used up, expired, from
+        // before a restart) is ignored, so a password or pairing link still works beside it.
+        let sso = self
+            .oidc
+            .as_ref()
+            .and_then(|oidc| LoginToken::from_headers(headers).filter(|token| oidc.user_of(token).is_some()));
+        match (self.proxies.attribute(ip, headers), sso) {
+            (Ok(Attribution::Open) | Err((StatusCode::UNAUTHORIZED, _)), Some(token)) => {
+                Ok(Attribution::SingleSignOn(token))
+            }
+            // A password, a pairing link or a single sign-on may still say who it is.
+            (Err((StatusCode::UNAUTHORIZED, _)), None) if self.accounts.is_some() || self.oidc.is_some() => {
+                Ok(Attribution::LoginRequired)
+            }
+            (other, _) => other.map_err(|reply| self.fail(ip, reply)),
         }
     }
 
@@ -351,6 +413,23 @@ impl PinEntry {
                 accounts.links.restore(token);
             }
         };
+        // A single sign-on login is used once: taken before the PIN goes out, given back if it
+        // cannot be delivered.
+        let sso = match (&owner.sso, &self.oidc) {
+            (Some(token), Some(oidc)) => match oidc.take(token) {
+                Some(taken) => Some((oidc, token, taken)),
+                None => {
+                    restore_link();
+                    return self.fail(ip, (StatusCode::UNAUTHORIZED, SSO_EXPIRED.into()));
+                }
+            },
+            _ => None,
+        };
+        let restore_sso = || {
+            if let Some((oidc, token, taken)) = &sso {
+                oidc.restore(token, taken.clone());
+            }
+        };
         let shown = user.as_ref().map_or("(default)", UserName::as_str).to_owned();
         match self.broker.submit(&secret, PinSubmission { pin, user }).await {
             Ok(()) => {
@@ -366,6 +445,7 @@ impl PinEntry {
                 drop(counters);
                 let how = match (via_proxy, &owner.link, owner.vouched) {
                     (true, _, _) => "trusted proxy",
+                    _ if owner.sso.is_some() => "single sign-on",
                     (_, Some(_), _) => "pairing link",
                     (_, None, true) => "password",
                     (_, None, false) => "unauthenticated",
@@ -375,6 +455,7 @@ impl PinEntry {
             }
             Err(PinError::UnknownSecret | PinError::Closed | PinError::TimedOut) => {
                 restore_link();
+                restore_sso();
                 self.fail(
                     ip,
                     bad("No pairing is waiting for this secret (it may have expired or been used)"),
@@ -382,6 +463,7 @@ impl PinEntry {
             }
             Err(e) => {
                 restore_link();
+                restore_sso();
                 crate::warn_throttled!("pin-broker-submit", error = %e, "PIN broker failed");
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -410,6 +492,22 @@ impl PinEntry {
         if let Attribution::Proxy(user) = who {
             return Ok(Owner::vouched(user, None));
         }
+        if let Attribution::SingleSignOn(token) = &who {
+            return match self.oidc.as_ref().and_then(|oidc| oidc.user_of(token)) {
+                Some(user) => Ok(Owner {
+                    sso: Some(token.clone()),
+                    ..Owner::vouched(user, None)
+                }),
+                None => {
+                    audit(
+                        ip,
+                        "-",
+                        "PIN page single sign-on refused: the login expired or was used",
+                    );
+                    Err(self.fail(ip, (StatusCode::UNAUTHORIZED, SSO_EXPIRED.into())))
+                }
+            };
+        }
         let form_user = body.user.as_deref().map(str::trim).filter(|u| !u.is_empty());
         let open = || {
             let (user, invalid_user) = match form_user.map(str::parse::<UserName>) {
@@ -422,10 +520,21 @@ impl PinEntry {
                 invalid_user,
                 link: None,
                 vouched: false,
+                sso: None,
             }
         };
+        let sso = self.oidc.is_some();
         let Some(accounts) = &self.accounts else {
-            return Ok(open());
+            return match who {
+                Attribution::LoginRequired => {
+                    Err(self.fail(ip, (StatusCode::UNAUTHORIZED, SSO_REQUIRED.into())))
+                }
+                Attribution::Open if sso && !self.proxies.allow_unauthenticated => {
+                    audit(ip, form_user.unwrap_or("-"), "PIN entry without login refused");
+                    Err(self.fail(ip, (StatusCode::UNAUTHORIZED, SSO_REQUIRED.into())))
+                }
+                _ => Ok(open()),
+            };
         };
         if let Some(token) = body.link.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
             return match accounts.links.check(token) {
@@ -463,14 +572,21 @@ impl PinEntry {
         };
         match who {
             Attribution::LoginRequired if accounts_exist => {
-                Err(self.fail(ip, (StatusCode::UNAUTHORIZED, PASSWORD_REQUIRED.into())))
+                Err(self.fail(ip, (StatusCode::UNAUTHORIZED, password_required(sso).into())))
+            }
+            Attribution::LoginRequired if sso => {
+                Err(self.fail(ip, (StatusCode::UNAUTHORIZED, SSO_REQUIRED.into())))
             }
             Attribution::LoginRequired => {
                 Err(self.fail(ip, (StatusCode::UNAUTHORIZED, LOGIN_REQUIRED.into())))
             }
+            Attribution::Open if sso && !accounts_exist && !self.proxies.allow_unauthenticated => {
+                audit(ip, form_user.unwrap_or("-"), "PIN entry without login refused");
+                Err(self.fail(ip, (StatusCode::UNAUTHORIZED, SSO_REQUIRED.into())))
+            }
             Attribution::Open if accounts_exist && !self.proxies.allow_unauthenticated => {
                 audit(ip, form_user.unwrap_or("-"), "PIN entry without login refused");
-                Err(self.fail(ip, (StatusCode::UNAUTHORIZED, PASSWORD_REQUIRED.into())))
+                Err(self.fail(ip, (StatusCode::UNAUTHORIZED, password_required(sso).into())))
             }
             _ => Ok(open()),
         }
@@ -1126,6 +1242,102 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
     }
 
+    fn cookie(token: &LoginToken) -> HeaderMap {
+        cookie_value(token.value())
+    }
+
+    #[tokio::test]
+    async fn a_single_sign_on_login_owns_one_pairing() {
+        let broker = InMemoryPinBroker::default();
+        let oidc = Arc::new(
+            OidcLogin::new(crate::oidc::OidcConfig {
+                issuer: "https://id.example.com".into(),
+                client_id: "direwolf".into(),
+                client_secret: None,
+                redirect_url: None,
+                user_claim: crate::oidc::DEFAULT_USER_CLAIM.into(),
+            })
+            .unwrap(),
+        );
+        let entry = PinEntry::new(Arc::new(broker.clone()), PinLimits::default()).with_oidc(oidc.clone());
+        let secret = open(&broker).await;
+        // Without login: refused, still waiting.
+        let who = entry.attribute(IP, &HeaderMap::new()).unwrap();
+        let (status, text) = entry.submit_as(IP, who, &json("1234", secret.as_str())).await;
+        assert_eq!((status, text.as_str()), (StatusCode::UNAUTHORIZED, SSO_REQUIRED));
+        // A cookie nobody issued is no login.
+        assert_eq!(
+            entry.attribute(IP, &cookie_value("made-up")).unwrap(),
+            Attribution::Open
+        );
+        // Ada's login: her pairing, whatever the form says.
+        let token = oidc.log_in_for_test("ada".parse().unwrap());
+        let who = entry.attribute(IP, &cookie(&token)).unwrap();
+        assert_eq!(who, Attribution::SingleSignOn(token.clone()));
+        let body = serde_json::json!({"pin": "1234", "secret": secret.as_str(), "user": "mallory"});
+        let (status, _) = entry
+            .submit_as(IP, who.clone(), body.to_string().as_bytes())
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let got = broker.wait(&secret, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(got.user.unwrap().as_str(), "ada");
+        // Used up: the same login again is refused, and the stale cookie no longer counts.
+        let again = open(&broker).await;
+        let (status, text) = entry.submit_as(IP, who, &json("1234", again.as_str())).await;
+        assert_eq!((status, text.as_str()), (StatusCode::UNAUTHORIZED, SSO_EXPIRED));
+        assert_eq!(entry.attribute(IP, &cookie(&token)).unwrap(), Attribution::Open);
+        // A login whose PIN cannot be delivered is given back.
+        let token = oidc.log_in_for_test("ada".parse().unwrap());
+        let who = entry.attribute(IP, &cookie(&token)).unwrap();
+        let gone = PairSecret::generate();
+        let (status, _) = entry.submit_as(IP, who, &json("1234", gone.as_str())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(oidc.user_of(&token).is_some(), "the login was given back");
+        // With local accounts too, the refusal names both logins.
+        let stores = direwolf_core::Stores::in_memory();
+        let mut alice = direwolf_core::User::new("alice".parse().unwrap());
+        alice.password = Some(PasswordHash::new("alice's password").unwrap());
+        stores.users.put(alice).await.unwrap();
+        let both = PinEntry::new(Arc::new(broker.clone()), PinLimits::default())
+            .with_oidc(oidc.clone())
+            .with_local_accounts(LocalAccounts {
+                users: stores.users.clone(),
+                links: PairingLinks::default(),
+            });
+        let (status, text) = both.submit(IP, &json("1234", again.as_str())).await;
+        assert_eq!(
+            (status, text.as_str()),
+            (StatusCode::UNAUTHORIZED, ANY_LOGIN_REQUIRED)
+        );
+        let (status, _) = both.submit(IP, &login(&again, "alice", "alice's password")).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "a password still works beside single sign-on"
+        );
+        let again = open(&broker).await;
+        // Unauthenticated PINs may be allowed.
+        let allowed = PinEntry::new(Arc::new(broker.clone()), PinLimits::default())
+            .with_trusted_proxies(TrustedProxies {
+                networks: vec![],
+                allow_unauthenticated: true,
+            })
+            .with_oidc(oidc);
+        assert_eq!(
+            allowed.submit(IP, &json("1234", again.as_str())).await.0,
+            StatusCode::OK
+        );
+    }
+
+    fn cookie_value(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::COOKIE,
+            format!("{}={value}", crate::oidc::COOKIE_NAME).parse().unwrap(),
+        );
+        headers
+    }
+
     #[test]
     fn page_posts_json_from_the_fragment() {
         assert!(PIN_PAGE.contains("location.hash"));
@@ -1133,5 +1345,9 @@ mod tests {
         assert_eq!(PIN_PAGE.matches("class=\"digit\"").count(), 4);
         assert!(PIN_PAGE.contains("type=\"password\""));
         assert!(PIN_PAGE.contains("get(\"link\")"));
+        // The single sign-on link only where it is configured.
+        assert!(PIN_PAGE.contains(r#"data-sso="off""#));
+        assert!(page(true).contains(r#"data-sso="on""#));
+        assert!(page(true).contains("/pin/oidc/login"));
     }
 }

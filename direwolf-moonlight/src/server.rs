@@ -22,6 +22,7 @@ use crate::admission::{Admission, Port, Ticket};
 use crate::error::{Result, ServerError};
 use crate::identity::{LoadedIdentity, generate_identity};
 use crate::mdns::MdnsAdvertiser;
+use crate::oidc::OidcLogin;
 use crate::pairing::{PairingLimits, PairingManager, Phase1};
 use crate::pin_page::{LocalAccounts, PinEntry, PinLimits};
 use crate::serverinfo::{DEFAULT_CODEC_MODE_SUPPORT, DisplayMode, WOLF_DISPLAY_MODES};
@@ -58,6 +59,7 @@ pub struct MoonlightServerBuilder {
     pin_limits: PinLimits,
     trusted_proxies: TrustedProxies,
     local_accounts: Option<PairingLinks>,
+    oidc: Option<Arc<OidcLogin>>,
     pairing_metrics: PairingMetrics,
 }
 
@@ -83,6 +85,7 @@ impl Default for MoonlightServerBuilder {
             pin_limits: PinLimits::default(),
             trusted_proxies: TrustedProxies::default(),
             local_accounts: None,
+            oidc: None,
             pairing_metrics: PairingMetrics::default(),
         }
     }
@@ -113,6 +116,13 @@ impl MoonlightServerBuilder {
     /// ([`crate::pin_page::PinEntry::with_local_accounts`]).
     pub fn with_local_accounts(mut self, links: PairingLinks) -> Self {
         self.local_accounts = Some(links);
+        self
+    }
+
+    /// Single sign-on on the PIN page through an OpenID Connect provider (default: none;
+    /// [`crate::oidc`]).
+    pub fn with_oidc(mut self, oidc: Arc<OidcLogin>) -> Self {
+        self.oidc = Some(oidc);
         self
     }
 
@@ -254,6 +264,9 @@ impl MoonlightServerBuilder {
                 users: self.stores.users.clone(),
                 links,
             });
+        }
+        if let Some(oidc) = self.oidc {
+            pin = pin.with_oidc(oidc);
         }
         let shared = Arc::new(Shared {
             stores: self.stores,

@@ -18,7 +18,7 @@ use direwolf_core::model::unix_now;
 use direwolf_core::{
     AppId, Fingerprint, LaunchError, Launcher, Pairing, Stores, User, UserName, UserStoreExt,
 };
-use http::header::{CONNECTION, CONTENT_TYPE};
+use http::header::{CACHE_CONTROL, CONNECTION, CONTENT_TYPE, HOST, LOCATION, REFERRER_POLICY, SET_COOKIE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -26,6 +26,7 @@ use tracing::{debug, error, info};
 
 use crate::identity::LoadedIdentity;
 use crate::launch::{self, Verb};
+use crate::oidc;
 use crate::pairing::{PIN_TIMED_OUT, PairReject, PairingKey, PairingManager, Phase1, Phase1Request, Phase4};
 use crate::pin_page::{self, PinEntry};
 use crate::query::Query;
@@ -138,6 +139,25 @@ fn text(status: StatusCode, body: String) -> Response<Body> {
     raw(status, "text/plain; charset=utf-8", body)
 }
 
+/// A 302 to `location`, never cached, never leaking its address onwards, optionally setting
+/// `cookie`.
+fn redirect(location: &str, cookie: Option<&str>) -> Response<Body> {
+    let mut response = raw(StatusCode::FOUND, "text/plain; charset=utf-8", Bytes::new());
+    let headers = response.headers_mut();
+    let mut set = |name: http::HeaderName, value: &str| {
+        if let Ok(value) = http::HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    };
+    set(LOCATION, location);
+    set(CACHE_CONTROL, "no-store");
+    set(REFERRER_POLICY, "no-referrer");
+    if let Some(cookie) = cookie {
+        set(SET_COOKIE, cookie);
+    }
+    response
+}
+
 /// Paths of the GameStream protocol.
 const GAMESTREAM_PATHS: [&str; 8] = [
     "/serverinfo",
@@ -158,7 +178,13 @@ impl Shared {
         conn: Arc<ConnInfo>,
     ) -> Result<Response<Body>, Infallible> {
         let path = request.uri().path().to_owned();
-        let response = if path == "/pin/" || path == "/pin" {
+        let response = if path.starts_with("/pin/oidc/") {
+            if conn.tls.is_some() {
+                xml_with_status(StatusCode::NOT_FOUND, &XmlReply::status(404))
+            } else {
+                self.single_sign_on(&path, &request, &conn).await
+            }
+        } else if path == "/pin/" || path == "/pin" {
             if conn.tls.is_some() {
                 xml_with_status(StatusCode::NOT_FOUND, &XmlReply::status(404))
             } else {
@@ -184,7 +210,11 @@ impl Shared {
 
     async fn pin_page(&self, request: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
         match *request.method() {
-            Method::GET | Method::HEAD => raw(StatusCode::OK, "text/html; charset=utf-8", pin_page::PIN_PAGE),
+            Method::GET | Method::HEAD => raw(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                pin_page::page(self.pin.oidc().is_some()),
+            ),
             Method::POST => {
                 if let Err((status, message)) = pin_page::check_headers(request.headers()) {
                     debug!(client = %conn.peer_ip(), %status, "PIN submission refused: {message}");
@@ -217,6 +247,66 @@ impl Shared {
                 }
             }
             _ => text(StatusCode::METHOD_NOT_ALLOWED, "Use GET or POST".into()),
+        }
+    }
+
+    /// `GET /pin/oidc/login` and `/pin/oidc/callback` ([`crate::oidc`]).
+    async fn single_sign_on(
+        &self,
+        path: &str,
+        request: &Request<Incoming>,
+        conn: &ConnInfo,
+    ) -> Response<Body> {
+        let Some(oidc) = self.pin.oidc() else {
+            return text(
+                StatusCode::NOT_FOUND,
+                "Single sign-on is not configured on this server".into(),
+            );
+        };
+        if request.method() != Method::GET {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "Use GET".into());
+        }
+        let query = request.uri().query().unwrap_or("");
+        let failed = |e: oidc::OidcError| {
+            text(
+                e.status(),
+                format!(
+                    "Single sign-on failed: {e}.\nThe PIN is still waiting: go back to the PIN page \
+                     (the link in the server log) and try again."
+                ),
+            )
+        };
+        match path {
+            oidc::LOGIN_PATH => {
+                let secret = url::form_urlencoded::parse(query.as_bytes())
+                    .find(|(name, _)| name == "secret")
+                    .map(|(_, value)| value.into_owned());
+                let host = request.headers().get(HOST).and_then(|h| h.to_str().ok());
+                match oidc.begin(conn.peer_ip(), secret.as_deref(), host).await {
+                    Ok(location) => redirect(&location, None),
+                    Err(e) => failed(e),
+                }
+            }
+            oidc::CALLBACK_PATH => match oidc.finish(conn.peer_ip(), query).await {
+                Ok(done) => {
+                    let fragment = done
+                        .secret
+                        .as_ref()
+                        .map_or(String::new(), |s| format!("#{}", s.as_str()));
+                    let cookie = format!(
+                        "{}={}; Path=/pin/; Max-Age={}; HttpOnly; SameSite=Lax",
+                        oidc::COOKIE_NAME,
+                        done.token.value(),
+                        oidc::LOGIN_TTL.as_secs()
+                    );
+                    redirect(
+                        &format!("/pin/?sso={}{fragment}", done.user.as_str()),
+                        Some(&cookie),
+                    )
+                }
+                Err(e) => failed(e),
+            },
+            _ => xml_with_status(StatusCode::NOT_FOUND, &XmlReply::status(404)),
         }
     }
 

@@ -43,6 +43,8 @@ pub enum Attribution {
     /// Nobody vouches for the submitter and a PIN may not be entered that way: only a local
     /// account's password or a pairing link will do (`crate::pin_page::PinEntry::attribute`).
     LoginRequired,
+    /// The browser carries a single sign-on login ([`crate::oidc`]); the PIN page checks it.
+    SingleSignOn(crate::oidc::LoginToken),
 }
 
 /// The trusted proxies and whether a PIN may be entered without one.

@@ -357,7 +357,7 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
     let links = PairingLinks::default();
     let builder = args
         .listen
-        .apply(MoonlightServer::builder())
+        .apply(MoonlightServer::builder())?
         .with_stores(stores)
         .with_hostname(plan.hostname.clone())
         .with_default_user(args.default_user.clone())

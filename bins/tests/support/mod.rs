@@ -19,6 +19,9 @@ use serde_json::Value;
 #[path = "../../../direwolf-k8s/tests/support/testenv.rs"]
 pub mod testenv;
 
+/// A real OpenID Connect provider and a browser for the single sign-on tests.
+pub mod oidc;
+
 /// The pack's end-to-end helpers: fake Wolfs and moonlight-python drivers in namespaces.
 pub mod pack;
 pub mod shared_net;
