@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use support::pack::*;
 use support::shared_net::*;
-use support::{in_netns, run, wait_until};
+use support::wait_until;
 
 /// One run at a time: each holds Moonlight clients and two Wolfs.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -24,20 +24,9 @@ fn after_kill_9_a_restart_leaves_no_orphaned_flow() {
     let _turn = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    require_tools();
-    let bin = support::fake_wolf_binary();
-    let tmp = tempfile::tempdir().expect("temporary directory");
-    let root = tmp.path();
-    let net = create_net('9');
+    let pack = Run::start('9', true);
+    let (root, net) = (pack.root(), &pack.net);
     let (c1, dw) = (net.ns("c1"), net.ns("dw"));
-    let _wolves = [
-        Wolf::start(&bin, &net.ns("wa"), "wolf-a", root, &format!("{SUBNET}.21")),
-        Wolf::start(&bin, &net.ns("wb"), "wolf-b", root, &format!("{SUBNET}.22")),
-    ];
-    run(
-        in_netns(&dw, "sysctl").args(["-qw", "net.ipv4.ip_forward=1"]),
-        "sysctl ip_forward in the direwolf namespace",
-    );
     let config = config_file(root, true);
     let mut server = serve_in(&dw, root, &config, METRICS, "info");
     server.wait_for("kernel fast path on", STEP);
@@ -88,20 +77,10 @@ fn the_kernel_fast_path_carries_a_session_on_its_own_ports() {
     let _turn = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    require_tools();
-    let bin = support::fake_wolf_binary();
-    let tmp = tempfile::tempdir().expect("temporary directory");
-    let root = tmp.path();
-    let net = create_net('o');
+    let pack = Run::start('o', true);
+    let (root, net) = (pack.root(), &pack.net);
     let (c1, dw) = (net.ns("c1"), net.ns("dw"));
-    let wolves = [
-        Wolf::start(&bin, &net.ns("wa"), "wolf-a", root, &format!("{SUBNET}.21")),
-        Wolf::start(&bin, &net.ns("wb"), "wolf-b", root, &format!("{SUBNET}.22")),
-    ];
-    run(
-        in_netns(&dw, "sysctl").args(["-qw", "net.ipv4.ip_forward=1"]),
-        "sysctl ip_forward in the direwolf namespace",
-    );
+    let wolves = &pack.wolves;
     let config = config_with(root, true, false);
     let server = serve_in(&dw, root, &config, METRICS, "info");
     server.wait_for("kernel fast path on", STEP);
@@ -124,15 +103,7 @@ fn the_kernel_fast_path_carries_a_session_on_its_own_ports() {
         Duration::from_secs(10),
         || fast_path_elements(&dw, "wolves") == Some(3),
     );
-    let before = rtp_counts(&c1);
-    wait_until(
-        "RTP keeps arriving through the kernel",
-        Duration::from_secs(5),
-        || {
-            let now = rtp_counts(&c1);
-            now.0 > before.0 && now.1 > before.1
-        },
-    );
+    rtp_keeps_arriving("the kernel", &[&c1]);
     let sessions: Vec<_> = wolves.iter().flat_map(|w| w.sessions()).collect();
     assert!(
         sessions

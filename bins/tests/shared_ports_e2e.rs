@@ -109,23 +109,10 @@ fn two_clients_stream(carrier: Carrier) {
     let _turn = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    require_tools();
-    let bin = support::fake_wolf_binary();
-    let tmp = tempfile::tempdir().expect("temporary directory");
-    let root = tmp.path();
-    let net = create_net(carrier.tag());
-    let (c1, c2, dw) = (net.ns("c1"), net.ns("c2"), net.ns("dw"));
-    let wolves = [
-        Wolf::start(&bin, &net.ns("wa"), "wolf-a", root, &format!("{SUBNET}.21")),
-        Wolf::start(&bin, &net.ns("wb"), "wolf-b", root, &format!("{SUBNET}.22")),
-    ];
     let fast_path = carrier != Carrier::Relay;
-    if fast_path {
-        run(
-            in_netns(&dw, "sysctl").args(["-qw", "net.ipv4.ip_forward=1"]),
-            "sysctl ip_forward in the direwolf namespace",
-        );
-    }
+    let pack = Run::start(carrier.tag(), fast_path);
+    let (root, net, wolves) = (pack.root(), &pack.net, &pack.wolves[..]);
+    let (c1, c2, dw) = (net.ns("c1"), net.ns("c2"), net.ns("dw"));
     if matches!(
         carrier,
         Carrier::KernelBehindForwardDrop | Carrier::KernelThroughForwardDropWithRule
@@ -197,9 +184,9 @@ fn two_clients_stream(carrier: Carrier) {
     wait_until(
         "both Wolfs receive their client's pings",
         Duration::from_secs(5),
-        || wolf_with_pings(&wolves).len() == 2,
+        || wolf_with_pings(wolves).len() == 2,
     );
-    for wolf in &wolves {
+    for wolf in wolves {
         let sessions = wolf.sessions();
         assert_eq!(sessions.len(), 1, "one session per Wolf: {sessions:?}");
         let requests = sessions[0]["rtsp_requests"].as_array().map_or(0, Vec::len);
@@ -258,17 +245,7 @@ fn two_clients_stream(carrier: Carrier) {
                 Duration::from_secs(10),
                 || fast_path_elements(&dw, "wolves") == Some(6),
             );
-            let before = [rtp_counts(&c1), rtp_counts(&c2)];
-            wait_until(
-                "RTP keeps arriving through the kernel",
-                Duration::from_secs(5),
-                || {
-                    [rtp_counts(&c1), rtp_counts(&c2)]
-                        .iter()
-                        .zip(before)
-                        .all(|(now, then)| now.1 > then.1 && now.0 > then.0)
-                },
-            );
+            rtp_keeps_arriving("the kernel", &[&c1, &c2]);
             let text = scrape(&dw);
             for stream in ["audio", "video", "control"] {
                 let name =
@@ -296,17 +273,7 @@ fn two_clients_stream(carrier: Carrier) {
                 "{}",
                 server.tail()
             );
-            let before = [rtp_counts(&c1), rtp_counts(&c2)];
-            wait_until(
-                "RTP keeps arriving through the relay",
-                Duration::from_secs(5),
-                || {
-                    [rtp_counts(&c1), rtp_counts(&c2)]
-                        .iter()
-                        .zip(before)
-                        .all(|(now, then)| now.1 > then.1 && now.0 > then.0)
-                },
-            );
+            rtp_keeps_arriving("the relay", &[&c1, &c2]);
         }
     }
 
@@ -317,7 +284,7 @@ fn two_clients_stream(carrier: Carrier) {
             r#"direwolf_relay_drops_total{stream="video",reason="unknown_secret"}"#,
         ) == Some(3.0)
     });
-    for wolf in &wolves {
+    for wolf in wolves {
         assert_eq!(
             wolf.report()["unmatched_pings"],
             0,
@@ -363,5 +330,5 @@ fn two_clients_stream(carrier: Carrier) {
     } else {
         drop(server);
     }
-    drop(net);
+    drop(pack);
 }

@@ -108,3 +108,53 @@ pub fn config_with(root: &Path, fast_path: bool, shared: bool) -> PathBuf {
     .expect("write the configuration");
     config
 }
+
+/// One run: its temporary directory, network and two fake Wolfs (A at .21, B at .22).
+pub struct Run {
+    pub tmp: tempfile::TempDir,
+    pub net: Namespaces,
+    pub wolves: [super::pack::Wolf; 2],
+}
+
+impl Run {
+    /// A fresh run; the namespaces are named after `tag`. With `forwarding`, the direwolf
+    /// namespace forwards IPv4 (the kernel fast path needs it).
+    pub fn start(tag: char, forwarding: bool) -> Run {
+        super::pack::require_tools();
+        let bin = super::fake_wolf_binary();
+        let tmp = tempfile::tempdir().expect("temporary directory");
+        let net = create_net(tag);
+        let root = tmp.path();
+        let wolves = [
+            super::pack::Wolf::start(&bin, &net.ns("wa"), "wolf-a", root, &format!("{SUBNET}.21")),
+            super::pack::Wolf::start(&bin, &net.ns("wb"), "wolf-b", root, &format!("{SUBNET}.22")),
+        ];
+        if forwarding {
+            run(
+                in_netns(&net.ns("dw"), "sysctl").args(["-qw", "net.ipv4.ip_forward=1"]),
+                "sysctl ip_forward in the direwolf namespace",
+            );
+        }
+        Run { tmp, net, wolves }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.tmp.path()
+    }
+}
+
+/// Waits until every client namespace of `clients` has received more audio and video RTP than
+/// it had when called.
+pub fn rtp_keeps_arriving(through: &str, clients: &[&str]) {
+    let before: Vec<(u64, u64)> = clients.iter().map(|ns| super::pack::rtp_counts(ns)).collect();
+    super::wait_until(
+        &format!("RTP keeps arriving through {through}"),
+        std::time::Duration::from_secs(5),
+        || {
+            clients.iter().zip(&before).all(|(ns, then)| {
+                let now = super::pack::rtp_counts(ns);
+                now.0 > then.0 && now.1 > then.1
+            })
+        },
+    );
+}
