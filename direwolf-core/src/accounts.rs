@@ -36,8 +36,8 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::clock::unix_now;
 use crate::ids::UserName;
-use crate::model::unix_now;
 
 /// The fewest characters a password may have.
 pub const MIN_PASSWORD_CHARS: usize = 8;

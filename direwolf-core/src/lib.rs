@@ -38,6 +38,7 @@
 #![warn(missing_docs)]
 
 pub mod accounts;
+mod clock;
 
 #[cfg(feature = "admin")]
 pub mod admin;

@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -10,13 +9,7 @@ use crate::accounts::PasswordHash;
 use crate::error::Error;
 use crate::ids::{AesKey, AppId, Fingerprint, RiKeyId, SessionId, UserName};
 
-/// Seconds since the Unix epoch, the time unit stored in every record.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub use crate::clock::unix_now;
 
 /// A person. Pairings and sessions belong to a user; Kubernetes mode attaches resource caps and
 /// device volumes to it (`docs/protocol/kubernetes.md` § User), which the core does not need.

@@ -17,9 +17,9 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
+use crate::clock::unix_now;
 use crate::error::{Error, Result};
 use crate::ids::{PairSecret, Pin, UserName};
-use crate::model::unix_now;
 
 /// What is known about a pairing waiting for its PIN (shown to whoever enters PINs).
 #[derive(Debug, Clone, PartialEq, Eq)]

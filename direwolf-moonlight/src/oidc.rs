@@ -42,7 +42,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::trusted_proxy;
+use crate::login_name;
 
 /// Where the PIN page's "Log in with single sign-on" link points.
 pub const LOGIN_PATH: &str = "/pin/oidc/login";
@@ -166,14 +166,14 @@ pub fn code_challenge(verifier: &str) -> String {
 }
 
 /// The direwolf user an ID token's `claims` name: `claim`, else (when it is missing) the local
-/// part of `email`, mapped as a trusted proxy's user name ([`trusted_proxy::user_name`]).
+/// part of `email`, mapped as a trusted proxy's user name ([`login_name::user_name`]).
 pub fn user_from_claims(claims: &Map<String, Value>, claim: &str) -> Option<UserName> {
     let named = claims
         .get(claim)
         .and_then(Value::as_str)
         .filter(|s| !s.trim().is_empty());
     let named = named.or_else(|| claims.get("email").and_then(Value::as_str));
-    named.and_then(trusted_proxy::user_name)
+    named.and_then(login_name::user_name)
 }
 
 /// A finished login's cookie value; its `Debug` hides it.

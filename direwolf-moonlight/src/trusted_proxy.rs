@@ -8,15 +8,14 @@
 //!   set; once a proxy is configured it is refused (401), so a pairing always belongs to whoever
 //!   logged in.
 //!
-//! Proxy user names become direwolf user names (DNS-1123 labels): the part before any `@`,
-//! lower-cased, each character other than a letter, digit or `-` made `-`, cut to 63 characters
-//! (`John.Doe@example.com` → `john-doe`). Two proxy users that differ only there are one direwolf
-//! user; an identity that leaves nothing usable is refused.
+//! Proxy user names become direwolf user names as [`crate::login_name`] maps them.
 
 use std::net::IpAddr;
 
 use direwolf_core::UserName;
 use http::{HeaderMap, StatusCode};
+
+use crate::login_name;
 use ipnet::IpNet;
 
 /// A refusal: HTTP status and a plain-text message (the PIN page's reply).
@@ -77,7 +76,7 @@ impl TrustedProxies {
                 tracing::warn!(%peer, "PIN submission with identity headers from an untrusted address refused");
                 Err((StatusCode::FORBIDDEN, SPOOFED.into()))
             }
-            Some(name) => match user_name(name) {
+            Some(name) => match login_name::user_name(name) {
                 Some(user) => Ok(Attribution::Proxy(user)),
                 None => {
                     tracing::warn!(%peer, "the trusted proxy named a user that is not usable as a user name");
@@ -91,25 +90,6 @@ impl TrustedProxies {
             None => Err((StatusCode::UNAUTHORIZED, LOGIN_REQUIRED.into())),
         }
     }
-}
-
-/// A proxy's user name as a direwolf user name (see the module docs).
-pub fn user_name(claimed: &str) -> Option<UserName> {
-    let local = claimed.trim().split('@').next().unwrap_or("");
-    let mapped: String = local
-        .chars()
-        .map(|c| c.to_ascii_lowercase())
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let trimmed = mapped.trim_matches('-');
-    let cut = trimmed.get(..trimmed.len().min(63))?.trim_end_matches('-');
-    cut.parse().ok()
 }
 
 #[cfg(test)]
@@ -186,17 +166,5 @@ mod tests {
             proxies(false).attribute(PROXY, &HeaderMap::new()),
             Err((StatusCode::UNAUTHORIZED, LOGIN_REQUIRED.into()))
         );
-    }
-
-    #[test]
-    fn user_names_are_mapped_to_labels() {
-        let name = |s| user_name(s).map(|u| u.as_str().to_owned());
-        assert_eq!(name("Alice"), Some("alice".into()));
-        assert_eq!(name("john_doe@corp"), Some("john-doe".into()));
-        assert_eq!(name("-x-"), Some("x".into()));
-        let long = "a".repeat(80);
-        assert_eq!(name(&long).map(|s| s.len()), Some(63));
-        assert_eq!(name(""), None);
-        assert_eq!(name("..."), None);
     }
 }
