@@ -56,7 +56,8 @@
 //! Needs root, iproute2, taskset, socat and nft: run `direwolf-core/benches/relay.sh`, which
 //! installs them, or `cargo bench -p direwolf-core --bench relay` when they are present.
 //! `DW_BENCH_SECONDS` (default 3) sets the length of each measurement; `DW_BENCH_ONLY=<n>:<paced|max>`
-//! runs one scenario; `DW_BENCH_VARIANTS=relay,direct` runs only those forwarders.
+//! runs one scenario; `DW_BENCH_VARIANTS=relay,direct` runs only those forwarders (the summary
+//! lines need direct, kernel, socat and relay).
 
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -1106,6 +1107,15 @@ fn orchestrate() {
                 k.1.p50_us - d.1.p50_us,
                 k.1.p99_us - d.1.p99_us
             );
+            if let Some(f) = results.iter().find(|r| r.0 == Variant::Fast) {
+                println!(
+                    "fast path: added p50 {:+.1} µs, p99 {:+.1} µs vs direct; p99 fast/kernel {:.2}x; pkt per cpu-s fast/relay {:.1}x",
+                    f.1.p50_us - d.1.p50_us,
+                    f.1.p99_us - d.1.p99_us,
+                    f.1.p99_us / k.1.p99_us,
+                    f.2 / r.2
+                );
+            }
             if let Some(e) = results.iter().find(|r| r.0 == Variant::Egress) {
                 println!(
                     "egress SNAT on Wolf's host: added p50 {:+.1} µs, p99 {:+.1} µs vs direct",
