@@ -219,6 +219,12 @@ async function start() {
   if (me) {
     await refresh().catch((e) => say(e.message, true));
   }
+  // New pending pairings appear by themselves; not while someone types.
+  setInterval(() => {
+    if (me && !(document.activeElement instanceof HTMLInputElement)) {
+      refresh().catch((e) => say(e.message, true));
+    }
+  }, 5000);
 }
 
 start();
