@@ -82,6 +82,8 @@ pub struct AdminApi {
     changes: Arc<tokio::sync::Mutex<()>>,
     /// The web UI's logged-in sessions.
     ui_sessions: ui::UiSessions,
+    /// Wrong web UI passwords per network.
+    ui_logins: ui::LoginThrottle,
 }
 
 impl fmt::Debug for AdminApi {
@@ -110,6 +112,7 @@ impl AdminApi {
             links: None,
             changes: Arc::default(),
             ui_sessions: ui::UiSessions::default(),
+            ui_logins: ui::LoginThrottle::default(),
         }
     }
 

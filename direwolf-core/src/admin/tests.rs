@@ -755,6 +755,17 @@ async fn a_person_logs_in_and_manages_only_their_own_pairings() {
         "an account without a password cannot log in"
     );
     let bob = f.login("bob", "bob's long password").await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            f.login("bob", "guessing").await.err(),
+            Some(StatusCode::UNAUTHORIZED)
+        );
+    }
+    assert_eq!(
+        f.login("bob", "bob's long password").await.err(),
+        Some(StatusCode::TOO_MANY_REQUESTS),
+        "after 5 wrong passwords from this network, even the right one waits"
+    );
     let bobs = f.pairing("bob").await;
     let carols = f.pairing("carol").await;
     f.session("bob", "s1").await;

@@ -12,6 +12,7 @@
 //!   token may; anyone else only their own data ([`Scope::Own`]).
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -162,6 +163,54 @@ impl UiSessions {
     /// Ends the session of `token`.
     pub fn close(&self, token: &str) {
         self.lock().remove(&digest(token));
+    }
+}
+
+/// Wrong passwords from one network (an IPv4 /24, an IPv6 /64) within [`LOGIN_WINDOW`] before
+/// its logins are refused (429) for the rest of the window, as on the PIN page.
+pub const MAX_WRONG_LOGINS: u32 = 5;
+/// The window [`MAX_WRONG_LOGINS`] is counted in.
+pub const LOGIN_WINDOW: Duration = Duration::from_secs(60);
+/// Networks tracked at once; a full table starts over.
+const MAX_TRACKED_NETWORKS: usize = 4096;
+
+/// Wrong web UI logins per network, in memory.
+#[derive(Debug, Clone, Default)]
+pub struct LoginThrottle {
+    inner: Arc<Mutex<HashMap<IpAddr, (Instant, u32)>>>,
+}
+
+/// The network an address is counted in: its /24 (IPv4) or /64 (IPv6).
+fn network(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(Ipv4Addr::from(u32::from(v4) & 0xffff_ff00)),
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+    }
+}
+
+impl LoginThrottle {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, (Instant, u32)>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether logins from `client`'s network are refused at `now`.
+    pub fn blocked(&self, client: Option<IpAddr>, now: Instant) -> bool {
+        let Some(client) = client else { return false };
+        self.lock()
+            .get(&network(client))
+            .is_some_and(|(start, wrong)| now < *start + LOGIN_WINDOW && *wrong >= MAX_WRONG_LOGINS)
+    }
+
+    /// Counts a wrong password from `client` at `now`.
+    pub fn failed(&self, client: Option<IpAddr>, now: Instant) {
+        let Some(client) = client else { return };
+        let mut table = self.lock();
+        table.retain(|_, (start, _)| now < *start + LOGIN_WINDOW);
+        if table.len() >= MAX_TRACKED_NETWORKS {
+            table.clear();
+        }
+        let entry = table.entry(network(client)).or_insert((now, 0));
+        entry.1 += 1;
     }
 }
 
@@ -317,6 +366,29 @@ mod tests {
             check_csrf(&session, &Method::POST, &theirs).is_err(),
             "another session's token"
         );
+    }
+
+    #[test]
+    fn wrong_logins_from_one_network_are_throttled_for_the_window() {
+        let throttle = LoginThrottle::default();
+        let now = Instant::now();
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        for _ in 0..MAX_WRONG_LOGINS - 1 {
+            throttle.failed(ip("192.0.2.7"), now);
+        }
+        assert!(!throttle.blocked(ip("192.0.2.7"), now));
+        throttle.failed(ip("192.0.2.8"), now);
+        assert!(throttle.blocked(ip("192.0.2.200"), now), "the same /24");
+        assert!(!throttle.blocked(ip("198.51.100.7"), now), "another network");
+        assert!(
+            !throttle.blocked(ip("192.0.2.7"), now + LOGIN_WINDOW),
+            "the window is over"
+        );
+        for _ in 0..MAX_WRONG_LOGINS {
+            throttle.failed(ip("2001:db8::1"), now);
+        }
+        assert!(throttle.blocked(ip("2001:db8::ffff:1"), now), "the same /64");
+        assert!(!throttle.blocked(ip("2001:db8:0:1::1"), now));
     }
 
     #[test]

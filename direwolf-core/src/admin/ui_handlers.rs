@@ -59,7 +59,7 @@ impl AdminApi {
             (&Method::GET, "/ui/style.css") => page(ui::STYLE_CSS, "text/css; charset=utf-8"),
             (&Method::GET, "/ui/app.js") => page(ui::APP_JS, "text/javascript; charset=utf-8"),
             (&Method::POST, "/ui/login") => {
-                let (actor, outcome) = self.login(&parts.headers, body).await;
+                let (actor, outcome) = self.login(&parts.headers, body, client).await;
                 let status = outcome.as_ref().map_or_else(|e| e.status, Reply::status);
                 let error = outcome.as_ref().err().map(|e| e.message.as_str());
                 audit::record(actor, client, "POST", "ui/login", status, error);
@@ -119,8 +119,14 @@ impl AdminApi {
         )
     }
 
-    /// Checks a local account's password (same-origin requests only) and opens a session.
-    async fn login<B>(&self, headers: &hyper::HeaderMap, body: B) -> (Actor, Result<Reply, ApiError>)
+    /// Checks a local account's password (same-origin requests only; 429 while `client`'s
+    /// network has sent too many wrong ones) and opens a session.
+    async fn login<B>(
+        &self,
+        headers: &hyper::HeaderMap,
+        body: B,
+        client: Option<IpAddr>,
+    ) -> (Actor, Result<Reply, ApiError>)
     where
         B: Body<Data = Bytes>,
         B::Error: Into<BoxError>,
@@ -132,7 +138,17 @@ impl AdminApi {
             Ok(login) => login,
             Err(e) => return (Actor::Anonymous, Err(e)),
         };
-        let wrong = || ApiError::new(StatusCode::UNAUTHORIZED, "wrong user name or password");
+        if self.ui_logins.blocked(client, Instant::now()) {
+            let refused = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many wrong passwords from your network: wait a minute",
+            );
+            return (Actor::Anonymous, Err(refused));
+        }
+        let wrong = || {
+            self.ui_logins.failed(client, Instant::now());
+            ApiError::new(StatusCode::UNAUTHORIZED, "wrong user name or password")
+        };
         let Ok(name) = login.user.trim().parse::<UserName>() else {
             return (Actor::Anonymous, Err(wrong()));
         };
