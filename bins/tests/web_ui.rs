@@ -5,7 +5,7 @@
 //! directory) on a 375 px wide phone viewport: bob logs in and enters the PIN, so the pairing is
 //! his; a form posted without the CSRF token and a request from another origin are refused with
 //! 403 and audited; bob revokes his device and the client is refused; alice adds an app with an
-//! image. Screenshots are written into the test's temporary directory (`web-ui-screenshots` in
+//! image and a user with a password, who then logs in as a person. Screenshots are written into the test's temporary directory (`web-ui-screenshots` in
 //! Cargo's `CARGO_TARGET_TMPDIR`, kept after the run) and their paths printed.
 
 mod support;
@@ -300,4 +300,19 @@ fn a_person_pairs_and_revokes_and_an_administrator_adds_an_app_in_the_browser() 
         .and_then(|a| a.iter().find(|a| a["title"] == "Web UI App"))
         .unwrap_or_else(|| panic!("the app was added: {apps}"));
     assert_eq!(added["has_image"], true, "{added}");
+    let users: Value =
+        serde_json::from_str(&server.ok(&["user", "list", "--output", "json"])).expect("JSON users");
+    let carol = users
+        .as_array()
+        .and_then(|u| u.iter().find(|u| u["name"] == "carol"))
+        .unwrap_or_else(|| panic!("alice added carol: {users}"));
+    assert_eq!(
+        (&carol["has_password"], &carol["admin"]),
+        (&Value::Bool(true), &Value::Bool(false)),
+        "{carol}"
+    );
+    assert_eq!(
+        admin["carol_sees_admin"], false,
+        "carol logged in with her new password, as a person: {admin}"
+    );
 }

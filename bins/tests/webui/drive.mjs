@@ -5,12 +5,14 @@
 // Usage: node drive.mjs STEP URL USER PASSWORD SHOTS_DIR [ARG]
 //   pin     ARG = the PIN the Moonlight client shows: log in, enter it for the pending pairing
 //   revoke  try changes without the CSRF token / from another origin, then revoke one's device
-//   admin   ARG = a PNG file: add an app titled "Web UI App" with it as image
+//   admin   ARG = a PNG file: add an app titled "Web UI App" with it as image, and a user carol
+//           with a password
 import { chromium } from "playwright-core";
 import path from "node:path";
 
 const [step, url, user, password, shots, arg] = process.argv.slice(2);
 const WAIT_MS = 20000;
+const CAROL_PASSWORD = "carol was added in the browser";
 const report = { step, screenshots: [] };
 
 const browser = await chromium.launch({
@@ -106,8 +108,28 @@ try {
     await page.waitForFunction((img) => img.complete && img.naturalWidth > 0, await image.elementHandle(), {
       timeout: WAIT_MS,
     });
-    report.users = await page.locator("#users li").allTextContents();
     await shot("app-added");
+    // A user added, given a password, and able to log in with it on the page.
+    await page.getByLabel("New user name", { exact: true }).fill("carol");
+    await page.getByRole("button", { name: "Add user", exact: true }).click();
+    await page.getByRole("status").getByText("Added carol.").waitFor();
+    await page.getByLabel("New password for carol", { exact: true }).fill(CAROL_PASSWORD);
+    await page
+      .locator("#users li", { hasText: "carol" })
+      .getByRole("button", { name: "Set password", exact: true })
+      .click();
+    await page.getByRole("status").getByText("Password set for carol.").waitFor();
+    report.users = await page.locator("#users li").allTextContents();
+    await shot("user-added");
+    await page.getByRole("button", { name: "Log out", exact: true }).click();
+    await page.getByRole("status").getByText("Logged out.").waitFor();
+    await page.getByLabel("User name", { exact: true }).fill("carol");
+    await page.getByLabel("Password", { exact: true }).fill(CAROL_PASSWORD);
+    await page.getByRole("button", { name: "Log in", exact: true }).click();
+    await page.getByText("Logged in as carol").waitFor();
+    await page.locator("#devices").getByText("No paired device.").waitFor();
+    report.carol_sees_admin = await page.locator("#admin").isVisible();
+    await shot("carol");
   } else {
     throw new Error(`unknown step ${step}`);
   }

@@ -123,7 +123,7 @@ async function refresh() {
     form.onsubmit = (event) => {
       event.preventDefault();
       api("PUT", "/api/v1/users/" + encodeURIComponent(u.name) + "/password", { password: form.elements.password.value })
-        .then(() => { say("Password set for " + u.name + "."); form.reset(); })
+        .then(() => { say("Password set for " + u.name + "."); return refresh(); })
         .catch((e) => say(e.message, true));
     };
     return el("li", {},
