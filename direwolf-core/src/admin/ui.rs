@@ -8,6 +8,8 @@
 //! * A request authenticated by the cookie that changes something must carry the CSRF token in
 //!   [`CSRF_HEADER`], and its `Origin`, when sent, must be this server's (`https://` and the
 //!   `Host` header): otherwise 403 ([`check_csrf`]).
+//! * Wrong passwords are counted per network ([`LoginThrottle`]): after [`MAX_WRONG_LOGINS`]
+//!   within [`LOGIN_WINDOW`], logins from it are refused (429) for the rest of the window.
 //! * What a user may do is [`authorize`]d per route: an administrator everything the admin
 //!   token may; anyone else only their own data ([`Scope::Own`]).
 
