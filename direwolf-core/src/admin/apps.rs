@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AdminApi;
 use super::reply::{ApiError, Handled, json, no_content, with_type};
+use super::ui::Scope;
 use crate::ids::AppId;
 use crate::model::{App, AppAsset};
 
@@ -53,9 +54,17 @@ impl AdminApi {
         })
     }
 
-    pub(super) async fn list_apps(&self) -> Handled {
+    /// Every app, or for a person only the apps allowed to them.
+    pub(super) async fn list_apps(&self, scope: &Scope) -> Handled {
+        let allowed = match scope {
+            Scope::All => None,
+            Scope::Own(name) => self.users.get(name).await?.and_then(|u| u.apps),
+        };
         let mut views = Vec::new();
         for app in self.apps.list().await? {
+            if allowed.as_ref().is_some_and(|ids| !ids.contains(&app.id)) {
+                continue;
+            }
             views.push(self.view(app).await?);
         }
         Ok(json(StatusCode::OK, &views))

@@ -5,24 +5,29 @@ use std::net::IpAddr;
 
 use hyper::StatusCode;
 
+use crate::ids::UserName;
+
 /// The log target of audit lines.
 pub const TARGET: &str = "direwolf::audit";
 
 /// Who made a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Actor {
     /// The holder of the admin token.
     AdminToken,
+    /// A local account logged in to the web UI.
+    User(UserName),
     /// Nobody authenticated.
     Anonymous,
 }
 
 impl Actor {
-    /// The name logged.
-    pub fn as_str(self) -> &'static str {
+    /// The name logged: `admin-token`, `user:NAME` or `anonymous`.
+    pub fn name(&self) -> String {
         match self {
-            Actor::AdminToken => "admin-token",
-            Actor::Anonymous => "anonymous",
+            Actor::AdminToken => "admin-token".to_owned(),
+            Actor::User(name) => format!("user:{name}"),
+            Actor::Anonymous => "anonymous".to_owned(),
         }
     }
 }
@@ -40,7 +45,7 @@ pub fn record(
     let outcome = if status.is_success() { "ok" } else { "refused" };
     tracing::info!(
         target: TARGET,
-        actor = actor.as_str(),
+        actor = actor.name(),
         client,
         action,
         resource,

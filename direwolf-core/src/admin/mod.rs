@@ -15,13 +15,17 @@
 //! | `/pairings`, `/pairings/{fingerprint}` | `GET`; `DELETE` (`?stop_sessions=true`) |
 //! | `/pending-pairings`, `/pending-pairings/{secret}/approve` | `GET`; `POST {"pin", "user"}` |
 //! | `/sessions`, `/sessions/{id}` | `GET`; `DELETE` (stops it) |
+//!
+//! Outside `/api/v1` the same port serves the web UI ([`ui`]): a local account logs in and the
+//! page calls this API with a session cookie, as an administrator or for the person's own data.
 
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use hyper::body::{Body, Bytes};
-use hyper::header::{ALLOW, AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
+use hyper::header::{ALLOW, AUTHORIZATION, HeaderMap, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{Method, Request, StatusCode};
 
 use crate::accounts::PairingLinks;
@@ -40,6 +44,8 @@ pub mod route;
 mod server;
 pub mod sessions;
 pub mod token;
+pub mod ui;
+mod ui_handlers;
 pub mod users;
 
 pub use audit::Actor;
@@ -74,6 +80,10 @@ pub struct AdminApi {
     /// Held by every change, so a check ("is the name free?") and the write it guards are not
     /// split by another request of this API.
     changes: Arc<tokio::sync::Mutex<()>>,
+    /// The web UI's logged-in sessions.
+    ui_sessions: ui::UiSessions,
+    /// Wrong web UI passwords per network.
+    ui_logins: ui::LoginThrottle,
 }
 
 impl fmt::Debug for AdminApi {
@@ -101,6 +111,8 @@ impl AdminApi {
             token,
             links: None,
             changes: Arc::default(),
+            ui_sessions: ui::UiSessions::default(),
+            ui_logins: ui::LoginThrottle::default(),
         }
     }
 
@@ -113,7 +125,9 @@ impl AdminApi {
         self
     }
 
-    /// Answers one request from `client`: checks the token, routes, audits.
+    /// Answers one request from `client`: the web UI's page and login ([`ui`]), or the API:
+    /// authenticates (the bearer token, or a web UI session cookie with its CSRF checks),
+    /// authorises, routes, audits.
     pub async fn handle<B>(&self, request: Request<B>, client: Option<IpAddr>) -> Reply
     where
         B: Body<Data = Bytes>,
@@ -122,23 +136,35 @@ impl AdminApi {
         let method = request.method().clone();
         let action = method.as_str().to_owned();
         let path = request.uri().path().to_owned();
-        let shown = Route::parse(&path).map_or_else(|| "(unknown path)".to_owned(), |r| r.to_string());
-        if let Err(refusal) = self.authenticate(request.headers().get(AUTHORIZATION)) {
-            audit::record(
-                Actor::Anonymous,
-                client,
-                &action,
-                &shown,
-                refusal.status,
-                Some(&refusal.message),
-            );
-            let mut reply = refusal.reply();
-            reply
-                .headers_mut()
-                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return reply;
+        if !path.starts_with(route::PREFIX) {
+            return self.web_ui(request, client).await;
         }
-        let outcome = self.route(request).await;
+        let shown = Route::parse(&path).map_or_else(|| "(unknown path)".to_owned(), |r| r.to_string());
+        let principal = match self.authenticate(&method, request.headers()).await {
+            Ok(principal) => principal,
+            Err((actor, refusal)) => {
+                audit::record(
+                    actor,
+                    client,
+                    &action,
+                    &shown,
+                    refusal.status,
+                    Some(&refusal.message),
+                );
+                let mut reply = refusal.reply();
+                if refusal.status == StatusCode::UNAUTHORIZED {
+                    reply
+                        .headers_mut()
+                        .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                }
+                return reply;
+            }
+        };
+        let actor = match &principal {
+            ui::Principal::Token => Actor::AdminToken,
+            ui::Principal::User { name, .. } => Actor::User(name.clone()),
+        };
+        let outcome = self.route(request, &principal).await;
         let status = match &outcome {
             Ok(reply) => reply.status(),
             Err(e) => e.status,
@@ -149,7 +175,7 @@ impl AdminApi {
             || status.is_server_error()
         {
             let error = outcome.as_ref().err().map(|e| e.message.as_str());
-            audit::record(Actor::AdminToken, client, &action, &shown, status, error);
+            audit::record(actor, client, &action, &shown, status, error);
         }
         match outcome {
             Ok(reply) => reply,
@@ -174,8 +200,37 @@ impl AdminApi {
         self.changes.lock().await
     }
 
-    fn authenticate(&self, header: Option<&HeaderValue>) -> Result<(), ApiError> {
-        let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, m);
+    /// Who sent a request: the bearer token when there is an `Authorization` header, else a
+    /// web UI session cookie (a request changing something must pass [`ui::check_csrf`]).
+    async fn authenticate(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Result<ui::Principal, (Actor, ApiError)> {
+        let unauthorized = |m: &str| (Actor::Anonymous, ApiError::new(StatusCode::UNAUTHORIZED, m));
+        let header = headers.get(AUTHORIZATION);
+        if header.is_none()
+            && let Some(token) = ui::session_cookie(headers)
+        {
+            let Some(session) = self.ui_sessions.get(token, Instant::now()) else {
+                return Err(unauthorized("the web UI session has expired: log in again"));
+            };
+            let actor = Actor::User(session.user.clone());
+            // Read at each request: a removed account is logged out, a demoted one loses its rights.
+            let user = match self.users.get(&session.user).await {
+                Ok(Some(user)) => user,
+                Ok(None) => {
+                    self.ui_sessions.close(token);
+                    return Err(unauthorized("the web UI session's account was removed"));
+                }
+                Err(e) => return Err((actor, e.into())),
+            };
+            ui::check_csrf(&session, method, headers).map_err(|e| (actor, e))?;
+            return Ok(ui::Principal::User {
+                name: user.name,
+                admin: user.admin,
+            });
+        }
         let Some(header) = header else {
             return Err(unauthorized("missing bearer token (Authorization: Bearer TOKEN)"));
         };
@@ -185,7 +240,7 @@ impl AdminApi {
             .and_then(|h| h.strip_prefix("Bearer "))
             .map(str::trim);
         match presented {
-            Some(token) if self.token.matches(token) => Ok(()),
+            Some(token) if self.token.matches(token) => Ok(ui::Principal::Token),
             Some(_) => Err(unauthorized("wrong bearer token")),
             None => Err(unauthorized(
                 "the Authorization header must be \"Bearer\" and the admin token",
@@ -193,7 +248,7 @@ impl AdminApi {
         }
     }
 
-    async fn route<B>(&self, request: Request<B>) -> reply::Handled
+    async fn route<B>(&self, request: Request<B>, principal: &ui::Principal) -> reply::Handled
     where
         B: Body<Data = Bytes>,
         B::Error: Into<BoxError>,
@@ -212,6 +267,7 @@ impl AdminApi {
                 format!("{} is not allowed here", parts.method),
             ));
         }
+        let scope = ui::authorize(principal, &parts.method, &route)?;
         let query = parts.uri.query().unwrap_or("");
         let headers = &parts.headers;
         match (&parts.method, route) {
@@ -229,7 +285,7 @@ impl AdminApi {
                 self.issue_link(&name, host.as_deref(), body::json(headers, body).await?)
                     .await
             }
-            (&Method::GET, Route::Apps) => self.list_apps().await,
+            (&Method::GET, Route::Apps) => self.list_apps(&scope).await,
             (&Method::POST, Route::Apps) => self.create_app(body::json(headers, body).await?).await,
             (_, Route::App(id)) => self.delete_app(&id).await,
             (&Method::GET, Route::AppImage(id)) => self.get_image(&id).await,
@@ -239,11 +295,17 @@ impl AdminApi {
                 image::check_png(&bytes)?;
                 self.put_image(&id, bytes.to_vec()).await
             }
-            (_, Route::Pairings) => self.list_pairings().await,
-            (_, Route::Pairing(fp)) => self.revoke_pairing(&fp, flag(query, "stop_sessions")?).await,
+            (_, Route::Pairings) => self.list_pairings(&scope).await,
+            (_, Route::Pairing(fp)) => {
+                self.revoke_pairing(&scope, &fp, flag(query, "stop_sessions")?)
+                    .await
+            }
             (_, Route::Pending) => self.list_pending().await,
-            (_, Route::Approve(secret)) => self.approve(&secret, body::json(headers, body).await?).await,
-            (_, Route::Sessions) => self.list_sessions().await,
+            (_, Route::Approve(secret)) => {
+                self.approve(&scope, &secret, body::json(headers, body).await?)
+                    .await
+            }
+            (_, Route::Sessions) => self.list_sessions(&scope).await,
             (_, Route::Session(id)) => self.stop_session(&id).await,
             (method, route) => Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,

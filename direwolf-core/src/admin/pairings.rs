@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AdminApi;
 use super::reply::{ApiError, Handled, json, no_content};
+use super::ui::Scope;
 use crate::ids::{Fingerprint, PairSecret, Pin, UserName};
 use crate::model::SessionPhase;
 use crate::pin_broker::{PinError, PinSubmission};
@@ -49,12 +50,13 @@ pub struct Approval {
 }
 
 impl AdminApi {
-    pub(super) async fn list_pairings(&self) -> Handled {
+    pub(super) async fn list_pairings(&self, scope: &Scope) -> Handled {
         let views: Vec<PairingView> = self
             .pairings
             .list()
             .await?
             .into_iter()
+            .filter(|p| scope.covers(&p.user))
             .map(|p| PairingView {
                 fingerprint: p.fingerprint,
                 user: p.user,
@@ -67,11 +69,22 @@ impl AdminApi {
 
     /// Revokes a pairing: its client is refused from its next request. With `stop_sessions`,
     /// the sessions it launched end too.
-    pub(super) async fn revoke_pairing(&self, fingerprint: &str, stop_sessions: bool) -> Handled {
+    pub(super) async fn revoke_pairing(
+        &self,
+        scope: &Scope,
+        fingerprint: &str,
+        stop_sessions: bool,
+    ) -> Handled {
         let _change = self.change().await;
         let not_found = || ApiError::not_found(format!("no pairing {fingerprint:?}"));
         let fingerprint: Fingerprint = fingerprint.parse().map_err(|_| not_found())?;
-        let Some(pairing) = self.pairings.get(&fingerprint).await? else {
+        // Another person's pairing is not found, as if it did not exist.
+        let Some(pairing) = self
+            .pairings
+            .get(&fingerprint)
+            .await?
+            .filter(|p| scope.covers(&p.user))
+        else {
             return Err(not_found());
         };
         if stop_sessions {
@@ -113,7 +126,8 @@ impl AdminApi {
     }
 
     /// Delivers a PIN to a pending pairing, through the same broker the PIN page submits to.
-    pub(super) async fn approve(&self, secret: &str, approval: Approval) -> Handled {
+    /// A person (`Scope::Own`) approves for themselves: another `user` is refused with 403.
+    pub(super) async fn approve(&self, scope: &Scope, secret: &str, approval: Approval) -> Handled {
         let _change = self.change().await;
         let not_found = || {
             ApiError::not_found("no pairing is waiting with this secret (it may have expired or been used)")
@@ -123,7 +137,18 @@ impl AdminApi {
             .pin
             .parse()
             .map_err(|_| ApiError::bad_request("the PIN is exactly four digits"))?;
-        let user = match approval.user.as_deref() {
+        let asked = match (scope, approval.user) {
+            (Scope::All, user) => user,
+            (Scope::Own(me), None) => Some(me.as_str().to_owned()),
+            (Scope::Own(me), Some(user)) if user == me.as_str() => Some(user),
+            (Scope::Own(_), Some(_)) => {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "only an administrator may approve a pairing for another user",
+                ));
+            }
+        };
+        let user = match asked.as_deref() {
             None => None,
             Some(name) => {
                 let name = name

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::AdminApi;
 use super::reply::{ApiError, Handled, json, no_content};
+use super::ui::Scope;
 use crate::ids::{AppId, Fingerprint, SessionId, UserName};
 use crate::model::{SessionPhase, VideoMode};
 
@@ -34,12 +35,13 @@ pub struct SessionView {
 }
 
 impl AdminApi {
-    pub(super) async fn list_sessions(&self) -> Handled {
+    pub(super) async fn list_sessions(&self, scope: &Scope) -> Handled {
         let views: Vec<SessionView> = self
             .sessions
             .list()
             .await?
             .into_iter()
+            .filter(|s| scope.covers(&s.user))
             .map(|s| SessionView {
                 id: s.id,
                 user: s.user,

@@ -607,3 +607,304 @@ async fn pairing_links_are_issued_for_existing_users() {
         .await;
     assert!(body["expires_at"].as_u64().unwrap() <= crate::model::unix_now() + 60);
 }
+
+/// A browser of the web UI: its session cookie and CSRF token once logged in.
+struct Browser<'a> {
+    f: &'a Fixture,
+    cookie: String,
+    csrf: String,
+}
+
+impl Fixture {
+    async fn account(&self, name: &str, password: &str, admin: bool) {
+        let mut user = User::new(name.parse().unwrap());
+        user.password = Some(crate::accounts::PasswordHash::new(password).unwrap());
+        user.admin = admin;
+        self.stores.users.put(user).await.unwrap();
+    }
+
+    async fn login(&self, name: &str, password: &str) -> Result<Browser<'_>, StatusCode> {
+        let request = Request::builder()
+            .method("POST")
+            .uri("/ui/login")
+            .header("content-type", "application/json")
+            .header("host", "192.0.2.10:47990")
+            .header("origin", "https://192.0.2.10:47990")
+            .body(Full::new(Bytes::from(
+                json!({"user": name, "password": password}).to_string(),
+            )))
+            .unwrap();
+        let reply = self.api.handle(request, CLIENT).await;
+        let cookie = reply
+            .headers()
+            .get("set-cookie")
+            .map(|c| c.to_str().unwrap().to_owned());
+        let (status, body, _) = reply_parts(reply).await;
+        if status != StatusCode::OK {
+            assert!(cookie.is_none(), "no cookie without a login");
+            return Err(status);
+        }
+        let cookie = cookie.expect("a session cookie");
+        for attribute in ["HttpOnly", "Secure", "SameSite=Strict", "Max-Age=43200"] {
+            assert!(cookie.contains(attribute), "{cookie}");
+        }
+        assert_eq!(body["user"], json!(name));
+        Ok(Browser {
+            f: self,
+            cookie: cookie.split(';').next().unwrap().to_owned(),
+            csrf: body["csrf"].as_str().unwrap().to_owned(),
+        })
+    }
+}
+
+impl Browser<'_> {
+    /// A request with the cookie; `csrf` and `origin` as given.
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        csrf: Option<&str>,
+        origin: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("cookie", &self.cookie)
+            .header("content-type", "application/json")
+            .header("host", "192.0.2.10:47990");
+        if let Some(csrf) = csrf {
+            request = request.header("x-csrf-token", csrf);
+        }
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let request = request.body(Full::new(Bytes::from(body))).unwrap();
+        let (status, json, _) = reply_parts(self.f.api.handle(request, CLIENT).await).await;
+        (status, json)
+    }
+
+    /// A request as the page sends it: CSRF token and this server's origin.
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.send(
+            method,
+            path,
+            body,
+            Some(&self.csrf.clone()),
+            Some("https://192.0.2.10:47990"),
+        )
+        .await
+    }
+}
+
+#[tokio::test]
+async fn the_page_is_served_with_its_assets_and_a_strict_policy() {
+    let f = fixture();
+    for (path, kind, needle) in [
+        ("/", "text/html", "<main>"),
+        ("/ui/app.js", "text/javascript", "X-CSRF-Token"),
+        ("/ui/style.css", "text/css", "@media"),
+    ] {
+        let request = Request::builder()
+            .uri(path)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let reply = f.api.handle(request, CLIENT).await;
+        assert_eq!(reply.status(), StatusCode::OK, "{path}");
+        let headers = reply.headers().clone();
+        assert!(headers["content-type"].to_str().unwrap().starts_with(kind));
+        assert!(
+            headers["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("script-src 'self'")
+        );
+        let (_, _, bytes) = reply_parts(reply).await;
+        assert!(String::from_utf8(bytes).unwrap().contains(needle), "{path}");
+    }
+    let html = ui::INDEX_HTML;
+    assert!(!html.contains("http://") && !html.contains("https://"), "no CDN");
+    assert!(html.contains("name=\"viewport\""));
+    let request = Request::builder()
+        .uri("/nothing")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(
+        f.api.handle(request, CLIENT).await.status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn a_person_logs_in_and_manages_only_their_own_pairings() {
+    let f = fixture();
+    f.account("bob", "bob's long password", false).await;
+    f.stores
+        .users
+        .put(User::new("carol".parse().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(
+        f.login("bob", "not bob's password").await.err(),
+        Some(StatusCode::UNAUTHORIZED)
+    );
+    assert_eq!(
+        f.login("carol", "carol has none").await.err(),
+        Some(StatusCode::UNAUTHORIZED),
+        "an account without a password cannot log in"
+    );
+    let bob = f.login("bob", "bob's long password").await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            f.login("bob", "guessing").await.err(),
+            Some(StatusCode::UNAUTHORIZED)
+        );
+    }
+    assert_eq!(
+        f.login("bob", "bob's long password").await.err(),
+        Some(StatusCode::TOO_MANY_REQUESTS),
+        "after 5 wrong passwords from this network, even the right one waits"
+    );
+    let bobs = f.pairing("bob").await;
+    let carols = f.pairing("carol").await;
+    f.session("bob", "s1").await;
+    f.session("carol", "s2").await;
+
+    let (status, body) = bob.call("GET", "/api/v1/pairings", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.as_array().unwrap().len(), 1);
+    assert_eq!(body[0]["fingerprint"], json!(bobs.as_str()));
+    let (_, body) = bob.call("GET", "/api/v1/sessions", None).await;
+    assert_eq!(body.as_array().unwrap().len(), 1);
+    assert_eq!(body[0]["user"], json!("bob"));
+    let (status, _) = bob.call("GET", "/api/v1/apps", None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Another person's pairing is not found; administrator routes are forbidden.
+    let (status, _) = bob
+        .call("DELETE", &format!("/api/v1/pairings/{carols}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    for (method, path, body) in [
+        ("GET", "/api/v1/users", None),
+        ("POST", "/api/v1/users", Some(json!({"name": "eve"}))),
+        ("POST", "/api/v1/apps", Some(json!({"title": "Evil"}))),
+        ("DELETE", "/api/v1/sessions/s2", None),
+    ] {
+        let (status, _) = bob.call(method, path, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}");
+    }
+    assert!(
+        f.stores
+            .users
+            .get(&"eve".parse().unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(f.stores.sessions.list().await.unwrap().len(), 2);
+
+    // Cross-site: no CSRF token, another's, or another origin: 403, nothing revoked.
+    let own = format!("/api/v1/pairings/{bobs}");
+    for (csrf, origin) in [
+        (None, None),
+        (None, Some("https://192.0.2.10:47990")),
+        (Some("0000"), None),
+        (Some(bob.csrf.as_str()), Some("https://evil.example")),
+    ] {
+        let (status, body) = bob.send("DELETE", &own, None, csrf, origin).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{csrf:?} {origin:?}");
+        assert!(error_of(&body).contains("cross-site"), "{body}");
+    }
+    assert!(f.stores.pairings.get(&bobs).await.unwrap().is_some());
+    let (status, _) = bob.call("DELETE", &own, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(f.stores.pairings.get(&bobs).await.unwrap().is_none());
+    assert!(f.stores.pairings.get(&carols).await.unwrap().is_some());
+
+    // Logged out: the cookie is refused.
+    let (status, _) = bob.call("POST", "/ui/logout", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = bob.call("GET", "/api/v1/pairings", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_person_approves_a_pending_pairing_for_themselves_only() {
+    let f = fixture();
+    f.account("bob", "bob's long password", false).await;
+    f.stores
+        .users
+        .put(User::new("carol".parse().unwrap()))
+        .await
+        .unwrap();
+    let bob = f.login("bob", "bob's long password").await.unwrap();
+    let secret = f
+        .broker
+        .open(PendingPinRequest {
+            client_ip: "192.0.2.4".parse().unwrap(),
+            device_name: Some("roth".into()),
+        })
+        .await
+        .unwrap();
+    let approve = format!("/api/v1/pending-pairings/{}/approve", secret.as_str());
+    let (status, _) = bob
+        .call("POST", &approve, Some(json!({"pin": "1234", "user": "carol"})))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = bob.call("GET", "/api/v1/pending-pairings", None).await;
+    assert_eq!((status, body.as_array().unwrap().len()), (StatusCode::OK, 1));
+    let (status, _) = bob.call("POST", &approve, Some(json!({"pin": "1234"}))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let got = tokio::time::timeout(
+        Duration::from_secs(5),
+        f.broker.wait(&secret, Duration::from_secs(1)),
+    )
+    .await
+    .expect("the broker hands the PIN over at once")
+    .unwrap();
+    assert_eq!(got.user.unwrap().as_str(), "bob", "the pairing is bob's");
+}
+
+#[tokio::test]
+async fn an_administrator_may_do_what_the_token_may_until_removed() {
+    let f = fixture();
+    f.account("alice", "alice's long password", true).await;
+    let alice = f.login("alice", "alice's long password").await.unwrap();
+    let (status, _) = alice
+        .call("POST", "/api/v1/users", Some(json!({"name": "dave"})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = alice
+        .call("POST", "/api/v1/apps", Some(json!({"title": "Notes"})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, _) = alice
+        .send("POST", "/api/v1/users", Some(json!({"name": "eve"})), None, None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "an administrator's change needs the CSRF token too"
+    );
+    // A login from another site is refused.
+    let request = Request::builder()
+        .method("POST")
+        .uri("/ui/login")
+        .header("content-type", "application/json")
+        .header("host", "192.0.2.10:47990")
+        .header("origin", "https://evil.example")
+        .body(Full::new(Bytes::from(
+            json!({"user": "alice", "password": "alice's long password"}).to_string(),
+        )))
+        .unwrap();
+    assert_eq!(
+        f.api.handle(request, CLIENT).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    // A removed account's session ends.
+    f.stores.users.delete(&"alice".parse().unwrap()).await.unwrap();
+    let (status, _) = alice.call("GET", "/api/v1/users", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

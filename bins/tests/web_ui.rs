@@ -1,0 +1,318 @@
+//! The web UI on the admin port, end to end (issue 13, part 5): `direwolf serve`, an
+//! administrator (alice) and a person (bob) given passwords with the CLI, a real Moonlight client
+//! (moonlight-python) asking to pair, and headless Chromium (Debian's `chromium`, driven by
+//! `playwright-core` from `tests/webui/`, installed with `npm ci` into the test's target
+//! directory) on a 375 px wide phone viewport: bob logs in and enters the PIN, so the pairing is
+//! his; a form posted without the CSRF token and a request from another origin are refused with
+//! 403 and audited; bob revokes his device and the client is refused; alice adds an app with an
+//! image and a user with a password, who then logs in as a person. Screenshots are written into the test's temporary directory (`web-ui-screenshots` in
+//! Cargo's `CARGO_TARGET_TMPDIR`, kept after the run) and their paths printed.
+
+mod support;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{DRIVER_TIMEOUT, Direwolf, Proc, direwolf, field, poll, port_of, serve_command, spawn_driver};
+
+/// How long one CLI call may take.
+const CLI_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long `npm ci` and `apt-get install` may take.
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long one browser step may take (each wait in it: 20 s).
+const BROWSER_TIMEOUT: Duration = Duration::from_secs(180);
+const ALICE_PASSWORD: &str = "alice administers the wolves";
+const BOB_PASSWORD: &str = "bob only plays games";
+
+struct Server {
+    server: Direwolf,
+    admin_port: u16,
+    data: PathBuf,
+}
+
+impl Server {
+    fn start(data: &Path) -> Server {
+        let proc = Proc::spawn(
+            "direwolf serve",
+            serve_command(data).args(["--pin-timeout", "120"]),
+        );
+        let server = Direwolf::started(proc, "direwolf serve started", Duration::from_secs(120));
+        let line = server
+            .proc
+            .line_with("direwolf serve started")
+            .expect("the start-up line was printed");
+        Server {
+            admin_port: port_of(field(&line, " admin=")),
+            server,
+            data: data.to_owned(),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("https://127.0.0.1:{}/", self.admin_port)
+    }
+
+    fn cli(&self) -> Command {
+        let mut command = direwolf();
+        command
+            .env("DIREWOLF_URL", format!("https://127.0.0.1:{}", self.admin_port))
+            .env("DIREWOLF_DATA_DIR", &self.data)
+            .env_remove("DIREWOLF_TOKEN")
+            .env_remove("DIREWOLF_FINGERPRINT");
+        command
+    }
+
+    /// `direwolf ARGS`, which must succeed; its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out =
+            Proc::spawn(&format!("direwolf {}", args.join(" ")), self.cli().args(args)).finish(CLI_TIMEOUT);
+        assert!(out.status.success(), "direwolf {args:?}: {}", out.stderr);
+        out.stdout
+    }
+
+    /// `direwolf user passwd NAME --password-stdin` with `password`; its stdout.
+    fn passwd(&self, name: &str, password: &str) -> String {
+        let mut child = self
+            .cli()
+            .args(["user", "passwd", name, "--password-stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start direwolf");
+        child
+            .stdin
+            .take()
+            .expect("piped stdin")
+            .write_all(format!("{password}\n").as_bytes())
+            .expect("write the password");
+        let exited = poll(CLI_TIMEOUT, Duration::from_millis(50), || {
+            child.try_wait().expect("poll direwolf")
+        });
+        if exited.is_none() {
+            let _ = child.kill();
+            panic!("direwolf user passwd {name} did not exit within {CLI_TIMEOUT:?}");
+        }
+        let out = child.wait_with_output().expect("direwolf's output");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn pairings(&self) -> Vec<Value> {
+        let list: Value = serde_json::from_str(&self.ok(&["pairing", "list", "--output", "json"]))
+            .expect("pairing list prints JSON");
+        list["pairings"].as_array().expect("pairings").clone()
+    }
+}
+
+/// Debian's Chromium, installed with apt-get when missing; fails loudly when it cannot be.
+fn require_chromium() -> PathBuf {
+    let chromium = PathBuf::from("/usr/bin/chromium");
+    if !chromium.exists() {
+        let out = Proc::spawn(
+            "apt-get install chromium",
+            Command::new("sh")
+                .args([
+                    "-c",
+                    "apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium",
+                ])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+        .finish(INSTALL_TIMEOUT);
+        assert!(
+            out.status.success(),
+            "the web UI test needs Debian's chromium and `apt-get install -y chromium` failed (run \
+             it as root):\n{}\n{}",
+            out.stdout,
+            out.stderr
+        );
+    }
+    let version = Command::new(&chromium).arg("--version").output();
+    assert!(
+        version.as_ref().is_ok_and(|v| v.status.success()),
+        "{} does not run: {version:?}",
+        chromium.display()
+    );
+    chromium
+}
+
+/// Installs the locked `playwright-core` into the target directory (once); where the driver is.
+fn install_driver() -> PathBuf {
+    static INSTALLING: Mutex<()> = Mutex::new(());
+    let _one = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
+    for tool in ["node", "npm"] {
+        match Command::new(tool).arg("--version").output() {
+            Ok(out) if out.status.success() => {}
+            other => panic!("{tool} is required for the web UI test (playwright-core from npm): {other:?}"),
+        }
+    }
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/webui");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-ui-driver");
+    std::fs::create_dir_all(&dir).expect("the driver's directory");
+    for file in ["package.json", "package-lock.json", "drive.mjs"] {
+        std::fs::copy(source.join(file), dir.join(file)).expect("copy the driver files");
+    }
+    let out = Proc::spawn(
+        "npm ci",
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
+            .current_dir(&dir),
+    )
+    .finish(INSTALL_TIMEOUT);
+    assert!(
+        out.status.success(),
+        "npm ci failed:\n{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    dir
+}
+
+struct Browser {
+    dir: PathBuf,
+    chromium: PathBuf,
+    shots: PathBuf,
+    url: String,
+}
+
+impl Browser {
+    /// Runs one step of `drive.mjs` as `user`; its report.
+    fn step(&self, step: &str, user: &str, password: &str, arg: Option<&Path>) -> Value {
+        let mut command = Command::new("node");
+        command
+            .current_dir(&self.dir)
+            .env("CHROMIUM", &self.chromium)
+            .arg("drive.mjs")
+            .args([step, &self.url, user, password])
+            .arg(&self.shots);
+        if let Some(arg) = arg {
+            command.arg(arg);
+        }
+        let report = Proc::spawn(&format!("browser {step}"), &mut command).json_result(BROWSER_TIMEOUT);
+        for shot in report["screenshots"].as_array().expect("screenshots") {
+            let shot = shot.as_str().expect("a path");
+            assert!(Path::new(shot).is_file(), "{shot}");
+            println!("screenshot ({step}): {shot}");
+        }
+        assert!(
+            report["page_width"].as_u64().is_some_and(|w| w <= 375),
+            "the page fits a 375 px screen: {report}"
+        );
+        report
+    }
+}
+
+#[test]
+fn a_person_pairs_and_revokes_and_an_administrator_adds_an_app_in_the_browser() {
+    support::require_moonlight_python();
+    let chromium = require_chromium();
+    let driver_dir = install_driver();
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    // Kept after the run (the temporary directory is not) for a person to look at.
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-ui-screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).expect("the screenshot directory");
+    let server = Server::start(&tmp.path().join("data"));
+    server.ok(&["user", "add", "alice"]);
+    server.ok(&["user", "add", "bob"]);
+    let first = server.passwd("alice", ALICE_PASSWORD);
+    assert!(first.contains("(an administrator)"), "{first}");
+    let second = server.passwd("bob", BOB_PASSWORD);
+    assert!(!second.contains("administrator"), "bob is a person: {second}");
+    let browser = Browser {
+        dir: driver_dir,
+        chromium,
+        shots,
+        url: server.url(),
+    };
+
+    // bob's phone shows 4821; bob enters it in the web UI: the pairing is his.
+    let client = tmp.path().join("client");
+    let driver = spawn_driver(server.server.http_port, &client, &["pair", "--pin", "4821"]);
+    server
+        .server
+        .proc
+        .wait_for("Insert pin at http://", DRIVER_TIMEOUT);
+    let pin = browser.step("pin", "bob", BOB_PASSWORD, Some(Path::new("4821")));
+    let paired = driver.json_result(DRIVER_TIMEOUT);
+    assert_eq!(paired["ok"], true, "pairing must succeed: {paired}");
+    let line = server
+        .server
+        .proc
+        .wait_for("client paired", Duration::from_secs(10));
+    assert!(line.contains("user=bob"), "{line}");
+    let pairings = server.pairings();
+    assert_eq!(pairings.len(), 1, "{pairings:?}");
+    assert_eq!(pairings[0]["user"], "bob");
+
+    // Cross-site changes are refused (and audited); then bob revokes his device.
+    let revoke = browser.step("revoke", "bob", BOB_PASSWORD, None);
+    assert_eq!(revoke["form_without_csrf"], 403, "{revoke}");
+    assert_eq!(revoke["fetch_without_csrf"], 403, "{revoke}");
+    assert_eq!(revoke["other_origin"], 403, "{revoke}");
+    assert!(
+        server.server.proc.printed_line_with(&[
+            "direwolf::audit",
+            "actor=\"user:bob\"",
+            "status=403",
+            "CSRF token",
+        ]),
+        "the refusal is audited"
+    );
+    assert!(
+        server.server.proc.printed_line_with(&[
+            "direwolf::audit",
+            "actor=\"user:bob\"",
+            "status=403",
+            "Origin",
+        ]),
+        "the refusal is audited"
+    );
+    let users: Value =
+        serde_json::from_str(&server.ok(&["user", "list", "--output", "json"])).expect("JSON users");
+    assert!(
+        !users.to_string().contains("mallory"),
+        "the forged form changed nothing"
+    );
+    assert!(server.pairings().is_empty(), "bob's device is revoked");
+    let refused = spawn_driver(server.server.http_port, &client, &["check"]).finish(DRIVER_TIMEOUT);
+    assert!(
+        !refused.status.success() && refused.stdout.contains("not authorized"),
+        "a revoked client is refused at its next request: {}",
+        refused.stdout
+    );
+
+    // alice adds an app with an image (the first screenshot, a PNG).
+    let image = PathBuf::from(pin["screenshots"][0].as_str().expect("a screenshot"));
+    let admin = browser.step("admin", "alice", ALICE_PASSWORD, Some(&image));
+    assert!(
+        admin["users"].to_string().contains("bob"),
+        "alice sees the users: {admin}"
+    );
+    let apps: Value =
+        serde_json::from_str(&server.ok(&["app", "list", "--output", "json"])).expect("JSON apps");
+    let added = apps
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["title"] == "Web UI App"))
+        .unwrap_or_else(|| panic!("the app was added: {apps}"));
+    assert_eq!(added["has_image"], true, "{added}");
+    let users: Value =
+        serde_json::from_str(&server.ok(&["user", "list", "--output", "json"])).expect("JSON users");
+    let carol = users
+        .as_array()
+        .and_then(|u| u.iter().find(|u| u["name"] == "carol"))
+        .unwrap_or_else(|| panic!("alice added carol: {users}"));
+    assert_eq!(
+        (&carol["has_password"], &carol["admin"]),
+        (&Value::Bool(true), &Value::Bool(false)),
+        "{carol}"
+    );
+    assert_eq!(
+        admin["carol_sees_admin"], false,
+        "carol logged in with her new password, as a person: {admin}"
+    );
+}
