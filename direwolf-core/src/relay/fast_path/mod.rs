@@ -23,6 +23,24 @@
 //! start (a relay killed with `kill -9` leaves none behind) and removed at [`FastPath::shutdown`];
 //! a flow's elements go when its mapping does. The kernel's packet and byte counts are added to
 //! the session's relay statistics.
+//!
+//! ```no_run
+//! use direwolf_core::relay::{FastPath, Relay, RelayConfig};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut config = RelayConfig::new("203.0.113.1".parse()?, 40000..=40999);
+//! config.fast_path = match FastPath::start().await {
+//!     Ok(fast_path) => Some(fast_path),
+//!     Err(why) => {
+//!         eprintln!("relaying in userspace: {why}");
+//!         None
+//!     }
+//! };
+//! let relay = Relay::new(config)?;
+//! # let _ = relay;
+//! # Ok(())
+//! # }
+//! ```
 mod counts;
 mod ruleset;
 mod step;
@@ -173,7 +191,8 @@ impl FastPath {
         Ok(FastPath { commands })
     }
 
-    /// Offer a flow the relay has admitted; its statistics go to `counters` while it lives.
+    /// Offer a flow the relay has admitted; the kernel's counts go to its session's statistics
+    /// while the session lives.
     pub(crate) fn offer(
         &self,
         spec: FlowSpec,
