@@ -73,7 +73,14 @@ impl TrustedProxies {
             .map(|value| value.to_str().unwrap_or(""));
         match claimed {
             Some(_) if !self.trusts(peer) => {
-                tracing::warn!(%peer, "PIN submission with identity headers from an untrusted address refused");
+                tracing::warn!(
+                    target: "direwolf::audit",
+                    actor = "pin-page",
+                    client = %peer,
+                    action = "login",
+                    outcome = "refused",
+                    "PIN submission with identity headers from an untrusted address refused"
+                );
                 Err((StatusCode::FORBIDDEN, SPOOFED.into()))
             }
             Some(name) => match login_name::user_name(name) {
@@ -149,6 +156,43 @@ mod tests {
         for config in [proxies(true), TrustedProxies::default()] {
             let refused = config.attribute(OUTSIDER, &headers(&[("X-Forwarded-User", "admin")]));
             assert_eq!(refused, Err((StatusCode::FORBIDDEN, SPOOFED.into())));
+        }
+    }
+
+    /// A log sink for the audit test.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("sink").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_spoofing_attempt_is_an_audit_line_naming_the_address() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let refused = tracing::subscriber::with_default(subscriber, || {
+            proxies(false).attribute(OUTSIDER, &headers(&[("X-Forwarded-User", "admin")]))
+        });
+        assert_eq!(refused.map_err(|e| e.0), Err(StatusCode::FORBIDDEN));
+        let log = String::from_utf8(captured.0.lock().expect("sink").clone()).expect("utf-8");
+        for needle in [
+            "direwolf::audit",
+            "client=192.0.2.9",
+            "outcome=\"refused\"",
+            "identity headers from an untrusted address refused",
+        ] {
+            assert!(log.contains(needle), "{needle} in {log}");
         }
     }
 
