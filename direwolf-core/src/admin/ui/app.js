@@ -95,14 +95,21 @@ async function refresh() {
     return el("li", {}, el("p", { textContent: device + " at " + p.client_ip + ", since " + when(p.opened_at) }), form);
   }, "No device is waiting for a PIN.");
   const mine = pairings.filter((p) => p.user === me.user);
-  const revoke = (p) => action("Revoke", async () => {
-    await api("DELETE", "/api/v1/pairings/" + encodeURIComponent(p.fingerprint));
-    say("Revoked " + (p.device_name || p.fingerprint) + ".");
-    await refresh();
-  }, true);
+  // Revoke, and with the box ticked also end the sessions the device started.
+  const revoke = (p, list) => {
+    const id = list + "-end-" + p.fingerprint;
+    const end = el("input", { id, type: "checkbox" });
+    const button = action("Revoke", async () => {
+      const query = end.checked ? "?stop_sessions=true" : "";
+      await api("DELETE", "/api/v1/pairings/" + encodeURIComponent(p.fingerprint) + query);
+      say("Revoked " + (p.device_name || p.fingerprint) + (end.checked ? " and ended its session." : "."));
+      await refresh();
+    }, true);
+    return [el("label", { htmlFor: id, className: "check" }, end, " Also end its running session"), button];
+  };
   fill("devices", mine, (p) => el("li", {},
     el("p", { textContent: (p.device_name || "Unnamed device") + ", paired " + when(p.paired_at) }),
-    revoke(p)), "No paired device.");
+    ...revoke(p, "devices")), "No paired device.");
   const appItem = (a, extra) => el("li", {},
     ...(a.has_image ? [el("img", { src: "/api/v1/apps/" + a.id + "/image", alt: "" })] : []),
     el("p", { textContent: a.title + " (id " + a.id + ")" }), ...extra);
@@ -142,7 +149,7 @@ async function refresh() {
   }, true)]), "No app.");
   fill("pairings", pairings, (p) => el("li", {},
     el("p", { textContent: (p.device_name || "Unnamed device") + " of " + p.user + ", paired " + when(p.paired_at) }),
-    revoke(p)), "No pairing.");
+    ...revoke(p, "pairings")), "No pairing.");
   fill("sessions", sessions, (s) => el("li", {},
     el("p", { textContent: s.user + ": " + sessionText(s) }),
     action("Stop", async () => {
