@@ -16,34 +16,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::pack::*;
-use support::{Namespaces, ip, wait_until};
+use support::wait_until;
 /// direwolf's metrics port, inside its namespace.
 const METRICS: &str = "127.0.0.1:9464";
-
-/// The namespaces of this run: direwolf (`dw`) with a bridge, and one veth into the bridge for
-/// each of client 1 (`c1`), client 2 (`c2`), Wolf A (`wa`) and Wolf B (`wb`).
-fn create_net() -> Namespaces {
-    let mut net = Namespaces::new(&format!("dwe{}", std::process::id()));
-    let dw = net.add("dw");
-    ip(&["-n", &dw, "link", "add", "br0", "type", "bridge"]);
-    ip(&["-n", &dw, "addr", "add", &format!("{DW_IP}/24"), "dev", "br0"]);
-    ip(&["-n", &dw, "link", "set", "br0", "up"]);
-    for (role, host) in [("c1", 11), ("c2", 12), ("wa", 21), ("wb", 22)] {
-        let other = net.add(role);
-        // Created inside the direwolf namespace, one end moved: names never clash with
-        // another run's.
-        let veth = format!("v{role}");
-        ip(&[
-            "-n", &dw, "link", "add", &veth, "type", "veth", "peer", "name", "eth0",
-        ]);
-        ip(&["-n", &dw, "link", "set", "eth0", "netns", &other]);
-        ip(&["-n", &dw, "link", "set", &veth, "master", "br0", "up"]);
-        let addr = format!("{SUBNET}.{host}/24");
-        ip(&["-n", &other, "addr", "add", &addr, "dev", "eth0"]);
-        ip(&["-n", &other, "link", "set", "eth0", "up"]);
-    }
-    net
-}
 
 /// What `/metrics` says once two clients paired, launched and stream.
 fn metrics_of_two_streams(ns: &str) {
@@ -95,7 +70,7 @@ fn real_client_streams_through_the_relay_to_a_wolf_of_the_pool() {
     let bin = support::fake_wolf_binary();
     let tmp = tempfile::tempdir().expect("temporary directory");
     let root = tmp.path();
-    let net = create_net();
+    let net = pack_net("dwe");
     let (c1, c2) = (net.ns("c1"), net.ns("c2"));
 
     let mut wolves = vec![

@@ -13,18 +13,14 @@ mod support;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::browser::{Browser, install_driver, require_chromium};
 use support::{DRIVER_TIMEOUT, Direwolf, Proc, direwolf, field, poll, port_of, serve_command, spawn_driver};
 
 /// How long one CLI call may take.
 const CLI_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long `npm ci` and `apt-get install` may take.
-const INSTALL_TIMEOUT: Duration = Duration::from_secs(600);
-/// How long one browser step may take (each wait in it: 20 s).
-const BROWSER_TIMEOUT: Duration = Duration::from_secs(180);
 const ALICE_PASSWORD: &str = "alice administers the wolves";
 const BOB_PASSWORD: &str = "bob only plays games";
 
@@ -109,108 +105,11 @@ impl Server {
     }
 }
 
-/// Debian's Chromium, installed with apt-get when missing; fails loudly when it cannot be.
-fn require_chromium() -> PathBuf {
-    let chromium = PathBuf::from("/usr/bin/chromium");
-    if !chromium.exists() {
-        let out = Proc::spawn(
-            "apt-get install chromium",
-            Command::new("sh")
-                .args([
-                    "-c",
-                    "apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium",
-                ])
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )
-        .finish(INSTALL_TIMEOUT);
-        assert!(
-            out.status.success(),
-            "the web UI test needs Debian's chromium and `apt-get install -y chromium` failed (run \
-             it as root):\n{}\n{}",
-            out.stdout,
-            out.stderr
-        );
-    }
-    let version = Command::new(&chromium).arg("--version").output();
-    assert!(
-        version.as_ref().is_ok_and(|v| v.status.success()),
-        "{} does not run: {version:?}",
-        chromium.display()
-    );
-    chromium
-}
-
-/// Installs the locked `playwright-core` into the target directory (once); where the driver is.
-fn install_driver() -> PathBuf {
-    static INSTALLING: Mutex<()> = Mutex::new(());
-    let _one = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
-    for tool in ["node", "npm"] {
-        match Command::new(tool).arg("--version").output() {
-            Ok(out) if out.status.success() => {}
-            other => panic!("{tool} is required for the web UI test (playwright-core from npm): {other:?}"),
-        }
-    }
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/webui");
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-ui-driver");
-    std::fs::create_dir_all(&dir).expect("the driver's directory");
-    for file in ["package.json", "package-lock.json", "drive.mjs"] {
-        std::fs::copy(source.join(file), dir.join(file)).expect("copy the driver files");
-    }
-    let out = Proc::spawn(
-        "npm ci",
-        Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
-            .current_dir(&dir),
-    )
-    .finish(INSTALL_TIMEOUT);
-    assert!(
-        out.status.success(),
-        "npm ci failed:\n{}\n{}",
-        out.stdout,
-        out.stderr
-    );
-    dir
-}
-
-struct Browser {
-    dir: PathBuf,
-    chromium: PathBuf,
-    shots: PathBuf,
-    url: String,
-}
-
-impl Browser {
-    /// Runs one step of `drive.mjs` as `user`; its report.
-    fn step(&self, step: &str, user: &str, password: &str, arg: Option<&Path>) -> Value {
-        let mut command = Command::new("node");
-        command
-            .current_dir(&self.dir)
-            .env("CHROMIUM", &self.chromium)
-            .arg("drive.mjs")
-            .args([step, &self.url, user, password])
-            .arg(&self.shots);
-        if let Some(arg) = arg {
-            command.arg(arg);
-        }
-        let report = Proc::spawn(&format!("browser {step}"), &mut command).json_result(BROWSER_TIMEOUT);
-        for shot in report["screenshots"].as_array().expect("screenshots") {
-            let shot = shot.as_str().expect("a path");
-            assert!(Path::new(shot).is_file(), "{shot}");
-            println!("screenshot ({step}): {shot}");
-        }
-        assert!(
-            report["page_width"].as_u64().is_some_and(|w| w <= 375),
-            "the page fits a 375 px screen: {report}"
-        );
-        report
-    }
-}
-
 #[test]
 fn a_person_pairs_and_revokes_and_an_administrator_adds_an_app_in_the_browser() {
     support::require_moonlight_python();
     let chromium = require_chromium();
-    let driver_dir = install_driver();
+    let driver_dir = install_driver("web-ui-driver");
     let tmp = tempfile::tempdir().expect("temporary directory");
     // Kept after the run (the temporary directory is not) for a person to look at.
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-ui-screenshots");
@@ -228,6 +127,7 @@ fn a_person_pairs_and_revokes_and_an_administrator_adds_an_app_in_the_browser() 
         chromium,
         shots,
         url: server.url(),
+        ns: None,
     };
 
     // bob's phone shows 4821; bob enters it in the web UI: the pairing is his.

@@ -3,8 +3,12 @@
 direwolf Wolf pool. Used by bins/tests/pack_e2e.rs, run inside the client's network namespace.
 
 Commands (all take --host, --http-port and --client-dir; pairing is driver.py's `pair`):
-  post-pin --pin PIN --secret S --user U
-                                  POST the PIN (for user U) to direwolf's PIN page
+  post-pin --pin PIN --secret S --user U [--password P] [--header "Name: value"]...
+                                  POST the PIN (for user U, logged in with P) to direwolf's PIN
+                                  page, with extra request headers
+  admin-get --path P [--admin-port N] [--header "Name: value"]...
+                                  HTTPS GET of P on the admin port (server certificate not
+                                  checked), without a token: its status and body
   serverinfo                      HTTPS /serverinfo: state and current game
   probe --port N                  whether a TCP connect to the host's port N is refused
   stream --app NAME --until FILE --max-secs N [--pinned]
@@ -55,10 +59,25 @@ def udp_in_datagrams() -> int:
     return int(values[header.index("InDatagrams")])
 
 
+def headers_of(lines: list[str]) -> dict[str, str]:
+    return dict((part.strip() for part in line.split(":", 1)) for line in lines)
+
+
 def cmd_post_pin(args: argparse.Namespace) -> None:
-    r = requests.post(f"http://{args.host}:{args.http_port}/pin/",
-                      json={"pin": args.pin, "secret": args.secret, "user": args.user}, timeout=30)
+    body = {"pin": args.pin, "secret": args.secret, "user": args.user}
+    if args.password is not None:
+        body["password"] = args.password
+    r = requests.post(f"http://{args.host}:{args.http_port}/pin/", json=body, headers=headers_of(args.header),
+                      timeout=30)
     emit({"ok": r.status_code == 200, "status": r.status_code, "body": r.text.strip()})
+
+
+def cmd_admin_get(args: argparse.Namespace) -> None:
+    import urllib3
+    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+    r = requests.get(f"https://{args.host}:{args.admin_port}{args.path}", headers=headers_of(args.header),
+                     timeout=30, verify=False)
+    emit({"ok": True, "status": r.status_code, "body": r.text.strip()})
 
 
 def cmd_probe(args: argparse.Namespace) -> None:
@@ -161,6 +180,12 @@ def main() -> int:
     p.add_argument("--pin", required=True)
     p.add_argument("--secret", required=True)
     p.add_argument("--user", required=True)
+    p.add_argument("--password")
+    p.add_argument("--header", action="append", default=[])
+    a = sub.add_parser("admin-get")
+    a.add_argument("--path", required=True)
+    a.add_argument("--admin-port", type=int, default=47990)
+    a.add_argument("--header", action="append", default=[])
     sub.add_parser("serverinfo")
     pr = sub.add_parser("probe")
     pr.add_argument("--port", type=int, required=True)
@@ -175,7 +200,7 @@ def main() -> int:
     t.add_argument("--app-id", type=int, required=True)
     t.add_argument("--count", type=int, required=True)
     args = parser.parse_args()
-    handlers = {"post-pin": cmd_post_pin, "serverinfo": cmd_serverinfo, "probe": cmd_probe, "stream": cmd_stream,
+    handlers = {"post-pin": cmd_post_pin, "admin-get": cmd_admin_get, "serverinfo": cmd_serverinfo, "probe": cmd_probe, "stream": cmd_stream,
                 "quit": cmd_quit, "launch-times": cmd_launch_times}
     return driver.run_command(handlers, args)
 

@@ -22,6 +22,9 @@ pub mod testenv;
 /// A real OpenID Connect provider and a browser for the single sign-on tests.
 pub mod oidc;
 
+/// Headless Chromium for the web UI tests.
+pub mod browser;
+
 /// The pack's end-to-end helpers: fake Wolfs and moonlight-python drivers in namespaces.
 pub mod pack;
 pub mod shared_net;

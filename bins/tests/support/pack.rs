@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{DIREWOLF, Proc, driver_args, in_netns, run};
+use super::{DIREWOLF, Namespaces, Proc, driver_args, in_netns, ip, run};
 
 pub const PIN: &str = "4821";
 pub const SUBNET: &str = "10.77.0";
@@ -204,4 +204,29 @@ pub fn serve_command_in(ns: &str, root: &Path, config: &Path, metrics: &str, rus
         ])
         .env("RUST_LOG", rust_log);
     command
+}
+
+/// The namespaces of a run (named `STEM<pid>-<role>`): direwolf (`dw`) with a bridge, and one veth into the bridge for
+/// each of client 1 (`c1`), client 2 (`c2`), Wolf A (`wa`) and Wolf B (`wb`).
+pub fn pack_net(stem: &str) -> Namespaces {
+    let mut net = Namespaces::new(&format!("{stem}{}", std::process::id()));
+    let dw = net.add("dw");
+    ip(&["-n", &dw, "link", "add", "br0", "type", "bridge"]);
+    ip(&["-n", &dw, "addr", "add", &format!("{DW_IP}/24"), "dev", "br0"]);
+    ip(&["-n", &dw, "link", "set", "br0", "up"]);
+    for (role, host) in [("c1", 11), ("c2", 12), ("wa", 21), ("wb", 22)] {
+        let other = net.add(role);
+        // Created inside the direwolf namespace, one end moved: names never clash with
+        // another run's.
+        let veth = format!("v{role}");
+        ip(&[
+            "-n", &dw, "link", "add", &veth, "type", "veth", "peer", "name", "eth0",
+        ]);
+        ip(&["-n", &dw, "link", "set", "eth0", "netns", &other]);
+        ip(&["-n", &dw, "link", "set", &veth, "master", "br0", "up"]);
+        let addr = format!("{SUBNET}.{host}/24");
+        ip(&["-n", &other, "addr", "add", &addr, "dev", "eth0"]);
+        ip(&["-n", &other, "link", "set", "eth0", "up"]);
+    }
+    net
 }

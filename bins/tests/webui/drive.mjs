@@ -5,6 +5,7 @@
 // Usage: node drive.mjs STEP URL USER PASSWORD SHOTS_DIR [ARG]
 //   pin     ARG = the PIN the Moonlight client shows: log in, enter it for the pending pairing
 //   revoke  try changes without the CSRF token / from another origin, then revoke one's device
+//   revoke-ending  revoke one's only device with "Also end its running session" ticked
 //   admin   ARG = a PNG file: add an app titled "Web UI App" with it as image, and a user carol
 //           with a password
 import { chromium } from "playwright-core";
@@ -97,6 +98,18 @@ try {
     await page.locator("#devices").getByRole("button", { name: "Revoke" }).click();
     await page.locator("#devices").getByText("No paired device.").waitFor();
     await shot("revoked");
+  } else if (step === "revoke-ending") {
+    const devices = page.locator("#devices");
+    await devices.getByRole("button", { name: "Revoke" }).waitFor();
+    await page.locator("#my-sessions li:not(.empty)").waitFor();
+    report.sessions_before = await page.locator("#my-sessions li").allTextContents();
+    await devices.getByLabel("Also end its running session").check();
+    await shot("ending");
+    await devices.getByRole("button", { name: "Revoke" }).click();
+    await page.getByRole("status").getByText("and ended its session.").waitFor();
+    await devices.getByText("No paired device.").waitFor();
+    await page.locator("#my-sessions").getByText("No running session.").waitFor();
+    await shot("ended");
   } else if (step === "admin") {
     await page.getByRole("heading", { name: "Users" }).waitFor();
     await page.getByLabel("App title").fill("Web UI App");
