@@ -6,19 +6,23 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use direwolf_core::accounts::PairingLinks;
+use direwolf_core::admin::identity_headers::TrustedProxies;
 use direwolf_core::admin::{AdminApi, AdminServer, AdminToken};
 use direwolf_core::{Launcher, PinBroker, Stores};
 use direwolf_moonlight::identity::LoadedIdentity;
+
+use crate::listen::ListenArgs;
 
 /// The admin API's default port: where Sunshine users find their web UI.
 pub const DEFAULT_ADMIN_PORT: u16 = 47990;
 
 /// Serves the admin API over `stores`, `broker` and `launcher`, bearing `token` (with local
 /// accounts, pairing links and the PIN page's HTTP port, in single-machine mode), on `port` of
-/// every `bind` address (default: every IPv6 and IPv4 address), with the stored server identity
-/// (the Moonlight server has created it by now).
+/// every `--bind` address of `listen` (default: every IPv6 and IPv4 address), with the stored
+/// server identity (the Moonlight server has created it by now). Identity headers from anyone
+/// but `listen`'s `--trusted-proxy` addresses are refused.
 pub async fn start(
-    bind: &[IpAddr],
+    listen: &ListenArgs,
     port: u16,
     stores: &Stores,
     broker: Arc<dyn PinBroker>,
@@ -33,7 +37,9 @@ pub async fn start(
         .context("the server identity is missing after the server started")?;
     let loaded = LoadedIdentity::new(identity).context("the stored server identity is unusable")?;
     let tls = direwolf_moonlight::tls::admin_server_config(&loaded).context("admin TLS configuration")?;
-    let mut api = AdminApi::new(stores, broker, launcher, token);
+    let mut api = AdminApi::new(stores, broker, launcher, token)
+        .with_trusted_proxies(TrustedProxies::new(&listen.trusted_proxies));
+    let bind = listen.bind.as_slice();
     if let Some((links, http_port)) = local_accounts {
         api = api.with_local_accounts(links, http_port);
     }

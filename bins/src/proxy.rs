@@ -189,7 +189,7 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
         Some(token) => {
             let (stores, broker, launcher) = parts;
             crate::admin_port::start(
-                &args.listen.bind,
+                &args.listen,
                 args.admin_port,
                 &stores,
                 broker,

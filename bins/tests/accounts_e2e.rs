@@ -380,9 +380,15 @@ fn two_people_pair_stream_their_own_apps_and_one_is_revoked_in_the_browser() {
             "X-Forwarded-User: alice",
         ],
     );
-    assert_eq!(admin["status"], 401, "{admin}");
+    assert_eq!(admin["status"], 403, "{admin}");
+    assert!(
+        admin["body"]
+            .as_str()
+            .is_some_and(|b| b.contains("trusted proxies")),
+        "{admin}"
+    );
     for needles in [
-        &["direwolf::audit", "10.77.0.11", "status=401"][..],
+        &["direwolf::audit", "10.77.0.11", "status=403", "trusted proxies"][..],
         &[
             "direwolf::audit",
             "10.77.0.11",

@@ -1,6 +1,5 @@
 //! The admin API of `direwolf serve`: its token and certificate files in the data directory.
 
-use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -16,7 +15,7 @@ use tracing::info;
 /// certificate to `CERT_FILE` for the CLI on this machine.
 pub async fn start(
     data_dir: &Path,
-    bind: &[IpAddr],
+    listen: &crate::listen::ListenArgs,
     port: u16,
     stores: &Stores,
     broker: Arc<dyn PinBroker>,
@@ -32,8 +31,16 @@ pub async fn start(
         .await?
         .context("the server identity is missing after the server started")?;
     write_cert(&data_dir.join(CERT_FILE), &identity.cert_pem)?;
-    let servers =
-        crate::admin_port::start(bind, port, stores, broker, launcher, token, Some(local_accounts)).await?;
+    let servers = crate::admin_port::start(
+        listen,
+        port,
+        stores,
+        broker,
+        launcher,
+        token,
+        Some(local_accounts),
+    )
+    .await?;
     info!(token = %token_path.display(), "admin API token file (send it as Authorization: Bearer)");
     Ok(servers)
 }

@@ -413,7 +413,7 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
     };
     let admin = admin::start(
         &plan.data_dir,
-        &args.listen.bind,
+        &args.listen,
         args.admin_port,
         &admin_stores,
         pins,

@@ -18,6 +18,8 @@
 //!
 //! Outside `/api/v1` the same port serves the web UI ([`ui`]): a local account logs in and the
 //! page calls this API with a session cookie, as an administrator or for the person's own data.
+//! Identity headers (`X-Forwarded-User`) log nobody in here; from an address that is not a
+//! trusted proxy they are refused as spoofed ([`identity_headers`]).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -37,6 +39,7 @@ use crate::store::{AppCatalog, PairingStore, SessionStore, Stores, UserStore};
 pub mod apps;
 pub mod audit;
 pub mod body;
+pub mod identity_headers;
 pub mod image;
 pub mod pairings;
 pub mod reply;
@@ -84,6 +87,8 @@ pub struct AdminApi {
     ui_sessions: ui::UiSessions,
     /// Wrong web UI passwords per network.
     ui_logins: ui::LoginThrottle,
+    /// Whose identity headers are not refused as spoofed.
+    proxies: identity_headers::TrustedProxies,
 }
 
 impl fmt::Debug for AdminApi {
@@ -113,7 +118,15 @@ impl AdminApi {
             changes: Arc::default(),
             ui_sessions: ui::UiSessions::default(),
             ui_logins: ui::LoginThrottle::default(),
+            proxies: identity_headers::TrustedProxies::default(),
         }
+    }
+
+    /// The server's trusted proxies: identity headers from anyone else are refused (403,
+    /// audited); see [`identity_headers`]. Without it they are refused from everyone.
+    pub fn with_trusted_proxies(mut self, proxies: identity_headers::TrustedProxies) -> Self {
+        self.proxies = proxies;
+        self
     }
 
     /// Local accounts (single-machine mode): users may be given passwords, and one-time pairing
@@ -136,6 +149,18 @@ impl AdminApi {
         let method = request.method().clone();
         let action = method.as_str().to_owned();
         let path = request.uri().path().to_owned();
+        if let Err(refusal) = self.proxies.check(client, request.headers()) {
+            let shown = Route::parse(&path).map_or_else(|| path.clone(), |r| r.to_string());
+            audit::record(
+                Actor::Anonymous,
+                client,
+                &action,
+                &shown,
+                refusal.status,
+                Some(&refusal.message),
+            );
+            return refusal.reply();
+        }
         if !path.starts_with(route::PREFIX) {
             return self.web_ui(request, client).await;
         }

@@ -908,3 +908,31 @@ async fn an_administrator_may_do_what_the_token_may_until_removed() {
     let (status, _) = alice.call("GET", "/api/v1/users", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn identity_headers_from_an_untrusted_address_are_refused_even_with_the_token() {
+    let f = fixture();
+    let proxy: IpAddr = "10.0.0.5".parse().unwrap();
+    let api = f
+        .api
+        .clone()
+        .with_trusted_proxies(identity_headers::TrustedProxies::new(&["10.0.0.5/32"
+            .parse()
+            .unwrap()]));
+    let request = |path: &str| {
+        Request::builder()
+            .uri(path)
+            .header("authorization", format!("Bearer {}", f.token.expose()))
+            .header("x-forwarded-user", "admin")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    for path in ["/api/v1/users", "/"] {
+        let (status, body, _) = reply_parts(api.handle(request(path), CLIENT).await).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+        assert_eq!(body["error"], identity_headers::SPOOFED, "{path}");
+    }
+    // From the proxy the headers are not refused (nor believed: the token decides).
+    let (status, _, _) = reply_parts(api.handle(request("/api/v1/users"), Some(proxy)).await).await;
+    assert_eq!(status, StatusCode::OK);
+}
