@@ -12,6 +12,7 @@ use std::sync::Arc;
 use direwolf_core::memory::InMemoryAppCatalog;
 use direwolf_core::{App, AppId, NoStreamingHost, Stores};
 use direwolf_moonlight::MoonlightServer;
+use direwolf_moonlight::trusted_proxy::TrustedProxies;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -47,6 +48,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_http_port(http_port)
         .with_https_port(https_port)
         .with_mdns(mdns)
+        // No logins here: whoever opens the PIN page link may pair (refused by default).
+        .with_trusted_proxies(TrustedProxies {
+            networks: vec![],
+            allow_unauthenticated: true,
+        })
         .build()
         .await?;
     tracing::info!(http = ?server.http_addrs(), https = ?server.https_addrs(), "serving; Ctrl-C stops");

@@ -31,9 +31,9 @@ pub struct ListenArgs {
     #[arg(long = "trusted-proxy", value_name = "CIDR", env = "DIREWOLF_TRUSTED_PROXY", value_delimiter = ',', value_parser = parse_net)]
     pub trusted_proxies: Vec<IpNet>,
 
-    /// Still accept PINs entered without login (without `--trusted-proxy`'s identity, and, once
-    /// a user has a password, without a password or pairing link): their pairings go to the user
-    /// the form names, else the default user.
+    /// Accept PINs entered without login (without `--trusted-proxy`'s identity, single sign-on, a
+    /// password or a pairing link): their pairings go to the user the form names, else the
+    /// default user. Without it such PINs are refused, on a fresh install too.
     #[arg(long)]
     pub allow_unauthenticated_pin: bool,
 
@@ -84,7 +84,7 @@ pub struct ListenArgs {
 }
 
 /// An address (a /32 or /128) or a CIDR network.
-fn parse_net(text: &str) -> Result<IpNet, String> {
+pub(crate) fn parse_net(text: &str) -> Result<IpNet, String> {
     text.parse::<IpNet>()
         .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
         .map_err(|_| format!("{text:?} is neither an IP address nor a CIDR network (10.0.0.0/8)"))
@@ -101,12 +101,7 @@ impl ListenArgs {
             Some(oidc) => builder.with_oidc(Arc::new(oidc)),
             None => builder,
         };
-        if self.trusted_proxies.is_empty() && self.oidc_issuer.is_none() {
-            tracing::warn!(
-                "no --trusted-proxy: unless users have passwords (direwolf user passwd, direwolf serve \
-                 only), whoever opens a PIN page link decides which user a pairing belongs to"
-            );
-        }
+        self.log_pin_logins();
         let builder = builder
             .with_http_port(self.http_port)
             .with_https_port(self.https_port)
@@ -119,6 +114,23 @@ impl ListenArgs {
         } else {
             builder.with_bind_addrs(self.bind.clone())
         })
+    }
+
+    /// Says at start-up who may enter a PIN.
+    fn log_pin_logins(&self) {
+        if self.allow_unauthenticated_pin {
+            tracing::warn!(
+                "--allow-unauthenticated-pin: a PIN entered without login is accepted, and whoever opens \
+                 a PIN page link decides which user the pairing belongs to"
+            );
+        } else if self.trusted_proxies.is_empty() && self.oidc_issuer.is_none() {
+            tracing::info!(
+                "a PIN is accepted only from someone who logged in: a user with a password (direwolf user \
+                 add and direwolf user passwd, direwolf serve only), a pairing link (direwolf pairing link), \
+                 an administrator's approval (direwolf pairing approve), or with --trusted-proxy or \
+                 --oidc-issuer; --allow-unauthenticated-pin accepts PINs without login"
+            );
+        }
     }
 
     /// The single sign-on of the `--oidc-*` flags, if configured.

@@ -519,6 +519,8 @@ fn start_proxy_with(ns: &str, kubeconfig: &Path, relay_ip: &str, more: &[&str]) 
             .args(["--health-bind", "127.0.0.1:0"])
             .args(["--external-address", "127.0.0.1", "--relay-ip", relay_ip])
             .args(["--default-user", "alice", "--pin-timeout", "60"])
+            // Who enters the PIN is not what these tests are about.
+            .arg("--allow-unauthenticated-pin")
             .env("KUBECONFIG", kubeconfig)
             .env_remove("KUBERNETES_SERVICE_HOST")
             .env("RUST_LOG", "info"),
@@ -990,6 +992,7 @@ fn the_installed_proxy_and_operator_run_in_pods_and_a_client_streams() {
             "1",
             "--operator-replicas",
             "1",
+            "--allow-unauthenticated-pin",
         ]),
         "direwolf install",
     );

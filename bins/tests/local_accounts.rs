@@ -1,7 +1,8 @@
 //! Who enters the PIN owns the pairing, with local accounts (issue 13, single-machine mode):
 //! `direwolf user passwd` gives alice a password; from then on the PIN page wants a user name and
 //! password with the PIN (a wrong one leaves the PIN pending), refuses a PIN entered without
-//! login, and `direwolf pairing link` lets bob pair once without a password (a mistyped PIN
+//! login (as it does on a fresh install, whose PIN page says how to get one), and
+//! `direwolf pairing link` lets bob pair once without a password (a mistyped PIN
 //! does not use the link up; a successful pairing does). The clients are the real Moonlight
 //! client (moonlight-python).
 
@@ -136,6 +137,35 @@ fn local_accounts_decide_who_owns_a_pairing() {
     support::require_moonlight_python();
     let tmp = tempfile::tempdir().expect("temporary directory");
     let server = start(&tmp.path().join("data"));
+    // A fresh install: the page says, before anything is typed, that nobody can log in yet and
+    // how to change that.
+    let page = http_exchange(
+        SocketAddr::from(([127, 0, 0, 1], server.server.http_port)),
+        "GET /pin/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    );
+    assert!(page.1.contains(r#"data-notice="accounts""#), "{}", page.1);
+    assert!(page.1.contains("direwolf user passwd NAME"), "{}", page.1);
+    assert!(
+        server
+            .server
+            .proc
+            .printed("a PIN is accepted only from someone who logged in")
+    );
+
+    // Client 1 shows 4821; the PIN page is used by alice.
+    let client1 = tmp.path().join("client1");
+    let driver = spawn_driver(server.server.http_port, &client1, &["pair", "--pin", "4821"]);
+    let line = server
+        .server
+        .proc
+        .wait_for("Insert pin at http://", DRIVER_TIMEOUT);
+    let (_, secret) = pin_link(&line);
+    // (e) Before anyone has a password, a bare PIN is refused all the same; it stays pending.
+    let fresh = server.post_pin(&json!({"pin": "4821", "secret": secret}));
+    assert_eq!(fresh.0, 401, "{fresh:?}");
+    assert!(fresh.1.starts_with("No one can log in yet"), "{fresh:?}");
+    assert_eq!(server.pending(), 1, "the PIN is still pending");
+
     server.ok(&["user", "add", "alice"]);
     server.ok(&["user", "add", "bob"]);
 
@@ -165,15 +195,6 @@ fn local_accounts_decide_who_owns_a_pairing() {
         !users.to_string().contains("argon2"),
         "the hash is never shown: {users}"
     );
-
-    // Client 1 shows 4821; the PIN page is used by alice.
-    let client1 = tmp.path().join("client1");
-    let driver = spawn_driver(server.server.http_port, &client1, &["pair", "--pin", "4821"]);
-    let line = server
-        .server
-        .proc
-        .wait_for("Insert pin at http://", DRIVER_TIMEOUT);
-    let (_, secret) = pin_link(&line);
 
     // (d) Without login, nobody may enter the PIN while accounts exist.
     let anonymous = server.post_pin(&json!({"pin": "4821", "secret": secret, "user": "alice"}));
@@ -265,7 +286,11 @@ fn local_accounts_decide_who_owns_a_pairing() {
         "the wrong password is audited\n{}",
         proc.tail()
     );
-    assert!(proc.printed_line_with(&["direwolf::audit", "PIN entry without login refused"]));
+    assert_eq!(
+        proc.count_lines_with(&["direwolf::audit", "PIN entry without login refused"]),
+        2,
+        "the bare PINs before and after alice's password are audited"
+    );
     assert!(proc.printed_line_with(&["direwolf::audit", "pairing link refused", "already used"]));
     for secret in [ALICE_PASSWORD, "not alice's password", token] {
         assert!(!proc.printed(secret), "{secret:?} must never be logged");

@@ -235,6 +235,8 @@ fn start_proxy(cluster: &Cluster, name: &str) -> Direwolf {
         proxy_command(cluster)
             .args(["--launch-timeout", &LAUNCH_TIMEOUT_SECS.to_string()])
             .args(["--default-user", "alice", "--pin-timeout", "60"])
+            // Who enters the PIN is not what these tests are about (the SSO test below is).
+            .arg("--allow-unauthenticated-pin")
             .args(["--admin-port", "0", "--admin-token-file"])
             .arg(admin_token_file(cluster))
             // No --namespace: the kubeconfig context's namespace (on the real control plane a

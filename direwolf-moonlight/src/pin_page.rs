@@ -41,18 +41,12 @@ use crate::oidc::{LoginToken, OidcLogin};
 use crate::source::{FailureTable, PrefixLengths, Source};
 use crate::trusted_proxy::{Attribution, LOGIN_REQUIRED, TrustedProxies};
 
+mod notice;
+
+pub use notice::{NO_LOGIN_CONFIGURED, NO_LOGIN_YET, Notice, page};
+
 /// The page served by `GET /pin/`.
 pub const PIN_PAGE: &str = include_str!("pin.html");
-
-/// The page with (`sso`) or without the "Log in with single sign-on" link.
-pub fn page(sso: bool) -> &'static str {
-    static WITH_SSO: OnceLock<String> = OnceLock::new();
-    if sso {
-        WITH_SSO.get_or_init(|| PIN_PAGE.replace(r#"data-sso="off""#, r#"data-sso="on""#))
-    } else {
-        PIN_PAGE
-    }
-}
 
 /// The largest `POST /pin/` body accepted.
 pub const MAX_BODY: usize = 4096;
@@ -529,9 +523,10 @@ impl PinEntry {
                 Attribution::LoginRequired => {
                     Err(self.fail(ip, (StatusCode::UNAUTHORIZED, SSO_REQUIRED.into())))
                 }
-                Attribution::Open if sso && !self.proxies.allow_unauthenticated => {
+                Attribution::Open if !self.proxies.allow_unauthenticated => {
+                    let message = if sso { SSO_REQUIRED } else { NO_LOGIN_CONFIGURED };
                     audit(ip, form_user.unwrap_or("-"), "PIN entry without login refused");
-                    Err(self.fail(ip, (StatusCode::UNAUTHORIZED, SSO_REQUIRED.into())))
+                    Err(self.fail(ip, (StatusCode::UNAUTHORIZED, message.into())))
                 }
                 _ => Ok(open()),
             };
@@ -580,13 +575,14 @@ impl PinEntry {
             Attribution::LoginRequired => {
                 Err(self.fail(ip, (StatusCode::UNAUTHORIZED, LOGIN_REQUIRED.into())))
             }
-            Attribution::Open if sso && !accounts_exist && !self.proxies.allow_unauthenticated => {
+            Attribution::Open if !self.proxies.allow_unauthenticated => {
+                let message = match (accounts_exist, sso) {
+                    (true, _) => password_required(sso),
+                    (false, true) => SSO_REQUIRED,
+                    (false, false) => NO_LOGIN_YET,
+                };
                 audit(ip, form_user.unwrap_or("-"), "PIN entry without login refused");
-                Err(self.fail(ip, (StatusCode::UNAUTHORIZED, SSO_REQUIRED.into())))
-            }
-            Attribution::Open if accounts_exist && !self.proxies.allow_unauthenticated => {
-                audit(ip, form_user.unwrap_or("-"), "PIN entry without login refused");
-                Err(self.fail(ip, (StatusCode::UNAUTHORIZED, password_required(sso).into())))
+                Err(self.fail(ip, (StatusCode::UNAUTHORIZED, message.into())))
             }
             _ => Ok(open()),
         }
@@ -743,6 +739,14 @@ mod tests {
             .unwrap()
     }
 
+    /// A PIN entry that accepts PINs without login.
+    fn open_entry(broker: &InMemoryPinBroker, limits: PinLimits) -> PinEntry {
+        PinEntry::new(Arc::new(broker.clone()), limits).with_trusted_proxies(TrustedProxies {
+            networks: vec![],
+            allow_unauthenticated: true,
+        })
+    }
+
     fn json(pin: &str, secret: &str) -> Vec<u8> {
         format!(r#"{{"pin":"{pin}","secret":"{secret}"}}"#).into_bytes()
     }
@@ -750,7 +754,7 @@ mod tests {
     #[tokio::test]
     async fn delivers_a_valid_pin_once() {
         let broker = InMemoryPinBroker::default();
-        let entry = PinEntry::new(Arc::new(broker.clone()), PinLimits::default());
+        let entry = open_entry(&broker, PinLimits::default());
         let secret = open(&broker).await;
         let body = format!(
             r#"{{"pin":"1234","secret":"{}","user":"alice"}}"#,
@@ -770,7 +774,7 @@ mod tests {
     #[tokio::test]
     async fn malformed_submissions() {
         let broker = InMemoryPinBroker::default();
-        let entry = PinEntry::new(Arc::new(broker.clone()), PinLimits::default());
+        let entry = open_entry(&broker, PinLimits::default());
         let secret = open(&broker).await;
         for (body, expected) in [
             (b"not json".to_vec(), "Expected a JSON body"),
@@ -799,7 +803,7 @@ mod tests {
             max_invalid_per_pairing: 2,
             ..Default::default()
         };
-        let entry = PinEntry::new(Arc::new(broker.clone()), limits);
+        let entry = open_entry(&broker, limits);
         let secret = open(&broker).await;
         entry.submit(IP, &json("x", secret.as_str())).await;
         let (_, text) = entry.submit(IP, &json("y", secret.as_str())).await;
@@ -814,7 +818,7 @@ mod tests {
             max_failures_per_ip: 3,
             ..Default::default()
         };
-        let entry = PinEntry::new(Arc::new(broker.clone()), limits);
+        let entry = open_entry(&broker, limits);
         for _ in 0..3 {
             let guess = PairSecret::generate();
             assert_eq!(
@@ -846,7 +850,7 @@ mod tests {
             max_failures_per_ip: 3,
             ..Default::default()
         };
-        let entry = PinEntry::new(Arc::new(broker.clone()), limits);
+        let entry = open_entry(&broker, limits);
         // Someone (a cross-site page, a neighbour) fails on purpose from the admin's address.
         for _ in 0..5 {
             entry.submit(IP, b"x").await;
@@ -881,7 +885,7 @@ mod tests {
             max_failures_per_ip: 2,
             ..Default::default()
         };
-        let entry = PinEntry::new(Arc::new(broker.clone()), limits);
+        let entry = open_entry(&broker, limits);
         // Fill the table with one failure from each of MAX_FAILURE_SOURCES networks.
         for i in 0..MAX_FAILURE_SOURCES {
             let ip = IpAddr::from([10, (i >> 8) as u8, i as u8, 1]);
@@ -1026,28 +1030,40 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unauthenticated_pins_are_refused_only_while_accounts_exist_unless_allowed() {
+    async fn unauthenticated_pins_are_refused_unless_allowed() {
         let broker = InMemoryPinBroker::default();
         let stores = direwolf_core::Stores::in_memory();
         let accounts = LocalAccounts {
             users: stores.users.clone(),
             links: PairingLinks::default(),
         };
+        // No login configured at all (Kubernetes mode): refused, the PIN still waits.
+        let bare = PinEntry::new(Arc::new(broker.clone()), PinLimits::default());
+        assert_eq!(bare.notice().await, Notice::NoLoginConfigured);
+        let secret = open(&broker).await;
+        let (status, text) = bare.submit(IP, &json("1234", secret.as_str())).await;
+        assert_eq!(
+            (status, text.as_str()),
+            (StatusCode::UNAUTHORIZED, NO_LOGIN_CONFIGURED)
+        );
+        // A fresh install with local accounts: nobody has a password yet, refused all the same.
         let entry = PinEntry::new(Arc::new(broker.clone()), PinLimits::default())
             .with_local_accounts(accounts.clone());
-        let secret = open(&broker).await;
-        // Nobody has a password yet: open as before.
+        assert_eq!(entry.notice().await, Notice::NoAccountsYet);
+        let (status, text) = entry.submit(IP, &json("1234", secret.as_str())).await;
+        assert_eq!((status, text.as_str()), (StatusCode::UNAUTHORIZED, NO_LOGIN_YET));
         assert_eq!(
-            entry.submit(IP, &json("1234", secret.as_str())).await.0,
-            StatusCode::OK
+            broker.pending().await.unwrap().len(),
+            1,
+            "the PIN is still pending"
         );
         let mut alice = direwolf_core::User::new("alice".parse().unwrap());
         alice.password = Some(PasswordHash::new("alice's password").unwrap());
         stores.users.put(alice).await.unwrap();
-        let secret = open(&broker).await;
+        assert_eq!(entry.notice().await, Notice::None);
         assert_eq!(
-            entry.submit(IP, &json("1234", secret.as_str())).await.0,
-            StatusCode::UNAUTHORIZED
+            entry.submit(IP, &json("1234", secret.as_str())).await,
+            (StatusCode::UNAUTHORIZED, PASSWORD_REQUIRED.to_owned())
         );
         let allowed = PinEntry::new(Arc::new(broker.clone()), PinLimits::default())
             .with_trusted_proxies(TrustedProxies {
@@ -1055,6 +1071,7 @@ mod tests {
                 allow_unauthenticated: true,
             })
             .with_local_accounts(accounts);
+        assert_eq!(allowed.notice().await, Notice::None);
         assert_eq!(
             allowed.submit(IP, &json("1234", secret.as_str())).await.0,
             StatusCode::OK
@@ -1347,7 +1364,7 @@ mod tests {
         assert!(PIN_PAGE.contains("get(\"link\")"));
         // The single sign-on link only where it is configured.
         assert!(PIN_PAGE.contains(r#"data-sso="off""#));
-        assert!(page(true).contains(r#"data-sso="on""#));
-        assert!(page(true).contains("/pin/oidc/login"));
+        assert!(page(true, Notice::None).contains(r#"data-sso="on""#));
+        assert!(page(true, Notice::None).contains("/pin/oidc/login"));
     }
 }

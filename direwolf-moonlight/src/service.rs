@@ -213,7 +213,7 @@ impl Shared {
             Method::GET | Method::HEAD => raw(
                 StatusCode::OK,
                 "text/html; charset=utf-8",
-                pin_page::page(self.pin.oidc().is_some()),
+                pin_page::page(self.pin.oidc().is_some(), self.pin.notice().await),
             ),
             Method::POST => {
                 if let Err((status, message)) = pin_page::check_headers(request.headers()) {

@@ -17,6 +17,7 @@ use direwolf_k8s::operator::config::DEFAULT_AGENT_IMAGE;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 mod flags;
+mod login;
 mod network_policy;
 mod operator;
 mod pdb;
@@ -112,6 +113,10 @@ pub struct InstallArgs {
     #[arg(long, value_name = "NAMESPACE/NAME", value_parser = flags::gateway)]
     pub gateway: Option<GatewayExposure>,
 
+    /// Who may enter a PIN at the proxies (none by default: PINs need a login).
+    #[command(flatten)]
+    pub login: login::PinLoginArgs,
+
     /// Write the namespace-less kustomize base into DIR instead of printing: one file per
     /// concern and `kustomization.yaml`, without the CRDs and the namespace.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["namespace", "no_crds"])]
@@ -175,6 +180,8 @@ pub struct Settings {
     pub sharing_key: String,
     /// Every Session on the one shared port set (relay mode).
     pub shared_ports: bool,
+    /// The proxy's login flags (`--trusted-proxy`, `--oidc-*`, `--allow-unauthenticated-pin`).
+    pub proxy_login: Vec<String>,
 }
 
 /// The exposure of `args`, or why its flags contradict each other (one line).
@@ -248,6 +255,7 @@ impl Settings {
             exposure: exposure(args).unwrap_or_default(),
             sharing_key: sharing_key(args),
             shared_ports: args.shared_ports,
+            proxy_login: args.login.proxy_args(),
         }
     }
 

@@ -19,7 +19,9 @@ pub const HEADER: &str = "The Moonlight endpoint: the only HTTP/HTTPS server cli
 pairing, launch and streaming: the operator publishes each Session's stream ports on it\n\
 (docs/protocol/kubernetes.md § The operator, docs/ports.md § Kubernetes). Replicas share\n\
 everything through the API server; the Service's ClientIP affinity keeps the phases of one\n\
-pairing on one replica, and externalTrafficPolicy Local keeps the client's address.";
+pairing on one replica, and externalTrafficPolicy Local keeps the client's address. A PIN is\n\
+accepted only from someone who logged in (direwolf install --oidc-issuer, --trusted-proxy or\n\
+--allow-unauthenticated-pin; docs/configuration.md § Who enters a PIN in Kubernetes mode).";
 
 /// Moonlight's HTTPS and HTTP ports.
 const PORTS: [(&str, i32); 2] = [("https", 47984), ("http", 47989)];
@@ -40,6 +42,7 @@ pub fn deployment_of(settings: &Settings) -> Deployment {
     if settings.shared_ports {
         args.push("--shared-ports".to_owned());
     }
+    args.extend(settings.proxy_login.iter().cloned());
     let mut proxy = container(settings, "proxy", args, ports);
     if let Some(ip) = settings.external_address {
         proxy.env.get_or_insert_default().push(EnvVar {

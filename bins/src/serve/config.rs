@@ -126,6 +126,9 @@ pub struct Config {
     /// `[pool] host_lost_after`: how long a Wolf running sessions may stay unreachable before
     /// they are ended (default 20 s).
     pub host_lost_after: Duration,
+    /// `allow_unauthenticated_pin = true`: accept PINs entered without login (as the flag
+    /// `--allow-unauthenticated-pin`; either one allows it).
+    pub allow_unauthenticated_pin: bool,
 }
 
 /// How direwolf reaches a Wolf's API.
@@ -210,6 +213,7 @@ struct RawConfig {
     wolf: Vec<RawWolf>,
     relay: Option<Spanned<RawRelay>>,
     pool: Option<RawPool>,
+    allow_unauthenticated_pin: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -601,6 +605,7 @@ impl Config {
             wolves: source.wolves(raw.wolf)?,
             relay: source.relay(raw.relay)?,
             host_lost_after,
+            allow_unauthenticated_pin: raw.allow_unauthenticated_pin.unwrap_or(false),
         })
     }
 

@@ -143,6 +143,8 @@ struct Plan {
     /// The configured apps (empty without a configuration file).
     apps: Vec<AppConfig>,
     host_lost_after: Duration,
+    /// The configuration file's `allow_unauthenticated_pin`.
+    allow_unauthenticated_pin: bool,
 }
 
 fn plan(args: &ServeArgs) -> anyhow::Result<Plan> {
@@ -189,6 +191,7 @@ fn plan(args: &ServeArgs) -> anyhow::Result<Plan> {
         relay,
         host_apps,
         host_lost_after,
+        allow_unauthenticated_pin: config.as_ref().is_some_and(|c| c.allow_unauthenticated_pin),
     })
 }
 
@@ -355,8 +358,9 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
     let pins: Arc<dyn PinBroker> = Arc::new(InMemoryPinBroker::default());
     // Local accounts: the PIN page checks passwords and the pairing links the admin API issues.
     let links = PairingLinks::default();
-    let builder = args
-        .listen
+    let mut listen = args.listen.clone();
+    listen.allow_unauthenticated_pin |= plan.allow_unauthenticated_pin;
+    let builder = listen
         .apply(MoonlightServer::builder())?
         .with_stores(stores)
         .with_hostname(plan.hostname.clone())

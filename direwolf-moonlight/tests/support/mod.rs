@@ -11,6 +11,7 @@ use direwolf_core::{InMemoryPinBroker, Pairing, PinBroker, ServerIdentity, Store
 use direwolf_moonlight::crypto::{
     CertificateInfo, ServerSigner, aes_ecb_decrypt, aes_ecb_encrypt, derive_key, sha256,
 };
+use direwolf_moonlight::trusted_proxy::TrustedProxies;
 use direwolf_moonlight::{ConnectionLimits, MoonlightServer, MoonlightServerBuilder};
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PKCS_RSA_SHA256, SerialNumber};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -195,7 +196,12 @@ impl Harness {
             .with_http_port(0)
             .with_https_port(0)
             .with_mdns(false)
-            .with_connection_limits(test_limits());
+            .with_connection_limits(test_limits())
+            // These tests are about the protocol, not about who enters the PIN.
+            .with_trusted_proxies(TrustedProxies {
+                networks: vec![],
+                allow_unauthenticated: true,
+            });
         let server = configure(builder).build().await.unwrap();
         let http = server.http_addrs()[0];
         let https = server.https_addrs()[0];

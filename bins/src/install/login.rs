@@ -1,0 +1,76 @@
+//! Who may enter a PIN at the installed proxies: their `--trusted-proxy`, `--oidc-*` and
+//! `--allow-unauthenticated-pin` flags. Without any of them a PIN entered on the page is refused
+//! (the proxy has no local passwords); an administrator can still approve one through the admin
+//! API.
+
+use ipnet::IpNet;
+
+/// The install flags that become the proxy's login flags.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PinLoginArgs {
+    /// An authenticating reverse proxy (address or CIDR) in front of the proxies' HTTP port whose
+    /// `X-Forwarded-User` names who enters a PIN (the proxy's `--trusted-proxy`); repeat for
+    /// several.
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = crate::listen::parse_net)]
+    pub trusted_proxies: Vec<IpNet>,
+
+    /// Single sign-on on the PIN page at this OpenID Connect issuer (the proxy's
+    /// `--oidc-issuer`). Needs `--oidc-client-id`.
+    #[arg(long, value_name = "URL", requires = "oidc_client_id")]
+    pub oidc_issuer: Option<String>,
+
+    /// The client ID registered at the provider (a public client: PKCE).
+    #[arg(long, value_name = "ID", requires = "oidc_issuer")]
+    pub oidc_client_id: Option<String>,
+
+    /// Let the proxies accept PINs entered without login (whoever opens the PIN page link picks
+    /// the user): the proxy's `--allow-unauthenticated-pin`.
+    #[arg(long)]
+    pub allow_unauthenticated_pin: bool,
+}
+
+impl PinLoginArgs {
+    /// The proxy's arguments for these flags.
+    pub fn proxy_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        for net in &self.trusted_proxies {
+            args.extend(["--trusted-proxy".to_owned(), net.to_string()]);
+        }
+        if let (Some(issuer), Some(client)) = (&self.oidc_issuer, &self.oidc_client_id) {
+            args.extend([
+                "--oidc-issuer".to_owned(),
+                issuer.clone(),
+                "--oidc-client-id".to_owned(),
+                client.clone(),
+            ]);
+        }
+        if self.allow_unauthenticated_pin {
+            args.push("--allow-unauthenticated-pin".to_owned());
+        }
+        args
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_flag_becomes_the_proxys() {
+        assert!(
+            PinLoginArgs::default().proxy_args().is_empty(),
+            "nothing allowed silently"
+        );
+        let all = PinLoginArgs {
+            trusted_proxies: vec!["10.0.0.0/8".parse().expect("net")],
+            oidc_issuer: Some("https://id.example.com".into()),
+            oidc_client_id: Some("direwolf".into()),
+            allow_unauthenticated_pin: true,
+        };
+        assert_eq!(
+            all.proxy_args().join(" "),
+            "--trusted-proxy 10.0.0.0/8 --oidc-issuer https://id.example.com --oidc-client-id direwolf \
+             --allow-unauthenticated-pin"
+        );
+    }
+}
