@@ -107,8 +107,19 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "FILE", env = "DIREWOLF_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<std::path::PathBuf>,
 
-    /// The admin API's port on the `--bind` addresses (with `--admin-token-file`). 0 picks a
-    /// free port.
+    /// Serve the admin API with the token in this Secret of the namespace (key `token`),
+    /// created with a random token by the first replica that finds none (what `direwolf
+    /// install` sets up: `direwolf-admin-token`).
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "DIREWOLF_ADMIN_TOKEN_SECRET",
+        conflicts_with = "admin_token_file"
+    )]
+    pub admin_token_secret: Option<String>,
+
+    /// The admin API's port on the `--bind` addresses (with `--admin-token-file` or
+    /// `--admin-token-secret`). 0 picks a free port.
     #[arg(long, value_name = "PORT", default_value_t = crate::admin_port::DEFAULT_ADMIN_PORT, env = "DIREWOLF_ADMIN_PORT")]
     pub admin_port: u16,
 }
@@ -176,14 +187,8 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
         .wait_ready(SYNC_TIMEOUT)
         .await
         .context("the caches did not sync")?;
-    // Read before anything is served, so a bad token file stops the start-up.
-    let token = args
-        .admin_token_file
-        .as_deref()
-        .map(|path| {
-            AdminToken::read(path).with_context(|| format!("cannot read the admin token {}", path.display()))
-        })
-        .transpose()?;
+    // Read before anything is served, so a bad token stops the start-up.
+    let token = admin_token(&args, &client, &namespace).await?;
     let (server, parts) = moonlight_server(&args, readers, &metrics).await?;
     let admin = match token {
         Some(token) => {
@@ -332,6 +337,30 @@ async fn core_stores(stores: &KubeStores, default_user: &UserName) -> anyhow::Re
         info!(user = %default_user, "created the default user");
     }
     Ok(core_stores)
+}
+
+/// The admin API's token: from `--admin-token-file`, or from (or made into) the Secret of
+/// `--admin-token-secret`; `None`: no admin API.
+async fn admin_token(
+    args: &ProxyArgs,
+    client: &kube::Client,
+    namespace: &str,
+) -> anyhow::Result<Option<AdminToken>> {
+    if let Some(path) = &args.admin_token_file {
+        let token = AdminToken::read(path)
+            .with_context(|| format!("cannot read the admin token {}", path.display()))?;
+        return Ok(Some(token));
+    }
+    let Some(name) = &args.admin_token_secret else {
+        return Ok(None);
+    };
+    let secrets = kube::Api::namespaced(client.clone(), namespace);
+    let text = direwolf_k8s::admin_token::load_or_create(&secrets, name, || {
+        AdminToken::generate().expose().to_owned()
+    })
+    .await?;
+    let token = AdminToken::parse(&text).with_context(|| format!("the admin token in Secret {name:?}"))?;
+    Ok(Some(token))
 }
 
 /// What the admin API runs on: the server's stores, PIN broker and launcher.

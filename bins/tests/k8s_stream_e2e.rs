@@ -30,7 +30,7 @@ use direwolf_k8s::operator::config::{
 };
 use direwolf_k8s::stream;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::{Event, Pod, Secret};
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use serde_json::Value;
@@ -969,10 +969,67 @@ fn flows_split_across_two_proxy_replicas_stream() {
     );
 }
 
+/// The admin API of a proxy `direwolf install` set up, driven by the CLI from outside.
+struct AdminApi {
+    connection: Vec<String>,
+}
+
+impl AdminApi {
+    /// Port 47990 of the proxy pod at `ip`, with the token of Secret `direwolf-admin-token` and
+    /// the certificate fingerprint of the start-up line in `log`.
+    fn of_installed_proxy(
+        runtime: &tokio::runtime::Runtime,
+        client: &kube::Client,
+        ns: &str,
+        ip: &str,
+        log: &Path,
+    ) -> AdminApi {
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+        let secret = runtime
+            .block_on(testenv::within(
+                "the admin token Secret",
+                secrets.get(direwolf_k8s::admin_token::DEFAULT_SECRET),
+            ))
+            .expect("the proxy made its admin token Secret");
+        let token = secret
+            .data
+            .and_then(|d| d.get(direwolf_k8s::admin_token::TOKEN_KEY).cloned())
+            .map(|b| String::from_utf8(b.0).expect("a UTF-8 token"))
+            .expect("a token in the Secret");
+        let log = std::fs::read_to_string(log).expect("the proxy's log");
+        let fingerprint = log
+            .lines()
+            .filter(|l| l.contains("direwolf proxy started"))
+            .flat_map(str::split_whitespace)
+            .find_map(|field| field.strip_prefix("server.fingerprint="))
+            .map(|f| f.trim_matches('"').to_owned())
+            .unwrap_or_else(|| panic!("no server.fingerprint in the proxy's start-up line:\n{log}"));
+        AdminApi {
+            connection: vec![
+                "--url".to_owned(),
+                format!("https://{ip}:47990"),
+                "--token".to_owned(),
+                token,
+                "--fingerprint".to_owned(),
+                fingerprint,
+            ],
+        }
+    }
+
+    /// Runs `direwolf ARGS` against it; its standard output.
+    fn ok(&self, args: &[&str]) -> String {
+        support::run(
+            support::direwolf().args(args).args(&self.connection),
+            &format!("direwolf {}", args.join(" ")),
+        )
+    }
+}
+
 /// `direwolf install`'s own manifests, run: its proxy and operator Deployments (one replica
 /// each) become Ready in pods on the stand-in, under their ServiceAccounts with their Roles, and
-/// a client pairs with the proxy pod, launches and streams from a Wolf pod. The only changes to
-/// what `direwolf install` prints are placements: the Deployments and (through the operator's
+/// a client pairs with the proxy pod (a bare PIN refused, the PIN approved through the proxy's
+/// admin API with the token the proxy made in its Secret), launches and streams from a Wolf pod.
+/// The only changes to what `direwolf install` prints are placements: the Deployments and (through the operator's
 /// `--stream-node-selector`) the stream pods go to the stand-in's node, not to kwok's.
 #[test]
 fn the_installed_proxy_and_operator_run_in_pods_and_a_client_streams() {
@@ -992,7 +1049,6 @@ fn the_installed_proxy_and_operator_run_in_pods_and_a_client_streams() {
             "1",
             "--operator-replicas",
             "1",
-            "--allow-unauthenticated-pin",
         ]),
         "direwolf install",
     );
@@ -1103,9 +1159,23 @@ fn the_installed_proxy_and_operator_run_in_pods_and_a_client_streams() {
         &["post-pin", "--pin", PIN, "--secret", secret, "--user", "alice"],
     )
     .report(DRIVER_TIMEOUT);
-    assert_eq!(posted["status"], 200, "the PIN page accepts the PIN: {posted}");
+    assert_eq!(
+        posted["status"], 401,
+        "the installed proxy refuses a PIN entered without login: {posted}"
+    );
+    // An administrator approves it through the proxy's admin API: the token the proxy made in
+    // its Secret, the certificate its start-up line names.
+    let admin = AdminApi::of_installed_proxy(&runtime, &client, &ns, &ip, &proxy_log);
+    let users = admin.ok(&["user", "list", "--output", "json"]);
+    assert!(
+        users.contains("\"alice\""),
+        "the admin API lists the Users: {users}"
+    );
+    admin.ok(&["pairing", "approve", secret, "--pin", PIN, "--user", "alice"]);
     let paired = pairing.json_result(DRIVER_TIMEOUT);
     assert_eq!(paired["ok"], true, "pairing: {paired}");
+    let pairings = admin.ok(&["pairing", "list", "--output", "json"]);
+    assert!(pairings.contains("\"alice\""), "alice's pairing: {pairings}");
 
     // Launch and stream through the proxy pod's relay from the Wolf pod the operator made.
     let stop = dir.path().join("stop");

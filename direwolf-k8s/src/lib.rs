@@ -9,6 +9,7 @@
 //! * [`launcher`]: launch, resume and cancel as `Session` objects ([`launcher::KubeLauncher`]);
 //! * [`exposure`]: every Session's stream ports published on the proxies' LoadBalancer Service;
 //! * [`keys`]: the Secret holding a Session's stream keys, readable only by its agent;
+//! * [`admin_token`]: the admin API's token in a Secret the proxy replicas share;
 //! * [`leader`]: leader election on a Lease, so that one `direwolf operator` replica writes
 //!   ([`leader::LeaderElector`]);
 //! * [`operator`]: the Session operator: ports, home, agent account and stream pod per Session,
@@ -39,6 +40,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod admin_token;
 #[cfg(feature = "agent")]
 pub mod agent;
 pub mod crd;

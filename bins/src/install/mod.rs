@@ -117,6 +117,12 @@ pub struct InstallArgs {
     #[command(flatten)]
     pub login: login::PinLoginArgs,
 
+    /// Leave the admin API out: by default the proxies serve it (and the web UI) on port 47990 of
+    /// their Service, HTTPS with the server's certificate, with the token `direwolf proxy` keeps
+    /// in Secret `direwolf-admin-token` (created by the first replica that starts).
+    #[arg(long)]
+    pub no_admin_api: bool,
+
     /// Write the namespace-less kustomize base into DIR instead of printing: one file per
     /// concern and `kustomization.yaml`, without the CRDs and the namespace.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["namespace", "no_crds"])]
@@ -182,6 +188,8 @@ pub struct Settings {
     pub shared_ports: bool,
     /// The proxy's login flags (`--trusted-proxy`, `--oidc-*`, `--allow-unauthenticated-pin`).
     pub proxy_login: Vec<String>,
+    /// The proxies serve the admin API with the token of Secret `direwolf-admin-token`.
+    pub admin_api: bool,
 }
 
 /// The exposure of `args`, or why its flags contradict each other (one line).
@@ -256,6 +264,7 @@ impl Settings {
             sharing_key: sharing_key(args),
             shared_ports: args.shared_ports,
             proxy_login: args.login.proxy_args(),
+            admin_api: !args.no_admin_api,
         }
     }
 

@@ -25,14 +25,22 @@ accepted only from someone who logged in (direwolf install --oidc-issuer, --trus
 
 /// Moonlight's HTTPS and HTTP ports.
 const PORTS: [(&str, i32); 2] = [("https", 47984), ("http", 47989)];
+/// The admin API's and web UI's port.
+const ADMIN_PORT: (&str, i32) = ("admin", crate::admin_port::DEFAULT_ADMIN_PORT as i32);
+
+/// The proxies' TCP ports: Moonlight's, and the admin port when it is served.
+fn ports(settings: &Settings) -> Vec<(&'static str, i32)> {
+    let admin = settings.admin_api.then_some(ADMIN_PORT);
+    PORTS.into_iter().chain(admin).collect()
+}
 
 /// The proxies' Deployment. Replicas share everything through the API server (pending PINs as
 /// Secrets, docs/protocol/moonlight-http.md § Several proxy replicas).
 pub fn deployment_of(settings: &Settings) -> Deployment {
-    let ports = PORTS
-        .iter()
+    let ports = ports(settings)
+        .into_iter()
         .rev()
-        .map(|&(name, number)| port(name, number))
+        .map(|(name, number)| port(name, number))
         .collect();
     let mut args = vec!["proxy".to_owned()];
     // Outside the relay mode Wolf listens on the public ports and the operator exposes them.
@@ -43,6 +51,12 @@ pub fn deployment_of(settings: &Settings) -> Deployment {
         args.push("--shared-ports".to_owned());
     }
     args.extend(settings.proxy_login.iter().cloned());
+    if settings.admin_api {
+        args.extend([
+            "--admin-token-secret".to_owned(),
+            direwolf_k8s::admin_token::DEFAULT_SECRET.to_owned(),
+        ]);
+    }
     let mut proxy = container(settings, "proxy", args, ports);
     if let Some(ip) = settings.external_address {
         proxy.env.get_or_insert_default().push(EnvVar {
@@ -123,9 +137,9 @@ pub fn service(settings: &Settings) -> Service {
             session_affinity: Some("ClientIP".to_owned()),
             selector: Component::Proxy.selector().match_labels,
             ports: Some(
-                PORTS
-                    .iter()
-                    .map(|&(name, number)| ServicePort {
+                ports(settings)
+                    .into_iter()
+                    .map(|(name, number)| ServicePort {
                         name: Some(name.to_owned()),
                         port: number,
                         target_port: Some(IntOrString::String(name.to_owned())),

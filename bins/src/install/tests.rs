@@ -360,7 +360,15 @@ fn exposure_modes_render_consistent_operator_and_proxy_flags() {
         .args
         .clone()
         .unwrap();
-    assert_eq!(proxy_args, ["proxy", "--no-relay"]);
+    assert_eq!(
+        proxy_args,
+        [
+            "proxy",
+            "--no-relay",
+            "--admin-token-secret",
+            "direwolf-admin-token"
+        ]
+    );
     let service = proxy::service(&lb);
     let annotations = service.metadata.annotations.unwrap();
     assert_eq!(annotations["lbipam.cilium.io/sharing-key"], "games");
@@ -528,7 +536,15 @@ fn shared_ports_render_both_flags_and_reserve_the_four_ports() {
     assert!(operator::args(&shared).contains(&"--shared-ports".to_owned()));
     let pod = proxy::deployment_of(&shared).spec.unwrap().template.spec.unwrap();
     let args = pod.containers[0].args.clone().unwrap();
-    assert_eq!(args, ["proxy", "--shared-ports"]);
+    assert_eq!(
+        args,
+        [
+            "proxy",
+            "--shared-ports",
+            "--admin-token-secret",
+            "direwolf-admin-token"
+        ]
+    );
     let sysctls = pod.security_context.unwrap().sysctls.unwrap();
     assert_eq!(sysctls[0].value, "47999,48010,48100,48200");
     let default = Settings::new(&parse(&[]).expect("parse"));
@@ -537,4 +553,35 @@ fn shared_ports_render_both_flags_and_reserve_the_four_ports() {
         exposure(&parse(&["--shared-ports", "--exposure", "gateway", "--gateway", "gw/x"]).expect("parse"))
             .expect_err("refused");
     assert!(why.contains("--shared-ports"), "{why}");
+}
+
+/// The proxies serve the admin API and web UI by default: the token's Secret named in their
+/// args, port 47990 on the container and on the Service; `--no-admin-api` leaves all three out.
+#[test]
+fn the_admin_api_is_served_on_the_proxies_service_unless_left_out() {
+    let served = |settings: &Settings| {
+        let deployment = proxy::deployment_of(settings);
+        let container = deployment.spec.unwrap().template.spec.unwrap().containers[0].clone();
+        let args = container.args.unwrap();
+        let secret = args
+            .windows(2)
+            .any(|w| w[0] == "--admin-token-secret" && w[1] == "direwolf-admin-token");
+        let on_container = container
+            .ports
+            .unwrap()
+            .iter()
+            .any(|p| p.name.as_deref() == Some("admin") && p.container_port == 47990);
+        let on_service = proxy::service(settings)
+            .spec
+            .unwrap()
+            .ports
+            .unwrap()
+            .iter()
+            .any(|p| p.name.as_deref() == Some("admin") && p.port == 47990);
+        [secret, on_container, on_service]
+    };
+    let default = Settings::new(&parse(&[]).expect("parse"));
+    assert_eq!(served(&default), [true; 3]);
+    let without = Settings::new(&parse(&["--no-admin-api"]).expect("parse"));
+    assert_eq!(served(&without), [false; 3]);
 }
