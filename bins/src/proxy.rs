@@ -187,7 +187,8 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
     let (server, parts) = moonlight_server(&args, readers, &metrics).await?;
     let admin = match token {
         Some(token) => {
-            let (stores, broker, launcher) = parts;
+            let (stores, broker, launcher, oidc) = parts;
+            let sso = crate::admin_sso::web_ui(oidc, args.listen.oidc_admin_redirect_url.clone());
             crate::admin_port::start(
                 &args.listen.bind,
                 args.admin_port,
@@ -195,7 +196,10 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
                 broker,
                 launcher,
                 token,
-                None,
+                |api| match sso {
+                    Some((sso, redirect)) => api.with_single_sign_on(sso, redirect),
+                    None => api,
+                },
             )
             .await?
         }
@@ -334,8 +338,14 @@ async fn core_stores(stores: &KubeStores, default_user: &UserName) -> anyhow::Re
     Ok(core_stores)
 }
 
-/// What the admin API runs on: the server's stores, PIN broker and launcher.
-type AdminParts = (Stores, Arc<dyn PinBroker>, Arc<dyn Launcher>);
+/// What the admin API runs on: the server's stores, PIN broker and launcher, and the single
+/// sign-on the PIN page uses (for the web UI too).
+type AdminParts = (
+    Stores,
+    Arc<dyn PinBroker>,
+    Arc<dyn Launcher>,
+    Option<Arc<direwolf_moonlight::oidc::OidcLogin>>,
+);
 
 /// Builds and binds the Moonlight server on the synced readers; returns it with what it runs on.
 async fn moonlight_server(
@@ -349,9 +359,8 @@ async fn moonlight_server(
     ));
     let broker: Arc<dyn PinBroker> = Arc::new(readers.broker);
     let stores = core_stores(&readers.stores, &args.default_user).await?;
-    let mut builder = args
-        .listen
-        .apply(MoonlightServer::builder())?
+    let (builder, oidc) = args.listen.apply(MoonlightServer::builder())?;
+    let mut builder = builder
         .with_stores(stores.clone())
         .with_launcher(launcher.clone())
         .with_pairing_metrics(PairingMetrics::register(metrics))
@@ -367,7 +376,7 @@ async fn moonlight_server(
         .build()
         .await
         .context("cannot start the Moonlight server")?;
-    Ok((server, (stores, broker, launcher)))
+    Ok((server, (stores, broker, launcher, oidc)))
 }
 
 #[cfg(test)]

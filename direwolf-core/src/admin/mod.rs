@@ -16,8 +16,9 @@
 //! | `/pending-pairings`, `/pending-pairings/{secret}/approve` | `GET`; `POST {"pin", "user"}` |
 //! | `/sessions`, `/sessions/{id}` | `GET`; `DELETE` (stops it) |
 //!
-//! Outside `/api/v1` the same port serves the web UI ([`ui`]): a local account logs in and the
-//! page calls this API with a session cookie, as an administrator or for the person's own data.
+//! Outside `/api/v1` the same port serves the web UI ([`ui`]): a local account logs in (or
+//! anyone through single sign-on, [`ui_sso`]) and the page calls this API with a session
+//! cookie, as an administrator or for the person's own data.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -46,6 +47,7 @@ pub mod sessions;
 pub mod token;
 pub mod ui;
 mod ui_handlers;
+pub mod ui_sso;
 pub mod users;
 
 pub use audit::Actor;
@@ -84,6 +86,8 @@ pub struct AdminApi {
     ui_sessions: ui::UiSessions,
     /// Wrong web UI passwords per network.
     ui_logins: ui::LoginThrottle,
+    /// The web UI's single sign-on and its configured redirect URL, if any.
+    sso: Option<(Arc<dyn ui_sso::SingleSignOn>, Option<String>)>,
 }
 
 impl fmt::Debug for AdminApi {
@@ -113,7 +117,19 @@ impl AdminApi {
             changes: Arc::default(),
             ui_sessions: ui::UiSessions::default(),
             ui_logins: ui::LoginThrottle::default(),
+            sso: None,
         }
+    }
+
+    /// Single sign-on on the web UI's login page ([`ui_sso`]), the provider coming back to
+    /// `redirect_url` (default: `https://HOST/ui/oidc/callback`, HOST from the request).
+    pub fn with_single_sign_on(
+        mut self,
+        sso: Arc<dyn ui_sso::SingleSignOn>,
+        redirect_url: Option<String>,
+    ) -> Self {
+        self.sso = Some((sso, redirect_url));
+        self
     }
 
     /// Local accounts (single-machine mode): users may be given passwords, and one-time pairing
