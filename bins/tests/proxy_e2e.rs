@@ -558,16 +558,20 @@ fn without_the_crds_the_proxy_exits_with_an_install_hint() {
 }
 
 /// Single sign-on on the proxy's PIN page (issue 13): a person logs in at a real OpenID Connect
-/// provider (`support::oidc`) and the Pairing belongs to the user the provider names.
+/// provider (`support::oidc`) and the Pairing belongs to the user the provider names. The web UI
+/// on the proxy's admin port (which has no local passwords) logs in at the same provider, and a
+/// second client's PIN entered there is that user's too.
 #[test]
 fn single_sign_on_decides_whose_pairing_the_proxy_stores() {
     require_moonlight_python();
     let dir = support::oidc::install_provider();
     let cluster = Cluster::start();
-    let http_port = support::oidc::free_port();
+    let (http_port, admin_port) = (support::oidc::free_port(), support::oidc::free_port());
     let (_provider, issuer) = support::oidc::start_provider(
         &dir,
-        &format!("http://127.0.0.1:{http_port}/pin/oidc/callback"),
+        &format!(
+            "http://127.0.0.1:{http_port}/pin/oidc/callback,https://127.0.0.1:{admin_port}/ui/oidc/callback"
+        ),
         None,
     );
     let proc = Proc::spawn(
@@ -583,6 +587,8 @@ fn single_sign_on_decides_whose_pairing_the_proxy_stores() {
                 "--oidc-client-id",
                 support::oidc::CLIENT_ID,
             ])
+            .args(["--admin-port", &admin_port.to_string(), "--admin-token-file"])
+            .arg(admin_token_file(&cluster))
             .env("KUBECONFIG", &cluster.kubeconfig)
             .env_remove("KUBERNETES_SERVICE_HOST")
             .env_remove("POD_NAMESPACE")
@@ -611,4 +617,27 @@ fn single_sign_on_decides_whose_pairing_the_proxy_stores() {
         .expect("get pairing")
         .expect("a Pairing named by the client certificate's fingerprint");
     assert_eq!(pairing.spec.user_reference.name, support::oidc::OIDC_USER);
+
+    // The web UI: single sign-on, then the PIN of a second client.
+    let driver = support::spawn_driver(
+        proxy.http_port,
+        &cluster.root.join("client2"),
+        &["pair", "--pin", PIN],
+    );
+    let line = proxy.proc.wait_for("Insert pin at http://", DRIVER_TIMEOUT);
+    let (_, secret) = support::pin_link(&line);
+    let report = support::oidc::browse_web_ui(&format!("https://127.0.0.1:{admin_port}"), secret, PIN);
+    assert_eq!(report["session"]["user"], support::oidc::OIDC_USER, "{report}");
+    assert_eq!(report["session"]["admin"], false, "{report}");
+    assert_eq!(report["approve"][0], 204, "the PIN is accepted: {report}");
+    let paired = driver.json_result(DRIVER_TIMEOUT);
+    assert_eq!(paired["ok"], true, "pairing succeeds: {paired}");
+    let owned = cluster
+        .block("list pairings", pairings.list(&Default::default()))
+        .expect("list pairings")
+        .items
+        .iter()
+        .filter(|p| p.spec.user_reference.name == support::oidc::OIDC_USER)
+        .count();
+    assert_eq!(owned, 2, "both pairings are the user's");
 }
