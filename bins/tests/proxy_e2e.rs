@@ -495,6 +495,37 @@ fn the_proxy_watches_each_kind_once() {
     proxy.proc.stop();
 }
 
+/// Issue 13: the proxy has no local passwords; without single sign-on, a login proxy or
+/// `--allow-unauthenticated-pin`, its PIN page says beforehand that nobody can log in and
+/// refuses a bare PIN (401).
+#[test]
+fn without_a_login_the_proxys_pin_page_says_so_and_refuses_a_bare_pin() {
+    let cluster = Cluster::start();
+    let proc = Proc::spawn(
+        "proxy bare",
+        proxy_command(&cluster)
+            .env_remove("POD_NAMESPACE")
+            .env("RUST_LOG", "info"),
+    );
+    let proxy = Direwolf::started(proc, "direwolf proxy started", START);
+    assert!(
+        proxy
+            .proc
+            .printed("a PIN is accepted only from someone who logged in")
+    );
+    let page = http_get(SocketAddr::from(([127, 0, 0, 1], proxy.http_port)), "/pin/");
+    assert!(page.contains(r#"data-notice="configured""#), "{page}");
+    assert!(page.contains("direwolf pairing approve"), "{page}");
+    let (status, text) = support::post_pin(proxy.http_port, "1234", "0123456789ABCDEF");
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("No one can log in on this server"), "{text}");
+    assert!(
+        proxy
+            .proc
+            .printed_line_with(&["direwolf::audit", "PIN entry without login refused"])
+    );
+}
+
 #[test]
 fn two_replicas_pin_posted_to_the_other_replica() {
     pin_posted_to_the_other_replica(Cluster::start());
