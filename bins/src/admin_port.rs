@@ -5,7 +5,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use direwolf_core::accounts::PairingLinks;
 use direwolf_core::admin::identity_headers::TrustedProxies;
 use direwolf_core::admin::{AdminApi, AdminServer, AdminToken};
 use direwolf_core::{Launcher, PinBroker, Stores};
@@ -16,11 +15,11 @@ use crate::listen::ListenArgs;
 /// The admin API's default port: where Sunshine users find their web UI.
 pub const DEFAULT_ADMIN_PORT: u16 = 47990;
 
-/// Serves the admin API over `stores`, `broker` and `launcher`, bearing `token` (with local
-/// accounts, pairing links and the PIN page's HTTP port, in single-machine mode), on `port` of
-/// every `--bind` address of `listen` (default: every IPv6 and IPv4 address), with the stored
-/// server identity (the Moonlight server has created it by now). Identity headers from anyone
-/// but `listen`'s `--trusted-proxy` addresses are refused.
+/// Serves the admin API over `stores`, `broker` and `launcher`, bearing `token`, as `configure`
+/// completes it (local accounts in single-machine mode, single sign-on), on `port` of every
+/// `--bind` address of `listen` (default: every IPv6 and IPv4 address), with the stored server
+/// identity (the Moonlight server has created it by now). Identity headers from anyone but
+/// `listen`'s `--trusted-proxy` addresses are refused.
 pub async fn start(
     listen: &ListenArgs,
     port: u16,
@@ -28,7 +27,7 @@ pub async fn start(
     broker: Arc<dyn PinBroker>,
     launcher: Arc<dyn Launcher>,
     token: AdminToken,
-    local_accounts: Option<(PairingLinks, u16)>,
+    configure: impl FnOnce(AdminApi) -> AdminApi,
 ) -> anyhow::Result<Vec<AdminServer>> {
     let identity = stores
         .identity
@@ -37,12 +36,11 @@ pub async fn start(
         .context("the server identity is missing after the server started")?;
     let loaded = LoadedIdentity::new(identity).context("the stored server identity is unusable")?;
     let tls = direwolf_moonlight::tls::admin_server_config(&loaded).context("admin TLS configuration")?;
-    let mut api = AdminApi::new(stores, broker, launcher, token)
-        .with_trusted_proxies(TrustedProxies::new(&listen.trusted_proxies));
+    let api = configure(
+        AdminApi::new(stores, broker, launcher, token)
+            .with_trusted_proxies(TrustedProxies::new(&listen.trusted_proxies)),
+    );
     let bind = listen.bind.as_slice();
-    if let Some((links, http_port)) = local_accounts {
-        api = api.with_local_accounts(links, http_port);
-    }
     let addrs: Vec<IpAddr> = if bind.is_empty() {
         vec![IpAddr::V6(Ipv6Addr::UNSPECIFIED)]
     } else {

@@ -77,6 +77,17 @@ pub struct ListenArgs {
     )]
     pub oidc_redirect_url: Option<String>,
 
+    /// The redirect URL registered at the provider for the web UI on the admin port. Default:
+    /// `https://HOST/ui/oidc/callback`, HOST being the address (and port) the web UI was opened
+    /// at.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "DIREWOLF_OIDC_ADMIN_REDIRECT_URL",
+        requires = "oidc_issuer"
+    )]
+    pub oidc_admin_redirect_url: Option<String>,
+
     /// The ID token claim naming the user (made a user name as `--trusted-proxy` names are); when
     /// the token lacks it, the local part of `email`.
     #[arg(long, value_name = "CLAIM", env = "DIREWOLF_OIDC_USER_CLAIM", default_value = DEFAULT_USER_CLAIM)]
@@ -92,13 +103,17 @@ pub(crate) fn parse_net(text: &str) -> Result<IpNet, String> {
 
 impl ListenArgs {
     /// Sets the ports, the PIN page's logins and, when any were given, the addresses on
-    /// `builder`.
+    /// `builder`; the single sign-on it configured, for the admin port's web UI too.
     ///
     /// # Errors
     /// An unreadable client secret file or an unusable OpenID Connect setting.
-    pub fn apply(&self, builder: MoonlightServerBuilder) -> anyhow::Result<MoonlightServerBuilder> {
-        let builder = match self.oidc()? {
-            Some(oidc) => builder.with_oidc(Arc::new(oidc)),
+    pub fn apply(
+        &self,
+        builder: MoonlightServerBuilder,
+    ) -> anyhow::Result<(MoonlightServerBuilder, Option<Arc<OidcLogin>>)> {
+        let oidc = self.oidc()?.map(Arc::new);
+        let builder = match &oidc {
+            Some(oidc) => builder.with_oidc(oidc.clone()),
             None => builder,
         };
         self.log_pin_logins();
@@ -109,11 +124,12 @@ impl ListenArgs {
                 networks: self.trusted_proxies.clone(),
                 allow_unauthenticated: self.allow_unauthenticated_pin,
             });
-        Ok(if self.bind.is_empty() {
+        let builder = if self.bind.is_empty() {
             builder
         } else {
             builder.with_bind_addrs(self.bind.clone())
-        })
+        };
+        Ok((builder, oidc))
     }
 
     /// Says at start-up who may enter a PIN.
@@ -152,6 +168,12 @@ impl ListenArgs {
                 Some(secret)
             }
         };
+        if let Some(url) = &self.oidc_admin_redirect_url {
+            anyhow::ensure!(
+                url.starts_with("https://") && url.len() > "https://".len(),
+                "--oidc-admin-redirect-url {url:?} must be an https URL (the admin port is HTTPS)"
+            );
+        }
         let oidc = OidcLogin::new(OidcConfig {
             issuer: issuer.clone(),
             client_id: client_id.clone(),

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod admin;
 mod admin_port;
+mod admin_sso;
 mod agent;
 mod check;
 mod crd;

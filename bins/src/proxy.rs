@@ -192,7 +192,8 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
     let (server, parts) = moonlight_server(&args, readers, &metrics).await?;
     let admin = match token {
         Some(token) => {
-            let (stores, broker, launcher) = parts;
+            let (stores, broker, launcher, oidc) = parts;
+            let sso = crate::admin_sso::web_ui(oidc, args.listen.oidc_admin_redirect_url.clone());
             crate::admin_port::start(
                 &args.listen,
                 args.admin_port,
@@ -200,7 +201,10 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
                 broker,
                 launcher,
                 token,
-                None,
+                |api| match sso {
+                    Some((sso, redirect)) => api.with_single_sign_on(sso, redirect),
+                    None => api,
+                },
             )
             .await?
         }
@@ -363,8 +367,14 @@ async fn admin_token(
     Ok(Some(token))
 }
 
-/// What the admin API runs on: the server's stores, PIN broker and launcher.
-type AdminParts = (Stores, Arc<dyn PinBroker>, Arc<dyn Launcher>);
+/// What the admin API runs on: the server's stores, PIN broker and launcher, and the single
+/// sign-on the PIN page uses (for the web UI too).
+type AdminParts = (
+    Stores,
+    Arc<dyn PinBroker>,
+    Arc<dyn Launcher>,
+    Option<Arc<direwolf_moonlight::oidc::OidcLogin>>,
+);
 
 /// Builds and binds the Moonlight server on the synced readers; returns it with what it runs on.
 async fn moonlight_server(
@@ -378,9 +388,8 @@ async fn moonlight_server(
     ));
     let broker: Arc<dyn PinBroker> = Arc::new(readers.broker);
     let stores = core_stores(&readers.stores, &args.default_user).await?;
-    let mut builder = args
-        .listen
-        .apply(MoonlightServer::builder())?
+    let (builder, oidc) = args.listen.apply(MoonlightServer::builder())?;
+    let mut builder = builder
         .with_stores(stores.clone())
         .with_launcher(launcher.clone())
         .with_pairing_metrics(PairingMetrics::register(metrics))
@@ -396,7 +405,7 @@ async fn moonlight_server(
         .build()
         .await
         .context("cannot start the Moonlight server")?;
-    Ok((server, (stores, broker, launcher)))
+    Ok((server, (stores, broker, launcher, oidc)))
 }
 
 #[cfg(test)]

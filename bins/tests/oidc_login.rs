@@ -8,6 +8,9 @@
 //! callback is refused (400), a PIN without login too (401), and with the provider down the
 //! login is a 502, audited, with the PIN still pending. A confidential client logs in with its
 //! secret (`--oidc-client-secret-file`); with a wrong one the provider refuses the code (401).
+//! The web UI on the admin port logs in at the same provider ("Log in with single sign-on",
+//! `browser.py --web-ui`) and enters the PIN of the client waiting: the pairing is that user's;
+//! the callback replayed is a 400, the provider down a 502, each audited.
 
 mod support;
 
@@ -16,7 +19,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::oidc::{CLIENT_ID, OIDC_USER, browse, free_port, install_provider, start_provider};
+use support::oidc::{
+    CLIENT_ID, OIDC_USER, browse, browse_web_ui, free_port, install_provider, start_provider,
+};
 use support::{
     DRIVER_TIMEOUT, Direwolf, Proc, direwolf, field, http_exchange, pin_link, port_of, post_pin, spawn_driver,
 };
@@ -24,13 +29,30 @@ use support::{
 /// `direwolf serve` on `data` with its HTTP port at `http_port` and single sign-on at `issuer`,
 /// then `extra` flags.
 fn serve(data: &Path, http_port: u16, issuer: &str, extra: &[&str]) -> Direwolf {
+    serve_with_admin_port(data, http_port, 0, issuer, extra)
+}
+
+/// [`serve`] with its admin port at `admin_port`.
+fn serve_with_admin_port(
+    data: &Path,
+    http_port: u16,
+    admin_port: u16,
+    issuer: &str,
+    extra: &[&str],
+) -> Direwolf {
     let mut command = direwolf();
     command
         .arg("serve")
         .arg("--data-dir")
         .arg(data)
         .args(["--bind", "127.0.0.1", "--http-port", &http_port.to_string()])
-        .args(["--https-port", "0", "--admin-port", "0", "--no-mdns"])
+        .args([
+            "--https-port",
+            "0",
+            "--admin-port",
+            &admin_port.to_string(),
+            "--no-mdns",
+        ])
         .args(["--pin-timeout", "120"])
         .args(["--oidc-issuer", issuer, "--oidc-client-id", CLIENT_ID])
         .args(extra)
@@ -262,6 +284,101 @@ fn url_param(url: &str, name: &str) -> String {
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_owned())
         .unwrap_or_else(|| panic!("no {name} in {url}"))
+}
+
+#[test]
+fn the_web_ui_logs_in_with_single_sign_on_and_enters_a_pin_for_that_user() {
+    support::require_moonlight_python();
+    let dir = install_provider();
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let (http_port, admin_port) = (free_port(), free_port());
+    let (mut provider, issuer) = start_provider(
+        &dir,
+        &format!(
+            "http://127.0.0.1:{http_port}/pin/oidc/callback,https://127.0.0.1:{admin_port}/ui/oidc/callback"
+        ),
+        None,
+    );
+    let server = serve_with_admin_port(&tmp.path().join("data"), http_port, admin_port, &issuer, &[]);
+    let admin_url = format!("https://127.0.0.1:{admin_port}");
+
+    // Ada logs in to the web UI through the provider, then enters the PIN her client shows.
+    let driver = spawn_driver(http_port, &tmp.path().join("client"), &["pair", "--pin", "2468"]);
+    let line = server.proc.wait_for("Insert pin at http://", DRIVER_TIMEOUT);
+    let (_, secret) = pin_link(&line);
+    let report = browse_web_ui(&admin_url, secret, "2468");
+    assert_eq!(
+        report["url"],
+        format!("{admin_url}/"),
+        "back on the web UI: {report}"
+    );
+    assert_eq!(report["status"], 200, "{report}");
+    assert_eq!(report["session"]["user"], OIDC_USER, "{report}");
+    assert_eq!(
+        report["session"]["admin"], false,
+        "not an administrator: {report}"
+    );
+    assert_eq!(report["approve"][0], 204, "the PIN is accepted: {report}");
+    let paired = driver.json_result(DRIVER_TIMEOUT);
+    assert_eq!(paired["ok"], true, "pairing must succeed: {paired}");
+    let line = server.proc.wait_for("client paired", Duration::from_secs(10));
+    assert!(line.contains(&format!("user={OIDC_USER}")), "{line}");
+    // The provider's redirect back, opened again: 400, audited.
+    assert_eq!(report["replay"][0], 400, "{report}");
+    let proc = &server.proc;
+    assert!(
+        proc.printed_line_with(&[
+            "direwolf::audit",
+            "ui/oidc/callback",
+            "status=400",
+            "not started in this browser"
+        ]),
+        "the replay is audited\n{}",
+        proc.tail()
+    );
+    assert!(
+        proc.printed_line_with(&[
+            "direwolf::audit",
+            "web-ui",
+            "oidc-login",
+            &format!("user={OIDC_USER}")
+        ]),
+        "the login is audited\n{}",
+        proc.tail()
+    );
+    let callback = report["visited"]
+        .as_array()
+        .and_then(|v| {
+            v.iter()
+                .filter_map(Value::as_str)
+                .find(|u| u.contains("/ui/oidc/callback?"))
+        })
+        .expect("the provider redirected to the callback")
+        .to_owned();
+    for secret in [url_param(&callback, "code"), url_param(&callback, "state")] {
+        assert!(!proc.printed(&secret), "{secret:?} must never be logged");
+    }
+
+    // The provider is down: the web UI's login is a 502, audited; nobody is logged in.
+    provider.kill();
+    drop(server);
+    let tmp2 = tempfile::tempdir().expect("temporary directory");
+    let admin_port = free_port();
+    let server = serve_with_admin_port(&tmp2.path().join("data"), free_port(), admin_port, &issuer, &[]);
+    let report = browse_web_ui(&format!("https://127.0.0.1:{admin_port}"), secret, "2468");
+    assert_eq!(report["status"], 502, "{report}");
+    assert!(
+        report["body"].as_str().is_some_and(|b| b.contains("unreachable")),
+        "{report}"
+    );
+    assert_eq!(report["session"]["status"], 401, "{report}");
+    let audited = server
+        .proc
+        .wait_for("single sign-on not started", Duration::from_secs(10));
+    assert!(
+        audited.contains("direwolf::audit") && audited.contains("web-ui"),
+        "{audited}"
+    );
 }
 
 #[test]

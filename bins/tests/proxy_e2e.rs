@@ -495,6 +495,37 @@ fn the_proxy_watches_each_kind_once() {
     proxy.proc.stop();
 }
 
+/// Issue 13: the proxy has no local passwords; without single sign-on, a login proxy or
+/// `--allow-unauthenticated-pin`, its PIN page says beforehand that nobody can log in and
+/// refuses a bare PIN (401).
+#[test]
+fn without_a_login_the_proxys_pin_page_says_so_and_refuses_a_bare_pin() {
+    let cluster = Cluster::start();
+    let proc = Proc::spawn(
+        "proxy bare",
+        proxy_command(&cluster)
+            .env_remove("POD_NAMESPACE")
+            .env("RUST_LOG", "info"),
+    );
+    let proxy = Direwolf::started(proc, "direwolf proxy started", START);
+    assert!(
+        proxy
+            .proc
+            .printed("a PIN is accepted only from someone who logged in")
+    );
+    let page = http_get(SocketAddr::from(([127, 0, 0, 1], proxy.http_port)), "/pin/");
+    assert!(page.contains(r#"data-notice="configured""#), "{page}");
+    assert!(page.contains("direwolf pairing approve"), "{page}");
+    let (status, text) = support::post_pin(proxy.http_port, "1234", "0123456789ABCDEF");
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("No one can log in on this server"), "{text}");
+    assert!(
+        proxy
+            .proc
+            .printed_line_with(&["direwolf::audit", "PIN entry without login refused"])
+    );
+}
+
 #[test]
 fn two_replicas_pin_posted_to_the_other_replica() {
     pin_posted_to_the_other_replica(Cluster::start());
@@ -558,16 +589,20 @@ fn without_the_crds_the_proxy_exits_with_an_install_hint() {
 }
 
 /// Single sign-on on the proxy's PIN page (issue 13): a person logs in at a real OpenID Connect
-/// provider (`support::oidc`) and the Pairing belongs to the user the provider names.
+/// provider (`support::oidc`) and the Pairing belongs to the user the provider names. The web UI
+/// on the proxy's admin port (which has no local passwords) logs in at the same provider, and a
+/// second client's PIN entered there is that user's too.
 #[test]
 fn single_sign_on_decides_whose_pairing_the_proxy_stores() {
     require_moonlight_python();
     let dir = support::oidc::install_provider();
     let cluster = Cluster::start();
-    let http_port = support::oidc::free_port();
+    let (http_port, admin_port) = (support::oidc::free_port(), support::oidc::free_port());
     let (_provider, issuer) = support::oidc::start_provider(
         &dir,
-        &format!("http://127.0.0.1:{http_port}/pin/oidc/callback"),
+        &format!(
+            "http://127.0.0.1:{http_port}/pin/oidc/callback,https://127.0.0.1:{admin_port}/ui/oidc/callback"
+        ),
         None,
     );
     let proc = Proc::spawn(
@@ -583,6 +618,8 @@ fn single_sign_on_decides_whose_pairing_the_proxy_stores() {
                 "--oidc-client-id",
                 support::oidc::CLIENT_ID,
             ])
+            .args(["--admin-port", &admin_port.to_string(), "--admin-token-file"])
+            .arg(admin_token_file(&cluster))
             .env("KUBECONFIG", &cluster.kubeconfig)
             .env_remove("KUBERNETES_SERVICE_HOST")
             .env_remove("POD_NAMESPACE")
@@ -611,4 +648,27 @@ fn single_sign_on_decides_whose_pairing_the_proxy_stores() {
         .expect("get pairing")
         .expect("a Pairing named by the client certificate's fingerprint");
     assert_eq!(pairing.spec.user_reference.name, support::oidc::OIDC_USER);
+
+    // The web UI: single sign-on, then the PIN of a second client.
+    let driver = support::spawn_driver(
+        proxy.http_port,
+        &cluster.root.join("client2"),
+        &["pair", "--pin", PIN],
+    );
+    let line = proxy.proc.wait_for("Insert pin at http://", DRIVER_TIMEOUT);
+    let (_, secret) = support::pin_link(&line);
+    let report = support::oidc::browse_web_ui(&format!("https://127.0.0.1:{admin_port}"), secret, PIN);
+    assert_eq!(report["session"]["user"], support::oidc::OIDC_USER, "{report}");
+    assert_eq!(report["session"]["admin"], false, "{report}");
+    assert_eq!(report["approve"][0], 204, "the PIN is accepted: {report}");
+    let paired = driver.json_result(DRIVER_TIMEOUT);
+    assert_eq!(paired["ok"], true, "pairing succeeds: {paired}");
+    let owned = cluster
+        .block("list pairings", pairings.list(&Default::default()))
+        .expect("list pairings")
+        .items
+        .iter()
+        .filter(|p| p.spec.user_reference.name == support::oidc::OIDC_USER)
+        .count();
+    assert_eq!(owned, 2, "both pairings are the user's");
 }

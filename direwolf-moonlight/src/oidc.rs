@@ -13,6 +13,10 @@
 //!    holding a one-time login ([`LOGIN_TTL`]) and goes back to the PIN page, where that user
 //!    enters the PIN ([`crate::pin_page::PinEntry`]); the pairing belongs to them.
 //!
+//! The admin port's web UI logs in at the same provider ([`OidcLogin::begin_web_ui`],
+//! [`OidcLogin::finish_web_ui`]): the same discovery, PKCE, state, nonce and ID token checks,
+//! with its own redirect URL; a login started for one cannot finish at the other.
+//!
 //! A provider that is down or answers garbage is a 502, a bad or replayed callback a 400, a
 //! refused login or an ID token that fails verification a 401; each is an audit line, and the
 //! PIN stays pending. Tokens, codes and secrets are never logged.
@@ -215,6 +219,34 @@ struct Pending {
     redirect_uri: String,
     secret: Option<PairSecret>,
     started: Instant,
+    purpose: Purpose,
+}
+
+/// Which page a login was started from, and may finish at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    PinPage,
+    WebUi,
+}
+
+impl Purpose {
+    /// The `actor` of its audit lines.
+    fn actor(self) -> &'static str {
+        match self {
+            Purpose::PinPage => "pin-page",
+            Purpose::WebUi => "web-ui",
+        }
+    }
+}
+
+/// A web UI login sent to the provider: where to send the browser, and the `state` the browser
+/// must bring back (the web UI binds it to a cookie).
+#[derive(Debug)]
+pub struct WebUiStart {
+    /// The provider's authorization URL.
+    pub location: String,
+    /// The login's `state`.
+    pub state: String,
 }
 
 /// Entries that expire after a time to live and are used once.
@@ -317,12 +349,18 @@ impl fmt::Debug for OidcLogin {
     }
 }
 
-/// An audit line about a single sign-on (never a token, code or secret).
+/// An audit line about a single sign-on of the PIN page (never a token, code or secret).
 fn audit(client: IpAddr, user: &str, outcome: &str, what: &str) {
+    audit_as(Purpose::PinPage, client, user, outcome, what);
+}
+
+/// An audit line about a single sign-on started for `purpose`.
+fn audit_as(purpose: Purpose, client: IpAddr, user: &str, outcome: &str, what: &str) {
+    let actor = purpose.actor();
     if outcome == "ok" {
-        tracing::info!(target: "direwolf::audit", actor = "pin-page", client = %client, user = %user, action = "oidc-login", outcome, "{what}");
+        tracing::info!(target: "direwolf::audit", actor, client = %client, user = %user, action = "oidc-login", outcome, "{what}");
     } else {
-        tracing::warn!(target: "direwolf::audit", actor = "pin-page", client = %client, user = %user, action = "oidc-login", outcome, "{what}");
+        tracing::warn!(target: "direwolf::audit", actor, client = %client, user = %user, action = "oidc-login", outcome, "{what}");
     }
 }
 
@@ -445,6 +483,43 @@ impl OidcLogin {
                 ));
             }
         };
+        let (url, _) = self.authorize(redirect_uri, secret, Purpose::PinPage).await?;
+        Ok(url)
+    }
+
+    /// Starts a web UI login for `client`, the provider to come back to `redirect_uri` (the
+    /// admin port's callback, registered at the provider).
+    ///
+    /// # Errors
+    /// 502 when discovery fails, 400 for a redirect URL that is not an absolute http(s) URL.
+    /// Nothing is kept then.
+    pub async fn begin_web_ui(&self, client: IpAddr, redirect_uri: &str) -> Result<WebUiStart, OidcError> {
+        let parsed = url::Url::parse(redirect_uri)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"));
+        let result = match parsed {
+            None => Err(OidcError::BadRequest(format!(
+                "the redirect URL {redirect_uri:?} is not an http(s) URL"
+            ))),
+            Some(_) => self
+                .authorize(redirect_uri.to_owned(), None, Purpose::WebUi)
+                .await
+                .map(|(location, state)| WebUiStart { location, state }),
+        };
+        if let Err(e) = &result {
+            let what = format!("single sign-on not started: {e}");
+            audit_as(Purpose::WebUi, client, "-", "refused", &what);
+        }
+        result
+    }
+
+    /// The provider's authorization URL for a new login, kept under its state; and the state.
+    async fn authorize(
+        &self,
+        redirect_uri: String,
+        secret: Option<PairSecret>,
+        purpose: Purpose,
+    ) -> Result<(String, String), OidcError> {
         let discovery = self.discovery().await?;
         let mut url = url::Url::parse(&discovery.authorization_endpoint).map_err(|e| OidcError::Garbage {
             what: "discovery",
@@ -461,17 +536,18 @@ impl OidcLogin {
             .append_pair("code_challenge", &code_challenge(&verifier))
             .append_pair("code_challenge_method", "S256");
         self.pending.lock().insert(
-            state,
+            state.clone(),
             Pending {
                 nonce,
                 verifier,
                 redirect_uri,
                 secret,
                 started: Instant::now(),
+                purpose,
             },
             Instant::now(),
         );
-        Ok(url.into())
+        Ok((url.into(), state))
     }
 
     /// Finishes the login of `client` whose provider redirected back with `query` (the
@@ -480,7 +556,21 @@ impl OidcLogin {
     /// # Errors
     /// [`OidcError`], each with its status; the state is used up either way.
     pub async fn finish(&self, client: IpAddr, query: &str) -> Result<Finished, OidcError> {
-        match self.try_finish(query).await {
+        let result = self
+            .try_finish(query, Purpose::PinPage)
+            .await
+            .map(|(user, pending)| {
+                let token = random_token();
+                self.logins
+                    .lock()
+                    .insert(token.clone(), user.clone(), Instant::now());
+                Finished {
+                    user,
+                    token: LoginToken(token),
+                    secret: pending.secret,
+                }
+            });
+        match result {
             Ok(finished) => {
                 audit(
                     client,
@@ -497,7 +587,32 @@ impl OidcLogin {
         }
     }
 
-    async fn try_finish(&self, query: &str) -> Result<Finished, OidcError> {
+    /// Finishes a web UI login of `client` (started by [`OidcLogin::begin_web_ui`]) whose
+    /// provider redirected back with `query`: the user the provider vouched for.
+    ///
+    /// # Errors
+    /// As [`OidcLogin::finish`]; a state started for the PIN page is unknown here.
+    pub async fn finish_web_ui(&self, client: IpAddr, query: &str) -> Result<UserName, OidcError> {
+        match self.try_finish(query, Purpose::WebUi).await {
+            Ok((user, _)) => {
+                audit_as(
+                    Purpose::WebUi,
+                    client,
+                    user.as_str(),
+                    "ok",
+                    "single sign-on: web UI login",
+                );
+                Ok(user)
+            }
+            Err(e) => {
+                let what = format!("single sign-on refused: {e}");
+                audit_as(Purpose::WebUi, client, "-", "refused", &what);
+                Err(e)
+            }
+        }
+    }
+
+    async fn try_finish(&self, query: &str, purpose: Purpose) -> Result<(UserName, Pending), OidcError> {
         let params: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
             .into_owned()
             .collect();
@@ -505,7 +620,9 @@ impl OidcLogin {
             .get("state")
             .ok_or_else(|| OidcError::BadRequest("the callback has no state".into()))?;
         let pending = self.pending.lock().take(state, Instant::now());
-        let pending = pending.ok_or(OidcError::UnknownState)?;
+        let pending = pending
+            .filter(|p| p.purpose == purpose)
+            .ok_or(OidcError::UnknownState)?;
         if let Some(error) = params.get("error") {
             let description = params.get("error_description").map(String::as_str).unwrap_or("");
             return Err(OidcError::Refused(
@@ -522,19 +639,11 @@ impl OidcLogin {
         let user = user_from_claims(&claims, &self.config.user_claim).ok_or_else(|| OidcError::NoUser {
             claim: self.config.user_claim.clone(),
         })?;
-        let token = random_token();
-        self.logins
-            .lock()
-            .insert(token.clone(), user.clone(), Instant::now());
         tracing::debug!(
             started.secs = pending.started.elapsed().as_secs(),
             "single sign-on came back"
         );
-        Ok(Finished {
-            user,
-            token: LoginToken(token),
-            secret: pending.secret,
-        })
+        Ok((user, pending))
     }
 
     /// A finished login for `user`, as if the provider had vouched for them (tests only).
@@ -1202,6 +1311,65 @@ mod tests {
             login.pending.lock().entries.is_empty(),
             "every state was used once"
         );
+        // The web UI: its own redirect URL; its login finishes only there, and the PIN page's
+        // only on the PIN page.
+        let admin_callback = "https://192.0.2.10:47990/ui/oidc/callback";
+        let web = login.begin_web_ui(ip, admin_callback).await.unwrap();
+        let url = url::Url::parse(&web.location).unwrap();
+        assert!(
+            url.query_pairs()
+                .any(|(k, v)| k == "redirect_uri" && v == admin_callback)
+        );
+        assert!(
+            url.query_pairs()
+                .any(|(k, v)| k == "state" && v == web.state.as_str())
+        );
+        let nonce = url
+            .query_pairs()
+            .find(|(k, _)| k == "nonce")
+            .unwrap()
+            .1
+            .into_owned();
+        let e = finish(web.state.clone()).await.unwrap_err();
+        assert!(
+            matches!(e, OidcError::UnknownState),
+            "a web UI login at the PIN page: {e}"
+        );
+        let web = login.begin_web_ui(ip, admin_callback).await.unwrap();
+        let url = url::Url::parse(&web.location).unwrap();
+        let nonce_2 = url
+            .query_pairs()
+            .find(|(k, _)| k == "nonce")
+            .unwrap()
+            .1
+            .into_owned();
+        assert_ne!(nonce, nonce_2);
+        answer(
+            200,
+            json!({"id_token": id_token(&nonce_2, &keep, &signing)}).to_string(),
+        );
+        let query = format!("code=the-code&state={}", web.state);
+        assert_eq!(
+            login.finish_web_ui(ip, &query).await.unwrap().as_str(),
+            "ada-lovelace"
+        );
+        assert!(matches!(
+            login.finish_web_ui(ip, &query).await.unwrap_err(),
+            OidcError::UnknownState
+        ));
+        let (state, _) = begin().await;
+        let e = login
+            .finish_web_ui(ip, &format!("code=the-code&state={state}"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, OidcError::UnknownState),
+            "a PIN page login at the web UI: {e}"
+        );
+        assert!(matches!(
+            login.begin_web_ui(ip, "/ui/oidc/callback").await.unwrap_err(),
+            OidcError::BadRequest(_)
+        ));
         // The provider goes down between the redirect and the callback (discovery is cached):
         // 502, and no login is made.
         let (state, _) = begin().await;

@@ -21,8 +21,11 @@
 //!
 //! With single sign-on ([`PinEntry::with_oidc`], [`crate::oidc`]), the page offers "Log in with
 //! single sign-on"; a browser back from the provider carries a one-time login cookie, and its
-//! user owns the pairing (the login is used up once the PIN is delivered). A PIN entered without
-//! any login is then refused unless unauthenticated PINs are allowed.
+//! user owns the pairing (the login is used up once the PIN is delivered).
+//!
+//! A PIN entered without any login is refused (401, an audit line, the PIN still pending) unless
+//! unauthenticated PINs are allowed ([`TrustedProxies::allow_unauthenticated`]), also when no
+//! login is possible yet; the page then says so before anything is typed ([`Notice`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -332,8 +335,9 @@ impl PinEntry {
             .unwrap_or(false)
     }
 
-    /// Handles `POST /pin/` from `ip` with `body` (headers checked by [`check_headers`]), open to
-    /// whoever sends it: the form's user, else the default user.
+    /// Handles `POST /pin/` from `ip` with `body` (headers checked by [`check_headers`]) as an
+    /// open submission ([`Attribution::Open`]): accepted only with a login in the body, or when
+    /// unauthenticated PINs are allowed (then for the form's user, else the default user).
     pub async fn submit(&self, ip: IpAddr, body: &[u8]) -> PinReply {
         self.submit_as(ip, Attribution::Open, body).await
     }

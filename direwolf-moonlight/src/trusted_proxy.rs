@@ -3,10 +3,12 @@
 //!
 //! * Identity headers from any other address are refused (403) and logged: they are spoofed.
 //! * From a trusted proxy, the named user owns the pairing, whatever the form says.
-//! * Without identity headers, the submission is open (the form's `user`, else the server's
-//!   default user) when no proxy is configured or [`TrustedProxies::allow_unauthenticated`] is
-//!   set; once a proxy is configured it is refused (401), so a pairing always belongs to whoever
-//!   logged in.
+//! * Without identity headers, the submission is open ([`Attribution::Open`]) when no proxy is
+//!   configured or [`TrustedProxies::allow_unauthenticated`] is set; once a proxy is configured
+//!   it is refused (401), so a pairing always belongs to whoever logged in. The PIN page then
+//!   accepts an open submission only with another login (a password, a pairing link, single
+//!   sign-on) or when [`TrustedProxies::allow_unauthenticated`] is set
+//!   (`crate::pin_page::PinEntry::submit_as`).
 //!
 //! Proxy user names become direwolf user names as [`crate::login_name`] maps them.
 
@@ -37,7 +39,8 @@ pub const LOGIN_REQUIRED: &str =
 pub enum Attribution {
     /// A trusted proxy named this user.
     Proxy(UserName),
-    /// Nobody vouches for the submitter: the form's user, else the default user.
+    /// Nobody vouches for the submitter: another login must (the PIN page refuses it otherwise),
+    /// unless unauthenticated PINs are allowed (then the form's user, else the default user).
     Open,
     /// Nobody vouches for the submitter and a PIN may not be entered that way: only a local
     /// account's password or a pairing link will do (`crate::pin_page::PinEntry::attribute`).
@@ -51,7 +54,8 @@ pub enum Attribution {
 pub struct TrustedProxies {
     /// Addresses whose identity headers are believed.
     pub networks: Vec<IpNet>,
-    /// Accept submissions without identity even when proxies are configured.
+    /// Accept PINs entered without any login (a proxy's identity, a password, a pairing link,
+    /// single sign-on): off by default, so a fresh install refuses them.
     pub allow_unauthenticated: bool,
 }
 

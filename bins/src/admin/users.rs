@@ -28,6 +28,10 @@ pub(super) enum UserVerb {
         /// The only apps the user may see and launch (ids, comma-separated); default every app.
         #[arg(long, value_name = "ID,…", value_delimiter = ',')]
         apps: Option<Vec<u32>>,
+        /// Make the user an administrator (for a user who logs in to the web UI only through
+        /// single sign-on; the first user given a password becomes one anyway).
+        #[arg(long)]
+        admin: bool,
     },
     /// List the users.
     List,
@@ -65,12 +69,13 @@ async fn user(connection: &Connection, verb: UserVerb) -> anyhow::Result<String>
             name,
             display_name,
             apps,
+            admin,
         } => {
             let created = call(
                 &client,
                 Method::POST,
                 "/users",
-                json_body(&json!({"name": name, "display_name": display_name, "apps": apps})),
+                json_body(&json!({"name": name, "display_name": display_name, "apps": apps, "admin": admin})),
             )
             .await?;
             Ok(if json_out {

@@ -5,14 +5,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use direwolf_core::accounts::PairingLinks;
-use direwolf_core::admin::{AdminServer, AdminToken, CERT_FILE};
+use direwolf_core::admin::{AdminApi, AdminServer, AdminToken, CERT_FILE};
 use direwolf_core::{Launcher, PinBroker, Stores};
 use tracing::info;
 
-/// Serves the admin API (`crate::admin_port`) with local accounts: passwords, and pairing links
-/// to the PIN page on the given HTTP port. Creates the token file once, and writes the
-/// certificate to `CERT_FILE` for the CLI on this machine.
+/// Serves the admin API (`crate::admin_port`) as `configure` completes it (serve's local
+/// accounts, single sign-on). Creates the token file once, and writes the certificate to
+/// `CERT_FILE` for the CLI on this machine.
 pub async fn start(
     data_dir: &Path,
     listen: &crate::listen::ListenArgs,
@@ -20,7 +19,7 @@ pub async fn start(
     stores: &Stores,
     broker: Arc<dyn PinBroker>,
     launcher: Arc<dyn Launcher>,
-    local_accounts: (PairingLinks, u16),
+    configure: impl FnOnce(AdminApi) -> AdminApi,
 ) -> anyhow::Result<Vec<AdminServer>> {
     let token_path = AdminToken::path_in(data_dir);
     let token = AdminToken::load_or_create(data_dir)
@@ -31,16 +30,7 @@ pub async fn start(
         .await?
         .context("the server identity is missing after the server started")?;
     write_cert(&data_dir.join(CERT_FILE), &identity.cert_pem)?;
-    let servers = crate::admin_port::start(
-        listen,
-        port,
-        stores,
-        broker,
-        launcher,
-        token,
-        Some(local_accounts),
-    )
-    .await?;
+    let servers = crate::admin_port::start(listen, port, stores, broker, launcher, token, configure).await?;
     info!(token = %token_path.display(), "admin API token file (send it as Authorization: Bearer)");
     Ok(servers)
 }

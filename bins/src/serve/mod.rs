@@ -360,8 +360,8 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
     let links = PairingLinks::default();
     let mut listen = args.listen.clone();
     listen.allow_unauthenticated_pin |= plan.allow_unauthenticated_pin;
-    let builder = listen
-        .apply(MoonlightServer::builder())?
+    let (builder, oidc) = listen.apply(MoonlightServer::builder())?;
+    let builder = builder
         .with_stores(stores)
         .with_hostname(plan.hostname.clone())
         .with_default_user(args.default_user.clone())
@@ -422,13 +422,17 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
         &admin_stores,
         pins,
         launcher,
-        (
-            links,
-            server
+        |api| {
+            let http_port = server
                 .http_addrs()
                 .first()
-                .map_or(args.listen.http_port, |a| a.port()),
-        ),
+                .map_or(args.listen.http_port, |a| a.port());
+            let api = api.with_local_accounts(links, http_port);
+            match crate::admin_sso::web_ui(oidc, args.listen.oidc_admin_redirect_url.clone()) {
+                Some((sso, redirect)) => api.with_single_sign_on(sso, redirect),
+                None => api,
+            }
+        },
     )
     .await?;
     let admin_addrs: Vec<_> = admin.iter().map(|a| a.local_addr()).collect();

@@ -6,12 +6,20 @@ Usage: python3 browser.py URL [PIN]
 With PIN, then posts it to the PIN page as the page's script does (with the page's cookies).
 Prints one JSON line: {"status": HTTP status of the last page, "url": its address, "body": its
 text, "visited": every address redirected to, "pin": [status, text] of the PIN post}.
+
+Usage: python3 browser.py --web-ui ADMIN_URL SECRET PIN
+The web UI on the admin port (HTTPS, the test server's own certificate on loopback): follows
+"Log in with single sign-on" (ADMIN_URL/ui/oidc/login), then, as the web UI's script does,
+reads the session (GET /ui/session) and enters PIN for the pending pairing SECRET with the
+session's CSRF token. Adds "session" (the JSON), "approve" ([status, text]) and "replay" ([status, text] of the
+provider's redirect back, opened again) to the report.
 Only the standard library: cookies and redirects as a browser handles them.
 """
 
 import html.parser
 import http.cookiejar
 import json
+import ssl
 import sys
 import urllib.error
 import urllib.parse
@@ -68,11 +76,9 @@ def open_url(opener, url, data=None, headers=None):
         return e.code, e.read().decode(errors="replace"), e.geturl()
 
 
-def main():
-    opener = urllib.request.build_opener(
-        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), Redirects()
-    )
-    url, data = sys.argv[1], None
+def log_in(opener, url):
+    """Follows a login link through the provider's forms; the report of the last page."""
+    data = None
     # Login form, consent form, then back at direwolf; a few more steps at most.
     for _ in range(6):
         status, body, url = open_url(opener, url, data)
@@ -82,7 +88,50 @@ def main():
             break
         url = urllib.parse.urljoin(url, form.action)
         data = urllib.parse.urlencode(form.fields).encode()
-    report = {"status": status, "url": url, "body": body, "visited": Redirects.visited}
+    return {"status": status, "url": url, "body": body, "visited": Redirects.visited}
+
+
+def web_ui(admin_url, secret, pin):
+    """The web UI's single sign-on, then the PIN entered as its script enters it."""
+    # The test's own server on loopback, with its self-signed certificate.
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
+        urllib.request.HTTPSHandler(context=context),
+        Redirects(),
+    )
+    report = log_in(opener, f"{admin_url}/ui/oidc/login")
+    status, text, _ = open_url(opener, f"{admin_url}/ui/session")
+    report["session"] = json.loads(text) if status == 200 else {"status": status, "text": text}
+    headers = {"Content-Type": "application/json", "Origin": admin_url}
+    if status == 200:
+        headers["X-CSRF-Token"] = report["session"]["csrf"]
+    status, text, _ = open_url(
+        opener,
+        f"{admin_url}/api/v1/pending-pairings/{secret}/approve",
+        json.dumps({"pin": pin}).encode(),
+        headers,
+    )
+    report["approve"] = [status, text]
+    # The provider's redirect back, again (a replay, from history or a stolen URL).
+    callback = next((u for u in report["visited"] if "/ui/oidc/callback?" in u), None)
+    if callback:
+        status, text, _ = open_url(opener, callback)
+        report["replay"] = [status, text]
+    print(json.dumps(report))
+
+
+def main():
+    if sys.argv[1] == "--web-ui":
+        web_ui(*sys.argv[2:5])
+        return
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), Redirects()
+    )
+    report = log_in(opener, sys.argv[1])
+    url = report["url"]
     if len(sys.argv) > 2:
         # The page's script: the secret from the fragment, the PIN as JSON, same-origin cookies.
         page = urllib.parse.urlsplit(url)

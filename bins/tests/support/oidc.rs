@@ -110,3 +110,15 @@ pub fn browse(url: &str, pin: Option<&str>) -> Value {
     }
     Proc::spawn("browser", &mut command).json_result(BROWSER_TIMEOUT)
 }
+
+/// The browser on the web UI at `admin_url`: logs in with single sign-on, then enters `pin` for
+/// the pending pairing `secret` as the web UI does; its report (with `session` and `approve`).
+pub fn browse_web_ui(admin_url: &str, secret: &str, pin: &str) -> Value {
+    Proc::spawn(
+        "browser",
+        Command::new("python3")
+            .arg(oidc_dir().join("browser.py"))
+            .args(["--web-ui", admin_url, secret, pin]),
+    )
+    .json_result(BROWSER_TIMEOUT)
+}

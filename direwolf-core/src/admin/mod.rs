@@ -16,10 +16,11 @@
 //! | `/pending-pairings`, `/pending-pairings/{secret}/approve` | `GET`; `POST {"pin", "user"}` |
 //! | `/sessions`, `/sessions/{id}` | `GET`; `DELETE` (stops it) |
 //!
-//! Outside `/api/v1` the same port serves the web UI ([`ui`]): a local account logs in and the
-//! page calls this API with a session cookie, as an administrator or for the person's own data.
-//! Identity headers (`X-Forwarded-User`) log nobody in here; from an address that is not a
-//! trusted proxy they are refused as spoofed ([`identity_headers`]).
+//! Outside `/api/v1` the same port serves the web UI ([`ui`]): a local account logs in (or
+//! anyone through single sign-on, [`ui_sso`]) and the page calls this API with a session
+//! cookie, as an administrator or for the person's own data. Identity headers
+//! (`X-Forwarded-User`) from an address that is not a trusted proxy are refused as spoofed
+//! ([`identity_headers`]).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -49,6 +50,7 @@ pub mod sessions;
 pub mod token;
 pub mod ui;
 mod ui_handlers;
+pub mod ui_sso;
 pub mod users;
 
 pub use audit::Actor;
@@ -89,6 +91,8 @@ pub struct AdminApi {
     ui_logins: ui::LoginThrottle,
     /// Whose identity headers are not refused as spoofed.
     proxies: identity_headers::TrustedProxies,
+    /// The web UI's single sign-on and its configured redirect URL, if any.
+    sso: Option<(Arc<dyn ui_sso::SingleSignOn>, Option<String>)>,
 }
 
 impl fmt::Debug for AdminApi {
@@ -119,6 +123,7 @@ impl AdminApi {
             ui_sessions: ui::UiSessions::default(),
             ui_logins: ui::LoginThrottle::default(),
             proxies: identity_headers::TrustedProxies::default(),
+            sso: None,
         }
     }
 
@@ -126,6 +131,17 @@ impl AdminApi {
     /// audited); see [`identity_headers`]. Without it they are refused from everyone.
     pub fn with_trusted_proxies(mut self, proxies: identity_headers::TrustedProxies) -> Self {
         self.proxies = proxies;
+        self
+    }
+
+    /// Single sign-on on the web UI's login page ([`ui_sso`]), the provider coming back to
+    /// `redirect_url` (default: `https://HOST/ui/oidc/callback`, HOST from the request).
+    pub fn with_single_sign_on(
+        mut self,
+        sso: Arc<dyn ui_sso::SingleSignOn>,
+        redirect_url: Option<String>,
+    ) -> Self {
+        self.sso = Some((sso, redirect_url));
         self
     }
 

@@ -219,7 +219,7 @@ async fn users_create_list_duplicate_malformed_delete() {
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     for bad in [
         json!({"name": "Bad Name"}),
-        json!({"name": "bob", "admin": true}),
+        json!({"name": "bob", "role": "admin"}),
         json!({}),
     ] {
         let (status, _) = f.call("POST", "/api/v1/users", Some(bad.clone())).await;
@@ -233,6 +233,17 @@ async fn users_create_list_duplicate_malformed_delete() {
             json!([{"name": "alice", "display_name": "Alice", "admin": false, "has_password": false}])
         )
     );
+    // An administrator without a password (one who logs in through single sign-on).
+    let (status, body) = f
+        .call(
+            "POST",
+            "/api/v1/users",
+            Some(json!({"name": "carol", "admin": true})),
+        )
+        .await;
+    assert_eq!((status, &body["admin"]), (StatusCode::CREATED, &json!(true)));
+    let (status, _) = f.call("DELETE", "/api/v1/users/carol", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _) = f.call("DELETE", "/api/v1/users/alice", None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _) = f.call("DELETE", "/api/v1/users/alice", None).await;

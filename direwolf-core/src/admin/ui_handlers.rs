@@ -65,6 +65,12 @@ impl AdminApi {
                 audit::record(actor, client, "POST", "ui/login", status, error);
                 outcome.unwrap_or_else(|e| e.reply())
             }
+            (&Method::GET, "/ui/login-options") => self.login_options(),
+            (&Method::GET, super::ui_sso::LOGIN_PATH) => self.sso_login(&parts.headers, client).await,
+            (&Method::GET, super::ui_sso::CALLBACK_PATH) => {
+                let query = parts.uri.query().unwrap_or("");
+                self.sso_callback(&parts.headers, query, client).await
+            }
             (&Method::GET, "/ui/session") => match self.ui_session(&parts.headers) {
                 Some((_, session)) => self.session_reply(&session).await,
                 None => ApiError::new(StatusCode::UNAUTHORIZED, "not logged in").reply(),

@@ -25,6 +25,10 @@ pub struct NewUser {
     /// The apps the user may see and launch; absent or null: every app.
     #[serde(default)]
     pub apps: Option<Vec<AppId>>,
+    /// Whether the user administers this direwolf (default false): how a user who logs in only
+    /// through single sign-on becomes an administrator.
+    #[serde(default)]
+    pub admin: bool,
 }
 
 /// The most app ids a user's `apps` may list (as the Kubernetes User's `spec.apps`).
@@ -89,10 +93,13 @@ impl AdminApi {
         let user = User {
             display_name,
             apps: new.apps,
+            admin: new.admin,
             ..User::new(name)
         };
         self.users.put(user.clone()).await?;
-        Ok(json(StatusCode::CREATED, &UserView::from(user)))
+        // As stored: a backend without the admin flag (Kubernetes) shows it was not kept.
+        let stored = self.users.get(&user.name).await?.unwrap_or(user);
+        Ok(json(StatusCode::CREATED, &UserView::from(stored)))
     }
 
     /// Deletes a user and the user's pairings (their clients are refused from the next

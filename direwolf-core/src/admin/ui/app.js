@@ -222,6 +222,10 @@ async function start() {
   } catch (_) {
     me = null;
   }
+  if (!me) {
+    const options = await api("GET", "/ui/login-options").catch(() => ({}));
+    $("sso").hidden = !options.single_sign_on;
+  }
   show();
   if (me) {
     await refresh().catch((e) => say(e.message, true));
