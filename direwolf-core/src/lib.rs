@@ -49,6 +49,7 @@ pub mod error;
 pub mod health;
 pub mod ids;
 pub mod launcher;
+pub mod login_name;
 pub mod memory;
 pub mod metrics;
 pub mod model;

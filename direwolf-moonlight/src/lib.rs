@@ -52,7 +52,7 @@ pub mod identity;
 pub mod launch;
 mod limits;
 pub mod log_throttle;
-pub mod login_name;
+pub use direwolf_core::login_name;
 pub mod mdns;
 pub mod oidc;
 pub mod pairing;

@@ -3,7 +3,7 @@
 //! digit or `-` made `-`, cut to 63 characters (`John.Doe@example.com` → `john-doe`). Two names
 //! that differ only there are one direwolf user; a name that leaves nothing usable is refused.
 
-use direwolf_core::UserName;
+use crate::ids::UserName;
 
 /// `claimed` as a direwolf user name (see the module docs), or `None`.
 pub fn user_name(claimed: &str) -> Option<UserName> {
