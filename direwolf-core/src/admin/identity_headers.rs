@@ -1,7 +1,8 @@
 //! Identity headers on the admin port (oauth2-proxy style `X-Forwarded-User` and
-//! `X-Forwarded-Email`): the admin API logs nobody in by them, and refuses them from any address
-//! that is not one of the server's trusted proxies (`--trusted-proxy`), as the PIN page does, so
-//! that a spoofing attempt is answered and audited as one instead of passing unnoticed.
+//! `X-Forwarded-Email`): from one of the server's trusted proxies (`--trusted-proxy`) they name
+//! the person the web UI logs in ([`super::ui_proxy`]); from any other address they are refused,
+//! as the PIN page refuses them, so that a spoofing attempt is answered and audited as one
+//! instead of passing unnoticed.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -11,6 +12,8 @@ use hyper::header::HeaderMap;
 use ipnet::IpNet;
 
 use super::reply::ApiError;
+use crate::ids::UserName;
+use crate::login_name;
 
 /// The headers an authenticating proxy names the user in.
 pub const HEADERS: [&str; 2] = ["x-forwarded-user", "x-forwarded-email"];
@@ -45,6 +48,25 @@ impl TrustedProxies {
         } else {
             Err(ApiError::new(StatusCode::FORBIDDEN, SPOOFED))
         }
+    }
+
+    /// The user a trusted proxy names in `headers` (`X-Forwarded-User`, else
+    /// `X-Forwarded-Email`) for a request from `client`, made a user name as the PIN page makes
+    /// it ([`login_name`]): `None` without identity headers or when `client` is not a trusted
+    /// proxy (which [`Self::check`] refuses); a 400 when the header names no usable user.
+    pub fn named_user(
+        &self,
+        client: Option<IpAddr>,
+        headers: &HeaderMap,
+    ) -> Option<Result<UserName, ApiError>> {
+        let value = HEADERS.iter().find_map(|name| headers.get(*name))?;
+        if self.check(client, headers).is_err() {
+            return None;
+        }
+        let name = value.to_str().ok().and_then(login_name::user_name);
+        Some(name.ok_or_else(|| {
+            ApiError::bad_request("the login proxy's identity header names no usable user name")
+        }))
     }
 }
 
@@ -93,5 +115,37 @@ mod tests {
                 .is_ok(),
             "a request without identity headers is not concerned"
         );
+    }
+
+    #[test]
+    fn a_trusted_proxy_names_the_user_as_the_pin_page_makes_it() {
+        let proxies = TrustedProxies::new(&["10.0.0.0/8".parse().expect("a network")]);
+        let named = |client: &str, pairs: &[(&'static str, &'static str)]| {
+            let mut headers = HeaderMap::new();
+            for (name, value) in pairs {
+                headers.insert(*name, HeaderValue::from_static(value));
+            }
+            proxies
+                .named_user(ip(client), &headers)
+                .map(|r| r.map(|u| u.as_str().to_owned()).map_err(|e| e.status))
+        };
+        let user = "x-forwarded-user";
+        let email = "x-forwarded-email";
+        assert_eq!(named("10.1.2.3", &[(user, "Ada.L")]), Some(Ok("ada-l".into())));
+        assert_eq!(
+            named("10.1.2.3", &[(email, "grace@example.com")]),
+            Some(Ok("grace".into()))
+        );
+        assert_eq!(
+            named("10.1.2.3", &[(user, "ada"), (email, "grace@example.com")]),
+            Some(Ok("ada".into())),
+            "the user header first"
+        );
+        assert_eq!(
+            named("10.1.2.3", &[(user, "...")]),
+            Some(Err(StatusCode::BAD_REQUEST))
+        );
+        assert_eq!(named("192.0.2.9", &[(user, "ada")]), None, "not a trusted proxy");
+        assert_eq!(named("10.1.2.3", &[]), None, "no identity header");
     }
 }

@@ -50,6 +50,7 @@ pub mod sessions;
 pub mod token;
 pub mod ui;
 mod ui_handlers;
+mod ui_proxy;
 pub mod ui_sso;
 pub mod users;
 
@@ -181,7 +182,7 @@ impl AdminApi {
             return self.web_ui(request, client).await;
         }
         let shown = Route::parse(&path).map_or_else(|| "(unknown path)".to_owned(), |r| r.to_string());
-        let principal = match self.authenticate(&method, request.headers()).await {
+        let principal = match self.authenticate(&method, request.headers(), client).await {
             Ok(principal) => principal,
             Err((actor, refusal)) => {
                 audit::record(
@@ -242,11 +243,14 @@ impl AdminApi {
     }
 
     /// Who sent a request: the bearer token when there is an `Authorization` header, else a
-    /// web UI session cookie (a request changing something must pass [`ui::check_csrf`]).
+    /// web UI session cookie (a request changing something must pass [`ui::check_csrf`]; through
+    /// a login proxy, the session must be the named user's), else the user a trusted proxy names
+    /// ([`ui_proxy`], reads only).
     async fn authenticate(
         &self,
         method: &Method,
         headers: &HeaderMap,
+        client: Option<IpAddr>,
     ) -> Result<ui::Principal, (Actor, ApiError)> {
         let unauthorized = |m: &str| (Actor::Anonymous, ApiError::new(StatusCode::UNAUTHORIZED, m));
         let header = headers.get(AUTHORIZATION);
@@ -256,6 +260,12 @@ impl AdminApi {
             let Some(session) = self.ui_sessions.get(token, Instant::now()) else {
                 return Err(unauthorized("the web UI session has expired: log in again"));
             };
+            if let Some(refused) = self
+                .proxy_principal(method, headers, client, Some(&session.user))
+                .await
+            {
+                return refused;
+            }
             let actor = Actor::User(session.user.clone());
             // Read at each request: a removed account is logged out, a demoted one loses its rights.
             let user = match self.users.get(&session.user).await {
@@ -273,6 +283,9 @@ impl AdminApi {
             });
         }
         let Some(header) = header else {
+            if let Some(vouched) = self.proxy_principal(method, headers, client, None).await {
+                return vouched;
+            }
             return Err(unauthorized("missing bearer token (Authorization: Bearer TOKEN)"));
         };
         let presented = header

@@ -947,3 +947,135 @@ async fn identity_headers_from_an_untrusted_address_are_refused_even_with_the_to
     let (status, _, _) = reply_parts(api.handle(request("/api/v1/users"), Some(proxy)).await).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// A request from `client` with `headers` (and a JSON body, if any).
+fn request_with(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> Request<Full<Bytes>> {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "192.0.2.10:47990")
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    request.body(Full::new(Bytes::from(body))).unwrap()
+}
+
+#[tokio::test]
+async fn a_login_proxy_logs_the_person_it_names_in_to_the_web_ui() {
+    let f = fixture();
+    f.account("root", "a long password", true).await;
+    let proxy: Option<IpAddr> = Some("10.0.0.5".parse().unwrap());
+    let api = f
+        .api
+        .clone()
+        .with_trusted_proxies(identity_headers::TrustedProxies::new(&["10.0.0.5/32"
+            .parse()
+            .unwrap()]));
+    let send = |request, client| {
+        let api = api.clone();
+        async move { api.handle(request, client).await }
+    };
+    let origin = ("origin", "https://192.0.2.10:47990");
+
+    // The page asks who is logged in: the person the proxy names, created, with a session.
+    let reply = send(
+        request_with("GET", "/ui/session", &[("x-forwarded-user", "Ada.L")], None),
+        proxy,
+    )
+    .await;
+    let cookie = reply
+        .headers()
+        .get("set-cookie")
+        .map(|c| c.to_str().unwrap().to_owned());
+    let (status, body, _) = reply_parts(reply).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((&body["user"], &body["admin"]), (&json!("ada-l"), &json!(false)));
+    let cookie = cookie.expect("a session cookie");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let csrf = body["csrf"].as_str().unwrap().to_owned();
+    let ada: UserName = "ada-l".parse().unwrap();
+    assert!(
+        f.stores.users.get(&ada).await.unwrap().is_some(),
+        "ada-l was created"
+    );
+
+    // Her session works through the proxy as hers: her own data; an administrator's route is 403.
+    let as_ada = [
+        ("cookie", cookie.as_str()),
+        ("x-forwarded-user", "Ada.L"),
+        ("x-csrf-token", &csrf),
+        origin,
+    ];
+    let (status, _, _) =
+        reply_parts(send(request_with("GET", "/api/v1/pairings", &as_ada, None), proxy).await).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = reply_parts(
+        send(
+            request_with("POST", "/api/v1/users", &as_ada, Some(json!({"name": "eve"}))),
+            proxy,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // The proxy now names someone else: her cookie is refused for the API, and the page's next
+    // session request logs root in instead.
+    let switched = [
+        ("cookie", cookie.as_str()),
+        ("x-forwarded-user", "root"),
+        ("x-csrf-token", &csrf),
+        origin,
+    ];
+    let (status, body, _) =
+        reply_parts(send(request_with("GET", "/api/v1/pairings", &switched, None), proxy).await).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, body, _) =
+        reply_parts(send(request_with("GET", "/ui/session", &switched, None), proxy).await).await;
+    assert_eq!(
+        (status, &body["user"], &body["admin"]),
+        (StatusCode::OK, &json!("root"), &json!(true))
+    );
+    let (status, _, _) =
+        reply_parts(send(request_with("GET", "/api/v1/pairings", &as_ada, None), proxy).await).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "ada's session was closed");
+
+    // Without a session the proxy's word allows reads, never changes (a cross-site form).
+    let bare = [("x-forwarded-user", "root"), origin];
+    let (status, body, _) =
+        reply_parts(send(request_with("GET", "/api/v1/users", &bare, None), proxy).await).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body, _) =
+        reply_parts(send(request_with("DELETE", "/api/v1/users/ada-l", &bare, None), proxy).await).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(error_of(&body).contains("web UI's session"), "{body}");
+    assert!(
+        f.stores.users.get(&ada).await.unwrap().is_some(),
+        "nothing was removed"
+    );
+
+    // Anyone else naming a user is refused; a name that makes no user name is a 400.
+    let (status, _, _) =
+        reply_parts(send(request_with("GET", "/ui/session", &bare, None), CLIENT).await).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = reply_parts(
+        send(
+            request_with("GET", "/ui/session", &[("x-forwarded-user", "...")], None),
+            proxy,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

@@ -71,10 +71,7 @@ impl AdminApi {
                 let query = parts.uri.query().unwrap_or("");
                 self.sso_callback(&parts.headers, query, client).await
             }
-            (&Method::GET, "/ui/session") => match self.ui_session(&parts.headers) {
-                Some((_, session)) => self.session_reply(&session).await,
-                None => ApiError::new(StatusCode::UNAUTHORIZED, "not logged in").reply(),
-            },
+            (&Method::GET, "/ui/session") => self.session_route(&parts.headers, client).await,
             (&Method::POST, "/ui/logout") => {
                 let Some((token, session)) = self.ui_session(&parts.headers) else {
                     return ApiError::new(StatusCode::UNAUTHORIZED, "not logged in").reply();
@@ -107,13 +104,13 @@ impl AdminApi {
     }
 
     /// The live web UI session of the request's cookie, and its token.
-    fn ui_session(&self, headers: &hyper::HeaderMap) -> Option<(String, ui::UiSession)> {
+    pub(super) fn ui_session(&self, headers: &hyper::HeaderMap) -> Option<(String, ui::UiSession)> {
         let token = ui::session_cookie(headers)?;
         let session = self.ui_sessions.get(token, Instant::now())?;
         Some((token.to_owned(), session))
     }
 
-    async fn session_reply(&self, session: &ui::UiSession) -> Reply {
+    pub(super) async fn session_reply(&self, session: &ui::UiSession) -> Reply {
         let admin = matches!(self.users.get(&session.user).await, Ok(Some(u)) if u.admin);
         json(
             StatusCode::OK,
