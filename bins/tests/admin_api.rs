@@ -293,6 +293,14 @@ fn the_cli_drives_every_admin_operation() {
         names(&server.json(&["user", "list"]), "name"),
         ["alice", "bob", "default"]
     );
+    // An administrator without a password (one who logs in through single sign-on).
+    let carol = server.json(&["user", "add", "carol", "--admin"]);
+    assert_eq!(
+        (carol["name"].as_str(), carol["admin"].as_bool()),
+        (Some("carol"), Some(true)),
+        "{carol}"
+    );
+    server.ok(&["user", "remove", "carol"]);
 
     // Apps, with an image checked before anything is added.
     let png = root.join("notes.png");

@@ -5,8 +5,11 @@
 //! directory) on a 375 px wide phone viewport: bob logs in and enters the PIN, so the pairing is
 //! his; a form posted without the CSRF token and a request from another origin are refused with
 //! 403 and audited; bob revokes his device and the client is refused; alice adds an app with an
-//! image and a user with a password, who then logs in as a person. Screenshots are written into the test's temporary directory (`web-ui-screenshots` in
-//! Cargo's `CARGO_TARGET_TMPDIR`, kept after the run) and their paths printed.
+//! image and a user with a password, who then logs in as a person. With `--oidc-issuer`, a person
+//! logs in with single sign-on at a real provider (`support::oidc`) and enters the PIN.
+//! Screenshots are written into the test's temporary directory (`web-ui-screenshots` and
+//! `web-ui-sso-screenshots` in Cargo's `CARGO_TARGET_TMPDIR`, kept after the run) and their paths
+//! printed.
 
 mod support;
 
@@ -32,10 +35,12 @@ struct Server {
 
 impl Server {
     fn start(data: &Path) -> Server {
-        let proc = Proc::spawn(
-            "direwolf serve",
-            serve_command(data).args(["--pin-timeout", "120"]),
-        );
+        Server::spawn(data, serve_command(data).args(["--pin-timeout", "120"]))
+    }
+
+    /// `direwolf serve` on `data` as `command` runs it.
+    fn spawn(data: &Path, command: &mut Command) -> Server {
+        let proc = Proc::spawn("direwolf serve", command);
         let server = Direwolf::started(proc, "direwolf serve started", Duration::from_secs(120));
         let line = server
             .proc
@@ -214,5 +219,79 @@ fn a_person_pairs_and_revokes_and_an_administrator_adds_an_app_in_the_browser() 
     assert_eq!(
         admin["carol_sees_admin"], false,
         "carol logged in with her new password, as a person: {admin}"
+    );
+}
+
+/// Single sign-on in the browser (issue 13): with `--oidc-issuer`, the web UI's login page offers
+/// "Log in with single sign-on"; Chromium follows it to a real OpenID Connect provider
+/// (`support::oidc`), logs in there, comes back logged in as the user the provider names (created
+/// on the way, a person), and enters the PIN the Moonlight client shows: the pairing is hers.
+#[test]
+fn a_person_logs_in_with_single_sign_on_and_enters_a_pin_in_the_browser() {
+    support::require_moonlight_python();
+    let chromium = require_chromium();
+    let driver_dir = install_driver("web-ui-driver");
+    let provider_dir = support::oidc::install_provider();
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-ui-sso-screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).expect("the screenshot directory");
+    let (http_port, admin_port) = (support::oidc::free_port(), support::oidc::free_port());
+    let (_provider, issuer) = support::oidc::start_provider(
+        &provider_dir,
+        &format!(
+            "http://127.0.0.1:{http_port}/pin/oidc/callback,https://127.0.0.1:{admin_port}/ui/oidc/callback"
+        ),
+        None,
+    );
+    let data = tmp.path().join("data");
+    let server = Server::spawn(
+        &data,
+        direwolf()
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--bind", "127.0.0.1", "--http-port", &http_port.to_string()])
+            .args(["--https-port", "0", "--admin-port", &admin_port.to_string()])
+            .args(["--no-mdns", "--pin-timeout", "120"])
+            .args([
+                "--oidc-issuer",
+                &issuer,
+                "--oidc-client-id",
+                support::oidc::CLIENT_ID,
+            ])
+            .env("RUST_LOG", "info")
+            .env("RUST_BACKTRACE", "0"),
+    );
+    let browser = Browser {
+        dir: driver_dir,
+        chromium,
+        shots,
+        url: server.url(),
+        ns: None,
+    };
+    let driver = spawn_driver(http_port, &tmp.path().join("client"), &["pair", "--pin", "7315"]);
+    server
+        .server
+        .proc
+        .wait_for("Insert pin at http://", DRIVER_TIMEOUT);
+    let user = support::oidc::OIDC_USER;
+    let report = browser.step("sso-pin", user, "any password", Some(Path::new("7315")));
+    assert_eq!(report["logged_in"], format!("Logged in as {user}"), "{report}");
+    let paired = driver.json_result(DRIVER_TIMEOUT);
+    assert_eq!(paired["ok"], true, "pairing must succeed: {paired}");
+    let pairings = server.pairings();
+    assert_eq!(pairings.len(), 1, "{pairings:?}");
+    assert_eq!(pairings[0]["user"], user);
+    let users: Value =
+        serde_json::from_str(&server.ok(&["user", "list", "--output", "json"])).expect("JSON users");
+    let ada = users
+        .as_array()
+        .and_then(|u| u.iter().find(|u| u["name"] == user))
+        .unwrap_or_else(|| panic!("the provider's user was created: {users}"));
+    assert_eq!(
+        (&ada["has_password"], &ada["admin"]),
+        (&Value::Bool(false), &Value::Bool(false)),
+        "{ada}"
     );
 }

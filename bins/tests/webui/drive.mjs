@@ -8,6 +8,8 @@
 //   revoke-ending  revoke one's only device with "Also end its running session" ticked
 //   admin   ARG = a PNG file: add an app titled "Web UI App" with it as image, and a user carol
 //           with a password
+//   sso-pin ARG = the PIN: log in with single sign-on (the provider's own forms, USER and
+//           PASSWORD typed there; the page then names USER), enter the PIN for the pending pairing
 import { chromium } from "playwright-core";
 import path from "node:path";
 
@@ -49,16 +51,44 @@ async function login() {
   report.page_width = await page.evaluate(() => document.documentElement.scrollWidth);
 }
 
+async function singleSignOn() {
+  await page.goto(url, { timeout: WAIT_MS });
+  const link = page.getByRole("link", { name: "Log in with single sign-on", exact: true });
+  await link.waitFor();
+  await shot("sso-offered");
+  await link.click();
+  // The provider's login form, then its consent form; back at the web UI after that.
+  for (let form = 0; form < 4 && !page.url().startsWith(url); form += 1) {
+    await page.locator('button[type="submit"]').first().waitFor();
+    if (form === 0) await shot("sso-provider");
+    for (const [name, value] of [["login", user], ["password", password]]) {
+      const input = page.locator(`input[name="${name}"]`);
+      if (await input.count()) await input.fill(value);
+    }
+    const before = page.url();
+    await page.locator('button[type="submit"]').first().click();
+    await page.waitForURL((u) => u.toString() !== before, { timeout: WAIT_MS });
+  }
+  report.back_at = page.url();
+  await page.getByText(/^Logged in as /).waitFor();
+  report.logged_in = await page.locator("#who").textContent();
+  report.page_width = await page.evaluate(() => document.documentElement.scrollWidth);
+}
+
+async function enterPin() {
+  const pin = page.getByLabel(/^PIN for /);
+  await pin.waitFor();
+  await shot("pending");
+  await pin.fill(arg);
+  await page.getByRole("button", { name: "Pair", exact: true }).click();
+  await page.getByRole("status").getByText("PIN sent").waitFor();
+  await shot("pin-sent");
+}
+
 try {
-  await login();
-  if (step === "pin") {
-    const pin = page.getByLabel(/^PIN for /);
-    await pin.waitFor();
-    await shot("pending");
-    await pin.fill(arg);
-    await page.getByRole("button", { name: "Pair", exact: true }).click();
-    await page.getByRole("status").getByText("PIN sent").waitFor();
-    await shot("pin-sent");
+  await (step === "sso-pin" ? singleSignOn() : login());
+  if (step === "pin" || step === "sso-pin") {
+    await enterPin();
   } else if (step === "revoke") {
     const revoke = page.locator("#devices").getByRole("button", { name: "Revoke" });
     await revoke.waitFor();
