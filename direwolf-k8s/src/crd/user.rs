@@ -77,6 +77,11 @@ pub struct UserSpec {
     /// Adjustments of the injected sidecar containers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sidecar_policies: Option<SidecarPolicies>,
+
+    /// Whether this user administers direwolf in the web UI (logged in through single sign-on
+    /// or a login proxy): everything the admin token may do.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin: bool,
 }
 
 /// Adjustments for each injected container.

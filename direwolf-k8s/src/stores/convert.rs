@@ -114,6 +114,7 @@ pub(crate) fn user_object(user: &CoreUser) -> crd::User {
                     .filter_map(|id| i32::try_from(id.get()).ok())
                     .collect()
             }),
+            admin: user.admin,
             ..UserSpec::default()
         },
     )
@@ -142,9 +143,9 @@ pub(crate) fn user_from(object: &crd::User) -> Result<CoreUser, KubeStoreError> 
         display_name: object.spec.display_name.clone(),
         apps,
         // Local accounts (passwords) are a single-machine feature; Kubernetes users log in
-        // through the cluster's identity provider.
+        // through single sign-on or a login proxy.
         password: None,
-        admin: false,
+        admin: object.spec.admin,
     })
 }
 

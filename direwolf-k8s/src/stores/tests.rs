@@ -77,7 +77,7 @@ fn unusable_pairings_are_errors_not_panics() {
 }
 
 #[test]
-fn user_round_trips_and_owns_only_the_display_name_and_apps() {
+fn user_round_trips_and_owns_only_the_display_name_apps_and_admin() {
     let user = User {
         name: "alice".parse().unwrap(),
         display_name: Some("Alice 🎮".into()),
@@ -90,6 +90,18 @@ fn user_round_trips_and_owns_only_the_display_name_and_apps() {
         serde_json::json!({"displayName": "Alice 🎮", "apps": [3]})
     );
     assert_eq!(user_from(&object).unwrap(), user);
+
+    // An administrator: `spec.admin` written and read back; a person's is left out.
+    let admin = User {
+        admin: true,
+        ..User::new("root".parse().unwrap())
+    };
+    let object = user_object(&admin);
+    assert_eq!(
+        serde_json::to_value(&object.spec).unwrap(),
+        serde_json::json!({"admin": true})
+    );
+    assert_eq!(user_from(&object).unwrap(), admin);
 }
 
 #[test]

@@ -16,7 +16,8 @@ use crate::crd::{self, field_managers};
 use crate::watch::Watches;
 use crate::watch::cache::Cache;
 
-/// Users kept as `User` custom resources in one namespace. `put` owns only `spec.displayName`;
+/// Users kept as `User` custom resources in one namespace. `put` owns only `spec.displayName`,
+/// `spec.apps` and `spec.admin` (each only when set);
 /// caps, volumes and sidecar policies written by administrators are left alone.
 #[derive(Debug, Clone)]
 pub struct KubeUserStore {
