@@ -281,3 +281,7 @@ pub fn plan<'a>(pool: Option<&WarmPool>, pods: &'a [Pod], now: Timestamp) -> Pla
     plan.recheck = live.iter().map(|p| max_idle.saturating_sub(age(p, now))).min();
     plan
 }
+
+#[cfg(test)]
+#[path = "warm_tests.rs"]
+mod tests;
