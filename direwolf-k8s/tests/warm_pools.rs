@@ -2,7 +2,8 @@
 //! fills, a launch claims a Ready pod (labels, owner, the Session's Role bound to the pod's
 //! account) and the pool refills; idle pods are recycled; a dead warm pod is replaced and never
 //! claimed; a Session that cannot use one starts cold; a claim patch at a stale version gets
-//! 409; a new leader adopts a pod claimed by its predecessor (no double claim, no cold pod).
+//! 409, and of two launches racing for one pod one claims it and the other starts cold; a new
+//! leader adopts a pod claimed by its predecessor (no double claim, no cold pod).
 #![cfg(feature = "emulator")]
 
 mod support;
@@ -365,4 +366,48 @@ async fn a_new_leader_adopts_a_pod_claimed_by_its_predecessor() {
     );
     new.stop().await;
     old.stop().await;
+}
+
+#[tokio::test]
+async fn two_launches_racing_for_one_warm_pod_claim_it_once() {
+    let emulator = emulator().await;
+    let client = emulator.client();
+    let operator = Running::start(client.clone(), OperatorConfig::new(NS), true);
+    set_pool(&client, json!({"size": 1})).await;
+    let warm = ready_pool(&client, 1, &[]).await.remove(0);
+    // Claims answered late: both are sent at the version both read, and one gets 409.
+    emulator.inject(
+        FaultRule::delay(Duration::from_millis(300))
+            .with_verb("patch")
+            .with_path_prefix(&format!("/api/v1/namespaces/{NS}/pods/{warm}")),
+    );
+    let (a, b) = ("bob-warm-fffff", "bob-warm-ggggg");
+    tokio::join!(create(&client, a, "bob", 1920), create(&client, b, "bob", 1920));
+    let (pods_a, pods_b) = eventually(WAIT, "both Sessions with a pod", || async {
+        let (pa, pb) = (pods_of(&client, a).await, pods_of(&client, b).await);
+        (!pa.is_empty() && !pb.is_empty()).then_some((pa, pb))
+    })
+    .await;
+    emulator.clear_faults();
+    let names: Vec<String> = pods_a.iter().chain(&pods_b).map(|p| p.name_any()).collect();
+    assert_eq!(names.len(), 2, "one pod each: {names:?}");
+    assert_eq!(
+        names.iter().filter(|n| **n == warm).count(),
+        1,
+        "the warm pod claimed once: {names:?}"
+    );
+    assert!(
+        names.contains(&a.to_owned()) || names.contains(&b.to_owned()),
+        "the other starts cold"
+    );
+    let conflicts = emulator
+        .requests()
+        .iter()
+        .filter(|r| r.verb == "patch" && r.path.ends_with(&format!("/pods/{warm}")) && r.status == 409)
+        .count();
+    assert_eq!(conflicts, 1, "the second claim got 409");
+    let metrics = operator.operator.metrics();
+    assert_eq!(metrics.warm_claims("warm", "none"), 1);
+    assert_eq!(metrics.warm_claims("cold_fallback", "conflict"), 1);
+    operator.stop().await;
 }

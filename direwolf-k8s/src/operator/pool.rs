@@ -26,22 +26,29 @@ use crate::stream;
 
 /// The longest wait between two passes (a safety net).
 const IDLE_PASS: Duration = Duration::from_secs(60);
-/// The wait after a failed pass.
+/// The wait after a failed pass (doubling with each failure in a row, up to [`IDLE_PASS`]).
 const FAILED_PASS: Duration = Duration::from_secs(2);
 
 /// Keeps the pools until aborted (at the end of the term of leadership).
 pub(crate) async fn run(ctx: Arc<Context>, wake: Arc<Notify>) {
-    if ctx.wait_synced().await.is_err() {
-        warn!("the caches did not sync; warm pools are not kept this term");
-        return;
+    while ctx.wait_synced().await.is_err() {
+        warn!("the caches are not synced yet; warm pools wait");
     }
+    let mut failures = 0u32;
     loop {
         let next = if ctx.leading() {
             match pass(&ctx).await {
-                Ok(recheck) => recheck.unwrap_or(IDLE_PASS).min(IDLE_PASS),
+                Ok(recheck) => {
+                    failures = 0;
+                    recheck.unwrap_or(IDLE_PASS).min(IDLE_PASS)
+                }
                 Err(err) => {
-                    warn!(error = %err, "warm pool pass failed; retrying");
-                    FAILED_PASS
+                    failures = failures.saturating_add(1);
+                    let delay = FAILED_PASS
+                        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(5)))
+                        .min(IDLE_PASS);
+                    warn!(error = %err, failures, ?delay, "warm pool pass failed; retrying");
+                    delay
                 }
             }
         } else {
