@@ -23,6 +23,11 @@ pub struct AgentArgs {
     #[arg(long, value_name = "NAME", env = env::SESSION)]
     pub session: Option<String>,
 
+    /// Warm mode: this pod's own name (downward API `metadata.name`); the agent waits for Wolf,
+    /// then for the operator to label the pod with a Session, instead of `--session`.
+    #[arg(long, value_name = "POD", env = env::WARM_POD, conflicts_with = "session")]
+    pub warm_pod: Option<String>,
+
     /// The namespace of the Session (downward API `metadata.namespace`).
     #[arg(long, value_name = "NS", env = env::POD_NAMESPACE)]
     pub namespace: Option<String>,
@@ -72,11 +77,16 @@ fn required<T>(value: Option<T>, flag: &str, var: &str) -> anyhow::Result<T> {
 impl AgentArgs {
     /// The library's configuration; a clear error names each missing setting.
     pub fn config(&self) -> anyhow::Result<AgentConfig> {
-        let session = required(self.session.clone(), "--session", env::SESSION)?;
         let namespace = required(self.namespace.clone(), "--namespace", env::POD_NAMESPACE)?;
         let pod_ip = required(self.pod_ip, "--pod-ip", env::POD_IP)?;
         let socket = required(self.wolf_socket.clone(), "--wolf-socket", env::WOLF_SOCKET_PATH)?;
-        let mut config = AgentConfig::new(&session, &namespace, pod_ip, socket);
+        let mut config = match &self.warm_pod {
+            Some(pod) => AgentConfig::warm(pod, &namespace, pod_ip, socket),
+            None => {
+                let session = required(self.session.clone(), "--session", env::SESSION)?;
+                AgentConfig::new(&session, &namespace, pod_ip, socket)
+            }
+        };
         config.health_addr = SocketAddr::new(self.health_bind, self.health_port);
         config.metrics_addr = self.metrics.metrics_bind;
         config.pause_grace = Duration::from_secs(self.pause_grace);
@@ -96,7 +106,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         let client = kube::Client::try_default()
             .await
             .context("cannot configure a Kubernetes client (KUBECONFIG or in-cluster service account)")?;
-        info!(session = %config.session, namespace = %config.namespace, "direwolf agent started");
+        info!(session = %config.session, warm_pod = ?config.warm_pod, namespace = %config.namespace, "direwolf agent started");
         let exit = Agent::new(client, config).run().await?;
         info!(?exit, "direwolf agent done");
         Ok(())
@@ -110,6 +120,7 @@ mod tests {
     fn args() -> AgentArgs {
         AgentArgs {
             session: Some("alice-desktop-x7k2p".into()),
+            warm_pod: None,
             namespace: Some("games".into()),
             pod_ip: Some("10.1.2.3".parse().expect("an IP")),
             wolf_socket: Some(stream::WOLF_SOCKET_PATH.into()),
@@ -159,5 +170,16 @@ mod tests {
         assert_eq!(config.health_addr.port(), 8081);
         assert_eq!(config.pause_grace, Duration::from_secs(5));
         assert_eq!(config.udev_dir, None);
+        assert_eq!(config.warm_pod, None);
+    }
+
+    #[test]
+    fn a_warm_pod_needs_no_session() {
+        let mut a = args();
+        a.session = None;
+        a.warm_pod = Some("test-pattern-warm-ab1c2".into());
+        let config = a.config().expect("complete");
+        assert_eq!(config.warm_pod.as_deref(), Some("test-pattern-warm-ab1c2"));
+        assert_eq!(config.session, "");
     }
 }

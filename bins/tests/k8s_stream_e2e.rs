@@ -13,7 +13,8 @@
 //! leading operator killed too) ends its Session; a proxy restarted mid-stream keeps the stream;
 //! a stopped stream resumes in its pod with new keys; flows split across two proxy replicas
 //! stream; the proxy and operator Deployments `direwolf install` prints run in pods on the
-//! stand-in, and a client streams through them.
+//! stand-in, and a client streams through them; a launch of an App with a warm pool streams
+//! from a claimed warm pod, which goes with the Session while the pool refills.
 //!
 //! Needs root, `ip`, `unshare`, `nsenter` and python3 with moonlight_python 0.3.0.
 
@@ -666,6 +667,87 @@ fn two_clients_stream_from_wolf_pods_through_the_proxy_and_quitting_frees_everyt
             "the relay's RTSP port {port} is closed: {probe}"
         );
     }
+}
+
+/// The Ready, unclaimed warm pods of `test-pattern-warm`.
+fn ready_warm_pods(pack: &Pack) -> Vec<String> {
+    pack.pods()
+        .into_iter()
+        .filter(|p| {
+            p.labels().get(crd::labels::WARM_POOL).map(String::as_str) == Some("test-pattern-warm")
+                && p.metadata.deletion_timestamp.is_none()
+                && p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .map(|p| p.name_any())
+        .collect()
+}
+
+#[test]
+fn a_launch_streams_from_a_claimed_warm_pod_and_the_pool_refills() {
+    let Some(pack) = Pack::start(&["op-a"], "41500-41599") else {
+        return;
+    };
+    // The example's pool, made for the client's 1280x720 at 60.
+    let app = pack.dir.path().join("app-warm.yaml");
+    let example =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/app-warm-pool.yaml"))
+            .expect("the example");
+    let example = example
+        .replace("width: 1920", "width: 1280")
+        .replace("height: 1080", "height: 720");
+    std::fs::write(&app, example).expect("write the App");
+    pack.cp
+        .kubectl(&["apply", "-n", &pack.ns, "-f", app.to_str().expect("utf-8")]);
+    let pool = support::poll(STEP, Duration::from_millis(250), || {
+        let ready = ready_warm_pods(&pack);
+        (ready.len() == 2).then_some(ready)
+    })
+    .unwrap_or_else(|| panic!("the warm pool never filled\n{}", pack.logs()));
+
+    let bob = pack.client("bob-phone", "bob");
+    let stop = pack.dir.path().join("stop");
+    let launched = Instant::now();
+    let streaming = pack.stream_with(&bob, &stop, &["--app", "Test pattern (warm)"]);
+    let name = pack.new_session(&[]).name_any();
+    pack.wait_phase(&name, SessionPhase::Streaming);
+    eprintln!(
+        "Session {name} Streaming {:?} after the launch",
+        launched.elapsed()
+    );
+    let pod = pack.pod_of(&name).expect("the Session's pod");
+    assert!(
+        pool.contains(&pod.name_any()),
+        "{} is a pod of the pool {pool:?}",
+        pod.name_any()
+    );
+    assert!(
+        pack.events_of(&name)
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("WarmPodClaimed")),
+        "a WarmPodClaimed Event on the Session"
+    );
+    let ip = pod_ip(&pod);
+    assert_stream_reached_wolf(&pack, &ip);
+    std::fs::write(&stop, b"").expect("stop file");
+    let done = streaming.report(DRIVER_TIMEOUT);
+    assert!(
+        done["udp_in_while_streaming"].as_u64().unwrap_or(0) > 0,
+        "RTP from the warm pod reached the client: {done}"
+    );
+
+    // The pool refilled meanwhile; quitting deletes the claimed pod, never reused.
+    wait_until("the pool refilled", STEP, || {
+        let ready = ready_warm_pods(&pack);
+        ready.len() == 2 && !ready.contains(&pod.name_any())
+    });
+    let quit = pack.driver(&bob, &["quit"]).report(DRIVER_TIMEOUT);
+    assert_eq!(quit["ok"], true, "quit: {quit}");
+    pack.wait_gone("the claimed warm pod is deleted", |p| {
+        p.pods().iter().all(|q| q.name_any() != pod.name_any())
+    });
 }
 
 #[test]

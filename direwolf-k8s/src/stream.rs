@@ -12,7 +12,7 @@
 //! | `Session` | `<user>-<app>-<5 random>` | proxy (spec), operator and agent (status) | all |
 //! | Secret with the stream keys | [`keys_secret_name`] | proxy | that Session's agent |
 //! | ServiceAccount, Role, RoleBinding | [`agent_account_name`] | operator | API server (the agent's rights: its Session, its status, its keys Secret) |
-//! | Pod | the Session's name | operator | kubelet, proxy relay |
+//! | Pod | the Session's name, or a claimed warm pod's own ([`warm_pod_prefix`]) | operator | kubelet, proxy relay |
 //! | home PVC | `<user>-<app>` (owned by the User) | operator | pod |
 //! | Service (load-balancer and gateway exposures) | `operator::expose::service_name` | operator | load balancer, Gateway |
 //! | TCPRoute, UDPRoutes (gateway exposure) | `<session>-rtsp`, `-control`, `-video`, `-audio` | operator | Gateway |
@@ -43,6 +43,13 @@ pub const FINALIZER: &str = "direwolf.games-on-whales.github.io/stream";
 
 /// Label on every object made for a Session (pod, Secret, account objects): the Session's name.
 pub const SESSION_LABEL: &str = "direwolf/session";
+
+/// The name prefix of an App's warm pods (`<app>-warm-<5 random>`). A claimed warm pod keeps
+/// its name: a Session's pod is the one named after it or the one labelled [`SESSION_LABEL`]
+/// with it and owned by it.
+pub fn warm_pod_prefix(app: &str) -> String {
+    format!("{app}-warm-")
+}
 
 /// The Secret holding a Session's stream keys (`aesKey`, `aesIV`).
 pub fn keys_secret_name(session: &str) -> String {
@@ -78,6 +85,9 @@ pub mod containers {
 pub mod env {
     /// The Session's name.
     pub const SESSION: &str = "DIREWOLF_SESSION";
+    /// In a warm pod, instead of [`SESSION`]: the pod's own name (downward API
+    /// `metadata.name`); the agent waits for the pod's [`super::SESSION_LABEL`].
+    pub const WARM_POD: &str = "DIREWOLF_WARM_POD";
     /// The namespace (downward API `metadata.namespace`).
     pub const POD_NAMESPACE: &str = "POD_NAMESPACE";
     /// The pod's name (downward API `metadata.name`).

@@ -770,3 +770,66 @@ async fn a_libudev_monitor_sees_the_controllers_needs_root() {
     agent.abort();
     monitor.stop().await;
 }
+
+/// Warm mode: Ready (Wolf's socket answers) and registering nothing until the pod is labelled
+/// with a Session, then streaming that Session as any agent does.
+#[tokio::test]
+async fn a_warm_agent_waits_for_its_claim_then_streams_the_session() {
+    let env = Env::new().await;
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(env.emulator.client(), NS);
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+        "metadata": {"name": "test-pattern-warm-ab1c2"}, "spec": {"containers": [{"name": "wolf"}]}
+    }))
+    .expect("a pod");
+    within("create the pod", pods.create(&PostParams::default(), &pod))
+        .await
+        .expect("pod created");
+    let base = env.config();
+    let mut config = AgentConfig::warm(
+        "test-pattern-warm-ab1c2",
+        NS,
+        base.pod_ip,
+        base.wolf_socket.clone(),
+    );
+    config.health_addr = base.health_addr;
+    config.socket_poll = base.socket_poll;
+    config.udev_dir = base.udev_dir.clone();
+    config.retry_initial = base.retry_initial;
+    config.retry_max = base.retry_max;
+    let agent = env.start(config).await;
+    within("ready before the claim", async {
+        while !http_get(agent.health_addr, "/readyz")
+            .await
+            .starts_with("HTTP/1.1 200")
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        env.wolf.sessions().is_empty(),
+        "nothing registered before the claim"
+    );
+    let initializing = env.sessions().get(NAME).await.expect("session");
+    assert_eq!(
+        initializing.status.and_then(|s| s.phase),
+        Some(SessionPhase::Initializing)
+    );
+
+    let claim = json!({"metadata": {"labels": {stream::SESSION_LABEL: NAME}}});
+    within(
+        "the operator claims the pod",
+        pods.patch(
+            "test-pattern-warm-ab1c2",
+            &PatchParams::default(),
+            &Patch::Merge(&claim),
+        ),
+    )
+    .await
+    .expect("claimed");
+    let s = env.phase(SessionPhase::WaitForPing).await;
+    let id = env.wolf_id();
+    assert_eq!(s.status.and_then(|st| st.wolf_session_id), Some(id.to_string()));
+    agent.abort();
+}

@@ -140,7 +140,8 @@ fn operator_rules(settings: &Settings) -> Vec<PolicyRule> {
         // each Session has a Service of its own (load-balancer and gateway modes).
         rule(&[""], &["pods", "services", "persistentvolumeclaims"], WRITE_ALL),
         // Each stream pod runs as its own ServiceAccount, whose Role lets its agent read only its
-        // own Session and keys Secret and write only its Session's status. Granting that Role
+        // own Session and keys Secret and write only its Session's status (a warm pod's Role:
+        // reading only the pod itself, until a claim binds its Session's). Granting that Role
         // needs the operator to hold the same rights (the Session rights above, and reading
         // Secrets below); it also deletes a Session's keys Secret with the Session.
         rule(&[""], &["serviceaccounts"], WRITE_ALL),

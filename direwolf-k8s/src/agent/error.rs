@@ -30,6 +30,14 @@ pub enum AgentError {
     /// The udev directory or the netlink socket cannot be set up.
     #[error("cannot set up the controllers' udev relay: {0}")]
     Udev(std::io::Error),
+    /// A warm pod's Wolf did not open its socket in time, or the pod went away unclaimed.
+    #[error("warm pod {pod}: {reason}")]
+    Warm {
+        /// The pod.
+        pod: String,
+        /// What happened.
+        reason: String,
+    },
     /// The Kubernetes API refused a request that retrying cannot fix.
     #[error("{what}: {source}")]
     Kube {

@@ -6,6 +6,7 @@
 //! |---|---|
 //! | `/livez`, `/readyz` on [`stream::AGENT_HEALTH_PORT`] | [`health`] |
 //! | wait for Wolf's socket (a non-socket file is fatal) | [`socket`] |
+//! | warm mode: wait for Wolf, then for the pod's claim, before all of the below | [`warm`] |
 //! | follow the own Session (its ports; deleted = gone) | [`session`] |
 //! | the keys Secret and `status.ports`, waited for | [`inputs`] |
 //! | `sessions/add` once (found again after a restart) | [`register`] |
@@ -40,6 +41,7 @@ pub mod session;
 pub mod socket;
 pub mod status;
 pub mod udev;
+pub mod warm;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -59,8 +61,10 @@ pub const DEFAULT_UDEV_DIR: &str = "/run/udev";
 /// Settings of one agent.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    /// The Session's name.
+    /// The Session's name (in warm mode, set when the pod is claimed).
     pub session: String,
+    /// Warm mode: the pod's own name; the Session is the one the pod gets labelled with.
+    pub warm_pod: Option<String>,
     /// Its namespace.
     pub namespace: String,
     /// The pod's IP (the fake RTSP IP derives from it).
@@ -89,6 +93,14 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
+    /// [`AgentConfig::new`] for warm pod `pod`: the Session is learnt from the pod's claim.
+    pub fn warm(pod: &str, namespace: &str, pod_ip: IpAddr, wolf_socket: impl Into<PathBuf>) -> Self {
+        AgentConfig {
+            warm_pod: Some(pod.to_owned()),
+            ..AgentConfig::new("", namespace, pod_ip, wolf_socket)
+        }
+    }
+
     /// Defaults for Session `session` in `namespace` of a pod at `pod_ip` with Wolf's socket
     /// at `wolf_socket`: health on [`stream::AGENT_HEALTH_PORT`], pause grace 60 s, Wolf
     /// timeout 120 s, socket poll 200 ms, udev relay into [`DEFAULT_UDEV_DIR`], retries from
@@ -96,6 +108,7 @@ impl AgentConfig {
     pub fn new(session: &str, namespace: &str, pod_ip: IpAddr, wolf_socket: impl Into<PathBuf>) -> Self {
         AgentConfig {
             session: session.to_owned(),
+            warm_pod: None,
             namespace: namespace.to_owned(),
             pod_ip,
             wolf_socket: wolf_socket.into(),

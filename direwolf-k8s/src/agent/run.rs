@@ -14,7 +14,7 @@ use direwolf_wolf_client::backoff::Backoff;
 use direwolf_wolf_client::types::AddSessionRequest;
 use direwolf_wolf_client::{EventItem, EventsConfig, SessionId, WolfClient, WolfEvent};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use k8s_openapi::api::core::v1::{Pod, Secret as KubeSecret};
 use kube::Api;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
@@ -28,7 +28,7 @@ use super::phase::{PhaseInput, PhaseTracker};
 use super::session::{self, SessionView};
 use super::status::{AgentStatus, StatusWriter, WriteError};
 use super::udev::{DeviceRelay, NetlinkSink, UeventSink};
-use super::{AgentConfig, AgentError, register, rekey, socket};
+use super::{AgentConfig, AgentError, register, rekey, socket, warm};
 use crate::crd::{Session, SessionPhase};
 use crate::stream;
 
@@ -150,6 +150,7 @@ impl Agent {
             Some(addr) => Some(health::serve_metrics(addr, self.config.metrics.clone()).await?),
             None => None,
         };
+        let pods = Api::namespaced(self.client.clone(), &self.config.namespace);
         let life = Life {
             sessions: Api::namespaced(self.client.clone(), &self.config.namespace),
             secrets: Api::namespaced(self.client, &self.config.namespace),
@@ -159,10 +160,17 @@ impl Agent {
             readiness: readiness.clone(),
             registered: Arc::new(Mutex::new(Registered::default())),
         };
+        let task = match life.config.warm_pod.clone() {
+            None => tokio::spawn(life.run().instrument(span)),
+            Some(pod) => {
+                let span = tracing::info_span!("warm", pod = %pod);
+                tokio::spawn(life.run_warm(pods, pod).instrument(span))
+            }
+        };
         Ok(RunningAgent {
             health_addr,
             readiness,
-            task: tokio::spawn(life.run().instrument(span)),
+            task,
             health,
             metrics_port,
         })
@@ -192,6 +200,25 @@ struct Life {
 }
 
 impl Life {
+    /// Warm mode ([`super::warm`]): Wolf, the claim, then [`Life::run`] for the Session.
+    async fn run_warm(mut self, pods: Api<Pod>, pod: String) -> Result<Exit, AgentError> {
+        let config = &self.config;
+        warm::wait_for_wolf(
+            &pod,
+            &config.wolf_socket,
+            config.socket_poll,
+            config.wolf_timeout,
+            &self.readiness,
+        )
+        .await?;
+        self.config.session = warm::wait_for_claim(pods, &pod).await?;
+        // Short steps: the Session's Role is bound right after the claim.
+        let backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
+        warm::wait_readable(&self.sessions, &self.config.session, backoff).await;
+        let span = tracing::info_span!("session", session = %self.config.session);
+        self.run().instrument(span).await
+    }
+
     async fn run(self) -> Result<Exit, AgentError> {
         let (rx, watch_task) = session::watch_session(self.sessions.clone(), &self.config.session);
         let outcome = tokio::select! {

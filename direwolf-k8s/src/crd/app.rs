@@ -14,6 +14,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{Base64Bytes, ReportStatus};
+use super::warm::WarmPool;
 
 /// The status of an `App`: conditions such as `IDUnique` (false when another App in the
 /// namespace has the same `spec.id`).
@@ -80,6 +81,9 @@ pub struct AppSpec {
     /// operator --gpu-resource`); `count: 0` asks for none (an app rendered in software).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu: Option<AppGpu>,
+    /// Stream pods kept ready for this App's launches (Kubernetes mode, relay exposure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_pool: Option<WarmPool>,
 }
 
 /// An extended resource and how many of it (`nvidia.com/gpu`, `amd.com/gpu`,

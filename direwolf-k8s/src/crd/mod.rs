@@ -9,6 +9,7 @@ mod common;
 mod pairing;
 mod session;
 mod user;
+mod warm;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -24,6 +25,7 @@ pub use common::{
 pub use pairing::{Pairing, PairingSpec, PairingStatus};
 pub use session::{Session, SessionConfig, SessionPhase, SessionPorts, SessionSpec, SessionStatus};
 pub use user::{RESERVED_VOLUME_NAMES, SidecarPolicies, SidecarPolicy, User, UserSpec, UserStatus};
+pub use warm::WarmPool;
 
 /// The API group of every direwolf kind.
 pub const GROUP: &str = "direwolf.games-on-whales.github.io";
@@ -75,6 +77,10 @@ pub mod labels {
     pub const DIREWOLF: &str = "direwolf";
     /// Marks the Secrets of pending PINs (`direwolf/pin=pending`).
     pub const PIN: &str = "direwolf/pin";
+    /// On an unclaimed warm pod and its account: the App whose pool it belongs to.
+    pub const WARM_POOL: &str = "direwolf/warm-pool";
+    /// On a warm pod, kept after a claim: the App whose pool made it.
+    pub const WARM: &str = "direwolf/warm";
 }
 
 /// Annotation keys.

@@ -16,6 +16,7 @@ use kube::{Api, Client, Resource};
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Unit;
 use serde::Serialize;
@@ -25,6 +26,7 @@ use tokio::sync::watch;
 use super::config::OperatorConfig;
 use super::error::Error;
 use super::ports::PortAllocator;
+use super::warm::Removal;
 use crate::crd::{App, Session, SessionPhase, User};
 use crate::retry::{RetryPolicy, has_status};
 
@@ -34,7 +36,13 @@ use crate::retry::{RetryPolicy, has_status};
 /// - `direwolf_operator_reconciles_total{result}` and
 ///   `direwolf_operator_reconcile_duration_seconds{result}`, `result` `ok` or `error`;
 /// - `direwolf_operator_reconcile_errors_total{category}`, by [`Error::category`];
-/// - `direwolf_operator_sessions_ended_total`, `direwolf_operator_stream_pods_created_total`.
+/// - `direwolf_operator_sessions_ended_total`, `direwolf_operator_stream_pods_created_total`
+///   (cold and warm pods);
+/// - `direwolf_operator_warm_pods{state}`: unclaimed warm pods at the last pool pass, `ready`,
+///   `starting` or `terminating`;
+/// - `direwolf_operator_warm_claims_total{outcome,reason}`: launches of Apps with a warm pool,
+///   `outcome` `warm` (reason `none`) or `cold_fallback` with why;
+/// - `direwolf_operator_warm_pods_removed_total{reason}`: `broken`, `idle`, `surplus`.
 #[derive(Debug, Clone)]
 pub struct Metrics {
     reconciles: Family<[(&'static str, &'static str); 1], Counter>,
@@ -42,6 +50,9 @@ pub struct Metrics {
     errors: Family<[(&'static str, String); 1], Counter>,
     endings: Counter,
     pods_created: Counter,
+    warm_pods: Family<[(&'static str, &'static str); 1], Gauge>,
+    warm_claims: Family<[(&'static str, &'static str); 2], Counter>,
+    warm_removed: Family<[(&'static str, &'static str); 1], Counter>,
 }
 
 impl Default for Metrics {
@@ -52,6 +63,9 @@ impl Default for Metrics {
             errors: Family::default(),
             endings: Counter::default(),
             pods_created: Counter::default(),
+            warm_pods: Family::default(),
+            warm_claims: Family::default(),
+            warm_removed: Family::default(),
         }
     }
 }
@@ -93,6 +107,65 @@ impl Metrics {
             "Stream pods created.",
             self.pods_created.clone(),
         );
+        for state in WARM_STATES {
+            let _ = self.warm_pods.get_or_create(&[("state", state)]);
+        }
+        let _ = self
+            .warm_claims
+            .get_or_create(&[("outcome", "warm"), ("reason", "none")]);
+        for why in [Removal::Broken, Removal::Idle, Removal::Surplus] {
+            let _ = self.warm_removed.get_or_create(&[("reason", why.label())]);
+        }
+        registry.register(
+            "operator_warm_pods",
+            "Unclaimed warm pods at the last pool pass, by state: ready, starting, terminating.",
+            self.warm_pods.clone(),
+        );
+        registry.register(
+            "operator_warm_claims",
+            "Launches of Apps with a warm pool, by outcome (warm, cold_fallback) and the fallback's reason.",
+            self.warm_claims.clone(),
+        );
+        registry.register(
+            "operator_warm_pods_removed",
+            "Warm pods deleted by the pool, by reason: broken, idle, surplus.",
+            self.warm_removed.clone(),
+        );
+    }
+
+    /// Claims so far with `outcome` and `reason`.
+    pub fn warm_claims(&self, outcome: &'static str, reason: &'static str) -> u64 {
+        self.warm_claims
+            .get_or_create(&[("outcome", outcome), ("reason", reason)])
+            .get()
+    }
+
+    pub(crate) fn warm_claimed(&self, outcome: &'static str, reason: &'static str) {
+        self.warm_claims
+            .get_or_create(&[("outcome", outcome), ("reason", reason)])
+            .inc();
+    }
+
+    pub(crate) fn warm_pod_removed(&self, why: Removal) {
+        self.warm_removed.get_or_create(&[("reason", why.label())]).inc();
+    }
+
+    /// Sets the warm pod gauge from the unclaimed pods of one pass.
+    pub(crate) fn warm_pods_seen<'a>(&self, pods: impl Iterator<Item = &'a Pod>) {
+        let mut counts = [0i64; 3];
+        for pod in pods {
+            let state = if pod.metadata.deletion_timestamp.is_some() {
+                2
+            } else if super::decide::pod_ready(pod) {
+                0
+            } else {
+                1
+            };
+            counts[state] += 1;
+        }
+        for (state, count) in WARM_STATES.iter().zip(counts) {
+            self.warm_pods.get_or_create(&[("state", *state)]).set(count);
+        }
     }
 
     /// Reconciles run so far, with either result.
@@ -130,6 +203,9 @@ impl Metrics {
         self.pods_created.inc();
     }
 }
+
+/// The states of `direwolf_operator_warm_pods`.
+const WARM_STATES: [&str; 3] = ["ready", "starting", "terminating"];
 
 /// The phase each Session had when last reconciled in this term of leadership.
 #[derive(Debug, Default)]
@@ -273,5 +349,25 @@ impl Context {
             .run("get", || api.get_opt(name))
             .await
             .map_err(Error::api(format!("get {} {name}", K::kind(&()))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_warm_families_are_exported_from_the_start() {
+        let registry = Registry::new();
+        Metrics::default().register(&registry);
+        let text = registry.render();
+        for line in [
+            "# TYPE direwolf_operator_warm_pods gauge",
+            "direwolf_operator_warm_pods{state=\"terminating\"} 0",
+            "direwolf_operator_warm_claims_total{outcome=\"warm\",reason=\"none\"} 0",
+            "direwolf_operator_warm_pods_removed_total{reason=\"idle\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
     }
 }

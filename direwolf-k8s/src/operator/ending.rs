@@ -127,12 +127,17 @@ pub(crate) async fn finalize(session: &Session, ctx: &Context) -> Result<Action,
         ctx.phases.forget(&name);
         return Ok(Action::await_change());
     }
-    let pod = ctx.get::<Pod>(&name).await?;
-    if let Some(pod) = &pod
-        && pod.metadata.deletion_timestamp.is_none()
-        && owned_by(pod, session)
-    {
-        ctx.delete::<Pod>(&name).await?;
+    let mut pods: Vec<Pod> = ctx.get::<Pod>(&name).await?.into_iter().collect();
+    pods.extend(super::claim::claimed_pods(ctx, session).await?);
+    pods.retain(|p| owned_by(p, session));
+    for pod in &pods {
+        if pod.metadata.deletion_timestamp.is_none() {
+            ctx.delete::<Pod>(&pod.name_any()).await?;
+        }
+        if pod.name_any() != name {
+            // A claimed warm pod: its own account too.
+            super::pool::delete_account(ctx, &pod.name_any()).await?;
+        }
     }
     let account = stream::agent_account_name(&name);
     ctx.delete::<RoleBinding>(&account).await?;
@@ -146,7 +151,7 @@ pub(crate) async fn finalize(session: &Session, ctx: &Context) -> Result<Action,
         .as_ref()
         .and_then(|t| Duration::try_from(Timestamp::now().duration_since(t.0)).ok())
         .unwrap_or_default();
-    let pod_left = pod.is_some_and(|p| owned_by(&p, session));
+    let pod_left = !pods.is_empty();
     if pod_left && waited < ctx.config.pod_deletion_bound {
         return Ok(Action::requeue(TERMINATING_POLL));
     }

@@ -21,11 +21,14 @@
 //! | agent ServiceAccount, Role, RoleBinding | [`account`] |
 //! | pod (template merge, caps, policies, reserved names; Wolf's port variables outside the relay mode) | [`pod`], [`caps`] |
 //! | exposure modes (`config::Exposure`): load-balancer Service per Session (sharing annotations, `ServiceCreated`, `LoadBalancerAddressAssigned`), gateway routes (TCPRoute, UDPRoutes, ClusterIP Service, `RoutesCreated`; a missing Gateway ends a Session not yet started) | [`expose`] (pure), `publish.rs` (apply, delete) |
+//! | warm pools: the warm pod and its account, who may claim, the pool's plan | [`warm`] |
+//! | warm pools kept at size (broken, idle, surplus pods replaced; guarded deletes), while leading | `pool.rs` |
+//! | claim of a warm pod (one patch at the version read; 409 → next or cold), adoption after a failover, the Session's pod by name or label | `claim.rs` |
 //! | phase Initializing, `host` | [`decide`] |
 //! | endings (App/User deleted, Unschedulable, Wolf exited, pod failed, start deadline, agent's Ended) | [`decide::ending`], `ending.rs` |
 //! | leadership: reconciles only while `is_leader` is true | [`Operator::run`] |
 //! | Events of phase changes and failed reconciles | `events.rs` |
-//! | metrics: reconciles, their errors and durations, pods created, endings | [`Metrics`] (`context.rs`) |
+//! | metrics: reconciles, their errors and durations, pods created, endings, warm pods and claims | [`Metrics`] (`context.rs`) |
 //!
 //! ```no_run
 //! # async fn demo(client: kube::Client) -> Result<(), direwolf_k8s::operator::RunError> {
@@ -38,6 +41,7 @@
 
 pub mod account;
 pub mod caps;
+mod claim;
 pub mod config;
 mod context;
 pub mod decide;
@@ -47,11 +51,13 @@ mod events;
 pub mod expose;
 pub mod home;
 pub mod pod;
+mod pool;
 pub mod ports;
 mod publish;
 mod reconcile;
 mod run;
 mod status;
+pub mod warm;
 
 pub use config::{
     Exposure, GatewayExposure, GpuResource, Images, LoadBalancerExposure, OperatorConfig, PodSettings,

@@ -13,6 +13,7 @@ use kube::{Resource, ResourceExt};
 use tracing::{debug, info, instrument};
 
 use super::account::agent_account;
+use super::claim::{self, Claim};
 use super::context::Context;
 use super::decide::{self, Ending, Observed, OperatorStatus};
 use super::ending;
@@ -22,7 +23,7 @@ use super::home::home_claim;
 use super::pod::{PodInputs, build_pod};
 use super::publish;
 use super::status::write_status;
-use crate::crd::{App, Session, SessionPhase, User, conditions, field_managers, reasons};
+use crate::crd::{App, Session, SessionPhase, User, conditions, field_managers, labels, reasons};
 use crate::stream;
 
 /// How often a steady Session is looked at again without any change (a safety net).
@@ -60,7 +61,7 @@ async fn reconcile_leading(session: Arc<Session>, ctx: Arc<Context>) -> Result<A
     let ns = ctx.config.namespace.as_str();
     let app = Context::cached(&ctx.caches.apps, ns, &session.spec.game_reference.name);
     let user = Context::cached(&ctx.caches.users, ns, &session.spec.user_reference.name);
-    let pod = Context::cached(&ctx.caches.pods, ns, &session.name_any());
+    let pod = claim::cached_pod(&ctx, &session);
     let observed = Observed {
         session: &session,
         app: app.as_deref(),
@@ -166,21 +167,28 @@ async fn provision(
         None => None,
     };
 
-    // Account and pod.
+    // Account and pod: a warm pod if the Session can take one, else a cold one.
     let pod = match pod {
-        Some(pod) => Some(pod),
-        None => match create_pod(session, ctx, app, user, claim.as_deref(), Some(ports)).await? {
+        Some(pod) => {
+            if pod.labels().contains_key(labels::WARM) && !deployment_created(session) {
+                // Claimed before a failover, or before a failed status write.
+                claim::bind(session, ctx, &pod).await?;
+            }
+            Some(pod)
+        }
+        None => match start_pod(session, ctx, app, user, claim.as_deref(), ports).await? {
             PodOutcome::Created(pod) => pod.map(|p| Arc::new(*p)),
             PodOutcome::Refused(why) | PodOutcome::Vanished(why) => {
                 return ending::end_from(session, ctx, why, on_server).await;
             }
         },
     };
+    let pod_name = pod.as_deref().map_or(name.clone(), ResourceExt::name_any);
     status.set_condition(
         conditions::DEPLOYMENT_CREATED,
         true,
         reasons::SUCCESS,
-        &format!("pod {name}"),
+        &format!("pod {pod_name}"),
         generation,
         now,
     );
@@ -232,6 +240,34 @@ fn pod_refused(message: String) -> PodOutcome {
     })
 }
 
+/// Whether the Session's status says its pod was made.
+fn deployment_created(session: &Session) -> bool {
+    session
+        .status
+        .as_ref()
+        .and_then(|s| crate::crd::find_condition(&s.conditions, conditions::DEPLOYMENT_CREATED))
+        .is_some_and(|c| c.status == "True")
+}
+
+/// A warm pod claimed for the Session, else a cold one made ([`create_pod`]).
+async fn start_pod(
+    session: &Session,
+    ctx: &Context,
+    app: &App,
+    user: &User,
+    home: Option<&str>,
+    ports: crate::crd::SessionPorts,
+) -> Result<PodOutcome, Error> {
+    if !deployment_created(session) {
+        let claimed = claim::claim(session, ctx, app, user).await?;
+        claim::report(session, ctx, &claimed).await;
+        if let Claim::Warm(pod) | Claim::Adopted(pod) = claimed {
+            return Ok(PodOutcome::Created(Some(pod)));
+        }
+    }
+    create_pod(session, ctx, app, user, home, Some(ports)).await
+}
+
 /// Creates the agent account and the pod, unless the pod existed and was deleted.
 async fn create_pod(
     session: &Session,
@@ -242,14 +278,13 @@ async fn create_pod(
     ports: Option<crate::crd::SessionPorts>,
 ) -> Result<PodOutcome, Error> {
     let name = session.name_any();
-    let was_created = session
-        .status
-        .as_ref()
-        .and_then(|s| crate::crd::find_condition(&s.conditions, conditions::DEPLOYMENT_CREATED))
-        .is_some_and(|c| c.status == "True");
-    if was_created {
+    if deployment_created(session) {
         // The cache may lag behind a creation: only the API server's 404 means gone.
-        return Ok(match ctx.get::<Pod>(&name).await? {
+        let found = match ctx.get::<Pod>(&name).await? {
+            Some(pod) => Some(pod),
+            None => claim::claimed_pods(ctx, session).await?.into_iter().next(),
+        };
+        return Ok(match found {
             Some(pod) => PodOutcome::Created(Some(Box::new(pod))),
             None => PodOutcome::Vanished(Ending::new(
                 reasons::POD_FAILED,

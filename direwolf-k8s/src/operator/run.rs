@@ -16,12 +16,13 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use super::config::OperatorConfig;
 use super::context::{Caches, Context, Metrics};
 use super::error::Error;
+use super::pool;
 use super::ports::PortAllocator;
 use super::reconcile::reconcile;
 use crate::crd::{App, Session, User, labels};
@@ -177,13 +178,22 @@ impl Operator {
         // whatever the controller does); each change names the Sessions to reconcile.
         let (triggers_tx, triggers) = mpsc::channel::<ObjectRef<Session>>(1024);
         let worker = format!("{}={}", labels::APP, labels::APP_WORKER);
+        // Warm pool changes (Apps, warm pods, claimed ones too: a claim is a change of the
+        // pool) wake the pool task.
+        let wake = Arc::new(Notify::new());
         let (pods, pods_task) = self.follow::<Pod>(
             watcher::Config::default().labels(&worker),
             slim_pod,
             triggers_tx.clone(),
             {
                 let ns = ns.to_owned();
-                move |pod: &Pod| owning_session(pod, &ns).into_iter().collect()
+                let wake = wake.clone();
+                move |pod: &Pod| {
+                    if pod.labels().contains_key(labels::WARM) {
+                        wake.notify_one();
+                    }
+                    owning_session(pod, &ns).into_iter().collect()
+                }
             },
         );
         // Outside the relay, each Session's Service: its load-balancer address brings the
@@ -200,7 +210,11 @@ impl Operator {
         });
         let (apps, apps_task) = self.follow::<App>(watcher::Config::default(), slim, triggers_tx.clone(), {
             let sessions = sessions.clone();
-            move |app: &App| sessions_of(&sessions, |s| s.spec.game_reference.name == app.name_any())
+            let wake = wake.clone();
+            move |app: &App| {
+                wake.notify_one();
+                sessions_of(&sessions, |s| s.spec.game_reference.name == app.name_any())
+            }
         });
         let (users, users_task) = self.follow::<User>(watcher::Config::default(), slim, triggers_tx, {
             let sessions = sessions.clone();
@@ -215,6 +229,7 @@ impl Operator {
         };
         let ctx = Arc::new(self.context(caches.clone(), is_leader.clone()));
         let sync_task = tokio::spawn(mark_synced(caches, ctx.synced_tx.clone(), self.ready.clone()));
+        let pool_task = tokio::spawn(pool::run(ctx.clone(), wake));
         let triggers = futures::stream::unfold(triggers, |mut rx| async move {
             rx.recv().await.map(|object| (object, rx))
         });
@@ -240,7 +255,7 @@ impl Operator {
             })
             .await;
         *self.sessions.lock() = None;
-        for task in [pods_task, apps_task, users_task, sync_task]
+        for task in [pods_task, apps_task, users_task, sync_task, pool_task]
             .into_iter()
             .chain(services_task)
         {

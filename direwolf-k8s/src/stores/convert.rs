@@ -199,6 +199,7 @@ pub(crate) fn app_object(
             template: None,
             volume_claim_template: None,
             wolf_config: crd::WolfConfig::default(),
+            warm_pool: None,
             gpu: None,
         },
     ))
