@@ -21,15 +21,14 @@
 
 mod support;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 use support::browser::{Browser, install_driver, require_chromium};
 use support::pack::*;
-use support::{DIREWOLF, Proc, in_netns, pin_link, poll, wait_until};
+use support::{DIREWOLF, Proc, in_netns, pin_link, wait_until};
 
 /// direwolf's metrics port, inside its namespace.
 const METRICS: &str = "127.0.0.1:9464";
@@ -75,29 +74,8 @@ impl Cli {
 
     /// `direwolf user passwd NAME --password-stdin`; its stdout.
     fn passwd(&self, name: &str, password: &str) -> String {
-        let mut child = self
-            .command(&["user", "passwd", name, "--password-stdin"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start direwolf");
-        child
-            .stdin
-            .take()
-            .expect("piped stdin")
-            .write_all(format!("{password}\n").as_bytes())
-            .expect("write the password");
-        let exited = poll(STEP, Duration::from_millis(50), || {
-            child.try_wait().expect("poll direwolf")
-        });
-        if exited.is_none() {
-            let _ = child.kill();
-            panic!("direwolf user passwd {name} did not exit within {STEP:?}");
-        }
-        let out = child.wait_with_output().expect("direwolf's output");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let mut cmd = self.command(&["user", "passwd", name, "--password-stdin"]);
+        support::passwd_with(&mut cmd, password, STEP)
     }
 
     /// The words of the table row of `ARGS` that starts with `first`.

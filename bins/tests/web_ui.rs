@@ -13,14 +13,13 @@
 
 mod support;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 use support::browser::{Browser, install_driver, require_chromium};
-use support::{DRIVER_TIMEOUT, Direwolf, Proc, direwolf, field, poll, port_of, serve_command, spawn_driver};
+use support::{DRIVER_TIMEOUT, Direwolf, Proc, direwolf, field, port_of, serve_command, spawn_driver};
 
 /// How long one CLI call may take.
 const CLI_TIMEOUT: Duration = Duration::from_secs(60);
@@ -77,30 +76,9 @@ impl Server {
 
     /// `direwolf user passwd NAME --password-stdin` with `password`; its stdout.
     fn passwd(&self, name: &str, password: &str) -> String {
-        let mut child = self
-            .cli()
-            .args(["user", "passwd", name, "--password-stdin"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start direwolf");
-        child
-            .stdin
-            .take()
-            .expect("piped stdin")
-            .write_all(format!("{password}\n").as_bytes())
-            .expect("write the password");
-        let exited = poll(CLI_TIMEOUT, Duration::from_millis(50), || {
-            child.try_wait().expect("poll direwolf")
-        });
-        if exited.is_none() {
-            let _ = child.kill();
-            panic!("direwolf user passwd {name} did not exit within {CLI_TIMEOUT:?}");
-        }
-        let out = child.wait_with_output().expect("direwolf's output");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let mut cmd = self.cli();
+        cmd.args(["user", "passwd", name, "--password-stdin"]);
+        support::passwd_with(&mut cmd, password, CLI_TIMEOUT)
     }
 
     fn pairings(&self) -> Vec<Value> {

@@ -48,6 +48,37 @@ pub fn poll<T>(timeout: Duration, every: Duration, mut f: impl FnMut() -> Option
     }
 }
 
+/// Runs `cmd` (a `direwolf user passwd NAME --password-stdin`) with `password` on its standard
+/// input, for at most `timeout`; its stdout.
+///
+/// # Panics
+/// When it cannot start, does not exit in time or fails.
+pub fn passwd_with(cmd: &mut Command, password: &str, timeout: Duration) -> String {
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start direwolf");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write the password");
+    let exited = poll(timeout, Duration::from_millis(50), || {
+        child.try_wait().expect("poll direwolf")
+    });
+    if exited.is_none() {
+        let _ = child.kill();
+        panic!("{what} did not exit within {timeout:?}");
+    }
+    let out = child.wait_with_output().expect("direwolf's output");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Waits until `ok` holds (checked every 200 ms), failing the test after `timeout`.
 pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     if poll(timeout, Duration::from_millis(200), || ok().then_some(())).is_none() {

@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use hyper::StatusCode;
-use hyper::header::{COOKIE, HOST, HeaderMap, HeaderValue, LOCATION, SET_COOKIE};
+use hyper::header::{HOST, HeaderMap, HeaderValue, LOCATION, SET_COOKIE};
 use serde::Serialize;
 
 use super::audit::{self, Actor};
@@ -69,19 +69,6 @@ pub trait SingleSignOn: Send + Sync + std::fmt::Debug + 'static {
 #[derive(Serialize)]
 struct LoginOptions {
     single_sign_on: bool,
-}
-
-/// The value of cookie `name` in `headers`.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, value)| value)
-        .filter(|v| !v.is_empty())
 }
 
 /// Whether `host` (a `Host` header) is a plain host or address with an optional port.
@@ -181,7 +168,7 @@ impl AdminApi {
         };
         // States are URL-safe tokens: compared as sent.
         let state = query.split('&').find_map(|pair| pair.strip_prefix("state="));
-        let ours = matches!((state, cookie(headers, STATE_COOKIE)), (Some(s), Some(c)) if s == c);
+        let ours = matches!((state, ui::cookie(headers, STATE_COOKIE)), (Some(s), Some(c)) if s == c);
         if !ours {
             let refused = "this login was not started in this browser, or it expired";
             audit::record(
@@ -283,7 +270,7 @@ mod tests {
     async fn get(api: &AdminApi, path: &str, cookie: Option<&str>) -> (StatusCode, HeaderMap, String) {
         let mut request = Request::builder().uri(path).header(HOST, "192.0.2.10:47990");
         if let Some(cookie) = cookie {
-            request = request.header(COOKIE, cookie);
+            request = request.header(hyper::header::COOKIE, cookie);
         }
         let request = request.body(Full::new(Bytes::new())).expect("a request");
         let reply = api.handle(request, Some(IpAddr::from([192, 0, 2, 1]))).await;

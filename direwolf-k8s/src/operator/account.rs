@@ -14,21 +14,28 @@ use crate::stream;
 
 /// The account objects of a Session, or `None` if it has no uid to own them.
 pub fn agent_account(session: &Session) -> Option<(ServiceAccount, Role, RoleBinding)> {
-    let name = stream::agent_account_name(&session.name_any());
     let meta = ObjectMeta {
-        name: Some(name.clone()),
+        name: Some(stream::agent_account_name(&session.name_any())),
         namespace: session.namespace(),
         labels: Some(session_labels(session)),
         owner_references: Some(vec![session.controller_owner_ref(&())?]),
         ..ObjectMeta::default()
     };
+    Some(account_objects(meta, agent_rules(&session.name_any())))
+}
+
+/// A ServiceAccount, a Role with `rules` and the RoleBinding giving that Role to that account,
+/// all three with `meta` (its name and namespace).
+pub fn account_objects(meta: ObjectMeta, rules: Vec<PolicyRule>) -> (ServiceAccount, Role, RoleBinding) {
+    let name = meta.name.clone().unwrap_or_default();
+    let namespace = meta.namespace.clone();
     let account = ServiceAccount {
         metadata: meta.clone(),
         ..ServiceAccount::default()
     };
     let role = Role {
         metadata: meta.clone(),
-        rules: Some(agent_rules(&session.name_any())),
+        rules: Some(rules),
     };
     let binding = RoleBinding {
         metadata: meta,
@@ -40,11 +47,11 @@ pub fn agent_account(session: &Session) -> Option<(ServiceAccount, Role, RoleBin
         subjects: Some(vec![Subject {
             kind: "ServiceAccount".to_owned(),
             name,
-            namespace: session.namespace(),
+            namespace,
             api_group: None,
         }]),
     };
-    Some((account, role, binding))
+    (account, role, binding)
 }
 
 /// The agent's rights: its Session, the Session's status, its keys Secret; nothing else.

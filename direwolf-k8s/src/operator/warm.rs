@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::ObjectMeta;
@@ -109,43 +109,23 @@ pub fn warm_pod(app: &App, pool: &WarmPool, settings: &PodSettings, name: &str) 
 /// with a `metadata.name` field selector); a claim binds the Session's Role to the same
 /// ServiceAccount.
 pub fn warm_account(app: &App, pod: &str, owner: OwnerReference) -> (ServiceAccount, Role, RoleBinding) {
-    let name = stream::agent_account_name(pod);
     let meta = ObjectMeta {
-        name: Some(name.clone()),
+        name: Some(stream::agent_account_name(pod)),
         namespace: app.namespace(),
         labels: Some(warm_labels(&app.name_any())),
         owner_references: Some(vec![owner]),
         ..ObjectMeta::default()
     };
-    let role = Role {
-        metadata: meta.clone(),
-        rules: Some(vec![PolicyRule {
+    super::account::account_objects(
+        meta,
+        vec![PolicyRule {
             api_groups: Some(vec![String::new()]),
             resources: Some(vec!["pods".to_owned()]),
             verbs: ["get", "list", "watch"].map(str::to_owned).to_vec(),
             resource_names: Some(vec![pod.to_owned()]),
             non_resource_urls: None,
-        }]),
-    };
-    let binding = RoleBinding {
-        metadata: meta.clone(),
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".to_owned(),
-            kind: "Role".to_owned(),
-            name: name.clone(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".to_owned(),
-            name,
-            namespace: app.namespace(),
-            api_group: None,
-        }]),
-    };
-    let account = ServiceAccount {
-        metadata: meta,
-        ..ServiceAccount::default()
-    };
-    (account, role, binding)
+        }],
+    )
 }
 
 /// Why `session` cannot take a warm pod of `app` (a bounded metric label), or `None` if it
