@@ -273,3 +273,65 @@ fn a_person_logs_in_with_single_sign_on_and_enters_a_pin_in_the_browser() {
         "{ada}"
     );
 }
+
+/// Behind an authenticating reverse proxy (`--trusted-proxy`; the browser's own requests carry
+/// the `X-Forwarded-User` such a proxy adds): the page opens logged in as the person the proxy
+/// names, without a password, created on the way as a person, who enters the PIN the Moonlight
+/// client shows: the pairing is his.
+#[test]
+fn a_login_proxy_names_the_person_who_enters_a_pin_in_the_browser() {
+    support::require_moonlight_python();
+    let chromium = require_chromium();
+    let driver_dir = install_driver("web-ui-driver");
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-ui-proxy-screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).expect("the screenshot directory");
+    let data = tmp.path().join("data");
+    let server = Server::spawn(
+        &data,
+        serve_command(&data).args(["--pin-timeout", "120", "--trusted-proxy", "127.0.0.1"]),
+    );
+    let browser = Browser {
+        dir: driver_dir,
+        chromium,
+        shots,
+        url: server.url(),
+        ns: None,
+    };
+    let driver = spawn_driver(
+        server.server.http_port,
+        &tmp.path().join("client"),
+        &["pair", "--pin", "2468"],
+    );
+    server
+        .server
+        .proc
+        .wait_for("Insert pin at http://", DRIVER_TIMEOUT);
+    let report = browser.step("proxy-pin", "Dave.Jones", "", Some(Path::new("2468")));
+    assert_eq!(report["logged_in"], "Logged in as dave-jones", "{report}");
+    let paired = driver.json_result(DRIVER_TIMEOUT);
+    assert_eq!(paired["ok"], true, "pairing must succeed: {paired}");
+    let pairings = server.pairings();
+    assert_eq!(pairings.len(), 1, "{pairings:?}");
+    assert_eq!(pairings[0]["user"], "dave-jones");
+    let users: Value =
+        serde_json::from_str(&server.ok(&["user", "list", "--output", "json"])).expect("JSON users");
+    let dave = users
+        .as_array()
+        .and_then(|u| u.iter().find(|u| u["name"] == "dave-jones"))
+        .unwrap_or_else(|| panic!("the proxy's user was created: {users}"));
+    assert_eq!(
+        (&dave["has_password"], &dave["admin"]),
+        (&Value::Bool(false), &Value::Bool(false)),
+        "{dave}"
+    );
+    assert!(
+        server.server.proc.printed_line_with(&[
+            "direwolf::audit",
+            "actor=\"user:dave-jones\"",
+            "ui/proxy-login",
+        ]),
+        "the login is audited"
+    );
+}

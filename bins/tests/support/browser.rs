@@ -50,8 +50,14 @@ pub fn require_chromium() -> PathBuf {
 /// Installs the locked `playwright-core` into the target directory (once); where the driver is.
 /// `into` names the directory (one per test binary: they may run at once).
 pub fn install_driver(into: &str) -> PathBuf {
-    static INSTALLING: Mutex<()> = Mutex::new(());
-    let _one = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
+    // Once per directory and test process: `npm ci` empties `node_modules` first, under the
+    // feet of a test of the same binary already driving the browser from there.
+    static INSTALLED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut installed = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(into);
+    if installed.iter().any(|done| done == into) {
+        return dir;
+    }
     for tool in ["node", "npm"] {
         match Command::new(tool).arg("--version").output() {
             Ok(out) if out.status.success() => {}
@@ -59,7 +65,6 @@ pub fn install_driver(into: &str) -> PathBuf {
         }
     }
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/webui");
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(into);
     std::fs::create_dir_all(&dir).expect("the driver's directory");
     for file in ["package.json", "package-lock.json", "drive.mjs"] {
         std::fs::copy(source.join(file), dir.join(file)).expect("copy the driver files");
@@ -77,6 +82,7 @@ pub fn install_driver(into: &str) -> PathBuf {
         out.stdout,
         out.stderr
     );
+    installed.push(into.to_owned());
     dir
 }
 

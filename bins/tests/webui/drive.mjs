@@ -10,6 +10,9 @@
 //           with a password
 //   sso-pin ARG = the PIN: log in with single sign-on (the provider's own forms, USER and
 //           PASSWORD typed there; the page then names USER), enter the PIN for the pending pairing
+//   proxy-pin ARG = the PIN: every request carries `X-Forwarded-User: USER`, as an
+//           authenticating reverse proxy adds it; the page opens logged in as the user it names
+//           (PASSWORD unused), enter the PIN for the pending pairing
 import { chromium } from "playwright-core";
 import path from "node:path";
 
@@ -29,6 +32,7 @@ const context = await browser.newContext({
   isMobile: true,
   hasTouch: true,
   ignoreHTTPSErrors: true,
+  ...(step === "proxy-pin" ? { extraHTTPHeaders: { "X-Forwarded-User": user } } : {}),
 });
 context.setDefaultTimeout(WAIT_MS);
 const page = await context.newPage();
@@ -75,6 +79,13 @@ async function singleSignOn() {
   report.page_width = await page.evaluate(() => document.documentElement.scrollWidth);
 }
 
+async function viaProxy() {
+  await page.goto(url, { timeout: WAIT_MS });
+  await page.getByText(/^Logged in as /).waitFor();
+  report.logged_in = await page.locator("#who").textContent();
+  report.page_width = await page.evaluate(() => document.documentElement.scrollWidth);
+}
+
 async function enterPin() {
   const pin = page.getByLabel(/^PIN for /);
   await pin.waitFor();
@@ -86,8 +97,9 @@ async function enterPin() {
 }
 
 try {
-  await (step === "sso-pin" ? singleSignOn() : login());
-  if (step === "pin" || step === "sso-pin") {
+  const logins = { "sso-pin": singleSignOn, "proxy-pin": viaProxy };
+  await (logins[step] || login)();
+  if (step === "pin" || step === "sso-pin" || step === "proxy-pin") {
     await enterPin();
   } else if (step === "revoke") {
     const revoke = page.locator("#devices").getByRole("button", { name: "Revoke" });

@@ -43,7 +43,7 @@ impl AdminApi {
                     Actor::Anonymous,
                     client,
                     "GET",
-                    "ui/session",
+                    "ui/proxy-login",
                     refused.status,
                     Some(&message),
                 );
@@ -69,21 +69,14 @@ impl AdminApi {
                 actor,
                 client,
                 "GET",
-                "ui/session",
+                "ui/proxy-login",
                 refused.status,
                 Some(&refused.message),
             );
             return refused.reply();
         }
         let (token, session) = self.ui_sessions.open(user, Instant::now());
-        audit::record(
-            actor,
-            client,
-            "GET",
-            "ui/session",
-            StatusCode::OK,
-            Some("logged in by the login proxy"),
-        );
+        audit::record(actor, client, "GET", "ui/proxy-login", StatusCode::OK, None);
         let mut reply = self.session_reply(&session).await;
         if let Ok(cookie) = HeaderValue::from_str(&ui::set_cookie(&token)) {
             reply.headers_mut().insert(SET_COOKIE, cookie);
