@@ -1,6 +1,6 @@
 //! Warm pools against the in-process API-server emulator, a test playing the kubelet: the pool
 //! fills, a launch claims a Ready pod (labels, owner, the Session's Role bound to the pod's
-//! account) and the pool refills; idle pods are recycled; a dead warm pod is replaced and never
+//! account) and the pool refills; idle pods are recycled, make before break; a dead warm pod is replaced and never
 //! claimed; a Session that cannot use one starts cold; a claim patch at a stale version gets
 //! 409, and of two launches racing for one pod one claims it and the other starts cold; a new
 //! leader adopts a pod claimed by its predecessor (no double claim, no cold pod).
@@ -50,7 +50,14 @@ async fn warm_pods(client: &Client) -> Vec<Pod> {
 
 /// Waits for `n` unclaimed warm pods, not terminating, none of `except`; marks them Ready.
 async fn ready_pool(client: &Client, n: usize, except: &[String]) -> Vec<String> {
-    let names = eventually(WAIT, "the warm pool filled", || async {
+    let names = filled(client, n, except).await;
+    mark_ready(client, &names).await;
+    names
+}
+
+/// Waits for `n` unclaimed warm pods, not terminating, none of `except`.
+async fn filled(client: &Client, n: usize, except: &[String]) -> Vec<String> {
+    eventually(WAIT, "the warm pool filled", || async {
         let names: Vec<String> = warm_pods(client)
             .await
             .into_iter()
@@ -59,11 +66,14 @@ async fn ready_pool(client: &Client, n: usize, except: &[String]) -> Vec<String>
             .collect();
         (names.len() == n).then_some(names)
     })
-    .await;
+    .await
+}
+
+/// Plays the kubelet: the pods `names` run and are Ready.
+async fn mark_ready(client: &Client, names: &[String]) {
     for (i, name) in names.iter().enumerate() {
         kubelet(client, NS, name, running_ready(&format!("10.0.1.{}", i + 10))).await;
     }
-    names
 }
 
 async fn set_pool(client: &Client, pool: serde_json::Value) {
@@ -221,19 +231,38 @@ async fn idle_warm_pods_are_recycled_and_surplus_removed() {
     let operator = Running::start(client.clone(), OperatorConfig::new(NS), true);
     set_pool(&client, json!({"size": 2, "maxIdleSeconds": 2})).await;
     let first = ready_pool(&client, 2, &[]).await;
-    // Both are replaced once 2 s have passed.
+    // Once 2 s have passed both are replaced, make before break: while the replacements start,
+    // the old pods stay.
+    let second = filled(&client, 2, &first).await;
+    let live: Vec<String> = warm_pods(&client)
+        .await
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| p.name_any())
+        .collect();
+    assert!(
+        first.iter().all(|n| live.contains(n)),
+        "the idle pods stay until their replacements are Ready: {live:?}"
+    );
+    mark_ready(&client, &second).await;
+    // Ready replacements: the idle pods and their accounts go; the replacements stay (standing
+    // in, in turn, for their own replacements, which nobody makes Ready here).
     eventually(WAIT, "the idle pods replaced", || async {
         let names: Vec<String> = warm_pods(&client).await.iter().map(|p| p.name_any()).collect();
-        (names.len() == 2 && names.iter().all(|n| !first.contains(n))).then_some(())
+        (first.iter().all(|n| !names.contains(n)) && second.iter().all(|n| names.contains(n))).then_some(())
     })
     .await;
-    for name in &first {
-        assert!(
-            get::<ServiceAccount>(&client, &stream::agent_account_name(name))
+    eventually(WAIT, "the idle pods' accounts deleted", || async {
+        for name in &first {
+            let account = stream::agent_account_name(name);
+            get::<ServiceAccount>(&client, &account)
                 .await
                 .is_none()
-        );
-    }
+                .then_some(())?;
+        }
+        Some(())
+    })
+    .await;
     // Shrinking the pool removes the surplus; removing it removes every pod.
     set_pool(&client, json!({"size": 1, "maxIdleSeconds": 3600})).await;
     eventually(WAIT, "one warm pod left", || async {

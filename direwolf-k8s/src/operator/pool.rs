@@ -1,8 +1,9 @@
 //! The warm pools (apply side of [`super::warm`]): while leading, one task keeps every App's
 //! pool at its size. It wakes on App and warm-pod changes and when the oldest kept pod reaches
 //! its idle limit, reads the unclaimed warm pods from the API server (not the cache, so a pod
-//! it just made is counted), deletes broken, idle and surplus ones (each delete guarded by the
-//! resourceVersion read, so a pod claimed meanwhile is never deleted) and makes up the rest.
+//! it just made is counted), deletes broken and surplus ones, and idle ones once their
+//! replacements are Ready (each delete guarded by the resourceVersion read, so a pod claimed
+//! meanwhile is never deleted), and makes up the rest.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

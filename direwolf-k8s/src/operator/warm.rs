@@ -196,7 +196,8 @@ pub fn claimable(pod: &Pod, app: &str) -> bool {
 pub enum Removal {
     /// It failed, completed or a container terminated.
     Broken,
-    /// It waited longer than `maxIdleSeconds`.
+    /// It waited longer than `maxIdleSeconds`, and its replacement is Ready (or its
+    /// [`STAND_IN_GRACE`] is over).
     Idle,
     /// The pool is smaller than the pods it has, or gone.
     Surplus,
@@ -233,20 +234,27 @@ fn age(pod: &Pod, now: Timestamp) -> Duration {
         .unwrap_or_default()
 }
 
-/// The plan of `pool` (`None`: removed) over its unclaimed pods `pods` at `now`: broken and
-/// idle pods go, terminating ones are left to finish and not counted, Ready ones are kept
-/// before those still starting, older before newer, up to `size`; the rest is made up.
+/// How long a pod past `maxIdleSeconds` may stand in for its replacement while that one starts:
+/// recycling makes before it breaks, yet a replacement that never gets Ready does not keep an
+/// old pod forever.
+pub const STAND_IN_GRACE: Duration = Duration::from_secs(300);
+
+/// The plan of `pool` (`None`: removed) over its unclaimed pods `pods` at `now`: broken pods go,
+/// terminating ones are left to finish and not counted; of the others, Ready ones are kept before
+/// those still starting, older before newer, up to `size`, and the rest is made up. A pod idle
+/// past `maxIdleSeconds` is replaced, and stays (claimable) until its replacement is Ready, or
+/// for [`STAND_IN_GRACE`] at most.
 pub fn plan<'a>(pool: Option<&WarmPool>, pods: &'a [Pod], now: Timestamp) -> Plan<'a> {
     let mut plan = Plan::default();
     let max_idle = pool.map_or(Duration::ZERO, |p| {
         Duration::from_secs(u64::try_from(p.max_idle_seconds).unwrap_or(0))
     });
-    let mut live: Vec<&Pod> = Vec::new();
+    let (mut live, mut expired) = (Vec::new(), Vec::new());
     for pod in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
         if broken(pod) {
             plan.delete.push((pod, Removal::Broken));
         } else if pool.is_some() && age(pod, now) >= max_idle {
-            plan.delete.push((pod, Removal::Idle));
+            expired.push(pod);
         } else {
             live.push(pod);
         }
@@ -258,8 +266,33 @@ pub fn plan<'a>(pool: Option<&WarmPool>, pods: &'a [Pod], now: Timestamp) -> Pla
     }
     live.truncate(wanted);
     plan.create = wanted - live.len();
-    plan.recheck = live.iter().map(|p| max_idle.saturating_sub(age(p, now))).min();
+    let ready = live.iter().filter(|p| decide::pod_ready(p)).count();
+    let last_call = max_idle + STAND_IN_GRACE;
+    let stand_ins = stand_ins(&mut expired, wanted.saturating_sub(ready), last_call, now);
+    plan.delete
+        .extend(expired.into_iter().map(|pod| (pod, Removal::Idle)));
+    let due = |limit: Duration| move |p: &&Pod| limit.saturating_sub(age(p, now));
+    plan.recheck = live
+        .iter()
+        .map(due(max_idle))
+        .chain(stand_ins.iter().map(due(last_call)))
+        .min();
     plan
+}
+
+/// Takes out of `expired` up to `n` Ready pods younger than `last_call`, the youngest first:
+/// they stand in for replacements not Ready yet.
+fn stand_ins<'a>(expired: &mut Vec<&'a Pod>, n: usize, last_call: Duration, now: Timestamp) -> Vec<&'a Pod> {
+    expired.sort_by_key(|p| {
+        let usable = decide::pod_ready(p) && age(p, now) < last_call;
+        (!usable, age(p, now))
+    });
+    let usable = expired
+        .iter()
+        .take(n)
+        .take_while(|p| decide::pod_ready(p) && age(p, now) < last_call)
+        .count();
+    expired.drain(..usable).collect()
 }
 
 #[cfg(test)]

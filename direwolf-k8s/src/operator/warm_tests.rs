@@ -166,8 +166,16 @@ fn names(plan: &Plan<'_>) -> Vec<(String, Removal)> {
     plan.delete.iter().map(|(p, why)| (p.name_any(), *why)).collect()
 }
 
+fn between(recheck: Option<Duration>, low: u64, high: u64) {
+    let recheck = recheck.expect("a recheck");
+    assert!(
+        recheck > Duration::from_secs(low) && recheck <= Duration::from_secs(high),
+        "{recheck:?}"
+    );
+}
+
 #[test]
-fn the_plan_replaces_broken_and_idle_pods_and_keeps_the_size() {
+fn the_plan_replaces_broken_pods_and_keeps_the_size() {
     let pool = WarmPool {
         max_idle_seconds: 600,
         ..WarmPool::of_size(2)
@@ -175,7 +183,6 @@ fn the_plan_replaces_broken_and_idle_pods_and_keeps_the_size() {
     let terminated = json!({"phase": "Running", "containerStatuses": [{"name": "wolf", "image": "w",
         "imageID": "", "ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": 1}}}]});
     let pods = vec![
-        pod("old", 700, true, json!({})),
         pod("dead", 10, true, terminated),
         pod("failed", 10, false, json!({"phase": "Failed"})),
         pod("ready", 100, true, json!({})),
@@ -184,17 +191,71 @@ fn the_plan_replaces_broken_and_idle_pods_and_keeps_the_size() {
     assert_eq!(
         names(&plan),
         [
-            ("old".to_owned(), Removal::Idle),
             ("dead".to_owned(), Removal::Broken),
             ("failed".to_owned(), Removal::Broken)
         ]
     );
     assert_eq!(plan.create, 1);
-    let recheck = plan.recheck.expect("a recheck");
-    assert!(
-        recheck <= Duration::from_secs(500) && recheck > Duration::from_secs(490),
-        "{recheck:?}"
+    between(plan.recheck, 490, 500);
+}
+
+#[test]
+fn an_idle_pod_stays_until_its_replacement_is_ready() {
+    let pool = WarmPool {
+        max_idle_seconds: 600,
+        ..WarmPool::of_size(2)
+    };
+    // Both idle: two replacements are made, and both old pods stay claimable meanwhile.
+    let idle = vec![
+        pod("old", 700, true, json!({})),
+        pod("older", 800, true, json!({})),
+    ];
+    let plan = super::plan(Some(&pool), &idle, Timestamp::now());
+    assert_eq!(names(&plan), []);
+    assert_eq!(plan.create, 2);
+    between(plan.recheck, 90, 200);
+    // One replacement Ready, one starting: the older old pod goes, the younger stands in.
+    let mut pods = idle.clone();
+    pods.push(pod("new", 5, true, json!({})));
+    pods.push(pod("starting", 5, false, json!({})));
+    let plan = super::plan(Some(&pool), &pods, Timestamp::now());
+    assert_eq!(names(&plan), [("older".to_owned(), Removal::Idle)]);
+    assert_eq!(plan.create, 0);
+    // Both Ready: both old pods go.
+    pods[3] = pod("starting", 5, true, json!({}));
+    let plan = super::plan(Some(&pool), &pods, Timestamp::now());
+    let mut removed = names(&plan);
+    removed.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        removed,
+        [
+            ("old".to_owned(), Removal::Idle),
+            ("older".to_owned(), Removal::Idle)
+        ]
     );
+}
+
+#[test]
+fn an_idle_pod_past_its_grace_or_not_ready_goes_anyway() {
+    let pool = WarmPool {
+        max_idle_seconds: 600,
+        ..WarmPool::of_size(2)
+    };
+    let pods = vec![
+        pod("stale", 600 + 301, true, json!({})),
+        pod("stuck", 700, false, json!({})),
+    ];
+    let plan = plan(Some(&pool), &pods, Timestamp::now());
+    let mut removed = names(&plan);
+    removed.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        removed,
+        [
+            ("stale".to_owned(), Removal::Idle),
+            ("stuck".to_owned(), Removal::Idle)
+        ]
+    );
+    assert_eq!(plan.create, 2);
 }
 
 #[test]
