@@ -26,7 +26,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::browser::{Browser, install_driver, require_chromium};
+use support::browser::Browser;
 use support::pack::*;
 use support::{DIREWOLF, Proc, in_netns, pin_link, wait_until};
 
@@ -261,11 +261,6 @@ fn refused(ns: &str, client: &Path) {
 #[test]
 fn two_people_pair_stream_their_own_apps_and_one_is_revoked_in_the_browser() {
     require_tools();
-    let chromium = require_chromium();
-    let browser_dir = install_driver("accounts-e2e-driver");
-    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("accounts-e2e-screenshots");
-    let _ = std::fs::remove_dir_all(&shots);
-    std::fs::create_dir_all(&shots).expect("the screenshot directory");
     let bin = support::fake_wolf_binary();
     let tmp = tempfile::tempdir().expect("temporary directory");
     let root = tmp.path();
@@ -288,13 +283,12 @@ fn two_people_pair_stream_their_own_apps_and_one_is_revoked_in_the_browser() {
 
     // bob's phone shows its PIN; bob enters it in the web UI, from his own network.
     let (alice_dir, bob_dir) = (root.join("alice"), root.join("bob"));
-    let browser = Browser {
-        dir: browser_dir,
-        chromium,
-        shots,
-        url: format!("https://{DW_IP}:47990/"),
-        ns: Some(c2.clone()),
-    };
+    let browser = Browser::prepare(
+        "accounts-e2e-driver",
+        "accounts-e2e-screenshots",
+        format!("https://{DW_IP}:47990/"),
+        Some(c2.clone()),
+    );
     let pairing = driver(&c2, &bob_dir, &["pair", "--pin", BOB_PIN], "driver.py");
     server.wait_for("Insert pin at http://", STEP);
     browser.step("pin", "bob", BOB_PASSWORD, Some(Path::new(BOB_PIN)));

@@ -8,15 +8,14 @@
 
 mod support;
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::{
-    DRIVER_TIMEOUT, Direwolf, Proc, direwolf, field, http_exchange, pin_link, poll, port_of, serve_command,
+    DRIVER_TIMEOUT, Direwolf, Proc, direwolf, field, http_exchange, pin_link, port_of, serve_command,
     spawn_driver,
 };
 
@@ -52,33 +51,7 @@ impl Server {
     /// `direwolf ARGS` with `input` on its standard input, within [`CLI_TIMEOUT`]; (success, stdout,
     /// stderr).
     fn with_stdin(&self, args: &[&str], input: &str) -> (bool, String, String) {
-        let mut child = self
-            .cli()
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start direwolf");
-        child
-            .stdin
-            .take()
-            .expect("piped stdin")
-            .write_all(input.as_bytes())
-            .expect("write the password");
-        let exited = poll(CLI_TIMEOUT, Duration::from_millis(50), || {
-            child.try_wait().expect("poll direwolf")
-        });
-        if exited.is_none() {
-            let _ = child.kill();
-            panic!("direwolf {args:?} did not exit within {CLI_TIMEOUT:?}");
-        }
-        let out = child.wait_with_output().expect("direwolf's output");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        support::with_stdin(self.cli().args(args), input, CLI_TIMEOUT)
     }
 
     /// POSTs `body` to the PIN page as its script does; (status, text).

@@ -7,9 +7,10 @@
 //! 403 and audited; bob revokes his device and the client is refused; alice adds an app with an
 //! image and a user with a password, who then logs in as a person. With `--oidc-issuer`, a person
 //! logs in with single sign-on at a real provider (`support::oidc`) and enters the PIN.
-//! Screenshots are written into the test's temporary directory (`web-ui-screenshots` and
-//! `web-ui-sso-screenshots` in Cargo's `CARGO_TARGET_TMPDIR`, kept after the run) and their paths
-//! printed.
+//! Behind a login proxy (`--trusted-proxy`), the person the proxy names enters the PIN.
+//! Screenshots are written into the test's temporary directory (`web-ui-screenshots`,
+//! `web-ui-sso-screenshots` and `web-ui-proxy-screenshots` in Cargo's `CARGO_TARGET_TMPDIR`,
+//! kept after the run) and their paths printed.
 
 mod support;
 
@@ -18,7 +19,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::browser::{Browser, install_driver, require_chromium};
+use support::browser::Browser;
 use support::{DRIVER_TIMEOUT, Direwolf, Proc, direwolf, field, port_of, serve_command, spawn_driver};
 
 /// How long one CLI call may take.
@@ -91,13 +92,7 @@ impl Server {
 #[test]
 fn a_person_pairs_and_revokes_and_an_administrator_adds_an_app_in_the_browser() {
     support::require_moonlight_python();
-    let chromium = require_chromium();
-    let driver_dir = install_driver("web-ui-driver");
     let tmp = tempfile::tempdir().expect("temporary directory");
-    // Kept after the run (the temporary directory is not) for a person to look at.
-    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-ui-screenshots");
-    let _ = std::fs::remove_dir_all(&shots);
-    std::fs::create_dir_all(&shots).expect("the screenshot directory");
     let server = Server::start(&tmp.path().join("data"));
     server.ok(&["user", "add", "alice"]);
     server.ok(&["user", "add", "bob"]);
@@ -105,13 +100,7 @@ fn a_person_pairs_and_revokes_and_an_administrator_adds_an_app_in_the_browser() 
     assert!(first.contains("(an administrator)"), "{first}");
     let second = server.passwd("bob", BOB_PASSWORD);
     assert!(!second.contains("administrator"), "bob is a person: {second}");
-    let browser = Browser {
-        dir: driver_dir,
-        chromium,
-        shots,
-        url: server.url(),
-        ns: None,
-    };
+    let browser = Browser::prepare("web-ui-driver", "web-ui-screenshots", server.url(), None);
 
     // bob's phone shows 4821; bob enters it in the web UI: the pairing is his.
     let client = tmp.path().join("client");
@@ -207,13 +196,8 @@ fn a_person_pairs_and_revokes_and_an_administrator_adds_an_app_in_the_browser() 
 #[test]
 fn a_person_logs_in_with_single_sign_on_and_enters_a_pin_in_the_browser() {
     support::require_moonlight_python();
-    let chromium = require_chromium();
-    let driver_dir = install_driver("web-ui-driver");
     let provider_dir = support::oidc::install_provider();
     let tmp = tempfile::tempdir().expect("temporary directory");
-    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-ui-sso-screenshots");
-    let _ = std::fs::remove_dir_all(&shots);
-    std::fs::create_dir_all(&shots).expect("the screenshot directory");
     let (http_port, admin_port) = (support::oidc::free_port(), support::oidc::free_port());
     let (_provider, issuer) = support::oidc::start_provider(
         &provider_dir,
@@ -241,13 +225,7 @@ fn a_person_logs_in_with_single_sign_on_and_enters_a_pin_in_the_browser() {
             .env("RUST_LOG", "info")
             .env("RUST_BACKTRACE", "0"),
     );
-    let browser = Browser {
-        dir: driver_dir,
-        chromium,
-        shots,
-        url: server.url(),
-        ns: None,
-    };
+    let browser = Browser::prepare("web-ui-driver", "web-ui-sso-screenshots", server.url(), None);
     let driver = spawn_driver(http_port, &tmp.path().join("client"), &["pair", "--pin", "7315"]);
     server
         .server
@@ -281,24 +259,13 @@ fn a_person_logs_in_with_single_sign_on_and_enters_a_pin_in_the_browser() {
 #[test]
 fn a_login_proxy_names_the_person_who_enters_a_pin_in_the_browser() {
     support::require_moonlight_python();
-    let chromium = require_chromium();
-    let driver_dir = install_driver("web-ui-driver");
     let tmp = tempfile::tempdir().expect("temporary directory");
-    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-ui-proxy-screenshots");
-    let _ = std::fs::remove_dir_all(&shots);
-    std::fs::create_dir_all(&shots).expect("the screenshot directory");
     let data = tmp.path().join("data");
     let server = Server::spawn(
         &data,
         serve_command(&data).args(["--pin-timeout", "120", "--trusted-proxy", "127.0.0.1"]),
     );
-    let browser = Browser {
-        dir: driver_dir,
-        chromium,
-        shots,
-        url: server.url(),
-        ns: None,
-    };
+    let browser = Browser::prepare("web-ui-driver", "web-ui-proxy-screenshots", server.url(), None);
     let driver = spawn_driver(
         server.server.http_port,
         &tmp.path().join("client"),

@@ -29,30 +29,13 @@ const WAIT: Duration = Duration::from_secs(60);
 /// A namespace with the CRDs, a User `bob` without device policies (the fake nodes have no
 /// such devices) and an App `desk` with one small game container.
 async fn setup(cp: &ControlPlane, prefix: &str) -> (Client, String) {
-    cp.install_crds(&crd::crds_yaml().expect("CRDs render")).await;
-    let (client, ns) = cp.namespace(prefix).await;
-    let user: crd::User = serde_json::from_value(json!({"metadata": {"name": "bob"},
-        "spec": {"resources": {"limits": {"cpu": "2", "memory": "4Gi"}}}}))
-    .expect("a user");
-    let app: crd::App = serde_json::from_value(json!({"metadata": {"name": "desk"}, "spec": {
-        "title": "Desk", "id": 7,
-        "template": {"spec": {"containers": [{"name": "game", "image": "example.invalid/game:1",
-            "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}}}}))
-    .expect("an app");
-    let post = PostParams::default();
-    testenv::within(
-        "create user",
-        Api::<crd::User>::namespaced(client.clone(), &ns).create(&post, &user),
+    support::desk_namespace(
+        cp,
+        prefix,
+        json!({"resources": {"limits": {"cpu": "2", "memory": "4Gi"}}}),
+        json!({}),
     )
     .await
-    .expect("user created");
-    testenv::within(
-        "create app",
-        Api::<crd::App>::namespaced(client.clone(), &ns).create(&post, &app),
-    )
-    .await
-    .expect("app created");
-    (client, ns)
 }
 
 fn config(ns: &str) -> OperatorConfig {

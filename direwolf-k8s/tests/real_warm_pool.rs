@@ -13,7 +13,7 @@ use direwolf_k8s::crd::{self, labels};
 use direwolf_k8s::operator::OperatorConfig;
 use direwolf_k8s::stream;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use support::operator::{Running, create_session, eventually, status_of};
@@ -23,30 +23,13 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// A namespace with the CRDs, User `bob` (caps only) and App `desk` with a pool of 2.
 async fn setup(cp: &ControlPlane) -> (Client, String) {
-    cp.install_crds(&crd::crds_yaml().expect("CRDs render")).await;
-    let (client, ns) = cp.namespace("warm-pool").await;
-    let user: crd::User = serde_json::from_value(json!({"metadata": {"name": "bob"},
-        "spec": {"resources": {"limits": {"cpu": "2", "memory": "4Gi"}}}}))
-    .expect("a user");
-    let app: crd::App = serde_json::from_value(json!({"metadata": {"name": "desk"}, "spec": {
-        "title": "Desk", "id": 7, "warmPool": {"size": 2},
-        "template": {"spec": {"containers": [{"name": "game", "image": "example.invalid/game:1",
-            "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}}}}))
-    .expect("an app");
-    let post = PostParams::default();
-    testenv::within(
-        "create user",
-        Api::<crd::User>::namespaced(client.clone(), &ns).create(&post, &user),
+    support::desk_namespace(
+        cp,
+        "warm-pool",
+        json!({"resources": {"limits": {"cpu": "2", "memory": "4Gi"}}}),
+        json!({"warmPool": {"size": 2}}),
     )
     .await
-    .expect("user created");
-    testenv::within(
-        "create app",
-        Api::<crd::App>::namespaced(client.clone(), &ns).create(&post, &app),
-    )
-    .await
-    .expect("app created");
-    (client, ns)
 }
 
 /// The unclaimed warm pods of `desk` that kwok made Ready.

@@ -100,6 +100,24 @@ pub struct Browser {
 }
 
 impl Browser {
+    /// Chromium (installed if missing) with the driver installed into `driver` and a fresh
+    /// screenshot directory `shots`, both in Cargo's `CARGO_TARGET_TMPDIR` (kept after the run
+    /// for a person to look at), opening `url`, from network namespace `ns` if given.
+    pub fn prepare(driver: &str, shots: &str, url: String, ns: Option<String>) -> Browser {
+        let chromium = require_chromium();
+        let dir = install_driver(driver);
+        let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join(shots);
+        let _ = std::fs::remove_dir_all(&shots);
+        std::fs::create_dir_all(&shots).expect("the screenshot directory");
+        Browser {
+            dir,
+            chromium,
+            shots,
+            url,
+            ns,
+        }
+    }
+
     /// Runs one step of `drive.mjs` as `user`; its report.
     pub fn step(&self, step: &str, user: &str, password: &str, arg: Option<&Path>) -> Value {
         let mut command = match &self.ns {

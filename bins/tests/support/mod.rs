@@ -54,29 +54,43 @@ pub fn poll<T>(timeout: Duration, every: Duration, mut f: impl FnMut() -> Option
 /// # Panics
 /// When it cannot start, does not exit in time or fails.
 pub fn passwd_with(cmd: &mut Command, password: &str, timeout: Duration) -> String {
+    let (ok, stdout, stderr) = with_stdin(cmd, &format!("{password}\n"), timeout);
+    assert!(ok, "{stderr}");
+    stdout
+}
+
+/// Runs `cmd` with `input` on its standard input, for at most `timeout`; (success, stdout,
+/// stderr).
+///
+/// # Panics
+/// When it cannot start or does not exit in time.
+pub fn with_stdin(cmd: &mut Command, input: &str, timeout: Duration) -> (bool, String, String) {
     let what = format!("{cmd:?}");
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start direwolf");
+        .unwrap_or_else(|e| panic!("start {what}: {e}"));
     child
         .stdin
         .take()
         .expect("piped stdin")
-        .write_all(format!("{password}\n").as_bytes())
-        .expect("write the password");
+        .write_all(input.as_bytes())
+        .expect("write the standard input");
     let exited = poll(timeout, Duration::from_millis(50), || {
-        child.try_wait().expect("poll direwolf")
+        child.try_wait().expect("poll the child")
     });
     if exited.is_none() {
         let _ = child.kill();
         panic!("{what} did not exit within {timeout:?}");
     }
-    let out = child.wait_with_output().expect("direwolf's output");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let out = child.wait_with_output().expect("the child's output");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Waits until `ok` holds (checked every 200 ms), failing the test after `timeout`.

@@ -40,3 +40,43 @@ pub async fn emulator(wait: Duration, examples: &[&str]) -> ApiServerEmulator {
     }
     emulator
 }
+
+/// A new namespace (see [`testenv::ControlPlane::namespace`]) with the CRDs, User `bob` of spec
+/// `user`, and App `desk` (id 7, one small game container) with `app` merged into its spec.
+pub async fn desk_namespace(
+    cp: &testenv::ControlPlane,
+    prefix: &str,
+    user: serde_json::Value,
+    app: serde_json::Value,
+) -> (kube::Client, String) {
+    use direwolf_k8s::crd;
+    use kube::Api;
+    cp.install_crds(&crd::crds_yaml().expect("CRDs render")).await;
+    let (client, ns) = cp.namespace(prefix).await;
+    let user: crd::User =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "bob"}, "spec": user}))
+            .expect("a user");
+    let mut spec = serde_json::json!({"title": "Desk", "id": 7,
+        "template": {"spec": {"containers": [{"name": "game", "image": "example.invalid/game:1",
+            "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}}});
+    if let (Some(spec), serde_json::Value::Object(extra)) = (spec.as_object_mut(), app) {
+        spec.extend(extra);
+    }
+    let app: crd::App =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "desk"}, "spec": spec}))
+            .expect("an app");
+    let post = kube::api::PostParams::default();
+    testenv::within(
+        "create user",
+        Api::<crd::User>::namespaced(client.clone(), &ns).create(&post, &user),
+    )
+    .await
+    .expect("user created");
+    testenv::within(
+        "create app",
+        Api::<crd::App>::namespaced(client.clone(), &ns).create(&post, &app),
+    )
+    .await
+    .expect("app created");
+    (client, ns)
+}
