@@ -102,14 +102,21 @@ fn a_person_pairs_and_revokes_and_an_administrator_adds_an_app_in_the_browser() 
     assert!(!second.contains("administrator"), "bob is a person: {second}");
     let browser = Browser::prepare("web-ui-driver", "web-ui-screenshots", server.url(), None);
 
-    // bob's phone shows 4821; bob enters it in the web UI: the pairing is his.
+    // bob's phone shows 4821; bob opens the PIN page link of the server log, which sends him to
+    // the web UI (HTTPS: no password typed on the plain-HTTP page), logs in there and enters the
+    // PIN: the pairing is his.
     let client = tmp.path().join("client");
     let driver = spawn_driver(server.server.http_port, &client, &["pair", "--pin", "4821"]);
-    server
+    let logged = server
         .server
         .proc
         .wait_for("Insert pin at http://", DRIVER_TIMEOUT);
-    let pin = browser.step("pin", "bob", BOB_PASSWORD, Some(Path::new("4821")));
+    let pin_page = Browser {
+        url: support::pin_link(&logged).0.to_owned(),
+        ..browser.clone()
+    };
+    let pin = pin_page.step("pin-page", "bob", BOB_PASSWORD, Some(Path::new("4821")));
+    assert_eq!(pin["web_ui_link"], server.url(), "{pin}");
     let paired = driver.json_result(DRIVER_TIMEOUT);
     assert_eq!(paired["ok"], true, "pairing must succeed: {paired}");
     let line = server

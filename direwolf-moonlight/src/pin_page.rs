@@ -27,6 +27,7 @@
 //! unauthenticated PINs are allowed ([`TrustedProxies::allow_unauthenticated`]), also when no
 //! login is possible yet; the page then says so before anything is typed ([`Notice`]).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
@@ -225,6 +226,8 @@ pub struct PinEntry {
     proxies: TrustedProxies,
     accounts: Option<LocalAccounts>,
     oidc: Option<Arc<OidcLogin>>,
+    /// The HTTPS port of the web UI, where a password is safer than on this plain-HTTP page.
+    web_ui_port: OnceLock<u16>,
     counters: Mutex<Counters>,
     /// Bounds the password checks running at once.
     verifying: tokio::sync::Semaphore,
@@ -254,6 +257,7 @@ impl PinEntry {
             proxies: TrustedProxies::default(),
             accounts: None,
             oidc: None,
+            web_ui_port: OnceLock::new(),
             verifying: tokio::sync::Semaphore::new(MAX_CONCURRENT_VERIFICATIONS),
             counters: Mutex::new(Counters {
                 by_source: FailureTable::new(limits.window, MAX_FAILURE_SOURCES, limits.max_failures_per_ip),
@@ -285,6 +289,24 @@ impl PinEntry {
     /// The single sign-on logins, if configured.
     pub fn oidc(&self) -> Option<&Arc<OidcLogin>> {
         self.oidc.as_ref()
+    }
+
+    /// Points people about to type a password to the web UI on `port` (HTTPS, same host) instead;
+    /// the first port set stays.
+    pub fn set_web_ui_port(&self, port: u16) {
+        let _ = self.web_ui_port.set(port);
+    }
+
+    /// The page as served now: [`page`] with the web UI's port, if set and passwords are taken
+    /// here (local accounts).
+    pub async fn page(&self) -> Cow<'static, str> {
+        let page = page(self.oidc.is_some(), self.notice().await);
+        match self.web_ui_port.get().filter(|_| self.accounts.is_some()) {
+            Some(port) => page
+                .replacen(r#"data-web-ui="""#, &format!(r#"data-web-ui="{port}""#), 1)
+                .into(),
+            None => page.into(),
+        }
     }
 
     /// Believe these proxies' identity headers ([`crate::trusted_proxy`]).
@@ -1080,6 +1102,30 @@ mod tests {
             allowed.submit(IP, &json("1234", secret.as_str())).await.0,
             StatusCode::OK
         );
+    }
+
+    #[tokio::test]
+    async fn the_page_points_to_the_web_ui_only_where_passwords_are_typed() {
+        let broker: Arc<dyn PinBroker> = Arc::new(InMemoryPinBroker::default());
+        let stores = direwolf_core::Stores::in_memory();
+        let accounts = LocalAccounts {
+            users: stores.users.clone(),
+            links: PairingLinks::default(),
+        };
+        let entry = PinEntry::new(broker.clone(), PinLimits::default()).with_local_accounts(accounts);
+        assert!(
+            entry.page().await.contains(r#"data-web-ui="""#),
+            "no port set yet"
+        );
+        entry.set_web_ui_port(47990);
+        entry.set_web_ui_port(1);
+        let page = entry.page().await;
+        assert!(page.contains(r#"data-web-ui="47990""#), "the first port stays");
+        assert!(page.contains(r#"id="web-ui-link""#));
+        // Without local accounts nobody types a password on the page: no pointer.
+        let bare = PinEntry::new(broker, PinLimits::default());
+        bare.set_web_ui_port(47990);
+        assert!(bare.page().await.contains(r#"data-web-ui="""#));
     }
 
     #[tokio::test]

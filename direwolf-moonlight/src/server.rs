@@ -396,6 +396,12 @@ impl MoonlightServer {
         self.https.iter().filter_map(|l| l.local_addr().ok()).collect()
     }
 
+    /// Tells the PIN page where the web UI is (HTTPS `port` on the host the page was opened at):
+    /// the page then points people about to type a password there, where it is encrypted.
+    pub fn set_web_ui_port(&self, port: u16) {
+        self.shared.pin.set_web_ui_port(port);
+    }
+
     /// The fingerprint of the server certificate (what clients pin).
     pub fn server_fingerprint(&self) -> Fingerprint {
         self.shared.identity.fingerprint()

@@ -7,6 +7,7 @@
 //! routed to [`crate::pairing`] (phase 1 to [`crate::pairing::Phase1`]); phase 4's result is stored
 //! here, before the reply.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -213,7 +214,10 @@ impl Shared {
             Method::GET | Method::HEAD => raw(
                 StatusCode::OK,
                 "text/html; charset=utf-8",
-                pin_page::page(self.pin.oidc().is_some(), self.pin.notice().await),
+                match self.pin.page().await {
+                    Cow::Borrowed(page) => Bytes::from_static(page.as_bytes()),
+                    Cow::Owned(page) => Bytes::from(page),
+                },
             ),
             Method::POST => {
                 if let Err((status, message)) = pin_page::check_headers(request.headers()) {

@@ -436,6 +436,9 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
     )
     .await?;
     let admin_addrs: Vec<_> = admin.iter().map(|a| a.local_addr()).collect();
+    if let Some(web_ui) = admin_addrs.first() {
+        server.set_web_ui_port(web_ui.port());
+    }
     started.store(true, Ordering::SeqCst);
     let notifier = crate::notify::Notifier::from_env();
     notifier.ready();

@@ -87,6 +87,7 @@ pub fn install_driver(into: &str) -> PathBuf {
 }
 
 /// Headless Chromium driven by `drive.mjs`, one step per run.
+#[derive(Clone)]
 pub struct Browser {
     /// Where [`install_driver`] put the driver.
     pub dir: PathBuf,

@@ -4,6 +4,8 @@
 //
 // Usage: node drive.mjs STEP URL USER PASSWORD SHOTS_DIR [ARG]
 //   pin     ARG = the PIN the Moonlight client shows: log in, enter it for the pending pairing
+//   pin-page ARG = the PIN; URL = the PIN page link of the server log: follow the page's link to
+//           the web UI (HTTPS), log in there, enter the PIN for the pending pairing
 //   revoke  try changes without the CSRF token / from another origin, then revoke one's device
 //   revoke-ending  revoke one's only device with "Also end its running session" ticked
 //   admin   ARG = a PNG file: add an app titled "Web UI App" with it as image, and a user carol
@@ -46,6 +48,21 @@ async function shot(name) {
 
 async function login() {
   await page.goto(url, { timeout: WAIT_MS });
+  await logIn();
+}
+
+async function viaPinPage() {
+  await page.goto(url, { timeout: WAIT_MS });
+  const link = page.getByRole("link", { name: "Enter the PIN in the web UI", exact: true });
+  await link.waitFor();
+  report.web_ui_link = await link.getAttribute("href");
+  await shot("pin-page");
+  await link.click();
+  await page.waitForURL(report.web_ui_link, { timeout: WAIT_MS });
+  await logIn();
+}
+
+async function logIn() {
   await page.getByLabel("User name", { exact: true }).fill(user);
   await page.getByLabel("Password", { exact: true }).fill(password);
   await shot("login");
@@ -97,9 +114,9 @@ async function enterPin() {
 }
 
 try {
-  const logins = { "sso-pin": singleSignOn, "proxy-pin": viaProxy };
+  const logins = { "sso-pin": singleSignOn, "proxy-pin": viaProxy, "pin-page": viaPinPage };
   await (logins[step] || login)();
-  if (step === "pin" || step === "sso-pin" || step === "proxy-pin") {
+  if (["pin", "pin-page", "sso-pin", "proxy-pin"].includes(step)) {
     await enterPin();
   } else if (step === "revoke") {
     const revoke = page.locator("#devices").getByRole("button", { name: "Revoke" });
