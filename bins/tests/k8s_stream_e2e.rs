@@ -583,7 +583,7 @@ fn assert_stream_reached_wolf(pack: &Pack, ip: &str) {
 
 #[test]
 fn two_clients_stream_from_wolf_pods_through_the_proxy_and_quitting_frees_everything() {
-    let Some(pack) = Pack::start(&["op-a"], "41000-41099") else {
+    let Some(pack) = Pack::start(&["op-a"], "31000-31099") else {
         return;
     };
     let alice = pack.client("alice-laptop", "alice");
@@ -687,7 +687,7 @@ fn ready_warm_pods(pack: &Pack) -> Vec<String> {
 
 #[test]
 fn a_launch_streams_from_a_claimed_warm_pod_and_the_pool_refills() {
-    let Some(pack) = Pack::start(&["op-a"], "41500-41599") else {
+    let Some(pack) = Pack::start(&["op-a"], "31500-31599") else {
         return;
     };
     // The example's pool, made for the client's 1280x720 at 60.
@@ -803,7 +803,7 @@ fn two_clients_stream_from_wolf_pods_through_one_shared_port_set() {
 
 #[test]
 fn a_killed_wolf_ends_its_session_even_when_its_operator_dies_too() {
-    let Some(mut pack) = Pack::start(&["op-a", "op-b"], "41100-41199") else {
+    let Some(mut pack) = Pack::start(&["op-a", "op-b"], "31100-31199") else {
         return;
     };
     let Streaming {
@@ -856,7 +856,7 @@ fn a_killed_wolf_ends_its_session_even_when_its_operator_dies_too() {
 /// ended (moonlight-common-c would end it 10 s after its control stream went unanswered).
 #[test]
 fn a_restarted_proxy_replica_keeps_the_running_stream() {
-    let Some(mut pack) = Pack::start(&["op-a"], "41200-41299") else {
+    let Some(mut pack) = Pack::start(&["op-a"], "31200-31299") else {
         return;
     };
     let Streaming {
@@ -904,7 +904,7 @@ fn a_restarted_proxy_replica_keeps_the_running_stream() {
 /// the agent test's `a_resume_registers_the_stream_again_with_its_new_keys`.)
 #[test]
 fn a_stopped_stream_resumes_in_its_pod_with_new_keys() {
-    let Some(pack) = Pack::start(&["op-a"], "41300-41399") else {
+    let Some(pack) = Pack::start(&["op-a"], "31300-31399") else {
         return;
     };
     let Streaming {
@@ -1017,11 +1017,11 @@ impl Drop for NftTable {
 /// load balancer may send them), and the stream runs.
 #[test]
 fn flows_split_across_two_proxy_replicas_stream() {
-    let Some(pack) = Pack::start(&["op-a"], "41400-41499") else {
+    let Some(pack) = Pack::start(&["op-a"], "31400-31499") else {
         return;
     };
     let second = start_proxy_relaying_on(&pack.ns, &pack.dir.path().join("direwolf-proxy"), "127.0.0.2");
-    let nat = NftTable::udp_to_second_replica("41400-41499");
+    let nat = NftTable::udp_to_second_replica("31400-31499");
     let Streaming {
         stop,
         stream,
@@ -1146,7 +1146,7 @@ fn the_installed_proxy_and_operator_run_in_pods_and_a_client_streams() {
                 "--stream-node-selector",
                 NODE_SELECTOR,
                 "--port-range",
-                "41600-41699",
+                "31600-31699",
             ] {
                 args.push(arg.into());
             }

@@ -48,6 +48,9 @@ pub fn poll<T>(timeout: Duration, every: Duration, mut f: impl FnMut() -> Option
     }
 }
 
+/// How long [`Proc::printed_line_with`] waits for a line that may still be on its way.
+pub const LOG_WAIT: Duration = Duration::from_secs(5);
+
 /// Runs `cmd` (a `direwolf user passwd NAME --password-stdin`) with `password` on its standard
 /// input, for at most `timeout`; its stdout.
 ///
@@ -207,11 +210,18 @@ impl Proc {
             .map(|(_, line)| line.clone())
     }
 
-    /// Whether one line holds every needle.
+    /// Whether one line holds every needle, waiting up to [`LOG_WAIT`] for it: a child logs
+    /// (an audit line, say) around the time it answers, and its output reaches the test through
+    /// a reader thread, so a line of a request just answered may still be on its way. For a line
+    /// that must not appear, use [`Proc::printed`].
     pub fn printed_line_with(&self, needles: &[&str]) -> bool {
-        let log = self.log.lock().expect("no reader panics holding the log");
-        log.iter()
-            .any(|(_, line)| needles.iter().all(|needle| line.contains(needle)))
+        let seen = || {
+            let log = self.log.lock().expect("no reader panics holding the log");
+            log.iter()
+                .any(|(_, line)| needles.iter().all(|needle| line.contains(needle)))
+                .then_some(())
+        };
+        poll(LOG_WAIT, Duration::from_millis(20), seen).is_some()
     }
 
     /// How many lines printed so far hold every needle.
