@@ -17,6 +17,11 @@ impl Report {
         println!("ok: {line}");
     }
 
+    /// Something to act on that does not fail the check.
+    pub fn warning(&mut self, line: String) {
+        println!("warning: {line}");
+    }
+
     /// A problem: the check fails.
     pub fn problem(&mut self, line: String) {
         self.problems += 1;

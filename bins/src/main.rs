@@ -13,6 +13,7 @@ mod crd;
 mod docs;
 #[cfg(test)]
 mod docs_tests;
+mod ephemeral;
 mod fast_path;
 mod install;
 mod listen;

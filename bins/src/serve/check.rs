@@ -162,6 +162,9 @@ fn relay_ports(plan: &Plan, bind: &[IpAddr], report: &mut Report) {
             rest.len()
         )),
     }
+    if let Some(advice) = crate::ephemeral::advice(&range) {
+        report.warning(format!("relay ports: {advice}"));
+    }
 }
 
 /// The shared port set of `[relay] shared = true`.

@@ -401,6 +401,9 @@ async fn serve(args: ServeArgs, plan: Plan) -> anyhow::Result<()> {
             None => format!("{}-{}", config.port_range.start(), config.port_range.end()),
         };
         info!(hosts = %hosts.join(","), relay = %config.public_ip, %ports, "streaming through the Wolf pool");
+        if let Some(advice) = crate::ephemeral::advice(&config.port_range) {
+            warn!("{advice}");
+        }
         Arc::new(MeteredLauncher::new(Arc::new(pool), launches))
     };
     let server = builder
