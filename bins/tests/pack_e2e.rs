@@ -128,9 +128,9 @@ fn real_client_streams_through_the_relay_to_a_wolf_of_the_pool() {
     wait_until(
         "client 1's pings reach one fake Wolf",
         Duration::from_secs(5),
-        || wolf_with_pings(&wolves).len() == 1,
+        || wolves_streaming(&wolves).len() == 1,
     );
-    let first = wolf_with_pings(&wolves)[0];
+    let first = wolves_streaming(&wolves)[0];
     let (w1, w2) = (&wolves[first], &wolves[1 - first]);
     let rec1 = w1.sessions()[0].clone();
     eprintln!("client 1 on {}: {rec1}", w1.proc.name());
@@ -199,7 +199,7 @@ fn real_client_streams_through_the_relay_to_a_wolf_of_the_pool() {
     wait_until(
         "client 2's pings reach the other Wolf",
         Duration::from_secs(5),
-        || w2.has_pings(),
+        || w2.has_stream(),
     );
     assert_eq!(
         w1.sessions().len(),
@@ -295,7 +295,7 @@ fn real_client_streams_through_the_relay_to_a_wolf_of_the_pool() {
     wait_until(
         "client 1's new pings reach the restarted Wolf",
         Duration::from_secs(5),
-        || wolves[first].has_pings(),
+        || wolves[first].has_stream(),
     );
     std::fs::write(&stop3, b"").expect("stop file");
     let done3 = s3.report(STEP);

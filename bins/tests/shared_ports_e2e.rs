@@ -184,7 +184,7 @@ fn two_clients_stream(carrier: Carrier) {
     wait_until(
         "both Wolfs receive their client's pings",
         Duration::from_secs(5),
-        || wolf_with_pings(wolves).len() == 2,
+        || wolves_streaming(wolves).len() == 2,
     );
     for wolf in wolves {
         let sessions = wolf.sessions();

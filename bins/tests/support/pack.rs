@@ -87,11 +87,18 @@ impl Wolf {
         self.report()["sessions"].as_array().cloned().unwrap_or_default()
     }
 
-    /// Whether a session of this Wolf received audio pings (a client streams on it).
-    pub fn has_pings(&self) -> bool {
-        self.sessions()
-            .iter()
-            .any(|s| s["audio_pings"].as_u64().unwrap_or(0) > 0)
+    /// Whether a session of this Wolf received audio pings, and has the whole RTSP handshake
+    /// (through PLAY) and the ENet connect on record: a client streams on it. The fake writes
+    /// its report every 200 ms, so a report with the first ping may predate the PLAY.
+    pub fn has_stream(&self) -> bool {
+        self.sessions().iter().any(|s| {
+            let played = s["rtsp_requests"].as_array().is_some_and(|r| {
+                r.iter()
+                    .any(|r| r.as_str().is_some_and(|r| r.starts_with("PLAY")))
+            });
+            let connected = s["enet_connects"].as_array().is_some_and(|c| !c.is_empty());
+            s["audio_pings"].as_u64().unwrap_or(0) > 0 && played && connected
+        })
     }
 }
 
@@ -164,12 +171,12 @@ pub fn rtp_counts(ns: &str) -> (u64, u64) {
     (count("audio"), count("video"))
 }
 
-/// Which fake Wolfs (indices) have a session with matching pings.
-pub fn wolf_with_pings(wolves: &[Wolf]) -> Vec<usize> {
+/// Which fake Wolfs (indices) have a client streaming (see [`Wolf::has_stream`]).
+pub fn wolves_streaming(wolves: &[Wolf]) -> Vec<usize> {
     wolves
         .iter()
         .enumerate()
-        .filter(|(_, w)| w.has_pings())
+        .filter(|(_, w)| w.has_stream())
         .map(|(i, _)| i)
         .collect()
 }
