@@ -36,10 +36,11 @@ pub async fn start(
         .context("the server identity is missing after the server started")?;
     let loaded = LoadedIdentity::new(identity).context("the stored server identity is unusable")?;
     let tls = direwolf_moonlight::tls::admin_server_config(&loaded).context("admin TLS configuration")?;
-    let api = configure(
-        AdminApi::new(stores, broker, launcher, token)
-            .with_trusted_proxies(TrustedProxies::new(&listen.trusted_proxies)),
-    );
+    let mut proxies = TrustedProxies::new(&listen.trusted_proxies);
+    if let Some(sign_out) = &listen.trusted_proxy_sign_out {
+        proxies = proxies.with_sign_out(sign_out).map_err(anyhow::Error::msg)?;
+    }
+    let api = configure(AdminApi::new(stores, broker, launcher, token).with_trusted_proxies(proxies));
     let bind = listen.bind.as_slice();
     let addrs: Vec<IpAddr> = if bind.is_empty() {
         vec![IpAddr::V6(Ipv6Addr::UNSPECIFIED)]

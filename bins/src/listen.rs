@@ -31,6 +31,18 @@ pub struct ListenArgs {
     #[arg(long = "trusted-proxy", value_name = "CIDR", env = "DIREWOLF_TRUSTED_PROXY", value_delimiter = ',', value_parser = parse_net)]
     pub trusted_proxies: Vec<IpNet>,
 
+    /// The login proxy's sign-out address (oauth2-proxy: `/oauth2/sign_out`): "Log out" in the
+    /// web UI, for someone the proxy logged in, goes there, else the proxy logs them in again.
+    /// A path on the web UI's origin or an http(s) URL.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "DIREWOLF_TRUSTED_PROXY_SIGN_OUT",
+        requires = "trusted_proxies",
+        value_parser = parse_sign_out
+    )]
+    pub trusted_proxy_sign_out: Option<String>,
+
     /// Accept PINs entered without login (without `--trusted-proxy`'s identity, single sign-on, a
     /// password or a pairing link): their pairings go to the user the form names, else the
     /// default user. Without it such PINs are refused, on a fresh install too.
@@ -99,6 +111,13 @@ pub(crate) fn parse_net(text: &str) -> Result<IpNet, String> {
     text.parse::<IpNet>()
         .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
         .map_err(|_| format!("{text:?} is neither an IP address nor a CIDR network (10.0.0.0/8)"))
+}
+
+/// A login proxy's sign-out address the admin port will take (a path or an http(s) URL).
+pub fn parse_sign_out(text: &str) -> Result<String, String> {
+    direwolf_core::admin::identity_headers::TrustedProxies::default()
+        .with_sign_out(text)
+        .map(|_| text.to_owned())
 }
 
 impl ListenArgs {

@@ -262,7 +262,7 @@ fn a_person_logs_in_with_single_sign_on_and_enters_a_pin_in_the_browser() {
 /// Behind an authenticating reverse proxy (`--trusted-proxy`; the browser's own requests carry
 /// the `X-Forwarded-User` such a proxy adds): the page opens logged in as the person the proxy
 /// names, without a password, created on the way as a person, who enters the PIN the Moonlight
-/// client shows: the pairing is his.
+/// client shows: the pairing is his. "Log out" then goes to the proxy's sign-out address.
 #[test]
 fn a_login_proxy_names_the_person_who_enters_a_pin_in_the_browser() {
     support::require_moonlight_python();
@@ -270,7 +270,14 @@ fn a_login_proxy_names_the_person_who_enters_a_pin_in_the_browser() {
     let data = tmp.path().join("data");
     let server = Server::spawn(
         &data,
-        serve_command(&data).args(["--pin-timeout", "120", "--trusted-proxy", "127.0.0.1"]),
+        serve_command(&data).args([
+            "--pin-timeout",
+            "120",
+            "--trusted-proxy",
+            "127.0.0.1",
+            "--trusted-proxy-sign-out",
+            "/oauth2/sign_out",
+        ]),
     );
     let browser = Browser::prepare("web-ui-driver", "web-ui-proxy-screenshots", server.url(), None);
     let driver = spawn_driver(
@@ -284,6 +291,12 @@ fn a_login_proxy_names_the_person_who_enters_a_pin_in_the_browser() {
         .wait_for("Insert pin at http://", DRIVER_TIMEOUT);
     let report = browser.step("proxy-pin", "Dave.Jones", "", Some(Path::new("2468")));
     assert_eq!(report["logged_in"], "Logged in as dave-jones", "{report}");
+    assert!(
+        report["signed_out_at"]
+            .as_str()
+            .is_some_and(|url| url.ends_with("/oauth2/sign_out")),
+        "Log out goes to the login proxy's sign-out: {report}"
+    );
     let paired = driver.json_result(DRIVER_TIMEOUT);
     assert_eq!(paired["ok"], true, "pairing must succeed: {paired}");
     let pairings = server.pairings();

@@ -1,7 +1,7 @@
-//! Who may enter a PIN at the installed proxies: their `--trusted-proxy`, `--oidc-*` and
-//! `--allow-unauthenticated-pin` flags. Without any of them a PIN entered on the page is refused
-//! (the proxy has no local passwords); an administrator can still approve one through the admin
-//! API.
+//! Who may enter a PIN at the installed proxies: their `--trusted-proxy` (and its sign-out
+//! address), `--oidc-*` and `--allow-unauthenticated-pin` flags. Without any of them a PIN
+//! entered on the page is refused (the proxy has no local passwords); an administrator can still
+//! approve one through the admin API.
 
 use ipnet::IpNet;
 
@@ -13,6 +13,11 @@ pub struct PinLoginArgs {
     /// several.
     #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = crate::listen::parse_net)]
     pub trusted_proxies: Vec<IpNet>,
+
+    /// The login proxy's sign-out address (oauth2-proxy: `/oauth2/sign_out`), where the web UI's
+    /// "Log out" sends someone the proxy logged in (the proxy's `--trusted-proxy-sign-out`).
+    #[arg(long, value_name = "URL", requires = "trusted_proxies", value_parser = crate::listen::parse_sign_out)]
+    pub trusted_proxy_sign_out: Option<String>,
 
     /// Single sign-on on the PIN page at this OpenID Connect issuer (the proxy's
     /// `--oidc-issuer`). Needs `--oidc-client-id`.
@@ -35,6 +40,9 @@ impl PinLoginArgs {
         let mut args = Vec::new();
         for net in &self.trusted_proxies {
             args.extend(["--trusted-proxy".to_owned(), net.to_string()]);
+        }
+        if let Some(sign_out) = &self.trusted_proxy_sign_out {
+            args.extend(["--trusted-proxy-sign-out".to_owned(), sign_out.clone()]);
         }
         if let (Some(issuer), Some(client)) = (&self.oidc_issuer, &self.oidc_client_id) {
             args.extend([
@@ -63,13 +71,14 @@ mod tests {
         );
         let all = PinLoginArgs {
             trusted_proxies: vec!["10.0.0.0/8".parse().expect("net")],
+            trusted_proxy_sign_out: Some("/oauth2/sign_out".into()),
             oidc_issuer: Some("https://id.example.com".into()),
             oidc_client_id: Some("direwolf".into()),
             allow_unauthenticated_pin: true,
         };
         assert_eq!(
             all.proxy_args().join(" "),
-            "--trusted-proxy 10.0.0.0/8 --oidc-issuer https://id.example.com --oidc-client-id direwolf \
+            "--trusted-proxy 10.0.0.0/8 --trusted-proxy-sign-out /oauth2/sign_out --oidc-issuer https://id.example.com --oidc-client-id direwolf \
              --allow-unauthenticated-pin"
         );
     }

@@ -50,6 +50,13 @@ fn bad_and_contradictory_flags_are_refused_in_one_line() {
         &["--split", "deploy", "--no-crds"],
         &["--exposure", "nodeport"],
         &["--external-address", "lb.example.com"],
+        &["--trusted-proxy-sign-out", "/oauth2/sign_out"],
+        &[
+            "--trusted-proxy",
+            "10.0.0.0/8",
+            "--trusted-proxy-sign-out",
+            "javascript:alert(1)",
+        ],
     ] {
         let err = parse(args).expect_err(&format!("{args:?} is refused"));
         let first = err.render().to_string();

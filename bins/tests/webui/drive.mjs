@@ -14,7 +14,8 @@
 //           PASSWORD typed there; the page then names USER), enter the PIN for the pending pairing
 //   proxy-pin ARG = the PIN: every request carries `X-Forwarded-User: USER`, as an
 //           authenticating reverse proxy adds it; the page opens logged in as the user it names
-//           (PASSWORD unused), enter the PIN for the pending pairing
+//           (PASSWORD unused), enter the PIN for the pending pairing, then log out: the page
+//           goes to the proxy's sign-out address (reported as signed_out_at)
 import { chromium } from "playwright-core";
 import path from "node:path";
 
@@ -118,6 +119,11 @@ try {
   await (logins[step] || login)();
   if (["pin", "pin-page", "sso-pin", "proxy-pin"].includes(step)) {
     await enterPin();
+    if (step === "proxy-pin") {
+      await page.getByRole("button", { name: "Log out", exact: true }).click();
+      await page.waitForURL("**/oauth2/sign_out", { waitUntil: "commit", timeout: WAIT_MS });
+      report.signed_out_at = page.url();
+    }
   } else if (step === "revoke") {
     const revoke = page.locator("#devices").getByRole("button", { name: "Revoke" });
     await revoke.waitFor();

@@ -21,14 +21,49 @@ pub const HEADERS: [&str; 2] = ["x-forwarded-user", "x-forwarded-email"];
 /// Why a request carrying identity headers from an untrusted address is refused.
 pub const SPOOFED: &str = "identity headers are accepted only from this server's trusted proxies";
 
-/// The addresses whose identity headers are not refused.
+/// The addresses whose identity headers are not refused, and where the proxy signs a person out.
 #[derive(Debug, Clone, Default)]
-pub struct TrustedProxies(Arc<[IpNet]>);
+pub struct TrustedProxies {
+    networks: Arc<[IpNet]>,
+    sign_out: Option<Arc<str>>,
+}
 
 impl TrustedProxies {
     /// Trusts `networks` (none: identity headers are refused from everyone).
     pub fn new(networks: &[IpNet]) -> Self {
-        TrustedProxies(networks.into())
+        TrustedProxies {
+            networks: networks.into(),
+            sign_out: None,
+        }
+    }
+
+    /// The proxy's sign-out address (oauth2-proxy: `/oauth2/sign_out`), where the web UI sends a
+    /// person who logs out of a session the proxy opened: logging out of direwolf alone would
+    /// be undone by the proxy's next request, which names them again. A path on the web UI's
+    /// origin or an `http(s)` URL.
+    ///
+    /// # Errors
+    /// Any other address (a `javascript:` URL, a bare host name), with a message saying so.
+    pub fn with_sign_out(mut self, sign_out: &str) -> Result<Self, String> {
+        let path = sign_out.starts_with('/') && !sign_out.starts_with("//");
+        let url = ["https://", "http://"]
+            .iter()
+            .any(|scheme| sign_out.len() > scheme.len() && sign_out.starts_with(scheme));
+        if !(path || url) || sign_out.chars().any(char::is_whitespace) {
+            return Err(format!(
+                "the login proxy's sign-out address {sign_out:?} is neither a path on the web UI's \
+                 origin (/oauth2/sign_out) nor an http(s) URL"
+            ));
+        }
+        self.sign_out = Some(sign_out.into());
+        Ok(self)
+    }
+
+    /// Where a person the proxy logged in signs out, for a request from `client` carrying
+    /// `headers`: the configured address, when a trusted proxy names a user in them.
+    pub fn sign_out(&self, client: Option<IpAddr>, headers: &HeaderMap) -> Option<&str> {
+        let through_proxy = matches!(self.named_user(client, headers), Some(Ok(_)));
+        self.sign_out.as_deref().filter(|_| through_proxy)
     }
 
     /// Refuses (403, [`SPOOFED`]) a request from `client` carrying identity headers unless
@@ -42,7 +77,7 @@ impl TrustedProxies {
         }
         let trusted = client
             .map(|ip| ip.to_canonical())
-            .is_some_and(|ip| self.0.iter().any(|net| net.contains(&ip)));
+            .is_some_and(|ip| self.networks.iter().any(|net| net.contains(&ip)));
         if trusted {
             Ok(())
         } else {
@@ -114,6 +149,42 @@ mod tests {
                 .check(ip("192.0.2.9"), &HeaderMap::new())
                 .is_ok(),
             "a request without identity headers is not concerned"
+        );
+    }
+
+    #[test]
+    fn the_sign_out_address_is_a_path_or_an_http_url_and_only_for_the_proxys_people() {
+        let proxies = TrustedProxies::new(&["10.0.0.0/8".parse().expect("a network")]);
+        for bad in [
+            "javascript:alert(1)",
+            "//evil.example/x",
+            "sign_out",
+            "https://",
+            "/a b",
+            "",
+        ] {
+            let refused = proxies.clone().with_sign_out(bad).expect_err(bad);
+            assert!(refused.contains("neither a path"), "{refused}");
+        }
+        let proxies = proxies.with_sign_out("/oauth2/sign_out?rd=%2F").expect("a path");
+        assert_eq!(
+            proxies.sign_out(ip("10.1.2.3"), &with("x-forwarded-user")),
+            Some("/oauth2/sign_out?rd=%2F")
+        );
+        assert_eq!(
+            proxies.sign_out(ip("10.1.2.3"), &HeaderMap::new()),
+            None,
+            "not logged in by the proxy"
+        );
+        assert_eq!(
+            proxies.sign_out(ip("192.0.2.9"), &with("x-forwarded-user")),
+            None,
+            "not through the proxy"
+        );
+        assert!(
+            TrustedProxies::default()
+                .with_sign_out("https://login.example.com/oauth2/sign_out")
+                .is_ok()
         );
     }
 

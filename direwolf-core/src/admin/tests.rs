@@ -1079,3 +1079,41 @@ async fn a_login_proxy_logs_the_person_it_names_in_to_the_web_ui() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn logging_out_of_a_proxys_session_sends_the_person_to_the_proxys_sign_out() {
+    let f = fixture();
+    let proxy: Option<IpAddr> = Some("10.0.0.5".parse().unwrap());
+    let proxies = identity_headers::TrustedProxies::new(&["10.0.0.5/32".parse().unwrap()])
+        .with_sign_out("/oauth2/sign_out")
+        .unwrap();
+    let api = f.api.clone().with_trusted_proxies(proxies);
+    let named = [("x-forwarded-user", "ada")];
+    let reply = api
+        .handle(request_with("GET", "/ui/session", &named, None), proxy)
+        .await;
+    let cookie = reply.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let (_, body, _) = reply_parts(reply).await;
+    let csrf = body["csrf"].as_str().unwrap().to_owned();
+    let out = [
+        ("cookie", cookie.as_str()),
+        ("x-forwarded-user", "ada"),
+        ("x-csrf-token", &csrf),
+        ("origin", "https://192.0.2.10:47990"),
+    ];
+    let reply = api
+        .handle(request_with("POST", "/ui/logout", &out, None), proxy)
+        .await;
+    let cleared = reply.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let (status, body, _) = reply_parts(reply).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["sign_out"], "/oauth2/sign_out");
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    let (status, _, _) = reply_parts(
+        api.handle(request_with("GET", "/api/v1/pairings", &out[..1], None), proxy)
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the session is closed");
+}

@@ -72,35 +72,43 @@ impl AdminApi {
                 self.sso_callback(&parts.headers, query, client).await
             }
             (&Method::GET, "/ui/session") => self.session_route(&parts.headers, client).await,
-            (&Method::POST, "/ui/logout") => {
-                let Some((token, session)) = self.ui_session(&parts.headers) else {
-                    return ApiError::new(StatusCode::UNAUTHORIZED, "not logged in").reply();
-                };
-                let actor = Actor::User(session.user.clone());
-                if let Err(refused) = ui::check_csrf(&session, method, &parts.headers) {
-                    audit::record(
-                        actor,
-                        client,
-                        "POST",
-                        "ui/logout",
-                        refused.status,
-                        Some(&refused.message),
-                    );
-                    return refused.reply();
-                }
-                self.ui_sessions.close(&token);
-                audit::record(actor, client, "POST", "ui/logout", StatusCode::NO_CONTENT, None);
-                let mut reply = no_content();
-                if let Ok(cookie) = HeaderValue::from_str(&ui::clear_cookie()) {
-                    reply.headers_mut().insert(SET_COOKIE, cookie);
-                }
-                reply
-            }
+            (&Method::POST, "/ui/logout") => self.logout(&parts.headers, client),
             _ => ApiError::not_found(format!(
                 "no such page {path:?}: the web UI is at /, the API under /api/v1"
             ))
             .reply(),
         }
+    }
+
+    /// `POST /ui/logout`: ends the cookie's session. Through a trusted proxy with a sign-out
+    /// address, the answer names it (`{"sign_out": ...}`) and the page goes there, since the
+    /// proxy would otherwise log the person in again at the next request.
+    fn logout(&self, headers: &hyper::HeaderMap, client: Option<IpAddr>) -> Reply {
+        let Some((token, session)) = self.ui_session(headers) else {
+            return ApiError::new(StatusCode::UNAUTHORIZED, "not logged in").reply();
+        };
+        let actor = Actor::User(session.user.clone());
+        if let Err(refused) = ui::check_csrf(&session, &Method::POST, headers) {
+            audit::record(
+                actor,
+                client,
+                "POST",
+                "ui/logout",
+                refused.status,
+                Some(&refused.message),
+            );
+            return refused.reply();
+        }
+        self.ui_sessions.close(&token);
+        let mut reply = match self.proxies.sign_out(client, headers) {
+            Some(sign_out) => json(StatusCode::OK, &serde_json::json!({ "sign_out": sign_out })),
+            None => no_content(),
+        };
+        audit::record(actor, client, "POST", "ui/logout", reply.status(), None);
+        if let Ok(cookie) = HeaderValue::from_str(&ui::clear_cookie()) {
+            reply.headers_mut().insert(SET_COOKIE, cookie);
+        }
+        reply
     }
 
     /// The live web UI session of the request's cookie, and its token.

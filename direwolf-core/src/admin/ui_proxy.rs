@@ -11,8 +11,12 @@
 //! * An API request the proxy alone vouches for (no cookie, no token) may read as that user;
 //!   a change is refused (403): it needs the page's session and CSRF token, which a cross-site
 //!   form sent through the proxy cannot carry.
+//! * Logging out of such a session (`POST /ui/logout`) also names the proxy's sign-out address,
+//!   when one is configured ([`TrustedProxies::sign_out`]), for the page to go to: else the
+//!   proxy's next request would log the person in again.
 //!
 //! [`TrustedProxies::named_user`]: super::identity_headers::TrustedProxies::named_user
+//! [`TrustedProxies::sign_out`]: super::identity_headers::TrustedProxies::sign_out
 
 use std::net::IpAddr;
 use std::time::Instant;

@@ -184,7 +184,12 @@ async function start() {
     }
   };
   $("logout").onclick = async () => {
-    await api("POST", "/ui/logout").catch(() => null);
+    const out = await api("POST", "/ui/logout").catch(() => null);
+    if (out && out.sign_out) {
+      // Logged in by the login proxy: signed out there too, or its next request logs in again.
+      location.assign(out.sign_out);
+      return;
+    }
     me = null;
     show();
     say("Logged out.");
