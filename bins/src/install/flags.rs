@@ -13,6 +13,17 @@ pub fn namespace(s: &str) -> Result<String, String> {
     }
 }
 
+/// The name of a Secret: a DNS-1123 subdomain (lowercase letters, digits, `-` and `.`).
+pub fn secret_name(s: &str) -> Result<String, String> {
+    if dns_subdomain(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "Secret name {s:?} is not a DNS-1123 subdomain (lowercase letters, digits, '-' and '.', e.g. direwolf-oidc)"
+        ))
+    }
+}
+
 /// An image reference, `[REGISTRY[:PORT]/]NAME[:TAG][@DIGEST]` as the container runtimes parse it.
 pub fn image(s: &str) -> Result<String, String> {
     if image_reference(s) {

@@ -5,6 +5,11 @@
 
 use ipnet::IpNet;
 
+/// Where the proxies find the Secret of `--oidc-client-secret`.
+pub const OIDC_SECRET_DIR: &str = "/var/run/secrets/direwolf/oidc";
+/// The key of that Secret holding the client secret.
+pub const OIDC_SECRET_KEY: &str = "client-secret";
+
 /// The install flags that become the proxy's login flags.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct PinLoginArgs {
@@ -24,9 +29,16 @@ pub struct PinLoginArgs {
     #[arg(long, value_name = "URL", requires = "oidc_client_id")]
     pub oidc_issuer: Option<String>,
 
-    /// The client ID registered at the provider (a public client: PKCE).
+    /// The client ID registered at the provider (a public client: PKCE, unless
+    /// `--oidc-client-secret` names its secret).
     #[arg(long, value_name = "ID", requires = "oidc_issuer")]
     pub oidc_client_id: Option<String>,
+
+    /// A confidential client: the Secret (in the namespace, created beforehand) whose key
+    /// `client-secret` holds the client secret; mounted read-only into the proxies, whose
+    /// `--oidc-client-secret-file` reads it.
+    #[arg(long, value_name = "SECRET", requires = "oidc_issuer", value_parser = super::flags::secret_name)]
+    pub oidc_client_secret: Option<String>,
 
     /// Let the proxies accept PINs entered without login (whoever opens the PIN page link picks
     /// the user): the proxy's `--allow-unauthenticated-pin`.
@@ -52,6 +64,10 @@ impl PinLoginArgs {
                 client.clone(),
             ]);
         }
+        if self.oidc_client_secret.is_some() {
+            let file = format!("{OIDC_SECRET_DIR}/{OIDC_SECRET_KEY}");
+            args.extend(["--oidc-client-secret-file".to_owned(), file]);
+        }
         if self.allow_unauthenticated_pin {
             args.push("--allow-unauthenticated-pin".to_owned());
         }
@@ -74,12 +90,13 @@ mod tests {
             trusted_proxy_sign_out: Some("/oauth2/sign_out".into()),
             oidc_issuer: Some("https://id.example.com".into()),
             oidc_client_id: Some("direwolf".into()),
+            oidc_client_secret: Some("direwolf-oidc".into()),
             allow_unauthenticated_pin: true,
         };
         assert_eq!(
             all.proxy_args().join(" "),
             "--trusted-proxy 10.0.0.0/8 --trusted-proxy-sign-out /oauth2/sign_out --oidc-issuer https://id.example.com --oidc-client-id direwolf \
-             --allow-unauthenticated-pin"
+             --oidc-client-secret-file /var/run/secrets/direwolf/oidc/client-secret --allow-unauthenticated-pin"
         );
     }
 }

@@ -188,6 +188,8 @@ pub struct Settings {
     pub shared_ports: bool,
     /// The proxy's login flags (`--trusted-proxy`, `--oidc-*`, `--allow-unauthenticated-pin`).
     pub proxy_login: Vec<String>,
+    /// The Secret holding a confidential OpenID Connect client's secret, mounted into the proxies.
+    pub oidc_client_secret: Option<String>,
     /// The proxies serve the admin API with the token of Secret `direwolf-admin-token`.
     pub admin_api: bool,
 }
@@ -264,6 +266,7 @@ impl Settings {
             sharing_key: sharing_key(args),
             shared_ports: args.shared_ports,
             proxy_login: args.login.proxy_args(),
+            oidc_client_secret: args.login.oidc_client_secret.clone(),
             admin_api: !args.no_admin_api,
         }
     }

@@ -7,9 +7,13 @@ use std::collections::BTreeMap;
 use direwolf_k8s::crd::annotations;
 use direwolf_k8s::operator::{Exposure, PortRange};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{EnvVar, PodSpec, Service, ServicePort, ServiceSpec, Sysctl};
+use k8s_openapi::api::core::v1::{
+    EnvVar, KeyToPath, PodSpec, SecretVolumeSource, Service, ServicePort, ServiceSpec, Sysctl, Volume,
+    VolumeMount,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::login::{OIDC_SECRET_DIR, OIDC_SECRET_KEY};
 use super::workload::{container, deployment, port};
 use super::{Component, Settings};
 
@@ -73,7 +77,42 @@ pub fn deployment_of(settings: &Settings) -> Deployment {
     if !settings.exposure.wolf_on_public_ports() {
         reserve_stream_ports(&mut deployment, settings.shared_ports);
     }
+    if let Some(secret) = &settings.oidc_client_secret {
+        mount_oidc_secret(&mut deployment, secret);
+    }
     deployment
+}
+
+/// Mounts key `client-secret` of Secret `secret` read-only where the proxy's
+/// `--oidc-client-secret-file` reads it: readable by the proxy's group (`fsGroup`) only.
+fn mount_oidc_secret(deployment: &mut Deployment, secret: &str) {
+    const VOLUME: &str = "oidc-client-secret";
+    let Some(pod) = deployment.spec.as_mut().and_then(|s| s.template.spec.as_mut()) else {
+        return;
+    };
+    pod.security_context.get_or_insert_default().fs_group = Some(super::workload::NONROOT);
+    pod.volumes.get_or_insert_default().push(Volume {
+        name: VOLUME.to_owned(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.to_owned()),
+            items: Some(vec![KeyToPath {
+                key: OIDC_SECRET_KEY.to_owned(),
+                path: OIDC_SECRET_KEY.to_owned(),
+                mode: None,
+            }]),
+            default_mode: Some(0o440),
+            optional: Some(false),
+        }),
+        ..Volume::default()
+    });
+    for container in &mut pod.containers {
+        container.volume_mounts.get_or_insert_default().push(VolumeMount {
+            name: VOLUME.to_owned(),
+            mount_path: OIDC_SECRET_DIR.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
 }
 
 /// Keeps the kernel from handing the stream ports out as the source ports of the pod's own

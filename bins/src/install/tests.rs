@@ -592,3 +592,64 @@ fn the_admin_api_is_served_on_the_proxies_service_unless_left_out() {
     let without = Settings::new(&parse(&["--no-admin-api"]).expect("parse"));
     assert_eq!(served(&without), [false; 3]);
 }
+
+/// `--oidc-client-secret NAME`: the Secret's `client-secret` is mounted read-only into the
+/// proxies, readable by their group only, and their `--oidc-client-secret-file` names it; without
+/// the flag nothing is mounted.
+#[test]
+fn a_confidential_oidc_client_reads_its_secret_from_a_mounted_secret() {
+    let oidc = [
+        "--oidc-issuer",
+        "https://id.example.com",
+        "--oidc-client-id",
+        "direwolf",
+    ];
+    let pod = |extra: &[&str]| {
+        let args: Vec<&str> = oidc.iter().chain(extra).copied().collect();
+        let settings = Settings::new(&parse(&args).expect("parse"));
+        proxy::deployment_of(&settings)
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+    };
+    let public = pod(&[]);
+    assert!(public.volumes.is_none(), "a public client mounts nothing");
+    let confidential = pod(&["--oidc-client-secret", "direwolf-oidc"]);
+    let volume = &confidential.volumes.as_ref().expect("a volume")[0];
+    let source = volume.secret.as_ref().expect("a Secret volume");
+    assert_eq!(source.secret_name.as_deref(), Some("direwolf-oidc"));
+    assert_eq!(source.default_mode, Some(0o440));
+    assert_eq!(source.items.as_ref().unwrap()[0].key, "client-secret");
+    assert_eq!(
+        confidential.security_context.as_ref().unwrap().fs_group,
+        Some(workload::NONROOT)
+    );
+    let container = &confidential.containers[0];
+    let mount = &container.volume_mounts.as_ref().expect("a mount")[0];
+    assert_eq!(
+        (mount.name.as_str(), mount.mount_path.as_str(), mount.read_only),
+        (volume.name.as_str(), "/var/run/secrets/direwolf/oidc", Some(true))
+    );
+    let args = container.args.as_ref().unwrap();
+    assert!(
+        args.windows(2)
+            .any(|w| w[0] == "--oidc-client-secret-file"
+                && w[1] == "/var/run/secrets/direwolf/oidc/client-secret"),
+        "{args:?}"
+    );
+    for refused in [
+        &["--oidc-client-secret", "direwolf-oidc"][..],
+        &[
+            oidc[0],
+            oidc[1],
+            oidc[2],
+            oidc[3],
+            "--oidc-client-secret",
+            "Direwolf_OIDC",
+        ],
+    ] {
+        assert!(parse(refused).is_err(), "{refused:?}");
+    }
+}
