@@ -4,35 +4,34 @@
 /// A namespace: a DNS-1123 label (lowercase letters, digits and `-`, at most 63 characters,
 /// starting and ending with a letter or digit).
 pub fn namespace(s: &str) -> Result<String, String> {
-    if dns_label(s) {
-        Ok(s.to_owned())
-    } else {
-        Err(format!(
+    accepted(s, dns_label(s), || {
+        format!(
             "namespace {s:?} is not a DNS-1123 label (lowercase letters, digits and '-', at most 63, e.g. games)"
-        ))
-    }
+        )
+    })
+}
+
+/// `s`, when `ok`; else the message `why` makes.
+fn accepted(s: &str, ok: bool, why: impl FnOnce() -> String) -> Result<String, String> {
+    if ok { Ok(s.to_owned()) } else { Err(why()) }
 }
 
 /// The name of a Secret: a DNS-1123 subdomain (lowercase letters, digits, `-` and `.`).
 pub fn secret_name(s: &str) -> Result<String, String> {
-    if dns_subdomain(s) {
-        Ok(s.to_owned())
-    } else {
-        Err(format!(
+    accepted(s, dns_subdomain(s), || {
+        format!(
             "Secret name {s:?} is not a DNS-1123 subdomain (lowercase letters, digits, '-' and '.', e.g. direwolf-oidc)"
-        ))
-    }
+        )
+    })
 }
 
 /// An image reference, `[REGISTRY[:PORT]/]NAME[:TAG][@DIGEST]` as the container runtimes parse it.
 pub fn image(s: &str) -> Result<String, String> {
-    if image_reference(s) {
-        Ok(s.to_owned())
-    } else {
-        Err(format!(
+    accepted(s, image_reference(s), || {
+        format!(
             "image {s:?} is not an image reference ([REGISTRY/]NAME[:TAG][@DIGEST], lowercase NAME, e.g. ghcr.io/games-on-whales/direwolf:latest)"
-        ))
-    }
+        )
+    })
 }
 
 /// An extended resource and a count, `NAME=COUNT` with a qualified resource name
