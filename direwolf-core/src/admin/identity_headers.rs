@@ -49,7 +49,9 @@ impl TrustedProxies {
         let url = ["https://", "http://"]
             .iter()
             .any(|scheme| sign_out.len() > scheme.len() && sign_out.starts_with(scheme));
-        if !(path || url) || sign_out.chars().any(char::is_whitespace) {
+        // A browser reads `/\host` as `//host`, another site.
+        let odd = |c: char| c.is_whitespace() || c.is_control() || c == '\\';
+        if !(path || url) || sign_out.chars().any(odd) {
             return Err(format!(
                 "the login proxy's sign-out address {sign_out:?} is neither a path on the web UI's \
                  origin (/oauth2/sign_out) nor an http(s) URL"
@@ -161,6 +163,8 @@ mod tests {
             "sign_out",
             "https://",
             "/a b",
+            "/\\evil.example/x",
+            "/a\u{7f}",
             "",
         ] {
             let refused = proxies.clone().with_sign_out(bad).expect_err(bad);
