@@ -81,14 +81,25 @@ async fn ends_with_event(client: &Client, ns: &str, name: &str, reason: &str, sa
     .await;
     assert_eq!(ended_with, reason, "{message}");
     assert!(message.contains(says), "{message}");
+    // The operator publishes the Event after it wrote the condition.
     let events: Api<Event> = Api::namespaced(client.clone(), ns);
-    let events = events.list(&ListParams::default()).await.expect("events");
-    assert!(
-        events.items.iter().any(|e| e.reason.as_deref() == Some(reason)
-            && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
-            && e.note.as_deref().is_some_and(|n| n.contains(says))),
-        "a {reason} Event on the Session saying {says:?}"
-    );
+    eventually(
+        WAIT,
+        &format!("a {reason} Event on the Session saying {says:?}"),
+        || async {
+            let events = events.list(&ListParams::default()).await.expect("events");
+            events
+                .items
+                .iter()
+                .any(|e| {
+                    e.reason.as_deref() == Some(reason)
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                        && e.note.as_deref().is_some_and(|n| n.contains(says))
+                })
+                .then_some(())
+        },
+    )
+    .await;
     message
 }
 
