@@ -269,7 +269,7 @@ fn two_clients_stream(carrier: Carrier) {
                 "no flow stays in the kernel"
             );
             assert!(
-                server.printed("a host firewall drops the forwarded datagrams"),
+                server.printed_line_with(&["a host firewall drops the forwarded datagrams"]),
                 "{}",
                 server.tail()
             );

@@ -94,7 +94,7 @@ fn the_user_the_trusted_proxy_names_owns_the_pairing_and_nobody_else_may_say() {
     assert!(
         server
             .proc
-            .printed("identity headers from an untrusted address refused"),
+            .printed_line_with(&["identity headers from an untrusted address refused"]),
         "the spoofing attempt is logged\n{}",
         server.proc.tail()
     );
